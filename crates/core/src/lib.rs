@@ -1,0 +1,21 @@
+//! The vocabulary every other trustgate crate shares.
+//!
+//! This crate is the bottom of the dependency graph. It holds only types and pure functions:
+//! nothing here performs I/O, talks HTTP, writes SQL or knows about policy or credentials.
+//!
+//! - [`clock`]: where time comes from, so expiry logic is testable ([`Clock`], [`SystemClock`],
+//!   [`ManualClock`]).
+//! - [`principal`]: the answer to "who is calling?" ([`Principal`]), produced by authentication and
+//!   consumed, as a plain string, by authorization.
+//! - [`secret`]: secret values that redact themselves in `Debug`/`Display`, opaque bearer token
+//!   generation and the SHA-256 digests under which high-entropy secrets are stored.
+//! - [`id`]: sortable identifiers (ULIDs) for stores, models and other records.
+
+pub mod clock;
+pub mod id;
+pub mod principal;
+pub mod secret;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use principal::{Principal, PrincipalKind};
+pub use secret::{Secret, TokenDigest};
