@@ -1,0 +1,125 @@
+//! Throwaway databases for tests (feature `test-support`).
+//!
+//! [`TestDatabase::sqlite`] makes a fresh SQLite file in a temporary directory.
+//! [`TestDatabase::postgres`] makes a fresh schema in the PostgreSQL database named by
+//! `TRUSTGATE_TEST_DATABASE_URL`, or returns `None` after printing how to enable the test when
+//! the variable is unset. Both are migrated and removed again when the value is dropped, even if
+//! the test panicked.
+
+use std::sync::Arc;
+
+use crate::{ConnectOptions, Store, postgres::PostgresStore};
+
+/// The environment variable naming the PostgreSQL database tests may use.
+pub const POSTGRES_URL_VAR: &str = "TRUSTGATE_TEST_DATABASE_URL";
+
+/// A migrated, isolated database that is deleted on drop.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The store under test.
+    pub store: Arc<dyn Store>,
+    /// The URL it was opened with (for tests that start a server on the same database).
+    pub url: String,
+    /// For PostgreSQL, the isolated schema.
+    pub schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    /// A fresh SQLite database.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("trustgate.db").display());
+        let store = crate::connect(&url, &ConnectOptions::default())
+            .await
+            .expect("open sqlite");
+        store.migrate().await.expect("migrate sqlite");
+        Self {
+            store,
+            url,
+            schema: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh schema in the test PostgreSQL database, or `None` (with a message) when
+    /// `TRUSTGATE_TEST_DATABASE_URL` is unset.
+    pub async fn postgres(test_name: &str) -> Option<Self> {
+        let Some(url) = postgres_url(test_name) else {
+            return None;
+        };
+        let schema = format!("tg_test_{}", uuid::Uuid::new_v4().simple());
+        let options = ConnectOptions {
+            postgres_schema: Some(schema.clone()),
+            max_connections: 5,
+            ..ConnectOptions::default()
+        };
+        let store = crate::connect(&url, &options)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but unusable: {e}"));
+        store.migrate().await.expect("migrate postgres");
+        Some(Self {
+            store,
+            url,
+            schema: Some(schema),
+            _dir: None,
+        })
+    }
+}
+
+/// The PostgreSQL URL for tests, or `None` after printing why `test_name` is skipped.
+pub fn postgres_url(test_name: &str) -> Option<String> {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "skipping {test_name}: set {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test \
+                 to run the PostgreSQL variant"
+            );
+            None
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(schema) = self.schema.take() else {
+            return;
+        };
+        let url = self.url.clone();
+        // Drop runs inside the test's runtime, which cannot block on async work; a helper
+        // thread with its own runtime removes the schema before the test finishes.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(PostgresStore::drop_schema(&url, &schema))
+        });
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("could not drop test schema: {e}");
+        }
+    }
+}
+
+/// Generates, for each named `async fn(TestDatabase)`, a module with a `sqlite` and a `postgres`
+/// test running it on that backend (the latter skipping with a message when PostgreSQL is not
+/// configured).
+#[macro_export]
+macro_rules! test_on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::testing::TestDatabase::sqlite().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = $crate::testing::TestDatabase::postgres(module_path!()).await {
+                    super::$name(db).await;
+                }
+            }
+        }
+    )*};
+}
