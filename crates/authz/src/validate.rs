@@ -1,1 +1,875 @@
-//! See the crate documentation.
+//! Semantic validation of an authorization model (OpenFGA schema 1.1 / 1.2).
+//!
+//! The rules and messages are those of OpenFGA's language tooling (`fga model validate`), which
+//! are a superset of what the OpenFGA server checks on `WriteAuthorizationModel`:
+//!
+//! 1. names: types and relations must not be `self` / `this` and must match OpenFGA's regexes;
+//! 2. schema version: present, and `1.1` or `1.2`;
+//! 3. references, relation by relation (operands breadth first): computed relations exist on the
+//!    type; type restrictions name existing types and relations; a tupleset (`x from parent`)
+//!    is a relation of the type that is a pure direct assignment of plain types (no `type#rel`,
+//!    no `type:*`), and the computed relation exists on at least one of those types;
+//! 4. duplicates and conditions (only when 3 found nothing): duplicate types, duplicate type
+//!    restrictions, duplicate operands of one operator, type restrictions naming undefined
+//!    conditions, conditions never used;
+//! 5. entrypoints (only when nothing was found before): every relation must be satisfiable by
+//!    some stored tuple without going around a loop.
+//!
+//! Every error names the model element it is about ([`Location`]); the DSL front end turns that
+//! into a line and column. Conditions are also checked structurally (key equals nested name,
+//! parameter types well-formed), as the server does.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::model::{
+    AuthorizationModel, ConditionParamTypeRef, RelationReference, TypeDefinition, TypeName, Userset,
+};
+
+/// What kind of rule a model breaks. [`ErrorKind::error_type`] is OpenFGA's DSL `errorType`,
+/// [`ErrorKind::api_code`] the OpenFGA API error code for `WriteAuthorizationModel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The schema version is missing.
+    SchemaVersionRequired,
+    /// The schema version is not supported.
+    InvalidSchema,
+    /// A type named `self` or `this`.
+    ReservedTypeKeywords,
+    /// A relation named `self` or `this`.
+    ReservedRelationKeywords,
+    /// A type or relation name that does not match OpenFGA's naming rule.
+    InvalidName,
+    /// A rewrite references a relation the type does not define.
+    MissingDefinition,
+    /// A type restriction or tupleset references a relation that does not exist.
+    InvalidRelationType,
+    /// A type restriction references a type that does not exist.
+    InvalidType,
+    /// `x from parent` where no type of `parent` defines `x`.
+    InvalidRelationOnTupleset,
+    /// `x from parent` where `parent` is not a pure direct assignment of plain types.
+    TuplesetNotDirect,
+    /// A duplicate type, type restriction or operand.
+    Duplicated,
+    /// A type restriction names a condition the model does not define.
+    ConditionNotDefined,
+    /// A condition no type restriction uses.
+    ConditionNotUsed,
+    /// A relation that no tuple can ever satisfy.
+    RelationNoEntryPoint,
+    /// A condition whose map key differs from its `name`.
+    DifferentNestedConditionName,
+    /// A condition parameter with an unusable type.
+    InvalidConditionParameter,
+    /// A relation with a direct assignment but no type restrictions.
+    AssignableRelationMustHaveTypes,
+    /// Modular metadata would put several modules in one file.
+    MultipleModulesInFile,
+}
+
+impl ErrorKind {
+    /// OpenFGA's DSL `errorType` string.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            ErrorKind::SchemaVersionRequired => "schema-version-required",
+            ErrorKind::InvalidSchema => "invalid-schema",
+            ErrorKind::ReservedTypeKeywords => "reserved-type-keywords",
+            ErrorKind::ReservedRelationKeywords => "reserved-relation-keywords",
+            ErrorKind::InvalidName => "invalid-name",
+            ErrorKind::MissingDefinition => "missing-definition",
+            ErrorKind::InvalidRelationType => "invalid-relation-type",
+            ErrorKind::InvalidType => "invalid-type",
+            ErrorKind::InvalidRelationOnTupleset => "invalid-relation-on-tupleset",
+            ErrorKind::TuplesetNotDirect => "tupleuserset-not-direct",
+            ErrorKind::Duplicated => "duplicated-error",
+            ErrorKind::ConditionNotDefined => "condition-not-defined",
+            ErrorKind::ConditionNotUsed => "condition-not-used",
+            ErrorKind::RelationNoEntryPoint => "relation-no-entry-point",
+            ErrorKind::DifferentNestedConditionName => "different-nested-condition-name",
+            ErrorKind::InvalidConditionParameter => "invalid-condition-parameter",
+            ErrorKind::AssignableRelationMustHaveTypes => "assignable-relation-must-have-type",
+            ErrorKind::MultipleModulesInFile => "multiple-modules-in-file",
+        }
+    }
+
+    /// The OpenFGA API error code a server returns for a model with this error. OpenFGA reports
+    /// every semantic model error of `WriteAuthorizationModel` as `invalid_authorization_model`
+    /// (`schema_version` problems included), so this is the code for all kinds.
+    pub fn api_code(self) -> &'static str {
+        "invalid_authorization_model"
+    }
+}
+
+/// The model element an error is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The model as a whole.
+    Model,
+    /// The schema version.
+    SchemaVersion,
+    /// The name of `type_definitions[type_index]`.
+    Type {
+        /// Index into `type_definitions`.
+        type_index: usize,
+    },
+    /// The name of a relation.
+    Relation {
+        /// Index into `type_definitions`.
+        type_index: usize,
+        /// The relation name.
+        relation: String,
+    },
+    /// An operand of a relation's rewrite, found by following `path` from the root (child index
+    /// for unions and intersections, 0 / 1 for a difference's base / subtract).
+    Operand {
+        /// Index into `type_definitions`.
+        type_index: usize,
+        /// The relation name.
+        relation: String,
+        /// Path from the rewrite's root.
+        path: Vec<usize>,
+        /// Which part of the operand.
+        part: OperandPart,
+    },
+    /// One type restriction of a relation.
+    Restriction {
+        /// Index into `type_definitions`.
+        type_index: usize,
+        /// The relation name.
+        relation: String,
+        /// Index into `directly_related_user_types`.
+        index: usize,
+        /// Which part of the restriction.
+        part: RestrictionPart,
+    },
+    /// A condition's name.
+    Condition {
+        /// The condition name.
+        name: String,
+    },
+}
+
+/// Which part of a rewrite operand an error points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperandPart {
+    /// The whole operand (`x` or `x from parent`).
+    Whole,
+    /// The tupleset (`parent` in `x from parent`).
+    Tupleset,
+}
+
+/// Which part of a type restriction an error points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestrictionPart {
+    /// The type name.
+    Type,
+    /// `type`, `type#relation` or `type:*` (without the condition).
+    Reference,
+    /// The whole restriction, including `with condition`.
+    Whole,
+    /// The condition name.
+    Condition,
+}
+
+/// One semantic error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ModelError {
+    /// The rule broken.
+    pub kind: ErrorKind,
+    /// OpenFGA's message.
+    pub message: String,
+    /// The offending text (a name, `type#relation`, `x from y`, ...).
+    pub symbol: String,
+    /// The element the error is about.
+    pub location: Location,
+}
+
+/// All semantic errors of a model (never empty).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid authorization model: {}", first_message(.errors))]
+pub struct ModelErrors {
+    /// The errors in OpenFGA's order.
+    pub errors: Vec<ModelError>,
+}
+
+fn first_message(errors: &[ModelError]) -> String {
+    let mut s = errors
+        .first()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    if errors.len() > 1 {
+        s.push_str(&format!(" (and {} more)", errors.len() - 1));
+    }
+    s
+}
+
+impl ModelErrors {
+    /// The OpenFGA API error code for the whole failure.
+    pub fn api_code(&self) -> &'static str {
+        self.errors
+            .first()
+            .map(|e| e.kind.api_code())
+            .unwrap_or("invalid_authorization_model")
+    }
+}
+
+/// The naming rule for types.
+pub const TYPE_NAME_RULE: &str = r"^[^:#@\*\s]{1,254}$";
+/// The naming rule for relations.
+pub const RELATION_NAME_RULE: &str = r"^[^:#@\*\s]{1,50}$";
+
+fn matches_name_rule(name: &str, max: usize) -> bool {
+    let n = name.chars().count();
+    (1..=max).contains(&n)
+        && !name
+            .chars()
+            .any(|c| matches!(c, ':' | '#' | '@' | '*') || c.is_whitespace())
+}
+
+/// Whether `id` is a valid object id: no `#`, `:` or whitespace, and not starting with `*`.
+pub fn is_valid_object_id(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('*')
+        && !id
+            .chars()
+            .any(|c| c == '#' || c == ':' || c.is_whitespace())
+}
+
+/// Validates a model the way `fga model validate` does (see the module documentation).
+pub fn validate_model(model: &AuthorizationModel) -> Result<(), ModelErrors> {
+    let mut v = Validator {
+        model,
+        errors: Vec::new(),
+        type_map: HashMap::new(),
+    };
+    v.run();
+    if v.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ModelErrors { errors: v.errors })
+    }
+}
+
+struct Validator<'a> {
+    model: &'a AuthorizationModel,
+    errors: Vec<ModelError>,
+    /// Type name → index of its last definition (later definitions shadow earlier ones).
+    type_map: HashMap<&'a str, usize>,
+}
+
+/// One leaf operand of a rewrite, with its path.
+struct Leaf<'a> {
+    userset: &'a Userset,
+    path: Vec<usize>,
+}
+
+/// Leaves of a rewrite in breadth-first order, as upstream walks them.
+fn leaves(root: &Userset) -> Vec<Leaf<'_>> {
+    let mut out = Vec::new();
+    let mut queue = std::collections::VecDeque::new();
+    queue.push_back((root, Vec::new()));
+    while let Some((u, path)) = queue.pop_front() {
+        match u {
+            Userset::Union(s) | Userset::Intersection(s) => {
+                for (i, c) in s.child.iter().enumerate() {
+                    let mut p = path.clone();
+                    p.push(i);
+                    queue.push_back((c, p));
+                }
+            }
+            Userset::Difference(d) => {
+                let mut b = path.clone();
+                b.push(0);
+                queue.push_back((&d.base, b));
+                let mut s = path;
+                s.push(1);
+                queue.push_back((&d.subtract, s));
+            }
+            _ => out.push(Leaf { userset: u, path }),
+        }
+    }
+    out
+}
+
+fn restriction_reference(r: &RelationReference) -> String {
+    let mut s = r.type_name.clone();
+    if r.wildcard.is_some() {
+        s.push_str(":*");
+    } else if let Some(rel) = &r.relation {
+        s.push('#');
+        s.push_str(rel);
+    }
+    s
+}
+
+fn restriction_string(r: &RelationReference) -> String {
+    let mut s = restriction_reference(r);
+    if !r.condition.is_empty() {
+        s.push_str(" with ");
+        s.push_str(&r.condition);
+    }
+    s
+}
+
+/// The name of an operand for duplicate detection: `x` or `x from y`.
+fn operand_name(u: &Userset) -> Option<String> {
+    match u {
+        Userset::ComputedUserset(c) => Some(c.relation.clone()),
+        Userset::TupleToUserset(t) => Some(format!(
+            "{} from {}",
+            t.computed_userset.relation, t.tupleset.relation
+        )),
+        _ => None,
+    }
+}
+
+impl<'a> Validator<'a> {
+    fn push(&mut self, kind: ErrorKind, message: String, symbol: &str, location: Location) {
+        self.errors.push(ModelError {
+            kind,
+            message,
+            symbol: symbol.to_string(),
+            location,
+        });
+    }
+
+    fn type_def(&self, name: &str) -> Option<&'a TypeDefinition> {
+        self.type_map
+            .get(name)
+            .and_then(|i| self.model.type_definitions.get(*i))
+    }
+
+    fn run(&mut self) {
+        let model = self.model;
+        for (i, t) in model.type_definitions.iter().enumerate() {
+            self.type_map.insert(t.type_name.as_str(), i);
+        }
+        self.check_names();
+        self.check_conditions_structure();
+        let version = model.schema_version.as_str();
+        if version.is_empty() {
+            self.push(
+                ErrorKind::SchemaVersionRequired,
+                "schema version required".to_string(),
+                "",
+                Location::SchemaVersion,
+            );
+            return;
+        }
+        if version != "1.1" && version != "1.2" {
+            self.push(
+                ErrorKind::InvalidSchema,
+                format!("invalid schema {version}"),
+                version,
+                Location::SchemaVersion,
+            );
+            return;
+        }
+        if !self.errors.is_empty() {
+            return;
+        }
+        self.check_references();
+        if !self.errors.is_empty() {
+            return;
+        }
+        self.check_duplicates_and_conditions();
+        if !self.errors.is_empty() {
+            return;
+        }
+        self.check_entrypoints();
+    }
+
+    fn check_names(&mut self) {
+        let model = self.model;
+        for (ti, t) in model.type_definitions.iter().enumerate() {
+            let name = t.type_name.as_str();
+            if name == "self" || name == "this" {
+                self.push(
+                    ErrorKind::ReservedTypeKeywords,
+                    "a type cannot be named 'self' or 'this'.".to_string(),
+                    name,
+                    Location::Type { type_index: ti },
+                );
+            } else if !matches_name_rule(name, 254) {
+                self.push(
+                    ErrorKind::InvalidName,
+                    format!("type '{name}' does not match naming rule: '{TYPE_NAME_RULE}'."),
+                    name,
+                    Location::Type { type_index: ti },
+                );
+            }
+            for rel in t.relations.iter().flat_map(|r| r.keys()) {
+                let location = Location::Relation {
+                    type_index: ti,
+                    relation: rel.clone(),
+                };
+                if rel == "self" || rel == "this" {
+                    self.push(
+                        ErrorKind::ReservedRelationKeywords,
+                        "a relation cannot be named 'self' or 'this'.".to_string(),
+                        rel,
+                        location,
+                    );
+                } else if !matches_name_rule(rel, 50) {
+                    self.push(
+                        ErrorKind::InvalidName,
+                        format!(
+                            "relation '{rel}' of type '{name}' does not match naming rule: '{RELATION_NAME_RULE}'."
+                        ),
+                        rel,
+                        location,
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_conditions_structure(&mut self) {
+        let model = self.model;
+        for (key, cond) in &model.conditions {
+            let location = Location::Condition { name: key.clone() };
+            if cond.name != *key {
+                self.push(
+                    ErrorKind::DifferentNestedConditionName,
+                    format!(
+                        "condition key is `{key}` but nested name property is {}",
+                        cond.name
+                    ),
+                    key,
+                    location.clone(),
+                );
+            }
+            for (pname, ptype) in &cond.parameters {
+                if let Err(why) = check_param_type(ptype, true) {
+                    self.push(
+                        ErrorKind::InvalidConditionParameter,
+                        format!("parameter `{pname}` of condition `{key}` {why}"),
+                        pname,
+                        location.clone(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Phase 3: every reference resolves.
+    fn check_references(&mut self) {
+        let model = self.model;
+        for (ti, t) in model.type_definitions.iter().enumerate() {
+            let Some(relations) = &t.relations else {
+                continue;
+            };
+            for (rel, rewrite) in relations {
+                for leaf in leaves(rewrite) {
+                    self.check_leaf(ti, t, rel, &leaf);
+                }
+            }
+        }
+    }
+
+    fn check_leaf(&mut self, ti: usize, t: &'a TypeDefinition, rel: &str, leaf: &Leaf<'a>) {
+        let relations = t.relations.as_ref();
+        let has_relation = |name: &str| relations.is_some_and(|r| r.contains_key(name));
+        match leaf.userset {
+            Userset::This(_) => {
+                let restrictions = t.directly_related_user_types(rel);
+                if restrictions.is_empty() {
+                    self.push(
+                        ErrorKind::AssignableRelationMustHaveTypes,
+                        format!("assignable relation '{rel}' must have types"),
+                        rel,
+                        Location::Relation {
+                            type_index: ti,
+                            relation: rel.to_string(),
+                        },
+                    );
+                }
+                for (index, r) in restrictions.iter().enumerate() {
+                    let location = |part| Location::Restriction {
+                        type_index: ti,
+                        relation: rel.to_string(),
+                        index,
+                        part,
+                    };
+                    let Some(target) = self.type_def(&r.type_name) else {
+                        self.push(
+                            ErrorKind::InvalidType,
+                            format!("`{}` is not a valid type.", r.type_name),
+                            &r.type_name,
+                            location(RestrictionPart::Type),
+                        );
+                        continue;
+                    };
+                    if let Some(target_rel) = &r.relation
+                        && target.relation(target_rel).is_none()
+                    {
+                        self.push(
+                            ErrorKind::InvalidRelationType,
+                            format!(
+                                "`{target_rel}` is not a valid relation for `{}`.",
+                                r.type_name
+                            ),
+                            &restriction_reference(r),
+                            location(RestrictionPart::Reference),
+                        );
+                    }
+                }
+            }
+            Userset::ComputedUserset(c) if !has_relation(&c.relation) => {
+                self.push(
+                    ErrorKind::MissingDefinition,
+                    format!("the relation `{}` does not exist.", c.relation),
+                    &c.relation,
+                    Location::Operand {
+                        type_index: ti,
+                        relation: rel.to_string(),
+                        path: leaf.path.clone(),
+                        part: OperandPart::Whole,
+                    },
+                );
+            }
+            Userset::TupleToUserset(ttu) => {
+                let from = ttu.tupleset.relation.as_str();
+                let target = ttu.computed_userset.relation.as_str();
+                let whole = format!("{target} from {from}");
+                let location = |part| Location::Operand {
+                    type_index: ti,
+                    relation: rel.to_string(),
+                    path: leaf.path.clone(),
+                    part,
+                };
+                let Some(tupleset) = relations.and_then(|r| r.get(from)) else {
+                    self.push(
+                        ErrorKind::InvalidRelationType,
+                        format!("`{from}` is not a valid relation for `{}`.", t.type_name),
+                        &whole,
+                        location(OperandPart::Whole),
+                    );
+                    return;
+                };
+                if !matches!(tupleset, Userset::This(_)) {
+                    self.push(
+                        ErrorKind::TuplesetNotDirect,
+                        format!("`{from}` relation used inside from allows only direct relation."),
+                        from,
+                        location(OperandPart::Tupleset),
+                    );
+                    return;
+                }
+                let from_types = t.directly_related_user_types(from);
+                let mut missing = Vec::new();
+                for r in from_types {
+                    if r.wildcard.is_some() || r.relation.is_some() {
+                        self.push(
+                            ErrorKind::TuplesetNotDirect,
+                            format!(
+                                "`{from}` relation used inside from allows only direct relation."
+                            ),
+                            from,
+                            location(OperandPart::Tupleset),
+                        );
+                    } else if self
+                        .type_def(&r.type_name)
+                        .is_none_or(|d| d.relation(target).is_none())
+                    {
+                        missing.push(r.type_name.clone());
+                    }
+                }
+                if !from_types.is_empty() && missing.len() == from_types.len() {
+                    for ty in missing {
+                        self.push(
+                            ErrorKind::InvalidRelationOnTupleset,
+                            format!(
+                                "the `{target}` relation definition on type `{}` is not valid: `{target}` does not exist on `{from}`, which is of type `{ty}`.",
+                                t.type_name
+                            ),
+                            &whole,
+                            location(OperandPart::Whole),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Phase 4: duplicates and conditions.
+    fn check_duplicates_and_conditions(&mut self) {
+        let model = self.model;
+        let mut seen_types: HashMap<&str, usize> = HashMap::new();
+        let mut used_conditions: HashSet<&str> = HashSet::new();
+        for (ti, t) in model.type_definitions.iter().enumerate() {
+            if let Some(first) = seen_types.get(t.type_name.as_str()) {
+                self.push(
+                    ErrorKind::Duplicated,
+                    format!("the type `{}` is a duplicate.", t.type_name),
+                    &t.type_name,
+                    Location::Type { type_index: *first },
+                );
+            } else {
+                seen_types.insert(&t.type_name, ti);
+            }
+            let Some(meta) = t.metadata.as_ref().and_then(|m| m.relations.as_ref()) else {
+                continue;
+            };
+            for (rel, rmeta) in meta {
+                let mut seen: HashMap<String, usize> = HashMap::new();
+                for (index, r) in rmeta.directly_related_user_types.iter().enumerate() {
+                    let s = restriction_string(r);
+                    if let Some(first) = seen.get(&s) {
+                        self.push(
+                            ErrorKind::Duplicated,
+                            format!(
+                                "the type restriction `{s}` is a duplicate in the relation `{rel}`."
+                            ),
+                            &s,
+                            Location::Restriction {
+                                type_index: ti,
+                                relation: rel.clone(),
+                                index: *first,
+                                part: RestrictionPart::Whole,
+                            },
+                        );
+                    } else {
+                        seen.insert(s, index);
+                    }
+                }
+                if let Some(rewrite) = t.relation(rel) {
+                    self.check_duplicate_operands(ti, rel, rewrite);
+                }
+                for (index, r) in rmeta.directly_related_user_types.iter().enumerate() {
+                    if r.condition.is_empty() {
+                        continue;
+                    }
+                    used_conditions.insert(&r.condition);
+                    if !model.conditions.contains_key(&r.condition) {
+                        self.push(
+                            ErrorKind::ConditionNotDefined,
+                            format!("`{}` is not a defined condition in the model.", r.condition),
+                            &r.condition,
+                            Location::Restriction {
+                                type_index: ti,
+                                relation: rel.clone(),
+                                index,
+                                part: RestrictionPart::Condition,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        for name in model.conditions.keys() {
+            if !used_conditions.contains(name.as_str()) {
+                self.push(
+                    ErrorKind::ConditionNotUsed,
+                    format!("`{name}` condition is not used in the model."),
+                    name,
+                    Location::Condition { name: name.clone() },
+                );
+            }
+        }
+    }
+
+    fn check_duplicate_operands(&mut self, ti: usize, rel: &str, rewrite: &Userset) {
+        let children: Vec<&Userset> = match rewrite {
+            Userset::Union(s) | Userset::Intersection(s) => s.child.iter().collect(),
+            Userset::Difference(d) => vec![&d.base, &d.subtract],
+            _ => return,
+        };
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, c) in children.iter().enumerate() {
+            let Some(name) = operand_name(c) else {
+                continue;
+            };
+            if let Some(first) = seen.get(&name) {
+                self.push(
+                    ErrorKind::Duplicated,
+                    format!(
+                        "the partial relation definition `{name}` is a duplicate in the relation `{rel}`."
+                    ),
+                    &name,
+                    Location::Operand {
+                        type_index: ti,
+                        relation: rel.to_string(),
+                        path: vec![*first],
+                        part: OperandPart::Whole,
+                    },
+                );
+            } else {
+                seen.insert(name, i);
+            }
+        }
+    }
+
+    /// Phase 5: every relation has an entrypoint.
+    fn check_entrypoints(&mut self) {
+        let model = self.model;
+        for (ti, t) in model.type_definitions.iter().enumerate() {
+            let Some(relations) = &t.relations else {
+                continue;
+            };
+            for (rel, rewrite) in relations {
+                let mut visited = Visited::default();
+                let (entry, looped) = self.has_entrypoint(&t.type_name, rel, rewrite, &mut visited);
+                if !entry {
+                    let why = if looped {
+                        "potential loop"
+                    } else {
+                        "no entrypoint"
+                    };
+                    self.push(
+                        ErrorKind::RelationNoEntryPoint,
+                        format!(
+                            "`{rel}` is an impossible relation for `{}` ({why}).",
+                            t.type_name
+                        ),
+                        rel,
+                        Location::Relation {
+                            type_index: ti,
+                            relation: rel.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether some tuple can satisfy `rewrite` (of `type_name#relation`), and whether the
+    /// search ran into a loop; `visited` holds the relations on the current search path, so
+    /// every branch works on its own copy.
+    fn has_entrypoint(
+        &self,
+        type_name: &str,
+        relation: &str,
+        rewrite: &Userset,
+        visited: &mut Visited,
+    ) -> (bool, bool) {
+        let Some(t) = self.type_def(type_name) else {
+            return (false, false);
+        };
+        if t.relation(relation).is_none() {
+            return (false, false);
+        }
+        visited.insert((type_name.to_string(), relation.to_string()));
+        match rewrite {
+            Userset::This(_) => {
+                for r in t.directly_related_user_types(relation) {
+                    let Some(target_rel) = r.relation.as_deref().filter(|_| r.wildcard.is_none())
+                    else {
+                        return (true, false);
+                    };
+                    let Some(target) = self
+                        .type_def(&r.type_name)
+                        .and_then(|d| d.relation(target_rel))
+                    else {
+                        return (false, false);
+                    };
+                    if visited.contains(&(r.type_name.clone(), target_rel.to_string())) {
+                        continue;
+                    }
+                    let mut v = visited.clone();
+                    if self
+                        .has_entrypoint(&r.type_name, target_rel, target, &mut v)
+                        .0
+                    {
+                        return (true, false);
+                    }
+                }
+                (false, false)
+            }
+            Userset::ComputedUserset(c) => {
+                let Some(target) = t.relation(&c.relation) else {
+                    return (false, false);
+                };
+                if visited.contains(&(type_name.to_string(), c.relation.clone())) {
+                    return (false, true);
+                }
+                let mut v = visited.clone();
+                self.has_entrypoint(type_name, &c.relation, target, &mut v)
+            }
+            Userset::TupleToUserset(ttu) => {
+                let from = ttu.tupleset.relation.as_str();
+                let target_rel = ttu.computed_userset.relation.as_str();
+                if t.relation(from).is_none() {
+                    return (false, false);
+                }
+                for r in t.directly_related_user_types(from) {
+                    let Some(target) = self
+                        .type_def(&r.type_name)
+                        .and_then(|d| d.relation(target_rel))
+                    else {
+                        continue;
+                    };
+                    if visited.contains(&(r.type_name.clone(), target_rel.to_string())) {
+                        continue;
+                    }
+                    let mut v = visited.clone();
+                    if self
+                        .has_entrypoint(&r.type_name, target_rel, target, &mut v)
+                        .0
+                    {
+                        return (true, false);
+                    }
+                }
+                (false, false)
+            }
+            Userset::Union(s) => {
+                let mut looped = false;
+                for c in &s.child {
+                    let mut v = visited.clone();
+                    let (entry, l) = self.has_entrypoint(type_name, relation, c, &mut v);
+                    if entry {
+                        return (true, false);
+                    }
+                    looped |= l;
+                }
+                (false, looped)
+            }
+            Userset::Intersection(s) => {
+                for c in &s.child {
+                    let mut v = visited.clone();
+                    let (entry, l) = self.has_entrypoint(type_name, relation, c, &mut v);
+                    if !entry {
+                        return (false, l);
+                    }
+                }
+                (true, false)
+            }
+            Userset::Difference(d) => {
+                let mut v = visited.clone();
+                let (entry, l) = self.has_entrypoint(type_name, relation, &d.base, &mut v);
+                if !entry {
+                    return (false, l);
+                }
+                let mut v = visited.clone();
+                let (entry, l) = self.has_entrypoint(type_name, relation, &d.subtract, &mut v);
+                if !entry {
+                    return (false, l);
+                }
+                (true, false)
+            }
+        }
+    }
+}
+
+type Visited = HashSet<(String, String)>;
+
+/// Checks a parameter type: scalar types stand alone, `map` and `list` take exactly one scalar
+/// element type.
+fn check_param_type(t: &ConditionParamTypeRef, top: bool) -> Result<(), &'static str> {
+    match t.type_name {
+        TypeName::Unspecified => Err("has no type"),
+        TypeName::Map | TypeName::List => {
+            if !top {
+                return Err("nests a container type");
+            }
+            match t.generic_types.as_slice() {
+                [g] => check_param_type(g, false),
+                _ => Err("needs exactly one generic type"),
+            }
+        }
+        _ if t.generic_types.is_empty() => Ok(()),
+        _ => Err("takes no generic type"),
+    }
+}
