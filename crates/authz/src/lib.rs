@@ -17,6 +17,7 @@
 pub mod condition;
 pub mod dsl;
 pub mod engine;
+pub mod index;
 pub mod model;
 pub mod tuple;
 pub mod validate;

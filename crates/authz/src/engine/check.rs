@@ -1,0 +1,443 @@
+//! Check and BatchCheck: is `user` related to `object` by `relation`?
+//!
+//! Evaluation follows the compiled rewrite of the relation, depth first:
+//! - **direct** (`[user, user:*, group#member]`): the exact tuple `object#relation@user` (if the
+//!   restrictions admit the user's shape), then the wildcard tuple `object#relation@type:*` (for
+//!   an object user whose type's wildcard is admitted), then every userset tuple
+//!   `object#relation@group:x#member` of an admitted userset type, each resolved by a nested
+//!   check of `group:x#member`;
+//! - **computed userset** (`viewer: editor`): a nested check of the other relation;
+//! - **tuple-to-userset** (`viewer from parent`): for every `object#parent@folder:x` (plain
+//!   objects only) whose type defines `viewer`, a nested check of `folder:x#viewer`;
+//! - **union / intersection / exclusion** combine their operands deterministically, in model
+//!   order: union is true if any operand is true, else an error if any errored, else false;
+//!   intersection is false if any operand is false, else an error if any errored, else true;
+//!   exclusion is false if the base is false or the subtracted operand is true, else an error if
+//!   either errored, else true.
+//!
+//! Cycles: every nested check records `object#relation` in a chain of stack frames (the user is
+//! the same for the whole check). Revisiting an ancestor yields "false, cycle detected"; as in
+//! OpenFGA the cycle flag propagates through false unions, and an exclusion whose subtracted
+//! side hit a cycle is false (the set is not well defined, so it grants nothing). The top level
+//! turns a cycle into plain `false`.
+//!
+//! Depth: a nested check at depth [`super::MAX_RESOLUTION_DEPTH`] is an error (2002).
+//!
+//! Pruning: a nested check of a relation that can never contain the user's kind (its type, its
+//! wildcard or its userset, per the type system's reachability) returns false without reading.
+//!
+//! A userset user (`group:x#member`) is self-defining: checking `group:x#member` for it is true
+//! without reading anything.
+//!
+//! Nothing is allocated per tuple or per nested check: frames live on the call stack.
+
+use serde_json::{Map, Value};
+
+use crate::tuple::{ObjectRef, TupleKey, UserRef};
+
+use super::MAX_RESOLUTION_DEPTH;
+use super::condition_eval::tuple_holds;
+use super::error::EngineError;
+use super::reader::{TupleReader, TupleView, UserSelector};
+use super::typesystem::{RelId, RestrictionKind, Rewrite, TypeSystem};
+use super::validation::{
+    ResolvedUser, resolve_object_relation, resolve_user, validate_contextual_tuples,
+};
+
+/// One check.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckRequest<'a> {
+    /// `type:id`.
+    pub object: &'a str,
+    /// The relation.
+    pub relation: &'a str,
+    /// `type:id`, `type:*` or `type:id#relation`.
+    pub user: &'a str,
+    /// Tuples that hold for this request only (at most 100), validated like written tuples.
+    pub contextual_tuples: &'a [TupleKey],
+    /// The request context conditions are evaluated with.
+    pub context: Option<&'a Map<String, Value>>,
+}
+
+/// Checks one relationship. `Ok(false)` is a definite "no" (including when a cycle was found);
+/// every failure to decide is an `Err`.
+pub fn check(
+    ts: &TypeSystem,
+    reader: &dyn TupleReader,
+    req: &CheckRequest<'_>,
+) -> Result<bool, EngineError> {
+    let (object, relation) = resolve_object_relation(ts, req.object, req.relation)
+        .map_err(EngineError::into_validation)?;
+    let user = resolve_user(ts, req.user)
+        .map_err(|e| EngineError::Validation(format!("invalid 'user' field: {e}")))?;
+    let contextual = validate_contextual_tuples(ts, req.contextual_tuples)?;
+    let overlay = contextual.over(reader);
+    let reader: &dyn TupleReader = if contextual.is_empty() {
+        reader
+    } else {
+        &overlay
+    };
+    let checker = Checker {
+        ts,
+        reader,
+        user,
+        context: req.context,
+    };
+    Ok(checker.check_relation(object, relation, None)?.allowed)
+}
+
+/// One item of a batch check.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchCheckItem<'a> {
+    /// The caller's id for this item, echoed in its result; unique within the batch.
+    pub correlation_id: &'a str,
+    /// The check.
+    pub request: CheckRequest<'a>,
+}
+
+/// The result of one batch item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchCheckResult {
+    /// The item's correlation id.
+    pub correlation_id: String,
+    /// Its answer or its error; one item's error does not affect the others.
+    pub result: Result<bool, EngineError>,
+}
+
+/// Checks many relationships against the same snapshot. Fails as a whole only if a correlation
+/// id is empty or repeated (`validation_error`); otherwise every item gets its own result, in
+/// input order.
+pub fn batch_check(
+    ts: &TypeSystem,
+    reader: &dyn TupleReader,
+    items: &[BatchCheckItem<'_>],
+) -> Result<Vec<BatchCheckResult>, EngineError> {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    for item in items {
+        if item.correlation_id.is_empty() {
+            return Err(EngineError::Validation(
+                "correlation_id must not be empty".to_owned(),
+            ));
+        }
+        if !seen.insert(item.correlation_id) {
+            return Err(EngineError::Validation(format!(
+                "duplicate correlation_id '{}'",
+                item.correlation_id
+            )));
+        }
+    }
+    Ok(items
+        .iter()
+        .map(|item| BatchCheckResult {
+            correlation_id: item.correlation_id.to_owned(),
+            result: check(ts, reader, &item.request),
+        })
+        .collect())
+}
+
+/// The result of evaluating one node: allowed, or not allowed possibly because of a cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(crate) allowed: bool,
+    pub(crate) cycle: bool,
+}
+
+const ALLOWED: Outcome = Outcome {
+    allowed: true,
+    cycle: false,
+};
+const DENIED: Outcome = Outcome {
+    allowed: false,
+    cycle: false,
+};
+const CYCLE: Outcome = Outcome {
+    allowed: false,
+    cycle: true,
+};
+
+/// One nested check on the call stack: `object_id` of the relation's type, `relation`.
+pub(crate) struct Frame<'p> {
+    relation: RelId,
+    object_id: &'p str,
+    depth: u32,
+    parent: Option<&'p Frame<'p>>,
+}
+
+/// Accumulates a union of tuple-derived results: first error wins, any cycle is remembered.
+#[derive(Default)]
+struct UnionAcc {
+    error: Option<EngineError>,
+    cycle: bool,
+}
+
+impl UnionAcc {
+    fn record(&mut self, r: Result<Outcome, EngineError>) -> bool {
+        match r {
+            Ok(o) if o.allowed => return true,
+            Ok(o) => self.cycle |= o.cycle,
+            Err(e) => {
+                if self.error.is_none() {
+                    self.error = Some(e);
+                }
+            }
+        }
+        false
+    }
+
+    fn finish(self) -> Result<Outcome, EngineError> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(Outcome {
+                allowed: false,
+                cycle: self.cycle,
+            }),
+        }
+    }
+}
+
+/// The evaluation state of one check (or of the final checks of a list request).
+pub(crate) struct Checker<'a> {
+    pub(crate) ts: &'a TypeSystem,
+    pub(crate) reader: &'a dyn TupleReader,
+    pub(crate) user: ResolvedUser<'a>,
+    pub(crate) context: Option<&'a Map<String, Value>>,
+}
+
+impl Checker<'_> {
+    /// Whether `relation` can contain the user at all (type-system reachability).
+    fn may_contain(&self, relation: RelId) -> bool {
+        let info = self.ts.rel(relation);
+        match self.user.user {
+            UserRef::Object(_) => {
+                info.reach_objects.contains(self.user.type_id)
+                    || info.reach_wildcards.contains(self.user.type_id)
+            }
+            UserRef::Wildcard { .. } => info.reach_wildcards.contains(self.user.type_id),
+            UserRef::Userset { .. } => self.user.userset_relation.is_some_and(|k| {
+                info.reach_usersets.contains(k) || info.reach_relations.contains(k)
+            }),
+        }
+    }
+
+    /// Checks `object#relation` for the user.
+    pub(crate) fn check_relation<'p>(
+        &self,
+        object: ObjectRef<'p>,
+        relation: RelId,
+        parent: Option<&'p Frame<'p>>,
+    ) -> Result<Outcome, EngineError> {
+        if let UserRef::Userset { object: uo, .. } = self.user.user
+            && self.user.userset_relation == Some(relation)
+            && uo == object
+        {
+            return Ok(ALLOWED);
+        }
+        if !self.may_contain(relation) {
+            return Ok(DENIED);
+        }
+        let depth = parent.map_or(0, |p| p.depth + 1);
+        if depth >= MAX_RESOLUTION_DEPTH {
+            return Err(EngineError::ResolutionTooComplex);
+        }
+        let mut ancestor = parent;
+        while let Some(f) = ancestor {
+            if f.relation == relation && f.object_id == object.object_id {
+                return Ok(CYCLE);
+            }
+            ancestor = f.parent;
+        }
+        let frame = Frame {
+            relation,
+            object_id: object.object_id,
+            depth,
+            parent,
+        };
+        self.eval(&self.ts.rel(relation).rewrite, object, relation, &frame)
+    }
+
+    fn eval(
+        &self,
+        rewrite: &Rewrite,
+        object: ObjectRef<'_>,
+        relation: RelId,
+        frame: &Frame<'_>,
+    ) -> Result<Outcome, EngineError> {
+        match rewrite {
+            Rewrite::This => self.direct(object, relation, frame),
+            Rewrite::Computed(other) => self.check_relation(object, *other, Some(frame)),
+            Rewrite::TupleToUserset {
+                tupleset, parents, ..
+            } => self.tuple_to_userset(object, *tupleset, parents, frame),
+            Rewrite::Union(children) => {
+                let mut acc = UnionAcc::default();
+                for child in children {
+                    if acc.record(self.eval(child, object, relation, frame)) {
+                        return Ok(ALLOWED);
+                    }
+                }
+                acc.finish()
+            }
+            Rewrite::Intersection(children) => {
+                let mut error = None;
+                for child in children {
+                    match self.eval(child, object, relation, frame) {
+                        Ok(o) if !o.allowed => return Ok(o),
+                        Ok(_) => {}
+                        Err(e) => {
+                            error.get_or_insert(e);
+                        }
+                    }
+                }
+                match error {
+                    Some(e) => Err(e),
+                    None => Ok(ALLOWED),
+                }
+            }
+            Rewrite::Difference(base, subtract) => {
+                let base = self.eval(base, object, relation, frame);
+                if let Ok(o) = base
+                    && !o.allowed
+                {
+                    return Ok(o);
+                }
+                let subtract = self.eval(subtract, object, relation, frame);
+                match subtract {
+                    Ok(o) if o.allowed => return Ok(DENIED),
+                    Ok(o) if o.cycle => return Ok(CYCLE),
+                    _ => {}
+                }
+                base?;
+                subtract?;
+                Ok(ALLOWED)
+            }
+        }
+    }
+
+    /// Evaluates one tuple found for the user: its condition, then (for a userset) the nested
+    /// check of the userset.
+    fn direct(
+        &self,
+        object: ObjectRef<'_>,
+        relation: RelId,
+        frame: &Frame<'_>,
+    ) -> Result<Outcome, EngineError> {
+        let info = self.ts.rel(relation);
+        let name = &*info.name;
+        let mut acc = UnionAcc::default();
+        let mut found = false;
+        let user = self.user.user;
+
+        // The exact tuple, and for an object user the wildcard of its type.
+        let wildcard = match user {
+            UserRef::Object(o) => Some(UserRef::Wildcard {
+                user_type: o.object_type,
+            }),
+            _ => None,
+        };
+        for candidate in std::iter::once(user).chain(wildcard) {
+            if !self.ts.admits(relation, &candidate) {
+                continue;
+            }
+            self.reader
+                .read_tuple(object, name, candidate, &mut |t: TupleView<'_>| {
+                    if acc.record(tuple_holds(self.ts, &t, self.context).map(|h| Outcome {
+                        allowed: h,
+                        cycle: false,
+                    })) {
+                        found = true;
+                        return std::ops::ControlFlow::Break(());
+                    }
+                    std::ops::ControlFlow::Continue(())
+                })
+                .map_err(|e| EngineError::Read(e.0))?;
+            if found {
+                return Ok(ALLOWED);
+            }
+        }
+
+        // Userset tuples, one admitted userset type at a time.
+        for (i, r) in info.restrictions.iter().enumerate() {
+            let RestrictionKind::Userset(k) = r.kind else {
+                continue;
+            };
+            // The same userset type may be listed twice (with and without a condition).
+            if info.restrictions[..i]
+                .iter()
+                .any(|p| p.kind == RestrictionKind::Userset(k))
+            {
+                continue;
+            }
+            if !self.may_contain(k) {
+                continue;
+            }
+            let selector = UserSelector::Type {
+                user_type: self.ts.type_name(r.type_id),
+                relation: Some(&*self.ts.rel(k).name),
+            };
+            self.reader
+                .read_users(object, name, selector, &mut |t: TupleView<'_>| {
+                    let UserRef::Userset { object: uo, .. } = t.user else {
+                        return std::ops::ControlFlow::Continue(());
+                    };
+                    let result = match tuple_holds(self.ts, &t, self.context) {
+                        Ok(true) => self.check_relation(uo, k, Some(frame)),
+                        Ok(false) => Ok(DENIED),
+                        Err(e) => Err(e),
+                    };
+                    if acc.record(result) {
+                        found = true;
+                        return std::ops::ControlFlow::Break(());
+                    }
+                    std::ops::ControlFlow::Continue(())
+                })
+                .map_err(|e| EngineError::Read(e.0))?;
+            if found {
+                return Ok(ALLOWED);
+            }
+        }
+        acc.finish()
+    }
+
+    fn tuple_to_userset(
+        &self,
+        object: ObjectRef<'_>,
+        tupleset: RelId,
+        parents: &[(u32, RelId)],
+        frame: &Frame<'_>,
+    ) -> Result<Outcome, EngineError> {
+        let tupleset_name = &*self.ts.rel(tupleset).name;
+        let mut acc = UnionAcc::default();
+        let mut found = false;
+        for &(parent_type, parent_relation) in parents {
+            if !self.may_contain(parent_relation) {
+                continue;
+            }
+            let selector = UserSelector::Type {
+                user_type: self.ts.type_name(parent_type),
+                relation: None,
+            };
+            self.reader
+                .read_users(object, tupleset_name, selector, &mut |t: TupleView<'_>| {
+                    // Wildcards are never parents.
+                    let UserRef::Object(parent) = t.user else {
+                        return std::ops::ControlFlow::Continue(());
+                    };
+                    let result = match tuple_holds(self.ts, &t, self.context) {
+                        Ok(true) => self.check_relation(parent, parent_relation, Some(frame)),
+                        Ok(false) => Ok(DENIED),
+                        Err(e) => Err(e),
+                    };
+                    if acc.record(result) {
+                        found = true;
+                        return std::ops::ControlFlow::Break(());
+                    }
+                    std::ops::ControlFlow::Continue(())
+                })
+                .map_err(|e| EngineError::Read(e.0))?;
+            if found {
+                return Ok(ALLOWED);
+            }
+        }
+        acc.finish()
+    }
+}
