@@ -14,7 +14,9 @@ pub struct AuthorizationModel {
     /// The model id (a ULID) once stored; empty for a model not yet written.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
-    /// Always `"1.1"` for models this crate accepts.
+    /// Always `"1.1"` for models this crate accepts. Defaults to empty when absent so that
+    /// validation can report "schema version required" instead of a deserialization error.
+    #[serde(default)]
     pub schema_version: String,
     /// Object types and their relations.
     #[serde(default)]

@@ -236,6 +236,73 @@ pub fn is_valid_object_id(id: &str) -> bool {
             .any(|c| c == '#' || c == ':' || c.is_whitespace())
 }
 
+/// Validates a model received as JSON, as the OpenFGA server does on `WriteAuthorizationModel`:
+/// the same rules as [`validate_model`] (the server's checks are a subset of them) plus the
+/// modular-metadata consistency checks.
+pub fn validate_json_model(model: &AuthorizationModel) -> Result<(), ModelErrors> {
+    let mut errors = match validate_model(model) {
+        Ok(()) => Vec::new(),
+        Err(e) => e.errors,
+    };
+    errors.extend(module_file_errors(model));
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ModelErrors { errors })
+    }
+}
+
+/// A modular model is written back as one DSL file per `source_info.file`, and a DSL file
+/// declares a single module, so every element of one file must name the same module.
+fn module_file_errors(model: &AuthorizationModel) -> Vec<ModelError> {
+    let mut files: Vec<(String, Vec<String>)> = Vec::new();
+    let mut note = |file: Option<&crate::model::SourceInfo>, module: &str| {
+        let Some(file) = file.map(|f| f.file.as_str()).filter(|f| !f.is_empty()) else {
+            return;
+        };
+        if module.is_empty() {
+            return;
+        }
+        let idx = match files.iter().position(|(f, _)| f == file) {
+            Some(i) => i,
+            None => {
+                files.push((file.to_string(), Vec::new()));
+                files.len() - 1
+            }
+        };
+        let modules = &mut files[idx].1;
+        if !modules.iter().any(|m| m == module) {
+            modules.push(module.to_string());
+        }
+    };
+    for t in &model.type_definitions {
+        if let Some(meta) = &t.metadata {
+            note(meta.source_info.as_ref(), &meta.module);
+            for rmeta in meta.relations.iter().flat_map(|r| r.values()) {
+                note(rmeta.source_info.as_ref(), &rmeta.module);
+            }
+        }
+    }
+    for cond in model.conditions.values() {
+        if let Some(meta) = &cond.metadata {
+            note(meta.source_info.as_ref(), &meta.module);
+        }
+    }
+    files
+        .into_iter()
+        .filter(|(_, modules)| modules.len() > 1)
+        .map(|(file, modules)| ModelError {
+            kind: ErrorKind::MultipleModulesInFile,
+            message: format!(
+                "file {file} would contain multiple module definitions ({}) when transforming to DSL. Only one module can be defined per file.",
+                modules.join(", ")
+            ),
+            symbol: file,
+            location: Location::Model,
+        })
+        .collect()
+}
+
 /// Validates a model the way `fga model validate` does (see the module documentation).
 pub fn validate_model(model: &AuthorizationModel) -> Result<(), ModelErrors> {
     let mut v = Validator {
@@ -436,7 +503,7 @@ impl<'a> Validator<'a> {
                         "condition key is `{key}` but nested name property is {}",
                         cond.name
                     ),
-                    key,
+                    &cond.name,
                     location.clone(),
                 );
             }

@@ -102,7 +102,6 @@ const KEYWORDS: &[(&str, Kind)] = &[
     ("module", Kind::Module),
     ("model", Kind::Model),
     ("schema", Kind::Schema),
-    ("1.1", Kind::SchemaVersion),
     ("extend", Kind::Extend),
     ("type", Kind::Type),
     ("condition", Kind::Condition),
@@ -122,6 +121,15 @@ const PARAM_TYPES: &[&str] = &[
     "timestamp",
     "ipaddress",
 ];
+
+/// `SCHEMA_VERSION`: digits, a dot, digits (`1.1`, `1.2`, `0.9`); whether the version is
+/// supported is a semantic check.
+fn is_schema_version(word: &str) -> bool {
+    let mut parts = word.split('.');
+    let all_digits =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    all_digits(parts.next()) && all_digits(parts.next()) && parts.next().is_none()
+}
 
 fn is_ident_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_'
@@ -338,7 +346,9 @@ impl Lexer<'_> {
             return;
         }
         let word = &self.rest()[..longest];
-        if let Some((_, kind)) = KEYWORDS.iter().find(|(k, _)| *k == word) {
+        if is_schema_version(word) {
+            self.emit(Kind::SchemaVersion, longest);
+        } else if let Some((_, kind)) = KEYWORDS.iter().find(|(k, _)| *k == word) {
             let kind = *kind;
             if kind == Kind::Condition {
                 self.mode = Mode::ConditionSignature;
