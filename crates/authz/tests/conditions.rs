@@ -929,3 +929,50 @@ fn one_set_serves_many_threads() {
         h.join().expect("thread");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// hostile expressions
+
+#[test]
+fn deeply_nested_expressions_are_rejected_without_exhausting_the_stack() {
+    let params = [("x", "int"), ("l", "list<int>")];
+    for expr in [
+        format!("{}x == 1{}", "(".repeat(500), ")".repeat(500)),
+        format!("{}x == 1{}", "(".repeat(60), ")".repeat(60)),
+        format!("{}x == 1", "x + ".repeat(40)),
+        format!("{}1{} == x", "[".repeat(200), "]".repeat(200)),
+        format!("{}true{}", "l.all(a, ".repeat(40), ")".repeat(40)),
+        format!("{}x{} == 1", "int(".repeat(100), ")".repeat(100)),
+        format!("{}x == 1", "-".repeat(5000)),
+    ] {
+        let c = condition("c", &expr, &params);
+        if validate_condition(&c).is_ok() {
+            // Accepted shapes (e.g. collapsed `- - x`) must still evaluate on this 2 MiB thread.
+            let s = ConditionSet::compile(&model(vec![c])).expect("compiles");
+            let _ = s.evaluate("c", None, Some(&ctx(json!({"x": 1, "l": [1]}))));
+        }
+    }
+    let err = compile_error(&format!("{}x == 1", "x + ".repeat(40)), &params);
+    assert!(err.contains("nests deeper"), "{err}");
+}
+
+#[test]
+fn the_deepest_accepted_expressions_evaluate_on_a_small_stack() {
+    // Evaluation runs on the caller's thread; the depth bound must keep it inside 2 MiB.
+    let expr = format!("{}x == 25", "x + ".repeat(24));
+    let s = set(&expr, &[("x", "int")]).with_max_evaluation_cost(u64::MAX);
+    let outcome = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || s.evaluate("c", None, Some(&ctx(json!({"x": 1})))))
+        .expect("spawn")
+        .join()
+        .expect("no overflow");
+    assert_eq!(outcome, Ok(ConditionOutcome::Met));
+}
+
+#[test]
+fn overlong_expressions_are_rejected() {
+    let expr = format!("s == '{}'", "a".repeat(20_000));
+    let err = compile_error(&expr, &[("s", "string")]);
+    assert!(err.contains("longer than"), "{err}");
+}

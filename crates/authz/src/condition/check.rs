@@ -25,10 +25,14 @@ use indexmap::IndexMap;
 use std::collections::BTreeSet;
 use std::fmt;
 
-/// The deepest expression tree accepted. cel's parser allows about 96 levels of nesting in the
-/// source; macros add a few levels each. The evaluator recurses once per level, so this keeps
-/// evaluation well inside any thread's stack.
-const MAX_DEPTH: usize = 250;
+/// The deepest expression tree accepted, in nodes from the root.
+///
+/// cel's evaluator recurses once per level with a large frame (about 32 KiB per level in a debug
+/// build), and evaluation runs on the caller's thread, often a 2 MiB async worker. 32 levels keep
+/// evaluation within about 1 MiB there while leaving room for any real condition: `&&`/`||`
+/// chains are balanced by the parser (depth log n), and a nested comprehension costs a handful
+/// of levels.
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// A statically known type, or `Dyn` when it is only known at run time.
 #[derive(Debug, Clone, PartialEq, Eq)]

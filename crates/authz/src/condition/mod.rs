@@ -156,7 +156,30 @@ impl fmt::Debug for ConditionSet {
 /// references only declared parameters and known functions, type-checks where types are known
 /// statically, and produces a `bool`.
 pub fn validate_condition(condition: &Condition) -> Result<(), ConditionError> {
-    compile_condition(&condition.name, condition).map(|_| ())
+    on_compiler_stack(|| compile_condition(&condition.name, condition))
+        .map_err(|e| compile_error(&condition.name, e))?
+        .map(|_| ())
+}
+
+/// The stack for parsing and checking. cel's ANTLR-generated parser recurses through a dozen
+/// grammar rules per nesting level with large frames: a few dozen parentheses exhaust a 2 MiB
+/// thread stack in unoptimised builds before the parser's own recursion limit answers. Only the
+/// pages actually used are committed, so a generous reservation costs nothing.
+const COMPILER_STACK_BYTES: usize = 64 << 20;
+
+/// Runs `f` on a thread with [`COMPILER_STACK_BYTES`] of stack and waits for it. Compiling
+/// happens once per model, so the thread start (tens of microseconds) is not on any hot path. A
+/// panic inside the parser becomes an error rather than unwinding into the caller.
+fn on_compiler_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("cel-compile".to_owned())
+            .stack_size(COMPILER_STACK_BYTES)
+            .spawn_scoped(scope, f)
+            .map_err(|e| format!("could not start the compiler thread: {e}"))?
+            .join()
+            .map_err(|_| "the CEL parser failed unexpectedly".to_owned())
+    })
 }
 
 fn compile_error(condition: &str, cause: impl Into<String>) -> ConditionError {
@@ -214,19 +237,27 @@ impl ConditionSet {
     /// Compiles every condition of `model`. Fails on the first invalid condition.
     pub fn compile(model: &AuthorizationModel) -> Result<Self, ConditionError> {
         let env = functions::env().map_err(|e| compile_error("", e))?;
-        let mut conditions = HashMap::with_capacity(model.conditions.len());
-        for (key, condition) in &model.conditions {
-            if !condition.name.is_empty() && condition.name != *key {
-                return Err(compile_error(
-                    key,
-                    format!(
-                        "the condition is keyed '{key}' but named '{}'",
-                        condition.name
-                    ),
-                ));
+        let compile_all = || -> Result<HashMap<String, CompiledCondition>, ConditionError> {
+            let mut conditions = HashMap::with_capacity(model.conditions.len());
+            for (key, condition) in &model.conditions {
+                if !condition.name.is_empty() && condition.name != *key {
+                    return Err(compile_error(
+                        key,
+                        format!(
+                            "the condition is keyed '{key}' but named '{}'",
+                            condition.name
+                        ),
+                    ));
+                }
+                conditions.insert(key.clone(), compile_condition(key, condition)?);
             }
-            conditions.insert(key.clone(), compile_condition(key, condition)?);
-        }
+            Ok(conditions)
+        };
+        let conditions = if model.conditions.is_empty() {
+            HashMap::new()
+        } else {
+            on_compiler_stack(compile_all).map_err(|e| compile_error("", e))??
+        };
         Ok(ConditionSet {
             env,
             conditions,
