@@ -313,3 +313,129 @@ fn call_cost(name: &str, sizes: &[Size]) -> (u64, Size) {
         _ => (1, Size::SCALAR),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::condition::functions;
+    use cel::common::types::CelString;
+
+    /// A parameter: name, type and value (absent when `None`).
+    type Param = (&'static str, ParamType, Option<Box<dyn Val>>);
+
+    fn cost(expr: &str, params: &[Param]) -> u64 {
+        let env = functions::env().expect("env");
+        let ast = env.parser().parse(expr).expect("parses");
+        let declared: IndexMap<String, ParamType> = params
+            .iter()
+            .map(|(n, t, _)| ((*n).to_owned(), t.clone()))
+            .collect();
+        let values: Vec<Option<Box<dyn Val>>> = params
+            .iter()
+            .map(|(_, _, v)| v.as_ref().map(|v| v.clone_as_boxed()))
+            .collect();
+        estimate(&ast, &declared, &values)
+    }
+
+    fn strings(n: usize, len: usize) -> Box<dyn Val> {
+        let items: Vec<Box<dyn Val>> = (0..n)
+            .map(|_| Box::new(CelString::from("x".repeat(len))) as Box<dyn Val>)
+            .collect();
+        Box::new(CelList::from(items))
+    }
+
+    #[test]
+    fn scalar_expressions_cost_what_cel_go_charges() {
+        // two identifiers and one call
+        assert_eq!(
+            cost(
+                "ip.in_cidr(cidr)",
+                &[
+                    ("ip", ParamType::IpAddress, None),
+                    ("cidr", ParamType::String, None)
+                ]
+            ),
+            3
+        );
+        // three identifiers, `+` and `<`
+        assert_eq!(
+            cost(
+                "now < start + length",
+                &[
+                    ("now", ParamType::Timestamp, None),
+                    ("start", ParamType::Timestamp, None),
+                    ("length", ParamType::Duration, None)
+                ]
+            ),
+            5
+        );
+        // `&&` itself is free
+        assert_eq!(cost("true && false", &[]), 0);
+    }
+
+    #[test]
+    fn list_membership_costs_the_list_size() {
+        let params = [
+            ("x", ParamType::String, None),
+            (
+                "l",
+                ParamType::List(Box::new(ParamType::String)),
+                Some(strings(50, 3)),
+            ),
+        ];
+        assert_eq!(cost("x in l", &params), 52);
+    }
+
+    #[test]
+    fn comprehensions_cost_per_element() {
+        let of = |n: usize| {
+            cost(
+                "l.exists(x, x == 'a')",
+                &[(
+                    "l",
+                    ParamType::List(Box::new(ParamType::String)),
+                    Some(strings(n, 1)),
+                )],
+            )
+        };
+        let (one, ten, nineteen) = (of(1), of(10), of(19));
+        assert_eq!(nineteen - ten, ten - one, "linear in the element count");
+        // Per element: the loop condition `@not_strictly_false(!@result)` (3) and the step
+        // `@result || x == 'a'` (3), as cel-go counts them.
+        assert_eq!((ten - one) / 9, 6);
+    }
+
+    #[test]
+    fn string_functions_scale_with_length() {
+        let s = |len: usize| Some(Box::new(CelString::from("x".repeat(len))) as Box<dyn Val>);
+        let short = cost(
+            "s.contains(t)",
+            &[
+                ("s", ParamType::String, s(10)),
+                ("t", ParamType::String, s(10)),
+            ],
+        );
+        let long = cost(
+            "s.contains(t)",
+            &[
+                ("s", ParamType::String, s(1000)),
+                ("t", ParamType::String, s(1000)),
+            ],
+        );
+        assert_eq!(short, 2 + 1);
+        assert_eq!(long, 2 + 100 * 100);
+    }
+
+    #[test]
+    fn the_estimate_saturates() {
+        let big = strings(100_000, 1);
+        let nested = "l.all(a, l.all(b, l.all(c, l.all(d, a == b))))";
+        assert_eq!(
+            cost(
+                nested,
+                &[("l", ParamType::List(Box::new(ParamType::String)), Some(big))]
+            ),
+            u64::MAX
+        );
+    }
+}

@@ -6,13 +6,13 @@
 //! `internal/condition` behaviour on top of the `cel` crate:
 //!
 //! - **Compile** ([`ConditionSet::compile`]): each expression is parsed once, checked against
-//!   its declared parameters by [`check`] (cel 0.15 has no type checker: undeclared identifiers,
+//!   its declared parameters by `check` (cel 0.15 has no type checker: undeclared identifiers,
 //!   unknown functions, definite type mismatches and a non-`bool` result are refused, as cel-go's
 //!   checker refuses them), and kept as an AST. [`validate_condition`] runs the same checks for
 //!   `WriteAuthorizationModel`.
 //! - **Evaluate** ([`ConditionSet::evaluate`]): the tuple context is merged over the request
 //!   context (the tuple's value wins on a conflicting key, as in OpenFGA), each declared
-//!   parameter present is converted to its declared type by [`params`] (a wrong type is a
+//!   parameter present is converted to its declared type by `params` (a wrong type is a
 //!   [`ConditionError::ParameterType`], never a silent `false`), undeclared keys are ignored, and
 //!   the AST is evaluated.
 //! - **Missing parameters**: parameters absent from both contexts stay unbound. CEL's logical
@@ -27,11 +27,11 @@
 //! # How cel is extended
 //!
 //! - `ipaddress` is a [`cel::common::value::Val`] of our own with the member overload
-//!   `in_cidr(string) -> bool` declared on the shared [`cel::Env`] ([`ipaddress`]).
+//!   `in_cidr(string) -> bool` declared on the shared [`cel::Env`] (`ipaddress`).
 //! - `duration(..)` / `timestamp(..)` calls are rewritten at compile time to overloads that
 //!   parse with Go's rules, so literals and parameters accept exactly the same strings
-//!   ([`functions`], [`go_time`]).
-//! - cel has no cost tracking: [`cost`] computes cel-go's runtime cost model over the AST and
+//!   (`functions`, `go_time`).
+//! - cel has no cost tracking: `cost` computes cel-go's runtime cost model over the AST and
 //!   the bound values before evaluating, and refuses to run an expression over the limit
 //!   (OpenFGA's default is 100).
 //!
@@ -41,7 +41,18 @@
 //! ([`cel::parser::Expression`], plain owned data) rather than `cel::Program`s, plus one
 //! process-wide `Arc<Env>`; every evaluation builds a cheap per-call `cel::Context` whose
 //! variable resolver reads the converted parameters from a local vector. Nothing is re-parsed
-//! and no lock is taken on the evaluation path.
+//! and no lock is taken on the evaluation path (about a microsecond per evaluation in release
+//! builds for OpenFGA's documented examples).
+//!
+//! # Limits
+//!
+//! - Expressions are at most [`MAX_EXPRESSION_LENGTH`] bytes and 32 AST levels deep. cel
+//!   evaluates recursively on the caller's thread with large frames; the depth bound keeps an
+//!   evaluation within about 1 MiB of stack even in debug builds.
+//! - Parsing runs on a short-lived thread with a large stack, because cel's ANTLR parser can
+//!   exhaust a small stack on nested input before its own recursion limit answers. Compiling is
+//!   once per model, so the thread start does not matter.
+//! - Evaluation cost is capped as described above ([`DEFAULT_MAX_EVALUATION_COST`]).
 
 mod check;
 mod cost;
@@ -88,7 +99,7 @@ pub enum ConditionOutcome {
 #[non_exhaustive]
 pub enum ConditionError {
     /// The model defines no condition of this name.
-    #[error("condition '{0}' is not defined in the authorization model")]
+    #[error("failed to evaluate relationship condition: '{0}' - condition was not found")]
     NotDefined(String),
     /// The condition is invalid: its expression does not parse or check, or a parameter type is
     /// invalid.
