@@ -976,3 +976,108 @@ fn overlong_expressions_are_rejected() {
     let err = compile_error(&expr, &[("s", "string")]);
     assert!(err.contains("longer than"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// OpenFGA's language test models
+
+/// Every condition of OpenFGA's language transformer test models compiles, except one whose
+/// expression references a parameter it does not declare (the language repository does not
+/// check CEL; OpenFGA's server refuses that model).
+#[test]
+fn openfga_transformer_models_compile() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance/openfga/language/transformer");
+    let mut compiled = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&root)
+        .expect("conformance models")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for dir in entries {
+        let path = dir.join("authorization-model.json");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let model: AuthorizationModel =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if model.conditions.is_empty() {
+            continue;
+        }
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        match ConditionSet::compile(&model) {
+            Ok(set) => {
+                assert_eq!(set.len(), model.conditions.len());
+                compiled += 1;
+            }
+            Err(e) if name == "11-multiple-conditions" => {
+                assert!(e.to_string().contains("'document_attributes'"), "{e}");
+            }
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+    assert!(
+        compiled >= 8,
+        "only {compiled} models with conditions found"
+    );
+}
+
+#[test]
+fn data_type_conditions_from_openfga_evaluate() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../../conformance/openfga/language/transformer/102-conditions-data-types/authorization-model.json",
+    );
+    let text = std::fs::read_to_string(path).expect("model");
+    let model: AuthorizationModel = serde_json::from_str(&text).expect("json model");
+    let set = ConditionSet::compile(&model).expect("compiles");
+    let cases = [
+        (
+            "is_valid_double",
+            json!({"_double": 1.5}),
+            json!({"_double": -1}),
+        ),
+        (
+            "is_valid_duration",
+            json!({"_duration": "1s"}),
+            json!({"_duration": "0s"}),
+        ),
+        ("is_valid_int", json!({"_int": 3}), json!({"_int": 0})),
+        (
+            "is_valid_ipaddress",
+            json!({"_ipaddress": "10.0.0.1"}),
+            json!({"_ipaddress": "192.0.0.1"}),
+        ),
+        (
+            "is_valid_list_string",
+            json!({"_liststring": ["1"]}),
+            json!({"_liststring": ["1", "2"]}),
+        ),
+        (
+            "is_valid_map_string",
+            json!({"_mapstring": {"key": "v"}}),
+            json!({"_mapstring": {"key": ""}}),
+        ),
+        (
+            "is_valid_string",
+            json!({"_string": "101"}),
+            json!({"_string": "102"}),
+        ),
+        (
+            "is_valid_timestamp",
+            json!({"_timestamp": "2020-01-01T00:00:00Z"}),
+            json!({"_timestamp": "2019-01-01T00:00:00Z"}),
+        ),
+        ("is_valid_uint", json!({"_uint": 1}), json!({"_uint": 0})),
+    ];
+    for (name, good, bad) in cases {
+        assert_eq!(
+            set.evaluate(name, None, Some(&ctx(good))),
+            Ok(ConditionOutcome::Met),
+            "{name}"
+        );
+        assert_eq!(
+            set.evaluate(name, None, Some(&ctx(bad))),
+            Ok(ConditionOutcome::NotMet),
+            "{name}"
+        );
+    }
+}

@@ -17,7 +17,7 @@
 //! recursion of the evaluator too.
 
 use super::functions::{GO_DURATION, GO_TIMESTAMP};
-use super::ipaddress::IN_CIDR;
+use super::ipaddress::{IN_CIDR, IPADDRESS};
 use super::params::ParamType;
 use cel::common::ast::{EntryExpr, Expr, LiteralValue, operators};
 use cel::parser::Expression;
@@ -513,6 +513,14 @@ fn global_call(name: &str, args: &[Ty]) -> Result<Ty, String> {
                 "type" => Ty::Type,
                 _ => Ty::Dyn,
             })
+        }
+        IPADDRESS => {
+            arity(name, args, 1)?;
+            if args[0].may_be(&Ty::String) {
+                Ok(Ty::IpAddress)
+            } else {
+                fail()
+            }
         }
         "duration" | GO_DURATION => {
             arity(name, args, 1)?;

@@ -126,7 +126,27 @@ fn in_cidr<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Executio
     Ok(CowVal::owned(CelBool::from(network.contains(ip.0))))
 }
 
-/// Declares `in_cidr` on `env`.
+/// `ipaddress(string) -> ipaddress`, so an expression can compare with a literal address
+/// (`ip != ipaddress("192.0.0.1")`, as in OpenFGA's language test models). A malformed address
+/// is an evaluation error.
+fn ipaddress_from_string<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = args.as_slice() else {
+        return Err(ExecutionError::invalid_argument_count(1, args.len()));
+    };
+    let s = s
+        .downcast_ref::<CelString>()
+        .ok_or_else(|| ExecutionError::function_error(IPADDRESS, "expected a string"))?;
+    let ip =
+        IpAddress::parse(s.inner()).map_err(|e| ExecutionError::function_error(IPADDRESS, e))?;
+    Ok(CowVal::owned(ip))
+}
+
+/// The name of the conversion function.
+pub(crate) const IPADDRESS: &str = "ipaddress";
+
+/// Declares `in_cidr` and `ipaddress()` on `env`.
 pub(crate) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     env.add_member_overload(
         IN_CIDR,
@@ -134,6 +154,12 @@ pub(crate) fn register(env: &mut Env) -> Result<(), DeclarationError> {
         IPADDRESS_TYPE.to_owned(),
         vec![STRING_TYPE],
         in_cidr,
+    )?;
+    env.add_overload(
+        IPADDRESS,
+        "string_to_ipaddress",
+        vec![STRING_TYPE],
+        ipaddress_from_string,
     )
 }
 
