@@ -5,7 +5,8 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use trustgate_authz::condition::{
-    ConditionError, ConditionOutcome, ConditionSet, DEFAULT_MAX_EVALUATION_COST, validate_condition,
+    ConditionError, ConditionOutcome, ConditionSet, DEFAULT_MAX_EVALUATION_COST,
+    validate_condition, validate_model_conditions,
 };
 use trustgate_authz::model::{AuthorizationModel, Condition, ConditionParamTypeRef, TypeName};
 
@@ -699,6 +700,24 @@ fn invalid_parameter_types_are_rejected() {
         assert!(err.contains(needle), "{err}");
         assert!(err.contains("'p'"), "names the parameter: {err}");
     }
+}
+
+#[test]
+fn whole_models_validate_at_once() {
+    let good = model(vec![
+        condition("a", "x == 1", &[("x", "int")]),
+        condition("b", "ip.in_cidr('10.0.0.0/8')", &[("ip", "ipaddress")]),
+    ]);
+    validate_model_conditions(&good).expect("valid");
+    let bad = model(vec![
+        condition("a", "x == 1", &[("x", "int")]),
+        condition("b", "y == 1", &[("x", "int")]),
+    ]);
+    let err = validate_model_conditions(&bad).expect_err("b references y");
+    assert!(
+        matches!(&err, ConditionError::Compile { condition, .. } if condition == "b"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -172,6 +172,12 @@ pub fn validate_condition(condition: &Condition) -> Result<(), ConditionError> {
         .map(|_| ())
 }
 
+/// Validates every condition of `model` (see [`validate_condition`]), compiling them all on one
+/// parser thread; also checks that each condition's name matches its key.
+pub fn validate_model_conditions(model: &AuthorizationModel) -> Result<(), ConditionError> {
+    ConditionSet::compile(model).map(|_| ())
+}
+
 /// The stack for parsing and checking. cel's ANTLR-generated parser recurses through a dozen
 /// grammar rules per nesting level with large frames: a few dozen parentheses exhaust a 2 MiB
 /// thread stack in unoptimised builds before the parser's own recursion limit answers. Only the
