@@ -1,8 +1,8 @@
-//! Engine latency over a 1M-tuple index, with a baseline measured in the same run.
+//! Engine latency over a ~750k-tuple index, with a baseline measured in the same run.
 //!
 //! Data (deterministic): 20k users, 2k groups (members and nested groups), 2k folders in a
 //! 3-level tree, 200k documents each with a parent folder, an owner, viewers, some group
-//! viewers, some public (`user:*`) and some blocked users — about 1M tuples.
+//! viewers, some public (`user:*`) and some blocked users — about 750k tuples.
 //!
 //! Benchmarks: a `HashMap` lookup (baseline: the cost of one hash probe), checks that hit
 //! directly, through a group, through the folder tree, a miss, an exclusion, and list-objects
