@@ -5,8 +5,9 @@
 //! The index is a sequence of immutable [`IndexSnapshot`]s. A snapshot is a set of persistent
 //! (structurally shared) ordered maps from the `imbl` crate; the current one sits behind an
 //! `arc-swap` pointer.
-//! - **Readers** call [`TupleIndex::snapshot`], a lock-free atomic load of an `Arc`, and then
-//!   read only that snapshot. They never take a lock, so a 100 ms list-objects can neither block
+//! - **Readers** call [`TupleIndex::snapshot`] (a lock-free atomic load of an `Arc`) or, for a
+//!   short read such as one check, [`TupleIndex::current`] (lock-free and usually without
+//!   touching the shared reference count), and then read only that snapshot. They never take a lock, so a 100 ms list-objects can neither block
 //!   nor be blocked by anyone, and a check never contends on a global lock.
 //! - **The writer** ([`TupleIndex::apply`]) clones the current snapshot (O(1): the maps share
 //!   all their nodes), applies a whole changelog batch to the clone (copying only the touched
@@ -419,6 +420,23 @@ impl TupleReader for IndexSnapshot {
     }
 }
 
+/// A short-lived borrow of the current snapshot; see [`TupleIndex::current`].
+pub struct SnapshotGuard(arc_swap::Guard<Arc<IndexSnapshot>>);
+
+impl std::ops::Deref for SnapshotGuard {
+    type Target = IndexSnapshot;
+
+    fn deref(&self) -> &IndexSnapshot {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SnapshotGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// The live index of one store: the current snapshot plus the writer's lock.
 pub struct TupleIndex {
     current: ArcSwap<IndexSnapshot>,
@@ -468,6 +486,14 @@ impl TupleIndex {
     /// held up by it.
     pub fn snapshot(&self) -> Arc<IndexSnapshot> {
         self.current.load_full()
+    }
+
+    /// The current snapshot for a short read (a check): also lock-free, and cheaper than
+    /// [`TupleIndex::snapshot`] under many concurrent readers because it usually avoids touching
+    /// the shared reference count (arc-swap's debt slots). Hold it for one request at most; use
+    /// [`TupleIndex::snapshot`] for long reads such as list-objects.
+    pub fn current(&self) -> SnapshotGuard {
+        SnapshotGuard(self.current.load())
     }
 
     /// The last changelog batch applied.

@@ -191,7 +191,7 @@ type document
         readers.push(std::thread::spawn(move || {
             let mut snapshots = 0u64;
             while !done.load(Ordering::Acquire) {
-                let snap = index.snapshot();
+                let snap = index.current();
                 assert_eq!(
                     snap.len() % 2,
                     0,

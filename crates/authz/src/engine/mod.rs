@@ -14,6 +14,36 @@
 //!   [`expand`]) are pure: the same model, tuples and request give the same answer or the same
 //!   error, whatever the tuple order or thread.
 //!
+//! # Example
+//! ```
+//! use trustgate_authz::engine::{CheckRequest, TypeSystem, check, validate_tuple_for_write};
+//! use trustgate_authz::index::{TupleChange, TupleIndex};
+//! use trustgate_authz::tuple::TupleKey;
+//!
+//! let model = trustgate_authz::dsl::parse(
+//!     "model\n  schema 1.1\ntype user\ntype document\n  relations\n    define viewer: [user]\n",
+//! )
+//! .expect("model");
+//! let ts = TypeSystem::new(model).expect("type system");
+//! let tuple = TupleKey::new("document:1", "viewer", "user:anne");
+//! validate_tuple_for_write(&ts, &tuple).expect("fits the model");
+//! let index = TupleIndex::new();
+//! index.apply(1, &[TupleChange::Write(tuple)]).expect("apply");
+//! let snapshot = index.current();
+//! let allowed = check(
+//!     &ts,
+//!     &*snapshot,
+//!     &CheckRequest {
+//!         object: "document:1",
+//!         relation: "viewer",
+//!         user: "user:anne",
+//!         contextual_tuples: &[],
+//!         context: None,
+//!     },
+//! );
+//! assert_eq!(allowed, Ok(true));
+//! ```
+//!
 //! # Invariants
 //! - Fail closed: every error (malformed request, unknown type, condition that cannot be
 //!   evaluated, resolution depth exceeded, storage error) is returned as an [`EngineError`]; it
