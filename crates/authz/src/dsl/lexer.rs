@@ -2,18 +2,22 @@
 //!
 //! The token kinds mirror the upstream grammar's lexer (keywords, `IDENTIFIER`,
 //! `EXTENDED_IDENTIFIER`, `NEWLINE`, punctuation) so that parser errors can name tokens the way
-//! OpenFGA's tooling does. Three lexer modes exist, as upstream:
+//! OpenFGA's tooling does, and token boundaries are upstream's, so that errors point at the same
+//! text. The modes follow upstream's lexer:
 //!
-//! - the default mode (types and relations), where `map` or `string` are plain identifiers;
-//! - the condition-signature mode, entered by the `condition` keyword, where parameter types are
-//!   keywords;
-//! - the CEL mode, entered by `{` in a condition signature and left at the first `}` outside a
-//!   string literal, whose tokens are only kept verbatim for the expression text.
+//! - the default mode (types and relations), where `map` or `string` are plain identifiers and
+//!   CEL's operators, numbers and strings are tokens (upstream shares one mode between the two)
+//!   that the parser never accepts outside an expression, and `//` starts a skipped comment;
+//! - the condition-signature mode, entered by the `condition` keyword and left at `)`, where
+//!   parameter types are keywords and nothing but names, types, `(),:<>` and blanks is valid;
+//! - the CEL mode, entered by the `{` after a condition's parameters and left at the first `}`
+//!   outside a string literal, whose tokens are kept verbatim for the expression text.
 //!
-//! Invariants: the input is the cleaned text (every line right-trimmed, see [`clean`]); every
-//! token covers a non-empty byte range except the final `Eof`; positions are 0-based lines and
-//! 0-based columns counted in Unicode scalar values. The lexer never fails: any character it does
-//! not know becomes a one-character `Unknown` token that the parser then rejects.
+//! Invariants: the input is the cleaned text (comments removed and lines right-trimmed, see
+//! [`clean`]); every token covers a non-empty byte range except the final `Eof`; positions are
+//! 0-based lines and 0-based columns counted in Unicode scalar values. The lexer never fails: a
+//! character upstream's lexer rejects (`@`, a lone `=`, an unterminated string, ...) becomes an
+//! `Unknown` token that the parser reports when it reaches it.
 
 /// Token kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,12 +82,20 @@ impl Token {
     }
 }
 
-/// Removes trailing whitespace from every line, as OpenFGA's transformer does before parsing, so
-/// that positions of all remaining characters are unchanged.
+/// Prepares the input the way OpenFGA's transformer does before parsing, line by line: a line
+/// whose first non-blank character is `#` becomes empty, everything from the first ` #` on is
+/// cut (a comment, even inside what looks like a string), and trailing whitespace is removed.
+/// The remaining characters keep their line and column.
 pub(crate) fn clean(input: &str) -> String {
     input
         .split('\n')
-        .map(|line| line.trim_end())
+        .map(|line| {
+            if line.trim_start().starts_with('#') {
+                ""
+            } else {
+                line.split(" #").next().unwrap_or_default().trim_end()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -111,6 +123,10 @@ const KEYWORDS: &[(&str, Kind)] = &[
     ("with", Kind::With),
 ];
 
+/// CEL's words that upstream's default mode lexes as tokens of their own, so they can name
+/// nothing in a model.
+pub(crate) const RESERVED_WORDS: &[&str] = &["in", "true", "false", "null"];
+
 const PARAM_TYPES: &[&str] = &[
     "bool",
     "string",
@@ -122,25 +138,85 @@ const PARAM_TYPES: &[&str] = &[
     "ipaddress",
 ];
 
-/// `SCHEMA_VERSION`: digits, a dot, digits (`1.1`, `1.2`, `0.9`); whether the version is
-/// supported is a semantic check.
-fn is_schema_version(word: &str) -> bool {
-    let mut parts = word.split('.');
-    let all_digits =
-        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    all_digits(parts.next()) && all_digits(parts.next()) && parts.next().is_none()
-}
-
 fn is_ident_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_'
 }
 
-fn is_ident_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }
 
-fn is_ext_char(c: char) -> bool {
-    is_ident_char(c) || c == '.' || c == '/'
+/// Length of an `IDENTIFIER` at the start of `s`: `[a-zA-Z_][a-zA-Z0-9_-]*`.
+fn ident_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    match bytes.first() {
+        Some(&b) if is_ident_start(char::from(b)) => {
+            1 + bytes[1..]
+                .iter()
+                .take_while(|b| is_word_byte(**b) || **b == b'-')
+                .count()
+        }
+        _ => 0,
+    }
+}
+
+/// Length of one segment of an extended identifier: `[a-zA-Z0-9_]+ ('-' [a-zA-Z0-9_]+)*`
+/// (hyphens only between word characters).
+fn segment_len(bytes: &[u8]) -> usize {
+    let mut i = bytes.iter().take_while(|b| is_word_byte(**b)).count();
+    if i == 0 {
+        return 0;
+    }
+    while bytes.get(i) == Some(&b'-') {
+        let run = bytes[i + 1..]
+            .iter()
+            .take_while(|b| is_word_byte(**b))
+            .count();
+        if run == 0 {
+            break;
+        }
+        i += 1 + run;
+    }
+    i
+}
+
+/// Length of an `EXTENDED_IDENTIFIER` at the start of `s` (0 if there is none): a segment that
+/// starts with a letter or `_`, then one or more segments each after a `.` or `/` (`a.b`,
+/// `team/doc-v2`, `_.a_/_b._`). A separator must be followed by a segment, so `a.` and `a//b`
+/// are not extended identifiers.
+fn ext_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    if !bytes
+        .first()
+        .is_some_and(|b| is_ident_start(char::from(*b)))
+    {
+        return 0;
+    }
+    let mut i = segment_len(bytes);
+    let mut separators = 0;
+    while matches!(bytes.get(i), Some(b'.' | b'/')) {
+        let seg = segment_len(&bytes[i + 1..]);
+        if seg == 0 {
+            break;
+        }
+        i += 1 + seg;
+        separators += 1;
+    }
+    if separators == 0 { 0 } else { i }
+}
+
+/// Length of a `SCHEMA_VERSION` (`[0-9]+ '.' [0-9]+`) at the start of `s`, or 0.
+fn schema_version_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let major = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if major == 0 || bytes.get(major) != Some(&b'.') {
+        return 0;
+    }
+    let minor = bytes[major + 1..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if minor == 0 { 0 } else { major + 1 + minor }
 }
 
 struct Lexer<'a> {
@@ -149,6 +225,11 @@ struct Lexer<'a> {
     line: usize,
     col: usize,
     mode: Mode,
+    /// A condition's parameter list was closed: the next `{` opens its expression.
+    body_pending: bool,
+    /// The mode a parameter list returns to at `)`: the default mode for a condition
+    /// declaration, the expression for the keyword `condition` inside an expression.
+    signature_returns_to: Mode,
     tokens: Vec<Token>,
 }
 
@@ -160,6 +241,8 @@ pub(crate) fn tokenize(src: &str) -> Vec<Token> {
         line: 0,
         col: 0,
         mode: Mode::Default,
+        body_pending: false,
+        signature_returns_to: Mode::Default,
         tokens: Vec::new(),
     };
     while lx.pos < src.len() {
@@ -207,60 +290,31 @@ impl Lexer<'_> {
         self.tokens.push(token);
     }
 
-    /// Length of a newline token at the current position: optional blanks and a comment, then
-    /// one or more line breaks, each followed by blanks and possibly a whole-line comment.
-    /// Returns 0 when the current position does not start one.
-    fn newline_len(&self, comment_allowed_here: bool) -> usize {
+    /// Advances over `len` bytes of one line without emitting a token.
+    fn skip(&mut self, len: usize) {
+        let text = &self.src[self.pos..self.pos + len];
+        self.col += text.chars().count();
+        self.pos += len;
+    }
+
+    /// Length of a NEWLINE token at the current position (0 if none starts here): one or more
+    /// line breaks, each with the blanks that follow it. Comments are gone by now ([`clean`]).
+    fn newline_len(&self) -> usize {
         let bytes = self.rest().as_bytes();
         let mut i = 0;
-        while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
-            i += 1;
-        }
-        let comment_ok = comment_allowed_here || i > 0;
-        if i < bytes.len() && bytes[i] == b'#' && comment_ok {
-            while i < bytes.len() && bytes[i] != b'\n' {
-                i += 1;
-            }
-        }
-        if i >= bytes.len() {
-            // A trailing comment at the very end of the input is trivia too.
-            return if i > 0 && self.rest().trim_start().starts_with('#') {
-                i
-            } else {
-                0
-            };
-        }
-        if bytes[i] != b'\n' && bytes[i] != b'\r' {
-            return 0;
-        }
-        let mut last_break_end;
         loop {
-            if i < bytes.len() && bytes[i] == b'\r' {
+            let start = i;
+            if bytes.get(i) == Some(&b'\r') {
                 i += 1;
             }
-            if i < bytes.len() && bytes[i] == b'\n' {
+            if bytes.get(i) != Some(&b'\n') {
+                return start;
+            }
+            i += 1;
+            while matches!(bytes.get(i), Some(b' ' | b'\t')) {
                 i += 1;
-                last_break_end = i;
-            } else {
-                break;
-            }
-            while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
-                i += 1;
-            }
-            if i < bytes.len() && bytes[i] == b'#' && self.mode == Mode::Default {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-                if i >= bytes.len() {
-                    return i;
-                }
-            }
-            if i >= bytes.len() || (bytes[i] != b'\n' && bytes[i] != b'\r') {
-                break;
             }
         }
-        let _ = last_break_end;
-        i
     }
 
     fn next_token(&mut self) {
@@ -271,35 +325,8 @@ impl Lexer<'_> {
         }
     }
 
-    fn word_lens(&self) -> (usize, usize) {
-        let mut ident = 0;
-        let mut chars = self.rest().char_indices();
-        if let Some((_, c)) = chars.next()
-            && is_ident_start(c)
-        {
-            ident = c.len_utf8();
-            for (i, c) in chars {
-                if is_ident_char(c) {
-                    ident = i + c.len_utf8();
-                } else {
-                    break;
-                }
-            }
-        }
-        let mut ext = 0;
-        for (i, c) in self.rest().char_indices() {
-            if is_ext_char(c) {
-                ext = i + c.len_utf8();
-            } else {
-                break;
-            }
-        }
-        (ident, ext)
-    }
-
     fn next_default(&mut self) {
-        let at_line_start = self.col == 0;
-        let nl = self.newline_len(at_line_start);
+        let nl = self.newline_len();
         if nl > 0 {
             self.emit(Kind::Newline, nl);
             return;
@@ -307,6 +334,25 @@ impl Lexer<'_> {
         let Some(c) = self.peek_char() else {
             return;
         };
+        if c == '{' && self.body_pending {
+            self.body_pending = false;
+            self.mode = Mode::Cel;
+            self.emit(Kind::LBrace, 1);
+            return;
+        }
+        if self.rest().starts_with("//") {
+            // A `//` comment runs to the end of the line and is skipped, as upstream's lexer
+            // (which shares CEL's comment rule in this mode) does.
+            let len = self.rest().find('\n').unwrap_or(self.rest().len());
+            self.skip(len);
+            return;
+        }
+        if let Some(len) = cel_operator_len(self.rest()) {
+            // `<=`, `==`, `&&`, ...: tokens of upstream's lexer in this mode (which it shares
+            // with CEL expressions), never accepted by the parser outside an expression.
+            self.emit(Kind::Cel, len);
+            return;
+        }
         let single = match c {
             ':' => Some(Kind::Colon),
             ',' => Some(Kind::Comma),
@@ -320,6 +366,7 @@ impl Lexer<'_> {
             '}' => Some(Kind::RBrace),
             '#' => Some(Kind::Hash),
             '*' => Some(Kind::Star),
+            '.' | '-' | '!' | '?' | '+' | '/' | '%' => Some(Kind::Cel),
             _ => None,
         };
         if let Some(kind) = single {
@@ -339,34 +386,53 @@ impl Lexer<'_> {
             self.emit(Kind::ButNot, "but not".len());
             return;
         }
-        let (ident, ext) = self.word_lens();
-        let longest = ident.max(ext);
-        if longest == 0 {
+        if let Some((len, terminated)) = cel_string_len(self.rest()) {
+            self.emit(if terminated { Kind::Cel } else { Kind::Unknown }, len);
+            return;
+        }
+        let version = schema_version_len(self.rest());
+        if version > 0 {
+            self.emit(Kind::SchemaVersion, version);
+            return;
+        }
+        if c.is_ascii_digit() {
+            // A number: only ever part of a CEL expression, but one token, as upstream lexes it.
+            let len = self.rest().bytes().take_while(u8::is_ascii_digit).count();
+            self.emit(Kind::Cel, len);
+            return;
+        }
+        let ident = ident_len(self.rest());
+        let ext = ext_len(self.rest());
+        if ident == 0 && ext == 0 {
             self.emit(Kind::Unknown, c.len_utf8());
             return;
         }
-        let word = &self.rest()[..longest];
-        if is_schema_version(word) {
-            self.emit(Kind::SchemaVersion, longest);
-        } else if let Some((_, kind)) = KEYWORDS.iter().find(|(k, _)| *k == word) {
+        if ext > ident {
+            self.emit(Kind::ExtendedIdentifier, ext);
+            return;
+        }
+        let word = &self.rest()[..ident];
+        if RESERVED_WORDS.contains(&word) {
+            self.emit(Kind::Cel, ident);
+            return;
+        }
+        if let Some((_, kind)) = KEYWORDS.iter().find(|(k, _)| *k == word) {
             let kind = *kind;
             if kind == Kind::Condition {
                 self.mode = Mode::ConditionSignature;
+                self.signature_returns_to = Mode::Default;
+                self.body_pending = false;
             }
-            self.emit(kind, longest);
-        } else if ident >= ext {
-            self.emit(Kind::Identifier, ident);
+            self.emit(kind, ident);
         } else {
-            self.emit(Kind::ExtendedIdentifier, ext);
+            self.emit(Kind::Identifier, ident);
         }
     }
 
+    /// The parameter list of a condition (upstream's `CONDITION_DEF` mode, which ends at `)`):
+    /// only names, parameter types, `(`, `)`, `:`, `,`, `<`, `>` and blanks. Anything else,
+    /// including a line break, is a character upstream's lexer rejects.
     fn next_signature(&mut self) {
-        let nl = self.newline_len(false);
-        if nl > 0 {
-            self.emit(Kind::Newline, nl);
-            return;
-        }
         let Some(c) = self.peek_char() else {
             return;
         };
@@ -376,19 +442,20 @@ impl Lexer<'_> {
             '<' => Some(Kind::Less),
             '>' => Some(Kind::Greater),
             '(' => Some(Kind::LParen),
-            ')' => Some(Kind::RParen),
-            '[' => Some(Kind::LBracket),
-            ']' => Some(Kind::RBracket),
-            '}' => Some(Kind::RBrace),
             _ => None,
         };
         if let Some(kind) = single {
             self.emit(kind, 1);
             return;
         }
-        if c == '{' {
-            self.mode = Mode::Cel;
-            self.emit(Kind::LBrace, 1);
+        if c == ')' {
+            self.mode = self.signature_returns_to;
+            if self.mode == Mode::Default {
+                self.body_pending = true;
+                self.emit(Kind::RParen, 1);
+            } else {
+                self.emit(Kind::Cel, 1);
+            }
             return;
         }
         if c == ' ' || c == '\t' {
@@ -400,7 +467,7 @@ impl Lexer<'_> {
             self.emit(Kind::Whitespace, len);
             return;
         }
-        let (ident, _) = self.word_lens();
+        let ident = ident_len(self.rest());
         if ident == 0 {
             self.emit(Kind::Unknown, c.len_utf8());
             return;
@@ -416,7 +483,15 @@ impl Lexer<'_> {
         self.emit(kind, ident);
     }
 
+    /// A condition's expression, up to the first `}` outside a string literal. Upstream lexes it
+    /// in its default mode, so the same characters are rejected there (`@`, `$`, a lone `=`,
+    /// an unterminated string, ...); everything else is kept verbatim.
     fn next_cel(&mut self) {
+        let nl = self.newline_len();
+        if nl > 0 {
+            self.emit(Kind::Newline, nl);
+            return;
+        }
         let Some(c) = self.peek_char() else {
             return;
         };
@@ -424,14 +499,6 @@ impl Lexer<'_> {
             '}' => {
                 self.mode = Mode::Default;
                 self.emit(Kind::RBrace, 1);
-            }
-            '\n' | '\r' => {
-                let len = self
-                    .rest()
-                    .bytes()
-                    .take_while(|b| matches!(b, b'\n' | b'\r' | b' ' | b'\t'))
-                    .count();
-                self.emit(Kind::Newline, len);
             }
             ' ' | '\t' => {
                 let len = self
@@ -442,18 +509,56 @@ impl Lexer<'_> {
                 self.emit(Kind::Whitespace, len);
             }
             _ => {
-                let len = cel_string_len(self.rest())
-                    .unwrap_or_else(|| cel_chunk_len(self.rest()).max(c.len_utf8()));
-                self.emit(Kind::Cel, len);
+                let rest = self.rest();
+                if rest.starts_with("//") {
+                    let len = rest.find('\n').unwrap_or(rest.len());
+                    self.emit(Kind::Cel, len);
+                } else if let Some((len, terminated)) = cel_string_len(rest) {
+                    self.emit(if terminated { Kind::Cel } else { Kind::Unknown }, len);
+                } else if let Some(len) = cel_operator_len(rest) {
+                    self.emit(Kind::Cel, len);
+                } else if is_word_byte(rest.as_bytes()[0]) {
+                    let len = rest.bytes().take_while(|b| is_word_byte(*b)).count();
+                    if &rest[..len] == "condition" {
+                        // Upstream's lexer switches to the parameter-list mode at this keyword
+                        // wherever it is, and back at the next `)`; the characters in between
+                        // must be valid there.
+                        self.mode = Mode::ConditionSignature;
+                        self.signature_returns_to = Mode::Cel;
+                    }
+                    self.emit(Kind::Cel, len);
+                } else if is_rejected_char(c) {
+                    self.emit(Kind::Unknown, c.len_utf8());
+                } else {
+                    self.emit(Kind::Cel, c.len_utf8());
+                }
             }
         }
     }
 }
 
+/// Characters upstream's default-mode lexer (types, relations, CEL expressions) does not accept
+/// outside comments and string literals: `&`, `|` and `=` only as `&&`, `||`, `==`.
+fn is_rejected_char(c: char) -> bool {
+    !c.is_ascii()
+        || matches!(
+            c,
+            '$' | '&' | ';' | '=' | '@' | '\\' | '^' | '`' | '|' | '~'
+        )
+}
+
+/// Length of a two-character operator of upstream's default mode at the start of `s`.
+fn cel_operator_len(s: &str) -> Option<usize> {
+    ["==", "!=", "<=", ">=", "&&", "||"]
+        .iter()
+        .any(|op| s.starts_with(op))
+        .then_some(2)
+}
+
 /// Length of a CEL string or bytes literal at the start of `s` (with optional `r`/`b` prefixes
-/// and triple quotes), so that braces inside strings do not end the expression. An unterminated
-/// literal runs to the end of its line.
-fn cel_string_len(s: &str) -> Option<usize> {
+/// and triple quotes), and whether it is terminated. An unterminated single-quoted literal runs
+/// to the end of its line, a triple-quoted one to the end of the input.
+fn cel_string_len(s: &str) -> Option<(usize, bool)> {
     let bytes = s.as_bytes();
     let mut i = 0;
     let mut raw = false;
@@ -469,43 +574,29 @@ fn cel_string_len(s: &str) -> Option<usize> {
     let mut j = if triple { i + 3 } else { i + 1 };
     while j < bytes.len() {
         let b = bytes[j];
-        if b == b'\\' && !raw {
-            j += 2;
-            continue;
+        if !triple && matches!(b, b'\n' | b'\r') {
+            return Some((j, false));
         }
-        if !triple && b == b'\n' {
-            return Some(j);
+        if b == b'\\' && !raw {
+            j += if matches!(bytes.get(j + 1), Some(b'\n' | b'\r')) {
+                1
+            } else {
+                2
+            };
+            continue;
         }
         if b == quote {
             if !triple {
-                return Some(j + 1);
+                return Some((j + 1, true));
             }
             if bytes.len() >= j + 3 && bytes[j + 1] == quote && bytes[j + 2] == quote {
-                return Some(j + 3);
+                return Some((j + 3, true));
             }
         }
         j += 1;
     }
-    Some(bytes.len())
-}
-
-/// Length of a run of CEL characters that cannot start a string, a brace or a line break.
-fn cel_chunk_len(s: &str) -> usize {
-    let mut len = 0;
-    for (i, c) in s.char_indices() {
-        if matches!(c, '}' | '\n' | '\r' | ' ' | '\t' | '"' | '\'') {
-            break;
-        }
-        if i > 0 && matches!(c, 'r' | 'R' | 'b' | 'B') {
-            // A prefix letter only starts a string at a word boundary; keep words together.
-            let prev = s[..i].chars().last().unwrap_or(' ');
-            if !prev.is_ascii_alphanumeric() && prev != '_' && cel_string_len(&s[i..]).is_some() {
-                break;
-            }
-        }
-        len = i + c.len_utf8();
-    }
-    len
+    // `j` may have stepped past the end over a trailing backslash.
+    Some((bytes.len(), false))
 }
 
 #[cfg(test)]

@@ -7,15 +7,25 @@
 //! per level unless parentheses are used, at most one `but not` per level, whitespace around
 //! operators, types before conditions.
 //!
-//! It stops at the first error; [`super::antlr`] computes the full upstream error list for
-//! invalid input. Recursion depth is bounded by [`MAX_DEPTH`] so hostile input cannot overflow
-//! the stack.
+//! It stops at the first syntax error and reports it at the token upstream's parser reports
+//! first (see the contract in [`super`]). Messages come in two forms:
+//!
+//! - [`Parser::mismatch`]: `mismatched input 'X' expecting E`, upstream's own text for a plain
+//!   token mismatch, where `E` names tokens in upstream's vocabulary (`'schema'`,
+//!   `SCHEMA_VERSION`, `WHITESPACE`, ...). Used where the grammar wants one token or a small
+//!   token class and upstream reports the same failure without error recovery.
+//! - [`Parser::unexpected`]: `unexpected 'X': expected ...` in plain words, used for structural
+//!   mistakes (no header, a line that cannot start there, a misplaced `[...]`, operators mixed
+//!   inside parentheses, a missing name) where upstream's generated parser can only describe
+//!   what its error recovery did.
+//!
+//! Recursion depth is bounded by [`MAX_DEPTH`] so hostile input cannot overflow the stack.
 
 use super::ast::{
     ConditionDecl, ConditionParam, Document, Header, RelationDecl, Rewrite, Spanned, TypeDecl,
     TypeRestriction,
 };
-use super::lexer::{Kind, Token};
+use super::lexer::{Kind, RESERVED_WORDS, Token};
 
 /// Deepest parenthesis nesting accepted.
 pub(crate) const MAX_DEPTH: usize = 64;
@@ -34,16 +44,14 @@ type PResult<T> = Result<T, SyntaxError>;
 
 struct Parser<'a> {
     toks: &'a [Token],
-    src: &'a str,
     i: usize,
     depth: usize,
 }
 
 /// Parses a token stream produced by [`super::lexer::tokenize`] from `src`.
-pub(crate) fn parse_tokens(toks: &[Token], src: &str) -> PResult<Document> {
+pub(crate) fn parse_tokens(toks: &[Token]) -> PResult<Document> {
     let mut p = Parser {
         toks,
-        src,
         i: 0,
         depth: 0,
     };
@@ -64,8 +72,51 @@ fn is_identifier(kind: Kind) -> bool {
     )
 }
 
-const IDENTIFIER_SET: &str =
-    "{IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation', EXTENDED_IDENTIFIER}";
+/// What may follow at the start of a line of the body, given what came before.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// The header.
+    Header,
+    /// A type without a `relations` block.
+    TypeWithoutRelations,
+    /// A relation definition.
+    Relation,
+    /// A condition.
+    Condition,
+}
+
+impl After {
+    /// The line starts accepted here, in words.
+    fn expected(self, module: bool) -> &'static str {
+        match (self, module) {
+            (After::Header, false) => "'type', 'condition' or end of file",
+            (After::Header, true) => "'type', 'extend', 'condition' or end of file",
+            (After::TypeWithoutRelations, false) => {
+                "'relations', 'type', 'condition' or end of file"
+            }
+            (After::TypeWithoutRelations, true) => {
+                "'relations', 'type', 'extend', 'condition' or end of file"
+            }
+            (After::Relation, false) => "'define', 'type', 'condition' or end of file",
+            (After::Relation, true) => "'define', 'type', 'extend', 'condition' or end of file",
+            (After::Condition, _) => "'condition' or end of file",
+        }
+    }
+}
+
+/// How a token is named in [`Parser::unexpected`] messages.
+fn describe(t: &Token) -> String {
+    match t.kind {
+        Kind::Eof => "end of file".to_string(),
+        Kind::Newline => "end of line".to_string(),
+        Kind::Whitespace => "space".to_string(),
+        _ => format!("'{}'", display(&t.text)),
+    }
+}
+
+fn is_operator(kind: Kind) -> bool {
+    matches!(kind, Kind::Or | Kind::And | Kind::ButNot)
+}
 
 impl Parser<'_> {
     fn tok(&self, k: usize) -> &Token {
@@ -89,14 +140,16 @@ impl Parser<'_> {
         t
     }
 
-    fn error_here(&self, expecting: &str) -> SyntaxError {
+    /// An error at the current token. Errors are reported in source order: when the parser
+    /// reaches a character the lexer could not use, that character is the error, whatever the
+    /// parser expected.
+    fn error_at_current(&self, message: String) -> SyntaxError {
         let t = self.tok(0);
+        if t.kind == Kind::Unknown {
+            return lexical_error(t);
+        }
         SyntaxError {
-            message: format!(
-                "mismatched input '{}' expecting {}",
-                display(&t.text),
-                expecting
-            ),
+            message,
             line: t.line,
             col: t.col,
             end_col: t.col + t.char_len(),
@@ -104,11 +157,24 @@ impl Parser<'_> {
         }
     }
 
+    /// Upstream's text for a plain mismatch: `expecting` names the accepted tokens in upstream's
+    /// vocabulary (`'schema'`, `SCHEMA_VERSION`, `{',', ']'}`).
+    fn mismatch(&self, expecting: &str) -> SyntaxError {
+        let text = display(&self.tok(0).text);
+        self.error_at_current(format!("mismatched input '{text}' expecting {expecting}"))
+    }
+
+    /// Our text for a structural mistake: `expected` says in words what would be accepted.
+    fn unexpected(&self, expected: &str) -> SyntaxError {
+        let found = describe(self.tok(0));
+        self.error_at_current(format!("unexpected {found}: expected {expected}"))
+    }
+
     fn expect(&mut self, kind: Kind, expecting: &str) -> PResult<Token> {
         if self.kind(0) == kind {
             Ok(self.bump())
         } else {
-            Err(self.error_here(expecting))
+            Err(self.mismatch(expecting))
         }
     }
 
@@ -129,12 +195,18 @@ impl Parser<'_> {
         }
     }
 
-    fn identifier(&mut self) -> PResult<Spanned> {
+    /// An `identifier`; `what` names it for the error message (`a type name`).
+    fn identifier(&mut self, what: &str) -> PResult<Spanned> {
         if is_identifier(self.kind(0)) {
             let t = self.bump();
             Ok(Self::spanned(&t))
+        } else if RESERVED_WORDS.contains(&self.tok(0).text.as_str()) {
+            Err(self.unexpected(&format!(
+                "{what} ('{}' is reserved by the condition language)",
+                self.tok(0).text
+            )))
         } else {
-            Err(self.error_here(IDENTIFIER_SET))
+            Err(self.unexpected(what))
         }
     }
 
@@ -156,36 +228,68 @@ impl Parser<'_> {
             Kind::Module => {
                 self.bump();
                 self.expect(Kind::Whitespace, "WHITESPACE")?;
-                let name = self.identifier()?;
+                // A module name is a plain `identifier`: no `.` or `/`.
+                if !is_identifier(self.kind(0)) || self.kind(0) == Kind::ExtendedIdentifier {
+                    return Err(self.unexpected("a module name (letters, digits, '_' and '-')"));
+                }
+                let name = Self::spanned(&self.bump());
                 self.opt(Kind::Whitespace);
                 Header::Module { name }
             }
-            _ => return Err(self.error_here("{'#', 'module', 'model'}")),
+            _ => return Err(self.unexpected("'model' or 'module'")),
         };
+        let module = matches!(header, Header::Module { .. });
+        // `header NEWLINE? typeDefs NEWLINE? conditions NEWLINE? EOF`: each optional NEWLINE is
+        // taken only when another one follows, so blank-looking lines (a line holding only a
+        // `//` comment) are accepted exactly where upstream accepts them.
+        self.blank_line();
         let mut types = Vec::new();
-        let mut conditions = Vec::new();
-        loop {
-            match (self.kind(0), self.kind(1)) {
-                (Kind::Newline, Kind::Type | Kind::Extend) if conditions.is_empty() => {
-                    types.push(self.type_def()?);
-                }
-                (Kind::Newline, Kind::Condition) => conditions.push(self.condition()?),
-                (Kind::Newline, Kind::Eof) => {
-                    self.bump();
-                }
-                (Kind::Eof, _) => break,
-                (Kind::Newline, _) => {
-                    self.bump();
-                    return Err(self.error_here("<EOF>"));
-                }
-                _ => return Err(self.error_here("{<EOF>, NEWLINE}")),
-            }
+        while self.kind(0) == Kind::Newline && matches!(self.kind(1), Kind::Type | Kind::Extend) {
+            types.push(self.type_def()?);
         }
-        Ok(Document {
-            header,
-            types,
-            conditions,
+        self.blank_line();
+        let mut conditions = Vec::new();
+        while self.kind(0) == Kind::Newline && self.kind(1) == Kind::Condition {
+            conditions.push(self.condition()?);
+        }
+        let newline = self.opt(Kind::Newline);
+        if self.kind(0) == Kind::Eof {
+            return Ok(Document {
+                header,
+                types,
+                conditions,
+            });
+        }
+        if !newline {
+            return Err(self.mismatch("{<EOF>, NEWLINE}"));
+        }
+        let after = match (conditions.is_empty(), types.last()) {
+            (false, _) => After::Condition,
+            (true, Some(t)) if t.relations.is_some() => After::Relation,
+            (true, Some(_)) => After::TypeWithoutRelations,
+            (true, None) => After::Header,
+        };
+        let blank = self.i >= 2 && self.toks.get(self.i - 2).map(|t| t.kind) == Some(Kind::Newline);
+        let expected = after.expected(module);
+        Err(match self.kind(0) {
+            _ if blank => self.unexpected(
+                "end of file after a line holding only a '//' comment (use '#' for comment lines)",
+            ),
+            Kind::Type | Kind::Extend if !conditions.is_empty() => self.unexpected(&format!(
+                "{expected} (types are declared before conditions)"
+            )),
+            Kind::Model | Kind::Module => self.unexpected(&format!(
+                "{expected} (a file has a single 'model' or 'module' header)"
+            )),
+            _ => self.unexpected(expected),
         })
+    }
+
+    /// An optional NEWLINE of `main`, taken when another NEWLINE follows.
+    fn blank_line(&mut self) {
+        if self.kind(0) == Kind::Newline && self.kind(1) == Kind::Newline {
+            self.bump();
+        }
     }
 
     fn type_def(&mut self) -> PResult<TypeDecl> {
@@ -198,7 +302,7 @@ impl Parser<'_> {
         };
         self.expect(Kind::Type, "'type'")?;
         self.expect(Kind::Whitespace, "WHITESPACE")?;
-        let name = self.identifier()?;
+        let name = self.identifier("a type name")?;
         let mut relations = None;
         if self.kind(0) == Kind::Newline && self.kind(1) == Kind::Relations {
             self.bump();
@@ -208,7 +312,7 @@ impl Parser<'_> {
                 if self.kind(0) == Kind::Newline {
                     self.bump();
                 }
-                return Err(self.error_here("'define'"));
+                return Err(self.unexpected("'define'"));
             }
             while self.kind(0) == Kind::Newline && self.kind(1) == Kind::Define {
                 rels.push(self.relation_declaration()?);
@@ -226,14 +330,16 @@ impl Parser<'_> {
         self.expect(Kind::Newline, "NEWLINE")?;
         self.expect(Kind::Define, "'define'")?;
         self.expect(Kind::Whitespace, "WHITESPACE")?;
-        let name = self.identifier()?;
+        let name = self.identifier("a relation name")?;
         self.opt(Kind::Whitespace);
-        self.expect(Kind::Colon, "':'")?;
+        if !self.opt(Kind::Colon) {
+            return Err(self.unexpected("':' after the relation name"));
+        }
         self.opt(Kind::Whitespace);
         let rewrite = self.relation_def(true)?;
         match self.kind(0) {
             Kind::Newline | Kind::Eof => Ok(RelationDecl { name, rewrite }),
-            _ => Err(self.error_here("{<EOF>, NEWLINE}")),
+            _ => Err(self.mismatch("{<EOF>, NEWLINE}")),
         }
     }
 
@@ -241,7 +347,7 @@ impl Parser<'_> {
     fn relation_def(&mut self, allow_direct: bool) -> PResult<Rewrite> {
         let first = self.operand(allow_direct)?;
         let op = match (self.kind(0), self.kind(1)) {
-            (Kind::Whitespace, k @ (Kind::Or | Kind::And | Kind::ButNot)) => k,
+            (Kind::Whitespace, k) if is_operator(k) => k,
             _ => return Ok(first),
         };
         let mut children = vec![first];
@@ -264,7 +370,7 @@ impl Parser<'_> {
                         Rewrite::Difference(Box::new(base), Box::new(subtract))
                     }
                     (Some(only), None) => only,
-                    _ => return Err(self.error_here("{'(', IDENTIFIER}")),
+                    _ => return Err(self.unexpected("a relation name or '('")),
                 }
             }
         })
@@ -275,31 +381,48 @@ impl Parser<'_> {
             Kind::LBracket if allow_direct => self.direct_assignment(),
             Kind::LParen => {
                 if self.depth >= MAX_DEPTH {
-                    return Err(self.error_here("fewer nested parentheses"));
+                    let t = self.tok(0);
+                    return Err(self.error_at_current(format!(
+                        "unexpected '{}': parentheses nest deeper than {MAX_DEPTH} levels",
+                        display(&t.text)
+                    )));
                 }
                 self.bump();
                 self.depth += 1;
                 while self.opt(Kind::Whitespace) {}
                 let inner = self.relation_def(allow_direct)?;
                 while self.opt(Kind::Whitespace) {}
-                self.expect(Kind::RParen, "')'")?;
+                if !self.opt(Kind::RParen) {
+                    return Err(if is_operator(self.kind(0)) {
+                        self.unexpected(
+                            "')' (different operators, or more than one 'but not', need their own parentheses)",
+                        )
+                    } else {
+                        self.unexpected("')'")
+                    });
+                }
                 self.depth -= 1;
                 Ok(inner)
             }
             k if is_identifier(k) => {
-                let computed = self.identifier()?;
+                let computed = self.identifier("a relation name")?;
                 if self.kind(0) == Kind::Whitespace && self.kind(1) == Kind::From {
                     self.bump();
                     self.bump();
                     self.expect(Kind::Whitespace, "WHITESPACE")?;
-                    let tupleset = self.identifier()?;
+                    let tupleset = self.identifier("a relation name after 'from'")?;
                     Ok(Rewrite::TupleToUserset { computed, tupleset })
                 } else {
                     Ok(Rewrite::Computed(computed))
                 }
             }
-            _ if allow_direct => Err(self.error_here("{'[', '(', IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation', EXTENDED_IDENTIFIER}")),
-            _ => Err(self.error_here("{'(', IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation', EXTENDED_IDENTIFIER}")),
+            _ if allow_direct => Err(self.mismatch(
+                "{'[', '(', IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation', EXTENDED_IDENTIFIER}",
+            )),
+            Kind::LBracket => Err(self.unexpected(
+                "a relation name or '(' (a '[...]' list of directly related types can only be the first operand)",
+            )),
+            _ => Err(self.unexpected("a relation name or '('")),
         }
     }
 
@@ -309,7 +432,7 @@ impl Parser<'_> {
         loop {
             self.opt(Kind::Whitespace);
             list.push(self.type_restriction()?);
-            self.opt(Kind::Whitespace);
+            let spaced = self.opt(Kind::Whitespace);
             match self.kind(0) {
                 Kind::Comma => {
                     self.bump();
@@ -318,7 +441,8 @@ impl Parser<'_> {
                     self.bump();
                     break;
                 }
-                _ => return Err(self.error_here("{',', ']'}")),
+                _ if spaced => return Err(self.mismatch("{',', ']'}")),
+                _ => return Err(self.mismatch("{',', WHITESPACE, ']'}")),
             }
         }
         Ok(Rewrite::Direct(list))
@@ -326,7 +450,7 @@ impl Parser<'_> {
 
     fn type_restriction(&mut self) -> PResult<TypeRestriction> {
         self.opt(Kind::Newline);
-        let type_name = self.identifier()?;
+        let type_name = self.identifier("a type name")?;
         let mut relation = None;
         let mut wildcard = false;
         match self.kind(0) {
@@ -337,7 +461,7 @@ impl Parser<'_> {
             }
             Kind::Hash => {
                 self.bump();
-                relation = Some(self.identifier()?);
+                relation = Some(self.identifier("a relation name after '#'")?);
             }
             _ => {}
         }
@@ -346,8 +470,10 @@ impl Parser<'_> {
             self.bump();
             self.bump();
             self.expect(Kind::Whitespace, "WHITESPACE")?;
-            let t = self.expect(Kind::Identifier, "IDENTIFIER")?;
-            condition = Some(Self::spanned(&t));
+            if self.kind(0) != Kind::Identifier {
+                return Err(self.unexpected("a condition name after 'with'"));
+            }
+            condition = Some(Self::spanned(&self.bump()));
         }
         self.opt(Kind::Newline);
         Ok(TypeRestriction {
@@ -362,31 +488,40 @@ impl Parser<'_> {
         self.expect(Kind::Newline, "NEWLINE")?;
         self.expect(Kind::Condition, "'condition'")?;
         self.expect(Kind::Whitespace, "WHITESPACE")?;
-        let name = Self::spanned(&self.expect(Kind::Identifier, "IDENTIFIER")?);
+        if self.kind(0) != Kind::Identifier {
+            return Err(self.unexpected("a condition name"));
+        }
+        let name = Self::spanned(&self.bump());
         self.opt(Kind::Whitespace);
         self.expect(Kind::LParen, "'('")?;
-        self.opt(Kind::Whitespace);
-        let mut params = vec![self.condition_param()?];
+        let spaced = self.opt(Kind::Whitespace);
+        let mut params = vec![self.condition_param(spaced)?];
         self.opt(Kind::Whitespace);
         while self.opt(Kind::Comma) {
-            self.opt(Kind::Whitespace);
-            params.push(self.condition_param()?);
+            let spaced = self.opt(Kind::Whitespace);
+            params.push(self.condition_param(spaced)?);
             self.opt(Kind::Whitespace);
         }
         self.opt(Kind::Newline);
         self.expect(Kind::RParen, "')'")?;
         self.opt(Kind::Whitespace);
-        let lbrace = self.expect(Kind::LBrace, "'{'")?;
+        self.expect(Kind::LBrace, "'{'")?;
+        // The expression is its tokens' text without `//` comments, as upstream builds it (`#`
+        // comments are gone already).
+        let mut expression = String::new();
         while !matches!(self.kind(0), Kind::RBrace | Kind::Eof) {
-            self.bump();
+            let t = self.bump();
+            match t.kind {
+                Kind::Unknown => return Err(lexical_error(&t)),
+                Kind::Cel if t.text.starts_with("//") => {}
+                _ => expression.push_str(&t.text),
+            }
         }
-        let rbrace = self.expect(Kind::RBrace, "'}'")?;
-        let expression = self
-            .src
-            .get(lbrace.end..rbrace.start)
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        if self.kind(0) != Kind::RBrace {
+            return Err(self.unexpected("'}' to close the condition expression"));
+        }
+        self.bump();
+        let expression = expression.trim().to_string();
         Ok(ConditionDecl {
             name,
             params,
@@ -394,9 +529,20 @@ impl Parser<'_> {
         })
     }
 
-    fn condition_param(&mut self) -> PResult<ConditionParam> {
-        self.opt(Kind::Newline);
-        let name = Self::spanned(&self.expect(Kind::Identifier, "IDENTIFIER")?);
+    /// `conditionParameter`; `spaced` tells whether whitespace preceded it (which changes what
+    /// can still come before the name).
+    fn condition_param(&mut self, spaced: bool) -> PResult<ConditionParam> {
+        let newline = self.opt(Kind::Newline);
+        if self.kind(0) != Kind::Identifier {
+            // Blanks before a line break belong to the NEWLINE token, so after either only the
+            // name itself can come.
+            return Err(self.mismatch(if spaced || newline {
+                "IDENTIFIER"
+            } else {
+                "{WHITESPACE, IDENTIFIER, NEWLINE}"
+            }));
+        }
+        let name = Self::spanned(&self.bump());
         self.opt(Kind::Whitespace);
         self.expect(Kind::Colon, "':'")?;
         self.opt(Kind::Whitespace);
@@ -420,12 +566,32 @@ impl Parser<'_> {
                     generic: Some(Self::spanned(&g)),
                 })
             }
-            _ => Err(self.error_here("{CONDITION_PARAM_CONTAINER, CONDITION_PARAM_TYPE}")),
+            _ => Err(self.unexpected(
+                "a parameter type (bool, string, int, uint, double, duration, timestamp, ipaddress, map<T> or list<T>)",
+            )),
         }
     }
 }
 
-/// How ANTLR prints a token's text in messages: control characters escaped.
+/// The error for a character the lexer could not use.
+fn lexical_error(t: &Token) -> SyntaxError {
+    let message = if t.text.contains(['"', '\'']) {
+        "unterminated string literal".to_string()
+    } else if t.text.starts_with(['\n', '\r']) {
+        "unexpected end of line: a condition's parameter list must be on one line".to_string()
+    } else {
+        format!("unexpected character '{}'", display(&t.text))
+    };
+    SyntaxError {
+        message,
+        line: t.line,
+        col: t.col,
+        end_col: t.col + t.char_len(),
+        symbol: t.text.clone(),
+    }
+}
+
+/// How upstream prints a token's text in messages: control characters escaped.
 pub(crate) fn display(text: &str) -> String {
     text.replace('\n', "\\n")
         .replace('\r', "\\r")

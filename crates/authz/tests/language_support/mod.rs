@@ -111,6 +111,143 @@ pub fn compare_errors(expected: &[Value], actual: &[DslError]) -> Result<(), Str
     }
 }
 
+/// How upstream's parser produced an error message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// Not a syntax error: a listener or semantic error, whose text is part of our contract.
+    Semantic,
+    /// ANTLR's `mismatched input 'X' expecting E`: the parser failed at `X` and no recovery was
+    /// involved in producing the text, so we reproduce it.
+    PlainMismatch,
+    /// Text produced by ANTLR's error recovery or adaptive prediction (`extraneous input`,
+    /// `missing X at`, `no viable alternative at input`, `token recognition error at`): it
+    /// describes what the generated parser did, not the mistake, and is not reproduced.
+    Recovery,
+}
+
+/// Classifies one upstream error message.
+pub fn classify(msg: &str) -> UpstreamError {
+    let missing_at = msg.starts_with("missing ") && msg.contains(" at '");
+    if msg.starts_with("mismatched input '") {
+        UpstreamError::PlainMismatch
+    } else if msg.starts_with("extraneous input '")
+        || msg.starts_with("no viable alternative at input '")
+        || msg.starts_with("token recognition error at: ")
+        || missing_at
+    {
+        UpstreamError::Recovery
+    } else {
+        UpstreamError::Semantic
+    }
+}
+
+/// How a DSL case was checked, for the summary line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Valid input: must parse.
+    Valid,
+    /// Every error compared exactly (message, positions, metadata).
+    Exact,
+    /// A syntax error: one error at upstream's first position, upstream's message.
+    SyntaxExact,
+    /// A syntax error: one error at upstream's first position, our own message.
+    SyntaxPosition,
+}
+
+/// Whether `msg` is one of our own syntax messages (`unexpected 'X': expected ...`).
+fn is_our_wording(msg: &str) -> bool {
+    msg.starts_with("unexpected ")
+        && msg.contains(": expected ")
+        && classify(msg) == UpstreamError::Semantic
+}
+
+/// Compares the errors of a DSL case under the syntax-error contract (see
+/// `tests/language_validation.rs`). Returns how the case was checked, or what differs.
+pub fn compare_dsl_errors(expected: &[Value], actual: &[DslError]) -> Result<Checked, String> {
+    let Some(first) = expected.first() else {
+        return match actual {
+            [] => Ok(Checked::Valid),
+            _ => Err(format!(
+                "expected no errors, got:\n{}",
+                actual
+                    .iter()
+                    .map(|e| format!("  {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )),
+        };
+    };
+    let msg = first.get("msg").and_then(Value::as_str).unwrap_or("");
+    let kind = classify(msg);
+    if kind == UpstreamError::Semantic {
+        return compare_errors(expected, actual).map(|()| Checked::Exact);
+    }
+    // A syntax error: we stop at the first one, so exactly one error, at upstream's position.
+    let [act] = actual else {
+        return Err(format!(
+            "expected exactly one syntax error at {:?}, got {}:\n{}",
+            msg,
+            actual.len(),
+            actual
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    };
+    let mut diffs = Vec::new();
+    let checks = [
+        ("line", "start", act.line.map(|s| s.start)),
+        ("line", "end", act.line.map(|s| s.end)),
+        ("column", "start", act.column.map(|s| s.start)),
+        ("column", "end", act.column.map(|s| s.end)),
+    ];
+    for (a, b, got) in checks {
+        if let Some(want) = num(first, a, b) {
+            let got = got.map(|g| g as u64);
+            if got != Some(want) {
+                diffs.push(format!("{a}.{b} {want} != {got:?}"));
+            }
+        }
+    }
+    if let Some(sym) = first
+        .get("metadata")
+        .and_then(|m| m.get("symbol"))
+        .and_then(Value::as_str)
+        && act.symbol.as_deref() != Some(sym)
+    {
+        diffs.push(format!("symbol {sym:?} != {:?}", act.symbol));
+    }
+    if act.error_type.is_some() {
+        diffs.push(format!(
+            "a syntax error has no errorType, got {:?}",
+            act.error_type
+        ));
+    }
+    let checked = match kind {
+        UpstreamError::PlainMismatch => {
+            if act.message != msg {
+                diffs.push(format!("msg {msg:?} != {:?}", act.message));
+            }
+            Checked::SyntaxExact
+        }
+        _ => {
+            if !is_our_wording(&act.message) {
+                diffs.push(format!(
+                    "msg {:?} is not in our wording (\"unexpected 'X': expected ...\"); upstream: {msg:?}",
+                    act.message
+                ));
+            }
+            Checked::SyntaxPosition
+        }
+    };
+    if diffs.is_empty() {
+        Ok(checked)
+    } else {
+        Err(format!("  #0: {}", diffs.join("; ")))
+    }
+}
+
 /// Fails with every failing case listed, after running all of them.
 pub fn report(file: &str, total: usize, failures: Vec<(String, String)>) {
     let passed = total - failures.len();
