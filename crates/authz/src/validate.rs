@@ -17,7 +17,12 @@
 //!
 //! Every error names the model element it is about ([`Location`]); the DSL front end turns that
 //! into a line and column. Conditions are also checked structurally (key equals nested name,
-//! parameter types well-formed), as the server does.
+//! parameter types well-formed) and, with phase 4, compiled: an expression that does not parse,
+//! references an undeclared parameter or an unknown function, mistypes an operand or does not
+//! produce a `bool` is an [`ErrorKind::InvalidConditionExpression`] with OpenFGA's message
+//! (`failed to compile expression on condition 'name' - ...`), as `WriteAuthorizationModel`
+//! refuses it. OpenFGA's DSL tooling does not compile expressions; we do, so that a model that
+//! validates here is one the server accepts.
 
 use std::collections::{HashMap, HashSet};
 
@@ -65,6 +70,9 @@ pub enum ErrorKind {
     AssignableRelationMustHaveTypes,
     /// Modular metadata would put several modules in one file.
     MultipleModulesInFile,
+    /// A condition's expression does not compile: it does not parse, references an undeclared
+    /// parameter or unknown function, mistypes an operand, or does not produce a `bool`.
+    InvalidConditionExpression,
 }
 
 impl ErrorKind {
@@ -89,6 +97,7 @@ impl ErrorKind {
             ErrorKind::InvalidConditionParameter => "invalid-condition-parameter",
             ErrorKind::AssignableRelationMustHaveTypes => "assignable-relation-must-have-type",
             ErrorKind::MultipleModulesInFile => "multiple-modules-in-file",
+            ErrorKind::InvalidConditionExpression => "invalid-condition-expression",
         }
     }
 
@@ -726,6 +735,7 @@ impl<'a> Validator<'a> {
                 }
             }
         }
+        self.check_condition_expressions();
         for name in model.conditions.keys() {
             if !used_conditions.contains(name.as_str()) {
                 self.push(
@@ -733,6 +743,27 @@ impl<'a> Validator<'a> {
                     format!("`{name}` condition is not used in the model."),
                     name,
                     Location::Condition { name: name.clone() },
+                );
+            }
+        }
+    }
+
+    /// Compiles every condition (the structural checks passed already, so names match keys and
+    /// parameter types decode). All conditions compile on one parser thread; only when that
+    /// fails are they compiled one by one, to report each invalid one.
+    fn check_condition_expressions(&mut self) {
+        let model = self.model;
+        if model.conditions.is_empty() || crate::condition::validate_model_conditions(model).is_ok()
+        {
+            return;
+        }
+        for (key, condition) in &model.conditions {
+            if let Err(e) = crate::condition::validate_condition(condition) {
+                self.push(
+                    ErrorKind::InvalidConditionExpression,
+                    e.to_string(),
+                    key,
+                    Location::Condition { name: key.clone() },
                 );
             }
         }

@@ -313,3 +313,94 @@ fn our_messages_say_what_was_expected() {
         assert_eq!(msg, want, "{text:?}");
     }
 }
+
+/// A model whose single condition has `expression` over `(current_ip: ipaddress, count: int)`.
+fn model_with_condition(expression: &str) -> String {
+    format!(
+        "{HEADER}type user\ntype document\n  relations\n    define viewer: [user with allowed_ip]\ncondition allowed_ip(current_ip: ipaddress, count: int) {{\n  {expression}\n}}\n"
+    )
+}
+
+/// The semantic errors of a DSL text, as (message, errorType, line, start column).
+fn semantic_errors(text: &str) -> Vec<(String, String, usize, usize)> {
+    dsl::parse(text).map(|_| Vec::new()).unwrap_or_else(|e| {
+        e.errors
+            .into_iter()
+            .map(|e| {
+                (
+                    e.message,
+                    e.error_type.unwrap_or_default(),
+                    e.line.map_or(usize::MAX, |l| l.start),
+                    e.column.map_or(usize::MAX, |c| c.start),
+                )
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn condition_expressions_are_compiled_by_validation() {
+    let prefix = "failed to compile expression on condition 'allowed_ip' - ";
+    for (expression, cause) in [
+        // Upstream's own (commented-out) semantic cases: a call on a parameter, and an
+        // undeclared parameter.
+        ("current_ip(\"192.168.0.0/24\")", ""),
+        (
+            "current_ip.in_cidr(\"192.168.0.0/24\") && missing < 3",
+            "undeclared reference to 'missing'",
+        ),
+        // Does not parse.
+        ("count <", ""),
+        // Not a bool.
+        ("count + 1", "expected a bool condition expression output"),
+    ] {
+        let text = model_with_condition(expression);
+        // The DSL path: one error, at the condition's name.
+        let errors = semantic_errors(&text);
+        assert_eq!(errors.len(), 1, "{expression}: {errors:?}");
+        let (message, error_type, line, col) = &errors[0];
+        assert!(message.starts_with(prefix), "{expression}: {message}");
+        assert!(message.contains(cause), "{expression}: {message}");
+        assert_eq!(error_type, "invalid-condition-expression");
+        assert_eq!((*line, *col), (6, 10), "{expression}");
+
+        // The JSON path (WriteAuthorizationModel): the same error.
+        let model = dsl::parse_syntax_only(&text).expect("syntax is fine");
+        for result in [
+            validate::validate_model(&model),
+            validate::validate_json_model(&model),
+        ] {
+            let err = result.expect_err("an invalid condition is refused");
+            assert_eq!(err.errors.len(), 1, "{err:?}");
+            assert_eq!(err.errors[0].message, *message);
+            assert_eq!(
+                err.errors[0].kind,
+                validate::ErrorKind::InvalidConditionExpression
+            );
+            assert_eq!(err.api_code(), "invalid_authorization_model");
+        }
+    }
+    // A valid expression, with a parameter the expression does not use, is accepted.
+    let text = model_with_condition("current_ip.in_cidr(\"192.168.0.0/24\")");
+    assert!(semantic_errors(&text).is_empty());
+}
+
+#[test]
+fn every_invalid_condition_is_reported() {
+    let text = format!(
+        "{HEADER}type user\ntype document\n  relations\n    define viewer: [user with a, user with b, user with c]\ncondition a(x: int) {{\n  x > 1\n}}\ncondition b(x: int) {{\n  y > 1\n}}\ncondition c(x: string) {{\n  x\n}}\n"
+    );
+    let errors = semantic_errors(&text);
+    let named: Vec<(usize, &str)> = errors
+        .iter()
+        .map(|(m, t, line, _)| {
+            assert_eq!(t, "invalid-condition-expression", "{m}");
+            (*line, m.as_str())
+        })
+        .collect();
+    assert_eq!(named.len(), 2, "{named:?}");
+    assert_eq!(named[0].0, 9);
+    assert!(named[0].1.contains("condition 'b'"), "{}", named[0].1);
+    assert_eq!(named[1].0, 12);
+    assert!(named[1].1.contains("condition 'c'"), "{}", named[1].1);
+}
