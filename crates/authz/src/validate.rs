@@ -6,18 +6,20 @@
 //! 1. names: types and relations must not be `self` / `this` and must match OpenFGA's regexes;
 //! 2. schema version: present, and `1.1` or `1.2`;
 //! 3. references, relation by relation (operands breadth first): computed relations exist on the
-//!    type; type restrictions name existing types and relations; a tupleset (`x from parent`)
-//!    is a relation of the type that is a pure direct assignment of plain types (no `type#rel`,
-//!    no `type:*`), and the computed relation exists on at least one of those types;
-//! 4. duplicates and conditions (only when 3 found nothing): duplicate types, duplicate type
-//!    restrictions, duplicate operands of one operator, type restrictions naming undefined
-//!    conditions, conditions never used;
+//!    type; type restrictions name existing types, defined conditions and existing relations; a
+//!    tupleset (`x from parent`) is a relation of the type that is a pure direct assignment of
+//!    plain types (no `type#rel`, no `type:*`), and the computed relation exists on at least one
+//!    of those types;
+//! 4. duplicates (only when 3 found nothing): duplicate types, duplicate type restrictions,
+//!    duplicate operands of one operator;
 //! 5. entrypoints (only when nothing was found before): every relation must be satisfiable by
-//!    some stored tuple without going around a loop.
+//!    some stored tuple without going around a loop;
+//! 6. conditions, whatever came before: conditions no type restriction uses, then conditions
+//!    whose expression does not compile.
 //!
 //! Every error names the model element it is about ([`Location`]); the DSL front end turns that
 //! into a line and column. Conditions are also checked structurally (key equals nested name,
-//! parameter types well-formed) and, with phase 4, compiled: an expression that does not parse,
+//! parameter types well-formed) and, in phase 6, compiled: an expression that does not parse,
 //! references an undeclared parameter or an unknown function, mistypes an operand or does not
 //! produce a `bool` is an [`ErrorKind::InvalidConditionExpression`] with OpenFGA's message
 //! (`failed to compile expression on condition 'name' - ...`), as `WriteAuthorizationModel`
@@ -446,14 +448,14 @@ impl<'a> Validator<'a> {
             return;
         }
         self.check_references();
-        if !self.errors.is_empty() {
-            return;
+        if self.errors.is_empty() {
+            self.check_duplicates();
         }
-        self.check_duplicates_and_conditions();
-        if !self.errors.is_empty() {
-            return;
+        if self.errors.is_empty() {
+            self.check_entrypoints();
         }
-        self.check_entrypoints();
+        self.check_conditions_used();
+        self.check_condition_expressions();
     }
 
     fn check_names(&mut self) {
@@ -568,17 +570,26 @@ impl<'a> Validator<'a> {
                         index,
                         part,
                     };
-                    let Some(target) = self.type_def(&r.type_name) else {
+                    let target = self.type_def(&r.type_name);
+                    if target.is_none() {
                         self.push(
                             ErrorKind::InvalidType,
                             format!("`{}` is not a valid type.", r.type_name),
                             &r.type_name,
                             location(RestrictionPart::Type),
                         );
-                        continue;
-                    };
+                    }
+                    if !r.condition.is_empty() && !self.model.conditions.contains_key(&r.condition)
+                    {
+                        self.push(
+                            ErrorKind::ConditionNotDefined,
+                            format!("`{}` is not a defined condition in the model.", r.condition),
+                            &r.condition,
+                            location(RestrictionPart::Condition),
+                        );
+                    }
                     if let Some(target_rel) = &r.relation
-                        && target.relation(target_rel).is_none()
+                        && target.is_none_or(|t| t.relation(target_rel).is_none())
                     {
                         self.push(
                             ErrorKind::InvalidRelationType,
@@ -670,11 +681,10 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// Phase 4: duplicates and conditions.
-    fn check_duplicates_and_conditions(&mut self) {
+    /// Phase 4: duplicate types, type restrictions and operands.
+    fn check_duplicates(&mut self) {
         let model = self.model;
         let mut seen_types: HashMap<&str, usize> = HashMap::new();
-        let mut used_conditions: HashSet<&str> = HashSet::new();
         for (ti, t) in model.type_definitions.iter().enumerate() {
             if let Some(first) = seen_types.get(t.type_name.as_str()) {
                 self.push(
@@ -714,30 +724,24 @@ impl<'a> Validator<'a> {
                 if let Some(rewrite) = t.relation(rel) {
                     self.check_duplicate_operands(ti, rel, rewrite);
                 }
-                for (index, r) in rmeta.directly_related_user_types.iter().enumerate() {
-                    if r.condition.is_empty() {
-                        continue;
-                    }
-                    used_conditions.insert(&r.condition);
-                    if !model.conditions.contains_key(&r.condition) {
-                        self.push(
-                            ErrorKind::ConditionNotDefined,
-                            format!("`{}` is not a defined condition in the model.", r.condition),
-                            &r.condition,
-                            Location::Restriction {
-                                type_index: ti,
-                                relation: rel.clone(),
-                                index,
-                                part: RestrictionPart::Condition,
-                            },
-                        );
-                    }
-                }
             }
         }
-        self.check_condition_expressions();
+    }
+
+    /// After the other phases, whatever they found: conditions no type restriction names.
+    fn check_conditions_used(&mut self) {
+        let model = self.model;
+        let used: HashSet<&str> = model
+            .type_definitions
+            .iter()
+            .filter_map(|t| t.metadata.as_ref()?.relations.as_ref())
+            .flat_map(|relations| relations.values())
+            .flat_map(|m| &m.directly_related_user_types)
+            .filter(|r| !r.condition.is_empty())
+            .map(|r| r.condition.as_str())
+            .collect();
         for name in model.conditions.keys() {
-            if !used_conditions.contains(name.as_str()) {
+            if !used.contains(name.as_str()) {
                 self.push(
                     ErrorKind::ConditionNotUsed,
                     format!("`{name}` condition is not used in the model."),

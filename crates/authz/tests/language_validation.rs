@@ -404,3 +404,29 @@ fn every_invalid_condition_is_reported() {
     assert_eq!(named[1].0, 12);
     assert!(named[1].1.contains("condition 'c'"), "{}", named[1].1);
 }
+
+#[test]
+fn condition_errors_come_in_upstreams_order() {
+    // Undefined conditions are reference errors (in relation order), unused conditions are
+    // reported whatever else was found, and a restriction on an unknown type also reports its
+    // relation.
+    let text = format!(
+        "{HEADER}type user\ntype org\n  relations\n    define other: missing\n    define viewer: [user with nope]\n    define another: [team#member]\ncondition unused(x: int) {{\n  x < 1\n}}\n"
+    );
+    let got: Vec<(String, usize, usize)> = semantic_errors(&text)
+        .into_iter()
+        .map(|(m, _, l, c)| (m, l, c))
+        .collect();
+    let want = [
+        ("the relation `missing` does not exist.", 5, 18),
+        ("`nope` is not a defined condition in the model.", 6, 30),
+        ("`team` is not a valid type.", 7, 21),
+        ("`member` is not a valid relation for `team`.", 7, 21),
+        ("`unused` condition is not used in the model.", 8, 10),
+    ];
+    let want: Vec<(String, usize, usize)> = want
+        .iter()
+        .map(|(m, l, c)| (m.to_string(), *l, *c))
+        .collect();
+    assert_eq!(got, want);
+}
