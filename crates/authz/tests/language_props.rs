@@ -69,6 +69,12 @@ const FRAGMENTS: &[&str] = &[
     "\r\n",
 ];
 
+/// Pieces of YAML for `fga.mod` soup.
+const MOD_FRAGMENTS: &[&str] = &[
+    "schema", "contents", ":", " ", "\n", "  ", "- ", "-", "'", "\"", "1.2", "[", "]", ",", "{",
+    "}", "#", "a.fga", "../", "%2e", "true", "1", "\t", "é",
+];
+
 /// Checks the shape of a parse result: every reported position lies within the text.
 fn check_errors(text: &str, result: Result<(), DslErrors>) {
     let Err(errors) = result else {
@@ -133,6 +139,29 @@ proptest! {
     #[test]
     fn mutated_models_never_panic(text in mutated()) {
         run_all(&text);
+    }
+
+    #[test]
+    fn mod_files_never_panic(
+        text in "\\PC{0,120}",
+        parts in prop::collection::vec(0..MOD_FRAGMENTS.len(), 0..40),
+    ) {
+        let _ = dsl::parse_mod_file(&text);
+        let soup: String = parts.iter().map(|i| MOD_FRAGMENTS[*i]).collect();
+        if let Err(e) = dsl::parse_mod_file(&soup) {
+            prop_assert!(!e.errors.is_empty());
+        }
+    }
+
+    #[test]
+    fn module_combination_never_panics(a in mutated(), b in "\\PC{0,80}") {
+        let core = "module core\ntype user\ntype doc\n  relations\n    define owner: [user]\n";
+        let files = [
+            dsl::ModuleFile { name: "core.fga", contents: core },
+            dsl::ModuleFile { name: "a.fga", contents: &a.replacen("model\n  schema 1.1", "module a", 1) },
+            dsl::ModuleFile { name: "b.fga", contents: &format!("module b\nextend type doc\n{b}") },
+        ];
+        let _ = dsl::combine_modules(&files, "1.2");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! the exact name the error is about; no text search is involved, which keeps positions right
 //! when names are prefixes of each other or appear several times on a line.
 
-use super::ast::{Document, Header, Rewrite, Spanned, TypeRestriction};
+use super::ast::{Document, Header, RelationDecl, Rewrite, Spanned, TypeRestriction};
 use super::{DslError, Span};
 use crate::validate::{Location, ModelError, OperandPart, RestrictionPart};
 
@@ -84,37 +84,71 @@ fn follow<'a>(rw: &'a Rewrite, path: &[usize]) -> Option<&'a Rewrite> {
     follow(next, rest)
 }
 
-fn resolve(loc: &Location, doc: &Document) -> Option<Place> {
-    let relation = |ti: usize, name: &str| {
-        doc.types
-            .get(ti)?
+/// Where the elements of a model were declared: one file's syntax tree, or the files a modular
+/// model was combined from.
+pub(crate) trait Declarations {
+    /// The name of `type_definitions[type_index]`.
+    fn type_name(&self, type_index: usize) -> Option<&Spanned>;
+    /// The declaration of relation `name` of `type_definitions[type_index]`.
+    fn relation(&self, type_index: usize, name: &str) -> Option<&RelationDecl>;
+    /// The name of condition `name`.
+    fn condition(&self, name: &str) -> Option<&Spanned>;
+    /// The schema version, if the source has one.
+    fn schema(&self) -> Option<&Spanned>;
+}
+
+impl Declarations for Document {
+    fn type_name(&self, type_index: usize) -> Option<&Spanned> {
+        self.types.get(type_index).map(|t| &t.name)
+    }
+
+    fn relation(&self, type_index: usize, name: &str) -> Option<&RelationDecl> {
+        self.types
+            .get(type_index)?
             .relations
             .as_ref()?
             .iter()
             .find(|r| r.name.text == name)
-    };
+    }
+
+    fn condition(&self, name: &str) -> Option<&Spanned> {
+        self.conditions
+            .iter()
+            .find(|c| c.name.text == name)
+            .map(|c| &c.name)
+    }
+
+    fn schema(&self) -> Option<&Spanned> {
+        match &self.header {
+            Header::Model { schema } => Some(schema),
+            Header::Module { .. } => None,
+        }
+    }
+}
+
+fn resolve(loc: &Location, decls: &dyn Declarations) -> Option<Place> {
     match loc {
         Location::Model => None,
-        Location::SchemaVersion => match &doc.header {
-            Header::Model { schema } => Some(place(schema)),
-            Header::Module { .. } => Some(Place {
+        Location::SchemaVersion => Some(decls.schema().map_or(
+            Place {
                 line: 0,
                 start: 0,
                 end: 0,
-            }),
-        },
-        Location::Type { type_index } => doc.types.get(*type_index).map(|t| place(&t.name)),
+            },
+            place,
+        )),
+        Location::Type { type_index } => decls.type_name(*type_index).map(place),
         Location::Relation {
             type_index,
             relation: name,
-        } => relation(*type_index, name).map(|r| place(&r.name)),
+        } => decls.relation(*type_index, name).map(|r| place(&r.name)),
         Location::Operand {
             type_index,
             relation: name,
             path,
             part,
         } => {
-            let rel = relation(*type_index, name)?;
+            let rel = decls.relation(*type_index, name)?;
             match follow(&rel.rewrite, path)? {
                 Rewrite::Computed(c) => Some(place(c)),
                 Rewrite::TupleToUserset { computed, tupleset } => Some(match part {
@@ -130,21 +164,17 @@ fn resolve(loc: &Location, doc: &Document) -> Option<Place> {
             index,
             part,
         } => {
-            let rel = relation(*type_index, name)?;
+            let rel = decls.relation(*type_index, name)?;
             let list = find_direct(&rel.rewrite)?;
             list.get(*index).map(|r| restriction_place(r, *part))
         }
-        Location::Condition { name } => doc
-            .conditions
-            .iter()
-            .find(|c| c.name.text == *name)
-            .map(|c| place(&c.name)),
+        Location::Condition { name } => decls.condition(name).map(place),
     }
 }
 
-/// The DSL error for a semantic error of the model built from `doc`.
-pub(crate) fn locate(e: &ModelError, doc: &Document) -> DslError {
-    let p = resolve(&e.location, doc);
+/// The DSL error for a semantic error of the model declared by `decls`.
+pub(crate) fn locate(e: &ModelError, decls: &dyn Declarations) -> DslError {
+    let p = resolve(&e.location, decls);
     DslError {
         message: e.message.clone(),
         line: p.map(|p| Span {

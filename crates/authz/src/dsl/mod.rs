@@ -5,6 +5,10 @@
 //!   error carrying 0-based line and column ranges.
 //! - [`parse_syntax_only`] stops after the syntax and listener checks.
 //! - [`write`] prints a model in the `fga model transform` layout.
+//! - Modular models: [`parse_mod_file`] reads an `fga.mod` manifest and [`combine_modules`]
+//!   combines the module files it lists into one model (module and file metadata on every
+//!   element, upstream's combination errors, validation errors placed in the declaring file);
+//!   [`model_modules`] lists the modules a combined model names.
 //!
 //! # What errors promise
 //!
@@ -35,18 +39,22 @@ pub mod ast;
 mod build;
 mod lexer;
 mod locate;
+mod modfile;
+mod modules;
 mod parser;
 mod writer;
 
 use std::fmt;
 
 pub use build::SourceMap;
+pub use modfile::{ModFile, ModProperty, parse_mod_file};
+pub use modules::{ModuleFile, combine_modules, model_modules};
 pub use writer::{UnsupportedRelation, write};
 
 use crate::model::AuthorizationModel;
 
 /// A 0-based `start..=end` line range or `start..end` column range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Span {
     /// First line / column.
     pub start: usize,
