@@ -8,6 +8,8 @@
 //!   exactly the errors of `expected_errors.json` (message, file, lines, columns, `errorType`),
 //!   syntax errors under the contract of `tests/language_validation.rs` (the first per file, at
 //!   upstream's position, upstream's text unless that is an ANTLR recovery artefact).
+//! - `combined.fga` / `combined-sourceinfo.fga`: the combined model written back as one DSL
+//!   file in upstream's module order, without and with source comments.
 //! - `expected_modules.json`: the modules a combined model names, sorted.
 
 mod language_support;
@@ -178,6 +180,43 @@ fn module_directories() {
     }
     assert!(total > 0, "no module directories found");
     report("transformer-module", total, failures);
+}
+
+/// `combined.fga` / `combined-sourceinfo.fga`: a combined model written as one DSL file, in
+/// upstream's module order, without and with source comments.
+#[test]
+fn combined_models_written_as_dsl() {
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for dir in module_dirs() {
+        let model: Option<AuthorizationModel> =
+            std::fs::read_to_string(dir.join("authorization-model.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+        for (file, include_source_information) in
+            [("combined.fga", false), ("combined-sourceinfo.fga", true)]
+        {
+            let Ok(want) = std::fs::read_to_string(dir.join(file)) else {
+                continue;
+            };
+            total += 1;
+            let name = format!("{}/{file}", dir_name(&dir));
+            let Some(model) = &model else {
+                failures.push((name, "authorization-model.json does not load".to_string()));
+                continue;
+            };
+            let options = dsl::WriteOptions {
+                include_source_information,
+            };
+            match dsl::write_with(model, options) {
+                Ok(got) if got == want => {}
+                Ok(got) => failures.push((name, format!("got:\n{got}\nwant:\n{want}"))),
+                Err(e) => failures.push((name, e.to_string())),
+            }
+        }
+    }
+    assert!(total > 0, "no combined.fga found");
+    report("transformer-module combined", total, failures);
 }
 
 #[test]

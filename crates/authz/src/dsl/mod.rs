@@ -49,7 +49,7 @@ use std::fmt;
 pub use build::SourceMap;
 pub use modfile::{ModFile, ModProperty, parse_mod_file};
 pub use modules::{ModuleFile, combine_modules, model_modules};
-pub use writer::{UnsupportedRelation, write};
+pub use writer::{UnsupportedRelation, WriteOptions, write, write_with};
 
 use crate::model::AuthorizationModel;
 
