@@ -238,13 +238,14 @@ fn matches_name_rule(name: &str, max: usize) -> bool {
             .any(|c| matches!(c, ':' | '#' | '@' | '*') || c.is_whitespace())
 }
 
-/// Whether `id` is a valid object id: no `#`, `:` or whitespace, and not starting with `*`.
+/// Whether `id` is a valid object id as OpenFGA's language validators define it: ASCII letters,
+/// digits and `_ | * @ . + / -` only (so no `#`, `:`, `,` or whitespace), not starting with `*`.
 pub fn is_valid_object_id(id: &str) -> bool {
     !id.is_empty()
         && !id.starts_with('*')
-        && !id
-            .chars()
-            .any(|c| c == '#' || c == ':' || c.is_whitespace())
+        && id.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '|' | '*' | '@' | '.' | '+' | '/' | '-')
+        })
 }
 
 /// Validates a model received as JSON, as the OpenFGA server does on `WriteAuthorizationModel`:

@@ -430,3 +430,18 @@ fn condition_errors_come_in_upstreams_order() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn object_id_validation_cases() {
+    let file = "object-id-validation-cases.yaml";
+    let cases = load_cases(file);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let id = case.get("object_id").and_then(Value::as_str).unwrap_or("");
+        let want = case.get("valid").and_then(Value::as_bool).unwrap_or(false);
+        if validate::is_valid_object_id(id) != want {
+            failures.push((case_name(case), format!("{id:?}: expected valid = {want}")));
+        }
+    }
+    report(file, cases.len(), failures);
+}
