@@ -1,1 +1,31 @@
-//! See the crate documentation.
+//! trustgate's HTTP server: the axum routers of every surface, their layers, configuration and
+//! the server's life cycle. It wires the lower crates together and holds no domain logic of its
+//! own: authentication lives in `trustgate-authn`, policy in `trustgate-authz`, SQL in
+//! `trustgate-store`.
+//!
+//! - [`config`]: layered configuration (defaults, TOML file, `TRUSTGATE_*` env, flags).
+//! - [`serve`]: start (data dir, database, migrations, bootstrap admin, bind), run, drain.
+//! - [`app`]: shared state and the router with its layers (request id, error shape, metrics,
+//!   timeout, body limit).
+//! - [`error`]: the JSON error shape of trustgate's own APIs.
+//! - [`auth`]: extractors that authenticate callers of the management APIs.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`admin`]: `/admin/v1/...`.
+//!
+//! Invariant: handlers never build error bodies by hand; they return [`error::ApiError`] (or the
+//! OpenFGA error type on `/stores` routes) and the layers render them.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod ops;
+pub mod request_id;
+pub mod serve;
+pub mod telemetry;
+
+pub use app::{AppState, router};
+pub use config::{Config, ConfigError, LogFormat, Overrides};
+pub use serve::{Server, StartError, migrate, shutdown_signal};

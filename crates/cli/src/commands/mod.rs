@@ -1,0 +1,141 @@
+//! Command-line surface: one subcommand per task, each a thin call into the server crate or
+//! the management API.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use reqwest::Method;
+use trustgate_server::{Config, Overrides, Server, bootstrap::Bootstrap};
+
+use crate::client::{Client, ClientArgs, print_json};
+
+/// How a command failed, which decides the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or configuration (exit 2).
+    Usage(String),
+    /// The command ran and failed (exit 1).
+    Failed(String),
+}
+
+/// trustgate: authentication, authorization and trust transport in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "trustgate", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the server (embedded SQLite under ./trustgate-data unless --database-url is given).
+    Serve(ServerArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(ServerArgs),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Show who the admin token authenticates as (checks --server and the token).
+    Whoami(ClientArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (defaults < file < TRUSTGATE_* env < flags), secrets redacted.
+    Show(ServerArgs),
+}
+
+/// Where the server's configuration comes from.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address [env: TRUSTGATE_LISTEN] [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Data directory [env: TRUSTGATE_DATA_DIR] [default: ./trustgate-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://... [env: TRUSTGATE_DATABASE_URL] [default: SQLite in the data dir].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Log format: pretty or json [env: TRUSTGATE_LOG_FORMAT].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+impl ServerArgs {
+    fn load(&self) -> Result<Config, Failure> {
+        let overrides = Overrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            log_format: self.log_format.clone(),
+        };
+        Config::load(self.config.as_deref(), &overrides).map_err(|e| Failure::Usage(e.to_string()))
+    }
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve(args) => serve(&args).await,
+        Command::Migrate(args) => {
+            let config = args.load()?;
+            let report = trustgate_server::migrate(&config)
+                .await
+                .map_err(|e| Failure::Failed(e.to_string()))?;
+            println!(
+                "database {}: migration version {} -> {}",
+                trustgate_store::redact_url(&config.effective_database_url()),
+                report.before,
+                report.after
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Show(args)) => {
+            print!("{}", args.load()?.to_redacted_toml());
+            Ok(())
+        }
+        Command::Whoami(args) => {
+            let client = Client::new(&args)?;
+            print_json(&client.call(Method::GET, "/admin/v1/whoami", None).await?);
+            Ok(())
+        }
+        Command::Version => {
+            println!("trustgate {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: &ServerArgs) -> Result<(), Failure> {
+    let config = args.load()?;
+    trustgate_server::telemetry::init_logging(config.log_format, &config.log_level);
+    let database = trustgate_store::redact_url(&config.effective_database_url());
+    let data_dir = config.data_dir.clone();
+    let server = Server::start(config)
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let addr = server
+        .local_addr()
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    if let Bootstrap::Generated { path, token } = server.bootstrap() {
+        println!(
+            "bootstrap admin token (shown once, also written to {}): {}",
+            path.display(),
+            token.expose()
+        );
+    }
+    println!(
+        "trustgate listening on http://{addr} (database {database}, data dir {})",
+        data_dir.display()
+    );
+    server
+        .run(trustgate_server::shutdown_signal())
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))
+}

@@ -1,0 +1,143 @@
+//! Runs the built `trustgate` binary as a child process.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The binary under test.
+pub fn trustgate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustgate"));
+    // Keep the developer's environment out of the tests.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TRUSTGATE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A running server.
+pub struct Running {
+    pub child: Option<Child>,
+    pub base: String,
+    pub stdout_lines: Vec<String>,
+}
+
+impl Running {
+    /// Starts `trustgate serve` with `args` on an ephemeral port and waits for its banner.
+    pub fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
+        let mut cmd = trustgate();
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn trustgate serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    let found = line
+                        .split("listening on ")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(str::to_owned);
+                    lines.push(line);
+                    if let Some(base) = found {
+                        return Running {
+                            child: Some(child),
+                            base,
+                            stdout_lines: lines,
+                        };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let output = child.wait_with_output().expect("wait");
+                    panic!(
+                        "server did not start; stdout {lines:?}; stderr {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> Output {
+        let child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        wait_with_timeout(child, Duration::from_secs(30))
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits for a child, killing it after `limit`.
+pub fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().expect("output");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!("process did not exit within {limit:?}: {output:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a command to completion with a time limit.
+pub fn run(mut cmd: Command) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    wait_with_timeout(child, Duration::from_secs(60))
+}
+
+/// A blocking HTTP client.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}

@@ -1,0 +1,387 @@
+//! Configuration: defaults < `--config FILE` (TOML) < `TRUSTGATE_*` environment < flags.
+//!
+//! [`Config::load`] merges the layers with figment, so an invalid value is reported with the
+//! key it belongs to and the layer it came from ("invalid type ... for key `http.body_limit_bytes`
+//! in `TRUSTGATE_HTTP__BODY_LIMIT_BYTES` environment variable"). The binary exits with code 2 on
+//! any [`ConfigError`]. Nested keys are spelled with `__` in the environment
+//! (`TRUSTGATE_HTTP__REQUEST_TIMEOUT_SECS`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use trustgate_core::Secret;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured when writing to a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The effective configuration of a server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the HTTP listener.
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database, the bootstrap token and other local state.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://...`; defaults to `sqlite://<data_dir>/trustgate.db`.
+    pub database_url: Option<String>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` env-filter syntax.
+    pub log_level: String,
+    /// The bootstrap administrator's token. When set it is registered (idempotently) instead of
+    /// generating one; meant for automation and PostgreSQL deployments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap_token: Option<Secret>,
+    /// HTTP limits.
+    pub http: HttpConfig,
+    /// Database pool.
+    pub database: DatabaseConfig,
+    /// Relationship PDP limits.
+    pub authz: AuthzConfig,
+}
+
+/// HTTP limits and timeouts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// A request still running after this many seconds is answered 503 `request_timeout`.
+    pub request_timeout_secs: u64,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Database connection pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Upper bound of pooled connections.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before the database counts as unavailable.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout_secs: 3,
+        }
+    }
+}
+
+/// Relationship PDP limits (OpenFGA's defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzConfig {
+    /// Most tuples (writes plus deletes) in one Write request.
+    pub max_tuples_per_write: usize,
+    /// Most results one ListObjects call returns; more are reported, never silently dropped.
+    pub list_objects_max_results: usize,
+    /// Most results one ListUsers call returns.
+    pub list_users_max_results: usize,
+    /// Most checks in one BatchCheck request.
+    pub max_checks_per_batch: usize,
+}
+
+impl Default for AuthzConfig {
+    fn default() -> Self {
+        Self {
+            max_tuples_per_write: 100,
+            list_objects_max_results: 1000,
+            list_users_max_results: 1000,
+            max_checks_per_batch: 50,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./trustgate-data"),
+            database_url: None,
+            log_format: LogFormat::Pretty,
+            log_level: "info".into(),
+            bootstrap_token: None,
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            authz: AuthzConfig::default(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// `--log-format`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+}
+
+/// A configuration that cannot be used. The message names the key and where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value has the wrong type or an unknown key was given.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// The `--config` file cannot be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Top-level keys read from the environment; other `TRUSTGATE_*` variables (the CLI's
+/// `TRUSTGATE_TOKEN`, test settings) belong to other programs and are ignored here.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "log_format",
+    "log_level",
+    "bootstrap_token",
+    "http",
+    "database",
+    "authz",
+];
+
+impl Config {
+    /// Merges defaults, the optional TOML file, the process environment and `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, overrides, Env::prefixed("TRUSTGATE_"))
+    }
+
+    fn load_with_env(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            // Read it ourselves: figment treats a missing file as empty, which would hide a typo.
+            std::fs::File::open(path).map_err(|source| ConfigError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = env.split("__").filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            let top = key.split('.').next().unwrap_or_default();
+            ENV_KEYS.contains(&top)
+        });
+        figment = figment
+            .merge(env)
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The database URL in effect (the SQLite file in the data directory by default).
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("trustgate.db").display()),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        trustgate_store::backend_of(&self.effective_database_url())
+            .map_err(|e| ConfigError::Invalid(format!("database_url: {e}")))?;
+        if self.http.body_limit_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "http.body_limit_bytes: must be greater than 0".into(),
+            ));
+        }
+        if self.http.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "http.request_timeout_secs: must be greater than 0".into(),
+            ));
+        }
+        if self.authz.max_tuples_per_write == 0 {
+            return Err(ConfigError::Invalid(
+                "authz.max_tuples_per_write: must be greater than 0".into(),
+            ));
+        }
+        if let Some(token) = &self.bootstrap_token
+            && token.expose().len() < 32
+        {
+            return Err(ConfigError::Invalid(
+                "bootstrap_token: must be at least 32 characters (use a random value)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, secrets and database passwords redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = Some(trustgate_store::redact_url(
+            &self.effective_database_url(),
+        ));
+        // `Secret` serializes as "[redacted]" on its own.
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// One line per error: figment's message already names the key and its source.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(
+        toml: Option<&str>,
+        env: &[(&str, &str)],
+        overrides: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = toml.map(|text| {
+            let path = dir.path().join("trustgate.toml");
+            std::fs::write(&path, text).expect("write config");
+            path
+        });
+        let mut result = None;
+        // Jail serialises tests that touch the process environment and restores it afterwards.
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            result = Some(Config::load_with_env(
+                file.as_deref(),
+                &overrides,
+                Env::prefixed("TRUSTGATE_"),
+            ));
+            Ok(())
+        });
+        result.expect("jail ran")
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_demo_setup() {
+        let c = load(None, &[], Overrides::default()).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./trustgate-data"));
+        assert_eq!(
+            c.effective_database_url(),
+            "sqlite://./trustgate-data/trustgate.db"
+        );
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let file = "listen = \"127.0.0.1:1001\"\nlog_level = \"debug\"\n[http]\nrequest_timeout_secs = 7\n";
+        let c = load(Some(file), &[], Overrides::default()).expect("file");
+        assert_eq!(c.listen.port(), 1001);
+        assert_eq!(c.http.request_timeout_secs, 7);
+
+        let env = [
+            ("TRUSTGATE_LISTEN", "127.0.0.1:1002"),
+            ("TRUSTGATE_HTTP__REQUEST_TIMEOUT_SECS", "9"),
+        ];
+        let c = load(Some(file), &env, Overrides::default()).expect("env");
+        assert_eq!(c.listen.port(), 1002);
+        assert_eq!(c.http.request_timeout_secs, 9);
+        assert_eq!(c.log_level, "debug", "untouched keys keep the file's value");
+
+        let flags = Overrides {
+            listen: Some("127.0.0.1:1003".into()),
+            ..Overrides::default()
+        };
+        let c = load(Some(file), &env, flags).expect("flags");
+        assert_eq!(c.listen.port(), 1003);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = load(None, &[("TRUSTGATE_HTTP__BODY_LIMIT_BYTES", "lots")], Overrides::default())
+            .expect_err("not a number");
+        assert!(
+            err.to_string().to_lowercase().contains("http.body_limit_bytes"),
+            "{err}"
+        );
+
+        let err = load(Some("listen = \"nowhere\"\n"), &[], Overrides::default())
+            .expect_err("not an address");
+        assert!(err.to_string().contains("listen"), "{err}");
+
+        let err = load(Some("lisen = \"127.0.0.1:1\"\n"), &[], Overrides::default())
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("lisen"), "{err}");
+
+        let flags = Overrides {
+            database_url: Some("mysql://x".into()),
+            ..Overrides::default()
+        };
+        let err = load(None, &[], flags).expect_err("unknown scheme");
+        assert!(err.to_string().contains("database_url"), "{err}");
+    }
+
+    #[test]
+    fn foreign_trustgate_variables_are_ignored() {
+        let env = [
+            ("TRUSTGATE_TOKEN", "tg_admin_x"),
+            ("TRUSTGATE_TEST_DATABASE_URL", "postgres://x"),
+        ];
+        load(None, &env, Overrides::default()).expect("ignored");
+    }
+
+    #[test]
+    fn shown_configuration_redacts_secrets() {
+        let env = [
+            ("TRUSTGATE_BOOTSTRAP_TOKEN", "tg_admin_0123456789abcdef0123456789abcdef"),
+            ("TRUSTGATE_DATABASE_URL", "postgres://app:hunter2@db/trust"),
+        ];
+        let c = load(None, &env, Overrides::default()).expect("config");
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+    }
+}

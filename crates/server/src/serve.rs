@@ -1,0 +1,199 @@
+//! The server's life: prepare (data directory, database, migrations, bootstrap admin), bind,
+//! serve until a shutdown signal, drain in-flight requests within a grace period, close.
+//!
+//! Every failure before serving is a [`StartError`] whose message is one line naming what was
+//! wrong (the data directory, the database, the port), so the binary can print it and exit.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use trustgate_core::{Clock, SystemClock};
+use trustgate_store::{ConnectOptions, MigrationReport, Store, StoreError};
+
+use crate::app::{AppState, router};
+use crate::bootstrap::{Bootstrap, BootstrapError, ensure_admin};
+use crate::config::Config;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory cannot be created or written.
+    #[error("data directory {} is not usable: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database cannot be opened, reached or migrated.
+    #[error("{0}")]
+    Database(#[from] StoreError),
+    /// The bootstrap administrator could not be created.
+    #[error("bootstrap failed: {0}")]
+    Bootstrap(#[from] BootstrapError),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why (address in use, permission denied, ...).
+        source: std::io::Error,
+    },
+    /// The listener failed while serving.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A prepared, bound server, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+    bootstrap: Bootstrap,
+}
+
+/// Opens the configured database with the configured pool settings.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let options = ConnectOptions {
+        max_connections: config.database.max_connections,
+        acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
+        postgres_schema: None,
+    };
+    trustgate_store::connect(&config.effective_database_url(), &options).await
+}
+
+/// `trustgate migrate`: applies pending migrations and reports the versions.
+pub async fn migrate(config: &Config) -> Result<MigrationReport, StartError> {
+    ensure_data_dir(&config.data_dir)?;
+    let store = open_store(config).await?;
+    let report = store.migrate().await?;
+    store.close().await;
+    Ok(report)
+}
+
+impl Server {
+    /// Prepares the data directory and database, bootstraps the admin and binds the listener.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`start`](Self::start), with an explicit clock.
+    pub async fn start_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        ensure_data_dir(&config.data_dir)?;
+        let store = open_store(&config).await?;
+        let report = store.migrate().await?;
+        if report.after != report.before {
+            tracing::info!(from = report.before, to = report.after, "migrated database");
+        }
+        let bootstrap = ensure_admin(
+            &*store,
+            &*clock,
+            &config.data_dir,
+            config.bootstrap_token.as_ref(),
+        )
+        .await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let state = AppState::new(store, clock, config);
+        Ok(Self {
+            state,
+            listener,
+            bootstrap,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, StartError> {
+        self.listener.local_addr().map_err(StartError::Serve)
+    }
+
+    /// What bootstrapping did at start.
+    pub fn bootstrap(&self) -> &Bootstrap {
+        &self.bootstrap
+    }
+
+    /// The shared state (for embedding and tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish for at most the
+    /// configured grace period and closes the database.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let grace = Duration::from_secs(self.state.config.http.shutdown_grace_secs);
+        let store = self.state.store.clone();
+        let app = router(self.state);
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; draining in-flight requests");
+            let _ = signalled_tx.send(());
+        };
+        let serve = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .into_future();
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            result = &mut serve => result,
+            _ = signalled_rx => match tokio::time::timeout(grace, &mut serve).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
+                    Ok(())
+                }
+            },
+        };
+        store.close().await;
+        tracing::info!("stopped");
+        result.map_err(StartError::Serve)
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Creates the data directory and proves it is writable.
+fn ensure_data_dir(path: &Path) -> Result<(), StartError> {
+    let fail = |source| StartError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(fail)?;
+    let probe = path.join(".write-test");
+    std::fs::write(&probe, b"ok").map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)?;
+    Ok(())
+}
