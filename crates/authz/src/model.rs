@@ -29,7 +29,9 @@ pub struct AuthorizationModel {
 impl AuthorizationModel {
     /// The type definition named `type_name`.
     pub fn type_definition(&self, type_name: &str) -> Option<&TypeDefinition> {
-        self.type_definitions.iter().find(|t| t.type_name == type_name)
+        self.type_definitions
+            .iter()
+            .find(|t| t.type_name == type_name)
     }
 }
 

@@ -137,7 +137,10 @@ mod tests {
         );
         assert!(matches!(
             UserRef::parse("group:eng#member"),
-            Some(UserRef::Userset { relation: "member", .. })
+            Some(UserRef::Userset {
+                relation: "member",
+                ..
+            })
         ));
         for bad in ["", "user", ":anne", "user:", "group:eng#", "a:b#c#d"] {
             assert_eq!(UserRef::parse(bad), None, "{bad}");

@@ -16,13 +16,23 @@ use crate::commands::Failure;
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Base URL of the running server.
-    #[arg(long, env = "TRUSTGATE_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "TRUSTGATE_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub server: String,
     /// Admin bearer token (default: TRUSTGATE_TOKEN, then <data-dir>/admin.token).
     #[arg(long, env = "TRUSTGATE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// Data directory holding admin.token.
-    #[arg(long = "data-dir", env = "TRUSTGATE_DATA_DIR", default_value = "./trustgate-data", global = true)]
+    #[arg(
+        long = "data-dir",
+        env = "TRUSTGATE_DATA_DIR",
+        default_value = "./trustgate-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 }
 

@@ -14,7 +14,10 @@ fn fresh_start_serves_ops_endpoints_and_writes_a_private_admin_token() {
     let server = Running::start(&data, &[], &[]);
     let client = http();
 
-    let health = client.get(format!("{}/healthz", server.base)).send().expect("healthz");
+    let health = client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .expect("healthz");
     assert_eq!(health.status(), 200);
     let ready = client
         .get(format!("{}/readyz", server.base))
@@ -26,19 +29,30 @@ fn fresh_start_serves_ops_endpoints_and_writes_a_private_admin_token() {
 
     // The token is printed once and written with owner-only permissions.
     let token_path = data.join("admin.token");
-    let token = std::fs::read_to_string(&token_path).expect("admin.token").trim().to_owned();
+    let token = std::fs::read_to_string(&token_path)
+        .expect("admin.token")
+        .trim()
+        .to_owned();
     assert!(token.starts_with("tg_admin_"), "{token}");
-    assert!(server.stdout_lines.iter().any(|l| l.contains(&token)), "token printed once");
+    assert!(
+        server.stdout_lines.iter().any(|l| l.contains(&token)),
+        "token printed once"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&token_path).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(&token_path)
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
     // The CLI finds the token in the data dir and talks to the server.
     let mut whoami = trustgate();
-    whoami.args(["whoami", "--server", &server.base, "--data-dir"]).arg(&data);
+    whoami
+        .args(["whoami", "--server", &server.base, "--data-dir"])
+        .arg(&data);
     let out = run(whoami);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("service:"));
@@ -50,17 +64,34 @@ fn fresh_start_serves_ops_endpoints_and_writes_a_private_admin_token() {
         .send()
         .expect("whoami");
     assert_eq!(denied.status(), 401);
-    assert!(denied.headers()["www-authenticate"].to_str().expect("ascii").starts_with("Bearer"));
-    let id = denied.headers()["x-request-id"].to_str().expect("id").to_owned();
+    assert!(
+        denied.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("Bearer")
+    );
+    let id = denied.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
     let body: serde_json::Value = denied.json().expect("json");
     assert_eq!(body["code"], "unauthenticated");
     assert_eq!(body["request_id"], id.as_str());
 
     let mut bad = trustgate();
-    bad.args(["whoami", "--server", &server.base, "--token", "tg_admin_nope"]);
+    bad.args([
+        "whoami",
+        "--server",
+        &server.base,
+        "--token",
+        "tg_admin_nope",
+    ]);
     let out = run(bad);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{out:?}"
+    );
 
     let out = server.terminate();
     assert!(out.status.success(), "clean exit on SIGTERM: {out:?}");
@@ -75,7 +106,10 @@ fn restart_after_kill_9_keeps_data_and_does_not_mint_a_new_token() {
 
     let server = Running::start(dir.path(), &[], &[]);
     assert!(
-        !server.stdout_lines.iter().any(|l| l.contains("bootstrap admin token")),
+        !server
+            .stdout_lines
+            .iter()
+            .any(|l| l.contains("bootstrap admin token")),
         "no second token: {:?}",
         server.stdout_lines
     );
@@ -92,11 +126,16 @@ fn a_second_server_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = Running::start(dir.path(), &[], &[]);
     let mut second = trustgate();
-    second.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path());
+    second
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path());
     let out = run(second);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("in use by another trustgate process"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another trustgate process"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
 }
 
@@ -145,13 +184,22 @@ fn bad_configuration_names_the_key_and_exits_2() {
 fn config_show_prints_effective_values_with_secrets_redacted() {
     let mut cmd = trustgate();
     cmd.args(["config", "show", "--listen", "127.0.0.1:9999"])
-        .env("TRUSTGATE_DATABASE_URL", "postgres://app:hunter2@db:5432/trust")
-        .env("TRUSTGATE_BOOTSTRAP_TOKEN", "tg_admin_supersecret_0123456789abcdefghij");
+        .env(
+            "TRUSTGATE_DATABASE_URL",
+            "postgres://app:hunter2@db:5432/trust",
+        )
+        .env(
+            "TRUSTGATE_BOOTSTRAP_TOKEN",
+            "tg_admin_supersecret_0123456789abcdefghij",
+        );
     let out = run(cmd);
     assert!(out.status.success(), "{out:?}");
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("127.0.0.1:9999"), "{shown}");
-    assert!(!shown.contains("hunter2") && !shown.contains("supersecret"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("supersecret"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -160,13 +208,25 @@ fn port_in_use_and_unusable_data_dir_fail_with_one_line() {
     let port = taken.local_addr().expect("addr").port();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = trustgate();
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path());
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(dir.path());
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot listen on") && stderr.contains(&port.to_string()), "{stderr}");
-    assert_eq!(stderr.matches("error:").count(), 1, "one clear line: {stderr}");
+    assert!(
+        stderr.contains("cannot listen on") && stderr.contains(&port.to_string()),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("error:").count(),
+        1,
+        "one clear line: {stderr}"
+    );
 
     // A data dir below a regular file cannot be created, even by root.
     let file = dir.path().join("plain-file");
@@ -177,7 +237,10 @@ fn port_in_use_and_unusable_data_dir_fail_with_one_line() {
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("data directory") && stderr.contains("not usable"), "{stderr}");
+    assert!(
+        stderr.contains("data directory") && stderr.contains("not usable"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -188,7 +251,10 @@ fn help_lists_every_command_and_version_prints() {
     let out = run(cmd);
     let help = String::from_utf8_lossy(&out.stdout);
     for command in ["serve", "migrate", "config", "whoami", "version"] {
-        assert!(help.contains(command), "{command} missing from --help: {help}");
+        assert!(
+            help.contains(command),
+            "{command} missing from --help: {help}"
+        );
     }
     let mut cmd = trustgate();
     cmd.arg("version");
@@ -210,5 +276,8 @@ fn migrate_runs_alone_and_is_idempotent() {
     let out = run(cmd);
     let second = String::from_utf8_lossy(&out.stdout);
     let version = first.trim().rsplit(' ').next().expect("version");
-    assert!(second.contains(&format!("{version} -> {version}")), "{second}");
+    assert!(
+        second.contains(&format!("{version} -> {version}")),
+        "{second}"
+    );
 }

@@ -18,7 +18,11 @@ pub struct AdminPrincipal(pub Principal);
 
 /// The token of an `Authorization: Bearer` header, if well-formed.
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = parts
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 4096)

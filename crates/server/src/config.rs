@@ -205,9 +205,7 @@ impl Config {
             let top = key.split('.').next().unwrap_or_default();
             ENV_KEYS.contains(&top)
         });
-        figment = figment
-            .merge(env)
-            .merge(Serialized::defaults(overrides));
+        figment = figment.merge(env).merge(Serialized::defaults(overrides));
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e)))?;
@@ -254,9 +252,7 @@ impl Config {
     /// The configuration as TOML, secrets and database passwords redacted.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        shown.database_url = Some(trustgate_store::redact_url(
-            &self.effective_database_url(),
-        ));
+        shown.database_url = Some(trustgate_store::redact_url(&self.effective_database_url()));
         // `Secret` serializes as "[redacted]" on its own.
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
@@ -275,6 +271,7 @@ fn describe(error: figment::Error) -> String {
 mod tests {
     use super::*;
 
+    #[allow(clippy::result_large_err)] // the closure's type is figment's
     fn load(
         toml: Option<&str>,
         env: &[(&str, &str)],
@@ -340,10 +337,16 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let err = load(None, &[("TRUSTGATE_HTTP__BODY_LIMIT_BYTES", "lots")], Overrides::default())
-            .expect_err("not a number");
+        let err = load(
+            None,
+            &[("TRUSTGATE_HTTP__BODY_LIMIT_BYTES", "lots")],
+            Overrides::default(),
+        )
+        .expect_err("not a number");
         assert!(
-            err.to_string().to_lowercase().contains("http.body_limit_bytes"),
+            err.to_string()
+                .to_lowercase()
+                .contains("http.body_limit_bytes"),
             "{err}"
         );
 
@@ -375,7 +378,10 @@ mod tests {
     #[test]
     fn shown_configuration_redacts_secrets() {
         let env = [
-            ("TRUSTGATE_BOOTSTRAP_TOKEN", "tg_admin_0123456789abcdef0123456789abcdef"),
+            (
+                "TRUSTGATE_BOOTSTRAP_TOKEN",
+                "tg_admin_0123456789abcdef0123456789abcdef",
+            ),
             ("TRUSTGATE_DATABASE_URL", "postgres://app:hunter2@db/trust"),
         ];
         let c = load(None, &env, Overrides::default()).expect("config");

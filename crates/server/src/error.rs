@@ -182,11 +182,24 @@ fn needs_shape(response: &Response) -> bool {
 fn framework_error(status: StatusCode) -> ErrorBody {
     let (code, message): (&'static str, &str) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this route"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body exceeds the configured limit"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "expected Content-Type: application/json"),
-        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => ("invalid_request", "the request could not be parsed"),
-        StatusCode::SERVICE_UNAVAILABLE => ("request_timeout", "the request took too long and was abandoned"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "method not allowed on this route")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "request body exceeds the configured limit",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
+            ("invalid_request", "the request could not be parsed")
+        }
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "request_timeout",
+            "the request took too long and was abandoned",
+        ),
         _ => ("error", "request failed"),
     };
     ErrorBody {

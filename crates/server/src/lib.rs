@@ -10,7 +10,7 @@
 //! - [`error`]: the JSON error shape of trustgate's own APIs.
 //! - [`auth`]: extractors that authenticate callers of the management APIs.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`admin`]: `/admin/v1/...`.
+//! - [`admin`]: the admin JSON API under `/admin/v1`.
 //!
 //! Invariant: handlers never build error bodies by hand; they return [`error::ApiError`] (or the
 //! OpenFGA error type on `/stores` routes) and the layers render them.

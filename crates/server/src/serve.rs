@@ -99,12 +99,13 @@ impl Server {
             config.bootstrap_token.as_ref(),
         )
         .await?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let state = AppState::new(store, clock, config);
         Ok(Self {
             state,
@@ -130,7 +131,10 @@ impl Server {
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish for at most the
     /// configured grace period and closes the database.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
         let grace = Duration::from_secs(self.state.config.http.shutdown_grace_secs);
         let store = self.state.store.clone();
         let app = router(self.state);

@@ -178,8 +178,14 @@ mod tests {
     #[test]
     fn urls_are_classified() {
         assert_eq!(backend_of("sqlite://./x.db").ok(), Some(Backend::Sqlite));
-        assert_eq!(backend_of("postgres://u@h/db").ok(), Some(Backend::Postgres));
-        assert_eq!(backend_of("postgresql://u@h/db").ok(), Some(Backend::Postgres));
+        assert_eq!(
+            backend_of("postgres://u@h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            backend_of("postgresql://u@h/db").ok(),
+            Some(Backend::Postgres)
+        );
         assert!(matches!(
             backend_of("mysql://u@h/db"),
             Err(StoreError::InvalidUrl(_))
