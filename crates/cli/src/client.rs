@@ -26,14 +26,10 @@ pub struct ClientArgs {
     /// Admin bearer token (default: TRUSTGATE_TOKEN, then <data-dir>/admin.token).
     #[arg(long, env = "TRUSTGATE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// Data directory holding admin.token.
-    #[arg(
-        long = "data-dir",
-        env = "TRUSTGATE_DATA_DIR",
-        default_value = "./trustgate-data",
-        global = true
-    )]
-    pub data_dir: PathBuf,
+    /// Data directory (the server's; management commands read admin.token from it)
+    /// [env: TRUSTGATE_DATA_DIR] [default: ./trustgate-data].
+    #[arg(long = "data-dir", value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// An authenticated API client.
@@ -50,7 +46,12 @@ impl Client {
         let token = match &args.token {
             Some(t) if !t.trim().is_empty() => t.trim().to_owned(),
             _ => {
-                let path = args.data_dir.join("admin.token");
+                let dir = args
+                    .data_dir
+                    .clone()
+                    .or_else(|| std::env::var_os("TRUSTGATE_DATA_DIR").map(PathBuf::from))
+                    .unwrap_or_else(|| PathBuf::from("./trustgate-data"));
+                let path = dir.join("admin.token");
                 std::fs::read_to_string(&path)
                     .map(|t| t.trim().to_owned())
                     .map_err(|e| {

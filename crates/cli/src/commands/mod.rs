@@ -1,6 +1,9 @@
 //! Command-line surface: one subcommand per task, each a thin call into the server crate or
 //! the management API.
 
+mod fga;
+mod storefile;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -24,6 +27,8 @@ pub enum Failure {
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,7 +41,22 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Show who the admin token authenticates as (checks --server and the token).
-    Whoami(ClientArgs),
+    Whoami,
+    /// Relationship stores: create, list, get, delete, import and test `fga` store files.
+    #[command(subcommand)]
+    Store(fga::StoreCommand),
+    /// Authorization models: write, get, list, transform (DSL <-> JSON).
+    #[command(subcommand)]
+    Model(fga::ModelCommand),
+    /// Relationship tuples: write, delete, read.
+    #[command(subcommand)]
+    Tuple(fga::TupleCommand),
+    /// Check whether USER has RELATION to OBJECT.
+    Check(fga::CheckArgs),
+    /// List the objects of a type USER has RELATION to.
+    ListObjects(fga::ListObjectsArgs),
+    /// List the users that have RELATION to OBJECT.
+    ListUsers(fga::ListUsersArgs),
     /// Print the version.
     Version,
 }
@@ -56,9 +76,6 @@ pub struct ServerArgs {
     /// Listen address [env: TRUSTGATE_LISTEN] [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// Data directory [env: TRUSTGATE_DATA_DIR] [default: ./trustgate-data].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
     /// sqlite://PATH or postgres://... [env: TRUSTGATE_DATABASE_URL] [default: SQLite in the data dir].
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
@@ -68,10 +85,10 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn load(&self) -> Result<Config, Failure> {
+    fn load(&self, data_dir: Option<PathBuf>) -> Result<Config, Failure> {
         let overrides = Overrides {
             listen: self.listen.clone(),
-            data_dir: self.data_dir.clone(),
+            data_dir,
             database_url: self.database_url.clone(),
             log_format: self.log_format.clone(),
         };
@@ -82,9 +99,9 @@ impl ServerArgs {
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Serve(args) => serve(&args).await,
+        Command::Serve(args) => serve(&args, cli.client.data_dir.clone()).await,
         Command::Migrate(args) => {
-            let config = args.load()?;
+            let config = args.load(cli.client.data_dir.clone())?;
             let report = trustgate_server::migrate(&config)
                 .await
                 .map_err(|e| Failure::Failed(e.to_string()))?;
@@ -97,11 +114,20 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Config(ConfigCommand::Show(args)) => {
-            print!("{}", args.load()?.to_redacted_toml());
+            print!(
+                "{}",
+                args.load(cli.client.data_dir.clone())?.to_redacted_toml()
+            );
             Ok(())
         }
-        Command::Whoami(args) => {
-            let client = Client::new(&args)?;
+        Command::Store(c) => fga::store(c, &cli.client).await,
+        Command::Model(c) => fga::model(c, &cli.client).await,
+        Command::Tuple(c) => fga::tuple(c, &cli.client).await,
+        Command::Check(a) => fga::check(a, &cli.client).await,
+        Command::ListObjects(a) => fga::list_objects(a, &cli.client).await,
+        Command::ListUsers(a) => fga::list_users(a, &cli.client).await,
+        Command::Whoami => {
+            let client = Client::new(&cli.client)?;
             print_json(&client.call(Method::GET, "/admin/v1/whoami", None).await?);
             Ok(())
         }
@@ -112,8 +138,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-async fn serve(args: &ServerArgs) -> Result<(), Failure> {
-    let config = args.load()?;
+async fn serve(args: &ServerArgs, data_dir: Option<PathBuf>) -> Result<(), Failure> {
+    let config = args.load(data_dir)?;
     trustgate_server::telemetry::init_logging(config.log_format, &config.log_level);
     let database = trustgate_store::redact_url(&config.effective_database_url());
     let data_dir = config.data_dir.clone();
