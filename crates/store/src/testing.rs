@@ -45,9 +45,7 @@ impl TestDatabase {
     /// A fresh schema in the test PostgreSQL database, or `None` (with a message) when
     /// `TRUSTGATE_TEST_DATABASE_URL` is unset.
     pub async fn postgres(test_name: &str) -> Option<Self> {
-        let Some(url) = postgres_url(test_name) else {
-            return None;
-        };
+        let url = postgres_url(test_name)?;
         let schema = format!("tg_test_{}", uuid::Uuid::new_v4().simple());
         let options = ConnectOptions {
             postgres_schema: Some(schema.clone()),

@@ -19,7 +19,14 @@ async fn token_authenticates_only_its_account(db: TestDatabase) {
     let digest = TokenDigest::of("tg_admin_secret");
     let ensured = db
         .store
-        .ensure_account_token("sa1", "admin", AccountRole::Admin, &digest, "bootstrap", now)
+        .ensure_account_token(
+            "sa1",
+            "admin",
+            AccountRole::Admin,
+            &digest,
+            "bootstrap",
+            now,
+        )
         .await
         .expect("ensure");
     assert!(ensured.account_created && ensured.token_created);
@@ -65,7 +72,11 @@ async fn ensure_is_idempotent_and_adds_tokens(db: TestDatabase) {
         .expect("second token");
     assert!(!added.account_created && added.token_created);
     for d in [first, second] {
-        let account = db.store.authenticate_service_token(&d).await.expect("lookup");
+        let account = db
+            .store
+            .authenticate_service_token(&d)
+            .await
+            .expect("lookup");
         assert_eq!(account.map(|a| a.id), Some("sa1".to_owned()));
     }
 }
@@ -84,7 +95,10 @@ async fn token_of_another_account_is_a_conflict(db: TestDatabase) {
         .expect_err("digest belongs to admin");
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     // The failed call rolled back: no "ops" account was left behind.
-    assert_eq!(db.store.find_service_account("ops").await.expect("find"), None);
+    assert_eq!(
+        db.store.find_service_account("ops").await.expect("find"),
+        None
+    );
 }
 
 async fn health_reports_migrations_current(db: TestDatabase) {
@@ -111,10 +125,21 @@ async fn create_refuses_an_existing_name_and_writes_nothing(db: TestDatabase) {
     let second = TokenDigest::of("second");
     let refused = db
         .store
-        .create_service_account("sa2", "admin", AccountRole::Admin, &second, "bootstrap", now)
+        .create_service_account(
+            "sa2",
+            "admin",
+            AccountRole::Admin,
+            &second,
+            "bootstrap",
+            now,
+        )
         .await
         .expect("create again");
     assert_eq!(refused, None);
-    let lookup = db.store.authenticate_service_token(&second).await.expect("lookup");
+    let lookup = db
+        .store
+        .authenticate_service_token(&second)
+        .await
+        .expect("lookup");
     assert_eq!(lookup, None, "the losing token must not be registered");
 }

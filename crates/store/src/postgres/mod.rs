@@ -6,6 +6,8 @@
 //! The pool reconnects on its own: when the server comes back, the next query succeeds without a
 //! restart.
 
+mod relationships;
+
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -47,9 +49,11 @@ impl PostgresStore {
                 .connect_with(connect.clone())
                 .await?;
             // The name was checked by is_plain_identifier: no quoting or injection is possible.
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
-                .execute(&admin)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}"
+            )))
+            .execute(&admin)
+            .await?;
             admin.close().await;
             connect = connect.options([("search_path", schema.as_str())]);
         }
@@ -64,7 +68,9 @@ impl PostgresStore {
     /// Drops `schema` and everything in it. Used to clean up isolated test schemas.
     pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
         if !is_plain_identifier(schema) {
-            return Err(StoreError::InvalidUrl(format!("bad schema name {schema:?}")));
+            return Err(StoreError::InvalidUrl(format!(
+                "bad schema name {schema:?}"
+            )));
         }
         let connect =
             PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
@@ -72,9 +78,11 @@ impl PostgresStore {
             .max_connections(1)
             .connect_with(connect)
             .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-            .execute(&pool)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+        )))
+        .execute(&pool)
+        .await?;
         pool.close().await;
         Ok(())
     }
@@ -89,10 +97,9 @@ fn is_plain_identifier(s: &str) -> bool {
 }
 
 async fn applied_version(pool: &PgPool) -> Result<i64, StoreError> {
-    let table: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
-            .fetch_one(pool)
-            .await?;
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await?;
     if table.is_none() {
         return Ok(0);
     }
