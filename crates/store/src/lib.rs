@@ -20,6 +20,7 @@
 //! Blocking database work never runs on the async executor: sqlx drives SQLite on dedicated
 //! worker threads and PostgreSQL over async sockets.
 
+pub mod accounts;
 mod error;
 pub mod postgres;
 pub mod relationships;
@@ -34,6 +35,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use accounts::{
+    AuditEvent, AuditFilter, AuditStore, MfaStore, NewUser, Passkey, Session, SessionStore,
+    TotpCredential, User, UserPage, UserStatus, UserStore, UserUpdate,
+};
 pub use error::StoreError;
 pub use relationships::{
     FgaStore, OnDuplicate, OnMissing, RelationshipStore, StoredModel, StoredTuple,
