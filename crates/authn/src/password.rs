@@ -300,6 +300,12 @@ impl HashParams {
     /// Stored hashes asking for more lanes than this are refused as corrupt.
     pub const MAX_ACCEPTED_P_COST: u32 = 16;
 
+    /// Checks that these are valid argon2 parameters ([`HashError::InvalidParams`] otherwise),
+    /// so a bad configuration is refused at start-up rather than at the first login.
+    pub fn validate(&self) -> Result<(), HashError> {
+        self.to_argon2().map(|_| ())
+    }
+
     fn to_argon2(self) -> Result<Params, HashError> {
         Params::new(self.m_cost_kib, self.t_cost, self.p_cost, None)
             .map_err(|_| HashError::InvalidParams)
@@ -687,6 +693,20 @@ mod tests {
             Err(PolicyConfigError::MaxOutOfRange(2048))
         );
         assert!(PasswordPolicy::new(15, 1024).is_ok());
+    }
+
+    #[test]
+    fn params_are_validated() {
+        assert_eq!(HashParams::OWASP.validate(), Ok(()));
+        let zero_passes = HashParams {
+            t_cost: 0,
+            ..HashParams::OWASP
+        };
+        assert_eq!(zero_passes.validate(), Err(HashError::InvalidParams));
+        assert_eq!(
+            hash_password(&Secret::new("whatever it is"), zero_passes),
+            Err(HashError::InvalidParams)
+        );
     }
 
     #[test]

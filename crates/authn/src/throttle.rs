@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -168,8 +168,27 @@ pub enum ThrottleKey {
     /// An account, by a stable identifier (the normalised login name as typed, so unknown
     /// accounts are throttled exactly like known ones).
     Account(String),
-    /// A client address (for IPv6 the caller may pass the /64 network address).
+    /// A client network: build it with [`ThrottleKey::client_ip`].
     ClientIp(IpAddr),
+}
+
+impl ThrottleKey {
+    /// The key for a client address. An IPv6 address counts as its /64 (one subscriber usually
+    /// holds a whole /64, so per-address counting would be no limit at all); an IPv4-mapped IPv6
+    /// address counts as the IPv4 address.
+    pub fn client_ip(ip: IpAddr) -> Self {
+        let network = match ip {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                    IpAddr::V6(Ipv6Addr::from(bits))
+                }
+            },
+        };
+        ThrottleKey::ClientIp(network)
+    }
 }
 
 impl fmt::Display for ThrottleKey {
@@ -423,7 +442,7 @@ impl LoginThrottle {
         client_ip: Option<IpAddr>,
     ) -> impl Iterator<Item = (ThrottleKey, &'a ThrottlePolicy)> + 'a {
         let account = account.map(|a| (ThrottleKey::Account(a.to_owned()), &self.account));
-        let ip = client_ip.map(|ip| (ThrottleKey::ClientIp(ip), &self.client_ip));
+        let ip = client_ip.map(|ip| (ThrottleKey::client_ip(ip), &self.client_ip));
         account.into_iter().chain(ip)
     }
 

@@ -237,6 +237,29 @@ async fn clock_going_backwards_does_not_panic_or_unlock() {
     );
 }
 
+#[tokio::test]
+async fn ipv6_counts_per_slash_64() {
+    let (_clock, throttle, _) = setup();
+    // An attacker rotating through addresses of one /64 is one client.
+    for i in 0..21u16 {
+        let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().expect("ipv6");
+        throttle
+            .record_failure(None, Some(ip))
+            .await
+            .expect("record");
+    }
+    let sibling: IpAddr = "2001:db8:1:2:ffff::1".parse().expect("ipv6");
+    assert_eq!(
+        wait_of(throttle.check(None, Some(sibling)).await),
+        Some(Duration::from_secs(1))
+    );
+    let neighbour: IpAddr = "2001:db8:1:3::1".parse().expect("ipv6");
+    assert_eq!(wait_of(throttle.check(None, Some(neighbour)).await), None);
+    // IPv4-mapped IPv6 is the IPv4 address.
+    let mapped: IpAddr = "::ffff:198.51.100.7".parse().expect("mapped");
+    assert_eq!(ThrottleKey::client_ip(mapped), ThrottleKey::client_ip(IP));
+}
+
 #[test]
 fn policy_check_is_pure() {
     let p = ThrottlePolicy::ACCOUNT;
