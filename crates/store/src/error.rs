@@ -29,6 +29,15 @@ pub enum StoreError {
     /// The database cannot be reached right now; retrying later may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The input is empty, malformed or absurdly large; nothing was read or written.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A continuation token that this store did not issue for this operation.
+    #[error("invalid continuation token")]
+    InvalidContinuationToken,
+    /// The named record (e.g. a relationship store) does not exist or was deleted.
+    #[error("not found: {0}")]
+    NotFound(String),
     /// A uniqueness or foreign-key rule was violated.
     #[error("conflict: {0}")]
     Conflict(String),

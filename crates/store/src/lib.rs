@@ -1,7 +1,13 @@
 //! Persistence for trustgate.
 //!
 //! Invariant: this is the only crate that writes SQL. Everything above it talks to storage
-//! through one async trait per aggregate ([`ServiceAccountStore`], ...), gathered in [`Store`].
+//! through one async trait per aggregate, gathered in [`Store`]:
+//!
+//! - [`ServiceAccountStore`]: machine principals and their token digests.
+//! - [`RelationshipStore`]: the OpenFGA-compatible PDP's stores, authorization models,
+//!   relationship tuples and the per-store tuple changelog that keeps every replica's in-memory
+//!   tuple index fresh (see [`relationships`]).
+//!
 //! Each backend implements every trait in its own module with its own migrations:
 //!
 //! - [`sqlite`]: the embedded default, one file in WAL mode with foreign keys on. An exclusive
@@ -16,6 +22,7 @@
 
 mod error;
 pub mod postgres;
+pub mod relationships;
 pub mod service_accounts;
 pub mod sqlite;
 #[cfg(feature = "test-support")]
@@ -28,6 +35,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use error::StoreError;
+pub use relationships::{
+    FgaStore, OnDuplicate, OnMissing, RelationshipStore, StoredModel, StoredTuple,
+    TupleChangeRecord, TupleFilter, TupleOperation, TupleRecord, TupleSnapshot, TupleWriteError,
+    WriteOptions, WriteOutcome,
+};
 pub use service_accounts::{AccountRole, ServiceAccount, ServiceAccountStore};
 
 /// Which database a [`Store`] talks to.
@@ -75,7 +87,9 @@ pub struct MigrationReport {
 
 /// All storage aggregates of one database.
 #[async_trait]
-pub trait Store: ServiceAccountStore + fmt::Debug + Send + Sync + 'static {
+pub trait Store:
+    ServiceAccountStore + RelationshipStore + fmt::Debug + Send + Sync + 'static
+{
     /// The backend behind this store.
     fn backend(&self) -> Backend;
 

@@ -7,6 +7,8 @@
 //! corrupting anything. The lock is released by the OS when the process dies, including on
 //! `kill -9`.
 
+mod relationships;
+
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -6,6 +6,8 @@
 //! The pool reconnects on its own: when the server comes back, the next query succeeds without a
 //! restart.
 
+mod relationships;
+
 use std::str::FromStr;
 
 use async_trait::async_trait;
