@@ -245,14 +245,13 @@ impl FgaRuntime {
         Ok(())
     }
 
-    /// Brings the index of `store_id` (if loaded) up to `seq`, after a write through this
-    /// replica.
-    pub async fn after_write(&self, store_id: &str, seq: i64) -> Result<(), FgaError> {
-        if let Some(si) = self.loaded(store_id) {
-            let target = u64::try_from(seq).unwrap_or(0);
-            self.catch_up(store_id, &si, target).await?;
-        }
-        Ok(())
+    /// Brings the index of `store_id` up to `seq` after a write through this replica, so the
+    /// replica reads its own writes. The index is loaded if it was not: a load racing with the
+    /// write might otherwise publish a snapshot from before it.
+    pub async fn after_write(self: &Arc<Self>, store_id: &str, seq: i64) -> Result<(), FgaError> {
+        let si = self.store_index(store_id).await?;
+        let target = u64::try_from(seq).unwrap_or(0);
+        self.catch_up(store_id, &si, target).await
     }
 
     /// Forgets everything about a deleted store.
@@ -341,8 +340,9 @@ impl FgaRuntime {
             .get_model(store_id, &key.1)
             .await?
             .ok_or_else(|| FgaError::model_not_found(&key.1))?;
-        let model: AuthorizationModel =
+        let mut model: AuthorizationModel =
             serde_json::from_value(stored.model_json).map_err(FgaError::internal)?;
+        model.id = stored.id;
         let ts = Arc::new(TypeSystem::new(model).map_err(FgaError::internal)?);
         self.cache_model(&key.0, &key.1, ts.clone());
         Ok(ts)

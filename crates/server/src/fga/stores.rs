@@ -137,11 +137,12 @@ pub async fn write_model(
             .unwrap_or_else(|| errors.to_string());
         return Err(invalid_model(first));
     }
-    let ts = TypeSystem::new(model.clone()).map_err(|e| invalid_model(e.to_string()))?;
     let model_json = serde_json::to_value(&model).map_err(FgaError::internal)?;
     let now = state.clock.now();
     let floor = state.store.latest_model(&store_id).await?.map(|m| m.id);
     let id = state.fga.next_model_id(now, floor.as_deref());
+    model.id = id.clone();
+    let ts = TypeSystem::new(model.clone()).map_err(|e| invalid_model(e.to_string()))?;
     state
         .store
         .write_model(&StoredModel {
