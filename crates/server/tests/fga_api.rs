@@ -1273,6 +1273,93 @@ async fn consistency_tokens_give_read_your_writes_across_replicas(db: TestDataba
     assert!(gone, "a deleted store disappears from other replicas");
 }
 
+/// No input makes any route fail with a 5xx or an unshaped error: malformed JSON, wrong types,
+/// absurd sizes, odd characters, nulls everywhere.
+async fn garbage_input_gets_a_4xx_openfga_error(db: TestDatabase) {
+    let api = Api::new(db).await;
+    let (store, model) = setup(&api).await;
+    let long = "a".repeat(5000);
+    let bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"42".to_vec(),
+        b"\"str\"".to_vec(),
+        b"{".to_vec(),
+        b"\xff\xfe".to_vec(),
+        br#"{"tuple_key": null, "contextual_tuples": null, "context": null}"#.to_vec(),
+        br#"{"tuple_key": 7, "contextual_tuples": "x", "context": []}"#.to_vec(),
+        br#"{"tuple_key": {"object": "", "relation": "", "user": ""}}"#.to_vec(),
+        br#"{"tuple_key": {"object": "document:1#x", "relation": "viewer", "user": "user:*#member"}}"#.to_vec(),
+        br#"{"tuple_key": {"object": "document:*", "relation": "viewer", "user": "user:a"}}"#.to_vec(),
+        br#"{"contextual_tuples": {"tuple_keys": [{"object": "document:1"}]}}"#.to_vec(),
+        br#"{"contextual_tuples": [{"object": "document:1", "relation": "viewer", "user": "user:a", "condition": {"name": "nope"}}], "tuple_key": {"object": "document:1", "relation": "viewer", "user": "user:a"}}"#.to_vec(),
+        br#"{"writes": {"tuple_keys": null}, "deletes": {"tuple_keys": [null]}}"#.to_vec(),
+        br#"{"writes": {"tuple_keys": [{"object": "document:1", "relation": "viewer", "user": "user:a", "condition": {"name": "c", "context": 5}}]}}"#.to_vec(),
+        br#"{"checks": [{}], "page_size": -1, "continuation_token": 5}"#.to_vec(),
+        br#"{"page_size": 99999999999999999999, "consistency": 7}"#.to_vec(),
+        br#"{"object": {"type": "document"}, "relation": "viewer", "user_filters": [{}]}"#.to_vec(),
+        br#"{"type": "document", "relation": "viewer", "user": "user:a", "page_size": 0}"#.to_vec(),
+        br#"{"schema_version": "1.1", "type_definitions": [{"type": "document", "relations": {"viewer": {}}}]}"#.to_vec(),
+        br#"{"schema_version": "1.1", "type_definitions": [{"type": ""}], "conditions": {"c": {"name": "c", "expression": "((("}}}"#.to_vec(),
+        format!(r#"{{"tuple_key": {{"object": "document:{long}", "relation": "{long}", "user": "user:{long}"}}, "authorization_model_id": "{long}"}}"#).into_bytes(),
+        format!(r#"{{"tuple_key": {{"object": "document:\u0000", "relation": "viewer", "user": "user:\u00e9"}}, "authorization_model_id": "{model}"}}"#).into_bytes(),
+    ];
+    let routes = [
+        ("POST", "/stores".to_owned()),
+        ("POST", format!("/stores/{store}/authorization-models")),
+        ("POST", format!("/stores/{store}/write")),
+        ("POST", format!("/stores/{store}/read")),
+        ("POST", format!("/stores/{store}/check")),
+        ("POST", format!("/stores/{store}/batch-check")),
+        ("POST", format!("/stores/{store}/expand")),
+        ("POST", format!("/stores/{store}/list-objects")),
+        ("POST", format!("/stores/{store}/list-users")),
+    ];
+    for (method, path) in &routes {
+        for body in &bodies {
+            let r = api.raw(method, path, body.clone(), &[], true).await;
+            assert!(
+                r.status.is_client_error() || r.status.is_success(),
+                "{method} {path} {:?}: {} {}",
+                String::from_utf8_lossy(body),
+                r.status,
+                String::from_utf8_lossy(&r.raw)
+            );
+            if r.status.is_client_error() {
+                assert!(
+                    !r.code().is_empty(),
+                    "{method} {path}: {}",
+                    String::from_utf8_lossy(&r.raw)
+                );
+            }
+        }
+    }
+    for query in [
+        "page_size=-5",
+        "page_size=1e9",
+        "continuation_token=%FF%FE",
+        "type=%00&start_time=%00",
+        "start_time=2024-13-45T99:99:99Z",
+    ] {
+        for path in [
+            "/stores".to_owned(),
+            format!("/stores/{store}/authorization-models"),
+            format!("/stores/{store}/changes"),
+        ] {
+            let r = api.get(&format!("{path}?{query}")).await;
+            assert!(
+                r.status.is_client_error() || r.status.is_success(),
+                "GET {path}?{query}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.raw)
+            );
+        }
+    }
+    // The store survived all of it with nothing written.
+    assert!(read_all(&api, &store).await.is_empty());
+}
+
 trustgate_store::test_on_both_backends!(
     every_route_needs_the_admin_token,
     stores_lifecycle_and_pagination,
@@ -1283,4 +1370,5 @@ trustgate_store::test_on_both_backends!(
     list_objects_and_users_never_truncate,
     bodies_over_the_limit_are_413,
     consistency_tokens_give_read_your_writes_across_replicas,
+    garbage_input_gets_a_4xx_openfga_error,
 );

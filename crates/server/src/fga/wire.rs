@@ -70,23 +70,22 @@ pub struct ContextualTupleKeys(pub Vec<TupleKey>);
 
 impl<'de> Deserialize<'de> for ContextualTupleKeys {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrapped {
-            #[serde(default, deserialize_with = "null_as_default")]
-            tuple_keys: Vec<TupleKey>,
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Shape {
-            Wrapped(Wrapped),
-            Bare(Vec<TupleKey>),
-            Null(()),
-        }
-        match Shape::deserialize(d)? {
-            Shape::Wrapped(w) => Ok(ContextualTupleKeys(w.tuple_keys)),
-            Shape::Bare(v) => Ok(ContextualTupleKeys(v)),
-            Shape::Null(()) => Ok(ContextualTupleKeys::default()),
-        }
+        let keys = match Value::deserialize(d)? {
+            Value::Null => return Ok(ContextualTupleKeys::default()),
+            Value::Object(mut wrapped) => match wrapped.remove("tuple_keys") {
+                None | Some(Value::Null) => return Ok(ContextualTupleKeys::default()),
+                Some(keys) => keys,
+            },
+            bare @ Value::Array(_) => bare,
+            _ => {
+                return Err(de::Error::custom(
+                    "contextual_tuples: expected {\"tuple_keys\": [...]} or an array of tuple keys",
+                ));
+            }
+        };
+        serde_json::from_value(keys)
+            .map(ContextualTupleKeys)
+            .map_err(|e| de::Error::custom(format!("contextual_tuples.tuple_keys: {e}")))
     }
 }
 
