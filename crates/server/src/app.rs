@@ -22,7 +22,7 @@ use trustgate_core::Clock;
 use trustgate_store::Store;
 
 use crate::config::Config;
-use crate::{admin, error, fga, ops, request_id, telemetry};
+use crate::{admin, auth, error, fga, ops, request_id, telemetry};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -37,6 +37,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The relationship PDP's in-memory state (tuple indexes, model cache).
     pub fga: Arc<fga::FgaRuntime>,
+    /// Recently verified service tokens.
+    pub service_tokens: auth::ServiceTokenCache,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             clock,
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
+            service_tokens: auth::ServiceTokenCache::default(),
         }
     }
 }
