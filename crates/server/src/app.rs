@@ -17,11 +17,12 @@ use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use trustgate_core::Clock;
+use trustgate_authn::accounts::{Accounts, AccountsConfig};
+use trustgate_core::{Clock, SealingKey};
 use trustgate_store::Store;
 
 use crate::config::Config;
-use crate::{admin, error, ops, request_id, telemetry};
+use crate::{admin, admin_users, error, ops, request_id, telemetry};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -34,16 +35,31 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Human accounts: users, login, sessions, second factors, audit.
+    pub accounts: Accounts,
 }
 
 impl AppState {
-    /// State over an opened, migrated store.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> Self {
+    /// State over an opened, migrated store. `secrets_key` seals TOTP secrets and pending
+    /// logins (see [`crate::serve::resolve_secrets_key`]).
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: Config,
+        secrets_key: SealingKey,
+    ) -> Self {
+        let accounts = Accounts::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            secrets_key,
+            AccountsConfig::default(),
+        );
         Self {
             store,
             clock,
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
+            accounts,
         }
     }
 }
@@ -58,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(admin::router())
+        .merge(admin_users::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
