@@ -72,7 +72,10 @@ fn sdk_scenario_on_postgres() {
         &["--database-url", &url],
         &[
             ("TRUSTGATE_BOOTSTRAP_TOKEN", TOKEN),
-            ("TRUSTGATE_SECRETS_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            (
+                "TRUSTGATE_SECRETS_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
         ],
     );
     drive(&server);

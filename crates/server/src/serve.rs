@@ -90,8 +90,9 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         ensure_data_dir(&config.data_dir)?;
+        let backend = trustgate_store::backend_of(&config.effective_database_url())?;
+        let secrets_key = resolve_secrets_key(&config, backend)?;
         let store = open_store(&config).await?;
-        let secrets_key = resolve_secrets_key(&config, store.backend())?;
         let report = store.migrate().await?;
         if report.after != report.before {
             tracing::info!(from = report.before, to = report.after, "migrated database");
