@@ -281,3 +281,43 @@ fn migrate_runs_alone_and_is_idempotent() {
         "{second}"
     );
 }
+
+#[test]
+fn sigterm_drains_an_in_flight_request_then_exits_cleanly() {
+    use std::io::{Read as _, Write as _};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = "tg_admin_drain_test_0123456789abcdefghijklmnop";
+    let server = Running::start(dir.path(), &[], &[("TRUSTGATE_BOOTSTRAP_TOKEN", token)]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let body = br#"{"name":"created-while-draining"}"#;
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        stream,
+        "POST /stores HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .expect("headers");
+    stream.write_all(&body[..10]).expect("first half");
+    stream.flush().expect("flush");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let pid = server.pid().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // The request that was in flight when the signal came still completes.
+    stream.write_all(&body[10..]).expect("second half");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(response.contains("created-while-draining"), "{response}");
+
+    let out = server.terminate();
+    assert!(out.status.success(), "clean exit after draining: {out:?}");
+}

@@ -19,10 +19,13 @@ use trustgate_store::{
 test_on_both_backends!(
     usernames_and_emails_conflict_case_insensitively_and_write_nothing,
     update_to_a_taken_email_conflicts,
+    concurrent_signups_for_one_name_let_exactly_one_win,
     disabling_revokes_sessions_for_good,
     sessions_for_unknown_or_disabled_users_are_refused,
+    sessions_created_during_a_disable_do_not_survive_it,
     expired_and_revoked_sessions_are_not_found,
     rotating_a_dead_or_foreign_session_writes_nothing,
+    concurrent_rotations_of_one_session_let_exactly_one_win,
     sessions_of_another_user_cannot_be_revoked,
     revoking_all_sessions_keeps_the_current_one,
     purge_removes_only_dead_sessions,
@@ -265,6 +268,36 @@ async fn update_to_a_taken_email_conflicts(db: TestDatabase) {
     assert_eq!(missing, None);
 }
 
+async fn concurrent_signups_for_one_name_let_exactly_one_win(db: TestDatabase) {
+    // Half the racers want the name as a username, half as an email: no unique index covers
+    // both columns, so only the store's serialization keeps the namespace shared.
+    for round in 0..4 {
+        let name = format!("Racer{round}@example.com");
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let store = db.store.clone();
+                let user = if i % 2 == 0 {
+                    new_user(&name.to_uppercase(), &format!("r{round}-{i}@example.org"))
+                } else {
+                    new_user(&format!("r{round}-{i}"), &name.to_lowercase())
+                };
+                tokio::spawn(async move { store.create_user(&user, T0).await })
+            })
+            .collect();
+        let mut wins = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(_) => wins += 1,
+                Err(StoreError::Conflict(_)) => {}
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+        let page = db.store.list_users(None, 100).await.expect("list");
+        assert_eq!(page.users.len(), round + 1);
+    }
+}
+
 async fn disabling_revokes_sessions_for_good(db: TestDatabase) {
     let ann = create(&db, "ann", "ann@example.com").await;
     let bob = create(&db, "bob", "bob@example.com").await;
@@ -341,6 +374,52 @@ async fn sessions_for_unknown_or_disabled_users_are_refused(db: TestDatabase) {
         .await
         .expect("enable");
     assert_eq!(find(&db, &digest, at(2)).await, None, "nothing was stored");
+}
+
+async fn sessions_created_during_a_disable_do_not_survive_it(db: TestDatabase) {
+    let ann = create(&db, "ann", "ann@example.com").await;
+    for round in 0..3 {
+        let logins: Vec<_> = (0..6)
+            .map(|i| {
+                let store = db.store.clone();
+                let s = session(&ann);
+                tokio::spawn(async move {
+                    let digest = TokenDigest::of(&format!("{round}-{i}"));
+                    store.create_session(&digest, &s).await
+                })
+            })
+            .collect();
+        let disable = {
+            let store = db.store.clone();
+            let id = ann.id.clone();
+            tokio::spawn(async move {
+                store
+                    .set_user_status(&id, UserStatus::Disabled, at(1))
+                    .await
+            })
+        };
+        for task in logins {
+            match task.await.expect("task") {
+                Ok(()) => {}
+                Err(StoreError::Conflict(m)) => assert_eq!(m, USER_DISABLED),
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(disable.await.expect("task").expect("disable"));
+        db.store
+            .set_user_status(&ann.id, UserStatus::Active, at(2))
+            .await
+            .expect("enable");
+        // Every session either existed before the disable (and was revoked) or was refused.
+        assert!(
+            db.store
+                .list_user_sessions(&ann.id, at(3))
+                .await
+                .expect("list")
+                .is_empty(),
+            "round {round}"
+        );
+    }
 }
 
 async fn expired_and_revoked_sessions_are_not_found(db: TestDatabase) {
@@ -448,6 +527,35 @@ async fn rotating_a_dead_or_foreign_session_writes_nothing(db: TestDatabase) {
         .map(|s| s.id)
         .collect();
     assert_eq!(ids, [expired.id], "only the still-live session remains");
+}
+
+async fn concurrent_rotations_of_one_session_let_exactly_one_win(db: TestDatabase) {
+    let ann = create(&db, "ann", "ann@example.com").await;
+    let (old, _) = login(&db, &ann, "old").await;
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = db.store.clone();
+            let old_id = old.id.clone();
+            let new = session(&ann);
+            tokio::spawn(async move {
+                let digest = TokenDigest::of(&format!("new-{i}"));
+                store.rotate_session(&old_id, &digest, &new, at(1)).await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        if task.await.expect("task").expect("rotate") {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    let live = db
+        .store
+        .list_user_sessions(&ann.id, at(2))
+        .await
+        .expect("list");
+    assert_eq!(live.len(), 1, "exactly one successor session");
 }
 
 async fn sessions_of_another_user_cannot_be_revoked(db: TestDatabase) {
