@@ -18,11 +18,12 @@ use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use trustgate_core::Clock;
+use trustgate_authn::accounts::{Accounts, AccountsConfig};
+use trustgate_core::{Clock, SealingKey};
 use trustgate_store::Store;
 
 use crate::config::Config;
-use crate::{admin, auth, error, fga, ops, request_id, telemetry};
+use crate::{admin, admin_users, auth, error, fga, ops, request_id, telemetry};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Human accounts: users, login, sessions, second factors, audit.
+    pub accounts: Accounts,
     /// The relationship PDP's in-memory state (tuple indexes, model cache).
     pub fga: Arc<fga::FgaRuntime>,
     /// Recently verified service tokens.
@@ -42,8 +45,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over an opened, migrated store.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> Self {
+    /// State over an opened, migrated store. `secrets_key` seals TOTP secrets and pending
+    /// logins (see [`crate::serve::resolve_secrets_key`]).
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: Config,
+        secrets_key: SealingKey,
+    ) -> Self {
+        let accounts = Accounts::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            secrets_key,
+            AccountsConfig::default(),
+        );
         Self {
             fga: Arc::new(fga::FgaRuntime::new(store.clone())),
             store,
@@ -51,6 +66,7 @@ impl AppState {
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
             service_tokens: auth::ServiceTokenCache::default(),
+            accounts,
         }
     }
 }
@@ -65,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(admin::router())
+        .merge(admin_users::router())
         .merge(fga::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))

@@ -1113,6 +1113,7 @@ async fn consistency_tokens_give_read_your_writes_across_replicas(db: TestDataba
         a.db.store.clone(),
         std::sync::Arc::new(trustgate_core::SystemClock),
         Config::default(),
+        trustgate_core::SealingKey::generate(),
     );
     let b_app = trustgate_server::router(b_state);
     let b = |method: &'static str, path: String, body: Value, headers: Vec<(String, String)>| {

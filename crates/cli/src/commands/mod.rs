@@ -3,6 +3,7 @@
 
 mod fga;
 mod storefile;
+mod user;
 
 use std::path::PathBuf;
 
@@ -57,6 +58,12 @@ enum Command {
     ListObjects(fga::ListObjectsArgs),
     /// List the users that have RELATION to OBJECT.
     ListUsers(fga::ListUsersArgs),
+    /// Human accounts: create, list, get, disable, enable, delete, set-password, sessions.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// The audit trail of credential events.
+    #[command(subcommand)]
+    Audit(user::AuditCommand),
     /// Print the version.
     Version,
 }
@@ -126,6 +133,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check(a) => fga::check(a, &cli.client).await,
         Command::ListObjects(a) => fga::list_objects(a, &cli.client).await,
         Command::ListUsers(a) => fga::list_users(a, &cli.client).await,
+        Command::User(c) => user::user(c, &cli.client).await,
+        Command::Audit(c) => user::audit(c, &cli.client).await,
         Command::Whoami => {
             let client = Client::new(&cli.client)?;
             print_json(&client.call(Method::GET, "/admin/v1/whoami", None).await?);

@@ -100,7 +100,12 @@ impl Api {
             )
             .await
             .expect("register the admin token");
-        let state = AppState::new(db.store.clone(), clock, config);
+        let state = AppState::new(
+            db.store.clone(),
+            clock,
+            config,
+            trustgate_core::SealingKey::generate(),
+        );
         Self {
             app: router(state.clone()),
             token,
