@@ -21,7 +21,7 @@ use trustgate_core::Clock;
 use trustgate_store::Store;
 
 use crate::config::Config;
-use crate::{admin, error, ops, request_id, telemetry};
+use crate::{admin, error, ops, pages, request_id, telemetry};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(admin::router())
+        .merge(pages::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(

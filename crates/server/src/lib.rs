@@ -11,6 +11,7 @@
 //! - [`auth`]: extractors that authenticate callers of the management APIs.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`admin`]: the admin JSON API under `/admin/v1`.
+//! - [`pages`]: server-rendered pages for people (login, second factor, account).
 //!
 //! Invariant: handlers never build error bodies by hand; they return [`error::ApiError`] (or the
 //! OpenFGA error type on `/stores` routes) and the layers render them.
@@ -22,6 +23,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod ops;
+pub mod pages;
 pub mod request_id;
 pub mod serve;
 pub mod telemetry;
