@@ -7,8 +7,9 @@
 //!
 //! # What is here
 //! The credential logic of *human* authentication, as pure functions and small services with no
-//! database, no HTTP and no global state beyond read-only data. Storage and transport live in the
-//! crates above, which pass in what they read and persist what these functions return.
+//! database, no HTTP and no global state beyond read-only data; and [`accounts`], the one service
+//! that puts them together over the storage traits of `trustgate-store` (still no HTTP: the
+//! pages and the admin API in `trustgate-server` call it).
 //!
 //! | module | credential | standard |
 //! |---|---|---|
@@ -16,6 +17,7 @@
 //! | [`totp`] | second factor: TOTP codes with replay protection ([`TotpSecret`]) and single-use recovery codes | RFC 6238, RFC 4226; ASVS V2.8 |
 //! | [`throttle`] | growing delays after failures, per account and per client IP ([`LoginThrottle`]) | ASVS 2.2.1 |
 //! | [`session_token`] | a fresh opaque session id and the digest under which it is stored | ASVS V3.2 |
+//! | [`accounts`] | the service over storage: users, login with a second factor, sessions, step-up, self-service changes, audit ([`Accounts`](accounts::Accounts)) | ASVS V2, V3, V7 |
 //!
 //! # How a login uses it
 //! ```text
@@ -49,6 +51,7 @@
 //! - **Blocking work stays off the executor.** argon2id runs only through
 //!   [`PasswordHasher`] (tokio's blocking pool, bounded) or from code that is already blocking.
 
+pub mod accounts;
 pub mod password;
 pub mod session_token;
 pub mod throttle;

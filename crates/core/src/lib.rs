@@ -10,12 +10,16 @@
 //! - [`secret`]: secret values that redact themselves in `Debug`/`Display`, opaque bearer token
 //!   generation and the SHA-256 digests under which high-entropy secrets are stored.
 //! - [`id`]: sortable identifiers (ULIDs) for stores, models and other records.
+//! - [`seal`]: purpose-bound AES-256-GCM sealing of secrets at rest and stateless tokens
+//!   ([`SealingKey`]).
 
 pub mod clock;
 pub mod id;
 pub mod principal;
+pub mod seal;
 pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use principal::{Principal, PrincipalKind};
+pub use seal::SealingKey;
 pub use secret::{Secret, TokenDigest};

@@ -12,7 +12,10 @@
 //! - passkeys (WebAuthn credentials) keep their COSE public key and signature counter;
 //! - audit events never contain a secret (the caller passes only ids, outcomes and context).
 //!
-//! Usernames and emails are unique case-insensitively: the store compares their lowercase forms.
+//! Usernames and emails are unique case-insensitively: the store compares their lowercase forms
+//! (Unicode lowercasing done by trustgate, so both backends agree). They also share one namespace:
+//! no user's username may equal another user's email, so [`UserStore::find_user_by_login`] can
+//! never match two users.
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -20,6 +23,7 @@ use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
 use crate::StoreError;
+use crate::relationships::{MAX_FIELD_BYTES, check_input, json_text};
 
 /// Whether a user may authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +100,7 @@ pub struct NewUser {
 /// A profile change; `None` fields are left as they are.
 #[derive(Debug, Clone, Default)]
 pub struct UserUpdate {
-    /// New email (resets `email_verified` unless that is given too).
+    /// New email (resets `email_verified` unless that is given too, or only the case changes).
     pub email: Option<String>,
     /// New verification state.
     pub email_verified: Option<bool>,
@@ -120,8 +124,10 @@ pub struct UserPage {
 /// Storage of users and their password hashes.
 #[async_trait]
 pub trait UserStore {
-    /// Creates a user. A username or email taken (case-insensitively) is
-    /// [`StoreError::Conflict`] naming which, and nothing is written.
+    /// Creates a user (active, email not verified). A username or email taken
+    /// (case-insensitively, as a username or as an email of another user) is
+    /// [`StoreError::Conflict`] naming which ([`USERNAME_TAKEN`], [`EMAIL_TAKEN`]), and nothing is
+    /// written.
     async fn create_user(&self, user: &NewUser, now: OffsetDateTime) -> Result<User, StoreError>;
 
     /// The user with this id.
@@ -130,7 +136,8 @@ pub trait UserStore {
     /// The user whose username or email equals `login`, case-insensitively.
     async fn find_user_by_login(&self, login: &str) -> Result<Option<User>, StoreError>;
 
-    /// Users ordered by id, after `after`, at most `limit`.
+    /// Users ordered by id, after `after`, at most `limit` (1 to
+    /// [`MAX_PAGE_SIZE`](crate::relationships::MAX_PAGE_SIZE)).
     async fn list_users(&self, after: Option<&str>, limit: u32) -> Result<UserPage, StoreError>;
 
     /// Applies a profile change; `None` if there is no such user. Conflicts as in create.
@@ -195,7 +202,10 @@ pub struct Session {
 /// Storage of sessions, looked up by the digest of their secret id.
 #[async_trait]
 pub trait SessionStore {
-    /// Stores a session under the digest of its secret.
+    /// Stores a session under the digest of its secret. The user must exist
+    /// ([`StoreError::NotFound`]) and be active ([`StoreError::Conflict`] [`USER_DISABLED`]);
+    /// this is checked in the same transaction, so a session cannot slip past a concurrent
+    /// disable.
     async fn create_session(
         &self,
         digest: &TokenDigest,
@@ -210,7 +220,8 @@ pub trait SessionStore {
         now: OffsetDateTime,
     ) -> Result<Option<Session>, StoreError>;
 
-    /// Records use: moves `last_seen_at` and the idle expiry.
+    /// Records use: moves `last_seen_at` and the idle expiry. Does nothing to a session that is
+    /// not live (an expired session is not revived).
     async fn touch_session(
         &self,
         id: &str,
@@ -220,7 +231,7 @@ pub trait SessionStore {
 
     /// Atomically revokes the session `old_id` and stores `new` under `digest` (a new secret
     /// at step-up: session fixation defence). `false` (and nothing written) if `old_id` was not
-    /// live.
+    /// live or does not belong to `new.user_id`.
     async fn rotate_session(
         &self,
         old_id: &str,
@@ -244,7 +255,7 @@ pub trait SessionStore {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
 
-    /// Revokes all of a user's sessions except `keep`; returns how many.
+    /// Revokes all of a user's live sessions except `keep`; returns how many.
     async fn revoke_user_sessions(
         &self,
         user_id: &str,
@@ -252,7 +263,7 @@ pub trait SessionStore {
         now: OffsetDateTime,
     ) -> Result<u64, StoreError>;
 
-    /// Deletes sessions expired or revoked before `before`; returns how many.
+    /// Deletes sessions that were dead (expired or revoked) at `before`; returns how many.
     async fn purge_sessions(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
@@ -296,7 +307,8 @@ pub struct Passkey {
 #[async_trait]
 pub trait MfaStore {
     /// Stores a new, unconfirmed TOTP secret, replacing an unconfirmed one (a confirmed one is
-    /// kept: [`StoreError::Conflict`]).
+    /// kept: [`StoreError::Conflict`] [`TOTP_CONFIRMED`]). [`StoreError::NotFound`] if there is no
+    /// such user.
     async fn put_pending_totp(
         &self,
         user_id: &str,
@@ -310,13 +322,16 @@ pub trait MfaStore {
     /// Marks the pending credential confirmed, recording `step` as used.
     async fn confirm_totp(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
 
-    /// Records `step` as used if it is newer than the last used one; `false` means replay.
+    /// Records `step` as used if it is newer than the last used one, as one atomic
+    /// compare-and-set: of concurrent calls with the same step exactly one gets `true`. `false`
+    /// means replay (or no confirmed credential).
     async fn advance_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
 
-    /// Removes the TOTP credential and the recovery codes.
+    /// Removes the TOTP credential and the recovery codes; `false` if there was no credential.
     async fn delete_totp(&self, user_id: &str) -> Result<bool, StoreError>;
 
-    /// Replaces the recovery codes with these digests.
+    /// Replaces the recovery codes with these digests (distinct, at most
+    /// [`MAX_RECOVERY_CODES`]). [`StoreError::NotFound`] if there is no such user.
     async fn replace_recovery_codes(
         &self,
         user_id: &str,
@@ -324,7 +339,8 @@ pub trait MfaStore {
         now: OffsetDateTime,
     ) -> Result<(), StoreError>;
 
-    /// Consumes the code with this digest; `false` if unknown or already used.
+    /// Consumes the code with this digest, atomically (of concurrent calls exactly one gets
+    /// `true`); `false` if unknown or already used.
     async fn consume_recovery_code(
         &self,
         user_id: &str,
@@ -335,7 +351,8 @@ pub trait MfaStore {
     /// Unused recovery codes left.
     async fn recovery_codes_left(&self, user_id: &str) -> Result<u64, StoreError>;
 
-    /// Adds a passkey; a credential id already registered (to anyone) is a conflict.
+    /// Adds a passkey; a credential id already registered (to anyone) is a conflict
+    /// ([`PASSKEY_TAKEN`]), an unknown user [`StoreError::NotFound`].
     async fn add_passkey(&self, passkey: &Passkey) -> Result<(), StoreError>;
 
     /// The user's passkeys, oldest first.
@@ -344,7 +361,8 @@ pub trait MfaStore {
     /// The passkey with this credential id.
     async fn find_passkey(&self, credential_id: &[u8]) -> Result<Option<Passkey>, StoreError>;
 
-    /// Records a successful assertion.
+    /// Records a successful assertion. The stored counter never moves backwards; an unknown
+    /// credential id is ignored.
     async fn record_passkey_use(
         &self,
         credential_id: &[u8],
@@ -352,7 +370,7 @@ pub trait MfaStore {
         now: OffsetDateTime,
     ) -> Result<(), StoreError>;
 
-    /// Removes one of the user's passkeys.
+    /// Removes one of the user's passkeys; `false` if it is not theirs.
     async fn delete_passkey(&self, user_id: &str, credential_id: &[u8])
     -> Result<bool, StoreError>;
 }
@@ -396,13 +414,367 @@ pub struct AuditFilter {
 /// The append-only audit trail.
 #[async_trait]
 pub trait AuditStore {
-    /// Appends one event.
+    /// Appends one event. The outcome must be one of [`AUDIT_OUTCOMES`].
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
 
-    /// Events matching `filter`, newest first, at most `limit`.
+    /// Events matching `filter`, newest first (by id), at most `limit` (1 to
+    /// [`MAX_PAGE_SIZE`](crate::relationships::MAX_PAGE_SIZE)).
     async fn list_audit(
         &self,
         filter: &AuditFilter,
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation and decoding shared by the backends.
+
+/// The [`StoreError::Conflict`] message when the username is taken (as a username or an email).
+pub const USERNAME_TAKEN: &str = "username is already taken";
+/// The [`StoreError::Conflict`] message when the email is taken (as an email or a username).
+pub const EMAIL_TAKEN: &str = "email is already taken";
+/// The [`StoreError::Conflict`] message when a passkey credential id is registered already.
+pub const PASSKEY_TAKEN: &str = "passkey credential id is already registered";
+/// The [`StoreError::Conflict`] message when a pending TOTP secret would replace a confirmed one.
+pub const TOTP_CONFIRMED: &str = "a confirmed TOTP credential exists; delete it first";
+/// The [`StoreError::Conflict`] message when a session is created for a disabled user.
+pub const USER_DISABLED: &str = "user is disabled";
+
+/// Largest accepted custom attributes, audit detail or passkey metadata, as JSON.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+/// Largest accepted sealed TOTP secret or passkey public key.
+pub const MAX_KEY_BYTES: usize = 4 * 1024;
+/// Largest accepted passkey credential id (WebAuthn allows at most 1023 bytes).
+pub const MAX_CREDENTIAL_ID_BYTES: usize = 1023;
+/// Most recovery codes one user may have.
+pub const MAX_RECOVERY_CODES: usize = 100;
+/// Most authentication method references one session may carry.
+pub const MAX_AMR: usize = 16;
+
+/// The form under which usernames and emails are compared and indexed. Computed here, not by
+/// the database, so that both backends agree whatever their collation (SQLite's `lower()` only
+/// folds ASCII).
+pub(crate) fn login_key(s: &str) -> String {
+    s.to_lowercase()
+}
+
+pub(crate) fn user_not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("user {}", crate::relationships::shorten(id)))
+}
+
+fn check_optional(what: &str, value: Option<&str>) -> Result<(), StoreError> {
+    value.map_or(Ok(()), |v| check_input(what, v))
+}
+
+fn check_bytes(what: &str, value: &[u8], max: usize) -> Result<(), StoreError> {
+    if value.is_empty() {
+        return Err(StoreError::InvalidInput(format!(
+            "{what} must not be empty"
+        )));
+    }
+    if value.len() > max {
+        return Err(StoreError::InvalidInput(format!(
+            "{what} is {} bytes long, at most {max} are accepted",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn json_object_text(what: &str, value: &Map<String, Value>) -> Result<String, StoreError> {
+    json_text(what, value, MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
+}
+
+/// A [`NewUser`] checked for storage, with its derived columns.
+#[derive(Debug)]
+pub(crate) struct CheckedUser {
+    pub username_key: String,
+    pub email_key: String,
+    pub attributes: String,
+}
+
+pub(crate) fn check_new_user(user: &NewUser) -> Result<CheckedUser, StoreError> {
+    check_input("user id", &user.id)?;
+    check_input("username", &user.username)?;
+    check_input("email", &user.email)?;
+    check_optional("name", user.name.as_deref())?;
+    check_optional("locale", user.locale.as_deref())?;
+    check_optional("password hash", user.password_hash.as_deref())?;
+    Ok(CheckedUser {
+        username_key: login_key(&user.username),
+        email_key: login_key(&user.email),
+        attributes: json_object_text("attributes", &user.attributes)?,
+    })
+}
+
+/// The user as [`UserStore::create_user`] stored it.
+pub(crate) fn created_user(user: &NewUser, now: OffsetDateTime) -> User {
+    User {
+        id: user.id.clone(),
+        username: user.username.clone(),
+        email: user.email.clone(),
+        email_verified: false,
+        name: user.name.clone(),
+        locale: user.locale.clone(),
+        attributes: user.attributes.clone(),
+        status: UserStatus::Active,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+pub(crate) fn check_update(update: &UserUpdate) -> Result<(), StoreError> {
+    check_optional("email", update.email.as_deref())?;
+    check_optional("name", update.name.as_ref().and_then(Option::as_deref))?;
+    check_optional("locale", update.locale.as_ref().and_then(Option::as_deref))?;
+    if let Some(attributes) = &update.attributes {
+        json_object_text("attributes", attributes)?;
+    }
+    Ok(())
+}
+
+/// Applies `update` to `user`. Returns the new email key if the email changed (other than in
+/// case), which must then be checked for conflicts.
+pub(crate) fn apply_update(
+    user: &mut User,
+    update: &UserUpdate,
+    now: OffsetDateTime,
+) -> Option<String> {
+    let mut new_key = None;
+    if let Some(email) = &update.email {
+        let key = login_key(email);
+        if key != login_key(&user.email) {
+            user.email_verified = false;
+            new_key = Some(key);
+        }
+        user.email.clone_from(email);
+    }
+    if let Some(verified) = update.email_verified {
+        user.email_verified = verified;
+    }
+    if let Some(name) = &update.name {
+        user.name.clone_from(name);
+    }
+    if let Some(locale) = &update.locale {
+        user.locale.clone_from(locale);
+    }
+    if let Some(attributes) = &update.attributes {
+        user.attributes.clone_from(attributes);
+    }
+    user.updated_at = now;
+    new_key
+}
+
+pub(crate) fn attributes_text(user: &User) -> Result<String, StoreError> {
+    json_object_text("attributes", &user.attributes)
+}
+
+pub(crate) fn object_from_text(what: &str, text: &str) -> Result<Map<String, Value>, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Database(format!("stored {what} is not a JSON object: {e}")))
+}
+
+pub(crate) fn status_from_db(s: &str) -> Result<UserStatus, StoreError> {
+    UserStatus::parse(s).ok_or_else(|| StoreError::Database(format!("unknown user status {s:?}")))
+}
+
+/// Whether a user with this stored status (`None`: no such user) may get a new session.
+pub(crate) fn require_active(user_id: &str, status: Option<&str>) -> Result<(), StoreError> {
+    match status.map(status_from_db).transpose()? {
+        None => Err(user_not_found(user_id)),
+        Some(UserStatus::Disabled) => Err(StoreError::Conflict(USER_DISABLED.into())),
+        Some(UserStatus::Active) => Ok(()),
+    }
+}
+
+/// Checks a session for storage and returns its `amr` as JSON.
+pub(crate) fn check_session(session: &Session) -> Result<String, StoreError> {
+    check_input("session id", &session.id)?;
+    check_input("user id", &session.user_id)?;
+    if session.acr.len() > MAX_FIELD_BYTES || session.acr.contains('\0') {
+        return Err(StoreError::InvalidInput(
+            "acr is too long or contains NUL characters".into(),
+        ));
+    }
+    if session.amr.len() > MAX_AMR {
+        return Err(StoreError::InvalidInput(format!(
+            "at most {MAX_AMR} authentication methods are accepted"
+        )));
+    }
+    for method in &session.amr {
+        check_input("authentication method", method)?;
+    }
+    check_optional("ip", session.ip.as_deref())?;
+    check_optional("user agent", session.user_agent.as_deref())?;
+    json_text("amr", &session.amr, MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
+}
+
+pub(crate) fn amr_from_text(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Database(format!("stored amr is not a list of strings: {e}")))
+}
+
+pub(crate) fn check_sealed_secret(secret: &[u8]) -> Result<(), StoreError> {
+    check_bytes("sealed TOTP secret", secret, MAX_KEY_BYTES)
+}
+
+/// Refuses too many or repeated recovery codes.
+pub(crate) fn check_recovery_codes(digests: &[TokenDigest]) -> Result<(), StoreError> {
+    if digests.len() > MAX_RECOVERY_CODES {
+        return Err(StoreError::InvalidInput(format!(
+            "at most {MAX_RECOVERY_CODES} recovery codes are accepted"
+        )));
+    }
+    let distinct: std::collections::HashSet<&[u8; 32]> =
+        digests.iter().map(TokenDigest::as_bytes).collect();
+    if distinct.len() != digests.len() {
+        return Err(StoreError::InvalidInput(
+            "recovery codes must be distinct".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_credential_id(id: &[u8]) -> Result<(), StoreError> {
+    check_bytes("passkey credential id", id, MAX_CREDENTIAL_ID_BYTES)
+}
+
+pub(crate) fn check_sign_count(count: i64) -> Result<(), StoreError> {
+    if (0..=i64::from(u32::MAX)).contains(&count) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput(format!(
+            "signature counter {count} is outside 0..=2^32-1"
+        )))
+    }
+}
+
+/// Checks a passkey for storage and returns its metadata as JSON.
+pub(crate) fn check_passkey(passkey: &Passkey) -> Result<String, StoreError> {
+    check_credential_id(&passkey.credential_id)?;
+    check_input("user id", &passkey.user_id)?;
+    check_input("passkey name", &passkey.name)?;
+    check_bytes("passkey public key", &passkey.public_key, MAX_KEY_BYTES)?;
+    check_sign_count(passkey.sign_count)?;
+    json_object_text("passkey metadata", &passkey.metadata)
+}
+
+/// The audit outcomes the store accepts.
+pub const AUDIT_OUTCOMES: [&str; 3] = ["success", "failure", "denied"];
+
+/// Checks an audit event for storage and returns its detail as JSON.
+pub(crate) fn check_audit_event(event: &AuditEvent) -> Result<String, StoreError> {
+    check_input("audit event id", &event.id)?;
+    check_input("audit event kind", &event.kind)?;
+    if !AUDIT_OUTCOMES.contains(&event.outcome.as_str()) {
+        return Err(StoreError::InvalidInput(format!(
+            "audit outcome must be one of {AUDIT_OUTCOMES:?}"
+        )));
+    }
+    check_optional("actor", event.actor.as_deref())?;
+    check_optional("user id", event.user_id.as_deref())?;
+    check_optional("ip", event.ip.as_deref())?;
+    check_optional("user agent", event.user_agent.as_deref())?;
+    check_optional("request id", event.request_id.as_deref())?;
+    json_object_text("audit detail", &event.detail)
+}
+
+pub(crate) fn check_audit_filter(filter: &AuditFilter) -> Result<(), StoreError> {
+    check_optional("user id", filter.user_id.as_deref())?;
+    check_optional("kind", filter.kind.as_deref())?;
+    check_optional("before", filter.before.as_deref())
+}
+
+/// Maps a unique violation on `users` to the conflict naming the column.
+pub(crate) fn user_write_error(err: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        let what = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
+        if what.contains("username") {
+            return StoreError::Conflict(USERNAME_TAKEN.into());
+        }
+        if what.contains("email") {
+            return StoreError::Conflict(EMAIL_TAKEN.into());
+        }
+    }
+    err.into()
+}
+
+/// Maps a foreign-key violation (the referenced user does not exist) to [`StoreError::NotFound`].
+pub(crate) fn owner_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => user_not_found(user_id),
+        _ => err.into(),
+    }
+}
+
+/// Maps a write of a passkey: unknown owner, or a credential id taken.
+pub(crate) fn passkey_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(PASSKEY_TAKEN.into())
+        }
+        _ => owner_write_error(user_id, err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_keys_fold_unicode_case() {
+        assert_eq!(login_key("Ärger@Example.COM"), "ärger@example.com");
+    }
+
+    #[test]
+    fn email_change_resets_verification_unless_only_case_changes() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let mut user = created_user(
+            &NewUser {
+                id: "u".into(),
+                username: "ann".into(),
+                email: "ann@example.com".into(),
+                name: None,
+                locale: None,
+                attributes: Map::new(),
+                password_hash: None,
+            },
+            now,
+        );
+        user.email_verified = true;
+        let case_only = UserUpdate {
+            email: Some("Ann@Example.com".into()),
+            ..UserUpdate::default()
+        };
+        assert_eq!(apply_update(&mut user, &case_only, now), None);
+        assert!(user.email_verified);
+        let other = UserUpdate {
+            email: Some("ann@example.org".into()),
+            ..UserUpdate::default()
+        };
+        assert_eq!(
+            apply_update(&mut user, &other, now).as_deref(),
+            Some("ann@example.org")
+        );
+        assert!(!user.email_verified);
+        let verified_too = UserUpdate {
+            email: Some("ann@example.net".into()),
+            email_verified: Some(true),
+            ..UserUpdate::default()
+        };
+        assert!(apply_update(&mut user, &verified_too, now).is_some());
+        assert!(user.email_verified);
+    }
+
+    #[test]
+    fn inputs_are_checked() {
+        assert!(check_recovery_codes(&[TokenDigest::of("a"), TokenDigest::of("a")]).is_err());
+        assert!(check_recovery_codes(&[TokenDigest::of("a"), TokenDigest::of("b")]).is_ok());
+        assert!(check_sign_count(-1).is_err());
+        assert!(check_sign_count(i64::from(u32::MAX) + 1).is_err());
+        assert!(check_credential_id(&[]).is_err());
+        assert!(check_credential_id(&[0; MAX_CREDENTIAL_ID_BYTES + 1]).is_err());
+    }
 }

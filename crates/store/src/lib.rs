@@ -7,6 +7,10 @@
 //! - [`RelationshipStore`]: the OpenFGA-compatible PDP's stores, authorization models,
 //!   relationship tuples and the per-store tuple changelog that keeps every replica's in-memory
 //!   tuple index fresh (see [`relationships`]).
+//! - [`UserStore`], [`SessionStore`], [`MfaStore`], [`AuditStore`]: human accounts (users with
+//!   case-insensitively unique usernames and emails, password hashes), server-side sessions
+//!   looked up by the digest of their secret, second factors (TOTP with atomic replay defence,
+//!   recovery codes, passkeys) and the audit trail of credential events (see [`accounts`]).
 //!
 //! Each backend implements every trait in its own module with its own migrations:
 //!
@@ -93,7 +97,16 @@ pub struct MigrationReport {
 /// All storage aggregates of one database.
 #[async_trait]
 pub trait Store:
-    ServiceAccountStore + RelationshipStore + fmt::Debug + Send + Sync + 'static
+    ServiceAccountStore
+    + RelationshipStore
+    + UserStore
+    + SessionStore
+    + MfaStore
+    + AuditStore
+    + fmt::Debug
+    + Send
+    + Sync
+    + 'static
 {
     /// The backend behind this store.
     fn backend(&self) -> Backend;

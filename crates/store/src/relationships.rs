@@ -480,7 +480,7 @@ pub(crate) fn store_not_found(id: &str) -> StoreError {
 }
 
 /// At most 80 characters of `s`, for error messages that echo input.
-fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     const MAX: usize = 80;
     match s.char_indices().nth(MAX) {
         Some((i, _)) => format!("{}…", &s[..i]),

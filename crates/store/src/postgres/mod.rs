@@ -6,6 +6,7 @@
 //! The pool reconnects on its own: when the server comes back, the next query succeeds without a
 //! restart.
 
+mod accounts;
 mod relationships;
 
 use std::str::FromStr;

@@ -7,6 +7,7 @@
 //! corrupting anything. The lock is released by the OS when the process dies, including on
 //! `kill -9`.
 
+mod accounts;
 mod relationships;
 
 use std::fs::{File, OpenOptions, TryLockError};

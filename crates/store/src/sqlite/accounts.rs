@@ -1,0 +1,838 @@
+//! [`UserStore`], [`SessionStore`], [`MfaStore`] and [`AuditStore`] on SQLite.
+//!
+//! Times are stored as microseconds since the Unix epoch so that expiry comparisons in SQL are
+//! exact. Writes of more than one statement run in `BEGIN IMMEDIATE` transactions: SQLite has one
+//! writer, so taking the write lock before reading serializes them. That is what makes the
+//! username/email namespace check race-free and keeps a session from being created or rotated
+//! past a concurrent disable. Compare-and-set updates (TOTP step, recovery codes, session
+//! revocation) are single statements and atomic on their own.
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteRow, SqliteTransaction};
+use sqlx::{AssertSqlSafe, Row};
+use time::OffsetDateTime;
+use trustgate_core::TokenDigest;
+
+use super::SqliteStore;
+use crate::StoreError;
+use crate::accounts::{
+    AuditEvent, AuditFilter, AuditStore, EMAIL_TAKEN, MfaStore, NewUser, Passkey, Session,
+    SessionStore, TOTP_CONFIRMED, TotpCredential, USERNAME_TAKEN, User, UserPage, UserStatus,
+    UserStore, UserUpdate, amr_from_text, apply_update, attributes_text, check_audit_event,
+    check_audit_filter, check_credential_id, check_new_user, check_passkey, check_recovery_codes,
+    check_sealed_secret, check_session, check_sign_count, check_update, created_user,
+    object_from_text, owner_write_error, passkey_write_error, require_active, status_from_db,
+    user_not_found, user_write_error,
+};
+use crate::relationships::{
+    check_input, check_page_size, finish_page, from_unix_micros, normalize_time, unix_micros,
+};
+
+const USER_COLUMNS: &str =
+    "id, username, email, email_verified, name, locale, attributes, status, created_at, updated_at";
+const SESSION_COLUMNS: &str = "s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at, \
+                               s.absolute_expires_at, s.auth_time, s.amr, s.acr, s.ip, \
+                               s.user_agent";
+/// A session `s` is live at the time bound twice after the preceding parameters.
+const LIVE: &str = "s.revoked_at IS NULL AND s.idle_expires_at > ? AND s.absolute_expires_at > ? \
+                    AND EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id \
+                    AND u.status = 'active')";
+const PASSKEY_COLUMNS: &str =
+    "credential_id, user_id, name, public_key, sign_count, metadata, created_at, last_used_at";
+const AUDIT_COLUMNS: &str =
+    "id, at, kind, outcome, actor, user_id, ip, user_agent, request_id, detail";
+
+/// How times are stored: microseconds since the Unix epoch.
+fn micros(t: OffsetDateTime) -> i64 {
+    unix_micros(normalize_time(t))
+}
+
+fn time_of(row: &SqliteRow, column: &str) -> Result<OffsetDateTime, StoreError> {
+    from_unix_micros(row.try_get(column)?)
+}
+
+fn optional_time_of(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+    row.try_get::<Option<i64>, _>(column)?
+        .map(from_unix_micros)
+        .transpose()
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        email_verified: row.try_get("email_verified")?,
+        name: row.try_get("name")?,
+        locale: row.try_get("locale")?,
+        attributes: object_from_text("attributes", row.try_get("attributes")?)?,
+        status: status_from_db(row.try_get("status")?)?,
+        created_at: time_of(row, "created_at")?,
+        updated_at: time_of(row, "updated_at")?,
+    })
+}
+
+fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
+    Ok(Session {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        created_at: time_of(row, "created_at")?,
+        last_seen_at: time_of(row, "last_seen_at")?,
+        idle_expires_at: time_of(row, "idle_expires_at")?,
+        absolute_expires_at: time_of(row, "absolute_expires_at")?,
+        auth_time: time_of(row, "auth_time")?,
+        amr: amr_from_text(row.try_get("amr")?)?,
+        acr: row.try_get("acr")?,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+    })
+}
+
+fn passkey_from_row(row: &SqliteRow) -> Result<Passkey, StoreError> {
+    Ok(Passkey {
+        credential_id: row.try_get("credential_id")?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+        public_key: row.try_get("public_key")?,
+        sign_count: row.try_get("sign_count")?,
+        metadata: object_from_text("passkey metadata", row.try_get("metadata")?)?,
+        created_at: time_of(row, "created_at")?,
+        last_used_at: optional_time_of(row, "last_used_at")?,
+    })
+}
+
+fn audit_from_row(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        at: time_of(row, "at")?,
+        kind: row.try_get("kind")?,
+        outcome: row.try_get("outcome")?,
+        actor: row.try_get("actor")?,
+        user_id: row.try_get("user_id")?,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+        request_id: row.try_get("request_id")?,
+        detail: object_from_text("audit detail", row.try_get("detail")?)?,
+    })
+}
+
+/// Whether `key` is the username or email of a user other than `except_id`.
+async fn login_taken(
+    tx: &mut SqliteTransaction<'_>,
+    except_id: &str,
+    key: &str,
+) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM users WHERE id <> ? AND (username_key = ? OR email_key = ?)",
+    )
+    .bind(except_id)
+    .bind(key)
+    .bind(key)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(n > 0)
+}
+
+async fn user_status(
+    tx: &mut SqliteTransaction<'_>,
+    user_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT status FROM users WHERE id = ?")
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+async fn insert_session(
+    tx: &mut SqliteTransaction<'_>,
+    digest: &TokenDigest,
+    session: &Session,
+    amr: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sessions (id, digest, user_id, created_at, last_seen_at, idle_expires_at, \
+         absolute_expires_at, auth_time, amr, acr, ip, user_agent) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&session.id)
+    .bind(digest.as_bytes().as_slice())
+    .bind(&session.user_id)
+    .bind(micros(session.created_at))
+    .bind(micros(session.last_seen_at))
+    .bind(micros(session.idle_expires_at))
+    .bind(micros(session.absolute_expires_at))
+    .bind(micros(session.auth_time))
+    .bind(amr)
+    .bind(&session.acr)
+    .bind(session.ip.as_deref())
+    .bind(session.user_agent.as_deref())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| owner_write_error(&session.user_id, e))?;
+    Ok(())
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: &NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
+        let checked = check_new_user(user)?;
+        let now = normalize_time(now);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if login_taken(&mut tx, &user.id, &checked.username_key).await? {
+            return Err(StoreError::Conflict(USERNAME_TAKEN.into()));
+        }
+        if login_taken(&mut tx, &user.id, &checked.email_key).await? {
+            return Err(StoreError::Conflict(EMAIL_TAKEN.into()));
+        }
+        sqlx::query(
+            "INSERT INTO users (id, username, username_key, email, email_key, email_verified, \
+             name, locale, attributes, status, password_hash, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, 'active', ?, ?, ?)",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(&checked.username_key)
+        .bind(&user.email)
+        .bind(&checked.email_key)
+        .bind(user.name.as_deref())
+        .bind(user.locale.as_deref())
+        .bind(&checked.attributes)
+        .bind(user.password_hash.as_deref())
+        .bind(micros(now))
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(user_write_error)?;
+        tx.commit().await?;
+        Ok(created_user(user, now))
+    }
+
+    async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        check_input("user id", id)?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn find_user_by_login(&self, login: &str) -> Result<Option<User>, StoreError> {
+        check_input("login", login)?;
+        let key = crate::accounts::login_key(login);
+        // Usernames and emails share one namespace, so at most one user matches; the order is
+        // only a guard.
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE username_key = ? OR email_key = ? \
+             ORDER BY username_key = ? DESC LIMIT 1"
+        )))
+        .bind(&key)
+        .bind(&key)
+        .bind(&key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: u32) -> Result<UserPage, StoreError> {
+        let page = check_page_size(limit)?;
+        if let Some(after) = after {
+            check_input("after", after)?;
+        }
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE (? IS NULL OR id > ?) ORDER BY id LIMIT ?"
+        )))
+        .bind(after)
+        .bind(after)
+        .bind(page + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (users, next) = finish_page(users, page, |u| u.id.clone());
+        Ok(UserPage { users, next })
+    }
+
+    async fn update_user(
+        &self,
+        id: &str,
+        update: &UserUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError> {
+        check_input("user id", id)?;
+        check_update(update)?;
+        let now = normalize_time(now);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut user = user_from_row(&row)?;
+        if let Some(key) = apply_update(&mut user, update, now)
+            && login_taken(&mut tx, id, &key).await?
+        {
+            return Err(StoreError::Conflict(EMAIL_TAKEN.into()));
+        }
+        sqlx::query(
+            "UPDATE users SET email = ?, email_key = ?, email_verified = ?, name = ?, \
+             locale = ?, attributes = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&user.email)
+        .bind(crate::accounts::login_key(&user.email))
+        .bind(user.email_verified)
+        .bind(user.name.as_deref())
+        .bind(user.locale.as_deref())
+        .bind(attributes_text(&user)?)
+        .bind(micros(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(user_write_error)?;
+        tx.commit().await?;
+        Ok(Some(user))
+    }
+
+    async fn set_user_status(
+        &self,
+        id: &str,
+        status: UserStatus,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        check_input("user id", id)?;
+        let now = micros(now);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let found = sqlx::query(
+            "UPDATE users SET updated_at = CASE WHEN status = ? THEN updated_at ELSE ? END, \
+             status = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(status.as_str())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if found && status == UserStatus::Disabled {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+        check_input("user id", id)?;
+        Ok(sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    async fn password_hash(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        check_input("user id", user_id)?;
+        let hash: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(hash.flatten())
+    }
+
+    async fn set_password_hash(
+        &self,
+        user_id: &str,
+        hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        check_input("user id", user_id)?;
+        check_input("password hash", hash)?;
+        Ok(
+            sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+                .bind(hash)
+                .bind(micros(now))
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(
+        &self,
+        digest: &TokenDigest,
+        session: &Session,
+    ) -> Result<(), StoreError> {
+        let amr = check_session(session)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let status = user_status(&mut tx, &session.user_id).await?;
+        require_active(&session.user_id, status.as_deref())?;
+        insert_session(&mut tx, digest, session, &amr).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_session(
+        &self,
+        digest: &TokenDigest,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError> {
+        let now = micros(now);
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.digest = ? AND {LIVE}"
+        )))
+        .bind(digest.as_bytes().as_slice())
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn touch_session(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        idle_expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        check_input("session id", id)?;
+        let now = micros(now);
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = ?, idle_expires_at = ? WHERE id = ? \
+             AND revoked_at IS NULL AND idle_expires_at > ? AND absolute_expires_at > ?",
+        )
+        .bind(now)
+        .bind(micros(idle_expires_at))
+        .bind(id)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn rotate_session(
+        &self,
+        old_id: &str,
+        digest: &TokenDigest,
+        new: &Session,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        check_input("session id", old_id)?;
+        let amr = check_session(new)?;
+        let now = micros(now);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let revoked = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE sessions AS s SET revoked_at = ? WHERE s.id = ? AND s.user_id = ? AND {LIVE}"
+        )))
+        .bind(now)
+        .bind(old_id)
+        .bind(&new.user_id)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !revoked {
+            return Ok(false);
+        }
+        insert_session(&mut tx, digest, new, &amr).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Session>, StoreError> {
+        check_input("user id", user_id)?;
+        let now = micros(now);
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = ? AND {LIVE} \
+             ORDER BY s.created_at DESC, s.id DESC"
+        )))
+        .bind(user_id)
+        .bind(now)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn revoke_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        check_input("user id", user_id)?;
+        check_input("session id", session_id)?;
+        let now = micros(now);
+        Ok(sqlx::query(
+            "UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? \
+             AND revoked_at IS NULL AND idle_expires_at > ? AND absolute_expires_at > ?",
+        )
+        .bind(now)
+        .bind(session_id)
+        .bind(user_id)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        check_input("user id", user_id)?;
+        let now = micros(now);
+        Ok(sqlx::query(
+            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
+             AND idle_expires_at > ? AND absolute_expires_at > ? AND (? IS NULL OR id <> ?)",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(now)
+        .bind(now)
+        .bind(keep)
+        .bind(keep)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn purge_sessions(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let before = micros(before);
+        Ok(sqlx::query(
+            "DELETE FROM sessions WHERE revoked_at <= ? OR idle_expires_at <= ? \
+             OR absolute_expires_at <= ?",
+        )
+        .bind(before)
+        .bind(before)
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+}
+
+#[async_trait]
+impl MfaStore for SqliteStore {
+    async fn put_pending_totp(
+        &self,
+        user_id: &str,
+        sealed_secret: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        check_input("user id", user_id)?;
+        check_sealed_secret(sealed_secret)?;
+        let written = sqlx::query(
+            "INSERT INTO totp_credentials (user_id, sealed_secret, confirmed, last_step, \
+             created_at) VALUES (?, ?, 0, NULL, ?) \
+             ON CONFLICT (user_id) DO UPDATE SET sealed_secret = excluded.sealed_secret, \
+             last_step = NULL, created_at = excluded.created_at \
+             WHERE totp_credentials.confirmed = 0",
+        )
+        .bind(user_id)
+        .bind(sealed_secret)
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| owner_write_error(user_id, e))?
+        .rows_affected();
+        if written == 0 {
+            return Err(StoreError::Conflict(TOTP_CONFIRMED.into()));
+        }
+        Ok(())
+    }
+
+    async fn get_totp(&self, user_id: &str) -> Result<Option<TotpCredential>, StoreError> {
+        check_input("user id", user_id)?;
+        let row = sqlx::query(
+            "SELECT sealed_secret, confirmed, last_step, created_at FROM totp_credentials \
+             WHERE user_id = ?",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(TotpCredential {
+                sealed_secret: row.try_get("sealed_secret")?,
+                confirmed: row.try_get("confirmed")?,
+                last_step: row.try_get("last_step")?,
+                created_at: time_of(&row, "created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn confirm_totp(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        check_input("user id", user_id)?;
+        Ok(sqlx::query(
+            "UPDATE totp_credentials SET confirmed = 1, last_step = ? WHERE user_id = ? \
+             AND confirmed = 0 AND (last_step IS NULL OR last_step < ?)",
+        )
+        .bind(step)
+        .bind(user_id)
+        .bind(step)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn advance_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        check_input("user id", user_id)?;
+        Ok(sqlx::query(
+            "UPDATE totp_credentials SET last_step = ? WHERE user_id = ? AND confirmed = 1 \
+             AND (last_step IS NULL OR last_step < ?)",
+        )
+        .bind(step)
+        .bind(user_id)
+        .bind(step)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn delete_totp(&self, user_id: &str) -> Result<bool, StoreError> {
+        check_input("user id", user_id)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM totp_credentials WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        digests: &[TokenDigest],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        check_input("user id", user_id)?;
+        check_recovery_codes(digests)?;
+        let now = micros(now);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if user_status(&mut tx, user_id).await?.is_none() {
+            return Err(user_not_found(user_id));
+        }
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        for digest in digests {
+            sqlx::query(
+                "INSERT INTO recovery_codes (user_id, digest, created_at) VALUES (?, ?, ?)",
+            )
+            .bind(user_id)
+            .bind(digest.as_bytes().as_slice())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn consume_recovery_code(
+        &self,
+        user_id: &str,
+        digest: &TokenDigest,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        check_input("user id", user_id)?;
+        Ok(sqlx::query(
+            "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND digest = ? \
+             AND used_at IS NULL",
+        )
+        .bind(micros(now))
+        .bind(user_id)
+        .bind(digest.as_bytes().as_slice())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn recovery_codes_left(&self, user_id: &str) -> Result<u64, StoreError> {
+        check_input("user id", user_id)?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn add_passkey(&self, passkey: &Passkey) -> Result<(), StoreError> {
+        let metadata = check_passkey(passkey)?;
+        sqlx::query(
+            "INSERT INTO passkeys (credential_id, user_id, name, public_key, sign_count, \
+             metadata, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(passkey.credential_id.as_slice())
+        .bind(&passkey.user_id)
+        .bind(&passkey.name)
+        .bind(passkey.public_key.as_slice())
+        .bind(passkey.sign_count)
+        .bind(&metadata)
+        .bind(micros(passkey.created_at))
+        .bind(passkey.last_used_at.map(micros))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| passkey_write_error(&passkey.user_id, e))?;
+        Ok(())
+    }
+
+    async fn list_passkeys(&self, user_id: &str) -> Result<Vec<Passkey>, StoreError> {
+        check_input("user id", user_id)?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE user_id = ? \
+             ORDER BY created_at, credential_id"
+        )))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(passkey_from_row).collect()
+    }
+
+    async fn find_passkey(&self, credential_id: &[u8]) -> Result<Option<Passkey>, StoreError> {
+        check_credential_id(credential_id)?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = ?"
+        )))
+        .bind(credential_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(passkey_from_row).transpose()
+    }
+
+    async fn record_passkey_use(
+        &self,
+        credential_id: &[u8],
+        sign_count: i64,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        check_credential_id(credential_id)?;
+        check_sign_count(sign_count)?;
+        sqlx::query(
+            "UPDATE passkeys SET sign_count = max(sign_count, ?), last_used_at = ? \
+             WHERE credential_id = ?",
+        )
+        .bind(sign_count)
+        .bind(micros(now))
+        .bind(credential_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_passkey(
+        &self,
+        user_id: &str,
+        credential_id: &[u8],
+    ) -> Result<bool, StoreError> {
+        check_input("user id", user_id)?;
+        check_credential_id(credential_id)?;
+        Ok(
+            sqlx::query("DELETE FROM passkeys WHERE user_id = ? AND credential_id = ?")
+                .bind(user_id)
+                .bind(credential_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let detail = check_audit_event(event)?;
+        sqlx::query(
+            "INSERT INTO audit_events (id, at, kind, outcome, actor, user_id, ip, user_agent, \
+             request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&event.id)
+        .bind(micros(event.at))
+        .bind(&event.kind)
+        .bind(&event.outcome)
+        .bind(event.actor.as_deref())
+        .bind(event.user_id.as_deref())
+        .bind(event.ip.as_deref())
+        .bind(event.user_agent.as_deref())
+        .bind(event.request_id.as_deref())
+        .bind(&detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        check_audit_filter(filter)?;
+        let limit = check_page_size(limit)?;
+        let conditions = [
+            (&filter.user_id, "user_id = ?"),
+            (&filter.kind, "kind = ?"),
+            (&filter.before, "id < ?"),
+        ];
+        let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE 1 = 1");
+        for (value, clause) in &conditions {
+            if value.is_some() {
+                sql.push_str(" AND ");
+                sql.push_str(clause);
+            }
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (value, _) in conditions {
+            if let Some(v) = value {
+                query = query.bind(v.as_str());
+            }
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+}
