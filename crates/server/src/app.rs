@@ -17,7 +17,8 @@ use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use trustgate_core::Clock;
+use trustgate_authn::accounts::{Accounts, AccountsConfig};
+use trustgate_core::{Clock, SealingKey};
 use trustgate_store::Store;
 
 use crate::config::Config;
@@ -34,12 +35,22 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Human accounts: users, login, sessions, second factors, audit.
+    pub accounts: Accounts,
 }
 
 impl AppState {
     /// State over an opened, migrated store.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> Self {
+        // Placeholder until authn-accounts wires `secrets_key` (a per-process key).
+        let accounts = Accounts::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            SealingKey::generate(),
+            AccountsConfig::default(),
+        );
         Self {
+            accounts,
             store,
             clock,
             config: Arc::new(config),

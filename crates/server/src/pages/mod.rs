@@ -29,14 +29,17 @@
 //! - **Errors**: 429 with `Retry-After` when throttled, 503 when the hashing pool is busy, the
 //!   same page text for a wrong password and an unknown or disabled user.
 
+pub mod account;
 pub mod cookies;
 pub mod csrf;
 pub mod headers;
+pub mod login;
 pub mod next;
 pub mod render;
+pub mod session;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::HeaderValue;
 use http::header::CONTENT_TYPE;
 
@@ -49,6 +52,30 @@ const STYLESHEET: &str = include_str!("../../static/pages.css");
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/static/pages.css", get(stylesheet))
+        .route("/login", get(login::login_page).post(login::login_submit))
+        .route("/login/mfa", get(login::mfa_page).post(login::mfa_submit))
+        .route("/logout", post(login::logout))
+        .route("/account", get(account::account_page))
+        .route("/account/password", post(account::change_password))
+        .route(
+            "/account/totp",
+            get(account::totp_setup_page).post(account::totp_begin),
+        )
+        .route("/account/totp/confirm", post(account::totp_confirm))
+        .route("/account/totp/remove", post(account::totp_remove))
+        .route("/account/recovery-codes", get(account::recovery_codes_page))
+        .route(
+            "/account/sessions/{id}/revoke",
+            post(account::revoke_session),
+        )
+        .route(
+            "/account/sessions/revoke-others",
+            post(account::revoke_other_sessions),
+        )
+        .route(
+            "/account/reauth",
+            get(account::reauth_page).post(account::reauth_submit),
+        )
         .layer(axum::middleware::from_fn(headers::security_headers))
 }
 
