@@ -20,9 +20,7 @@ use super::cookies::CookieKind;
 use super::csrf;
 use super::login::INVALID_CODE;
 use super::next::safe_next;
-use super::render::{
-    self, AccountPage, RecoveryCodesPage, ReauthPage, SessionRow, TotpSetupPage,
-};
+use super::render::{self, AccountPage, ReauthPage, RecoveryCodesPage, SessionRow, TotpSetupPage};
 use super::session::{
     Ctx, Flash, PageForm, SameOrigin, SignedIn, account_error, cookie_policy, forbidden,
     with_cookies, with_next,
@@ -216,9 +214,7 @@ pub async fn change_password(
         )
         .await;
     match result {
-        Ok(()) if others => {
-            render::see_other("/account?done=password_changed_others_signed_out")
-        }
+        Ok(()) if others => render::see_other("/account?done=password_changed_others_signed_out"),
         Ok(()) => render::see_other("/account?done=password_changed"),
         Err(AccountError::StepUpRequired) => step_up("/account#password"),
         Err(AccountError::InvalidCredentials) => {
@@ -409,12 +405,7 @@ pub async fn revoke_other_sessions(
     let user_id = &current.user.id;
     match state
         .accounts
-        .revoke_all_sessions(
-            user_id,
-            Some(&current.session.id),
-            &subject(user_id),
-            &ctx,
-        )
+        .revoke_all_sessions(user_id, Some(&current.session.id), &subject(user_id), &ctx)
         .await
     {
         Ok(_) => render::see_other("/account?done=sessions_revoked#sessions"),

@@ -171,9 +171,10 @@ fn signed_in(policy: CookiePolicy, issued: &IssuedSession, next: &str) -> Respon
     let session = policy.set(CookieKind::Session, issued.token.expose(), None);
     with_cookies(
         render::see_other(next),
-        session
-            .into_iter()
-            .chain([policy.clear(CookieKind::Pending), policy.clear(CookieKind::Flash)]),
+        session.into_iter().chain([
+            policy.clear(CookieKind::Pending),
+            policy.clear(CookieKind::Flash),
+        ]),
     )
 }
 

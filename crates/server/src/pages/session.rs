@@ -91,7 +91,10 @@ fn to_login(parts: &Parts, clear: Option<CookiePolicy>) -> Response {
             .path_and_query()
             .map_or("/account", |pq| pq.as_str());
         let next = super::next::safe_next(Some(here));
-        format!("/login?next={}", utf8_percent_encode(&next, NON_ALPHANUMERIC))
+        format!(
+            "/login?next={}",
+            utf8_percent_encode(&next, NON_ALPHANUMERIC)
+        )
     } else {
         "/login".to_owned()
     };
@@ -109,7 +112,10 @@ pub fn login_url(next: &str) -> String {
     if next == super::next::DEFAULT {
         "/login".to_owned()
     } else {
-        format!("/login?next={}", utf8_percent_encode(next, NON_ALPHANUMERIC))
+        format!(
+            "/login?next={}",
+            utf8_percent_encode(next, NON_ALPHANUMERIC)
+        )
     }
 }
 
@@ -139,9 +145,7 @@ pub fn account_error(error: AccountError) -> Response {
         AccountError::Throttled(wait) => render::too_many_attempts(wait.retry_after_secs()),
         AccountError::Busy | AccountError::Store(StoreError::Unavailable(_)) => render::busy(),
         AccountError::NotFound => render::not_found(),
-        AccountError::InvalidInput(_) | AccountError::PasswordRejected(_) => {
-            render::bad_request()
-        }
+        AccountError::InvalidInput(_) | AccountError::PasswordRejected(_) => render::bad_request(),
         AccountError::StepUpRequired => render::see_other("/account/reauth"),
         other => {
             tracing::error!(error = %other, code = other.code(), "account operation failed");
@@ -268,7 +272,10 @@ impl FromRequestParts<AppState> for SameOrigin {
         if super::csrf::check_origin(&parts.headers, public_origin) {
             Ok(SameOrigin)
         } else {
-            tracing::info!(path = parts.uri.path(), "refused a form post from another origin");
+            tracing::info!(
+                path = parts.uri.path(),
+                "refused a form post from another origin"
+            );
             Err(forbidden())
         }
     }
