@@ -70,7 +70,13 @@ fn sdk_scenario_on_postgres() {
     let server = Running::start(
         dir.path(),
         &["--database-url", &url],
-        &[("TRUSTGATE_BOOTSTRAP_TOKEN", TOKEN)],
+        &[
+            ("TRUSTGATE_BOOTSTRAP_TOKEN", TOKEN),
+            (
+                "TRUSTGATE_SECRETS_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
+        ],
     );
     drive(&server);
     drop(server);

@@ -123,6 +123,10 @@ fn readyz_follows_postgres_availability_without_restart() {
         &["--database-url", &url],
         &[
             ("TRUSTGATE_BOOTSTRAP_TOKEN", token),
+            (
+                "TRUSTGATE_SECRETS_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
             ("TRUSTGATE_DATABASE__ACQUIRE_TIMEOUT_SECS", "1"),
         ],
     );

@@ -22,7 +22,7 @@ use trustgate_core::{Clock, SealingKey};
 use trustgate_store::Store;
 
 use crate::config::Config;
-use crate::{admin, error, ops, pages, request_id, telemetry};
+use crate::{admin, admin_users, error, ops, pages, request_id, telemetry};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -40,21 +40,26 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over an opened, migrated store.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> Self {
-        // Placeholder until authn-accounts wires `secrets_key` (a per-process key).
+    /// State over an opened, migrated store. `secrets_key` seals TOTP secrets and pending
+    /// logins (see [`crate::serve::resolve_secrets_key`]).
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: Config,
+        secrets_key: SealingKey,
+    ) -> Self {
         let accounts = Accounts::new(
             Arc::clone(&store),
             Arc::clone(&clock),
-            SealingKey::generate(),
+            secrets_key,
             AccountsConfig::default(),
         );
         Self {
-            accounts,
             store,
             clock,
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
+            accounts,
         }
     }
 }
@@ -69,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(admin::router())
+        .merge(admin_users::router())
         .merge(pages::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))

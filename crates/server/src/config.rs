@@ -43,6 +43,11 @@ pub struct Config {
     /// generating one; meant for automation and PostgreSQL deployments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap_token: Option<Secret>,
+    /// The key that seals secrets at rest (TOTP secrets) and pending-login tokens: base64 of 32
+    /// random bytes (`openssl rand -base64 32`). Unset on SQLite: read from or created in
+    /// `<data_dir>/secrets.key`. Required on PostgreSQL, the same on every replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets_key: Option<Secret>,
     /// HTTP limits.
     pub http: HttpConfig,
     /// Database pool.
@@ -128,6 +133,7 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
             bootstrap_token: None,
+            secrets_key: None,
             http: HttpConfig::default(),
             database: DatabaseConfig::default(),
             authz: AuthzConfig::default(),
@@ -178,6 +184,7 @@ const ENV_KEYS: &[&str] = &[
     "log_format",
     "log_level",
     "bootstrap_token",
+    "secrets_key",
     "http",
     "database",
     "authz",
@@ -249,6 +256,14 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "bootstrap_token: must be at least 32 characters (use a random value)".into(),
+            ));
+        }
+        if let Some(key) = &self.secrets_key
+            && trustgate_core::SealingKey::from_base64(key.expose()).is_none()
+        {
+            return Err(ConfigError::Invalid(
+                "secrets_key: must be base64 of exactly 32 random bytes (e.g. `openssl rand -base64 32`)"
+                    .into(),
             ));
         }
         Ok(())
@@ -477,6 +492,27 @@ mod tests {
             let err = load(Some(&file), &[], Overrides::default()).expect_err(bad);
             assert!(err.to_string().contains("pages.public_origin"), "{err}");
         }
+    }
+
+    #[test]
+    fn secrets_key_must_be_32_bytes_of_base64() {
+        let err = load(
+            None,
+            &[("TRUSTGATE_SECRETS_KEY", "c2hvcnQ=")],
+            Overrides::default(),
+        )
+        .expect_err("too short");
+        assert!(err.to_string().contains("secrets_key"), "{err}");
+        assert!(!err.to_string().contains("c2hvcnQ"), "{err}");
+        let key = trustgate_core::SealingKey::generate().to_base64();
+        let c = load(
+            None,
+            &[("TRUSTGATE_SECRETS_KEY", key.expose())],
+            Overrides::default(),
+        )
+        .expect("valid key");
+        assert_eq!(c.secrets_key.as_ref(), Some(&key));
+        assert!(!c.to_redacted_toml().contains(key.expose()));
     }
 
     #[test]

@@ -11,12 +11,14 @@
 //! - [`auth`]: extractors that authenticate callers of the management APIs.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`admin`]: the admin JSON API under `/admin/v1`.
+//! - [`admin_users`]: its users, sessions and audit part (`/admin/v1/users`, `/admin/v1/audit`).
 //! - [`pages`]: server-rendered pages for people (login, second factor, account).
 //!
 //! Invariant: handlers never build error bodies by hand; they return [`error::ApiError`] (or the
 //! OpenFGA error type on `/stores` routes) and the layers render them.
 
 pub mod admin;
+pub mod admin_users;
 pub mod app;
 pub mod auth;
 pub mod bootstrap;

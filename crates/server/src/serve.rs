@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use trustgate_core::{Clock, SystemClock};
-use trustgate_store::{ConnectOptions, MigrationReport, Store, StoreError};
+use trustgate_core::{Clock, SealingKey, SystemClock};
+use trustgate_store::{Backend, ConnectOptions, MigrationReport, Store, StoreError};
 
 use crate::app::{AppState, router};
 use crate::bootstrap::{Bootstrap, BootstrapError, ensure_admin};
@@ -35,6 +35,9 @@ pub enum StartError {
     /// The bootstrap administrator could not be created.
     #[error("bootstrap failed: {0}")]
     Bootstrap(#[from] BootstrapError),
+    /// The secrets key is missing, malformed, or its file cannot be read or written.
+    #[error("{0}")]
+    SecretsKey(String),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -88,6 +91,7 @@ impl Server {
     ) -> Result<Self, StartError> {
         ensure_data_dir(&config.data_dir)?;
         let store = open_store(&config).await?;
+        let secrets_key = resolve_secrets_key(&config, store.backend())?;
         let report = store.migrate().await?;
         if report.after != report.before {
             tracing::info!(from = report.before, to = report.after, "migrated database");
@@ -106,7 +110,7 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
-        let state = AppState::new(store, clock, config);
+        let state = AppState::new(store, clock, config, secrets_key);
         Ok(Self {
             state,
             listener,
@@ -137,6 +141,7 @@ impl Server {
     ) -> Result<(), StartError> {
         let grace = Duration::from_secs(self.state.config.http.shutdown_grace_secs);
         let store = self.state.store.clone();
+        let purge = tokio::spawn(purge_sessions_periodically(self.state.accounts.clone()));
         let app = router(self.state);
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
@@ -161,6 +166,7 @@ impl Server {
                 }
             },
         };
+        purge.abort();
         store.close().await;
         tracing::info!("stopped");
         result.map_err(StartError::Serve)
@@ -200,4 +206,126 @@ fn ensure_data_dir(path: &Path) -> Result<(), StartError> {
     std::fs::write(&probe, b"ok").map_err(fail)?;
     std::fs::remove_file(&probe).map_err(fail)?;
     Ok(())
+}
+
+/// Where the generated secrets key lives on SQLite, relative to the data directory.
+pub const SECRETS_KEY_FILE: &str = "secrets.key";
+
+/// The key that seals TOTP secrets and pending-login tokens: the configured one; else, on
+/// SQLite, the one in `<data-dir>/secrets.key` (created with mode 0600 on first start); on
+/// PostgreSQL it must be configured, because every replica needs the same key.
+pub fn resolve_secrets_key(config: &Config, backend: Backend) -> Result<SealingKey, StartError> {
+    if let Some(configured) = &config.secrets_key {
+        return SealingKey::from_base64(configured.expose()).ok_or_else(|| {
+            StartError::SecretsKey(
+                "secrets_key must be base64 of exactly 32 random bytes (e.g. `openssl rand -base64 32`)"
+                    .into(),
+            )
+        });
+    }
+    match backend {
+        Backend::Sqlite => secrets_key_file(&config.data_dir.join(SECRETS_KEY_FILE)),
+        Backend::Postgres => Err(StartError::SecretsKey(
+            "a secrets key is required with PostgreSQL (every replica must use the same one): \
+             set TRUSTGATE_SECRETS_KEY to base64 of 32 random bytes, e.g. `openssl rand -base64 32`"
+                .into(),
+        )),
+    }
+}
+
+/// Reads the key file, or creates it (owner-only) if it does not exist.
+fn secrets_key_file(path: &Path) -> Result<SealingKey, StartError> {
+    let unreadable = |detail: String| {
+        StartError::SecretsKey(format!("secrets key file {}: {detail}", path.display()))
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            return SealingKey::from_base64(&text).ok_or_else(|| {
+                unreadable("does not hold base64 of 32 bytes; restore it from backup (TOTP enrollments depend on it)".into())
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(unreadable(e.to_string())),
+    }
+    let key = SealingKey::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let written = options.open(path).and_then(|mut file| {
+        use std::io::Write as _;
+        file.write_all(key.to_base64().expose().as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()
+    });
+    match written {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "generated a new secrets key");
+            Ok(key)
+        }
+        // Created concurrently: use that one.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => secrets_key_file(path),
+        Err(e) => Err(unreadable(e.to_string())),
+    }
+}
+
+/// Deletes dead sessions every ten minutes.
+async fn purge_sessions_periodically(accounts: trustgate_authn::accounts::Accounts) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match accounts.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(sessions = n, "purged dead sessions"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge dead sessions"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_key_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let first = resolve_secrets_key(&config, Backend::Sqlite).expect("created");
+        let again = resolve_secrets_key(&config, Backend::Sqlite).expect("read");
+        assert_eq!(first, again);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(SECRETS_KEY_FILE))
+                .expect("file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(dir.path().join(SECRETS_KEY_FILE), "garbage").expect("overwrite");
+        let err = resolve_secrets_key(&config, Backend::Sqlite).expect_err("corrupt");
+        assert!(err.to_string().contains("secrets.key"), "{err}");
+    }
+
+    #[test]
+    fn postgres_needs_a_configured_key() {
+        let err = resolve_secrets_key(&Config::default(), Backend::Postgres).expect_err("missing");
+        assert!(err.to_string().contains("TRUSTGATE_SECRETS_KEY"), "{err}");
+        let key = SealingKey::generate();
+        let config = Config {
+            secrets_key: Some(key.to_base64()),
+            ..Config::default()
+        };
+        assert_eq!(
+            resolve_secrets_key(&config, Backend::Postgres).expect("configured"),
+            key
+        );
+    }
 }

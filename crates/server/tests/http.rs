@@ -30,6 +30,7 @@ async fn app(db: &TestDatabase, config: Config) -> axum::Router {
         db.store.clone(),
         Arc::new(SystemClock),
         config,
+        trustgate_core::SealingKey::generate(),
     ))
 }
 

@@ -9,7 +9,7 @@ use axum::body::{Body, to_bytes};
 use http::{HeaderMap, Request, StatusCode};
 use tower::ServiceExt as _;
 use trustgate_authn::accounts::{CreateUser, RequestContext, UserStatus};
-use trustgate_core::{ManualClock, Secret};
+use trustgate_core::{ManualClock, SealingKey, Secret};
 use trustgate_server::{AppState, Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
@@ -163,7 +163,12 @@ fn enc(s: &str) -> String {
 
 async fn pages(db: &TestDatabase) -> Pages {
     let clock = ManualClock::new(time::OffsetDateTime::now_utc());
-    let state = AppState::new(db.store.clone(), Arc::new(clock.clone()), Config::default());
+    let state = AppState::new(
+        db.store.clone(),
+        Arc::new(clock.clone()),
+        Config::default(),
+        SealingKey::generate(),
+    );
     for name in ["alice", "bob"] {
         state
             .accounts

@@ -1,0 +1,451 @@
+//! The admin JSON API for human accounts: users, their sessions and the audit trail.
+//!
+//! | method and path | does |
+//! |---|---|
+//! | `POST /admin/v1/users` | create (`username`, `email`, `name?`, `locale?`, `attributes?`, `password?`) → 201 user |
+//! | `GET /admin/v1/users?after=&limit=` | page of users by id → `{"users": [...], "next": id?}` |
+//! | `GET /admin/v1/users/{id}` | one user (by id or username) |
+//! | `PATCH /admin/v1/users/{id}` | profile change (`email`, `email_verified`, `name`, `locale`, `attributes`; `null` clears name/locale) |
+//! | `DELETE /admin/v1/users/{id}` | delete with sessions and factors → 204 |
+//! | `POST /admin/v1/users/{id}/disable`, `/enable` | status; disabling revokes every session at once |
+//! | `POST /admin/v1/users/{id}/password` | set the password (`{"password": ...}`), revoking sessions → 204 |
+//! | `GET /admin/v1/users/{id}/sessions` | live sessions, newest first |
+//! | `POST /admin/v1/users/{id}/sessions/revoke` | revoke one (`{"session_id": ...}`) or all (`{}`) → `{"revoked": n}` |
+//! | `GET /admin/v1/audit?user_id=&kind=&before=&limit=` | credential events, newest first |
+//!
+//! Every route needs an admin bearer token ([`AdminPrincipal`]). Errors carry the
+//! [`AccountError`] codes: `conflict` (409), `not_found` (404), `invalid_input` and the
+//! `password_*` policy codes (400), `busy` and `unavailable` (503). Responses never contain a
+//! password hash, a session id or any other secret.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::routing::{get, post};
+use http::StatusCode;
+use http::request::Parts;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use trustgate_authn::accounts::{
+    AccountError, AuditEvent, AuditFilter, CreateUser, RequestContext, Session, User, UserStatus,
+    UserUpdate,
+};
+use trustgate_core::Secret;
+
+use crate::AppState;
+use crate::auth::AdminPrincipal;
+use crate::error::ApiError;
+use crate::request_id::RequestId;
+
+/// Users per page when `limit` is not given.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// Routes under `/admin/v1/users` and `/admin/v1/audit`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/users", post(create_user).get(list_users))
+        .route(
+            "/admin/v1/users/{id}",
+            get(get_user).patch(update_user).delete(delete_user),
+        )
+        .route("/admin/v1/users/{id}/disable", post(disable_user))
+        .route("/admin/v1/users/{id}/enable", post(enable_user))
+        .route("/admin/v1/users/{id}/password", post(set_password))
+        .route("/admin/v1/users/{id}/sessions", get(list_sessions))
+        .route(
+            "/admin/v1/users/{id}/sessions/revoke",
+            post(revoke_sessions),
+        )
+        .route("/admin/v1/audit", get(list_audit))
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Store(e) => ApiError::from(e),
+            AccountError::Internal(detail) => ApiError::internal(detail),
+            other => {
+                let status = StatusCode::from_u16(other.http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                ApiError::new(status, other.code(), other.to_string())
+            }
+        }
+    }
+}
+
+/// Where a request came from, for the audit trail: the peer address, `User-Agent` and the
+/// request id. Never fails.
+#[derive(Debug, Clone)]
+pub struct AuditContext(pub RequestContext);
+
+impl<S: Send + Sync> FromRequestParts<S> for AuditContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect());
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|id| id.as_str().to_owned());
+        Ok(AuditContext(RequestContext {
+            ip,
+            user_agent,
+            request_id,
+        }))
+    }
+}
+
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    payload
+        .map(|Json(value)| value)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))
+}
+
+fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    params
+        .map(|Query(value)| value)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))
+}
+
+fn timestamp(at: OffsetDateTime) -> Value {
+    at.format(&Rfc3339).map_or(Value::Null, Value::from)
+}
+
+/// A user as the API shows it (no password hash).
+pub fn user_json(user: &User) -> Value {
+    json!({
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "email_verified": user.email_verified,
+        "name": user.name,
+        "locale": user.locale,
+        "attributes": user.attributes,
+        "status": user.status.as_str(),
+        "created_at": timestamp(user.created_at),
+        "updated_at": timestamp(user.updated_at),
+    })
+}
+
+/// A session as the API shows it (its public id; the secret id is never stored).
+pub fn session_json(session: &Session) -> Value {
+    json!({
+        "id": session.id,
+        "user_id": session.user_id,
+        "created_at": timestamp(session.created_at),
+        "last_seen_at": timestamp(session.last_seen_at),
+        "idle_expires_at": timestamp(session.idle_expires_at),
+        "absolute_expires_at": timestamp(session.absolute_expires_at),
+        "auth_time": timestamp(session.auth_time),
+        "amr": session.amr,
+        "acr": session.acr,
+        "ip": session.ip,
+        "user_agent": session.user_agent,
+    })
+}
+
+/// An audit event as the API shows it.
+pub fn audit_json(event: &AuditEvent) -> Value {
+    json!({
+        "id": event.id,
+        "at": timestamp(event.at),
+        "kind": event.kind,
+        "outcome": event.outcome,
+        "actor": event.actor,
+        "user_id": event.user_id,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "request_id": event.request_id,
+        "detail": event.detail,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    username: String,
+    email: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    locale: Option<String>,
+    #[serde(default)]
+    attributes: Option<Map<String, Value>>,
+    #[serde(default)]
+    password: Option<Secret>,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    AuditContext(ctx): AuditContext,
+    payload: Result<Json<CreateBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let input = body(payload)?;
+    let user = state
+        .accounts
+        .create_user(
+            CreateUser {
+                username: input.username,
+                email: input.email,
+                name: input.name,
+                locale: input.locale,
+                attributes: input.attributes.unwrap_or_default(),
+                password: input.password,
+            },
+            &admin.subject(),
+            &ctx,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(user_json(&user))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    _admin: AdminPrincipal,
+    params: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let params = query(params)?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "limit: must be between 1 and 1000",
+        ));
+    }
+    let page = state
+        .accounts
+        .list_users(params.after.as_deref().filter(|a| !a.is_empty()), limit)
+        .await?;
+    Ok(Json(json!({
+        "users": page.users.iter().map(user_json).collect::<Vec<_>>(),
+        "next": page.next,
+    })))
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    _admin: AdminPrincipal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(user_json(&state.accounts.get_user(&id).await?)))
+}
+
+/// A JSON field that distinguishes absent (`None`) from `null` (`Some(None)`).
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    locale: Option<Option<String>>,
+    #[serde(default)]
+    attributes: Option<Map<String, Value>>,
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    AuditContext(ctx): AuditContext,
+    Path(id): Path<String>,
+    payload: Result<Json<UpdateBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let input = body(payload)?;
+    let update = UserUpdate {
+        email: input.email,
+        email_verified: input.email_verified,
+        name: input.name,
+        locale: input.locale,
+        attributes: input.attributes,
+    };
+    let user = state
+        .accounts
+        .update_user(&id, update, &admin.subject(), &ctx)
+        .await?;
+    Ok(Json(user_json(&user)))
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    AuditContext(ctx): AuditContext,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .accounts
+        .delete_user(&id, &admin.subject(), &ctx)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_status(
+    state: &AppState,
+    admin: &AdminPrincipal,
+    ctx: &RequestContext,
+    id: &str,
+    status: UserStatus,
+) -> Result<Json<Value>, ApiError> {
+    let user = state
+        .accounts
+        .set_user_status(id, status, &admin.0.subject(), ctx)
+        .await?;
+    Ok(Json(user_json(&user)))
+}
+
+async fn disable_user(
+    State(state): State<AppState>,
+    admin: AdminPrincipal,
+    AuditContext(ctx): AuditContext,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_status(&state, &admin, &ctx, &id, UserStatus::Disabled).await
+}
+
+async fn enable_user(
+    State(state): State<AppState>,
+    admin: AdminPrincipal,
+    AuditContext(ctx): AuditContext,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_status(&state, &admin, &ctx, &id, UserStatus::Active).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: Secret,
+}
+
+async fn set_password(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    AuditContext(ctx): AuditContext,
+    Path(id): Path<String>,
+    payload: Result<Json<PasswordBody>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let input = body(payload)?;
+    state
+        .accounts
+        .admin_set_password(&id, input.password, &admin.subject(), &ctx)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_sessions(
+    State(state): State<AppState>,
+    _admin: AdminPrincipal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let sessions = state.accounts.list_sessions(&id).await?;
+    Ok(Json(json!({
+        "sessions": sessions.iter().map(session_json).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    #[serde(default)]
+    session_id: Option<String>,
+}
+
+async fn revoke_sessions(
+    State(state): State<AppState>,
+    AdminPrincipal(admin): AdminPrincipal,
+    AuditContext(ctx): AuditContext,
+    Path(id): Path<String>,
+    payload: Result<Json<RevokeBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    // No body (no JSON content type) means all sessions.
+    let input = match payload {
+        Err(JsonRejection::MissingJsonContentType(_)) => RevokeBody::default(),
+        result => body(result)?,
+    };
+    let actor = admin.subject();
+    let revoked = match input.session_id {
+        Some(session_id) => {
+            state
+                .accounts
+                .revoke_session(&id, &session_id, &actor, &ctx)
+                .await?;
+            1
+        }
+        None => {
+            state
+                .accounts
+                .revoke_all_sessions(&id, None, &actor, &ctx)
+                .await?
+        }
+    };
+    Ok(Json(json!({ "revoked": revoked })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    user_id: Option<String>,
+    kind: Option<String>,
+    before: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_audit(
+    State(state): State<AppState>,
+    _admin: AdminPrincipal,
+    params: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let params = query(params)?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "limit: must be between 1 and 1000",
+        ));
+    }
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let filter = AuditFilter {
+        user_id: non_empty(params.user_id),
+        kind: non_empty(params.kind),
+        before: non_empty(params.before),
+    };
+    let events = state.accounts.audit(&filter, limit).await?;
+    let next = (events.len() == limit.min(1000) as usize)
+        .then(|| events.last().map(|e| e.id.clone()))
+        .flatten();
+    Ok(Json(json!({
+        "events": events.iter().map(audit_json).collect::<Vec<_>>(),
+        "next": next,
+    })))
+}
