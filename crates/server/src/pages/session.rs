@@ -234,6 +234,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn account_errors_become_pages_with_the_right_status() {
+        use http::StatusCode;
+        use trustgate_authn::RetryAfter;
+        let busy = account_error(AccountError::Busy);
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()["retry-after"], "1");
+        let down = account_error(AccountError::Store(StoreError::Unavailable("x".into())));
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let throttled = account_error(AccountError::Throttled(RetryAfter(
+            std::time::Duration::from_millis(2500),
+        )));
+        assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(throttled.headers()["retry-after"], "3");
+        let internal = account_error(AccountError::Internal("secret detail".into()));
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
     fn flash_opens_only_for_its_session() {
         let policy = CookiePolicy::STRICT;
         let cookie = Flash::RecoveryCodes(vec!["aaaa-bbbb-cccc".into(), "dddd".into()])
