@@ -23,7 +23,7 @@ use trustgate_core::{Clock, SealingKey};
 use trustgate_store::Store;
 
 use crate::config::Config;
-use crate::{admin, admin_users, auth, error, fga, ops, request_id, telemetry};
+use crate::{admin, admin_users, auth, error, fga, ops, pages, request_id, telemetry};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(admin_users::router())
         .merge(fga::router())
+        .merge(pages::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(

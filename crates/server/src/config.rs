@@ -54,6 +54,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Relationship PDP limits.
     pub authz: AuthzConfig,
+    /// Server-rendered pages (login, account) and their cookies.
+    pub pages: PagesConfig,
 }
 
 /// HTTP limits and timeouts.
@@ -135,6 +137,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             database: DatabaseConfig::default(),
             authz: AuthzConfig::default(),
+            pages: PagesConfig::default(),
         }
     }
 }
@@ -185,6 +188,7 @@ const ENV_KEYS: &[&str] = &[
     "http",
     "database",
     "authz",
+    "pages",
 ];
 
 impl Config {
@@ -246,6 +250,7 @@ impl Config {
                 "authz.max_tuples_per_write: must be greater than 0".into(),
             ));
         }
+        self.pages.validate(self.listen)?;
         if let Some(token) = &self.bootstrap_token
             && token.expose().len() < 32
         {
@@ -271,6 +276,60 @@ impl Config {
         // `Secret` serializes as "[redacted]" on its own.
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+}
+
+/// Server-rendered pages and their cookies (`[pages]`).
+///
+/// By default the session cookie is `__Host-trustgate_session` with `Secure; HttpOnly;
+/// SameSite=Lax; Path=/`. Browsers treat `http://127.0.0.1` and `http://localhost` as secure
+/// contexts, so the strict cookie works for local development too. Only for clients that do not
+/// (older browsers, some HTTP tools) `insecure_dev_cookies = true` switches to cookies without
+/// `Secure` and without the `__Host-` prefix (`trustgate_session`); it is refused unless the
+/// listener is bound to a loopback address, so it can never reach a network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagesConfig {
+    /// Non-`Secure` cookies without the `__Host-` prefix. Development on loopback only.
+    pub insecure_dev_cookies: bool,
+    /// The origin browsers use to reach trustgate (`https://auth.example.com`), used by the
+    /// CSRF origin check. When unset, a request's `Origin` must name the request's `Host` with
+    /// `https` (or `http` for loopback hosts). Set it when a proxy rewrites `Host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_origin: Option<String>,
+}
+
+impl PagesConfig {
+    /// Refuses dev cookies on a non-loopback listener and malformed origins.
+    pub fn validate(&self, listen: SocketAddr) -> Result<(), ConfigError> {
+        if self.insecure_dev_cookies && !listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "pages.insecure_dev_cookies: only allowed when listening on a loopback address \
+                 (127.0.0.1 or [::1]), but listen is {listen}; remove the setting (browsers accept \
+                 the Secure cookie on http://127.0.0.1) or serve over HTTPS"
+            )));
+        }
+        if let Some(origin) = &self.public_origin
+            && !is_plain_origin(origin)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "pages.public_origin: `{origin}` is not an origin; expected scheme://host[:port] \
+                 with http or https and no path, e.g. https://auth.example.com"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `http(s)://host[:port]`, nothing more.
+fn is_plain_origin(origin: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    (scheme == "https" || scheme == "http")
+        && !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
 }
 
 /// One line per error: figment's message already names the key and its source.
@@ -388,6 +447,51 @@ mod tests {
             ("TRUSTGATE_TEST_DATABASE_URL", "postgres://x"),
         ];
         load(None, &env, Overrides::default()).expect("ignored");
+    }
+
+    #[test]
+    fn dev_cookies_only_on_loopback() {
+        let env = [("TRUSTGATE_PAGES__INSECURE_DEV_COOKIES", "true")];
+        let c = load(None, &env, Overrides::default()).expect("loopback is fine");
+        assert!(c.pages.insecure_dev_cookies);
+        for listen in ["0.0.0.0:8080", "192.0.2.10:8080", "[::]:8080"] {
+            let flags = Overrides {
+                listen: Some(listen.into()),
+                ..Overrides::default()
+            };
+            let err = load(None, &env, flags).expect_err("not loopback");
+            let text = err.to_string();
+            assert!(text.contains("pages.insecure_dev_cookies"), "{text}");
+            assert!(text.contains("loopback"), "{text}");
+        }
+        let flags = Overrides {
+            listen: Some("[::1]:8080".into()),
+            ..Overrides::default()
+        };
+        load(None, &env, flags).expect("IPv6 loopback is fine");
+        let flags = Overrides {
+            listen: Some("0.0.0.0:8080".into()),
+            ..Overrides::default()
+        };
+        load(None, &[], flags).expect("strict cookies anywhere");
+    }
+
+    #[test]
+    fn public_origin_must_be_an_origin() {
+        for good in ["https://auth.example.com", "http://127.0.0.1:8080"] {
+            let file = format!("[pages]\npublic_origin = \"{good}\"\n");
+            load(Some(&file), &[], Overrides::default()).expect(good);
+        }
+        for bad in [
+            "auth.example.com",
+            "https://a/b",
+            "javascript://x",
+            "https://",
+        ] {
+            let file = format!("[pages]\npublic_origin = \"{bad}\"\n");
+            let err = load(Some(&file), &[], Overrides::default()).expect_err(bad);
+            assert!(err.to_string().contains("pages.public_origin"), "{err}");
+        }
     }
 
     #[test]

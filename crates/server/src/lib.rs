@@ -16,6 +16,7 @@
 //!   tuples, check, batch-check, expand, list-objects, list-users) with OpenFGA's JSON and error
 //!   bodies, evaluated on an in-memory tuple index per store kept fresh from the database's
 //!   changelog ([`fga::runtime`]), with consistency tokens for read-your-writes.
+//! - [`pages`]: server-rendered pages for people (login, second factor, account).
 //!
 //! Invariant: handlers never build error bodies by hand; they return [`error::ApiError`] (or the
 //! OpenFGA error type on `/stores` routes) and the layers render them.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod error;
 pub mod fga;
 pub mod ops;
+pub mod pages;
 pub mod request_id;
 pub mod serve;
 pub mod telemetry;

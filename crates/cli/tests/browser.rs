@@ -1,0 +1,117 @@
+//! The pages in a real browser: Debian's headless Chromium driven by `playwright-core` (pinned in
+//! `tests/e2e/package.json`, installed with `npm ci --prefix crates/cli/tests/e2e`) against the
+//! binary. Scenarios: password sign-in and sign-out; authenticator-app enrolment and sign-in with
+//! a TOTP code computed in the script (RFC 6238 over node:crypto) and with a recovery code;
+//! signing another browser's session out from the account page. Screenshots of the login, MFA
+//! and account pages go to `target/e2e-artifacts/`.
+//!
+//! Without Chromium, node or the npm packages the test skips with a message saying how to install
+//! them, unless `TRUSTGATE_REQUIRE_BROWSER_TESTS=1` (CI), where that is a failure.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+use support::{Running, http, run};
+
+const TOKEN: &str = "tg_admin_browser_tests_0123456789abcdefghijkl";
+const PASSWORD: &str = "a long browser passphrase 2026";
+const E2E: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e");
+
+fn chromium() -> PathBuf {
+    std::env::var_os("TRUSTGATE_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// Whether everything the scenarios need is installed; panics in CI when it is not.
+fn browser_available() -> bool {
+    let mut missing = Vec::new();
+    if !chromium().exists() {
+        missing.push(format!(
+            "Chromium at {} (sudo apt-get install -y chromium chromium-driver)",
+            chromium().display()
+        ));
+    }
+    if !Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        missing.push("node (apt-get install -y nodejs npm)".into());
+    }
+    if !Path::new(E2E).join("node_modules/playwright-core").exists() {
+        missing.push("playwright-core (npm ci --prefix crates/cli/tests/e2e)".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("TRUSTGATE_REQUIRE_BROWSER_TESTS").as_deref() != Ok("1"),
+        "TRUSTGATE_REQUIRE_BROWSER_TESTS=1 but missing: {}",
+        missing.join("; ")
+    );
+    eprintln!(
+        "skipping browser tests; missing: {} (or run scripts/ci-setup.sh)",
+        missing.join("; ")
+    );
+    false
+}
+
+fn artifacts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-artifacts")
+}
+
+/// Creates a user through the admin API.
+fn create_user(server: &Running, username: &str) {
+    let response = http()
+        .post(format!("{}/admin/v1/users", server.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({
+            "username": username,
+            "email": format!("{username}@example.com"),
+            "password": PASSWORD,
+        }))
+        .send()
+        .expect("create user");
+    let status = response.status();
+    assert!(
+        status.is_success(),
+        "create user {username}: {status} {}",
+        response.text().unwrap_or_default()
+    );
+}
+
+fn scenario(server: &Running, script: &str, username: &str) {
+    create_user(server, username);
+    let mut cmd = Command::new("node");
+    cmd.arg(Path::new(E2E).join(script))
+        .arg(&server.base)
+        .arg(username)
+        .arg(PASSWORD)
+        .arg(artifacts())
+        .env("TRUSTGATE_CHROMIUM", chromium());
+    let out = run(cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("OK: "), "{script}: {stdout}\n{stderr}");
+}
+
+#[test]
+fn pages_in_headless_chromium() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Running::start(dir.path(), &[], &[("TRUSTGATE_BOOTSTRAP_TOKEN", TOKEN)]);
+    scenario(&server, "login_logout.mjs", "erin");
+    scenario(&server, "totp.mjs", "tom");
+    scenario(&server, "sessions.mjs", "sam");
+    for shot in ["login", "mfa", "account"] {
+        let file = artifacts().join(format!("{shot}.png"));
+        assert!(file.exists(), "screenshot {} missing", file.display());
+    }
+}

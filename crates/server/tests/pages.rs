@@ -1,0 +1,704 @@
+//! The pages in-process (`tower::ServiceExt::oneshot`) on both backends: CSRF and origin checks,
+//! cookie flags and session rotation, identical failures, throttling, disabled users, open
+//! redirects, security headers and step-up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use http::{HeaderMap, Request, StatusCode};
+use tower::ServiceExt as _;
+use trustgate_authn::accounts::{CreateUser, RequestContext, UserStatus};
+use trustgate_core::{ManualClock, SealingKey, Secret};
+use trustgate_server::{AppState, Config, router};
+use trustgate_store::test_on_both_backends;
+use trustgate_store::testing::TestDatabase;
+
+const HOST: &str = "127.0.0.1:8080";
+const ORIGIN: &str = "http://127.0.0.1:8080";
+const PASSWORD: &str = "correct horse battery staple 42";
+const SESSION: &str = "__Host-trustgate_session";
+
+struct Pages {
+    app: axum::Router,
+    state: AppState,
+    clock: ManualClock,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    }
+
+    /// The first hidden CSRF token in the page.
+    fn csrf(&self) -> String {
+        hidden(&self.body, "csrf")
+    }
+}
+
+fn hidden(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker).map(|i| i + marker.len());
+    start
+        .and_then(|s| body[s..].find('"').map(|e| body[s..s + e].to_owned()))
+        .unwrap_or_else(|| panic!("no {name} in page:\n{body}"))
+}
+
+/// A browser: a cookie jar and the same-origin headers a browser sends with form posts.
+#[derive(Clone, Default)]
+struct Browser {
+    jar: BTreeMap<String, String>,
+    origin: Option<&'static str>,
+}
+
+impl Browser {
+    fn new() -> Self {
+        Self {
+            jar: BTreeMap::new(),
+            origin: Some(ORIGIN),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, pages: &Pages, request: http::request::Builder, body: Body) -> Reply {
+        let mut request = request.header("host", HOST).header("user-agent", "test");
+        if !self.jar.is_empty() {
+            request = request.header("cookie", self.cookie_header());
+        }
+        let response = pages
+            .app
+            .clone()
+            .oneshot(request.body(body).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let reply = Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        for cookie in reply.set_cookies() {
+            let pair = cookie.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() || cookie.contains("Max-Age=0") {
+                    self.jar.remove(name);
+                } else {
+                    self.jar.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        reply
+    }
+
+    async fn get(&mut self, pages: &Pages, path: &str) -> Reply {
+        self.send(pages, Request::get(path), Body::empty()).await
+    }
+
+    async fn post(&mut self, pages: &Pages, path: &str, form: &[(&str, &str)]) -> Reply {
+        let mut request =
+            Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+        if let Some(origin) = self.origin {
+            request = request.header("origin", origin);
+        }
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.send(pages, request, Body::from(body)).await
+    }
+
+    /// Password login through the form.
+    async fn login(&mut self, pages: &Pages, username: &str, password: &str) -> Reply {
+        let form = self.get(pages, "/login").await;
+        let csrf = form.csrf();
+        self.post(
+            pages,
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    fn session(&self) -> Option<String> {
+        self.jar.get(SESSION).cloned()
+    }
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+async fn pages(db: &TestDatabase) -> Pages {
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let state = AppState::new(
+        db.store.clone(),
+        Arc::new(clock.clone()),
+        Config::default(),
+        SealingKey::generate(),
+    );
+    for name in ["alice", "bob"] {
+        state
+            .accounts
+            .create_user(
+                CreateUser {
+                    username: name.into(),
+                    email: format!("{name}@example.com"),
+                    password: Some(Secret::new(PASSWORD)),
+                    ..CreateUser::default()
+                },
+                "test",
+                &RequestContext::default(),
+            )
+            .await
+            .expect("create user");
+    }
+    Pages {
+        app: router(state.clone()),
+        state,
+        clock,
+    }
+}
+
+async fn signed_in(p: &Pages) -> Browser {
+    let mut b = Browser::new();
+    let r = b.login(p, "alice", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), "/account");
+    b
+}
+
+async fn session_count(p: &Pages, b: &mut Browser) -> usize {
+    let page = b.get(p, "/account").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.body.matches("data-session=").count()
+}
+
+test_on_both_backends!(
+    login_rotates_the_session_id_and_sets_the_strict_cookie,
+    missing_or_wrong_csrf_token_is_403_and_changes_nothing,
+    foreign_origin_is_403_and_changes_nothing,
+    wrong_password_unknown_and_disabled_users_look_the_same,
+    throttled_logins_get_429_with_retry_after,
+    disabled_user_loses_their_session,
+    next_only_goes_to_local_paths,
+    security_headers_on_every_page_response,
+    password_change_needs_step_up_after_the_window,
+    revoking_a_session_signs_it_out,
+);
+
+async fn login_rotates_the_session_id_and_sets_the_strict_cookie(db: TestDatabase) {
+    let p = pages(&db).await;
+    let mut b = Browser::new();
+    let planted = format!("tg_sess_{}", "A".repeat(43));
+    b.jar.insert(SESSION.into(), planted.clone());
+    let form = b.get(&p, "/login").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let csrf_cookie = form
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-trustgate_csrf="))
+        .expect("csrf cookie");
+    assert!(
+        csrf_cookie.ends_with("; Path=/; Secure; HttpOnly; SameSite=Lax"),
+        "{csrf_cookie}"
+    );
+
+    let r = b
+        .post(
+            &p,
+            "/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let set = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-trustgate_session="))
+        .expect("session cookie");
+    let first = b.session().expect("session");
+    assert_ne!(first, planted, "a planted id is never kept");
+    assert_eq!(
+        set,
+        format!("{SESSION}={first}; Path=/; Secure; HttpOnly; SameSite=Lax"),
+        "exact attributes, no Domain, no Max-Age"
+    );
+
+    // Signing in again with a live session: a new id, and the old one stops working.
+    let mut old = b.clone();
+    let again = b.get(&p, "/login").await;
+    assert_eq!(
+        again.location(),
+        "/account",
+        "a signed-in browser skips the form"
+    );
+    let csrf = b.jar["__Host-trustgate_csrf"].clone();
+    let r = b
+        .post(
+            &p,
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let second = b.session().expect("session");
+    assert_ne!(first, second);
+    assert_eq!(old.get(&p, "/account").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(b.get(&p, "/account").await.status, StatusCode::OK);
+}
+
+async fn missing_or_wrong_csrf_token_is_403_and_changes_nothing(db: TestDatabase) {
+    let p = pages(&db).await;
+    let mut a = signed_in(&p).await;
+    let mut other = signed_in(&p).await;
+    assert_eq!(session_count(&p, &mut a).await, 2);
+    let foreign_token = trustgate_server::pages::csrf::session_token(&other.session().expect("s"));
+
+    for form in [
+        vec![],
+        vec![("csrf", "")],
+        vec![("csrf", "nope")],
+        vec![("csrf", foreign_token.as_str())],
+    ] {
+        for path in [
+            "/account/sessions/revoke-others",
+            "/logout",
+            "/account/totp/remove",
+            "/account/totp",
+        ] {
+            let r = a.post(&p, path, &form).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} {form:?}");
+            assert!(r.body.contains("Request refused"), "{}", r.body);
+            assert!(
+                r.headers["content-type"]
+                    .to_str()
+                    .expect("ct")
+                    .starts_with("text/html")
+            );
+        }
+    }
+    assert_eq!(session_count(&p, &mut a).await, 2, "nothing revoked");
+    assert_eq!(other.get(&p, "/account").await.status, StatusCode::OK);
+
+    // The pre-login forms need the double-submit cookie.
+    let mut fresh = Browser::new();
+    let r = fresh
+        .post(
+            &p,
+            "/login",
+            &[("csrf", "x"), ("username", "alice"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(fresh.session().is_none());
+    let form = fresh.get(&p, "/login").await;
+    let mut wrong = form.csrf();
+    wrong.replace_range(0..1, if wrong.starts_with('A') { "B" } else { "A" });
+    let r = fresh
+        .post(
+            &p,
+            "/login",
+            &[
+                ("csrf", &wrong),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(fresh.session().is_none());
+}
+
+async fn foreign_origin_is_403_and_changes_nothing(db: TestDatabase) {
+    let p = pages(&db).await;
+    let mut a = signed_in(&p).await;
+    let _other = signed_in(&p).await;
+    let token = a.get(&p, "/account").await.csrf();
+    for origin in [
+        Some("http://evil.com"),
+        Some("https://127.0.0.1:8080.evil.com"),
+        Some("null"),
+        None,
+    ] {
+        let mut attacker = a.clone();
+        attacker.origin = origin;
+        let r = attacker
+            .post(&p, "/account/sessions/revoke-others", &[("csrf", &token)])
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{origin:?}");
+    }
+    assert_eq!(session_count(&p, &mut a).await, 2);
+
+    // A cross-site fetch is refused even with a matching Origin.
+    let r = a
+        .send(
+            &p,
+            Request::post("/account/sessions/revoke-others")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("origin", ORIGIN)
+                .header("sec-fetch-site", "cross-site"),
+            Body::from(format!("csrf={token}")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // `Origin: null` as browsers send it under `Referrer-Policy: no-referrer`, with fetch
+    // metadata saying same-origin: accepted.
+    let r = a
+        .send(
+            &p,
+            Request::post("/account/sessions/revoke-others")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("origin", "null")
+                .header("sec-fetch-site", "same-origin"),
+            Body::from(format!("csrf={token}")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(session_count(&p, &mut a).await, 1);
+}
+
+async fn wrong_password_unknown_and_disabled_users_look_the_same(db: TestDatabase) {
+    let p = pages(&db).await;
+    let bob = p.state.accounts.get_user("bob").await.expect("bob");
+    p.state
+        .accounts
+        .set_user_status(
+            &bob.id,
+            UserStatus::Disabled,
+            "test",
+            &RequestContext::default(),
+        )
+        .await
+        .expect("disable");
+    let mut b = Browser::new();
+    let attempt = |user: &'static str, password: &'static str| {
+        let mut b = b.clone();
+        let p = &p;
+        async move {
+            let r = b.login(p, user, password).await;
+            (
+                r.status,
+                r.body
+                    .replace(&format!("value=\"{user}\""), "value=\"USER\""),
+            )
+        }
+    };
+    let wrong = attempt("alice", "wrong password 123").await;
+    let unknown = attempt("nobody", "wrong password 123").await;
+    let disabled = attempt("bob", PASSWORD).await;
+    // Normalise the per-browser CSRF token.
+    let norm = |(s, body): (StatusCode, String)| (s, body.replace(&hidden(&body, "csrf"), "T"));
+    let (wrong, unknown, disabled) = (norm(wrong), norm(unknown), norm(disabled));
+    assert_eq!(wrong.0, StatusCode::OK);
+    assert!(
+        wrong.1.contains("Incorrect username or password."),
+        "{}",
+        wrong.1
+    );
+    assert!(wrong.1.contains("aria-invalid=\"true\""));
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong, disabled);
+    assert!(b.get(&p, "/account").await.status == StatusCode::SEE_OTHER);
+}
+
+async fn throttled_logins_get_429_with_retry_after(db: TestDatabase) {
+    let p = pages(&db).await;
+    let mut b = Browser::new();
+    let mut throttled = None;
+    for _ in 0..12 {
+        let r = b.login(&p, "alice", "not the password!").await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            throttled = Some(r);
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let r = throttled.expect("throttled within 12 attempts");
+    let retry: u64 = r.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(retry >= 1);
+    assert!(r.body.contains("Too many attempts"), "{}", r.body);
+    assert!(r.headers["content-security-policy"].to_str().is_ok());
+    // Even the right password waits.
+    let r = b.login(&p, "alice", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(b.session().is_none());
+    // After the wait, it works.
+    p.clock.advance(time::Duration::seconds(
+        i64::try_from(retry).expect("small") + 1,
+    ));
+    let r = b.login(&p, "alice", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+}
+
+async fn disabled_user_loses_their_session(db: TestDatabase) {
+    let p = pages(&db).await;
+    let mut b = signed_in(&p).await;
+    assert_eq!(b.get(&p, "/account").await.status, StatusCode::OK);
+    let alice = p.state.accounts.get_user("alice").await.expect("alice");
+    p.state
+        .accounts
+        .set_user_status(
+            &alice.id,
+            UserStatus::Disabled,
+            "test",
+            &RequestContext::default(),
+        )
+        .await
+        .expect("disable");
+    let r = b.get(&p, "/account").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/login?next=%2Faccount");
+    assert!(b.session().is_none(), "the dead cookie is deleted");
+    let r = b.login(&p, "alice", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("Incorrect username or password."));
+    assert!(b.session().is_none());
+}
+
+async fn next_only_goes_to_local_paths(db: TestDatabase) {
+    let p = pages(&db).await;
+    let r = Browser::new().get(&p, "/account?tab=1").await;
+    assert_eq!(r.location(), "/login?next=%2Faccount%3Ftab%3D1");
+    for (next, expected) in [
+        ("//evil.com", "/account"),
+        ("https://evil.com", "/account"),
+        ("/\\evil.com", "/account"),
+        ("%2F%2Fevil.com", "/account"),
+        ("/%2F%2Fevil.com", "/account"),
+        ("/%5Cevil.com", "/account"),
+        ("javascript:alert(1)", "/account"),
+        ("/account?tab=sessions", "/account?tab=sessions"),
+    ] {
+        let mut b = Browser::new();
+        let form = b.get(&p, &format!("/login?next={}", enc(next))).await;
+        assert_eq!(
+            hidden(&form.body, "next"),
+            expected.replace('&', "&amp;"),
+            "{next}"
+        );
+        // The form field is what counts; a tampered field is validated again.
+        let r = b
+            .post(
+                &p,
+                "/login",
+                &[
+                    ("csrf", &form.csrf()),
+                    ("username", "alice"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(r.location(), expected, "{next}");
+    }
+}
+
+async fn security_headers_on_every_page_response(db: TestDatabase) {
+    let p = pages(&db).await;
+    let mut b = Browser::new();
+    let mut replies = vec![
+        ("login", b.get(&p, "/login").await),
+        ("redirect", b.get(&p, "/account").await),
+        ("403", b.post(&p, "/login", &[]).await),
+    ];
+    let mut s = signed_in(&p).await;
+    replies.push(("account", s.get(&p, "/account").await));
+    replies.push(("reauth", s.get(&p, "/account/reauth").await));
+    for (what, r) in &replies {
+        let h = &r.headers;
+        assert_eq!(
+            h["content-security-policy"],
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+            "{what}"
+        );
+        assert_eq!(h["x-frame-options"], "DENY", "{what}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{what}");
+        assert_eq!(h["cache-control"], "no-store", "{what}");
+    }
+    let css = b.get(&p, "/static/pages.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(
+        css.headers["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/css")
+    );
+    assert_eq!(css.headers["x-content-type-options"], "nosniff");
+    let login = &replies[0].1;
+    assert!(login.body.contains("<html lang=\"en\">"));
+    assert!(login.body.contains("<label for=\"password\">"));
+    assert!(!login.body.contains("<script"), "no JavaScript");
+}
+
+async fn password_change_needs_step_up_after_the_window(db: TestDatabase) {
+    let p = pages(&db).await;
+    let mut b = signed_in(&p).await;
+    p.clock.advance(time::Duration::minutes(11));
+    let token = b.get(&p, "/account").await.csrf();
+    let change = [
+        ("csrf", token.as_str()),
+        ("current_password", PASSWORD),
+        ("new_password", "a brand new passphrase 7"),
+        ("confirm_password", "a brand new passphrase 7"),
+    ];
+    let r = b.post(&p, "/account/password", &change).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/account/reauth?next=%2Faccount%23password");
+    // Nothing changed: the old password still signs in.
+    assert_eq!(
+        Browser::new().login(&p, "alice", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    let prompt = b.get(&p, r.location()).await;
+    assert_eq!(prompt.status, StatusCode::OK);
+    assert_eq!(hidden(&prompt.body, "next"), "/account#password");
+    let before = b.session().expect("session");
+    let wrong = b
+        .post(
+            &p,
+            "/account/reauth",
+            &[
+                ("csrf", &prompt.csrf()),
+                ("password", "wrong"),
+                ("next", "/account#password"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::OK);
+    assert!(wrong.body.contains("The password is incorrect."));
+    let r = b
+        .post(
+            &p,
+            "/account/reauth",
+            &[
+                ("csrf", &prompt.csrf()),
+                ("password", PASSWORD),
+                ("next", "/account#password"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), "/account#password");
+    assert_ne!(
+        b.session().expect("session"),
+        before,
+        "step-up rotates the session id"
+    );
+
+    // The old token died with the old session id.
+    let r = b.post(&p, "/account/password", &change).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let token = b.get(&p, "/account").await.csrf();
+    let mut change = change;
+    change[0].1 = &token;
+    let r = b.post(&p, "/account/password", &change).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/account?done=password_changed");
+    assert!(
+        b.get(&p, r.location())
+            .await
+            .body
+            .contains("Your password was changed.")
+    );
+    assert_eq!(
+        Browser::new()
+            .login(&p, "alice", "a brand new passphrase 7")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+async fn revoking_a_session_signs_it_out(db: TestDatabase) {
+    let p = pages(&db).await;
+    let mut a = signed_in(&p).await;
+    let mut other = signed_in(&p).await;
+    let page = a.get(&p, "/account").await;
+    let ids: Vec<String> = page
+        .body
+        .split("data-session=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let current_row = page
+        .body
+        .split("<tr class=\"current\" data-session=\"")
+        .nth(1)
+        .expect("current row");
+    let other_id = ids
+        .iter()
+        .find(|id| !current_row.starts_with(id.as_str()))
+        .expect("other");
+    let r = a
+        .post(
+            &p,
+            &format!("/account/sessions/{other_id}/revoke"),
+            &[("csrf", &page.csrf())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/account?done=session_revoked#sessions");
+    assert_eq!(
+        other.get(&p, "/account").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(session_count(&p, &mut a).await, 1);
+    // Unknown ids and other users' ids change nothing.
+    let r = a
+        .post(
+            &p,
+            "/account/sessions/nonexistent/revoke",
+            &[("csrf", &page.csrf())],
+        )
+        .await;
+    assert_eq!(r.location(), "/account?error=session_not_found#sessions");
+}
