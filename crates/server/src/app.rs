@@ -5,7 +5,8 @@
 //! 2. [`error::render_errors`]: error responses get the JSON error shape with that id.
 //! 3. [`telemetry::record_metrics`]: counts and times by route template and status.
 //! 4. timeout (503 `request_timeout`) and the request body limit (413 `payload_too_large`).
-//! 5. the routes; handlers authenticate with extractors ([`auth::AdminPrincipal`]).
+//! 5. the routes; handlers authenticate with extractors ([`auth::AdminPrincipal`]). The
+//!    OpenFGA-compatible routes ([`fga`]) render OpenFGA's error bodies themselves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use trustgate_core::Clock;
 use trustgate_store::Store;
 
 use crate::config::Config;
-use crate::{admin, error, ops, request_id, telemetry};
+use crate::{admin, error, fga, ops, request_id, telemetry};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -34,12 +35,15 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The relationship PDP's in-memory state (tuple indexes, model cache).
+    pub fga: Arc<fga::FgaRuntime>,
 }
 
 impl AppState {
     /// State over an opened, migrated store.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> Self {
         Self {
+            fga: Arc::new(fga::FgaRuntime::new(store.clone())),
             store,
             clock,
             config: Arc::new(config),
@@ -58,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(admin::router())
+        .merge(fga::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(

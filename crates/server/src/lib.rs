@@ -11,6 +11,10 @@
 //! - [`auth`]: extractors that authenticate callers of the management APIs.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`admin`]: the admin JSON API under `/admin/v1`.
+//! - [`fga`]: the OpenFGA-compatible relationship PDP API under `/stores` (stores, models,
+//!   tuples, check, batch-check, expand, list-objects, list-users) with OpenFGA's JSON and error
+//!   bodies, evaluated on an in-memory tuple index per store kept fresh from the database's
+//!   changelog ([`fga::runtime`]), with consistency tokens for read-your-writes.
 //!
 //! Invariant: handlers never build error bodies by hand; they return [`error::ApiError`] (or the
 //! OpenFGA error type on `/stores` routes) and the layers render them.
@@ -21,6 +25,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod error;
+pub mod fga;
 pub mod ops;
 pub mod request_id;
 pub mod serve;

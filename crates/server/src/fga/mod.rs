@@ -1,0 +1,162 @@
+//! The OpenFGA-compatible relationship PDP API under `/stores`, wire-compatible with OpenFGA
+//! v1.8+ so its SDKs and CLI work unchanged.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST/GET /stores`, `GET/DELETE /stores/{store_id}` | stores ([`stores`]) |
+//! | `POST/GET /stores/{id}/authorization-models`, `GET .../{model_id}` | immutable models |
+//! | `POST /stores/{id}/write`, `POST .../read`, `GET .../changes` | tuples ([`tuples`]) |
+//! | `POST /stores/{id}/check`, `batch-check`, `expand`, `list-objects`, `list-users` | queries ([`query`]) |
+//!
+//! Every route needs the admin bearer token ([`crate::auth::AdminPrincipal`], 401 otherwise).
+//! Errors are OpenFGA's bodies `{"code", "message"}` ([`FgaError`]): 400 for every input error
+//! (`validation_error`, `type_not_found`, `relation_not_found`, `invalid_tuple`,
+//! `authorization_model_not_found`, `latest_authorization_model_not_found`,
+//! `invalid_continuation_token`, `cannot_allow_duplicate_tuples_in_one_request`,
+//! `write_failed_due_to_invalid_input`, `exceeded_entity_limit`,
+//! `authorization_model_resolution_too_complex`, `invalid_authorization_model`), 404
+//! `store_id_not_found`, 413 for bodies over `http.body_limit_bytes`, 500 `internal_error`.
+//!
+//! # trustgate additions (ignored by OpenFGA clients)
+//! - Consistency tokens: every write answer carries `X-Consistency-Token` (and the same value
+//!   in the body's `consistency_token`); queries that send it back in `X-Consistency-Token` are
+//!   answered at least as fresh as that write (see [`runtime`]).
+//! - ListObjects and ListUsers never truncate silently. OpenFGA cuts the answer at its maximum
+//!   (1000); trustgate returns every result when there are at most
+//!   `authz.list_objects_max_results` / `authz.list_users_max_results` of them and otherwise
+//!   answers 400 `exceeded_entity_limit`, telling the caller to page: with `page_size` (and then
+//!   `continuation_token`) in the request body the sorted result is returned a page at a time,
+//!   with a `continuation_token` in the answer (empty on the last page).
+//!
+//! Evaluation runs on an in-memory tuple index per store ([`runtime::FgaRuntime`]); writes go
+//! to the database first and reach the index from its changelog.
+
+pub mod error;
+pub mod query;
+pub mod runtime;
+pub mod stores;
+pub mod tuples;
+pub mod wire;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::routing::{get, post};
+use http::HeaderMap;
+use serde::de::DeserializeOwned;
+
+pub use error::FgaError;
+pub use runtime::FgaRuntime;
+
+use crate::AppState;
+
+/// The header carrying consistency tokens.
+pub const CONSISTENCY_HEADER: &str = "x-consistency-token";
+
+/// Routes under `/stores`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/stores", post(stores::create).get(stores::list))
+        .route(
+            "/stores/{store_id}",
+            get(stores::get).delete(stores::delete),
+        )
+        .route(
+            "/stores/{store_id}/authorization-models",
+            post(stores::write_model).get(stores::list_models),
+        )
+        .route(
+            "/stores/{store_id}/authorization-models/{model_id}",
+            get(stores::read_model),
+        )
+        .route("/stores/{store_id}/write", post(tuples::write))
+        .route("/stores/{store_id}/read", post(tuples::read))
+        .route("/stores/{store_id}/changes", get(tuples::changes))
+        .route("/stores/{store_id}/check", post(query::check))
+        .route("/stores/{store_id}/batch-check", post(query::batch_check))
+        .route("/stores/{store_id}/expand", post(query::expand))
+        .route("/stores/{store_id}/list-objects", post(query::list_objects))
+        .route("/stores/{store_id}/list-users", post(query::list_users))
+}
+
+/// A JSON body read leniently as OpenFGA's gateway does (no content type required, an empty
+/// body is `{}`), with OpenFGA's errors: 400 `validation_error` for malformed JSON, 413 for a
+/// body over the limit.
+#[derive(Debug, Clone)]
+pub struct FgaJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for FgaJson<T> {
+    type Rejection = FgaError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, FgaError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                FgaError::payload_too_large(state.config.http.body_limit_bytes)
+            } else {
+                FgaError::validation(format!("cannot read the request body: {r}"))
+            }
+        })?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(text)
+            .map(FgaJson)
+            .map_err(|e| FgaError::validation(format!("invalid request body: {e}")))
+    }
+}
+
+/// The store id of a path, checked as OpenFGA does (a ULID).
+pub fn check_store_id(id: &str) -> Result<(), FgaError> {
+    if trustgate_core::id::is_ulid(id) {
+        Ok(())
+    } else {
+        Err(FgaError::validation(format!(
+            "invalid store_id '{}': value does not match regex pattern \"^[ABCDEFGHJKMNPQRSTVWXYZ0-9]{{26}}$\"",
+            shorten(id)
+        )))
+    }
+}
+
+/// The consistency token of a request, if any.
+pub fn consistency_token(headers: &HeaderMap) -> Result<Option<&str>, FgaError> {
+    match headers.get(CONSISTENCY_HEADER) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim()).filter(|s| !s.is_empty()))
+            .map_err(|_| FgaError::validation("invalid consistency token")),
+    }
+}
+
+/// A page size of a listing: absent means `default`, otherwise 1..=`max`.
+pub fn page_size(given: Option<i64>, default: u32, max: u32, what: &str) -> Result<u32, FgaError> {
+    match given {
+        None => Ok(default),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                FgaError::validation(format!(
+                    "invalid {what}.PageSize: value must be inside range [1, {max}]"
+                ))
+            }),
+    }
+}
+
+/// An empty continuation token means none.
+pub fn continuation(token: Option<&str>) -> Option<&str> {
+    token.filter(|t| !t.is_empty())
+}
+
+/// At most 64 characters of user input for messages.
+pub fn shorten(s: &str) -> String {
+    if s.chars().count() <= 64 {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(64).collect();
+        out.push('…');
+        out
+    }
+}

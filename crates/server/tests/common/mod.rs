@@ -1,0 +1,207 @@
+//! In-process HTTP harness: the full router with all layers over a throwaway database, called
+//! with `tower::ServiceExt::oneshot`, authenticated with a freshly registered admin token.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use http::{HeaderMap, Request, StatusCode};
+use serde_json::Value;
+use tower::ServiceExt;
+use trustgate_core::{Clock, SystemClock, TokenDigest};
+use trustgate_server::{AppState, Config, router};
+use trustgate_store::AccountRole;
+use trustgate_store::testing::TestDatabase;
+
+/// A response: status, headers and the body as JSON (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl Resp {
+    /// The OpenFGA error code of an error body.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    /// The message of an error body.
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or("")
+    }
+
+    /// Asserts the status and returns the body.
+    #[track_caller]
+    pub fn expect(&self, status: StatusCode) -> &Value {
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            String::from_utf8_lossy(&self.raw)
+        );
+        &self.body
+    }
+
+    /// Asserts an OpenFGA error with `status` and `code`.
+    #[track_caller]
+    pub fn expect_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "unexpected error; body: {}",
+            String::from_utf8_lossy(&self.raw)
+        );
+        assert!(
+            !self.message().is_empty(),
+            "error without message: {}",
+            String::from_utf8_lossy(&self.raw)
+        );
+        assert_eq!(
+            self.headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json")
+        );
+    }
+}
+
+/// The application under test.
+pub struct Api {
+    pub app: Router,
+    pub token: String,
+    pub state: AppState,
+    pub db: TestDatabase,
+}
+
+impl Api {
+    /// The router with the default configuration.
+    pub async fn new(db: TestDatabase) -> Self {
+        Self::with_config(db, Config::default()).await
+    }
+
+    /// The router with `config`.
+    pub async fn with_config(db: TestDatabase, config: Config) -> Self {
+        let clock = Arc::new(SystemClock);
+        let now = clock.now();
+        let token = format!("tg_test_{}", uuid::Uuid::new_v4().simple());
+        db.store
+            .ensure_account_token(
+                &trustgate_core::id::new_ulid(now),
+                "admin",
+                AccountRole::Admin,
+                &TokenDigest::of(&token),
+                "test",
+                now,
+            )
+            .await
+            .expect("register the admin token");
+        let state = AppState::new(db.store.clone(), clock, config);
+        Self {
+            app: router(state.clone()),
+            token,
+            state,
+            db,
+        }
+    }
+
+    /// Sends a request; `body` is sent as is.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+        authenticated: bool,
+    ) -> Resp {
+        let mut builder = Request::builder().method(method).uri(path);
+        if authenticated {
+            builder = builder.header("authorization", format!("Bearer {}", self.token));
+        }
+        if !body.is_empty() {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder.body(Body::from(body)).expect("request");
+        let response = self
+            .app
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let raw = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body")
+            .to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            raw,
+        }
+    }
+
+    /// An authenticated request with a JSON body (`Value::Null`: none).
+    pub async fn call(&self, method: &str, path: &str, body: &Value) -> Resp {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// An authenticated request with a JSON body and extra headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).expect("json")
+        };
+        self.raw(method, path, bytes, headers, true).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call("POST", path, &body).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call("GET", path, &Value::Null).await
+    }
+
+    /// Creates a store and returns its id.
+    pub async fn create_store(&self, name: &str) -> String {
+        let r = self
+            .post("/stores", serde_json::json!({ "name": name }))
+            .await;
+        r.expect(StatusCode::CREATED)["id"]
+            .as_str()
+            .expect("store id")
+            .to_owned()
+    }
+
+    /// Writes a model given in the DSL and returns its id.
+    pub async fn write_dsl_model(&self, store: &str, dsl: &str) -> String {
+        let model = trustgate_authz::dsl::parse(dsl).expect("model parses");
+        let json = serde_json::to_value(&model).expect("model json");
+        let r = self
+            .post(&format!("/stores/{store}/authorization-models"), json)
+            .await;
+        r.expect(StatusCode::CREATED)["authorization_model_id"]
+            .as_str()
+            .expect("model id")
+            .to_owned()
+    }
+}
