@@ -6,7 +6,9 @@
 #
 # Usage: scripts/load.sh [trustgate-load flags...]
 #   e.g. scripts/load.sh --connections 32 --duration 20
-# Environment: CARGO_TARGET_DIR (default ./target), TRUSTGATE_LOAD_KEEP=1 keeps the data dir.
+# Environment: CARGO_TARGET_DIR (default ./target); TRUSTGATE_LOAD_KEEP=1 keeps the data dir;
+# TRUSTGATE_LOAD_LOG_LEVEL sets the server's log filter (default: the server's own, `info`, which
+# writes one audit line per check decision to the server log).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -36,6 +38,7 @@ trap cleanup EXIT
 # Keep the caller's TRUSTGATE_* settings away from the server; pass only what we mean.
 env -u TRUSTGATE_DATABASE_URL -u TRUSTGATE_CONFIG \
   TRUSTGATE_BOOTSTRAP_TOKEN="$token" \
+  ${TRUSTGATE_LOAD_LOG_LEVEL:+TRUSTGATE_LOG_LEVEL="$TRUSTGATE_LOAD_LOG_LEVEL"} \
   "$target/release/trustgate" serve --listen 127.0.0.1:0 --data-dir "$data" \
   >"$data/server.log" 2>&1 &
 server_pid=$!
