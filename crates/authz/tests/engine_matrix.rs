@@ -24,17 +24,7 @@ use trustgate_authz::engine::{
 };
 use trustgate_authz::index::{TupleChange, TupleIndex};
 use trustgate_authz::tuple::{RelationshipCondition, TupleKey};
-use trustgate_testkit::openfga_matrix::{self, MatrixFile, Tuple};
-
-const FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../conformance/openfga/consolidated_1_1_tests.yaml"
-);
-
-fn load() -> MatrixFile {
-    let text = std::fs::read_to_string(FILE).expect("read the matrix file");
-    openfga_matrix::from_yaml(&text).expect("parse the matrix file")
-}
+use trustgate_testkit::openfga_matrix::{self, Tuple};
 
 fn key(t: &Tuple) -> TupleKey {
     TupleKey {
@@ -73,7 +63,7 @@ fn show<T: std::fmt::Debug, E: std::fmt::Display>(r: &Result<T, E>) -> String {
 }
 
 fn run(contextual: bool) -> Report {
-    let file = load();
+    let file = openfga_matrix::load_consolidated();
     let mut report = Report::default();
     for (ti, test) in file.tests.iter().enumerate() {
         let index = TupleIndex::new();

@@ -22,19 +22,9 @@ use trustgate_authz::dsl;
 use trustgate_authz::engine::{TypeSystem, validate_tuple_for_write};
 use trustgate_authz::tuple::{RelationshipCondition, TupleKey};
 use trustgate_store::testing::TestDatabase;
-use trustgate_testkit::openfga_matrix::{self, MatrixFile, Tuple};
+use trustgate_testkit::openfga_matrix::{self, Tuple};
 
 use common::{Api, Resp};
-
-const FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../conformance/openfga/consolidated_1_1_tests.yaml"
-);
-
-fn load() -> MatrixFile {
-    let text = std::fs::read_to_string(FILE).expect("read the matrix file");
-    openfga_matrix::from_yaml(&text).expect("parse the matrix file")
-}
 
 fn key(t: &Tuple) -> TupleKey {
     TupleKey {
@@ -151,7 +141,7 @@ async fn all_allowed(
 }
 
 async fn run(api: &Api, contextual: bool) -> Report {
-    let file = load();
+    let file = openfga_matrix::load_consolidated();
     let mut report = Report::default();
     for (ti, test) in file.tests.iter().enumerate() {
         let store = api.create_store(&format!("matrix {ti}")).await;

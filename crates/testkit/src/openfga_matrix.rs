@@ -13,6 +13,19 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The vendored `conformance/openfga/consolidated_1_1_tests.yaml`.
+pub const CONSOLIDATED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../conformance/openfga/consolidated_1_1_tests.yaml"
+);
+
+/// Reads and parses OpenFGA's consolidated matrix suite. Panics with the reason if the vendored
+/// file is missing or unreadable (test support only).
+pub fn load_consolidated() -> MatrixFile {
+    let text = std::fs::read_to_string(CONSOLIDATED).expect("read the matrix file");
+    from_yaml(&text).expect("parse the matrix file")
+}
+
 /// Reads a matrix file.
 pub fn from_yaml(text: &str) -> Result<MatrixFile, serde_norway::Error> {
     serde_norway::from_str(text)
