@@ -15,7 +15,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 
 echo "== building release binaries (trustgate, trustgate-load)" >&2
-cargo build --manifest-path "$root/Cargo.toml" --release \
+cargo build --manifest-path "$root/Cargo.toml" --release --locked \
   -p trustgate --bin trustgate -p trustgate-bench --bin trustgate-load >&2
 
 data="$(mktemp -d "${TMPDIR:-/tmp}/trustgate-load.XXXXXX")"

@@ -22,6 +22,8 @@
 //! [`Dataset::generate`] also yields representative check queries with their expected answers,
 //! known by construction (see [`QueryClass`]), and users for list-objects.
 
+pub mod login;
+
 use serde_json::{Map, Value, json};
 use trustgate_authz::dsl::{self, DslErrors};
 use trustgate_authz::model::AuthorizationModel;

@@ -10,18 +10,32 @@
 //!
 //! and prints requests/s, p50 and p99 of each and the ratio check/healthz.
 //! `scripts/load.sh` starts a server and runs this against it.
+//!
+//! `trustgate-load login ...` is the login flood instead ([`LoginArgs`]): it creates a user
+//! through the admin API, measures `GET /healthz` on a light probe connection while idle, then
+//! floods `/login` (N clients, each `GET /login` for the CSRF cookie and field, then
+//! `POST /login` with the right password) while the same probe keeps measuring `/healthz`, and
+//! prints logins/s, the 503 (hashing pool busy) and 429 (throttled) counts and the ratio
+//! p99(healthz during the flood) / p99(healthz idle). A short wrong-password run at the end shows
+//! the throttle answering 429. `scripts/login-load.sh` starts a server and runs this.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use trustgate_bench::login::{CSRF_COOKIE, LoginOutcome, SESSION_COOKIE, find_cookie, hidden_csrf};
 use trustgate_bench::{Dataset, Stats, fmt_ns};
 
 #[derive(Debug, Parser)]
-#[command(about = "HTTP load generator for trustgate's check endpoint")]
+#[command(
+    about = "HTTP load generator for trustgate's check endpoint",
+    after_help = "`trustgate-load login --help`: the login-flood scenario instead."
+)]
 struct Args {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -75,7 +89,17 @@ struct Tally {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "login") {
+        argv.remove(1);
+        argv[0] = "trustgate-load login".into();
+        return login_flood(LoginArgs::parse_from(argv)).await;
+    }
+    check_load(Args::parse()).await
+}
+
+/// The check scenario (the default).
+async fn check_load(args: Args) -> Result<()> {
     if args.connections == 0 || args.duration == 0 || args.rounds == 0 {
         bail!("--connections, --duration and --rounds must be positive");
     }
@@ -383,4 +407,364 @@ async fn phase(clients: &[Client], endpoint: &Endpoint, length: Duration) -> Tal
     }
     total.elapsed = start.elapsed();
     total
+}
+
+// ---------------------------------------------------------------------------------------------
+// The login flood.
+
+/// `trustgate-load login`: logins/s, and `/healthz` latency while idle and during a login flood.
+#[derive(Debug, Parser)]
+#[command(
+    name = "trustgate-load login",
+    about = "Login flood against trustgate's /login page, with /healthz latency idle and during it"
+)]
+struct LoginArgs {
+    /// Base URL of the server.
+    #[arg(
+        long,
+        visible_alias = "server",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: String,
+    /// The admin bearer token (creates the benchmark users).
+    #[arg(long, env = "TRUSTGATE_LOAD_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Concurrent login clients (each: GET /login, then POST /login, in a loop).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds of login flood, and of the idle `/healthz` measurement before it.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Pause of the `/healthz` probe between two requests, milliseconds (one connection).
+    #[arg(long, default_value_t = 2)]
+    probe_interval_ms: u64,
+    /// How long a login client waits after a 503 or 429 before trying again, milliseconds.
+    #[arg(long, default_value_t = 100)]
+    backoff_ms: u64,
+    /// Wrong-password attempts after the flood (one at a time, against a second user).
+    #[arg(long, default_value_t = 30)]
+    wrong_attempts: u32,
+}
+
+/// Counts of one set of login attempts.
+#[derive(Debug, Default)]
+struct LoginTally {
+    signed_in: u64,
+    busy: u64,
+    throttled: u64,
+    rejected: u64,
+    other: u64,
+    /// `GET /login` + `POST /login` of each successful login, nanoseconds.
+    samples: Vec<u64>,
+    elapsed: Duration,
+}
+
+impl LoginTally {
+    fn add(&mut self, other: LoginTally) {
+        self.signed_in += other.signed_in;
+        self.busy += other.busy;
+        self.throttled += other.throttled;
+        self.rejected += other.rejected;
+        self.other += other.other;
+        self.samples.extend(other.samples);
+    }
+
+    fn count(&mut self, outcome: LoginOutcome) {
+        match outcome {
+            LoginOutcome::SignedIn => self.signed_in += 1,
+            LoginOutcome::Busy => self.busy += 1,
+            LoginOutcome::Throttled => self.throttled += 1,
+            LoginOutcome::Rejected => self.rejected += 1,
+            LoginOutcome::Other => self.other += 1,
+        }
+    }
+}
+
+/// Where the pages are and who logs in.
+#[derive(Debug, Clone)]
+struct LoginTarget {
+    login_url: String,
+    /// `scheme://host:port` of the server, for the `Origin` header.
+    origin: String,
+    username: String,
+    password: String,
+}
+
+async fn login_flood(args: LoginArgs) -> Result<()> {
+    if args.concurrency == 0 || args.duration == 0 {
+        bail!("--concurrency and --duration must be positive");
+    }
+    let base = args.url.trim_end_matches('/').to_owned();
+    let origin = reqwest::Url::parse(&base)
+        .context("--url is not a URL")?
+        .origin()
+        .ascii_serialization();
+    let admin = client(&format!("Bearer {}", args.token))?;
+
+    // Two users: one for the flood, one for the wrong-password run (its account throttle must
+    // not touch the flood's user). The same client IP throttles only on failures, so the flood
+    // runs first and the wrong passwords last.
+    let nonce = OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000_000;
+    let password = format!("Load-bench {nonce} passphrase");
+    let mut targets = Vec::new();
+    for role in ["flood", "wrong"] {
+        let username = format!("loadbench-{role}-{nonce}");
+        send_json(
+            &admin,
+            reqwest::Method::POST,
+            &format!("{base}/admin/v1/users"),
+            &json!({
+                "username": username,
+                "email": format!("{username}@example.com"),
+                "password": password,
+            }),
+        )
+        .await
+        .with_context(|| format!("creating user {username}"))?;
+        targets.push(LoginTarget {
+            login_url: format!("{base}/login"),
+            origin: origin.clone(),
+            username,
+            password: password.clone(),
+        });
+    }
+    let (flood_user, wrong_user) = (targets[0].clone(), targets[1].clone());
+
+    // One login end to end, so a broken flow fails loudly instead of counting as "other".
+    let first = page_client()?;
+    let t = Instant::now();
+    match one_login(&first, &flood_user).await {
+        Ok(LoginOutcome::SignedIn) => {}
+        Ok(other) => bail!("the first login did not sign in: {other:?}"),
+        Err(e) => return Err(e.context("the first login failed")),
+    }
+    println!(
+        "setup: users {} and {} created; one login (GET + POST /login → 303 with a session \
+         cookie) in {}",
+        flood_user.username,
+        wrong_user.username,
+        fmt_ns(t.elapsed().as_nanos() as f64)
+    );
+
+    let length = Duration::from_secs(args.duration);
+    let pause = Duration::from_millis(args.probe_interval_ms);
+    let healthz = format!("{base}/healthz");
+
+    // (a) /healthz, idle.
+    let idle = probe_thread(healthz.clone(), length, pause).await?;
+
+    // (b) + (c): the flood, with the same probe alongside.
+    let probe = probe_thread(healthz, length, pause);
+    let start = Instant::now();
+    let deadline = start + length;
+    let backoff = Duration::from_millis(args.backoff_ms);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.concurrency {
+        let (c, target) = (page_client()?, flood_user.clone());
+        tasks.spawn(async move {
+            let mut t = LoginTally::default();
+            while Instant::now() < deadline {
+                let began = Instant::now();
+                let outcome = one_login(&c, &target).await.unwrap_or(LoginOutcome::Other);
+                t.count(outcome);
+                match outcome {
+                    LoginOutcome::SignedIn => t.samples.push(began.elapsed().as_nanos() as u64),
+                    LoginOutcome::Busy | LoginOutcome::Throttled => {
+                        tokio::time::sleep(backoff).await
+                    }
+                    _ => {}
+                }
+            }
+            t
+        });
+    }
+    let (busy_probe, mut flood) = tokio::join!(probe, async {
+        let mut total = LoginTally::default();
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(t) = r {
+                total.add(t);
+            }
+        }
+        total.elapsed = start.elapsed();
+        total
+    });
+    let busy_probe = busy_probe?;
+
+    // Wrong passwords, one at a time, then the right one for the same account.
+    let c = page_client()?;
+    let mut wrong = LoginTally::default();
+    let bad = LoginTarget {
+        password: format!("{}-wrong", wrong_user.password),
+        ..wrong_user.clone()
+    };
+    for _ in 0..args.wrong_attempts {
+        wrong.count(one_login(&c, &bad).await.unwrap_or(LoginOutcome::Other));
+    }
+    let after = one_login(&c, &wrong_user)
+        .await
+        .unwrap_or(LoginOutcome::Other);
+
+    // Report.
+    println!(
+        "\nlogin flood: {} clients for {} s (each: GET /login, POST /login with the right \
+         password; {} ms pause after a 503/429); /healthz probe: 1 connection, {} ms between \
+         requests; {} CPUs shared by server and load generator",
+        args.concurrency,
+        args.duration,
+        args.backoff_ms,
+        args.probe_interval_ms,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<28} {:>9} {:>9} {:>10} {:>10} {:>7}",
+        "", "requests", "req/s", "p50", "p99", "errors"
+    );
+    let mut p99s = Vec::new();
+    for (label, mut t) in [
+        ("GET /healthz, idle", idle),
+        ("GET /healthz, during flood", busy_probe),
+    ] {
+        let n = t.samples.len();
+        let rate = n as f64 / t.elapsed.as_secs_f64().max(1e-9);
+        let s = Stats::of(&mut t.samples);
+        println!(
+            "{label:<28} {n:>9} {rate:>9.0} {:>10} {:>10} {:>7}",
+            fmt_ns(s.p50_ns),
+            fmt_ns(s.p99_ns),
+            t.errors
+        );
+        p99s.push(s.p99_ns);
+    }
+    let logins = flood.signed_in;
+    let rate = logins as f64 / flood.elapsed.as_secs_f64().max(1e-9);
+    let s = Stats::of(&mut flood.samples);
+    println!(
+        "{:<28} {:>9} {:>9.0} {:>10} {:>10} {:>7}",
+        "logins (GET + POST /login)",
+        logins,
+        rate,
+        fmt_ns(s.p50_ns),
+        fmt_ns(s.p99_ns),
+        flood.other
+    );
+    println!(
+        "logins: {} signed in (303 + session cookie) = {rate:.1} logins/s; 503 busy: {}; \
+         429 throttled: {}; 200 rejected: {}; other: {}",
+        flood.signed_in, flood.busy, flood.throttled, flood.rejected, flood.other
+    );
+    println!(
+        "p99(/healthz during flood) / p99(/healthz idle) = {:.2}",
+        p99s[1] / p99s[0].max(1.0)
+    );
+    println!(
+        "wrong password: {} attempts, one at a time → {} rejected (200), {} throttled (429), \
+         {} busy (503), {} other; then the right password → {after:?}",
+        args.wrong_attempts, wrong.rejected, wrong.throttled, wrong.busy, wrong.other
+    );
+    if flood.other > 0 || flood.rejected > 0 || flood.throttled > 0 {
+        bail!(
+            "{} flood logins failed unexpectedly",
+            flood.other + flood.rejected + flood.throttled
+        );
+    }
+    if wrong.throttled == 0 {
+        bail!("the wrong-password run was never throttled");
+    }
+    Ok(())
+}
+
+/// A client for the pages: no default headers, no redirects followed, no cookie jar.
+fn page_client() -> Result<Client> {
+    Ok(Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// `GET /login` (fresh browser: no cookies), then `POST /login` with the CSRF cookie and field.
+async fn one_login(c: &Client, target: &LoginTarget) -> Result<LoginOutcome> {
+    let page = c.get(&target.login_url).send().await?;
+    if page.status() != StatusCode::OK {
+        bail!("GET /login: {}", page.status());
+    }
+    let cookie = {
+        let set = page
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let (name, value) =
+            find_cookie(set, CSRF_COOKIE).context("GET /login set no CSRF cookie")?;
+        format!("{name}={value}")
+    };
+    let html = page.text().await?;
+    let token = hidden_csrf(&html).context("GET /login has no csrf field")?;
+    let answer = c
+        .post(&target.login_url)
+        .header(ORIGIN, &target.origin)
+        .header(COOKIE, cookie)
+        .form(&[
+            ("csrf", token),
+            ("username", target.username.as_str()),
+            ("password", target.password.as_str()),
+        ])
+        .send()
+        .await?;
+    let status = answer.status().as_u16();
+    let session = find_cookie(
+        answer
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        SESSION_COOKIE,
+    )
+    .is_some();
+    // Read the body so the connection is reused.
+    answer.bytes().await?;
+    Ok(LoginOutcome::of(status, session))
+}
+
+/// `GET url` on one keep-alive connection for `length`, pausing `pause` between requests, on a
+/// thread and runtime of its own so the flood's client tasks never delay a probe.
+async fn probe_thread(url: String, length: Duration, pause: Duration) -> Result<Tally> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("healthz-probe".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(probe(&url, length, pause)));
+            let _ = tx.send(result);
+        })?;
+    rx.await
+        .context("the probe thread ended without a result")?
+}
+
+async fn probe(url: &str, length: Duration, pause: Duration) -> Result<Tally> {
+    let c = page_client()?;
+    let start = Instant::now();
+    let deadline = start + length;
+    let mut t = Tally::default();
+    while Instant::now() < deadline {
+        let began = Instant::now();
+        let ok = match c.get(url).send().await {
+            Ok(r) => r.status() == StatusCode::OK && r.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        if ok {
+            t.samples.push(began.elapsed().as_nanos() as u64);
+        } else {
+            t.errors += 1;
+        }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    t.elapsed = start.elapsed();
+    Ok(t)
 }
