@@ -30,11 +30,17 @@
 //! - **Audit**: every credential event is appended with actor, user, ip, user agent, request id
 //!   and outcome; never a password, code, token or secret.
 //!
-//! Amr values (RFC 8176): `pwd` for the password, `otp` for a TOTP or recovery code, `mfa` when
-//! both were used; `acr` is `"1"` for one factor and `"2"` for two.
+//! - **Passkeys** (WebAuthn, [`crate::webauthn`]): registered from the account page after a
+//!   step-up, used for passwordless sign-in with discoverable credentials, removable; challenges
+//!   are sealed (purpose `"passkey-challenge"`), short-lived and single use.
+//!
+//! Amr values (RFC 8176): `pwd` for the password, `otp` for a TOTP or recovery code, `hwk`/`swk`
+//! plus `user` for a passkey with user verification, `mfa` when two factors were used (a
+//! verified passkey counts as two); `acr` is `"1"` for one factor and `"2"` for two.
 
 mod login;
 mod mfa;
+mod passkeys;
 mod sessions;
 mod users;
 
@@ -58,6 +64,13 @@ use crate::password::{
     HashError, PasswordHasher, PasswordHasherConfig, PasswordPolicy, PasswordRejection,
 };
 use crate::throttle::{LoginThrottle, RetryAfter, ThrottleError};
+use crate::webauthn::ChallengeLedger;
+
+pub use passkeys::{
+    MAX_PASSKEY_NAME_CHARS, PASSKEY_CHALLENGE_TTL, PURPOSE_PASSKEY_CHALLENGE, PasskeyAssertion,
+    PasskeyCeremony, PasskeyRegistration,
+};
+pub use trustgate_store::Passkey;
 
 /// Purpose of sealed TOTP secrets.
 pub const PURPOSE_TOTP_SECRET: &str = "totp-secret";
@@ -357,6 +370,7 @@ struct Inner {
     config: AccountsConfig,
     hasher: PasswordHasher,
     throttle: LoginThrottle,
+    challenges: ChallengeLedger,
 }
 
 impl fmt::Debug for Accounts {
@@ -400,6 +414,7 @@ impl Accounts {
                 config,
                 hasher,
                 throttle,
+                challenges: ChallengeLedger::default(),
             }),
         }
     }

@@ -56,6 +56,7 @@ pub mod password;
 pub mod session_token;
 pub mod throttle;
 pub mod totp;
+pub mod webauthn;
 
 pub use password::{
     HashError, HashParams, HashedPassword, PasswordHasher, PasswordHasherConfig, PasswordPolicy,

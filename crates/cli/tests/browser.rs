@@ -2,7 +2,9 @@
 //! `tests/e2e/package.json`, installed with `npm ci --prefix crates/cli/tests/e2e`) against the
 //! binary. Scenarios: password sign-in and sign-out; authenticator-app enrolment and sign-in with
 //! a TOTP code computed in the script (RFC 6238 over node:crypto) and with a recovery code;
-//! signing another browser's session out from the account page. Screenshots of the login, MFA
+//! signing another browser's session out from the account page; passkeys with Chromium's
+//! virtual authenticator (register two on `/account`, sign out, sign in with a passkey, remove
+//! one). Screenshots of the login, MFA
 //! and account pages go to `target/e2e-artifacts/`.
 //!
 //! Without Chromium, node or the npm packages the test skips with a message saying how to install
@@ -110,7 +112,14 @@ fn pages_in_headless_chromium() {
     scenario(&server, "login_logout.mjs", "erin");
     scenario(&server, "totp.mjs", "tom");
     scenario(&server, "sessions.mjs", "sam");
-    for shot in ["login", "mfa", "account"] {
+    scenario(&server, "passkey.mjs", "pia");
+    for shot in [
+        "login",
+        "mfa",
+        "account",
+        "passkeys-account",
+        "passkey-signed-in",
+    ] {
         let file = artifacts().join(format!("{shot}.png"));
         assert!(file.exists(), "screenshot {} missing", file.display());
     }

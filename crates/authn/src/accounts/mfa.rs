@@ -11,7 +11,7 @@ use super::{
 use crate::totp::{TotpSecret, generate_recovery_codes};
 
 impl Accounts {
-    fn require_recent(&self, current: &CurrentSession) -> Result<(), AccountError> {
+    pub(super) fn require_recent(&self, current: &CurrentSession) -> Result<(), AccountError> {
         if self.is_recent(&current.session) {
             Ok(())
         } else {

@@ -39,7 +39,7 @@ export async function submitLogin(page, base, username, password) {
   await page.goto(`${base}/login`);
   await page.getByLabel('Username or email').fill(username);
   await page.getByLabel('Password', { exact: true }).fill(password);
-  await Promise.all([page.waitForLoadState('load'), page.getByRole('button', { name: 'Sign in' }).click()]);
+  await Promise.all([page.waitForLoadState('load'), page.getByRole('button', { name: 'Sign in', exact: true }).click()]);
 }
 
 /** The path of the page's current URL. */

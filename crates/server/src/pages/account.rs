@@ -91,6 +91,8 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "session_revoked" => "The session was signed out.",
         "sessions_revoked" => "All other sessions were signed out.",
         "reauthenticated" => "Thanks, you can continue.",
+        "passkey_added" => "The passkey was added.",
+        "passkey_removed" => "The passkey was removed.",
         _ => return None,
     })
 }
@@ -123,7 +125,7 @@ fn session_error_text(code: &str) -> Option<&'static str> {
     (code == "session_not_found").then_some("That session no longer exists.")
 }
 
-fn when(at: time::OffsetDateTime) -> String {
+pub(super) fn when(at: time::OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -132,8 +134,27 @@ pub async fn account_page(
     State(state): State<AppState>,
     SignedIn(current): SignedIn,
     Query(outcome): Query<Outcome>,
+    headers: HeaderMap,
 ) -> Response {
     let user = &current.user;
+    let rp = super::passkeys::relying_party(&state, &headers);
+    let passkeys = match state.accounts.list_passkeys(&user.id).await {
+        Ok(list) => list.into_iter().map(super::passkeys::row).collect(),
+        Err(e) => return account_error(e),
+    };
+    let passkey_register = match &rp {
+        Some(rp) if state.accounts.is_recent(&current.session) => {
+            match state
+                .accounts
+                .begin_passkey_registration(&current, rp)
+                .await
+            {
+                Ok(c) => Some(super::passkeys::form_of(c)),
+                Err(e) => return account_error(e),
+            }
+        }
+        _ => None,
+    };
     let sessions = match state.accounts.list_sessions(&user.id).await {
         Ok(sessions) => sessions,
         Err(e) => return account_error(e),
@@ -170,17 +191,21 @@ pub async fn account_page(
         notice,
         password_error: password_error_text(error).map(str::to_owned),
         totp_error: totp_error_text(error).map(str::to_owned),
+        passkeys,
+        passkey_register,
+        passkeys_available: rp.is_some(),
+        passkey_error: super::passkeys::passkey_error_text(error).map(str::to_owned),
     };
     render::html(StatusCode::OK, &page)
 }
 
 /// Whether the form's token belongs to this session.
-fn token_ok(current: &CurrentSession, presented: &str) -> bool {
+pub(super) fn token_ok(current: &CurrentSession, presented: &str) -> bool {
     csrf::session_token_matches(current.token.expose(), presented)
 }
 
 /// 303 to the step-up prompt, coming back to `back` afterwards.
-fn step_up(back: &str) -> Response {
+pub(super) fn step_up(back: &str) -> Response {
     render::see_other(&with_next("/account/reauth", back))
 }
 

@@ -9,7 +9,7 @@ use http::header::{
     X_FRAME_OPTIONS,
 };
 
-/// No scripts at all, styles and images from this origin (images also as `data:` for the TOTP
+/// Scripts only from this origin (the one static passkey script; no inline script), styles and images from this origin (images also as `data:` for the TOTP
 /// QR code), forms only to this origin, never framed, no `<base>`.
 pub const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; \
                        form-action 'self'; base-uri 'none'; object-src 'none'";

@@ -17,6 +17,7 @@ use trustgate_core::Secret;
 use super::cookies::{CookieKind, CookiePolicy};
 use super::csrf;
 use super::next::safe_next;
+use super::passkeys::passkey_login_form;
 use super::render::{self, LoginPage, MfaPage};
 use super::session::{
     Ctx, PageForm, SameOrigin, account_error, cookie_policy, forbidden, form_token, login_url,
@@ -66,7 +67,10 @@ pub struct TokenForm {
 }
 
 /// The pre-login CSRF token of this browser, and the cookie to set if it is new.
-fn form_csrf(policy: CookiePolicy, headers: &HeaderMap) -> (String, Option<http::HeaderValue>) {
+pub(super) fn form_csrf(
+    policy: CookiePolicy,
+    headers: &HeaderMap,
+) -> (String, Option<http::HeaderValue>) {
     match form_token(policy, headers) {
         Some(token) => (token.to_owned(), None),
         None => {
@@ -98,6 +102,7 @@ pub async fn login_page(
         username: String::new(),
         error: None,
         notice: None,
+        passkey: passkey_login_form(&state, &headers),
     };
     with_cookies(render::html(StatusCode::OK, &page), cookie)
 }
@@ -125,6 +130,7 @@ pub async fn login_submit(
                 username: username.clone(),
                 error: Some(INVALID_CREDENTIALS.into()),
                 notice: None,
+                passkey: passkey_login_form(&state, &headers),
             },
         )
     };
@@ -153,7 +159,7 @@ pub async fn login_submit(
 }
 
 /// Ends the session whose cookie came with a login request, if any (fixation defence).
-async fn end_presented_session(
+pub(super) async fn end_presented_session(
     state: &AppState,
     policy: CookiePolicy,
     headers: &HeaderMap,
@@ -167,7 +173,7 @@ async fn end_presented_session(
 }
 
 /// 303 to `next` with the new session cookie; the pending-login cookie is deleted.
-fn signed_in(policy: CookiePolicy, issued: &IssuedSession, next: &str) -> Response {
+pub(super) fn signed_in(policy: CookiePolicy, issued: &IssuedSession, next: &str) -> Response {
     let session = policy.set(CookieKind::Session, issued.token.expose(), None);
     with_cookies(
         render::see_other(next),

@@ -1,7 +1,9 @@
 //! Server-rendered pages for people: sign in (password, then a second factor when enrolled),
-//! sign out, and the account page (profile, password, authenticator app, sessions), with a
-//! step-up prompt before sensitive changes. They work without JavaScript (the pages contain
-//! none, and the CSP forbids it) and are plain accessible HTML: every input has a label, errors
+//! sign out, and the account page (profile, password, authenticator app, passkeys, sessions),
+//! with a step-up prompt before sensitive changes. They work without JavaScript except for
+//! passkeys, where WebAuthn needs it: one static script (`/static/passkey.js`, no inline script,
+//! the CSP allows scripts from this origin only) fills hidden form fields with the
+//! authenticator's answer and submits the form. Otherwise they are plain accessible HTML: every input has a label, errors
 //! are announced (`role="alert"`) and tied to their fields (`aria-describedby`,
 //! `aria-invalid`).
 //!
@@ -17,7 +19,8 @@
 //! | `POST /account/password`, `/account/totp`, `/account/totp/confirm`, `/account/totp/remove`, `/account/sessions/{id}/revoke`, `/account/sessions/revoke-others` | the account page's forms |
 //! | `GET /account/totp`, `GET /account/recovery-codes` | enrolment QR code; recovery codes shown once |
 //! | `GET/POST /account/reauth` | step-up: password (and code) again, then back to `next` |
-//! | `GET /static/pages.css` | the one stylesheet |
+//! | `POST /login/passkey`, `POST /account/passkeys`, `POST /account/passkeys/remove` | passkey sign-in, registration, removal ([`passkeys`]) |
+//! | `GET /static/pages.css`, `GET /static/passkey.js` | the one stylesheet, the one script |
 //!
 //! Rules every handler keeps:
 //! - **CSRF** ([`csrf`]): every POST checks the origin and a token before anything else; a
@@ -35,6 +38,7 @@ pub mod csrf;
 pub mod headers;
 pub mod login;
 pub mod next;
+pub mod passkeys;
 pub mod render;
 pub mod session;
 
@@ -47,11 +51,17 @@ use crate::AppState;
 
 /// The stylesheet, compiled in.
 const STYLESHEET: &str = include_str!("../../static/pages.css");
+/// The one script: WebAuthn calls for the passkey forms, compiled in.
+const PASSKEY_JS: &str = include_str!("../../static/passkey.js");
 
 /// The pages' routes with their security headers.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/static/pages.css", get(stylesheet))
+        .route("/static/passkey.js", get(passkey_script))
+        .route("/login/passkey", post(passkeys::login_submit))
+        .route("/account/passkeys", post(passkeys::register_submit))
+        .route("/account/passkeys/remove", post(passkeys::remove_submit))
         .route("/login", get(login::login_page).post(login::login_submit))
         .route("/login/mfa", get(login::mfa_page).post(login::mfa_submit))
         .route("/logout", post(login::logout))
@@ -86,5 +96,15 @@ async fn stylesheet() -> ([(http::HeaderName, HeaderValue); 1], &'static str) {
             HeaderValue::from_static("text/css; charset=utf-8"),
         )],
         STYLESHEET,
+    )
+}
+
+async fn passkey_script() -> ([(http::HeaderName, HeaderValue); 1], &'static str) {
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/javascript; charset=utf-8"),
+        )],
+        PASSKEY_JS,
     )
 }

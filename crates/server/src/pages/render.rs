@@ -20,6 +20,31 @@ pub struct LoginPage {
     pub error: Option<String>,
     /// An informational line (signed out, session expired).
     pub notice: Option<String>,
+    /// The passkey sign-in form, when passkeys can be used on this origin.
+    pub passkey: Option<PasskeyForm>,
+}
+
+/// A WebAuthn ceremony embedded in a form: the options for the browser (JSON, in a `data-`
+/// attribute, escaped like every interpolation) and the sealed state posted back.
+#[derive(Debug, Clone)]
+pub struct PasskeyForm {
+    /// The options as JSON text.
+    pub options: String,
+    /// The sealed state.
+    pub state: String,
+}
+
+/// One row of the passkey list.
+#[derive(Debug, Clone)]
+pub struct PasskeyRow {
+    /// Credential id, base64url.
+    pub id: String,
+    /// The name the user chose.
+    pub name: String,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// RFC 3339 last use, or "never".
+    pub last_used: String,
 }
 
 /// `GET /login/mfa`.
@@ -91,6 +116,14 @@ pub struct AccountPage {
     pub password_error: Option<String>,
     /// Error of the TOTP section.
     pub totp_error: Option<String>,
+    /// Registered passkeys.
+    pub passkeys: Vec<PasskeyRow>,
+    /// The add-a-passkey ceremony, when the session is recent and the origin allows passkeys.
+    pub passkey_register: Option<PasskeyForm>,
+    /// Whether passkeys can be used on this origin at all.
+    pub passkeys_available: bool,
+    /// Error of the passkey section.
+    pub passkey_error: Option<String>,
 }
 
 /// `GET /account/totp`: the QR code and confirmation form.
@@ -276,6 +309,10 @@ mod tests {
             username: "<img src=x onerror=alert(1)>".into(),
             error: Some("<b>x</b>".into()),
             notice: None,
+            passkey: Some(PasskeyForm {
+                options: "{\"challenge\":\"</form><script>\"}".into(),
+                state: "s".into(),
+            }),
         };
         let body = page.render().expect("render");
         assert!(!body.contains("<script>"), "{body}");
