@@ -462,8 +462,12 @@ mod tests {
 
     const PASSWORD: &str = "correct horse battery staple 2026";
 
-    async fn setup() -> (Accounts, ManualClock, CurrentSession, TestDatabase) {
-        let db = TestDatabase::sqlite().await;
+    trustgate_store::test_on_both_backends!(
+        register_login_replay_regression_and_remove,
+        registration_needs_step_up_and_a_fresh_challenge,
+    );
+
+    async fn setup(db: TestDatabase) -> (Accounts, ManualClock, CurrentSession, TestDatabase) {
         let clock = ManualClock::new(OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000));
         let accounts = Accounts::new(
             db.store.clone(),
@@ -539,9 +543,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn register_login_replay_regression_and_remove() {
-        let (accounts, _clock, current, _db) = setup().await;
+    async fn register_login_replay_regression_and_remove(db: TestDatabase) {
+        let (accounts, _clock, current, _db) = setup(db).await;
         let ctx = RequestContext::default();
         let mut a = Authenticator::p256(5);
         let passkey = register(&accounts, &current, &a).await;
@@ -639,9 +642,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn registration_needs_step_up_and_a_fresh_challenge() {
-        let (accounts, clock, current, _db) = setup().await;
+    async fn registration_needs_step_up_and_a_fresh_challenge(db: TestDatabase) {
+        let (accounts, clock, current, _db) = setup(db).await;
         let ctx = RequestContext::default();
         let a = Authenticator::p256(7);
         let ceremony = accounts
