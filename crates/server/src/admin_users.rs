@@ -18,15 +18,12 @@
 //! `password_*` policy codes (400), `busy` and `unavailable` (503). Responses never contain a
 //! password hash, a session id or any other secret.
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use http::StatusCode;
-use http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -39,8 +36,8 @@ use trustgate_core::Secret;
 
 use crate::AppState;
 use crate::auth::AdminPrincipal;
+use crate::client_context::ClientContext;
 use crate::error::ApiError;
-use crate::request_id::RequestId;
 
 /// Users per page when `limit` is not given.
 pub const DEFAULT_PAGE: u32 = 50;
@@ -75,36 +72,6 @@ impl From<AccountError> for ApiError {
                 ApiError::new(status, other.code(), other.to_string())
             }
         }
-    }
-}
-
-/// Where a request came from, for the audit trail: the peer address, `User-Agent` and the
-/// request id. Never fails.
-#[derive(Debug, Clone)]
-pub struct AuditContext(pub RequestContext);
-
-impl<S: Send + Sync> FromRequestParts<S> for AuditContext {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        let user_agent = parts
-            .headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(512).collect());
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .map(|id| id.as_str().to_owned());
-        Ok(AuditContext(RequestContext {
-            ip,
-            user_agent,
-            request_id,
-        }))
     }
 }
 
@@ -191,7 +158,7 @@ struct CreateBody {
 async fn create_user(
     State(state): State<AppState>,
     AdminPrincipal(admin): AdminPrincipal,
-    AuditContext(ctx): AuditContext,
+    ClientContext(ctx): ClientContext,
     payload: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input = body(payload)?;
@@ -278,7 +245,7 @@ struct UpdateBody {
 async fn update_user(
     State(state): State<AppState>,
     AdminPrincipal(admin): AdminPrincipal,
-    AuditContext(ctx): AuditContext,
+    ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
     payload: Result<Json<UpdateBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -300,7 +267,7 @@ async fn update_user(
 async fn delete_user(
     State(state): State<AppState>,
     AdminPrincipal(admin): AdminPrincipal,
-    AuditContext(ctx): AuditContext,
+    ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -327,7 +294,7 @@ async fn set_status(
 async fn disable_user(
     State(state): State<AppState>,
     admin: AdminPrincipal,
-    AuditContext(ctx): AuditContext,
+    ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     set_status(&state, &admin, &ctx, &id, UserStatus::Disabled).await
@@ -336,7 +303,7 @@ async fn disable_user(
 async fn enable_user(
     State(state): State<AppState>,
     admin: AdminPrincipal,
-    AuditContext(ctx): AuditContext,
+    ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     set_status(&state, &admin, &ctx, &id, UserStatus::Active).await
@@ -351,7 +318,7 @@ struct PasswordBody {
 async fn set_password(
     State(state): State<AppState>,
     AdminPrincipal(admin): AdminPrincipal,
-    AuditContext(ctx): AuditContext,
+    ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
     payload: Result<Json<PasswordBody>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -384,7 +351,7 @@ struct RevokeBody {
 async fn revoke_sessions(
     State(state): State<AppState>,
     AdminPrincipal(admin): AdminPrincipal,
-    AuditContext(ctx): AuditContext,
+    ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
     payload: Result<Json<RevokeBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {

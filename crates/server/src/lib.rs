@@ -8,6 +8,7 @@
 //! - [`app`]: shared state and the router with its layers (request id, error shape, metrics,
 //!   timeout, body limit).
 //! - [`error`]: the JSON error shape of trustgate's own APIs.
+//! - [`client_context`]: the client IP, user agent and request id recorded by audit and sessions.
 //! - [`auth`]: extractors that authenticate callers of the management APIs.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`admin`]: the admin JSON API under `/admin/v1`.
@@ -26,6 +27,7 @@ pub mod admin_users;
 pub mod app;
 pub mod auth;
 pub mod bootstrap;
+pub mod client_context;
 pub mod config;
 pub mod error;
 pub mod fga;

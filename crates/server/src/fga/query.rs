@@ -15,6 +15,8 @@ use http::HeaderMap;
 use trustgate_authz::engine::{self, EngineError, ErrorCode, UserFilter};
 use trustgate_authz::tuple::TupleKey;
 
+use super::runtime::QueryView;
+use super::wire::Consistency;
 use super::wire::{
     BatchCheckRequest, BatchCheckResponse, BatchCheckSingleResult, CheckError, CheckRequest,
     CheckResponse, ExpandRequest, FgaUser, ListObjectsRequest, ListObjectsResponse,
@@ -63,6 +65,36 @@ impl Audit<'_> {
     }
 }
 
+/// The store a query addresses and how fresh its answer must be, validated before anything is
+/// read: a well-formed store id and, if sent, a readable `X-Consistency-Token`.
+struct QueryTarget<'a> {
+    store_id: &'a str,
+    token: Option<&'a str>,
+}
+
+impl<'a> QueryTarget<'a> {
+    fn new(store_id: &'a str, headers: &'a HeaderMap) -> Result<Self, FgaError> {
+        check_store_id(store_id)?;
+        Ok(Self {
+            store_id,
+            token: consistency_token(headers)?,
+        })
+    }
+
+    /// The tuple snapshot and type system to evaluate against.
+    async fn view(
+        &self,
+        state: &AppState,
+        model_id: &str,
+        consistency: Consistency,
+    ) -> Result<QueryView, FgaError> {
+        state
+            .fga
+            .view(self.store_id, model_id, consistency, self.token)
+            .await
+    }
+}
+
 fn request_id(ext: &Option<Extension<RequestId>>) -> &str {
     ext.as_ref().map(|Extension(id)| id.as_str()).unwrap_or("")
 }
@@ -76,19 +108,12 @@ pub async fn check(
     headers: HeaderMap,
     FgaJson(req): FgaJson<CheckRequest>,
 ) -> Result<Json<CheckResponse>, FgaError> {
-    check_store_id(&store_id)?;
-    let token = consistency_token(&headers)?;
+    let target = QueryTarget::new(&store_id, &headers)?;
     let key = req
         .tuple_key
         .ok_or_else(|| FgaError::validation("invalid CheckRequest.TupleKey: value is required"))?;
-    let view = state
-        .fga
-        .view(
-            &store_id,
-            &req.authorization_model_id,
-            req.consistency,
-            token,
-        )
+    let view = target
+        .view(&state, &req.authorization_model_id, req.consistency)
         .await?;
     let result = engine::check(
         &view.ts,
@@ -138,8 +163,7 @@ pub async fn batch_check(
     headers: HeaderMap,
     FgaJson(req): FgaJson<BatchCheckRequest>,
 ) -> Result<Json<BatchCheckResponse>, FgaError> {
-    check_store_id(&store_id)?;
-    let token = consistency_token(&headers)?;
+    let target = QueryTarget::new(&store_id, &headers)?;
     let max = state.config.authz.max_checks_per_batch;
     if req.checks.is_empty() {
         return Err(FgaError::validation(
@@ -159,14 +183,8 @@ pub async fn batch_check(
         })?;
         keys.push(key);
     }
-    let view = state
-        .fga
-        .view(
-            &store_id,
-            &req.authorization_model_id,
-            req.consistency,
-            token,
-        )
+    let view = target
+        .view(&state, &req.authorization_model_id, req.consistency)
         .await?;
     let items: Vec<engine::BatchCheckItem<'_>> = req
         .checks
@@ -221,19 +239,12 @@ pub async fn expand(
     headers: HeaderMap,
     FgaJson(req): FgaJson<ExpandRequest>,
 ) -> Result<Json<engine::ExpandResponse>, FgaError> {
-    check_store_id(&store_id)?;
-    let token = consistency_token(&headers)?;
+    let target = QueryTarget::new(&store_id, &headers)?;
     let key = req
         .tuple_key
         .ok_or_else(|| FgaError::validation("invalid ExpandRequest.TupleKey: value is required"))?;
-    let view = state
-        .fga
-        .view(
-            &store_id,
-            &req.authorization_model_id,
-            req.consistency,
-            token,
-        )
+    let view = target
+        .view(&state, &req.authorization_model_id, req.consistency)
         .await?;
     let tree = engine::expand(
         &view.ts,
@@ -332,18 +343,11 @@ pub async fn list_objects(
     headers: HeaderMap,
     FgaJson(req): FgaJson<ListObjectsRequest>,
 ) -> Result<Json<ListObjectsResponse>, FgaError> {
-    check_store_id(&store_id)?;
-    let token = consistency_token(&headers)?;
+    let target = QueryTarget::new(&store_id, &headers)?;
     let max = state.config.authz.list_objects_max_results.max(1);
     let paging = paging(req.page_size, &req.continuation_token, max)?;
-    let view = state
-        .fga
-        .view(
-            &store_id,
-            &req.authorization_model_id,
-            req.consistency,
-            token,
-        )
+    let view = target
+        .view(&state, &req.authorization_model_id, req.consistency)
         .await?;
     let stop_after = paging.is_none().then_some(max);
     let (objects, exceeded) = blocking(move || {
@@ -392,22 +396,15 @@ pub async fn list_users(
     headers: HeaderMap,
     FgaJson(req): FgaJson<ListUsersRequest>,
 ) -> Result<Json<ListUsersResponse>, FgaError> {
-    check_store_id(&store_id)?;
-    let token = consistency_token(&headers)?;
+    let target = QueryTarget::new(&store_id, &headers)?;
     let max = state.config.authz.list_users_max_results.max(1);
     let paging = paging(req.page_size, &req.continuation_token, max)?;
     let object = req.object.as_ref().ok_or_else(|| {
         FgaError::validation("invalid ListUsersRequest.Object: value is required")
     })?;
     let object = format!("{}:{}", object.object_type, object.id);
-    let view = state
-        .fga
-        .view(
-            &store_id,
-            &req.authorization_model_id,
-            req.consistency,
-            token,
-        )
+    let view = target
+        .view(&state, &req.authorization_model_id, req.consistency)
         .await?;
     let users = blocking(move || {
         let filters: Vec<UserFilter<'_>> = req

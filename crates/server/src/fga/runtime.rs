@@ -2,12 +2,12 @@
 //!
 //! # Freshness
 //! - A store's index is loaded lazily, on the first query, from
-//!   [`RelationshipStore::load_tuples`] (all tuples plus the changelog `seq` they reflect).
-//! - It is kept fresh by applying [`RelationshipStore::changes_since`] in changelog order:
+//!   [`RelationshipStore::load_tuples`](trustgate_store::RelationshipStore::load_tuples) (all tuples plus the changelog `seq` they reflect).
+//! - It is kept fresh by applying [`RelationshipStore::changes_since`](trustgate_store::RelationshipStore::changes_since) in changelog order:
 //!   - right after a write through this replica (before the write is answered), so a replica
 //!     always reads its own writes;
 //!   - by a background refresher (a tokio task started with the first query) that polls
-//!     [`RelationshipStore::live_store_seqs`] every [`REFRESH_INTERVAL`] and catches up every
+//!     [`RelationshipStore::live_store_seqs`](trustgate_store::RelationshipStore::live_store_seqs) every [`REFRESH_INTERVAL`] and catches up every
 //!     loaded index that is behind, and drops the indexes of deleted stores: this is how writes
 //!     made through other replicas arrive;
 //!   - synchronously, before answering, when the request asks for `HIGHER_CONSISTENCY` (the

@@ -22,10 +22,11 @@ use super::login::INVALID_CODE;
 use super::next::safe_next;
 use super::render::{self, AccountPage, ReauthPage, RecoveryCodesPage, SessionRow, TotpSetupPage};
 use super::session::{
-    Ctx, Flash, PageForm, SameOrigin, SignedIn, account_error, cookie_policy, forbidden,
-    with_cookies, with_next,
+    Flash, PageForm, SameOrigin, SignedIn, account_error, cookie_policy, forbidden, with_cookies,
+    with_next,
 };
 use crate::AppState;
+use crate::client_context::ClientContext;
 
 /// `?done=` / `?error=` on `/account` and `/account/totp`.
 #[derive(Debug, Deserialize)]
@@ -214,7 +215,7 @@ pub async fn change_password(
     _: SameOrigin,
     State(state): State<AppState>,
     SignedIn(current): SignedIn,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     PageForm(form): PageForm<PasswordForm>,
 ) -> Response {
     if !token_ok(&current, &form.csrf) {
@@ -311,7 +312,7 @@ pub async fn totp_confirm(
     _: SameOrigin,
     State(state): State<AppState>,
     SignedIn(current): SignedIn,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     PageForm(form): PageForm<CodeForm>,
 ) -> Response {
     if !token_ok(&current, &form.csrf) {
@@ -366,7 +367,7 @@ pub async fn totp_remove(
     _: SameOrigin,
     State(state): State<AppState>,
     SignedIn(current): SignedIn,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     PageForm(form): PageForm<TokenForm>,
 ) -> Response {
     if !token_ok(&current, &form.csrf) {
@@ -385,7 +386,7 @@ pub async fn revoke_session(
     _: SameOrigin,
     State(state): State<AppState>,
     SignedIn(current): SignedIn,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     Path(session_id): Path<String>,
     PageForm(form): PageForm<TokenForm>,
 ) -> Response {
@@ -421,7 +422,7 @@ pub async fn revoke_other_sessions(
     _: SameOrigin,
     State(state): State<AppState>,
     SignedIn(current): SignedIn,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     PageForm(form): PageForm<TokenForm>,
 ) -> Response {
     if !token_ok(&current, &form.csrf) {
@@ -463,7 +464,7 @@ pub async fn reauth_submit(
     _: SameOrigin,
     State(state): State<AppState>,
     SignedIn(current): SignedIn,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     PageForm(form): PageForm<ReauthForm>,
 ) -> Response {
     if !token_ok(&current, &form.csrf) {

@@ -20,10 +20,11 @@ use super::next::safe_next;
 use super::passkeys::passkey_login_form;
 use super::render::{self, LoginPage, MfaPage};
 use super::session::{
-    Ctx, PageForm, SameOrigin, account_error, cookie_policy, forbidden, form_token, login_url,
+    PageForm, SameOrigin, account_error, cookie_policy, forbidden, form_token, login_url,
     with_cookies, with_next,
 };
 use crate::AppState;
+use crate::client_context::ClientContext;
 
 /// The message of every failed password attempt.
 pub const INVALID_CREDENTIALS: &str = "Incorrect username or password.";
@@ -84,7 +85,7 @@ pub(super) fn form_csrf(
 /// `GET /login`: the form. A browser already signed in goes straight on to `next`.
 pub async fn login_page(
     State(state): State<AppState>,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     Query(query): Query<NextQuery>,
     headers: HeaderMap,
 ) -> Response {
@@ -111,7 +112,7 @@ pub async fn login_page(
 pub async fn login_submit(
     _: SameOrigin,
     State(state): State<AppState>,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     headers: HeaderMap,
     PageForm(form): PageForm<LoginForm>,
 ) -> Response {
@@ -232,7 +233,7 @@ pub fn classify_code(code: &str) -> Option<SecondFactor> {
 pub async fn mfa_submit(
     _: SameOrigin,
     State(state): State<AppState>,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     headers: HeaderMap,
     PageForm(form): PageForm<MfaForm>,
 ) -> Response {
@@ -276,7 +277,7 @@ pub async fn mfa_submit(
 pub async fn logout(
     _: SameOrigin,
     State(state): State<AppState>,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     headers: HeaderMap,
     PageForm(form): PageForm<TokenForm>,
 ) -> Response {

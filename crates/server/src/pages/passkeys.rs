@@ -28,9 +28,10 @@ use super::login::{end_presented_session, signed_in};
 use super::next::safe_next;
 use super::render::{self, LoginPage, PasskeyForm, PasskeyRow};
 use super::session::{
-    Ctx, PageForm, SameOrigin, SignedIn, account_error, cookie_policy, forbidden, form_token,
+    PageForm, SameOrigin, SignedIn, account_error, cookie_policy, forbidden, form_token,
 };
 use crate::AppState;
+use crate::client_context::ClientContext;
 
 /// The message of every failed passkey sign-in.
 pub const PASSKEY_FAILED: &str =
@@ -127,7 +128,7 @@ pub struct LoginForm {
 pub async fn login_submit(
     _: SameOrigin,
     State(state): State<AppState>,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     headers: HeaderMap,
     PageForm(form): PageForm<LoginForm>,
 ) -> Response {
@@ -214,7 +215,7 @@ pub async fn register_submit(
     _: SameOrigin,
     State(state): State<AppState>,
     SignedIn(current): SignedIn,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     headers: HeaderMap,
     PageForm(form): PageForm<RegisterForm>,
 ) -> Response {
@@ -277,7 +278,7 @@ pub async fn remove_submit(
     _: SameOrigin,
     State(state): State<AppState>,
     SignedIn(current): SignedIn,
-    Ctx(ctx): Ctx,
+    ClientContext(ctx): ClientContext,
     PageForm(form): PageForm<RemoveForm>,
 ) -> Response {
     if !token_ok(&current, &form.csrf) {

@@ -1,64 +1,31 @@
 //! What every page handler needs from a request: who is signed in ([`SignedIn`]), where the
-//! request came from ([`request_context`]), the form ([`PageForm`]), and how an
+//! request came from ([`crate::client_context`]), the form ([`PageForm`]), and how an
 //! [`AccountError`] becomes a page ([`account_error`]). Also the sealed flash cookie that carries
 //! one-time secrets across a 303 ([`Flash`]).
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
-use http::header::{SET_COOKIE, USER_AGENT};
+use http::header::SET_COOKIE;
 use http::request::Parts;
 use http::{HeaderMap, Method};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
-use trustgate_authn::accounts::{AccountError, CurrentSession, RequestContext};
+use trustgate_authn::accounts::{AccountError, CurrentSession};
 use trustgate_core::SealingKey;
 use trustgate_store::StoreError;
 
 use super::cookies::{CookieKind, CookiePolicy};
 use super::render;
 use crate::AppState;
-use crate::request_id::RequestId;
+use crate::client_context::request_context;
 
 /// The cookie policy in effect.
 pub fn cookie_policy(state: &AppState) -> CookiePolicy {
     CookiePolicy::new(state.config.pages.insecure_dev_cookies)
-}
-
-/// Client address, user agent and request id, for throttling and the audit trail.
-pub fn request_context(parts: &Parts) -> RequestContext {
-    RequestContext {
-        ip: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip()),
-        user_agent: parts
-            .headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(256).collect()),
-        request_id: parts
-            .extensions
-            .get::<RequestId>()
-            .map(|id| id.as_str().to_owned()),
-    }
-}
-
-/// The request's client context (as an extractor).
-#[derive(Debug, Clone)]
-pub struct Ctx(pub RequestContext);
-
-impl<S: Send + Sync> FromRequestParts<S> for Ctx {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Ctx(request_context(parts)))
-    }
 }
 
 /// A live session, found from the session cookie. Without one, a `GET` is redirected to
