@@ -26,6 +26,7 @@
 
 pub mod accounts;
 mod error;
+pub mod oauth;
 pub mod postgres;
 pub mod relationships;
 pub mod service_accounts;
@@ -44,6 +45,11 @@ pub use accounts::{
     TotpCredential, User, UserPage, UserStatus, UserStore, UserUpdate,
 };
 pub use error::StoreError;
+pub use oauth::{
+    AuthorizationCode, ClientPage, ClientStore, CodeRedemption, Consent, DeviceAuthorization,
+    DevicePoll, DeviceStatus, Grant, GrantStore, KeyRetirement, OAuthClient, PushedRequest,
+    RefreshRotation, RefreshToken, SigningKey, SigningKeyStore,
+};
 pub use relationships::{
     FgaStore, OnDuplicate, OnMissing, RelationshipStore, StoredModel, StoredTuple,
     TupleChangeRecord, TupleFilter, TupleOperation, TupleRecord, TupleSnapshot, TupleWriteError,
