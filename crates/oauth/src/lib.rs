@@ -6,6 +6,12 @@
 //! the parameter types here and the outcomes here into responses, so every rule can be tested
 //! without a socket, and the gateway can reuse the verification side.
 
+pub mod device;
+pub mod discovery;
+pub mod endpoints;
 pub mod error;
+pub mod pkce;
+pub mod scope;
 
+pub use endpoints::Endpoints;
 pub use error::{ErrorCode, OAuthError};
