@@ -299,7 +299,7 @@ pub enum DevicePoll {
     /// The user denied.
     Denied,
     /// The user approved: now marked redeemed (exactly one poll gets this).
-    Approved(DeviceAuthorization),
+    Approved(Box<DeviceAuthorization>),
     /// Tokens were issued already.
     AlreadyRedeemed,
 }
