@@ -295,7 +295,6 @@ pub struct DeviceAuthorization {
 
 /// The result of [`GrantStore::poll_device_authorization`].
 #[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)] // returned once per poll; the agreed API has no Box
 pub enum DevicePoll {
     /// No such device code for this client.
     Unknown,
@@ -309,7 +308,7 @@ pub enum DevicePoll {
     Denied,
     /// The user approved: now marked redeemed (exactly one poll gets this). The authorization
     /// is returned as now stored (status [`DeviceStatus::Redeemed`]).
-    Approved(DeviceAuthorization),
+    Approved(Box<DeviceAuthorization>),
     /// Tokens were issued already.
     AlreadyRedeemed,
 }

@@ -1409,7 +1409,7 @@ async fn device_authorization_life(db: TestDatabase) {
     };
     assert_eq!(
         poll(&db, &digest, "tv", at(45)).await,
-        DevicePoll::Approved(approved)
+        DevicePoll::Approved(Box::new(approved))
     );
     assert_eq!(
         poll(&db, &digest, "tv", at(70)).await,

@@ -877,7 +877,7 @@ impl GrantStore for PostgresStore {
                 .await?;
                 // The row is locked, so this is always there; the condition is a second guard.
                 match row {
-                    Some(row) => DevicePoll::Approved(device_from_row(&row)?),
+                    Some(row) => DevicePoll::Approved(Box::new(device_from_row(&row)?)),
                     None => return Ok(DevicePoll::AlreadyRedeemed),
                 }
             }
