@@ -1,0 +1,103 @@
+//! A real relying party drives trustgate's OAuth 2.0 / OpenID Connect provider end to end:
+//! `openid-client` 6 (OpenID-certified) and `jose` from npm, with headless Chromium for the
+//! pages, in `tests/e2e/oidc_rp.mjs`. Discovery; authorization code + PKCE through the login and
+//! consent pages; ID token checked against the JWKS; userinfo; introspection; refresh rotation
+//! and reuse detection; `max_age` re-authentication; signing-key rotation in the middle of the
+//! session with every token still verifying; revocation; client credentials; the device flow
+//! through `/device`; RP-initiated logout with a back-channel logout token; `prompt=none`
+//! without a session.
+//!
+//! Skips (or fails under `TRUSTGATE_REQUIRE_BROWSER_TESTS=1`) like `browser.rs` when Chromium or
+//! the npm packages are missing.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+use support::{Running, http, run};
+
+const TOKEN: &str = "tg_admin_oidc_rp_tests_0123456789abcdefghijklm";
+const PASSWORD: &str = "a long relying party passphrase 2026";
+const E2E: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e");
+
+fn chromium() -> PathBuf {
+    std::env::var_os("TRUSTGATE_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+fn available() -> bool {
+    let mut missing = Vec::new();
+    if !chromium().exists() {
+        missing.push("Chromium (sudo apt-get install -y chromium chromium-driver)".to_owned());
+    }
+    for package in ["playwright-core", "openid-client", "jose"] {
+        if !Path::new(E2E).join("node_modules").join(package).exists() {
+            missing.push(format!("{package} (npm ci --prefix crates/cli/tests/e2e)"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("TRUSTGATE_REQUIRE_BROWSER_TESTS").as_deref() != Ok("1"),
+        "TRUSTGATE_REQUIRE_BROWSER_TESTS=1 but missing: {}",
+        missing.join("; ")
+    );
+    eprintln!(
+        "skipping the relying-party test; missing: {} (or run scripts/ci-setup.sh)",
+        missing.join("; ")
+    );
+    false
+}
+
+#[test]
+fn openid_client_drives_every_flow() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Running::start(
+        dir.path(),
+        &[],
+        &[
+            ("TRUSTGATE_BOOTSTRAP_TOKEN", TOKEN),
+            ("TRUSTGATE_OAUTH__REFRESH_GRACE_SECS", "1"),
+            ("TRUSTGATE_OAUTH__KEY_PUBLISH_AHEAD_SECS", "2"),
+            ("TRUSTGATE_OAUTH__DEVICE_POLL_INTERVAL_SECS", "1"),
+        ],
+    );
+    let username = "rita";
+    let response = http()
+        .post(format!("{}/admin/v1/users", server.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({
+            "username": username,
+            "email": format!("{username}@example.com"),
+            "password": PASSWORD,
+        }))
+        .send()
+        .expect("create user");
+    assert!(response.status().is_success(), "create user: {}", response.status());
+
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-artifacts");
+    let mut cmd = Command::new("node");
+    cmd.arg(Path::new(E2E).join("oidc_rp.mjs"))
+        .arg(&server.base)
+        .arg(username)
+        .arg(PASSWORD)
+        .arg(&artifacts)
+        .env("TRUSTGATE_CHROMIUM", chromium())
+        .env("TRUSTGATE_ADMIN_TOKEN", TOKEN);
+    let out = run(cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "oidc_rp.mjs failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("OK: "), "{stdout}\n{stderr}");
+    for shot in ["consent", "device"] {
+        let file = artifacts.join(format!("{shot}.png"));
+        assert!(file.exists(), "screenshot {} missing", file.display());
+    }
+}

@@ -1,0 +1,224 @@
+//! The machine endpoints: discovery, token, PAR, device authorization, introspection,
+//! revocation and userinfo.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::header::{CACHE_CONTROL, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use trustgate_oauth::{ErrorCode, OAuthError};
+
+use super::{OAuthForm, credentials, no_store_json, oauth_context, oauth_error, used_basic};
+use crate::AppState;
+use crate::client_context::ClientContext;
+
+/// `GET /.well-known/openid-configuration` and `/.well-known/oauth-authorization-server`.
+pub async fn discovery(State(state): State<AppState>) -> Response {
+    (
+        [(CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"))],
+        axum::Json(state.oauth.discovery()),
+    )
+        .into_response()
+}
+
+/// `POST /oauth2/token`.
+pub async fn token(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Response {
+    let basic = used_basic(&headers);
+    let presented = match credentials(&headers, &params) {
+        Ok(c) => c,
+        Err(e) => return oauth_error(&e, basic),
+    };
+    match state
+        .oauth
+        .token(&params, &presented, &oauth_context(&ctx))
+        .await
+    {
+        Ok(response) => no_store_json(&response),
+        Err(e) => oauth_error(&e, basic),
+    }
+}
+
+/// `POST /oauth2/par` (RFC 9126 §2): 201 with the `request_uri`.
+pub async fn par(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Response {
+    let basic = used_basic(&headers);
+    let presented = match credentials(&headers, &params) {
+        Ok(c) => c,
+        Err(e) => return oauth_error(&e, basic),
+    };
+    match state.oauth.push(&params, &presented).await {
+        Ok(pushed) => {
+            let mut response = no_store_json(&pushed);
+            *response.status_mut() = StatusCode::CREATED;
+            response
+        }
+        Err(e) => oauth_error(&e, basic),
+    }
+}
+
+/// `POST /oauth2/device_authorization` (RFC 8628 §3.1).
+pub async fn device_authorization(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Response {
+    let basic = used_basic(&headers);
+    let presented = match credentials(&headers, &params) {
+        Ok(c) => c,
+        Err(e) => return oauth_error(&e, basic),
+    };
+    match state.oauth.device_authorize(&params, &presented).await {
+        Ok(response) => no_store_json(&response),
+        Err(e) => oauth_error(&e, basic),
+    }
+}
+
+/// `POST /oauth2/introspect` (RFC 7662).
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Response {
+    let basic = used_basic(&headers);
+    let presented = match credentials(&headers, &params) {
+        Ok(c) => c,
+        Err(e) => return oauth_error(&e, basic),
+    };
+    match state.oauth.introspect(&params, &presented).await {
+        Ok(body) => no_store_json(&body),
+        Err(e) => oauth_error(&e, basic),
+    }
+}
+
+/// `POST /oauth2/revoke` (RFC 7009): 200 with an empty body, also for unknown tokens.
+pub async fn revoke(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Response {
+    let basic = used_basic(&headers);
+    let presented = match credentials(&headers, &params) {
+        Ok(c) => c,
+        Err(e) => return oauth_error(&e, basic),
+    };
+    match state
+        .oauth
+        .revoke(&params, &presented, &oauth_context(&ctx))
+        .await
+    {
+        Ok(()) => (
+            StatusCode::OK,
+            [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        )
+            .into_response(),
+        Err(e) => oauth_error(&e, basic),
+    }
+}
+
+/// `GET /oidc/userinfo`: the bearer token from the `Authorization` header.
+pub async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match bearer(&headers) {
+        Ok(Some(token)) => userinfo(&state, &token).await,
+        Ok(None) => bearer_challenge(None),
+        Err(e) => bearer_challenge(Some(&e)),
+    }
+}
+
+/// `POST /oidc/userinfo`: the bearer token from the header or, per RFC 6750 §2.2, the form
+/// field `access_token` (never both).
+pub async fn userinfo_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let from_header = match bearer(&headers) {
+        Ok(t) => t,
+        Err(e) => return bearer_challenge(Some(&e)),
+    };
+    let from_body = match super::parse_params(&body) {
+        Ok(params) => params.get("access_token").map(str::to_owned),
+        Err(e) => return bearer_challenge(Some(&e)),
+    };
+    match (from_header, from_body) {
+        (Some(_), Some(_)) => bearer_challenge(Some(&OAuthError::invalid_request(
+            "present the access token once",
+        ))),
+        (Some(token), None) | (None, Some(token)) => userinfo(&state, &token).await,
+        (None, None) => bearer_challenge(None),
+    }
+}
+
+async fn userinfo(state: &AppState, token: &str) -> Response {
+    match state.oauth.userinfo(token).await {
+        Ok(claims) => no_store_json(&claims),
+        Err(e) if matches!(e.code, ErrorCode::InvalidToken | ErrorCode::InsufficientScope) => {
+            bearer_challenge(Some(&e))
+        }
+        Err(e) => oauth_error(&e, false),
+    }
+}
+
+/// The `Authorization: Bearer` token, if the header is present.
+fn bearer(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim().to_owned()))
+        }
+        _ => Err(OAuthError::invalid_request(
+            "the Authorization header must be a Bearer token",
+        )),
+    }
+}
+
+/// RFC 6750 §3: 401 with `WWW-Authenticate: Bearer` (and the error when there is one; 403 for
+/// `insufficient_scope`, 400 for `invalid_request`).
+fn bearer_challenge(error: Option<&OAuthError>) -> Response {
+    let (status, challenge) = match error {
+        None => (
+            StatusCode::UNAUTHORIZED,
+            "Bearer realm=\"trustgate\"".to_owned(),
+        ),
+        Some(e) => {
+            let status = match e.code {
+                ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+                ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            let description: String = e
+                .description
+                .chars()
+                .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+                .collect();
+            (
+                status,
+                format!(
+                    "Bearer realm=\"trustgate\", error=\"{}\", error_description=\"{description}\"",
+                    e.code.as_str()
+                ),
+            )
+        }
+    };
+    let mut response = match error {
+        Some(e) => oauth_error(e, false),
+        None => (StatusCode::UNAUTHORIZED, [(CACHE_CONTROL, HeaderValue::from_static("no-store"))]).into_response(),
+    };
+    *response.status_mut() = status;
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}

@@ -1,0 +1,128 @@
+//! JWK Sets registered by clients (for `private_key_jwt`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::DecodingKey;
+use serde_json::Value;
+
+use crate::keys::KeyError;
+use crate::{Algorithm, KeyResolver, VerificationKey};
+
+/// Smallest accepted RSA modulus, in bytes (2048 bits).
+const MIN_RSA_MODULUS_BYTES: usize = 256;
+/// Most keys accepted in one set.
+const MAX_KEYS: usize = 32;
+
+/// A resolver over a JWK Set document. Accepts only public keys with a `kid`: EC P-256 (ES256),
+/// OKP Ed25519 (EdDSA) and RSA of at least 2048 bits (RS256). A key's algorithm is its `alg` if
+/// given (which must then fit its type), else the one its type allows. Private keys (a `d`
+/// member) and symmetric keys are refused: a client registering those has made a mistake that
+/// must not go unnoticed.
+#[derive(Clone, Default)]
+pub struct JwkSetResolver {
+    keys: HashMap<String, VerificationKey>,
+}
+
+impl std::fmt::Debug for JwkSetResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwkSetResolver")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl JwkSetResolver {
+    /// Parses `{"keys": [...]}`.
+    pub fn from_json(jwks: &Value) -> Result<Self, KeyError> {
+        let invalid = |why: String| KeyError::InvalidJwks(why);
+        let keys = jwks
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid("expected an object with a \"keys\" array".into()))?;
+        if keys.is_empty() || keys.len() > MAX_KEYS {
+            return Err(invalid(format!("expected 1 to {MAX_KEYS} keys")));
+        }
+        let mut out = HashMap::new();
+        for (index, key) in keys.iter().enumerate() {
+            let at = |why: &str| invalid(format!("key {index}: {why}"));
+            let field = |name: &str| key.get(name).and_then(Value::as_str);
+            let kid = field("kid").ok_or_else(|| at("kid is required"))?;
+            if key.get("d").is_some() {
+                return Err(at("is a private key; register only the public key"));
+            }
+            if let Some(usage) = field("use")
+                && usage != "sig"
+            {
+                return Err(at("use must be sig"));
+            }
+            let (algorithm, decoding) = match field("kty") {
+                Some("EC") => {
+                    if field("crv") != Some("P-256") {
+                        return Err(at("only the P-256 curve is accepted for EC keys"));
+                    }
+                    let (x, y) = field("x")
+                        .zip(field("y"))
+                        .ok_or_else(|| at("x and y are required"))?;
+                    (
+                        Algorithm::ES256,
+                        DecodingKey::from_ec_components(x, y).map_err(|_| at("bad EC key"))?,
+                    )
+                }
+                Some("OKP") => {
+                    if field("crv") != Some("Ed25519") {
+                        return Err(at("only Ed25519 is accepted for OKP keys"));
+                    }
+                    let x = field("x").ok_or_else(|| at("x is required"))?;
+                    (
+                        Algorithm::EdDSA,
+                        DecodingKey::from_ed_components(x).map_err(|_| at("bad Ed25519 key"))?,
+                    )
+                }
+                Some("RSA") => {
+                    let (n, e) = field("n")
+                        .zip(field("e"))
+                        .ok_or_else(|| at("n and e are required"))?;
+                    let modulus = URL_SAFE_NO_PAD
+                        .decode(n)
+                        .map_err(|_| at("n is not base64url"))?;
+                    let significant = modulus.iter().skip_while(|b| **b == 0).count();
+                    if significant < MIN_RSA_MODULUS_BYTES {
+                        return Err(at("RSA keys must have at least 2048 bits"));
+                    }
+                    (
+                        Algorithm::RS256,
+                        DecodingKey::from_rsa_components(n, e).map_err(|_| at("bad RSA key"))?,
+                    )
+                }
+                _ => return Err(at("kty must be EC, OKP or RSA")),
+            };
+            if let Some(alg) = field("alg")
+                && alg != algorithm.as_str()
+            {
+                return Err(at("alg does not fit the key type (EdDSA, ES256 or RS256)"));
+            }
+            if out
+                .insert(
+                    kid.to_owned(),
+                    VerificationKey {
+                        algorithm,
+                        key: Arc::new(decoding),
+                    },
+                )
+                .is_some()
+            {
+                return Err(at("kid is repeated"));
+            }
+        }
+        Ok(Self { keys: out })
+    }
+}
+
+impl KeyResolver for JwkSetResolver {
+    fn resolve(&self, kid: &str) -> Option<VerificationKey> {
+        self.keys.get(kid).cloned()
+    }
+}
