@@ -462,11 +462,11 @@ pub(crate) fn user_not_found(id: &str) -> StoreError {
     StoreError::NotFound(format!("user {}", crate::relationships::shorten(id)))
 }
 
-fn check_optional(what: &str, value: Option<&str>) -> Result<(), StoreError> {
+pub(crate) fn check_optional(what: &str, value: Option<&str>) -> Result<(), StoreError> {
     value.map_or(Ok(()), |v| check_input(what, v))
 }
 
-fn check_bytes(what: &str, value: &[u8], max: usize) -> Result<(), StoreError> {
+pub(crate) fn check_bytes(what: &str, value: &[u8], max: usize) -> Result<(), StoreError> {
     if value.is_empty() {
         return Err(StoreError::InvalidInput(format!(
             "{what} must not be empty"
@@ -481,7 +481,10 @@ fn check_bytes(what: &str, value: &[u8], max: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn json_object_text(what: &str, value: &Map<String, Value>) -> Result<String, StoreError> {
+pub(crate) fn json_object_text(
+    what: &str,
+    value: &Map<String, Value>,
+) -> Result<String, StoreError> {
     json_text(what, value, MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
 }
 

@@ -11,6 +11,11 @@
 //!   case-insensitively unique usernames and emails, password hashes), server-side sessions
 //!   looked up by the digest of their secret, second factors (TOTP with atomic replay defence,
 //!   recovery codes, passkeys) and the audit trail of credential events (see [`accounts`]).
+//! - [`SigningKeyStore`], [`ClientStore`], [`GrantStore`]: the OAuth 2.0 / OpenID Connect
+//!   provider's signing keys, registered clients, and the artifacts of grants (authorization
+//!   codes, grants and their refresh tokens, consents, device authorizations, pushed requests,
+//!   assertion ids, revoked access tokens, per-user token versions), with every consuming
+//!   operation atomic (see [`oauth`]).
 //!
 //! Each backend implements every trait in its own module with its own migrations:
 //!
@@ -109,6 +114,9 @@ pub trait Store:
     + SessionStore
     + MfaStore
     + AuditStore
+    + SigningKeyStore
+    + ClientStore
+    + GrantStore
     + fmt::Debug
     + Send
     + Sync

@@ -18,6 +18,9 @@
 //!   code, recording an assertion `jti`) is one atomic statement or transaction: of concurrent
 //!   calls exactly one wins.
 //!
+//! Every `expires_at` is the first instant at which the thing is dead: it is live while
+//! `now < expires_at`, and purges delete it once `expires_at <= now`.
+//!
 //! A *grant* is one authorization of one client by one user (or by the client itself): the family
 //! that refresh tokens descend from. Revoking the grant kills every refresh token of the family,
 //! and access tokens that name the grant (`gid`) stop introspecting as active.
@@ -28,6 +31,11 @@ use time::{Duration, OffsetDateTime};
 use trustgate_core::TokenDigest;
 
 use crate::StoreError;
+use crate::accounts::{
+    MAX_JSON_BYTES, UserStatus, check_bytes, check_optional, json_object_text, status_from_db,
+    user_not_found,
+};
+use crate::relationships::{check_input, json_text, normalize_time, shorten};
 
 /// A JWS signing key.
 #[derive(Debug, Clone, PartialEq)]
@@ -298,7 +306,8 @@ pub enum DevicePoll {
     SlowDown,
     /// The user denied.
     Denied,
-    /// The user approved: now marked redeemed (exactly one poll gets this).
+    /// The user approved: now marked redeemed (exactly one poll gets this). The authorization
+    /// is returned as now stored (status [`DeviceStatus::Redeemed`]).
     Approved(DeviceAuthorization),
     /// Tokens were issued already.
     AlreadyRedeemed,
@@ -358,8 +367,8 @@ pub trait GrantStore {
     ) -> Result<Vec<Grant>, StoreError>;
 
     /// Revokes every live grant of the user and increments the user's token version, in one
-    /// transaction; returns how many grants. Used when a user is disabled or logs out
-    /// everywhere.
+    /// transaction; returns how many grants (0 for an unknown user). Used when a user is disabled
+    /// or logs out everywhere.
     async fn revoke_user_grants(
         &self,
         user_id: &str,
@@ -376,7 +385,9 @@ pub trait GrantStore {
     ) -> Result<Option<(RefreshToken, Grant)>, StoreError>;
 
     /// Exchanges the refresh token `old` (which must belong to `client_id`) for `new`, which
-    /// expires at `new_expires_at`. See [`RefreshRotation`] for the outcomes; all are atomic.
+    /// expires at `new_expires_at` or at the grant's `expires_at` if that is earlier. See
+    /// [`RefreshRotation`] for the outcomes; all are atomic. A rotated token stays rotated at its
+    /// first rotation time, so the grace period does not stretch with every concurrent refresh.
     async fn rotate_refresh_token(
         &self,
         old: &TokenDigest,
@@ -394,14 +405,16 @@ pub trait GrantStore {
         client_id: &str,
     ) -> Result<Option<Consent>, StoreError>;
 
-    /// Creates or replaces the consent (the caller merges scopes).
+    /// Creates or replaces the consent (the caller merges scopes). Replacing keeps the stored
+    /// `created_at` (first granted). Unknown client or user is [`StoreError::NotFound`].
     async fn put_consent(&self, consent: &Consent) -> Result<(), StoreError>;
 
     /// The user's consents, by client id.
     async fn list_consents(&self, user_id: &str) -> Result<Vec<Consent>, StoreError>;
 
     /// Withdraws the user's consent to the client and revokes the user's live grants to that
-    /// client, in one transaction; `false` if there was no consent.
+    /// client, in one transaction; `false` if there was no consent (live grants are revoked all
+    /// the same: withdrawing access never leaves a grant behind).
     async fn delete_consent(
         &self,
         user_id: &str,
@@ -410,7 +423,10 @@ pub trait GrantStore {
     ) -> Result<bool, StoreError>;
 
     /// Stores a device authorization under the digest of its device code. A `user_code` that an
-    /// unexpired authorization already uses is [`StoreError::Conflict`] (the caller draws again).
+    /// unexpired authorization already uses is [`StoreError::Conflict`]
+    /// [`USER_CODE_TAKEN`] (the caller draws again); an authorization holding it that has expired
+    /// by `authorization.created_at` is deleted in the same transaction and the code reused.
+    /// Unknown client is [`StoreError::NotFound`].
     async fn put_device_authorization(
         &self,
         device_digest: &TokenDigest,
@@ -444,7 +460,8 @@ pub trait GrantStore {
         now: OffsetDateTime,
     ) -> Result<DevicePoll, StoreError>;
 
-    /// Stores a pushed authorization request under `id` (the `request_uri` suffix).
+    /// Stores a pushed authorization request under `id` (the `request_uri` suffix). Unknown
+    /// client is [`StoreError::NotFound`], an id in use [`StoreError::Conflict`].
     async fn put_pushed_request(&self, id: &str, request: &PushedRequest)
     -> Result<(), StoreError>;
 
@@ -460,7 +477,8 @@ pub trait GrantStore {
     async fn consume_pushed_request(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Records a client assertion's `jti` until `expires_at`; `false` if this client used that
-    /// `jti` before (a replay). Atomic.
+    /// `jti` before (a replay; also while the old record awaits its purge after expiring).
+    /// Atomic. Unknown client is [`StoreError::NotFound`].
     async fn record_client_assertion(
         &self,
         client_id: &str,
@@ -480,6 +498,545 @@ pub trait GrantStore {
 
     /// Deletes what can no longer be used at `now`: expired codes, device authorizations, pushed
     /// requests, assertion ids and revoked-token records, and grants (with their refresh tokens)
-    /// that expired or were revoked before `now`. Returns how many rows.
+    /// that expired or were revoked before `now`. Also expired refresh tokens of live grants
+    /// (an expired token is refused before reuse detection looks at it) and consumed pushed
+    /// requests. Consumed codes and rotated refresh tokens stay until they expire: they are what
+    /// recognises a replay. Returns how many rows (refresh tokens included).
     async fn purge_grants(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation, decisions and error mapping shared by the backends.
+
+/// The [`StoreError::Conflict`] message when a client id is registered already.
+pub const CLIENT_EXISTS: &str = "client id is already registered";
+/// The [`StoreError::Conflict`] message when a signing key id is in use already.
+pub const KID_TAKEN: &str = "signing key id is already in use";
+/// The [`StoreError::Conflict`] message when an unexpired device authorization has the user code.
+pub const USER_CODE_TAKEN: &str = "user code is in use by an unexpired device authorization";
+
+/// Largest accepted sealed private key (an RSA-4096 PKCS#8 key, sealed, fits easily).
+pub const MAX_SEALED_KEY_BYTES: usize = 16 * 1024;
+/// Largest accepted redirect URI or scope string.
+pub const MAX_TEXT_BYTES: usize = 4 * 1024;
+
+pub(crate) fn client_not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("client {}", shorten(id)))
+}
+
+/// A text that may be empty (a scope) but is bounded and free of NUL.
+fn check_text(what: &str, value: &str, max: usize) -> Result<(), StoreError> {
+    if value.len() > max {
+        return Err(StoreError::InvalidInput(format!(
+            "{what} is {} bytes long, at most {max} are accepted",
+            value.len()
+        )));
+    }
+    if value.contains('\0') {
+        return Err(StoreError::InvalidInput(format!(
+            "{what} must not contain NUL characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_uri(what: &str, value: &str) -> Result<(), StoreError> {
+    if value.is_empty() {
+        return Err(StoreError::InvalidInput(format!(
+            "{what} must not be empty"
+        )));
+    }
+    check_text(what, value, MAX_TEXT_BYTES)
+}
+
+/// Checks a signing key for storage and returns its public JWK as JSON.
+pub(crate) fn check_signing_key(
+    key: &SigningKey,
+    expected_newest: Option<&str>,
+    retirement: Option<&KeyRetirement>,
+) -> Result<String, StoreError> {
+    check_input("key id", &key.kid)?;
+    check_input("algorithm", &key.algorithm)?;
+    check_optional("expected newest key id", expected_newest)?;
+    check_bytes(
+        "sealed private key",
+        &key.sealed_private_key,
+        MAX_SEALED_KEY_BYTES,
+    )?;
+    if let (Some(retires), Some(expires)) = (key.retires_at, key.expires_at)
+        && expires < retires
+    {
+        return Err(StoreError::InvalidInput(
+            "a key cannot leave JWKS before it stops signing".into(),
+        ));
+    }
+    if let Some(r) = retirement
+        && r.expires_at < r.retires_at
+    {
+        return Err(StoreError::InvalidInput(
+            "a key cannot leave JWKS before it stops signing".into(),
+        ));
+    }
+    json_object_text("public JWK", &key.public_jwk)
+}
+
+/// Checks a client for storage and returns its metadata as JSON.
+pub(crate) fn check_client(client: &OAuthClient) -> Result<String, StoreError> {
+    check_client_update(&client.id, &client.name, &client.metadata)
+}
+
+/// Checks a client's id, name and metadata and returns the metadata as JSON.
+pub(crate) fn check_client_update(
+    id: &str,
+    name: &str,
+    metadata: &Map<String, Value>,
+) -> Result<String, StoreError> {
+    check_input("client id", id)?;
+    check_input("client name", name)?;
+    json_object_text("client metadata", metadata)
+}
+
+/// Checks an authorization code for storage and returns its detail as JSON.
+pub(crate) fn check_code(code: &AuthorizationCode) -> Result<String, StoreError> {
+    check_input("client id", &code.client_id)?;
+    check_input("user id", &code.user_id)?;
+    check_optional("session id", code.session_id.as_deref())?;
+    check_uri("redirect URI", &code.redirect_uri)?;
+    check_input("grant id", &code.grant_id)?;
+    json_object_text("code detail", &code.detail)
+}
+
+/// Checks a grant (and its first refresh token) for storage and returns its detail as JSON.
+pub(crate) fn check_grant(
+    grant: &Grant,
+    refresh: Option<(&TokenDigest, &RefreshToken)>,
+) -> Result<String, StoreError> {
+    check_input("grant id", &grant.id)?;
+    check_input("client id", &grant.client_id)?;
+    check_optional("user id", grant.user_id.as_deref())?;
+    check_optional("session id", grant.session_id.as_deref())?;
+    check_text("scope", &grant.scope, MAX_TEXT_BYTES)?;
+    if let Some((_, token)) = refresh
+        && token.grant_id != grant.id
+    {
+        return Err(StoreError::InvalidInput(
+            "the refresh token must belong to the grant being created".into(),
+        ));
+    }
+    json_object_text("grant detail", &grant.detail)
+}
+
+/// A refresh token's expiry: never later than its grant's.
+pub(crate) fn refresh_expiry(
+    wanted: OffsetDateTime,
+    grant_expires_at: OffsetDateTime,
+) -> OffsetDateTime {
+    normalize_time(wanted.min(grant_expires_at))
+}
+
+pub(crate) fn check_rotation(
+    old: &TokenDigest,
+    new: &TokenDigest,
+    client_id: &str,
+    grace: Duration,
+) -> Result<(), StoreError> {
+    check_input("client id", client_id)?;
+    if grace.is_negative() {
+        return Err(StoreError::InvalidInput(
+            "the reuse grace period must not be negative".into(),
+        ));
+    }
+    if old == new {
+        return Err(StoreError::InvalidInput(
+            "the new refresh token must differ from the old one".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What [`GrantStore::rotate_refresh_token`] does with the token it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RotationStep {
+    /// Nothing to do: [`RefreshRotation::Invalid`].
+    Invalid,
+    /// Mark rotated and store the new token.
+    Rotate,
+    /// Store the new token (the old one was rotated moments ago).
+    Grace,
+    /// Revoke the grant.
+    Reuse,
+}
+
+/// Decides a rotation. `user_status` is the stored status of the grant's user (`None` if the
+/// grant has no user, or the user is gone).
+pub(crate) fn rotation_step(
+    token: &RefreshToken,
+    grant: &Grant,
+    user_status: Option<&str>,
+    client_id: &str,
+    now: OffsetDateTime,
+    grace: Duration,
+) -> Result<RotationStep, StoreError> {
+    if grant.client_id != client_id
+        || token.expires_at <= now
+        || grant.expires_at <= now
+        || grant.revoked_at.is_some()
+    {
+        return Ok(RotationStep::Invalid);
+    }
+    if grant.user_id.is_some() {
+        match user_status.map(status_from_db).transpose()? {
+            Some(UserStatus::Active) => {}
+            Some(UserStatus::Disabled) | None => return Ok(RotationStep::Invalid),
+        }
+    }
+    Ok(match token.rotated_at {
+        None => RotationStep::Rotate,
+        Some(rotated) if now - rotated < grace => RotationStep::Grace,
+        Some(_) => RotationStep::Reuse,
+    })
+}
+
+/// Checks a consent for storage and returns its scopes as JSON.
+pub(crate) fn check_consent(consent: &Consent) -> Result<String, StoreError> {
+    check_input("user id", &consent.user_id)?;
+    check_input("client id", &consent.client_id)?;
+    let mut seen = std::collections::HashSet::new();
+    for scope in &consent.scopes {
+        check_input("scope", scope)?;
+        if !seen.insert(scope.as_str()) {
+            return Err(StoreError::InvalidInput(format!(
+                "scope {} is listed twice",
+                shorten(scope)
+            )));
+        }
+    }
+    json_text("scopes", &consent.scopes, MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
+}
+
+pub(crate) fn scopes_from_text(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Database(format!("stored scopes are not a list of strings: {e}")))
+}
+
+/// The stored spelling of a device authorization's status.
+pub(crate) fn device_status_str(status: DeviceStatus) -> &'static str {
+    match status {
+        DeviceStatus::Pending => "pending",
+        DeviceStatus::Approved => "approved",
+        DeviceStatus::Denied => "denied",
+        DeviceStatus::Redeemed => "redeemed",
+    }
+}
+
+pub(crate) fn device_status_from_db(s: &str) -> Result<DeviceStatus, StoreError> {
+    match s {
+        "pending" => Ok(DeviceStatus::Pending),
+        "approved" => Ok(DeviceStatus::Approved),
+        "denied" => Ok(DeviceStatus::Denied),
+        "redeemed" => Ok(DeviceStatus::Redeemed),
+        other => Err(StoreError::Database(format!(
+            "unknown device authorization status {other:?}"
+        ))),
+    }
+}
+
+/// Checks a device authorization for storage and returns its detail as JSON.
+pub(crate) fn check_device_authorization(
+    authorization: &DeviceAuthorization,
+) -> Result<String, StoreError> {
+    check_input("user code", &authorization.user_code)?;
+    check_input("client id", &authorization.client_id)?;
+    check_text("scope", &authorization.scope, MAX_TEXT_BYTES)?;
+    if authorization.interval_secs <= 0 {
+        return Err(StoreError::InvalidInput(format!(
+            "poll interval must be positive, not {}",
+            authorization.interval_secs
+        )));
+    }
+    check_optional("user id", authorization.user_id.as_deref())?;
+    check_optional("session id", authorization.session_id.as_deref())?;
+    json_object_text("device authorization detail", &authorization.detail)
+}
+
+/// Checks a device decision and returns its detail as JSON.
+pub(crate) fn check_device_decision(
+    user_code: &str,
+    user_id: &str,
+    session_id: Option<&str>,
+    detail: &Map<String, Value>,
+) -> Result<String, StoreError> {
+    check_input("user code", user_code)?;
+    check_input("user id", user_id)?;
+    check_optional("session id", session_id)?;
+    json_object_text("device authorization detail", detail)
+}
+
+/// What [`GrantStore::poll_device_authorization`] does with the authorization it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PollStep {
+    /// Answer without writing.
+    Answer(DevicePollAnswer),
+    /// Mark redeemed and hand the approval out.
+    Redeem,
+    /// Grow the interval by 5 seconds and record the poll.
+    SlowDown,
+    /// Record the poll.
+    Pending,
+}
+
+/// The answers of a poll that writes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DevicePollAnswer {
+    Unknown,
+    Expired,
+    Denied,
+    AlreadyRedeemed,
+}
+
+impl From<DevicePollAnswer> for DevicePoll {
+    fn from(answer: DevicePollAnswer) -> Self {
+        match answer {
+            DevicePollAnswer::Unknown => DevicePoll::Unknown,
+            DevicePollAnswer::Expired => DevicePoll::Expired,
+            DevicePollAnswer::Denied => DevicePoll::Denied,
+            DevicePollAnswer::AlreadyRedeemed => DevicePoll::AlreadyRedeemed,
+        }
+    }
+}
+
+/// How much a `slow_down` grows the poll interval (RFC 8628 section 3.5).
+pub(crate) const SLOW_DOWN_SECS: i64 = 5;
+
+/// Decides a poll by `client_id` at `now`.
+pub(crate) fn poll_step(
+    authorization: &DeviceAuthorization,
+    client_id: &str,
+    now: OffsetDateTime,
+) -> PollStep {
+    if authorization.client_id != client_id {
+        return PollStep::Answer(DevicePollAnswer::Unknown);
+    }
+    if authorization.expires_at <= now {
+        return PollStep::Answer(DevicePollAnswer::Expired);
+    }
+    match authorization.status {
+        DeviceStatus::Denied => PollStep::Answer(DevicePollAnswer::Denied),
+        DeviceStatus::Redeemed => PollStep::Answer(DevicePollAnswer::AlreadyRedeemed),
+        DeviceStatus::Approved => PollStep::Redeem,
+        DeviceStatus::Pending => match authorization.last_polled_at {
+            Some(last) if now - last < Duration::seconds(authorization.interval_secs) => {
+                PollStep::SlowDown
+            }
+            _ => PollStep::Pending,
+        },
+    }
+}
+
+/// Checks a pushed request for storage and returns its parameters as JSON.
+pub(crate) fn check_pushed_request(
+    id: &str,
+    request: &PushedRequest,
+) -> Result<String, StoreError> {
+    check_input("request id", id)?;
+    check_input("client id", &request.client_id)?;
+    json_object_text("pushed request parameters", &request.parameters)
+}
+
+/// The error when an insert referencing a client (and perhaps a user) hit a foreign key:
+/// whichever does not exist.
+pub(crate) fn missing_owner(
+    client_id: &str,
+    client_exists: bool,
+    user_id: Option<&str>,
+) -> StoreError {
+    match user_id {
+        Some(user_id) if client_exists => user_not_found(user_id),
+        _ => client_not_found(client_id),
+    }
+}
+
+/// Whether an error is a foreign-key violation (a referenced client or user is missing).
+pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
+fn unique_violation_text(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Some(format!(
+            "{} {}",
+            db.constraint().unwrap_or_default(),
+            db.message()
+        )),
+        _ => None,
+    }
+}
+
+/// Maps a write of a new client: an id taken.
+pub(crate) fn client_write_error(err: sqlx::Error) -> StoreError {
+    match unique_violation_text(&err) {
+        Some(_) => StoreError::Conflict(CLIENT_EXISTS.into()),
+        None => err.into(),
+    }
+}
+
+/// Maps a write of a new signing key: a kid taken.
+pub(crate) fn signing_key_write_error(err: sqlx::Error) -> StoreError {
+    match unique_violation_text(&err) {
+        Some(_) => StoreError::Conflict(KID_TAKEN.into()),
+        None => err.into(),
+    }
+}
+
+/// Maps a write of a new device authorization: a user code or device code taken.
+pub(crate) fn device_write_error(err: sqlx::Error) -> StoreError {
+    match unique_violation_text(&err) {
+        Some(what) if what.contains("user_code") => StoreError::Conflict(USER_CODE_TAKEN.into()),
+        Some(_) => StoreError::Conflict("device code is already stored".into()),
+        None => err.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: OffsetDateTime = time::macros::datetime!(2026-11-23 10:00 UTC);
+
+    fn grant() -> Grant {
+        Grant {
+            id: "g".into(),
+            client_id: "c".into(),
+            user_id: Some("u".into()),
+            session_id: None,
+            scope: "openid".into(),
+            created_at: T0,
+            expires_at: T0 + Duration::hours(1),
+            revoked_at: None,
+            detail: Map::new(),
+        }
+    }
+
+    fn token(rotated_at: Option<OffsetDateTime>) -> RefreshToken {
+        RefreshToken {
+            grant_id: "g".into(),
+            created_at: T0,
+            expires_at: T0 + Duration::minutes(30),
+            rotated_at,
+        }
+    }
+
+    #[test]
+    fn rotations_are_decided() {
+        let grace = Duration::seconds(10);
+        let now = T0 + Duration::minutes(1);
+        let step = |t: &RefreshToken, g: &Grant, status: Option<&str>, client: &str, now| {
+            rotation_step(t, g, status, client, now, grace).ok()
+        };
+        let active = Some("active");
+        assert_eq!(
+            step(&token(None), &grant(), active, "c", now),
+            Some(RotationStep::Rotate)
+        );
+        let just = Some(now - Duration::seconds(9));
+        assert_eq!(
+            step(&token(just), &grant(), active, "c", now),
+            Some(RotationStep::Grace)
+        );
+        let long_ago = Some(now - Duration::seconds(10));
+        assert_eq!(
+            step(&token(long_ago), &grant(), active, "c", now),
+            Some(RotationStep::Reuse)
+        );
+        assert_eq!(
+            step(&token(long_ago), &grant(), active, "other", now),
+            Some(RotationStep::Invalid)
+        );
+        assert_eq!(
+            step(&token(None), &grant(), Some("disabled"), "c", now),
+            Some(RotationStep::Invalid)
+        );
+        assert_eq!(
+            step(&token(None), &grant(), None, "c", now),
+            Some(RotationStep::Invalid)
+        );
+        let machine = Grant {
+            user_id: None,
+            ..grant()
+        };
+        assert_eq!(
+            step(&token(None), &machine, None, "c", now),
+            Some(RotationStep::Rotate)
+        );
+        let at_expiry = T0 + Duration::minutes(30);
+        assert_eq!(
+            step(&token(None), &grant(), active, "c", at_expiry),
+            Some(RotationStep::Invalid)
+        );
+        let revoked = Grant {
+            revoked_at: Some(T0),
+            ..grant()
+        };
+        assert_eq!(
+            step(&token(None), &revoked, active, "c", now),
+            Some(RotationStep::Invalid)
+        );
+    }
+
+    #[test]
+    fn polls_are_decided() {
+        let pending = DeviceAuthorization {
+            user_code: "ABCD-EFGH".into(),
+            client_id: "c".into(),
+            scope: String::new(),
+            created_at: T0,
+            expires_at: T0 + Duration::minutes(10),
+            interval_secs: 5,
+            last_polled_at: Some(T0),
+            status: DeviceStatus::Pending,
+            user_id: None,
+            session_id: None,
+            detail: Map::new(),
+        };
+        let at = |s| T0 + Duration::seconds(s);
+        assert_eq!(
+            poll_step(&pending, "x", at(6)),
+            PollStep::Answer(DevicePollAnswer::Unknown)
+        );
+        assert_eq!(poll_step(&pending, "c", at(4)), PollStep::SlowDown);
+        assert_eq!(poll_step(&pending, "c", at(5)), PollStep::Pending);
+        assert_eq!(
+            poll_step(&pending, "c", at(600)),
+            PollStep::Answer(DevicePollAnswer::Expired)
+        );
+        let approved = DeviceAuthorization {
+            status: DeviceStatus::Approved,
+            ..pending.clone()
+        };
+        assert_eq!(poll_step(&approved, "c", at(1)), PollStep::Redeem);
+    }
+
+    #[test]
+    fn inputs_are_checked() {
+        let mut g = grant();
+        g.scope = "x".repeat(MAX_TEXT_BYTES + 1);
+        assert!(check_grant(&g, None).is_err());
+        let t = RefreshToken {
+            grant_id: "other".into(),
+            ..token(None)
+        };
+        assert!(check_grant(&grant(), Some((&TokenDigest::of("r"), &t))).is_err());
+        let consent = Consent {
+            user_id: "u".into(),
+            client_id: "c".into(),
+            scopes: vec!["a".into(), "a".into()],
+            created_at: T0,
+            updated_at: T0,
+        };
+        assert!(check_consent(&consent).is_err());
+        let d = TokenDigest::of("x");
+        assert!(check_rotation(&d, &d, "c", Duration::ZERO).is_err());
+        assert!(check_rotation(&d, &TokenDigest::of("y"), "c", Duration::seconds(-1)).is_err());
+        assert_eq!(refresh_expiry(T0 + Duration::hours(2), T0), T0);
+    }
 }

@@ -7,6 +7,7 @@
 //! restart.
 
 mod accounts;
+mod oauth;
 mod relationships;
 
 use std::str::FromStr;

@@ -8,6 +8,7 @@
 //! `kill -9`.
 
 mod accounts;
+mod oauth;
 mod relationships;
 
 use std::fs::{File, OpenOptions, TryLockError};
