@@ -21,8 +21,10 @@
 //! Secrets (`tgcs_` + 256 random bits) are shown once, at creation and rotation; only their
 //! digest is stored.
 
+mod assertion;
 mod credentials;
 mod registration;
+mod registry;
 
 use std::fmt;
 use std::str::FromStr;
@@ -39,6 +41,9 @@ pub use credentials::{
 pub use registration::{
     MAX_AUDIENCES, MAX_JWKS_BYTES, MAX_NAME_CHARS, MAX_REDIRECT_URIS, MAX_SCOPES, MAX_URI_BYTES,
     validate_registration,
+};
+pub use registry::{
+    CLIENT_ID_PREFIX, CLIENT_SECRET_PREFIX, ClientRegistry, MAX_ASSERTION_LIFETIME, MAX_PAGE,
 };
 
 /// Access-token lifetime when the registration names none.

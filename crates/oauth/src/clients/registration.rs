@@ -363,7 +363,7 @@ fn check_jwks(jwks: &Value) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    super::assertion::verification_keys(jwks)
 }
 
 #[cfg(test)]
