@@ -170,6 +170,14 @@ impl ClientRegistry {
         Self { store, clock }
     }
 
+    /// The current time at the precision both stores keep (microseconds), so what `create`
+    /// returns equals what `get` reads back.
+    fn now(&self) -> time::OffsetDateTime {
+        let now = self.clock.now();
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+            .unwrap_or(now)
+    }
+
     /// Validates and registers a client. Returns it with its secret (shown this once) when its
     /// method uses one (`client_secret_basic`, `client_secret_post`).
     pub async fn create(
@@ -184,7 +192,7 @@ impl ClientRegistry {
         } else {
             (None, None)
         };
-        let now = self.clock.now();
+        let now = self.now();
         let stored = OAuthClient {
             id: new_client_id(),
             name: reg.name,
@@ -234,7 +242,7 @@ impl ClientRegistry {
     ) -> Result<(Client, Option<Secret>), ClientError> {
         let reg = validate_registration(reg)?;
         let metadata = StoredMetadata::of(&reg).to_map()?;
-        let now = self.clock.now();
+        let now = self.now();
         let mut stored = self
             .store
             .update_client(id, &reg.name, &metadata, now)
@@ -273,7 +281,7 @@ impl ClientRegistry {
         let (secret, digest) = new_secret();
         if !self
             .store
-            .set_client_secret(id, Some(&digest), self.clock.now())
+            .set_client_secret(id, Some(&digest), self.now())
             .await?
         {
             return Err(ClientError::NotFound);
@@ -418,7 +426,7 @@ impl ClientRegistry {
             Some(client) if client.auth_method == AuthMethod::PrivateKeyJwt => client,
             _ => return Err(OAuthError::invalid_client(AUTH_FAILED)),
         };
-        let now = self.clock.now();
+        let now = self.now();
         let verified = assertion::verify(&client, assertion, audiences, now)?;
         let recorded = self
             .store
