@@ -7,6 +7,12 @@
 //! without a socket, and the gateway can reuse the verification side.
 
 pub mod clients;
+pub mod device;
+pub mod discovery;
+pub mod endpoints;
 pub mod error;
+pub mod pkce;
+pub mod scope;
 
+pub use endpoints::Endpoints;
 pub use error::{ErrorCode, OAuthError};

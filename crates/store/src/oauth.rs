@@ -308,7 +308,7 @@ pub enum DevicePoll {
     Denied,
     /// The user approved: now marked redeemed (exactly one poll gets this). The authorization
     /// is returned as now stored (status [`DeviceStatus::Redeemed`]).
-    Approved(DeviceAuthorization),
+    Approved(Box<DeviceAuthorization>),
     /// Tokens were issued already.
     AlreadyRedeemed,
 }

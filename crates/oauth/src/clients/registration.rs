@@ -7,6 +7,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde_json::Value;
 use url::{Host, Url};
 
+use crate::scope::is_scope_token;
+
 use super::{
     ApplicationType, AuthMethod, ClientError, ClientRegistration, GrantType, MAX_ACCESS_TOKEN_TTL,
     MAX_REFRESH_TOKEN_TTL, MIN_ACCESS_TOKEN_TTL, MIN_REFRESH_TOKEN_TTL,
@@ -244,13 +246,6 @@ fn check_grants(reg: &ClientRegistration) -> Result<(), ClientError> {
         ));
     }
     Ok(())
-}
-
-/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-pub(crate) fn is_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 fn check_scopes(scopes: &[String]) -> Result<(), ClientError> {

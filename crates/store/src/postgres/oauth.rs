@@ -868,13 +868,18 @@ impl GrantStore for PostgresStore {
             PollStep::Redeem => {
                 let row = sqlx::query(AssertSqlSafe(format!(
                     "UPDATE device_authorizations SET status = 'redeemed', last_polled_at = $1 \
-                     WHERE device_digest = $2 RETURNING {DEVICE_COLUMNS}"
+                     WHERE device_digest = $2 AND status = 'approved' \
+                     RETURNING {DEVICE_COLUMNS}"
                 )))
                 .bind(now)
                 .bind(digest)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-                DevicePoll::Approved(device_from_row(&row)?)
+                // The row is locked, so this is always there; the condition is a second guard.
+                match row {
+                    Some(row) => DevicePoll::Approved(Box::new(device_from_row(&row)?)),
+                    None => return Ok(DevicePoll::AlreadyRedeemed),
+                }
             }
             PollStep::SlowDown => {
                 sqlx::query(

@@ -863,13 +863,18 @@ impl GrantStore for SqliteStore {
             PollStep::Redeem => {
                 let row = sqlx::query(AssertSqlSafe(format!(
                     "UPDATE device_authorizations SET status = 'redeemed', last_polled_at = ? \
-                     WHERE device_digest = ? RETURNING {DEVICE_COLUMNS}"
+                     WHERE device_digest = ? AND status = 'approved' \
+                     RETURNING {DEVICE_COLUMNS}"
                 )))
                 .bind(micros(now))
                 .bind(digest)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-                DevicePoll::Approved(device_from_row(&row)?)
+                // The row is locked, so this is always there; the condition is a second guard.
+                match row {
+                    Some(row) => DevicePoll::Approved(Box::new(device_from_row(&row)?)),
+                    None => return Ok(DevicePoll::AlreadyRedeemed),
+                }
             }
             PollStep::SlowDown => {
                 sqlx::query(
