@@ -6,6 +6,7 @@
 //! the parameter types here and the outcomes here into responses, so every rule can be tested
 //! without a socket, and the gateway can reuse the verification side.
 
+pub mod clients;
 pub mod device;
 pub mod discovery;
 pub mod endpoints;

@@ -20,10 +20,13 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use trustgate_authn::accounts::{Accounts, AccountsConfig};
 use trustgate_core::{Clock, SealingKey};
+use trustgate_oauth::clients::ClientRegistry;
 use trustgate_store::Store;
 
 use crate::config::Config;
-use crate::{admin, admin_users, auth, error, fga, ops, pages, request_id, telemetry};
+use crate::{
+    admin, admin_clients, admin_users, auth, error, fga, ops, pages, request_id, telemetry,
+};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -38,6 +41,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Human accounts: users, login, sessions, second factors, audit.
     pub accounts: Accounts,
+    /// Registered OAuth clients: registration and client authentication.
+    pub clients: ClientRegistry,
     /// The relationship PDP's in-memory state (tuple indexes, model cache).
     pub fga: Arc<fga::FgaRuntime>,
     /// Recently verified service tokens.
@@ -59,8 +64,10 @@ impl AppState {
             secrets_key,
             AccountsConfig::default(),
         );
+        let clients = ClientRegistry::new(Arc::clone(&store), Arc::clone(&clock));
         Self {
             fga: Arc::new(fga::FgaRuntime::new(store.clone())),
+            clients,
             store,
             clock,
             config: Arc::new(config),
@@ -82,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .merge(admin::router())
         .merge(admin_users::router())
+        .merge(admin_clients::router())
         .merge(fga::router())
         .merge(pages::router())
         .layer(DefaultBodyLimit::max(body_limit))

@@ -56,6 +56,8 @@ pub struct Config {
     pub authz: AuthzConfig,
     /// Server-rendered pages (login, account) and their cookies.
     pub pages: PagesConfig,
+    /// OAuth 2.0 / OpenID Connect: signing keys and token lifetimes.
+    pub oauth: OAuthConfig,
 }
 
 /// HTTP limits and timeouts.
@@ -138,7 +140,64 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             authz: AuthzConfig::default(),
             pages: PagesConfig::default(),
+            oauth: OAuthConfig::default(),
         }
+    }
+}
+
+/// OAuth 2.0 / OpenID Connect settings (`[oauth]`).
+///
+/// Signing keys (one per algorithm: EdDSA, ES256, RS256) rotate every `key_rotation_days`. A new
+/// key is published in `/.well-known/jwks.json` `key_publish_ahead_secs` before it signs, so
+/// verifiers that cache the JWKS (for at most that long) know it before they meet it; a retired
+/// key stays published until every token it signed has expired (`max_token_lifetime_secs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthConfig {
+    /// Days between automatic signing-key rotations (1 to 3650).
+    pub key_rotation_days: u32,
+    /// Seconds a new key is published before it signs; also the JWKS `Cache-Control` max-age
+    /// (60 to 86400).
+    pub key_publish_ahead_secs: u64,
+    /// Longest lifetime of any token trustgate signs, in seconds: how long a retired key stays
+    /// published (300 to 31536000).
+    pub max_token_lifetime_secs: u64,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            key_rotation_days: 30,
+            key_publish_ahead_secs: 600,
+            max_token_lifetime_secs: 86_400,
+        }
+    }
+}
+
+impl OAuthConfig {
+    /// Refuses values outside the documented bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=3650).contains(&self.key_rotation_days) {
+            return Err(ConfigError::Invalid(
+                "oauth.key_rotation_days: must be between 1 and 3650".into(),
+            ));
+        }
+        if !(60..=86_400).contains(&self.key_publish_ahead_secs) {
+            return Err(ConfigError::Invalid(
+                "oauth.key_publish_ahead_secs: must be between 60 and 86400".into(),
+            ));
+        }
+        if u64::from(self.key_rotation_days) * 86_400 <= self.key_publish_ahead_secs {
+            return Err(ConfigError::Invalid(
+                "oauth.key_publish_ahead_secs: must be shorter than oauth.key_rotation_days".into(),
+            ));
+        }
+        if !(300..=31_536_000).contains(&self.max_token_lifetime_secs) {
+            return Err(ConfigError::Invalid(
+                "oauth.max_token_lifetime_secs: must be between 300 and 31536000".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -189,6 +248,7 @@ const ENV_KEYS: &[&str] = &[
     "database",
     "authz",
     "pages",
+    "oauth",
 ];
 
 impl Config {
@@ -251,6 +311,7 @@ impl Config {
             ));
         }
         self.pages.validate(self.listen)?;
+        self.oauth.validate()?;
         if let Some(token) = &self.bootstrap_token
             && token.expose().len() < 32
         {
@@ -492,6 +553,31 @@ mod tests {
             let err = load(Some(&file), &[], Overrides::default()).expect_err(bad);
             assert!(err.to_string().contains("pages.public_origin"), "{err}");
         }
+    }
+
+    #[test]
+    fn oauth_keys_have_defaults_and_bounds() {
+        let c = load(None, &[], Overrides::default()).expect("defaults");
+        assert_eq!(c.oauth.key_rotation_days, 30);
+        assert_eq!(c.oauth.key_publish_ahead_secs, 600);
+        assert_eq!(c.oauth.max_token_lifetime_secs, 86_400);
+        let env = [("TRUSTGATE_OAUTH__KEY_ROTATION_DAYS", "7")];
+        let c = load(None, &env, Overrides::default()).expect("env");
+        assert_eq!(c.oauth.key_rotation_days, 7);
+        for (key, value) in [
+            ("TRUSTGATE_OAUTH__KEY_ROTATION_DAYS", "0"),
+            ("TRUSTGATE_OAUTH__KEY_PUBLISH_AHEAD_SECS", "5"),
+            ("TRUSTGATE_OAUTH__MAX_TOKEN_LIFETIME_SECS", "10"),
+        ] {
+            let err = load(None, &[(key, value)], Overrides::default()).expect_err(key);
+            let name = key["TRUSTGATE_OAUTH__".len()..].to_lowercase();
+            assert!(err.to_string().contains(&format!("oauth.{name}")), "{err}");
+        }
+        let env = [
+            ("TRUSTGATE_OAUTH__KEY_ROTATION_DAYS", "1"),
+            ("TRUSTGATE_OAUTH__KEY_PUBLISH_AHEAD_SECS", "86400"),
+        ];
+        load(None, &env, Overrides::default()).expect_err("publish ahead >= rotation");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`admin`]: the admin JSON API under `/admin/v1`.
 //! - [`admin_users`]: its users, sessions and audit part (`/admin/v1/users`, `/admin/v1/audit`).
+//! - [`admin_clients`]: its registered OAuth clients part (`/admin/v1/clients`).
 //! - [`fga`]: the OpenFGA-compatible relationship PDP API under `/stores` (stores, models,
 //!   tuples, check, batch-check, expand, list-objects, list-users) with OpenFGA's JSON and error
 //!   bodies, evaluated on an in-memory tuple index per store kept fresh from the database's
@@ -23,6 +24,7 @@
 //! OpenFGA error type on `/stores` routes) and the layers render them.
 
 pub mod admin;
+pub mod admin_clients;
 pub mod admin_users;
 pub mod app;
 pub mod auth;

@@ -1,6 +1,7 @@
 //! Command-line surface: one subcommand per task, each a thin call into the server crate or
 //! the management API.
 
+mod clients;
 mod fga;
 mod storefile;
 mod user;
@@ -64,6 +65,9 @@ enum Command {
     /// The audit trail of credential events.
     #[command(subcommand)]
     Audit(user::AuditCommand),
+    /// Registered OAuth clients: create, list, get, update, delete, rotate-secret.
+    #[command(subcommand)]
+    Client(clients::ClientCommand),
     /// Print the version.
     Version,
 }
@@ -135,6 +139,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::ListUsers(a) => fga::list_users(a, &cli.client).await,
         Command::User(c) => user::user(c, &cli.client).await,
         Command::Audit(c) => user::audit(c, &cli.client).await,
+        Command::Client(c) => clients::client(c, &cli.client).await,
         Command::Whoami => {
             let client = Client::new(&cli.client)?;
             print_json(&client.call(Method::GET, "/admin/v1/whoami", None).await?);

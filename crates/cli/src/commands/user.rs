@@ -99,7 +99,7 @@ pub enum AuditCommand {
 }
 
 /// Percent-encodes one path segment.
-fn segment(value: &str) -> String {
+pub(super) fn segment(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

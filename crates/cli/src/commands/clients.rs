@@ -1,0 +1,333 @@
+//! Registered OAuth clients: a client of `/admin/v1/clients`.
+//!
+//! `client create` prints the registered client as JSON with `client_id` and, for the
+//! `client_secret_*` methods, `client_secret`: the only time the secret is shown (store it
+//! now; `client rotate-secret` issues a new one). `client update ID` reads the client, changes
+//! only the fields given as flags and sends the whole registration back: a list flag
+//! (`--redirect-uri`, `--scope`, ...) replaces the whole list (an empty value, `--audience ''`,
+//! empties it), `--backchannel-logout-uri ''` removes the URI, and the switches take an
+//! optional value (`--skip-consent=false`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::Failure;
+use super::user::segment;
+use crate::client::{Client, ClientArgs, print_json};
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client and print it as JSON (with its secret, shown this once).
+    Create {
+        /// Display name (shown on the consent page).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        settings: ClientSettings,
+    },
+    /// List clients (ordered by id).
+    List {
+        /// Start after this client id.
+        #[arg(long)]
+        after: Option<String>,
+        /// Clients per page (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Follow `next` and print every client.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a client.
+    Get(ClientIdArg),
+    /// Change a client: only the fields given as flags change.
+    Update {
+        #[command(flatten)]
+        id: ClientIdArg,
+        /// New display name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        settings: ClientSettings,
+    },
+    /// Delete a client and everything issued to it.
+    Delete(ClientIdArg),
+    /// Issue a new client secret (printed once); the old one stops working at once.
+    RotateSecret(ClientIdArg),
+}
+
+/// Which client a command addresses.
+#[derive(Debug, Clone, Args)]
+pub struct ClientIdArg {
+    /// The client id (tgc_...).
+    client_id: String,
+}
+
+/// The registration flags shared by `create` and `update`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClientSettings {
+    /// Redirect URI (repeat for several).
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// Post-logout redirect URI (repeat for several).
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Grant type: authorization_code, refresh_token, client_credentials, device_code
+    /// (repeat for several) [default: authorization_code and refresh_token].
+    #[arg(long = "grant", value_name = "GRANT")]
+    grants: Vec<String>,
+    /// Allowed scope (repeat for several) [default: openid profile email offline_access].
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// A public client (native or browser app): no secret, same as --auth-method none.
+    #[arg(long, conflicts_with = "auth_method")]
+    public: bool,
+    /// client_secret_basic (default), client_secret_post, private_key_jwt or none.
+    #[arg(long, value_name = "METHOD")]
+    auth_method: Option<String>,
+    /// The client's public keys, a JWK Set JSON file (for private_key_jwt).
+    #[arg(long, value_name = "FILE")]
+    jwks_file: Option<PathBuf>,
+    /// A native app (private-use scheme and loopback redirect URIs, RFC 8252).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    native: Option<bool>,
+    /// Authorization requests must be pushed first (PAR, RFC 9126).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    require_par: Option<bool>,
+    /// A first-party application: no consent page.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    skip_consent: Option<bool>,
+    /// Access-token lifetime in seconds (60 to 86400) [default: 600].
+    #[arg(long, value_name = "SECS")]
+    access_token_ttl: Option<u32>,
+    /// Absolute refresh-token lifetime in seconds [default: 30 days].
+    #[arg(long, value_name = "SECS")]
+    refresh_token_ttl: Option<u32>,
+    /// Audience (resource server) of the client's access tokens (repeat for several).
+    #[arg(long = "audience", value_name = "AUD")]
+    audiences: Vec<String>,
+    /// OIDC back-channel logout URI of the client ('' removes it).
+    #[arg(long, value_name = "URI")]
+    backchannel_logout_uri: Option<String>,
+    /// Back-channel logout tokens must carry the session id (sid).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    backchannel_logout_session_required: Option<bool>,
+}
+
+/// The registered spelling of a grant type given on the command line.
+fn grant_type(value: &str) -> String {
+    match value {
+        "device_code" | "device" => "urn:ietf:params:oauth:grant-type:device_code".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// A list flag's values, empty ones dropped (so `--flag ''` means "no entries").
+fn list(values: &[String], map: impl Fn(&str) -> String) -> Value {
+    Value::from(
+        values
+            .iter()
+            .filter(|v| !v.is_empty())
+            .map(|v| map(v))
+            .collect::<Vec<_>>(),
+    )
+}
+
+impl ClientSettings {
+    /// Writes the fields given on the command line into a registration object.
+    fn apply(&self, reg: &mut Map<String, Value>) -> Result<(), Failure> {
+        let same = |v: &str| v.to_owned();
+        if !self.redirect_uris.is_empty() {
+            reg.insert("redirect_uris".into(), list(&self.redirect_uris, same));
+        }
+        if !self.post_logout_redirect_uris.is_empty() {
+            reg.insert(
+                "post_logout_redirect_uris".into(),
+                list(&self.post_logout_redirect_uris, same),
+            );
+        }
+        if !self.grants.is_empty() {
+            reg.insert("grant_types".into(), list(&self.grants, grant_type));
+        }
+        if !self.scopes.is_empty() {
+            reg.insert("scopes".into(), list(&self.scopes, same));
+        }
+        if !self.audiences.is_empty() {
+            reg.insert("audience".into(), list(&self.audiences, same));
+        }
+        if self.public {
+            reg.insert("auth_method".into(), json!("none"));
+        } else if let Some(method) = &self.auth_method {
+            reg.insert("auth_method".into(), json!(method));
+        }
+        if let Some(path) = &self.jwks_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Failure::Usage(format!("cannot read --jwks-file {}: {e}", path.display()))
+            })?;
+            let jwks: Value = serde_json::from_str(&text).map_err(|e| {
+                Failure::Usage(format!("--jwks-file {} is not JSON: {e}", path.display()))
+            })?;
+            reg.insert("jwks".into(), jwks);
+        }
+        if let Some(native) = self.native {
+            let kind = if native { "native" } else { "web" };
+            reg.insert("application_type".into(), json!(kind));
+        }
+        for (key, value) in [
+            ("require_par", self.require_par),
+            ("skip_consent", self.skip_consent),
+            (
+                "backchannel_logout_session_required",
+                self.backchannel_logout_session_required,
+            ),
+        ] {
+            if let Some(value) = value {
+                reg.insert(key.into(), Value::Bool(value));
+            }
+        }
+        if let Some(secs) = self.access_token_ttl {
+            reg.insert("access_token_ttl_secs".into(), json!(secs));
+        }
+        if let Some(secs) = self.refresh_token_ttl {
+            reg.insert("refresh_token_ttl_secs".into(), json!(secs));
+        }
+        if let Some(uri) = &self.backchannel_logout_uri {
+            let value = if uri.is_empty() {
+                Value::Null
+            } else {
+                json!(uri)
+            };
+            reg.insert("backchannel_logout_uri".into(), value);
+        }
+        Ok(())
+    }
+}
+
+/// The fields of a shown client that are not part of its registration.
+const READ_ONLY: [&str; 4] = ["client_id", "created_at", "updated_at", "has_secret"];
+
+fn client_path(id: &str, suffix: &str) -> String {
+    format!("/admin/v1/clients/{}{suffix}", segment(id))
+}
+
+/// Runs a `client` command.
+pub async fn client(command: ClientCommand, args: &ClientArgs) -> Result<(), Failure> {
+    let api = Client::new(args)?;
+    match command {
+        ClientCommand::Create { name, settings } => {
+            let mut reg = Map::new();
+            reg.insert("name".into(), json!(name));
+            settings.apply(&mut reg)?;
+            let created = api
+                .call(Method::POST, "/admin/v1/clients", Some(&Value::Object(reg)))
+                .await?;
+            print_json(&created);
+            if created.get("client_secret").is_some() {
+                eprintln!("the client secret is shown only now: store it securely");
+            }
+        }
+        ClientCommand::List { after, limit, all } => {
+            let mut after = after;
+            let mut clients = Vec::new();
+            loop {
+                let mut path = format!("/admin/v1/clients?limit={limit}");
+                if let Some(after) = &after {
+                    path.push_str(&format!("&after={}", segment(after)));
+                }
+                let page = api.call(Method::GET, &path, None).await?;
+                if let Some(list) = page.get("clients").and_then(Value::as_array) {
+                    clients.extend(list.iter().cloned());
+                }
+                let next = page.get("next").and_then(Value::as_str).map(str::to_owned);
+                if !all {
+                    print_json(&json!({ "clients": clients, "next": next }));
+                    break;
+                }
+                match next {
+                    Some(next) if Some(&next) != after.as_ref() => after = Some(next),
+                    _ => {
+                        print_json(&json!({ "clients": clients }));
+                        break;
+                    }
+                }
+            }
+        }
+        ClientCommand::Get(ClientIdArg { client_id }) => {
+            let path = client_path(&client_id, "");
+            print_json(&api.call(Method::GET, &path, None).await?);
+        }
+        ClientCommand::Update {
+            id: ClientIdArg { client_id },
+            name,
+            settings,
+        } => {
+            let path = client_path(&client_id, "");
+            let current = api.call(Method::GET, &path, None).await?;
+            let Value::Object(mut reg) = current else {
+                return Err(Failure::Failed(format!(
+                    "unexpected answer for client {client_id}"
+                )));
+            };
+            for field in READ_ONLY {
+                reg.remove(field);
+            }
+            if let Some(name) = name {
+                reg.insert("name".into(), json!(name));
+            }
+            settings.apply(&mut reg)?;
+            let updated = api
+                .call(Method::PUT, &path, Some(&Value::Object(reg)))
+                .await?;
+            print_json(&updated);
+            if updated.get("client_secret").is_some() {
+                eprintln!("a client secret was issued and is shown only now: store it securely");
+            }
+        }
+        ClientCommand::Delete(ClientIdArg { client_id }) => {
+            api.call(Method::DELETE, &client_path(&client_id, ""), None)
+                .await?;
+            eprintln!("deleted client {client_id}");
+        }
+        ClientCommand::RotateSecret(ClientIdArg { client_id }) => {
+            let path = client_path(&client_id, "/secret");
+            print_json(&api.call(Method::POST, &path, None).await?);
+            eprintln!("the new client secret is shown only now; the old one no longer works");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_fill_only_their_fields() {
+        let settings = ClientSettings {
+            redirect_uris: vec!["https://a.example/cb".into()],
+            grants: vec!["authorization_code".into(), "device_code".into()],
+            audiences: vec![String::new()],
+            skip_consent: Some(false),
+            backchannel_logout_uri: Some(String::new()),
+            public: true,
+            ..ClientSettings::default()
+        };
+        let mut reg = Map::new();
+        reg.insert("scopes".into(), json!(["kept"]));
+        settings.apply(&mut reg).expect("apply");
+        assert_eq!(
+            Value::Object(reg),
+            json!({
+                "redirect_uris": ["https://a.example/cb"],
+                "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"],
+                "scopes": ["kept"],
+                "audience": [],
+                "auth_method": "none",
+                "skip_consent": false,
+                "backchannel_logout_uri": null,
+            })
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! `trustgate client ...` as processes against a running server: registration from flags, the
+//! secret printed once, refusals with the field's code, partial updates that keep unspecified
+//! fields, rotation, deletion.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Running, trustgate, wait_with_timeout};
+
+/// Runs `trustgate ARGS --server BASE --data-dir DATA`.
+fn cli(server: &Running, data: &Path, args: &[&str]) -> Output {
+    let mut cmd = trustgate();
+    cmd.args(args)
+        .arg("--server")
+        .arg(&server.base)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    wait_with_timeout(
+        cmd.spawn().expect("spawn trustgate"),
+        Duration::from_secs(60),
+    )
+}
+
+fn ok_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "status {:?}; stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn failed_with(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr {stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+}
+
+#[test]
+fn client_commands_drive_the_admin_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Running::start(&data, &[], &[]);
+
+    // Refusals first: nothing is registered by them.
+    let bad = cli(
+        &server,
+        &data,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Web",
+            "--redirect-uri",
+            "http://app.example.com/cb",
+        ],
+    );
+    failed_with(&bad, 1, "invalid_redirect_uri");
+    let bad = cli(
+        &server,
+        &data,
+        &["client", "create", "--name", "Web", "--grant", "implicit"],
+    );
+    failed_with(&bad, 1, "400");
+    let missing = cli(
+        &server,
+        &data,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Svc",
+            "--auth-method",
+            "private_key_jwt",
+            "--jwks-file",
+            "/nonexistent/jwks.json",
+        ],
+    );
+    failed_with(&missing, 2, "--jwks-file");
+    let both = cli(
+        &server,
+        &data,
+        &[
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--public",
+            "--auth-method",
+            "client_secret_post",
+        ],
+    );
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+
+    // A confidential web app from flags.
+    let web = ok_json(&cli(
+        &server,
+        &data,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Photo App",
+            "--redirect-uri",
+            "https://photos.example.com/cb",
+            "--redirect-uri",
+            "http://localhost:3000/cb",
+            "--post-logout-redirect-uri",
+            "https://photos.example.com/bye",
+            "--scope",
+            "openid",
+            "--scope",
+            "photos:read",
+            "--audience",
+            "https://api.photos.example.com",
+            "--skip-consent",
+            "--access-token-ttl",
+            "300",
+        ],
+    ));
+    let web_id = web["client_id"].as_str().expect("client_id").to_owned();
+    let secret = web["client_secret"]
+        .as_str()
+        .expect("client_secret")
+        .to_owned();
+    assert!(web_id.starts_with("tgc_") && secret.starts_with("tgcs_"));
+    assert_eq!(web["auth_method"], "client_secret_basic");
+    assert_eq!(web["skip_consent"], true);
+    assert_eq!(web["access_token_ttl_secs"], 300);
+    assert_eq!(web["scopes"], json!(["openid", "photos:read"]));
+    assert_eq!(
+        web["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
+
+    // A public native app with the device grant.
+    let native = ok_json(&cli(
+        &server,
+        &data,
+        &[
+            "client",
+            "create",
+            "--name",
+            "TV App",
+            "--public",
+            "--native",
+            "--redirect-uri",
+            "com.example.tv:/cb",
+            "--grant",
+            "device_code",
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--require-par",
+        ],
+    ));
+    assert!(native.get("client_secret").is_none(), "{native}");
+    assert_eq!(native["auth_method"], "none");
+    assert_eq!(native["application_type"], "native");
+    assert_eq!(native["require_par"], true);
+    assert_eq!(
+        native["grant_types"],
+        json!([
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "authorization_code",
+            "refresh_token"
+        ])
+    );
+    let native_id = native["client_id"].as_str().expect("id").to_owned();
+
+    // Reading never shows the secret.
+    let listed = ok_json(&cli(
+        &server,
+        &data,
+        &["client", "list", "--limit", "1", "--all"],
+    ));
+    assert_eq!(listed["clients"].as_array().map(Vec::len), Some(2));
+    let got = ok_json(&cli(&server, &data, &["client", "get", &web_id]));
+    assert_eq!(got["name"], "Photo App");
+    let shown = format!("{listed} {got}");
+    assert!(!shown.contains(&secret));
+    assert!(!shown.contains("client_secret\""));
+
+    // Update: only what is given changes.
+    let updated = ok_json(&cli(
+        &server,
+        &data,
+        &[
+            "client",
+            "update",
+            &web_id,
+            "--name",
+            "Photo App 2",
+            "--skip-consent=false",
+            "--audience",
+            "",
+            "--backchannel-logout-uri",
+            "https://photos.example.com/bc",
+        ],
+    ));
+    assert_eq!(updated["name"], "Photo App 2");
+    assert_eq!(updated["skip_consent"], false);
+    assert_eq!(updated["audience"], json!([]));
+    assert_eq!(
+        updated["backchannel_logout_uri"],
+        "https://photos.example.com/bc"
+    );
+    assert_eq!(updated["redirect_uris"], web["redirect_uris"]);
+    assert_eq!(updated["scopes"], web["scopes"]);
+    assert_eq!(updated["access_token_ttl_secs"], 300);
+    assert_eq!(updated["created_at"], web["created_at"]);
+    assert!(updated.get("client_secret").is_none());
+    let refused = cli(
+        &server,
+        &data,
+        &["client", "update", &web_id, "--access-token-ttl", "5"],
+    );
+    failed_with(&refused, 1, "invalid_access_token_ttl");
+
+    // Rotation prints a new secret; a public client has none to rotate.
+    let rotated = ok_json(&cli(&server, &data, &["client", "rotate-secret", &web_id]));
+    assert_eq!(rotated["client_id"], web_id.as_str());
+    let new_secret = rotated["client_secret"].as_str().expect("secret");
+    assert!(new_secret.starts_with("tgcs_") && new_secret != secret);
+    let none = cli(&server, &data, &["client", "rotate-secret", &native_id]);
+    failed_with(&none, 1, "client_has_no_secret");
+
+    // Switching the public client to a secret method issues a secret with the update.
+    let switched = ok_json(&cli(
+        &server,
+        &data,
+        &[
+            "client",
+            "update",
+            &native_id,
+            "--auth-method",
+            "client_secret_post",
+        ],
+    ));
+    assert!(switched["client_secret"].as_str().is_some(), "{switched}");
+    assert_eq!(switched["application_type"], "native");
+
+    // Deletion.
+    let deleted = cli(&server, &data, &["client", "delete", &web_id]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    failed_with(&cli(&server, &data, &["client", "get", &web_id]), 1, "404");
+    failed_with(
+        &cli(&server, &data, &["client", "delete", &web_id]),
+        1,
+        "not_found",
+    );
+
+    // The audit trail has every change, without a secret.
+    let audit = ok_json(&cli(&server, &data, &["audit", "list", "--limit", "100"]));
+    let kinds: Vec<&str> = audit["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for kind in [
+        "client_created",
+        "client_updated",
+        "client_secret_rotated",
+        "client_deleted",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    assert!(!audit.to_string().contains("tgcs_"));
+    server.terminate();
+}

@@ -1,0 +1,425 @@
+//! The client registry on real databases (SQLite and PostgreSQL), negatives first: invalid
+//! registrations write nothing, only secret digests are stored, rotation kills the old secret,
+//! and client authentication insists on the registered method without telling an unknown
+//! client id from a wrong secret.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use time::macros::datetime;
+use trustgate_core::{ManualClock, Secret, TokenDigest};
+use trustgate_oauth::clients::{
+    AuthMethod, ClientError, ClientRegistration, ClientRegistry, GrantType, PresentedCredentials,
+};
+use trustgate_oauth::{ErrorCode, OAuthError};
+use trustgate_store::test_on_both_backends;
+use trustgate_store::testing::TestDatabase;
+
+const TOKEN_ENDPOINT: &str = "https://id.example.com/oauth2/token";
+const ISSUER: &str = "https://id.example.com";
+const AUDIENCES: &[&str] = &[TOKEN_ENDPOINT, ISSUER];
+
+fn clock() -> ManualClock {
+    ManualClock::new(datetime!(2026-03-01 12:00 UTC))
+}
+
+fn registry(db: &TestDatabase, clock: &ManualClock) -> ClientRegistry {
+    ClientRegistry::new(db.store.clone(), Arc::new(clock.clone()))
+}
+
+fn web_app(method: AuthMethod) -> ClientRegistration {
+    ClientRegistration {
+        redirect_uris: vec!["https://app.example.com/cb".into()],
+        auth_method: method,
+        ..ClientRegistration::named("Web App")
+    }
+}
+
+fn basic(client_id: &str, secret: &str) -> PresentedCredentials {
+    PresentedCredentials::Basic {
+        client_id: client_id.into(),
+        secret: Secret::new(secret),
+    }
+}
+
+fn post(client_id: &str, secret: &str) -> PresentedCredentials {
+    PresentedCredentials::Post {
+        client_id: client_id.into(),
+        secret: Secret::new(secret),
+    }
+}
+
+fn public(client_id: &str) -> PresentedCredentials {
+    PresentedCredentials::None {
+        client_id: client_id.into(),
+    }
+}
+
+async fn refused(registry: &ClientRegistry, presented: &PresentedCredentials) -> OAuthError {
+    let err = registry
+        .authenticate(presented, AUDIENCES)
+        .await
+        .expect_err("must be refused");
+    assert_eq!(err.code, ErrorCode::InvalidClient, "{presented:?}: {err}");
+    err
+}
+
+test_on_both_backends!(
+    invalid_registrations_write_nothing,
+    create_stores_only_the_secret_digest,
+    list_pages_by_id,
+    update_replaces_and_manages_the_secret,
+    rotation_invalidates_the_old_secret,
+    delete_removes_the_client,
+    secret_authentication,
+    method_must_be_the_registered_one,
+    public_clients_present_only_their_id,
+);
+
+async fn invalid_registrations_write_nothing(db: TestDatabase) {
+    let clock = clock();
+    let registry = registry(&db, &clock);
+    for (reg, code) in [
+        (ClientRegistration::named(""), "invalid_client_name"),
+        (
+            ClientRegistration::named("No redirect"),
+            "invalid_grant_types",
+        ),
+        (
+            ClientRegistration {
+                redirect_uris: vec!["http://app.example.com/cb".into()],
+                ..ClientRegistration::named("Plain http")
+            },
+            "invalid_redirect_uri",
+        ),
+        (
+            ClientRegistration {
+                grant_types: vec![GrantType::ClientCredentials],
+                auth_method: AuthMethod::None,
+                ..ClientRegistration::named("Public service")
+            },
+            "invalid_grant_types",
+        ),
+        (
+            ClientRegistration {
+                grant_types: vec![GrantType::ClientCredentials],
+                auth_method: AuthMethod::PrivateKeyJwt,
+                ..ClientRegistration::named("No keys")
+            },
+            "invalid_jwks",
+        ),
+    ] {
+        match registry.create(reg).await {
+            Err(ClientError::Invalid { code: got, .. }) => assert_eq!(got, code),
+            other => panic!("expected {code}, got {other:?}"),
+        }
+    }
+    let (clients, next) = registry.list(None, 100).await.expect("list");
+    assert!(clients.is_empty() && next.is_none());
+}
+
+async fn create_stores_only_the_secret_digest(db: TestDatabase) {
+    let clock = clock();
+    let registry = registry(&db, &clock);
+    let (client, secret) = registry
+        .create(web_app(AuthMethod::ClientSecretBasic))
+        .await
+        .expect("create");
+    let secret = secret.expect("a secret for client_secret_basic");
+    assert!(client.id.starts_with("tgc_"));
+    assert!(secret.expose().starts_with("tgcs_"));
+    assert!(client.has_secret);
+    assert_eq!(client.created_at, datetime!(2026-03-01 12:00 UTC));
+    assert_eq!(
+        client.grant_types,
+        [GrantType::AuthorizationCode, GrantType::RefreshToken]
+    );
+
+    let stored = db
+        .store
+        .get_client(&client.id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.secret_digest, Some(TokenDigest::of(secret.expose())));
+    let everything = format!("{stored:?} {}", Value::Object(stored.metadata.clone()));
+    assert!(
+        !everything.contains(secret.expose()),
+        "secret stored in the clear"
+    );
+    let shown = serde_json::to_string(&client).expect("json");
+    assert!(!shown.contains(secret.expose()));
+
+    assert_eq!(
+        registry.get(&client.id).await.expect("get"),
+        Some(client.clone())
+    );
+    assert_eq!(registry.get("tgc_unknown").await.expect("get"), None);
+
+    // Methods without a secret get none.
+    for method in [AuthMethod::None] {
+        let (c, s) = registry.create(web_app(method)).await.expect("create");
+        assert!(s.is_none() && !c.has_secret, "{method}");
+    }
+    let (c, s) = registry
+        .create(web_app(AuthMethod::ClientSecretPost))
+        .await
+        .expect("create");
+    assert!(s.is_some() && c.has_secret);
+}
+
+async fn list_pages_by_id(db: TestDatabase) {
+    let clock = clock();
+    let registry = registry(&db, &clock);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            registry
+                .create(web_app(AuthMethod::None))
+                .await
+                .expect("create")
+                .0
+                .id,
+        );
+    }
+    ids.sort();
+    let (first, next) = registry.list(None, 2).await.expect("page 1");
+    assert_eq!(
+        first.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        ids[..2]
+    );
+    let next = next.expect("more");
+    let (second, last) = registry.list(Some(&next), 2).await.expect("page 2");
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].id, ids[2]);
+    assert!(last.is_none());
+    // A limit of 0 is clamped to 1.
+    assert_eq!(registry.list(None, 0).await.expect("clamped").0.len(), 1);
+}
+
+async fn update_replaces_and_manages_the_secret(db: TestDatabase) {
+    let clock = clock();
+    let registry = registry(&db, &clock);
+    let (client, secret) = registry
+        .create(web_app(AuthMethod::ClientSecretBasic))
+        .await
+        .expect("create");
+    let secret = secret.expect("secret");
+
+    // An invalid update changes nothing.
+    let mut bad = client.registration();
+    bad.redirect_uris = vec!["https://app.example.com/*".into()];
+    assert!(matches!(
+        registry.update(&client.id, bad).await,
+        Err(ClientError::Invalid {
+            code: "invalid_redirect_uri",
+            ..
+        })
+    ));
+    assert_eq!(
+        registry.get(&client.id).await.expect("get"),
+        Some(client.clone())
+    );
+    assert!(matches!(
+        registry.update("tgc_unknown", client.registration()).await,
+        Err(ClientError::NotFound)
+    ));
+
+    // Same method: the secret stays.
+    clock.advance(time::Duration::minutes(1));
+    let mut reg = client.registration();
+    reg.name = "Renamed".into();
+    reg.scopes = vec!["openid".into(), "api".into()];
+    reg.access_token_ttl_secs = Some(300);
+    let (updated, issued) = registry.update(&client.id, reg).await.expect("update");
+    assert!(issued.is_none());
+    assert_eq!(updated.name, "Renamed");
+    assert_eq!(updated.access_token_ttl, time::Duration::minutes(5));
+    assert!(updated.allows_scope("api") && !updated.allows_scope("email"));
+    assert!(updated.updated_at > updated.created_at);
+    registry
+        .authenticate(&basic(&client.id, secret.expose()), AUDIENCES)
+        .await
+        .expect("the secret still works");
+
+    // Switching to a public client removes the digest.
+    let mut reg = updated.registration();
+    reg.auth_method = AuthMethod::None;
+    let (public_client, issued) = registry.update(&client.id, reg).await.expect("to none");
+    assert!(issued.is_none() && !public_client.has_secret);
+    let stored = db
+        .store
+        .get_client(&client.id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.secret_digest, None);
+    refused(&registry, &basic(&client.id, secret.expose())).await;
+
+    // Switching back to a secret method issues a new secret.
+    let mut reg = public_client.registration();
+    reg.auth_method = AuthMethod::ClientSecretPost;
+    let (confidential, issued) = registry.update(&client.id, reg).await.expect("to post");
+    let issued = issued.expect("a new secret");
+    assert_ne!(issued, secret);
+    assert!(confidential.has_secret);
+    registry
+        .authenticate(&post(&client.id, issued.expose()), AUDIENCES)
+        .await
+        .expect("new secret works");
+    refused(&registry, &post(&client.id, secret.expose())).await;
+}
+
+async fn rotation_invalidates_the_old_secret(db: TestDatabase) {
+    let clock = clock();
+    let registry = registry(&db, &clock);
+    let (client, old) = registry
+        .create(web_app(AuthMethod::ClientSecretBasic))
+        .await
+        .expect("create");
+    let old = old.expect("secret");
+    let new = registry.rotate_secret(&client.id).await.expect("rotate");
+    assert_ne!(old, new);
+    refused(&registry, &basic(&client.id, old.expose())).await;
+    registry
+        .authenticate(&basic(&client.id, new.expose()), AUDIENCES)
+        .await
+        .expect("new secret");
+    let stored = db
+        .store
+        .get_client(&client.id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.secret_digest, Some(TokenDigest::of(new.expose())));
+
+    assert!(matches!(
+        registry.rotate_secret("tgc_unknown").await,
+        Err(ClientError::NotFound)
+    ));
+    let (public_client, _) = registry
+        .create(web_app(AuthMethod::None))
+        .await
+        .expect("public");
+    let err = registry
+        .rotate_secret(&public_client.id)
+        .await
+        .expect_err("no secret");
+    assert!(matches!(err, ClientError::NoSecret(AuthMethod::None)));
+    assert_eq!(err.http_status(), 409);
+}
+
+async fn delete_removes_the_client(db: TestDatabase) {
+    let clock = clock();
+    let registry = registry(&db, &clock);
+    let (client, secret) = registry
+        .create(web_app(AuthMethod::ClientSecretBasic))
+        .await
+        .expect("create");
+    let secret = secret.expect("secret");
+    assert!(registry.delete(&client.id).await.expect("delete"));
+    assert!(!registry.delete(&client.id).await.expect("again"));
+    assert_eq!(registry.get(&client.id).await.expect("get"), None);
+    refused(&registry, &basic(&client.id, secret.expose())).await;
+}
+
+async fn secret_authentication(db: TestDatabase) {
+    let clock = clock();
+    let registry = registry(&db, &clock);
+    let (basic_client, basic_secret) = registry
+        .create(web_app(AuthMethod::ClientSecretBasic))
+        .await
+        .expect("basic");
+    let basic_secret = basic_secret.expect("secret");
+    let (post_client, post_secret) = registry
+        .create(web_app(AuthMethod::ClientSecretPost))
+        .await
+        .expect("post");
+    let post_secret = post_secret.expect("secret");
+
+    let got = registry
+        .authenticate(&basic(&basic_client.id, basic_secret.expose()), AUDIENCES)
+        .await
+        .expect("basic");
+    assert_eq!(got.id, basic_client.id);
+    let got = registry
+        .authenticate(&post(&post_client.id, post_secret.expose()), AUDIENCES)
+        .await
+        .expect("post");
+    assert_eq!(got.id, post_client.id);
+
+    // Wrong secret, another client's secret, unknown id: one and the same answer.
+    let wrong = refused(&registry, &basic(&basic_client.id, "tgcs_wrong")).await;
+    let crossed = refused(&registry, &basic(&basic_client.id, post_secret.expose())).await;
+    let unknown = refused(&registry, &basic("tgc_unknown", basic_secret.expose())).await;
+    let empty = refused(&registry, &basic(&basic_client.id, "")).await;
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong, crossed);
+    assert_eq!(wrong, empty);
+    assert!(!wrong.description.contains("unknown") && !wrong.description.contains("exist"));
+}
+
+async fn method_must_be_the_registered_one(db: TestDatabase) {
+    let clock = clock();
+    let registry = registry(&db, &clock);
+    let (basic_client, basic_secret) = registry
+        .create(web_app(AuthMethod::ClientSecretBasic))
+        .await
+        .expect("basic");
+    let basic_secret = basic_secret.expect("secret");
+    let (post_client, post_secret) = registry
+        .create(web_app(AuthMethod::ClientSecretPost))
+        .await
+        .expect("post");
+    let post_secret = post_secret.expect("secret");
+
+    // The right secret by the wrong method.
+    let a = refused(&registry, &post(&basic_client.id, basic_secret.expose())).await;
+    let b = refused(&registry, &basic(&post_client.id, post_secret.expose())).await;
+    let unknown = refused(&registry, &basic("tgc_unknown", "x")).await;
+    assert_eq!(a, unknown);
+    assert_eq!(b, unknown);
+    // A confidential client presenting only its id.
+    assert_eq!(refused(&registry, &public(&basic_client.id)).await, unknown);
+    assert_eq!(refused(&registry, &public(&post_client.id)).await, unknown);
+    // A secret client presenting an assertion.
+    refused(
+        &registry,
+        &PresentedCredentials::Assertion {
+            client_id: Some(basic_client.id.clone()),
+            assertion_type: trustgate_oauth::clients::JWT_BEARER_ASSERTION_TYPE.into(),
+            assertion: "e30.e30.sig".into(),
+        },
+    )
+    .await;
+}
+
+async fn public_clients_present_only_their_id(db: TestDatabase) {
+    let clock = clock();
+    let registry = registry(&db, &clock);
+    let (client, secret) = registry
+        .create(ClientRegistration {
+            application_type: trustgate_oauth::clients::ApplicationType::Native,
+            redirect_uris: vec!["com.example.app:/cb".into()],
+            ..web_app(AuthMethod::None)
+        })
+        .await
+        .expect("public");
+    assert!(secret.is_none());
+    let got = registry
+        .authenticate(&public(&client.id), AUDIENCES)
+        .await
+        .expect("public");
+    assert!(got.is_public());
+    let unknown = refused(&registry, &public("tgc_unknown")).await;
+    // A public client presenting a secret (whatever it is) is refused.
+    assert_eq!(refused(&registry, &basic(&client.id, "")).await, unknown);
+    assert_eq!(
+        refused(&registry, &basic(&client.id, "anything")).await,
+        unknown
+    );
+    assert_eq!(
+        refused(&registry, &post(&client.id, "anything")).await,
+        unknown
+    );
+}
