@@ -278,3 +278,59 @@ fn client_commands_drive_the_admin_api() {
     assert!(!audit.to_string().contains("tgcs_"));
     server.terminate();
 }
+
+#[test]
+fn keys_commands_list_and_rotate_and_keys_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Running::start(&data, &[], &[]);
+    let listed = ok_json(&cli(&server, &data, &["keys", "list"]));
+    let keys = listed["keys"].as_array().expect("keys");
+    let mut algorithms: Vec<&str> = keys
+        .iter()
+        .filter_map(|k| k["algorithm"].as_str())
+        .collect();
+    algorithms.sort_unstable();
+    assert_eq!(algorithms, ["ES256", "EdDSA", "RS256"]);
+    assert!(keys.iter().all(|k| k["state"] == "active"), "{listed}");
+
+    let rotated = ok_json(&cli(
+        &server,
+        &data,
+        &["keys", "rotate", "--algorithm", "ES256"],
+    ));
+    let new_kid = rotated["keys"][0]["kid"].as_str().expect("kid").to_owned();
+    assert_eq!(
+        rotated["keys"][0]["state"], "published",
+        "signs only after publish-ahead"
+    );
+    let jwks: Value = support::http()
+        .get(format!("{}/.well-known/jwks.json", server.base))
+        .send()
+        .expect("jwks")
+        .json()
+        .expect("json");
+    assert!(jwks.to_string().contains(&new_kid), "published at once");
+    failed_with(
+        &cli(&server, &data, &["keys", "rotate", "--algorithm", "HS256"]),
+        1,
+        "invalid_algorithm",
+    );
+
+    // The private keys are persisted (sealed): a restart keeps every kid.
+    let before: Vec<String> = ok_json(&cli(&server, &data, &["keys", "list"]))["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+        .collect();
+    drop(server);
+    let server = Running::start(&data, &[], &[]);
+    let after: Vec<String> = ok_json(&cli(&server, &data, &["keys", "list"]))["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(before, after);
+}

@@ -65,7 +65,7 @@ fn openid_client_drives_every_flow() {
         &[
             ("TRUSTGATE_BOOTSTRAP_TOKEN", TOKEN),
             ("TRUSTGATE_OAUTH__REFRESH_GRACE_SECS", "1"),
-            ("TRUSTGATE_OAUTH__KEY_PUBLISH_AHEAD_SECS", "2"),
+            ("TRUSTGATE_OAUTH__KEY_PUBLISH_AHEAD_SECS", "4"),
             ("TRUSTGATE_OAUTH__DEVICE_POLL_INTERVAL_SECS", "1"),
         ],
     );
@@ -80,7 +80,11 @@ fn openid_client_drives_every_flow() {
         }))
         .send()
         .expect("create user");
-    assert!(response.status().is_success(), "create user: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "create user: {}",
+        response.status()
+    );
 
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-artifacts");
     let mut cmd = Command::new("node");
@@ -94,7 +98,10 @@ fn openid_client_drives_every_flow() {
     let out = run(cmd);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "oidc_rp.mjs failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "oidc_rp.mjs failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("OK: "), "{stdout}\n{stderr}");
     for shot in ["consent", "device"] {
         let file = artifacts.join(format!("{shot}.png"));

@@ -6,12 +6,15 @@
 //! the parameter types here and the outcomes here into responses, so every rule can be tested
 //! without a socket, and the gateway can reuse the verification side.
 
+pub mod claims;
 pub mod clients;
 pub mod device;
 pub mod discovery;
 pub mod endpoints;
 pub mod error;
 pub mod pkce;
+pub mod provider;
+pub mod request;
 pub mod scope;
 
 pub use endpoints::Endpoints;

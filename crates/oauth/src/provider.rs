@@ -260,7 +260,7 @@ pub struct Provider {
 
 struct Inner {
     store: Arc<dyn Store>,
-    keys: Arc<KeyManager>,
+    keys: KeyManager,
     clients: ClientRegistry,
     clock: Arc<dyn Clock>,
     endpoints: Endpoints,
@@ -336,7 +336,7 @@ impl Provider {
     /// A provider for `endpoints.issuer`.
     pub fn new(
         store: Arc<dyn Store>,
-        keys: Arc<KeyManager>,
+        keys: KeyManager,
         clients: ClientRegistry,
         clock: Arc<dyn Clock>,
         endpoints: Endpoints,
@@ -500,7 +500,11 @@ impl Provider {
                 let mut resume = Params::default();
                 resume.set("client_id", client.id.clone());
                 resume.set("request_uri", reference);
-                (Params::from_json(&pushed.parameters), Some(id.to_owned()), resume)
+                (
+                    Params::from_json(&pushed.parameters),
+                    Some(id.to_owned()),
+                    resume,
+                )
             }
             None => {
                 let mut resume = params.clone();
@@ -558,7 +562,10 @@ impl Provider {
             }
             return Ok(login(false, &req));
         };
-        if hint_subject.as_deref().is_some_and(|sub| sub != user.user_id) {
+        if hint_subject
+            .as_deref()
+            .is_some_and(|sub| sub != user.user_id)
+        {
             if req.prompt.none {
                 return Err(fail(OAuthError::new(
                     ErrorCode::LoginRequired,
@@ -744,7 +751,10 @@ impl Provider {
         let client = self
             .inner
             .clients
-            .authenticate(credentials, &self.assertion_audiences(&self.inner.endpoints.par))
+            .authenticate(
+                credentials,
+                &self.assertion_audiences(&self.inner.endpoints.par),
+            )
             .await?;
         if params.get("request_uri").is_some() {
             return Err(OAuthError::invalid_request(
@@ -765,8 +775,7 @@ impl Provider {
         let to_oauth_error = |e: AuthorizeError| match e {
             AuthorizeError::Page(error) | AuthorizeError::Redirect { error, .. } => error,
         };
-        let redirect_uri =
-            request::check_redirect_uri(&client, &stored).map_err(to_oauth_error)?;
+        let redirect_uri = request::check_redirect_uri(&client, &stored).map_err(to_oauth_error)?;
         request::validate(
             &client,
             redirect_uri,
@@ -810,7 +819,10 @@ impl Provider {
         let client = self
             .inner
             .clients
-            .authenticate(credentials, &self.assertion_audiences(&self.inner.endpoints.token))
+            .authenticate(
+                credentials,
+                &self.assertion_audiences(&self.inner.endpoints.token),
+            )
             .await?;
         let grant: GrantType = grant_type.parse().map_err(|_| {
             OAuthError::new(
@@ -870,7 +882,9 @@ impl Provider {
                 ));
             }
             CodeRedemption::Unknown => {
-                return Err(OAuthError::invalid_grant("the authorization code is unknown"));
+                return Err(OAuthError::invalid_grant(
+                    "the authorization code is unknown",
+                ));
             }
         };
         if record.client_id != client.id {
@@ -1006,7 +1020,11 @@ impl Provider {
             gid: Some(grant.id.clone()),
             sid: grant.session_id.clone(),
         };
-        let access_token = self.sign(self.inner.settings.access_token_algorithm, "at+jwt", &claims)?;
+        let access_token = self.sign(
+            self.inner.settings.access_token_algorithm,
+            "at+jwt",
+            &claims,
+        )?;
         let id_token = if scope.is_openid() {
             let alg = self.inner.settings.id_token_algorithm;
             let id_claims = IdTokenClaims {
@@ -1037,7 +1055,12 @@ impl Provider {
         })
     }
 
-    fn sign<T: Serialize>(&self, alg: Algorithm, typ: &str, claims: &T) -> Result<String, OAuthError> {
+    fn sign<T: Serialize>(
+        &self,
+        alg: Algorithm,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, OAuthError> {
         self.inner.keys.sign(alg, typ, claims).map_err(|err| {
             tracing::error!(error = %err, "signing failed");
             OAuthError::new(ErrorCode::ServerError, "no signing key is available")
@@ -1198,7 +1221,11 @@ impl Provider {
             gid: None,
             sid: None,
         };
-        let access_token = self.sign(self.inner.settings.access_token_algorithm, "at+jwt", &claims)?;
+        let access_token = self.sign(
+            self.inner.settings.access_token_algorithm,
+            "at+jwt",
+            &claims,
+        )?;
         tracing::info!(
             target: "trustgate::audit",
             kind = "oauth_token_issued",
@@ -1433,7 +1460,9 @@ impl Provider {
             revoked_at: None,
             detail: authorization.detail.clone(),
         };
-        let response = self.issue_for_grant(client, &grant, &scope, None, true).await?;
+        let response = self
+            .issue_for_grant(client, &grant, &scope, None, true)
+            .await?;
         self.audit_issuance(ctx, client, &grant, DEVICE_CODE_GRANT);
         Ok(response)
     }
@@ -1466,7 +1495,11 @@ impl Provider {
         let claims = verified.claims;
         let store = &self.inner.store;
         let storage = |e: StoreError| OAuthError::storage(&e);
-        if store.access_token_revoked(&claims.jti).await.map_err(storage)? {
+        if store
+            .access_token_revoked(&claims.jti)
+            .await
+            .map_err(storage)?
+        {
             return Ok(None);
         }
         if let Some(gid) = &claims.gid {
@@ -1762,8 +1795,9 @@ impl Provider {
                         "post_logout_redirect_uri is not registered for this client",
                     ));
                 }
-                let mut url = url::Url::parse(uri)
-                    .map_err(|_| OAuthError::invalid_request("post_logout_redirect_uri is invalid"))?;
+                let mut url = url::Url::parse(uri).map_err(|_| {
+                    OAuthError::invalid_request("post_logout_redirect_uri is invalid")
+                })?;
                 if let Some(state) = params.get("state") {
                     url.query_pairs_mut().append_pair("state", state);
                 }
@@ -1824,7 +1858,11 @@ impl Provider {
                 sid: Some(session_id.to_owned()),
                 events,
             };
-            let logout_token = self.sign(self.inner.settings.id_token_algorithm, "logout+jwt", &claims)?;
+            let logout_token = self.sign(
+                self.inner.settings.id_token_algorithm,
+                "logout+jwt",
+                &claims,
+            )?;
             notices.push(BackchannelNotice {
                 client_id: client.id,
                 uri,

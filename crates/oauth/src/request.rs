@@ -37,7 +37,9 @@ impl Params {
         let mut map = BTreeMap::new();
         for (name, value) in pairs {
             if map.len() >= MAX_PARAMS || value.len() > MAX_PARAM_BYTES || name.len() > 128 {
-                return Err(OAuthError::invalid_request("too many or too large parameters"));
+                return Err(OAuthError::invalid_request(
+                    "too many or too large parameters",
+                ));
             }
             if value.is_empty() {
                 continue;
@@ -218,7 +220,11 @@ pub fn validate(
         )));
     }
     match params.get("response_type") {
-        None => return Err(fail(OAuthError::invalid_request("response_type is required"))),
+        None => {
+            return Err(fail(OAuthError::invalid_request(
+                "response_type is required",
+            )));
+        }
         Some("code") => {}
         Some(_) => {
             return Err(fail(OAuthError::new(
@@ -261,12 +267,11 @@ pub fn validate(
     let prompt = Prompt::parse(params.get("prompt")).map_err(&fail)?;
     let max_age = match params.get("max_age") {
         None => None,
-        Some(raw) => Some(
-            raw.parse::<i64>()
-                .ok()
-                .filter(|v| *v >= 0)
-                .ok_or_else(|| fail(OAuthError::invalid_request("max_age must be a non-negative integer")))?,
-        ),
+        Some(raw) => Some(raw.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+            fail(OAuthError::invalid_request(
+                "max_age must be a non-negative integer",
+            ))
+        })?),
     };
     let login_after = params
         .get(LOGIN_AFTER_PARAM)
@@ -284,7 +289,12 @@ pub fn validate(
         id_token_hint: params.get("id_token_hint").map(str::to_owned),
         acr_values: params
             .get("acr_values")
-            .map(|v| v.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .map(|v| {
+                v.split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default(),
         login_after,
         pushed_id,
@@ -387,8 +397,14 @@ mod tests {
 
     #[test]
     fn par_urns() {
-        assert_eq!(pushed_request_id("urn:ietf:params:oauth:request_uri:abc"), Some("abc"));
-        assert_eq!(pushed_request_id("urn:ietf:params:oauth:request_uri:"), None);
+        assert_eq!(
+            pushed_request_id("urn:ietf:params:oauth:request_uri:abc"),
+            Some("abc")
+        );
+        assert_eq!(
+            pushed_request_id("urn:ietf:params:oauth:request_uri:"),
+            None
+        );
         assert_eq!(pushed_request_id("https://evil.example/req"), None);
     }
 }

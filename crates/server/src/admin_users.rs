@@ -288,7 +288,28 @@ async fn set_status(
         .accounts
         .set_user_status(id, status, &admin.0.subject(), ctx)
         .await?;
+    if status == UserStatus::Disabled {
+        revoke_oauth_grants(state, id).await?;
+    }
     Ok(Json(user_json(&user)))
+}
+
+/// Disabling a user or signing them out everywhere also ends what applications hold: their
+/// refresh tokens die at once and their access tokens stop introspecting as active (the user's
+/// token version moves).
+async fn revoke_oauth_grants(state: &AppState, user_id: &str) -> Result<(), ApiError> {
+    state
+        .oauth
+        .revoke_user(user_id)
+        .await
+        .map(drop)
+        .map_err(|e| {
+            if e.code == trustgate_oauth::ErrorCode::TemporarilyUnavailable {
+                ApiError::unavailable(e.description)
+            } else {
+                ApiError::internal(e)
+            }
+        })
 }
 
 async fn disable_user(
@@ -370,10 +391,12 @@ async fn revoke_sessions(
             1
         }
         None => {
-            state
+            let revoked = state
                 .accounts
                 .revoke_all_sessions(&id, None, &actor, &ctx)
-                .await?
+                .await?;
+            revoke_oauth_grants(&state, &id).await?;
+            revoked
         }
     };
     Ok(Json(json!({ "revoked": revoked })))

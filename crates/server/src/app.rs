@@ -20,12 +20,16 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use trustgate_authn::accounts::{Accounts, AccountsConfig};
 use trustgate_core::{Clock, SealingKey};
+use trustgate_oauth::Endpoints;
 use trustgate_oauth::clients::ClientRegistry;
+use trustgate_oauth::provider::{Provider, Settings};
 use trustgate_store::Store;
+use trustgate_tokens::{Algorithm, KeyError, KeyManager, KeyPolicy};
 
 use crate::config::Config;
 use crate::{
-    admin, admin_clients, admin_users, auth, error, fga, ops, pages, request_id, telemetry,
+    admin, admin_clients, admin_keys, admin_users, auth, error, fga, oauth, ops, pages, request_id,
+    telemetry,
 };
 
 /// What every handler can reach.
@@ -43,6 +47,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// Registered OAuth clients: registration and client authentication.
     pub clients: ClientRegistry,
+    /// The OAuth 2.0 authorization server / OpenID Provider (and its signing keys).
+    pub oauth: Provider,
     /// The relationship PDP's in-memory state (tuple indexes, model cache).
     pub fga: Arc<fga::FgaRuntime>,
     /// Recently verified service tokens.
@@ -50,31 +56,84 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over an opened, migrated store. `secrets_key` seals TOTP secrets and pending
-    /// logins (see [`crate::serve::resolve_secrets_key`]).
-    pub fn new(
+    /// State over an opened, migrated store: loads (creating on first start) the signing keys.
+    /// `secrets_key` seals TOTP secrets, pending logins and signing keys (see
+    /// [`crate::serve::resolve_secrets_key`]).
+    pub async fn start(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         config: Config,
         secrets_key: SealingKey,
-    ) -> Self {
+    ) -> Result<Self, KeyError> {
         let accounts = Accounts::new(
             Arc::clone(&store),
             Arc::clone(&clock),
-            secrets_key,
+            secrets_key.clone(),
             AccountsConfig::default(),
         );
         let clients = ClientRegistry::new(Arc::clone(&store), Arc::clone(&clock));
-        Self {
+        let oauth_config = &config.oauth;
+        let policy = KeyPolicy {
+            rotation_period: time::Duration::days(i64::from(oauth_config.key_rotation_days)),
+            publish_ahead: seconds(oauth_config.key_publish_ahead_secs),
+            max_token_lifetime: seconds(oauth_config.max_token_lifetime_secs),
+            jwks_max_age: seconds(oauth_config.key_publish_ahead_secs.min(300)),
+        };
+        let keys =
+            KeyManager::load(Arc::clone(&store), secrets_key, policy, Arc::clone(&clock)).await?;
+        keys.ensure_keys().await?;
+        let issuer = oauth_config
+            .issuer
+            .clone()
+            .or_else(|| config.pages.public_origin.clone())
+            .unwrap_or_else(|| default_issuer(config.listen));
+        let settings = Settings {
+            id_token_ttl: seconds(oauth_config.id_token_ttl_secs),
+            refresh_grace: seconds(oauth_config.refresh_grace_secs),
+            device_interval_secs: i64::try_from(oauth_config.device_poll_interval_secs)
+                .unwrap_or(5),
+            access_token_algorithm: oauth_config
+                .access_token_algorithm
+                .parse()
+                .unwrap_or(Algorithm::ES256),
+            id_token_algorithm: oauth_config
+                .id_token_algorithm
+                .parse()
+                .unwrap_or(Algorithm::RS256),
+            ..Settings::default()
+        };
+        let oauth = Provider::new(
+            Arc::clone(&store),
+            keys,
+            clients.clone(),
+            Arc::clone(&clock),
+            Endpoints::new(&issuer),
+            settings,
+        );
+        Ok(Self {
             fga: Arc::new(fga::FgaRuntime::new(store.clone())),
             clients,
+            oauth,
             store,
             clock,
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
             service_tokens: auth::ServiceTokenCache::default(),
             accounts,
-        }
+        })
+    }
+}
+
+fn seconds(secs: u64) -> time::Duration {
+    time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
+}
+
+/// `http://` and the listen address; a wildcard address becomes `localhost`.
+pub fn default_issuer(listen: std::net::SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        format!("http://localhost:{}", listen.port())
+    } else {
+        format!("http://{listen}")
     }
 }
 
@@ -90,8 +149,10 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(admin_users::router())
         .merge(admin_clients::router())
+        .merge(admin_keys::router())
         .merge(fga::router())
         .merge(pages::router())
+        .merge(oauth::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(

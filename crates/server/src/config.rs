@@ -157,11 +157,28 @@ pub struct OAuthConfig {
     /// Days between automatic signing-key rotations (1 to 3650).
     pub key_rotation_days: u32,
     /// Seconds a new key is published before it signs; also the JWKS `Cache-Control` max-age
-    /// (60 to 86400).
+    /// (1 to 86400; keep it at least as long as verifiers cache the JWKS).
     pub key_publish_ahead_secs: u64,
     /// Longest lifetime of any token trustgate signs, in seconds: how long a retired key stays
     /// published (300 to 31536000).
     pub max_token_lifetime_secs: u64,
+    /// The issuer identifier (`iss`, and the base of every endpoint URL in discovery): an
+    /// `https` URL (`http` only for loopback), no query or fragment. Unset: `pages.public_origin`,
+    /// else `http://` plus the bound listen address (`localhost` for a wildcard address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// How long a rotated refresh token still works, for clients that refresh concurrently
+    /// (0 to 300 seconds; reuse after it revokes the whole token family).
+    pub refresh_grace_secs: u64,
+    /// Initial polling interval of the device flow (1 to 60 seconds).
+    pub device_poll_interval_secs: u64,
+    /// ID token lifetime (60 to 86400 seconds).
+    pub id_token_ttl_secs: u64,
+    /// Algorithm of access tokens: `ES256` (default), `EdDSA` or `RS256`.
+    pub access_token_algorithm: String,
+    /// Algorithm of ID tokens and logout tokens: `RS256` (default, as OIDC expects), `ES256` or
+    /// `EdDSA`.
+    pub id_token_algorithm: String,
 }
 
 impl Default for OAuthConfig {
@@ -170,6 +187,12 @@ impl Default for OAuthConfig {
             key_rotation_days: 30,
             key_publish_ahead_secs: 600,
             max_token_lifetime_secs: 86_400,
+            issuer: None,
+            refresh_grace_secs: 10,
+            device_poll_interval_secs: 5,
+            id_token_ttl_secs: 3600,
+            access_token_algorithm: "ES256".into(),
+            id_token_algorithm: "RS256".into(),
         }
     }
 }
@@ -182,9 +205,9 @@ impl OAuthConfig {
                 "oauth.key_rotation_days: must be between 1 and 3650".into(),
             ));
         }
-        if !(60..=86_400).contains(&self.key_publish_ahead_secs) {
+        if !(1..=86_400).contains(&self.key_publish_ahead_secs) {
             return Err(ConfigError::Invalid(
-                "oauth.key_publish_ahead_secs: must be between 60 and 86400".into(),
+                "oauth.key_publish_ahead_secs: must be between 1 and 86400".into(),
             ));
         }
         if u64::from(self.key_rotation_days) * 86_400 <= self.key_publish_ahead_secs {
@@ -196,6 +219,43 @@ impl OAuthConfig {
             return Err(ConfigError::Invalid(
                 "oauth.max_token_lifetime_secs: must be between 300 and 31536000".into(),
             ));
+        }
+        if let Some(issuer) = &self.issuer
+            && !is_issuer(issuer)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "oauth.issuer: `{issuer}` is not an issuer identifier; expected an https URL \
+                 (http only for localhost or 127.0.0.1) without query or fragment"
+            )));
+        }
+        if self.refresh_grace_secs > 300 {
+            return Err(ConfigError::Invalid(
+                "oauth.refresh_grace_secs: must be between 0 and 300".into(),
+            ));
+        }
+        if !(1..=60).contains(&self.device_poll_interval_secs) {
+            return Err(ConfigError::Invalid(
+                "oauth.device_poll_interval_secs: must be between 1 and 60".into(),
+            ));
+        }
+        if !(60..=86_400).contains(&self.id_token_ttl_secs)
+            || self.id_token_ttl_secs > self.max_token_lifetime_secs
+        {
+            return Err(ConfigError::Invalid(
+                "oauth.id_token_ttl_secs: must be between 60 and 86400 and at most \
+                 oauth.max_token_lifetime_secs"
+                    .into(),
+            ));
+        }
+        for (name, value) in [
+            ("access_token_algorithm", &self.access_token_algorithm),
+            ("id_token_algorithm", &self.id_token_algorithm),
+        ] {
+            if value.parse::<trustgate_tokens::Algorithm>().is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "oauth.{name}: `{value}` is not supported; use ES256, EdDSA or RS256"
+                )));
+            }
         }
         Ok(())
     }
@@ -379,6 +439,19 @@ impl PagesConfig {
         }
         Ok(())
     }
+}
+
+/// An OAuth issuer identifier (RFC 8414 §2): https, or http on a loopback host; no query, no
+/// fragment.
+fn is_issuer(issuer: &str) -> bool {
+    let Ok(url) = url::Url::parse(issuer) else {
+        return false;
+    };
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    (url.scheme() == "https" || (url.scheme() == "http" && loopback))
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
 }
 
 /// `http(s)://host[:port]`, nothing more.
@@ -566,7 +639,10 @@ mod tests {
         assert_eq!(c.oauth.key_rotation_days, 7);
         for (key, value) in [
             ("TRUSTGATE_OAUTH__KEY_ROTATION_DAYS", "0"),
-            ("TRUSTGATE_OAUTH__KEY_PUBLISH_AHEAD_SECS", "5"),
+            ("TRUSTGATE_OAUTH__KEY_PUBLISH_AHEAD_SECS", "0"),
+            ("TRUSTGATE_OAUTH__ISSUER", "http://auth.example.com"),
+            ("TRUSTGATE_OAUTH__REFRESH_GRACE_SECS", "301"),
+            ("TRUSTGATE_OAUTH__ACCESS_TOKEN_ALGORITHM", "HS256"),
             ("TRUSTGATE_OAUTH__MAX_TOKEN_LIFETIME_SECS", "10"),
         ] {
             let err = load(None, &[(key, value)], Overrides::default()).expect_err(key);

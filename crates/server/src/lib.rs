@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod admin_clients;
+pub mod admin_keys;
 pub mod admin_users;
 pub mod app;
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod client_context;
 pub mod config;
 pub mod error;
 pub mod fga;
+pub mod oauth;
 pub mod ops;
 pub mod pages;
 pub mod request_id;

@@ -46,6 +46,9 @@ pub enum StartError {
         /// Why (address in use, permission denied, ...).
         source: std::io::Error,
     },
+    /// The signing keys cannot be loaded or created.
+    #[error("{0}")]
+    Keys(#[from] trustgate_tokens::KeyError),
     /// The listener failed while serving.
     #[error("server error: {0}")]
     Serve(std::io::Error),
@@ -111,7 +114,13 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
-        let state = AppState::new(store, clock, config, secrets_key);
+        let mut config = config;
+        if config.oauth.issuer.is_none() && config.pages.public_origin.is_none() {
+            // Port 0 means "any": the issuer must name the port actually bound.
+            let bound = listener.local_addr().map_err(StartError::Serve)?;
+            config.oauth.issuer = Some(crate::app::default_issuer(bound));
+        }
+        let state = AppState::start(store, clock, config, secrets_key).await?;
         Ok(Self {
             state,
             listener,
@@ -143,6 +152,11 @@ impl Server {
         let grace = Duration::from_secs(self.state.config.http.shutdown_grace_secs);
         let store = self.state.store.clone();
         let purge = tokio::spawn(purge_sessions_periodically(self.state.accounts.clone()));
+        let maintenance = tokio::spawn(maintain_oauth_periodically(
+            self.state.oauth.clone(),
+            self.state.store.clone(),
+            self.state.clock.clone(),
+        ));
         let app = router(self.state);
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
@@ -168,6 +182,7 @@ impl Server {
             },
         };
         purge.abort();
+        maintenance.abort();
         store.close().await;
         tracing::info!("stopped");
         result.map_err(StartError::Serve)
@@ -284,6 +299,32 @@ async fn purge_sessions_periodically(accounts: trustgate_authn::accounts::Accoun
             Ok(n) => tracing::debug!(sessions = n, "purged dead sessions"),
             Err(e) => tracing::warn!(error = %e, "cannot purge dead sessions"),
         }
+    }
+}
+
+/// Every minute: signing-key upkeep (rotations by other replicas, scheduled rotation, purge of
+/// expired keys); every ten minutes: purge of dead codes, grants and other OAuth artifacts.
+async fn maintain_oauth_periodically(
+    oauth: trustgate_oauth::provider::Provider,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
+    loop {
+        every.tick().await;
+        if let Err(e) = oauth.keys().maintain().await {
+            tracing::warn!(error = %e, "signing key maintenance failed");
+        }
+        if ticks.is_multiple_of(10) {
+            match store.purge_grants(clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(rows = n, "purged dead OAuth artifacts"),
+                Err(e) => tracing::warn!(error = %e, "cannot purge OAuth artifacts"),
+            }
+        }
+        ticks = ticks.wrapping_add(1);
     }
 }
 

@@ -35,12 +35,14 @@ async fn app(db: &TestDatabase) -> App {
         )
         .await
         .expect("admin");
-    let state = AppState::new(
+    let state = AppState::start(
         db.store.clone(),
         Arc::new(SystemClock),
         Config::default(),
         SealingKey::generate(),
-    );
+    )
+    .await
+    .expect("app state");
     App {
         clients: state.clients.clone(),
         router: router(state),

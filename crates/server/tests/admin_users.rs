@@ -34,12 +34,14 @@ async fn app(db: &TestDatabase) -> App {
         )
         .await
         .expect("admin");
-    let state = AppState::new(
+    let state = AppState::start(
         db.store.clone(),
         Arc::new(SystemClock),
         Config::default(),
         SealingKey::generate(),
-    );
+    )
+    .await
+    .expect("app state");
     App {
         accounts: state.accounts.clone(),
         router: router(state),

@@ -1109,12 +1109,14 @@ async fn bodies_over_the_limit_are_413(db: TestDatabase) {
 async fn consistency_tokens_give_read_your_writes_across_replicas(db: TestDatabase) {
     let a = Api::new(db).await;
     // A second replica on the same database (its own runtime and tuple indexes).
-    let b_state = trustgate_server::AppState::new(
+    let b_state = trustgate_server::AppState::start(
         a.db.store.clone(),
         std::sync::Arc::new(trustgate_core::SystemClock),
         Config::default(),
-        trustgate_core::SealingKey::generate(),
-    );
+        a.secrets_key.clone(),
+    )
+    .await
+    .expect("app state");
     let b_app = trustgate_server::router(b_state);
     let b = |method: &'static str, path: String, body: Value, headers: Vec<(String, String)>| {
         let app = b_app.clone();

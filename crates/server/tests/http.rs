@@ -26,12 +26,16 @@ async fn app(db: &TestDatabase, config: Config) -> axum::Router {
         )
         .await
         .expect("admin");
-    router(AppState::new(
-        db.store.clone(),
-        Arc::new(SystemClock),
-        config,
-        trustgate_core::SealingKey::generate(),
-    ))
+    router(
+        AppState::start(
+            db.store.clone(),
+            Arc::new(SystemClock),
+            config,
+            trustgate_core::SealingKey::generate(),
+        )
+        .await
+        .expect("app state"),
+    )
 }
 
 async fn send(app: &axum::Router, request: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {

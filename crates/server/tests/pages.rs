@@ -2,22 +2,21 @@
 //! cookie flags and session rotation, identical failures, throttling, disabled users, open
 //! redirects, security headers and step-up.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::{Body, to_bytes};
-use http::{HeaderMap, Request, StatusCode};
-use tower::ServiceExt as _;
+use axum::body::Body;
+use http::{Request, StatusCode};
 use trustgate_authn::accounts::{CreateUser, RequestContext, UserStatus};
 use trustgate_core::{ManualClock, SealingKey, Secret};
 use trustgate_server::{AppState, Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 
-const HOST: &str = "127.0.0.1:8080";
-const ORIGIN: &str = "http://127.0.0.1:8080";
+mod common;
+
+use common::browser::{App, Browser, ORIGIN, SESSION, enc, hidden};
+
 const PASSWORD: &str = "correct horse battery staple 42";
-const SESSION: &str = "__Host-trustgate_session";
 
 struct Pages {
     app: axum::Router,
@@ -25,150 +24,22 @@ struct Pages {
     clock: ManualClock,
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn location(&self) -> &str {
-        self.headers
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+impl App for Pages {
+    fn app(&self) -> &axum::Router {
+        &self.app
     }
-
-    fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .collect()
-    }
-
-    /// The first hidden CSRF token in the page.
-    fn csrf(&self) -> String {
-        hidden(&self.body, "csrf")
-    }
-}
-
-fn hidden(body: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = body.find(&marker).map(|i| i + marker.len());
-    start
-        .and_then(|s| body[s..].find('"').map(|e| body[s..s + e].to_owned()))
-        .unwrap_or_else(|| panic!("no {name} in page:\n{body}"))
-}
-
-/// A browser: a cookie jar and the same-origin headers a browser sends with form posts.
-#[derive(Clone, Default)]
-struct Browser {
-    jar: BTreeMap<String, String>,
-    origin: Option<&'static str>,
-}
-
-impl Browser {
-    fn new() -> Self {
-        Self {
-            jar: BTreeMap::new(),
-            origin: Some(ORIGIN),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.jar
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn send(&mut self, pages: &Pages, request: http::request::Builder, body: Body) -> Reply {
-        let mut request = request.header("host", HOST).header("user-agent", "test");
-        if !self.jar.is_empty() {
-            request = request.header("cookie", self.cookie_header());
-        }
-        let response = pages
-            .app
-            .clone()
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        let reply = Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        };
-        for cookie in reply.set_cookies() {
-            let pair = cookie.split(';').next().unwrap_or_default();
-            if let Some((name, value)) = pair.split_once('=') {
-                if value.is_empty() || cookie.contains("Max-Age=0") {
-                    self.jar.remove(name);
-                } else {
-                    self.jar.insert(name.to_owned(), value.to_owned());
-                }
-            }
-        }
-        reply
-    }
-
-    async fn get(&mut self, pages: &Pages, path: &str) -> Reply {
-        self.send(pages, Request::get(path), Body::empty()).await
-    }
-
-    async fn post(&mut self, pages: &Pages, path: &str, form: &[(&str, &str)]) -> Reply {
-        let mut request =
-            Request::post(path).header("content-type", "application/x-www-form-urlencoded");
-        if let Some(origin) = self.origin {
-            request = request.header("origin", origin);
-        }
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        self.send(pages, request, Body::from(body)).await
-    }
-
-    /// Password login through the form.
-    async fn login(&mut self, pages: &Pages, username: &str, password: &str) -> Reply {
-        let form = self.get(pages, "/login").await;
-        let csrf = form.csrf();
-        self.post(
-            pages,
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("username", username),
-                ("password", password),
-            ],
-        )
-        .await
-    }
-
-    fn session(&self) -> Option<String> {
-        self.jar.get(SESSION).cloned()
-    }
-}
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 async fn pages(db: &TestDatabase) -> Pages {
     let clock = ManualClock::new(time::OffsetDateTime::now_utc());
-    let state = AppState::new(
+    let state = AppState::start(
         db.store.clone(),
         Arc::new(clock.clone()),
         Config::default(),
         SealingKey::generate(),
-    );
+    )
+    .await
+    .expect("app state");
     for name in ["alice", "bob"] {
         state
             .accounts
@@ -554,7 +425,7 @@ async fn security_headers_on_every_page_response(db: TestDatabase) {
         let h = &r.headers;
         assert_eq!(
             h["content-security-policy"],
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
             "{what}"
         );
         assert_eq!(h["x-frame-options"], "DENY", "{what}");

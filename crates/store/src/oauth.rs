@@ -359,7 +359,8 @@ pub trait GrantStore {
     /// Revokes a grant (its refresh tokens die with it); `false` if unknown or already revoked.
     async fn revoke_grant(&self, id: &str, now: OffsetDateTime) -> Result<bool, StoreError>;
 
-    /// Live (unrevoked, unexpired) grants that came from this login session.
+    /// Unexpired grants that came from this login session, revoked ones included (their clients
+    /// still had the user signed in: back-channel logout notifies them too).
     async fn session_grants(
         &self,
         session_id: &str,

@@ -882,7 +882,13 @@ async fn grants_are_found_by_session_and_revoked_once(db: TestDatabase) {
         .map(|g| g.id)
         .collect();
     found.sort();
-    let mut expected = vec![live.id.clone(), live_other_client.id.clone()];
+    // Revoked grants are included (their clients still get a back-channel logout), expired
+    // ones and other sessions' are not.
+    let mut expected = vec![
+        live.id.clone(),
+        live_other_client.id.clone(),
+        revoked.id.clone(),
+    ];
     expected.sort();
     assert_eq!(found, expected);
     assert_eq!(
@@ -891,7 +897,7 @@ async fn grants_are_found_by_session_and_revoked_once(db: TestDatabase) {
             .await
             .expect("before expiry")
             .len(),
-        3
+        4
     );
     assert!(
         db.store

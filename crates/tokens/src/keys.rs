@@ -252,7 +252,10 @@ impl KeyManager {
             if self.newest(algorithm).is_some() {
                 continue;
             }
-            let key = self.generate(algorithm, now, now)?;
+            let mut key = self.generate(algorithm, now, now)?;
+            let now = self.inner.clock.now();
+            key.created_at = now;
+            key.activates_at = now;
             self.inner
                 .store
                 .rotate_signing_key(&key, None, None)
@@ -273,16 +276,23 @@ impl KeyManager {
         let mut created = Vec::new();
         for algorithm in algorithms {
             for _ in 0..3 {
+                // Generate first: an RSA key can take a second, and the publish-ahead window
+                // must start when the key exists, not before.
+                let mut key = self.generate(
+                    algorithm,
+                    OffsetDateTime::UNIX_EPOCH,
+                    OffsetDateTime::UNIX_EPOCH,
+                )?;
                 let now = self.inner.clock.now();
                 let activates_at = now + self.inner.policy.publish_ahead;
                 let previous = self.newest_key(algorithm);
                 // Strictly newer than its predecessor, so "newest" (the store's compare-and-set
                 // condition) is never decided by a tie between two replicas' random kids.
-                let created_at = previous
+                key.created_at = previous
                     .as_ref()
                     .map_or(now, |(_, at)| now.max(*at + Duration::microseconds(1)));
+                key.activates_at = activates_at;
                 let previous = previous.map(|(kid, _)| kid);
-                let key = self.generate(algorithm, created_at, activates_at)?;
                 let retirement = previous.as_ref().map(|_| KeyRetirement {
                     retires_at: activates_at,
                     expires_at: activates_at

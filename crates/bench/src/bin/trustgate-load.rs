@@ -11,6 +11,10 @@
 //! and prints requests/s, p50 and p99 of each and the ratio check/healthz.
 //! `scripts/load.sh` starts a server and runs this against it.
 //!
+//! `trustgate-load oauth ...` measures `POST /oauth2/token` (client credentials) and
+//! `POST /oauth2/introspect` against `GET /healthz` in the same run ([`OAuthArgs`]);
+//! `scripts/oauth-load.sh` starts a server and runs it.
+//!
 //! `trustgate-load login ...` is the login flood instead ([`LoginArgs`]): it creates a user
 //! through the admin API, measures `GET /healthz` on a light probe connection while idle, then
 //! floods `/login` (N clients, each `GET /login` for the CSRF cookie and field, then
@@ -78,6 +82,8 @@ struct Prepared {
     body: Option<Vec<u8>>,
     /// For checks: the expected `allowed`.
     expect_allowed: Option<bool>,
+    /// Bytes the answer must contain (e.g. `"active":true`).
+    expect_contains: Option<&'static [u8]>,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +100,11 @@ async fn main() -> Result<()> {
         argv.remove(1);
         argv[0] = "trustgate-load login".into();
         return login_flood(LoginArgs::parse_from(argv)).await;
+    }
+    if argv.get(1).is_some_and(|a| a == "oauth") {
+        argv.remove(1);
+        argv[0] = "trustgate-load oauth".into();
+        return oauth_load(OAuthArgs::parse_from(argv)).await;
     }
     check_load(Args::parse()).await
 }
@@ -171,6 +182,7 @@ async fn check_load(args: Args) -> Result<()> {
                 url: check_url.clone(),
                 body: Some(serde_json::to_vec(&body)?),
                 expect_allowed: Some(q.expected),
+                expect_contains: None,
             })
         })
         .collect::<Result<_>>()?;
@@ -183,6 +195,7 @@ async fn check_load(args: Args) -> Result<()> {
                 url: format!("{base}/healthz"),
                 body: None,
                 expect_allowed: None,
+                expect_contains: None,
             }]),
         },
         Endpoint {
@@ -192,6 +205,7 @@ async fn check_load(args: Args) -> Result<()> {
                 url: format!("{base}/admin/v1/whoami"),
                 body: None,
                 expect_allowed: None,
+                expect_contains: None,
             }]),
         },
         Endpoint {
@@ -204,19 +218,14 @@ async fn check_load(args: Args) -> Result<()> {
     let clients: Vec<Client> = (0..args.connections)
         .map(|_| client(&auth))
         .collect::<Result<_>>()?;
-    for e in &endpoints {
-        phase(&clients, e, Duration::from_secs(args.warmup)).await;
-    }
-    let slice = Duration::from_secs_f64(args.duration as f64 / f64::from(args.rounds));
-    let mut totals: Vec<Tally> = endpoints.iter().map(|_| Tally::default()).collect();
-    for _ in 0..args.rounds {
-        for (e, total) in endpoints.iter().zip(&mut totals) {
-            let t = phase(&clients, e, slice).await;
-            total.samples.extend(t.samples);
-            total.errors += t.errors;
-            total.elapsed += t.elapsed;
-        }
-    }
+    let mut totals = run_rounds(
+        &clients,
+        &endpoints,
+        args.warmup,
+        args.duration,
+        args.rounds,
+    )
+    .await;
 
     println!(
         "\nload: {} connections, {} s per endpoint in {} interleaved rounds, {} check queries \
@@ -225,28 +234,14 @@ async fn check_load(args: Args) -> Result<()> {
         args.duration,
         args.rounds,
         endpoints[2].requests.len(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        cpus()
     );
+    let rates = print_table(&endpoints, &mut totals);
     println!(
-        "{:<26} {:>9} {:>10} {:>10} {:>10} {:>7}",
-        "endpoint", "requests", "req/s", "p50", "p99", "errors"
+        "check throughput / healthz throughput = {:.0}% (target ≥ 50%); check / whoami = {:.0}%",
+        100.0 * rates[2] / rates[0].max(1e-9),
+        100.0 * rates[2] / rates[1].max(1e-9),
     );
-    let mut rates = Vec::new();
-    for (e, t) in endpoints.iter().zip(&mut totals) {
-        let n = t.samples.len();
-        let rate = n as f64 / t.elapsed.as_secs_f64().max(1e-9);
-        let s = Stats::of(&mut t.samples);
-        println!(
-            "{:<26} {:>9} {:>10.0} {:>10} {:>10} {:>7}",
-            e.label,
-            n,
-            rate,
-            fmt_ns(s.p50_ns),
-            fmt_ns(s.p99_ns),
-            t.errors
-        );
-        rates.push(rate);
-    }
     let errors: u64 = totals.iter().map(|t| t.errors).sum();
     println!(
         "check throughput / healthz throughput = {:.0}% (target ≥ 50%); check / whoami = {:.0}%",
@@ -259,7 +254,64 @@ async fn check_load(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Warm-up per endpoint, then `rounds` interleaved rounds splitting `duration` seconds.
+async fn run_rounds(
+    clients: &[Client],
+    endpoints: &[Endpoint],
+    warmup: u64,
+    duration: u64,
+    rounds: u32,
+) -> Vec<Tally> {
+    for e in endpoints {
+        phase(clients, e, Duration::from_secs(warmup)).await;
+    }
+    let slice = Duration::from_secs_f64(duration as f64 / f64::from(rounds));
+    let mut totals: Vec<Tally> = endpoints.iter().map(|_| Tally::default()).collect();
+    for _ in 0..rounds {
+        for (e, total) in endpoints.iter().zip(&mut totals) {
+            let t = phase(clients, e, slice).await;
+            total.samples.extend(t.samples);
+            total.errors += t.errors;
+            total.elapsed += t.elapsed;
+        }
+    }
+    totals
+}
+
+/// Prints requests, req/s, p50, p99 and errors per endpoint; returns the rates.
+fn print_table(endpoints: &[Endpoint], totals: &mut [Tally]) -> Vec<f64> {
+    println!(
+        "{:<30} {:>9} {:>10} {:>10} {:>10} {:>7}",
+        "endpoint", "requests", "req/s", "p50", "p99", "errors"
+    );
+    let mut rates = Vec::new();
+    for (e, t) in endpoints.iter().zip(totals.iter_mut()) {
+        let n = t.samples.len();
+        let rate = n as f64 / t.elapsed.as_secs_f64().max(1e-9);
+        let s = Stats::of(&mut t.samples);
+        println!(
+            "{:<30} {:>9} {:>10.0} {:>10} {:>10} {:>7}",
+            e.label,
+            n,
+            rate,
+            fmt_ns(s.p50_ns),
+            fmt_ns(s.p99_ns),
+            t.errors
+        );
+        rates.push(rate);
+    }
+    rates
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
 fn client(auth: &str) -> Result<Client> {
+    client_with(auth, "application/json")
+}
+
+fn client_with(auth: &str, content_type: &'static str) -> Result<Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     let mut value = reqwest::header::HeaderValue::from_str(auth)
         .context("the token is not a valid header value")?;
@@ -267,7 +319,7 @@ fn client(auth: &str) -> Result<Client> {
     headers.insert(reqwest::header::AUTHORIZATION, value);
     headers.insert(
         reqwest::header::CONTENT_TYPE,
-        reqwest::header::HeaderValue::from_static("application/json"),
+        reqwest::header::HeaderValue::from_static(content_type),
     );
     Ok(Client::builder()
         .default_headers(headers)
@@ -361,6 +413,11 @@ async fn send(client: &Client, p: &Prepared) -> Result<bool> {
     if status != StatusCode::OK {
         return Ok(false);
     }
+    if let Some(needle) = p.expect_contains
+        && !bytes.windows(needle.len()).any(|w| w == needle)
+    {
+        return Ok(false);
+    }
     Ok(match p.expect_allowed {
         None => true,
         Some(expected) => {
@@ -407,6 +464,159 @@ async fn phase(clients: &[Client], endpoint: &Endpoint, length: Duration) -> Tal
     }
     total.elapsed = start.elapsed();
     total
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token issuance and introspection.
+
+/// `trustgate-load oauth`: client-credentials grants/s and introspections/s against `/healthz`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "trustgate-load oauth",
+    about = "client_credentials issuance and token introspection throughput, with /healthz as the baseline"
+)]
+struct OAuthArgs {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The admin bearer token (registers the benchmark client).
+    #[arg(long, env = "TRUSTGATE_LOAD_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Seconds of measurement per endpoint (split over the rounds).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Interleaved rounds.
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
+    /// Seconds of unmeasured warm-up per endpoint.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+}
+
+async fn oauth_load(args: OAuthArgs) -> Result<()> {
+    if args.connections == 0 || args.duration == 0 || args.rounds == 0 {
+        bail!("--connections, --duration and --rounds must be positive");
+    }
+    let base = args.url.trim_end_matches('/').to_owned();
+    let admin = client(&format!("Bearer {}", args.token))?;
+    let registered = send_json(
+        &admin,
+        reqwest::Method::POST,
+        &format!("{base}/admin/v1/clients"),
+        &json!({
+            "name": "trustgate-load service",
+            "redirect_uris": [],
+            "grant_types": ["client_credentials"],
+            "scopes": ["bench:read"],
+            "audience": ["https://api.bench.example"],
+        }),
+    )
+    .await
+    .context("registering the benchmark client")?;
+    let id = registered["client_id"].as_str().context("no client_id")?;
+    let secret = registered["client_secret"]
+        .as_str()
+        .context("no client_secret")?;
+    let basic = {
+        use base64::Engine as _;
+        let encode =
+            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                encode(id),
+                encode(secret)
+            ))
+        )
+    };
+    let form = client_with(&basic, "application/x-www-form-urlencoded")?;
+    let grant = b"grant_type=client_credentials&scope=bench%3Aread".to_vec();
+    let issued: Value = form
+        .post(format!("{base}/oauth2/token"))
+        .body(grant.clone())
+        .send()
+        .await?
+        .error_for_status()
+        .context("the first client_credentials grant failed")?
+        .json()
+        .await?;
+    let token = issued["access_token"].as_str().context("no access_token")?;
+    let introspect_body = format!(
+        "token={}",
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    );
+    let endpoints = [
+        Endpoint {
+            label: "GET /healthz",
+            requests: Arc::new(vec![Prepared {
+                method: reqwest::Method::GET,
+                url: format!("{base}/healthz"),
+                body: None,
+                expect_allowed: None,
+                expect_contains: None,
+            }]),
+        },
+        Endpoint {
+            label: "POST /oauth2/token (cc)",
+            requests: Arc::new(vec![Prepared {
+                method: reqwest::Method::POST,
+                url: format!("{base}/oauth2/token"),
+                body: Some(grant),
+                expect_allowed: None,
+                expect_contains: Some(b"\"access_token\""),
+            }]),
+        },
+        Endpoint {
+            label: "POST /oauth2/introspect",
+            requests: Arc::new(vec![Prepared {
+                method: reqwest::Method::POST,
+                url: format!("{base}/oauth2/introspect"),
+                body: Some(introspect_body.into_bytes()),
+                expect_allowed: None,
+                expect_contains: Some(b"\"active\":true"),
+            }]),
+        },
+    ];
+    let clients: Vec<Client> = (0..args.connections)
+        .map(|_| client_with(&basic, "application/x-www-form-urlencoded"))
+        .collect::<Result<_>>()?;
+    let mut totals = run_rounds(
+        &clients,
+        &endpoints,
+        args.warmup,
+        args.duration,
+        args.rounds,
+    )
+    .await;
+    let cores = cpus();
+    println!(
+        "\nload: {} connections, {} s per endpoint in {} interleaved rounds, {cores} CPUs shared by \
+         server and load generator",
+        args.connections, args.duration, args.rounds,
+    );
+    let rates = print_table(&endpoints, &mut totals);
+    let per_core = |rate: f64| rate / cores.max(1) as f64;
+    println!(
+        "client_credentials: {:.0}/s ({:.0}/s per core; target ≥ 3000/s per core), {:.0}% of /healthz",
+        rates[1],
+        per_core(rates[1]),
+        100.0 * rates[1] / rates[0].max(1e-9)
+    );
+    println!(
+        "introspection: {:.0}/s ({:.0}/s per core), {:.0}% of /healthz",
+        rates[2],
+        per_core(rates[2]),
+        100.0 * rates[2] / rates[0].max(1e-9)
+    );
+    let errors: u64 = totals.iter().map(|t| t.errors).sum();
+    if errors > 0 {
+        bail!("{errors} requests failed or answered unexpectedly");
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

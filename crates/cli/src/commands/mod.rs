@@ -3,6 +3,7 @@
 
 mod clients;
 mod fga;
+mod keys;
 mod storefile;
 mod user;
 
@@ -68,6 +69,9 @@ enum Command {
     /// Registered OAuth clients: create, list, get, update, delete, rotate-secret.
     #[command(subcommand)]
     Client(clients::ClientCommand),
+    /// Signing keys of tokens: list, rotate.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Print the version.
     Version,
 }
@@ -140,6 +144,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::User(c) => user::user(c, &cli.client).await,
         Command::Audit(c) => user::audit(c, &cli.client).await,
         Command::Client(c) => clients::client(c, &cli.client).await,
+        Command::Keys(c) => keys::keys(c, &cli.client).await,
         Command::Whoami => {
             let client = Client::new(&cli.client)?;
             print_json(&client.call(Method::GET, "/admin/v1/whoami", None).await?);

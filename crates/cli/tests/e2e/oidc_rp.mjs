@@ -2,7 +2,7 @@
 // step, jose for independent JWT checks, headless Chromium for the pages (login, consent, device
 // code entry, logout). Run by crates/cli/tests/oidc.rs:
 //   node oidc_rp.mjs BASE USERNAME PASSWORD ARTIFACT_DIR   (TRUSTGATE_ADMIN_TOKEN in the env)
-// The server runs with a 1 s refresh grace, a 2 s key publish-ahead and a 1 s device interval so
+// The server runs with a 1 s refresh grace, a 4 s key publish-ahead and a 1 s device interval so
 // the scenario does not sleep for minutes.
 import { createServer } from 'node:http';
 import * as client from 'openid-client';
@@ -187,8 +187,14 @@ const newKids = (rotated.keys ?? rotated).map((k) => k.kid);
 check(newKids.every((kid) => snapshot.keys.some((k) => k.kid === kid)), 'new key published at once');
 const stillOld = await client.refreshTokenGrant(config, tokens3.refresh_token);
 check(jose.decodeProtectedHeader(stillOld.id_token).kid === oldKid, 'the new key does not sign before its time');
-await sleep(2500); // publish-ahead is 2 s in this run
-const tokens4 = await client.refreshTokenGrant(config, stillOld.refresh_token);
+await sleep(4500); // publish-ahead is 4 s in this run
+// An RP refreshes its JWKS cache within the JWKS max-age (300 s), which is shorter than the
+// production publish-ahead (600 s), so it knows the new key before the key signs. This run's
+// publish-ahead is 4 s, so emulate that refresh with a fresh configuration (its JWKS is fetched
+// on first use, after the rotation) for the same client and the same session's tokens.
+const refreshed = await client.discovery(issuer, web.client_id, web.client_secret, client.ClientSecretBasic(web.client_secret), insecure);
+client.enableNonRepudiationChecks(refreshed);
+const tokens4 = await client.refreshTokenGrant(refreshed, stillOld.refresh_token);
 const newKid = jose.decodeProtectedHeader(tokens4.id_token).kid;
 check(newKid !== oldKid && newKids.includes(newKid), 'the new key signs after its publish-ahead');
 for (const token of [tokens3.id_token, stillOld.id_token, tokens4.id_token]) {

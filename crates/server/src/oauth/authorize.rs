@@ -195,7 +195,9 @@ fn respond(
 fn redirect(status: StatusCode, location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(value) => (status, [(LOCATION, value)]).into_response(),
-        Err(_) => error_page(&OAuthError::invalid_request("the redirect URI is malformed")),
+        Err(_) => error_page(&OAuthError::invalid_request(
+            "the redirect URI is malformed",
+        )),
     }
 }
 

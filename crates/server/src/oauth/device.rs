@@ -159,7 +159,13 @@ pub async fn device_decide(
             None,
             Some("The request was denied. Nothing was connected.".into()),
         ),
-        Ok(false) => page(form.csrf, form.user_code, Some(UNKNOWN_CODE.into()), None, None),
+        Ok(false) => page(
+            form.csrf,
+            form.user_code,
+            Some(UNKNOWN_CODE.into()),
+            None,
+            None,
+        ),
         Err(e) => {
             tracing::error!(error = %e, "device decision failed");
             render::busy()

@@ -14,8 +14,30 @@ use crate::client_context::ClientContext;
 /// `GET /.well-known/openid-configuration` and `/.well-known/oauth-authorization-server`.
 pub async fn discovery(State(state): State<AppState>) -> Response {
     (
-        [(CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"))],
+        [(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        )],
         axum::Json(state.oauth.discovery()),
+    )
+        .into_response()
+}
+
+/// `GET /.well-known/jwks.json`: the published signing keys, cacheable for less than the time a
+/// new key is published before it signs.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let max_age = state.oauth.keys().policy().jwks_max_age.whole_seconds();
+    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
+    (
+        [
+            (CACHE_CONTROL, cache),
+            (
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwk-set+json"),
+            ),
+        ],
+        state.oauth.keys().jwks().to_string(),
     )
         .into_response()
 }
@@ -159,7 +181,12 @@ pub async fn userinfo_post(
 async fn userinfo(state: &AppState, token: &str) -> Response {
     match state.oauth.userinfo(token).await {
         Ok(claims) => no_store_json(&claims),
-        Err(e) if matches!(e.code, ErrorCode::InvalidToken | ErrorCode::InsufficientScope) => {
+        Err(e)
+            if matches!(
+                e.code,
+                ErrorCode::InvalidToken | ErrorCode::InsufficientScope
+            ) =>
+        {
             bearer_challenge(Some(&e))
         }
         Err(e) => oauth_error(&e, false),
@@ -175,7 +202,9 @@ fn bearer(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
         .to_str()
         .map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim().to_owned()))
         }
         _ => Err(OAuthError::invalid_request(
@@ -214,7 +243,11 @@ fn bearer_challenge(error: Option<&OAuthError>) -> Response {
     };
     let mut response = match error {
         Some(e) => oauth_error(e, false),
-        None => (StatusCode::UNAUTHORIZED, [(CACHE_CONTROL, HeaderValue::from_static("no-store"))]).into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        )
+            .into_response(),
     };
     *response.status_mut() = status;
     if let Ok(value) = HeaderValue::from_str(&challenge) {

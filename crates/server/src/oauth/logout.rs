@@ -178,7 +178,11 @@ pub(crate) async fn end_browser_session(
         .authenticate_session(token, ctx)
         .await
         .map_err(account_error)?;
-    state.accounts.logout(token, ctx).await.map_err(account_error)?;
+    state
+        .accounts
+        .logout(token, ctx)
+        .await
+        .map_err(account_error)?;
     if let Some(current) = current {
         match state
             .oauth

@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
             "/.well-known/oauth-authorization-server",
             get(endpoints::discovery),
         )
+        .route("/.well-known/jwks.json", get(endpoints::jwks))
         .route("/oauth2/token", post(endpoints::token))
         .route("/oauth2/par", post(endpoints::par))
         .route("/oauth2/introspect", post(endpoints::introspect))
@@ -71,7 +72,10 @@ pub fn router() -> Router<AppState> {
             "/account/consents/{client_id}/revoke",
             post(authorize::withdraw_consent),
         )
-        .route("/device", get(device::device_page).post(device::device_lookup))
+        .route(
+            "/device",
+            get(device::device_page).post(device::device_lookup),
+        )
         .route("/device/decide", post(device::device_decide))
         .route(
             "/oidc/logout",
@@ -112,12 +116,13 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
         if !is_form {
             return Err(oauth_error(
-                &OAuthError::invalid_request(
-                    "the body must be application/x-www-form-urlencoded",
-                ),
+                &OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"),
                 false,
             ));
         }
@@ -151,8 +156,7 @@ pub(crate) fn used_basic(headers: &HeaderMap) -> bool {
 
 /// An RFC 6749 §5.2 error response.
 pub(crate) fn oauth_error(error: &OAuthError, basic_challenge: bool) -> Response {
-    let status =
-        StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let status = StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     let body = serde_json::json!({
         "error": error.code.as_str(),
         "error_description": error.description,

@@ -20,7 +20,9 @@ use super::cookies::CookieKind;
 use super::csrf;
 use super::login::INVALID_CODE;
 use super::next::safe_next;
-use super::render::{self, AccountPage, ReauthPage, RecoveryCodesPage, SessionRow, TotpSetupPage};
+use super::render::{
+    self, AccountPage, ConsentRow, ReauthPage, RecoveryCodesPage, SessionRow, TotpSetupPage,
+};
 use super::session::{
     Flash, PageForm, SameOrigin, SignedIn, account_error, cookie_policy, forbidden, with_cookies,
     with_next,
@@ -90,10 +92,13 @@ fn notice_text(code: &str) -> Option<&'static str> {
         }
         "totp_removed" => "The authenticator app was removed.",
         "session_revoked" => "The session was signed out.",
-        "sessions_revoked" => "All other sessions were signed out.",
+        "sessions_revoked" => {
+            "All other sessions were signed out and applications must ask you to sign in again."
+        }
         "reauthenticated" => "Thanks, you can continue.",
         "passkey_added" => "The passkey was added.",
         "passkey_removed" => "The passkey was removed.",
+        "consent_revoked" => "The application's access was withdrawn.",
         _ => return None,
     })
 }
@@ -164,6 +169,21 @@ pub async fn account_page(
         Ok(on) => on,
         Err(e) => return account_error(e),
     };
+    let consents = match state.oauth.consents(&user.id).await {
+        Ok(consents) => consents
+            .into_iter()
+            .map(|c| ConsentRow {
+                client_id: c.client_id,
+                client_name: c.client_name,
+                scopes: c.scopes.join(" "),
+                granted: when(c.granted_at),
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "listing consents failed");
+            return render::busy();
+        }
+    };
     let rows = sessions
         .into_iter()
         .map(|s| SessionRow {
@@ -196,6 +216,7 @@ pub async fn account_page(
         passkey_register,
         passkeys_available: rp.is_some(),
         passkey_error: super::passkeys::passkey_error_text(error).map(str::to_owned),
+        consents,
     };
     render::html(StatusCode::OK, &page)
 }
@@ -434,7 +455,15 @@ pub async fn revoke_other_sessions(
         .revoke_all_sessions(user_id, Some(&current.session.id), &subject(user_id), &ctx)
         .await
     {
-        Ok(_) => render::see_other("/account?done=sessions_revoked#sessions"),
+        // "Sign out everywhere else" also ends what applications hold for this user: refresh
+        // tokens die at once, access tokens stop introspecting (see `Provider::revoke_user`).
+        Ok(_) => match state.oauth.revoke_user(user_id).await {
+            Ok(_) => render::see_other("/account?done=sessions_revoked#sessions"),
+            Err(e) => {
+                tracing::error!(error = %e, "revoking the user's OAuth grants failed");
+                render::busy()
+            }
+        },
         Err(other) => account_error(other),
     }
 }

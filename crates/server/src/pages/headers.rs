@@ -9,10 +9,16 @@ use http::header::{
     X_FRAME_OPTIONS,
 };
 
-/// Scripts only from this origin (the one static passkey script; no inline script), styles and images from this origin (images also as `data:` for the TOTP
-/// QR code), forms only to this origin, never framed, no `<base>`.
+/// Scripts only from this origin (the one static passkey script; no inline script), styles and
+/// images from this origin (images also as `data:` for the TOTP QR code), never framed, no
+/// `<base>`.
+///
+/// No `form-action`: browsers apply it to every redirect that follows a form submission, and
+/// the sign-in, consent and logout forms end in a redirect to the client's registered
+/// redirect URI (any origin, or a native app's private-use scheme). Injected forms are kept out
+/// by the templates (every interpolation escaped) and `default-src 'self'` (no inline script).
 pub const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; \
-                       form-action 'self'; base-uri 'none'; object-src 'none'";
+                       base-uri 'none'; object-src 'none'";
 
 /// Adds the headers; `Cache-Control: no-store` on everything but the static stylesheet.
 pub async fn security_headers(request: Request, next: Next) -> Response {

@@ -36,6 +36,8 @@ pub const INVALID_CODE: &str =
 #[derive(Debug, Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    /// OIDC `login_hint`, passed on by `/oauth2/authorize`: prefills the username.
+    login_hint: Option<String>,
 }
 
 /// `POST /login`.
@@ -100,7 +102,11 @@ pub async fn login_page(
     let page = LoginPage {
         csrf,
         next,
-        username: String::new(),
+        username: query
+            .login_hint
+            .as_deref()
+            .map(|hint| hint.trim().chars().take(320).collect())
+            .unwrap_or_default(),
         error: None,
         notice: None,
         passkey: passkey_login_form(&state, &headers),
@@ -282,18 +288,13 @@ pub async fn logout(
     PageForm(form): PageForm<TokenForm>,
 ) -> Response {
     let policy = cookie_policy(&state);
-    let cleared = [
-        policy.clear(CookieKind::Session),
-        policy.clear(CookieKind::Flash),
-    ];
-    let Some(token) = policy.get(&headers, CookieKind::Session) else {
-        return with_cookies(render::see_other("/login"), cleared);
-    };
-    if !csrf::session_token_matches(token, &form.csrf) {
+    if let Some(token) = policy.get(&headers, CookieKind::Session)
+        && !csrf::session_token_matches(token, &form.csrf)
+    {
         return forbidden();
     }
-    if let Err(e) = state.accounts.logout(token, &ctx).await {
-        return account_error(e);
+    match crate::oauth::end_browser_session(&state, &headers, &ctx).await {
+        Ok(cleared) => with_cookies(render::see_other("/login"), cleared),
+        Err(response) => response,
     }
-    with_cookies(render::see_other("/login"), cleared)
 }

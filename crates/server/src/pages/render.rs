@@ -124,6 +124,21 @@ pub struct AccountPage {
     pub passkeys_available: bool,
     /// Error of the passkey section.
     pub passkey_error: Option<String>,
+    /// Applications the user allowed (remembered OAuth consents).
+    pub consents: Vec<ConsentRow>,
+}
+
+/// One remembered consent on the account page.
+#[derive(Debug, Clone)]
+pub struct ConsentRow {
+    /// The client id.
+    pub client_id: String,
+    /// The client's name.
+    pub client_name: String,
+    /// Consented scopes, space separated.
+    pub scopes: String,
+    /// RFC 3339 time of the first consent.
+    pub granted: String,
 }
 
 /// `GET /account/totp`: the QR code and confirmation form.

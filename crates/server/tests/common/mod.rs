@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod browser;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -76,6 +78,8 @@ pub struct Api {
     pub token: String,
     pub state: AppState,
     pub db: TestDatabase,
+    /// The secrets key the state was built with (a second replica must share it).
+    pub secrets_key: trustgate_core::SealingKey,
 }
 
 impl Api {
@@ -100,17 +104,16 @@ impl Api {
             )
             .await
             .expect("register the admin token");
-        let state = AppState::new(
-            db.store.clone(),
-            clock,
-            config,
-            trustgate_core::SealingKey::generate(),
-        );
+        let secrets_key = trustgate_core::SealingKey::generate();
+        let state = AppState::start(db.store.clone(), clock, config, secrets_key.clone())
+            .await
+            .expect("app state");
         Self {
             app: router(state.clone()),
             token,
             state,
             db,
+            secrets_key,
         }
     }
 

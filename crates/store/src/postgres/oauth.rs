@@ -554,7 +554,7 @@ impl GrantStore for PostgresStore {
         check_input("session id", session_id)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {GRANT_COLUMNS} FROM grants g WHERE g.session_id = $1 \
-             AND g.revoked_at IS NULL AND g.expires_at > $2 ORDER BY g.created_at, g.id"
+             AND g.expires_at > $2 ORDER BY g.created_at, g.id"
         )))
         .bind(session_id)
         .bind(stored_time(now))

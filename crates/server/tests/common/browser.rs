@@ -1,0 +1,210 @@
+//! A browser for in-process page tests: a cookie jar and the same-origin headers a browser sends
+//! with form posts, over any router (`App`).
+
+use std::collections::BTreeMap;
+
+use axum::body::{Body, to_bytes};
+use http::{HeaderMap, Request, StatusCode};
+use tower::ServiceExt as _;
+
+/// The host the tests pretend to be.
+pub const HOST: &str = "127.0.0.1:8080";
+/// The matching origin.
+pub const ORIGIN: &str = "http://127.0.0.1:8080";
+/// The strict session cookie.
+pub const SESSION: &str = "__Host-trustgate_session";
+
+/// Something holding the router under test.
+pub trait App {
+    /// The router.
+    fn app(&self) -> &axum::Router;
+}
+
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body as text.
+    pub body: String,
+}
+
+impl Reply {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    }
+
+    /// The first hidden CSRF token in the page.
+    pub fn csrf(&self) -> String {
+        hidden(&self.body, "csrf")
+    }
+}
+
+/// The value of the hidden input `name`, with HTML character references decoded as a browser
+/// would before posting it.
+pub fn hidden(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker).map(|i| i + marker.len());
+    let raw = start
+        .and_then(|s| body[s..].find('"').map(|e| body[s..s + e].to_owned()))
+        .unwrap_or_else(|| panic!("no {name} in page:\n{body}"));
+    decode_entities(&raw)
+}
+
+/// Decodes the character references askama emits (`&#38;`, `&#x27;`, `&amp;`, ...).
+fn decode_entities(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(start) = rest.find('&') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let Some(end) = tail.find(';') else {
+            out.push_str(tail);
+            return out;
+        };
+        let entity = &tail[1..end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .or_else(|| entity.strip_prefix("#X"))
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &tail[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A browser: a cookie jar and the same-origin headers a browser sends with form posts.
+#[derive(Clone, Default)]
+pub struct Browser {
+    /// Cookies by name.
+    pub jar: BTreeMap<String, String>,
+    /// The `Origin` sent with posts.
+    pub origin: Option<&'static str>,
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Self {
+            jar: BTreeMap::new(),
+            origin: Some(ORIGIN),
+        }
+    }
+
+    pub fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub async fn send(
+        &mut self,
+        pages: &impl App,
+        request: http::request::Builder,
+        body: Body,
+    ) -> Reply {
+        let mut request = request.header("host", HOST).header("user-agent", "test");
+        if !self.jar.is_empty() {
+            request = request.header("cookie", self.cookie_header());
+        }
+        let response = pages
+            .app()
+            .clone()
+            .oneshot(request.body(body).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let reply = Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        for cookie in reply.set_cookies() {
+            let pair = cookie.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() || cookie.contains("Max-Age=0") {
+                    self.jar.remove(name);
+                } else {
+                    self.jar.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        reply
+    }
+
+    pub async fn get(&mut self, pages: &impl App, path: &str) -> Reply {
+        self.send(pages, Request::get(path), Body::empty()).await
+    }
+
+    pub async fn post(&mut self, pages: &impl App, path: &str, form: &[(&str, &str)]) -> Reply {
+        let mut request =
+            Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+        if let Some(origin) = self.origin {
+            request = request.header("origin", origin);
+        }
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.send(pages, request, Body::from(body)).await
+    }
+
+    /// Password login through the form.
+    pub async fn login(&mut self, pages: &impl App, username: &str, password: &str) -> Reply {
+        let form = self.get(pages, "/login").await;
+        let csrf = form.csrf();
+        self.post(
+            pages,
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    pub fn session(&self) -> Option<String> {
+        self.jar.get(SESSION).cloned()
+    }
+}
+
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
