@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
 use trustgate_core::{Clock, SealingKey};
 use trustgate_store::{KeyRetirement, SigningKey, Store, StoreError};
+use zeroize::Zeroizing;
 
 use crate::{Algorithm, KeyResolver, VerificationKey};
 
@@ -447,7 +448,8 @@ impl KeyManager {
         activates_at: OffsetDateTime,
     ) -> Result<SigningKey, KeyError> {
         let crypto = |e: aws_lc_rs::error::Unspecified| KeyError::Crypto(e.to_string());
-        let pkcs8: Vec<u8> = match algorithm {
+        // aws-lc-rs zeroizes its own DER buffers on drop; our copy is zeroized too.
+        let pkcs8: Zeroizing<Vec<u8>> = Zeroizing::new(match algorithm {
             Algorithm::EdDSA => Ed25519KeyPair::generate()
                 .map_err(crypto)?
                 .to_pkcs8v1()
@@ -466,7 +468,7 @@ impl KeyManager {
                 .map_err(crypto)?
                 .as_ref()
                 .to_vec(),
-        };
+        });
         let kid = {
             let bytes: [u8; 16] = random_bytes(&self.inner.rng)?;
             URL_SAFE_NO_PAD.encode(bytes)
@@ -497,6 +499,7 @@ impl KeyManager {
             .inner
             .sealing
             .open(SEAL_PURPOSE, &stored.sealed_private_key)
+            .map(Zeroizing::new)
             .ok_or_else(|| KeyError::Sealed {
                 kid: stored.kid.clone(),
             })?;
