@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::keys::KeyError;
 use crate::{Algorithm, KeyResolver, VerificationKey};
 
-/// Smallest accepted RSA modulus, in bytes (2048 bits).
-const MIN_RSA_MODULUS_BYTES: usize = 256;
+/// Smallest accepted RSA modulus, in bits.
+const MIN_RSA_MODULUS_BITS: usize = 2048;
 /// Most keys accepted in one set.
 const MAX_KEYS: usize = 32;
 
@@ -88,8 +88,7 @@ impl JwkSetResolver {
                     let modulus = URL_SAFE_NO_PAD
                         .decode(n)
                         .map_err(|_| at("n is not base64url"))?;
-                    let significant = modulus.iter().skip_while(|b| **b == 0).count();
-                    if significant < MIN_RSA_MODULUS_BYTES {
+                    if modulus_bits(&modulus) < MIN_RSA_MODULUS_BITS {
                         return Err(at("RSA keys must have at least 2048 bits"));
                     }
                     (
@@ -121,8 +120,42 @@ impl JwkSetResolver {
     }
 }
 
+/// The bit length of a big-endian unsigned integer (leading zero bytes and bits not counted),
+/// so a 2047-bit modulus padded to 256 bytes is still refused.
+fn modulus_bits(big_endian: &[u8]) -> usize {
+    let significant: &[u8] = match big_endian.iter().position(|b| *b != 0) {
+        Some(first) => &big_endian[first..],
+        None => return 0,
+    };
+    let top_bits = significant
+        .first()
+        .map_or(0, |b| 8 - b.leading_zeros() as usize);
+    (significant.len() - 1) * 8 + top_bits
+}
+
 impl KeyResolver for JwkSetResolver {
     fn resolve(&self, kid: &str) -> Option<VerificationKey> {
         self.keys.get(kid).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::modulus_bits;
+
+    #[test]
+    fn modulus_bits_counts_significant_bits() {
+        assert_eq!(modulus_bits(&[]), 0);
+        assert_eq!(modulus_bits(&[0, 0]), 0);
+        assert_eq!(modulus_bits(&[0, 1]), 1);
+        assert_eq!(modulus_bits(&[0x80; 256]), 2048);
+        let mut short = vec![0x7f; 256];
+        assert_eq!(modulus_bits(&short), 2047);
+        short.insert(0, 0);
+        assert_eq!(
+            modulus_bits(&short),
+            2047,
+            "a leading zero byte adds nothing"
+        );
     }
 }
