@@ -141,7 +141,22 @@ mod tests {
             ),
             "77QmUPtjPfzWtF2AnpK9RQ"
         );
-        assert_eq!(left_half_hash(Algorithm::EdDSA, "x").len(), 43);
+        // The same value for the other two, computed independently (python3 hashlib:
+        // urlsafe_b64encode(sha256(v)[:16]) and urlsafe_b64encode(sha512(v)[:32]), unpadded).
+        assert_eq!(
+            left_half_hash(
+                Algorithm::ES256,
+                "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"
+            ),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
+        assert_eq!(
+            left_half_hash(
+                Algorithm::EdDSA,
+                "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"
+            ),
+            "q7nS86GgvvFaZkzALLWqJYaJIKw2wCDAVfCAsm5CrBM"
+        );
     }
 
     #[test]

@@ -86,8 +86,99 @@ async fn ensure_keys_creates_one_active_key_per_algorithm_once(db: TestDatabase)
             assert!(key.get(private).is_none(), "{private} leaked");
         }
     }
-    let debug = format!("{a:?}");
+    let debug = format!("{a:?} {:?}", a.resolver());
     assert!(!debug.contains("PRIVATE") && debug.len() < 2000, "{debug}");
+    for key in published {
+        for member in ["x", "y", "n"] {
+            if let Some(value) = key[member].as_str() {
+                assert!(!debug.contains(value), "Debug shows key material: {debug}");
+            }
+        }
+    }
+}
+
+async fn jwks_members_are_exactly_the_public_ones(db: TestDatabase) {
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let keys = manager(&db, &clock, &SealingKey::generate()).await;
+    let jwks = keys.jwks();
+    let published = jwks["keys"].as_array().expect("keys");
+    let infos = keys.list();
+    for key in published {
+        let object = key.as_object().expect("object");
+        let mut members: Vec<&str> = object.keys().map(String::as_str).collect();
+        members.sort_unstable();
+        let alg: Algorithm = key["alg"].as_str().expect("alg").parse().expect("ours");
+        let expected: &[&str] = match alg {
+            Algorithm::EdDSA => &["alg", "crv", "kid", "kty", "use", "x"],
+            Algorithm::ES256 => &["alg", "crv", "kid", "kty", "use", "x", "y"],
+            Algorithm::RS256 => &["alg", "e", "kid", "kty", "n", "use"],
+        };
+        assert_eq!(members, expected, "{key}");
+        match alg {
+            Algorithm::EdDSA => assert_eq!(
+                (&key["kty"], &key["crv"]),
+                (&json!("OKP"), &json!("Ed25519"))
+            ),
+            Algorithm::ES256 => {
+                assert_eq!((&key["kty"], &key["crv"]), (&json!("EC"), &json!("P-256")))
+            }
+            Algorithm::RS256 => {
+                assert_eq!(key["kty"], "RSA");
+                let n = URL_SAFE_NO_PAD
+                    .decode(key["n"].as_str().expect("n"))
+                    .expect("b64");
+                assert_eq!(n.len(), 256, "RSA 2048");
+                assert_eq!(key["e"], "AQAB");
+            }
+        }
+        let kid = key["kid"].as_str().expect("kid");
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(kid).expect("kid is base64url").len(),
+            16
+        );
+        assert!(infos.iter().any(|k| k.kid == kid && k.algorithm == alg));
+    }
+    // Our own JWKS passes the rules for a client's registered JWK Set.
+    let resolver = JwkSetResolver::from_json(&jwks).expect("our JWKS passes the client rules");
+    for info in infos {
+        assert_eq!(
+            resolver.resolve(&info.kid).map(|k| k.algorithm),
+            Some(info.algorithm)
+        );
+    }
+}
+
+async fn replicas_racing_ensure_keys_create_one_key_per_algorithm(db: TestDatabase) {
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let sealing = SealingKey::generate();
+    let load = || {
+        KeyManager::load(
+            db.store.clone(),
+            sealing.clone(),
+            policy(),
+            Arc::new(clock.clone()),
+        )
+    };
+    let (a, b) = tokio::join!(load(), load());
+    let (a, b) = (a.expect("a"), b.expect("b"));
+    assert!(a.list().is_empty(), "empty database");
+    let (ra, rb) = tokio::join!(a.ensure_keys(), b.ensure_keys());
+    ra.expect("a");
+    rb.expect("b");
+    a.reload().await.expect("reload");
+    assert_eq!(a.list(), b.list(), "both replicas see the same keys");
+    for alg in Algorithm::all() {
+        let of_alg = a.list().into_iter().filter(|k| k.algorithm == alg).count();
+        assert_eq!(of_alg, 1, "{alg}: {:?}", a.list());
+    }
+    // Whichever replica signs, the other verifies.
+    let now = clock.now();
+    for alg in Algorithm::all() {
+        let token = a
+            .sign(alg, "at+jwt", &claims(now.unix_timestamp()))
+            .expect("sign");
+        verify::<Value>(&token, &b.resolver(), &expect(now)).expect("verify on the other replica");
+    }
 }
 
 async fn tokens_round_trip_for_every_algorithm(db: TestDatabase) {
@@ -226,6 +317,8 @@ async fn a_different_secrets_key_fails_clearly(db: TestDatabase) {
 
 test_on_both_backends!(
     ensure_keys_creates_one_active_key_per_algorithm_once,
+    jwks_members_are_exactly_the_public_ones,
+    replicas_racing_ensure_keys_create_one_key_per_algorithm,
     tokens_round_trip_for_every_algorithm,
     rotation_publishes_before_signing_and_retires_after_tokens_expire,
     concurrent_rotations_create_one_key,
