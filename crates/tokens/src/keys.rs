@@ -24,6 +24,8 @@ use crate::{Algorithm, KeyResolver, VerificationKey};
 
 /// The sealing purpose of private keys.
 const SEAL_PURPOSE: &str = "signing-key";
+/// Compare-and-set attempts of one manual rotation before giving up.
+const ROTATION_ATTEMPTS: u32 = 3;
 /// Extra time a retired key stays published beyond the longest token lifetime.
 const RETIREMENT_LEEWAY: Duration = Duration::seconds(60);
 
@@ -129,6 +131,11 @@ pub enum KeyError {
     /// Key generation or signing failed in the crypto library.
     #[error("cryptographic operation failed: {0}")]
     Crypto(String),
+    /// A manual rotation lost the compare-and-set to other replicas' rotations every time.
+    #[error(
+        "rotating the {0} key lost to concurrent rotations {ROTATION_ATTEMPTS} times; try again"
+    )]
+    Contended(Algorithm),
     /// No key of this algorithm is active.
     #[error("no active {0} signing key")]
     NoActiveKey(Algorithm),
@@ -248,19 +255,10 @@ impl KeyManager {
     /// a JWKS without it). Idempotent; concurrent replicas create one key per algorithm.
     pub async fn ensure_keys(&self) -> Result<(), KeyError> {
         self.reload().await?;
-        let now = self.inner.clock.now();
         for algorithm in Algorithm::all() {
-            if self.newest(algorithm).is_some() {
-                continue;
+            if self.newest_key(algorithm).is_none() {
+                self.create_first(algorithm).await?;
             }
-            let mut key = self.generate(algorithm, now, now)?;
-            let now = self.inner.clock.now();
-            key.created_at = now;
-            key.activates_at = now;
-            self.inner
-                .store
-                .rotate_signing_key(&key, None, None)
-                .await?;
         }
         self.reload().await
     }
@@ -268,6 +266,10 @@ impl KeyManager {
     /// Rotates `algorithm` (all three if `None`): a new key published now and signing after
     /// `publish_ahead`; the previous newest stops signing at that moment and leaves the JWKS
     /// `max_token_lifetime` + 60 s later. Returns the new keys.
+    ///
+    /// Each call is one rotation per algorithm: if another replica rotated in between, the new
+    /// key succeeds that replica's key instead (retried up to three times, then
+    /// [`KeyError::Contended`]).
     pub async fn rotate(&self, algorithm: Option<Algorithm>) -> Result<Vec<KeyInfo>, KeyError> {
         self.reload().await?;
         let algorithms = match algorithm {
@@ -276,70 +278,112 @@ impl KeyManager {
         };
         let mut created = Vec::new();
         for algorithm in algorithms {
-            for _ in 0..3 {
-                // Generate first: an RSA key can take a second, and the publish-ahead window
-                // must start when the key exists, not before.
-                let mut key = self.generate(
-                    algorithm,
-                    OffsetDateTime::UNIX_EPOCH,
-                    OffsetDateTime::UNIX_EPOCH,
-                )?;
-                let now = self.inner.clock.now();
-                let activates_at = now + self.inner.policy.publish_ahead;
-                let previous = self.newest_key(algorithm);
-                // Strictly newer than its predecessor, so "newest" (the store's compare-and-set
-                // condition) is never decided by a tie between two replicas' random kids.
-                key.created_at = previous
-                    .as_ref()
-                    .map_or(now, |(_, at)| now.max(*at + Duration::microseconds(1)));
-                key.activates_at = activates_at;
-                let previous = previous.map(|(kid, _)| kid);
-                let retirement = previous.as_ref().map(|_| KeyRetirement {
-                    retires_at: activates_at,
-                    expires_at: activates_at
-                        + self.inner.policy.max_token_lifetime
-                        + RETIREMENT_LEEWAY,
-                });
-                let kid = key.kid.clone();
-                let done = self
-                    .inner
-                    .store
-                    .rotate_signing_key(&key, previous.as_deref(), retirement)
-                    .await?;
-                self.reload().await?;
-                if done {
-                    if let Some(info) = self.list().into_iter().find(|k| k.kid == kid) {
-                        created.push(info);
-                    }
-                    break;
+            let mut attempts = 0;
+            let kid = loop {
+                if let Some(kid) = self
+                    .rotate_from(algorithm, self.newest_key(algorithm))
+                    .await?
+                {
+                    break kid;
                 }
+                attempts += 1;
+                if attempts == ROTATION_ATTEMPTS {
+                    return Err(KeyError::Contended(algorithm));
+                }
+            };
+            if let Some(info) = self.list().into_iter().find(|k| k.kid == kid) {
+                created.push(info);
             }
         }
         Ok(created)
     }
 
     /// Periodic work: reload, rotate keys older than the rotation period, delete expired keys.
+    ///
+    /// A scheduled rotation is a single compare-and-set against the key found due: when several
+    /// replicas find the same key due at once, one rotates it and the others only reload (a
+    /// retry would rotate the fresh key again). An algorithm with no key at all (rows deleted by
+    /// hand) gets one active at once, as in [`ensure_keys`](Self::ensure_keys).
     pub async fn maintain(&self) -> Result<(), KeyError> {
         self.reload().await?;
         let now = self.inner.clock.now();
+        let mut changed = false;
         for algorithm in Algorithm::all() {
-            let due = {
-                let set = self.inner.set.load();
-                set.keys
-                    .iter()
-                    .filter(|k| k.info.algorithm == algorithm)
-                    .max_by_key(|k| (k.info.created_at, k.info.kid.clone()))
-                    .is_none_or(|k| now - k.info.created_at >= self.inner.policy.rotation_period)
-            };
-            if due {
-                self.rotate(Some(algorithm)).await?;
+            match self.newest_key(algorithm) {
+                None => {
+                    self.create_first(algorithm).await?;
+                    changed = true;
+                }
+                Some(newest) if now - newest.1 >= self.inner.policy.rotation_period => {
+                    // rotate_from reloads: later algorithms see this replica's result.
+                    self.rotate_from(algorithm, Some(newest)).await?;
+                }
+                Some(_) => {}
             }
         }
         let purged = self.inner.store.delete_expired_signing_keys(now).await?;
-        if purged > 0 {
+        if changed || purged > 0 {
             self.reload().await?;
         }
         Ok(())
+    }
+
+    /// The first key of `algorithm`, active at once, unless another replica created one first.
+    /// Does not reload.
+    async fn create_first(&self, algorithm: Algorithm) -> Result<(), KeyError> {
+        let mut key = self.generate(
+            algorithm,
+            OffsetDateTime::UNIX_EPOCH,
+            OffsetDateTime::UNIX_EPOCH,
+        )?;
+        let now = self.inner.clock.now();
+        key.created_at = now;
+        key.activates_at = now;
+        self.inner
+            .store
+            .rotate_signing_key(&key, None, None)
+            .await?;
+        Ok(())
+    }
+
+    /// One compare-and-set: a new key of `algorithm` succeeding `previous` (kid and creation
+    /// time of the newest key as this replica saw it). Reloads either way; returns the new kid,
+    /// or `None` when another replica rotated `previous` first.
+    async fn rotate_from(
+        &self,
+        algorithm: Algorithm,
+        previous: Option<(String, OffsetDateTime)>,
+    ) -> Result<Option<String>, KeyError> {
+        // Generate first: an RSA key can take a second, and the publish-ahead window must start
+        // when the key exists, not before.
+        let mut key = self.generate(
+            algorithm,
+            OffsetDateTime::UNIX_EPOCH,
+            OffsetDateTime::UNIX_EPOCH,
+        )?;
+        let now = self.inner.clock.now();
+        let activates_at = now + self.inner.policy.publish_ahead;
+        // Strictly newer than its predecessor, so "newest" (the store's compare-and-set
+        // condition) is never decided by a tie between two replicas' random kids.
+        key.created_at = previous
+            .as_ref()
+            .map_or(now, |(_, at)| now.max(*at + Duration::microseconds(1)));
+        key.activates_at = activates_at;
+        let retirement = previous.as_ref().map(|_| KeyRetirement {
+            retires_at: activates_at,
+            expires_at: activates_at + self.inner.policy.max_token_lifetime + RETIREMENT_LEEWAY,
+        });
+        let done = self
+            .inner
+            .store
+            .rotate_signing_key(
+                &key,
+                previous.as_ref().map(|(kid, _)| kid.as_str()),
+                retirement,
+            )
+            .await?;
+        self.reload().await?;
+        Ok(done.then_some(key.kid))
     }
 
     /// Every loaded key with its state now.
@@ -422,11 +466,6 @@ impl KeyManager {
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
         Ok(token)
-    }
-
-    /// The kid of the newest key of `algorithm` in the loaded set.
-    fn newest(&self, algorithm: Algorithm) -> Option<String> {
-        self.newest_key(algorithm).map(|(kid, _)| kid)
     }
 
     /// The kid and creation time of the newest key of `algorithm` (the store's order).

@@ -292,12 +292,47 @@ async fn concurrent_rotations_create_one_key(db: TestDatabase) {
 
 async fn maintain_rotates_old_keys(db: TestDatabase) {
     let clock = ManualClock::new(time::OffsetDateTime::now_utc());
-    let keys = manager(&db, &clock, &SealingKey::generate()).await;
+    let keys = KeyManager::load(
+        db.store.clone(),
+        SealingKey::generate(),
+        policy(),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .expect("load");
+    // On an empty store maintain() creates what ensure_keys() would: keys that sign at once.
+    keys.maintain().await.expect("maintain");
+    assert_eq!(keys.list().len(), 3);
+    assert!(keys.list().iter().all(|k| k.state == KeyState::Active));
     keys.maintain().await.expect("maintain");
     assert_eq!(keys.list().len(), 3, "nothing due yet");
     clock.advance(Duration::days(30));
     keys.maintain().await.expect("maintain");
     assert_eq!(keys.list().len(), 6, "one new key per algorithm");
+}
+
+async fn replicas_racing_maintain_rotate_each_algorithm_once(db: TestDatabase) {
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let sealing = SealingKey::generate();
+    let a = manager(&db, &clock, &sealing).await;
+    let b = manager(&db, &clock, &sealing).await;
+    clock.advance(Duration::days(30));
+    let (ra, rb) = tokio::join!(a.maintain(), b.maintain());
+    ra.expect("a");
+    rb.expect("b");
+    a.reload().await.expect("reload");
+    for alg in Algorithm::all() {
+        let of_alg: Vec<_> = a
+            .list()
+            .into_iter()
+            .filter(|k| k.algorithm == alg)
+            .collect();
+        assert_eq!(
+            of_alg.len(),
+            2,
+            "one scheduled rotation of {alg}, not one per replica: {of_alg:?}"
+        );
+    }
 }
 
 async fn a_different_secrets_key_fails_clearly(db: TestDatabase) {
@@ -323,6 +358,7 @@ test_on_both_backends!(
     rotation_publishes_before_signing_and_retires_after_tokens_expire,
     concurrent_rotations_create_one_key,
     maintain_rotates_old_keys,
+    replicas_racing_maintain_rotate_each_algorithm_once,
     a_different_secrets_key_fails_clearly,
 );
 
