@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# HTTP load benchmark: builds the release binaries, starts `trustgate serve` on a throwaway data
-# directory (SQLite) with a bootstrap admin token, runs `trustgate-load` against it (10k-tuple
-# Drive-like dataset; check vs /healthz vs /admin/v1/whoami in the same run), stops the server
-# and prints the figures.
+# HTTP load benchmarks: builds the release binaries, starts `trustgate serve` on a throwaway data
+# directory (SQLite) with a bootstrap admin token, runs a `trustgate-load` scenario against it,
+# stops the server and prints the figures. Scenarios (first argument, default `check`):
+#   check  10k-tuple Drive-like dataset; check vs /healthz vs /admin/v1/whoami in the same run
+#   login  login flood; logins/s and /healthz p99 during the flood vs idle (scripts/login-load.sh)
+#   oauth  client_credentials grants/s and introspections/s vs /healthz (scripts/oauth-load.sh)
 #
-# Usage: scripts/load.sh [trustgate-load flags...]
+# Usage: scripts/load.sh [check|login|oauth] [trustgate-load flags...]
 #   e.g. scripts/load.sh --connections 32 --duration 20
+#        scripts/load.sh oauth --connections 32
 # Environment: CARGO_TARGET_DIR (default ./target); TRUSTGATE_LOAD_KEEP=1 keeps the data dir;
 # TRUSTGATE_LOAD_LOG_LEVEL sets the server's log filter (default: the server's own, `info`, which
 # writes one audit line per check decision to the server log).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+scenario=check
+case "${1:-}" in
+  check|login|oauth) scenario="$1"; shift ;;
+esac
 target="${CARGO_TARGET_DIR:-$root/target}"
 
 echo "== building release binaries (trustgate, trustgate-load)" >&2
 cargo build --manifest-path "$root/Cargo.toml" --release --locked \
   -p trustgate --bin trustgate -p trustgate-bench --bin trustgate-load >&2
 
-data="$(mktemp -d "${TMPDIR:-/tmp}/trustgate-load.XXXXXX")"
+data="$(mktemp -d "${TMPDIR:-/tmp}/trustgate-$scenario-load.XXXXXX")"
 token="tg_load_$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
 server_pid=""
 
@@ -61,4 +68,8 @@ if [[ -z "$base" ]]; then
 fi
 echo "== server $base (pid $server_pid, data $data)" >&2
 
-TRUSTGATE_LOAD_TOKEN="$token" "$target/release/trustgate-load" --url "$base" "$@"
+if [[ "$scenario" == check ]]; then
+  TRUSTGATE_LOAD_TOKEN="$token" "$target/release/trustgate-load" --url "$base" "$@"
+else
+  TRUSTGATE_LOAD_TOKEN="$token" "$target/release/trustgate-load" "$scenario" --url "$base" "$@"
+fi

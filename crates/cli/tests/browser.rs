@@ -16,51 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use support::{Running, http, run};
+use support::{E2E, Running, browser_available, chromium, http, run};
 
 const TOKEN: &str = "tg_admin_browser_tests_0123456789abcdefghijkl";
 const PASSWORD: &str = "a long browser passphrase 2026";
-const E2E: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e");
-
-fn chromium() -> PathBuf {
-    std::env::var_os("TRUSTGATE_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-/// Whether everything the scenarios need is installed; panics in CI when it is not.
-fn browser_available() -> bool {
-    let mut missing = Vec::new();
-    if !chromium().exists() {
-        missing.push(format!(
-            "Chromium at {} (sudo apt-get install -y chromium chromium-driver)",
-            chromium().display()
-        ));
-    }
-    if !Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        missing.push("node (apt-get install -y nodejs npm)".into());
-    }
-    if !Path::new(E2E).join("node_modules/playwright-core").exists() {
-        missing.push("playwright-core (npm ci --prefix crates/cli/tests/e2e)".into());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("TRUSTGATE_REQUIRE_BROWSER_TESTS").as_deref() != Ok("1"),
-        "TRUSTGATE_REQUIRE_BROWSER_TESTS=1 but missing: {}",
-        missing.join("; ")
-    );
-    eprintln!(
-        "skipping browser tests; missing: {} (or run scripts/ci-setup.sh)",
-        missing.join("; ")
-    );
-    false
-}
 
 fn artifacts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-artifacts")
@@ -104,7 +63,7 @@ fn scenario(server: &Running, script: &str, username: &str) {
 
 #[test]
 fn pages_in_headless_chromium() {
-    if !browser_available() {
+    if !browser_available("browser tests", &["playwright-core"]) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -12,50 +12,21 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
-use support::{Running, http, run};
+use support::{E2E, Running, browser_available, chromium, http, run};
 
 const TOKEN: &str = "tg_admin_oidc_rp_tests_0123456789abcdefghijklm";
 const PASSWORD: &str = "a long relying party passphrase 2026";
-const E2E: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e");
-
-fn chromium() -> PathBuf {
-    std::env::var_os("TRUSTGATE_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-fn available() -> bool {
-    let mut missing = Vec::new();
-    if !chromium().exists() {
-        missing.push("Chromium (sudo apt-get install -y chromium chromium-driver)".to_owned());
-    }
-    for package in ["playwright-core", "openid-client", "jose"] {
-        if !Path::new(E2E).join("node_modules").join(package).exists() {
-            missing.push(format!("{package} (npm ci --prefix crates/cli/tests/e2e)"));
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("TRUSTGATE_REQUIRE_BROWSER_TESTS").as_deref() != Ok("1"),
-        "TRUSTGATE_REQUIRE_BROWSER_TESTS=1 but missing: {}",
-        missing.join("; ")
-    );
-    eprintln!(
-        "skipping the relying-party test; missing: {} (or run scripts/ci-setup.sh)",
-        missing.join("; ")
-    );
-    false
-}
 
 #[test]
 fn openid_client_drives_every_flow() {
-    if !available() {
+    if !browser_available(
+        "the relying-party test",
+        &["playwright-core", "openid-client", "jose"],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

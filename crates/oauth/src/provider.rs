@@ -718,16 +718,35 @@ impl Provider {
         )))
     }
 
-    /// The subject of an ID token this server issued (expired or not: hints are often old),
-    /// optionally required to be for `client_id`.
-    fn id_token_hint_subject(&self, hint: &str, client_id: Option<&str>) -> Option<String> {
-        let audiences: Vec<&str> = client_id.into_iter().collect();
-        let verified = trustgate_tokens::verify::<IdTokenClaims>(
-            hint,
+    /// One of our access tokens (`at+jwt`, our issuer, unexpired, `aud` containing one of
+    /// `audiences` unless empty), signature checked; revocation is the caller's to check.
+    fn verify_access_token(&self, token: &str, audiences: &[&str]) -> Option<AccessTokenClaims> {
+        trustgate_tokens::verify::<AccessTokenClaims>(
+            token,
             &self.inner.keys.resolver(),
             &Expectation {
                 issuer: self.issuer(),
-                audiences: &audiences,
+                audiences,
+                typ: Some("at+jwt"),
+                now: self.now(),
+                leeway: LEEWAY,
+                require_exp: true,
+                check_expiry: true,
+            },
+        )
+        .ok()
+        .map(|verified| verified.claims)
+    }
+
+    /// One of our ID tokens used as a hint: signature and issuer checked, expiry ignored (RPs
+    /// send hints long after the ID token expired).
+    fn verify_id_token_hint(&self, token: &str, audiences: &[&str]) -> Option<IdTokenClaims> {
+        trustgate_tokens::verify::<IdTokenClaims>(
+            token,
+            &self.inner.keys.resolver(),
+            &Expectation {
+                issuer: self.issuer(),
+                audiences,
                 typ: None,
                 now: self.now(),
                 leeway: LEEWAY,
@@ -735,8 +754,16 @@ impl Provider {
                 check_expiry: false,
             },
         )
-        .ok()?;
-        Some(verified.claims.sub)
+        .ok()
+        .map(|verified| verified.claims)
+    }
+
+    /// The subject of an ID token this server issued (expired or not: hints are often old),
+    /// optionally required to be for `client_id`.
+    fn id_token_hint_subject(&self, hint: &str, client_id: Option<&str>) -> Option<String> {
+        let audiences: Vec<&str> = client_id.into_iter().collect();
+        self.verify_id_token_hint(hint, &audiences)
+            .map(|claims| claims.sub)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1477,22 +1504,9 @@ impl Provider {
         token: &str,
         audiences: &[&str],
     ) -> Result<Option<AccessTokenClaims>, OAuthError> {
-        let Ok(verified) = trustgate_tokens::verify::<AccessTokenClaims>(
-            token,
-            &self.inner.keys.resolver(),
-            &Expectation {
-                issuer: self.issuer(),
-                audiences,
-                typ: Some("at+jwt"),
-                now: self.now(),
-                leeway: LEEWAY,
-                require_exp: true,
-                check_expiry: true,
-            },
-        ) else {
+        let Some(claims) = self.verify_access_token(token, audiences) else {
             return Ok(None);
         };
-        let claims = verified.claims;
         let store = &self.inner.store;
         let storage = |e: StoreError| OAuthError::storage(&e);
         if store
@@ -1637,22 +1651,9 @@ impl Provider {
             )
         };
         if looks_like_jwt(token) {
-            let Ok(verified) = trustgate_tokens::verify::<AccessTokenClaims>(
-                token,
-                &self.inner.keys.resolver(),
-                &Expectation {
-                    issuer: self.issuer(),
-                    audiences: &[],
-                    typ: Some("at+jwt"),
-                    now,
-                    leeway: LEEWAY,
-                    require_exp: true,
-                    check_expiry: true,
-                },
-            ) else {
+            let Some(claims) = self.verify_access_token(token, &[]) else {
                 return Ok(());
             };
-            let claims = verified.claims;
             if claims.client_id != client.id {
                 return Err(refused());
             }
@@ -1747,21 +1748,8 @@ impl Provider {
     pub async fn logout_request(&self, params: &Params) -> Result<LogoutRequest, OAuthError> {
         let hint = match params.get("id_token_hint") {
             Some(token) => Some(
-                trustgate_tokens::verify::<IdTokenClaims>(
-                    token,
-                    &self.inner.keys.resolver(),
-                    &Expectation {
-                        issuer: self.issuer(),
-                        audiences: &[],
-                        typ: None,
-                        now: self.now(),
-                        leeway: LEEWAY,
-                        require_exp: false,
-                        check_expiry: false,
-                    },
-                )
-                .map_err(|_| OAuthError::invalid_request("id_token_hint is invalid"))?
-                .claims,
+                self.verify_id_token_hint(token, &[])
+                    .ok_or_else(|| OAuthError::invalid_request("id_token_hint is invalid"))?,
             ),
             None => None,
         };

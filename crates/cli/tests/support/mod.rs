@@ -141,3 +141,51 @@ pub fn http() -> reqwest::blocking::Client {
         .build()
         .expect("client")
 }
+
+/// The browser and node scenarios under `tests/e2e`.
+pub const E2E: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e");
+
+/// Debian's Chromium, or `TRUSTGATE_CHROMIUM`.
+pub fn chromium() -> std::path::PathBuf {
+    std::env::var_os("TRUSTGATE_CHROMIUM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/bin/chromium"))
+}
+
+/// Whether Chromium, node and the npm `packages` of `tests/e2e` are installed. Without them a
+/// scenario skips with a message saying how to install them, except under
+/// `TRUSTGATE_REQUIRE_BROWSER_TESTS=1` (CI), where that panics.
+pub fn browser_available(what: &str, packages: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    if !chromium().exists() {
+        missing.push(format!(
+            "Chromium at {} (sudo apt-get install -y chromium chromium-driver)",
+            chromium().display()
+        ));
+    }
+    if !Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        missing.push("node (apt-get install -y nodejs npm)".into());
+    }
+    for package in packages {
+        if !Path::new(E2E).join("node_modules").join(package).exists() {
+            missing.push(format!("{package} (npm ci --prefix crates/cli/tests/e2e)"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("TRUSTGATE_REQUIRE_BROWSER_TESTS").as_deref() != Ok("1"),
+        "TRUSTGATE_REQUIRE_BROWSER_TESTS=1 but missing: {}",
+        missing.join("; ")
+    );
+    eprintln!(
+        "skipping {what}; missing: {} (or run scripts/ci-setup.sh)",
+        missing.join("; ")
+    );
+    false
+}

@@ -49,10 +49,9 @@ pub async fn token(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
-    let basic = used_basic(&headers);
-    let presented = match credentials(&headers, &params) {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e, basic),
+    let (presented, basic) = match presented(&headers, &params) {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     match state
         .oauth
@@ -70,10 +69,9 @@ pub async fn par(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
-    let basic = used_basic(&headers);
-    let presented = match credentials(&headers, &params) {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e, basic),
+    let (presented, basic) = match presented(&headers, &params) {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     match state.oauth.push(&params, &presented).await {
         Ok(pushed) => {
@@ -91,10 +89,9 @@ pub async fn device_authorization(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
-    let basic = used_basic(&headers);
-    let presented = match credentials(&headers, &params) {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e, basic),
+    let (presented, basic) = match presented(&headers, &params) {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     match state.oauth.device_authorize(&params, &presented).await {
         Ok(response) => no_store_json(&response),
@@ -108,10 +105,9 @@ pub async fn introspect(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
-    let basic = used_basic(&headers);
-    let presented = match credentials(&headers, &params) {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e, basic),
+    let (presented, basic) = match presented(&headers, &params) {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     match state.oauth.introspect(&params, &presented).await {
         Ok(body) => no_store_json(&body),
@@ -126,10 +122,9 @@ pub async fn revoke(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
-    let basic = used_basic(&headers);
-    let presented = match credentials(&headers, &params) {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e, basic),
+    let (presented, basic) = match presented(&headers, &params) {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     match state
         .oauth
@@ -143,6 +138,18 @@ pub async fn revoke(
             .into_response(),
         Err(e) => oauth_error(&e, basic),
     }
+}
+
+/// The client credentials of a machine request and whether they came as HTTP Basic (so a 401
+/// challenges it), or the error response.
+fn presented(
+    headers: &HeaderMap,
+    params: &trustgate_oauth::request::Params,
+) -> Result<(trustgate_oauth::clients::PresentedCredentials, bool), Box<Response>> {
+    let basic = used_basic(headers);
+    credentials(headers, params)
+        .map(|c| (c, basic))
+        .map_err(|e| Box::new(oauth_error(&e, basic)))
 }
 
 /// `GET /oidc/userinfo`: the bearer token from the `Authorization` header.
