@@ -1147,6 +1147,117 @@ async fn consent_is_remembered_and_can_be_withdrawn(db: TestDatabase) {
     assert!(r.body.contains("consent-approve"), "asked again");
 }
 
+async fn acr_values_2_steps_up_to_a_second_factor(db: TestDatabase) {
+    let op = op(&db).await;
+    let rp = register(&op, "RP", secret_post).await;
+    let mut b = signed_in(&op, "alice").await;
+    // Enrol TOTP for alice's session.
+    let ctx = RequestContext::default();
+    let token = b.session().expect("session cookie");
+    let current = op
+        .state
+        .accounts
+        .authenticate_session(&token, &ctx)
+        .await
+        .expect("lookup")
+        .expect("live session");
+    let enrollment = op
+        .state
+        .accounts
+        .begin_totp_enrollment(&current)
+        .await
+        .expect("begin");
+    let secret = trustgate_authn::totp::TotpSecret::from_base32(enrollment.secret_base32.expose())
+        .expect("secret");
+    op.state
+        .accounts
+        .confirm_totp_enrollment(&current, &secret.code_at(op.clock.now()), &ctx)
+        .await
+        .expect("confirm");
+    op.clock.advance(time::Duration::seconds(31));
+
+    // One factor so far: acr_values=2 sends the user to re-authenticate with the code.
+    let (verifier, challenge) = pkce();
+    let r = b
+        .get(
+            &op,
+            &authorize_path(&rp.id, &challenge, &[("acr_values", "2")]),
+        )
+        .await;
+    assert!(
+        r.location().starts_with("/account/reauth?next="),
+        "{}",
+        r.location()
+    );
+    let none = b
+        .get(
+            &op,
+            &authorize_path(
+                &rp.id,
+                &challenge,
+                &[("acr_values", "2"), ("prompt", "none")],
+            ),
+        )
+        .await;
+    assert_eq!(
+        query_param(none.location(), "error").as_deref(),
+        Some("login_required")
+    );
+    let next = percent_encoding::percent_decode_str(
+        r.location().trim_start_matches("/account/reauth?next="),
+    )
+    .decode_utf8()
+    .expect("utf8")
+    .into_owned();
+    let page = b
+        .get(&op, &format!("/account/reauth?next={}", enc(&next)))
+        .await;
+    let csrf = page.csrf();
+    let code = secret.code_at(op.clock.now());
+    let done = b
+        .post(
+            &op,
+            "/account/reauth",
+            &[
+                ("csrf", &csrf),
+                ("next", &next),
+                ("password", PASSWORD),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let mut back = b.get(&op, done.location()).await;
+    if back.body.contains("consent-approve") {
+        let (csrf, request) = (back.csrf(), common::browser::hidden(&back.body, "request"));
+        back = b
+            .post(
+                &op,
+                "/consent",
+                &[
+                    ("csrf", &csrf),
+                    ("request", &request),
+                    ("decision", "approve"),
+                ],
+            )
+            .await;
+    }
+    let code =
+        query_param(back.location(), "code").unwrap_or_else(|| panic!("{}", back.location()));
+    let (status, issued) = exchange(&op, &rp, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    let id = payload(issued["id_token"].as_str().expect("id token"));
+    assert_eq!(id["acr"], "2", "{id}");
+    assert!(
+        id["amr"]
+            .as_array()
+            .expect("amr")
+            .iter()
+            .any(|m| m == "otp"),
+        "{id}"
+    );
+}
+
 async fn private_key_jwt_clients(db: TestDatabase) {
     let op = op(&db).await;
     // The client's own keys: a key manager on a database of its own.
@@ -1313,5 +1424,6 @@ test_on_both_backends!(
     device_flow_polling,
     consent_is_remembered_and_can_be_withdrawn,
     private_key_jwt_clients,
+    acr_values_2_steps_up_to_a_second_factor,
     discovery_and_jwks,
 );
