@@ -100,7 +100,7 @@ async fn authorize(
             &oauth_context(ctx),
         )
         .await;
-    respond(state, outcome, current.as_ref(), redirect_status)
+    respond(outcome, current.as_ref(), redirect_status)
 }
 
 /// The signed-in session, if any (a stale cookie is simply no session here).
@@ -140,7 +140,6 @@ pub(super) async fn end_user(
 }
 
 fn respond(
-    state: &AppState,
     outcome: AuthorizeOutcome,
     current: Option<&CurrentSession>,
     redirect_status: StatusCode,
@@ -186,7 +185,6 @@ fn respond(
                 request: prompt.resume.to_query(),
                 username: current.user.username.clone(),
             };
-            let _ = state;
             render::html(StatusCode::OK, &page)
         }
     }
@@ -265,7 +263,7 @@ pub async fn consent_submit(
         .oauth
         .authorize(&params, Some(&user), decision, &oauth_context(&ctx))
         .await;
-    respond(&state, outcome, Some(&current), StatusCode::SEE_OTHER)
+    respond(outcome, Some(&current), StatusCode::SEE_OTHER)
 }
 
 /// `POST /account/consents/{client_id}/revoke`.

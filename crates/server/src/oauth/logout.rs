@@ -87,11 +87,11 @@ async fn logout(
         Err(response) => return response,
     };
     let Some(current) = current else {
-        return signed_out(state, &request, Vec::new());
+        return signed_out(&request, Vec::new());
     };
     if request.hint_subject.as_deref() == Some(current.user.id.as_str()) {
         return match end_browser_session(state, headers, ctx).await {
-            Ok(cookies) => signed_out(state, &request, cookies),
+            Ok(cookies) => signed_out(&request, cookies),
             Err(response) => response,
         };
     }
@@ -132,13 +132,12 @@ pub async fn logout_confirm(
         Err(e) => return error_page(&e),
     };
     match end_browser_session(&state, &headers, &ctx).await {
-        Ok(cookies) => signed_out(&state, &request, cookies),
+        Ok(cookies) => signed_out(&request, cookies),
         Err(response) => response,
     }
 }
 
-fn signed_out(state: &AppState, request: &LogoutRequest, cookies: Vec<HeaderValue>) -> Response {
-    let _ = state;
+fn signed_out(request: &LogoutRequest, cookies: Vec<HeaderValue>) -> Response {
     let response = match &request.redirect {
         Some(uri) => match HeaderValue::from_str(uri) {
             Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
