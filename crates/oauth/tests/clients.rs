@@ -5,15 +5,19 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
 use time::macros::datetime;
-use trustgate_core::{ManualClock, Secret, TokenDigest};
+use trustgate_core::{Clock, ManualClock, SealingKey, Secret, TokenDigest};
 use trustgate_oauth::clients::{
-    AuthMethod, ClientError, ClientRegistration, ClientRegistry, GrantType, PresentedCredentials,
+    AuthMethod, Client, ClientError, ClientRegistration, ClientRegistry, GrantType,
+    JWT_BEARER_ASSERTION_TYPE, PresentedCredentials,
 };
 use trustgate_oauth::{ErrorCode, OAuthError};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
+use trustgate_tokens::{Algorithm, KeyManager, KeyPolicy};
 
 const TOKEN_ENDPOINT: &str = "https://id.example.com/oauth2/token";
 const ISSUER: &str = "https://id.example.com";
@@ -74,6 +78,7 @@ test_on_both_backends!(
     secret_authentication,
     method_must_be_the_registered_one,
     public_clients_present_only_their_id,
+    private_key_jwt_assertions,
 );
 
 async fn invalid_registrations_write_nothing(db: TestDatabase) {
@@ -420,6 +425,234 @@ async fn public_clients_present_only_their_id(db: TestDatabase) {
     );
     assert_eq!(
         refused(&registry, &post(&client.id, "anything")).await,
+        unknown
+    );
+}
+
+/// A key manager standing in for a client's (or an attacker's) own keys, on a database of its own.
+async fn own_keys(clock: &ManualClock) -> (TestDatabase, KeyManager) {
+    let db = TestDatabase::sqlite().await;
+    let keys = KeyManager::load(
+        db.store.clone(),
+        SealingKey::generate(),
+        KeyPolicy::default(),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .expect("keys");
+    keys.ensure_keys().await.expect("ensure keys");
+    (db, keys)
+}
+
+fn assertion(client_id: Option<&str>, jwt: String) -> PresentedCredentials {
+    PresentedCredentials::Assertion {
+        client_id: client_id.map(str::to_owned),
+        assertion_type: JWT_BEARER_ASSERTION_TYPE.into(),
+        assertion: jwt,
+    }
+}
+
+/// A JWT with this header and these claims and a made-up signature.
+fn unsigned(header: &Value, claims: &Value, signature: &str) -> String {
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"));
+    format!("{}.{}.{signature}", b64(header), b64(claims))
+}
+
+async fn private_key_jwt_assertions(db: TestDatabase) {
+    let clock = clock();
+    let registry = registry(&db, &clock);
+    let (_client_db, client_keys) = own_keys(&clock).await;
+    let (_attacker_db, attacker_keys) = own_keys(&clock).await;
+    let (client, secret) = registry
+        .create(ClientRegistration {
+            grant_types: vec![GrantType::ClientCredentials],
+            auth_method: AuthMethod::PrivateKeyJwt,
+            jwks: Some(client_keys.jwks()),
+            ..ClientRegistration::named("Signed service")
+        })
+        .await
+        .expect("register");
+    assert!(secret.is_none() && !client.has_secret);
+    let id = client.id.clone();
+    let now = clock.now().unix_timestamp();
+    let claims = |jti: &str| json!({"iss": id, "sub": id, "aud": TOKEN_ENDPOINT, "exp": now + 300, "iat": now, "jti": jti});
+    let with = |jti: &str, name: &str, value: Value| {
+        let mut c = claims(jti);
+        match value {
+            Value::Null => {
+                c.as_object_mut().expect("object").remove(name);
+            }
+            v => c[name] = v,
+        }
+        c
+    };
+    let sign =
+        |keys: &KeyManager, alg: Algorithm, c: &Value| keys.sign(alg, "JWT", c).expect("sign");
+    let ok = |presented: PresentedCredentials| {
+        let registry = registry.clone();
+        async move { registry.authenticate(&presented, AUDIENCES).await }
+    };
+
+    // Every algorithm of the client's JWKS works, with the form's client_id or without it.
+    for (i, alg) in Algorithm::all().into_iter().enumerate() {
+        let jwt = sign(&client_keys, alg, &claims(&format!("ok-{i}")));
+        let got: Client = ok(assertion(Some(&id), jwt))
+            .await
+            .expect("valid assertion");
+        assert_eq!(got.id, id);
+    }
+    let jwt = sign(&client_keys, Algorithm::ES256, &claims("no-form-id"));
+    ok(assertion(None, jwt)).await.expect("client found by iss");
+    let jwt = sign(
+        &client_keys,
+        Algorithm::ES256,
+        &with("issuer-aud", "aud", json!([ISSUER])),
+    );
+    ok(assertion(Some(&id), jwt))
+        .await
+        .expect("the issuer as aud");
+
+    // A jti is accepted once.
+    let jwt = sign(&client_keys, Algorithm::EdDSA, &claims("once"));
+    ok(assertion(Some(&id), jwt.clone()))
+        .await
+        .expect("first use");
+    let err = refused(&registry, &assertion(Some(&id), jwt)).await;
+    assert!(err.description.contains("jti"), "{err}");
+
+    // What an unknown client id gets: the reference answer for unverifiable assertions.
+    let unknown = refused(
+        &registry,
+        &assertion(
+            None,
+            sign(&client_keys, Algorithm::ES256, &json!({"iss": "tgc_unknown", "sub": "tgc_unknown", "aud": TOKEN_ENDPOINT, "exp": now + 300, "jti": "u"})),
+        ),
+    )
+    .await;
+
+    // Not signed by a key of the client's JWKS, or not signed at all: same answer as unknown.
+    let kid = client_keys.list()[0].kid.clone();
+    for (name, jwt) in [
+        (
+            "attacker's key",
+            sign(&attacker_keys, Algorithm::ES256, &claims("burnt")),
+        ),
+        (
+            "alg none",
+            unsigned(&json!({"alg": "none", "kid": kid}), &claims("n"), ""),
+        ),
+        (
+            "HS256 with the client's kid",
+            unsigned(
+                &json!({"alg": "HS256", "kid": kid, "typ": "JWT"}),
+                &claims("h"),
+                "c2ln",
+            ),
+        ),
+        ("garbage", "not.a.jwt".to_owned()),
+        ("bad signature", {
+            let good = sign(&client_keys, Algorithm::ES256, &claims("s"));
+            let (rest, _) = good.rsplit_once('.').expect("jws");
+            format!("{rest}.AAAA")
+        }),
+        ("alg swapped to another of ours", {
+            let good = sign(&client_keys, Algorithm::ES256, &claims("swap"));
+            let mut parts = good.splitn(2, '.');
+            let header: Value = serde_json::from_slice(
+                &URL_SAFE_NO_PAD
+                    .decode(parts.next().expect("header"))
+                    .expect("b64"),
+            )
+            .expect("json");
+            let mut header = header;
+            header["alg"] = json!("RS256");
+            format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("json")),
+                parts.next().expect("rest")
+            )
+        }),
+    ] {
+        let err = refused(&registry, &assertion(Some(&id), jwt)).await;
+        assert_eq!(err, unknown, "{name}");
+    }
+    // A refused assertion does not use up its jti.
+    let jwt = sign(&client_keys, Algorithm::ES256, &claims("burnt"));
+    ok(assertion(Some(&id), jwt))
+        .await
+        .expect("jti of a refused forgery still usable");
+
+    // Signed by the client but breaking a claim rule.
+    for (name, c) in [
+        (
+            "wrong aud",
+            with("a", "aud", json!("https://elsewhere.example/token")),
+        ),
+        ("no aud", with("a2", "aud", Value::Null)),
+        ("expired", with("e", "exp", json!(now - 3600))),
+        ("no exp", with("e2", "exp", Value::Null)),
+        (
+            "exp too far ahead",
+            with("f", "exp", json!(now + 11 * 60 + 61)),
+        ),
+        ("not yet valid", with("nb", "nbf", json!(now + 600))),
+        ("no jti", with("x", "jti", Value::Null)),
+        ("empty jti", with("x", "jti", json!(""))),
+        (
+            "sub is not the client",
+            with("s", "sub", json!("someone-else")),
+        ),
+        (
+            "iss is not the client",
+            with("i", "iss", json!("tgc_someone")),
+        ),
+    ] {
+        let jwt = sign(&client_keys, Algorithm::ES256, &c);
+        let err = refused(&registry, &assertion(Some(&id), jwt)).await;
+        // The signature held: the client may learn which rule it broke.
+        assert_ne!(err, unknown, "{name}");
+    }
+
+    // The form's client_id must be the assertion's client.
+    let (other, _) = registry
+        .create(ClientRegistration {
+            grant_types: vec![GrantType::ClientCredentials],
+            auth_method: AuthMethod::PrivateKeyJwt,
+            jwks: Some(attacker_keys.jwks()),
+            ..ClientRegistration::named("Other signed service")
+        })
+        .await
+        .expect("register other");
+    let jwt = sign(&client_keys, Algorithm::ES256, &claims("mismatch"));
+    refused(&registry, &assertion(Some(&other.id), jwt)).await;
+
+    // Only the JWT bearer assertion type.
+    let jwt = sign(&client_keys, Algorithm::ES256, &claims("type"));
+    refused(
+        &registry,
+        &PresentedCredentials::Assertion {
+            client_id: Some(id.clone()),
+            assertion_type: "urn:ietf:params:oauth:client-assertion-type:saml2-bearer".into(),
+            assertion: jwt,
+        },
+    )
+    .await;
+
+    // The registered method only: no secret, no bare id; and secret clients cannot assert.
+    assert_eq!(refused(&registry, &basic(&id, "")).await, unknown);
+    assert_eq!(refused(&registry, &post(&id, "x")).await, unknown);
+    assert_eq!(refused(&registry, &public(&id)).await, unknown);
+    let (secret_client, _) = registry
+        .create(web_app(AuthMethod::ClientSecretBasic))
+        .await
+        .expect("secret client");
+    let jwt = sign(
+        &client_keys,
+        Algorithm::ES256,
+        &json!({"iss": secret_client.id, "sub": secret_client.id, "aud": TOKEN_ENDPOINT, "exp": now + 300, "jti": "sc"}),
+    );
+    assert_eq!(
+        refused(&registry, &assertion(Some(&secret_client.id), jwt)).await,
         unknown
     );
 }

@@ -5,10 +5,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
-use trustgate_tokens::{Expectation, JwkSetResolver};
+use trustgate_tokens::{Expectation, JwkSetResolver, VerifyError};
 
 use super::Client;
-use super::registry::MAX_ASSERTION_LIFETIME;
+use super::registry::{AUTH_FAILED, MAX_ASSERTION_LIFETIME};
 use crate::error::OAuthError;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
@@ -34,14 +34,19 @@ pub(super) fn verify(
     audiences: &[&str],
     now: OffsetDateTime,
 ) -> Result<VerifiedAssertion, OAuthError> {
-    let invalid = |why: &str| OAuthError::invalid_client(format!("client assertion: {why}"));
+    // Until the signature is verified, every failure gets the one description an unknown client
+    // id gets: nothing tells a caller without the client's key that the id exists.
+    let unverified = |why: &dyn std::fmt::Display| {
+        tracing::debug!(client_id = %client.id, reason = %why, "client assertion refused");
+        OAuthError::invalid_client(AUTH_FAILED)
+    };
     let jwks = client
         .jwks
         .as_ref()
-        .ok_or_else(|| invalid("the client has no registered keys"))?;
+        .ok_or_else(|| unverified(&"the client has no registered keys"))?;
     let resolver = JwkSetResolver::from_json(jwks).map_err(|e| {
         tracing::error!(client_id = %client.id, error = %e, "registered JWK Set is unusable");
-        invalid("the client's registered keys are unusable")
+        unverified(&"the client's registered keys are unusable")
     })?;
     // Signature, algorithm (EdDSA, ES256 or RS256, bound to the key), iss, aud and expiry by the
     // shared policy; the RFC 7523 rules on top by `check_claims`.
@@ -58,7 +63,23 @@ pub(super) fn verify(
             check_expiry: true,
         },
     )
-    .map_err(|e| invalid(&e.to_string()))?;
+    .map_err(|e| match e {
+        // Found wrong before (or in) the signature check.
+        VerifyError::TooLarge
+        | VerifyError::Malformed
+        | VerifyError::UnsupportedAlgorithm
+        | VerifyError::UnknownKey
+        | VerifyError::AlgorithmMismatch
+        | VerifyError::BadSignature
+        | VerifyError::WrongType => unverified(&e),
+        // The client signed it: it may learn what is wrong with its claims.
+        VerifyError::Expired
+        | VerifyError::NotYetValid
+        | VerifyError::WrongIssuer
+        | VerifyError::WrongAudience => {
+            OAuthError::invalid_client(format!("client assertion: {e}"))
+        }
+    })?;
     check_claims(&verified.claims, &client.id, audiences, now)
 }
 

@@ -35,7 +35,7 @@ pub const MAX_ASSERTION_LIFETIME: Duration = Duration::minutes(10);
 
 /// The one description of every failed secret or public-client authentication: it must not
 /// tell an unknown client id from a wrong secret or a wrong method.
-const AUTH_FAILED: &str = "client authentication failed";
+pub(super) const AUTH_FAILED: &str = "client authentication failed";
 
 /// Format version of [`StoredMetadata`].
 const METADATA_VERSION: u32 = 1;
@@ -304,7 +304,10 @@ impl ClientRegistry {
     /// endpoint URL and the issuer; RFC 7523 §3, OIDC Core §9).
     ///
     /// Every failure is `invalid_client` (a storage failure is `server_error` or
-    /// `temporarily_unavailable`); the description never tells whether the id exists.
+    /// `temporarily_unavailable`); the description never tells whether the id exists: unknown
+    /// id, wrong secret, wrong method and an assertion whose signature does not verify against
+    /// the client's keys all read the same. Only an assertion the client verifiably signed gets
+    /// a specific description (expired, wrong `aud`, `jti` replayed, ...).
     pub async fn authenticate(
         &self,
         presented: &PresentedCredentials,
