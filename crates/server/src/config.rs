@@ -156,8 +156,8 @@ impl Default for Config {
 pub struct OAuthConfig {
     /// Days between automatic signing-key rotations (1 to 3650).
     pub key_rotation_days: u32,
-    /// Seconds a new key is published before it signs; also the JWKS `Cache-Control` max-age
-    /// (1 to 86400; keep it at least as long as verifiers cache the JWKS).
+    /// Seconds a new key is published before it signs (1 to 86400; keep it at least as long as
+    /// verifiers cache the JWKS). The JWKS `Cache-Control` max-age is this, at most 300.
     pub key_publish_ahead_secs: u64,
     /// Longest lifetime of any token trustgate signs, in seconds: how long a retired key stays
     /// published (300 to 31536000).
