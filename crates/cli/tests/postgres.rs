@@ -1,7 +1,9 @@
 //! The binary on PostgreSQL: it comes up and is ready; when the database goes away `/readyz`
 //! says 503 (and `/healthz` stays 200), and it recovers on its own when the database returns.
 //! The outage is simulated by a TCP relay between the server and PostgreSQL that the test cuts.
-//! Skips with a message when `TRUSTGATE_TEST_DATABASE_URL` is unset.
+//! Two replicas on one database share their signing keys: a rotation through one reaches the
+//! other's JWKS by its key maintenance (every 60 s), not by a restart. Skips with a message when
+//! `TRUSTGATE_TEST_DATABASE_URL` is unset.
 
 mod support;
 
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Running, http};
+use support::{Running, http, run, trustgate};
 use trustgate_store::testing::TestDatabase;
 
 /// Forwards TCP connections to `upstream` while `up` is set; cutting it closes every open
@@ -161,5 +163,97 @@ fn readyz_follows_postgres_availability_without_restart() {
         .expect("whoami");
     assert_eq!(whoami.status(), 200);
     drop(server);
+    drop(db);
+}
+
+/// The kids in a server's published JWKS.
+fn published_kids(base: &str) -> Vec<String> {
+    let jwks: serde_json::Value = http()
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .expect("jwks")
+        .json()
+        .expect("json");
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_key_rotated_on_one_replica_reaches_the_other() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(db) = runtime.block_on(TestDatabase::postgres("key_rotation_replicas")) else {
+        return;
+    };
+    let schema = db.schema.clone().expect("schema");
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}options=-c%20search_path%3D{schema}", db.url);
+    let token = "tg_admin_replicas_test_0123456789abcdefghijkl";
+    let env = [
+        ("TRUSTGATE_BOOTSTRAP_TOKEN", token),
+        (
+            "TRUSTGATE_SECRETS_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+    ];
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let a = Running::start(dir_a.path(), &["--database-url", &url], &env);
+    let b = Running::start(dir_b.path(), &["--database-url", &url], &env);
+    let mut initial = published_kids(&a.base);
+    initial.sort();
+    let mut on_b = published_kids(&b.base);
+    on_b.sort();
+    assert_eq!(initial.len(), 3);
+    assert_eq!(initial, on_b, "both replicas publish the same keys");
+
+    let mut cmd = trustgate();
+    cmd.args([
+        "keys",
+        "rotate",
+        "--algorithm",
+        "EdDSA",
+        "--server",
+        &a.base,
+    ])
+    .args(["--token", token]);
+    let out = run(cmd);
+    assert!(out.status.success(), "{out:?}");
+    let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let new_kid = rotated["keys"][0]["kid"].as_str().expect("kid").to_owned();
+    assert!(
+        published_kids(&a.base).contains(&new_kid),
+        "A publishes at once"
+    );
+
+    // B learns it from the database at its next maintenance, well before the key signs
+    // (oauth.key_publish_ahead_secs, 600 s).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !published_kids(&b.base).contains(&new_kid) {
+        assert!(
+            Instant::now() < deadline,
+            "replica B never published {new_kid}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let mut cmd = trustgate();
+    cmd.args(["keys", "list", "--server", &b.base, "--token", token]);
+    let out = run(cmd);
+    assert!(out.status.success(), "{out:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let state = listed["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kid"] == new_kid.as_str())
+        .map(|k| k["state"].clone());
+    assert_eq!(state, Some(serde_json::json!("published")));
+    drop(a);
+    drop(b);
     drop(db);
 }
