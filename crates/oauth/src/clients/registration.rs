@@ -677,6 +677,8 @@ mod tests {
             json!({"keys": [{"kid": "no-kty"}]}),
             json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}),
             json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b", "d": "c"}]}),
+            json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "!!", "y": "??"}]}),
+            json!({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}),
             json!({"keys": [{"kty": "RSA", "n": "x".repeat(MAX_JWKS_BYTES), "e": "AQAB"}]}),
         ] {
             let reg = ClientRegistration {
