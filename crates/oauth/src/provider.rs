@@ -395,6 +395,19 @@ impl Provider {
         &self.inner.endpoints.issuer
     }
 
+    /// Client authentication at `endpoint` (its URL, the issuer and the token endpoint are the
+    /// audiences a `private_key_jwt` assertion may name).
+    async fn authenticate(
+        &self,
+        credentials: &PresentedCredentials,
+        endpoint: &str,
+    ) -> Result<Client, OAuthError> {
+        self.inner
+            .clients
+            .authenticate(credentials, &self.assertion_audiences(endpoint))
+            .await
+    }
+
     /// The values a `private_key_jwt` assertion's `aud` may have at `endpoint`.
     fn assertion_audiences<'a>(&'a self, endpoint: &'a str) -> [&'a str; 3] {
         [endpoint, self.issuer(), &self.inner.endpoints.token]
@@ -776,12 +789,7 @@ impl Provider {
         credentials: &PresentedCredentials,
     ) -> Result<PushedAuthorizationResponse, OAuthError> {
         let client = self
-            .inner
-            .clients
-            .authenticate(
-                credentials,
-                &self.assertion_audiences(&self.inner.endpoints.par),
-            )
+            .authenticate(credentials, &self.inner.endpoints.par)
             .await?;
         if params.get("request_uri").is_some() {
             return Err(OAuthError::invalid_request(
@@ -844,12 +852,7 @@ impl Provider {
             .get("grant_type")
             .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
         let client = self
-            .inner
-            .clients
-            .authenticate(
-                credentials,
-                &self.assertion_audiences(&self.inner.endpoints.token),
-            )
+            .authenticate(credentials, &self.inner.endpoints.token)
             .await?;
         let grant: GrantType = grant_type.parse().map_err(|_| {
             OAuthError::new(
@@ -1282,12 +1285,7 @@ impl Provider {
         credentials: &PresentedCredentials,
     ) -> Result<DeviceAuthorizationResponse, OAuthError> {
         let client = self
-            .inner
-            .clients
-            .authenticate(
-                credentials,
-                &self.assertion_audiences(&self.inner.endpoints.device_authorization),
-            )
+            .authenticate(credentials, &self.inner.endpoints.device_authorization)
             .await?;
         if !client.allows_grant(GrantType::DeviceCode) {
             return Err(OAuthError::new(
@@ -1551,12 +1549,7 @@ impl Provider {
         credentials: &PresentedCredentials,
     ) -> Result<Value, OAuthError> {
         let caller = self
-            .inner
-            .clients
-            .authenticate(
-                credentials,
-                &self.assertion_audiences(&self.inner.endpoints.introspection),
-            )
+            .authenticate(credentials, &self.inner.endpoints.introspection)
             .await?;
         if caller.is_public() {
             return Err(OAuthError::invalid_client(
@@ -1632,12 +1625,7 @@ impl Provider {
         ctx: &RequestContext,
     ) -> Result<(), OAuthError> {
         let client = self
-            .inner
-            .clients
-            .authenticate(
-                credentials,
-                &self.assertion_audiences(&self.inner.endpoints.revocation),
-            )
+            .authenticate(credentials, &self.inner.endpoints.revocation)
             .await?;
         let token = params
             .get("token")
