@@ -13,12 +13,12 @@
 //!   per client IP, growing delays rather than a lockout); a success clears the account's count.
 //!   Second-factor codes and re-authentication are throttled the same way, per user.
 //! - **Sessions** get a fresh 256-bit id at every login and every step-up (the store's
-//!   [`rotate_session`](trustgate_store::SessionStore::rotate_session): the old id stops working
+//!   [`rotate_session`](trustgate_store_api::SessionStore::rotate_session): the old id stops working
 //!   at once); only the id's SHA-256 is stored. Each has an idle expiry (moved on use) and an
 //!   absolute one, plus `auth_time`, `amr` and `acr` for OIDC.
 //! - **Second factor**: TOTP with the secret sealed at rest ([`SealingKey`], purpose
 //!   `"totp-secret"`), enrollment confirmed by a code, ±1 step, each step usable once (the
-//!   store's [`advance_totp_step`](trustgate_store::MfaStore::advance_totp_step)); ten
+//!   store's [`advance_totp_step`](trustgate_store_api::MfaStore::advance_totp_step)); ten
 //!   single-use recovery codes stored as digests.
 //!   A login that passed the password but owes a second factor is a *pending login*: a token
 //!   sealed for `"pending-login"` holding the user id, the methods so far and an expiry, so any
@@ -54,9 +54,9 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use trustgate_core::id::new_ulid;
 use trustgate_core::{Clock, SealingKey, Secret};
-use trustgate_store::{Store, StoreError};
+use trustgate_store_api::{AccountStore, StoreError};
 
-pub use trustgate_store::{
+pub use trustgate_store_api::{
     AuditEvent, AuditFilter, Session, User, UserPage, UserStatus, UserUpdate,
 };
 
@@ -70,7 +70,7 @@ pub use passkeys::{
     MAX_PASSKEY_NAME_CHARS, PASSKEY_CHALLENGE_TTL, PURPOSE_PASSKEY_CHALLENGE, PasskeyAssertion,
     PasskeyCeremony, PasskeyRegistration,
 };
-pub use trustgate_store::Passkey;
+pub use trustgate_store_api::Passkey;
 
 /// Purpose of sealed TOTP secrets.
 pub const PURPOSE_TOTP_SECRET: &str = "totp-secret";
@@ -314,7 +314,7 @@ impl AccountError {
 impl From<StoreError> for AccountError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(m) => AccountError::Conflict(m),
+            StoreError::Conflict(kind) => AccountError::Conflict(kind.to_string()),
             StoreError::InvalidInput(m) => AccountError::InvalidInput(m),
             StoreError::NotFound(_) => AccountError::NotFound,
             other => AccountError::Store(other),
@@ -364,7 +364,7 @@ pub struct Accounts {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AccountStore>,
     clock: Arc<dyn Clock>,
     key: SealingKey,
     config: AccountsConfig,
@@ -376,7 +376,6 @@ struct Inner {
 impl fmt::Debug for Accounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Accounts")
-            .field("backend", &self.inner.store.backend())
             .field("config", &self.inner.config)
             .field("hasher", &self.inner.hasher)
             .finish_non_exhaustive()
@@ -387,7 +386,7 @@ impl Accounts {
     /// The service over `store`, sealing with `key`, with an in-memory [`LoginThrottle`] at the
     /// default policies.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AccountStore>,
         clock: Arc<dyn Clock>,
         key: SealingKey,
         config: AccountsConfig,
@@ -399,7 +398,7 @@ impl Accounts {
     /// As [`new`](Self::new), with an explicit throttle (custom policies, or a counter shared by
     /// several replicas).
     pub fn with_throttle(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AccountStore>,
         clock: Arc<dyn Clock>,
         key: SealingKey,
         config: AccountsConfig,
@@ -433,7 +432,7 @@ impl Accounts {
         self.inner.clock.now()
     }
 
-    fn store(&self) -> &dyn Store {
+    fn store(&self) -> &dyn AccountStore {
         &*self.inner.store
     }
 
@@ -612,8 +611,8 @@ mod tests {
     #[test]
     fn store_and_hash_errors_map() {
         assert!(matches!(
-            AccountError::from(StoreError::Conflict("username taken".into())),
-            AccountError::Conflict(m) if m == "username taken"
+            AccountError::from(StoreError::Conflict(trustgate_store_api::Conflict::UsernameTaken)),
+            AccountError::Conflict(m) if m == "username is already taken"
         ));
         assert!(matches!(
             AccountError::from(StoreError::NotFound("u".into())),

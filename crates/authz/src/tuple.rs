@@ -3,48 +3,7 @@
 //! The string forms follow OpenFGA: an object is `type:id`; a user is `type:id`, the wildcard
 //! `type:*`, or a userset `type:id#relation`.
 
-use serde::{Deserialize, Serialize};
-
-/// A tuple as it travels on the wire and is stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TupleKey {
-    /// `type:id`, `type:*` or `type:id#relation`.
-    pub user: String,
-    /// The relation name.
-    pub relation: String,
-    /// `type:id`.
-    pub object: String,
-    /// A condition the tuple holds under, with its stored context.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub condition: Option<RelationshipCondition>,
-}
-
-impl TupleKey {
-    /// An unconditioned tuple.
-    pub fn new(
-        object: impl Into<String>,
-        relation: impl Into<String>,
-        user: impl Into<String>,
-    ) -> Self {
-        Self {
-            user: user.into(),
-            relation: relation.into(),
-            object: object.into(),
-            condition: None,
-        }
-    }
-}
-
-/// The condition attached to a tuple.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RelationshipCondition {
-    /// The name of a condition defined in the model.
-    pub name: String,
-    /// Parameter values stored with the tuple; merged with (and taking precedence over) the
-    /// request context at evaluation time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<serde_json::Map<String, serde_json::Value>>,
-}
+pub use trustgate_core::tuple::{RelationshipCondition, TupleKey};
 
 /// An object reference `type:id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

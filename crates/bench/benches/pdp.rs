@@ -29,9 +29,9 @@ use time::OffsetDateTime;
 use trustgate_authz::engine::{CheckRequest, ListObjectsRequest, TypeSystem, check, list_objects};
 use trustgate_authz::index::TupleIndex;
 use trustgate_authz::model::AuthorizationModel;
-use trustgate_bench::{Dataset, QueryClass, Stats, fmt_ns, to_key, to_record};
+use trustgate_bench::{Dataset, QueryClass, Stats, fmt_ns};
 use trustgate_store::testing::TestDatabase;
-use trustgate_store::{StoredModel, TupleRecord, WriteOptions};
+use trustgate_store_api::{StoredModel, TupleKey, WriteOptions};
 
 /// Tuples per `write_tuples` call.
 const WRITE_BATCH: usize = 5_000;
@@ -144,7 +144,7 @@ fn main() {
             s.public_documents,
             secs(t.elapsed())
         );
-        let records: Vec<TupleRecord> = ds.tuples.iter().map(to_record).collect();
+        let records: Vec<TupleKey> = ds.tuples.clone();
 
         let sqlite = rt.block_on(TestDatabase::sqlite());
         runs.push(run_backend(
@@ -168,7 +168,7 @@ fn run_backend(
     db: &TestDatabase,
     backend: &'static str,
     ds: &Dataset,
-    records: &[TupleRecord],
+    records: &[TupleKey],
     iters: usize,
     overhead: u64,
 ) -> Run {
@@ -220,7 +220,7 @@ fn run_backend(
             .expect("stored model parses");
     let ts = TypeSystem::new(model).expect("model builds");
     let seq = u64::try_from(snapshot.seq).expect("seq is positive");
-    let keys: Vec<_> = snapshot.tuples.into_iter().map(to_key).collect();
+    let keys = snapshot.tuples;
     let index = TupleIndex::with_tuples(seq, &keys).expect("index builds");
     let build = t.elapsed();
     assert_eq!(index.len(), ds.tuples.len(), "every tuple was loaded");

@@ -28,7 +28,6 @@ use serde_json::{Map, Value, json};
 use trustgate_authz::dsl::{self, DslErrors};
 use trustgate_authz::model::AuthorizationModel;
 use trustgate_authz::tuple::{RelationshipCondition, TupleKey};
-use trustgate_store::TupleRecord;
 
 /// The authorization model, in the OpenFGA DSL.
 pub const MODEL_DSL: &str = "model
@@ -555,28 +554,6 @@ fn make_queries(
     out
 }
 
-/// A tuple as the store takes it.
-pub fn to_record(tk: &TupleKey) -> TupleRecord {
-    let record = TupleRecord::new(&tk.object, &tk.relation, &tk.user);
-    match &tk.condition {
-        Some(c) => record.with_condition(&c.name, c.context.clone()),
-        None => record,
-    }
-}
-
-/// A stored tuple as the index takes it.
-pub fn to_key(r: TupleRecord) -> TupleKey {
-    TupleKey {
-        user: r.user,
-        relation: r.relation,
-        object: r.object,
-        condition: r.condition_name.map(|name| RelationshipCondition {
-            name,
-            context: r.condition_context,
-        }),
-    }
-}
-
 /// Order statistics of a set of latency samples.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Stats {
@@ -699,14 +676,6 @@ mod tests {
                 },
             );
             assert_eq!(got, Ok(q.expected), "{q:?}");
-        }
-    }
-
-    #[test]
-    fn records_round_trip() {
-        let ds = Dataset::generate(1_000);
-        for tk in ds.tuples.iter().take(500) {
-            assert_eq!(&to_key(to_record(tk)), tk);
         }
     }
 

@@ -10,6 +10,8 @@
 //! - [`secret`]: secret values that redact themselves in `Debug`/`Display`, opaque bearer token
 //!   generation and the SHA-256 digests under which high-entropy secrets are stored.
 //! - [`id`]: sortable identifiers (ULIDs) for stores, models and other records.
+//! - [`tuple`]: the relationship tuple ([`TupleKey`]), one type on the wire, in the engine and
+//!   in storage.
 //! - [`seal`]: purpose-bound AES-256-GCM sealing of secrets at rest and stateless tokens
 //!   ([`SealingKey`]).
 
@@ -18,8 +20,10 @@ pub mod id;
 pub mod principal;
 pub mod seal;
 pub mod secret;
+pub mod tuple;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use principal::{Principal, PrincipalKind};
 pub use seal::SealingKey;
 pub use secret::{Secret, TokenDigest};
+pub use tuple::{RelationshipCondition, TupleKey};

@@ -536,7 +536,7 @@ pub enum ClientError {
     },
     /// The database failed.
     #[error(transparent)]
-    Store(#[from] trustgate_store::StoreError),
+    Store(#[from] trustgate_store_api::StoreError),
 }
 
 impl ClientError {
@@ -565,7 +565,7 @@ impl ClientError {
             ClientError::NotFound => 404,
             ClientError::NoSecret(_) => 409,
             ClientError::Corrupt { .. } => 500,
-            ClientError::Store(trustgate_store::StoreError::Unavailable(_)) => 503,
+            ClientError::Store(trustgate_store_api::StoreError::Unavailable(_)) => 503,
             ClientError::Store(_) => 500,
         }
     }

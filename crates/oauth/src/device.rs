@@ -5,6 +5,42 @@
 //! entropy that, with the per-IP throttle of the `/device` page and a 10-minute lifetime, guessing
 //! one is impractical). Typing is forgiving: case, spaces and dashes do not matter.
 
+use time::{Duration, OffsetDateTime};
+use trustgate_store_api::{DeviceAuthorization, DevicePollRefusal, DevicePollStep, DeviceStatus};
+
+/// How much a `slow_down` grows the poll interval (RFC 8628 §3.5).
+pub const SLOW_DOWN_SECS: i64 = 5;
+
+/// What one poll of the token endpoint by `client_id` at `now` does with a stored device
+/// authorization (RFC 8628 §3.4, §3.5): another client's code is unknown to it; an expired one is
+/// `expired_token`; a poll sooner than the interval after the last one is `slow_down` and the
+/// interval grows by [`SLOW_DOWN_SECS`]; an approval is redeemed exactly once.
+pub fn poll_step(
+    authorization: &DeviceAuthorization,
+    client_id: &str,
+    now: OffsetDateTime,
+) -> DevicePollStep {
+    if authorization.client_id != client_id {
+        return DevicePollStep::Refuse(DevicePollRefusal::Unknown);
+    }
+    if authorization.expires_at <= now {
+        return DevicePollStep::Refuse(DevicePollRefusal::Expired);
+    }
+    match authorization.status {
+        DeviceStatus::Denied => DevicePollStep::Refuse(DevicePollRefusal::Denied),
+        DeviceStatus::Redeemed => DevicePollStep::Refuse(DevicePollRefusal::AlreadyRedeemed),
+        DeviceStatus::Approved => DevicePollStep::Redeem,
+        DeviceStatus::Pending => match authorization.last_polled_at {
+            Some(last) if now - last < Duration::seconds(authorization.interval_secs) => {
+                DevicePollStep::SlowDown {
+                    interval_secs: authorization.interval_secs.saturating_add(SLOW_DOWN_SECS),
+                }
+            }
+            _ => DevicePollStep::Pending,
+        },
+    }
+}
+
 /// The alphabet of user codes (RFC 8628 §6.1's example set).
 pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// Characters in a user code, without the dash.
@@ -49,7 +85,83 @@ pub fn display_user_code(normalized: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Map;
+
     use super::*;
+
+    #[test]
+    fn polls_are_decided() {
+        const T0: OffsetDateTime = time::macros::datetime!(2026-11-23 10:00 UTC);
+        let pending = DeviceAuthorization {
+            user_code: "ABCD-EFGH".into(),
+            client_id: "c".into(),
+            scope: String::new(),
+            created_at: T0,
+            expires_at: T0 + Duration::minutes(10),
+            interval_secs: 5,
+            last_polled_at: Some(T0),
+            status: DeviceStatus::Pending,
+            user_id: None,
+            session_id: None,
+            detail: Map::new(),
+        };
+        let at = |s| T0 + Duration::seconds(s);
+        let approved = DeviceAuthorization {
+            status: DeviceStatus::Approved,
+            ..pending.clone()
+        };
+        let denied = DeviceAuthorization {
+            status: DeviceStatus::Denied,
+            ..pending.clone()
+        };
+        let redeemed = DeviceAuthorization {
+            status: DeviceStatus::Redeemed,
+            ..pending.clone()
+        };
+        let cases = [
+            (
+                &pending,
+                "x",
+                at(6),
+                DevicePollStep::Refuse(DevicePollRefusal::Unknown),
+            ),
+            (
+                &pending,
+                "c",
+                at(4),
+                DevicePollStep::SlowDown { interval_secs: 10 },
+            ),
+            (&pending, "c", at(5), DevicePollStep::Pending),
+            (
+                &pending,
+                "c",
+                at(600),
+                DevicePollStep::Refuse(DevicePollRefusal::Expired),
+            ),
+            (&approved, "c", at(1), DevicePollStep::Redeem),
+            (
+                &approved,
+                "x",
+                at(1),
+                DevicePollStep::Refuse(DevicePollRefusal::Unknown),
+            ),
+            (
+                &denied,
+                "c",
+                at(9),
+                DevicePollStep::Refuse(DevicePollRefusal::Denied),
+            ),
+            (
+                &redeemed,
+                "c",
+                at(9),
+                DevicePollStep::Refuse(DevicePollRefusal::AlreadyRedeemed),
+            ),
+        ];
+        for (i, (authorization, client, now, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(poll_step(authorization, client, now), expected, "case {i}");
+        }
+    }
 
     #[test]
     fn fresh_codes_normalize_to_themselves() {

@@ -134,10 +134,10 @@ impl OAuthError {
     }
 
     /// `server_error` for a storage failure; the detail goes to the log, not to the client.
-    pub fn storage(err: &trustgate_store::StoreError) -> Self {
+    pub fn storage(err: &trustgate_store_api::StoreError) -> Self {
         tracing::error!(error = %err, "storage error in an OAuth flow");
         match err {
-            trustgate_store::StoreError::Unavailable(_) => Self::new(
+            trustgate_store_api::StoreError::Unavailable(_) => Self::new(
                 ErrorCode::TemporarilyUnavailable,
                 "the authorization server is temporarily unavailable",
             ),

@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod error;
 pub mod pkce;
 pub mod provider;
+pub mod refresh;
 pub mod request;
 pub mod scope;
 

@@ -30,9 +30,9 @@ use time::{Duration, OffsetDateTime};
 use trustgate_core::id::new_ulid;
 use trustgate_core::secret::generate_token;
 use trustgate_core::{Clock, Secret, TokenDigest};
-use trustgate_store::{
+use trustgate_store_api::{
     AuditEvent, AuthorizationCode, CodeRedemption, Consent, DeviceAuthorization, DevicePoll,
-    DeviceStatus, Grant, PushedRequest, RefreshRotation, RefreshToken, Store, StoreError,
+    DeviceStatus, Grant, OAuthStore, PushedRequest, RefreshRotation, RefreshToken, StoreError,
 };
 use trustgate_tokens::{AccessTokenClaims, Algorithm, Audience, Expectation, KeyManager};
 
@@ -259,7 +259,7 @@ pub struct Provider {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
+    store: Arc<dyn OAuthStore>,
     keys: KeyManager,
     clients: ClientRegistry,
     clock: Arc<dyn Clock>,
@@ -335,7 +335,7 @@ impl AuthFacts {
 impl Provider {
     /// A provider for `endpoints.issuer`.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn OAuthStore>,
         keys: KeyManager,
         clients: ClientRegistry,
         clock: Arc<dyn Clock>,
@@ -1166,9 +1166,17 @@ impl Provider {
                 &digest,
                 &TokenDigest::of(next.expose()),
                 now + client.refresh_token_ttl,
-                &client.id,
                 now,
-                self.inner.settings.refresh_grace,
+                &|token, grant, user_status| {
+                    crate::refresh::rotation_step(
+                        token,
+                        grant,
+                        user_status,
+                        &client.id,
+                        now,
+                        self.inner.settings.refresh_grace,
+                    )
+                },
             )
             .await
             .map_err(|e| OAuthError::storage(&e))?;
@@ -1436,7 +1444,9 @@ impl Provider {
         let poll = self
             .inner
             .store
-            .poll_device_authorization(&TokenDigest::of(device_code), &client.id, now)
+            .poll_device_authorization(&TokenDigest::of(device_code), now, &|authorization| {
+                crate::device::poll_step(authorization, &client.id, now)
+            })
             .await
             .map_err(|e| OAuthError::storage(&e))?;
         let authorization = match poll {
@@ -1532,7 +1542,7 @@ impl Provider {
                 .get_user(&claims.sub)
                 .await
                 .map_err(storage)?
-                .is_some_and(|u| u.status == trustgate_store::UserStatus::Active);
+                .is_some_and(|u| u.status == trustgate_store_api::UserStatus::Active);
             if !active {
                 return Ok(None);
             }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use trustgate_authn::accounts::RequestContext;
 use trustgate_core::Principal;
 use trustgate_core::id::new_ulid;
-use trustgate_store::AuditEvent;
+use trustgate_store_api::AuditEvent;
 
 use crate::AppState;
 use crate::auth::AdminPrincipal;

@@ -23,7 +23,7 @@ use trustgate_core::{Clock, SealingKey};
 use trustgate_oauth::Endpoints;
 use trustgate_oauth::clients::ClientRegistry;
 use trustgate_oauth::provider::{Provider, Settings};
-use trustgate_store::Store;
+use trustgate_store_api::Store;
 use trustgate_tokens::{Algorithm, KeyError, KeyManager, KeyPolicy};
 
 use crate::config::Config;
@@ -66,12 +66,12 @@ impl AppState {
         secrets_key: SealingKey,
     ) -> Result<Self, KeyError> {
         let accounts = Accounts::new(
-            Arc::clone(&store),
+            store.clone(),
             Arc::clone(&clock),
             secrets_key.clone(),
             AccountsConfig::default(),
         );
-        let clients = ClientRegistry::new(Arc::clone(&store), Arc::clone(&clock));
+        let clients = ClientRegistry::new(store.clone(), Arc::clone(&clock));
         let oauth_config = &config.oauth;
         let policy = KeyPolicy {
             rotation_period: time::Duration::days(i64::from(oauth_config.key_rotation_days)),
@@ -79,8 +79,7 @@ impl AppState {
             max_token_lifetime: seconds(oauth_config.max_token_lifetime_secs),
             jwks_max_age: seconds(oauth_config.key_publish_ahead_secs.min(300)),
         };
-        let keys =
-            KeyManager::load(Arc::clone(&store), secrets_key, policy, Arc::clone(&clock)).await?;
+        let keys = KeyManager::load(store.clone(), secrets_key, policy, Arc::clone(&clock)).await?;
         keys.ensure_keys().await?;
         let issuer = oauth_config
             .issuer
@@ -103,7 +102,7 @@ impl AppState {
             ..Settings::default()
         };
         let oauth = Provider::new(
-            Arc::clone(&store),
+            store.clone(),
             keys,
             clients.clone(),
             Arc::clone(&clock),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 use trustgate_core::{Principal, TokenDigest};
-use trustgate_store::{AccountRole, ServiceAccount};
+use trustgate_store_api::{AccountRole, ServiceAccount};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -42,9 +42,9 @@ impl ServiceTokenCache {
     /// The enabled account a token belongs to, from the cache or the store.
     async fn authenticate(
         &self,
-        store: &dyn trustgate_store::Store,
+        store: &dyn trustgate_store_api::Store,
         digest: TokenDigest,
-    ) -> Result<Option<ServiceAccount>, trustgate_store::StoreError> {
+    ) -> Result<Option<ServiceAccount>, trustgate_store_api::StoreError> {
         if let Some(account) = self.0.get(&digest).await {
             return Ok(Some(account));
         }

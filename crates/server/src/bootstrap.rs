@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use trustgate_core::secret::generate_token;
 use trustgate_core::{Clock, Secret, TokenDigest, id::new_ulid};
-use trustgate_store::{AccountRole, Store, StoreError};
+use trustgate_store_api::{AccountRole, Store, StoreError};
 
 /// The name of the bootstrap administrator account.
 pub const ADMIN_ACCOUNT: &str = "admin";

@@ -108,15 +108,15 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-impl From<trustgate_store::StoreError> for ApiError {
-    fn from(err: trustgate_store::StoreError) -> Self {
+impl From<trustgate_store_api::StoreError> for ApiError {
+    fn from(err: trustgate_store_api::StoreError) -> Self {
         match err {
-            trustgate_store::StoreError::Unavailable(m) => {
+            trustgate_store_api::StoreError::Unavailable(m) => {
                 tracing::warn!(error = %m, "database unavailable");
                 ApiError::unavailable("the database is unavailable; retry later")
             }
-            trustgate_store::StoreError::Conflict(m) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", m)
+            trustgate_store_api::StoreError::Conflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", m.to_string())
             }
             other => ApiError::internal(other),
         }

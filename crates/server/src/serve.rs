@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use trustgate_core::{Clock, SealingKey, SystemClock};
-use trustgate_store::{Backend, ConnectOptions, MigrationReport, Store, StoreError};
+use trustgate_store::ConnectOptions;
+use trustgate_store_api::{Backend, MigrationReport, Store, StoreError};
 
 use crate::app::{AppState, router};
 use crate::bootstrap::{Bootstrap, BootstrapError, ensure_admin};

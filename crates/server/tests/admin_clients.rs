@@ -13,8 +13,9 @@ use tower::ServiceExt as _;
 use trustgate_core::{SealingKey, Secret, SystemClock, TokenDigest};
 use trustgate_oauth::clients::{ClientRegistry, PresentedCredentials};
 use trustgate_server::{AppState, Config, router};
+use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store::{AccountRole, test_on_both_backends};
+use trustgate_store_api::AccountRole;
 
 const TOKEN: &str = "tg_admin_clients_test_token_0123456789abcdef";
 

@@ -14,8 +14,9 @@ use time::macros::datetime;
 use tower::ServiceExt as _;
 use trustgate_core::{ManualClock, SealingKey, TokenDigest};
 use trustgate_server::{AppState, Config, router};
+use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store::{AccountRole, test_on_both_backends};
+use trustgate_store_api::AccountRole;
 use trustgate_tokens::Algorithm;
 
 const TOKEN: &str = "tg_admin_keys_test_token_0123456789abcdef";

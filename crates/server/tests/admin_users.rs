@@ -11,8 +11,9 @@ use tower::ServiceExt as _;
 use trustgate_authn::accounts::{Accounts, LoginStep, RequestContext};
 use trustgate_core::{SealingKey, Secret, SystemClock, TokenDigest};
 use trustgate_server::{AppState, Config, router};
+use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store::{AccountRole, test_on_both_backends};
+use trustgate_store_api::AccountRole;
 
 const TOKEN: &str = "tg_admin_users_test_token_0123456789abcdef";
 const PASSWORD: &str = "correct horse battery staple";

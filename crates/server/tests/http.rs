@@ -9,8 +9,9 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 use trustgate_core::{SystemClock, TokenDigest};
 use trustgate_server::{AppState, Config, router};
+use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store::{AccountRole, test_on_both_backends};
+use trustgate_store_api::AccountRole;
 
 const TOKEN: &str = "tg_admin_http_test_token_0123456789abcdef";
 

@@ -83,7 +83,7 @@ async fn op(db: &TestDatabase) -> Op {
         .ensure_account_token(
             &trustgate_core::id::new_ulid(clock.now()),
             "admin",
-            trustgate_store::AccountRole::Admin,
+            trustgate_store_api::AccountRole::Admin,
             &trustgate_core::TokenDigest::of(&admin_token),
             "test",
             clock.now(),

@@ -1,455 +1,13 @@
-//! Human accounts: users and their profile, password hashes, server-side sessions, second
-//! factors (TOTP, recovery codes, passkeys) and the audit trail of credential events.
-//!
-//! What is stored, and how:
-//! - password hashes are argon2id PHC strings produced by `authn` (parameters live in the hash);
-//! - session ids are 256-bit random values stored only as their SHA-256 [`TokenDigest`]; a
-//!   session also has a public id (a ULID) by which a user lists and revokes it;
-//! - TOTP secrets arrive already sealed (encrypted) by the caller; the store never sees them in
-//!   the clear. The last accepted time step is kept so a code cannot be replayed, and advancing
-//!   it is atomic ([`MfaStore::advance_totp_step`]) so two concurrent logins cannot both use it;
-//! - recovery codes are stored as digests and consumed atomically;
-//! - passkeys (WebAuthn credentials) keep their COSE public key and signature counter;
-//! - audit events never contain a secret (the caller passes only ids, outcomes and context).
-//!
-//! Usernames and emails are unique case-insensitively: the store compares their lowercase forms
-//! (Unicode lowercasing done by trustgate, so both backends agree). They also share one namespace:
-//! no user's username may equal another user's email, so [`UserStore::find_user_by_login`] can
-//! never match two users.
+//! Validation and decoding of account records, shared by the backends.
 
-use async_trait::async_trait;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
-use crate::StoreError;
+pub(crate) use trustgate_store_api::accounts::*;
+use trustgate_store_api::{Conflict, StoreError};
+
 use crate::relationships::{MAX_FIELD_BYTES, check_input, json_text};
-
-/// Whether a user may authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserStatus {
-    /// May log in.
-    Active,
-    /// May not log in; their sessions are revoked when this is set.
-    Disabled,
-}
-
-impl UserStatus {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserStatus::Active => "active",
-            UserStatus::Disabled => "disabled",
-        }
-    }
-
-    /// Parses the stored spelling.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "active" => Some(UserStatus::Active),
-            "disabled" => Some(UserStatus::Disabled),
-            _ => None,
-        }
-    }
-}
-
-/// A human account.
-#[derive(Debug, Clone, PartialEq)]
-pub struct User {
-    /// Stable id (a ULID).
-    pub id: String,
-    /// Unique login name.
-    pub username: String,
-    /// Unique email address.
-    pub email: String,
-    /// Whether the email address was verified.
-    pub email_verified: bool,
-    /// Display name.
-    pub name: Option<String>,
-    /// BCP 47 locale.
-    pub locale: Option<String>,
-    /// Custom attributes (a JSON object).
-    pub attributes: Map<String, Value>,
-    /// Active or disabled.
-    pub status: UserStatus,
-    /// Creation time.
-    pub created_at: OffsetDateTime,
-    /// Last change of profile, status or password.
-    pub updated_at: OffsetDateTime,
-}
-
-/// A user to create.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    /// Id chosen by the caller (a ULID).
-    pub id: String,
-    /// Login name.
-    pub username: String,
-    /// Email address.
-    pub email: String,
-    /// Display name.
-    pub name: Option<String>,
-    /// Locale.
-    pub locale: Option<String>,
-    /// Custom attributes.
-    pub attributes: Map<String, Value>,
-    /// An argon2id PHC string, if the user gets a password now.
-    pub password_hash: Option<String>,
-}
-
-/// A profile change; `None` fields are left as they are.
-#[derive(Debug, Clone, Default)]
-pub struct UserUpdate {
-    /// New email (resets `email_verified` unless that is given too, or only the case changes).
-    pub email: Option<String>,
-    /// New verification state.
-    pub email_verified: Option<bool>,
-    /// New display name (`Some(None)` clears it).
-    pub name: Option<Option<String>>,
-    /// New locale (`Some(None)` clears it).
-    pub locale: Option<Option<String>>,
-    /// Replaces the custom attributes.
-    pub attributes: Option<Map<String, Value>>,
-}
-
-/// A page of users.
-#[derive(Debug, Clone)]
-pub struct UserPage {
-    /// Users ordered by id.
-    pub users: Vec<User>,
-    /// The id to pass as `after` for the next page, if there is one.
-    pub next: Option<String>,
-}
-
-/// Storage of users and their password hashes.
-#[async_trait]
-pub trait UserStore {
-    /// Creates a user (active, email not verified). A username or email taken
-    /// (case-insensitively, as a username or as an email of another user) is
-    /// [`StoreError::Conflict`] naming which ([`USERNAME_TAKEN`], [`EMAIL_TAKEN`]), and nothing is
-    /// written.
-    async fn create_user(&self, user: &NewUser, now: OffsetDateTime) -> Result<User, StoreError>;
-
-    /// The user with this id.
-    async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError>;
-
-    /// The user whose username or email equals `login`, case-insensitively.
-    async fn find_user_by_login(&self, login: &str) -> Result<Option<User>, StoreError>;
-
-    /// Users ordered by id, after `after`, at most `limit` (1 to
-    /// [`MAX_PAGE_SIZE`](crate::relationships::MAX_PAGE_SIZE)).
-    async fn list_users(&self, after: Option<&str>, limit: u32) -> Result<UserPage, StoreError>;
-
-    /// Applies a profile change; `None` if there is no such user. Conflicts as in create.
-    async fn update_user(
-        &self,
-        id: &str,
-        update: &UserUpdate,
-        now: OffsetDateTime,
-    ) -> Result<Option<User>, StoreError>;
-
-    /// Sets the status; disabling also revokes every session of the user, in one transaction.
-    /// `false` if there is no such user.
-    async fn set_user_status(
-        &self,
-        id: &str,
-        status: UserStatus,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
-
-    /// Deletes the user and everything that belongs to them (sessions, factors).
-    async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
-
-    /// The stored password hash, if the user has a password.
-    async fn password_hash(&self, user_id: &str) -> Result<Option<String>, StoreError>;
-
-    /// Replaces the password hash (a rehash with upgraded parameters, or a new password).
-    async fn set_password_hash(
-        &self,
-        user_id: &str,
-        hash: &str,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
-}
-
-/// A server-side session.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Session {
-    /// Public id (a ULID), shown in session lists; not a credential.
-    pub id: String,
-    /// The user.
-    pub user_id: String,
-    /// Created.
-    pub created_at: OffsetDateTime,
-    /// Last request seen.
-    pub last_seen_at: OffsetDateTime,
-    /// Expires if unused until then (moves on use).
-    pub idle_expires_at: OffsetDateTime,
-    /// Expires then whatever happens.
-    pub absolute_expires_at: OffsetDateTime,
-    /// When the user last authenticated actively (OIDC `auth_time`).
-    pub auth_time: OffsetDateTime,
-    /// Authentication methods (RFC 8176: `pwd`, `otp`, `hwk`, `swk`, `mfa`).
-    pub amr: Vec<String>,
-    /// Authentication context class.
-    pub acr: String,
-    /// Client IP at creation.
-    pub ip: Option<String>,
-    /// User agent at creation.
-    pub user_agent: Option<String>,
-}
-
-/// Storage of sessions, looked up by the digest of their secret id.
-#[async_trait]
-pub trait SessionStore {
-    /// Stores a session under the digest of its secret. The user must exist
-    /// ([`StoreError::NotFound`]) and be active ([`StoreError::Conflict`] [`USER_DISABLED`]);
-    /// this is checked in the same transaction, so a session cannot slip past a concurrent
-    /// disable.
-    async fn create_session(
-        &self,
-        digest: &TokenDigest,
-        session: &Session,
-    ) -> Result<(), StoreError>;
-
-    /// The live session with this digest: not revoked, not expired at `now`, and belonging to an
-    /// active user.
-    async fn find_session(
-        &self,
-        digest: &TokenDigest,
-        now: OffsetDateTime,
-    ) -> Result<Option<Session>, StoreError>;
-
-    /// Records use: moves `last_seen_at` and the idle expiry. Does nothing to a session that is
-    /// not live (an expired session is not revived).
-    async fn touch_session(
-        &self,
-        id: &str,
-        now: OffsetDateTime,
-        idle_expires_at: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-
-    /// Atomically revokes the session `old_id` and stores `new` under `digest` (a new secret
-    /// at step-up: session fixation defence). `false` (and nothing written) if `old_id` was not
-    /// live or does not belong to `new.user_id`.
-    async fn rotate_session(
-        &self,
-        old_id: &str,
-        digest: &TokenDigest,
-        new: &Session,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
-
-    /// The user's live sessions, newest first.
-    async fn list_user_sessions(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Session>, StoreError>;
-
-    /// Revokes one session of `user_id`; `false` if it is not theirs or not live.
-    async fn revoke_session(
-        &self,
-        user_id: &str,
-        session_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
-
-    /// Revokes all of a user's live sessions except `keep`; returns how many.
-    async fn revoke_user_sessions(
-        &self,
-        user_id: &str,
-        keep: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError>;
-
-    /// Deletes sessions that were dead (expired or revoked) at `before`; returns how many.
-    async fn purge_sessions(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
-}
-
-/// A user's TOTP credential.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TotpCredential {
-    /// The sealed (encrypted) secret, as the caller stored it.
-    pub sealed_secret: Vec<u8>,
-    /// Whether enrollment was confirmed with a valid code; only confirmed credentials count as a
-    /// second factor.
-    pub confirmed: bool,
-    /// The last accepted time step (replay defence).
-    pub last_step: Option<i64>,
-    /// Created.
-    pub created_at: OffsetDateTime,
-}
-
-/// A WebAuthn credential (passkey).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Passkey {
-    /// The credential id (raw bytes).
-    pub credential_id: Vec<u8>,
-    /// The owner.
-    pub user_id: String,
-    /// A name the user chose.
-    pub name: String,
-    /// The COSE_Key public key.
-    pub public_key: Vec<u8>,
-    /// The last signature counter seen.
-    pub sign_count: i64,
-    /// Whether the authenticator reported user verification capability / backup state, as JSON
-    /// flags and transports (opaque to the store).
-    pub metadata: Map<String, Value>,
-    /// Created.
-    pub created_at: OffsetDateTime,
-    /// Last used to authenticate.
-    pub last_used_at: Option<OffsetDateTime>,
-}
-
-/// Storage of second factors.
-#[async_trait]
-pub trait MfaStore {
-    /// Stores a new, unconfirmed TOTP secret, replacing an unconfirmed one (a confirmed one is
-    /// kept: [`StoreError::Conflict`] [`TOTP_CONFIRMED`]). [`StoreError::NotFound`] if there is no
-    /// such user.
-    async fn put_pending_totp(
-        &self,
-        user_id: &str,
-        sealed_secret: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-
-    /// The user's TOTP credential.
-    async fn get_totp(&self, user_id: &str) -> Result<Option<TotpCredential>, StoreError>;
-
-    /// Marks the pending credential confirmed, recording `step` as used.
-    async fn confirm_totp(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
-
-    /// Records `step` as used if it is newer than the last used one, as one atomic
-    /// compare-and-set: of concurrent calls with the same step exactly one gets `true`. `false`
-    /// means replay (or no confirmed credential).
-    async fn advance_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
-
-    /// Removes the TOTP credential and the recovery codes; `false` if there was no credential.
-    async fn delete_totp(&self, user_id: &str) -> Result<bool, StoreError>;
-
-    /// Replaces the recovery codes with these digests (distinct, at most
-    /// [`MAX_RECOVERY_CODES`]). [`StoreError::NotFound`] if there is no such user.
-    async fn replace_recovery_codes(
-        &self,
-        user_id: &str,
-        digests: &[TokenDigest],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-
-    /// Consumes the code with this digest, atomically (of concurrent calls exactly one gets
-    /// `true`); `false` if unknown or already used.
-    async fn consume_recovery_code(
-        &self,
-        user_id: &str,
-        digest: &TokenDigest,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
-
-    /// Unused recovery codes left.
-    async fn recovery_codes_left(&self, user_id: &str) -> Result<u64, StoreError>;
-
-    /// Adds a passkey; a credential id already registered (to anyone) is a conflict
-    /// ([`PASSKEY_TAKEN`]), an unknown user [`StoreError::NotFound`].
-    async fn add_passkey(&self, passkey: &Passkey) -> Result<(), StoreError>;
-
-    /// The user's passkeys, oldest first.
-    async fn list_passkeys(&self, user_id: &str) -> Result<Vec<Passkey>, StoreError>;
-
-    /// The passkey with this credential id.
-    async fn find_passkey(&self, credential_id: &[u8]) -> Result<Option<Passkey>, StoreError>;
-
-    /// Records a successful assertion. The stored counter never moves backwards; an unknown
-    /// credential id is ignored.
-    async fn record_passkey_use(
-        &self,
-        credential_id: &[u8],
-        sign_count: i64,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-
-    /// Removes one of the user's passkeys; `false` if it is not theirs.
-    async fn delete_passkey(&self, user_id: &str, credential_id: &[u8])
-    -> Result<bool, StoreError>;
-}
-
-/// One audited event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditEvent {
-    /// Id (a ULID; sorts by time).
-    pub id: String,
-    /// When.
-    pub at: OffsetDateTime,
-    /// What, e.g. `login`, `login_failed`, `mfa_enrolled`, `session_revoked`, `password_changed`.
-    pub kind: String,
-    /// `success`, `failure`, `denied`.
-    pub outcome: String,
-    /// Who acted (a subject string such as `user:ID` or `service:ID`), if known.
-    pub actor: Option<String>,
-    /// The user the event concerns, if any.
-    pub user_id: Option<String>,
-    /// Client IP.
-    pub ip: Option<String>,
-    /// Client user agent.
-    pub user_agent: Option<String>,
-    /// The request id.
-    pub request_id: Option<String>,
-    /// Further non-secret detail.
-    pub detail: Map<String, Value>,
-}
-
-/// Which audit events to list.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    /// Only events concerning this user.
-    pub user_id: Option<String>,
-    /// Only this kind.
-    pub kind: Option<String>,
-    /// Only events with an id below this one (paging backwards in time).
-    pub before: Option<String>,
-}
-
-/// The append-only audit trail.
-#[async_trait]
-pub trait AuditStore {
-    /// Appends one event. The outcome must be one of [`AUDIT_OUTCOMES`].
-    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
-
-    /// Events matching `filter`, newest first (by id), at most `limit` (1 to
-    /// [`MAX_PAGE_SIZE`](crate::relationships::MAX_PAGE_SIZE)).
-    async fn list_audit(
-        &self,
-        filter: &AuditFilter,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError>;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Validation and decoding shared by the backends.
-
-/// The [`StoreError::Conflict`] message when the username is taken (as a username or an email).
-pub const USERNAME_TAKEN: &str = "username is already taken";
-/// The [`StoreError::Conflict`] message when the email is taken (as an email or a username).
-pub const EMAIL_TAKEN: &str = "email is already taken";
-/// The [`StoreError::Conflict`] message when a passkey credential id is registered already.
-pub const PASSKEY_TAKEN: &str = "passkey credential id is already registered";
-/// The [`StoreError::Conflict`] message when a pending TOTP secret would replace a confirmed one.
-pub const TOTP_CONFIRMED: &str = "a confirmed TOTP credential exists; delete it first";
-/// The [`StoreError::Conflict`] message when a session is created for a disabled user.
-pub const USER_DISABLED: &str = "user is disabled";
-
-/// Largest accepted custom attributes, audit detail or passkey metadata, as JSON.
-pub const MAX_JSON_BYTES: usize = 64 * 1024;
-/// Largest accepted sealed TOTP secret or passkey public key.
-pub const MAX_KEY_BYTES: usize = 4 * 1024;
-/// Largest accepted passkey credential id (WebAuthn allows at most 1023 bytes).
-pub const MAX_CREDENTIAL_ID_BYTES: usize = 1023;
-/// Most recovery codes one user may have.
-pub const MAX_RECOVERY_CODES: usize = 100;
-/// Most authentication method references one session may carry.
-pub const MAX_AMR: usize = 16;
 
 /// The form under which usernames and emails are compared and indexed. Computed here, not by
 /// the database, so that both backends agree whatever their collation (SQLite's `lower()` only
@@ -574,18 +132,18 @@ pub(crate) fn attributes_text(user: &User) -> Result<String, StoreError> {
 
 pub(crate) fn object_from_text(what: &str, text: &str) -> Result<Map<String, Value>, StoreError> {
     serde_json::from_str(text)
-        .map_err(|e| StoreError::Database(format!("stored {what} is not a JSON object: {e}")))
+        .map_err(|e| StoreError::Corrupt(format!("stored {what} is not a JSON object: {e}")))
 }
 
 pub(crate) fn status_from_db(s: &str) -> Result<UserStatus, StoreError> {
-    UserStatus::parse(s).ok_or_else(|| StoreError::Database(format!("unknown user status {s:?}")))
+    UserStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown user status {s:?}")))
 }
 
 /// Whether a user with this stored status (`None`: no such user) may get a new session.
 pub(crate) fn require_active(user_id: &str, status: Option<&str>) -> Result<(), StoreError> {
     match status.map(status_from_db).transpose()? {
         None => Err(user_not_found(user_id)),
-        Some(UserStatus::Disabled) => Err(StoreError::Conflict(USER_DISABLED.into())),
+        Some(UserStatus::Disabled) => Err(StoreError::Conflict(Conflict::UserDisabled)),
         Some(UserStatus::Active) => Ok(()),
     }
 }
@@ -614,7 +172,7 @@ pub(crate) fn check_session(session: &Session) -> Result<String, StoreError> {
 
 pub(crate) fn amr_from_text(text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text)
-        .map_err(|e| StoreError::Database(format!("stored amr is not a list of strings: {e}")))
+        .map_err(|e| StoreError::Corrupt(format!("stored amr is not a list of strings: {e}")))
 }
 
 pub(crate) fn check_sealed_secret(secret: &[u8]) -> Result<(), StoreError> {
@@ -662,9 +220,6 @@ pub(crate) fn check_passkey(passkey: &Passkey) -> Result<String, StoreError> {
     json_object_text("passkey metadata", &passkey.metadata)
 }
 
-/// The audit outcomes the store accepts.
-pub const AUDIT_OUTCOMES: [&str; 3] = ["success", "failure", "denied"];
-
 /// Checks an audit event for storage and returns its detail as JSON.
 pub(crate) fn check_audit_event(event: &AuditEvent) -> Result<String, StoreError> {
     check_input("audit event id", &event.id)?;
@@ -695,20 +250,20 @@ pub(crate) fn user_write_error(err: sqlx::Error) -> StoreError {
     {
         let what = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
         if what.contains("username") {
-            return StoreError::Conflict(USERNAME_TAKEN.into());
+            return StoreError::Conflict(Conflict::UsernameTaken);
         }
         if what.contains("email") {
-            return StoreError::Conflict(EMAIL_TAKEN.into());
+            return StoreError::Conflict(Conflict::EmailTaken);
         }
     }
-    err.into()
+    crate::error::db(err)
 }
 
 /// Maps a foreign-key violation (the referenced user does not exist) to [`StoreError::NotFound`].
 pub(crate) fn owner_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
     match &err {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => user_not_found(user_id),
-        _ => err.into(),
+        _ => crate::error::db(err),
     }
 }
 
@@ -716,7 +271,7 @@ pub(crate) fn owner_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
 pub(crate) fn passkey_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(PASSKEY_TAKEN.into())
+            StoreError::Conflict(Conflict::PasskeyTaken)
         }
         _ => owner_write_error(user_id, err),
     }

@@ -1,139 +1,31 @@
-//! Persistence for trustgate.
+//! The SQL backends of trustgate's storage.
 //!
-//! Invariant: this is the only crate that writes SQL. Everything above it talks to storage
-//! through one async trait per aggregate, gathered in [`Store`]:
-//!
-//! - [`ServiceAccountStore`]: machine principals and their token digests.
-//! - [`RelationshipStore`]: the OpenFGA-compatible PDP's stores, authorization models,
-//!   relationship tuples and the per-store tuple changelog that keeps every replica's in-memory
-//!   tuple index fresh (see [`relationships`]).
-//! - [`UserStore`], [`SessionStore`], [`MfaStore`], [`AuditStore`]: human accounts (users with
-//!   case-insensitively unique usernames and emails, password hashes), server-side sessions
-//!   looked up by the digest of their secret, second factors (TOTP with atomic replay defence,
-//!   recovery codes, passkeys) and the audit trail of credential events (see [`accounts`]).
-//! - [`SigningKeyStore`], [`ClientStore`], [`GrantStore`]: the OAuth 2.0 / OpenID Connect
-//!   provider's signing keys, registered clients, and the artifacts of grants (authorization
-//!   codes, grants and their refresh tokens, consents, device authorizations, pushed requests,
-//!   assertion ids, revoked access tokens, per-user token versions), with every consuming
-//!   operation atomic (see [`oauth`]).
-//!
-//! Each backend implements every trait in its own module with its own migrations:
+//! Invariant: this is the only crate that writes SQL. It implements the traits of
+//! [`trustgate_store_api`] for two databases:
 //!
 //! - [`sqlite`]: the embedded default, one file in WAL mode with foreign keys on. An exclusive
 //!   lock file next to the database keeps a second process from opening it.
 //! - [`postgres`]: for several stateless replicas sharing one database.
 //!
-//! There is no runtime branching on the backend inside an implementation: adding a backend means
-//! adding a module that implements the traits and a migrations directory, nothing else.
+//! There is no runtime branching on the backend inside an implementation.
 //!
 //! Blocking database work never runs on the async executor: sqlx drives SQLite on dedicated
 //! worker threads and PostgreSQL over async sockets.
 
-pub mod accounts;
+mod accounts;
 mod error;
-pub mod oauth;
+mod oauth;
 pub mod postgres;
-pub mod relationships;
-pub mod service_accounts;
+mod relationships;
+mod service_accounts;
 pub mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
-pub use accounts::{
-    AuditEvent, AuditFilter, AuditStore, MfaStore, NewUser, Passkey, Session, SessionStore,
-    TotpCredential, User, UserPage, UserStatus, UserStore, UserUpdate,
-};
-pub use error::StoreError;
-pub use oauth::{
-    AuthorizationCode, ClientPage, ClientStore, CodeRedemption, Consent, DeviceAuthorization,
-    DevicePoll, DeviceStatus, Grant, GrantStore, KeyRetirement, OAuthClient, PushedRequest,
-    RefreshRotation, RefreshToken, SigningKey, SigningKeyStore,
-};
-pub use relationships::{
-    FgaStore, OnDuplicate, OnMissing, RelationshipStore, StoredModel, StoredTuple,
-    TupleChangeRecord, TupleFilter, TupleOperation, TupleRecord, TupleSnapshot, TupleWriteError,
-    WriteOptions, WriteOutcome,
-};
-pub use service_accounts::{AccountRole, ServiceAccount, ServiceAccountStore};
-
-/// Which database a [`Store`] talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The embedded SQLite file.
-    Sqlite,
-    /// A PostgreSQL server.
-    Postgres,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        })
-    }
-}
-
-/// What readiness checks report about the database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Health {
-    /// The newest migration this binary knows.
-    pub expected_version: i64,
-    /// The newest migration applied to the database (0 when none).
-    pub applied_version: i64,
-}
-
-impl Health {
-    /// Whether every migration this binary knows has been applied.
-    pub fn migrations_current(&self) -> bool {
-        self.applied_version >= self.expected_version
-    }
-}
-
-/// The result of running migrations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationReport {
-    /// The newest version applied before the run.
-    pub before: i64,
-    /// The newest version applied after the run.
-    pub after: i64,
-}
-
-/// All storage aggregates of one database.
-#[async_trait]
-pub trait Store:
-    ServiceAccountStore
-    + RelationshipStore
-    + UserStore
-    + SessionStore
-    + MfaStore
-    + AuditStore
-    + SigningKeyStore
-    + ClientStore
-    + GrantStore
-    + fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
-    /// The backend behind this store.
-    fn backend(&self) -> Backend;
-
-    /// Applies pending migrations. Safe to run concurrently from several replicas.
-    async fn migrate(&self) -> Result<MigrationReport, StoreError>;
-
-    /// Checks that the database answers and reports the migration state.
-    async fn health(&self) -> Result<Health, StoreError>;
-
-    /// Closes the connections, waiting for checked-out ones to be returned.
-    async fn close(&self);
-}
+use trustgate_store_api::{Backend, Store, StoreError};
 
 /// How to connect.
 #[derive(Debug, Clone)]

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use crate::{ConnectOptions, Store, postgres::PostgresStore};
+use trustgate_store_api::Store;
+
+use crate::{ConnectOptions, postgres::PostgresStore};
 
 /// The environment variable naming the PostgreSQL database tests may use.
 pub const POSTGRES_URL_VAR: &str = "TRUSTGATE_TEST_DATABASE_URL";
@@ -39,6 +41,20 @@ impl TestDatabase {
             url,
             schema: None,
             _dir: Some(dir),
+        }
+    }
+
+    /// A fresh in-memory SQLite database (one connection: no concurrency between its callers).
+    pub async fn sqlite_in_memory() -> Self {
+        let store = crate::sqlite::SqliteStore::in_memory()
+            .await
+            .expect("open in-memory sqlite");
+        store.migrate().await.expect("migrate sqlite");
+        Self {
+            store: Arc::new(store),
+            url: "sqlite::memory:".to_owned(),
+            schema: None,
+            _dir: None,
         }
     }
 

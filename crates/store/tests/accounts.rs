@@ -7,13 +7,11 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use trustgate_core::TokenDigest;
 use trustgate_core::id::new_ulid;
-use trustgate_store::accounts::{
-    EMAIL_TAKEN, PASSKEY_TAKEN, TOTP_CONFIRMED, USER_DISABLED, USERNAME_TAKEN,
-};
+use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store::{
+use trustgate_store_api::Conflict;
+use trustgate_store_api::{
     AuditEvent, AuditFilter, NewUser, Passkey, Session, StoreError, User, UserStatus, UserUpdate,
-    test_on_both_backends,
 };
 
 test_on_both_backends!(
@@ -107,9 +105,9 @@ async fn find(db: &TestDatabase, digest: &TokenDigest, now: OffsetDateTime) -> O
     db.store.find_session(digest, now).await.expect("find")
 }
 
-fn conflict(err: &StoreError) -> &str {
+fn conflict(err: &StoreError) -> &Conflict {
     match err {
-        StoreError::Conflict(m) => m,
+        StoreError::Conflict(kind) => kind,
         other => panic!("expected a conflict, got {other:?}"),
     }
 }
@@ -165,13 +163,13 @@ async fn usernames_and_emails_conflict_case_insensitively_and_write_nothing(db: 
         .create_user(&new_user("aNN", "other@example.com"), T0)
         .await
         .expect_err("username taken");
-    assert_eq!(conflict(&same_name), USERNAME_TAKEN);
+    assert_eq!(conflict(&same_name), &Conflict::UsernameTaken);
     let same_email = db
         .store
         .create_user(&new_user("bob", "ann@EXAMPLE.COM"), T0)
         .await
         .expect_err("email taken");
-    assert_eq!(conflict(&same_email), EMAIL_TAKEN);
+    assert_eq!(conflict(&same_email), &Conflict::EmailTaken);
     // Non-ASCII case folding is the same on both backends.
     create(&db, "Ärger", "aerger@example.com").await;
     let folded = db
@@ -179,20 +177,20 @@ async fn usernames_and_emails_conflict_case_insensitively_and_write_nothing(db: 
         .create_user(&new_user("äRGER", "x@example.com"), T0)
         .await
         .expect_err("unicode username taken");
-    assert_eq!(conflict(&folded), USERNAME_TAKEN);
+    assert_eq!(conflict(&folded), &Conflict::UsernameTaken);
     // Usernames and emails share one namespace, so a login never names two users.
     let name_is_email = db
         .store
         .create_user(&new_user("ANN@example.com", "carol@example.com"), T0)
         .await
         .expect_err("username is another user's email");
-    assert_eq!(conflict(&name_is_email), USERNAME_TAKEN);
+    assert_eq!(conflict(&name_is_email), &Conflict::UsernameTaken);
     let email_is_name = db
         .store
         .create_user(&new_user("dave", "ann"), T0)
         .await
         .expect_err("email is another user's username");
-    assert_eq!(conflict(&email_is_name), EMAIL_TAKEN);
+    assert_eq!(conflict(&email_is_name), &Conflict::EmailTaken);
 
     // Nothing of the refused users was written.
     for login in [
@@ -239,7 +237,7 @@ async fn update_to_a_taken_email_conflicts(db: TestDatabase) {
             )
             .await
             .expect_err("email taken");
-        assert_eq!(conflict(&err), EMAIL_TAKEN);
+        assert_eq!(conflict(&err), &Conflict::EmailTaken);
     }
     // Nothing changed, not even the name given alongside.
     let unchanged = db.store.get_user(&bob.id).await.expect("get");
@@ -360,7 +358,7 @@ async fn sessions_for_unknown_or_disabled_users_are_refused(db: TestDatabase) {
         .create_session(&digest, &session(&ann))
         .await
         .expect_err("disabled");
-    assert_eq!(conflict(&err), USER_DISABLED);
+    assert_eq!(conflict(&err), &Conflict::UserDisabled);
     let mut ghost = session(&ann);
     ghost.user_id = new_ulid(T0);
     let err = db
@@ -401,7 +399,7 @@ async fn sessions_created_during_a_disable_do_not_survive_it(db: TestDatabase) {
         for task in logins {
             match task.await.expect("task") {
                 Ok(()) => {}
-                Err(StoreError::Conflict(m)) => assert_eq!(m, USER_DISABLED),
+                Err(StoreError::Conflict(m)) => assert_eq!(m, Conflict::UserDisabled),
                 Err(other) => panic!("unexpected {other:?}"),
             }
         }
@@ -755,7 +753,7 @@ async fn pending_totp_never_replaces_a_confirmed_one(db: TestDatabase) {
         .put_pending_totp(&ann.id, b"third", at(2))
         .await
         .expect_err("confirmed exists");
-    assert_eq!(conflict(&err), TOTP_CONFIRMED);
+    assert_eq!(conflict(&err), &Conflict::TotpConfirmed);
     let kept = db
         .store
         .get_totp(&ann.id)
@@ -903,7 +901,7 @@ async fn passkey_ids_are_global_and_deleted_only_by_their_owner(db: TestDatabase
     db.store.add_passkey(&first).await.expect("add");
     for dup in [passkey(&ann, b"cred-1"), passkey(&bob, b"cred-1")] {
         let err = db.store.add_passkey(&dup).await.expect_err("duplicate id");
-        assert_eq!(conflict(&err), PASSKEY_TAKEN);
+        assert_eq!(conflict(&err), &Conflict::PasskeyTaken);
     }
     let mut ghost = passkey(&ann, b"cred-ghost");
     ghost.user_id = new_ulid(T0);

@@ -7,11 +7,12 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use trustgate_core::id::new_ulid;
-use trustgate_store::relationships::{MAX_FIELD_BYTES, MAX_PAGE_SIZE};
+use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store::{
+use trustgate_store_api::relationships::{MAX_FIELD_BYTES, MAX_PAGE_SIZE};
+use trustgate_store_api::{
     OnDuplicate, OnMissing, Store, StoreError, StoredModel, StoredTuple, TupleChangeRecord,
-    TupleFilter, TupleOperation, TupleRecord, TupleWriteError, WriteOptions, test_on_both_backends,
+    TupleFilter, TupleKey, TupleOperation, TupleWriteError, WriteOptions,
 };
 
 test_on_both_backends!(
@@ -40,8 +41,8 @@ fn at(seconds: i64) -> OffsetDateTime {
     T0 + time::Duration::seconds(seconds)
 }
 
-fn tuple(object: &str, relation: &str, user: &str) -> TupleRecord {
-    TupleRecord::new(object, relation, user)
+fn tuple(object: &str, relation: &str, user: &str) -> TupleKey {
+    TupleKey::new(object, relation, user)
 }
 
 fn context(value: Value) -> Map<String, Value> {
@@ -70,7 +71,7 @@ async fn new_store(db: &TestDatabase, name: &str) -> String {
     id
 }
 
-async fn write(db: &TestDatabase, store: &str, writes: &[TupleRecord]) -> i64 {
+async fn write(db: &TestDatabase, store: &str, writes: &[TupleKey]) -> i64 {
     db.store
         .write_tuples(store, writes, &[], STRICT, T0)
         .await
@@ -79,7 +80,7 @@ async fn write(db: &TestDatabase, store: &str, writes: &[TupleRecord]) -> i64 {
 }
 
 /// Every tuple of the store, via unfiltered reads.
-async fn all_tuples(db: &TestDatabase, store: &str) -> Vec<TupleRecord> {
+async fn all_tuples(db: &TestDatabase, store: &str) -> Vec<TupleKey> {
     read_all(db, store, &TupleFilter::default(), MAX_PAGE_SIZE)
         .await
         .into_iter()
@@ -115,7 +116,7 @@ async fn read_all(
     }
 }
 
-fn keys(tuples: &[TupleRecord]) -> Vec<(String, String, String)> {
+fn keys(tuples: &[TupleKey]) -> Vec<(String, String, String)> {
     tuples
         .iter()
         .map(|t| (t.object.clone(), t.relation.clone(), t.user.clone()))
@@ -434,7 +435,7 @@ async fn a_bad_tuple_in_a_batch_writes_nothing(db: TestDatabase) {
     let before = all_tuples(&db, &store).await;
 
     // 49 good writes and, last, one that exists: the whole batch fails.
-    let mut batch: Vec<TupleRecord> = (0..49)
+    let mut batch: Vec<TupleKey> = (0..49)
         .map(|i| tuple(&format!("doc:{i}"), "viewer", "user:bob"))
         .collect();
     batch.push(tuple("doc:existing", "viewer", "user:anne"));
@@ -566,10 +567,9 @@ async fn duplicates_fail_unless_ignored_and_identical(db: TestDatabase) {
             .with_condition("in_net", Some(context(json!({"ip": "10.0.0.2"})))),
         conditioned
             .clone()
-            .with_condition("other", conditioned.condition_context.clone()),
-        TupleRecord {
-            condition_name: None,
-            condition_context: None,
+            .with_condition("other", conditioned.condition_context().cloned()),
+        TupleKey {
+            condition: None,
             ..conditioned.clone()
         },
     ];
@@ -665,7 +665,7 @@ async fn the_same_tuple_twice_in_a_request_is_refused(db: TestDatabase) {
     let existing = tuple("doc:1", "viewer", "user:anne");
     write(&db, &store, std::slice::from_ref(&existing)).await;
     let fresh = tuple("doc:2", "viewer", "user:anne");
-    let cases: Vec<(Vec<TupleRecord>, Vec<TupleRecord>)> = vec![
+    let cases: Vec<(Vec<TupleKey>, Vec<TupleKey>)> = vec![
         (vec![fresh.clone(), fresh.clone()], vec![]),
         // Identity ignores the condition.
         (
@@ -741,7 +741,7 @@ async fn conditions_are_stored_and_returned(db: TestDatabase) {
     assert_eq!(log[2].operation, TupleOperation::Delete);
 }
 
-fn fixture() -> Vec<TupleRecord> {
+fn fixture() -> Vec<TupleKey> {
     let mut tuples = Vec::new();
     // Ids that sort differently under locale collations than bytewise: B < _ < a < é.
     for id in ["a", "B", "_x", "é", "a-1"] {
@@ -761,9 +761,9 @@ fn fixture() -> Vec<TupleRecord> {
     tuples
 }
 
-fn sorted_keys(mut tuples: Vec<TupleRecord>) -> Vec<(String, String, String)> {
+fn sorted_keys(mut tuples: Vec<TupleKey>) -> Vec<(String, String, String)> {
     tuples.sort_by(|a, b| {
-        let split = |t: &TupleRecord| {
+        let split = |t: &TupleKey| {
             let (ty, id) = t.object.split_once(':').expect("type:id");
             (
                 ty.to_owned(),
@@ -808,7 +808,7 @@ async fn read_filters_select_exactly(db: TestDatabase) {
         filter(Some("nothing"), None, None, None),
     ];
     for f in cases {
-        let expected: Vec<TupleRecord> = all
+        let expected: Vec<TupleKey> = all
             .iter()
             .filter(|t| {
                 let (ty, id) = t.object.split_once(':').expect("type:id");
@@ -819,7 +819,7 @@ async fn read_filters_select_exactly(db: TestDatabase) {
             })
             .cloned()
             .collect();
-        let got: Vec<TupleRecord> = read_all(&db, &store, &f, 1000)
+        let got: Vec<TupleKey> = read_all(&db, &store, &f, 1000)
             .await
             .into_iter()
             .map(|t| t.tuple)
@@ -1291,9 +1291,9 @@ async fn load_and_changes_since_agree(db: TestDatabase) {
     assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
 }
 
-fn replay(mut tuples: Vec<TupleRecord>, log: &[TupleChangeRecord]) -> Vec<TupleRecord> {
+fn replay(mut tuples: Vec<TupleKey>, log: &[TupleChangeRecord]) -> Vec<TupleKey> {
     for change in log {
-        let same = |t: &TupleRecord| {
+        let same = |t: &TupleKey| {
             (t.object.as_str(), t.relation.as_str(), t.user.as_str())
                 == (
                     change.tuple.object.as_str(),
@@ -1444,10 +1444,6 @@ async fn empty_and_absurd_input_is_refused(db: TestDatabase) {
         tuple(&long_object, "viewer", "user:a"),
         tuple("doc:1", "viewer", "user:\0"),
         tuple("doc:1", "viewer", "user:a").with_condition("", None),
-        TupleRecord {
-            condition_context: Some(context(json!({"a": 1}))),
-            ..tuple("doc:1", "viewer", "user:a")
-        },
         tuple("doc:1", "viewer", "user:a")
             .with_condition("c", Some(context(json!({"big": "y".repeat(70 * 1024)})))),
         tuple("doc:1", "viewer", "user:a")

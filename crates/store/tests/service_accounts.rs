@@ -2,8 +2,9 @@
 
 use time::macros::datetime;
 use trustgate_core::TokenDigest;
+use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store::{AccountRole, StoreError, test_on_both_backends};
+use trustgate_store_api::{AccountRole, StoreError};
 
 test_on_both_backends!(
     token_authenticates_only_its_account,

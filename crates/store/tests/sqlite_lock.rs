@@ -1,6 +1,7 @@
 //! SQLite allows one trustgate process per database file.
 
-use trustgate_store::{ConnectOptions, StoreError, connect};
+use trustgate_store::{ConnectOptions, connect};
+use trustgate_store_api::StoreError;
 
 #[tokio::test]
 async fn second_open_of_the_same_file_is_refused_until_the_first_closes() {

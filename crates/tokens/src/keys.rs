@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
 use trustgate_core::{Clock, SealingKey};
-use trustgate_store::{KeyRetirement, SigningKey, Store, StoreError};
+use trustgate_store_api::{KeyRetirement, SigningKey, SigningKeyStore, StoreError};
 use zeroize::Zeroizing;
 
 use crate::{Algorithm, KeyResolver, VerificationKey};
@@ -173,7 +173,7 @@ pub struct KeyManager {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
+    store: Arc<dyn SigningKeyStore>,
     sealing: SealingKey,
     policy: KeyPolicy,
     clock: Arc<dyn Clock>,
@@ -216,7 +216,7 @@ impl KeyResolver for PublishedKeys {
 impl KeyManager {
     /// Loads every stored key, opening the private parts with `sealing`.
     pub async fn load(
-        store: Arc<dyn Store>,
+        store: Arc<dyn SigningKeyStore>,
         sealing: SealingKey,
         policy: KeyPolicy,
         clock: Arc<dyn Clock>,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use trustgate_core::Secret;
-use trustgate_store::Passkey;
+use trustgate_store_api::Passkey;
 
 use super::{
     AccountError, Accounts, Audit, CurrentSession, IssuedSession, RequestContext, UserStatus, plus,
@@ -453,8 +453,8 @@ mod tests {
     use std::sync::Arc;
 
     use trustgate_core::{ManualClock, SealingKey};
-    use trustgate_store::AuditFilter;
     use trustgate_store::testing::TestDatabase;
+    use trustgate_store_api::AuditFilter;
 
     use super::*;
     use crate::accounts::{AccountsConfig, CreateUser, LoginStep};

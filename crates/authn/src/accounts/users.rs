@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 use trustgate_core::Secret;
 use trustgate_core::id::{is_ulid, new_ulid};
-use trustgate_store::NewUser;
+use trustgate_store_api::NewUser;
 
 use super::{
     AccountError, Accounts, Audit, CreateUser, MAX_LOGIN_CHARS, MAX_PAGE, RequestContext, User,

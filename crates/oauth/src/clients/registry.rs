@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use time::Duration;
 use trustgate_core::secret::generate_token;
 use trustgate_core::{Clock, Secret, TokenDigest};
-use trustgate_store::{OAuthClient, Store};
+use trustgate_store_api::{ClientStore, OAuthClient};
 
 use super::assertion;
 use super::credentials::{JWT_BEARER_ASSERTION_TYPE, PresentedCredentials};
@@ -160,13 +160,13 @@ fn new_secret() -> (Secret, TokenDigest) {
 /// Registered clients: CRUD for the admin API and authentication for the protocol endpoints.
 #[derive(Debug, Clone)]
 pub struct ClientRegistry {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ClientStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl ClientRegistry {
     /// A registry over `store`, reading the time from `clock`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn ClientStore>, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
     }
 

@@ -12,7 +12,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 use trustgate_authz::engine::{EngineError, ErrorCode};
-use trustgate_store::{StoreError, TupleWriteError};
+use trustgate_store_api::{StoreError, TupleWriteError};
 
 /// An error answer of an OpenFGA-compatible route.
 #[derive(Debug, Clone, PartialEq, Eq)]

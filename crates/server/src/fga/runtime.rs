@@ -2,12 +2,12 @@
 //!
 //! # Freshness
 //! - A store's index is loaded lazily, on the first query, from
-//!   [`RelationshipStore::load_tuples`](trustgate_store::RelationshipStore::load_tuples) (all tuples plus the changelog `seq` they reflect).
-//! - It is kept fresh by applying [`RelationshipStore::changes_since`](trustgate_store::RelationshipStore::changes_since) in changelog order:
+//!   [`RelationshipStore::load_tuples`](trustgate_store_api::RelationshipStore::load_tuples) (all tuples plus the changelog `seq` they reflect).
+//! - It is kept fresh by applying [`RelationshipStore::changes_since`](trustgate_store_api::RelationshipStore::changes_since) in changelog order:
 //!   - right after a write through this replica (before the write is answered), so a replica
 //!     always reads its own writes;
 //!   - by a background refresher (a tokio task started with the first query) that polls
-//!     [`RelationshipStore::live_store_seqs`](trustgate_store::RelationshipStore::live_store_seqs) every [`REFRESH_INTERVAL`] and catches up every
+//!     [`RelationshipStore::live_store_seqs`](trustgate_store_api::RelationshipStore::live_store_seqs) every [`REFRESH_INTERVAL`] and catches up every
 //!     loaded index that is behind, and drops the indexes of deleted stores: this is how writes
 //!     made through other replicas arrive;
 //!   - synchronously, before answering, when the request asks for `HIGHER_CONSISTENCY` (the
@@ -41,8 +41,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use trustgate_authz::engine::TypeSystem;
 use trustgate_authz::index::{IndexSnapshot, TupleChange, TupleIndex};
 use trustgate_authz::model::AuthorizationModel;
-use trustgate_authz::tuple::{RelationshipCondition, TupleKey};
-use trustgate_store::{Store, TupleOperation, TupleRecord};
+use trustgate_authz::tuple::TupleKey;
+use trustgate_store_api::{Store, TupleOperation};
 
 use super::error::FgaError;
 use super::wire::Consistency;
@@ -95,30 +95,6 @@ pub struct QueryView {
     pub ts: Arc<TypeSystem>,
 }
 
-/// Converts a stored tuple to the engine's form.
-pub fn tuple_key(t: TupleRecord) -> TupleKey {
-    TupleKey {
-        user: t.user,
-        relation: t.relation,
-        object: t.object,
-        condition: t.condition_name.map(|name| RelationshipCondition {
-            name,
-            context: t.condition_context,
-        }),
-    }
-}
-
-/// Converts an engine tuple to the store's form.
-pub fn tuple_record(t: &TupleKey) -> TupleRecord {
-    TupleRecord {
-        object: t.object.clone(),
-        relation: t.relation.clone(),
-        user: t.user.clone(),
-        condition_name: t.condition.as_ref().map(|c| c.name.clone()),
-        condition_context: t.condition.as_ref().and_then(|c| c.context.clone()),
-    }
-}
-
 /// The consistency token of `seq` in `store_id`.
 pub fn encode_token(store_id: &str, seq: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("tg1:{store_id}:{seq}"))
@@ -167,7 +143,7 @@ impl FgaRuntime {
             return Ok(found);
         }
         let snapshot = self.db.load_tuples(store_id).await?;
-        let keys: Vec<TupleKey> = snapshot.tuples.into_iter().map(tuple_key).collect();
+        let keys: Vec<TupleKey> = snapshot.tuples;
         let seq = u64::try_from(snapshot.seq).unwrap_or(0);
         let index = TupleIndex::with_tuples(seq, keys.iter()).map_err(FgaError::internal)?;
         let fresh = Arc::new(StoreIndex {
@@ -232,7 +208,7 @@ impl FgaRuntime {
             }
             for change in changes {
                 let seq = u64::try_from(change.seq).unwrap_or(0);
-                let tuple = tuple_key(change.tuple);
+                let tuple = change.tuple;
                 let change = match change.operation {
                     TupleOperation::Write => TupleChange::Write(tuple),
                     TupleOperation::Delete => TupleChange::Delete(tuple),

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use trustgate_authz::engine::TypeSystem;
 use trustgate_authz::model::AuthorizationModel;
 use trustgate_authz::validate::validate_json_model;
-use trustgate_store::StoredModel;
+use trustgate_store_api::StoredModel;
 
 use super::wire::{
     CreateStoreRequest, ListModelsResponse, ListStoresResponse, PageQuery, ReadModelResponse,

@@ -16,11 +16,11 @@ use time::format_description::well_known::Rfc3339;
 use trustgate_authz::engine::{
     validate_object, validate_relation_name, validate_tuple_for_write, validate_user,
 };
-use trustgate_store::{
-    OnDuplicate, OnMissing, TupleFilter, TupleOperation, TupleRecord, WriteOptions,
+use trustgate_store_api::{
+    OnDuplicate, OnMissing, TupleFilter, TupleKey, TupleOperation, WriteOptions,
 };
 
-use super::runtime::{encode_token, tuple_key, tuple_record};
+use super::runtime::encode_token;
 use super::stores::page_query;
 use super::wire::{
     Consistency, PageQuery, PartialTupleKey, ReadChangesResponse, ReadRequest, ReadResponse,
@@ -118,17 +118,17 @@ pub async fn write(
     for t in &deletes.tuple_keys {
         check_delete(t)?;
     }
-    let write_records: Vec<TupleRecord> = writes.tuple_keys.iter().map(tuple_record).collect();
-    let delete_records: Vec<TupleRecord> = deletes
+    let write_records: &[TupleKey] = &writes.tuple_keys;
+    let delete_records: Vec<TupleKey> = deletes
         .tuple_keys
         .iter()
-        .map(|t| TupleRecord::new(t.object.clone(), t.relation.clone(), t.user.clone()))
+        .map(|t| TupleKey::new(t.object.clone(), t.relation.clone(), t.user.clone()))
         .collect();
     let outcome = state
         .store
         .write_tuples(
             &store_id,
-            &write_records,
+            write_records,
             &delete_records,
             options,
             state.clock.now(),
@@ -195,7 +195,7 @@ pub async fn read(
         tuples: tuples
             .into_iter()
             .map(|t| TupleJson {
-                key: tuple_key(t.tuple),
+                key: t.tuple,
                 timestamp: timestamp(t.timestamp),
             })
             .collect(),
@@ -241,7 +241,7 @@ pub async fn changes(
                     TupleOperation::Write => "TUPLE_OPERATION_WRITE",
                     TupleOperation::Delete => "TUPLE_OPERATION_DELETE",
                 },
-                tuple_key: tuple_key(c.tuple),
+                tuple_key: c.tuple,
                 timestamp: timestamp(c.timestamp),
             })
             .collect(),

@@ -125,8 +125,8 @@ pub struct StoreJson {
     pub deleted_at: Option<String>,
 }
 
-impl From<&trustgate_store::FgaStore> for StoreJson {
-    fn from(s: &trustgate_store::FgaStore) -> Self {
+impl From<&trustgate_store_api::FgaStore> for StoreJson {
+    fn from(s: &trustgate_store_api::FgaStore) -> Self {
         StoreJson {
             id: s.id.clone(),
             name: s.name.clone(),

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use sha2::Sha256;
 use trustgate_authn::accounts::{AccountError, CurrentSession};
 use trustgate_core::SealingKey;
-use trustgate_store::StoreError;
+use trustgate_store_api::StoreError;
 
 use super::cookies::{CookieKind, CookiePolicy};
 use super::render;

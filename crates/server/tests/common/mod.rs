@@ -14,8 +14,8 @@ use serde_json::Value;
 use tower::ServiceExt;
 use trustgate_core::{Clock, SystemClock, TokenDigest};
 use trustgate_server::{AppState, Config, router};
-use trustgate_store::AccountRole;
 use trustgate_store::testing::TestDatabase;
+use trustgate_store_api::AccountRole;
 
 /// A response: status, headers and the body as JSON (`Value::Null` when empty or not JSON).
 #[derive(Debug)]

@@ -10,6 +10,7 @@
 //!   that row before revoking, so a session cannot slip past a concurrent disable;
 //! - replacing recovery codes locks the user row, so two replacements do not merge.
 
+use crate::error::db;
 use async_trait::async_trait;
 use sqlx::postgres::{PgRow, PgTransaction};
 use sqlx::{AssertSqlSafe, Row};
@@ -17,17 +18,16 @@ use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
 use super::PostgresStore;
-use crate::StoreError;
 use crate::accounts::{
-    AuditEvent, AuditFilter, AuditStore, EMAIL_TAKEN, MfaStore, NewUser, Passkey, Session,
-    SessionStore, TOTP_CONFIRMED, TotpCredential, USERNAME_TAKEN, User, UserPage, UserStatus,
-    UserStore, UserUpdate, amr_from_text, apply_update, attributes_text, check_audit_event,
-    check_audit_filter, check_credential_id, check_new_user, check_passkey, check_recovery_codes,
-    check_sealed_secret, check_session, check_sign_count, check_update, created_user,
-    object_from_text, owner_write_error, passkey_write_error, require_active, status_from_db,
-    user_not_found, user_write_error,
+    AuditEvent, AuditFilter, AuditStore, MfaStore, NewUser, Passkey, Session, SessionStore,
+    TotpCredential, User, UserPage, UserStatus, UserStore, UserUpdate, amr_from_text, apply_update,
+    attributes_text, check_audit_event, check_audit_filter, check_credential_id, check_new_user,
+    check_passkey, check_recovery_codes, check_sealed_secret, check_session, check_sign_count,
+    check_update, created_user, object_from_text, owner_write_error, passkey_write_error,
+    require_active, status_from_db, user_not_found, user_write_error,
 };
 use crate::relationships::{check_input, check_page_size, finish_page, normalize_time};
+use trustgate_store_api::{Conflict, StoreError};
 
 /// Serializes the checks of the shared username/email namespace (an arbitrary fixed key).
 const LOGIN_NAMESPACE_LOCK: i64 = 0x7472_7573_7467_6c6e;
@@ -56,31 +56,32 @@ fn stored_time(t: OffsetDateTime) -> OffsetDateTime {
 }
 
 fn time_of(row: &PgRow, column: &str) -> Result<OffsetDateTime, StoreError> {
-    Ok(row.try_get(column)?)
+    row.try_get(column).map_err(db)
 }
 
 fn optional_time_of(row: &PgRow, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-    Ok(row.try_get(column)?)
+    row.try_get(column).map_err(db)
 }
 
 async fn lock_login_namespace(tx: &mut PgTransaction<'_>) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(LOGIN_NAMESPACE_LOCK)
         .execute(&mut **tx)
-        .await?;
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
 fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
     Ok(User {
-        id: row.try_get("id")?,
-        username: row.try_get("username")?,
-        email: row.try_get("email")?,
-        email_verified: row.try_get("email_verified")?,
-        name: row.try_get("name")?,
-        locale: row.try_get("locale")?,
-        attributes: object_from_text("attributes", row.try_get("attributes")?)?,
-        status: status_from_db(row.try_get("status")?)?,
+        id: row.try_get("id").map_err(db)?,
+        username: row.try_get("username").map_err(db)?,
+        email: row.try_get("email").map_err(db)?,
+        email_verified: row.try_get("email_verified").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
+        locale: row.try_get("locale").map_err(db)?,
+        attributes: object_from_text("attributes", row.try_get("attributes").map_err(db)?)?,
+        status: status_from_db(row.try_get("status").map_err(db)?)?,
         created_at: time_of(row, "created_at")?,
         updated_at: time_of(row, "updated_at")?,
     })
@@ -88,28 +89,28 @@ fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
 
 fn session_from_row(row: &PgRow) -> Result<Session, StoreError> {
     Ok(Session {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
+        id: row.try_get("id").map_err(db)?,
+        user_id: row.try_get("user_id").map_err(db)?,
         created_at: time_of(row, "created_at")?,
         last_seen_at: time_of(row, "last_seen_at")?,
         idle_expires_at: time_of(row, "idle_expires_at")?,
         absolute_expires_at: time_of(row, "absolute_expires_at")?,
         auth_time: time_of(row, "auth_time")?,
-        amr: amr_from_text(row.try_get("amr")?)?,
-        acr: row.try_get("acr")?,
-        ip: row.try_get("ip")?,
-        user_agent: row.try_get("user_agent")?,
+        amr: amr_from_text(row.try_get("amr").map_err(db)?)?,
+        acr: row.try_get("acr").map_err(db)?,
+        ip: row.try_get("ip").map_err(db)?,
+        user_agent: row.try_get("user_agent").map_err(db)?,
     })
 }
 
 fn passkey_from_row(row: &PgRow) -> Result<Passkey, StoreError> {
     Ok(Passkey {
-        credential_id: row.try_get("credential_id")?,
-        user_id: row.try_get("user_id")?,
-        name: row.try_get("name")?,
-        public_key: row.try_get("public_key")?,
-        sign_count: row.try_get("sign_count")?,
-        metadata: object_from_text("passkey metadata", row.try_get("metadata")?)?,
+        credential_id: row.try_get("credential_id").map_err(db)?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
+        public_key: row.try_get("public_key").map_err(db)?,
+        sign_count: row.try_get("sign_count").map_err(db)?,
+        metadata: object_from_text("passkey metadata", row.try_get("metadata").map_err(db)?)?,
         created_at: time_of(row, "created_at")?,
         last_used_at: optional_time_of(row, "last_used_at")?,
     })
@@ -117,16 +118,16 @@ fn passkey_from_row(row: &PgRow) -> Result<Passkey, StoreError> {
 
 fn audit_from_row(row: &PgRow) -> Result<AuditEvent, StoreError> {
     Ok(AuditEvent {
-        id: row.try_get("id")?,
+        id: row.try_get("id").map_err(db)?,
         at: time_of(row, "at")?,
-        kind: row.try_get("kind")?,
-        outcome: row.try_get("outcome")?,
-        actor: row.try_get("actor")?,
-        user_id: row.try_get("user_id")?,
-        ip: row.try_get("ip")?,
-        user_agent: row.try_get("user_agent")?,
-        request_id: row.try_get("request_id")?,
-        detail: object_from_text("audit detail", row.try_get("detail")?)?,
+        kind: row.try_get("kind").map_err(db)?,
+        outcome: row.try_get("outcome").map_err(db)?,
+        actor: row.try_get("actor").map_err(db)?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        ip: row.try_get("ip").map_err(db)?,
+        user_agent: row.try_get("user_agent").map_err(db)?,
+        request_id: row.try_get("request_id").map_err(db)?,
+        detail: object_from_text("audit detail", row.try_get("detail").map_err(db)?)?,
     })
 }
 
@@ -142,7 +143,8 @@ async fn login_taken(
     .bind(except_id)
     .bind(key)
     .fetch_one(&mut **tx)
-    .await?;
+    .await
+    .map_err(db)?;
     Ok(n > 0)
 }
 
@@ -151,12 +153,11 @@ async fn lock_user_status(
     tx: &mut PgTransaction<'_>,
     user_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT status FROM users WHERE id = $1 FOR SHARE")
-            .bind(user_id)
-            .fetch_optional(&mut **tx)
-            .await?,
-    )
+    sqlx::query_scalar("SELECT status FROM users WHERE id = $1 FOR SHARE")
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)
 }
 
 async fn insert_session(
@@ -193,13 +194,19 @@ impl UserStore for PostgresStore {
     async fn create_user(&self, user: &NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
         let checked = check_new_user(user)?;
         let now = normalize_time(now);
-        let mut tx = self.pool.begin().await?;
-        lock_login_namespace(&mut tx).await?;
-        if login_taken(&mut tx, &user.id, &checked.username_key).await? {
-            return Err(StoreError::Conflict(USERNAME_TAKEN.into()));
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_login_namespace(&mut tx).await.map_err(db)?;
+        if login_taken(&mut tx, &user.id, &checked.username_key)
+            .await
+            .map_err(db)?
+        {
+            return Err(StoreError::Conflict(Conflict::UsernameTaken));
         }
-        if login_taken(&mut tx, &user.id, &checked.email_key).await? {
-            return Err(StoreError::Conflict(EMAIL_TAKEN.into()));
+        if login_taken(&mut tx, &user.id, &checked.email_key)
+            .await
+            .map_err(db)?
+        {
+            return Err(StoreError::Conflict(Conflict::EmailTaken));
         }
         sqlx::query(
             "INSERT INTO users (id, username, username_key, email, email_key, email_verified, \
@@ -219,7 +226,7 @@ impl UserStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(user_write_error)?;
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(created_user(user, now))
     }
 
@@ -230,7 +237,8 @@ impl UserStore for PostgresStore {
         )))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -245,7 +253,8 @@ impl UserStore for PostgresStore {
         )))
         .bind(&key)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -261,7 +270,8 @@ impl UserStore for PostgresStore {
         .bind(after)
         .bind(page + 1)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         let users = rows
             .iter()
             .map(user_from_row)
@@ -279,24 +289,25 @@ impl UserStore for PostgresStore {
         check_input("user id", id)?;
         check_update(update)?;
         let now = normalize_time(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         if update.email.is_some() {
-            lock_login_namespace(&mut tx).await?;
+            lock_login_namespace(&mut tx).await.map_err(db)?;
         }
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR NO KEY UPDATE"
         )))
         .bind(id)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         let Some(row) = row else {
             return Ok(None);
         };
         let mut user = user_from_row(&row)?;
         if let Some(key) = apply_update(&mut user, update, now)
-            && login_taken(&mut tx, id, &key).await?
+            && login_taken(&mut tx, id, &key).await.map_err(db)?
         {
-            return Err(StoreError::Conflict(EMAIL_TAKEN.into()));
+            return Err(StoreError::Conflict(Conflict::EmailTaken));
         }
         sqlx::query(
             "UPDATE users SET email = $1, email_key = $2, email_verified = $3, name = $4, \
@@ -313,7 +324,7 @@ impl UserStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(user_write_error)?;
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(Some(user))
     }
 
@@ -325,7 +336,7 @@ impl UserStore for PostgresStore {
     ) -> Result<bool, StoreError> {
         check_input("user id", id)?;
         let now = stored_time(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let found = sqlx::query(
             "UPDATE users SET updated_at = CASE WHEN status = $1 THEN updated_at ELSE $2 END, \
              status = $1 WHERE id = $3",
@@ -334,7 +345,8 @@ impl UserStore for PostgresStore {
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1;
         if found && status == UserStatus::Disabled {
@@ -344,9 +356,10 @@ impl UserStore for PostgresStore {
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(found)
     }
 
@@ -355,7 +368,8 @@ impl UserStore for PostgresStore {
         Ok(sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
-            .await?
+            .await
+            .map_err(db)?
             .rows_affected()
             == 1)
     }
@@ -366,7 +380,8 @@ impl UserStore for PostgresStore {
             sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
                 .bind(user_id)
                 .fetch_optional(&self.pool)
-                .await?;
+                .await
+                .map_err(db)?;
         Ok(hash.flatten())
     }
 
@@ -384,7 +399,8 @@ impl UserStore for PostgresStore {
                 .bind(stored_time(now))
                 .bind(user_id)
                 .execute(&self.pool)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected()
                 == 1,
         )
@@ -399,11 +415,15 @@ impl SessionStore for PostgresStore {
         session: &Session,
     ) -> Result<(), StoreError> {
         let amr = check_session(session)?;
-        let mut tx = self.pool.begin().await?;
-        let status = lock_user_status(&mut tx, &session.user_id).await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let status = lock_user_status(&mut tx, &session.user_id)
+            .await
+            .map_err(db)?;
         require_active(&session.user_id, status.as_deref())?;
-        insert_session(&mut tx, digest, session, &amr).await?;
-        tx.commit().await?;
+        insert_session(&mut tx, digest, session, &amr)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -420,7 +440,8 @@ impl SessionStore for PostgresStore {
         .bind(digest.as_bytes().as_slice())
         .bind(now)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(session_from_row).transpose()
     }
 
@@ -440,7 +461,8 @@ impl SessionStore for PostgresStore {
         .bind(stored_time(idle_expires_at))
         .bind(id)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -454,8 +476,8 @@ impl SessionStore for PostgresStore {
         check_input("session id", old_id)?;
         let amr = check_session(new)?;
         let now = stored_time(now);
-        let mut tx = self.pool.begin().await?;
-        let status = lock_user_status(&mut tx, &new.user_id).await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let status = lock_user_status(&mut tx, &new.user_id).await.map_err(db)?;
         if status.is_none() {
             return Ok(false);
         }
@@ -467,14 +489,17 @@ impl SessionStore for PostgresStore {
         .bind(old_id)
         .bind(&new.user_id)
         .execute(&mut *tx)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1;
         if !revoked {
             return Ok(false);
         }
-        insert_session(&mut tx, digest, new, &amr).await?;
-        tx.commit().await?;
+        insert_session(&mut tx, digest, new, &amr)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(true)
     }
 
@@ -493,7 +518,8 @@ impl SessionStore for PostgresStore {
         .bind(user_id)
         .bind(now)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -514,7 +540,8 @@ impl SessionStore for PostgresStore {
         .bind(session_id)
         .bind(user_id)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1)
     }
@@ -536,7 +563,8 @@ impl SessionStore for PostgresStore {
         .bind(user_id)
         .bind(keep)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected())
     }
 
@@ -548,7 +576,8 @@ impl SessionStore for PostgresStore {
         )
         .bind(before)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected())
     }
 }
@@ -578,7 +607,7 @@ impl MfaStore for PostgresStore {
         .map_err(|e| owner_write_error(user_id, e))?
         .rows_affected();
         if written == 0 {
-            return Err(StoreError::Conflict(TOTP_CONFIRMED.into()));
+            return Err(StoreError::Conflict(Conflict::TotpConfirmed));
         }
         Ok(())
     }
@@ -591,12 +620,13 @@ impl MfaStore for PostgresStore {
         )
         .bind(user_id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.map(|row| {
             Ok(TotpCredential {
-                sealed_secret: row.try_get("sealed_secret")?,
-                confirmed: row.try_get("confirmed")?,
-                last_step: row.try_get("last_step")?,
+                sealed_secret: row.try_get("sealed_secret").map_err(db)?,
+                confirmed: row.try_get("confirmed").map_err(db)?,
+                last_step: row.try_get("last_step").map_err(db)?,
                 created_at: time_of(&row, "created_at")?,
             })
         })
@@ -612,7 +642,8 @@ impl MfaStore for PostgresStore {
         .bind(step)
         .bind(user_id)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1)
     }
@@ -626,25 +657,28 @@ impl MfaStore for PostgresStore {
         .bind(step)
         .bind(user_id)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1)
     }
 
     async fn delete_totp(&self, user_id: &str) -> Result<bool, StoreError> {
         check_input("user id", user_id)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
         let deleted = sqlx::query("DELETE FROM totp_credentials WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)
-            .await?
+            .await
+            .map_err(db)?
             .rows_affected()
             == 1;
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(deleted)
     }
 
@@ -657,19 +691,21 @@ impl MfaStore for PostgresStore {
         check_input("user id", user_id)?;
         check_recovery_codes(digests)?;
         let now = stored_time(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let locked: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
                 .bind(user_id)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
         if locked.is_none() {
             return Err(user_not_found(user_id));
         }
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
         for digest in digests {
             sqlx::query(
                 "INSERT INTO recovery_codes (user_id, digest, created_at) VALUES ($1, $2, $3)",
@@ -678,9 +714,10 @@ impl MfaStore for PostgresStore {
             .bind(digest.as_bytes().as_slice())
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -699,7 +736,8 @@ impl MfaStore for PostgresStore {
         .bind(user_id)
         .bind(digest.as_bytes().as_slice())
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1)
     }
@@ -711,7 +749,8 @@ impl MfaStore for PostgresStore {
         )
         .bind(user_id)
         .fetch_one(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -743,7 +782,8 @@ impl MfaStore for PostgresStore {
         )))
         .bind(user_id)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(passkey_from_row).collect()
     }
 
@@ -754,7 +794,8 @@ impl MfaStore for PostgresStore {
         )))
         .bind(credential_id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(passkey_from_row).transpose()
     }
 
@@ -774,7 +815,8 @@ impl MfaStore for PostgresStore {
         .bind(stored_time(now))
         .bind(credential_id)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -790,7 +832,8 @@ impl MfaStore for PostgresStore {
                 .bind(user_id)
                 .bind(credential_id)
                 .execute(&self.pool)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected()
                 == 1,
         )
@@ -816,7 +859,8 @@ impl AuditStore for PostgresStore {
         .bind(event.request_id.as_deref())
         .bind(&detail)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -848,7 +892,7 @@ impl AuditStore for PostgresStore {
                 query = query.bind(v.as_str());
             }
         }
-        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        let rows = query.bind(limit).fetch_all(&self.pool).await.map_err(db)?;
         rows.iter().map(audit_from_row).collect()
     }
 }

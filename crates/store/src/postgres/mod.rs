@@ -10,6 +10,7 @@ mod accounts;
 mod oauth;
 mod relationships;
 
+use crate::error::db;
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -19,10 +20,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
-use crate::service_accounts::{EnsuredToken, role_from_db};
-use crate::{
-    AccountRole, Backend, ConnectOptions, Health, MigrationReport, ServiceAccount,
-    ServiceAccountStore, Store, StoreError,
+use crate::ConnectOptions;
+use crate::service_accounts::role_from_db;
+use trustgate_store_api::EnsuredToken;
+use trustgate_store_api::{
+    AccountRole, Backend, Conflict, Health, MigrationReport, ServiceAccount, ServiceAccountStore,
+    Store, StoreError,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -49,13 +52,15 @@ impl PostgresStore {
                 .max_connections(1)
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect.clone())
-                .await?;
+                .await
+                .map_err(db)?;
             // The name was checked by is_plain_identifier: no quoting or injection is possible.
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "CREATE SCHEMA IF NOT EXISTS {schema}"
             )))
             .execute(&admin)
-            .await?;
+            .await
+            .map_err(db)?;
             admin.close().await;
             connect = connect.options([("search_path", schema.as_str())]);
         }
@@ -63,7 +68,8 @@ impl PostgresStore {
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
-            .await?;
+            .await
+            .map_err(db)?;
         Ok(Self { pool })
     }
 
@@ -79,12 +85,14 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(connect)
-            .await?;
+            .await
+            .map_err(db)?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP SCHEMA IF EXISTS {schema} CASCADE"
         )))
         .execute(&pool)
-        .await?;
+        .await
+        .map_err(db)?;
         pool.close().await;
         Ok(())
     }
@@ -101,14 +109,16 @@ fn is_plain_identifier(s: &str) -> bool {
 async fn applied_version(pool: &PgPool) -> Result<i64, StoreError> {
     let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
         .fetch_one(pool)
-        .await?;
+        .await
+        .map_err(db)?;
     if table.is_none() {
         return Ok(0);
     }
     let version: Option<i64> =
         sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
             .fetch_one(pool)
-            .await?;
+            .await
+            .map_err(db)?;
     Ok(version.unwrap_or(0))
 }
 
@@ -123,16 +133,16 @@ impl Store for PostgresStore {
     }
 
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        let before = applied_version(&self.pool).await?;
-        MIGRATOR.run(&self.pool).await?;
-        let after = applied_version(&self.pool).await?;
+        let before = applied_version(&self.pool).await.map_err(db)?;
+        MIGRATOR.run(&self.pool).await.map_err(db)?;
+        let after = applied_version(&self.pool).await.map_err(db)?;
         Ok(MigrationReport { before, after })
     }
 
     async fn health(&self) -> Result<Health, StoreError> {
         Ok(Health {
             expected_version: expected_version(),
-            applied_version: applied_version(&self.pool).await?,
+            applied_version: applied_version(&self.pool).await.map_err(db)?,
         })
     }
 
@@ -143,11 +153,11 @@ impl Store for PostgresStore {
 
 fn account_from_row(row: &sqlx::postgres::PgRow) -> Result<ServiceAccount, StoreError> {
     Ok(ServiceAccount {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        role: role_from_db(row.try_get::<&str, _>("role")?)?,
-        created_at: row.try_get("created_at")?,
-        disabled_at: row.try_get("disabled_at")?,
+        id: row.try_get("id").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
+        role: role_from_db(row.try_get::<&str, _>("role").map_err(db)?)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        disabled_at: row.try_get("disabled_at").map_err(db)?,
     })
 }
 
@@ -159,7 +169,8 @@ impl ServiceAccountStore for PostgresStore {
         )
         .bind(name)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(account_from_row).transpose()
     }
 
@@ -172,7 +183,7 @@ impl ServiceAccountStore for PostgresStore {
         token_label: &str,
         now: OffsetDateTime,
     ) -> Result<Option<ServiceAccount>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let created = sqlx::query(
             "INSERT INTO service_accounts (id, name, role, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO NOTHING",
@@ -182,7 +193,8 @@ impl ServiceAccountStore for PostgresStore {
         .bind(role.as_str())
         .bind(now)
         .execute(&mut *tx)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1;
         if !created {
@@ -197,8 +209,9 @@ impl ServiceAccountStore for PostgresStore {
         .bind(token_label)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(Some(ServiceAccount {
             id: account_id.to_owned(),
             name: name.to_owned(),
@@ -217,7 +230,7 @@ impl ServiceAccountStore for PostgresStore {
         token_label: &str,
         now: OffsetDateTime,
     ) -> Result<EnsuredToken, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let account_created = sqlx::query(
             "INSERT INTO service_accounts (id, name, role, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO NOTHING",
@@ -227,7 +240,8 @@ impl ServiceAccountStore for PostgresStore {
         .bind(role.as_str())
         .bind(now)
         .execute(&mut *tx)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1;
         let row = sqlx::query(
@@ -235,7 +249,8 @@ impl ServiceAccountStore for PostgresStore {
         )
         .bind(name)
         .fetch_one(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         let account = account_from_row(&row)?;
         let token_created = sqlx::query(
             "INSERT INTO service_tokens (digest, account_id, label, created_at) \
@@ -246,7 +261,8 @@ impl ServiceAccountStore for PostgresStore {
         .bind(token_label)
         .bind(now)
         .execute(&mut *tx)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1;
         if !token_created {
@@ -254,14 +270,13 @@ impl ServiceAccountStore for PostgresStore {
                 sqlx::query_scalar("SELECT account_id FROM service_tokens WHERE digest = $1")
                     .bind(digest.as_bytes().as_slice())
                     .fetch_one(&mut *tx)
-                    .await?;
+                    .await
+                    .map_err(db)?;
             if owner != account.id {
-                return Err(StoreError::Conflict(
-                    "token is registered to another account".into(),
-                ));
+                return Err(StoreError::Conflict(Conflict::TokenOwnedElsewhere));
             }
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(EnsuredToken {
             account,
             account_created,
@@ -280,7 +295,8 @@ impl ServiceAccountStore for PostgresStore {
         )
         .bind(digest.as_bytes().as_slice())
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(account_from_row).transpose()
     }
 }

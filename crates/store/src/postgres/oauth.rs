@@ -13,27 +13,28 @@
 //! - creating a grant locks the user row `FOR SHARE` (as creating a session does), and revoking
 //!   a user's grants updates that row before revoking, so a grant cannot slip past it.
 
+use crate::error::db;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sqlx::postgres::{PgRow, PgTransaction};
 use sqlx::{AssertSqlSafe, Row};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
 use super::PostgresStore;
-use crate::StoreError;
-use crate::accounts::{object_from_text, owner_write_error, require_active};
+use crate::accounts::{object_from_text, owner_write_error, require_active, status_from_db};
 use crate::oauth::{
     AuthorizationCode, ClientPage, ClientStore, CodeRedemption, Consent, DeviceAuthorization,
-    DevicePoll, Grant, GrantStore, KeyRetirement, OAuthClient, PollStep, PushedRequest,
-    RefreshRotation, RefreshToken, RotationStep, SLOW_DOWN_SECS, SigningKey, SigningKeyStore,
-    check_client, check_client_update, check_code, check_consent, check_device_authorization,
-    check_device_decision, check_grant, check_pushed_request, check_rotation, check_signing_key,
-    client_not_found, client_write_error, device_status_from_db, device_status_str,
-    device_write_error, is_foreign_key_violation, missing_owner, poll_step, refresh_expiry,
-    rotation_step, scopes_from_text, signing_key_write_error,
+    DevicePoll, DevicePollRule, DevicePollStep, Grant, GrantStore, KeyRetirement, OAuthClient,
+    PushedRequest, RefreshRotation, RefreshToken, RotationRule, RotationStep, SigningKey,
+    SigningKeyStore, check_client, check_client_update, check_code, check_consent,
+    check_device_authorization, check_device_decision, check_grant, check_pushed_request,
+    check_rotation, check_signing_key, client_not_found, client_write_error, device_status_from_db,
+    device_status_str, device_write_error, is_foreign_key_violation, missing_owner, refresh_expiry,
+    scopes_from_text, signing_key_write_error,
 };
 use crate::relationships::{check_input, check_page_size, finish_page, normalize_time};
+use trustgate_store_api::StoreError;
 
 /// Serializes signing key rotations (an arbitrary fixed key).
 const SIGNING_KEY_LOCK: i64 = 0x7472_7573_7467_6b79;
@@ -63,109 +64,110 @@ fn stored_time(t: OffsetDateTime) -> OffsetDateTime {
 }
 
 fn object_of(row: &PgRow, what: &str, column: &str) -> Result<Map<String, Value>, StoreError> {
-    object_from_text(what, row.try_get(column)?)
+    object_from_text(what, row.try_get(column).map_err(db)?)
 }
 
 fn signing_key_from_row(row: &PgRow) -> Result<SigningKey, StoreError> {
     Ok(SigningKey {
-        kid: row.try_get("kid")?,
-        algorithm: row.try_get("algorithm")?,
+        kid: row.try_get("kid").map_err(db)?,
+        algorithm: row.try_get("algorithm").map_err(db)?,
         public_jwk: object_of(row, "public JWK", "public_jwk")?,
-        sealed_private_key: row.try_get("sealed_private_key")?,
-        created_at: row.try_get("created_at")?,
-        activates_at: row.try_get("activates_at")?,
-        retires_at: row.try_get("retires_at")?,
-        expires_at: row.try_get("expires_at")?,
+        sealed_private_key: row.try_get("sealed_private_key").map_err(db)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        activates_at: row.try_get("activates_at").map_err(db)?,
+        retires_at: row.try_get("retires_at").map_err(db)?,
+        expires_at: row.try_get("expires_at").map_err(db)?,
     })
 }
 
 fn client_from_row(row: &PgRow) -> Result<OAuthClient, StoreError> {
     let secret_digest = row
-        .try_get::<Option<Vec<u8>>, _>("secret_digest")?
+        .try_get::<Option<Vec<u8>>, _>("secret_digest")
+        .map_err(db)?
         .map(|bytes| {
             TokenDigest::from_bytes(&bytes).ok_or_else(|| {
-                StoreError::Database("stored client secret digest is not 32 bytes".into())
+                StoreError::Corrupt("stored client secret digest is not 32 bytes".into())
             })
         })
         .transpose()?;
     Ok(OAuthClient {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
+        id: row.try_get("id").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
         secret_digest,
         metadata: object_of(row, "client metadata", "metadata")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        updated_at: row.try_get("updated_at").map_err(db)?,
     })
 }
 
 fn code_from_row(row: &PgRow) -> Result<AuthorizationCode, StoreError> {
     Ok(AuthorizationCode {
-        client_id: row.try_get("client_id")?,
-        user_id: row.try_get("user_id")?,
-        session_id: row.try_get("session_id")?,
-        redirect_uri: row.try_get("redirect_uri")?,
-        grant_id: row.try_get("grant_id")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
+        client_id: row.try_get("client_id").map_err(db)?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        session_id: row.try_get("session_id").map_err(db)?,
+        redirect_uri: row.try_get("redirect_uri").map_err(db)?,
+        grant_id: row.try_get("grant_id").map_err(db)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        expires_at: row.try_get("expires_at").map_err(db)?,
         detail: object_of(row, "code detail", "detail")?,
     })
 }
 
 fn grant_from_row(row: &PgRow) -> Result<Grant, StoreError> {
     Ok(Grant {
-        id: row.try_get("id")?,
-        client_id: row.try_get("client_id")?,
-        user_id: row.try_get("user_id")?,
-        session_id: row.try_get("session_id")?,
-        scope: row.try_get("scope")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
+        id: row.try_get("id").map_err(db)?,
+        client_id: row.try_get("client_id").map_err(db)?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        session_id: row.try_get("session_id").map_err(db)?,
+        scope: row.try_get("scope").map_err(db)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        expires_at: row.try_get("expires_at").map_err(db)?,
+        revoked_at: row.try_get("revoked_at").map_err(db)?,
         detail: object_of(row, "grant detail", "detail")?,
     })
 }
 
 fn token_from_row(row: &PgRow) -> Result<RefreshToken, StoreError> {
     Ok(RefreshToken {
-        grant_id: row.try_get("grant_id")?,
-        created_at: row.try_get("token_created_at")?,
-        expires_at: row.try_get("token_expires_at")?,
-        rotated_at: row.try_get("rotated_at")?,
+        grant_id: row.try_get("grant_id").map_err(db)?,
+        created_at: row.try_get("token_created_at").map_err(db)?,
+        expires_at: row.try_get("token_expires_at").map_err(db)?,
+        rotated_at: row.try_get("rotated_at").map_err(db)?,
     })
 }
 
 fn consent_from_row(row: &PgRow) -> Result<Consent, StoreError> {
     Ok(Consent {
-        user_id: row.try_get("user_id")?,
-        client_id: row.try_get("client_id")?,
-        scopes: scopes_from_text(row.try_get("scopes")?)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        client_id: row.try_get("client_id").map_err(db)?,
+        scopes: scopes_from_text(row.try_get("scopes").map_err(db)?)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        updated_at: row.try_get("updated_at").map_err(db)?,
     })
 }
 
 fn device_from_row(row: &PgRow) -> Result<DeviceAuthorization, StoreError> {
     Ok(DeviceAuthorization {
-        user_code: row.try_get("user_code")?,
-        client_id: row.try_get("client_id")?,
-        scope: row.try_get("scope")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        interval_secs: row.try_get("interval_secs")?,
-        last_polled_at: row.try_get("last_polled_at")?,
-        status: device_status_from_db(row.try_get("status")?)?,
-        user_id: row.try_get("user_id")?,
-        session_id: row.try_get("session_id")?,
+        user_code: row.try_get("user_code").map_err(db)?,
+        client_id: row.try_get("client_id").map_err(db)?,
+        scope: row.try_get("scope").map_err(db)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        expires_at: row.try_get("expires_at").map_err(db)?,
+        interval_secs: row.try_get("interval_secs").map_err(db)?,
+        last_polled_at: row.try_get("last_polled_at").map_err(db)?,
+        status: device_status_from_db(row.try_get("status").map_err(db)?)?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        session_id: row.try_get("session_id").map_err(db)?,
         detail: object_of(row, "device authorization detail", "detail")?,
     })
 }
 
 fn pushed_from_row(row: &PgRow) -> Result<PushedRequest, StoreError> {
     Ok(PushedRequest {
-        client_id: row.try_get("client_id")?,
+        client_id: row.try_get("client_id").map_err(db)?,
         parameters: object_of(row, "pushed request parameters", "parameters")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        expires_at: row.try_get("expires_at").map_err(db)?,
     })
 }
 
@@ -185,7 +187,8 @@ async fn insert_refresh_token(
     .bind(stored_time(expires_at))
     .bind(token.rotated_at.map(stored_time))
     .execute(&mut **tx)
-    .await?;
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
@@ -204,7 +207,8 @@ async fn revoke_live_grants(
     .bind(user_id)
     .bind(client_id)
     .execute(&mut **tx)
-    .await?
+    .await
+    .map_err(db)?
     .rows_affected())
 }
 
@@ -218,7 +222,7 @@ impl PostgresStore {
         err: sqlx::Error,
     ) -> StoreError {
         if !is_foreign_key_violation(&err) {
-            return err.into();
+            return db(err);
         }
         let found: Result<Option<i32>, sqlx::Error> =
             sqlx::query_scalar("SELECT 1 FROM oauth_clients WHERE id = $1")
@@ -227,7 +231,7 @@ impl PostgresStore {
                 .await;
         match found {
             Ok(found) => missing_owner(client_id, found.is_some(), user_id),
-            Err(e) => e.into(),
+            Err(e) => db(e),
         }
     }
 }
@@ -239,7 +243,8 @@ impl SigningKeyStore for PostgresStore {
             "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys ORDER BY created_at, kid"
         )))
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(signing_key_from_row).collect()
     }
 
@@ -250,18 +255,20 @@ impl SigningKeyStore for PostgresStore {
         retirement: Option<KeyRetirement>,
     ) -> Result<bool, StoreError> {
         let jwk = check_signing_key(key, expected_newest, retirement.as_ref())?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SIGNING_KEY_LOCK)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
         let newest: Option<String> = sqlx::query_scalar(
             "SELECT kid FROM signing_keys WHERE algorithm = $1 \
              ORDER BY created_at DESC, kid DESC LIMIT 1",
         )
         .bind(&key.algorithm)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         if newest.as_deref() != expected_newest {
             return Ok(false);
         }
@@ -287,9 +294,10 @@ impl SigningKeyStore for PostgresStore {
                 .bind(stored_time(retirement.expires_at))
                 .bind(&previous)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(true)
     }
 
@@ -298,7 +306,8 @@ impl SigningKeyStore for PostgresStore {
             sqlx::query("DELETE FROM signing_keys WHERE expires_at <= $1")
                 .bind(stored_time(now))
                 .execute(&self.pool)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected(),
         )
     }
@@ -336,7 +345,8 @@ impl ClientStore for PostgresStore {
         )))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(client_from_row).transpose()
     }
 
@@ -356,7 +366,8 @@ impl ClientStore for PostgresStore {
         .bind(after)
         .bind(page + 1)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         let clients = rows
             .iter()
             .map(client_from_row)
@@ -382,7 +393,8 @@ impl ClientStore for PostgresStore {
         .bind(stored_time(now))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(client_from_row).transpose()
     }
 
@@ -400,7 +412,8 @@ impl ClientStore for PostgresStore {
         .bind(stored_time(now))
         .bind(id)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1)
     }
@@ -410,9 +423,33 @@ impl ClientStore for PostgresStore {
         Ok(sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
-            .await?
+            .await
+            .map_err(db)?
             .rows_affected()
             == 1)
+    }
+
+    async fn record_client_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        check_input("client id", client_id)?;
+        check_input("jti", jti)?;
+        let inserted = sqlx::query(
+            "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (client_id, jti) DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(stored_time(expires_at))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            Err(e) => Err(self.owner_error(client_id, None, e).await),
+        }
     }
 }
 
@@ -460,7 +497,8 @@ impl GrantStore for PostgresStore {
         .bind(stored_time(now))
         .bind(digest.as_bytes().as_slice())
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         if let Some(row) = redeemed {
             return Ok(CodeRedemption::Redeemed(code_from_row(&row)?));
         }
@@ -469,7 +507,8 @@ impl GrantStore for PostgresStore {
         )))
         .bind(digest.as_bytes().as_slice())
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(match earlier {
             Some(row) => CodeRedemption::AlreadyRedeemed(code_from_row(&row)?),
             None => CodeRedemption::Unknown,
@@ -482,12 +521,13 @@ impl GrantStore for PostgresStore {
         refresh: Option<(&TokenDigest, &RefreshToken)>,
     ) -> Result<(), StoreError> {
         let detail = check_grant(grant, refresh)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let client: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM oauth_clients WHERE id = $1 FOR KEY SHARE")
                 .bind(&grant.client_id)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
         if client.is_none() {
             return Err(client_not_found(&grant.client_id));
         }
@@ -496,7 +536,8 @@ impl GrantStore for PostgresStore {
                 sqlx::query_scalar("SELECT status FROM users WHERE id = $1 FOR SHARE")
                     .bind(user_id)
                     .fetch_optional(&mut *tx)
-                    .await?;
+                    .await
+                    .map_err(db)?;
             require_active(user_id, status.as_deref())?;
         }
         sqlx::query(
@@ -513,12 +554,15 @@ impl GrantStore for PostgresStore {
         .bind(grant.revoked_at.map(stored_time))
         .bind(&detail)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         if let Some((digest, token)) = refresh {
             let expires_at = refresh_expiry(token.expires_at, grant.expires_at);
-            insert_refresh_token(&mut tx, digest, token, expires_at).await?;
+            insert_refresh_token(&mut tx, digest, token, expires_at)
+                .await
+                .map_err(db)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -529,7 +573,8 @@ impl GrantStore for PostgresStore {
         )))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(grant_from_row).transpose()
     }
 
@@ -540,7 +585,8 @@ impl GrantStore for PostgresStore {
                 .bind(stored_time(now))
                 .bind(id)
                 .execute(&self.pool)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected()
                 == 1,
         )
@@ -559,7 +605,8 @@ impl GrantStore for PostgresStore {
         .bind(session_id)
         .bind(stored_time(now))
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(grant_from_row).collect()
     }
 
@@ -569,15 +616,18 @@ impl GrantStore for PostgresStore {
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         check_input("user id", user_id)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         // The user row first: it waits for a grant being created (which holds it FOR SHARE), and
         // the revocation below then sees that grant.
         sqlx::query("UPDATE users SET token_version = token_version + 1 WHERE id = $1")
             .bind(user_id)
             .execute(&mut *tx)
-            .await?;
-        let revoked = revoke_live_grants(&mut tx, user_id, None, stored_time(now)).await?;
-        tx.commit().await?;
+            .await
+            .map_err(db)?;
+        let revoked = revoke_live_grants(&mut tx, user_id, None, stored_time(now))
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(revoked)
     }
 
@@ -587,7 +637,8 @@ impl GrantStore for PostgresStore {
             sqlx::query_scalar("SELECT token_version FROM users WHERE id = $1")
                 .bind(user_id)
                 .fetch_optional(&self.pool)
-                .await?,
+                .await
+                .map_err(db)?,
         )
     }
 
@@ -601,7 +652,8 @@ impl GrantStore for PostgresStore {
         )))
         .bind(digest.as_bytes().as_slice())
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.map(|row| Ok((token_from_row(&row)?, grant_from_row(&row)?)))
             .transpose()
     }
@@ -611,13 +663,12 @@ impl GrantStore for PostgresStore {
         old: &TokenDigest,
         new: &TokenDigest,
         new_expires_at: OffsetDateTime,
-        client_id: &str,
         now: OffsetDateTime,
-        grace: Duration,
+        decide: &RotationRule<'_>,
     ) -> Result<RefreshRotation, StoreError> {
-        check_rotation(old, new, client_id, grace)?;
+        check_rotation(old, new)?;
         let now = stored_time(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS}, u.status AS user_status \
              FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id \
@@ -625,21 +676,16 @@ impl GrantStore for PostgresStore {
         )))
         .bind(old.as_bytes().as_slice())
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         let Some(row) = row else {
             return Ok(RefreshRotation::Invalid);
         };
         let token = token_from_row(&row)?;
         let grant = grant_from_row(&row)?;
-        let user_status: Option<String> = row.try_get("user_status")?;
-        let step = rotation_step(
-            &token,
-            &grant,
-            user_status.as_deref(),
-            client_id,
-            now,
-            grace,
-        )?;
+        let user_status: Option<String> = row.try_get("user_status").map_err(db)?;
+        let user_status = user_status.as_deref().map(status_from_db).transpose()?;
+        let step = decide(&token, &grant, user_status);
         let successor = RefreshToken {
             grant_id: grant.id.clone(),
             created_at: now,
@@ -656,12 +702,17 @@ impl GrantStore for PostgresStore {
                 .bind(now)
                 .bind(old.as_bytes().as_slice())
                 .execute(&mut *tx)
-                .await?;
-                insert_refresh_token(&mut tx, new, &successor, successor.expires_at).await?;
+                .await
+                .map_err(db)?;
+                insert_refresh_token(&mut tx, new, &successor, successor.expires_at)
+                    .await
+                    .map_err(db)?;
                 RefreshRotation::Rotated(grant)
             }
             RotationStep::Grace => {
-                insert_refresh_token(&mut tx, new, &successor, successor.expires_at).await?;
+                insert_refresh_token(&mut tx, new, &successor, successor.expires_at)
+                    .await
+                    .map_err(db)?;
                 RefreshRotation::WithinGrace(grant)
             }
             RotationStep::Reuse => {
@@ -671,11 +722,12 @@ impl GrantStore for PostgresStore {
                 .bind(now)
                 .bind(&grant.id)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
                 RefreshRotation::Reused { grant_id: grant.id }
             }
         };
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(outcome)
     }
 
@@ -692,7 +744,8 @@ impl GrantStore for PostgresStore {
         .bind(user_id)
         .bind(client_id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(consent_from_row).transpose()
     }
 
@@ -725,7 +778,8 @@ impl GrantStore for PostgresStore {
         )))
         .bind(user_id)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(consent_from_row).collect()
     }
 
@@ -737,16 +791,19 @@ impl GrantStore for PostgresStore {
     ) -> Result<bool, StoreError> {
         check_input("user id", user_id)?;
         check_input("client id", client_id)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let deleted = sqlx::query("DELETE FROM consents WHERE user_id = $1 AND client_id = $2")
             .bind(user_id)
             .bind(client_id)
             .execute(&mut *tx)
-            .await?
+            .await
+            .map_err(db)?
             .rows_affected()
             == 1;
-        revoke_live_grants(&mut tx, user_id, Some(client_id), stored_time(now)).await?;
-        tx.commit().await?;
+        revoke_live_grants(&mut tx, user_id, Some(client_id), stored_time(now))
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(deleted)
     }
 
@@ -756,12 +813,13 @@ impl GrantStore for PostgresStore {
         authorization: &DeviceAuthorization,
     ) -> Result<(), StoreError> {
         let detail = check_device_authorization(authorization)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query("DELETE FROM device_authorizations WHERE user_code = $1 AND expires_at <= $2")
             .bind(&authorization.user_code)
             .bind(stored_time(authorization.created_at))
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
         let inserted = sqlx::query(
             "INSERT INTO device_authorizations (device_digest, user_code, client_id, scope, \
              created_at, expires_at, interval_secs, last_polled_at, status, user_id, \
@@ -794,7 +852,7 @@ impl GrantStore for PostgresStore {
                 device_write_error(e)
             });
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -811,7 +869,8 @@ impl GrantStore for PostgresStore {
         .bind(user_code)
         .bind(stored_time(now))
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(device_from_row).transpose()
     }
 
@@ -845,27 +904,27 @@ impl GrantStore for PostgresStore {
     async fn poll_device_authorization(
         &self,
         device_digest: &TokenDigest,
-        client_id: &str,
         now: OffsetDateTime,
+        decide: &DevicePollRule<'_>,
     ) -> Result<DevicePoll, StoreError> {
-        check_input("client id", client_id)?;
         let now = stored_time(now);
         let digest = device_digest.as_bytes().as_slice();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {DEVICE_COLUMNS} FROM device_authorizations WHERE device_digest = $1 \
              FOR UPDATE"
         )))
         .bind(digest)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         let Some(row) = row else {
             return Ok(DevicePoll::Unknown);
         };
         let authorization = device_from_row(&row)?;
-        let poll = match poll_step(&authorization, client_id, now) {
-            PollStep::Answer(answer) => return Ok(answer.into()),
-            PollStep::Redeem => {
+        let poll = match decide(&authorization) {
+            DevicePollStep::Refuse(refusal) => return Ok(refusal.into()),
+            DevicePollStep::Redeem => {
                 let row = sqlx::query(AssertSqlSafe(format!(
                     "UPDATE device_authorizations SET status = 'redeemed', last_polled_at = $1 \
                      WHERE device_digest = $2 AND status = 'approved' \
@@ -874,26 +933,28 @@ impl GrantStore for PostgresStore {
                 .bind(now)
                 .bind(digest)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
                 // The row is locked, so this is always there; the condition is a second guard.
                 match row {
                     Some(row) => DevicePoll::Approved(Box::new(device_from_row(&row)?)),
                     None => return Ok(DevicePoll::AlreadyRedeemed),
                 }
             }
-            PollStep::SlowDown => {
+            DevicePollStep::SlowDown { interval_secs } => {
                 sqlx::query(
-                    "UPDATE device_authorizations SET interval_secs = interval_secs + $1, \
+                    "UPDATE device_authorizations SET interval_secs = $1, \
                      last_polled_at = $2 WHERE device_digest = $3",
                 )
-                .bind(SLOW_DOWN_SECS)
+                .bind(interval_secs)
                 .bind(now)
                 .bind(digest)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
                 DevicePoll::SlowDown
             }
-            PollStep::Pending => {
+            DevicePollStep::Pending => {
                 sqlx::query(
                     "UPDATE device_authorizations SET last_polled_at = $1 \
                      WHERE device_digest = $2",
@@ -901,11 +962,12 @@ impl GrantStore for PostgresStore {
                 .bind(now)
                 .bind(digest)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
                 DevicePoll::Pending
             }
         };
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(poll)
     }
 
@@ -945,7 +1007,8 @@ impl GrantStore for PostgresStore {
         .bind(id)
         .bind(stored_time(now))
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(pushed_from_row).transpose()
     }
 
@@ -957,33 +1020,11 @@ impl GrantStore for PostgresStore {
             )
             .bind(id)
             .execute(&self.pool)
-            .await?
+            .await
+            .map_err(db)?
             .rows_affected()
                 == 1,
         )
-    }
-
-    async fn record_client_assertion(
-        &self,
-        client_id: &str,
-        jti: &str,
-        expires_at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        check_input("client id", client_id)?;
-        check_input("jti", jti)?;
-        let inserted = sqlx::query(
-            "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (client_id, jti) DO NOTHING",
-        )
-        .bind(client_id)
-        .bind(jti)
-        .bind(stored_time(expires_at))
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Ok(done) => Ok(done.rows_affected() == 1),
-            Err(e) => Err(self.owner_error(client_id, None, e).await),
-        }
     }
 
     async fn revoke_access_token(
@@ -1000,7 +1041,8 @@ impl GrantStore for PostgresStore {
         .bind(jti)
         .bind(stored_time(expires_at))
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -1010,13 +1052,14 @@ impl GrantStore for PostgresStore {
             sqlx::query_scalar("SELECT 1 FROM revoked_access_tokens WHERE jti = $1")
                 .bind(jti)
                 .fetch_optional(&self.pool)
-                .await?;
+                .await
+                .map_err(db)?;
         Ok(found.is_some())
     }
 
     async fn purge_grants(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         let now = stored_time(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let mut purged = 0;
         for statement in [
             "DELETE FROM authorization_codes WHERE expires_at <= $1",
@@ -1032,10 +1075,11 @@ impl GrantStore for PostgresStore {
             purged += sqlx::query(statement)
                 .bind(now)
                 .execute(&mut *tx)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected();
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(purged)
     }
 }

@@ -5,22 +5,23 @@
 //! different stores do not contend. `load_tuples` runs in a `REPEATABLE READ` read-only
 //! transaction so the tuples and the seq come from one snapshot without blocking writers.
 
+use crate::error::db;
 use async_trait::async_trait;
 use sqlx::postgres::{PgRow, PgTransaction};
 use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
 
 use super::PostgresStore;
-use crate::StoreError;
 use crate::relationships::{
     CheckedTuple, FgaStore, OnDuplicate, OnMissing, RelationshipStore, StoredModel, StoredTuple,
-    TOKEN_MODELS, TOKEN_STORES, TupleChangeRecord, TupleFilter, TupleOperation, TupleRecord,
+    TOKEN_MODELS, TOKEN_STORES, TupleChangeRecord, TupleFilter, TupleKey, TupleOperation,
     TupleSnapshot, TupleWriteError, WriteOptions, WriteOutcome, check_filter, check_input,
     check_model, check_page_size, check_write_request, context_from_text, decode_changes_token,
     decode_models_token, decode_stores_token, decode_tuples_token, encode_changes_token,
-    encode_token, encode_tuples_token, finish_page, normalize_time, store_not_found,
-    tuple_from_parts,
+    encode_token, encode_tuples_token, finish_page, normalize_time, operation_from_db,
+    store_not_found, tuple_from_parts,
 };
+use trustgate_store_api::StoreError;
 
 const STORE_COLUMNS: &str = "id, name, created_at, updated_at, deleted_at";
 const MODEL_COLUMNS: &str =
@@ -34,43 +35,46 @@ const CHANGE_COLUMNS: &str = "seq, operation, object_type, object_id, relation, 
 
 fn store_from_row(row: &PgRow) -> Result<FgaStore, StoreError> {
     Ok(FgaStore {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        deleted_at: row.try_get("deleted_at")?,
+        id: row.try_get("id").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        updated_at: row.try_get("updated_at").map_err(db)?,
+        deleted_at: row.try_get("deleted_at").map_err(db)?,
     })
 }
 
 fn model_from_row(row: &PgRow) -> Result<StoredModel, StoreError> {
-    let text: &str = row.try_get("model")?;
+    let text: &str = row.try_get("model").map_err(db)?;
     Ok(StoredModel {
-        id: row.try_get("id")?,
-        store_id: row.try_get("store_id")?,
-        schema_version: row.try_get("schema_version")?,
+        id: row.try_get("id").map_err(db)?,
+        store_id: row.try_get("store_id").map_err(db)?,
+        schema_version: row.try_get("schema_version").map_err(db)?,
         model_json: serde_json::from_str(text)
-            .map_err(|e| StoreError::Database(format!("stored model is not JSON: {e}")))?,
-        created_at: row.try_get("created_at")?,
+            .map_err(|e| StoreError::Corrupt(format!("stored model is not JSON: {e}")))?,
+        created_at: row.try_get("created_at").map_err(db)?,
     })
 }
 
-fn tuple_from_row(row: &PgRow) -> Result<TupleRecord, StoreError> {
+fn tuple_from_row(row: &PgRow) -> Result<TupleKey, StoreError> {
     Ok(tuple_from_parts(
-        row.try_get("object_type")?,
-        row.try_get::<&str, _>("object_id")?,
-        row.try_get("relation")?,
-        row.try_get("tuple_user")?,
-        row.try_get("condition_name")?,
-        context_from_text(row.try_get::<Option<&str>, _>("condition_context")?)?,
+        row.try_get("object_type").map_err(db)?,
+        row.try_get::<&str, _>("object_id").map_err(db)?,
+        row.try_get("relation").map_err(db)?,
+        row.try_get("tuple_user").map_err(db)?,
+        row.try_get("condition_name").map_err(db)?,
+        context_from_text(
+            row.try_get::<Option<&str>, _>("condition_context")
+                .map_err(db)?,
+        )?,
     ))
 }
 
 fn change_from_row(row: &PgRow) -> Result<TupleChangeRecord, StoreError> {
     Ok(TupleChangeRecord {
-        seq: row.try_get("seq")?,
-        operation: TupleOperation::from_db(row.try_get::<&str, _>("operation")?)?,
+        seq: row.try_get("seq").map_err(db)?,
+        operation: operation_from_db(row.try_get::<&str, _>("operation").map_err(db)?)?,
         tuple: tuple_from_row(row)?,
-        timestamp: row.try_get("changed_at")?,
+        timestamp: row.try_get("changed_at").map_err(db)?,
     })
 }
 
@@ -80,18 +84,18 @@ impl PostgresStore {
     where
         E: sqlx::Executor<'e, Database = sqlx::Postgres>,
     {
-        Ok(sqlx::query_scalar(
-            "SELECT last_seq FROM fga_stores WHERE id = $1 AND deleted_at IS NULL",
-        )
-        .bind(store_id)
-        .fetch_optional(executor)
-        .await?)
+        sqlx::query_scalar("SELECT last_seq FROM fga_stores WHERE id = $1 AND deleted_at IS NULL")
+            .bind(store_id)
+            .fetch_optional(executor)
+            .await
+            .map_err(db)
     }
 
     async fn require_live_seq(&self, store_id: &str) -> Result<i64, StoreError> {
         check_input("store id", store_id)?;
         Self::live_seq(&self.pool, store_id)
-            .await?
+            .await
+            .map_err(db)?
             .ok_or_else(|| store_not_found(store_id))
     }
 }
@@ -121,7 +125,8 @@ async fn append_change(
     .bind(condition_context)
     .bind(now)
     .execute(&mut **tx)
-    .await?;
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
@@ -145,7 +150,8 @@ impl RelationshipStore for PostgresStore {
         .bind(now)
         .bind(now)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(FgaStore {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -162,7 +168,8 @@ impl RelationshipStore for PostgresStore {
         )))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(store_from_row).transpose()
     }
 
@@ -180,7 +187,8 @@ impl RelationshipStore for PostgresStore {
         .bind(after.as_deref())
         .bind(page + 1)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         let stores = rows
             .iter()
             .map(store_from_row)
@@ -200,7 +208,8 @@ impl RelationshipStore for PostgresStore {
         .bind(now)
         .bind(id)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected();
         Ok(deleted == 1)
     }
@@ -209,9 +218,15 @@ impl RelationshipStore for PostgresStore {
         let rows =
             sqlx::query("SELECT id, last_seq FROM fga_stores WHERE deleted_at IS NULL ORDER BY id")
                 .fetch_all(&self.pool)
-                .await?;
+                .await
+                .map_err(db)?;
         rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("last_seq")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("id").map_err(db)?,
+                    r.try_get("last_seq").map_err(db)?,
+                ))
+            })
             .collect()
     }
 
@@ -228,7 +243,8 @@ impl RelationshipStore for PostgresStore {
         .bind(json)
         .bind(normalize_time(model.created_at))
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected();
         if inserted == 0 {
             return Err(store_not_found(&model.store_id));
@@ -251,7 +267,8 @@ impl RelationshipStore for PostgresStore {
         .bind(store_id)
         .bind(model_id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(model_from_row).transpose()
     }
 
@@ -264,7 +281,8 @@ impl RelationshipStore for PostgresStore {
         )))
         .bind(store_id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(model_from_row).transpose()
     }
 
@@ -278,7 +296,7 @@ impl RelationshipStore for PostgresStore {
         let before = continuation
             .map(|t| decode_models_token(t, store_id))
             .transpose()?;
-        self.require_live_seq(store_id).await?;
+        self.require_live_seq(store_id).await.map_err(db)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {MODEL_COLUMNS} FROM authorization_models m \
              WHERE m.store_id = $1 AND ($2::text IS NULL OR m.id < $2) \
@@ -288,7 +306,8 @@ impl RelationshipStore for PostgresStore {
         .bind(before.as_deref())
         .bind(page + 1)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         let models = rows
             .iter()
             .map(model_from_row)
@@ -301,22 +320,23 @@ impl RelationshipStore for PostgresStore {
     async fn write_tuples(
         &self,
         store_id: &str,
-        writes: &[TupleRecord],
-        deletes: &[TupleRecord],
+        writes: &[TupleKey],
+        deletes: &[TupleKey],
         options: WriteOptions,
         now: OffsetDateTime,
     ) -> Result<WriteOutcome, TupleWriteError> {
         check_input("store id", store_id)?;
         let (writes, deletes) = check_write_request(writes, deletes)?;
         let now = normalize_time(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         // The row lock serializes the writers of this store until commit.
         let start: i64 = sqlx::query_scalar(
             "SELECT last_seq FROM fga_stores WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
         )
         .bind(store_id)
         .fetch_optional(&mut *tx)
-        .await?
+        .await
+        .map_err(db)?
         .ok_or_else(|| TupleWriteError::StoreNotFound(store_id.to_owned()))?;
         let mut seq = start;
         for d in &deletes {
@@ -331,15 +351,16 @@ impl RelationshipStore for PostgresStore {
             .bind(&d.tuple.relation)
             .bind(&d.tuple.user)
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
             let Some(removed) = removed else {
                 match options.on_missing {
                     OnMissing::Error => return Err(TupleWriteError::does_not_exist(d.tuple)),
                     OnMissing::Ignore => continue,
                 }
             };
-            let name: Option<String> = removed.try_get("condition_name")?;
-            let context: Option<String> = removed.try_get("condition_context")?;
+            let name: Option<String> = removed.try_get("condition_name").map_err(db)?;
+            let context: Option<String> = removed.try_get("condition_context").map_err(db)?;
             seq += 1;
             append_change(
                 &mut tx,
@@ -350,7 +371,8 @@ impl RelationshipStore for PostgresStore {
                 (name.as_deref(), context.as_deref()),
                 now,
             )
-            .await?;
+            .await
+            .map_err(db)?;
         }
         for w in &writes {
             let inserted = sqlx::query(
@@ -363,11 +385,12 @@ impl RelationshipStore for PostgresStore {
             .bind(w.object_id)
             .bind(&w.tuple.relation)
             .bind(&w.tuple.user)
-            .bind(w.tuple.condition_name.as_deref())
+            .bind(w.tuple.condition_name())
             .bind(w.context_json.as_deref())
             .bind(now)
             .execute(&mut *tx)
-            .await?
+            .await
+            .map_err(db)?
             .rows_affected()
                 == 1;
             if !inserted {
@@ -385,7 +408,8 @@ impl RelationshipStore for PostgresStore {
                 .bind(&w.tuple.relation)
                 .bind(&w.tuple.user)
                 .fetch_one(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
                 if tuple_from_row(&existing)?.same_condition(w.tuple) {
                     continue;
                 }
@@ -398,19 +422,21 @@ impl RelationshipStore for PostgresStore {
                 seq,
                 TupleOperation::Write,
                 w,
-                (w.tuple.condition_name.as_deref(), w.context_json.as_deref()),
+                (w.tuple.condition_name(), w.context_json.as_deref()),
                 now,
             )
-            .await?;
+            .await
+            .map_err(db)?;
         }
         if seq != start {
             sqlx::query("UPDATE fga_stores SET last_seq = $1 WHERE id = $2")
                 .bind(seq)
                 .bind(store_id)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(WriteOutcome { seq })
     }
 
@@ -427,7 +453,7 @@ impl RelationshipStore for PostgresStore {
         let after = continuation
             .map(|t| decode_tuples_token(t, store_id))
             .transpose()?;
-        self.require_live_seq(store_id).await?;
+        self.require_live_seq(store_id).await.map_err(db)?;
 
         let conditions = [
             (&filter.object_type, "object_type"),
@@ -470,13 +496,17 @@ impl RelationshipStore for PostgresStore {
                 query = query.bind(part.as_str());
             }
         }
-        let rows = query.bind(page + 1).fetch_all(&self.pool).await?;
+        let rows = query
+            .bind(page + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         let tuples = rows
             .iter()
             .map(|r| {
                 Ok(StoredTuple {
                     tuple: tuple_from_row(r)?,
-                    timestamp: r.try_get("written_at")?,
+                    timestamp: r.try_get("written_at").map_err(db)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -502,7 +532,7 @@ impl RelationshipStore for PostgresStore {
             .map(|t| decode_changes_token(t, store_id, object_type))
             .transpose()?;
         // Every change up to `end` is committed; reading no further keeps the token exact.
-        let end = self.require_live_seq(store_id).await?;
+        let end = self.require_live_seq(store_id).await.map_err(db)?;
 
         let mut sql = format!(
             "SELECT {CHANGE_COLUMNS} FROM tuple_changes \
@@ -533,7 +563,7 @@ impl RelationshipStore for PostgresStore {
         if let Some(s) = since {
             query = query.bind(s);
         }
-        let rows = query.bind(page).fetch_all(&self.pool).await?;
+        let rows = query.bind(page).fetch_all(&self.pool).await.map_err(db)?;
         let changes = rows
             .iter()
             .map(change_from_row)
@@ -550,9 +580,11 @@ impl RelationshipStore for PostgresStore {
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
+            .await
+            .map_err(db)?;
         let seq = Self::live_seq(&mut *tx, store_id)
-            .await?
+            .await
+            .map_err(db)?
             .ok_or_else(|| store_not_found(store_id))?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {TUPLE_COLUMNS} FROM relation_tuples WHERE store_id = $1 \
@@ -560,8 +592,9 @@ impl RelationshipStore for PostgresStore {
         )))
         .bind(store_id)
         .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         let tuples = rows.iter().map(tuple_from_row).collect::<Result<_, _>>()?;
         Ok(TupleSnapshot { tuples, seq })
     }
@@ -578,7 +611,7 @@ impl RelationshipStore for PostgresStore {
                 "sequence numbers start at 0, not {after_seq}"
             )));
         }
-        self.require_live_seq(store_id).await?;
+        self.require_live_seq(store_id).await.map_err(db)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {CHANGE_COLUMNS} FROM tuple_changes WHERE store_id = $1 AND seq > $2 \
              ORDER BY seq LIMIT $3"
@@ -587,7 +620,8 @@ impl RelationshipStore for PostgresStore {
         .bind(after_seq)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(change_from_row).collect()
     }
 

@@ -7,6 +7,7 @@
 //! past a concurrent disable. Compare-and-set updates (TOTP step, recovery codes, session
 //! revocation) are single statements and atomic on their own.
 
+use crate::error::db;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteRow, SqliteTransaction};
 use sqlx::{AssertSqlSafe, Row};
@@ -14,19 +15,18 @@ use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
 use super::SqliteStore;
-use crate::StoreError;
 use crate::accounts::{
-    AuditEvent, AuditFilter, AuditStore, EMAIL_TAKEN, MfaStore, NewUser, Passkey, Session,
-    SessionStore, TOTP_CONFIRMED, TotpCredential, USERNAME_TAKEN, User, UserPage, UserStatus,
-    UserStore, UserUpdate, amr_from_text, apply_update, attributes_text, check_audit_event,
-    check_audit_filter, check_credential_id, check_new_user, check_passkey, check_recovery_codes,
-    check_sealed_secret, check_session, check_sign_count, check_update, created_user,
-    object_from_text, owner_write_error, passkey_write_error, require_active, status_from_db,
-    user_not_found, user_write_error,
+    AuditEvent, AuditFilter, AuditStore, MfaStore, NewUser, Passkey, Session, SessionStore,
+    TotpCredential, User, UserPage, UserStatus, UserStore, UserUpdate, amr_from_text, apply_update,
+    attributes_text, check_audit_event, check_audit_filter, check_credential_id, check_new_user,
+    check_passkey, check_recovery_codes, check_sealed_secret, check_session, check_sign_count,
+    check_update, created_user, object_from_text, owner_write_error, passkey_write_error,
+    require_active, status_from_db, user_not_found, user_write_error,
 };
 use crate::relationships::{
     check_input, check_page_size, finish_page, from_unix_micros, normalize_time, unix_micros,
 };
+use trustgate_store_api::{Conflict, StoreError};
 
 const USER_COLUMNS: &str =
     "id, username, email, email_verified, name, locale, attributes, status, created_at, updated_at";
@@ -48,25 +48,26 @@ fn micros(t: OffsetDateTime) -> i64 {
 }
 
 fn time_of(row: &SqliteRow, column: &str) -> Result<OffsetDateTime, StoreError> {
-    from_unix_micros(row.try_get(column)?)
+    from_unix_micros(row.try_get(column).map_err(db)?)
 }
 
 fn optional_time_of(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-    row.try_get::<Option<i64>, _>(column)?
+    row.try_get::<Option<i64>, _>(column)
+        .map_err(db)?
         .map(from_unix_micros)
         .transpose()
 }
 
 fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
     Ok(User {
-        id: row.try_get("id")?,
-        username: row.try_get("username")?,
-        email: row.try_get("email")?,
-        email_verified: row.try_get("email_verified")?,
-        name: row.try_get("name")?,
-        locale: row.try_get("locale")?,
-        attributes: object_from_text("attributes", row.try_get("attributes")?)?,
-        status: status_from_db(row.try_get("status")?)?,
+        id: row.try_get("id").map_err(db)?,
+        username: row.try_get("username").map_err(db)?,
+        email: row.try_get("email").map_err(db)?,
+        email_verified: row.try_get("email_verified").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
+        locale: row.try_get("locale").map_err(db)?,
+        attributes: object_from_text("attributes", row.try_get("attributes").map_err(db)?)?,
+        status: status_from_db(row.try_get("status").map_err(db)?)?,
         created_at: time_of(row, "created_at")?,
         updated_at: time_of(row, "updated_at")?,
     })
@@ -74,28 +75,28 @@ fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
 
 fn session_from_row(row: &SqliteRow) -> Result<Session, StoreError> {
     Ok(Session {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
+        id: row.try_get("id").map_err(db)?,
+        user_id: row.try_get("user_id").map_err(db)?,
         created_at: time_of(row, "created_at")?,
         last_seen_at: time_of(row, "last_seen_at")?,
         idle_expires_at: time_of(row, "idle_expires_at")?,
         absolute_expires_at: time_of(row, "absolute_expires_at")?,
         auth_time: time_of(row, "auth_time")?,
-        amr: amr_from_text(row.try_get("amr")?)?,
-        acr: row.try_get("acr")?,
-        ip: row.try_get("ip")?,
-        user_agent: row.try_get("user_agent")?,
+        amr: amr_from_text(row.try_get("amr").map_err(db)?)?,
+        acr: row.try_get("acr").map_err(db)?,
+        ip: row.try_get("ip").map_err(db)?,
+        user_agent: row.try_get("user_agent").map_err(db)?,
     })
 }
 
 fn passkey_from_row(row: &SqliteRow) -> Result<Passkey, StoreError> {
     Ok(Passkey {
-        credential_id: row.try_get("credential_id")?,
-        user_id: row.try_get("user_id")?,
-        name: row.try_get("name")?,
-        public_key: row.try_get("public_key")?,
-        sign_count: row.try_get("sign_count")?,
-        metadata: object_from_text("passkey metadata", row.try_get("metadata")?)?,
+        credential_id: row.try_get("credential_id").map_err(db)?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
+        public_key: row.try_get("public_key").map_err(db)?,
+        sign_count: row.try_get("sign_count").map_err(db)?,
+        metadata: object_from_text("passkey metadata", row.try_get("metadata").map_err(db)?)?,
         created_at: time_of(row, "created_at")?,
         last_used_at: optional_time_of(row, "last_used_at")?,
     })
@@ -103,16 +104,16 @@ fn passkey_from_row(row: &SqliteRow) -> Result<Passkey, StoreError> {
 
 fn audit_from_row(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
     Ok(AuditEvent {
-        id: row.try_get("id")?,
+        id: row.try_get("id").map_err(db)?,
         at: time_of(row, "at")?,
-        kind: row.try_get("kind")?,
-        outcome: row.try_get("outcome")?,
-        actor: row.try_get("actor")?,
-        user_id: row.try_get("user_id")?,
-        ip: row.try_get("ip")?,
-        user_agent: row.try_get("user_agent")?,
-        request_id: row.try_get("request_id")?,
-        detail: object_from_text("audit detail", row.try_get("detail")?)?,
+        kind: row.try_get("kind").map_err(db)?,
+        outcome: row.try_get("outcome").map_err(db)?,
+        actor: row.try_get("actor").map_err(db)?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        ip: row.try_get("ip").map_err(db)?,
+        user_agent: row.try_get("user_agent").map_err(db)?,
+        request_id: row.try_get("request_id").map_err(db)?,
+        detail: object_from_text("audit detail", row.try_get("detail").map_err(db)?)?,
     })
 }
 
@@ -129,7 +130,8 @@ async fn login_taken(
     .bind(key)
     .bind(key)
     .fetch_one(&mut **tx)
-    .await?;
+    .await
+    .map_err(db)?;
     Ok(n > 0)
 }
 
@@ -137,10 +139,11 @@ async fn user_status(
     tx: &mut SqliteTransaction<'_>,
     user_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT status FROM users WHERE id = ?")
+    sqlx::query_scalar("SELECT status FROM users WHERE id = ?")
         .bind(user_id)
         .fetch_optional(&mut **tx)
-        .await?)
+        .await
+        .map_err(db)
 }
 
 async fn insert_session(
@@ -177,12 +180,18 @@ impl UserStore for SqliteStore {
     async fn create_user(&self, user: &NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
         let checked = check_new_user(user)?;
         let now = normalize_time(now);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if login_taken(&mut tx, &user.id, &checked.username_key).await? {
-            return Err(StoreError::Conflict(USERNAME_TAKEN.into()));
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        if login_taken(&mut tx, &user.id, &checked.username_key)
+            .await
+            .map_err(db)?
+        {
+            return Err(StoreError::Conflict(Conflict::UsernameTaken));
         }
-        if login_taken(&mut tx, &user.id, &checked.email_key).await? {
-            return Err(StoreError::Conflict(EMAIL_TAKEN.into()));
+        if login_taken(&mut tx, &user.id, &checked.email_key)
+            .await
+            .map_err(db)?
+        {
+            return Err(StoreError::Conflict(Conflict::EmailTaken));
         }
         sqlx::query(
             "INSERT INTO users (id, username, username_key, email, email_key, email_verified, \
@@ -203,7 +212,7 @@ impl UserStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(user_write_error)?;
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(created_user(user, now))
     }
 
@@ -214,7 +223,8 @@ impl UserStore for SqliteStore {
         )))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -231,7 +241,8 @@ impl UserStore for SqliteStore {
         .bind(&key)
         .bind(&key)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -247,7 +258,8 @@ impl UserStore for SqliteStore {
         .bind(after)
         .bind(page + 1)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         let users = rows
             .iter()
             .map(user_from_row)
@@ -265,21 +277,22 @@ impl UserStore for SqliteStore {
         check_input("user id", id)?;
         check_update(update)?;
         let now = normalize_time(now);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM users WHERE id = ?"
         )))
         .bind(id)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         let Some(row) = row else {
             return Ok(None);
         };
         let mut user = user_from_row(&row)?;
         if let Some(key) = apply_update(&mut user, update, now)
-            && login_taken(&mut tx, id, &key).await?
+            && login_taken(&mut tx, id, &key).await.map_err(db)?
         {
-            return Err(StoreError::Conflict(EMAIL_TAKEN.into()));
+            return Err(StoreError::Conflict(Conflict::EmailTaken));
         }
         sqlx::query(
             "UPDATE users SET email = ?, email_key = ?, email_verified = ?, name = ?, \
@@ -296,7 +309,7 @@ impl UserStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(user_write_error)?;
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(Some(user))
     }
 
@@ -308,7 +321,7 @@ impl UserStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         check_input("user id", id)?;
         let now = micros(now);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let found = sqlx::query(
             "UPDATE users SET updated_at = CASE WHEN status = ? THEN updated_at ELSE ? END, \
              status = ? WHERE id = ?",
@@ -318,7 +331,8 @@ impl UserStore for SqliteStore {
         .bind(status.as_str())
         .bind(id)
         .execute(&mut *tx)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1;
         if found && status == UserStatus::Disabled {
@@ -328,9 +342,10 @@ impl UserStore for SqliteStore {
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(found)
     }
 
@@ -339,7 +354,8 @@ impl UserStore for SqliteStore {
         Ok(sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id)
             .execute(&self.pool)
-            .await?
+            .await
+            .map_err(db)?
             .rows_affected()
             == 1)
     }
@@ -350,7 +366,8 @@ impl UserStore for SqliteStore {
             sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
                 .bind(user_id)
                 .fetch_optional(&self.pool)
-                .await?;
+                .await
+                .map_err(db)?;
         Ok(hash.flatten())
     }
 
@@ -368,7 +385,8 @@ impl UserStore for SqliteStore {
                 .bind(micros(now))
                 .bind(user_id)
                 .execute(&self.pool)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected()
                 == 1,
         )
@@ -383,11 +401,13 @@ impl SessionStore for SqliteStore {
         session: &Session,
     ) -> Result<(), StoreError> {
         let amr = check_session(session)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let status = user_status(&mut tx, &session.user_id).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let status = user_status(&mut tx, &session.user_id).await.map_err(db)?;
         require_active(&session.user_id, status.as_deref())?;
-        insert_session(&mut tx, digest, session, &amr).await?;
-        tx.commit().await?;
+        insert_session(&mut tx, digest, session, &amr)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -404,7 +424,8 @@ impl SessionStore for SqliteStore {
         .bind(now)
         .bind(now)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(session_from_row).transpose()
     }
 
@@ -426,7 +447,8 @@ impl SessionStore for SqliteStore {
         .bind(now)
         .bind(now)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -440,7 +462,7 @@ impl SessionStore for SqliteStore {
         check_input("session id", old_id)?;
         let amr = check_session(new)?;
         let now = micros(now);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let revoked = sqlx::query(AssertSqlSafe(format!(
             "UPDATE sessions AS s SET revoked_at = ? WHERE s.id = ? AND s.user_id = ? AND {LIVE}"
         )))
@@ -450,14 +472,17 @@ impl SessionStore for SqliteStore {
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1;
         if !revoked {
             return Ok(false);
         }
-        insert_session(&mut tx, digest, new, &amr).await?;
-        tx.commit().await?;
+        insert_session(&mut tx, digest, new, &amr)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(true)
     }
 
@@ -476,7 +501,8 @@ impl SessionStore for SqliteStore {
         .bind(now)
         .bind(now)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -499,7 +525,8 @@ impl SessionStore for SqliteStore {
         .bind(now)
         .bind(now)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1)
     }
@@ -523,7 +550,8 @@ impl SessionStore for SqliteStore {
         .bind(keep)
         .bind(keep)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected())
     }
 
@@ -537,7 +565,8 @@ impl SessionStore for SqliteStore {
         .bind(before)
         .bind(before)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected())
     }
 }
@@ -567,7 +596,7 @@ impl MfaStore for SqliteStore {
         .map_err(|e| owner_write_error(user_id, e))?
         .rows_affected();
         if written == 0 {
-            return Err(StoreError::Conflict(TOTP_CONFIRMED.into()));
+            return Err(StoreError::Conflict(Conflict::TotpConfirmed));
         }
         Ok(())
     }
@@ -580,12 +609,13 @@ impl MfaStore for SqliteStore {
         )
         .bind(user_id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.map(|row| {
             Ok(TotpCredential {
-                sealed_secret: row.try_get("sealed_secret")?,
-                confirmed: row.try_get("confirmed")?,
-                last_step: row.try_get("last_step")?,
+                sealed_secret: row.try_get("sealed_secret").map_err(db)?,
+                confirmed: row.try_get("confirmed").map_err(db)?,
+                last_step: row.try_get("last_step").map_err(db)?,
                 created_at: time_of(&row, "created_at")?,
             })
         })
@@ -602,7 +632,8 @@ impl MfaStore for SqliteStore {
         .bind(user_id)
         .bind(step)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1)
     }
@@ -617,25 +648,28 @@ impl MfaStore for SqliteStore {
         .bind(user_id)
         .bind(step)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1)
     }
 
     async fn delete_totp(&self, user_id: &str) -> Result<bool, StoreError> {
         check_input("user id", user_id)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
             .bind(user_id)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
         let deleted = sqlx::query("DELETE FROM totp_credentials WHERE user_id = ?")
             .bind(user_id)
             .execute(&mut *tx)
-            .await?
+            .await
+            .map_err(db)?
             .rows_affected()
             == 1;
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(deleted)
     }
 
@@ -648,14 +682,15 @@ impl MfaStore for SqliteStore {
         check_input("user id", user_id)?;
         check_recovery_codes(digests)?;
         let now = micros(now);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if user_status(&mut tx, user_id).await?.is_none() {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        if user_status(&mut tx, user_id).await.map_err(db)?.is_none() {
             return Err(user_not_found(user_id));
         }
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
             .bind(user_id)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
         for digest in digests {
             sqlx::query(
                 "INSERT INTO recovery_codes (user_id, digest, created_at) VALUES (?, ?, ?)",
@@ -664,9 +699,10 @@ impl MfaStore for SqliteStore {
             .bind(digest.as_bytes().as_slice())
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -685,7 +721,8 @@ impl MfaStore for SqliteStore {
         .bind(user_id)
         .bind(digest.as_bytes().as_slice())
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1)
     }
@@ -697,7 +734,8 @@ impl MfaStore for SqliteStore {
         )
         .bind(user_id)
         .fetch_one(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -729,7 +767,8 @@ impl MfaStore for SqliteStore {
         )))
         .bind(user_id)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(passkey_from_row).collect()
     }
 
@@ -740,7 +779,8 @@ impl MfaStore for SqliteStore {
         )))
         .bind(credential_id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(passkey_from_row).transpose()
     }
 
@@ -760,7 +800,8 @@ impl MfaStore for SqliteStore {
         .bind(micros(now))
         .bind(credential_id)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -776,7 +817,8 @@ impl MfaStore for SqliteStore {
                 .bind(user_id)
                 .bind(credential_id)
                 .execute(&self.pool)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected()
                 == 1,
         )
@@ -802,7 +844,8 @@ impl AuditStore for SqliteStore {
         .bind(event.request_id.as_deref())
         .bind(&detail)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -832,7 +875,7 @@ impl AuditStore for SqliteStore {
                 query = query.bind(v.as_str());
             }
         }
-        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        let rows = query.bind(limit).fetch_all(&self.pool).await.map_err(db)?;
         rows.iter().map(audit_from_row).collect()
     }
 }

@@ -11,6 +11,7 @@ mod accounts;
 mod oauth;
 mod relationships;
 
+use crate::error::db;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -25,10 +26,12 @@ use sqlx::sqlite::{
 use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
-use crate::service_accounts::{EnsuredToken, role_from_db};
-use crate::{
-    AccountRole, Backend, ConnectOptions, Health, MigrationReport, ServiceAccount,
-    ServiceAccountStore, Store, StoreError,
+use crate::ConnectOptions;
+use crate::service_accounts::role_from_db;
+use trustgate_store_api::EnsuredToken;
+use trustgate_store_api::{
+    AccountRole, Backend, Conflict, Health, MigrationReport, ServiceAccount, ServiceAccountStore,
+    Store, StoreError,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -37,9 +40,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 #[derive(Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    path: PathBuf,
-    // Held, never read: dropping the file releases the process-exclusive lock.
-    _lock: File,
+    // Held, never read: dropping the file releases the process-exclusive lock. `None` for an
+    // in-memory database, which no other process can open.
+    _lock: Option<File>,
 }
 
 impl SqliteStore {
@@ -71,18 +74,31 @@ impl SqliteStore {
                     path: path.clone(),
                     source: std::io::Error::other(e.to_string()),
                 },
-                other => StoreError::from(other),
+                other => db(other),
             })?;
         Ok(Self {
             pool,
-            path,
-            _lock: lock,
+            _lock: Some(lock),
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A private in-memory database on one connection that lives as long as the store: the
+    /// real backend, without a file, for tests of the crates above. Not migrated yet.
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+            .foreign_keys(true);
+        // Every connection to `:memory:` is a database of its own: one connection that is never
+        // closed or recycled keeps the one database alive.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(connect)
+            .await
+            .map_err(db)?;
+        Ok(Self { pool, _lock: None })
     }
 }
 
@@ -132,14 +148,16 @@ async fn applied_version(pool: &SqlitePool) -> Result<i64, StoreError> {
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
     )
     .fetch_one(pool)
-    .await?;
+    .await
+    .map_err(db)?;
     if table_exists == 0 {
         return Ok(0);
     }
     let version: Option<i64> =
         sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
             .fetch_one(pool)
-            .await?;
+            .await
+            .map_err(db)?;
     Ok(version.unwrap_or(0))
 }
 
@@ -154,16 +172,16 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        let before = applied_version(&self.pool).await?;
-        MIGRATOR.run(&self.pool).await?;
-        let after = applied_version(&self.pool).await?;
+        let before = applied_version(&self.pool).await.map_err(db)?;
+        MIGRATOR.run(&self.pool).await.map_err(db)?;
+        let after = applied_version(&self.pool).await.map_err(db)?;
         Ok(MigrationReport { before, after })
     }
 
     async fn health(&self) -> Result<Health, StoreError> {
         Ok(Health {
             expected_version: expected_version(),
-            applied_version: applied_version(&self.pool).await?,
+            applied_version: applied_version(&self.pool).await.map_err(db)?,
         })
     }
 
@@ -174,11 +192,11 @@ impl Store for SqliteStore {
 
 fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ServiceAccount, StoreError> {
     Ok(ServiceAccount {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        role: role_from_db(row.try_get::<&str, _>("role")?)?,
-        created_at: row.try_get("created_at")?,
-        disabled_at: row.try_get("disabled_at")?,
+        id: row.try_get("id").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
+        role: role_from_db(row.try_get::<&str, _>("role").map_err(db)?)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        disabled_at: row.try_get("disabled_at").map_err(db)?,
     })
 }
 
@@ -190,7 +208,8 @@ impl ServiceAccountStore for SqliteStore {
         )
         .bind(name)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(account_from_row).transpose()
     }
 
@@ -203,7 +222,7 @@ impl ServiceAccountStore for SqliteStore {
         token_label: &str,
         now: OffsetDateTime,
     ) -> Result<Option<ServiceAccount>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let created = sqlx::query(
             "INSERT INTO service_accounts (id, name, role, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (name) DO NOTHING",
@@ -213,7 +232,8 @@ impl ServiceAccountStore for SqliteStore {
         .bind(role.as_str())
         .bind(now)
         .execute(&mut *tx)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1;
         if !created {
@@ -228,8 +248,9 @@ impl ServiceAccountStore for SqliteStore {
         .bind(token_label)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(Some(ServiceAccount {
             id: account_id.to_owned(),
             name: name.to_owned(),
@@ -248,7 +269,7 @@ impl ServiceAccountStore for SqliteStore {
         token_label: &str,
         now: OffsetDateTime,
     ) -> Result<EnsuredToken, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let account_created = sqlx::query(
             "INSERT INTO service_accounts (id, name, role, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (name) DO NOTHING",
@@ -258,7 +279,8 @@ impl ServiceAccountStore for SqliteStore {
         .bind(role.as_str())
         .bind(now)
         .execute(&mut *tx)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected()
             == 1;
         let row = sqlx::query(
@@ -266,7 +288,8 @@ impl ServiceAccountStore for SqliteStore {
         )
         .bind(name)
         .fetch_one(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         let account = account_from_row(&row)?;
         let token_created = sqlx::query(
             "INSERT INTO service_tokens (digest, account_id, label, created_at) VALUES (?, ?, ?, ?) \
@@ -277,7 +300,7 @@ impl ServiceAccountStore for SqliteStore {
         .bind(token_label)
         .bind(now)
         .execute(&mut *tx)
-        .await?
+        .await.map_err(db)?
         .rows_affected()
             == 1;
         if !token_created {
@@ -285,14 +308,13 @@ impl ServiceAccountStore for SqliteStore {
                 sqlx::query_scalar("SELECT account_id FROM service_tokens WHERE digest = ?")
                     .bind(digest.as_bytes().as_slice())
                     .fetch_one(&mut *tx)
-                    .await?;
+                    .await
+                    .map_err(db)?;
             if owner != account.id {
-                return Err(StoreError::Conflict(
-                    "token is registered to another account".into(),
-                ));
+                return Err(StoreError::Conflict(Conflict::TokenOwnedElsewhere));
             }
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(EnsuredToken {
             account,
             account_created,
@@ -311,7 +333,8 @@ impl ServiceAccountStore for SqliteStore {
         )
         .bind(digest.as_bytes().as_slice())
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(account_from_row).transpose()
     }
 }

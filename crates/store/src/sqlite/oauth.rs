@@ -7,29 +7,30 @@
 //! run in `BEGIN IMMEDIATE` transactions: SQLite has one writer, so taking the write lock before
 //! reading serializes them, and of concurrent calls exactly one sees the state it acts on.
 
+use crate::error::db;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteRow, SqliteTransaction};
 use sqlx::{AssertSqlSafe, Row};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
 use super::SqliteStore;
-use crate::StoreError;
-use crate::accounts::{object_from_text, owner_write_error, require_active};
+use crate::accounts::{object_from_text, owner_write_error, require_active, status_from_db};
 use crate::oauth::{
     AuthorizationCode, ClientPage, ClientStore, CodeRedemption, Consent, DeviceAuthorization,
-    DevicePoll, Grant, GrantStore, KeyRetirement, OAuthClient, PollStep, PushedRequest,
-    RefreshRotation, RefreshToken, RotationStep, SLOW_DOWN_SECS, SigningKey, SigningKeyStore,
-    check_client, check_client_update, check_code, check_consent, check_device_authorization,
-    check_device_decision, check_grant, check_pushed_request, check_rotation, check_signing_key,
-    client_not_found, client_write_error, device_status_from_db, device_status_str,
-    device_write_error, is_foreign_key_violation, missing_owner, poll_step, refresh_expiry,
-    rotation_step, scopes_from_text, signing_key_write_error,
+    DevicePoll, DevicePollRule, DevicePollStep, Grant, GrantStore, KeyRetirement, OAuthClient,
+    PushedRequest, RefreshRotation, RefreshToken, RotationRule, RotationStep, SigningKey,
+    SigningKeyStore, check_client, check_client_update, check_code, check_consent,
+    check_device_authorization, check_device_decision, check_grant, check_pushed_request,
+    check_rotation, check_signing_key, client_not_found, client_write_error, device_status_from_db,
+    device_status_str, device_write_error, is_foreign_key_violation, missing_owner, refresh_expiry,
+    scopes_from_text, signing_key_write_error,
 };
 use crate::relationships::{
     check_input, check_page_size, finish_page, from_unix_micros, normalize_time, unix_micros,
 };
+use trustgate_store_api::StoreError;
 
 const SIGNING_KEY_COLUMNS: &str = "kid, algorithm, public_jwk, sealed_private_key, created_at, \
                                    activates_at, retires_at, expires_at";
@@ -52,25 +53,26 @@ fn micros(t: OffsetDateTime) -> i64 {
 }
 
 fn time_of(row: &SqliteRow, column: &str) -> Result<OffsetDateTime, StoreError> {
-    from_unix_micros(row.try_get(column)?)
+    from_unix_micros(row.try_get(column).map_err(db)?)
 }
 
 fn optional_time_of(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-    row.try_get::<Option<i64>, _>(column)?
+    row.try_get::<Option<i64>, _>(column)
+        .map_err(db)?
         .map(from_unix_micros)
         .transpose()
 }
 
 fn object_of(row: &SqliteRow, what: &str, column: &str) -> Result<Map<String, Value>, StoreError> {
-    object_from_text(what, row.try_get(column)?)
+    object_from_text(what, row.try_get(column).map_err(db)?)
 }
 
 fn signing_key_from_row(row: &SqliteRow) -> Result<SigningKey, StoreError> {
     Ok(SigningKey {
-        kid: row.try_get("kid")?,
-        algorithm: row.try_get("algorithm")?,
+        kid: row.try_get("kid").map_err(db)?,
+        algorithm: row.try_get("algorithm").map_err(db)?,
         public_jwk: object_of(row, "public JWK", "public_jwk")?,
-        sealed_private_key: row.try_get("sealed_private_key")?,
+        sealed_private_key: row.try_get("sealed_private_key").map_err(db)?,
         created_at: time_of(row, "created_at")?,
         activates_at: time_of(row, "activates_at")?,
         retires_at: optional_time_of(row, "retires_at")?,
@@ -80,16 +82,17 @@ fn signing_key_from_row(row: &SqliteRow) -> Result<SigningKey, StoreError> {
 
 fn client_from_row(row: &SqliteRow) -> Result<OAuthClient, StoreError> {
     let secret_digest = row
-        .try_get::<Option<Vec<u8>>, _>("secret_digest")?
+        .try_get::<Option<Vec<u8>>, _>("secret_digest")
+        .map_err(db)?
         .map(|bytes| {
             TokenDigest::from_bytes(&bytes).ok_or_else(|| {
-                StoreError::Database("stored client secret digest is not 32 bytes".into())
+                StoreError::Corrupt("stored client secret digest is not 32 bytes".into())
             })
         })
         .transpose()?;
     Ok(OAuthClient {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
+        id: row.try_get("id").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
         secret_digest,
         metadata: object_of(row, "client metadata", "metadata")?,
         created_at: time_of(row, "created_at")?,
@@ -99,11 +102,11 @@ fn client_from_row(row: &SqliteRow) -> Result<OAuthClient, StoreError> {
 
 fn code_from_row(row: &SqliteRow) -> Result<AuthorizationCode, StoreError> {
     Ok(AuthorizationCode {
-        client_id: row.try_get("client_id")?,
-        user_id: row.try_get("user_id")?,
-        session_id: row.try_get("session_id")?,
-        redirect_uri: row.try_get("redirect_uri")?,
-        grant_id: row.try_get("grant_id")?,
+        client_id: row.try_get("client_id").map_err(db)?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        session_id: row.try_get("session_id").map_err(db)?,
+        redirect_uri: row.try_get("redirect_uri").map_err(db)?,
+        grant_id: row.try_get("grant_id").map_err(db)?,
         created_at: time_of(row, "created_at")?,
         expires_at: time_of(row, "expires_at")?,
         detail: object_of(row, "code detail", "detail")?,
@@ -112,11 +115,11 @@ fn code_from_row(row: &SqliteRow) -> Result<AuthorizationCode, StoreError> {
 
 fn grant_from_row(row: &SqliteRow) -> Result<Grant, StoreError> {
     Ok(Grant {
-        id: row.try_get("id")?,
-        client_id: row.try_get("client_id")?,
-        user_id: row.try_get("user_id")?,
-        session_id: row.try_get("session_id")?,
-        scope: row.try_get("scope")?,
+        id: row.try_get("id").map_err(db)?,
+        client_id: row.try_get("client_id").map_err(db)?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        session_id: row.try_get("session_id").map_err(db)?,
+        scope: row.try_get("scope").map_err(db)?,
         created_at: time_of(row, "created_at")?,
         expires_at: time_of(row, "expires_at")?,
         revoked_at: optional_time_of(row, "revoked_at")?,
@@ -126,7 +129,7 @@ fn grant_from_row(row: &SqliteRow) -> Result<Grant, StoreError> {
 
 fn token_from_row(row: &SqliteRow) -> Result<RefreshToken, StoreError> {
     Ok(RefreshToken {
-        grant_id: row.try_get("grant_id")?,
+        grant_id: row.try_get("grant_id").map_err(db)?,
         created_at: time_of(row, "token_created_at")?,
         expires_at: time_of(row, "token_expires_at")?,
         rotated_at: optional_time_of(row, "rotated_at")?,
@@ -135,9 +138,9 @@ fn token_from_row(row: &SqliteRow) -> Result<RefreshToken, StoreError> {
 
 fn consent_from_row(row: &SqliteRow) -> Result<Consent, StoreError> {
     Ok(Consent {
-        user_id: row.try_get("user_id")?,
-        client_id: row.try_get("client_id")?,
-        scopes: scopes_from_text(row.try_get("scopes")?)?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        client_id: row.try_get("client_id").map_err(db)?,
+        scopes: scopes_from_text(row.try_get("scopes").map_err(db)?)?,
         created_at: time_of(row, "created_at")?,
         updated_at: time_of(row, "updated_at")?,
     })
@@ -145,23 +148,23 @@ fn consent_from_row(row: &SqliteRow) -> Result<Consent, StoreError> {
 
 fn device_from_row(row: &SqliteRow) -> Result<DeviceAuthorization, StoreError> {
     Ok(DeviceAuthorization {
-        user_code: row.try_get("user_code")?,
-        client_id: row.try_get("client_id")?,
-        scope: row.try_get("scope")?,
+        user_code: row.try_get("user_code").map_err(db)?,
+        client_id: row.try_get("client_id").map_err(db)?,
+        scope: row.try_get("scope").map_err(db)?,
         created_at: time_of(row, "created_at")?,
         expires_at: time_of(row, "expires_at")?,
-        interval_secs: row.try_get("interval_secs")?,
+        interval_secs: row.try_get("interval_secs").map_err(db)?,
         last_polled_at: optional_time_of(row, "last_polled_at")?,
-        status: device_status_from_db(row.try_get("status")?)?,
-        user_id: row.try_get("user_id")?,
-        session_id: row.try_get("session_id")?,
+        status: device_status_from_db(row.try_get("status").map_err(db)?)?,
+        user_id: row.try_get("user_id").map_err(db)?,
+        session_id: row.try_get("session_id").map_err(db)?,
         detail: object_of(row, "device authorization detail", "detail")?,
     })
 }
 
 fn pushed_from_row(row: &SqliteRow) -> Result<PushedRequest, StoreError> {
     Ok(PushedRequest {
-        client_id: row.try_get("client_id")?,
+        client_id: row.try_get("client_id").map_err(db)?,
         parameters: object_of(row, "pushed request parameters", "parameters")?,
         created_at: time_of(row, "created_at")?,
         expires_at: time_of(row, "expires_at")?,
@@ -172,7 +175,8 @@ async fn client_exists(tx: &mut SqliteTransaction<'_>, id: &str) -> Result<bool,
     let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM oauth_clients WHERE id = ?")
         .bind(id)
         .fetch_optional(&mut **tx)
-        .await?;
+        .await
+        .map_err(db)?;
     Ok(found.is_some())
 }
 
@@ -192,7 +196,8 @@ async fn insert_refresh_token(
     .bind(micros(expires_at))
     .bind(token.rotated_at.map(micros))
     .execute(&mut **tx)
-    .await?;
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
@@ -213,7 +218,8 @@ async fn revoke_live_grants(
     .bind(client_id)
     .bind(now)
     .execute(&mut **tx)
-    .await?
+    .await
+    .map_err(db)?
     .rows_affected())
 }
 
@@ -227,7 +233,7 @@ impl SqliteStore {
         err: sqlx::Error,
     ) -> StoreError {
         if !is_foreign_key_violation(&err) {
-            return err.into();
+            return db(err);
         }
         let found: Result<Option<i64>, sqlx::Error> =
             sqlx::query_scalar("SELECT 1 FROM oauth_clients WHERE id = ?")
@@ -236,7 +242,7 @@ impl SqliteStore {
                 .await;
         match found {
             Ok(found) => missing_owner(client_id, found.is_some(), user_id),
-            Err(e) => e.into(),
+            Err(e) => db(e),
         }
     }
 }
@@ -248,7 +254,8 @@ impl SigningKeyStore for SqliteStore {
             "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys ORDER BY created_at, kid"
         )))
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(signing_key_from_row).collect()
     }
 
@@ -259,14 +266,15 @@ impl SigningKeyStore for SqliteStore {
         retirement: Option<KeyRetirement>,
     ) -> Result<bool, StoreError> {
         let jwk = check_signing_key(key, expected_newest, retirement.as_ref())?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let newest: Option<String> = sqlx::query_scalar(
             "SELECT kid FROM signing_keys WHERE algorithm = ? \
              ORDER BY created_at DESC, kid DESC LIMIT 1",
         )
         .bind(&key.algorithm)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         if newest.as_deref() != expected_newest {
             return Ok(false);
         }
@@ -291,9 +299,10 @@ impl SigningKeyStore for SqliteStore {
                 .bind(micros(retirement.expires_at))
                 .bind(&previous)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(true)
     }
 
@@ -302,7 +311,8 @@ impl SigningKeyStore for SqliteStore {
             sqlx::query("DELETE FROM signing_keys WHERE expires_at <= ?")
                 .bind(micros(now))
                 .execute(&self.pool)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected(),
         )
     }
@@ -340,7 +350,8 @@ impl ClientStore for SqliteStore {
         )))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(client_from_row).transpose()
     }
 
@@ -361,7 +372,8 @@ impl ClientStore for SqliteStore {
         .bind(after)
         .bind(page + 1)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         let clients = rows
             .iter()
             .map(client_from_row)
@@ -387,7 +399,8 @@ impl ClientStore for SqliteStore {
         .bind(micros(now))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(client_from_row).transpose()
     }
 
@@ -404,7 +417,8 @@ impl ClientStore for SqliteStore {
                 .bind(micros(now))
                 .bind(id)
                 .execute(&self.pool)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected()
                 == 1,
         )
@@ -415,9 +429,33 @@ impl ClientStore for SqliteStore {
         Ok(sqlx::query("DELETE FROM oauth_clients WHERE id = ?")
             .bind(id)
             .execute(&self.pool)
-            .await?
+            .await
+            .map_err(db)?
             .rows_affected()
             == 1)
+    }
+
+    async fn record_client_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        check_input("client id", client_id)?;
+        check_input("jti", jti)?;
+        let inserted = sqlx::query(
+            "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT (client_id, jti) DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(micros(expires_at))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            Err(e) => Err(self.owner_error(client_id, None, e).await),
+        }
     }
 }
 
@@ -465,7 +503,8 @@ impl GrantStore for SqliteStore {
         .bind(micros(now))
         .bind(digest.as_bytes().as_slice())
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         if let Some(row) = redeemed {
             return Ok(CodeRedemption::Redeemed(code_from_row(&row)?));
         }
@@ -474,7 +513,8 @@ impl GrantStore for SqliteStore {
         )))
         .bind(digest.as_bytes().as_slice())
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(match earlier {
             Some(row) => CodeRedemption::AlreadyRedeemed(code_from_row(&row)?),
             None => CodeRedemption::Unknown,
@@ -487,8 +527,8 @@ impl GrantStore for SqliteStore {
         refresh: Option<(&TokenDigest, &RefreshToken)>,
     ) -> Result<(), StoreError> {
         let detail = check_grant(grant, refresh)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if !client_exists(&mut tx, &grant.client_id).await? {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        if !client_exists(&mut tx, &grant.client_id).await.map_err(db)? {
             return Err(client_not_found(&grant.client_id));
         }
         if let Some(user_id) = &grant.user_id {
@@ -496,7 +536,8 @@ impl GrantStore for SqliteStore {
                 sqlx::query_scalar("SELECT status FROM users WHERE id = ?")
                     .bind(user_id)
                     .fetch_optional(&mut *tx)
-                    .await?;
+                    .await
+                    .map_err(db)?;
             require_active(user_id, status.as_deref())?;
         }
         sqlx::query(
@@ -513,12 +554,15 @@ impl GrantStore for SqliteStore {
         .bind(grant.revoked_at.map(micros))
         .bind(&detail)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         if let Some((digest, token)) = refresh {
             let expires_at = refresh_expiry(token.expires_at, grant.expires_at);
-            insert_refresh_token(&mut tx, digest, token, expires_at).await?;
+            insert_refresh_token(&mut tx, digest, token, expires_at)
+                .await
+                .map_err(db)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -529,7 +573,8 @@ impl GrantStore for SqliteStore {
         )))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(grant_from_row).transpose()
     }
 
@@ -540,7 +585,8 @@ impl GrantStore for SqliteStore {
                 .bind(micros(now))
                 .bind(id)
                 .execute(&self.pool)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected()
                 == 1,
         )
@@ -559,7 +605,8 @@ impl GrantStore for SqliteStore {
         .bind(session_id)
         .bind(micros(now))
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(grant_from_row).collect()
     }
 
@@ -569,13 +616,16 @@ impl GrantStore for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         check_input("user id", user_id)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         sqlx::query("UPDATE users SET token_version = token_version + 1 WHERE id = ?")
             .bind(user_id)
             .execute(&mut *tx)
-            .await?;
-        let revoked = revoke_live_grants(&mut tx, user_id, None, micros(now)).await?;
-        tx.commit().await?;
+            .await
+            .map_err(db)?;
+        let revoked = revoke_live_grants(&mut tx, user_id, None, micros(now))
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(revoked)
     }
 
@@ -585,7 +635,8 @@ impl GrantStore for SqliteStore {
             sqlx::query_scalar("SELECT token_version FROM users WHERE id = ?")
                 .bind(user_id)
                 .fetch_optional(&self.pool)
-                .await?,
+                .await
+                .map_err(db)?,
         )
     }
 
@@ -599,7 +650,8 @@ impl GrantStore for SqliteStore {
         )))
         .bind(digest.as_bytes().as_slice())
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.map(|row| Ok((token_from_row(&row)?, grant_from_row(&row)?)))
             .transpose()
     }
@@ -609,13 +661,12 @@ impl GrantStore for SqliteStore {
         old: &TokenDigest,
         new: &TokenDigest,
         new_expires_at: OffsetDateTime,
-        client_id: &str,
         now: OffsetDateTime,
-        grace: Duration,
+        decide: &RotationRule<'_>,
     ) -> Result<RefreshRotation, StoreError> {
-        check_rotation(old, new, client_id, grace)?;
+        check_rotation(old, new)?;
         let now = normalize_time(now);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {TOKEN_COLUMNS}, {GRANT_COLUMNS}, u.status AS user_status \
              FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id \
@@ -623,21 +674,16 @@ impl GrantStore for SqliteStore {
         )))
         .bind(old.as_bytes().as_slice())
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         let Some(row) = row else {
             return Ok(RefreshRotation::Invalid);
         };
         let token = token_from_row(&row)?;
         let grant = grant_from_row(&row)?;
-        let user_status: Option<String> = row.try_get("user_status")?;
-        let step = rotation_step(
-            &token,
-            &grant,
-            user_status.as_deref(),
-            client_id,
-            now,
-            grace,
-        )?;
+        let user_status: Option<String> = row.try_get("user_status").map_err(db)?;
+        let user_status = user_status.as_deref().map(status_from_db).transpose()?;
+        let step = decide(&token, &grant, user_status);
         let successor = RefreshToken {
             grant_id: grant.id.clone(),
             created_at: now,
@@ -654,12 +700,17 @@ impl GrantStore for SqliteStore {
                 .bind(micros(now))
                 .bind(old.as_bytes().as_slice())
                 .execute(&mut *tx)
-                .await?;
-                insert_refresh_token(&mut tx, new, &successor, successor.expires_at).await?;
+                .await
+                .map_err(db)?;
+                insert_refresh_token(&mut tx, new, &successor, successor.expires_at)
+                    .await
+                    .map_err(db)?;
                 RefreshRotation::Rotated(grant)
             }
             RotationStep::Grace => {
-                insert_refresh_token(&mut tx, new, &successor, successor.expires_at).await?;
+                insert_refresh_token(&mut tx, new, &successor, successor.expires_at)
+                    .await
+                    .map_err(db)?;
                 RefreshRotation::WithinGrace(grant)
             }
             RotationStep::Reuse => {
@@ -667,11 +718,12 @@ impl GrantStore for SqliteStore {
                     .bind(micros(now))
                     .bind(&grant.id)
                     .execute(&mut *tx)
-                    .await?;
+                    .await
+                    .map_err(db)?;
                 RefreshRotation::Reused { grant_id: grant.id }
             }
         };
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(outcome)
     }
 
@@ -688,7 +740,8 @@ impl GrantStore for SqliteStore {
         .bind(user_id)
         .bind(client_id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(consent_from_row).transpose()
     }
 
@@ -721,7 +774,8 @@ impl GrantStore for SqliteStore {
         )))
         .bind(user_id)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(consent_from_row).collect()
     }
 
@@ -733,16 +787,19 @@ impl GrantStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         check_input("user id", user_id)?;
         check_input("client id", client_id)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let deleted = sqlx::query("DELETE FROM consents WHERE user_id = ? AND client_id = ?")
             .bind(user_id)
             .bind(client_id)
             .execute(&mut *tx)
-            .await?
+            .await
+            .map_err(db)?
             .rows_affected()
             == 1;
-        revoke_live_grants(&mut tx, user_id, Some(client_id), micros(now)).await?;
-        tx.commit().await?;
+        revoke_live_grants(&mut tx, user_id, Some(client_id), micros(now))
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(deleted)
     }
 
@@ -752,12 +809,13 @@ impl GrantStore for SqliteStore {
         authorization: &DeviceAuthorization,
     ) -> Result<(), StoreError> {
         let detail = check_device_authorization(authorization)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         sqlx::query("DELETE FROM device_authorizations WHERE user_code = ? AND expires_at <= ?")
             .bind(&authorization.user_code)
             .bind(micros(authorization.created_at))
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
         let inserted = sqlx::query(
             "INSERT INTO device_authorizations (device_digest, user_code, client_id, scope, \
              created_at, expires_at, interval_secs, last_polled_at, status, user_id, \
@@ -790,7 +848,7 @@ impl GrantStore for SqliteStore {
                 device_write_error(e)
             });
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -807,7 +865,8 @@ impl GrantStore for SqliteStore {
         .bind(user_code)
         .bind(micros(now))
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(device_from_row).transpose()
     }
 
@@ -841,26 +900,26 @@ impl GrantStore for SqliteStore {
     async fn poll_device_authorization(
         &self,
         device_digest: &TokenDigest,
-        client_id: &str,
         now: OffsetDateTime,
+        decide: &DevicePollRule<'_>,
     ) -> Result<DevicePoll, StoreError> {
-        check_input("client id", client_id)?;
         let now = normalize_time(now);
         let digest = device_digest.as_bytes().as_slice();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {DEVICE_COLUMNS} FROM device_authorizations WHERE device_digest = ?"
         )))
         .bind(digest)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .map_err(db)?;
         let Some(row) = row else {
             return Ok(DevicePoll::Unknown);
         };
         let authorization = device_from_row(&row)?;
-        let poll = match poll_step(&authorization, client_id, now) {
-            PollStep::Answer(answer) => return Ok(answer.into()),
-            PollStep::Redeem => {
+        let poll = match decide(&authorization) {
+            DevicePollStep::Refuse(refusal) => return Ok(refusal.into()),
+            DevicePollStep::Redeem => {
                 let row = sqlx::query(AssertSqlSafe(format!(
                     "UPDATE device_authorizations SET status = 'redeemed', last_polled_at = ? \
                      WHERE device_digest = ? AND status = 'approved' \
@@ -869,37 +928,40 @@ impl GrantStore for SqliteStore {
                 .bind(micros(now))
                 .bind(digest)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
                 // The row is locked, so this is always there; the condition is a second guard.
                 match row {
                     Some(row) => DevicePoll::Approved(Box::new(device_from_row(&row)?)),
                     None => return Ok(DevicePoll::AlreadyRedeemed),
                 }
             }
-            PollStep::SlowDown => {
+            DevicePollStep::SlowDown { interval_secs } => {
                 sqlx::query(
-                    "UPDATE device_authorizations SET interval_secs = interval_secs + ?, \
+                    "UPDATE device_authorizations SET interval_secs = ?, \
                      last_polled_at = ? WHERE device_digest = ?",
                 )
-                .bind(SLOW_DOWN_SECS)
+                .bind(interval_secs)
                 .bind(micros(now))
                 .bind(digest)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
                 DevicePoll::SlowDown
             }
-            PollStep::Pending => {
+            DevicePollStep::Pending => {
                 sqlx::query(
                     "UPDATE device_authorizations SET last_polled_at = ? WHERE device_digest = ?",
                 )
                 .bind(micros(now))
                 .bind(digest)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
                 DevicePoll::Pending
             }
         };
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(poll)
     }
 
@@ -939,7 +1001,8 @@ impl GrantStore for SqliteStore {
         .bind(id)
         .bind(micros(now))
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(pushed_from_row).transpose()
     }
 
@@ -949,33 +1012,11 @@ impl GrantStore for SqliteStore {
             sqlx::query("UPDATE pushed_requests SET consumed = 1 WHERE id = ? AND consumed = 0")
                 .bind(id)
                 .execute(&self.pool)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected()
                 == 1,
         )
-    }
-
-    async fn record_client_assertion(
-        &self,
-        client_id: &str,
-        jti: &str,
-        expires_at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        check_input("client id", client_id)?;
-        check_input("jti", jti)?;
-        let inserted = sqlx::query(
-            "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES (?, ?, ?) \
-             ON CONFLICT (client_id, jti) DO NOTHING",
-        )
-        .bind(client_id)
-        .bind(jti)
-        .bind(micros(expires_at))
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Ok(done) => Ok(done.rows_affected() == 1),
-            Err(e) => Err(self.owner_error(client_id, None, e).await),
-        }
     }
 
     async fn revoke_access_token(
@@ -992,7 +1033,8 @@ impl GrantStore for SqliteStore {
         .bind(jti)
         .bind(micros(expires_at))
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -1002,13 +1044,14 @@ impl GrantStore for SqliteStore {
             sqlx::query_scalar("SELECT 1 FROM revoked_access_tokens WHERE jti = ?")
                 .bind(jti)
                 .fetch_optional(&self.pool)
-                .await?;
+                .await
+                .map_err(db)?;
         Ok(found.is_some())
     }
 
     async fn purge_grants(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         let now = micros(now);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let mut purged = 0;
         for statement in [
             "DELETE FROM authorization_codes WHERE expires_at <= ?1",
@@ -1024,10 +1067,11 @@ impl GrantStore for SqliteStore {
             purged += sqlx::query(statement)
                 .bind(now)
                 .execute(&mut *tx)
-                .await?
+                .await
+                .map_err(db)?
                 .rows_affected();
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(purged)
     }
 }

@@ -5,22 +5,23 @@
 //! a stale snapshot, and seqs are assigned in commit order. Reads that need one consistent view
 //! (`load_tuples`) run in one transaction, which in WAL mode reads a single snapshot.
 
+use crate::error::db;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteRow, SqliteTransaction};
 use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
 
 use super::SqliteStore;
-use crate::StoreError;
 use crate::relationships::{
     CheckedTuple, FgaStore, OnDuplicate, OnMissing, RelationshipStore, StoredModel, StoredTuple,
-    TOKEN_MODELS, TOKEN_STORES, TupleChangeRecord, TupleFilter, TupleOperation, TupleRecord,
+    TOKEN_MODELS, TOKEN_STORES, TupleChangeRecord, TupleFilter, TupleKey, TupleOperation,
     TupleSnapshot, TupleWriteError, WriteOptions, WriteOutcome, check_filter, check_input,
     check_model, check_page_size, check_write_request, context_from_text, decode_changes_token,
     decode_models_token, decode_stores_token, decode_tuples_token, encode_changes_token,
     encode_token, encode_tuples_token, finish_page, from_unix_micros, normalize_time,
-    store_not_found, tuple_from_parts, unix_micros,
+    operation_from_db, store_not_found, tuple_from_parts, unix_micros,
 };
+use trustgate_store_api::StoreError;
 
 const STORE_COLUMNS: &str = "id, name, created_at, updated_at, deleted_at";
 const MODEL_COLUMNS: &str = "m.store_id, m.id, m.schema_version, m.model, m.created_at";
@@ -31,43 +32,46 @@ const CHANGE_COLUMNS: &str = "seq, operation, object_type, object_id, relation, 
 
 fn store_from_row(row: &SqliteRow) -> Result<FgaStore, StoreError> {
     Ok(FgaStore {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        deleted_at: row.try_get("deleted_at")?,
+        id: row.try_get("id").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        updated_at: row.try_get("updated_at").map_err(db)?,
+        deleted_at: row.try_get("deleted_at").map_err(db)?,
     })
 }
 
 fn model_from_row(row: &SqliteRow) -> Result<StoredModel, StoreError> {
-    let text: &str = row.try_get("model")?;
+    let text: &str = row.try_get("model").map_err(db)?;
     Ok(StoredModel {
-        id: row.try_get("id")?,
-        store_id: row.try_get("store_id")?,
-        schema_version: row.try_get("schema_version")?,
+        id: row.try_get("id").map_err(db)?,
+        store_id: row.try_get("store_id").map_err(db)?,
+        schema_version: row.try_get("schema_version").map_err(db)?,
         model_json: serde_json::from_str(text)
-            .map_err(|e| StoreError::Database(format!("stored model is not JSON: {e}")))?,
-        created_at: row.try_get("created_at")?,
+            .map_err(|e| StoreError::Corrupt(format!("stored model is not JSON: {e}")))?,
+        created_at: row.try_get("created_at").map_err(db)?,
     })
 }
 
-fn tuple_from_row(row: &SqliteRow) -> Result<TupleRecord, StoreError> {
+fn tuple_from_row(row: &SqliteRow) -> Result<TupleKey, StoreError> {
     Ok(tuple_from_parts(
-        row.try_get("object_type")?,
-        row.try_get::<&str, _>("object_id")?,
-        row.try_get("relation")?,
-        row.try_get("tuple_user")?,
-        row.try_get("condition_name")?,
-        context_from_text(row.try_get::<Option<&str>, _>("condition_context")?)?,
+        row.try_get("object_type").map_err(db)?,
+        row.try_get::<&str, _>("object_id").map_err(db)?,
+        row.try_get("relation").map_err(db)?,
+        row.try_get("tuple_user").map_err(db)?,
+        row.try_get("condition_name").map_err(db)?,
+        context_from_text(
+            row.try_get::<Option<&str>, _>("condition_context")
+                .map_err(db)?,
+        )?,
     ))
 }
 
 fn change_from_row(row: &SqliteRow) -> Result<TupleChangeRecord, StoreError> {
     Ok(TupleChangeRecord {
-        seq: row.try_get("seq")?,
-        operation: TupleOperation::from_db(row.try_get::<&str, _>("operation")?)?,
+        seq: row.try_get("seq").map_err(db)?,
+        operation: operation_from_db(row.try_get::<&str, _>("operation").map_err(db)?)?,
         tuple: tuple_from_row(row)?,
-        timestamp: from_unix_micros(row.try_get("changed_at")?)?,
+        timestamp: from_unix_micros(row.try_get("changed_at").map_err(db)?)?,
     })
 }
 
@@ -77,18 +81,18 @@ impl SqliteStore {
     where
         E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
     {
-        Ok(sqlx::query_scalar(
-            "SELECT last_seq FROM fga_stores WHERE id = ? AND deleted_at IS NULL",
-        )
-        .bind(store_id)
-        .fetch_optional(executor)
-        .await?)
+        sqlx::query_scalar("SELECT last_seq FROM fga_stores WHERE id = ? AND deleted_at IS NULL")
+            .bind(store_id)
+            .fetch_optional(executor)
+            .await
+            .map_err(db)
     }
 
     async fn require_live_seq(&self, store_id: &str) -> Result<i64, StoreError> {
         check_input("store id", store_id)?;
         Self::live_seq(&self.pool, store_id)
-            .await?
+            .await
+            .map_err(db)?
             .ok_or_else(|| store_not_found(store_id))
     }
 }
@@ -118,7 +122,8 @@ async fn append_change(
     .bind(condition_context)
     .bind(unix_micros(now))
     .execute(&mut **tx)
-    .await?;
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
@@ -142,7 +147,8 @@ impl RelationshipStore for SqliteStore {
         .bind(now)
         .bind(now)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         Ok(FgaStore {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -159,7 +165,8 @@ impl RelationshipStore for SqliteStore {
         )))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(store_from_row).transpose()
     }
 
@@ -178,7 +185,8 @@ impl RelationshipStore for SqliteStore {
         .bind(after.as_deref())
         .bind(page + 1)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         let stores = rows
             .iter()
             .map(store_from_row)
@@ -199,7 +207,8 @@ impl RelationshipStore for SqliteStore {
         .bind(now)
         .bind(id)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected();
         Ok(deleted == 1)
     }
@@ -208,9 +217,15 @@ impl RelationshipStore for SqliteStore {
         let rows =
             sqlx::query("SELECT id, last_seq FROM fga_stores WHERE deleted_at IS NULL ORDER BY id")
                 .fetch_all(&self.pool)
-                .await?;
+                .await
+                .map_err(db)?;
         rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("last_seq")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("id").map_err(db)?,
+                    r.try_get("last_seq").map_err(db)?,
+                ))
+            })
             .collect()
     }
 
@@ -228,7 +243,8 @@ impl RelationshipStore for SqliteStore {
         .bind(normalize_time(model.created_at))
         .bind(&model.store_id)
         .execute(&self.pool)
-        .await?
+        .await
+        .map_err(db)?
         .rows_affected();
         if inserted == 0 {
             return Err(store_not_found(&model.store_id));
@@ -251,7 +267,8 @@ impl RelationshipStore for SqliteStore {
         .bind(store_id)
         .bind(model_id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(model_from_row).transpose()
     }
 
@@ -264,7 +281,8 @@ impl RelationshipStore for SqliteStore {
         )))
         .bind(store_id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         row.as_ref().map(model_from_row).transpose()
     }
 
@@ -278,7 +296,7 @@ impl RelationshipStore for SqliteStore {
         let before = continuation
             .map(|t| decode_models_token(t, store_id))
             .transpose()?;
-        self.require_live_seq(store_id).await?;
+        self.require_live_seq(store_id).await.map_err(db)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {MODEL_COLUMNS} FROM authorization_models m \
              WHERE m.store_id = ? AND (? IS NULL OR m.id < ?) ORDER BY m.id DESC LIMIT ?"
@@ -288,7 +306,8 @@ impl RelationshipStore for SqliteStore {
         .bind(before.as_deref())
         .bind(page + 1)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         let models = rows
             .iter()
             .map(model_from_row)
@@ -301,17 +320,18 @@ impl RelationshipStore for SqliteStore {
     async fn write_tuples(
         &self,
         store_id: &str,
-        writes: &[TupleRecord],
-        deletes: &[TupleRecord],
+        writes: &[TupleKey],
+        deletes: &[TupleKey],
         options: WriteOptions,
         now: OffsetDateTime,
     ) -> Result<WriteOutcome, TupleWriteError> {
         check_input("store id", store_id)?;
         let (writes, deletes) = check_write_request(writes, deletes)?;
         let now = normalize_time(now);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let start = Self::live_seq(&mut *tx, store_id)
-            .await?
+            .await
+            .map_err(db)?
             .ok_or_else(|| TupleWriteError::StoreNotFound(store_id.to_owned()))?;
         let mut seq = start;
         for d in &deletes {
@@ -326,15 +346,16 @@ impl RelationshipStore for SqliteStore {
             .bind(&d.tuple.relation)
             .bind(&d.tuple.user)
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .map_err(db)?;
             let Some(removed) = removed else {
                 match options.on_missing {
                     OnMissing::Error => return Err(TupleWriteError::does_not_exist(d.tuple)),
                     OnMissing::Ignore => continue,
                 }
             };
-            let name: Option<String> = removed.try_get("condition_name")?;
-            let context: Option<String> = removed.try_get("condition_context")?;
+            let name: Option<String> = removed.try_get("condition_name").map_err(db)?;
+            let context: Option<String> = removed.try_get("condition_context").map_err(db)?;
             seq += 1;
             append_change(
                 &mut tx,
@@ -345,7 +366,8 @@ impl RelationshipStore for SqliteStore {
                 (name.as_deref(), context.as_deref()),
                 now,
             )
-            .await?;
+            .await
+            .map_err(db)?;
         }
         for w in &writes {
             let inserted = sqlx::query(
@@ -358,11 +380,12 @@ impl RelationshipStore for SqliteStore {
             .bind(w.object_id)
             .bind(&w.tuple.relation)
             .bind(&w.tuple.user)
-            .bind(w.tuple.condition_name.as_deref())
+            .bind(w.tuple.condition_name())
             .bind(w.context_json.as_deref())
             .bind(now)
             .execute(&mut *tx)
-            .await?
+            .await
+            .map_err(db)?
             .rows_affected()
                 == 1;
             if !inserted {
@@ -379,7 +402,8 @@ impl RelationshipStore for SqliteStore {
                 .bind(&w.tuple.relation)
                 .bind(&w.tuple.user)
                 .fetch_one(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
                 if tuple_from_row(&existing)?.same_condition(w.tuple) {
                     continue;
                 }
@@ -392,19 +416,21 @@ impl RelationshipStore for SqliteStore {
                 seq,
                 TupleOperation::Write,
                 w,
-                (w.tuple.condition_name.as_deref(), w.context_json.as_deref()),
+                (w.tuple.condition_name(), w.context_json.as_deref()),
                 now,
             )
-            .await?;
+            .await
+            .map_err(db)?;
         }
         if seq != start {
             sqlx::query("UPDATE fga_stores SET last_seq = ? WHERE id = ?")
                 .bind(seq)
                 .bind(store_id)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(db)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(db)?;
         Ok(WriteOutcome { seq })
     }
 
@@ -421,7 +447,7 @@ impl RelationshipStore for SqliteStore {
         let after = continuation
             .map(|t| decode_tuples_token(t, store_id))
             .transpose()?;
-        self.require_live_seq(store_id).await?;
+        self.require_live_seq(store_id).await.map_err(db)?;
 
         let conditions = [
             (&filter.object_type, " AND object_type = ?"),
@@ -452,13 +478,17 @@ impl RelationshipStore for SqliteStore {
                 query = query.bind(part.as_str());
             }
         }
-        let rows = query.bind(page + 1).fetch_all(&self.pool).await?;
+        let rows = query
+            .bind(page + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         let tuples = rows
             .iter()
             .map(|r| {
                 Ok(StoredTuple {
                     tuple: tuple_from_row(r)?,
-                    timestamp: r.try_get("written_at")?,
+                    timestamp: r.try_get("written_at").map_err(db)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -484,7 +514,7 @@ impl RelationshipStore for SqliteStore {
             .map(|t| decode_changes_token(t, store_id, object_type))
             .transpose()?;
         // Every change up to `end` is committed; reading no further keeps the token exact.
-        let end = self.require_live_seq(store_id).await?;
+        let end = self.require_live_seq(store_id).await.map_err(db)?;
 
         let mut sql = format!(
             "SELECT {CHANGE_COLUMNS} FROM tuple_changes WHERE store_id = ? AND seq > ? AND seq <= ?"
@@ -511,7 +541,7 @@ impl RelationshipStore for SqliteStore {
         if let Some(s) = since {
             query = query.bind(s);
         }
-        let rows = query.bind(page).fetch_all(&self.pool).await?;
+        let rows = query.bind(page).fetch_all(&self.pool).await.map_err(db)?;
         let changes = rows
             .iter()
             .map(change_from_row)
@@ -525,9 +555,10 @@ impl RelationshipStore for SqliteStore {
 
     async fn load_tuples(&self, store_id: &str) -> Result<TupleSnapshot, StoreError> {
         check_input("store id", store_id)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let seq = Self::live_seq(&mut *tx, store_id)
-            .await?
+            .await
+            .map_err(db)?
             .ok_or_else(|| store_not_found(store_id))?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {TUPLE_COLUMNS} FROM relation_tuples WHERE store_id = ? \
@@ -535,8 +566,9 @@ impl RelationshipStore for SqliteStore {
         )))
         .bind(store_id)
         .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         let tuples = rows.iter().map(tuple_from_row).collect::<Result<_, _>>()?;
         Ok(TupleSnapshot { tuples, seq })
     }
@@ -553,7 +585,7 @@ impl RelationshipStore for SqliteStore {
                 "sequence numbers start at 0, not {after_seq}"
             )));
         }
-        self.require_live_seq(store_id).await?;
+        self.require_live_seq(store_id).await.map_err(db)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {CHANGE_COLUMNS} FROM tuple_changes WHERE store_id = ? AND seq > ? \
              ORDER BY seq LIMIT ?"
@@ -562,7 +594,8 @@ impl RelationshipStore for SqliteStore {
         .bind(after_seq)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .map_err(db)?;
         rows.iter().map(change_from_row).collect()
     }
 

@@ -1,0 +1,147 @@
+//! What trustgate stores, and the traits it is stored by.
+//!
+//! Invariant: no SQL and no database driver here. This crate is the contract between the
+//! services (`authn`, `tokens`, `oauth`, the PDP, `server`) and the backends (`trustgate-store`):
+//! records, one async trait per aggregate, and a typed [`StoreError`]. A service names the
+//! narrow traits it uses (`KeyManager` holds an `Arc<dyn SigningKeyStore>`, `Accounts` an
+//! `Arc<dyn AccountStore>`), so it compiles without the backends and cannot reach tables that
+//! are not its own. Only the binary's wiring holds the whole [`Store`].
+//!
+//! - [`ServiceAccountStore`]: machine principals and their token digests.
+//! - [`RelationshipStore`]: the OpenFGA-compatible PDP's stores, authorization models,
+//!   relationship tuples and the per-store tuple changelog that keeps every replica's in-memory
+//!   tuple index fresh (see [`relationships`]).
+//! - [`UserStore`], [`SessionStore`], [`MfaStore`], [`AuditStore`]: human accounts (users with
+//!   case-insensitively unique usernames and emails, password hashes), server-side sessions
+//!   looked up by the digest of their secret, second factors (TOTP with atomic replay defence,
+//!   recovery codes, passkeys) and the audit trail (see [`accounts`]).
+//! - [`SigningKeyStore`], [`ClientStore`], [`GrantStore`]: the OAuth 2.0 / OpenID Connect
+//!   provider's signing keys, registered clients, and the artifacts of grants (authorization
+//!   codes, grants and their refresh tokens, consents, device authorizations, pushed requests,
+//!   assertion ids, revoked access tokens, per-user token versions), with every consuming
+//!   operation atomic (see [`oauth`]).
+//!
+//! # Who decides what
+//! The store validates what it is given (sizes, shapes, references) and keeps its integrity
+//! rules (unique names, a session only for an active user, seqs without gaps). Protocol rules are
+//! not its business: where a consuming operation needs one inside its transaction (refresh-token
+//! reuse and its grace period, RFC 8628's `slow_down`), the caller passes the rule
+//! ([`RotationRule`], [`DevicePollRule`]) and the store applies the step it returns.
+//!
+//! # Errors
+//! [`StoreError`] keeps the driver's error as its `source()`; conflicts carry a [`Conflict`]
+//! kind that callers match on, never a message to search.
+
+pub mod accounts;
+mod error;
+pub mod oauth;
+pub mod relationships;
+pub mod service_accounts;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+pub use accounts::{
+    AuditEvent, AuditFilter, AuditStore, MfaStore, NewUser, Passkey, Session, SessionStore,
+    TotpCredential, User, UserPage, UserStatus, UserStore, UserUpdate,
+};
+pub use error::{BoxError, Conflict, StoreError};
+pub use oauth::{
+    AuthorizationCode, ClientPage, ClientStore, CodeRedemption, Consent, DeviceAuthorization,
+    DevicePoll, DevicePollRefusal, DevicePollRule, DevicePollStep, DeviceStatus, Grant, GrantStore,
+    KeyRetirement, OAuthClient, PushedRequest, RefreshRotation, RefreshToken, RotationRule,
+    RotationStep, SigningKey, SigningKeyStore,
+};
+pub use relationships::{
+    FgaStore, OnDuplicate, OnMissing, RelationshipCondition, RelationshipStore, StoredModel,
+    StoredTuple, TupleChangeRecord, TupleFilter, TupleKey, TupleOperation, TupleSnapshot,
+    TupleWriteError, WriteOptions, WriteOutcome,
+};
+pub use service_accounts::{AccountRole, EnsuredToken, ServiceAccount, ServiceAccountStore};
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+/// What readiness checks report about the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// The newest migration this binary knows.
+    pub expected_version: i64,
+    /// The newest migration applied to the database (0 when none).
+    pub applied_version: i64,
+}
+
+impl Health {
+    /// Whether every migration this binary knows has been applied.
+    pub fn migrations_current(&self) -> bool {
+        self.applied_version >= self.expected_version
+    }
+}
+
+/// The result of running migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// The newest version applied before the run.
+    pub before: i64,
+    /// The newest version applied after the run.
+    pub after: i64,
+}
+
+/// What human authentication stores: users, sessions, second factors and the audit trail.
+pub trait AccountStore: UserStore + SessionStore + MfaStore + AuditStore + Send + Sync {}
+
+impl<T: UserStore + SessionStore + MfaStore + AuditStore + Send + Sync + ?Sized> AccountStore
+    for T
+{
+}
+
+/// What the OAuth provider stores besides signing keys: clients and the artifacts of grants,
+/// plus the users and audit trail it reads and appends to.
+pub trait OAuthStore: ClientStore + GrantStore + UserStore + AuditStore + Send + Sync {}
+
+impl<T: ClientStore + GrantStore + UserStore + AuditStore + Send + Sync + ?Sized> OAuthStore for T {}
+
+/// All storage aggregates of one database, and its administration. Only the binary's wiring
+/// (`trustgate-server`) holds one; services take the narrow traits above.
+///
+/// The groupings are supertraits so that an `Arc<dyn Store>` upcasts to any of them.
+#[async_trait]
+pub trait Store:
+    ServiceAccountStore
+    + RelationshipStore
+    + AccountStore
+    + OAuthStore
+    + SigningKeyStore
+    + fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The backend behind this store.
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations. Safe to run concurrently from several replicas.
+    async fn migrate(&self) -> Result<MigrationReport, StoreError>;
+
+    /// Checks that the database answers and reports the migration state.
+    async fn health(&self) -> Result<Health, StoreError>;
+
+    /// Closes the connections, waiting for checked-out ones to be returned.
+    async fn close(&self);
+}
