@@ -46,13 +46,12 @@ mod users;
 
 use std::fmt;
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use trustgate_core::id::new_ulid;
+use trustgate_audit::{Auditor, Event};
 use trustgate_core::{Clock, SealingKey, Secret};
 use trustgate_store_api::{AccountStore, StoreError};
 
@@ -115,16 +114,7 @@ impl Default for AccountsConfig {
     }
 }
 
-/// Where a request came from, for throttling and the audit trail. Nothing in it is secret.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestContext {
-    /// The client's address (after trusted-proxy resolution).
-    pub ip: Option<IpAddr>,
-    /// The `User-Agent` header.
-    pub user_agent: Option<String>,
-    /// The request id.
-    pub request_id: Option<String>,
-}
+pub use trustgate_audit::RequestContext;
 
 /// A user to create.
 #[derive(Debug, Clone, Default)]
@@ -365,6 +355,7 @@ pub struct Accounts {
 
 struct Inner {
     store: Arc<dyn AccountStore>,
+    auditor: Auditor,
     clock: Arc<dyn Clock>,
     key: SealingKey,
     config: AccountsConfig,
@@ -383,22 +374,24 @@ impl fmt::Debug for Accounts {
 }
 
 impl Accounts {
-    /// The service over `store`, sealing with `key`, with an in-memory [`LoginThrottle`] at the
-    /// default policies.
+    /// The service over `store`, auditing through `auditor`, sealing with `key`, with an
+    /// in-memory [`LoginThrottle`] at the default policies.
     pub fn new(
         store: Arc<dyn AccountStore>,
+        auditor: Auditor,
         clock: Arc<dyn Clock>,
         key: SealingKey,
         config: AccountsConfig,
     ) -> Self {
         let throttle = LoginThrottle::in_memory(Arc::clone(&clock));
-        Self::with_throttle(store, clock, key, config, throttle)
+        Self::with_throttle(store, auditor, clock, key, config, throttle)
     }
 
     /// As [`new`](Self::new), with an explicit throttle (custom policies, or a counter shared by
     /// several replicas).
     pub fn with_throttle(
         store: Arc<dyn AccountStore>,
+        auditor: Auditor,
         clock: Arc<dyn Clock>,
         key: SealingKey,
         config: AccountsConfig,
@@ -408,6 +401,7 @@ impl Accounts {
         Self {
             inner: Arc::new(Inner {
                 store,
+                auditor,
                 clock,
                 key,
                 config,
@@ -460,82 +454,16 @@ impl Accounts {
         }
     }
 
-    /// Appends an audit event. Only ids, outcomes and context go in: callers never pass secrets.
-    async fn record(&self, event: Audit<'_>) -> Result<(), AccountError> {
-        let Audit {
-            kind,
-            outcome,
-            actor,
-            user_id,
-            ctx,
-            detail,
-        } = event;
-        let at = self.now();
-        let event = AuditEvent {
-            id: new_ulid(at),
-            at,
-            kind: kind.to_owned(),
-            outcome: outcome.to_owned(),
-            actor,
-            user_id: user_id.map(str::to_owned),
-            ip: ctx.ip.map(|ip| ip.to_string()),
-            user_agent: ctx.user_agent.as_deref().map(|ua| clip(ua, 512)),
-            request_id: ctx.request_id.as_deref().map(|id| clip(id, 128)),
-            detail,
-        };
-        self.store().append_audit(&event).await.map_err(|e| {
-            tracing::error!(error = %e, kind = %event.kind, "cannot append audit event");
-            AccountError::from(e)
-        })
+    /// Audits `event` (see `trustgate_audit` for the policy): a credential event that cannot be
+    /// recorded fails the operation.
+    async fn record(&self, ctx: &RequestContext, event: Event) -> Result<(), AccountError> {
+        Ok(self.inner.auditor.record(ctx, event).await?)
     }
 
-    /// As [`record`](Self::record), on a path that already fails: an audit error is logged and
-    /// the original outcome kept.
-    async fn record_quietly(&self, event: Audit<'_>) {
-        let _ = self.record(event).await;
-    }
-}
-
-/// One audit event to append.
-struct Audit<'a> {
-    kind: &'static str,
-    outcome: &'static str,
-    actor: Option<String>,
-    user_id: Option<&'a str>,
-    ctx: &'a RequestContext,
-    detail: Map<String, Value>,
-}
-
-impl<'a> Audit<'a> {
-    fn new(kind: &'static str, outcome: &'static str, ctx: &'a RequestContext) -> Self {
-        Self {
-            kind,
-            outcome,
-            actor: None,
-            user_id: None,
-            ctx,
-            detail: Map::new(),
-        }
-    }
-
-    fn user(mut self, user_id: &'a str) -> Self {
-        self.user_id = Some(user_id);
-        self
-    }
-
-    fn actor(mut self, actor: impl Into<String>) -> Self {
-        self.actor = Some(actor.into());
-        self
-    }
-
-    /// The user acting on their own account.
-    fn by_self(self, user_id: &'a str) -> Self {
-        self.user(user_id).actor(subject(user_id))
-    }
-
-    fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.detail.insert(key.to_owned(), value.into());
-        self
+    /// As [`record`](Self::record), on a path that already fails: the original outcome is kept
+    /// (an audit error is logged by the auditor).
+    async fn record_quietly(&self, ctx: &RequestContext, event: Event) {
+        let _ = self.record(ctx, event).await;
     }
 }
 

@@ -6,7 +6,7 @@
 //! credential check. A failed check here is a 401; a 403 is always someone else's decision.
 //!
 //! # What is here
-//! The credential logic of *human* authentication, as pure functions and small services with no
+//! The credential logic of human and machine authentication, as pure functions and small services with no
 //! database, no HTTP and no global state beyond read-only data; and [`accounts`], the one service
 //! that puts them together over the storage traits of `trustgate-store` (still no HTTP: the
 //! pages and the admin API in `trustgate-server` call it).
@@ -16,6 +16,7 @@
 //! | [`password`] | choosing a password ([`PasswordPolicy`]), storing it (argon2id PHC strings), checking it on a bounded blocking pool ([`PasswordHasher`]) | OWASP ASVS V2.1, V2.4; NIST SP 800-63B 5.1.1 |
 //! | [`totp`] | second factor: TOTP codes with replay protection ([`TotpSecret`]) and single-use recovery codes | RFC 6238, RFC 4226; ASVS V2.8 |
 //! | [`throttle`] | growing delays after failures, per account and per client IP ([`LoginThrottle`]) | ASVS 2.2.1 |
+//! | [`service_tokens`] | a service account's bearer token → its principal, verified by digest and briefly cached ([`ServiceTokens`](service_tokens::ServiceTokens)) | RFC 6750 (the transport's) |
 //! | [`session_token`] | a fresh opaque session id and the digest under which it is stored | ASVS V3.2 |
 //! | [`accounts`] | the service over storage: users, login with a second factor, sessions, step-up, self-service changes, audit ([`Accounts`](accounts::Accounts)) | ASVS V2, V3, V7 |
 //!
@@ -53,6 +54,7 @@
 
 pub mod accounts;
 pub mod password;
+pub mod service_tokens;
 pub mod session_token;
 pub mod throttle;
 pub mod totp;

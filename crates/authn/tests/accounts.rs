@@ -6,6 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trustgate_audit::{Auditor, AuditorConfig};
 
 use time::macros::datetime;
 use trustgate_authn::accounts::{
@@ -35,9 +36,18 @@ fn ctx() -> RequestContext {
     }
 }
 
+fn auditor(db: &TestDatabase, clock: &ManualClock) -> Auditor {
+    Auditor::new(
+        db.store.clone(),
+        Arc::new(clock.clone()),
+        AuditorConfig::default(),
+    )
+}
+
 fn service(db: &TestDatabase, clock: &ManualClock) -> Accounts {
     Accounts::new(
         db.store.clone(),
+        auditor(db, clock),
         Arc::new(clock.clone()),
         SealingKey::generate(),
         AccountsConfig::default(),
@@ -165,6 +175,7 @@ async fn unknown_user_wrong_password_and_disabled_user_look_the_same(db: TestDat
     );
     let accounts = Accounts::with_throttle(
         db.store.clone(),
+        auditor(&db, &clock),
         Arc::new(clock.clone()),
         SealingKey::generate(),
         AccountsConfig::default(),
@@ -959,7 +970,13 @@ async fn outdated_hashes_are_upgraded_at_login(db: TestDatabase) {
         },
         ..AccountsConfig::default()
     };
-    let old = Accounts::new(db.store.clone(), Arc::new(clock.clone()), key.clone(), weak);
+    let old = Accounts::new(
+        db.store.clone(),
+        auditor(&db, &clock),
+        Arc::new(clock.clone()),
+        key.clone(),
+        weak,
+    );
     let alice = create(&old, "alice").await;
     let before = db
         .store
@@ -971,6 +988,7 @@ async fn outdated_hashes_are_upgraded_at_login(db: TestDatabase) {
 
     let current = Accounts::new(
         db.store.clone(),
+        auditor(&db, &clock),
         Arc::new(clock.clone()),
         key,
         AccountsConfig::default(),

@@ -31,6 +31,8 @@ use trustgate_core::Secret;
 use trustgate_oauth::clients::{Client, ClientError, ClientRegistration, MAX_PAGE};
 
 use crate::AppState;
+use trustgate_audit::AuditKind;
+
 use crate::admin::record_admin_event;
 use crate::auth::AdminPrincipal;
 use crate::client_context::ClientContext;
@@ -103,7 +105,14 @@ async fn create_client(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let registration = body(payload)?;
     let (client, secret) = state.clients.create(registration).await?;
-    record_admin_event(&state, "client_created", &admin, &ctx, detail(&client)).await?;
+    record_admin_event(
+        &state,
+        AuditKind::ClientCreated,
+        &admin,
+        &ctx,
+        detail(&client),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(client_json(&client, secret.as_ref())),
@@ -163,7 +172,7 @@ async fn update_client(
     let mut detail = detail(&client);
     detail.insert("secret_issued".into(), Value::Bool(secret.is_some()));
     detail.insert("has_secret".into(), Value::Bool(client.has_secret));
-    record_admin_event(&state, "client_updated", &admin, &ctx, detail).await?;
+    record_admin_event(&state, AuditKind::ClientUpdated, &admin, &ctx, detail).await?;
     Ok(Json(client_json(&client, secret.as_ref())))
 }
 
@@ -178,7 +187,7 @@ async fn delete_client(
     }
     let mut detail = Map::new();
     detail.insert("client_id".into(), Value::from(id));
-    record_admin_event(&state, "client_deleted", &admin, &ctx, detail).await?;
+    record_admin_event(&state, AuditKind::ClientDeleted, &admin, &ctx, detail).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -191,7 +200,7 @@ async fn rotate_secret(
     let secret = state.clients.rotate_secret(&id).await?;
     let mut detail = Map::new();
     detail.insert("client_id".into(), Value::from(id.as_str()));
-    record_admin_event(&state, "client_secret_rotated", &admin, &ctx, detail).await?;
+    record_admin_event(&state, AuditKind::ClientSecretRotated, &admin, &ctx, detail).await?;
     Ok(Json(json!({
         "client_id": id,
         "client_secret": secret.expose(),

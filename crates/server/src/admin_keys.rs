@@ -20,6 +20,8 @@ use serde_json::{Map, Value, json};
 use trustgate_tokens::{Algorithm, KeyError};
 
 use crate::AppState;
+use trustgate_audit::AuditKind;
+
 use crate::admin::record_admin_event;
 use crate::auth::AdminPrincipal;
 use crate::client_context::ClientContext;
@@ -75,6 +77,6 @@ async fn rotate_keys(
         "kids".into(),
         json!(created.iter().map(|k| k.kid.clone()).collect::<Vec<_>>()),
     );
-    record_admin_event(&state, "signing_key_rotated", &admin, &ctx, detail).await?;
+    record_admin_event(&state, AuditKind::SigningKeyRotated, &admin, &ctx, detail).await?;
     Ok(Json(json!({ "keys": created })))
 }

@@ -28,9 +28,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use trustgate_audit::RequestContext;
 use trustgate_authn::accounts::{
-    AccountError, AuditEvent, AuditFilter, CreateUser, RequestContext, Session, User, UserStatus,
-    UserUpdate,
+    AccountError, AuditEvent, AuditFilter, CreateUser, Session, User, UserStatus, UserUpdate,
 };
 use trustgate_core::Secret;
 

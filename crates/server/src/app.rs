@@ -18,7 +18,9 @@ use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use trustgate_audit::{Auditor, AuditorConfig};
 use trustgate_authn::accounts::{Accounts, AccountsConfig};
+use trustgate_authn::service_tokens::ServiceTokens;
 use trustgate_core::{Clock, SealingKey};
 use trustgate_oauth::Endpoints;
 use trustgate_oauth::clients::ClientRegistry;
@@ -28,7 +30,7 @@ use trustgate_tokens::{Algorithm, KeyError, KeyManager, KeyPolicy};
 
 use crate::config::Config;
 use crate::{
-    admin, admin_clients, admin_keys, admin_users, auth, error, fga, oauth, ops, pages, request_id,
+    admin, admin_clients, admin_keys, admin_users, error, fga, oauth, ops, pages, request_id,
     telemetry,
 };
 
@@ -43,6 +45,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The audit trail.
+    pub auditor: Auditor,
     /// Human accounts: users, login, sessions, second factors, audit.
     pub accounts: Accounts,
     /// Registered OAuth clients: registration and client authentication.
@@ -51,8 +55,8 @@ pub struct AppState {
     pub oauth: Provider,
     /// The relationship PDP's in-memory state (tuple indexes, model cache).
     pub fga: Arc<fga::FgaRuntime>,
-    /// Recently verified service tokens.
-    pub service_tokens: auth::ServiceTokenCache,
+    /// Service-account bearer tokens (machine credentials).
+    pub service_tokens: ServiceTokens,
 }
 
 impl AppState {
@@ -65,8 +69,10 @@ impl AppState {
         config: Config,
         secrets_key: SealingKey,
     ) -> Result<Self, KeyError> {
+        let auditor = Auditor::new(store.clone(), Arc::clone(&clock), AuditorConfig::default());
         let accounts = Accounts::new(
             store.clone(),
+            auditor.clone(),
             Arc::clone(&clock),
             secrets_key.clone(),
             AccountsConfig::default(),
@@ -109,6 +115,7 @@ impl AppState {
             Endpoints::new(&issuer),
             settings,
         );
+        let service_tokens = ServiceTokens::new(store.clone());
         Ok(Self {
             fga: Arc::new(fga::FgaRuntime::new(store.clone())),
             clients,
@@ -117,7 +124,8 @@ impl AppState {
             clock,
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
-            service_tokens: auth::ServiceTokenCache::default(),
+            service_tokens,
+            auditor,
             accounts,
         })
     }

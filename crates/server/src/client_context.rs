@@ -6,30 +6,20 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use http::header::USER_AGENT;
 use http::request::Parts;
-use trustgate_authn::accounts::RequestContext;
+use trustgate_audit::RequestContext;
 
 use crate::request_id::RequestId;
 
-/// User agents are recorded up to this many characters (they are client-controlled).
-const MAX_USER_AGENT_CHARS: usize = 512;
-
 /// The request's client context.
 pub fn request_context(parts: &Parts) -> RequestContext {
-    RequestContext {
-        ip: parts
+    RequestContext::new(
+        parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip()),
-        user_agent: parts
-            .headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect()),
-        request_id: parts
-            .extensions
-            .get::<RequestId>()
-            .map(|id| id.as_str().to_owned()),
-    }
+        parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
+        parts.extensions.get::<RequestId>().map(RequestId::as_str),
+    )
 }
 
 /// [`request_context`] as an extractor.

@@ -152,6 +152,7 @@ impl Server {
     ) -> Result<(), StartError> {
         let grace = Duration::from_secs(self.state.config.http.shutdown_grace_secs);
         let store = self.state.store.clone();
+        let auditor = self.state.auditor.clone();
         let purge = tokio::spawn(purge_sessions_periodically(self.state.accounts.clone()));
         let maintenance = tokio::spawn(maintain_oauth_periodically(
             self.state.oauth.clone(),
@@ -184,11 +185,19 @@ impl Server {
         };
         purge.abort();
         maintenance.abort();
+        // Decisions and issuances still queued reach the trail before the database closes; a
+        // database that does not answer cannot hold shutdown up beyond this bound.
+        if !auditor.flush(AUDIT_FLUSH_TIMEOUT).await {
+            tracing::warn!("audit events still queued at shutdown were dropped");
+        }
         store.close().await;
         tracing::info!("stopped");
         result.map_err(StartError::Serve)
     }
 }
+
+/// How long shutdown waits for queued audit events to be written.
+const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {

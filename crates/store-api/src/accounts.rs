@@ -418,6 +418,9 @@ pub trait AuditStore: std::fmt::Debug + Send + Sync {
     /// Appends one event. The outcome must be one of [`AUDIT_OUTCOMES`].
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
 
+    /// Appends several events at once, all or none (the batched writer of decision events).
+    async fn append_audits(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+
     /// Events matching `filter`, newest first (by id), at most `limit` (1 to
     /// [`MAX_PAGE_SIZE`](crate::relationships::MAX_PAGE_SIZE)).
     async fn list_audit(

@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use trustgate_core::Secret;
 
+use trustgate_audit::{AuditKind, Event, Outcome};
+
 use super::{
-    AccountError, Accounts, Audit, FactorKind, IssuedSession, LoginStep, MAX_LOGIN_CHARS,
+    AccountError, Accounts, FactorKind, IssuedSession, LoginStep, MAX_LOGIN_CHARS,
     PURPOSE_PENDING_LOGIN, RequestContext, SecondFactor, User, UserStatus, clip, plus, subject,
 };
 use crate::password::{HashError, HashedPassword, Verification};
@@ -123,7 +125,8 @@ impl Accounts {
             let e = AccountError::from(e);
             if matches!(e, AccountError::Throttled(_)) {
                 self.record_quietly(
-                    Audit::new("login_failed", "denied", ctx)
+                    ctx,
+                    Event::new(AuditKind::LoginFailed, Outcome::Denied)
                         .detail("reason", "throttled")
                         .detail("factor", "pwd"),
                 )
@@ -153,13 +156,13 @@ impl Accounts {
                     .record_failure(Some(&account_key), ctx.ip)
                     .await?;
                 let reason = result.err().unwrap_or("unknown_user");
-                let mut event = Audit::new("login_failed", "failure", ctx)
+                let mut event = Event::new(AuditKind::LoginFailed, Outcome::Failure)
                     .detail("reason", reason)
                     .detail("factor", "pwd");
                 if let Some(user) = &user {
                     event = event.user(&user.id);
                 }
-                self.record_quietly(event).await;
+                self.record_quietly(ctx, event).await;
                 return Err(AccountError::InvalidCredentials);
             }
         };
@@ -170,8 +173,9 @@ impl Accounts {
             let now = self.now();
             let issued = self.issue_session(user, &["pwd"], now, ctx).await?;
             self.record(
-                Audit::new("login", "success", ctx)
-                    .by_self(&issued.user.id)
+                ctx,
+                Event::new(AuditKind::Login, Outcome::Success)
+                    .by_user(&issued.user.id)
                     .detail("session_id", issued.session.id.clone())
                     .detail("amr", issued.session.amr.clone()),
             )
@@ -184,8 +188,9 @@ impl Accounts {
             exp: plus(self.now(), self.inner.config.pending_login_ttl).unix_timestamp(),
         })?;
         self.record(
-            Audit::new("login_pending", "success", ctx)
-                .by_self(&user.id)
+            ctx,
+            Event::new(AuditKind::LoginPending, Outcome::Success)
+                .by_user(&user.id)
                 .detail("amr", vec!["pwd"])
                 .detail(
                     "second_factor",
@@ -262,11 +267,12 @@ impl Accounts {
                     PendingRefusal::Malformed => ("pending_login_invalid", None),
                     PendingRefusal::Expired { user_id } => ("pending_login_expired", Some(user_id)),
                 };
-                let mut event = Audit::new("login_failed", "failure", ctx).detail("reason", reason);
+                let mut event =
+                    Event::new(AuditKind::LoginFailed, Outcome::Failure).detail("reason", reason);
                 if let Some(user_id) = &user_id {
                     event = event.user(user_id);
                 }
-                self.record_quietly(event).await;
+                self.record_quietly(ctx, event).await;
                 Err(AccountError::InvalidSecondFactor)
             }
         }
@@ -307,7 +313,8 @@ impl Accounts {
             let e = AccountError::from(e);
             if matches!(e, AccountError::Throttled(_)) {
                 self.record_quietly(
-                    Audit::new("login_failed", "denied", ctx)
+                    ctx,
+                    Event::new(AuditKind::LoginFailed, Outcome::Denied)
                         .user(&pending.user_id)
                         .detail("reason", "throttled")
                         .detail("factor", factor_name),
@@ -336,7 +343,8 @@ impl Accounts {
                     .record_failure(Some(&key), ctx.ip)
                     .await?;
                 self.record_quietly(
-                    Audit::new("login_failed", "failure", ctx)
+                    ctx,
+                    Event::new(AuditKind::LoginFailed, Outcome::Failure)
                         .user(&pending.user_id)
                         .detail("reason", result.err().unwrap_or("invalid"))
                         .detail("factor", factor_name),
@@ -349,8 +357,9 @@ impl Accounts {
         if matches!(factor, SecondFactor::RecoveryCode(_)) {
             let left = self.store().recovery_codes_left(&user.id).await?;
             self.record(
-                Audit::new("recovery_code_used", "success", ctx)
-                    .by_self(&user.id)
+                ctx,
+                Event::new(AuditKind::RecoveryCodeUsed, Outcome::Success)
+                    .by_user(&user.id)
                     .detail("codes_left", left),
             )
             .await?;
@@ -364,8 +373,9 @@ impl Accounts {
         let now = self.now();
         let issued = self.issue_session(user, &amr, now, ctx).await?;
         self.record(
-            Audit::new("login", "success", ctx)
-                .by_self(&issued.user.id)
+            ctx,
+            Event::new(AuditKind::Login, Outcome::Success)
+                .by_user(&issued.user.id)
                 .actor(subject(&issued.user.id))
                 .detail("session_id", issued.session.id.clone())
                 .detail("amr", issued.session.amr.clone())

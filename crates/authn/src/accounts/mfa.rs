@@ -4,9 +4,10 @@
 use trustgate_core::Secret;
 
 use super::login::{Check, user_key};
+use trustgate_audit::{AuditKind, Event, Outcome};
+
 use super::{
-    AccountError, Accounts, Audit, CurrentSession, PURPOSE_TOTP_SECRET, RequestContext,
-    TotpEnrollment,
+    AccountError, Accounts, CurrentSession, PURPOSE_TOTP_SECRET, RequestContext, TotpEnrollment,
 };
 use crate::totp::{TotpSecret, generate_recovery_codes};
 
@@ -89,8 +90,9 @@ impl Accounts {
                 .record_failure(Some(&key), ctx.ip)
                 .await?;
             self.record_quietly(
-                Audit::new("password_changed", "failure", ctx)
-                    .by_self(&user.id)
+                ctx,
+                Event::new(AuditKind::PasswordChanged, Outcome::Failure)
+                    .by_user(&user.id)
                     .detail("reason", reason),
             )
             .await;
@@ -115,8 +117,9 @@ impl Accounts {
             0
         };
         self.record(
-            Audit::new("password_changed", "success", ctx)
-                .by_self(&user.id)
+            ctx,
+            Event::new(AuditKind::PasswordChanged, Outcome::Success)
+                .by_user(&user.id)
                 .detail("by", "self")
                 .detail("sessions_revoked", revoked),
         )
@@ -191,8 +194,9 @@ impl Accounts {
                     .record_failure(Some(&key), ctx.ip)
                     .await?;
                 self.record_quietly(
-                    Audit::new("mfa_enrolled", "failure", ctx)
-                        .by_self(&user.id)
+                    ctx,
+                    Event::new(AuditKind::MfaEnrolled, Outcome::Failure)
+                        .by_user(&user.id)
                         .detail("factor", "totp")
                         .detail("reason", e.code()),
                 )
@@ -210,8 +214,9 @@ impl Accounts {
             .replace_recovery_codes(&user.id, &codes.digests, self.now())
             .await?;
         self.record(
-            Audit::new("mfa_enrolled", "success", ctx)
-                .by_self(&user.id)
+            ctx,
+            Event::new(AuditKind::MfaEnrolled, Outcome::Success)
+                .by_user(&user.id)
                 .detail("factor", "totp")
                 .detail("recovery_codes", codes.codes.len()),
         )
@@ -231,8 +236,9 @@ impl Accounts {
             return Err(AccountError::NotFound);
         }
         self.record(
-            Audit::new("mfa_removed", "success", ctx)
-                .by_self(&user.id)
+            ctx,
+            Event::new(AuditKind::MfaRemoved, Outcome::Success)
+                .by_user(&user.id)
                 .detail("factor", "totp"),
         )
         .await

@@ -21,8 +21,10 @@ use time::OffsetDateTime;
 use trustgate_core::Secret;
 use trustgate_store_api::Passkey;
 
+use trustgate_audit::{AuditKind, Event, Outcome};
+
 use super::{
-    AccountError, Accounts, Audit, CurrentSession, IssuedSession, RequestContext, UserStatus, plus,
+    AccountError, Accounts, CurrentSession, IssuedSession, RequestContext, UserStatus, plus,
     subject,
 };
 use crate::webauthn::{self, CHALLENGE_BYTES, Challenge, RelyingParty, WebauthnError};
@@ -232,8 +234,9 @@ impl Accounts {
             Ok(c) => c,
             Err(e) => {
                 self.record_quietly(
-                    Audit::new("passkey_added", "failure", ctx)
-                        .by_self(&user.id)
+                    ctx,
+                    Event::new(AuditKind::PasskeyAdded, Outcome::Failure)
+                        .by_user(&user.id)
                         .detail("reason", e.code()),
                 )
                 .await;
@@ -268,8 +271,9 @@ impl Accounts {
         };
         self.store().add_passkey(&passkey).await?;
         self.record(
-            Audit::new("passkey_added", "success", ctx)
-                .by_self(&user.id)
+            ctx,
+            Event::new(AuditKind::PasskeyAdded, Outcome::Success)
+                .by_user(&user.id)
                 .detail("credential_id", b64(&passkey.credential_id))
                 .detail("name", passkey.name.clone())
                 .detail("backup_eligible", credential.backup_eligible),
@@ -305,7 +309,8 @@ impl Accounts {
             let e = AccountError::from(e);
             if matches!(e, AccountError::Throttled(_)) {
                 self.record_quietly(
-                    Audit::new("login_failed", "denied", ctx)
+                    ctx,
+                    Event::new(AuditKind::LoginFailed, Outcome::Denied)
                         .detail("reason", "throttled")
                         .detail("factor", "passkey"),
                 )
@@ -319,22 +324,23 @@ impl Accounts {
             Err((reason, user_id, regression)) => {
                 self.inner.throttle.record_failure(None, ctx.ip).await?;
                 if let Some((stored, presented)) = regression {
-                    let mut event = Audit::new("passkey_counter_regression", "denied", ctx)
-                        .detail("credential_id", b64(&assertion.credential_id))
-                        .detail("stored", stored)
-                        .detail("presented", presented);
+                    let mut event =
+                        Event::new(AuditKind::PasskeyCounterRegression, Outcome::Denied)
+                            .detail("credential_id", b64(&assertion.credential_id))
+                            .detail("stored", stored)
+                            .detail("presented", presented);
                     if let Some(user_id) = &user_id {
                         event = event.user(user_id);
                     }
-                    self.record_quietly(event).await;
+                    self.record_quietly(ctx, event).await;
                 }
-                let mut event = Audit::new("login_failed", "failure", ctx)
+                let mut event = Event::new(AuditKind::LoginFailed, Outcome::Failure)
                     .detail("reason", reason)
                     .detail("factor", "passkey");
                 if let Some(user_id) = &user_id {
                     event = event.user(user_id);
                 }
-                self.record_quietly(event).await;
+                self.record_quietly(ctx, event).await;
                 return Err(AccountError::InvalidCredentials);
             }
         };
@@ -350,8 +356,9 @@ impl Accounts {
         let amr = [key_kind, "user", "mfa"];
         let issued = self.issue_session(user, &amr, now, ctx).await?;
         self.record(
-            Audit::new("login", "success", ctx)
-                .by_self(&issued.user.id)
+            ctx,
+            Event::new(AuditKind::Login, Outcome::Success)
+                .by_user(&issued.user.id)
                 .actor(subject(&issued.user.id))
                 .detail("session_id", issued.session.id.clone())
                 .detail("amr", issued.session.amr.clone())
@@ -440,8 +447,9 @@ impl Accounts {
             return Err(AccountError::NotFound);
         }
         self.record(
-            Audit::new("passkey_removed", "success", ctx)
-                .by_self(&user.id)
+            ctx,
+            Event::new(AuditKind::PasskeyRemoved, Outcome::Success)
+                .by_user(&user.id)
                 .detail("credential_id", b64(credential_id)),
         )
         .await
@@ -471,6 +479,11 @@ mod tests {
         let clock = ManualClock::new(OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000));
         let accounts = Accounts::new(
             db.store.clone(),
+            trustgate_audit::Auditor::new(
+                db.store.clone(),
+                Arc::new(clock.clone()),
+                trustgate_audit::AuditorConfig::default(),
+            ),
             Arc::new(clock.clone()),
             SealingKey::generate(),
             AccountsConfig::default(),

@@ -7,9 +7,11 @@ use trustgate_core::Secret;
 use trustgate_core::id::new_ulid;
 
 use super::login::user_key;
+use trustgate_audit::{AuditKind, Event, Outcome};
+
 use super::{
-    AccountError, Accounts, Audit, CurrentSession, IssuedSession, RequestContext, Session, User,
-    UserStatus, clip, plus,
+    AccountError, Accounts, CurrentSession, IssuedSession, RequestContext, Session, User,
+    UserStatus, plus,
 };
 use crate::session_token::{new_session_id, session_id_digest};
 
@@ -45,7 +47,7 @@ impl Accounts {
             amr: amr.iter().map(|m| (*m).to_owned()).collect(),
             acr: if two_factors { "2" } else { "1" }.to_owned(),
             ip: ctx.ip.map(|ip| ip.to_string()),
-            user_agent: ctx.user_agent.as_deref().map(|ua| clip(ua, 512)),
+            user_agent: ctx.user_agent.clone(),
         }
     }
 
@@ -118,8 +120,9 @@ impl Accounts {
             .revoke_session(&session.user_id, &session.id, now)
             .await?;
         self.record(
-            Audit::new("logout", "success", ctx)
-                .by_self(&session.user_id)
+            ctx,
+            Event::new(AuditKind::Logout, Outcome::Success)
+                .by_user(&session.user_id)
                 .detail("session_id", session.id),
         )
         .await
@@ -148,8 +151,9 @@ impl Accounts {
             let e = AccountError::from(e);
             if matches!(e, AccountError::Throttled(_)) {
                 self.record_quietly(
-                    Audit::new("step_up", "denied", ctx)
-                        .by_self(&user.id)
+                    ctx,
+                    Event::new(AuditKind::StepUp, Outcome::Denied)
+                        .by_user(&user.id)
                         .detail("reason", "throttled"),
                 )
                 .await;
@@ -177,8 +181,9 @@ impl Accounts {
                 .record_failure(Some(&key), ctx.ip)
                 .await?;
             self.record_quietly(
-                Audit::new("step_up", "failure", ctx)
-                    .by_self(&user.id)
+                ctx,
+                Event::new(AuditKind::StepUp, Outcome::Failure)
+                    .by_user(&user.id)
                     .detail("reason", reason),
             )
             .await;
@@ -205,8 +210,9 @@ impl Accounts {
             return Err(AccountError::InvalidCredentials);
         }
         self.record(
-            Audit::new("step_up", "success", ctx)
-                .by_self(&user.id)
+            ctx,
+            Event::new(AuditKind::StepUp, Outcome::Success)
+                .by_user(&user.id)
                 .detail("old_session_id", current.session.id.clone())
                 .detail("session_id", session.id.clone())
                 .detail("amr", session.amr.clone()),
@@ -248,7 +254,8 @@ impl Accounts {
             return Err(AccountError::NotFound);
         }
         self.record(
-            Audit::new("session_revoked", "success", ctx)
+            ctx,
+            Event::new(AuditKind::SessionRevoked, Outcome::Success)
                 .user(&user.id)
                 .actor(actor)
                 .detail("session_id", session_id),
@@ -270,7 +277,8 @@ impl Accounts {
             .revoke_user_sessions(&user.id, keep, self.now())
             .await?;
         self.record(
-            Audit::new("session_revoked", "success", ctx)
+            ctx,
+            Event::new(AuditKind::SessionRevoked, Outcome::Success)
                 .user(&user.id)
                 .actor(actor)
                 .detail("all", true)

@@ -5,9 +5,11 @@ use trustgate_core::Secret;
 use trustgate_core::id::{is_ulid, new_ulid};
 use trustgate_store_api::NewUser;
 
+use trustgate_audit::{AuditKind, Event, Outcome};
+
 use super::{
-    AccountError, Accounts, Audit, CreateUser, MAX_LOGIN_CHARS, MAX_PAGE, RequestContext, User,
-    UserPage, UserStatus, UserUpdate,
+    AccountError, Accounts, CreateUser, MAX_LOGIN_CHARS, MAX_PAGE, RequestContext, User, UserPage,
+    UserStatus, UserUpdate,
 };
 
 /// Longest username.
@@ -160,7 +162,8 @@ impl Accounts {
             )
             .await?;
         self.record(
-            Audit::new("user_created", "success", ctx)
+            ctx,
+            Event::new(AuditKind::UserCreated, Outcome::Success)
                 .user(&user.id)
                 .actor(actor)
                 .detail("username", user.username.clone())
@@ -243,7 +246,8 @@ impl Accounts {
             }
         }
         self.record(
-            Audit::new("user_updated", "success", ctx)
+            ctx,
+            Event::new(AuditKind::UserUpdated, Outcome::Success)
                 .user(&updated.id)
                 .actor(actor)
                 .detail("fields", fields),
@@ -270,11 +274,16 @@ impl Accounts {
             return Err(AccountError::NotFound);
         }
         let kind = match status {
-            UserStatus::Active => "user_enabled",
-            UserStatus::Disabled => "user_disabled",
+            UserStatus::Active => AuditKind::UserEnabled,
+            UserStatus::Disabled => AuditKind::UserDisabled,
         };
-        self.record(Audit::new(kind, "success", ctx).user(&user.id).actor(actor))
-            .await?;
+        self.record(
+            ctx,
+            Event::new(kind, Outcome::Success)
+                .user(&user.id)
+                .actor(actor),
+        )
+        .await?;
         self.store()
             .get_user(&user.id)
             .await?
@@ -293,7 +302,8 @@ impl Accounts {
             return Err(AccountError::NotFound);
         }
         self.record(
-            Audit::new("user_deleted", "success", ctx)
+            ctx,
+            Event::new(AuditKind::UserDeleted, Outcome::Success)
                 .user(&user.id)
                 .actor(actor)
                 .detail("username", user.username),
@@ -326,7 +336,8 @@ impl Accounts {
             .revoke_user_sessions(&user.id, None, now)
             .await?;
         self.record(
-            Audit::new("password_changed", "success", ctx)
+            ctx,
+            Event::new(AuditKind::PasswordChanged, Outcome::Success)
                 .user(&user.id)
                 .actor(actor)
                 .detail("by", "admin")

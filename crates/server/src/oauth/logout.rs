@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::LOCATION;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
-use trustgate_authn::accounts::RequestContext;
+use trustgate_audit::RequestContext;
 use trustgate_oauth::provider::{BackchannelNotice, LogoutRequest};
 use trustgate_oauth::request::Params;
 

@@ -87,7 +87,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The audit context of a request, in the oauth crate's terms.
-pub(crate) fn oauth_context(ctx: &trustgate_authn::accounts::RequestContext) -> RequestContext {
+pub(crate) fn oauth_context(ctx: &trustgate_audit::RequestContext) -> RequestContext {
     RequestContext {
         ip: ctx.ip.map(|ip| ip.to_string()),
         user_agent: ctx.user_agent.clone(),

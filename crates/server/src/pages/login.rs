@@ -170,7 +170,7 @@ pub(super) async fn end_presented_session(
     state: &AppState,
     policy: CookiePolicy,
     headers: &HeaderMap,
-    ctx: &trustgate_authn::accounts::RequestContext,
+    ctx: &trustgate_audit::RequestContext,
 ) {
     if let Some(old) = policy.get(headers, CookieKind::Session)
         && let Err(e) = state.accounts.logout(old, ctx).await

@@ -849,6 +849,36 @@ impl AuditStore for SqliteStore {
         Ok(())
     }
 
+    async fn append_audits(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let details = events
+            .iter()
+            .map(check_audit_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for (event, detail) in events.iter().zip(&details) {
+            let detail = detail.as_str();
+            sqlx::query(
+                "INSERT INTO audit_events (id, at, kind, outcome, actor, user_id, ip, user_agent, \
+                 request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&event.id)
+            .bind(micros(event.at))
+            .bind(&event.kind)
+            .bind(&event.outcome)
+            .bind(event.actor.as_deref())
+            .bind(event.user_id.as_deref())
+            .bind(event.ip.as_deref())
+            .bind(event.user_agent.as_deref())
+            .bind(event.request_id.as_deref())
+            .bind(detail)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
     async fn list_audit(
         &self,
         filter: &AuditFilter,
