@@ -6,7 +6,7 @@
 //!
 //! - [`model`]: the OpenFGA authorization model (schema 1.1) as Rust types whose serde form is
 //!   OpenFGA's JSON model format.
-//! - [`tuple`]: relationship tuples and their parts (`object`, `relation`, `user`).
+//! - [`tuple`](mod@tuple): relationship tuples and their parts (`object`, `relation`, `user`).
 //! - [`dsl`]: the OpenFGA DSL, parsed to a [`model::AuthorizationModel`] with line/column errors,
 //!   and written back from one.
 //! - [`validate`]: semantic validation of a model (undefined types and relations, invalid

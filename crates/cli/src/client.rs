@@ -23,7 +23,7 @@ pub struct ClientArgs {
         global = true
     )]
     pub server: String,
-    /// Admin bearer token (default: TRUSTGATE_TOKEN, then <data-dir>/admin.token).
+    /// Admin bearer token (default: TRUSTGATE_TOKEN, then `<data-dir>/admin.token`).
     #[arg(long, env = "TRUSTGATE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// Data directory (the server's; management commands read admin.token from it)

@@ -10,7 +10,7 @@
 //! - [`secret`]: secret values that redact themselves in `Debug`/`Display`, opaque bearer token
 //!   generation and the SHA-256 digests under which high-entropy secrets are stored.
 //! - [`id`]: sortable identifiers (ULIDs) for stores, models and other records.
-//! - [`tuple`]: the relationship tuple ([`TupleKey`]), one type on the wire, in the engine and
+//! - [`tuple`](mod@tuple): the relationship tuple ([`TupleKey`]), one type on the wire, in the engine and
 //!   in storage.
 //! - [`seal`]: purpose-bound AES-256-GCM sealing of secrets at rest and stateless tokens
 //!   ([`SealingKey`]).

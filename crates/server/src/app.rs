@@ -5,7 +5,7 @@
 //! 2. [`error::render_errors`]: error responses get the JSON error shape with that id.
 //! 3. [`telemetry::record_metrics`]: counts and times by route template and status.
 //! 4. timeout (503 `request_timeout`) and the request body limit (413 `payload_too_large`).
-//! 5. the routes; handlers authenticate with extractors ([`auth::AdminPrincipal`]). The
+//! 5. the routes; handlers authenticate with extractors ([`crate::auth::AdminPrincipal`]). The
 //!    OpenFGA-compatible routes ([`fga`]) render OpenFGA's error bodies themselves.
 
 use std::sync::Arc;

@@ -352,6 +352,12 @@ impl Config {
         }
     }
 
+    /// [`effective_database_url`](Self::effective_database_url) without its password, for logs
+    /// and output.
+    pub fn shown_database_url(&self) -> String {
+        trustgate_store::redact_url(&self.effective_database_url())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         trustgate_store::backend_of(&self.effective_database_url())
             .map_err(|e| ConfigError::Invalid(format!("database_url: {e}")))?;
@@ -393,7 +399,7 @@ impl Config {
     /// The configuration as TOML, secrets and database passwords redacted.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        shown.database_url = Some(trustgate_store::redact_url(&self.effective_database_url()));
+        shown.database_url = Some(self.shown_database_url());
         // `Secret` serializes as "[redacted]" on its own.
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }

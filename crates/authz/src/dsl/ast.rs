@@ -1,8 +1,8 @@
 //! Syntax tree of a DSL file, with the source position of every name.
 //!
 //! The tree keeps exactly what the model needs plus positions; it is produced by
-//! [`super::parser`] only for syntactically valid input and turned into an
-//! [`crate::model::AuthorizationModel`] by [`super::build`]. Positions are 0-based lines and
+//! the parser only for syntactically valid input and turned into an
+//! [`crate::model::AuthorizationModel`] by the model builder. Positions are 0-based lines and
 //! 0-based character columns of the cleaned input.
 
 /// A name and where it was written.

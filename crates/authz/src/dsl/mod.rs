@@ -4,7 +4,7 @@
 //!   upstream's parser listener makes, then semantic validation ([`crate::validate`]), with every
 //!   error carrying 0-based line and column ranges.
 //! - [`parse_syntax_only`] stops after the syntax and listener checks.
-//! - [`write`] prints a model in the `fga model transform` layout.
+//! - [`write()`] prints a model in the `fga model transform` layout.
 //! - Modular models: [`parse_mod_file`] reads an `fga.mod` manifest and [`combine_modules`]
 //!   combines the module files it lists into one model (module and file metadata on every
 //!   element, upstream's combination errors, validation errors placed in the declaring file);

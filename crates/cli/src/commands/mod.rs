@@ -122,7 +122,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::Failed(e.to_string()))?;
             println!(
                 "database {}: migration version {} -> {}",
-                trustgate_store::redact_url(&config.effective_database_url()),
+                config.shown_database_url(),
                 report.before,
                 report.after
             );
@@ -160,7 +160,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 async fn serve(args: &ServerArgs, data_dir: Option<PathBuf>) -> Result<(), Failure> {
     let config = args.load(data_dir)?;
     trustgate_server::telemetry::init_logging(config.log_format, &config.log_level);
-    let database = trustgate_store::redact_url(&config.effective_database_url());
+    let database = config.shown_database_url();
     let data_dir = config.data_dir.clone();
     let server = Server::start(config)
         .await
