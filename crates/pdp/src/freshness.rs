@@ -185,7 +185,8 @@ impl Inner {
                     break;
                 };
                 if let Err(e) = inner.refresh_all().await {
-                    tracing::warn!(error = %e, "tuple index refresh failed; retrying");
+                    let cause = std::error::Error::source(&e).map(ToString::to_string);
+                    tracing::warn!(error = %e, cause, "tuple index refresh failed; retrying");
                 }
             }
         });
