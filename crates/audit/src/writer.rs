@@ -4,7 +4,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use trustgate_core::Clock;
-use trustgate_core::id::new_ulid;
+use trustgate_core::id::UlidSequence;
 use trustgate_store_api::{AuditEvent, AuditStore, StoreError};
 
 use crate::{AuditKind, Delivery, Outcome, RequestContext};
@@ -140,6 +140,8 @@ enum Message {
 pub struct Auditor {
     store: Arc<dyn AuditStore>,
     clock: Arc<dyn Clock>,
+    // Events are listed newest first by id: ids must increase within a millisecond too.
+    ids: Arc<UlidSequence>,
     queue: mpsc::Sender<Message>,
 }
 
@@ -167,6 +169,7 @@ impl Auditor {
         Self {
             store,
             clock,
+            ids: Arc::default(),
             queue,
         }
     }
@@ -209,7 +212,7 @@ impl Auditor {
     fn stored(&self, ctx: &RequestContext, event: Event) -> AuditEvent {
         let at = self.clock.now();
         AuditEvent {
-            id: new_ulid(at),
+            id: self.ids.next(at, None),
             at,
             kind: event.kind.as_str().to_owned(),
             outcome: event.outcome.as_str().to_owned(),

@@ -4,6 +4,8 @@
 //! use ULIDs: 128-bit, lexicographically sortable by creation time, and the format OpenFGA uses
 //! for store and model ids, so its SDKs accept ours unchanged.
 
+use std::sync::Mutex;
+
 use time::OffsetDateTime;
 use ulid::Ulid;
 
@@ -12,6 +14,32 @@ pub fn new_ulid(now: OffsetDateTime) -> String {
     let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     let random: u128 = rand::random();
     Ulid::from_parts(millis, random).to_string()
+}
+
+/// ULIDs that strictly increase across one process, even within one millisecond (where
+/// [`new_ulid`]'s random part sorts at random): for records whose order is their id's order,
+/// such as the newest authorization model of a store, or audit events listed newest first.
+#[derive(Debug, Default)]
+pub struct UlidSequence {
+    last: Mutex<Ulid>,
+}
+
+impl UlidSequence {
+    /// A ULID at `now`, greater than every one this sequence handed out and than `floor`.
+    pub fn next(&self, now: OffsetDateTime, floor: Option<&str>) -> String {
+        let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let candidate = Ulid::from_parts(millis, rand::random());
+        let floor = floor.and_then(|f| f.parse::<Ulid>().ok());
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let minimum = floor.map_or(*last, |f| f.max(*last));
+        let id = if candidate > minimum {
+            candidate
+        } else {
+            minimum.increment().unwrap_or(candidate)
+        };
+        *last = id;
+        id.to_string()
+    }
 }
 
 /// Whether `s` is a well-formed ULID (26 Crockford base32 characters).
@@ -32,5 +60,18 @@ mod tests {
         assert!(is_ulid(&a));
         assert!(!is_ulid("not-a-ulid"));
         assert!(!is_ulid(""));
+    }
+
+    #[test]
+    fn a_sequence_increases_within_one_millisecond_and_past_the_floor() {
+        let sequence = UlidSequence::default();
+        let now = datetime!(2026-01-01 00:00 UTC);
+        let ids: Vec<String> = (0..100).map(|_| sequence.next(now, None)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let floor = new_ulid(now + time::Duration::hours(1));
+        let past = sequence.next(now, Some(&floor));
+        assert!(past > floor, "{past} {floor}");
+        assert!(sequence.next(now, None) > past);
+        assert!(is_ulid(&past));
     }
 }

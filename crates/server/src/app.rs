@@ -53,8 +53,9 @@ pub struct AppState {
     pub clients: ClientRegistry,
     /// The OAuth 2.0 authorization server / OpenID Provider (and its signing keys).
     pub oauth: Provider,
-    /// The relationship PDP's in-memory state (tuple indexes, model cache).
-    pub fga: Arc<fga::FgaRuntime>,
+    /// The relationship PDP service (stores, models, tuples, queries; tuple indexes and model
+    /// cache), over the relationship part of the store.
+    pub pdp: trustgate_pdp::Pdp,
     /// Service-account bearer tokens (machine credentials).
     pub service_tokens: ServiceTokens,
 }
@@ -116,8 +117,20 @@ impl AppState {
             settings,
         );
         let service_tokens = ServiceTokens::new(store.clone());
+        let authz = &config.authz;
+        let pdp = trustgate_pdp::Pdp::new(
+            store.clone(),
+            Arc::clone(&clock),
+            trustgate_pdp::Limits {
+                max_tuples_per_write: authz.max_tuples_per_write,
+                max_checks_per_batch: authz.max_checks_per_batch,
+                list_objects_max_results: authz.list_objects_max_results,
+                list_users_max_results: authz.list_users_max_results,
+            },
+            auditor.clone(),
+        );
         Ok(Self {
-            fga: Arc::new(fga::FgaRuntime::new(store.clone())),
+            pdp,
             clients,
             oauth,
             store,

@@ -1,7 +1,7 @@
 //! trustgate's HTTP server: the axum routers of every surface, their layers, configuration and
 //! the server's life cycle. It wires the lower crates together and holds no domain logic of its
-//! own: authentication lives in `trustgate-authn`, policy in `trustgate-authz`, SQL in
-//! `trustgate-store`.
+//! own: authentication lives in `trustgate-authn`, policy in `trustgate-authz` and the PDP
+//! service `trustgate-pdp`, SQL in `trustgate-store`.
 //!
 //! - [`config`]: layered configuration (defaults, TOML file, `TRUSTGATE_*` env, flags).
 //! - [`serve`]: start (data dir, database, migrations, bootstrap admin, bind), run, drain.
@@ -16,8 +16,8 @@
 //! - [`admin_clients`]: its registered OAuth clients part (`/admin/v1/clients`).
 //! - [`fga`]: the OpenFGA-compatible relationship PDP API under `/stores` (stores, models,
 //!   tuples, check, batch-check, expand, list-objects, list-users) with OpenFGA's JSON and error
-//!   bodies, evaluated on an in-memory tuple index per store kept fresh from the database's
-//!   changelog ([`fga::runtime`]), with consistency tokens for read-your-writes.
+//!   bodies: thin adapters over the PDP service (`trustgate-pdp`), which owns the in-memory
+//!   tuple indexes, their freshness and the consistency tokens for read-your-writes.
 //! - [`pages`]: server-rendered pages for people (login, second factor, account).
 //!
 //! Invariant: handlers never build error bodies by hand; they return [`error::ApiError`] (or the

@@ -1,73 +1,30 @@
-//! Every check decision is audited: one `trustgate::audit` event per Check and per BatchCheck
-//! item, with principal, store, object, relation, user, decision and request id.
+//! Every check decision is audited: one `authorization_decision` event per Check and per
+//! BatchCheck item in the audit trail (written by the batched writer), with principal, action,
+//! resource, store, model, relation, user, decision, reason and request id, and readable through
+//! `/admin/v1/audit`.
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::{Value, json};
-use tracing_subscriber::fmt::MakeWriter;
+use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 
 use common::Api;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+test_on_both_backends!(check_decisions_are_audited);
 
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn audit_events(&self) -> Vec<Value> {
-        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["target"] == "trustgate::audit")
-            .collect()
-    }
-}
-
-// A current-thread runtime: the handlers run on this thread, under the scoped subscriber.
-#[tokio::test]
-async fn check_decisions_are_audited() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(captured.clone())
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let api = Api::new(TestDatabase::sqlite().await).await;
+async fn check_decisions_are_audited(db: TestDatabase) {
+    let api = Api::new(db).await;
     let store = api.create_store("audit").await;
-    api.write_dsl_model(
-        &store,
-        "model\n  schema 1.1\ntype user\ntype document\n  relations\n    define viewer: [user]\n",
-    )
-    .await;
+    let model = api
+        .write_dsl_model(
+            &store,
+            "model\n  schema 1.1\ntype user\ntype document\n  relations\n    define viewer: [user]\n",
+        )
+        .await;
     api.post(
         &format!("/stores/{store}/write"),
         json!({"writes": {"tuple_keys": [{"object": "document:1", "relation": "viewer", "user": "user:anne"}]}}),
@@ -94,28 +51,48 @@ async fn check_decisions_are_audited() {
     .await
     .expect(StatusCode::OK);
 
-    let events = captured.audit_events();
+    assert!(api.state.auditor.flush(Duration::from_secs(10)).await);
+    let listed = api
+        .get("/admin/v1/audit?kind=authorization_decision&limit=10")
+        .await;
+    let mut events: Vec<Value> = listed.expect(StatusCode::OK)["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    events.reverse();
     assert_eq!(events.len(), 3, "{events:#?}");
     let first = &events[0];
-    assert_eq!(first["decision"], "allow");
-    assert_eq!(first["store"], json!(store));
-    assert_eq!(first["object"], "document:1");
-    assert_eq!(first["relation"], "viewer");
-    assert_eq!(first["user"], "user:anne");
+    assert_eq!(first["kind"], "authorization_decision");
+    assert_eq!(first["outcome"], "success");
     assert_eq!(first["request_id"], "req-audit-1");
     assert!(
-        first["principal"]
+        first["actor"]
             .as_str()
             .is_some_and(|p| p.starts_with("service:")),
         "{first}"
     );
+    let detail = &first["detail"];
+    assert_eq!(detail["action"], "check");
+    assert_eq!(detail["decision"], "allow");
+    assert_eq!(detail["resource"], "document:1");
+    assert_eq!(detail["store"], json!(store));
+    assert_eq!(detail["model"], json!(model));
+    assert_eq!(detail["relation"], "viewer");
+    assert_eq!(detail["user"], "user:anne");
+
+    assert_eq!(events[1]["outcome"], "denied");
+    assert_eq!(events[1]["detail"]["decision"], "deny");
+    assert_eq!(events[1]["detail"]["user"], "user:bob");
+    assert_eq!(events[2]["outcome"], "failure");
+    assert_eq!(events[2]["detail"]["decision"], "error");
+    assert_eq!(events[2]["detail"]["reason"], "validation_error");
+    assert_eq!(events[2]["detail"]["resource"], "nodoc:1");
+
+    // The writer's progress is a metric.
+    let metrics = api.raw("GET", "/metrics", Vec::new(), &[], false).await;
+    let metrics = String::from_utf8_lossy(&metrics.raw);
     assert!(
-        first["model"]
-            .as_str()
-            .is_some_and(trustgate_core::id::is_ulid),
-        "{first}"
+        metrics.contains("audit_events_written_total"),
+        "no audit metric in {metrics}"
     );
-    assert_eq!(events[1]["decision"], "deny");
-    assert_eq!(events[2]["decision"], "error");
-    assert_eq!(events[2]["reason"], "validation_error");
 }

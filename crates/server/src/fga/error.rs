@@ -1,6 +1,8 @@
 //! OpenFGA's error body: `{"code": "validation_error", "message": "..."}`.
 //!
-//! [`FgaError`] renders itself (status, `content-type: application/json`, body), so the
+//! Service errors ([`PdpError`]) map 1:1 to OpenFGA's codes ([`status_and_code`]); the transport
+//! adds only its own (`validation_error` for unreadable bodies and headers, 413
+//! `payload_too_large`). [`FgaError`] renders itself (status, `content-type: application/json`, body), so the
 //! [`crate::error::render_errors`] layer leaves it alone. Codes and messages follow OpenFGA's
 //! server (`pkg/server/errors`); the status is 400 for every input error (OpenFGA's `ErrorCode`
 //! range), 404 only for `store_id_not_found`, 500 for `internal_error`.
@@ -11,8 +13,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
-use trustgate_authz::engine::{EngineError, ErrorCode};
-use trustgate_store_api::{StoreError, TupleWriteError};
+use trustgate_pdp::PdpError;
 
 /// An error answer of an OpenFGA-compatible route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,53 +43,10 @@ impl FgaError {
         }
     }
 
-    /// 400 with `code`.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    /// 400 `validation_error`.
+    /// 400 `validation_error`: an unreadable body, header or query, or a required field of the
+    /// wire form missing.
     pub fn validation(message: impl Into<String>) -> Self {
-        Self::bad_request("validation_error", message)
-    }
-
-    /// 404 `store_id_not_found`.
-    pub fn store_not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "store_id_not_found",
-            "Store ID not found",
-        )
-    }
-
-    /// 400 `authorization_model_not_found` (OpenFGA answers 400, not 404, also on the
-    /// read-model route).
-    pub fn model_not_found(model_id: &str) -> Self {
-        Self::bad_request(
-            "authorization_model_not_found",
-            format!("Authorization Model '{model_id}' not found"),
-        )
-    }
-
-    /// 400 `latest_authorization_model_not_found`: the store has no model yet.
-    pub fn latest_model_not_found(store_id: &str) -> Self {
-        Self::bad_request(
-            "latest_authorization_model_not_found",
-            format!("No authorization models found for store '{store_id}'"),
-        )
-    }
-
-    /// 400 `invalid_continuation_token`.
-    pub fn invalid_continuation_token() -> Self {
-        Self::bad_request("invalid_continuation_token", "Invalid continuation token")
-    }
-
-    /// 400 `exceeded_entity_limit`.
-    pub fn exceeded_entity_limit(entity: &str, limit: usize) -> Self {
-        Self::bad_request(
-            "exceeded_entity_limit",
-            format!("The number of {entity} exceeds the allowed limit of {limit}"),
-        )
+        Self::new(StatusCode::BAD_REQUEST, "validation_error", message)
     }
 
     /// 413: the request body is larger than `http.body_limit_bytes`.
@@ -147,51 +105,42 @@ impl IntoResponse for FgaError {
     }
 }
 
-impl From<EngineError> for FgaError {
-    fn from(err: EngineError) -> Self {
-        match err.code() {
-            ErrorCode::InternalError => FgaError::internal(err),
-            code => FgaError::bad_request(code.name(), err.to_string()),
+/// OpenFGA's status and code of a PDP error: 400 for every input error, 404 for a missing
+/// store, 503 when the database is unavailable, 500 otherwise.
+pub fn status_and_code(err: &PdpError) -> (StatusCode, &'static str) {
+    let bad = |code| (StatusCode::BAD_REQUEST, code);
+    match err {
+        PdpError::Validation(_) => bad("validation_error"),
+        PdpError::TypeNotFound(_) => bad("type_not_found"),
+        PdpError::RelationNotFound(_) => bad("relation_not_found"),
+        PdpError::InvalidTuple(_) => bad("invalid_tuple"),
+        PdpError::ResolutionTooComplex(_) => bad("authorization_model_resolution_too_complex"),
+        PdpError::ModelNotFound(_) => bad("authorization_model_not_found"),
+        PdpError::LatestModelNotFound(_) => bad("latest_authorization_model_not_found"),
+        PdpError::InvalidContinuationToken => bad("invalid_continuation_token"),
+        PdpError::DuplicateTuplesInRequest(_) => {
+            bad("cannot_allow_duplicate_tuples_in_one_request")
         }
+        PdpError::WriteFailedDueToInvalidInput(_) => bad("write_failed_due_to_invalid_input"),
+        PdpError::InvalidWriteInput => bad("invalid_write_input"),
+        PdpError::ExceededEntityLimit(_) => bad("exceeded_entity_limit"),
+        PdpError::InvalidModel(_) => bad("invalid_authorization_model"),
+        PdpError::StoreNotFound => (StatusCode::NOT_FOUND, "store_id_not_found"),
+        PdpError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+        PdpError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
     }
 }
 
-impl From<StoreError> for FgaError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::NotFound(_) => FgaError::store_not_found(),
-            StoreError::InvalidContinuationToken => FgaError::invalid_continuation_token(),
-            StoreError::InvalidInput(m) => FgaError::validation(m),
-            StoreError::Unavailable(m) => {
-                tracing::warn!(error = %m, "database unavailable");
-                FgaError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "the database is unavailable; retry later",
-                )
+impl From<PdpError> for FgaError {
+    fn from(err: PdpError) -> Self {
+        let (status, code) = status_and_code(&err);
+        match &err {
+            PdpError::Internal(_) => FgaError::internal(&err),
+            PdpError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                FgaError::new(status, code, err.to_string())
             }
-            other => FgaError::internal(other),
-        }
-    }
-}
-
-impl From<TupleWriteError> for FgaError {
-    fn from(err: TupleWriteError) -> Self {
-        match err {
-            TupleWriteError::StoreNotFound(_) => FgaError::store_not_found(),
-            TupleWriteError::InvalidInput(_) => {
-                FgaError::bad_request("invalid_tuple", err.to_string())
-            }
-            TupleWriteError::DuplicateInRequest { .. } => FgaError::bad_request(
-                "cannot_allow_duplicate_tuples_in_one_request",
-                err.to_string(),
-            ),
-            TupleWriteError::AlreadyExists { .. }
-            | TupleWriteError::ConditionConflict { .. }
-            | TupleWriteError::DoesNotExist { .. } => {
-                FgaError::bad_request("write_failed_due_to_invalid_input", err.to_string())
-            }
-            TupleWriteError::Store(e) => e.into(),
+            _ => FgaError::new(status, code, err.to_string()),
         }
     }
 }

@@ -8,19 +8,27 @@
 //! | `POST /stores/{id}/write`, `POST .../read`, `GET .../changes` | tuples ([`tuples`]) |
 //! | `POST /stores/{id}/check`, `batch-check`, `expand`, `list-objects`, `list-users` | queries ([`query`]) |
 //!
+//! These modules are thin adapters: they read OpenFGA's wire types ([`wire`]), call the PDP
+//! service ([`trustgate_pdp::Pdp`], `AppState::pdp`) with plain Rust values, and write its
+//! typed results and errors back in OpenFGA's shapes. Index freshness, consistency tokens, the
+//! model cache, write validation, limits, paging and the decision audit all live in the
+//! service; nothing here touches the store.
+//!
 //! Every route needs the admin bearer token ([`crate::auth::AdminPrincipal`], 401 otherwise).
 //! Errors are OpenFGA's bodies `{"code", "message"}` ([`FgaError`]): 400 for every input error
 //! (`validation_error`, `type_not_found`, `relation_not_found`, `invalid_tuple`,
 //! `authorization_model_not_found`, `latest_authorization_model_not_found`,
 //! `invalid_continuation_token`, `cannot_allow_duplicate_tuples_in_one_request`,
-//! `write_failed_due_to_invalid_input`, `exceeded_entity_limit`,
+//! `write_failed_due_to_invalid_input`, `invalid_write_input`, `exceeded_entity_limit`,
 //! `authorization_model_resolution_too_complex`, `invalid_authorization_model`), 404
-//! `store_id_not_found`, 413 for bodies over `http.body_limit_bytes`, 500 `internal_error`.
+//! `store_id_not_found`, 413 for bodies over `http.body_limit_bytes`, 503
+//! `service_unavailable`, 500 `internal_error` (one `PdpError` variant each, see
+//! [`error::status_and_code`]).
 //!
 //! # trustgate additions (ignored by OpenFGA clients)
 //! - Consistency tokens: every write answer carries `X-Consistency-Token` (and the same value
 //!   in the body's `consistency_token`); queries that send it back in `X-Consistency-Token` are
-//!   answered at least as fresh as that write (see [`runtime`]).
+//!   answered at least as fresh as that write (see [`trustgate_pdp::consistency`]).
 //! - ListObjects and ListUsers never truncate silently. OpenFGA cuts the answer at its maximum
 //!   (1000); trustgate returns every result when there are at most
 //!   `authz.list_objects_max_results` / `authz.list_users_max_results` of them and otherwise
@@ -28,12 +36,12 @@
 //!   `continuation_token`) in the request body the sorted result is returned a page at a time,
 //!   with a `continuation_token` in the answer (empty on the last page).
 //!
-//! Evaluation runs on an in-memory tuple index per store ([`runtime::FgaRuntime`]); writes go
-//! to the database first and reach the index from its changelog.
+//! Evaluation runs on the service's in-memory tuple index per store
+//! ([`trustgate_pdp::freshness`]); writes go to the database first and reach the index from its
+//! changelog.
 
 pub mod error;
 pub mod query;
-pub mod runtime;
 pub mod stores;
 pub mod tuples;
 pub mod wire;
@@ -44,9 +52,9 @@ use axum::extract::{FromRequest, Request};
 use axum::routing::{get, post};
 use http::HeaderMap;
 use serde::de::DeserializeOwned;
+use trustgate_pdp::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
 
 pub use error::FgaError;
-pub use runtime::FgaRuntime;
 
 use crate::AppState;
 
@@ -107,16 +115,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FgaJson<T> {
     }
 }
 
-/// The store id of a path, checked as OpenFGA does (a ULID).
+/// The store id of a path, checked as OpenFGA does (a ULID), before anything else of the
+/// request.
 pub fn check_store_id(id: &str) -> Result<(), FgaError> {
-    if trustgate_core::id::is_ulid(id) {
-        Ok(())
-    } else {
-        Err(FgaError::validation(format!(
-            "invalid store_id '{}': value does not match regex pattern \"^[ABCDEFGHJKMNPQRSTVWXYZ0-9]{{26}}$\"",
-            shorten(id)
-        )))
-    }
+    Ok(trustgate_pdp::validate_store_id(id)?)
 }
 
 /// The consistency token of a request, if any.
@@ -130,24 +132,28 @@ pub fn consistency_token(headers: &HeaderMap) -> Result<Option<&str>, FgaError> 
     }
 }
 
-/// A page size of a listing: absent means `default`, otherwise 1..=`max`.
-pub fn page_size(given: Option<i64>, default: u32, max: u32, what: &str) -> Result<u32, FgaError> {
-    match given {
-        None => Ok(default),
+/// The page of a listing request: absent size means [`DEFAULT_PAGE_SIZE`], otherwise
+/// 1..=[`MAX_PAGE_SIZE`], with OpenFGA's message naming the request (`what`).
+pub fn page<'a>(
+    given: Option<i64>,
+    continuation_token: Option<&'a str>,
+    what: &str,
+) -> Result<Page<'a>, FgaError> {
+    let size = match given {
+        None => DEFAULT_PAGE_SIZE,
         Some(n) => u32::try_from(n)
             .ok()
-            .filter(|n| (1..=max).contains(n))
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
             .ok_or_else(|| {
                 FgaError::validation(format!(
-                    "invalid {what}.PageSize: value must be inside range [1, {max}]"
+                    "invalid {what}.PageSize: value must be inside range [1, {MAX_PAGE_SIZE}]"
                 ))
-            }),
-    }
-}
-
-/// An empty continuation token means none.
-pub fn continuation(token: Option<&str>) -> Option<&str> {
-    token.filter(|t| !t.is_empty())
+            })?,
+    };
+    Ok(Page {
+        size,
+        continuation_token,
+    })
 }
 
 /// At most 64 characters of user input for messages.

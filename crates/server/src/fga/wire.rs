@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use trustgate_authz::tuple::TupleKey;
+use trustgate_pdp::TupleKey;
 
 /// Formats a time as OpenFGA does (RFC 3339, UTC).
 pub fn timestamp(t: OffsetDateTime) -> String {
@@ -31,6 +31,17 @@ pub enum Consistency {
     MinimizeLatency,
     /// `HIGHER_CONSISTENCY` (200): catch up with the database before answering.
     HigherConsistency,
+}
+
+impl From<Consistency> for trustgate_pdp::Consistency {
+    fn from(c: Consistency) -> Self {
+        match c {
+            Consistency::Unspecified | Consistency::MinimizeLatency => {
+                trustgate_pdp::Consistency::MinimizeLatency
+            }
+            Consistency::HigherConsistency => trustgate_pdp::Consistency::HigherConsistency,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Consistency {
@@ -125,8 +136,8 @@ pub struct StoreJson {
     pub deleted_at: Option<String>,
 }
 
-impl From<&trustgate_store_api::FgaStore> for StoreJson {
-    fn from(s: &trustgate_store_api::FgaStore) -> Self {
+impl From<&trustgate_pdp::FgaStore> for StoreJson {
+    fn from(s: &trustgate_pdp::FgaStore) -> Self {
         StoreJson {
             id: s.id.clone(),
             name: s.name.clone(),

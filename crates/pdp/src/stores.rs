@@ -1,0 +1,63 @@
+//! Stores: the namespaces of models and tuples.
+
+use trustgate_store_api::FgaStore;
+
+use crate::{Page, Paged, Pdp, PdpError, validate_store_id};
+
+impl Pdp {
+    /// Creates a store named `name` (3 to 64 characters, no control characters) with a new id.
+    pub async fn create_store(&self, name: &str) -> Result<FgaStore, PdpError> {
+        let n = name.chars().count();
+        if !(3..=64).contains(&n) || name.chars().any(char::is_control) {
+            return Err(PdpError::Validation(
+                "invalid CreateStoreRequest.Name: value does not match regex pattern \"^[\\\\w\\\\d\\\\s./_-]{3,64}$\"".to_owned(),
+            ));
+        }
+        let now = self.inner.clock.now();
+        let id = trustgate_core::id::new_ulid(now);
+        Ok(self.inner.store.create_fga_store(&id, name, now).await?)
+    }
+
+    /// The store `store_id` ([`PdpError::StoreNotFound`] if it does not exist or was deleted).
+    pub async fn get_store(&self, store_id: &str) -> Result<FgaStore, PdpError> {
+        validate_store_id(store_id)?;
+        self.inner
+            .store
+            .get_fga_store(store_id)
+            .await?
+            .ok_or(PdpError::StoreNotFound)
+    }
+
+    /// Live stores ordered by id, a page at a time.
+    pub async fn list_stores(&self, page: Page<'_>) -> Result<Paged<FgaStore>, PdpError> {
+        let size = page.size()?;
+        let (items, next) = self
+            .inner
+            .store
+            .list_fga_stores(size, page.continuation())
+            .await?;
+        Ok(Paged {
+            items,
+            continuation_token: next,
+        })
+    }
+
+    /// Deletes the store and evicts its index and models from this service at once (other
+    /// replicas drop theirs within a refresh interval, or at their next
+    /// [`crate::Consistency::HigherConsistency`] query). [`PdpError::StoreNotFound`] if it did
+    /// not exist (any more).
+    pub async fn delete_store(&self, store_id: &str) -> Result<(), PdpError> {
+        validate_store_id(store_id)?;
+        let deleted = self
+            .inner
+            .store
+            .delete_fga_store(store_id, self.inner.clock.now())
+            .await?;
+        self.inner.forget_store(store_id);
+        if deleted {
+            Ok(())
+        } else {
+            Err(PdpError::StoreNotFound)
+        }
+    }
+}
