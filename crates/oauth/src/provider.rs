@@ -505,7 +505,7 @@ impl Provider {
                     .store
                     .get_pushed_request(id, self.now())
                     .await
-                    .map_err(|e| AuthorizeError::Page(OAuthError::storage(&e)))?
+                    .map_err(|e| AuthorizeError::Page(e.into()))?
                     .ok_or_else(|| bad("request_uri is unknown, used or expired"))?;
                 if pushed.client_id != client.id {
                     return Err(bad("request_uri was pushed by another client"));
@@ -616,7 +616,7 @@ impl Provider {
             store
                 .get_consent(&user.user_id, &req.client.id)
                 .await
-                .map_err(|e| fail(OAuthError::storage(&e)))?
+                .map_err(|e| fail(e.into()))?
         };
         let consented = req.client.skip_consent
             || consent
@@ -654,7 +654,7 @@ impl Provider {
                     store
                         .put_consent(&record)
                         .await
-                        .map_err(|e| fail(OAuthError::storage(&e)))?;
+                        .map_err(|e| fail(e.into()))?;
                     let mut detail = client_detail(&req.client.id);
                     detail.insert("scope".into(), json!(req.scope.to_string()));
                     self.audit(
@@ -711,7 +711,7 @@ impl Provider {
             let fresh = store
                 .consume_pushed_request(id)
                 .await
-                .map_err(|e| fail(OAuthError::storage(&e)))?;
+                .map_err(|e| fail(e.into()))?;
             if !fresh {
                 return Err(fail(OAuthError::new(
                     ErrorCode::InvalidRequestUri,
@@ -722,7 +722,7 @@ impl Provider {
         store
             .put_authorization_code(&TokenDigest::of(code.expose()), &record)
             .await
-            .map_err(|e| fail(OAuthError::storage(&e)))?;
+            .map_err(|e| fail(e.into()))?;
         Ok(AuthorizeOutcome::Redirect(request::redirect_to_client(
             &req.redirect_uri,
             &[("code", code.expose())],
@@ -827,11 +827,7 @@ impl Provider {
             created_at: now,
             expires_at: now + self.inner.settings.par_ttl,
         };
-        self.inner
-            .store
-            .put_pushed_request(&id, &pushed)
-            .await
-            .map_err(|e| OAuthError::storage(&e))?;
+        self.inner.store.put_pushed_request(&id, &pushed).await?;
         Ok(PushedAuthorizationResponse {
             request_uri: format!("{}{id}", request::PAR_URN_PREFIX),
             expires_in: self.inner.settings.par_ttl.whole_seconds(),
@@ -887,15 +883,11 @@ impl Provider {
         let now = self.now();
         let record = match store
             .redeem_authorization_code(&TokenDigest::of(code), now)
-            .await
-            .map_err(|e| OAuthError::storage(&e))?
+            .await?
         {
             CodeRedemption::Redeemed(record) => record,
             CodeRedemption::AlreadyRedeemed(record) => {
-                let revoked = store
-                    .revoke_grant(&record.grant_id, now)
-                    .await
-                    .map_err(|e| OAuthError::storage(&e))?;
+                let revoked = store.revoke_grant(&record.grant_id, now).await?;
                 let mut detail = client_detail(&record.client_id);
                 detail.insert("grant_id".into(), json!(record.grant_id));
                 detail.insert("grant_revoked".into(), json!(revoked));
@@ -1008,7 +1000,7 @@ impl Provider {
                         "the user is disabled or no longer exists",
                     ));
                 }
-                Err(err) => return Err(OAuthError::storage(&err)),
+                Err(err) => return Err(err.into()),
             }
         }
         self.sign_user_tokens(client, grant, scope, nonce, refresh)
@@ -1029,8 +1021,7 @@ impl Provider {
             .inner
             .store
             .user_token_version(&user_id)
-            .await
-            .map_err(|e| OAuthError::storage(&e))?
+            .await?
             .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
         let facts = AuthFacts::from_detail(&grant.detail);
         let claims = AccessTokenClaims {
@@ -1138,8 +1129,7 @@ impl Provider {
         // Look first, so a narrowing scope that is refused leaves the token unrotated.
         let (_, grant) = store
             .find_refresh_token(&digest)
-            .await
-            .map_err(|e| OAuthError::storage(&e))?
+            .await?
             .ok_or_else(|| OAuthError::invalid_grant("the refresh token is invalid"))?;
         if grant.client_id != client.id {
             return Err(OAuthError::invalid_grant(
@@ -1178,8 +1168,7 @@ impl Provider {
                     )
                 },
             )
-            .await
-            .map_err(|e| OAuthError::storage(&e))?;
+            .await?;
         let grant = match rotation {
             RefreshRotation::Rotated(grant) | RefreshRotation::WithinGrace(grant) => grant,
             RefreshRotation::Reused { grant_id } => {
@@ -1345,7 +1334,7 @@ impl Provider {
                     });
                 }
                 Err(StoreError::Conflict(_)) => continue,
-                Err(err) => return Err(OAuthError::storage(&err)),
+                Err(err) => return Err(err.into()),
             }
         }
         Err(OAuthError::new(
@@ -1363,8 +1352,7 @@ impl Provider {
             .inner
             .store
             .find_pending_device_authorization(&user_code, self.now())
-            .await
-            .map_err(|e| OAuthError::storage(&e))?
+            .await?
         else {
             return Ok(None);
         };
@@ -1412,8 +1400,7 @@ impl Provider {
                 &detail,
                 self.now(),
             )
-            .await
-            .map_err(|e| OAuthError::storage(&e))?;
+            .await?;
         if decided {
             self.audit(
                 ctx,
@@ -1447,8 +1434,7 @@ impl Provider {
             .poll_device_authorization(&TokenDigest::of(device_code), now, &|authorization| {
                 crate::device::poll_step(authorization, &client.id, now)
             })
-            .await
-            .map_err(|e| OAuthError::storage(&e))?;
+            .await?;
         let authorization = match poll {
             DevicePoll::Approved(authorization) => authorization,
             DevicePoll::Pending => {
@@ -1516,32 +1502,23 @@ impl Provider {
             return Ok(None);
         };
         let store = &self.inner.store;
-        let storage = |e: StoreError| OAuthError::storage(&e);
-        if store
-            .access_token_revoked(&claims.jti)
-            .await
-            .map_err(storage)?
-        {
+        if store.access_token_revoked(&claims.jti).await? {
             return Ok(None);
         }
         if let Some(gid) = &claims.gid {
-            match store.get_grant(gid).await.map_err(storage)? {
+            match store.get_grant(gid).await? {
                 Some(grant) if grant.revoked_at.is_none() => {}
                 _ => return Ok(None),
             }
         }
         if let Some(uv) = claims.uv {
-            let current = store
-                .user_token_version(&claims.sub)
-                .await
-                .map_err(storage)?;
+            let current = store.user_token_version(&claims.sub).await?;
             if current != Some(uv) {
                 return Ok(None);
             }
             let active = store
                 .get_user(&claims.sub)
-                .await
-                .map_err(storage)?
+                .await?
                 .is_some_and(|u| u.status == trustgate_store_api::UserStatus::Active);
             if !active {
                 return Ok(None);
@@ -1600,8 +1577,7 @@ impl Provider {
             .inner
             .store
             .find_refresh_token(&TokenDigest::of(token))
-            .await
-            .map_err(|e| OAuthError::storage(&e))?
+            .await?
         else {
             return Ok(inactive);
         };
@@ -1659,28 +1635,20 @@ impl Provider {
                 .map_err(|_| OAuthError::invalid_request("token expiry is out of range"))?;
             store
                 .revoke_access_token(&claims.jti, expires_at + LEEWAY)
-                .await
-                .map_err(|e| OAuthError::storage(&e))?;
+                .await?;
             let mut detail = client_detail(&client.id);
             detail.insert("jti".into(), json!(claims.jti));
             self.audit(ctx, "oauth_token_revoked", "success", None, detail)
                 .await;
             return Ok(());
         }
-        let Some((_, grant)) = store
-            .find_refresh_token(&TokenDigest::of(token))
-            .await
-            .map_err(|e| OAuthError::storage(&e))?
-        else {
+        let Some((_, grant)) = store.find_refresh_token(&TokenDigest::of(token)).await? else {
             return Ok(());
         };
         if grant.client_id != client.id {
             return Err(refused());
         }
-        store
-            .revoke_grant(&grant.id, now)
-            .await
-            .map_err(|e| OAuthError::storage(&e))?;
+        store.revoke_grant(&grant.id, now).await?;
         let mut detail = client_detail(&client.id);
         detail.insert("grant_id".into(), json!(grant.id));
         self.audit(
@@ -1715,8 +1683,7 @@ impl Provider {
             .inner
             .store
             .get_user(&claims.sub)
-            .await
-            .map_err(|e| OAuthError::storage(&e))?
+            .await?
             .ok_or_else(invalid)?;
         let mut body = Map::new();
         body.insert("sub".into(), json!(user.id));
@@ -1808,19 +1775,13 @@ impl Provider {
     ) -> Result<Vec<BackchannelNotice>, OAuthError> {
         let store = &self.inner.store;
         let now = self.now();
-        let grants = store
-            .session_grants(session_id, now)
-            .await
-            .map_err(|e| OAuthError::storage(&e))?;
+        let grants = store.session_grants(session_id, now).await?;
         let mut notified = Vec::new();
         let mut notices = Vec::new();
         for grant in grants {
             let offline = grant.scope.split(' ').any(|s| s == OFFLINE_ACCESS);
             if !offline {
-                store
-                    .revoke_grant(&grant.id, now)
-                    .await
-                    .map_err(|e| OAuthError::storage(&e))?;
+                store.revoke_grant(&grant.id, now).await?;
             }
             if notified.contains(&grant.client_id) {
                 continue;
@@ -1867,21 +1828,16 @@ impl Provider {
     /// at once and access tokens stop introspecting as active. Called when a user is disabled
     /// or logs out everywhere.
     pub async fn revoke_user(&self, user_id: &str) -> Result<u64, OAuthError> {
-        self.inner
+        Ok(self
+            .inner
             .store
             .revoke_user_grants(user_id, self.now())
-            .await
-            .map_err(|e| OAuthError::storage(&e))
+            .await?)
     }
 
     /// The user's remembered consents, for `/account`.
     pub async fn consents(&self, user_id: &str) -> Result<Vec<ConsentSummary>, OAuthError> {
-        let consents = self
-            .inner
-            .store
-            .list_consents(user_id)
-            .await
-            .map_err(|e| OAuthError::storage(&e))?;
+        let consents = self.inner.store.list_consents(user_id).await?;
         let mut out = Vec::with_capacity(consents.len());
         for consent in consents {
             let client_name = match self.inner.clients.get(&consent.client_id).await {
@@ -1909,8 +1865,7 @@ impl Provider {
             .inner
             .store
             .delete_consent(user_id, client_id, self.now())
-            .await
-            .map_err(|e| OAuthError::storage(&e))?;
+            .await?;
         if withdrawn {
             self.audit(
                 ctx,
