@@ -1,0 +1,354 @@
+//! The authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2): one pass through
+//! `/oauth2/authorize`, or the consent form's POST.
+
+use serde_json::{Map, json};
+use trustgate_core::TokenDigest;
+use trustgate_core::id::new_ulid;
+use trustgate_core::secret::generate_token;
+use trustgate_store_api::{AuthorizationCode, Consent};
+
+use super::detail::{self, AuthFacts};
+use super::{EndUser, Provider, RequestContext, client_detail};
+use crate::clients::Client;
+use crate::request::{
+    self, AuthorizationRequest, AuthorizeError, LOGIN_AFTER_PARAM, Params, pushed_request_id,
+};
+use crate::scope::Scope;
+use crate::{ErrorCode, OAuthError};
+
+/// The user's answer on the consent page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentDecision {
+    /// No answer yet: ask if needed.
+    Ask,
+    /// Allowed.
+    Approve,
+    /// Refused.
+    Deny,
+}
+
+/// What the consent page shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentPrompt {
+    /// The client.
+    pub client_id: String,
+    /// Its display name.
+    pub client_name: String,
+    /// Every requested scope.
+    pub scopes: Vec<String>,
+    /// The parameters to post back.
+    pub resume: Params,
+}
+
+/// What `/oauth2/authorize` does next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthorizeOutcome {
+    /// Redirect to the client (a code, or an error).
+    Redirect(String),
+    /// Show an error; never redirect.
+    ErrorPage(OAuthError),
+    /// Send the user to log in (or, with `force` and a session, to re-authenticate), then to
+    /// `resume` (a local path).
+    Login {
+        /// Where to come back to.
+        resume: String,
+        /// Authenticate again even with a live session.
+        force: bool,
+        /// Login name to prefill.
+        login_hint: Option<String>,
+    },
+    /// Ask the user.
+    Consent(ConsentPrompt),
+}
+
+impl Provider {
+    /// One pass through `/oauth2/authorize` (GET or POST), or the consent form's POST with the
+    /// user's `decision`.
+    pub async fn authorize(
+        &self,
+        params: &Params,
+        session: Option<&EndUser>,
+        decision: ConsentDecision,
+        ctx: &RequestContext,
+    ) -> AuthorizeOutcome {
+        match self.authorize_inner(params, session, decision, ctx).await {
+            Ok(outcome) => outcome,
+            Err(AuthorizeError::Page(error)) => AuthorizeOutcome::ErrorPage(error),
+            Err(AuthorizeError::Redirect {
+                redirect_uri,
+                state,
+                error,
+            }) => AuthorizeOutcome::Redirect(request::error_redirect(
+                &redirect_uri,
+                state.as_deref(),
+                &error,
+                self.issuer(),
+            )),
+        }
+    }
+
+    async fn load_client(&self, client_id: Option<&str>) -> Result<Client, AuthorizeError> {
+        let Some(client_id) = client_id else {
+            return Err(AuthorizeError::Page(OAuthError::invalid_request(
+                "client_id is required",
+            )));
+        };
+        match self.inner.clients.get(client_id).await {
+            Ok(Some(client)) => Ok(client),
+            Ok(None) => Err(AuthorizeError::Page(OAuthError::invalid_client(
+                "unknown client",
+            ))),
+            Err(err) => {
+                tracing::error!(error = %err, "client lookup failed");
+                Err(AuthorizeError::Page(OAuthError::new(
+                    ErrorCode::ServerError,
+                    "the client registry is unavailable",
+                )))
+            }
+        }
+    }
+
+    /// Parses and validates an authorization request, resolving a PAR reference.
+    async fn authorization_request(
+        &self,
+        params: &Params,
+    ) -> Result<AuthorizationRequest, AuthorizeError> {
+        let client = self.load_client(params.get("client_id")).await?;
+        let (effective, pushed_id, mut resume) = match params.get("request_uri") {
+            Some(reference) => {
+                let bad = |d: &str| {
+                    AuthorizeError::Page(OAuthError::new(ErrorCode::InvalidRequestUri, d))
+                };
+                let id = pushed_request_id(reference)
+                    .ok_or_else(|| bad("request_uri is not one this server issued"))?;
+                let pushed = self
+                    .inner
+                    .store
+                    .get_pushed_request(id, self.now())
+                    .await
+                    .map_err(|e| AuthorizeError::Page(e.into()))?
+                    .ok_or_else(|| bad("request_uri is unknown, used or expired"))?;
+                if pushed.client_id != client.id {
+                    return Err(bad("request_uri was pushed by another client"));
+                }
+                let mut resume = Params::default();
+                resume.set("client_id", client.id.clone());
+                resume.set("request_uri", reference);
+                (
+                    Params::from_json(&pushed.parameters),
+                    Some(id.to_owned()),
+                    resume,
+                )
+            }
+            None => {
+                let mut resume = params.clone();
+                resume.remove(LOGIN_AFTER_PARAM);
+                (params.clone(), None, resume)
+            }
+        };
+        let mut effective = effective;
+        if let Some(after) = params.get(LOGIN_AFTER_PARAM) {
+            effective.set(LOGIN_AFTER_PARAM, after);
+        }
+        resume.remove(LOGIN_AFTER_PARAM);
+        let redirect_uri = request::check_redirect_uri(&client, &effective)?;
+        request::validate(&client, redirect_uri, &effective, pushed_id, resume)
+    }
+
+    async fn authorize_inner(
+        &self,
+        params: &Params,
+        session: Option<&EndUser>,
+        decision: ConsentDecision,
+        ctx: &RequestContext,
+    ) -> Result<AuthorizeOutcome, AuthorizeError> {
+        let req = self.authorization_request(params).await?;
+        let fail = |error: OAuthError| AuthorizeError::Redirect {
+            redirect_uri: req.redirect_uri.clone(),
+            state: req.state.clone(),
+            error,
+        };
+        let now = self.now();
+        let hint_subject = match &req.id_token_hint {
+            Some(hint) => Some(
+                self.id_token_hint_subject(hint, Some(&req.client.id))
+                    .ok_or_else(|| fail(OAuthError::invalid_request("id_token_hint is invalid")))?,
+            ),
+            None => None,
+        };
+        let login = |force: bool, req: &AuthorizationRequest| {
+            let mut resume = req.resume.clone();
+            if force {
+                resume.set(LOGIN_AFTER_PARAM, now.unix_timestamp().to_string());
+            }
+            AuthorizeOutcome::Login {
+                resume: format!("/oauth2/authorize?{}", resume.to_query()),
+                force,
+                login_hint: req.login_hint.clone(),
+            }
+        };
+        let Some(user) = session else {
+            if req.prompt.none {
+                return Err(fail(OAuthError::new(
+                    ErrorCode::LoginRequired,
+                    "the user is not signed in",
+                )));
+            }
+            return Ok(login(false, &req));
+        };
+        if hint_subject
+            .as_deref()
+            .is_some_and(|sub| sub != user.user_id)
+        {
+            if req.prompt.none {
+                return Err(fail(OAuthError::new(
+                    ErrorCode::LoginRequired,
+                    "the signed-in user is not the one the id_token_hint names",
+                )));
+            }
+            return Err(AuthorizeError::Page(OAuthError::new(
+                ErrorCode::LoginRequired,
+                "you are signed in as a different user than the application expects; sign out \
+                 and try again",
+            )));
+        }
+        let reauthenticated = req
+            .login_after
+            .is_some_and(|after| user.auth_time.unix_timestamp() >= after);
+        let too_old = req
+            .max_age
+            .is_some_and(|max| (now - user.auth_time).whole_seconds() > max);
+        let wants_two_factors = req.acr_values.iter().any(|v| v == "2");
+        let needs_step_up = wants_two_factors && user.acr != "2" && user.can_step_up;
+        if !reauthenticated && (req.prompt.login || too_old || needs_step_up) {
+            if req.prompt.none {
+                return Err(fail(OAuthError::new(
+                    ErrorCode::LoginRequired,
+                    "the user must authenticate again",
+                )));
+            }
+            return Ok(login(true, &req));
+        }
+
+        let store = &self.inner.store;
+        let consent = if req.client.skip_consent {
+            None
+        } else {
+            store
+                .get_consent(&user.user_id, &req.client.id)
+                .await
+                .map_err(|e| fail(e.into()))?
+        };
+        let consented = req.client.skip_consent
+            || consent
+                .as_ref()
+                .is_some_and(|c| req.scope.is_subset(&Scope::from_tokens(c.scopes.clone())));
+        match decision {
+            ConsentDecision::Deny => {
+                self.audit(
+                    ctx,
+                    "oauth_consent_denied",
+                    "denied",
+                    Some(&user.user_id),
+                    client_detail(&req.client.id),
+                )
+                .await;
+                return Err(fail(OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    "the user denied the request",
+                )));
+            }
+            ConsentDecision::Approve => {
+                if !req.client.skip_consent {
+                    let previous = consent
+                        .as_ref()
+                        .map(|c| Scope::from_tokens(c.scopes.clone()))
+                        .unwrap_or_default();
+                    let merged = previous.union(&req.scope);
+                    let record = Consent {
+                        user_id: user.user_id.clone(),
+                        client_id: req.client.id.clone(),
+                        scopes: merged.iter().map(str::to_owned).collect(),
+                        created_at: consent.as_ref().map_or(now, |c| c.created_at),
+                        updated_at: now,
+                    };
+                    store
+                        .put_consent(&record)
+                        .await
+                        .map_err(|e| fail(e.into()))?;
+                    let mut detail = client_detail(&req.client.id);
+                    detail.insert("scope".into(), json!(req.scope.to_string()));
+                    self.audit(
+                        ctx,
+                        "oauth_consent_granted",
+                        "success",
+                        Some(&user.user_id),
+                        detail,
+                    )
+                    .await;
+                }
+            }
+            ConsentDecision::Ask => {
+                if !consented || (req.prompt.consent && !req.client.skip_consent) {
+                    if req.prompt.none {
+                        return Err(fail(OAuthError::new(
+                            ErrorCode::ConsentRequired,
+                            "the user has not consented to this client and scope",
+                        )));
+                    }
+                    let mut resume = req.resume.clone();
+                    if let Some(after) = req.login_after {
+                        resume.set(LOGIN_AFTER_PARAM, after.to_string());
+                    }
+                    return Ok(AuthorizeOutcome::Consent(ConsentPrompt {
+                        client_id: req.client.id.clone(),
+                        client_name: req.client.name.clone(),
+                        scopes: req.scope.iter().map(str::to_owned).collect(),
+                        resume,
+                    }));
+                }
+            }
+        }
+
+        let code = generate_token("");
+        let mut detail = Map::new();
+        detail.insert(detail::SCOPE.into(), json!(req.scope.to_string()));
+        if let Some(nonce) = &req.nonce {
+            detail.insert(detail::NONCE.into(), json!(nonce));
+        }
+        detail.insert(detail::CODE_CHALLENGE.into(), json!(req.code_challenge));
+        AuthFacts::of_user(user).write(&mut detail);
+        let record = AuthorizationCode {
+            client_id: req.client.id.clone(),
+            user_id: user.user_id.clone(),
+            session_id: Some(user.session_id.clone()),
+            redirect_uri: req.redirect_uri.clone(),
+            grant_id: new_ulid(now),
+            created_at: now,
+            expires_at: now + self.inner.settings.code_ttl,
+            detail,
+        };
+        if let Some(id) = &req.pushed_id {
+            let fresh = store
+                .consume_pushed_request(id)
+                .await
+                .map_err(|e| fail(e.into()))?;
+            if !fresh {
+                return Err(fail(OAuthError::new(
+                    ErrorCode::InvalidRequestUri,
+                    "request_uri was used already",
+                )));
+            }
+        }
+        store
+            .put_authorization_code(&TokenDigest::of(code.expose()), &record)
+            .await
+            .map_err(|e| fail(e.into()))?;
+        Ok(AuthorizeOutcome::Redirect(request::redirect_to_client(
+            &req.redirect_uri,
+            &[("code", code.expose())],
+            req.state.as_deref(),
+            self.issuer(),
+        )))
+    }
+}
