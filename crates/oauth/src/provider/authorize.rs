@@ -1,13 +1,13 @@
 //! The authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2): one pass through
 //! `/oauth2/authorize`, or the consent form's POST.
 
-use serde_json::{Map, json};
+use serde_json::json;
 use trustgate_core::TokenDigest;
 use trustgate_core::id::new_ulid;
 use trustgate_core::secret::generate_token;
 use trustgate_store_api::{AuthorizationCode, Consent};
 
-use super::detail::{self, AuthFacts};
+use super::detail::{AuthFacts, CodeDetail, StoredDetail};
 use super::{EndUser, Provider, RequestContext, client_detail};
 use crate::clients::Client;
 use crate::request::{
@@ -311,13 +311,14 @@ impl Provider {
         }
 
         let code = generate_token("");
-        let mut detail = Map::new();
-        detail.insert(detail::SCOPE.into(), json!(req.scope.to_string()));
-        if let Some(nonce) = &req.nonce {
-            detail.insert(detail::NONCE.into(), json!(nonce));
+        let detail = CodeDetail {
+            scope: req.scope.to_string(),
+            nonce: req.nonce.clone(),
+            code_challenge: req.code_challenge.clone(),
+            auth: AuthFacts::of_user(user),
         }
-        detail.insert(detail::CODE_CHALLENGE.into(), json!(req.code_challenge));
-        AuthFacts::of_user(user).write(&mut detail);
+        .to_detail()
+        .map_err(fail)?;
         let record = AuthorizationCode {
             client_id: req.client.id.clone(),
             user_id: user.user_id.clone(),

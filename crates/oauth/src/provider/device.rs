@@ -7,7 +7,7 @@ use trustgate_core::TokenDigest;
 use trustgate_core::secret::generate_token;
 use trustgate_store_api::{DeviceAuthorization, DeviceStatus, StoreError};
 
-use super::detail::AuthFacts;
+use super::detail::{AuthFacts, StoredDetail};
 use super::{EndUser, Provider, RequestContext};
 use crate::clients::{GrantType, PresentedCredentials};
 use crate::device::{display_user_code, new_user_code, normalize_user_code};
@@ -156,8 +156,7 @@ impl Provider {
         let Some(user_code) = normalize_user_code(typed) else {
             return Ok(false);
         };
-        let mut detail = Map::new();
-        AuthFacts::of_user(user).write(&mut detail);
+        let detail = AuthFacts::of_user(user).to_detail()?;
         let decided = self
             .inner
             .store

@@ -8,7 +8,7 @@ use trustgate_core::{Secret, TokenDigest};
 use trustgate_store_api::{Grant, RefreshToken, StoreError};
 use trustgate_tokens::{AccessTokenClaims, Audience};
 
-use super::detail::AuthFacts;
+use super::detail::{AuthFacts, StoredDetail};
 use super::{Provider, RequestContext};
 use crate::claims::IdTokenClaims;
 use crate::clients::{Client, GrantType, PresentedCredentials};
@@ -126,7 +126,7 @@ impl Provider {
             .user_token_version(&user_id)
             .await?
             .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
-        let facts = AuthFacts::from_detail(&grant.detail);
+        let facts = AuthFacts::from_detail(&grant.detail)?;
         let claims = AccessTokenClaims {
             iss: self.issuer().to_owned(),
             sub: user_id.clone(),

@@ -1,11 +1,11 @@
 //! The authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.6).
 
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use trustgate_core::TokenDigest;
 use trustgate_store_api::{CodeRedemption, Grant};
 
 use crate::clients::Client;
-use crate::provider::detail::{self, AuthFacts};
+use crate::provider::detail::{CodeDetail, StoredDetail};
 use crate::provider::{Provider, RequestContext, TokenResponse, client_detail};
 use crate::request::Params;
 use crate::scope::Scope;
@@ -64,32 +64,14 @@ impl Provider {
                 "redirect_uri does not match the authorization request",
             ));
         }
-        let challenge = record
-            .detail
-            .get(detail::CODE_CHALLENGE)
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let detail = CodeDetail::from_detail(&record.detail)?;
         let verifier = params
             .get("code_verifier")
             .ok_or_else(|| OAuthError::invalid_grant("code_verifier is required (PKCE)"))?;
-        if !pkce::verify(verifier, challenge) {
+        if !pkce::verify(verifier, &detail.code_challenge) {
             return Err(OAuthError::invalid_grant("code_verifier does not match"));
         }
-        let scope = Scope::parse(
-            record
-                .detail
-                .get(detail::SCOPE)
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-        )?;
-        let nonce = record
-            .detail
-            .get(detail::NONCE)
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let facts = AuthFacts::from_detail(&record.detail);
-        let mut grant_detail = Map::new();
-        facts.write(&mut grant_detail);
+        let scope = Scope::parse(&detail.scope)?;
         let grant = Grant {
             id: record.grant_id.clone(),
             client_id: client.id.clone(),
@@ -99,10 +81,10 @@ impl Provider {
             created_at: now,
             expires_at: now + client.refresh_token_ttl,
             revoked_at: None,
-            detail: grant_detail,
+            detail: detail.auth.to_detail()?,
         };
         let response = self
-            .issue_for_grant(client, &grant, &scope, nonce.as_deref(), true)
+            .issue_for_grant(client, &grant, &scope, detail.nonce.as_deref(), true)
             .await?;
         self.audit_issuance(ctx, client, &grant, "authorization_code");
         Ok(response)

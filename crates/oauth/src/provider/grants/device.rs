@@ -5,6 +5,7 @@ use trustgate_core::id::new_ulid;
 use trustgate_store_api::{DevicePoll, Grant};
 
 use crate::clients::Client;
+use crate::provider::detail::{AuthFacts, StoredDetail};
 use crate::provider::{DEVICE_CODE_GRANT, Provider, RequestContext, TokenResponse};
 use crate::request::Params;
 use crate::scope::Scope;
@@ -72,7 +73,7 @@ impl Provider {
             created_at: now,
             expires_at: now + client.refresh_token_ttl,
             revoked_at: None,
-            detail: authorization.detail.clone(),
+            detail: AuthFacts::from_detail(&authorization.detail)?.to_detail()?,
         };
         let response = self
             .issue_for_grant(client, &grant, &scope, None, true)
