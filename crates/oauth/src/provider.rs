@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! authorize.rs   authorize(params, session, decision) ─► Login | Consent | Redirect | ErrorPage
+//!   decision.rs    the pure decision it asks: decide(facts) ─► AuthorizeStep
 //! token.rs       token(params, credentials) ─► grants/{code, refresh, client_credentials,
 //!                device}.rs ─► TokenResponse or OAuthError; the signing of a grant's tokens
 //! par.rs         push(params, credentials) ─► PAR request_uri                      (RFC 9126)
@@ -30,6 +31,7 @@
 
 mod authorize;
 mod consent;
+pub mod decision;
 mod detail;
 mod device;
 mod grants;

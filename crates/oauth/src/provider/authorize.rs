@@ -1,5 +1,7 @@
 //! The authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2): one pass through
-//! `/oauth2/authorize`, or the consent form's POST.
+//! `/oauth2/authorize`, or the consent form's POST. It resolves and validates the request (see
+//! `request`), gathers the facts the decision needs, asks [`decision::decide`] and carries out
+//! the step: the redirect to log in or to the consent page, an error, or a code.
 
 use serde_json::json;
 use trustgate_core::TokenDigest;
@@ -7,13 +9,13 @@ use trustgate_core::id::new_ulid;
 use trustgate_core::secret::generate_token;
 use trustgate_store_api::{AuthorizationCode, Consent};
 
+use super::decision::{self, AuthorizeFacts, AuthorizeStep, IdTokenHint};
 use super::detail::{AuthFacts, CodeDetail, StoredDetail};
 use super::{EndUser, Provider, RequestContext, client_detail};
 use crate::clients::Client;
 use crate::request::{
     self, AuthorizationRequest, AuthorizeError, LOGIN_AFTER_PARAM, Params, pushed_request_id,
 };
-use crate::scope::Scope;
 use crate::{ErrorCode, OAuthError};
 
 /// The user's answer on the consent page.
@@ -163,88 +165,44 @@ impl Provider {
         ctx: &RequestContext,
     ) -> Result<AuthorizeOutcome, AuthorizeError> {
         let req = self.authorization_request(params).await?;
-        let fail = |error: OAuthError| AuthorizeError::Redirect {
-            redirect_uri: req.redirect_uri.clone(),
-            state: req.state.clone(),
-            error,
+        let id_token_hint = match &req.id_token_hint {
+            None => IdTokenHint::Absent,
+            Some(hint) => match self.id_token_hint_subject(hint, Some(&req.client.id)) {
+                Some(subject) => IdTokenHint::Names(subject),
+                None => IdTokenHint::Invalid,
+            },
         };
-        let now = self.now();
-        let hint_subject = match &req.id_token_hint {
-            Some(hint) => Some(
-                self.id_token_hint_subject(hint, Some(&req.client.id))
-                    .ok_or_else(|| fail(OAuthError::invalid_request("id_token_hint is invalid")))?,
-            ),
-            None => None,
-        };
-        let login = |force: bool, req: &AuthorizationRequest| {
-            let mut resume = req.resume.clone();
-            if force {
-                resume.set(LOGIN_AFTER_PARAM, now.unix_timestamp().to_string());
-            }
-            AuthorizeOutcome::Login {
-                resume: format!("/oauth2/authorize?{}", resume.to_query()),
-                force,
-                login_hint: req.login_hint.clone(),
-            }
-        };
-        let Some(user) = session else {
-            if req.prompt.none {
-                return Err(fail(OAuthError::new(
-                    ErrorCode::LoginRequired,
-                    "the user is not signed in",
-                )));
-            }
-            return Ok(login(false, &req));
-        };
-        if hint_subject
-            .as_deref()
-            .is_some_and(|sub| sub != user.user_id)
-        {
-            if req.prompt.none {
-                return Err(fail(OAuthError::new(
-                    ErrorCode::LoginRequired,
-                    "the signed-in user is not the one the id_token_hint names",
-                )));
-            }
-            return Err(AuthorizeError::Page(OAuthError::new(
-                ErrorCode::LoginRequired,
-                "you are signed in as a different user than the application expects; sign out \
-                 and try again",
-            )));
-        }
-        let reauthenticated = req
-            .login_after
-            .is_some_and(|after| user.auth_time.unix_timestamp() >= after);
-        let too_old = req
-            .max_age
-            .is_some_and(|max| (now - user.auth_time).whole_seconds() > max);
-        let wants_two_factors = req.acr_values.iter().any(|v| v == "2");
-        let needs_step_up = wants_two_factors && user.acr != "2" && user.can_step_up;
-        if !reauthenticated && (req.prompt.login || too_old || needs_step_up) {
-            if req.prompt.none {
-                return Err(fail(OAuthError::new(
-                    ErrorCode::LoginRequired,
-                    "the user must authenticate again",
-                )));
-            }
-            return Ok(login(true, &req));
-        }
-
-        let store = &self.inner.store;
-        let consent = if req.client.skip_consent {
-            None
-        } else {
-            store
+        let consent = match session {
+            Some(user) if !req.client.skip_consent => self
+                .inner
+                .store
                 .get_consent(&user.user_id, &req.client.id)
                 .await
-                .map_err(|e| fail(e.into()))?
+                .map_err(|e| req.redirect_error(e.into()))?,
+            _ => None,
         };
-        let consented = req.client.skip_consent
-            || consent
-                .as_ref()
-                .is_some_and(|c| req.scope.is_subset(&Scope::from_tokens(c.scopes.clone())));
-        match decision {
-            ConsentDecision::Deny => {
+        let step = decision::decide(&AuthorizeFacts {
+            request: &req,
+            session,
+            id_token_hint: &id_token_hint,
+            consent: consent.as_ref(),
+            decision,
+            now: self.now(),
+        });
+        let login =
+            |resume: Params, force: bool, login_hint: Option<String>| AuthorizeOutcome::Login {
+                resume: format!("/oauth2/authorize?{}", resume.to_query()),
+                force,
+                login_hint,
+            };
+        match step {
+            AuthorizeStep::Login { resume, login_hint } => Ok(login(resume, false, login_hint)),
+            AuthorizeStep::Reauthenticate { resume, login_hint } => {
+                Ok(login(resume, true, login_hint))
+            }
+            AuthorizeStep::Consent(prompt) => Ok(AuthorizeOutcome::Consent(prompt)),
+            AuthorizeStep::Fail(error) => Err(error),
+            AuthorizeStep::ConsentDenied { user, error } => {
                 self.audit(
                     ctx,
                     "oauth_consent_denied",
@@ -253,72 +211,41 @@ impl Provider {
                     client_detail(&req.client.id),
                 )
                 .await;
-                return Err(fail(OAuthError::new(
-                    ErrorCode::AccessDenied,
-                    "the user denied the request",
-                )));
+                Err(error)
             }
-            ConsentDecision::Approve => {
-                if !req.client.skip_consent {
-                    let previous = consent
-                        .as_ref()
-                        .map(|c| Scope::from_tokens(c.scopes.clone()))
-                        .unwrap_or_default();
-                    let merged = previous.union(&req.scope);
-                    let record = Consent {
-                        user_id: user.user_id.clone(),
-                        client_id: req.client.id.clone(),
-                        scopes: merged.iter().map(str::to_owned).collect(),
-                        created_at: consent.as_ref().map_or(now, |c| c.created_at),
-                        updated_at: now,
-                    };
-                    store
-                        .put_consent(&record)
-                        .await
-                        .map_err(|e| fail(e.into()))?;
-                    let mut detail = client_detail(&req.client.id);
-                    detail.insert("scope".into(), json!(req.scope.to_string()));
-                    self.audit(
-                        ctx,
-                        "oauth_consent_granted",
-                        "success",
-                        Some(&user.user_id),
-                        detail,
-                    )
-                    .await;
-                }
-            }
-            ConsentDecision::Ask => {
-                if !consented || (req.prompt.consent && !req.client.skip_consent) {
-                    if req.prompt.none {
-                        return Err(fail(OAuthError::new(
-                            ErrorCode::ConsentRequired,
-                            "the user has not consented to this client and scope",
-                        )));
-                    }
-                    let mut resume = req.resume.clone();
-                    if let Some(after) = req.login_after {
-                        resume.set(LOGIN_AFTER_PARAM, after.to_string());
-                    }
-                    return Ok(AuthorizeOutcome::Consent(ConsentPrompt {
-                        client_id: req.client.id.clone(),
-                        client_name: req.client.name.clone(),
-                        scopes: req.scope.iter().map(str::to_owned).collect(),
-                        resume,
-                    }));
-                }
-            }
+            AuthorizeStep::IssueCode { user, remember } => self
+                .issue_code(&req, user, remember, ctx)
+                .await
+                .map(AuthorizeOutcome::Redirect)
+                .map_err(|error| req.redirect_error(error)),
         }
+    }
 
-        let code = generate_token("");
-        let detail = CodeDetail {
-            scope: req.scope.to_string(),
-            nonce: req.nonce.clone(),
-            code_challenge: req.code_challenge.clone(),
-            auth: AuthFacts::of_user(user),
+    /// Remembers the consent the user just gave, if any, and issues the code: the redirect to
+    /// the client.
+    async fn issue_code(
+        &self,
+        req: &AuthorizationRequest,
+        user: &EndUser,
+        remember: Option<Consent>,
+        ctx: &RequestContext,
+    ) -> Result<String, OAuthError> {
+        let store = &self.inner.store;
+        if let Some(consent) = remember {
+            store.put_consent(&consent).await?;
+            let mut detail = client_detail(&req.client.id);
+            detail.insert("scope".into(), json!(req.scope.to_string()));
+            self.audit(
+                ctx,
+                "oauth_consent_granted",
+                "success",
+                Some(&user.user_id),
+                detail,
+            )
+            .await;
         }
-        .to_detail()
-        .map_err(fail)?;
+        let now = self.now();
+        let code = generate_token("");
         let record = AuthorizationCode {
             client_id: req.client.id.clone(),
             user_id: user.user_id.clone(),
@@ -327,29 +254,30 @@ impl Provider {
             grant_id: new_ulid(now),
             created_at: now,
             expires_at: now + self.inner.settings.code_ttl,
-            detail,
-        };
-        if let Some(id) = &req.pushed_id {
-            let fresh = store
-                .consume_pushed_request(id)
-                .await
-                .map_err(|e| fail(e.into()))?;
-            if !fresh {
-                return Err(fail(OAuthError::new(
-                    ErrorCode::InvalidRequestUri,
-                    "request_uri was used already",
-                )));
+            detail: CodeDetail {
+                scope: req.scope.to_string(),
+                nonce: req.nonce.clone(),
+                code_challenge: req.code_challenge.clone(),
+                auth: AuthFacts::of_user(user),
             }
+            .to_detail()?,
+        };
+        if let Some(id) = &req.pushed_id
+            && !store.consume_pushed_request(id).await?
+        {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequestUri,
+                "request_uri was used already",
+            ));
         }
         store
             .put_authorization_code(&TokenDigest::of(code.expose()), &record)
-            .await
-            .map_err(|e| fail(e.into()))?;
-        Ok(AuthorizeOutcome::Redirect(request::redirect_to_client(
+            .await?;
+        Ok(request::redirect_to_client(
             &req.redirect_uri,
             &[("code", code.expose())],
             req.state.as_deref(),
             self.issuer(),
-        )))
+        ))
     }
 }
