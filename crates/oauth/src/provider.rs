@@ -18,7 +18,7 @@
 //! detail.rs      what codes and grants keep in the store's `detail` JSON
 //! ```
 //!
-//! Security decisions made here, each with a test in `tests/provider.rs`:
+//! Security decisions made here:
 //! - PKCE S256 for every client; codes single-use, 60 s, bound to client and redirect URI; a
 //!   replayed code revokes the grant it produced (RFC 6749 §4.1.2, RFC 9700 §4.5);
 //! - refresh tokens rotate on every use; a rotated token presented after the grace period
@@ -28,6 +28,15 @@
 //!   everywhere), while self-contained verifiers accept them until `exp` (at most the client's
 //!   access token lifetime, 10 minutes by default);
 //! - implicit and hybrid response types and the password grant are refused.
+//!
+//! Tests: [`decision::decide`] row by row in `tests/authorize_decision.rs`; the endpoints over a
+//! migrated in-memory SQLite store in `tests/provider.rs` (code + PKCE, a replayed code revoking
+//! its grant, wrong and missing verifiers, codes bound to client, redirect URI and lifetime,
+//! refresh rotation, grace and reuse, client credentials, device polling with `slow_down`,
+//! denial and expiry, revocation and introspection of revoked tokens); the stored `detail`
+//! formats in `detail.rs`. The HTTP surface (PAR, the consent page, `prompt`, `acr_values`,
+//! `private_key_jwt`) is tested on both backends in the server crate (`tests/oauth_flows.rs`);
+//! logout and back-channel logout only by a real relying party (`cli/tests/oidc.rs`).
 
 mod authorize;
 mod consent;
