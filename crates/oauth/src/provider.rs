@@ -60,9 +60,9 @@ use time::{Duration, OffsetDateTime};
 use trustgate_core::Clock;
 use trustgate_core::id::new_ulid;
 use trustgate_store_api::{AuditEvent, OAuthStore};
-use trustgate_tokens::{Algorithm, KeyManager};
+use trustgate_tokens::{AccessTokenClaims, Algorithm, KeyManager};
 
-use crate::clients::{Client, ClientRegistry, PresentedCredentials};
+use crate::clients::{Client, ClientError, ClientRegistry, GrantType, PresentedCredentials};
 use crate::{Endpoints, ErrorCode, OAuthError};
 
 pub use authorize::{AuthorizeOutcome, ConsentDecision, ConsentPrompt};
@@ -72,9 +72,6 @@ pub use logout::{BackchannelNotice, LogoutRequest};
 pub use par::PushedAuthorizationResponse;
 pub use token::TokenResponse;
 pub use verify::LEEWAY;
-
-/// The `grant_type` of the device flow.
-pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// Lifetimes and algorithms.
 #[derive(Debug, Clone)]
@@ -233,17 +230,43 @@ impl Provider {
         credentials: &PresentedCredentials,
         endpoint: &str,
     ) -> Result<Client, OAuthError> {
+        let audiences = [endpoint, self.issuer(), &self.inner.endpoints.token];
         self.inner
             .clients
-            .authenticate(credentials, &self.assertion_audiences(endpoint))
+            .authenticate(credentials, &audiences)
             .await
     }
 
-    /// The values a `private_key_jwt` assertion's `aud` may have at `endpoint`.
-    fn assertion_audiences<'a>(&'a self, endpoint: &'a str) -> [&'a str; 3] {
-        [endpoint, self.issuer(), &self.inner.endpoints.token]
+    /// A registered client by id. A failing registry is logged and answered as a storage failure
+    /// (`temporarily_unavailable` or `server_error`), never as an unknown client.
+    async fn registered_client(&self, client_id: &str) -> Result<Option<Client>, OAuthError> {
+        self.inner
+            .clients
+            .get(client_id)
+            .await
+            .map_err(|err| match err {
+                ClientError::Store(err) => OAuthError::from(err),
+                other => {
+                    tracing::error!(error = %other, "client lookup failed");
+                    OAuthError::new(ErrorCode::ServerError, "internal error")
+                }
+            })
     }
 
+    /// Signs `claims` as a JWS of type `typ`.
+    fn sign<T: Serialize>(
+        &self,
+        alg: Algorithm,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, OAuthError> {
+        self.inner.keys.sign(alg, typ, claims).map_err(|err| {
+            tracing::error!(error = %err, "signing failed");
+            OAuthError::new(ErrorCode::ServerError, "no signing key is available")
+        })
+    }
+
+    /// Writes one audit event; a failure to write it is logged and does not fail the request.
     async fn audit(
         &self,
         ctx: &RequestContext,
@@ -269,19 +292,31 @@ impl Provider {
         }
     }
 
-    fn sign<T: Serialize>(
-        &self,
-        alg: Algorithm,
-        typ: &str,
-        claims: &T,
-    ) -> Result<String, OAuthError> {
-        self.inner.keys.sign(alg, typ, claims).map_err(|err| {
-            tracing::error!(error = %err, "signing failed");
-            OAuthError::new(ErrorCode::ServerError, "no signing key is available")
-        })
+    /// Records an issued access token (to the audit log stream, not the audit store: issuance is
+    /// the hot path).
+    fn audit_issuance(&self, ctx: &RequestContext, grant: GrantType, claims: &AccessTokenClaims) {
+        // A user's tokens carry the user's token version; a client's own tokens have no user.
+        let user_id = if claims.uv.is_some() {
+            claims.sub.as_str()
+        } else {
+            ""
+        };
+        tracing::info!(
+            target: "trustgate::audit",
+            kind = "oauth_token_issued",
+            grant_type = grant.as_str(),
+            client_id = %claims.client_id,
+            user_id,
+            grant_id = claims.gid.as_deref().unwrap_or(""),
+            jti = %claims.jti,
+            scope = claims.scope.as_deref().unwrap_or(""),
+            request_id = ctx.request_id.as_deref().unwrap_or(""),
+            "tokens issued"
+        );
     }
 }
 
+/// Audit detail naming a client.
 fn client_detail(client_id: &str) -> Map<String, Value> {
     let mut detail = Map::new();
     detail.insert("client_id".into(), json!(client_id));

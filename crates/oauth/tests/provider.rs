@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
-use trustgate_core::{Clock, ManualClock, SealingKey, Secret};
+use trustgate_core::{Clock, ManualClock, Secret};
 use trustgate_oauth::claims::IdTokenClaims;
 use trustgate_oauth::clients::{
     AuthMethod, ClientRegistration, ClientRegistry, GrantType, PresentedCredentials,
@@ -23,8 +23,10 @@ use trustgate_oauth::provider::{
 use trustgate_oauth::request::Params;
 use trustgate_oauth::{Endpoints, ErrorCode, OAuthError};
 use trustgate_store::testing::TestDatabase;
-use trustgate_store_api::{AuditFilter, NewUser, Store, UserStatus};
-use trustgate_tokens::{Expectation, KeyManager, KeyPolicy};
+use trustgate_store_api::{AuditEvent, AuditFilter, NewUser, Store, UserStatus};
+use trustgate_tokens::{Expectation, KeyManager};
+
+mod support;
 
 const ISSUER: &str = "https://id.example.com";
 const REDIRECT_URI: &str = "https://app.example.com/cb";
@@ -42,15 +44,7 @@ async fn op() -> Op {
     let db = TestDatabase::sqlite_in_memory().await;
     let store = db.store.clone();
     let clock = ManualClock::new(T0);
-    let keys = KeyManager::load(
-        store.clone(),
-        SealingKey::generate(),
-        KeyPolicy::default(),
-        Arc::new(clock.clone()),
-    )
-    .await
-    .expect("keys");
-    keys.ensure_keys().await.expect("ensure keys");
+    let keys = support::signing_keys(store.clone(), &clock).await;
     let clients = ClientRegistry::new(store.clone(), Arc::new(clock.clone()));
     let provider = Provider::new(
         store.clone(),
@@ -215,6 +209,15 @@ async fn active(op: &Op, caller: &App, token: &str) -> bool {
     body["active"] == Value::Bool(true)
 }
 
+/// The audit events of this kind, newest first.
+async fn audited(op: &Op, kind: &str) -> Vec<AuditEvent> {
+    let filter = AuditFilter {
+        kind: Some(kind.to_owned()),
+        ..AuditFilter::default()
+    };
+    op.store.list_audit(&filter, 10).await.expect("audit")
+}
+
 fn refused<T: std::fmt::Debug>(result: Result<T, OAuthError>, code: ErrorCode) -> OAuthError {
     let err = result.expect_err("must be refused");
     assert_eq!(err.code, code, "{err}");
@@ -228,6 +231,20 @@ async fn code_flow(op: &Op) -> (App, EndUser, String, String) {
     let (verifier, challenge) = pkce("a");
     let code = code_for(op, &app, &user, &challenge).await;
     (app, user, code, verifier)
+}
+
+/// A code flow's tokens: the app, alice, and what the code was exchanged for.
+async fn tokens_for_alice(op: &Op) -> (App, EndUser, TokenResponse) {
+    let (app, user, code, verifier) = code_flow(op).await;
+    let tokens = exchange(op, &app, &code, Some(&verifier))
+        .await
+        .expect("tokens");
+    (app, user, tokens)
+}
+
+/// A second web app.
+async fn other_app(op: &Op) -> App {
+    register(op, |r| r.name = "Other".into()).await
 }
 
 #[tokio::test]
@@ -287,18 +304,7 @@ async fn code_with_pkce_issues_tokens_that_say_who_and_how() {
         consents[0].scopes,
         ["offline_access", "openid", "profile"].map(str::to_owned)
     );
-    let granted = op
-        .store
-        .list_audit(
-            &AuditFilter {
-                kind: Some("oauth_consent_granted".into()),
-                ..AuditFilter::default()
-            },
-            10,
-        )
-        .await
-        .expect("audit");
-    assert_eq!(granted.len(), 1);
+    assert_eq!(audited(&op, "oauth_consent_granted").await.len(), 1);
 }
 
 #[tokio::test]
@@ -320,17 +326,7 @@ async fn a_replayed_code_is_refused_and_revokes_the_grant() {
     );
     assert!(!active(&op, &app, &tokens.access_token).await);
     assert!(!active(&op, &app, &refresh_token).await);
-    let replays = op
-        .store
-        .list_audit(
-            &AuditFilter {
-                kind: Some("oauth_code_replayed".into()),
-                ..AuditFilter::default()
-            },
-            10,
-        )
-        .await
-        .expect("audit");
+    let replays = audited(&op, "oauth_code_replayed").await;
     assert_eq!(replays.len(), 1);
     assert_eq!(replays[0].outcome, "denied");
     assert_eq!(replays[0].detail["grant_revoked"], true);
@@ -365,7 +361,7 @@ async fn a_wrong_or_missing_verifier_burns_the_code() {
 async fn codes_are_bound_to_client_redirect_uri_and_lifetime() {
     let op = op().await;
     let (app, user, code, verifier) = code_flow(&op).await;
-    let other = register(&op, |r| r.name = "Other".into()).await;
+    let other = other_app(&op).await;
     refused(
         exchange(&op, &other, &code, Some(&verifier)).await,
         ErrorCode::InvalidGrant,
@@ -400,14 +396,11 @@ async fn codes_are_bound_to_client_redirect_uri_and_lifetime() {
 #[tokio::test]
 async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
     let op = op().await;
-    let (app, _user, code, verifier) = code_flow(&op).await;
-    let first = exchange(&op, &app, &code, Some(&verifier))
-        .await
-        .expect("tokens");
+    let (app, _user, first) = tokens_for_alice(&op).await;
     let r1 = first.refresh_token.expect("r1");
 
     // Another client cannot use it, and a wider scope is refused without rotating it.
-    let other = register(&op, |r| r.name = "Other".into()).await;
+    let other = other_app(&op).await;
     refused(refresh(&op, &other, &r1).await, ErrorCode::InvalidGrant);
     let widen = params(&[
         ("grant_type", "refresh_token"),
@@ -451,10 +444,7 @@ async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
 #[tokio::test]
 async fn a_disabled_user_cannot_refresh() {
     let op = op().await;
-    let (app, user, code, verifier) = code_flow(&op).await;
-    let tokens = exchange(&op, &app, &code, Some(&verifier))
-        .await
-        .expect("tokens");
+    let (app, user, tokens) = tokens_for_alice(&op).await;
     op.store
         .set_user_status(&user.user_id, UserStatus::Disabled, op.clock.now())
         .await
@@ -684,14 +674,11 @@ async fn device_codes_denied_or_expired() {
 #[tokio::test]
 async fn revoking_a_refresh_token_ends_its_grant() {
     let op = op().await;
-    let (app, _user, code, verifier) = code_flow(&op).await;
-    let tokens = exchange(&op, &app, &code, Some(&verifier))
-        .await
-        .expect("tokens");
+    let (app, _user, tokens) = tokens_for_alice(&op).await;
     let refresh_token = tokens.refresh_token.expect("refresh token");
 
     // Another client may not revoke it, and its attempt changes nothing.
-    let other = register(&op, |r| r.name = "Other".into()).await;
+    let other = other_app(&op).await;
     let form = params(&[("token", &refresh_token)]);
     refused(
         op.provider.revoke(&form, &other.credentials, &ctx()).await,
@@ -730,12 +717,9 @@ async fn revoking_a_refresh_token_ends_its_grant() {
 #[tokio::test]
 async fn revoking_an_access_token_leaves_the_grant() {
     let op = op().await;
-    let (app, _user, code, verifier) = code_flow(&op).await;
-    let tokens = exchange(&op, &app, &code, Some(&verifier))
-        .await
-        .expect("tokens");
+    let (app, _user, tokens) = tokens_for_alice(&op).await;
     let form = params(&[("token", &tokens.access_token)]);
-    let other = register(&op, |r| r.name = "Other".into()).await;
+    let other = other_app(&op).await;
     refused(
         op.provider.revoke(&form, &other.credentials, &ctx()).await,
         ErrorCode::UnauthorizedClient,
@@ -762,10 +746,7 @@ async fn revoking_an_access_token_leaves_the_grant() {
 #[tokio::test]
 async fn introspection_needs_a_confidential_caller_and_a_live_token() {
     let op = op().await;
-    let (app, user, code, verifier) = code_flow(&op).await;
-    let tokens = exchange(&op, &app, &code, Some(&verifier))
-        .await
-        .expect("tokens");
+    let (app, user, tokens) = tokens_for_alice(&op).await;
     let spa = register(&op, |r| {
         r.name = "SPA".into();
         r.auth_method = AuthMethod::None;

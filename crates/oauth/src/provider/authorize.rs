@@ -95,19 +95,10 @@ impl Provider {
                 "client_id is required",
             )));
         };
-        match self.inner.clients.get(client_id).await {
-            Ok(Some(client)) => Ok(client),
-            Ok(None) => Err(AuthorizeError::Page(OAuthError::invalid_client(
-                "unknown client",
-            ))),
-            Err(err) => {
-                tracing::error!(error = %err, "client lookup failed");
-                Err(AuthorizeError::Page(OAuthError::new(
-                    ErrorCode::ServerError,
-                    "the client registry is unavailable",
-                )))
-            }
-        }
+        self.registered_client(client_id)
+            .await
+            .map_err(AuthorizeError::Page)?
+            .ok_or_else(|| AuthorizeError::Page(OAuthError::invalid_client("unknown client")))
     }
 
     /// Parses and validates an authorization request, resolving a PAR reference.

@@ -24,7 +24,7 @@ impl Provider {
         let consents = self.inner.store.list_consents(user_id).await?;
         let mut out = Vec::with_capacity(consents.len());
         for consent in consents {
-            let client_name = match self.inner.clients.get(&consent.client_id).await {
+            let client_name = match self.registered_client(&consent.client_id).await {
                 Ok(Some(client)) => client.name,
                 _ => consent.client_id.clone(),
             };

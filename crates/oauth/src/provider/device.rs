@@ -125,17 +125,12 @@ impl Provider {
         else {
             return Ok(None);
         };
-        let client_name = match self.inner.clients.get(&authorization.client_id).await {
-            Ok(Some(client)) => client.name,
-            Ok(None) => return Ok(None),
-            Err(err) => {
-                tracing::error!(error = %err, "client lookup failed");
-                return Err(OAuthError::new(ErrorCode::ServerError, "internal error"));
-            }
+        let Some(client) = self.registered_client(&authorization.client_id).await? else {
+            return Ok(None);
         };
         Ok(Some(DevicePrompt {
             user_code,
-            client_name,
+            client_name: client.name,
             scopes: authorization
                 .scope
                 .split(' ')

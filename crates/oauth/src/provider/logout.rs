@@ -5,10 +5,10 @@ use time::Duration;
 use trustgate_core::id::new_ulid;
 
 use super::{Provider, RequestContext};
+use crate::OAuthError;
 use crate::claims::{BACKCHANNEL_LOGOUT_EVENT, LogoutTokenClaims};
 use crate::request::Params;
 use crate::scope::OFFLINE_ACCESS;
-use crate::{ErrorCode, OAuthError};
 
 /// A validated RP-initiated logout request.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,10 +58,7 @@ impl Provider {
             None => None,
             Some(uri) => {
                 let client = match &client_id {
-                    Some(id) => self.inner.clients.get(id).await.map_err(|err| {
-                        tracing::error!(error = %err, "client lookup failed");
-                        OAuthError::new(ErrorCode::ServerError, "internal error")
-                    })?,
+                    Some(id) => self.registered_client(id).await?,
                     None => None,
                 };
                 let Some(client) = client else {
@@ -113,7 +110,8 @@ impl Provider {
                 continue;
             }
             notified.push(grant.client_id.clone());
-            let Ok(Some(client)) = self.inner.clients.get(&grant.client_id).await else {
+            // Best effort: a client that cannot be read now is not notified.
+            let Ok(Some(client)) = self.registered_client(&grant.client_id).await else {
                 continue;
             };
             let Some(uri) = client.backchannel_logout_uri.clone() else {

@@ -1,6 +1,7 @@
 //! Our own tokens presented back to us: access tokens (introspection, revocation, userinfo) and
 //! ID tokens as hints (authorization, logout).
 
+use serde::de::DeserializeOwned;
 use time::Duration;
 use trustgate_tokens::{AccessTokenClaims, Expectation};
 
@@ -19,21 +20,7 @@ impl Provider {
         token: &str,
         audiences: &[&str],
     ) -> Option<AccessTokenClaims> {
-        trustgate_tokens::verify::<AccessTokenClaims>(
-            token,
-            &self.inner.keys.resolver(),
-            &Expectation {
-                issuer: self.issuer(),
-                audiences,
-                typ: Some("at+jwt"),
-                now: self.now(),
-                leeway: LEEWAY,
-                require_exp: true,
-                check_expiry: true,
-            },
-        )
-        .ok()
-        .map(|verified| verified.claims)
+        self.verify_ours(token, audiences, Some("at+jwt"), true)
     }
 
     /// One of our ID tokens used as a hint: signature and issuer checked, expiry ignored (RPs
@@ -43,17 +30,29 @@ impl Provider {
         token: &str,
         audiences: &[&str],
     ) -> Option<IdTokenClaims> {
-        trustgate_tokens::verify::<IdTokenClaims>(
+        self.verify_ours(token, audiences, None, false)
+    }
+
+    /// A JWT this server signed: our keys, our issuer, `aud` containing one of `audiences`
+    /// unless empty, header `typ` if given, and `exp` (required) unless `check_expiry` is off.
+    fn verify_ours<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        audiences: &[&str],
+        typ: Option<&str>,
+        check_expiry: bool,
+    ) -> Option<T> {
+        trustgate_tokens::verify::<T>(
             token,
             &self.inner.keys.resolver(),
             &Expectation {
                 issuer: self.issuer(),
                 audiences,
-                typ: None,
+                typ,
                 now: self.now(),
                 leeway: LEEWAY,
-                require_exp: false,
-                check_expiry: false,
+                require_exp: check_expiry,
+                check_expiry,
             },
         )
         .ok()

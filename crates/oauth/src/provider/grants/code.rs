@@ -2,22 +2,23 @@
 
 use serde_json::json;
 use trustgate_core::TokenDigest;
-use trustgate_store_api::{CodeRedemption, Grant};
+use trustgate_store_api::CodeRedemption;
 
-use crate::clients::Client;
 use crate::provider::detail::{CodeDetail, StoredDetail};
-use crate::provider::{Provider, RequestContext, TokenResponse, client_detail};
-use crate::request::Params;
+use crate::provider::token::{NewGrant, TokenRequest};
+use crate::provider::{Provider, TokenResponse, client_detail};
 use crate::scope::Scope;
 use crate::{OAuthError, pkce};
 
 impl Provider {
+    /// `authorization_code`: redeems the code exactly once (a replay revokes the grant the first
+    /// redemption created), checks client, expiry, redirect URI and the PKCE verifier, and
+    /// creates the grant.
     pub(in crate::provider) async fn exchange_code(
         &self,
-        client: &Client,
-        params: &Params,
-        ctx: &RequestContext,
+        req: &TokenRequest<'_>,
     ) -> Result<TokenResponse, OAuthError> {
+        let (client, params, ctx) = (&req.client, req.params, req.ctx);
         let code = params
             .get("code")
             .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
@@ -72,21 +73,17 @@ impl Provider {
             return Err(OAuthError::invalid_grant("code_verifier does not match"));
         }
         let scope = Scope::parse(&detail.scope)?;
-        let grant = Grant {
-            id: record.grant_id.clone(),
-            client_id: client.id.clone(),
-            user_id: Some(record.user_id.clone()),
-            session_id: record.session_id.clone(),
-            scope: scope.to_string(),
-            created_at: now,
-            expires_at: now + client.refresh_token_ttl,
-            revoked_at: None,
-            detail: detail.auth.to_detail()?,
-        };
-        let response = self
-            .issue_for_grant(client, &grant, &scope, detail.nonce.as_deref(), true)
-            .await?;
-        self.audit_issuance(ctx, client, &grant, "authorization_code");
-        Ok(response)
+        self.issue_new_grant(
+            req,
+            NewGrant {
+                id: record.grant_id,
+                user_id: record.user_id,
+                session_id: record.session_id,
+                scope,
+                auth: detail.auth,
+                nonce: detail.nonce.as_deref(),
+            },
+        )
+        .await
     }
 }

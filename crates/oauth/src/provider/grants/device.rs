@@ -2,22 +2,23 @@
 
 use trustgate_core::TokenDigest;
 use trustgate_core::id::new_ulid;
-use trustgate_store_api::{DevicePoll, Grant};
+use trustgate_store_api::DevicePoll;
 
-use crate::clients::Client;
+use crate::device::SLOW_DOWN_SECS;
 use crate::provider::detail::{AuthFacts, StoredDetail};
-use crate::provider::{DEVICE_CODE_GRANT, Provider, RequestContext, TokenResponse};
-use crate::request::Params;
+use crate::provider::token::{NewGrant, TokenRequest};
+use crate::provider::{Provider, TokenResponse};
 use crate::scope::Scope;
 use crate::{ErrorCode, OAuthError};
 
 impl Provider {
+    /// `urn:ietf:params:oauth:grant-type:device_code`: one poll under
+    /// [`crate::device::poll_step`]; an approval is redeemed once and becomes a grant.
     pub(in crate::provider) async fn device_token(
         &self,
-        client: &Client,
-        params: &Params,
-        ctx: &RequestContext,
+        req: &TokenRequest<'_>,
     ) -> Result<TokenResponse, OAuthError> {
+        let (client, params) = (&req.client, req.params);
         let device_code = params
             .get("device_code")
             .ok_or_else(|| OAuthError::invalid_request("device_code is required"))?;
@@ -31,54 +32,45 @@ impl Provider {
             .await?;
         let authorization = match poll {
             DevicePoll::Approved(authorization) => authorization,
-            DevicePoll::Pending => {
-                return Err(OAuthError::new(
-                    ErrorCode::AuthorizationPending,
-                    "the user has not finished yet",
-                ));
-            }
-            DevicePoll::SlowDown => {
-                return Err(OAuthError::new(
-                    ErrorCode::SlowDown,
-                    "polling too fast; the interval grew by 5 seconds",
-                ));
-            }
-            DevicePoll::Denied => {
-                return Err(OAuthError::new(
-                    ErrorCode::AccessDenied,
-                    "the user denied the request",
-                ));
-            }
-            DevicePoll::Expired => {
-                return Err(OAuthError::new(
-                    ErrorCode::ExpiredToken,
-                    "the device code expired",
-                ));
-            }
-            DevicePoll::Unknown | DevicePoll::AlreadyRedeemed => {
-                return Err(OAuthError::invalid_grant("the device code is invalid"));
-            }
+            refused => return Err(refusal(&refused)),
         };
         let user_id = authorization
             .user_id
             .clone()
             .ok_or_else(|| OAuthError::invalid_grant("the device code is invalid"))?;
         let scope = Scope::parse(&authorization.scope)?;
-        let grant = Grant {
-            id: new_ulid(now),
-            client_id: client.id.clone(),
-            user_id: Some(user_id),
-            session_id: authorization.session_id.clone(),
-            scope: scope.to_string(),
-            created_at: now,
-            expires_at: now + client.refresh_token_ttl,
-            revoked_at: None,
-            detail: AuthFacts::from_detail(&authorization.detail)?.to_detail()?,
-        };
-        let response = self
-            .issue_for_grant(client, &grant, &scope, None, true)
-            .await?;
-        self.audit_issuance(ctx, client, &grant, DEVICE_CODE_GRANT);
-        Ok(response)
+        self.issue_new_grant(
+            req,
+            NewGrant {
+                id: new_ulid(now),
+                user_id,
+                session_id: authorization.session_id.clone(),
+                scope,
+                auth: AuthFacts::from_detail(&authorization.detail)?,
+                nonce: None,
+            },
+        )
+        .await
+    }
+}
+
+/// The answer to a poll that did not redeem an approval (RFC 8628 §3.5).
+fn refusal(poll: &DevicePoll) -> OAuthError {
+    match poll {
+        DevicePoll::Pending => OAuthError::new(
+            ErrorCode::AuthorizationPending,
+            "the user has not finished yet",
+        ),
+        DevicePoll::SlowDown => OAuthError::new(
+            ErrorCode::SlowDown,
+            format!("polling too fast; the interval grew by {SLOW_DOWN_SECS} seconds"),
+        ),
+        DevicePoll::Denied => {
+            OAuthError::new(ErrorCode::AccessDenied, "the user denied the request")
+        }
+        DevicePoll::Expired => OAuthError::new(ErrorCode::ExpiredToken, "the device code expired"),
+        DevicePoll::Unknown | DevicePoll::AlreadyRedeemed | DevicePoll::Approved(_) => {
+            OAuthError::invalid_grant("the device code is invalid")
+        }
     }
 }

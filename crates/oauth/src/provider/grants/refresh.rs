@@ -5,19 +5,19 @@ use trustgate_core::TokenDigest;
 use trustgate_core::secret::generate_token;
 use trustgate_store_api::RefreshRotation;
 
-use crate::clients::Client;
-use crate::provider::{Provider, RequestContext, TokenResponse, client_detail};
-use crate::request::Params;
+use crate::provider::token::TokenRequest;
+use crate::provider::{Provider, TokenResponse, client_detail};
 use crate::scope::Scope;
 use crate::{ErrorCode, OAuthError};
 
 impl Provider {
+    /// `refresh_token`: the scope may narrow, never widen; the token rotates under
+    /// [`crate::refresh::rotation_step`] (a reuse after the grace period revokes the grant).
     pub(in crate::provider) async fn refresh(
         &self,
-        client: &Client,
-        params: &Params,
-        ctx: &RequestContext,
+        req: &TokenRequest<'_>,
     ) -> Result<TokenResponse, OAuthError> {
+        let (client, params, ctx) = (&req.client, req.params, req.ctx);
         let presented = params
             .get("refresh_token")
             .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
@@ -88,10 +88,7 @@ impl Provider {
                 return Err(OAuthError::invalid_grant("the refresh token is invalid"));
             }
         };
-        let response = self
-            .sign_user_tokens(client, &grant, &scope, None, Some(next))
-            .await?;
-        self.audit_issuance(ctx, client, &grant, "refresh_token");
-        Ok(response)
+        self.sign_user_tokens(req, &grant, &scope, None, Some(next))
+            .await
     }
 }
