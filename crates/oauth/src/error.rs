@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use trustgate_store_api::StoreError;
+
 /// The `error` codes trustgate returns, each a registered OAuth or OpenID Connect value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -132,12 +134,15 @@ impl OAuthError {
     pub fn invalid_grant(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidGrant, description)
     }
+}
 
-    /// `server_error` for a storage failure; the detail goes to the log, not to the client.
-    pub fn storage(err: &trustgate_store_api::StoreError) -> Self {
+/// A storage failure: `temporarily_unavailable` when the database cannot be reached right now,
+/// `server_error` otherwise. The detail goes to the log, not to the client.
+impl From<StoreError> for OAuthError {
+    fn from(err: StoreError) -> Self {
         tracing::error!(error = %err, "storage error in an OAuth flow");
         match err {
-            trustgate_store_api::StoreError::Unavailable(_) => Self::new(
+            StoreError::Unavailable(_) => Self::new(
                 ErrorCode::TemporarilyUnavailable,
                 "the authorization server is temporarily unavailable",
             ),

@@ -166,6 +166,17 @@ pub struct AuthorizationRequest {
     pub resume: Params,
 }
 
+impl AuthorizationRequest {
+    /// `error` as a redirect to the client, with the request's `state`.
+    pub fn redirect_error(&self, error: OAuthError) -> AuthorizeError {
+        AuthorizeError::Redirect {
+            redirect_uri: self.redirect_uri.clone(),
+            state: self.state.clone(),
+            error,
+        }
+    }
+}
+
 /// Where an authorization error goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuthorizeError {

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use time::macros::datetime;
-use trustgate_core::{Clock, ManualClock, SealingKey, Secret, TokenDigest};
+use trustgate_core::{Clock, ManualClock, Secret, TokenDigest};
 use trustgate_oauth::clients::{
     AuthMethod, Client, ClientError, ClientRegistration, ClientRegistry, GrantType,
     JWT_BEARER_ASSERTION_TYPE, PresentedCredentials,
@@ -17,7 +17,9 @@ use trustgate_oauth::clients::{
 use trustgate_oauth::{ErrorCode, OAuthError};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_tokens::{Algorithm, KeyManager, KeyPolicy};
+use trustgate_tokens::{Algorithm, KeyManager};
+
+mod support;
 
 const TOKEN_ENDPOINT: &str = "https://id.example.com/oauth2/token";
 const ISSUER: &str = "https://id.example.com";
@@ -432,15 +434,7 @@ async fn public_clients_present_only_their_id(db: TestDatabase) {
 /// A key manager standing in for a client's (or an attacker's) own keys, on a database of its own.
 async fn own_keys(clock: &ManualClock) -> (TestDatabase, KeyManager) {
     let db = TestDatabase::sqlite().await;
-    let keys = KeyManager::load(
-        db.store.clone(),
-        SealingKey::generate(),
-        KeyPolicy::default(),
-        Arc::new(clock.clone()),
-    )
-    .await
-    .expect("keys");
-    keys.ensure_keys().await.expect("ensure keys");
+    let keys = support::signing_keys(db.store.clone(), clock).await;
     (db, keys)
 }
 

@@ -344,11 +344,7 @@ impl ClientRegistry {
 
     /// The client with this id; a corrupt record counts as absent (and is logged).
     async fn lookup(&self, id: &str) -> Result<Option<Client>, OAuthError> {
-        let stored = self
-            .store
-            .get_client(id)
-            .await
-            .map_err(|e| OAuthError::storage(&e))?;
+        let stored = self.store.get_client(id).await?;
         Ok(match stored {
             None => None,
             Some(stored) => match decode(stored) {
@@ -368,11 +364,7 @@ impl ClientRegistry {
         method: AuthMethod,
     ) -> Result<Client, OAuthError> {
         let presented = TokenDigest::of(secret.expose());
-        let stored = self
-            .store
-            .get_client(client_id)
-            .await
-            .map_err(|e| OAuthError::storage(&e))?;
+        let stored = self.store.get_client(client_id).await?;
         // Compare against a fixed digest when there is nothing to compare with, so an unknown id
         // or a missing secret costs what a wrong secret costs.
         let unknown = TokenDigest::of("");
@@ -434,8 +426,7 @@ impl ClientRegistry {
         let recorded = self
             .store
             .record_client_assertion(&client.id, &verified.jti, verified.expires_at)
-            .await
-            .map_err(|e| OAuthError::storage(&e))?;
+            .await?;
         if !recorded {
             tracing::info!(client_id = %client.id, "client assertion replayed");
             return Err(OAuthError::invalid_client(

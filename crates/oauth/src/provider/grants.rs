@@ -1,0 +1,6 @@
+//! One file per grant type of the token endpoint.
+
+mod client_credentials;
+mod code;
+mod device;
+mod refresh;

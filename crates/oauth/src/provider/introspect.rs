@@ -1,0 +1,86 @@
+//! Token introspection (RFC 7662).
+
+use serde_json::{Value, json};
+use trustgate_core::TokenDigest;
+
+use super::Provider;
+use super::verify::looks_like_jwt;
+use crate::OAuthError;
+use crate::clients::PresentedCredentials;
+use crate::request::Params;
+
+impl Provider {
+    /// `/oauth2/introspect` (RFC 7662). Confidential clients only. Access tokens are active for
+    /// any caller whose id or registered audience is in `aud` (or when `aud` names this issuer);
+    /// refresh tokens only for the client they were issued to.
+    pub async fn introspect(
+        &self,
+        params: &Params,
+        credentials: &PresentedCredentials,
+    ) -> Result<Value, OAuthError> {
+        let caller = self
+            .authenticate(credentials, &self.inner.endpoints.introspection)
+            .await?;
+        if caller.is_public() {
+            return Err(OAuthError::invalid_client(
+                "introspection requires client authentication",
+            ));
+        }
+        let token = params
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        let inactive = json!({ "active": false });
+        if looks_like_jwt(token) {
+            let mut audiences: Vec<&str> = vec![self.issuer(), &caller.id];
+            audiences.extend(caller.audience.iter().map(String::as_str));
+            let Some(claims) = self.live_access_token(token, &audiences).await? else {
+                return Ok(inactive);
+            };
+            let mut body = json!({
+                "active": true,
+                "token_type": "Bearer",
+                "iss": claims.iss,
+                "sub": claims.sub,
+                "aud": claims.aud,
+                "exp": claims.exp,
+                "iat": claims.iat,
+                "jti": claims.jti,
+                "client_id": claims.client_id,
+            });
+            if let (Some(scope), Some(obj)) = (claims.scope, body.as_object_mut()) {
+                obj.insert("scope".into(), json!(scope));
+            }
+            if let (Some(nbf), Some(obj)) = (claims.nbf, body.as_object_mut()) {
+                obj.insert("nbf".into(), json!(nbf));
+            }
+            return Ok(body);
+        }
+        let now = self.now();
+        let Some((refresh, grant)) = self
+            .inner
+            .store
+            .find_refresh_token(&TokenDigest::of(token))
+            .await?
+        else {
+            return Ok(inactive);
+        };
+        let live = refresh.rotated_at.is_none()
+            && refresh.expires_at > now
+            && grant.expires_at > now
+            && grant.revoked_at.is_none()
+            && grant.client_id == caller.id;
+        if !live {
+            return Ok(inactive);
+        }
+        Ok(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "iss": self.issuer(),
+            "sub": grant.user_id.clone().unwrap_or_else(|| grant.client_id.clone()),
+            "client_id": grant.client_id,
+            "scope": grant.scope,
+            "exp": refresh.expires_at.min(grant.expires_at).unix_timestamp(),
+            "iat": refresh.created_at.unix_timestamp(),
+        }))
+    }
+}
