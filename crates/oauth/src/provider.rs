@@ -57,9 +57,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
+use trustgate_audit::{AuditKind, Auditor, Event, Outcome};
 use trustgate_core::Clock;
-use trustgate_core::id::new_ulid;
-use trustgate_store_api::{AuditEvent, OAuthStore};
+use trustgate_store_api::OAuthStore;
 use trustgate_tokens::{AccessTokenClaims, Algorithm, KeyManager};
 
 use crate::clients::{Client, ClientError, ClientRegistry, GrantType, PresentedCredentials};
@@ -126,16 +126,7 @@ pub struct EndUser {
     pub can_step_up: bool,
 }
 
-/// Who asked, for the audit trail.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestContext {
-    /// Client IP.
-    pub ip: Option<String>,
-    /// User agent.
-    pub user_agent: Option<String>,
-    /// Request id.
-    pub request_id: Option<String>,
-}
+pub use trustgate_audit::RequestContext;
 
 /// The OAuth 2.0 authorization server / OpenID Provider.
 #[derive(Clone)]
@@ -145,6 +136,7 @@ pub struct Provider {
 
 struct Inner {
     store: Arc<dyn OAuthStore>,
+    auditor: Auditor,
     keys: KeyManager,
     clients: ClientRegistry,
     clock: Arc<dyn Clock>,
@@ -164,6 +156,7 @@ impl Provider {
     /// A provider for `endpoints.issuer`.
     pub fn new(
         store: Arc<dyn OAuthStore>,
+        auditor: Auditor,
         keys: KeyManager,
         clients: ClientRegistry,
         clock: Arc<dyn Clock>,
@@ -173,6 +166,7 @@ impl Provider {
         Self {
             inner: Arc::new(Inner {
                 store,
+                auditor,
                 keys,
                 clients,
                 clock,
@@ -266,53 +260,48 @@ impl Provider {
         })
     }
 
-    /// Writes one audit event; a failure to write it is logged and does not fail the request.
+    /// Audits an event concerning `user_id` (the actor too, when given). A recorded kind that
+    /// cannot be written fails the request (`trustgate_audit`'s policy).
     async fn audit(
         &self,
         ctx: &RequestContext,
-        kind: &str,
-        outcome: &str,
+        kind: AuditKind,
+        outcome: Outcome,
         user_id: Option<&str>,
         detail: Map<String, Value>,
-    ) {
-        let event = AuditEvent {
-            id: new_ulid(self.now()),
-            at: self.now(),
-            kind: kind.to_owned(),
-            outcome: outcome.to_owned(),
-            actor: user_id.map(|u| format!("user:{u}")),
-            user_id: user_id.map(str::to_owned),
-            ip: ctx.ip.clone(),
-            user_agent: ctx.user_agent.clone(),
-            request_id: ctx.request_id.clone(),
-            detail,
-        };
-        if let Err(err) = self.inner.store.append_audit(&event).await {
-            tracing::error!(error = %err, kind, "could not write an audit event");
+    ) -> Result<(), OAuthError> {
+        let mut event = Event::new(kind, outcome).details(detail);
+        if let Some(user_id) = user_id {
+            event = event.by_user(user_id);
         }
+        Ok(self.inner.auditor.record(ctx, event).await?)
     }
 
-    /// Records an issued access token (to the audit log stream, not the audit store: issuance is
-    /// the hot path).
-    fn audit_issuance(&self, ctx: &RequestContext, grant: GrantType, claims: &AccessTokenClaims) {
+    /// Records an issued access token. Issuance is a hot path: the event is streamed to the
+    /// batched writer and never makes the token endpoint wait.
+    async fn audit_issuance(
+        &self,
+        ctx: &RequestContext,
+        grant: GrantType,
+        claims: &AccessTokenClaims,
+    ) -> Result<(), OAuthError> {
+        let mut event = Event::new(AuditKind::OAuthTokenIssued, Outcome::Success)
+            .detail("grant_type", grant.as_str())
+            .detail("client_id", claims.client_id.as_str())
+            .detail("jti", claims.jti.as_str());
         // A user's tokens carry the user's token version; a client's own tokens have no user.
-        let user_id = if claims.uv.is_some() {
-            claims.sub.as_str()
+        if claims.uv.is_some() {
+            event = event.by_user(&claims.sub);
         } else {
-            ""
-        };
-        tracing::info!(
-            target: "trustgate::audit",
-            kind = "oauth_token_issued",
-            grant_type = grant.as_str(),
-            client_id = %claims.client_id,
-            user_id,
-            grant_id = claims.gid.as_deref().unwrap_or(""),
-            jti = %claims.jti,
-            scope = claims.scope.as_deref().unwrap_or(""),
-            request_id = ctx.request_id.as_deref().unwrap_or(""),
-            "tokens issued"
-        );
+            event = event.actor(format!("client:{}", claims.client_id));
+        }
+        if let Some(gid) = &claims.gid {
+            event = event.detail("grant_id", gid.as_str());
+        }
+        if let Some(scope) = &claims.scope {
+            event = event.detail("scope", scope.as_str());
+        }
+        Ok(self.inner.auditor.record(ctx, event).await?)
     }
 }
 

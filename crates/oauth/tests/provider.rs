@@ -12,6 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
+use trustgate_audit::{Auditor, AuditorConfig};
 use trustgate_core::{Clock, ManualClock, Secret};
 use trustgate_oauth::claims::IdTokenClaims;
 use trustgate_oauth::clients::{
@@ -35,6 +36,7 @@ const T0: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 struct Op {
     _db: TestDatabase,
     store: Arc<dyn Store>,
+    auditor: Auditor,
     clock: ManualClock,
     keys: KeyManager,
     provider: Provider,
@@ -46,8 +48,14 @@ async fn op() -> Op {
     let clock = ManualClock::new(T0);
     let keys = support::signing_keys(store.clone(), &clock).await;
     let clients = ClientRegistry::new(store.clone(), Arc::new(clock.clone()));
+    let auditor = Auditor::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        AuditorConfig::default(),
+    );
     let provider = Provider::new(
         store.clone(),
+        auditor.clone(),
         keys.clone(),
         clients,
         Arc::new(clock.clone()),
@@ -57,6 +65,7 @@ async fn op() -> Op {
     Op {
         _db: db,
         store,
+        auditor,
         clock,
         keys,
         provider,
@@ -209,8 +218,9 @@ async fn active(op: &Op, caller: &App, token: &str) -> bool {
     body["active"] == Value::Bool(true)
 }
 
-/// The audit events of this kind, newest first.
+/// The audit events of this kind, newest first (streamed kinds once written).
 async fn audited(op: &Op, kind: &str) -> Vec<AuditEvent> {
+    assert!(op.auditor.flush(std::time::Duration::from_secs(10)).await);
     let filter = AuditFilter {
         kind: Some(kind.to_owned()),
         ..AuditFilter::default()
@@ -526,6 +536,18 @@ async fn client_credentials_tokens_name_the_client_and_no_user() {
             .await,
         ErrorCode::UnsupportedGrantType,
     );
+
+    // Exactly the two issued tokens are in the trail, as the client's own.
+    let issued = audited(&op, "oauth_token_issued").await;
+    assert_eq!(issued.len(), 2, "{issued:?}");
+    for event in &issued {
+        assert_eq!(event.outcome, "success");
+        assert_eq!(event.user_id, None);
+        assert_eq!(event.actor, Some(format!("client:{}", service.id)));
+        assert_eq!(event.detail["grant_type"], "client_credentials");
+        assert_eq!(event.detail["client_id"], service.id.as_str());
+    }
+    assert_eq!(issued[0].detail["scope"], "reports:read");
 }
 
 async fn tv(op: &Op) -> App {

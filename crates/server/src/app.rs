@@ -110,6 +110,7 @@ impl AppState {
         };
         let oauth = Provider::new(
             store.clone(),
+            auditor.clone(),
             keys,
             clients.clone(),
             Arc::clone(&clock),

@@ -4,6 +4,7 @@
 //! the step: the redirect to log in or to the consent page, an error, or a code.
 
 use serde_json::json;
+use trustgate_audit::{AuditKind, Outcome};
 use trustgate_core::TokenDigest;
 use trustgate_core::id::new_ulid;
 use trustgate_core::secret::generate_token;
@@ -196,12 +197,13 @@ impl Provider {
             AuthorizeStep::ConsentDenied { user, error } => {
                 self.audit(
                     ctx,
-                    "oauth_consent_denied",
-                    "denied",
+                    AuditKind::OAuthConsentDenied,
+                    Outcome::Denied,
                     Some(&user.user_id),
                     client_detail(&req.client.id),
                 )
-                .await;
+                .await
+                .map_err(|error| req.redirect_error(error))?;
                 Err(error)
             }
             AuthorizeStep::IssueCode { user, remember } => self
@@ -228,12 +230,12 @@ impl Provider {
             detail.insert("scope".into(), json!(req.scope.to_string()));
             self.audit(
                 ctx,
-                "oauth_consent_granted",
-                "success",
+                AuditKind::OAuthConsentGranted,
+                Outcome::Success,
                 Some(&user.user_id),
                 detail,
             )
-            .await;
+            .await?;
         }
         let now = self.now();
         let code = generate_token("");

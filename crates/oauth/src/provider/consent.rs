@@ -1,6 +1,7 @@
 //! The user's remembered consents, as the account page lists and withdraws them.
 
 use time::OffsetDateTime;
+use trustgate_audit::{AuditKind, Outcome};
 
 use super::{Provider, RequestContext, client_detail};
 use crate::OAuthError;
@@ -53,12 +54,12 @@ impl Provider {
         if withdrawn {
             self.audit(
                 ctx,
-                "oauth_consent_revoked",
-                "success",
+                AuditKind::OAuthConsentRevoked,
+                Outcome::Success,
                 Some(user_id),
                 client_detail(client_id),
             )
-            .await;
+            .await?;
         }
         Ok(withdrawn)
     }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use serde_json::Map;
+use trustgate_audit::{AuditKind, Outcome};
 use trustgate_core::TokenDigest;
 use trustgate_core::secret::generate_token;
 use trustgate_store_api::{DeviceAuthorization, DeviceStatus, StoreError};
@@ -168,15 +169,19 @@ impl Provider {
             self.audit(
                 ctx,
                 if approve {
-                    "oauth_device_approved"
+                    AuditKind::OAuthDeviceApproved
                 } else {
-                    "oauth_device_denied"
+                    AuditKind::OAuthDeviceDenied
                 },
-                if approve { "success" } else { "denied" },
+                if approve {
+                    Outcome::Success
+                } else {
+                    Outcome::Denied
+                },
                 Some(&user.user_id),
                 Map::new(),
             )
-            .await;
+            .await?;
         }
         Ok(decided)
     }

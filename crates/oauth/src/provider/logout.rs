@@ -2,6 +2,7 @@
 
 use serde_json::{Map, json};
 use time::Duration;
+use trustgate_audit::{AuditKind, Outcome};
 use trustgate_core::id::new_ulid;
 
 use super::{Provider, RequestContext};
@@ -143,8 +144,14 @@ impl Provider {
         let mut detail = Map::new();
         detail.insert("session_id".into(), json!(session_id));
         detail.insert("notified_clients".into(), json!(notified));
-        self.audit(ctx, "oauth_session_ended", "success", Some(user_id), detail)
-            .await;
+        self.audit(
+            ctx,
+            AuditKind::OAuthSessionEnded,
+            Outcome::Success,
+            Some(user_id),
+            detail,
+        )
+        .await?;
         Ok(notices)
     }
 

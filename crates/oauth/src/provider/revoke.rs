@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use time::OffsetDateTime;
+use trustgate_audit::{AuditKind, Outcome};
 use trustgate_core::TokenDigest;
 
 use super::verify::{LEEWAY, looks_like_jwt};
@@ -48,8 +49,14 @@ impl Provider {
                 .await?;
             let mut detail = client_detail(&client.id);
             detail.insert("jti".into(), json!(claims.jti));
-            self.audit(ctx, "oauth_token_revoked", "success", None, detail)
-                .await;
+            self.audit(
+                ctx,
+                AuditKind::OAuthTokenRevoked,
+                Outcome::Success,
+                None,
+                detail,
+            )
+            .await?;
             return Ok(());
         }
         let Some((_, grant)) = store.find_refresh_token(&TokenDigest::of(token)).await? else {
@@ -63,12 +70,12 @@ impl Provider {
         detail.insert("grant_id".into(), json!(grant.id));
         self.audit(
             ctx,
-            "oauth_grant_revoked",
-            "success",
+            AuditKind::OAuthGrantRevoked,
+            Outcome::Success,
             grant.user_id.as_deref(),
             detail,
         )
-        .await;
+        .await?;
         Ok(())
     }
 }

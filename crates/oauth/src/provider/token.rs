@@ -99,7 +99,7 @@ impl Provider {
         match grant_type {
             GrantType::AuthorizationCode => self.exchange_code(&req).await,
             GrantType::RefreshToken => self.refresh(&req).await,
-            GrantType::ClientCredentials => self.client_credentials(&req),
+            GrantType::ClientCredentials => self.client_credentials(&req).await,
             GrantType::DeviceCode => self.device_token(&req).await,
         }
     }
@@ -181,7 +181,7 @@ impl Provider {
             scope: Some(scope.to_string()),
             ..self.access_claims(client, &user_id, scope)
         };
-        let mut response = self.sign_access_token(req, &claims, scope)?;
+        let mut response = self.sign_access_token(req, &claims, scope).await?;
         if scope.is_openid() {
             let alg = self.inner.settings.id_token_algorithm;
             let id_claims = IdTokenClaims {
@@ -236,7 +236,7 @@ impl Provider {
     }
 
     /// Signs the access token, records its issuance, and answers with it alone.
-    pub(super) fn sign_access_token(
+    pub(super) async fn sign_access_token(
         &self,
         req: &TokenRequest<'_>,
         claims: &AccessTokenClaims,
@@ -244,7 +244,7 @@ impl Provider {
     ) -> Result<TokenResponse, OAuthError> {
         let access_token =
             self.sign(self.inner.settings.access_token_algorithm, "at+jwt", claims)?;
-        self.audit_issuance(req.ctx, req.grant_type, claims);
+        self.audit_issuance(req.ctx, req.grant_type, claims).await?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",

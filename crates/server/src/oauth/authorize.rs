@@ -18,7 +18,7 @@ use trustgate_oauth::OAuthError;
 use trustgate_oauth::provider::{AuthorizeOutcome, ConsentDecision, EndUser};
 use trustgate_oauth::request::Params;
 
-use super::{oauth_context, parse_params};
+use super::parse_params;
 use crate::AppState;
 use crate::client_context::ClientContext;
 use crate::pages::cookies::CookieKind;
@@ -93,12 +93,7 @@ async fn authorize(
     };
     let outcome = state
         .oauth
-        .authorize(
-            &params,
-            user.as_ref(),
-            ConsentDecision::Ask,
-            &oauth_context(ctx),
-        )
+        .authorize(&params, user.as_ref(), ConsentDecision::Ask, ctx)
         .await;
     respond(outcome, current.as_ref(), redirect_status)
 }
@@ -261,7 +256,7 @@ pub async fn consent_submit(
     };
     let outcome = state
         .oauth
-        .authorize(&params, Some(&user), decision, &oauth_context(&ctx))
+        .authorize(&params, Some(&user), decision, &ctx)
         .await;
     respond(outcome, Some(&current), StatusCode::SEE_OTHER)
 }
@@ -287,7 +282,7 @@ pub async fn withdraw_consent(
     }
     match state
         .oauth
-        .withdraw_consent(&current.user.id, &client_id, &oauth_context(&ctx))
+        .withdraw_consent(&current.user.id, &client_id, &ctx)
         .await
     {
         Ok(_) => render::see_other("/account?done=consent_revoked"),

@@ -13,7 +13,6 @@ use trustgate_oauth::device::display_user_code;
 use trustgate_oauth::provider::DevicePrompt;
 
 use super::authorize::end_user;
-use super::oauth_context;
 use crate::AppState;
 use crate::client_context::ClientContext;
 use crate::pages::csrf;
@@ -142,7 +141,7 @@ pub async fn device_decide(
     };
     match state
         .oauth
-        .device_decide(&form.user_code, approve, &user, &oauth_context(&ctx))
+        .device_decide(&form.user_code, approve, &user, &ctx)
         .await
     {
         Ok(true) if approve => page(

@@ -7,7 +7,7 @@ use http::header::{CACHE_CONTROL, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use trustgate_oauth::{ErrorCode, OAuthError};
 
-use super::{OAuthForm, credentials, no_store_json, oauth_context, oauth_error, used_basic};
+use super::{OAuthForm, credentials, no_store_json, oauth_error, used_basic};
 use crate::AppState;
 use crate::client_context::ClientContext;
 
@@ -53,11 +53,7 @@ pub async fn token(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    match state
-        .oauth
-        .token(&params, &presented, &oauth_context(&ctx))
-        .await
-    {
+    match state.oauth.token(&params, &presented, &ctx).await {
         Ok(response) => no_store_json(&response),
         Err(e) => oauth_error(&e, basic),
     }
@@ -126,11 +122,7 @@ pub async fn revoke(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    match state
-        .oauth
-        .revoke(&params, &presented, &oauth_context(&ctx))
-        .await
-    {
+    match state.oauth.revoke(&params, &presented, &ctx).await {
         Ok(()) => (
             StatusCode::OK,
             [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],

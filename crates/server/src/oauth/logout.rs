@@ -16,12 +16,12 @@ use axum::response::{IntoResponse, Response};
 use http::header::LOCATION;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
-use trustgate_audit::RequestContext;
+use trustgate_audit::{AuditKind, Auditor, Event, Outcome, RequestContext};
 use trustgate_oauth::provider::{BackchannelNotice, LogoutRequest};
 use trustgate_oauth::request::Params;
 
 use super::authorize::{error_page, optional_session};
-use super::{oauth_context, parse_params};
+use super::parse_params;
 use crate::AppState;
 use crate::client_context::ClientContext;
 use crate::pages::cookies::CookieKind;
@@ -185,10 +185,10 @@ pub(crate) async fn end_browser_session(
     if let Some(current) = current {
         match state
             .oauth
-            .end_session(&current.user.id, &current.session.id, &oauth_context(ctx))
+            .end_session(&current.user.id, &current.session.id, ctx)
             .await
         {
-            Ok(notices) => deliver_backchannel(notices),
+            Ok(notices) => deliver_backchannel(state.auditor.clone(), ctx.clone(), notices),
             Err(e) => tracing::error!(error = %e, "ending the session's OAuth grants failed"),
         }
     }
@@ -197,7 +197,8 @@ pub(crate) async fn end_browser_session(
 
 /// Posts each logout token to its client (OIDC Back-Channel Logout §2.5), in the background:
 /// a slow or dead client never holds up the user's sign-out.
-fn deliver_backchannel(notices: Vec<BackchannelNotice>) {
+/// Every attempt is audited (streamed: there is no request left to fail).
+fn deliver_backchannel(auditor: Auditor, ctx: RequestContext, notices: Vec<BackchannelNotice>) {
     if notices.is_empty() {
         return;
     }
@@ -220,25 +221,35 @@ fn deliver_backchannel(notices: Vec<BackchannelNotice>) {
                 .form(&[("logout_token", notice.logout_token.as_str())])
                 .send()
                 .await;
-            match outcome {
-                Ok(response) if response.status().is_success() => tracing::info!(
-                    target: "trustgate::audit",
-                    kind = "oauth_backchannel_logout",
-                    client_id = %notice.client_id,
-                    status = response.status().as_u16(),
-                    "back-channel logout delivered"
-                ),
-                Ok(response) => tracing::warn!(
-                    client_id = %notice.client_id,
-                    status = response.status().as_u16(),
-                    "back-channel logout refused by the client"
-                ),
-                Err(e) => tracing::warn!(
-                    client_id = %notice.client_id,
-                    error = %e,
-                    "back-channel logout could not be delivered"
-                ),
-            }
+            let (result, status) = match outcome {
+                Ok(response) if response.status().is_success() => {
+                    (Outcome::Success, Some(response.status().as_u16()))
+                }
+                Ok(response) => {
+                    tracing::warn!(
+                        client_id = %notice.client_id,
+                        status = response.status().as_u16(),
+                        "back-channel logout refused by the client"
+                    );
+                    (Outcome::Failure, Some(response.status().as_u16()))
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        client_id = %notice.client_id,
+                        error = %e,
+                        "back-channel logout could not be delivered"
+                    );
+                    (Outcome::Failure, None)
+                }
+            };
+            let event = Event::new(AuditKind::OAuthBackchannelLogout, result)
+                .detail("client_id", notice.client_id.as_str());
+            let event = match status {
+                Some(status) => event.detail("status", status),
+                None => event.detail("reason", "unreachable"),
+            };
+            // A streamed kind: queued, never waits, cannot fail.
+            let _ = auditor.record(&ctx, event).await;
         }
     });
 }

@@ -32,7 +32,6 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use trustgate_oauth::OAuthError;
 use trustgate_oauth::clients::{PresentedCredentials, presented_credentials};
-use trustgate_oauth::provider::RequestContext;
 use trustgate_oauth::request::Params;
 
 use crate::AppState;
@@ -84,15 +83,6 @@ pub fn router() -> Router<AppState> {
         .route("/oidc/logout/confirm", post(logout::logout_confirm))
         .layer(axum::middleware::from_fn(security_headers));
     machine.merge(pages)
-}
-
-/// The audit context of a request, in the oauth crate's terms.
-pub(crate) fn oauth_context(ctx: &trustgate_audit::RequestContext) -> RequestContext {
-    RequestContext {
-        ip: ctx.ip.map(|ip| ip.to_string()),
-        user_agent: ctx.user_agent.clone(),
-        request_id: ctx.request_id.clone(),
-    }
 }
 
 /// Parameters from a query string or a urlencoded body.

@@ -11,7 +11,7 @@ const USER_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 impl Provider {
     /// `client_credentials`: a confidential client's token for itself, with none of the user
     /// scopes; nothing is stored.
-    pub(in crate::provider) fn client_credentials(
+    pub(in crate::provider) async fn client_credentials(
         &self,
         req: &TokenRequest<'_>,
     ) -> Result<TokenResponse, OAuthError> {
@@ -45,6 +45,6 @@ impl Provider {
             ),
         };
         let claims = self.access_claims(client, &client.id, &scope);
-        self.sign_access_token(req, &claims, &scope)
+        self.sign_access_token(req, &claims, &scope).await
     }
 }

@@ -1,6 +1,7 @@
 //! The authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.6).
 
 use serde_json::json;
+use trustgate_audit::{AuditKind, Outcome};
 use trustgate_core::TokenDigest;
 use trustgate_store_api::CodeRedemption;
 
@@ -34,14 +35,16 @@ impl Provider {
                 let mut detail = client_detail(&record.client_id);
                 detail.insert("grant_id".into(), json!(record.grant_id));
                 detail.insert("grant_revoked".into(), json!(revoked));
-                self.audit(
-                    ctx,
-                    "oauth_code_replayed",
-                    "denied",
-                    Some(&record.user_id),
-                    detail,
-                )
-                .await;
+                // The refusal stands even if the trail cannot take it (the auditor logs that).
+                let _ = self
+                    .audit(
+                        ctx,
+                        AuditKind::OAuthCodeReplayed,
+                        Outcome::Denied,
+                        Some(&record.user_id),
+                        detail,
+                    )
+                    .await;
                 return Err(OAuthError::invalid_grant(
                     "the authorization code was used already; tokens issued for it are revoked",
                 ));

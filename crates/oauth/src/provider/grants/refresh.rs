@@ -1,6 +1,7 @@
 //! The refresh token grant (RFC 6749 §6) with rotation (RFC 9700 §4.14.2).
 
 use serde_json::json;
+use trustgate_audit::{AuditKind, Outcome};
 use trustgate_core::TokenDigest;
 use trustgate_core::secret::generate_token;
 use trustgate_store_api::RefreshRotation;
@@ -72,14 +73,16 @@ impl Provider {
             RefreshRotation::Reused { grant_id } => {
                 let mut detail = client_detail(&client.id);
                 detail.insert("grant_id".into(), json!(grant_id));
-                self.audit(
-                    ctx,
-                    "oauth_refresh_reused",
-                    "denied",
-                    grant.user_id.as_deref(),
-                    detail,
-                )
-                .await;
+                // The refusal stands even if the trail cannot take it (the auditor logs that).
+                let _ = self
+                    .audit(
+                        ctx,
+                        AuditKind::OAuthRefreshReused,
+                        Outcome::Denied,
+                        grant.user_id.as_deref(),
+                        detail,
+                    )
+                    .await;
                 return Err(OAuthError::invalid_grant(
                     "the refresh token was used already; the grant is revoked",
                 ));
