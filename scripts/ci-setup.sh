@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r crates/cli/tests/sdk/requirements.txt
 
-# Browser tests (crates/cli/tests/browser.rs): Debian's Chromium, driven by playwright-core from
+# Browser tests (crates/cli/tests/it/browser.rs): Debian's Chromium, driven by playwright-core from
 # the committed package-lock.json. Playwright never downloads a browser of its own here.
 if [ ! -x /usr/bin/chromium ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -29,14 +29,14 @@
 //!   access token lifetime, 10 minutes by default);
 //! - implicit and hybrid response types and the password grant are refused.
 //!
-//! Tests: [`decision::decide`] row by row in `tests/authorize_decision.rs`; the endpoints over a
-//! migrated in-memory SQLite store in `tests/provider.rs` (code + PKCE, a replayed code revoking
+//! Tests: [`decision::decide`] row by row in `tests/it/authorize_decision.rs`; the endpoints over a
+//! migrated in-memory SQLite store in `tests/it/provider.rs` (code + PKCE, a replayed code revoking
 //! its grant, wrong and missing verifiers, codes bound to client, redirect URI and lifetime,
 //! refresh rotation, grace and reuse, client credentials, device polling with `slow_down`,
 //! denial and expiry, revocation and introspection of revoked tokens); the stored `detail`
 //! formats in `detail.rs`. The HTTP surface (PAR, the consent page, `prompt`, `acr_values`,
-//! `private_key_jwt`) is tested on both backends in the server crate (`tests/oauth_flows.rs`);
-//! logout and back-channel logout only by a real relying party (`cli/tests/oidc.rs`).
+//! `private_key_jwt`) is tested on both backends in the server crate (`tests/it/oauth_flows.rs`);
+//! logout and back-channel logout only by a real relying party (`cli/tests/it/oidc.rs`).
 
 mod authorize;
 mod consent;

@@ -29,7 +29,7 @@
 //!   semantic errors are all reported, in upstream's order, with upstream's messages, positions,
 //!   symbols and `errorType`s.
 //!
-//! `tests/language_validation.rs` enforces this over OpenFGA's conformance cases.
+//! `tests/it/language_validation.rs` enforces this over OpenFGA's conformance cases.
 //!
 //! Invariants: no function here panics on any input; text is prepared as upstream prepares it
 //! (comment lines emptied, ` #` comments cut, lines right-trimmed), which leaves every remaining

@@ -1,6 +1,6 @@
 // A real relying party against trustgate: openid-client 6 (OpenID-certified) for every protocol
 // step, jose for independent JWT checks, headless Chromium for the pages (login, consent, device
-// code entry, logout). Run by crates/cli/tests/oidc.rs:
+// code entry, logout). Run by crates/cli/tests/it/oidc.rs:
 //   node oidc_rp.mjs BASE USERNAME PASSWORD ARTIFACT_DIR   (TRUSTGATE_ADMIN_TOKEN in the env)
 // The server runs with a 1 s refresh grace, a 4 s key publish-ahead and a 1 s device interval so
 // the scenario does not sleep for minutes.

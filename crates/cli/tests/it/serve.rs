@@ -1,11 +1,9 @@
 //! `trustgate serve` as a process: startup, bootstrap token, operations endpoints, restarts,
 //! the single-process lock on SQLite, and one clear line for every startup failure.
 
-mod support;
-
 use std::net::TcpListener;
 
-use support::{Running, http, run, trustgate};
+use crate::support::{Running, http, run, trustgate};
 
 #[test]
 fn fresh_start_serves_ops_endpoints_and_writes_a_private_admin_token() {

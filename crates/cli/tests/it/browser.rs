@@ -10,13 +10,12 @@
 //! Without Chromium, node or the npm packages the test skips with a message saying how to install
 //! them, unless `TRUSTGATE_REQUIRE_BROWSER_TESTS=1` (CI), where that is a failure.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use support::{E2E, Running, browser_available, chromium, http, run};
+
+use crate::support::{E2E, Running, browser_available, chromium, http, run};
 
 const TOKEN: &str = "tg_admin_browser_tests_0123456789abcdefghijkl";
 const PASSWORD: &str = "a long browser passphrase 2026";

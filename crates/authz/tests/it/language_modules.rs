@@ -12,11 +12,9 @@
 //!   file in upstream's module order, without and with source comments.
 //! - `expected_modules.json`: the modules a combined model names, sorted.
 
-mod language_support;
-
 use std::path::{Path, PathBuf};
 
-use language_support::{
+use crate::language_support::{
     apply_syntax_contract, case_name, compare_errors, language_path, load_cases, report,
 };
 use serde_json::Value;

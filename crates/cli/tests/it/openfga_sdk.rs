@@ -5,12 +5,11 @@
 //! Without the SDK installed the test skips with a message, unless
 //! `TRUSTGATE_REQUIRE_SDK_TESTS=1` (CI), where that is a failure.
 
-mod support;
-
 use std::process::Command;
 
-use support::{Running, run};
 use trustgate_store::testing::TestDatabase;
+
+use crate::support::{Running, run};
 
 const TOKEN: &str = "tg_admin_sdk_scenario_0123456789abcdefghijklmn";
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/scenario.py");

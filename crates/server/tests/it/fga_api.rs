@@ -2,8 +2,6 @@
 //! route's happy path and its negatives, with OpenFGA's status codes, error codes and JSON
 //! shapes; pagination; consistency tokens across two replicas sharing one database.
 
-mod common;
-
 use std::collections::BTreeSet;
 
 use http::StatusCode;
@@ -11,7 +9,7 @@ use serde_json::{Value, json};
 use trustgate_server::Config;
 use trustgate_store::testing::TestDatabase;
 
-use common::Api;
+use crate::common::Api;
 
 const MODEL: &str = "model
   schema 1.1
@@ -36,7 +34,7 @@ fn tk(object: &str, relation: &str, user: &str) -> Value {
     json!({"object": object, "relation": relation, "user": user})
 }
 
-async fn write(api: &Api, store: &str, writes: Vec<Value>) -> common::Resp {
+async fn write(api: &Api, store: &str, writes: Vec<Value>) -> crate::common::Resp {
     api.post(
         &format!("/stores/{store}/write"),
         json!({"writes": {"tuple_keys": writes}}),

@@ -2,14 +2,13 @@
 //! secret printed once, refusals with the field's code, partial updates that keep unspecified
 //! fields, rotation, deletion.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Running, trustgate, wait_with_timeout};
+
+use crate::support::{Running, trustgate, wait_with_timeout};
 
 /// Runs `trustgate ARGS --server BASE --data-dir DATA`.
 fn cli(server: &Running, data: &Path, args: &[&str]) -> Output {
@@ -304,7 +303,7 @@ fn keys_commands_list_and_rotate_and_keys_survive_a_restart() {
         rotated["keys"][0]["state"], "published",
         "signs only after publish-ahead"
     );
-    let jwks: Value = support::http()
+    let jwks: Value = crate::support::http()
         .get(format!("{}/.well-known/jwks.json", server.base))
         .send()
         .expect("jwks")

@@ -5,16 +5,15 @@
 //! other's JWKS by its key maintenance (every 60 s), not by a restart. Skips with a message when
 //! `TRUSTGATE_TEST_DATABASE_URL` is unset.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Running, http, run, trustgate};
 use trustgate_store::testing::TestDatabase;
+
+use crate::support::{Running, http, run, trustgate};
 
 /// Forwards TCP connections to `upstream` while `up` is set; cutting it closes every open
 /// connection and refuses new ones.

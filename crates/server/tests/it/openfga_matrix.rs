@@ -12,8 +12,6 @@
 //! - **contextual**: nothing is written; every request carries the tuples the store would hold
 //!   (at most 100) as `contextual_tuples`, and queries use the store's latest model.
 
-mod common;
-
 use std::collections::BTreeSet;
 
 use http::StatusCode;
@@ -24,7 +22,7 @@ use trustgate_authz::tuple::{RelationshipCondition, TupleKey};
 use trustgate_store::testing::TestDatabase;
 use trustgate_testkit::openfga_matrix::{self, Tuple};
 
-use common::{Api, Resp};
+use crate::common::{Api, Resp};
 
 fn key(t: &Tuple) -> TupleKey {
     TupleKey {

@@ -1,11 +1,10 @@
 //! The `transformer/` conformance pairs: every `.fga` parses to its `.json` model, and every
 //! `.json` model writes back to exactly its `.fga` text.
 
-mod language_support;
-
-use language_support::{language_path, report};
 use trustgate_authz::dsl;
 use trustgate_authz::model::AuthorizationModel;
+
+use crate::language_support::{language_path, report};
 
 fn cases() -> Vec<(String, String, String)> {
     let dir = language_path("transformer");

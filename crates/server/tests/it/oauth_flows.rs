@@ -23,9 +23,7 @@ use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 use trustgate_tokens::{AccessTokenClaims, Algorithm, Audience};
 
-mod common;
-
-use common::browser::{App, Browser, ORIGIN, Reply, enc};
+use crate::common::browser::{App, Browser, ORIGIN, Reply, enc};
 
 const PASSWORD: &str = "correct horse battery staple 42";
 const REDIRECT: &str = "https://rp.example/cb";
@@ -178,7 +176,7 @@ async fn code_for(
         .await;
     if r.status == StatusCode::OK && r.body.contains("consent-approve") {
         let csrf = r.csrf();
-        let request = common::browser::hidden(&r.body, "request");
+        let request = crate::common::browser::hidden(&r.body, "request");
         r = b
             .post(
                 op,
@@ -955,7 +953,10 @@ async fn pushed_authorization_requests(db: TestDatabase) {
     );
     let page = b.get(&op, &path).await;
     assert_eq!(page.status, StatusCode::OK, "consent page: {}", page.body);
-    let (csrf, request) = (page.csrf(), common::browser::hidden(&page.body, "request"));
+    let (csrf, request) = (
+        page.csrf(),
+        crate::common::browser::hidden(&page.body, "request"),
+    );
     let r = b
         .post(
             &op,
@@ -1084,7 +1085,10 @@ async fn consent_is_remembered_and_can_be_withdrawn(db: TestDatabase) {
     let mut b = signed_in(&op, "alice").await;
     let (_, challenge) = pkce();
     let page = b.get(&op, &authorize_path(&rp.id, &challenge, &[])).await;
-    let (csrf, request) = (page.csrf(), common::browser::hidden(&page.body, "request"));
+    let (csrf, request) = (
+        page.csrf(),
+        crate::common::browser::hidden(&page.body, "request"),
+    );
     let denied = b
         .post(
             &op,
@@ -1229,7 +1233,10 @@ async fn acr_values_2_steps_up_to_a_second_factor(db: TestDatabase) {
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     let mut back = b.get(&op, done.location()).await;
     if back.body.contains("consent-approve") {
-        let (csrf, request) = (back.csrf(), common::browser::hidden(&back.body, "request"));
+        let (csrf, request) = (
+            back.csrf(),
+            crate::common::browser::hidden(&back.body, "request"),
+        );
         back = b
             .post(
                 &op,

@@ -19,8 +19,6 @@ use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 use trustgate_tokens::{Algorithm, KeyManager};
 
-mod support;
-
 const TOKEN_ENDPOINT: &str = "https://id.example.com/oauth2/token";
 const ISSUER: &str = "https://id.example.com";
 const AUDIENCES: &[&str] = &[TOKEN_ENDPOINT, ISSUER];
@@ -434,7 +432,7 @@ async fn public_clients_present_only_their_id(db: TestDatabase) {
 /// A key manager standing in for a client's (or an attacker's) own keys, on a database of its own.
 async fn own_keys(clock: &ManualClock) -> (TestDatabase, KeyManager) {
     let db = TestDatabase::sqlite().await;
-    let keys = support::signing_keys(db.store.clone(), clock).await;
+    let keys = crate::support::signing_keys(db.store.clone(), clock).await;
     (db, keys)
 }
 

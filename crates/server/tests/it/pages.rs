@@ -12,9 +12,7 @@ use trustgate_server::{AppState, Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 
-mod common;
-
-use common::browser::{App, Browser, ORIGIN, SESSION, enc, hidden};
+use crate::common::browser::{App, Browser, ORIGIN, SESSION, enc, hidden};
 
 const PASSWORD: &str = "correct horse battery staple 42";
 

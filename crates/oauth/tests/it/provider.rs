@@ -27,8 +27,6 @@ use trustgate_store::testing::TestDatabase;
 use trustgate_store_api::{AuditEvent, AuditFilter, NewUser, Store, UserStatus};
 use trustgate_tokens::{Expectation, KeyManager};
 
-mod support;
-
 const ISSUER: &str = "https://id.example.com";
 const REDIRECT_URI: &str = "https://app.example.com/cb";
 const T0: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
@@ -46,7 +44,7 @@ async fn op() -> Op {
     let db = TestDatabase::sqlite_in_memory().await;
     let store = db.store.clone();
     let clock = ManualClock::new(T0);
-    let keys = support::signing_keys(store.clone(), &clock).await;
+    let keys = crate::support::signing_keys(store.clone(), &clock).await;
     let clients = ClientRegistry::new(store.clone(), Arc::new(clock.clone()));
     let auditor = Auditor::new(
         store.clone(),

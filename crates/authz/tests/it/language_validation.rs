@@ -24,9 +24,7 @@
 //!
 //! The same contract is documented in `trustgate_authz::dsl`.
 
-mod language_support;
-
-use language_support::{
+use crate::language_support::{
     Checked, case_name, compare_dsl_errors, compare_errors, is_skipped, load_cases, report,
 };
 use serde_json::Value;

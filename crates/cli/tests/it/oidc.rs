@@ -10,13 +10,12 @@
 //! Skips (or fails under `TRUSTGATE_REQUIRE_BROWSER_TESTS=1`) like `browser.rs` when Chromium or
 //! the npm packages are missing.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
-use support::{E2E, Running, browser_available, chromium, http, run};
+
+use crate::support::{E2E, Running, browser_available, chromium, http, run};
 
 const TOKEN: &str = "tg_admin_oidc_rp_tests_0123456789abcdefghijklm";
 const PASSWORD: &str = "a long relying party passphrase 2026";

@@ -1,15 +1,14 @@
 //! `trustgate user ...` and `trustgate audit list` as processes against a running server, and
 //! the secrets key at start (created on SQLite, required on PostgreSQL).
 
-mod support;
-
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Running, run, trustgate, wait_with_timeout};
+
+use crate::support::{Running, run, trustgate, wait_with_timeout};
 
 const PASSWORD: &str = "correct horse battery staple";
 

@@ -3,8 +3,6 @@
 //! resource, store, model, relation, user, decision, reason and request id, and readable through
 //! `/admin/v1/audit`.
 
-mod common;
-
 use std::time::Duration;
 
 use http::StatusCode;
@@ -12,7 +10,7 @@ use serde_json::{Value, json};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 
-use common::Api;
+use crate::common::Api;
 
 test_on_both_backends!(check_decisions_are_audited);
 

@@ -3,12 +3,11 @@
 //! `tuple write|read|delete`, `check` (with context and contextual tuples), `list-objects`,
 //! `list-users`, and errors from the server surfacing with their OpenFGA code.
 
-mod support;
-
 use std::process::Output;
 
 use serde_json::Value;
-use support::{Running, run, trustgate};
+
+use crate::support::{Running, run, trustgate};
 
 const TOKEN: &str = "tg_admin_cli_relationships_0123456789abcdefgh";
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/drive");

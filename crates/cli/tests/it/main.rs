@@ -1,0 +1,13 @@
+//! The integration tests of the `trustgate` binary, gathered into one binary so the stack is
+//! linked once.
+
+mod support;
+
+mod browser;
+mod clients;
+mod oidc;
+mod openfga_sdk;
+mod postgres;
+mod relationships;
+mod serve;
+mod users;

@@ -1,0 +1,15 @@
+//! The integration tests of `trustgate-server`, gathered into one binary so the stack is
+//! linked once.
+
+mod common;
+
+mod admin_clients;
+mod admin_keys;
+mod admin_users;
+mod fga_api;
+mod fga_audit;
+mod http;
+mod oauth_flows;
+mod openfga_matrix;
+mod pages;
+mod signing_keys;
