@@ -243,22 +243,6 @@ pub(crate) fn check_audit_filter(filter: &AuditFilter) -> Result<(), StoreError>
     check_optional("before", filter.before.as_deref())
 }
 
-/// Maps a unique violation on `users` to the conflict naming the column.
-pub(crate) fn user_write_error(err: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &err
-        && db.is_unique_violation()
-    {
-        let what = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
-        if what.contains("username") {
-            return StoreError::Conflict(Conflict::UsernameTaken);
-        }
-        if what.contains("email") {
-            return StoreError::Conflict(Conflict::EmailTaken);
-        }
-    }
-    crate::error::db(err)
-}
-
 /// Maps a foreign-key violation (the referenced user does not exist) to [`StoreError::NotFound`].
 pub(crate) fn owner_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
     match &err {
@@ -267,13 +251,24 @@ pub(crate) fn owner_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
     }
 }
 
-/// Maps a write of a passkey: unknown owner, or a credential id taken.
+/// Maps a write of a passkey: unknown owner, or (the credential id being the only unique key)
+/// a credential id taken.
 pub(crate) fn passkey_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
+    unique_is(Conflict::PasskeyTaken, err, |err| {
+        owner_write_error(user_id, err)
+    })
+}
+
+/// Maps the unique violation of a write into a table whose only unique key is its primary key
+/// to that key's `conflict`; any other error goes to `otherwise`.
+pub(crate) fn unique_is(
+    conflict: Conflict,
+    err: sqlx::Error,
+    otherwise: impl FnOnce(sqlx::Error) -> StoreError,
+) -> StoreError {
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(Conflict::PasskeyTaken)
-        }
-        _ => owner_write_error(user_id, err),
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(conflict),
+        _ => otherwise(err),
     }
 }
 

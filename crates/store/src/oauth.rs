@@ -8,7 +8,7 @@ pub(crate) use trustgate_store_api::oauth::*;
 use trustgate_store_api::{Conflict, StoreError};
 
 use crate::accounts::{
-    MAX_JSON_BYTES, check_bytes, check_optional, json_object_text, user_not_found,
+    MAX_JSON_BYTES, check_bytes, check_optional, json_object_text, unique_is, user_not_found,
 };
 use crate::relationships::{check_input, json_text, normalize_time, shorten};
 
@@ -238,40 +238,14 @@ pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
 }
 
-fn unique_violation_text(err: &sqlx::Error) -> Option<String> {
-    match err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => Some(format!(
-            "{} {}",
-            db.constraint().unwrap_or_default(),
-            db.message()
-        )),
-        _ => None,
-    }
-}
-
-/// Maps a write of a new client: an id taken.
+/// Maps a write of a new client: the id (its only unique key) taken.
 pub(crate) fn client_write_error(err: sqlx::Error) -> StoreError {
-    match unique_violation_text(&err) {
-        Some(_) => StoreError::Conflict(Conflict::ClientExists),
-        None => crate::error::db(err),
-    }
+    unique_is(Conflict::ClientExists, err, crate::error::db)
 }
 
-/// Maps a write of a new signing key: a kid taken.
+/// Maps a write of a new signing key: the kid (its only unique key) taken.
 pub(crate) fn signing_key_write_error(err: sqlx::Error) -> StoreError {
-    match unique_violation_text(&err) {
-        Some(_) => StoreError::Conflict(Conflict::KidTaken),
-        None => crate::error::db(err),
-    }
-}
-
-/// Maps a write of a new device authorization: a user code or device code taken.
-pub(crate) fn device_write_error(err: sqlx::Error) -> StoreError {
-    match unique_violation_text(&err) {
-        Some(what) if what.contains("user_code") => StoreError::Conflict(Conflict::UserCodeTaken),
-        Some(_) => StoreError::Conflict(Conflict::DeviceCodeTaken),
-        None => crate::error::db(err),
-    }
+    unique_is(Conflict::KidTaken, err, crate::error::db)
 }
 
 #[cfg(test)]

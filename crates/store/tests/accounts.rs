@@ -283,10 +283,19 @@ async fn concurrent_signups_for_one_name_let_exactly_one_win(db: TestDatabase) {
             })
             .collect();
         let mut wins = 0;
-        for task in tasks {
+        for (i, task) in tasks.into_iter().enumerate() {
             match task.await.expect("task") {
                 Ok(_) => wins += 1,
-                Err(StoreError::Conflict(_)) => {}
+                // The loser is told which of its names is taken, whichever way the winner has it.
+                Err(StoreError::Conflict(kind)) => assert_eq!(
+                    kind,
+                    if i % 2 == 0 {
+                        Conflict::UsernameTaken
+                    } else {
+                        Conflict::EmailTaken
+                    },
+                    "round {round}, racer {i}"
+                ),
                 Err(other) => panic!("unexpected {other:?}"),
             }
         }

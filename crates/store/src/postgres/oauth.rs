@@ -22,7 +22,9 @@ use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
 use super::PostgresStore;
-use crate::accounts::{object_from_text, owner_write_error, require_active, status_from_db};
+use crate::accounts::{
+    object_from_text, owner_write_error, require_active, status_from_db, unique_is,
+};
 use crate::oauth::{
     AuthorizationCode, ClientPage, ClientStore, CodeRedemption, Consent, DeviceAuthorization,
     DevicePoll, DevicePollRule, DevicePollStep, Grant, GrantStore, KeyRetirement, OAuthClient,
@@ -30,11 +32,11 @@ use crate::oauth::{
     SigningKeyStore, check_client, check_client_update, check_code, check_consent,
     check_device_authorization, check_device_decision, check_grant, check_pushed_request,
     check_rotation, check_signing_key, client_not_found, client_write_error, device_status_from_db,
-    device_status_str, device_write_error, is_foreign_key_violation, missing_owner, refresh_expiry,
-    scopes_from_text, signing_key_write_error,
+    device_status_str, is_foreign_key_violation, missing_owner, refresh_expiry, scopes_from_text,
+    signing_key_write_error,
 };
 use crate::relationships::{check_input, check_page_size, finish_page, normalize_time};
-use trustgate_store_api::StoreError;
+use trustgate_store_api::{Conflict, StoreError};
 
 /// Serializes signing key rotations (an arbitrary fixed key).
 const SIGNING_KEY_LOCK: i64 = 0x7472_7573_7467_6b79;
@@ -823,7 +825,8 @@ impl GrantStore for PostgresStore {
         let inserted = sqlx::query(
             "INSERT INTO device_authorizations (device_digest, user_code, client_id, scope, \
              created_at, expires_at, interval_secs, last_polled_at, status, user_id, \
-             session_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)",
+             session_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb) \
+             ON CONFLICT (user_code) DO NOTHING",
         )
         .bind(device_digest.as_bytes().as_slice())
         .bind(&authorization.user_code)
@@ -839,18 +842,25 @@ impl GrantStore for PostgresStore {
         .bind(&detail)
         .execute(&mut *tx)
         .await;
-        if let Err(e) = inserted {
-            drop(tx);
-            return Err(if is_foreign_key_violation(&e) {
-                self.owner_error(
-                    &authorization.client_id,
-                    authorization.user_id.as_deref(),
-                    e,
-                )
-                .await
-            } else {
-                device_write_error(e)
-            });
+        // The user code still held by another authorization is skipped, not an error (on
+        // PostgreSQL after waiting for a concurrent insert of it): the device code is then the
+        // only unique key left to violate.
+        match inserted {
+            Ok(done) if done.rows_affected() == 1 => {}
+            Ok(_) => return Err(StoreError::Conflict(Conflict::UserCodeTaken)),
+            Err(e) => {
+                drop(tx);
+                return Err(if is_foreign_key_violation(&e) {
+                    self.owner_error(
+                        &authorization.client_id,
+                        authorization.user_id.as_deref(),
+                        e,
+                    )
+                    .await
+                } else {
+                    unique_is(Conflict::DeviceCodeTaken, e, db)
+                });
+            }
         }
         tx.commit().await.map_err(db)?;
         Ok(())

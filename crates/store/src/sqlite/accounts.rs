@@ -21,7 +21,7 @@ use crate::accounts::{
     attributes_text, check_audit_event, check_audit_filter, check_credential_id, check_new_user,
     check_passkey, check_recovery_codes, check_sealed_secret, check_session, check_sign_count,
     check_update, created_user, object_from_text, owner_write_error, passkey_write_error,
-    require_active, status_from_db, user_not_found, user_write_error,
+    require_active, status_from_db, user_not_found,
 };
 use crate::relationships::{
     check_input, check_page_size, finish_page, from_unix_micros, normalize_time, unix_micros,
@@ -211,7 +211,8 @@ impl UserStore for SqliteStore {
         .bind(micros(now))
         .execute(&mut *tx)
         .await
-        .map_err(user_write_error)?;
+        // The namespace was checked above: a unique violation left is a reused user id.
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(created_user(user, now))
     }
@@ -308,7 +309,7 @@ impl UserStore for SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await
-        .map_err(user_write_error)?;
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(Some(user))
     }

@@ -16,7 +16,9 @@ use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
 use super::SqliteStore;
-use crate::accounts::{object_from_text, owner_write_error, require_active, status_from_db};
+use crate::accounts::{
+    object_from_text, owner_write_error, require_active, status_from_db, unique_is,
+};
 use crate::oauth::{
     AuthorizationCode, ClientPage, ClientStore, CodeRedemption, Consent, DeviceAuthorization,
     DevicePoll, DevicePollRule, DevicePollStep, Grant, GrantStore, KeyRetirement, OAuthClient,
@@ -24,13 +26,13 @@ use crate::oauth::{
     SigningKeyStore, check_client, check_client_update, check_code, check_consent,
     check_device_authorization, check_device_decision, check_grant, check_pushed_request,
     check_rotation, check_signing_key, client_not_found, client_write_error, device_status_from_db,
-    device_status_str, device_write_error, is_foreign_key_violation, missing_owner, refresh_expiry,
-    scopes_from_text, signing_key_write_error,
+    device_status_str, is_foreign_key_violation, missing_owner, refresh_expiry, scopes_from_text,
+    signing_key_write_error,
 };
 use crate::relationships::{
     check_input, check_page_size, finish_page, from_unix_micros, normalize_time, unix_micros,
 };
-use trustgate_store_api::StoreError;
+use trustgate_store_api::{Conflict, StoreError};
 
 const SIGNING_KEY_COLUMNS: &str = "kid, algorithm, public_jwk, sealed_private_key, created_at, \
                                    activates_at, retires_at, expires_at";
@@ -819,7 +821,8 @@ impl GrantStore for SqliteStore {
         let inserted = sqlx::query(
             "INSERT INTO device_authorizations (device_digest, user_code, client_id, scope, \
              created_at, expires_at, interval_secs, last_polled_at, status, user_id, \
-             session_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             session_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (user_code) DO NOTHING",
         )
         .bind(device_digest.as_bytes().as_slice())
         .bind(&authorization.user_code)
@@ -835,18 +838,25 @@ impl GrantStore for SqliteStore {
         .bind(&detail)
         .execute(&mut *tx)
         .await;
-        if let Err(e) = inserted {
-            drop(tx);
-            return Err(if is_foreign_key_violation(&e) {
-                self.owner_error(
-                    &authorization.client_id,
-                    authorization.user_id.as_deref(),
-                    e,
-                )
-                .await
-            } else {
-                device_write_error(e)
-            });
+        // The user code still held by another authorization is skipped, not an error (on
+        // PostgreSQL after waiting for a concurrent insert of it): the device code is then the
+        // only unique key left to violate.
+        match inserted {
+            Ok(done) if done.rows_affected() == 1 => {}
+            Ok(_) => return Err(StoreError::Conflict(Conflict::UserCodeTaken)),
+            Err(e) => {
+                drop(tx);
+                return Err(if is_foreign_key_violation(&e) {
+                    self.owner_error(
+                        &authorization.client_id,
+                        authorization.user_id.as_deref(),
+                        e,
+                    )
+                    .await
+                } else {
+                    unique_is(Conflict::DeviceCodeTaken, e, db)
+                });
+            }
         }
         tx.commit().await.map_err(db)?;
         Ok(())
