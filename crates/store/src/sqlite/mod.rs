@@ -27,6 +27,7 @@ use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
 use crate::ConnectOptions;
+use crate::relationships::{from_unix_micros, normalize_time, unix_micros};
 use crate::service_accounts::role_from_db;
 use trustgate_store_api::EnsuredToken;
 use trustgate_store_api::{
@@ -195,8 +196,12 @@ fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ServiceAccount, Sto
         id: row.try_get("id").map_err(db)?,
         name: row.try_get("name").map_err(db)?,
         role: role_from_db(row.try_get::<&str, _>("role").map_err(db)?)?,
-        created_at: row.try_get("created_at").map_err(db)?,
-        disabled_at: row.try_get("disabled_at").map_err(db)?,
+        created_at: from_unix_micros(row.try_get("created_at").map_err(db)?)?,
+        disabled_at: row
+            .try_get::<Option<i64>, _>("disabled_at")
+            .map_err(db)?
+            .map(from_unix_micros)
+            .transpose()?,
     })
 }
 
@@ -222,6 +227,7 @@ impl ServiceAccountStore for SqliteStore {
         token_label: &str,
         now: OffsetDateTime,
     ) -> Result<Option<ServiceAccount>, StoreError> {
+        let now = normalize_time(now);
         let mut tx = self.pool.begin().await.map_err(db)?;
         let created = sqlx::query(
             "INSERT INTO service_accounts (id, name, role, created_at) VALUES (?, ?, ?, ?) \
@@ -230,7 +236,7 @@ impl ServiceAccountStore for SqliteStore {
         .bind(account_id)
         .bind(name)
         .bind(role.as_str())
-        .bind(now)
+        .bind(unix_micros(now))
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -246,7 +252,7 @@ impl ServiceAccountStore for SqliteStore {
         .bind(digest.as_bytes().as_slice())
         .bind(account_id)
         .bind(token_label)
-        .bind(now)
+        .bind(unix_micros(now))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -269,6 +275,7 @@ impl ServiceAccountStore for SqliteStore {
         token_label: &str,
         now: OffsetDateTime,
     ) -> Result<EnsuredToken, StoreError> {
+        let now = normalize_time(now);
         let mut tx = self.pool.begin().await.map_err(db)?;
         let account_created = sqlx::query(
             "INSERT INTO service_accounts (id, name, role, created_at) VALUES (?, ?, ?, ?) \
@@ -277,7 +284,7 @@ impl ServiceAccountStore for SqliteStore {
         .bind(account_id)
         .bind(name)
         .bind(role.as_str())
-        .bind(now)
+        .bind(unix_micros(now))
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -298,7 +305,7 @@ impl ServiceAccountStore for SqliteStore {
         .bind(digest.as_bytes().as_slice())
         .bind(&account.id)
         .bind(token_label)
-        .bind(now)
+        .bind(unix_micros(now))
         .execute(&mut *tx)
         .await.map_err(db)?
         .rows_affected()

@@ -34,9 +34,13 @@ fn store_from_row(row: &SqliteRow) -> Result<FgaStore, StoreError> {
     Ok(FgaStore {
         id: row.try_get("id").map_err(db)?,
         name: row.try_get("name").map_err(db)?,
-        created_at: row.try_get("created_at").map_err(db)?,
-        updated_at: row.try_get("updated_at").map_err(db)?,
-        deleted_at: row.try_get("deleted_at").map_err(db)?,
+        created_at: from_unix_micros(row.try_get("created_at").map_err(db)?)?,
+        updated_at: from_unix_micros(row.try_get("updated_at").map_err(db)?)?,
+        deleted_at: row
+            .try_get::<Option<i64>, _>("deleted_at")
+            .map_err(db)?
+            .map(from_unix_micros)
+            .transpose()?,
     })
 }
 
@@ -48,7 +52,7 @@ fn model_from_row(row: &SqliteRow) -> Result<StoredModel, StoreError> {
         schema_version: row.try_get("schema_version").map_err(db)?,
         model_json: serde_json::from_str(text)
             .map_err(|e| StoreError::Corrupt(format!("stored model is not JSON: {e}")))?,
-        created_at: row.try_get("created_at").map_err(db)?,
+        created_at: from_unix_micros(row.try_get("created_at").map_err(db)?)?,
     })
 }
 
@@ -144,8 +148,8 @@ impl RelationshipStore for SqliteStore {
         )
         .bind(id)
         .bind(name)
-        .bind(now)
-        .bind(now)
+        .bind(unix_micros(now))
+        .bind(unix_micros(now))
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -203,8 +207,8 @@ impl RelationshipStore for SqliteStore {
             "UPDATE fga_stores SET deleted_at = ?, updated_at = ? \
              WHERE id = ? AND deleted_at IS NULL",
         )
-        .bind(now)
-        .bind(now)
+        .bind(unix_micros(now))
+        .bind(unix_micros(now))
         .bind(id)
         .execute(&self.pool)
         .await
@@ -240,7 +244,7 @@ impl RelationshipStore for SqliteStore {
         .bind(&model.id)
         .bind(&model.schema_version)
         .bind(json)
-        .bind(normalize_time(model.created_at))
+        .bind(unix_micros(normalize_time(model.created_at)))
         .bind(&model.store_id)
         .execute(&self.pool)
         .await
@@ -382,7 +386,7 @@ impl RelationshipStore for SqliteStore {
             .bind(&w.tuple.user)
             .bind(w.tuple.condition_name())
             .bind(w.context_json.as_deref())
-            .bind(now)
+            .bind(unix_micros(now))
             .execute(&mut *tx)
             .await
             .map_err(db)?
@@ -488,7 +492,7 @@ impl RelationshipStore for SqliteStore {
             .map(|r| {
                 Ok(StoredTuple {
                     tuple: tuple_from_row(r)?,
-                    timestamp: r.try_get("written_at").map_err(db)?,
+                    timestamp: from_unix_micros(r.try_get("written_at").map_err(db)?)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
