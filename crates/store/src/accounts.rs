@@ -243,35 +243,6 @@ pub(crate) fn check_audit_filter(filter: &AuditFilter) -> Result<(), StoreError>
     check_optional("before", filter.before.as_deref())
 }
 
-/// Maps a foreign-key violation (the referenced user does not exist) to [`StoreError::NotFound`].
-pub(crate) fn owner_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => user_not_found(user_id),
-        _ => crate::error::db(err),
-    }
-}
-
-/// Maps a write of a passkey: unknown owner, or (the credential id being the only unique key)
-/// a credential id taken.
-pub(crate) fn passkey_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
-    unique_is(Conflict::PasskeyTaken, err, |err| {
-        owner_write_error(user_id, err)
-    })
-}
-
-/// Maps the unique violation of a write into a table whose only unique key is its primary key
-/// to that key's `conflict`; any other error goes to `otherwise`.
-pub(crate) fn unique_is(
-    conflict: Conflict,
-    err: sqlx::Error,
-    otherwise: impl FnOnce(sqlx::Error) -> StoreError,
-) -> StoreError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(conflict),
-        _ => otherwise(err),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

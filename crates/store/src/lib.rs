@@ -13,14 +13,17 @@
 //! worker threads and PostgreSQL over async sockets.
 
 mod accounts;
-mod error;
+mod driver;
 mod oauth;
 pub mod postgres;
 mod relationships;
 mod service_accounts;
+mod sql;
 pub mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod testing;
+
+pub use sql::SqlStore;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,11 +4,11 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
+use trustgate_store_api::StoreError;
 pub(crate) use trustgate_store_api::oauth::*;
-use trustgate_store_api::{Conflict, StoreError};
 
 use crate::accounts::{
-    MAX_JSON_BYTES, check_bytes, check_optional, json_object_text, unique_is, user_not_found,
+    MAX_JSON_BYTES, check_bytes, check_optional, json_object_text, user_not_found,
 };
 use crate::relationships::{check_input, json_text, normalize_time, shorten};
 
@@ -231,21 +231,6 @@ pub(crate) fn missing_owner(
         Some(user_id) if client_exists => user_not_found(user_id),
         _ => client_not_found(client_id),
     }
-}
-
-/// Whether an error is a foreign-key violation (a referenced client or user is missing).
-pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
-}
-
-/// Maps a write of a new client: the id (its only unique key) taken.
-pub(crate) fn client_write_error(err: sqlx::Error) -> StoreError {
-    unique_is(Conflict::ClientExists, err, crate::error::db)
-}
-
-/// Maps a write of a new signing key: the kid (its only unique key) taken.
-pub(crate) fn signing_key_write_error(err: sqlx::Error) -> StoreError {
-    unique_is(Conflict::KidTaken, err, crate::error::db)
 }
 
 #[cfg(test)]
