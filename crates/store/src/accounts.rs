@@ -43,7 +43,7 @@ pub(crate) fn json_object_text(
     what: &str,
     value: &Map<String, Value>,
 ) -> Result<String, StoreError> {
-    json_text(what, value, MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
+    json_text(what, serde_json::to_string(value), MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
 }
 
 /// A [`NewUser`] checked for storage, with its derived columns.
@@ -167,7 +167,8 @@ pub(crate) fn check_session(session: &Session) -> Result<String, StoreError> {
     }
     check_optional("ip", session.ip.as_deref())?;
     check_optional("user agent", session.user_agent.as_deref())?;
-    json_text("amr", &session.amr, MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
+    json_text("amr", serde_json::to_string(&session.amr), MAX_JSON_BYTES)
+        .map_err(StoreError::InvalidInput)
 }
 
 pub(crate) fn amr_from_text(text: &str) -> Result<Vec<String>, StoreError> {

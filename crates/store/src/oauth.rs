@@ -149,7 +149,12 @@ pub(crate) fn check_consent(consent: &Consent) -> Result<String, StoreError> {
             )));
         }
     }
-    json_text("scopes", &consent.scopes, MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
+    json_text(
+        "scopes",
+        serde_json::to_string(&consent.scopes),
+        MAX_JSON_BYTES,
+    )
+    .map_err(StoreError::InvalidInput)
 }
 
 pub(crate) fn scopes_from_text(text: &str) -> Result<Vec<String>, StoreError> {

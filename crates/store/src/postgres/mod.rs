@@ -6,14 +6,14 @@
 //! The pool reconnects on its own: when the server comes back, the next query succeeds without a
 //! restart.
 //!
-//! What this backend supplies to the shared layer ([`crate::sql`]):
+//! What this backend supplies to the shared SQL layer (see the crate documentation):
 //! - codecs: times are TIMESTAMPTZ (microseconds, UTC), JSON is JSONB (sent and read as its
 //!   text, so both backends parse alike), booleans are BOOLEAN;
 //! - locking: transactions run at READ COMMITTED; a read that a write depends on takes the row
 //!   lock the shared layer names (`FOR UPDATE`, `FOR NO KEY UPDATE`, `FOR SHARE`,
 //!   `FOR KEY SHARE`), and what has no row to lock takes a transaction-scoped advisory lock
-//!   ([`Serial`]). A snapshot is `REPEATABLE READ READ ONLY`, which reads one snapshot without
-//!   blocking writers;
+//!   (for the username/email namespace and key rotation). A snapshot is
+//!   `REPEATABLE READ READ ONLY`, which reads one snapshot without blocking writers;
 //! - dialect: `GREATEST(a, b)` for the larger of two values.
 
 use std::str::FromStr;

@@ -7,7 +7,7 @@
 //! corrupting anything. The lock is released by the OS when the process dies, including on
 //! `kill -9`.
 //!
-//! What this backend supplies to the shared layer ([`crate::sql`]):
+//! What this backend supplies to the shared SQL layer (see the crate documentation):
 //! - codecs: times are INTEGER microseconds since the Unix epoch (exact comparisons and order in
 //!   SQL; migration 0005 converted the TEXT times of 0001–0002), JSON is TEXT, booleans are
 //!   INTEGER 0/1;
