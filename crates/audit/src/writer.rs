@@ -209,6 +209,18 @@ impl Auditor {
         matches!(tokio::time::timeout(timeout, flushed).await, Ok(Some(())))
     }
 
+    /// Deletes streamed events (decisions, issuances, back-channel deliveries) older than
+    /// `retention`: they are the bulk of the trail. Recorded kinds are kept. Returns how many.
+    pub async fn purge_streamed(&self, retention: time::Duration) -> Result<u64, StoreError> {
+        let kinds: Vec<&str> = AuditKind::ALL
+            .iter()
+            .filter(|k| k.delivery() == Delivery::Streamed)
+            .map(|k| k.as_str())
+            .collect();
+        let before = self.clock.now() - retention;
+        self.store.purge_audit(&kinds, before).await
+    }
+
     fn stored(&self, ctx: &RequestContext, event: Event) -> AuditEvent {
         let at = self.clock.now();
         AuditEvent {

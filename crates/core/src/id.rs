@@ -16,6 +16,13 @@ pub fn new_ulid(now: OffsetDateTime) -> String {
     Ulid::from_parts(millis, random).to_string()
 }
 
+/// The smallest ULID of the millisecond of `at`: every ULID made at or after `at` sorts at or
+/// above it, so `id < ulid_floor(t)` selects records made before `t` by an index on the id.
+pub fn ulid_floor(at: OffsetDateTime) -> String {
+    let millis = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    Ulid::from_parts(millis, 0).to_string()
+}
+
 /// ULIDs that strictly increase across one process, even within one millisecond (where
 /// [`new_ulid`]'s random part sorts at random): for records whose order is their id's order,
 /// such as the newest authorization model of a store, or audit events listed newest first.
@@ -60,6 +67,16 @@ mod tests {
         assert!(is_ulid(&a));
         assert!(!is_ulid("not-a-ulid"));
         assert!(!is_ulid(""));
+    }
+
+    #[test]
+    fn the_floor_sorts_below_every_id_of_its_millisecond_and_above_older_ones() {
+        let at = datetime!(2026-01-01 00:00:00.123 UTC);
+        let floor = ulid_floor(at);
+        for _ in 0..100 {
+            assert!(new_ulid(at) >= floor);
+            assert!(new_ulid(at - time::Duration::milliseconds(1)) < floor);
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!   [`RelationshipStore::load_tuples`](trustgate_store_api::RelationshipStore::load_tuples) (all tuples plus the changelog `seq` they reflect).
 //! - It is kept fresh by applying [`RelationshipStore::changes_since`](trustgate_store_api::RelationshipStore::changes_since) in changelog order:
 //!   - right after a write through this service, before the write returns, so a replica always
-//!     reads its own writes ([`Inner::after_write`]);
+//!     reads its own writes (`after_write`);
 //!   - by a background refresher (a tokio task started with the first load) that polls
 //!     [`RelationshipStore::live_store_seqs`](trustgate_store_api::RelationshipStore::live_store_seqs) every [`REFRESH_INTERVAL`], catches up every
 //!     loaded index that is behind, and drops the indexes of deleted stores: this is how writes

@@ -70,7 +70,14 @@ impl AppState {
         config: Config,
         secrets_key: SealingKey,
     ) -> Result<Self, KeyError> {
-        let auditor = Auditor::new(store.clone(), Arc::clone(&clock), AuditorConfig::default());
+        let auditor = Auditor::new(
+            store.clone(),
+            Arc::clone(&clock),
+            AuditorConfig {
+                queue_capacity: config.audit.queue_capacity,
+                ..AuditorConfig::default()
+            },
+        );
         let accounts = Accounts::new(
             store.clone(),
             auditor.clone(),

@@ -58,6 +58,46 @@ pub struct Config {
     pub pages: PagesConfig,
     /// OAuth 2.0 / OpenID Connect: signing keys and token lifetimes.
     pub oauth: OAuthConfig,
+    /// The audit trail: the streamed writer's queue and the retention of streamed events.
+    pub audit: AuditConfig,
+}
+
+/// The audit trail (`[audit]`). Credential and administrative events are kept; authorization
+/// decisions, token issuances and back-channel deliveries (the streamed kinds, one or more per
+/// request on hot paths) are kept `streamed_retention_days`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Days streamed events are kept (1 to 3650).
+    pub streamed_retention_days: u32,
+    /// Streamed events waiting to be written (1000 to 1000000); beyond it they are dropped and
+    /// counted in `audit_events_dropped_total`.
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            streamed_retention_days: 30,
+            queue_capacity: 10_000,
+        }
+    }
+}
+
+impl AuditConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=3650).contains(&self.streamed_retention_days) {
+            return Err(ConfigError::Invalid(
+                "audit.streamed_retention_days: must be between 1 and 3650".into(),
+            ));
+        }
+        if !(1000..=1_000_000).contains(&self.queue_capacity) {
+            return Err(ConfigError::Invalid(
+                "audit.queue_capacity: must be between 1000 and 1000000".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// HTTP limits and timeouts.
@@ -141,6 +181,7 @@ impl Default for Config {
             authz: AuthzConfig::default(),
             pages: PagesConfig::default(),
             oauth: OAuthConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -294,8 +335,9 @@ pub enum ConfigError {
     },
 }
 
-/// Top-level keys read from the environment; other `TRUSTGATE_*` variables (the CLI's
-/// `TRUSTGATE_TOKEN`, test settings) belong to other programs and are ignored here.
+/// Top-level keys read from the environment (every field of [`Config`]; a test keeps the two
+/// in step); other `TRUSTGATE_*` variables (the CLI's `TRUSTGATE_TOKEN`, test settings) belong
+/// to other programs and are ignored here.
 const ENV_KEYS: &[&str] = &[
     "listen",
     "data_dir",
@@ -309,6 +351,7 @@ const ENV_KEYS: &[&str] = &[
     "authz",
     "pages",
     "oauth",
+    "audit",
 ];
 
 impl Config {
@@ -378,6 +421,7 @@ impl Config {
         }
         self.pages.validate(self.listen)?;
         self.oauth.validate()?;
+        self.audit.validate()?;
         if let Some(token) = &self.bootstrap_token
             && token.expose().len() < 32
         {
@@ -578,6 +622,37 @@ mod tests {
         };
         let err = load(None, &[], flags).expect_err("unknown scheme");
         assert!(err.to_string().contains("database_url"), "{err}");
+    }
+
+    #[test]
+    fn every_section_is_settable_from_the_environment() {
+        let serialized = serde_json::to_value(Config::default()).expect("serializes");
+        for key in serialized.as_object().expect("an object").keys() {
+            assert!(ENV_KEYS.contains(&key.as_str()), "{key} is not in ENV_KEYS");
+        }
+    }
+
+    #[test]
+    fn audit_bounds_are_checked() {
+        let c = load(None, &[], Overrides::default()).expect("defaults");
+        assert_eq!(c.audit.streamed_retention_days, 30);
+        assert_eq!(c.audit.queue_capacity, 10_000);
+        for (key, value) in [
+            ("TRUSTGATE_AUDIT__STREAMED_RETENTION_DAYS", "0"),
+            ("TRUSTGATE_AUDIT__STREAMED_RETENTION_DAYS", "3651"),
+            ("TRUSTGATE_AUDIT__QUEUE_CAPACITY", "999"),
+            ("TRUSTGATE_AUDIT__QUEUE_CAPACITY", "1000001"),
+        ] {
+            let err = load(None, &[(key, value)], Overrides::default()).expect_err(value);
+            assert!(err.to_string().contains("audit."), "{err}");
+        }
+        let c = load(
+            Some("[audit]\nstreamed_retention_days = 7\n"),
+            &[],
+            Overrides::default(),
+        )
+        .expect("file");
+        assert_eq!(c.audit.streamed_retention_days, 7);
     }
 
     #[test]

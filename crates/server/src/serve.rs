@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use trustgate_audit::Auditor;
 use trustgate_core::{Clock, SealingKey, SystemClock};
 use trustgate_store::ConnectOptions;
 use trustgate_store_api::{Backend, MigrationReport, Store, StoreError};
@@ -154,6 +155,10 @@ impl Server {
         let store = self.state.store.clone();
         let auditor = self.state.auditor.clone();
         let purge = tokio::spawn(purge_sessions_periodically(self.state.accounts.clone()));
+        let audit_retention = tokio::spawn(purge_streamed_audit_periodically(
+            self.state.auditor.clone(),
+            time::Duration::days(i64::from(self.state.config.audit.streamed_retention_days)),
+        ));
         let maintenance = tokio::spawn(maintain_oauth_periodically(
             self.state.oauth.clone(),
             self.state.store.clone(),
@@ -184,6 +189,7 @@ impl Server {
             },
         };
         purge.abort();
+        audit_retention.abort();
         maintenance.abort();
         // Decisions and issuances still queued reach the trail before the database closes; a
         // database that does not answer cannot hold shutdown up beyond this bound.
@@ -308,6 +314,20 @@ async fn purge_sessions_periodically(accounts: trustgate_authn::accounts::Accoun
             Ok(0) => {}
             Ok(n) => tracing::debug!(sessions = n, "purged dead sessions"),
             Err(e) => tracing::warn!(error = %e, "cannot purge dead sessions"),
+        }
+    }
+}
+
+/// Every hour: streamed audit events (decisions, issuances) older than the retention go.
+async fn purge_streamed_audit_periodically(auditor: Auditor, retention: time::Duration) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match auditor.purge_streamed(retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(events = n, "purged streamed audit events past retention"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge streamed audit events"),
         }
     }
 }

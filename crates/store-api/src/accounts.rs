@@ -421,6 +421,10 @@ pub trait AuditStore: std::fmt::Debug + Send + Sync {
     /// Appends several events at once, all or none (the batched writer of decision events).
     async fn append_audits(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
 
+    /// Deletes the events of the given kinds from before `before` (retention of high-volume
+    /// kinds); returns how many.
+    async fn purge_audit(&self, kinds: &[&str], before: OffsetDateTime) -> Result<u64, StoreError>;
+
     /// Events matching `filter`, newest first (by id), at most `limit` (1 to
     /// [`MAX_PAGE_SIZE`](crate::relationships::MAX_PAGE_SIZE)).
     async fn list_audit(

@@ -43,7 +43,7 @@ pub(crate) fn json_object_text(
     what: &str,
     value: &Map<String, Value>,
 ) -> Result<String, StoreError> {
-    json_text(what, value, MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
+    json_text(what, serde_json::to_string(value), MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
 }
 
 /// A [`NewUser`] checked for storage, with its derived columns.
@@ -167,7 +167,8 @@ pub(crate) fn check_session(session: &Session) -> Result<String, StoreError> {
     }
     check_optional("ip", session.ip.as_deref())?;
     check_optional("user agent", session.user_agent.as_deref())?;
-    json_text("amr", &session.amr, MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
+    json_text("amr", serde_json::to_string(&session.amr), MAX_JSON_BYTES)
+        .map_err(StoreError::InvalidInput)
 }
 
 pub(crate) fn amr_from_text(text: &str) -> Result<Vec<String>, StoreError> {
@@ -241,40 +242,6 @@ pub(crate) fn check_audit_filter(filter: &AuditFilter) -> Result<(), StoreError>
     check_optional("user id", filter.user_id.as_deref())?;
     check_optional("kind", filter.kind.as_deref())?;
     check_optional("before", filter.before.as_deref())
-}
-
-/// Maps a unique violation on `users` to the conflict naming the column.
-pub(crate) fn user_write_error(err: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &err
-        && db.is_unique_violation()
-    {
-        let what = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
-        if what.contains("username") {
-            return StoreError::Conflict(Conflict::UsernameTaken);
-        }
-        if what.contains("email") {
-            return StoreError::Conflict(Conflict::EmailTaken);
-        }
-    }
-    crate::error::db(err)
-}
-
-/// Maps a foreign-key violation (the referenced user does not exist) to [`StoreError::NotFound`].
-pub(crate) fn owner_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => user_not_found(user_id),
-        _ => crate::error::db(err),
-    }
-}
-
-/// Maps a write of a passkey: unknown owner, or a credential id taken.
-pub(crate) fn passkey_write_error(user_id: &str, err: sqlx::Error) -> StoreError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(Conflict::PasskeyTaken)
-        }
-        _ => owner_write_error(user_id, err),
-    }
 }
 
 #[cfg(test)]

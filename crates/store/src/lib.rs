@@ -1,26 +1,68 @@
 //! The SQL backends of trustgate's storage.
 //!
 //! Invariant: this is the only crate that writes SQL. It implements the traits of
-//! [`trustgate_store_api`] for two databases:
+//! [`trustgate_store_api`] for two databases, [`sqlite`] (the embedded default: one file in WAL
+//! mode, foreign keys on, a lock file that keeps a second process out) and [`postgres`] (several
+//! stateless replicas sharing one database), and both run the same test suite.
 //!
-//! - [`sqlite`]: the embedded default, one file in WAL mode with foreign keys on. An exclusive
-//!   lock file next to the database keeps a second process from opening it.
-//! - [`postgres`]: for several stateless replicas sharing one database.
+//! # Layout
+//! - **The shared layer** (`sql`, private) holds everything that does not depend on the
+//!   database: every statement (written once, parameters `$1, $2, …`), every row mapping, and
+//!   every operation's orchestration — validate the input, open a transaction, read what the
+//!   decision needs (locking it), decide, write, commit — in one generic [`SqlStore<D>`] that
+//!   implements all the store traits. It names what it needs from the database and never asks
+//!   which one it is (static dispatch, no `match` on the backend): a transaction mode (write, or
+//!   a read-only snapshot), a row lock (`FOR UPDATE` and kin), a serialization where there is no
+//!   row to lock (the username/email namespace, key rotation), and the few SQL pieces that
+//!   differ (`max`/`GREATEST`). It binds neutral typed arguments (`args![..]`) and reads
+//!   through a neutral row accessor (`row.text`, `row.time`, `row.json`, …), so it never sees
+//!   a driver type or error. Conflicts are classified by operation, never by searching
+//!   constraint names.
+//! - **A backend** ([`sqlite::Sqlite`], [`postgres::Postgres`]) implements the layer's
+//!   `Database` trait: connection setup, migrations and health, the value codecs (SQLite stores
+//!   times as INTEGER microseconds since the epoch, JSON as TEXT and booleans as 0/1;
+//!   PostgreSQL uses TIMESTAMPTZ, JSONB and BOOLEAN), transactions and locks (SQLite's
+//!   `BEGIN IMMEDIATE` makes row locks unnecessary; PostgreSQL takes row locks, advisory locks,
+//!   and `REPEATABLE READ READ ONLY` snapshots), and the SQL pieces that differ.
+//!   [`sqlite::SqliteStore`] and [`postgres::PostgresStore`] are `SqlStore` of those.
+//! - **The driver glue** (`driver`, private) is the one place that turns driver errors into
+//!   [`StoreError`]s (unique and foreign-key violations become `Conflict::Duplicate` and
+//!   `Conflict::Reference` for the shared layer to map), plus the sqlx calls that are the same
+//!   on both backends.
+//! - **Validation** (`accounts`, `oauth`, `relationships`, `service_accounts`, private):
+//!   input checks, decoding of stored values and continuation tokens, shared by everything
+//!   above.
 //!
-//! There is no runtime branching on the backend inside an implementation.
+//! # Adding an aggregate
+//! 1. Define its records and one async trait in `trustgate-store-api`, and add the trait to
+//!    `Store` if the binary's wiring needs it.
+//! 2. Add `migrations/sqlite/NNNN_*.sql` and `migrations/postgres/NNNN_*.sql` with the same
+//!    number (both backends report the same schema version; a backend with nothing to change
+//!    gets a migration that does nothing). SQLite tables are `STRICT` and store times as
+//!    INTEGER microseconds.
+//! 3. Write its checks in a validation module and its SQL, row mapping and transactions once in
+//!    the shared layer, as `impl<D: Database> YourStore for SqlStore<D>`, using the layer's
+//!    transaction modes, row locks and serializations; only if the SQL truly cannot be shared
+//!    does the `Database` trait grow a dialect piece (implemented by both backends).
+//! 4. Test it on both backends with `test_on_both_backends!` (feature `test-support`) in `tests/` (the PostgreSQL
+//!    variant runs when `TRUSTGATE_TEST_DATABASE_URL` is set), including the races its trait
+//!    documents.
 //!
 //! Blocking database work never runs on the async executor: sqlx drives SQLite on dedicated
 //! worker threads and PostgreSQL over async sockets.
 
 mod accounts;
-mod error;
+mod driver;
 mod oauth;
 pub mod postgres;
 mod relationships;
 mod service_accounts;
+mod sql;
 pub mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod testing;
+
+pub use sql::SqlStore;
 
 use std::sync::Arc;
 use std::time::Duration;

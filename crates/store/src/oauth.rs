@@ -4,8 +4,8 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
+use trustgate_store_api::StoreError;
 pub(crate) use trustgate_store_api::oauth::*;
-use trustgate_store_api::{Conflict, StoreError};
 
 use crate::accounts::{
     MAX_JSON_BYTES, check_bytes, check_optional, json_object_text, user_not_found,
@@ -149,7 +149,12 @@ pub(crate) fn check_consent(consent: &Consent) -> Result<String, StoreError> {
             )));
         }
     }
-    json_text("scopes", &consent.scopes, MAX_JSON_BYTES).map_err(StoreError::InvalidInput)
+    json_text(
+        "scopes",
+        serde_json::to_string(&consent.scopes),
+        MAX_JSON_BYTES,
+    )
+    .map_err(StoreError::InvalidInput)
 }
 
 pub(crate) fn scopes_from_text(text: &str) -> Result<Vec<String>, StoreError> {
@@ -230,47 +235,6 @@ pub(crate) fn missing_owner(
     match user_id {
         Some(user_id) if client_exists => user_not_found(user_id),
         _ => client_not_found(client_id),
-    }
-}
-
-/// Whether an error is a foreign-key violation (a referenced client or user is missing).
-pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
-}
-
-fn unique_violation_text(err: &sqlx::Error) -> Option<String> {
-    match err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => Some(format!(
-            "{} {}",
-            db.constraint().unwrap_or_default(),
-            db.message()
-        )),
-        _ => None,
-    }
-}
-
-/// Maps a write of a new client: an id taken.
-pub(crate) fn client_write_error(err: sqlx::Error) -> StoreError {
-    match unique_violation_text(&err) {
-        Some(_) => StoreError::Conflict(Conflict::ClientExists),
-        None => crate::error::db(err),
-    }
-}
-
-/// Maps a write of a new signing key: a kid taken.
-pub(crate) fn signing_key_write_error(err: sqlx::Error) -> StoreError {
-    match unique_violation_text(&err) {
-        Some(_) => StoreError::Conflict(Conflict::KidTaken),
-        None => crate::error::db(err),
-    }
-}
-
-/// Maps a write of a new device authorization: a user code or device code taken.
-pub(crate) fn device_write_error(err: sqlx::Error) -> StoreError {
-    match unique_violation_text(&err) {
-        Some(what) if what.contains("user_code") => StoreError::Conflict(Conflict::UserCodeTaken),
-        Some(_) => StoreError::Conflict(Conflict::DeviceCodeTaken),
-        None => crate::error::db(err),
     }
 }
 

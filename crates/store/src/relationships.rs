@@ -50,13 +50,14 @@ pub(crate) fn check_input(what: &str, value: &str) -> Result<(), StoreError> {
     check_field(what, value).map_err(StoreError::InvalidInput)
 }
 
-/// Serialized JSON, refused if larger than `max` or containing NUL (PostgreSQL's JSONB cannot).
+/// JSON text (`serde_json::to_string` of the value), refused if larger than `max` or containing
+/// NUL (PostgreSQL's JSONB cannot).
 pub(crate) fn json_text(
     what: &str,
-    value: &impl serde::Serialize,
+    serialized: serde_json::Result<String>,
     max: usize,
 ) -> Result<String, String> {
-    let text = serde_json::to_string(value).map_err(|e| format!("{what} is not JSON: {e}"))?;
+    let text = serialized.map_err(|e| format!("{what} is not JSON: {e}"))?;
     if text.len() > max {
         return Err(format!(
             "{what} is {} bytes of JSON, at most {max} are accepted",
@@ -109,7 +110,13 @@ pub(crate) fn check_tuple(t: &TupleKey) -> Result<CheckedTuple<'_>, TupleWriteEr
     }
     let context_json = t
         .condition_context()
-        .map(|c| json_text("condition context", c, MAX_CONTEXT_BYTES))
+        .map(|c| {
+            json_text(
+                "condition context",
+                serde_json::to_string(c),
+                MAX_CONTEXT_BYTES,
+            )
+        })
         .transpose()
         .map_err(describe)?;
     Ok(CheckedTuple {
@@ -172,8 +179,12 @@ pub(crate) fn check_model(model: &StoredModel) -> Result<String, StoreError> {
     check_input("model id", &model.id)?;
     check_input("store id", &model.store_id)?;
     check_input("schema version", &model.schema_version)?;
-    json_text("authorization model", &model.model_json, MAX_MODEL_BYTES)
-        .map_err(StoreError::InvalidInput)
+    json_text(
+        "authorization model",
+        serde_json::to_string(&model.model_json),
+        MAX_MODEL_BYTES,
+    )
+    .map_err(StoreError::InvalidInput)
 }
 
 /// `t` in UTC, truncated to microseconds.

@@ -14,7 +14,10 @@ use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 use trustgate_store_api::{AuditFilter, AuditStore, StoreError};
 
-test_on_both_backends!(recorded_events_are_written_before_record_returns);
+test_on_both_backends!(
+    recorded_events_are_written_before_record_returns,
+    retention_purges_only_old_streamed_events
+);
 
 fn clock() -> Arc<dyn Clock> {
     Arc::new(ManualClock::new(
@@ -202,4 +205,58 @@ async fn a_batch_the_store_refuses_is_dropped_and_the_writer_lives_on() {
     // The writer survives the failure and still answers flushes.
     assert!(auditor.flush(Duration::from_secs(10)).await);
     assert!(auditor.flush(Duration::from_secs(10)).await);
+}
+
+async fn retention_purges_only_old_streamed_events(db: TestDatabase) {
+    let clock = ManualClock::new(time::macros::datetime!(2026-12-06 10:00 UTC));
+    let auditor = Auditor::new(
+        db.store.clone(),
+        Arc::new(clock.clone()),
+        AuditorConfig::default(),
+    );
+    let decision = |resource: &str| Decision {
+        principal: "service:pep".into(),
+        action: "check",
+        resource: resource.into(),
+        verdict: Verdict::Allow,
+        detail: Map::new(),
+    };
+    auditor.decision(&ctx(), decision("document:old"));
+    auditor
+        .record(&ctx(), Event::new(AuditKind::Login, Outcome::Success))
+        .await
+        .expect("recorded");
+    assert!(auditor.flush(Duration::from_secs(10)).await);
+    clock.advance(time::Duration::days(31));
+    auditor.decision(&ctx(), decision("document:new"));
+    assert!(auditor.flush(Duration::from_secs(10)).await);
+
+    let purged = auditor
+        .purge_streamed(time::Duration::days(30))
+        .await
+        .expect("purge");
+    assert_eq!(purged, 1);
+    let left: Vec<(String, Option<String>)> = trail(&*db.store)
+        .await
+        .into_iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.detail
+                    .get("resource")
+                    .and_then(|r| r.as_str())
+                    .map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(
+        left,
+        [
+            (
+                "authorization_decision".to_owned(),
+                Some("document:new".to_owned())
+            ),
+            ("login".to_owned(), None),
+        ]
+    );
 }

@@ -5,38 +5,50 @@
 //! that schema, which lets several deployments (or test runs) share one database in isolation.
 //! The pool reconnects on its own: when the server comes back, the next query succeeds without a
 //! restart.
+//!
+//! What this backend supplies to the shared SQL layer (see the crate documentation):
+//! - codecs: times are TIMESTAMPTZ (microseconds, UTC), JSON is JSONB (sent and read as its
+//!   text, so both backends parse alike), booleans are BOOLEAN;
+//! - locking: transactions run at READ COMMITTED; a read that a write depends on takes the row
+//!   lock the shared layer names (`FOR UPDATE`, `FOR NO KEY UPDATE`, `FOR SHARE`,
+//!   `FOR KEY SHARE`), and what has no row to lock takes a transaction-scoped advisory lock
+//!   (for the username/email namespace and key rotation). A snapshot is
+//!   `REPEATABLE READ READ ONLY`, which reads one snapshot without blocking writers;
+//! - dialect: `GREATEST(a, b)` for the larger of two values.
 
-mod accounts;
-mod oauth;
-mod relationships;
-
-use crate::error::db;
 use std::str::FromStr;
 
-use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{
+    PgArgumentBuffer, PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgTypeInfo,
+    PgValueFormat, PgValueRef,
+};
+use sqlx::{Arguments, AssertSqlSafe, Row as _, ValueRef};
 use time::OffsetDateTime;
-use trustgate_core::TokenDigest;
+use trustgate_store_api::{Backend, Health, MigrationReport, StoreError};
 
 use crate::ConnectOptions;
-use crate::service_accounts::role_from_db;
-use trustgate_store_api::EnsuredToken;
-use trustgate_store_api::{
-    AccountRole, Backend, Conflict, Health, MigrationReport, ServiceAccount, ServiceAccountStore,
-    Store, StoreError,
-};
+use crate::driver::{encode_error, migrations, plain_row_methods, sqlx_methods, store_error};
+use crate::relationships::normalize_time;
+use crate::sql::{Arg, Database, On, Row, RowLock, Serial, SqlStore, TxMode};
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+migrations!(
+    PgPool,
+    "./migrations/postgres",
+    "SELECT to_regclass('_sqlx_migrations') IS NOT NULL"
+);
 
 /// A PostgreSQL database (optionally one schema of it).
+pub type PostgresStore = SqlStore<Postgres>;
+
+/// The PostgreSQL database behind a [`PostgresStore`]: its pool.
 #[derive(Debug)]
-pub struct PostgresStore {
+pub struct Postgres {
     pool: PgPool,
 }
 
-impl PostgresStore {
+impl SqlStore<Postgres> {
     /// Connects to `url`, creating the configured schema if it does not exist.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
         let mut connect =
@@ -53,14 +65,14 @@ impl PostgresStore {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect.clone())
                 .await
-                .map_err(db)?;
+                .map_err(store_error)?;
             // The name was checked by is_plain_identifier: no quoting or injection is possible.
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            sqlx::query(AssertSqlSafe(format!(
                 "CREATE SCHEMA IF NOT EXISTS {schema}"
             )))
             .execute(&admin)
             .await
-            .map_err(db)?;
+            .map_err(store_error)?;
             admin.close().await;
             connect = connect.options([("search_path", schema.as_str())]);
         }
@@ -69,8 +81,8 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
-            .map_err(db)?;
-        Ok(Self { pool })
+            .map_err(store_error)?;
+        Ok(SqlStore::new(Postgres { pool }))
     }
 
     /// Drops `schema` and everything in it. Used to clean up isolated test schemas.
@@ -86,13 +98,13 @@ impl PostgresStore {
             .max_connections(1)
             .connect_with(connect)
             .await
-            .map_err(db)?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+            .map_err(store_error)?;
+        sqlx::query(AssertSqlSafe(format!(
             "DROP SCHEMA IF EXISTS {schema} CASCADE"
         )))
         .execute(&pool)
         .await
-        .map_err(db)?;
+        .map_err(store_error)?;
         pool.close().await;
         Ok(())
     }
@@ -106,197 +118,136 @@ fn is_plain_identifier(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-async fn applied_version(pool: &PgPool) -> Result<i64, StoreError> {
-    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
-        .fetch_one(pool)
-        .await
-        .map_err(db)?;
-    if table.is_none() {
-        return Ok(0);
-    }
-    let version: Option<i64> =
-        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await
-            .map_err(db)?;
-    Ok(version.unwrap_or(0))
-}
-
-fn expected_version() -> i64 {
-    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
-}
-
-#[async_trait]
-impl Store for PostgresStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
-
-    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        let before = applied_version(&self.pool).await.map_err(db)?;
-        MIGRATOR.run(&self.pool).await.map_err(db)?;
-        let after = applied_version(&self.pool).await.map_err(db)?;
-        Ok(MigrationReport { before, after })
-    }
-
-    async fn health(&self) -> Result<Health, StoreError> {
-        Ok(Health {
-            expected_version: expected_version(),
-            applied_version: applied_version(&self.pool).await.map_err(db)?,
-        })
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
+/// The key of the advisory lock of a [`Serial`] (arbitrary fixed values).
+fn advisory_key(what: Serial) -> i64 {
+    match what {
+        Serial::Logins => 0x7472_7573_7467_6c6e,
+        Serial::SigningKeys => 0x7472_7573_7467_6b79,
     }
 }
 
-fn account_from_row(row: &sqlx::postgres::PgRow) -> Result<ServiceAccount, StoreError> {
-    Ok(ServiceAccount {
-        id: row.try_get("id").map_err(db)?,
-        name: row.try_get("name").map_err(db)?,
-        role: role_from_db(row.try_get::<&str, _>("role").map_err(db)?)?,
-        created_at: row.try_get("created_at").map_err(db)?,
-        disabled_at: row.try_get("disabled_at").map_err(db)?,
-    })
+/// JSON text bound as JSONB (its binary form is a version byte and the text).
+struct Jsonb<'a>(&'a str);
+
+impl sqlx::Type<sqlx::Postgres> for Jsonb<'_> {
+    fn type_info() -> PgTypeInfo {
+        <sqlx::types::Json<()> as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
 }
 
-#[async_trait]
-impl ServiceAccountStore for PostgresStore {
-    async fn find_service_account(&self, name: &str) -> Result<Option<ServiceAccount>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, role, created_at, disabled_at FROM service_accounts WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.as_ref().map(account_from_row).transpose()
+impl sqlx::Encode<'_, sqlx::Postgres> for Jsonb<'_> {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        buf.push(1);
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+/// The text of a JSON or JSONB value, borrowed from the row.
+struct JsonText<'r>(&'r str);
+
+impl sqlx::Type<sqlx::Postgres> for JsonText<'_> {
+    fn type_info() -> PgTypeInfo {
+        <sqlx::types::Json<()> as sqlx::Type<sqlx::Postgres>>::type_info()
     }
 
-    async fn create_service_account(
-        &self,
-        account_id: &str,
-        name: &str,
-        role: AccountRole,
-        digest: &TokenDigest,
-        token_label: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<ServiceAccount>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let created = sqlx::query(
-            "INSERT INTO service_accounts (id, name, role, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(account_id)
-        .bind(name)
-        .bind(role.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
-        if !created {
-            return Ok(None);
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <sqlx::types::Json<()> as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for JsonText<'r> {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        let binary_jsonb = value.format() == PgValueFormat::Binary
+            && *value.type_info() == <JsonText<'_> as sqlx::Type<sqlx::Postgres>>::type_info();
+        let bytes = value.as_bytes()?;
+        let text = match bytes.split_first() {
+            Some((1, text)) if binary_jsonb => text,
+            _ if binary_jsonb => return Err("unsupported JSONB format version".into()),
+            _ => bytes,
+        };
+        Ok(JsonText(std::str::from_utf8(text)?))
+    }
+}
+
+fn arguments(args: &[Arg<'_>]) -> Result<PgArguments, StoreError> {
+    let mut out = PgArguments::default();
+    for arg in args {
+        match *arg {
+            Arg::Text(v) => out.add(v),
+            Arg::I64(v) => out.add(v),
+            Arg::Bool(v) => out.add(v),
+            Arg::Bytes(v) => out.add(v),
+            Arg::Time(v) => out.add(v.map(normalize_time)),
+            Arg::Json(v) => out.add(v.map(Jsonb)),
         }
-        sqlx::query(
-            "INSERT INTO service_tokens (digest, account_id, label, created_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(digest.as_bytes().as_slice())
-        .bind(account_id)
-        .bind(token_label)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(Some(ServiceAccount {
-            id: account_id.to_owned(),
-            name: name.to_owned(),
-            role,
-            created_at: now,
-            disabled_at: None,
-        }))
+        .map_err(encode_error)?;
+    }
+    Ok(out)
+}
+
+impl Row for PgRow {
+    plain_row_methods!();
+
+    fn time(&self, column: &str) -> Result<OffsetDateTime, StoreError> {
+        self.try_get(column).map_err(store_error)
     }
 
-    async fn ensure_account_token(
-        &self,
-        account_id: &str,
-        name: &str,
-        role: AccountRole,
-        digest: &TokenDigest,
-        token_label: &str,
-        now: OffsetDateTime,
-    ) -> Result<EnsuredToken, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let account_created = sqlx::query(
-            "INSERT INTO service_accounts (id, name, role, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(account_id)
-        .bind(name)
-        .bind(role.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
-        let row = sqlx::query(
-            "SELECT id, name, role, created_at, disabled_at FROM service_accounts WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        let account = account_from_row(&row)?;
-        let token_created = sqlx::query(
-            "INSERT INTO service_tokens (digest, account_id, label, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(digest.as_bytes().as_slice())
-        .bind(&account.id)
-        .bind(token_label)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
-        if !token_created {
-            let owner: String =
-                sqlx::query_scalar("SELECT account_id FROM service_tokens WHERE digest = $1")
-                    .bind(digest.as_bytes().as_slice())
-                    .fetch_one(&mut *tx)
+    fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.try_get(column).map_err(store_error)
+    }
+
+    fn json(&self, column: &str) -> Result<&str, StoreError> {
+        self.try_get::<JsonText<'_>, _>(column)
+            .map(|j| j.0)
+            .map_err(store_error)
+    }
+
+    fn opt_json(&self, column: &str) -> Result<Option<&str>, StoreError> {
+        Ok(self
+            .try_get::<Option<JsonText<'_>>, _>(column)
+            .map_err(store_error)?
+            .map(|j| j.0))
+    }
+}
+
+impl Database for Postgres {
+    const KIND: Backend = Backend::Postgres;
+    const GREATEST: &'static str = "GREATEST";
+
+    type Row = PgRow;
+    type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+    fn row_lock(lock: RowLock) -> String {
+        match lock {
+            RowLock::Update => " FOR UPDATE".to_owned(),
+            RowLock::UpdateOf(tables) => format!(" FOR UPDATE OF {tables}"),
+            RowLock::NoKeyUpdate => " FOR NO KEY UPDATE".to_owned(),
+            RowLock::Share => " FOR SHARE".to_owned(),
+            RowLock::KeyShare => " FOR KEY SHARE".to_owned(),
+        }
+    }
+
+    async fn begin(&self, mode: TxMode) -> Result<Self::Tx, StoreError> {
+        match mode {
+            TxMode::Write => self.pool.begin().await,
+            TxMode::Snapshot => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
-                    .map_err(db)?;
-            if owner != account.id {
-                return Err(StoreError::Conflict(Conflict::TokenOwnedElsewhere));
             }
         }
-        tx.commit().await.map_err(db)?;
-        Ok(EnsuredToken {
-            account,
-            account_created,
-            token_created,
-        })
+        .map_err(store_error)
     }
 
-    async fn authenticate_service_token(
-        &self,
-        digest: &TokenDigest,
-    ) -> Result<Option<ServiceAccount>, StoreError> {
-        let row = sqlx::query(
-            "SELECT a.id, a.name, a.role, a.created_at, a.disabled_at \
-             FROM service_tokens t JOIN service_accounts a ON a.id = t.account_id \
-             WHERE t.digest = $1 AND a.disabled_at IS NULL",
-        )
-        .bind(digest.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.as_ref().map(account_from_row).transpose()
+    async fn serialize(tx: &mut Self::Tx, what: Serial) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(advisory_key(what))
+            .execute(&mut **tx)
+            .await
+            .map_err(store_error)?;
+        Ok(())
     }
+
+    sqlx_methods!(PgRow);
 }

@@ -6,46 +6,54 @@
 //! the lifetime of the store, so a second `serve` fails with [`StoreError::Locked`] instead of
 //! corrupting anything. The lock is released by the OS when the process dies, including on
 //! `kill -9`.
+//!
+//! What this backend supplies to the shared SQL layer (see the crate documentation):
+//! - codecs: times are INTEGER microseconds since the Unix epoch (exact comparisons and order in
+//!   SQL; migration 0005 converted the TEXT times of 0001–0002), JSON is TEXT, booleans are
+//!   INTEGER 0/1;
+//! - locking: a write transaction is `BEGIN IMMEDIATE`, which takes the one write lock before the
+//!   first read, so transactions that read before they write run one after the other (up to the
+//!   busy timeout) and never fail on a stale snapshot; row locks and advisory locks are therefore
+//!   empty. A snapshot is a deferred transaction, which in WAL mode reads one snapshot;
+//! - dialect: `max(a, b)` for the larger of two values.
 
-mod accounts;
-mod oauth;
-mod relationships;
-
-use crate::error::db;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
+use sqlx::{Arguments, Row as _};
 use time::OffsetDateTime;
-use trustgate_core::TokenDigest;
+use trustgate_store_api::{Backend, Health, MigrationReport, StoreError};
 
 use crate::ConnectOptions;
-use crate::service_accounts::role_from_db;
-use trustgate_store_api::EnsuredToken;
-use trustgate_store_api::{
-    AccountRole, Backend, Conflict, Health, MigrationReport, ServiceAccount, ServiceAccountStore,
-    Store, StoreError,
-};
+use crate::driver::{encode_error, migrations, plain_row_methods, sqlx_methods, store_error};
+use crate::relationships::{from_unix_micros, normalize_time, unix_micros};
+use crate::sql::{Arg, Database, On, Row, RowLock, Serial, SqlStore, TxMode};
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+migrations!(
+    SqlitePool,
+    "./migrations/sqlite",
+    "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+);
 
-/// A SQLite database file.
+/// A SQLite database file: the store of the embedded default deployment.
+pub type SqliteStore = SqlStore<Sqlite>;
+
+/// The SQLite database behind a [`SqliteStore`]: its pool and the process-exclusive lock.
 #[derive(Debug)]
-pub struct SqliteStore {
+pub struct Sqlite {
     pool: SqlitePool,
     // Held, never read: dropping the file releases the process-exclusive lock. `None` for an
     // in-memory database, which no other process can open.
     _lock: Option<File>,
 }
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// Opens (creating if needed) the database named by `url` (`sqlite://PATH`).
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
         let path = database_path(url)?;
@@ -74,12 +82,12 @@ impl SqliteStore {
                     path: path.clone(),
                     source: std::io::Error::other(e.to_string()),
                 },
-                other => db(other),
+                other => store_error(other),
             })?;
-        Ok(Self {
+        Ok(SqlStore::new(Sqlite {
             pool,
             _lock: Some(lock),
-        })
+        }))
     }
 
     /// A private in-memory database on one connection that lives as long as the store: the
@@ -97,8 +105,8 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(connect)
             .await
-            .map_err(db)?;
-        Ok(Self { pool, _lock: None })
+            .map_err(store_error)?;
+        Ok(SqlStore::new(Sqlite { pool, _lock: None }))
     }
 }
 
@@ -143,205 +151,106 @@ fn acquire_lock(database: &Path) -> Result<File, StoreError> {
     }
 }
 
-async fn applied_version(pool: &SqlitePool) -> Result<i64, StoreError> {
-    let table_exists: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(db)?;
-    if table_exists == 0 {
-        return Ok(0);
-    }
-    let version: Option<i64> =
-        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await
-            .map_err(db)?;
-    Ok(version.unwrap_or(0))
+/// How times are stored: microseconds since the Unix epoch, in UTC.
+fn micros(t: OffsetDateTime) -> i64 {
+    unix_micros(normalize_time(t))
 }
 
-fn expected_version() -> i64 {
-    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
-    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        let before = applied_version(&self.pool).await.map_err(db)?;
-        MIGRATOR.run(&self.pool).await.map_err(db)?;
-        let after = applied_version(&self.pool).await.map_err(db)?;
-        Ok(MigrationReport { before, after })
-    }
-
-    async fn health(&self) -> Result<Health, StoreError> {
-        Ok(Health {
-            expected_version: expected_version(),
-            applied_version: applied_version(&self.pool).await.map_err(db)?,
-        })
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-}
-
-fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ServiceAccount, StoreError> {
-    Ok(ServiceAccount {
-        id: row.try_get("id").map_err(db)?,
-        name: row.try_get("name").map_err(db)?,
-        role: role_from_db(row.try_get::<&str, _>("role").map_err(db)?)?,
-        created_at: row.try_get("created_at").map_err(db)?,
-        disabled_at: row.try_get("disabled_at").map_err(db)?,
-    })
-}
-
-#[async_trait]
-impl ServiceAccountStore for SqliteStore {
-    async fn find_service_account(&self, name: &str) -> Result<Option<ServiceAccount>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, role, created_at, disabled_at FROM service_accounts WHERE name = ?",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.as_ref().map(account_from_row).transpose()
-    }
-
-    async fn create_service_account(
-        &self,
-        account_id: &str,
-        name: &str,
-        role: AccountRole,
-        digest: &TokenDigest,
-        token_label: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<ServiceAccount>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let created = sqlx::query(
-            "INSERT INTO service_accounts (id, name, role, created_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(account_id)
-        .bind(name)
-        .bind(role.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
-        if !created {
-            return Ok(None);
+fn arguments(args: &[Arg<'_>]) -> Result<SqliteArguments, StoreError> {
+    let mut out = SqliteArguments::default();
+    for arg in args {
+        match *arg {
+            Arg::Text(v) | Arg::Json(v) => out.add(v),
+            Arg::I64(v) => out.add(v),
+            Arg::Bool(v) => out.add(v),
+            Arg::Bytes(v) => out.add(v),
+            Arg::Time(v) => out.add(v.map(micros)),
         }
-        sqlx::query(
-            "INSERT INTO service_tokens (digest, account_id, label, created_at) \
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(digest.as_bytes().as_slice())
-        .bind(account_id)
-        .bind(token_label)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(Some(ServiceAccount {
-            id: account_id.to_owned(),
-            name: name.to_owned(),
-            role,
-            created_at: now,
-            disabled_at: None,
-        }))
+        .map_err(encode_error)?;
+    }
+    Ok(out)
+}
+
+impl Row for SqliteRow {
+    plain_row_methods!();
+
+    fn time(&self, column: &str) -> Result<OffsetDateTime, StoreError> {
+        from_unix_micros(self.try_get(column).map_err(store_error)?)
     }
 
-    async fn ensure_account_token(
-        &self,
-        account_id: &str,
-        name: &str,
-        role: AccountRole,
-        digest: &TokenDigest,
-        token_label: &str,
-        now: OffsetDateTime,
-    ) -> Result<EnsuredToken, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let account_created = sqlx::query(
-            "INSERT INTO service_accounts (id, name, role, created_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(account_id)
-        .bind(name)
-        .bind(role.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
-        let row = sqlx::query(
-            "SELECT id, name, role, created_at, disabled_at FROM service_accounts WHERE name = ?",
-        )
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        let account = account_from_row(&row)?;
-        let token_created = sqlx::query(
-            "INSERT INTO service_tokens (digest, account_id, label, created_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(digest.as_bytes().as_slice())
-        .bind(&account.id)
-        .bind(token_label)
-        .bind(now)
-        .execute(&mut *tx)
-        .await.map_err(db)?
-        .rows_affected()
-            == 1;
-        if !token_created {
-            let owner: String =
-                sqlx::query_scalar("SELECT account_id FROM service_tokens WHERE digest = ?")
-                    .bind(digest.as_bytes().as_slice())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            if owner != account.id {
-                return Err(StoreError::Conflict(Conflict::TokenOwnedElsewhere));
-            }
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(EnsuredToken {
-            account,
-            account_created,
-            token_created,
-        })
+    fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.try_get::<Option<i64>, _>(column)
+            .map_err(store_error)?
+            .map(from_unix_micros)
+            .transpose()
     }
 
-    async fn authenticate_service_token(
-        &self,
-        digest: &TokenDigest,
-    ) -> Result<Option<ServiceAccount>, StoreError> {
-        let row = sqlx::query(
-            "SELECT a.id, a.name, a.role, a.created_at, a.disabled_at \
-             FROM service_tokens t JOIN service_accounts a ON a.id = t.account_id \
-             WHERE t.digest = ? AND a.disabled_at IS NULL",
-        )
-        .bind(digest.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.as_ref().map(account_from_row).transpose()
+    fn json(&self, column: &str) -> Result<&str, StoreError> {
+        self.try_get(column).map_err(store_error)
     }
+
+    fn opt_json(&self, column: &str) -> Result<Option<&str>, StoreError> {
+        self.try_get(column).map_err(store_error)
+    }
+}
+
+impl Database for Sqlite {
+    const KIND: Backend = Backend::Sqlite;
+    const GREATEST: &'static str = "max";
+
+    type Row = SqliteRow;
+    type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+    fn row_lock(_: RowLock) -> String {
+        // The write transaction holds the database's one write lock already.
+        String::new()
+    }
+
+    async fn begin(&self, mode: TxMode) -> Result<Self::Tx, StoreError> {
+        let begin = match mode {
+            TxMode::Write => "BEGIN IMMEDIATE",
+            TxMode::Snapshot => "BEGIN",
+        };
+        self.pool.begin_with(begin).await.map_err(store_error)
+    }
+
+    async fn serialize(_: &mut Self::Tx, _: Serial) -> Result<(), StoreError> {
+        // As with row locks: write transactions already run one at a time.
+        Ok(())
+    }
+
+    sqlx_methods!(SqliteRow);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::args;
+
+    /// The shared SQL numbers its parameters `$1, $2, …` for both backends: SQLite must bind
+    /// `$NNN` to argument NNN whatever the order of first use, however often it is used, and
+    /// with more than one digit.
+    #[tokio::test]
+    async fn dollar_parameters_bind_by_number() {
+        let store = SqliteStore::in_memory().await.expect("in-memory database");
+        let row = store
+            .database()
+            .fetch_optional(
+                On::Pool,
+                "SELECT $2 AS b, $1 AS a, $2 AS b_again, $11 AS k, $10 AS j, \
+                 $3 IS NULL AS c_is_null",
+                args!["a", "b", None::<&str>, 4, 5, 6, 7, 8, 9, "j", "k"],
+            )
+            .await
+            .expect("query")
+            .expect("a row");
+        assert_eq!(row.str("a").ok(), Some("a"));
+        assert_eq!(row.str("b").ok(), Some("b"));
+        assert_eq!(row.str("b_again").ok(), Some("b"));
+        assert_eq!(row.str("j").ok(), Some("j"));
+        assert_eq!(row.str("k").ok(), Some("k"));
+        assert_eq!(row.bool("c_is_null").ok(), Some(true));
+    }
 
     #[test]
     fn database_paths_are_extracted() {

@@ -39,6 +39,7 @@ test_on_both_backends!(
     denied_expired_and_unknown_device_codes,
     concurrent_polls_of_an_approved_device_code_redeem_once,
     user_codes_are_unique_among_unexpired_authorizations,
+    concurrent_puts_of_one_user_code_let_exactly_one_win,
     pushed_requests_are_used_once,
     client_assertion_ids_are_recorded_once,
     revoked_access_tokens_are_remembered_until_they_expire,
@@ -1554,7 +1555,34 @@ async fn user_codes_are_unique_among_unexpired_authorizations(db: TestDatabase) 
         .put_device_authorization(&second, &device("tv", "ANOTHER-CODE"))
         .await
         .expect_err("device code in use");
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(conflict(&err), &Conflict::DeviceCodeTaken);
+}
+
+async fn concurrent_puts_of_one_user_code_let_exactly_one_win(db: TestDatabase) {
+    register(&db, "tv").await;
+    let start = Arc::new(Barrier::new(6));
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = db.store.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let digest = TokenDigest::of(&format!("racing device code {i}"));
+                store
+                    .put_device_authorization(&digest, &device("tv", "RACE-CODE"))
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(()) => wins += 1,
+            Err(StoreError::Conflict(Conflict::UserCodeTaken)) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
 }
 
 async fn pushed_requests_are_used_once(db: TestDatabase) {

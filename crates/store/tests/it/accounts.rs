@@ -39,6 +39,7 @@ test_on_both_backends!(
     user_pages_walk_every_user_once,
     sessions_round_trip_and_rotate,
     audit_is_newest_first_and_filtered,
+    audit_batches_are_all_or_nothing,
 );
 
 const T0: OffsetDateTime = datetime!(2026-11-23 10:00 UTC);
@@ -283,10 +284,19 @@ async fn concurrent_signups_for_one_name_let_exactly_one_win(db: TestDatabase) {
             })
             .collect();
         let mut wins = 0;
-        for task in tasks {
+        for (i, task) in tasks.into_iter().enumerate() {
             match task.await.expect("task") {
                 Ok(_) => wins += 1,
-                Err(StoreError::Conflict(_)) => {}
+                // The loser is told which of its names is taken, whichever way the winner has it.
+                Err(StoreError::Conflict(kind)) => assert_eq!(
+                    kind,
+                    if i % 2 == 0 {
+                        Conflict::UsernameTaken
+                    } else {
+                        Conflict::EmailTaken
+                    },
+                    "round {round}, racer {i}"
+                ),
                 Err(other) => panic!("unexpected {other:?}"),
             }
         }
@@ -1460,4 +1470,84 @@ async fn audit_is_newest_first_and_filtered(db: TestDatabase) {
     expected.at = at(1);
     expected.outcome = "failure".to_owned();
     assert_eq!(stored, [expected]);
+}
+
+async fn audit_batches_are_all_or_nothing(db: TestDatabase) {
+    let batch = |n: i64, from: i64| -> Vec<AuditEvent> {
+        (from..from + n)
+            .map(|i| {
+                let mut e = event(
+                    new_ulid(at(i)),
+                    "authorization_decision",
+                    Some(&format!("u{i}")),
+                );
+                e.at = at(i);
+                e.detail = object(json!({"resource": format!("document:{i}")}));
+                e
+            })
+            .collect()
+    };
+    // More rows than one INSERT of a batch carries.
+    let first = batch(250, 0);
+    db.store.append_audits(&first).await.expect("batch");
+    db.store.append_audits(&[]).await.expect("empty batch");
+    let all = db
+        .store
+        .list_audit(&AuditFilter::default(), 1000)
+        .await
+        .expect("audit");
+    assert_eq!(all.len(), 250);
+    let mut written: Vec<AuditEvent> = all.into_iter().rev().collect();
+    written.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(written, first);
+
+    // One bad event (or one duplicate id) and nothing of the batch is written.
+    let mut bad = batch(150, 1000);
+    bad[149].outcome = "maybe".to_owned();
+    let err = db.store.append_audits(&bad).await.expect_err("bad outcome");
+    assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
+    let mut duplicate = batch(150, 2000);
+    duplicate[120].id = first[3].id.clone();
+    let err = db
+        .store
+        .append_audits(&duplicate)
+        .await
+        .expect_err("duplicate id");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let after = db
+        .store
+        .list_audit(&AuditFilter::default(), 1000)
+        .await
+        .expect("audit");
+    assert_eq!(after.len(), 250, "a failed batch left rows behind");
+
+    // Retention: only the named kinds, only before the bound.
+    let mut login = event(new_ulid(at(5)), "login", Some("u5"));
+    login.at = at(5);
+    db.store.append_audit(&login).await.expect("append");
+    let purged = db
+        .store
+        .purge_audit(&["authorization_decision"], at(100))
+        .await
+        .expect("purge");
+    assert_eq!(purged, 100);
+    let left = db
+        .store
+        .list_audit(&AuditFilter::default(), 1000)
+        .await
+        .expect("audit");
+    assert_eq!(left.len(), 151);
+    assert!(left.iter().any(|e| e.kind == "login"), "other kinds stay");
+    assert!(
+        left.iter()
+            .filter(|e| e.kind == "authorization_decision")
+            .all(|e| e.at >= at(100))
+    );
+    assert_eq!(
+        db.store
+            .purge_audit(&["authorization_decision"], at(100))
+            .await
+            .expect("purge again"),
+        0
+    );
 }

@@ -1,0 +1,208 @@
+//! How the backends drive sqlx: the one place that classifies driver errors into
+//! [`StoreError`]s, and the query methods that are the same on every backend (as macros, since
+//! they differ only in the driver's types). Only the backends use this module; the shared SQL
+//! layer ([`crate::sql`]) sees [`StoreError`]s only.
+
+use trustgate_store_api::{Conflict, StoreError};
+
+/// Classifies an error of the database driver. Unique and foreign-key violations become
+/// [`Conflict::Duplicate`] and [`Conflict::Reference`], which the shared layer maps to the
+/// conflict of the operation that hit them.
+pub(crate) fn store_error(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Box::new(err)),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(Conflict::Duplicate(db.message().to_owned()))
+        }
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::Conflict(Conflict::Reference(db.message().to_owned()))
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Corrupt(err.to_string())
+        }
+        _ => StoreError::Database(Box::new(err)),
+    }
+}
+
+/// Classifies an error of running migrations: an unreachable database stays
+/// [`StoreError::Unavailable`], anything else is [`StoreError::Migration`].
+pub(crate) fn migrate_error(err: sqlx::migrate::MigrateError) -> StoreError {
+    match err {
+        sqlx::migrate::MigrateError::Execute(e) => match store_error(e) {
+            unavailable @ StoreError::Unavailable(_) => unavailable,
+            other => StoreError::Migration(Box::new(other)),
+        },
+        other => StoreError::Migration(Box::new(other)),
+    }
+}
+
+/// An argument the driver could not encode.
+pub(crate) fn encode_error(err: sqlx::error::BoxDynError) -> StoreError {
+    StoreError::Database(err)
+}
+
+/// A backend's migrations: `static MIGRATOR` (the files under `migrations/<dir>`, embedded at
+/// compile time) and `async fn applied_version(&Pool)`, the newest migration applied (0 before
+/// the first), given the backend's query telling whether sqlx's bookkeeping table exists.
+macro_rules! migrations {
+    ($pool:ty, $dir:tt, $table_exists:tt) => {
+        static MIGRATOR: ::sqlx::migrate::Migrator = ::sqlx::migrate!($dir);
+
+        async fn applied_version(pool: &$pool) -> Result<i64, StoreError> {
+            let exists: bool = ::sqlx::query_scalar($table_exists)
+                .fetch_one(pool)
+                .await
+                .map_err($crate::driver::store_error)?;
+            if !exists {
+                return Ok(0);
+            }
+            let version: Option<i64> =
+                ::sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(pool)
+                    .await
+                    .map_err($crate::driver::store_error)?;
+            Ok(version.unwrap_or(0))
+        }
+    };
+}
+pub(crate) use migrations;
+
+/// The methods of [`crate::sql::Database`] that drive sqlx alike on every backend, written once
+/// for the two `impl Database` blocks. Expanded inside such a block, it expects there: a
+/// `fn arguments(&[Arg]) -> Result<<DB as sqlx::Database>::Arguments, StoreError>` (the
+/// backend's encoding of neutral arguments), a `pool` field, and what [`migrations!`] defines.
+macro_rules! sqlx_methods {
+    ($row:ty) => {
+        async fn commit(tx: Self::Tx) -> Result<(), StoreError> {
+            tx.commit().await.map_err($crate::driver::store_error)
+        }
+
+        async fn execute(
+            &self,
+            on: On<'_, Self::Tx>,
+            sql: &str,
+            args: &[Arg<'_>],
+        ) -> Result<u64, StoreError> {
+            let query = ::sqlx::query_with(::sqlx::AssertSqlSafe(sql), arguments(args)?);
+            let done = match on {
+                On::Pool => query.execute(&self.pool).await,
+                On::Tx(tx) => query.execute(&mut **tx).await,
+            };
+            Ok(done.map_err($crate::driver::store_error)?.rows_affected())
+        }
+
+        async fn fetch_optional(
+            &self,
+            on: On<'_, Self::Tx>,
+            sql: &str,
+            args: &[Arg<'_>],
+        ) -> Result<Option<$row>, StoreError> {
+            let query = ::sqlx::query_with(::sqlx::AssertSqlSafe(sql), arguments(args)?);
+            match on {
+                On::Pool => query.fetch_optional(&self.pool).await,
+                On::Tx(tx) => query.fetch_optional(&mut **tx).await,
+            }
+            .map_err($crate::driver::store_error)
+        }
+
+        async fn fetch_all(
+            &self,
+            on: On<'_, Self::Tx>,
+            sql: &str,
+            args: &[Arg<'_>],
+        ) -> Result<Vec<$row>, StoreError> {
+            let query = ::sqlx::query_with(::sqlx::AssertSqlSafe(sql), arguments(args)?);
+            match on {
+                On::Pool => query.fetch_all(&self.pool).await,
+                On::Tx(tx) => query.fetch_all(&mut **tx).await,
+            }
+            .map_err($crate::driver::store_error)
+        }
+
+        async fn for_each<F>(
+            &self,
+            on: On<'_, Self::Tx>,
+            sql: &str,
+            args: &[Arg<'_>],
+            mut each: F,
+        ) -> Result<(), StoreError>
+        where
+            F: FnMut(&$row) -> Result<(), StoreError> + Send,
+        {
+            let query = ::sqlx::query_with(::sqlx::AssertSqlSafe(sql), arguments(args)?);
+            let mut rows = match on {
+                On::Pool => query.fetch(&self.pool),
+                On::Tx(tx) => query.fetch(&mut **tx),
+            };
+            while let Some(row) = ::futures::TryStreamExt::try_next(&mut rows)
+                .await
+                .map_err($crate::driver::store_error)?
+            {
+                each(&row)?;
+            }
+            Ok(())
+        }
+
+        async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+            let before = applied_version(&self.pool).await?;
+            MIGRATOR
+                .run(&self.pool)
+                .await
+                .map_err($crate::driver::migrate_error)?;
+            let after = applied_version(&self.pool).await?;
+            Ok(MigrationReport { before, after })
+        }
+
+        async fn health(&self) -> Result<Health, StoreError> {
+            Ok(Health {
+                expected_version: MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0),
+                applied_version: applied_version(&self.pool).await?,
+            })
+        }
+
+        async fn close(&self) {
+            self.pool.close().await;
+        }
+    };
+}
+pub(crate) use sqlx_methods;
+
+/// The methods of [`crate::sql::Row`] that every driver decodes natively, for a backend's
+/// `impl Row` block, which adds `time`, `opt_time`, `json` and `opt_json` (its own codecs).
+macro_rules! plain_row_methods {
+    () => {
+        fn str(&self, column: &str) -> Result<&str, StoreError> {
+            ::sqlx::Row::try_get(self, column).map_err($crate::driver::store_error)
+        }
+
+        fn opt_str(&self, column: &str) -> Result<Option<&str>, StoreError> {
+            ::sqlx::Row::try_get(self, column).map_err($crate::driver::store_error)
+        }
+
+        fn i64(&self, column: &str) -> Result<i64, StoreError> {
+            ::sqlx::Row::try_get(self, column).map_err($crate::driver::store_error)
+        }
+
+        fn opt_i64(&self, column: &str) -> Result<Option<i64>, StoreError> {
+            ::sqlx::Row::try_get(self, column).map_err($crate::driver::store_error)
+        }
+
+        fn bool(&self, column: &str) -> Result<bool, StoreError> {
+            ::sqlx::Row::try_get(self, column).map_err($crate::driver::store_error)
+        }
+
+        fn bytes(&self, column: &str) -> Result<&[u8], StoreError> {
+            ::sqlx::Row::try_get(self, column).map_err($crate::driver::store_error)
+        }
+
+        fn opt_bytes(&self, column: &str) -> Result<Option<&[u8]>, StoreError> {
+            ::sqlx::Row::try_get(self, column).map_err($crate::driver::store_error)
+        }
+    };
+}
+pub(crate) use plain_row_methods;

@@ -1,0 +1,10 @@
+//! The integration tests of `trustgate-store`, gathered into one binary so the stack is
+//! linked once.
+
+mod accounts;
+mod load_tuples_timing;
+mod oauth;
+mod relationships;
+mod service_accounts;
+mod sqlite_lock;
+mod sqlite_upgrade;
