@@ -44,7 +44,7 @@
 //!    the shared layer, as `impl<D: Database> YourStore for SqlStore<D>`, using the layer's
 //!    transaction modes, row locks and serializations; only if the SQL truly cannot be shared
 //!    does the `Database` trait grow a dialect piece (implemented by both backends).
-//! 4. Test it on both backends with `test_on_both_backends!` (feature `test-support`) in `tests/` (the PostgreSQL
+//! 4. Test it on both backends with `test_on_both_backends!` (feature `test-support`) in `tests/it/` (the PostgreSQL
 //!    variant runs when `TRUSTGATE_TEST_DATABASE_URL` is set), including the races its trait
 //!    documents.
 //!
