@@ -10,8 +10,9 @@
 #   e.g. scripts/load.sh --connections 32 --duration 20
 #        scripts/load.sh oauth --connections 32
 # Environment: CARGO_TARGET_DIR (default ./target); TRUSTGATE_LOAD_KEEP=1 keeps the data dir;
-# TRUSTGATE_LOAD_LOG_LEVEL sets the server's log filter (default: the server's own, `info`, which
-# writes one audit line per check decision to the server log).
+# TRUSTGATE_LOAD_LOG_LEVEL sets the server's log filter (default: the server's own, `info`). Every
+# check decision and token issuance is written to the audit table by the batched audit writer,
+# as in production.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -34,9 +34,22 @@ use crate::{
     telemetry,
 };
 
-/// What every handler can reach.
+/// What every handler can reach. Cloned for every request by axum's `State` extractor, so it is
+/// one `Arc` (one reference count) rather than a struct of many.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services and settings behind [`AppState`].
+#[derive(Debug)]
+pub struct Services {
     /// The database.
     pub store: Arc<dyn Store>,
     /// Where time comes from.
@@ -137,7 +150,7 @@ impl AppState {
             },
             auditor.clone(),
         );
-        Ok(Self {
+        Ok(Self(Arc::new(Services {
             pdp,
             clients,
             oauth,
@@ -148,7 +161,7 @@ impl AppState {
             service_tokens,
             auditor,
             accounts,
-        })
+        })))
     }
 }
 

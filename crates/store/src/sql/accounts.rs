@@ -36,9 +36,41 @@ const SESSION_COLUMNS: &str = "s.id, s.user_id, s.created_at, s.last_seen_at, s.
                                s.user_agent";
 const PASSKEY_COLUMNS: &str =
     "credential_id, user_id, name, public_key, sign_count, metadata, created_at, last_used_at";
-/// Audit events per INSERT of a batch: 10 parameters each, far below SQLite's 32,766 and
-/// PostgreSQL's 65,535.
-const AUDIT_ROWS_PER_INSERT: usize = 100;
+/// Parameters of one audit event in an INSERT.
+const AUDIT_INSERT_PARAMS: usize = 10;
+
+/// The multi-row INSERT for up to `remaining` audit events and how many rows it takes. Batches
+/// are cut into a few fixed sizes (64, 32, …, 1 rows), so a handful of statements are prepared
+/// once and reused, whatever the batch sizes; 64 rows are 640 parameters, far below SQLite's
+/// 32,766 and PostgreSQL's 65,535.
+fn audit_insert(remaining: usize) -> (&'static str, usize) {
+    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    const SIZES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+    let statements = STATEMENTS.get_or_init(|| {
+        SIZES
+            .iter()
+            .map(|&rows| {
+                let values: Vec<String> = (0..rows)
+                    .map(|row| {
+                        let params: Vec<String> = (1..=AUDIT_INSERT_PARAMS)
+                            .map(|column| format!("${}", row * AUDIT_INSERT_PARAMS + column))
+                            .collect();
+                        format!("({})", params.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES {}",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    let i = SIZES
+        .iter()
+        .position(|&rows| rows <= remaining)
+        .unwrap_or(SIZES.len() - 1);
+    (statements[i].as_str(), SIZES[i])
+}
 const AUDIT_COLUMNS: &str =
     "id, at, kind, outcome, actor, user_id, ip, user_agent, request_id, detail";
 
@@ -777,33 +809,14 @@ impl<D: Database> AuditStore for SqlStore<D> {
             .iter()
             .map(check_audit_event)
             .collect::<Result<Vec<_>, _>>()?;
+        let rows: Vec<_> = events.iter().zip(&details).collect();
         let mut tx = self.begin(TxMode::Write).await?;
-        // Many rows a statement (one round trip each), few enough to stay far below either
-        // backend's limit on bound parameters.
-        for chunk in events
-            .iter()
-            .zip(&details)
-            .collect::<Vec<_>>()
-            .chunks(AUDIT_ROWS_PER_INSERT)
-        {
-            let mut sql = String::from(
-                "INSERT INTO audit_events (id, at, kind, outcome, actor, user_id, ip, user_agent, \
-                 request_id, detail) VALUES ",
-            );
-            let mut args: Vec<Arg<'_>> = Vec::with_capacity(chunk.len() * 10);
-            for (i, (event, detail)) in chunk.iter().enumerate() {
-                let first = i * 10;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for column in 1..=10 {
-                    if column > 1 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("${}", first + column));
-                }
-                sql.push(')');
+        let mut rest = rows.as_slice();
+        while !rest.is_empty() {
+            let (sql, n) = audit_insert(rest.len());
+            let (chunk, tail) = rest.split_at(n);
+            let mut args: Vec<Arg<'_>> = Vec::with_capacity(n * AUDIT_INSERT_PARAMS);
+            for (event, detail) in chunk {
                 args.extend([
                     (&event.id).into(),
                     event.at.into(),
@@ -817,7 +830,8 @@ impl<D: Database> AuditStore for SqlStore<D> {
                     Arg::json(detail),
                 ]);
             }
-            tx.execute(&sql, &args).await?;
+            tx.execute(sql, &args).await?;
+            rest = tail;
         }
         tx.commit().await
     }
