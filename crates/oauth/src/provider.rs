@@ -176,6 +176,13 @@ impl Provider {
         }
     }
 
+    /// Deletes dead codes, grants, refresh tokens, device authorizations, pushed requests,
+    /// assertion ids and revocation records (the serve loop calls it every ten minutes);
+    /// returns how many rows went.
+    pub async fn purge_expired(&self) -> Result<u64, OAuthError> {
+        Ok(self.inner.store.purge_grants(self.now()).await?)
+    }
+
     /// The endpoint URLs.
     pub fn endpoints(&self) -> &Endpoints {
         &self.inner.endpoints

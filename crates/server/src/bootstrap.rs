@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use trustgate_core::secret::generate_token;
 use trustgate_core::{Clock, Secret, TokenDigest, id::new_ulid};
-use trustgate_store_api::{AccountRole, Store, StoreError};
+use trustgate_store_api::{AccountRole, ServiceAccountStore, StoreError};
 
 /// The name of the bootstrap administrator account.
 pub const ADMIN_ACCOUNT: &str = "admin";
@@ -51,7 +51,7 @@ pub enum BootstrapError {
 
 /// Makes sure an administrator can log in.
 pub async fn ensure_admin(
-    store: &dyn Store,
+    store: &dyn ServiceAccountStore,
     clock: &dyn Clock,
     data_dir: &Path,
     configured: Option<&Secret>,

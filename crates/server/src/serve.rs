@@ -159,11 +159,7 @@ impl Server {
             self.state.auditor.clone(),
             time::Duration::days(i64::from(self.state.config.audit.streamed_retention_days)),
         ));
-        let maintenance = tokio::spawn(maintain_oauth_periodically(
-            self.state.oauth.clone(),
-            self.state.store.clone(),
-            self.state.clock.clone(),
-        ));
+        let maintenance = tokio::spawn(maintain_oauth_periodically(self.state.oauth.clone()));
         let app = router(self.state);
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
@@ -334,11 +330,7 @@ async fn purge_streamed_audit_periodically(auditor: Auditor, retention: time::Du
 
 /// Every minute: signing-key upkeep (rotations by other replicas, scheduled rotation, purge of
 /// expired keys); every ten minutes: purge of dead codes, grants and other OAuth artifacts.
-async fn maintain_oauth_periodically(
-    oauth: trustgate_oauth::provider::Provider,
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-) {
+async fn maintain_oauth_periodically(oauth: trustgate_oauth::provider::Provider) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u64 = 0;
@@ -348,7 +340,7 @@ async fn maintain_oauth_periodically(
             tracing::warn!(error = %e, "signing key maintenance failed");
         }
         if ticks.is_multiple_of(10) {
-            match store.purge_grants(clock.now()).await {
+            match oauth.purge_expired().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(rows = n, "purged dead OAuth artifacts"),
                 Err(e) => tracing::warn!(error = %e, "cannot purge OAuth artifacts"),
