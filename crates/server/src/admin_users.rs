@@ -35,7 +35,8 @@ use trustgate_authn::accounts::{
 use trustgate_core::Secret;
 
 use crate::AppState;
-use crate::auth::AdminPrincipal;
+use crate::admin::{body, query, timestamp};
+use crate::auth::{Auditor, Authorized, UserAdmin};
 use crate::client_context::ClientContext;
 use crate::error::ApiError;
 
@@ -73,22 +74,6 @@ impl From<AccountError> for ApiError {
             }
         }
     }
-}
-
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    payload
-        .map(|Json(value)| value)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))
-}
-
-fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    params
-        .map(|Query(value)| value)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))
-}
-
-fn timestamp(at: OffsetDateTime) -> Value {
-    at.format(&Rfc3339).map_or(Value::Null, Value::from)
 }
 
 /// A user as the API shows it (no password hash).
@@ -157,7 +142,7 @@ struct CreateBody {
 
 async fn create_user(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     payload: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -189,7 +174,7 @@ struct ListQuery {
 
 async fn list_users(
     State(state): State<AppState>,
-    _admin: AdminPrincipal,
+    _caller: Authorized<UserAdmin>,
     params: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let params = query(params)?;
@@ -212,7 +197,7 @@ async fn list_users(
 
 async fn get_user(
     State(state): State<AppState>,
-    _admin: AdminPrincipal,
+    _caller: Authorized<UserAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(user_json(&state.accounts.get_user(&id).await?)))
@@ -244,7 +229,7 @@ struct UpdateBody {
 
 async fn update_user(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
     payload: Result<Json<UpdateBody>, JsonRejection>,
@@ -266,7 +251,7 @@ async fn update_user(
 
 async fn delete_user(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -274,21 +259,29 @@ async fn delete_user(
         .accounts
         .delete_user(&id, &admin.subject(), &ctx)
         .await?;
+    state.api_keys.invalidate();
+    state
+        .access
+        .forget(&format!("user:{id}"))
+        .await
+        .map_err(ApiError::internal)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn set_status(
     state: &AppState,
-    admin: &AdminPrincipal,
+    admin: &Principal,
     ctx: &RequestContext,
     id: &str,
     status: UserStatus,
 ) -> Result<Json<Value>, ApiError> {
     let user = state
         .accounts
-        .set_user_status(id, status, &admin.0.subject(), ctx)
+        .set_user_status(id, status, &admin.subject(), ctx)
         .await?;
     if status == UserStatus::Disabled {
+        // Their personal access tokens stop here at once (elsewhere within an epoch poll).
+        state.api_keys.invalidate();
         revoke_oauth_grants(state, id).await?;
     }
     Ok(Json(user_json(&user)))
@@ -314,7 +307,7 @@ async fn revoke_oauth_grants(state: &AppState, user_id: &str) -> Result<(), ApiE
 
 async fn disable_user(
     State(state): State<AppState>,
-    admin: AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -323,7 +316,7 @@ async fn disable_user(
 
 async fn enable_user(
     State(state): State<AppState>,
-    admin: AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -338,7 +331,7 @@ struct PasswordBody {
 
 async fn set_password(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
     payload: Result<Json<PasswordBody>, JsonRejection>,
@@ -353,7 +346,7 @@ async fn set_password(
 
 async fn list_sessions(
     State(state): State<AppState>,
-    _admin: AdminPrincipal,
+    _caller: Authorized<UserAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let sessions = state.accounts.list_sessions(&id).await?;
@@ -371,7 +364,7 @@ struct RevokeBody {
 
 async fn revoke_sessions(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
     payload: Result<Json<RevokeBody>, JsonRejection>,
@@ -413,7 +406,7 @@ struct AuditQuery {
 
 async fn list_audit(
     State(state): State<AppState>,
-    _admin: AdminPrincipal,
+    _caller: Authorized<Auditor>,
     params: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let params = query(params)?;

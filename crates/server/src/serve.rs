@@ -48,9 +48,9 @@ pub enum StartError {
         /// Why (address in use, permission denied, ...).
         source: std::io::Error,
     },
-    /// The signing keys cannot be loaded or created.
+    /// The services cannot start (signing keys, the system model).
     #[error("{0}")]
-    Keys(#[from] trustgate_tokens::KeyError),
+    Services(#[from] crate::app::ServicesError),
     /// The listener failed while serving.
     #[error("server error: {0}")]
     Serve(std::io::Error),
@@ -102,13 +102,6 @@ impl Server {
         if report.after != report.before {
             tracing::info!(from = report.before, to = report.after, "migrated database");
         }
-        let bootstrap = ensure_admin(
-            &*store,
-            &*clock,
-            &config.data_dir,
-            config.bootstrap_token.as_ref(),
-        )
-        .await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -123,6 +116,7 @@ impl Server {
             config.oauth.issuer = Some(crate::app::default_issuer(bound));
         }
         let state = AppState::start(store, clock, config, secrets_key).await?;
+        let bootstrap = ensure_admin(&state).await?;
         Ok(Self {
             state,
             listener,

@@ -6,6 +6,7 @@ mod support;
 mod browser;
 mod clients;
 mod oidc;
+mod machines;
 mod openfga_sdk;
 mod postgres;
 mod relationships;

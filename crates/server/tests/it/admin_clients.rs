@@ -15,7 +15,6 @@ use trustgate_oauth::clients::{ClientRegistry, PresentedCredentials};
 use trustgate_server::{AppState, Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store_api::AccountRole;
 
 const TOKEN: &str = "tg_admin_clients_test_token_0123456789abcdef";
 
@@ -25,25 +24,14 @@ struct App {
 }
 
 async fn app(db: &TestDatabase) -> App {
-    db.store
-        .ensure_account_token(
-            "sa-admin",
-            "admin",
-            AccountRole::Admin,
-            &TokenDigest::of(TOKEN),
-            "test",
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .expect("admin");
-    let state = AppState::start(
+    let state = crate::common::start_with_admin(
         db.store.clone(),
         Arc::new(SystemClock),
         Config::default(),
         SealingKey::generate(),
+        TOKEN,
     )
-    .await
-    .expect("app state");
+    .await;
     App {
         clients: state.clients.clone(),
         router: router(state),

@@ -11,31 +11,19 @@ use trustgate_core::{SystemClock, TokenDigest};
 use trustgate_server::{AppState, Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store_api::AccountRole;
 
 const TOKEN: &str = "tg_admin_http_test_token_0123456789abcdef";
 
 async fn app(db: &TestDatabase, config: Config) -> axum::Router {
-    db.store
-        .ensure_account_token(
-            "sa-admin",
-            "admin",
-            AccountRole::Admin,
-            &TokenDigest::of(TOKEN),
-            "test",
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .expect("admin");
     router(
-        AppState::start(
+        crate::common::start_with_admin(
             db.store.clone(),
             Arc::new(SystemClock),
             config,
             trustgate_core::SealingKey::generate(),
+            TOKEN,
         )
-        .await
-        .expect("app state"),
+        .await,
     )
 }
 
