@@ -44,7 +44,11 @@ pub(crate) fn check_new_account(account: &NewServiceAccount<'_>) -> Result<(), S
 /// Checks a key for storage and returns its scopes as JSON.
 pub(crate) fn check_new_key(key: &NewApiKey<'_>) -> Result<String, StoreError> {
     check_input("API key id", key.id)?;
-    check_text("API key description", key.description, MAX_DESCRIPTION_CHARS)?;
+    check_text(
+        "API key description",
+        key.description,
+        MAX_DESCRIPTION_CHARS,
+    )?;
     if key.rate_limit_per_minute == Some(0) {
         return Err(StoreError::InvalidInput(
             "a rate limit must allow at least one request per minute".into(),
@@ -64,13 +68,14 @@ pub(crate) fn scopes_text(scopes: &[String]) -> Result<String, StoreError> {
         check_input("scope", scope)?;
         check_text("scope", scope, MAX_SCOPE_CHARS)?;
     }
-    json_text("scopes", serde_json::to_string(scopes), usize::MAX)
-        .map_err(StoreError::InvalidInput)
+    json_text("scopes", serde_json::to_string(scopes), usize::MAX).map_err(StoreError::InvalidInput)
 }
 
 pub(crate) fn scopes_from_text(text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|e| {
-        StoreError::Corrupt(format!("stored API key scopes are not a list of strings: {e}"))
+        StoreError::Corrupt(format!(
+            "stored API key scopes are not a list of strings: {e}"
+        ))
     })
 }
 

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
-use super::{Arg, Database, Query, Row, RowLock, Serial, SqlStore, Tx, TxMode, args};
 use super::api_keys::advance_epoch;
+use super::{Arg, Database, Query, Row, RowLock, Serial, SqlStore, Tx, TxMode, args};
 use super::{reference_is, unique_is};
 use crate::accounts::{
     AuditEvent, AuditFilter, AuditStore, MfaStore, NewUser, Passkey, Session, SessionStore,

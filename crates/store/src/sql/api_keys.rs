@@ -26,7 +26,10 @@ const KEY_COLUMNS: &str = "id, service_account_id, user_id, description, scopes,
 fn key_from_row(row: &impl Row) -> Result<ApiKey, StoreError> {
     Ok(ApiKey {
         id: row.text("id")?,
-        owner: owner_from_db(row.opt_text("service_account_id")?, row.opt_text("user_id")?)?,
+        owner: owner_from_db(
+            row.opt_text("service_account_id")?,
+            row.opt_text("user_id")?,
+        )?,
         description: row.text("description")?,
         scopes: scopes_from_text(row.json("scopes")?)?,
         rate_limit_per_minute: rate_limit_from_db(row.opt_i64("rate_limit_per_minute")?)?,

@@ -2,6 +2,7 @@
 //! linked once.
 
 mod accounts;
+mod api_keys;
 mod load_tuples_timing;
 mod oauth;
 mod relationships;
