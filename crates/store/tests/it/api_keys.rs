@@ -346,7 +346,7 @@ async fn authentication_refuses_revoked_keys_and_dead_owners(db: TestDatabase) {
     }
     let auth = |i: usize| {
         let store = db.store.clone();
-        let digest = digests[i].clone();
+        let digest = digests[i];
         async move { store.authenticate_api_key(&digest).await.expect("auth") }
     };
     let v = auth(0).await.expect("service key");

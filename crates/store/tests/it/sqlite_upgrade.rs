@@ -227,11 +227,7 @@ async fn a_database_of_release_e19de9d_reads_back_unchanged() {
         .expect("get")
         .expect("the system store");
     assert_eq!(system.name, "trustgate system");
-    let role = TupleKey::new(
-        "system:trustgate",
-        "admin",
-        &format!("service:{account_id}"),
-    );
+    let role = TupleKey::new("system:trustgate", "admin", format!("service:{account_id}"));
     let loaded = store.load_tuples(SYSTEM_STORE_ID).await.expect("load");
     assert_eq!(loaded.tuples, vec![role.clone()]);
     assert_eq!(loaded.seq, 1);
