@@ -5,6 +5,7 @@ mod accounts;
 mod api_keys;
 mod load_tuples_timing;
 mod oauth;
+mod postgres_upgrade;
 mod relationships;
 mod service_accounts;
 mod sqlite_lock;
