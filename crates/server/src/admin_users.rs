@@ -26,8 +26,6 @@ use axum::routing::{get, post};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use trustgate_audit::RequestContext;
 use trustgate_authn::accounts::{
     AccountError, AuditEvent, AuditFilter, CreateUser, Session, User, UserStatus, UserUpdate,
@@ -270,7 +268,7 @@ async fn delete_user(
 
 async fn set_status(
     state: &AppState,
-    admin: &Principal,
+    admin: &trustgate_core::Principal,
     ctx: &RequestContext,
     id: &str,
     status: UserStatus,

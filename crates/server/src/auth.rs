@@ -144,7 +144,7 @@ impl FromRequestParts<AppState> for Caller {
         }
         let key = presented_key(parts)
             .ok_or_else(|| ApiError::unauthenticated("an API key is required"))?;
-        let ip = request_context(parts).ip;
+        let ip = request_context(parts).ip.map(|ip| ip.to_string());
         let identity = match state.api_keys.verify(key, ip.as_deref()).await {
             Ok(identity) => identity,
             Err(KeyRefusal::Invalid) => {

@@ -43,21 +43,37 @@ fn service_accounts_roles_and_api_keys() {
     // No role yet: a key cannot be scoped beyond it.
     let out = cli(
         &server,
-        &["apikey", "create", "--service", "ci-bot", "--scope", "auditor"],
+        &[
+            "apikey",
+            "create",
+            "--service",
+            "ci-bot",
+            "--scope",
+            "auditor",
+        ],
     );
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("scope_exceeds_owner"),
         "{out:?}"
     );
-    let roles = json(&cli(&server, &["role", "grant", "service:ci-bot", "auditor"]));
+    let roles = json(&cli(
+        &server,
+        &["role", "grant", "service:ci-bot", "auditor"],
+    ));
     assert_eq!(roles["roles"], serde_json::json!(["auditor"]));
 
     // Plain output: the key alone on stdout, the advice on stderr.
     let out = cli(
         &server,
         &[
-            "apikey", "create", "--service", "ci-bot", "--scope", "auditor", "--expires-in",
+            "apikey",
+            "create",
+            "--service",
+            "ci-bot",
+            "--scope",
+            "auditor",
+            "--expires-in",
             "90d",
         ],
     );
@@ -70,7 +86,13 @@ fn service_accounts_roles_and_api_keys() {
     let created = json(&cli(
         &server,
         &[
-            "apikey", "create", "--service", &id, "--scope", "auditor", "--json",
+            "apikey",
+            "create",
+            "--service",
+            &id,
+            "--scope",
+            "auditor",
+            "--json",
         ],
     ));
     let second_key = created["key"].as_str().expect("key").to_owned();
@@ -102,10 +124,17 @@ fn service_accounts_roles_and_api_keys() {
 
     // Revocation stops a key at once; disabling the account stops all of them.
     json(&cli(&server, &["apikey", "revoke", &second_id]));
-    assert!(!cli_as(&server, &second_key, &["audit", "list"]).status.success());
+    assert!(
+        !cli_as(&server, &second_key, &["audit", "list"])
+            .status
+            .success()
+    );
     json(&cli(&server, &["service", "disable", "ci-bot"]));
     let out = cli_as(&server, &key, &["audit", "list"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthenticated"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unauthenticated"),
+        "{out:?}"
+    );
     json(&cli(&server, &["service", "enable", "ci-bot"]));
     json(&cli_as(&server, &key, &["audit", "list"]));
 

@@ -5,8 +5,8 @@ mod support;
 
 mod browser;
 mod clients;
-mod oidc;
 mod machines;
+mod oidc;
 mod openfga_sdk;
 mod postgres;
 mod relationships;

@@ -10,9 +10,9 @@ use axum::body::{Body, to_bytes};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-use trustgate_core::{SealingKey, Secret, SystemClock, TokenDigest};
+use trustgate_core::{SealingKey, Secret, SystemClock};
 use trustgate_oauth::clients::{ClientRegistry, PresentedCredentials};
-use trustgate_server::{AppState, Config, router};
+use trustgate_server::{Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 
@@ -387,7 +387,10 @@ async fn a_client_from_creation_to_deletion(db: TestDatabase) {
             .is_some_and(|k| k.starts_with("client_"))
         {
             assert_eq!(event["detail"]["client_id"], id.as_str(), "{event}");
-            assert_eq!(event["actor"], "service:sa-admin");
+            assert_eq!(
+                event["actor"],
+                crate::common::admin_subject(&*db.store).await
+            );
             assert_eq!(event["outcome"], "success");
         }
     }

@@ -12,7 +12,7 @@ use http::{HeaderMap, Request, StatusCode};
 use serde_json::{Value, json};
 use time::macros::datetime;
 use tower::ServiceExt as _;
-use trustgate_core::{ManualClock, SealingKey, TokenDigest};
+use trustgate_core::{ManualClock, SealingKey};
 use trustgate_server::{AppState, Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
@@ -284,7 +284,10 @@ async fn rotation_through_the_api_publishes_at_once_and_is_audited(db: TestDatab
             .any(|e| e["detail"]["kids"] == json!([new_kid]))
     );
     for event in events {
-        assert_eq!(event["actor"], "service:sa-admin");
+        assert_eq!(
+            event["actor"],
+            crate::common::admin_subject(&*db.store).await
+        );
         assert_eq!(event["outcome"], "success");
     }
 }

@@ -9,8 +9,8 @@ use http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use trustgate_authn::accounts::{Accounts, LoginStep, RequestContext};
-use trustgate_core::{SealingKey, Secret, SystemClock, TokenDigest};
-use trustgate_server::{AppState, Config, router};
+use trustgate_core::{SealingKey, Secret, SystemClock};
+use trustgate_server::{Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 
@@ -483,7 +483,10 @@ async fn profile_update_delete_and_audit(db: TestDatabase) {
         .iter()
         .find(|e| e["kind"] == "user_created")
         .expect("created");
-    assert_eq!(created["actor"], "service:sa-admin");
+    assert_eq!(
+        created["actor"],
+        crate::common::admin_subject(&*db.store).await
+    );
     assert_eq!(created["outcome"], "success");
     assert!(created["request_id"].is_string());
     assert!(!audit.to_string().contains(PASSWORD));

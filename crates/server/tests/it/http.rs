@@ -7,8 +7,8 @@ use axum::body::{Body, to_bytes};
 use http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt as _;
-use trustgate_core::{SystemClock, TokenDigest};
-use trustgate_server::{AppState, Config, router};
+use trustgate_core::SystemClock;
+use trustgate_server::{Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 
@@ -147,7 +147,10 @@ async fn admin_api_requires_a_valid_bearer_token(db: TestDatabase) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["subject"], "service:sa-admin");
+    assert_eq!(
+        body["subject"],
+        crate::common::admin_subject(&*db.store).await
+    );
 }
 
 async fn metrics_count_by_route_template(db: TestDatabase) {

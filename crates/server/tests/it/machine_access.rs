@@ -403,9 +403,9 @@ async fn missing_or_invalid_credentials_are_401_and_denials_403_audited(db: Test
         .clone();
     let denial = events
         .iter()
-        .find(|e| e["details"]["key_id"] == id.as_str())
+        .find(|e| e["detail"]["key_id"] == id.as_str())
         .unwrap_or_else(|| panic!("no access_denied event for the key: {events:?}"));
-    assert_eq!(denial["details"]["permission"], "user_admin");
+    assert_eq!(denial["detail"]["permission"], "user_admin");
     assert_eq!(denial["actor"], format!("service:{app}"));
     assert_eq!(denial["outcome"], "denied");
 }

@@ -91,6 +91,16 @@ pub async fn start_with_admin(
     state
 }
 
+/// The subject of the bootstrap administrator (`service:<its id>`).
+pub async fn admin_subject(store: &dyn Store) -> String {
+    let admin = store
+        .find_service_account(trustgate_server::bootstrap::ADMIN_ACCOUNT)
+        .await
+        .expect("find")
+        .expect("the admin account");
+    format!("service:{}", admin.id)
+}
+
 /// The application under test.
 pub struct Api {
     pub app: Router,
