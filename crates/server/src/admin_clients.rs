@@ -9,7 +9,7 @@
 //! | `DELETE /admin/v1/clients/{id}` | delete with everything issued to it → 204 |
 //! | `POST /admin/v1/clients/{id}/secret` | rotate the secret → `{"client_id", "client_secret"}` (shown once; the old one stops working at once) |
 //!
-//! Every route needs an admin bearer token ([`AdminPrincipal`]). A client is shown with
+//! Every route needs an API key with the `client_admin` permission ([`crate::auth::Authorized`]). A client is shown with
 //! `client_id`, its registration (lifetimes in seconds) and `has_secret`; never a secret or its
 //! digest except the one `client_secret` of a create, switch or rotation. Errors: a body that
 //! does not parse (unknown field, wrong type, unknown grant type or method) is 400

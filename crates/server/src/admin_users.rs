@@ -13,7 +13,8 @@
 //! | `POST /admin/v1/users/{id}/sessions/revoke` | revoke one (`{"session_id": ...}`) or all (`{}`) → `{"revoked": n}` |
 //! | `GET /admin/v1/audit?user_id=&kind=&before=&limit=` | credential events, newest first |
 //!
-//! Every route needs an admin bearer token ([`AdminPrincipal`]). Errors carry the
+//! Every route needs an API key with the `user_admin` permission (`/admin/v1/audit`: `auditor`;
+//! [`crate::auth::Authorized`]). Errors carry the
 //! [`AccountError`] codes: `conflict` (409), `not_found` (404), `invalid_input` and the
 //! `password_*` policy codes (400), `busy` and `unavailable` (503). Responses never contain a
 //! password hash, a session id or any other secret.
