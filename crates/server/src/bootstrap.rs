@@ -120,12 +120,18 @@ async fn register(
     description: &str,
 ) -> Result<EnsuredKey, BootstrapError> {
     let now = state.clock.now();
-    let account_id = new_ulid(now);
+    let existing = state.store.find_service_account(ADMIN_ACCOUNT).await?;
+    let account_id = existing
+        .as_ref()
+        .map_or_else(|| new_ulid(now), |a| a.id.clone());
     let admin = Role::System(SystemRole::Admin);
-    // Granted before the account exists, so no crash can leave an admin account without the
-    // role; a replica that loses the race takes its grant back.
+    // A new account's role is granted before the account exists, so no crash can leave an
+    // admin account without it; a replica that loses the race takes its grant back. An
+    // existing account keeps the roles it has (an operator may have changed them).
     let subject = format!("service:{account_id}");
-    state.access.grant(&subject, &admin).await?;
+    if existing.is_none() {
+        state.access.grant(&subject, &admin).await?;
+    }
     let scopes = [admin.to_string()];
     let ensured = state
         .store
@@ -147,7 +153,7 @@ async fn register(
             now,
         )
         .await?;
-    if !ensured.account_created {
+    if existing.is_none() && !ensured.account_created {
         state.access.revoke(&subject, &admin).await?;
     }
     Ok(ensured)

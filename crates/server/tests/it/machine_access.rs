@@ -645,3 +645,77 @@ async fn rotation_keeps_the_old_key_exactly_for_the_overlap() {
         (StatusCode::CONFLICT, "api_key_revoked")
     );
 }
+
+/// An installation of release e19de9d (the store's upgrade fixture) keeps working: its admin
+/// token is an `admin`-scoped key of the same account after the upgrade, holds every
+/// permission, and its stores are there and readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_of_an_earlier_release_still_administers_after_the_upgrade() {
+    const FIXTURE: &[u8] = include_bytes!("../../../store/tests/fixtures/release-e19de9d.db");
+    const RECORDED: &str = include_str!("../../../store/tests/fixtures/release-e19de9d.json");
+    let recorded: Value = serde_json::from_str(RECORDED).expect("json");
+    let token = recorded["admin_token"].as_str().expect("token");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("trustgate.db");
+    std::fs::write(&path, FIXTURE).expect("copy");
+    // Its signing keys are sealed with a secrets key that was not kept with the fixture.
+    trustgate_store::testing::forget_fixture_signing_keys(&path)
+        .await
+        .expect("forget the fixture's signing keys");
+    let store = trustgate_store::connect(
+        &format!("sqlite://{}", path.display()),
+        &trustgate_store::ConnectOptions::default(),
+    )
+    .await
+    .expect("open");
+    store.migrate().await.expect("migrate");
+    let state = trustgate_server::AppState::start(
+        store,
+        Arc::new(trustgate_core::SystemClock),
+        Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        },
+        trustgate_core::SealingKey::generate(),
+    )
+    .await
+    .expect("state");
+    assert!(matches!(
+        trustgate_server::bootstrap::ensure_admin(&state).await,
+        Ok(trustgate_server::bootstrap::Bootstrap::Existing)
+    ));
+    let app = router(state);
+    let call = |path: &'static str| {
+        let app = app.clone();
+        async move {
+            use tower::ServiceExt as _;
+            let request = http::Request::get(path)
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .expect("request");
+            let response = app.oneshot(request).await.expect("infallible");
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, whoami) = call("/admin/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK, "{whoami}");
+    assert_eq!(whoami["roles"], json!(["admin"]));
+    assert_eq!(whoami["scopes"], json!(["admin"]));
+    for path in [
+        "/admin/v1/users",
+        "/admin/v1/audit",
+        "/admin/v1/service-accounts",
+    ] {
+        assert_eq!(call(path).await.0, StatusCode::OK, "{path}");
+    }
+    let (status, stores) = call("/stores").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stores["stores"], recorded["stores"]["stores"]);
+}
