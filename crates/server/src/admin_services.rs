@@ -277,6 +277,13 @@ async fn set_disabled(
     id: &str,
     disabled: bool,
 ) -> Result<Json<Value>, ApiError> {
+    if disabled && admin.id == id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cannot_disable_self",
+            "a service account cannot disable itself",
+        ));
+    }
     let account = state
         .store
         .set_service_account_disabled(id, disabled, state.clock.now())

@@ -549,6 +549,19 @@ async fn disabling_a_service_account_stops_its_keys_at_once(db: TestDatabase) {
     api.call_as(&k, "GET", "/admin/v1/audit", &Value::Null)
         .await
         .expect(StatusCode::OK);
+    // An account cannot lock itself out.
+    let me = api.get("/admin/v1/whoami").await.expect(StatusCode::OK)["subject"]
+        .as_str()
+        .expect("subject")
+        .trim_start_matches("service:")
+        .to_owned();
+    for (method, path) in [
+        ("POST", format!("/admin/v1/service-accounts/{me}/disable")),
+        ("DELETE", format!("/admin/v1/service-accounts/{me}")),
+    ] {
+        let r = api.call(method, &path, &Value::Null).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{method} {path}");
+    }
     // Deleting takes the keys and the roles with it.
     let r = api
         .call(
