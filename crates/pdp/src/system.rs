@@ -347,28 +347,24 @@ impl SystemAccess {
 
     /// Grants `role` to `subject` (idempotent).
     pub async fn grant(&self, subject: &str, role: &Role) -> Result<(), PdpError> {
-        let tuple = [role.tuple(subject)];
-        self.pdp
-            .write(
-                SYSTEM_STORE_ID,
-                &TupleWrite {
-                    writes: &tuple,
-                    on_duplicate: OnDuplicate::Ignore,
-                    ..TupleWrite::default()
-                },
-            )
-            .await?;
-        Ok(())
+        self.change(&[role.tuple(subject)], &[]).await
     }
 
     /// Revokes `role` from `subject` (idempotent).
     pub async fn revoke(&self, subject: &str, role: &Role) -> Result<(), PdpError> {
-        let tuple = [role.tuple(subject)];
+        self.change(&[], &[role.tuple(subject)]).await
+    }
+
+    /// Writes and deletes role tuples in one write; existing writes and missing deletes are
+    /// not errors.
+    async fn change(&self, writes: &[TupleKey], deletes: &[TupleKey]) -> Result<(), PdpError> {
         self.pdp
             .write(
                 SYSTEM_STORE_ID,
                 &TupleWrite {
-                    deletes: &tuple,
+                    writes,
+                    deletes,
+                    on_duplicate: OnDuplicate::Ignore,
                     on_missing: OnMissing::Ignore,
                     ..TupleWrite::default()
                 },
@@ -439,16 +435,7 @@ impl SystemAccess {
                 return Ok(());
             }
             let deletes: Vec<TupleKey> = page.items.into_iter().map(|t| t.tuple).collect();
-            self.pdp
-                .write(
-                    SYSTEM_STORE_ID,
-                    &TupleWrite {
-                        deletes: &deletes,
-                        on_missing: OnMissing::Ignore,
-                        ..TupleWrite::default()
-                    },
-                )
-                .await?;
+            self.change(&[], &deletes).await?;
         }
     }
 }

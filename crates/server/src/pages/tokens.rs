@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use trustgate_audit::{AuditKind, Event, Outcome};
+use trustgate_authn::accounts::CurrentSession;
 use trustgate_store_api::{ApiKey, KeyOwner};
 
 use super::account::{step_up, token_ok, when};
@@ -82,6 +83,22 @@ fn row(env: &str, key: ApiKey, now: time::OffsetDateTime) -> TokenRow {
     }
 }
 
+/// Both token forms need the session's CSRF token and a recent sign-in: the 403 page, or the
+/// step-up prompt coming back to the token section.
+fn refuse_unless_fresh(
+    state: &AppState,
+    current: &CurrentSession,
+    form: &BTreeMap<String, String>,
+) -> Option<Response> {
+    if !token_ok(current, form.get("csrf").map_or("", String::as_str)) {
+        return Some(forbidden());
+    }
+    if !state.accounts.is_recent(&current.session) {
+        return Some(step_up("/account#tokens"));
+    }
+    None
+}
+
 /// `POST /account/tokens`: `csrf`, `description`, `expires_days`, and `scope_<n>` per chosen
 /// role.
 pub async fn create_token(
@@ -91,11 +108,8 @@ pub async fn create_token(
     ClientContext(ctx): ClientContext,
     PageForm(form): PageForm<BTreeMap<String, String>>,
 ) -> Response {
-    if !token_ok(&current, form.get("csrf").map_or("", String::as_str)) {
-        return forbidden();
-    }
-    if !state.accounts.is_recent(&current.session) {
-        return step_up("/account#tokens");
+    if let Some(refused) = refuse_unless_fresh(&state, &current, &form) {
+        return refused;
     }
     let scopes: Vec<String> = form
         .iter()
@@ -180,11 +194,8 @@ pub async fn revoke_token(
     Path(id): Path<String>,
     PageForm(form): PageForm<BTreeMap<String, String>>,
 ) -> Response {
-    if !token_ok(&current, form.get("csrf").map_or("", String::as_str)) {
-        return forbidden();
-    }
-    if !state.accounts.is_recent(&current.session) {
-        return step_up("/account#tokens");
+    if let Some(refused) = refuse_unless_fresh(&state, &current, &form) {
+        return refused;
     }
     let owned = match state.api_keys.get(&id).await {
         Ok(key) => key.is_some_and(|k| k.owner == KeyOwner::User(current.user.id.clone())),
