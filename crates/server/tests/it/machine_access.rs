@@ -698,11 +698,11 @@ async fn the_admin_token_of_an_earlier_release_still_administers_after_the_upgra
         Ok(trustgate_server::bootstrap::Bootstrap::Existing)
     ));
     let app = router(state);
-    let call = |path: &'static str| {
+    let call = |path: String| {
         let app = app.clone();
         async move {
             use tower::ServiceExt as _;
-            let request = http::Request::get(path)
+            let request = http::Request::get(&path)
                 .header("authorization", format!("Bearer {token}"))
                 .body(axum::body::Body::empty())
                 .expect("request");
@@ -717,18 +717,24 @@ async fn the_admin_token_of_an_earlier_release_still_administers_after_the_upgra
             )
         }
     };
-    let (status, whoami) = call("/admin/v1/whoami").await;
+    let (status, whoami) = call("/admin/v1/whoami".to_owned()).await;
     assert_eq!(status, StatusCode::OK, "{whoami}");
-    assert_eq!(whoami["roles"], json!(["admin"]));
     assert_eq!(whoami["scopes"], json!(["admin"]));
+    let roles = format!(
+        "/admin/v1/roles?subject={}",
+        whoami["subject"].as_str().expect("subject")
+    );
+    let (status, roles) = call(roles).await;
+    assert_eq!(status, StatusCode::OK, "{roles}");
+    assert_eq!(roles["roles"], json!(["admin"]));
     for path in [
         "/admin/v1/users",
         "/admin/v1/audit",
         "/admin/v1/service-accounts",
     ] {
-        assert_eq!(call(path).await.0, StatusCode::OK, "{path}");
+        assert_eq!(call(path.to_owned()).await.0, StatusCode::OK, "{path}");
     }
-    let (status, stores) = call("/stores").await;
+    let (status, stores) = call("/stores".to_owned()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stores["stores"], recorded["stores"]["stores"]);
 }
