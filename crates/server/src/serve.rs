@@ -148,6 +148,7 @@ impl Server {
         let grace = Duration::from_secs(self.state.config.http.shutdown_grace_secs);
         let store = self.state.store.clone();
         let auditor = self.state.auditor.clone();
+        let api_keys = self.state.api_keys.clone();
         let purge = tokio::spawn(purge_sessions_periodically(self.state.accounts.clone()));
         let audit_retention = tokio::spawn(purge_streamed_audit_periodically(
             self.state.auditor.clone(),
@@ -185,6 +186,12 @@ impl Server {
         // database that does not answer cannot hold shutdown up beyond this bound.
         if !auditor.flush(AUDIT_FLUSH_TIMEOUT).await {
             tracing::warn!("audit events still queued at shutdown were dropped");
+        }
+        // Last-use times noted since the last batch, bounded like the audit flush.
+        match tokio::time::timeout(AUDIT_FLUSH_TIMEOUT, api_keys.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "API key last-use times were not recorded"),
+            Err(_) => tracing::warn!("API key last-use times were not recorded in time"),
         }
         store.close().await;
         tracing::info!("stopped");

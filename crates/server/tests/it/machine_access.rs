@@ -286,6 +286,14 @@ async fn a_key_is_shown_once_and_refusals_are_indistinguishable(db: TestDatabase
     api.call_as(&k, "GET", "/admin/v1/audit", &Value::Null)
         .await
         .expect(StatusCode::OK);
+    // Its last use is noted in memory and written in a batch (periodically and at shutdown).
+    api.state.api_keys.flush().await.expect("flush");
+    let r = api.get(&format!("/admin/v1/api-keys/{id}")).await;
+    assert!(
+        r.expect(StatusCode::OK)["last_used_at"].is_string(),
+        "{}",
+        r.body
+    );
 
     // The same key id with another secret (a valid checksum) is refused exactly like an unknown
     // key, a key with a bad checksum and a key-shaped string of another deployment.
