@@ -5,8 +5,8 @@
 //! its id or its name). `apikey create --service S --scope ...` issues a key and prints it once
 //! (`--json` prints the whole answer as JSON instead); `apikey list|get|revoke|rotate` manage
 //! keys by id (`rotate ID --overlap 1h` keeps the old key valid for the overlap). `role
-//! grant|revoke|list` manage the roles a service account (`service:<name or id>`) or a user
-//! (`user:<id>`) holds. Durations are `<n>s`, `<n>m`, `<n>h` or `<n>d`.
+//! grant|revoke|list` manage the roles a service account (`service:NAME_OR_ID`) or a user
+//! (`user:USER_ID`) holds. Durations are `<n>s`, `<n>m`, `<n>h` or `<n>d`.
 
 use clap::Subcommand;
 use reqwest::Method;
@@ -61,7 +61,7 @@ pub enum ApiKeyCommand {
         #[arg(long)]
         service: String,
         /// A permission the key is limited to (repeat): admin, user_admin, client_admin,
-        /// auditor, store:<store id>:store_admin|writer|reader. The owner must hold it.
+        /// auditor, store:STORE_ID:store_admin|writer|reader. The owner must hold it.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// Lifetime, e.g. 90d (no expiry when omitted).
@@ -111,23 +111,23 @@ pub enum ApiKeyCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RoleCommand {
-    /// Grant a role: admin, user_admin, client_admin, auditor, store:<id>:store_admin|writer|reader.
+    /// Grant a role: admin, user_admin, client_admin, auditor, store:STORE_ID:store_admin|writer|reader.
     Grant {
-        /// service:<id or name> or user:<id>.
+        /// service:NAME_OR_ID or user:USER_ID.
         subject: String,
         /// The role.
         role: String,
     },
     /// Revoke a role.
     Revoke {
-        /// service:<id or name> or user:<id>.
+        /// service:NAME_OR_ID or user:USER_ID.
         subject: String,
         /// The role.
         role: String,
     },
     /// List the roles granted to a subject.
     List {
-        /// service:<id or name> or user:<id>.
+        /// service:NAME_OR_ID or user:USER_ID.
         subject: String,
     },
 }
