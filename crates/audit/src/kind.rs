@@ -92,6 +92,26 @@ audit_kinds! {
     ClientSecretRotated = "client_secret_rotated", Recorded;
     /// A signing key was rotated in.
     SigningKeyRotated = "signing_key_rotated", Recorded;
+    /// A service account was created.
+    ServiceAccountCreated = "service_account_created", Recorded;
+    /// A service account was disabled (its keys stop at once).
+    ServiceAccountDisabled = "service_account_disabled", Recorded;
+    /// A disabled service account was enabled again.
+    ServiceAccountEnabled = "service_account_enabled", Recorded;
+    /// A service account was deleted with its keys and roles.
+    ServiceAccountDeleted = "service_account_deleted", Recorded;
+    /// An API key or personal access token was issued.
+    ApiKeyCreated = "api_key_created", Recorded;
+    /// An API key was rotated (the old one lives until the overlap ends).
+    ApiKeyRotated = "api_key_rotated", Recorded;
+    /// An API key was revoked.
+    ApiKeyRevoked = "api_key_revoked", Recorded;
+    /// A role on trustgate or on a store was granted.
+    RoleGranted = "role_granted", Recorded;
+    /// A role was revoked.
+    RoleRevoked = "role_revoked", Recorded;
+    /// A known principal was refused for lack of a permission (which one is in the details).
+    AccessDenied = "access_denied", Streamed;
     /// An authorization code was presented twice; its grant was revoked.
     OAuthCodeReplayed = "oauth_code_replayed", Recorded;
     /// A user consented to a client's scopes.
@@ -169,6 +189,7 @@ mod tests {
         assert_eq!(
             streamed,
             [
+                &AuditKind::AccessDenied,
                 &AuditKind::OAuthBackchannelLogout,
                 &AuditKind::OAuthTokenIssued,
                 &AuditKind::AuthorizationDecision

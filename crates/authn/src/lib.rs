@@ -16,7 +16,7 @@
 //! | [`password`] | choosing a password ([`PasswordPolicy`]), storing it (argon2id PHC strings), checking it on a bounded blocking pool ([`PasswordHasher`]) | OWASP ASVS V2.1, V2.4; NIST SP 800-63B 5.1.1 |
 //! | [`totp`] | second factor: TOTP codes with replay protection ([`TotpSecret`]) and single-use recovery codes | RFC 6238, RFC 4226; ASVS V2.8 |
 //! | [`throttle`] | growing delays after failures, per account and per client IP ([`LoginThrottle`]) | ASVS 2.2.1 |
-//! | [`service_tokens`] | a service account's bearer token → its principal, verified by digest and briefly cached ([`ServiceTokens`](service_tokens::ServiceTokens)) | RFC 6750 (the transport's) |
+//! | [`api_keys`] | API keys and personal access tokens → the owner's principal and the key's scopes: checksummed format, digest-only lookup, a cache that every replica drops within a poll of the credential epoch, per-key rate limits, batched last use ([`ApiKeys`](api_keys::ApiKeys)) | RFC 6750 (the transport's) |
 //! | [`session_token`] | a fresh opaque session id and the digest under which it is stored | ASVS V3.2 |
 //! | [`accounts`] | the service over storage: users, login with a second factor, sessions, step-up, self-service changes, audit ([`Accounts`](accounts::Accounts)) | ASVS V2, V3, V7 |
 //!
@@ -53,8 +53,8 @@
 //!   [`PasswordHasher`] (tokio's blocking pool, bounded) or from code that is already blocking.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod password;
-pub mod service_tokens;
 pub mod session_token;
 pub mod throttle;
 pub mod totp;

@@ -75,6 +75,7 @@ pub mod freshness;
 pub mod models;
 mod query;
 mod stores;
+pub mod system;
 mod tuples;
 
 use std::sync::Arc;
@@ -82,7 +83,7 @@ use std::sync::atomic::AtomicBool;
 
 use trustgate_audit::Auditor;
 use trustgate_core::Clock;
-use trustgate_store_api::RelationshipStore;
+use trustgate_store_api::{RelationshipStore, SYSTEM_STORE_ID};
 
 pub use audit::{Caller, DecisionLog, DecisionRecord, Verdict};
 pub use consistency::{Consistency, ConsistencyToken, Freshness};
@@ -187,6 +188,8 @@ pub struct PdpStats {
 #[derive(Debug, Clone)]
 pub struct Pdp {
     inner: Arc<Inner>,
+    /// Whether this handle reaches the system store (only [`system::SystemAccess`]'s does).
+    system: bool,
 }
 
 /// The shared state.
@@ -240,7 +243,19 @@ impl Pdp {
                 models: models::ModelCache::default(),
                 refresher_started: AtomicBool::new(false),
             }),
+            system: false,
         }
+    }
+
+    /// Validates `store_id` and refuses the system store ([`PdpError::StoreNotFound`]) unless
+    /// this is the system handle: trustgate's own roles are not reachable through the API that
+    /// serves user stores.
+    fn open(&self, store_id: &str) -> Result<(), PdpError> {
+        validate_store_id(store_id)?;
+        if store_id == SYSTEM_STORE_ID && !self.system {
+            return Err(PdpError::StoreNotFound);
+        }
+        Ok(())
     }
 
     /// The limits in effect.

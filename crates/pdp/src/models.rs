@@ -17,7 +17,7 @@ use trustgate_authz::validate::validate_json_model;
 use trustgate_store_api::StoredModel;
 
 use crate::consistency::Consistency;
-use crate::{Inner, Page, Paged, Pdp, PdpError, validate_store_id};
+use crate::{Inner, Page, Paged, Pdp, PdpError};
 
 /// How long the id of a store's latest model is trusted without asking the database.
 pub const LATEST_MODEL_TTL: Duration = Duration::from_secs(1);
@@ -203,7 +203,7 @@ impl Pdp {
         store_id: &str,
         mut model: AuthorizationModel,
     ) -> Result<String, PdpError> {
-        validate_store_id(store_id)?;
+        self.open(store_id)?;
         let inner = &self.inner;
         model.id = String::new();
         if inner.store.get_fga_store(store_id).await?.is_none() {
@@ -249,7 +249,7 @@ impl Pdp {
     /// The stored model `model_id` of `store_id` ([`PdpError::ModelNotFound`], or
     /// [`PdpError::StoreNotFound`] when the store is the missing part).
     pub async fn get_model(&self, store_id: &str, model_id: &str) -> Result<StoredModel, PdpError> {
-        validate_store_id(store_id)?;
+        self.open(store_id)?;
         validate_model_id(model_id)?;
         let store = &self.inner.store;
         match store.get_model(store_id, model_id).await? {
@@ -265,7 +265,7 @@ impl Pdp {
         store_id: &str,
         page: Page<'_>,
     ) -> Result<Paged<StoredModel>, PdpError> {
-        validate_store_id(store_id)?;
+        self.open(store_id)?;
         let size = page.size()?;
         let (items, next) = self
             .inner
@@ -286,7 +286,7 @@ impl Pdp {
         model_id: Option<&str>,
         consistency: Consistency,
     ) -> Result<Arc<TypeSystem>, PdpError> {
-        validate_store_id(store_id)?;
+        self.open(store_id)?;
         self.inner
             .type_system(store_id, model_id, consistency)
             .await

@@ -181,6 +181,7 @@ async fn blocking<T: Send + 'static>(
 
 impl Pdp {
     async fn view(&self, scope: &QueryScope<'_>) -> Result<View, PdpError> {
+        self.open(scope.store_id)?;
         let index = self
             .inner
             .fresh_index(scope.store_id, scope.freshness)
@@ -224,6 +225,21 @@ impl Pdp {
         let result = engine::check(&view.ts, &*view.index.index.current(), check);
         self.audit(caller, scope.store_id, &view.ts, check, &result);
         Ok(result?)
+    }
+
+    /// A check that is not written to the decision log: trustgate's own permission checks
+    /// ([`crate::system`]), which audit denials themselves with the missing permission.
+    pub(crate) async fn check_unlogged(
+        &self,
+        scope: &QueryScope<'_>,
+        check: &CheckRequest<'_>,
+    ) -> Result<bool, PdpError> {
+        let view = self.view(scope).await?;
+        Ok(engine::check(
+            &view.ts,
+            &*view.index.index.current(),
+            check,
+        )?)
     }
 
     /// Many checks against one snapshot, each with its own outcome in input order (each

@@ -1,8 +1,8 @@
 //! Stores: the namespaces of models and tuples.
 
-use trustgate_store_api::FgaStore;
+use trustgate_store_api::{FgaStore, SYSTEM_STORE_ID};
 
-use crate::{Page, Paged, Pdp, PdpError, validate_store_id};
+use crate::{Page, Paged, Pdp, PdpError};
 
 impl Pdp {
     /// Creates a store named `name` (3 to 64 characters, no control characters) with a new id.
@@ -20,7 +20,7 @@ impl Pdp {
 
     /// The store `store_id` ([`PdpError::StoreNotFound`] if it does not exist or was deleted).
     pub async fn get_store(&self, store_id: &str) -> Result<FgaStore, PdpError> {
-        validate_store_id(store_id)?;
+        self.open(store_id)?;
         self.inner
             .store
             .get_fga_store(store_id)
@@ -28,14 +28,15 @@ impl Pdp {
             .ok_or(PdpError::StoreNotFound)
     }
 
-    /// Live stores ordered by id, a page at a time.
+    /// Live stores ordered by id, a page at a time (the system store is not listed).
     pub async fn list_stores(&self, page: Page<'_>) -> Result<Paged<FgaStore>, PdpError> {
         let size = page.size()?;
-        let (items, next) = self
+        let (mut items, next) = self
             .inner
             .store
             .list_fga_stores(size, page.continuation())
             .await?;
+        items.retain(|s| s.id != SYSTEM_STORE_ID);
         Ok(Paged {
             items,
             continuation_token: next,
@@ -47,7 +48,7 @@ impl Pdp {
     /// [`crate::Consistency::HigherConsistency`] query). [`PdpError::StoreNotFound`] if it did
     /// not exist (any more).
     pub async fn delete_store(&self, store_id: &str) -> Result<(), PdpError> {
-        validate_store_id(store_id)?;
+        self.open(store_id)?;
         let deleted = self
             .inner
             .store

@@ -16,7 +16,7 @@ use trustgate_store_api::{
 };
 
 use crate::consistency::{Consistency, ConsistencyToken};
-use crate::{Page, Paged, Pdp, PdpError, validate_store_id};
+use crate::{Page, Paged, Pdp, PdpError};
 
 /// One all-or-nothing tuple write.
 #[derive(Debug, Clone, Copy, Default)]
@@ -109,7 +109,7 @@ impl Pdp {
     /// are too many ([`PdpError::ExceededEntityLimit`]) or none ([`PdpError::InvalidWriteInput`]).
     /// When it returns, queries through this service see the write.
     pub async fn write(&self, store_id: &str, write: &TupleWrite<'_>) -> Result<Written, PdpError> {
-        validate_store_id(store_id)?;
+        self.open(store_id)?;
         let inner = &self.inner;
         let total = write.writes.len() + write.deletes.len();
         let limit = inner.limits.max_tuples_per_write;
@@ -162,7 +162,7 @@ impl Pdp {
         filter: Option<ReadFilter<'_>>,
         page: Page<'_>,
     ) -> Result<Paged<StoredTuple>, PdpError> {
-        validate_store_id(store_id)?;
+        self.open(store_id)?;
         let filter = read_filter(filter)?;
         let size = page.size()?;
         let (items, next) = self
@@ -185,7 +185,7 @@ impl Pdp {
         start_time: Option<OffsetDateTime>,
         page: Page<'_>,
     ) -> Result<Changes, PdpError> {
-        validate_store_id(store_id)?;
+        self.open(store_id)?;
         let size = page.size()?;
         let object_type = object_type.filter(|t| !t.is_empty());
         let (changes, continuation_token) = self

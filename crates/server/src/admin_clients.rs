@@ -9,7 +9,7 @@
 //! | `DELETE /admin/v1/clients/{id}` | delete with everything issued to it → 204 |
 //! | `POST /admin/v1/clients/{id}/secret` | rotate the secret → `{"client_id", "client_secret"}` (shown once; the old one stops working at once) |
 //!
-//! Every route needs an admin bearer token ([`AdminPrincipal`]). A client is shown with
+//! Every route needs an API key with the `client_admin` permission ([`crate::auth::Authorized`]). A client is shown with
 //! `client_id`, its registration (lifetimes in seconds) and `has_secret`; never a secret or its
 //! digest except the one `client_secret` of a create, switch or rotation. Errors: a body that
 //! does not parse (unknown field, wrong type, unknown grant type or method) is 400
@@ -33,8 +33,8 @@ use trustgate_oauth::clients::{Client, ClientError, ClientRegistration, MAX_PAGE
 use crate::AppState;
 use trustgate_audit::AuditKind;
 
-use crate::admin::record_admin_event;
-use crate::auth::AdminPrincipal;
+use crate::admin::{body, record_admin_event};
+use crate::auth::{Authorized, ClientAdmin};
 use crate::client_context::ClientContext;
 use crate::error::ApiError;
 
@@ -66,12 +66,6 @@ impl From<ClientError> for ApiError {
     }
 }
 
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    payload
-        .map(|Json(value)| value)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))
-}
-
 fn not_found() -> ApiError {
     ApiError::from(ClientError::NotFound)
 }
@@ -99,7 +93,7 @@ fn detail(client: &Client) -> Map<String, Value> {
 
 async fn create_client(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<ClientAdmin>,
     ClientContext(ctx): ClientContext,
     payload: Result<Json<ClientRegistration>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -128,7 +122,7 @@ struct ListQuery {
 
 async fn list_clients(
     State(state): State<AppState>,
-    _admin: AdminPrincipal,
+    _caller: Authorized<ClientAdmin>,
     params: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let params = params
@@ -153,7 +147,7 @@ async fn list_clients(
 
 async fn get_client(
     State(state): State<AppState>,
-    _admin: AdminPrincipal,
+    _caller: Authorized<ClientAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.clients.get(&id).await?.ok_or_else(not_found)?;
@@ -162,7 +156,7 @@ async fn get_client(
 
 async fn update_client(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<ClientAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
     payload: Result<Json<ClientRegistration>, JsonRejection>,
@@ -178,7 +172,7 @@ async fn update_client(
 
 async fn delete_client(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<ClientAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -193,7 +187,7 @@ async fn delete_client(
 
 async fn rotate_secret(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<ClientAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {

@@ -23,7 +23,7 @@ use crate::AppState;
 use trustgate_audit::AuditKind;
 
 use crate::admin::record_admin_event;
-use crate::auth::AdminPrincipal;
+use crate::auth::{Authorized, SystemAdmin};
 use crate::client_context::ClientContext;
 use crate::error::ApiError;
 
@@ -43,7 +43,7 @@ impl From<KeyError> for ApiError {
     }
 }
 
-async fn list_keys(State(state): State<AppState>, _admin: AdminPrincipal) -> Json<Value> {
+async fn list_keys(State(state): State<AppState>, _caller: Authorized<SystemAdmin>) -> Json<Value> {
     Json(json!({ "keys": state.oauth.keys().list() }))
 }
 
@@ -55,7 +55,7 @@ struct RotateBody {
 
 async fn rotate_keys(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<SystemAdmin>,
     ClientContext(ctx): ClientContext,
     payload: Result<Json<RotateBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {

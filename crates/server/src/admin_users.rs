@@ -13,7 +13,8 @@
 //! | `POST /admin/v1/users/{id}/sessions/revoke` | revoke one (`{"session_id": ...}`) or all (`{}`) → `{"revoked": n}` |
 //! | `GET /admin/v1/audit?user_id=&kind=&before=&limit=` | credential events, newest first |
 //!
-//! Every route needs an admin bearer token ([`AdminPrincipal`]). Errors carry the
+//! Every route needs an API key with the `user_admin` permission (`/admin/v1/audit`: `auditor`;
+//! [`crate::auth::Authorized`]). Errors carry the
 //! [`AccountError`] codes: `conflict` (409), `not_found` (404), `invalid_input` and the
 //! `password_*` policy codes (400), `busy` and `unavailable` (503). Responses never contain a
 //! password hash, a session id or any other secret.
@@ -26,8 +27,6 @@ use axum::routing::{get, post};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use trustgate_audit::RequestContext;
 use trustgate_authn::accounts::{
     AccountError, AuditEvent, AuditFilter, CreateUser, Session, User, UserStatus, UserUpdate,
@@ -35,7 +34,8 @@ use trustgate_authn::accounts::{
 use trustgate_core::Secret;
 
 use crate::AppState;
-use crate::auth::AdminPrincipal;
+use crate::admin::{body, query, timestamp};
+use crate::auth::{Auditor, Authorized, UserAdmin};
 use crate::client_context::ClientContext;
 use crate::error::ApiError;
 
@@ -73,22 +73,6 @@ impl From<AccountError> for ApiError {
             }
         }
     }
-}
-
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    payload
-        .map(|Json(value)| value)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))
-}
-
-fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    params
-        .map(|Query(value)| value)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))
-}
-
-fn timestamp(at: OffsetDateTime) -> Value {
-    at.format(&Rfc3339).map_or(Value::Null, Value::from)
 }
 
 /// A user as the API shows it (no password hash).
@@ -157,7 +141,7 @@ struct CreateBody {
 
 async fn create_user(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     payload: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -189,7 +173,7 @@ struct ListQuery {
 
 async fn list_users(
     State(state): State<AppState>,
-    _admin: AdminPrincipal,
+    _caller: Authorized<UserAdmin>,
     params: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let params = query(params)?;
@@ -212,7 +196,7 @@ async fn list_users(
 
 async fn get_user(
     State(state): State<AppState>,
-    _admin: AdminPrincipal,
+    _caller: Authorized<UserAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(user_json(&state.accounts.get_user(&id).await?)))
@@ -244,7 +228,7 @@ struct UpdateBody {
 
 async fn update_user(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
     payload: Result<Json<UpdateBody>, JsonRejection>,
@@ -266,7 +250,7 @@ async fn update_user(
 
 async fn delete_user(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -274,21 +258,29 @@ async fn delete_user(
         .accounts
         .delete_user(&id, &admin.subject(), &ctx)
         .await?;
+    state.api_keys.invalidate();
+    state
+        .access
+        .forget(&format!("user:{id}"))
+        .await
+        .map_err(ApiError::internal)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn set_status(
     state: &AppState,
-    admin: &AdminPrincipal,
+    admin: &trustgate_core::Principal,
     ctx: &RequestContext,
     id: &str,
     status: UserStatus,
 ) -> Result<Json<Value>, ApiError> {
     let user = state
         .accounts
-        .set_user_status(id, status, &admin.0.subject(), ctx)
+        .set_user_status(id, status, &admin.subject(), ctx)
         .await?;
     if status == UserStatus::Disabled {
+        // Their personal access tokens stop here at once (elsewhere within an epoch poll).
+        state.api_keys.invalidate();
         revoke_oauth_grants(state, id).await?;
     }
     Ok(Json(user_json(&user)))
@@ -314,7 +306,7 @@ async fn revoke_oauth_grants(state: &AppState, user_id: &str) -> Result<(), ApiE
 
 async fn disable_user(
     State(state): State<AppState>,
-    admin: AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -323,7 +315,7 @@ async fn disable_user(
 
 async fn enable_user(
     State(state): State<AppState>,
-    admin: AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -338,7 +330,7 @@ struct PasswordBody {
 
 async fn set_password(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
     payload: Result<Json<PasswordBody>, JsonRejection>,
@@ -353,7 +345,7 @@ async fn set_password(
 
 async fn list_sessions(
     State(state): State<AppState>,
-    _admin: AdminPrincipal,
+    _caller: Authorized<UserAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let sessions = state.accounts.list_sessions(&id).await?;
@@ -371,7 +363,7 @@ struct RevokeBody {
 
 async fn revoke_sessions(
     State(state): State<AppState>,
-    AdminPrincipal(admin): AdminPrincipal,
+    Authorized(admin, _): Authorized<UserAdmin>,
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
     payload: Result<Json<RevokeBody>, JsonRejection>,
@@ -413,7 +405,7 @@ struct AuditQuery {
 
 async fn list_audit(
     State(state): State<AppState>,
-    _admin: AdminPrincipal,
+    _caller: Authorized<Auditor>,
     params: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let params = query(params)?;

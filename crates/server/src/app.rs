@@ -5,7 +5,8 @@
 //! 2. [`error::render_errors`]: error responses get the JSON error shape with that id.
 //! 3. [`telemetry::record_metrics`]: counts and times by route template and status.
 //! 4. timeout (503 `request_timeout`) and the request body limit (413 `payload_too_large`).
-//! 5. the routes; handlers authenticate with extractors ([`crate::auth::AdminPrincipal`]). The
+//! 5. the routes; handlers authenticate and authorize with extractors ([`crate::auth::Caller`],
+//!    [`crate::auth::Authorized`]). The
 //!    OpenFGA-compatible routes ([`fga`]) render OpenFGA's error bodies themselves.
 
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use trustgate_audit::{Auditor, AuditorConfig};
 use trustgate_authn::accounts::{Accounts, AccountsConfig};
-use trustgate_authn::service_tokens::ServiceTokens;
+use trustgate_authn::api_keys::{ApiKeys, ApiKeysConfig};
 use trustgate_core::{Clock, SealingKey};
 use trustgate_oauth::Endpoints;
 use trustgate_oauth::clients::ClientRegistry;
@@ -30,8 +31,8 @@ use trustgate_tokens::{Algorithm, KeyError, KeyManager, KeyPolicy};
 
 use crate::config::Config;
 use crate::{
-    admin, admin_clients, admin_keys, admin_users, error, fga, oauth, ops, pages, request_id,
-    telemetry,
+    admin, admin_clients, admin_keys, admin_services, admin_users, error, fga, oauth, ops, pages,
+    request_id, telemetry,
 };
 
 /// What every handler can reach. Cloned for every request by axum's `State` extractor, so it is
@@ -69,12 +70,26 @@ pub struct Services {
     /// The relationship PDP service (stores, models, tuples, queries; tuple indexes and model
     /// cache), over the relationship part of the store.
     pub pdp: trustgate_pdp::Pdp,
-    /// Service-account bearer tokens (machine credentials).
-    pub service_tokens: ServiceTokens,
+    /// API keys and personal access tokens (machine credentials).
+    pub api_keys: ApiKeys,
+    /// trustgate's own permissions, decided by the PDP over the system store.
+    pub access: trustgate_pdp::system::SystemAccess,
+}
+
+/// Why the services could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    /// The signing keys cannot be loaded or created.
+    #[error("{0}")]
+    Keys(#[from] KeyError),
+    /// The system model cannot be installed.
+    #[error("cannot install the system model: {0}")]
+    System(#[from] trustgate_pdp::PdpError),
 }
 
 impl AppState {
-    /// State over an opened, migrated store: loads (creating on first start) the signing keys.
+    /// State over an opened, migrated store: loads (creating on first start) the signing keys
+    /// and installs the system model (trustgate's own permissions).
     /// `secrets_key` seals TOTP secrets, pending logins and signing keys (see
     /// [`crate::serve::resolve_secrets_key`]).
     pub async fn start(
@@ -82,7 +97,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
         config: Config,
         secrets_key: SealingKey,
-    ) -> Result<Self, KeyError> {
+    ) -> Result<Self, ServicesError> {
         let auditor = Auditor::new(
             store.clone(),
             Arc::clone(&clock),
@@ -137,7 +152,15 @@ impl AppState {
             Endpoints::new(&issuer),
             settings,
         );
-        let service_tokens = ServiceTokens::new(store.clone());
+        let api_keys = ApiKeys::new(
+            store.clone(),
+            Arc::clone(&clock),
+            ApiKeysConfig {
+                environment: config.api_keys.environment.clone(),
+                epoch_poll: Duration::from_millis(config.api_keys.revocation_poll_ms),
+                ..ApiKeysConfig::default()
+            },
+        );
         let authz = &config.authz;
         let pdp = trustgate_pdp::Pdp::new(
             store.clone(),
@@ -150,7 +173,10 @@ impl AppState {
             },
             auditor.clone(),
         );
+        let access = pdp.system_access();
+        access.install().await?;
         Ok(Self(Arc::new(Services {
+            access,
             pdp,
             clients,
             oauth,
@@ -158,7 +184,7 @@ impl AppState {
             clock,
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
-            service_tokens,
+            api_keys,
             auditor,
             accounts,
         })))
@@ -191,6 +217,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin_users::router())
         .merge(admin_clients::router())
         .merge(admin_keys::router())
+        .merge(admin_services::router())
         .merge(fga::router())
         .merge(pages::router())
         .merge(oauth::router())

@@ -60,6 +60,45 @@ pub struct Config {
     pub oauth: OAuthConfig,
     /// The audit trail: the streamed writer's queue and the retention of streamed events.
     pub audit: AuditConfig,
+    /// API keys and personal access tokens.
+    pub api_keys: ApiKeysConfig,
+}
+
+/// API keys (`[api_keys]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeysConfig {
+    /// The environment label in issued keys, `tg_<environment>_…` (1 to 10 of `a-z0-9`), so a
+    /// leaked key says which deployment it opens.
+    pub environment: String,
+    /// How often each replica reads the credential epoch, in milliseconds (50 to 5000): a key
+    /// revoked on one replica stops on the others within this.
+    pub revocation_poll_ms: u64,
+}
+
+impl Default for ApiKeysConfig {
+    fn default() -> Self {
+        Self {
+            environment: "live".to_owned(),
+            revocation_poll_ms: 250,
+        }
+    }
+}
+
+impl ApiKeysConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !trustgate_authn::api_keys::format::valid_env(&self.environment) {
+            return Err(ConfigError::Invalid(
+                "api_keys.environment: must be 1 to 10 characters of a-z and 0-9".into(),
+            ));
+        }
+        if !(50..=5000).contains(&self.revocation_poll_ms) {
+            return Err(ConfigError::Invalid(
+                "api_keys.revocation_poll_ms: must be between 50 and 5000".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The audit trail (`[audit]`). Credential and administrative events are kept; authorization
@@ -182,6 +221,7 @@ impl Default for Config {
             pages: PagesConfig::default(),
             oauth: OAuthConfig::default(),
             audit: AuditConfig::default(),
+            api_keys: ApiKeysConfig::default(),
         }
     }
 }
@@ -352,6 +392,7 @@ const ENV_KEYS: &[&str] = &[
     "pages",
     "oauth",
     "audit",
+    "api_keys",
 ];
 
 impl Config {
@@ -422,6 +463,7 @@ impl Config {
         self.pages.validate(self.listen)?;
         self.oauth.validate()?;
         self.audit.validate()?;
+        self.api_keys.validate()?;
         if let Some(token) = &self.bootstrap_token
             && token.expose().len() < 32
         {

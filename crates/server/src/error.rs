@@ -26,6 +26,8 @@ pub struct ApiError {
     status: StatusCode,
     code: Cow<'static, str>,
     message: String,
+    /// Seconds for `Retry-After` (429 answers).
+    retry_after: Option<u64>,
 }
 
 /// What [`render_errors`] turns into the JSON body.
@@ -53,6 +55,7 @@ impl ApiError {
             status,
             code: code.into(),
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -69,6 +72,26 @@ impl ApiError {
     /// 403: a known principal that may not do this.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 403 `permission_denied`: a known principal that lacks `needed`, named in the message.
+    pub fn permission_denied(needed: &trustgate_pdp::system::Role) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            format!("the caller lacks the permission {needed}"),
+        )
+    }
+
+    /// 429 `rate_limited` with `Retry-After: retry_after_secs`.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "the API key's rate limit is exhausted; retry later",
+        );
+        error.retry_after = Some(retry_after_secs);
+        error
     }
 
     /// 404 with the given code.
@@ -131,6 +154,11 @@ impl IntoResponse for ApiError {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"trustgate\""),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response.extensions_mut().insert(ErrorBody {
             code: self.code,

@@ -9,11 +9,15 @@
 //!   timeout, body limit).
 //! - [`error`]: the JSON error shape of trustgate's own APIs.
 //! - [`client_context`]: the client IP, user agent and request id recorded by audit and sessions.
-//! - [`auth`]: extractors that authenticate callers of the management APIs.
+//! - [`auth`]: extractors that authenticate callers of the machine APIs (API keys) and
+//!   authorize them by trustgate's own PDP over the system model.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`admin`]: the admin JSON API under `/admin/v1`.
 //! - [`admin_users`]: its users, sessions and audit part (`/admin/v1/users`, `/admin/v1/audit`).
 //! - [`admin_clients`]: its registered OAuth clients part (`/admin/v1/clients`).
+//! - [`admin_keys`]: its signing-key part (`/admin/v1/keys`).
+//! - [`admin_services`]: service accounts, API keys and roles (`/admin/v1/service-accounts`,
+//!   `/admin/v1/api-keys`, `/admin/v1/roles`).
 //! - [`fga`]: the OpenFGA-compatible relationship PDP API under `/stores` (stores, models,
 //!   tuples, check, batch-check, expand, list-objects, list-users) with OpenFGA's JSON and error
 //!   bodies: thin adapters over the PDP service (`trustgate-pdp`), which owns the in-memory
@@ -26,6 +30,7 @@
 pub mod admin;
 pub mod admin_clients;
 pub mod admin_keys;
+pub mod admin_services;
 pub mod admin_users;
 pub mod app;
 pub mod auth;

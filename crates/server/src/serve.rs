@@ -48,9 +48,9 @@ pub enum StartError {
         /// Why (address in use, permission denied, ...).
         source: std::io::Error,
     },
-    /// The signing keys cannot be loaded or created.
+    /// The services cannot start (signing keys, the system model).
     #[error("{0}")]
-    Keys(#[from] trustgate_tokens::KeyError),
+    Services(#[from] crate::app::ServicesError),
     /// The listener failed while serving.
     #[error("server error: {0}")]
     Serve(std::io::Error),
@@ -102,13 +102,6 @@ impl Server {
         if report.after != report.before {
             tracing::info!(from = report.before, to = report.after, "migrated database");
         }
-        let bootstrap = ensure_admin(
-            &*store,
-            &*clock,
-            &config.data_dir,
-            config.bootstrap_token.as_ref(),
-        )
-        .await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -123,6 +116,7 @@ impl Server {
             config.oauth.issuer = Some(crate::app::default_issuer(bound));
         }
         let state = AppState::start(store, clock, config, secrets_key).await?;
+        let bootstrap = ensure_admin(&state).await?;
         Ok(Self {
             state,
             listener,
@@ -154,6 +148,7 @@ impl Server {
         let grace = Duration::from_secs(self.state.config.http.shutdown_grace_secs);
         let store = self.state.store.clone();
         let auditor = self.state.auditor.clone();
+        let api_keys = self.state.api_keys.clone();
         let purge = tokio::spawn(purge_sessions_periodically(self.state.accounts.clone()));
         let audit_retention = tokio::spawn(purge_streamed_audit_periodically(
             self.state.auditor.clone(),
@@ -191,6 +186,12 @@ impl Server {
         // database that does not answer cannot hold shutdown up beyond this bound.
         if !auditor.flush(AUDIT_FLUSH_TIMEOUT).await {
             tracing::warn!("audit events still queued at shutdown were dropped");
+        }
+        // Last-use times noted since the last batch, bounded like the audit flush.
+        match tokio::time::timeout(AUDIT_FLUSH_TIMEOUT, api_keys.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "API key last-use times were not recorded"),
+            Err(_) => tracing::warn!("API key last-use times were not recorded in time"),
         }
         store.close().await;
         tracing::info!("stopped");

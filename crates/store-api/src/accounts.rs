@@ -149,7 +149,8 @@ pub trait UserStore: std::fmt::Debug + Send + Sync {
         now: OffsetDateTime,
     ) -> Result<Option<User>, StoreError>;
 
-    /// Sets the status; disabling also revokes every session of the user, in one transaction.
+    /// Sets the status; disabling also revokes every session of the user and advances the
+    /// credential epoch (their personal access tokens stop at once), in one transaction.
     /// `false` if there is no such user.
     async fn set_user_status(
         &self,
@@ -158,7 +159,8 @@ pub trait UserStore: std::fmt::Debug + Send + Sync {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
 
-    /// Deletes the user and everything that belongs to them (sessions, factors).
+    /// Deletes the user and everything that belongs to them (sessions, factors, personal access
+    /// tokens), advancing the credential epoch.
     async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
 
     /// The stored password hash, if the user has a password.

@@ -89,6 +89,12 @@ pub enum Conflict {
     /// The service token is registered to another service account.
     #[error("token is registered to another account")]
     TokenOwnedElsewhere,
+    /// The service account name is taken.
+    #[error("service account name is already taken")]
+    ServiceNameTaken,
+    /// An API key was to be created for a disabled service account or user.
+    #[error("the key's owner is disabled")]
+    OwnerDisabled,
     /// A record with this key exists (e.g. a relationship store or model id reused).
     #[error("duplicate key: {0}")]
     Duplicate(String),

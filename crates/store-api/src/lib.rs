@@ -7,7 +7,9 @@
 //! `Arc<dyn AccountStore>`), so it compiles without the backends and cannot reach tables that
 //! are not its own. Only the binary's wiring holds the whole [`Store`].
 //!
-//! - [`ServiceAccountStore`]: machine principals and their token digests.
+//! - [`ServiceAccountStore`], [`ApiKeyStore`]: machine principals, and the API keys (digests
+//!   only) that they and users authenticate with, with the credential epoch that tells every
+//!   replica to forget cached keys (see [`service_accounts`]).
 //! - [`RelationshipStore`]: the OpenFGA-compatible PDP's stores, authorization models,
 //!   relationship tuples and the per-store tuple changelog that keeps every replica's in-memory
 //!   tuple index fresh (see [`relationships`]).
@@ -58,7 +60,10 @@ pub use relationships::{
     StoredTuple, TupleChangeRecord, TupleFilter, TupleKey, TupleOperation, TupleSnapshot,
     TupleWriteError, WriteOptions, WriteOutcome,
 };
-pub use service_accounts::{AccountRole, EnsuredToken, ServiceAccount, ServiceAccountStore};
+pub use service_accounts::{
+    ApiKey, ApiKeyStore, EnsuredKey, KeyOwner, KeyUse, NewApiKey, NewServiceAccount,
+    SYSTEM_STORE_ID, ServiceAccount, ServiceAccountPage, ServiceAccountStore, VerifiedKey,
+};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +129,7 @@ impl<T: ClientStore + GrantStore + UserStore + AuditStore + Send + Sync + ?Sized
 #[async_trait]
 pub trait Store:
     ServiceAccountStore
+    + ApiKeyStore
     + RelationshipStore
     + AccountStore
     + OAuthStore

@@ -95,6 +95,21 @@ pub fn postgres_url(test_name: &str) -> Option<String> {
     }
 }
 
+/// Deletes the signing keys of the SQLite database file at `path` (a fixture written by another
+/// installation), whose sealing key the test does not have: a server refuses to start with keys
+/// it cannot open, so a test that starts one on the fixture lets it generate new keys instead.
+pub async fn forget_fixture_signing_keys(path: &std::path::Path) -> Result<(), sqlx::Error> {
+    use sqlx::Connection as _;
+    let mut connection = sqlx::sqlite::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(path),
+    )
+    .await?;
+    sqlx::query("DELETE FROM signing_keys")
+        .execute(&mut connection)
+        .await?;
+    connection.close().await
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Some(schema) = self.schema.take() else {

@@ -2,7 +2,7 @@
 //! linked once.
 
 mod accounts;
+mod api_keys;
 mod password;
 mod second_factor;
-mod service_tokens;
 mod throttle;

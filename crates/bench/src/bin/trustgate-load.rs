@@ -6,9 +6,12 @@
 //!
 //! - `GET /healthz` — the trivial endpoint (the baseline),
 //! - `GET /admin/v1/whoami` — bearer-token authentication and nothing else,
-//! - `POST /stores/{id}/check` — the queries of the dataset, all classes in turn,
+//! - `POST /stores/{id}/check` — the queries of the dataset, all classes in turn, with the admin
+//!   token,
+//! - the same checks with an API key of a service account that holds only `reader` on the store
+//!   (provisioned through the admin API),
 //!
-//! and prints requests/s, p50 and p99 of each and the ratio check/healthz.
+//! and prints requests/s, p50 and p99 of each, the ratio check/healthz and the ratio key/admin.
 //! `scripts/load.sh` starts a server and runs this against it.
 //!
 //! `trustgate-load oauth ...` measures `POST /oauth2/token` (client credentials) and
@@ -84,6 +87,8 @@ struct Prepared {
     expect_allowed: Option<bool>,
     /// Bytes the answer must contain (e.g. `"active":true`).
     expect_contains: Option<&'static [u8]>,
+    /// An `Authorization` value replacing the client's.
+    auth: Option<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -183,10 +188,27 @@ async fn check_load(args: Args) -> Result<()> {
                 body: Some(serde_json::to_vec(&body)?),
                 expect_allowed: Some(q.expected),
                 expect_contains: None,
+                auth: None,
             })
         })
         .collect::<Result<_>>()?;
-    verify_checks(&setup, &checks).await?;
+    // A service account holding only `reader` on this store, and a key limited to it: what an
+    // application behind trustgate uses. The same checks are sent with it and with the admin
+    // token, both as a per-request header so the two differ only in the credential.
+    let reader_key = provision_reader_key(&setup, &base, &store_id).await?;
+    let with_auth = |auth: String| {
+        let auth: Arc<str> = Arc::from(auth);
+        checks
+            .iter()
+            .map(|p| Prepared {
+                auth: Some(auth.clone()),
+                ..p.clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    let admin_checks = with_auth(auth.clone());
+    let key_checks = with_auth(format!("Bearer {reader_key}"));
+    verify_checks(&setup, &key_checks).await?;
     let endpoints = [
         Endpoint {
             label: "GET /healthz",
@@ -196,6 +218,7 @@ async fn check_load(args: Args) -> Result<()> {
                 body: None,
                 expect_allowed: None,
                 expect_contains: None,
+                auth: None,
             }]),
         },
         Endpoint {
@@ -206,11 +229,16 @@ async fn check_load(args: Args) -> Result<()> {
                 body: None,
                 expect_allowed: None,
                 expect_contains: None,
+                auth: None,
             }]),
         },
         Endpoint {
-            label: "POST /stores/{id}/check",
-            requests: Arc::new(checks),
+            label: "POST check (admin token)",
+            requests: Arc::new(admin_checks),
+        },
+        Endpoint {
+            label: "POST check (store API key)",
+            requests: Arc::new(key_checks),
         },
     ];
 
@@ -233,25 +261,59 @@ async fn check_load(args: Args) -> Result<()> {
         args.connections,
         args.duration,
         args.rounds,
-        endpoints[2].requests.len(),
+        endpoints[3].requests.len(),
         cpus()
     );
     let rates = print_table(&endpoints, &mut totals);
-    println!(
-        "check throughput / healthz throughput = {:.0}% (target ≥ 50%); check / whoami = {:.0}%",
-        100.0 * rates[2] / rates[0].max(1e-9),
-        100.0 * rates[2] / rates[1].max(1e-9),
-    );
     let errors: u64 = totals.iter().map(|t| t.errors).sum();
     println!(
         "check throughput / healthz throughput = {:.0}% (target ≥ 50%); check / whoami = {:.0}%",
         100.0 * rates[2] / rates[0].max(1e-9),
         100.0 * rates[2] / rates[1].max(1e-9),
     );
+    println!(
+        "check with a store-scoped API key / check with the admin token = {:.0}% (target ≥ 95%)",
+        100.0 * rates[3] / rates[2].max(1e-9),
+    );
     if errors > 0 {
         bail!("{errors} requests failed or answered unexpectedly");
     }
     Ok(())
+}
+
+/// A service account with `reader` on `store_id` and a key limited to it, through the admin API.
+async fn provision_reader_key(admin: &Client, base: &str, store_id: &str) -> Result<String> {
+    let suffix = std::process::id();
+    let account: Value = send_json(
+        admin,
+        reqwest::Method::POST,
+        &format!("{base}/admin/v1/service-accounts"),
+        &json!({ "name": format!("trustgate-load-{suffix}-{store_id}") }),
+    )
+    .await
+    .context("creating the service account")?;
+    let id = account["id"].as_str().context("the account has no id")?;
+    let role = format!("store:{store_id}:reader");
+    send_json(
+        admin,
+        reqwest::Method::POST,
+        &format!("{base}/admin/v1/roles"),
+        &json!({ "subject": format!("service:{id}"), "role": role }),
+    )
+    .await
+    .context("granting reader")?;
+    let issued: Value = send_json(
+        admin,
+        reqwest::Method::POST,
+        &format!("{base}/admin/v1/service-accounts/{id}/api-keys"),
+        &json!({ "scopes": [role] }),
+    )
+    .await
+    .context("issuing the key")?;
+    Ok(issued["key"]
+        .as_str()
+        .context("the answer has no key")?
+        .to_owned())
 }
 
 /// Warm-up per endpoint, then `rounds` interleaved rounds splitting `duration` seconds.
@@ -404,6 +466,9 @@ async fn verify_checks(client: &Client, checks: &[Prepared]) -> Result<()> {
 /// Sends one request; `Ok(false)` for a non-success status or an unexpected check answer.
 async fn send(client: &Client, p: &Prepared) -> Result<bool> {
     let mut req = client.request(p.method.clone(), &p.url);
+    if let Some(auth) = &p.auth {
+        req = req.header(reqwest::header::AUTHORIZATION, &**auth);
+    }
     if let Some(body) = &p.body {
         req = req.body(body.clone());
     }
@@ -558,6 +623,7 @@ async fn oauth_load(args: OAuthArgs) -> Result<()> {
                 body: None,
                 expect_allowed: None,
                 expect_contains: None,
+                auth: None,
             }]),
         },
         Endpoint {
@@ -568,6 +634,7 @@ async fn oauth_load(args: OAuthArgs) -> Result<()> {
                 body: Some(grant),
                 expect_allowed: None,
                 expect_contains: Some(b"\"access_token\""),
+                auth: None,
             }]),
         },
         Endpoint {
@@ -578,6 +645,7 @@ async fn oauth_load(args: OAuthArgs) -> Result<()> {
                 body: Some(introspect_body.into_bytes()),
                 expect_allowed: None,
                 expect_contains: Some(b"\"active\":true"),
+                auth: None,
             }]),
         },
     ];

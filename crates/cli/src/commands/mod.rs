@@ -4,6 +4,7 @@
 mod clients;
 mod fga;
 mod keys;
+mod services;
 mod storefile;
 mod user;
 
@@ -43,7 +44,7 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Show who the admin token authenticates as (checks --server and the token).
+    /// Show who the API key authenticates as, its scopes and roles (checks --server and the key).
     Whoami,
     /// Relationship stores: create, list, get, delete, import and test `fga` store files.
     #[command(subcommand)]
@@ -72,6 +73,15 @@ enum Command {
     /// Signing keys of tokens: list, rotate.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Service accounts: create, list, get, disable, enable, delete.
+    #[command(subcommand)]
+    Service(services::ServiceCommand),
+    /// API keys of service accounts: create (shown once), list, get, revoke, rotate.
+    #[command(subcommand)]
+    Apikey(services::ApiKeyCommand),
+    /// Roles on trustgate and on stores: grant, revoke, list.
+    #[command(subcommand)]
+    Role(services::RoleCommand),
     /// Print the version.
     Version,
 }
@@ -145,6 +155,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit(c) => user::audit(c, &cli.client).await,
         Command::Client(c) => clients::client(c, &cli.client).await,
         Command::Keys(c) => keys::keys(c, &cli.client).await,
+        Command::Service(c) => services::service(c, &cli.client).await,
+        Command::Apikey(c) => services::apikey(c, &cli.client).await,
+        Command::Role(c) => services::role(c, &cli.client).await,
         Command::Whoami => {
             let client = Client::new(&cli.client)?;
             print_json(&client.call(Method::GET, "/admin/v1/whoami", None).await?);

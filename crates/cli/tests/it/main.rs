@@ -5,6 +5,7 @@ mod support;
 
 mod browser;
 mod clients;
+mod machines;
 mod oidc;
 mod openfga_sdk;
 mod postgres;

@@ -31,7 +31,12 @@ fn fresh_start_serves_ops_endpoints_and_writes_a_private_admin_token() {
         .expect("admin.token")
         .trim()
         .to_owned();
-    assert!(token.starts_with("tg_admin_"), "{token}");
+    // An API key of the bootstrap service account: greppable prefix, key id, checksum.
+    assert!(token.starts_with("tg_live_"), "{token}");
+    assert!(matches!(
+        trustgate_authn::api_keys::format::shape(&token),
+        trustgate_authn::api_keys::format::Shape::Key { .. }
+    ));
     assert!(
         server.stdout_lines.iter().any(|l| l.contains(&token)),
         "token printed once"

@@ -1,10 +1,16 @@
 """Drives trustgate through the official OpenFGA Python SDK, unchanged.
 
 Usage: python3 scenario.py BASE_URL ADMIN_TOKEN
-Exits non-zero (with the failing assertion) if any answer differs from OpenFGA's behaviour.
+The admin token only provisions: it creates the store and its model, a service account with the
+store's writer role and two keys limited to that store (a writer and a reader). Everything an
+application does (writes, checks, lists, reads) runs with the store-scoped keys, as it would in
+production. Exits non-zero (with the failing assertion) if any answer differs from OpenFGA's
+behaviour or a key reaches beyond its scope.
 """
 
+import json
 import sys
+import urllib.request
 
 from openfga_sdk import ClientConfiguration
 from openfga_sdk.client.models import (
@@ -19,7 +25,12 @@ from openfga_sdk.client.models import (
 )
 from openfga_sdk.client.models.list_users_request import ClientListUsersRequest
 from openfga_sdk.credentials import CredentialConfiguration, Credentials
-from openfga_sdk.exceptions import FgaValidationException, UnauthorizedException, ValidationException
+from openfga_sdk.exceptions import (
+    FgaValidationException,
+    ForbiddenException,
+    UnauthorizedException,
+    ValidationException,
+)
 from openfga_sdk.models.create_store_request import CreateStoreRequest
 from openfga_sdk.models.fga_object import FgaObject
 from openfga_sdk.models.read_request_tuple_key import ReadRequestTupleKey
@@ -85,19 +96,64 @@ def client(token=TOKEN, store_id=None):
     return OpenFgaClient(config)
 
 
+def admin(method, path, body=None):
+    """A call of trustgate's admin API with the admin token."""
+    request = urllib.request.Request(
+        BASE + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read() or b"null")
+
+
 def allowed(fga, user, relation, obj, **kw):
     return fga.check(ClientCheckRequest(user=user, relation=relation, object=obj, **kw)).allowed
 
 
 checks = 0
-with client() as fga:
-    store = fga.create_store(CreateStoreRequest(name="sdk-scenario"))
+with client() as provisioner:
+    store = provisioner.create_store(CreateStoreRequest(name="sdk-scenario"))
     assert len(store.id) == 26, store.id
+    other = provisioner.create_store(CreateStoreRequest(name="another-tenant"))
+    provisioner.set_store_id(store.id)
+    model_id = provisioner.write_authorization_model(MODEL).authorization_model_id
+
+app = admin("POST", "/admin/v1/service-accounts", {"name": "sdk-app", "owner": "sdk scenario"})
+admin("POST", "/admin/v1/roles", {"subject": "service:" + app["id"], "role": f"store:{store.id}:writer"})
+WRITER = admin(
+    "POST", f"/admin/v1/service-accounts/{app['id']}/api-keys", {"scopes": [f"store:{store.id}:writer"]}
+)["key"]
+READER = admin(
+    "POST", f"/admin/v1/service-accounts/{app['id']}/api-keys", {"scopes": [f"store:{store.id}:reader"]}
+)["key"]
+
+with client(token=READER, store_id=store.id) as reader:
+    # A reader reads but never writes, and sees no other store.
+    assert [s.id for s in reader.list_stores().stores] == [store.id]
+    try:
+        reader.write(ClientWriteRequest(writes=[ClientTuple("user:anne", "owner", "document:plan")]))
+        raise AssertionError("a reader must not write")
+    except ForbiddenException:
+        pass
+
+with client(token=WRITER, store_id=other.id) as outsider:
+    try:
+        outsider.get_store()
+        raise AssertionError("a store-scoped key must not reach another store")
+    except ForbiddenException:
+        pass
+
+with client(token=WRITER) as fga:
     fga.set_store_id(store.id)
     assert fga.get_store().name == "sdk-scenario"
-    assert any(s.id == store.id for s in fga.list_stores().stores)
-
-    model_id = fga.write_authorization_model(MODEL).authorization_model_id
+    assert [s.id for s in fga.list_stores().stores] == [store.id]
+    try:
+        fga.write_authorization_model(MODEL)
+        raise AssertionError("a writer must not write models")
+    except ForbiddenException:
+        pass
     fga.set_authorization_model_id(model_id)
     latest = fga.read_latest_authorization_model().authorization_model
     assert latest.id == model_id, latest.id
@@ -186,7 +242,16 @@ with client() as fga:
     assert not allowed(fga, "user:bob", "viewer", "document:plan"), "revocation is immediate"
     checks += 1
 
-    fga.delete_store()
+    try:
+        fga.delete_store()
+        raise AssertionError("a writer must not delete the store")
+    except ForbiddenException:
+        pass
+
+with client() as provisioner:
+    for store_id in (store.id, other.id):
+        provisioner.set_store_id(store_id)
+        provisioner.delete_store()
 
 with client(token="tg_admin_wrong_token") as intruder:
     try:

@@ -3,3 +3,4 @@
 
 mod hot_path;
 mod service;
+mod system;

@@ -14,7 +14,11 @@
 //! model cache, write validation, limits, paging and the decision audit all live in the
 //! service; nothing here touches the store.
 //!
-//! Every route needs the admin bearer token ([`crate::auth::AdminPrincipal`], 401 otherwise).
+//! Every route needs an API key ([`crate::auth::Authorized`], 401 otherwise) whose owner and
+//! scopes hold the route's permission on the path's store (403 `permission_denied` otherwise):
+//! `reader` for queries and reads, `writer` for tuple writes, `store_admin` for models and
+//! deleting the store, `admin` for creating stores. Listing stores shows only the stores the
+//! caller may read; the system store is never shown.
 //! Errors are OpenFGA's bodies `{"code", "message"}` ([`FgaError`]): 400 for every input error
 //! (`validation_error`, `type_not_found`, `relation_not_found`, `invalid_tuple`,
 //! `authorization_model_not_found`, `latest_authorization_model_not_found`,

@@ -22,7 +22,7 @@ use super::wire::{
 };
 use super::{FgaError, FgaJson, check_store_id, consistency_token};
 use crate::AppState;
-use crate::auth::AdminPrincipal;
+use crate::auth::{Authorized, StoreReader};
 use crate::client_context::ClientContext;
 
 /// The store a query addresses, its model and how fresh its answer must be (the body's
@@ -53,7 +53,7 @@ fn list_paging(page_size: Option<i64>, continuation_token: &str) -> ListPaging<'
 
 /// `POST /stores/{store_id}/check`.
 pub async fn check(
-    AdminPrincipal(principal): AdminPrincipal,
+    Authorized(caller, _): Authorized<StoreReader>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
     ClientContext(ctx): ClientContext,
@@ -65,7 +65,7 @@ pub async fn check(
     let key = req
         .tuple_key
         .ok_or_else(|| FgaError::validation("invalid CheckRequest.TupleKey: value is required"))?;
-    let subject = principal.subject();
+    let subject = caller.subject();
     let allowed = state
         .pdp
         .check(
@@ -115,7 +115,7 @@ fn check_error(e: &PdpError) -> CheckError {
 
 /// `POST /stores/{store_id}/batch-check`.
 pub async fn batch_check(
-    AdminPrincipal(principal): AdminPrincipal,
+    Authorized(caller, _): Authorized<StoreReader>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
     ClientContext(ctx): ClientContext,
@@ -140,7 +140,7 @@ pub async fn batch_check(
             },
         });
     }
-    let subject = principal.subject();
+    let subject = caller.subject();
     let outcomes = state
         .pdp
         .batch_check(
@@ -178,7 +178,7 @@ pub async fn batch_check(
 
 /// `POST /stores/{store_id}/expand`.
 pub async fn expand(
-    _admin: AdminPrincipal,
+    _caller: Authorized<StoreReader>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
     headers: HeaderMap,
@@ -210,7 +210,7 @@ pub async fn expand(
 
 /// `POST /stores/{store_id}/list-objects`.
 pub async fn list_objects(
-    _admin: AdminPrincipal,
+    _caller: Authorized<StoreReader>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
     headers: HeaderMap,
@@ -245,7 +245,7 @@ pub async fn list_objects(
 
 /// `POST /stores/{store_id}/list-users`.
 pub async fn list_users(
-    _admin: AdminPrincipal,
+    _caller: Authorized<StoreReader>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
     headers: HeaderMap,

@@ -14,7 +14,9 @@ use super::wire::{
 };
 use super::{FgaError, FgaJson, check_store_id, page};
 use crate::AppState;
-use crate::auth::AdminPrincipal;
+use trustgate_pdp::system::ReadableStores;
+
+use crate::auth::{Authorized, Caller, StoreAdmin, StoreReader, SystemAdmin};
 
 /// The query of a paged GET, with OpenFGA's error for a malformed one.
 pub fn page_query(q: Result<Query<PageQuery>, QueryRejection>) -> Result<PageQuery, FgaError> {
@@ -24,7 +26,7 @@ pub fn page_query(q: Result<Query<PageQuery>, QueryRejection>) -> Result<PageQue
 
 /// `POST /stores`.
 pub async fn create(
-    _admin: AdminPrincipal,
+    _caller: Authorized<SystemAdmin>,
     State(state): State<AppState>,
     FgaJson(req): FgaJson<CreateStoreRequest>,
 ) -> Result<Response, FgaError> {
@@ -34,7 +36,7 @@ pub async fn create(
 
 /// `GET /stores`.
 pub async fn list(
-    _admin: AdminPrincipal,
+    caller: Caller,
     State(state): State<AppState>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<ListStoresResponse>, FgaError> {
@@ -44,16 +46,48 @@ pub async fn list(
         q.continuation_token.as_deref(),
         "ListStoresRequest",
     )?;
-    let stores = state.pdp.list_stores(page).await?;
+    let subject = caller.subject();
+    let readable = state.access.readable_stores(caller.asker(&subject)).await?;
+    let ReadableStores::Only(ids) = readable else {
+        let stores = state.pdp.list_stores(page).await?;
+        return Ok(Json(ListStoresResponse {
+            stores: stores.items.iter().map(StoreJson::from).collect(),
+            continuation_token: stores.continuation_token.unwrap_or_default(),
+        }));
+    };
+    // A principal limited to some stores sees exactly those (ids in order; the continuation
+    // token is the last id shown).
+    let after = page.continuation_token.filter(|t| !t.is_empty());
+    let mut stores = Vec::new();
+    let mut more = false;
+    for id in ids
+        .iter()
+        .filter(|id| after.is_none_or(|a| id.as_str() > a))
+    {
+        if stores.len() == page.size as usize {
+            more = true;
+            break;
+        }
+        match state.pdp.get_store(id).await {
+            Ok(store) => stores.push(store),
+            Err(trustgate_pdp::PdpError::StoreNotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let continuation_token = if more {
+        stores.last().map(|s| s.id.clone()).unwrap_or_default()
+    } else {
+        String::new()
+    };
     Ok(Json(ListStoresResponse {
-        stores: stores.items.iter().map(StoreJson::from).collect(),
-        continuation_token: stores.continuation_token.unwrap_or_default(),
+        stores: stores.iter().map(StoreJson::from).collect(),
+        continuation_token,
     }))
 }
 
 /// `GET /stores/{store_id}`.
 pub async fn get(
-    _admin: AdminPrincipal,
+    _caller: Authorized<StoreReader>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
 ) -> Result<Json<StoreJson>, FgaError> {
@@ -64,18 +98,20 @@ pub async fn get(
 
 /// `DELETE /stores/{store_id}`: 204, or 404 if it does not exist (any more).
 pub async fn delete(
-    _admin: AdminPrincipal,
+    _caller: Authorized<StoreAdmin>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
 ) -> Result<StatusCode, FgaError> {
     check_store_id(&store_id)?;
     state.pdp.delete_store(&store_id).await?;
+    // Roles on a deleted store would otherwise outlive it in the system store.
+    state.access.forget_store(&store_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /stores/{store_id}/authorization-models`: validates and stores an immutable model.
 pub async fn write_model(
-    _admin: AdminPrincipal,
+    _caller: Authorized<StoreAdmin>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
     FgaJson(body): FgaJson<Value>,
@@ -115,7 +151,7 @@ pub fn model_json(stored: StoredModel) -> Value {
 
 /// `GET /stores/{store_id}/authorization-models`: newest first.
 pub async fn list_models(
-    _admin: AdminPrincipal,
+    _caller: Authorized<StoreReader>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
@@ -136,7 +172,7 @@ pub async fn list_models(
 
 /// `GET /stores/{store_id}/authorization-models/{model_id}`.
 pub async fn read_model(
-    _admin: AdminPrincipal,
+    _caller: Authorized<StoreReader>,
     State(state): State<AppState>,
     Path((store_id, model_id)): Path<(String, String)>,
 ) -> Result<Json<ReadModelResponse>, FgaError> {

@@ -18,7 +18,7 @@ use super::wire::{
 };
 use super::{CONSISTENCY_HEADER, FgaError, FgaJson, check_store_id, page};
 use crate::AppState;
-use crate::auth::AdminPrincipal;
+use crate::auth::{Authorized, StoreReader, StoreWriter};
 
 fn on_duplicate(s: &str) -> Result<OnDuplicate, FgaError> {
     match s {
@@ -42,7 +42,7 @@ fn on_missing(s: &str) -> Result<OnMissing, FgaError> {
 
 /// `POST /stores/{store_id}/write`.
 pub async fn write(
-    _admin: AdminPrincipal,
+    _caller: Authorized<StoreWriter>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
     FgaJson(req): FgaJson<WriteRequest>,
@@ -84,7 +84,7 @@ pub async fn write(
 
 /// `POST /stores/{store_id}/read`: from the database, so always current.
 pub async fn read(
-    _admin: AdminPrincipal,
+    _caller: Authorized<StoreReader>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
     FgaJson(req): FgaJson<ReadRequest>,
@@ -112,7 +112,7 @@ pub async fn read(
 
 /// `GET /stores/{store_id}/changes`.
 pub async fn changes(
-    _admin: AdminPrincipal,
+    _caller: Authorized<StoreReader>,
     State(state): State<AppState>,
     Path(store_id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,

@@ -99,6 +99,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "passkey_added" => "The passkey was added.",
         "passkey_removed" => "The passkey was removed.",
         "consent_revoked" => "The application's access was withdrawn.",
+        "token_revoked" => "The token was revoked.",
         _ => return None,
     })
 }
@@ -195,6 +196,11 @@ pub async fn account_page(
             id: s.id,
         })
         .collect();
+    let (tokens, token_roles) =
+        match super::tokens::section(&state, &user.id, state.clock.now()).await {
+            Ok(section) => section,
+            Err(page) => return page,
+        };
     let error = outcome.error.as_deref().unwrap_or_default();
     let notice = outcome
         .done
@@ -217,6 +223,9 @@ pub async fn account_page(
         passkeys_available: rp.is_some(),
         passkey_error: super::passkeys::passkey_error_text(error).map(str::to_owned),
         consents,
+        tokens,
+        token_roles,
+        token_error: super::tokens::token_error_text(error).map(str::to_owned),
     };
     render::html(StatusCode::OK, &page)
 }

@@ -20,6 +20,7 @@
 //! | `GET /account/totp`, `GET /account/recovery-codes` | enrolment QR code; recovery codes shown once |
 //! | `GET/POST /account/reauth` | step-up: password (and code) again, then back to `next` |
 //! | `POST /login/passkey`, `POST /account/passkeys`, `POST /account/passkeys/remove` | passkey sign-in, registration, removal ([`passkeys`]) |
+//! | `POST /account/tokens`, `GET /account/tokens/new`, `POST /account/tokens/{id}/revoke` | personal access tokens: create (step-up, shown once), revoke ([`tokens`]) |
 //! | `GET /static/pages.css`, `GET /static/passkey.js` | the one stylesheet, the one script |
 //!
 //! Rules every handler keeps:
@@ -41,6 +42,7 @@ pub mod next;
 pub mod passkeys;
 pub mod render;
 pub mod session;
+pub mod tokens;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -82,6 +84,9 @@ pub fn router() -> Router<AppState> {
             "/account/sessions/revoke-others",
             post(account::revoke_other_sessions),
         )
+        .route("/account/tokens", post(tokens::create_token))
+        .route("/account/tokens/new", get(tokens::new_token_page))
+        .route("/account/tokens/{id}/revoke", post(tokens::revoke_token))
         .route(
             "/account/reauth",
             get(account::reauth_page).post(account::reauth_submit),

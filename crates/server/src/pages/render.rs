@@ -126,6 +126,43 @@ pub struct AccountPage {
     pub passkey_error: Option<String>,
     /// Applications the user allowed (remembered OAuth consents).
     pub consents: Vec<ConsentRow>,
+    /// Personal access tokens.
+    pub tokens: Vec<TokenRow>,
+    /// The roles the user holds, which a new token may be limited to.
+    pub token_roles: Vec<String>,
+    /// Error of the token section.
+    pub token_error: Option<String>,
+}
+
+/// One personal access token on the account page (never its secret).
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    /// Key id.
+    pub id: String,
+    /// Its greppable prefix, `tg_<env>_<id>`.
+    pub prefix: String,
+    /// What it is for.
+    pub description: String,
+    /// Its scopes, space separated.
+    pub scopes: String,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// RFC 3339 expiry, or `never`.
+    pub expires: String,
+    /// RFC 3339 last use, or `never`.
+    pub last_used: String,
+    /// `active`, `expired` or `revoked`.
+    pub status: &'static str,
+}
+
+/// `GET /account/tokens/new`: a freshly created personal access token, shown once.
+#[derive(Debug, Template)]
+#[template(path = "token_created.html")]
+pub struct TokenCreatedPage {
+    /// Session-bound token (for the sign-out form).
+    pub csrf: String,
+    /// The personal access token.
+    pub token: String,
 }
 
 /// One remembered consent on the account page.

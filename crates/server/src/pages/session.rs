@@ -148,10 +148,13 @@ pub enum Flash {
     TotpSetup(String),
     /// Fresh recovery codes, shown once.
     RecoveryCodes(Vec<String>),
+    /// A freshly created personal access token, shown once.
+    AccessToken(String),
 }
 
 const FLASH_TOTP: &str = "trustgate/pages/flash/totp-setup";
 const FLASH_CODES: &str = "trustgate/pages/flash/recovery-codes";
+const FLASH_TOKEN: &str = "trustgate/pages/flash/access-token";
 
 impl Flash {
     fn key(session_token: &str) -> Option<SealingKey> {
@@ -166,6 +169,7 @@ impl Flash {
         let (tag, purpose, plain) = match self {
             Flash::TotpSetup(secret) => ("t", FLASH_TOTP, secret.clone()),
             Flash::RecoveryCodes(codes) => ("r", FLASH_CODES, codes.join("\n")),
+            Flash::AccessToken(token) => ("k", FLASH_TOKEN, token.clone()),
         };
         let sealed = key.seal(purpose, plain.as_bytes());
         let value = format!("{tag}.{}", URL_SAFE_NO_PAD.encode(sealed));
@@ -181,11 +185,13 @@ impl Flash {
         let purpose = match tag {
             "t" => FLASH_TOTP,
             "r" => FLASH_CODES,
+            "k" => FLASH_TOKEN,
             _ => return None,
         };
         let plain = String::from_utf8(key.open(purpose, &sealed)?).ok()?;
         Some(match tag {
             "t" => Flash::TotpSetup(plain),
+            "k" => Flash::AccessToken(plain),
             _ => Flash::RecoveryCodes(plain.lines().map(str::to_owned).collect()),
         })
     }

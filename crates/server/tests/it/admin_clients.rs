@@ -10,12 +10,11 @@ use axum::body::{Body, to_bytes};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-use trustgate_core::{SealingKey, Secret, SystemClock, TokenDigest};
+use trustgate_core::{SealingKey, Secret, SystemClock};
 use trustgate_oauth::clients::{ClientRegistry, PresentedCredentials};
-use trustgate_server::{AppState, Config, router};
+use trustgate_server::{Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store_api::AccountRole;
 
 const TOKEN: &str = "tg_admin_clients_test_token_0123456789abcdef";
 
@@ -25,25 +24,14 @@ struct App {
 }
 
 async fn app(db: &TestDatabase) -> App {
-    db.store
-        .ensure_account_token(
-            "sa-admin",
-            "admin",
-            AccountRole::Admin,
-            &TokenDigest::of(TOKEN),
-            "test",
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .expect("admin");
-    let state = AppState::start(
+    let state = crate::common::start_with_admin(
         db.store.clone(),
         Arc::new(SystemClock),
         Config::default(),
         SealingKey::generate(),
+        TOKEN,
     )
-    .await
-    .expect("app state");
+    .await;
     App {
         clients: state.clients.clone(),
         router: router(state),
@@ -399,7 +387,10 @@ async fn a_client_from_creation_to_deletion(db: TestDatabase) {
             .is_some_and(|k| k.starts_with("client_"))
         {
             assert_eq!(event["detail"]["client_id"], id.as_str(), "{event}");
-            assert_eq!(event["actor"], "service:sa-admin");
+            assert_eq!(
+                event["actor"],
+                crate::common::admin_subject(&*db.store).await
+            );
             assert_eq!(event["outcome"], "success");
         }
     }

@@ -12,11 +12,10 @@ use http::{HeaderMap, Request, StatusCode};
 use serde_json::{Value, json};
 use time::macros::datetime;
 use tower::ServiceExt as _;
-use trustgate_core::{ManualClock, SealingKey, TokenDigest};
+use trustgate_core::{ManualClock, SealingKey};
 use trustgate_server::{AppState, Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store_api::AccountRole;
 use trustgate_tokens::Algorithm;
 
 const TOKEN: &str = "tg_admin_keys_test_token_0123456789abcdef";
@@ -29,25 +28,14 @@ struct App {
 
 async fn app_with(db: &TestDatabase, config: Config, secrets_key: SealingKey) -> App {
     let clock = ManualClock::new(datetime!(2026-03-01 12:00 UTC));
-    db.store
-        .ensure_account_token(
-            "sa-admin",
-            "admin",
-            AccountRole::Admin,
-            &TokenDigest::of(TOKEN),
-            "test",
-            datetime!(2026-03-01 12:00 UTC),
-        )
-        .await
-        .expect("admin");
-    let state = AppState::start(
+    let state = crate::common::start_with_admin(
         db.store.clone(),
         Arc::new(clock.clone()),
         config,
         secrets_key,
+        TOKEN,
     )
-    .await
-    .expect("app state");
+    .await;
     App {
         router: router(state.clone()),
         state,
@@ -296,7 +284,10 @@ async fn rotation_through_the_api_publishes_at_once_and_is_audited(db: TestDatab
             .any(|e| e["detail"]["kids"] == json!([new_kid]))
     );
     for event in events {
-        assert_eq!(event["actor"], "service:sa-admin");
+        assert_eq!(
+            event["actor"],
+            crate::common::admin_subject(&*db.store).await
+        );
         assert_eq!(event["outcome"], "success");
     }
 }

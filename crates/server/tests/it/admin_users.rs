@@ -9,11 +9,10 @@ use http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use trustgate_authn::accounts::{Accounts, LoginStep, RequestContext};
-use trustgate_core::{SealingKey, Secret, SystemClock, TokenDigest};
-use trustgate_server::{AppState, Config, router};
+use trustgate_core::{SealingKey, Secret, SystemClock};
+use trustgate_server::{Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store_api::AccountRole;
 
 const TOKEN: &str = "tg_admin_users_test_token_0123456789abcdef";
 const PASSWORD: &str = "correct horse battery staple";
@@ -24,25 +23,14 @@ struct App {
 }
 
 async fn app(db: &TestDatabase) -> App {
-    db.store
-        .ensure_account_token(
-            "sa-admin",
-            "admin",
-            AccountRole::Admin,
-            &TokenDigest::of(TOKEN),
-            "test",
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .expect("admin");
-    let state = AppState::start(
+    let state = crate::common::start_with_admin(
         db.store.clone(),
         Arc::new(SystemClock),
         Config::default(),
         SealingKey::generate(),
+        TOKEN,
     )
-    .await
-    .expect("app state");
+    .await;
     App {
         accounts: state.accounts.clone(),
         router: router(state),
@@ -495,7 +483,10 @@ async fn profile_update_delete_and_audit(db: TestDatabase) {
         .iter()
         .find(|e| e["kind"] == "user_created")
         .expect("created");
-    assert_eq!(created["actor"], "service:sa-admin");
+    assert_eq!(
+        created["actor"],
+        crate::common::admin_subject(&*db.store).await
+    );
     assert_eq!(created["outcome"], "success");
     assert!(created["request_id"].is_string());
     assert!(!audit.to_string().contains(PASSWORD));

@@ -7,35 +7,23 @@ use axum::body::{Body, to_bytes};
 use http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt as _;
-use trustgate_core::{SystemClock, TokenDigest};
-use trustgate_server::{AppState, Config, router};
+use trustgate_core::SystemClock;
+use trustgate_server::{Config, router};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store_api::AccountRole;
 
 const TOKEN: &str = "tg_admin_http_test_token_0123456789abcdef";
 
 async fn app(db: &TestDatabase, config: Config) -> axum::Router {
-    db.store
-        .ensure_account_token(
-            "sa-admin",
-            "admin",
-            AccountRole::Admin,
-            &TokenDigest::of(TOKEN),
-            "test",
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .expect("admin");
     router(
-        AppState::start(
+        crate::common::start_with_admin(
             db.store.clone(),
             Arc::new(SystemClock),
             config,
             trustgate_core::SealingKey::generate(),
+            TOKEN,
         )
-        .await
-        .expect("app state"),
+        .await,
     )
 }
 
@@ -159,7 +147,10 @@ async fn admin_api_requires_a_valid_bearer_token(db: TestDatabase) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["subject"], "service:sa-admin");
+    assert_eq!(
+        body["subject"],
+        crate::common::admin_subject(&*db.store).await
+    );
 }
 
 async fn metrics_count_by_route_template(db: TestDatabase) {

@@ -9,6 +9,7 @@ mod admin_users;
 mod fga_api;
 mod fga_audit;
 mod http;
+mod machine_access;
 mod oauth_flows;
 mod openfga_matrix;
 mod pages;

@@ -77,15 +77,7 @@ async fn op(db: &TestDatabase) -> Op {
             .expect("create user");
     }
     let admin_token = format!("tg_test_{}", uuid::Uuid::new_v4().simple());
-    db.store
-        .ensure_account_token(
-            &trustgate_core::id::new_ulid(clock.now()),
-            "admin",
-            trustgate_store_api::AccountRole::Admin,
-            &trustgate_core::TokenDigest::of(&admin_token),
-            "test",
-            clock.now(),
-        )
+    trustgate_server::bootstrap::ensure_admin_token(&state, &admin_token)
         .await
         .expect("admin token");
     Op {

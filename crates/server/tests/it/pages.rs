@@ -86,7 +86,161 @@ test_on_both_backends!(
     security_headers_on_every_page_response,
     password_change_needs_step_up_after_the_window,
     revoking_a_session_signs_it_out,
+    personal_access_tokens_need_step_up_never_exceed_the_user_and_die_with_them,
 );
+
+/// A request to the API with a personal access token; the status.
+async fn api_status(p: &Pages, token: &str, path: &str) -> StatusCode {
+    use tower::ServiceExt as _;
+    let request = Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request");
+    p.app
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("infallible")
+        .status()
+}
+
+async fn personal_access_tokens_need_step_up_never_exceed_the_user_and_die_with_them(
+    db: TestDatabase,
+) {
+    let p = pages(&db).await;
+    let alice = p.state.accounts.get_user("alice").await.expect("alice");
+    let mut b = signed_in(&p).await;
+    // Without a role there is nothing to give a token.
+    let page = b.get(&p, "/account").await;
+    assert!(
+        page.body.contains("You hold no role on trustgate"),
+        "{}",
+        page.body
+    );
+    p.state
+        .access
+        .grant(
+            &format!("user:{}", alice.id),
+            &"auditor".parse().expect("role"),
+        )
+        .await
+        .expect("grant");
+    let page = b.get(&p, "/account").await;
+    assert!(page.body.contains("value=\"auditor\""), "{}", page.body);
+
+    // Creating needs a recent sign-in.
+    p.clock.advance(time::Duration::minutes(11));
+    let csrf = b.get(&p, "/account").await.csrf();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("description", "nightly report"),
+        ("scope_0", "auditor"),
+        ("expires_days", "30"),
+    ];
+    let r = b.post(&p, "/account/tokens", &form).await;
+    assert_eq!(r.location(), "/account/reauth?next=%2Faccount%23tokens");
+    let prompt = b.get(&p, r.location()).await;
+    let r = b
+        .post(
+            &p,
+            "/account/reauth",
+            &[
+                ("csrf", &prompt.csrf()),
+                ("password", PASSWORD),
+                ("next", "/account#tokens"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let csrf = b.get(&p, "/account").await.csrf();
+
+    // A forged form asking for a role the user does not hold creates nothing.
+    let r = b
+        .post(
+            &p,
+            "/account/tokens",
+            &[
+                ("csrf", csrf.as_str()),
+                ("description", "too much"),
+                ("scope_0", "admin"),
+                ("expires_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), "/account?error=token_scope#tokens");
+
+    let mut form = form;
+    form[0].1 = &csrf;
+    let r = b.post(&p, "/account/tokens", &form).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), "/account/tokens/new");
+    let shown = b.get(&p, "/account/tokens/new").await;
+    assert_eq!(shown.status, StatusCode::OK);
+    let start = shown.body.find("tg_live_").expect("the token on the page");
+    let token: String = shown.body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    // Shown once: the flash is gone, the account page lists only its prefix.
+    let again = b.get(&p, "/account/tokens/new").await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    let account = b.get(&p, "/account").await;
+    assert!(
+        !account.body.contains(&token),
+        "the account page shows the secret"
+    );
+    assert!(account.body.contains("nightly report"));
+
+    // It acts as the user, within the user's roles.
+    assert_eq!(
+        api_status(&p, &token, "/admin/v1/audit").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api_status(&p, &token, "/admin/v1/users").await,
+        StatusCode::FORBIDDEN
+    );
+    // It loses what the user loses, and dies with the user's account.
+    p.state
+        .access
+        .revoke(
+            &format!("user:{}", alice.id),
+            &"auditor".parse().expect("role"),
+        )
+        .await
+        .expect("revoke");
+    assert_eq!(
+        api_status(&p, &token, "/admin/v1/audit").await,
+        StatusCode::FORBIDDEN
+    );
+    p.state
+        .access
+        .grant(
+            &format!("user:{}", alice.id),
+            &"auditor".parse().expect("role"),
+        )
+        .await
+        .expect("grant");
+    assert_eq!(
+        api_status(&p, &token, "/admin/v1/audit").await,
+        StatusCode::OK
+    );
+    p.state
+        .accounts
+        .set_user_status(
+            &alice.id,
+            UserStatus::Disabled,
+            "test",
+            &RequestContext::default(),
+        )
+        .await
+        .expect("disable");
+    p.state.api_keys.sync().await.expect("epoch");
+    assert_eq!(
+        api_status(&p, &token, "/admin/v1/audit").await,
+        StatusCode::UNAUTHORIZED
+    );
+}
 
 async fn login_rotates_the_session_id_and_sets_the_strict_cookie(db: TestDatabase) {
     let p = pages(&db).await;

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
+use super::api_keys::advance_epoch;
 use super::{Arg, Database, Query, Row, RowLock, Serial, SqlStore, Tx, TxMode, args};
 use super::{reference_is, unique_is};
 use crate::accounts::{
@@ -158,7 +159,7 @@ async fn login_taken<D: Database>(
 }
 
 /// The user's status (`None`: no such user), with the row locked by `lock` until commit.
-async fn user_status<D: Database>(
+pub(super) async fn user_status<D: Database>(
     tx: &mut Tx<'_, D>,
     user_id: &str,
     lock: RowLock,
@@ -353,6 +354,8 @@ impl<D: Database> UserStore for SqlStore<D> {
                 args![now, id],
             )
             .await?;
+            // Their personal access tokens stop on every replica at once.
+            advance_epoch(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(found)
@@ -360,10 +363,17 @@ impl<D: Database> UserStore for SqlStore<D> {
 
     async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
         check_input("user id", id)?;
-        Ok(self
+        let mut tx = self.begin(TxMode::Write).await?;
+        // Sessions, factors and personal access tokens go with the user (ON DELETE CASCADE).
+        let deleted = tx
             .execute("DELETE FROM users WHERE id = $1", args![id])
             .await?
-            == 1)
+            == 1;
+        if deleted {
+            advance_epoch(&mut tx).await?;
+            tx.commit().await?;
+        }
+        Ok(deleted)
     }
 
     async fn password_hash(&self, user_id: &str) -> Result<Option<String>, StoreError> {

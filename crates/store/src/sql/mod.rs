@@ -22,6 +22,7 @@
 //!   their transaction first.
 
 mod accounts;
+mod api_keys;
 mod oauth;
 mod relationships;
 mod service_accounts;

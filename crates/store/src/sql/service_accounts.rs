@@ -1,33 +1,93 @@
-//! [`ServiceAccountStore`]: machine principals and the digests of their tokens.
+//! [`ServiceAccountStore`]: machine principals (their keys are in [`super::api_keys`]).
+//!
+//! Names are unique: an insert is `ON CONFLICT (name) DO NOTHING`, so on PostgreSQL a racing
+//! insert of the same name waits for the other transaction and then finds the name taken, and a
+//! unique violation left over is a reused id. Disabling and deleting advance the credential epoch
+//! in the same transaction.
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use trustgate_core::TokenDigest;
-use trustgate_store_api::{
-    AccountRole, Conflict, EnsuredToken, ServiceAccount, ServiceAccountStore, StoreError,
+use trustgate_store_api::{Conflict, StoreError};
+
+use super::api_keys::{advance_epoch, insert_key};
+use super::{Database, Row, SqlStore, Tx, TxMode, args};
+use crate::relationships::{check_input, normalize_time};
+use crate::service_accounts::{
+    EnsuredKey, KeyOwner, NewApiKey, NewServiceAccount, ServiceAccount, ServiceAccountPage,
+    ServiceAccountStore, check_new_account, check_new_key,
 };
 
-use super::{Database, Row, SqlStore, TxMode, args};
-use crate::relationships::normalize_time;
-use crate::service_accounts::role_from_db;
-
-const ACCOUNT_COLUMNS: &str = "id, name, role, created_at, disabled_at";
-const INSERT_ACCOUNT: &str = "INSERT INTO service_accounts (id, name, role, created_at) \
-                              VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING";
+pub(super) const ACCOUNT_COLUMNS: &str = "id, name, owner, description, created_at, disabled_at";
 
 fn account_from_row(row: &impl Row) -> Result<ServiceAccount, StoreError> {
     Ok(ServiceAccount {
         id: row.text("id")?,
         name: row.text("name")?,
-        role: role_from_db(row.str("role")?)?,
+        owner: row.opt_text("owner")?,
+        description: row.text("description")?,
         created_at: row.time("created_at")?,
         disabled_at: row.opt_time("disabled_at")?,
     })
 }
 
+fn created_account(new: &NewServiceAccount<'_>, now: OffsetDateTime) -> ServiceAccount {
+    ServiceAccount {
+        id: new.id.to_owned(),
+        name: new.name.to_owned(),
+        owner: new.owner.map(str::to_owned),
+        description: new.description.to_owned(),
+        created_at: now,
+        disabled_at: None,
+    }
+}
+
+/// Inserts the account unless its name is taken; whether it was inserted. A reused id is
+/// [`Conflict::Duplicate`].
+async fn insert_account<D: Database>(
+    tx: &mut Tx<'_, D>,
+    new: &NewServiceAccount<'_>,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    Ok(tx
+        .execute(
+            "INSERT INTO service_accounts (id, name, owner, description, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+            args![new.id, new.name, new.owner, new.description, now],
+        )
+        .await?
+        == 1)
+}
+
 #[async_trait]
 impl<D: Database> ServiceAccountStore for SqlStore<D> {
+    async fn create_service_account(
+        &self,
+        new: &NewServiceAccount<'_>,
+        now: OffsetDateTime,
+    ) -> Result<ServiceAccount, StoreError> {
+        check_new_account(new)?;
+        let now = normalize_time(now);
+        let mut tx = self.begin(TxMode::Write).await?;
+        if !insert_account(&mut tx, new, now).await? {
+            return Err(StoreError::Conflict(Conflict::ServiceNameTaken));
+        }
+        tx.commit().await?;
+        Ok(created_account(new, now))
+    }
+
+    async fn get_service_account(&self, id: &str) -> Result<Option<ServiceAccount>, StoreError> {
+        check_input("service account id", id)?;
+        let row = self
+            .fetch_optional(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM service_accounts WHERE id = $1"),
+                args![id],
+            )
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
     async fn find_service_account(&self, name: &str) -> Result<Option<ServiceAccount>, StoreError> {
+        check_input("service account name", name)?;
         let row = self
             .fetch_optional(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM service_accounts WHERE name = $1"),
@@ -37,101 +97,105 @@ impl<D: Database> ServiceAccountStore for SqlStore<D> {
         row.as_ref().map(account_from_row).transpose()
     }
 
-    async fn create_service_account(
+    async fn list_service_accounts(
         &self,
-        account_id: &str,
-        name: &str,
-        role: AccountRole,
-        digest: &TokenDigest,
-        token_label: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<ServiceAccount>, StoreError> {
-        let now = normalize_time(now);
-        let mut tx = self.begin(TxMode::Write).await?;
-        let created = tx
-            .execute(INSERT_ACCOUNT, args![account_id, name, role.as_str(), now])
-            .await?
-            == 1;
-        if !created {
-            return Ok(None);
-        }
-        tx.execute(
-            "INSERT INTO service_tokens (digest, account_id, label, created_at) \
-             VALUES ($1, $2, $3, $4)",
-            args![digest, account_id, token_label, now],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(ServiceAccount {
-            id: account_id.to_owned(),
-            name: name.to_owned(),
-            role,
-            created_at: now,
-            disabled_at: None,
-        }))
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<ServiceAccountPage, StoreError> {
+        let (accounts, next) = self
+            .page_by_id(
+                ACCOUNT_COLUMNS,
+                "service_accounts",
+                after,
+                limit,
+                account_from_row,
+                |a| &a.id,
+            )
+            .await?;
+        Ok(ServiceAccountPage { accounts, next })
     }
 
-    async fn ensure_account_token(
+    async fn set_service_account_disabled(
         &self,
-        account_id: &str,
-        name: &str,
-        role: AccountRole,
-        digest: &TokenDigest,
-        token_label: &str,
+        id: &str,
+        disabled: bool,
         now: OffsetDateTime,
-    ) -> Result<EnsuredToken, StoreError> {
-        let now = normalize_time(now);
+    ) -> Result<Option<ServiceAccount>, StoreError> {
+        check_input("service account id", id)?;
+        let disabled_at = disabled.then(|| normalize_time(now));
         let mut tx = self.begin(TxMode::Write).await?;
-        let account_created = tx
-            .execute(INSERT_ACCOUNT, args![account_id, name, role.as_str(), now])
+        // Disabling an account that is disabled already keeps the time it was disabled at.
+        let row = tx
+            .fetch_optional(
+                &format!(
+                    "UPDATE service_accounts \
+                     SET disabled_at = CASE WHEN $1 IS NULL THEN NULL \
+                                            ELSE COALESCE(disabled_at, $1) END \
+                     WHERE id = $2 RETURNING {ACCOUNT_COLUMNS}"
+                ),
+                args![disabled_at, id],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let account = account_from_row(&row)?;
+        advance_epoch(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(account))
+    }
+
+    async fn delete_service_account(&self, id: &str) -> Result<bool, StoreError> {
+        check_input("service account id", id)?;
+        let mut tx = self.begin(TxMode::Write).await?;
+        // The account's keys go with it (ON DELETE CASCADE).
+        let deleted = tx
+            .execute("DELETE FROM service_accounts WHERE id = $1", args![id])
             .await?
             == 1;
+        if deleted {
+            advance_epoch(&mut tx).await?;
+            tx.commit().await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn ensure_bootstrap_key(
+        &self,
+        account: &NewServiceAccount<'_>,
+        key: &NewApiKey<'_>,
+        now: OffsetDateTime,
+    ) -> Result<EnsuredKey, StoreError> {
+        check_new_account(account)?;
+        let scopes = check_new_key(key)?;
+        let now = normalize_time(now);
+        let mut tx = self.begin(TxMode::Write).await?;
+        let account_created = insert_account(&mut tx, account, now).await?;
         let row = tx
             .fetch_one(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM service_accounts WHERE name = $1"),
-                args![name],
+                args![account.name],
             )
             .await?;
-        let account = account_from_row(&row)?;
-        let token_created = tx
-            .execute(
-                "INSERT INTO service_tokens (digest, account_id, label, created_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
-                args![digest, &account.id, token_label, now],
-            )
-            .await?
-            == 1;
-        if !token_created {
-            let owner = tx
+        let stored = account_from_row(&row)?;
+        let owner = KeyOwner::Service(stored.id.clone());
+        let key_created = insert_key(&mut tx, &owner, key, &scopes, None, now, true).await?;
+        if !key_created {
+            let holder = tx
                 .fetch_one(
-                    "SELECT account_id FROM service_tokens WHERE digest = $1",
-                    args![digest],
+                    "SELECT service_account_id FROM api_keys WHERE digest = $1",
+                    args![key.digest],
                 )
                 .await?;
-            if owner.str("account_id")? != account.id {
+            if holder.opt_str("service_account_id")? != Some(stored.id.as_str()) {
                 return Err(StoreError::Conflict(Conflict::TokenOwnedElsewhere));
             }
         }
         tx.commit().await?;
-        Ok(EnsuredToken {
-            account,
+        Ok(EnsuredKey {
+            account: stored,
             account_created,
-            token_created,
+            key_created,
         })
-    }
-
-    async fn authenticate_service_token(
-        &self,
-        digest: &TokenDigest,
-    ) -> Result<Option<ServiceAccount>, StoreError> {
-        let row = self
-            .fetch_optional(
-                "SELECT a.id, a.name, a.role, a.created_at, a.disabled_at \
-                 FROM service_tokens t JOIN service_accounts a ON a.id = t.account_id \
-                 WHERE t.digest = $1 AND a.disabled_at IS NULL",
-                args![digest],
-            )
-            .await?;
-        row.as_ref().map(account_from_row).transpose()
     }
 }

@@ -2,8 +2,10 @@
 //! linked once.
 
 mod accounts;
+mod api_keys;
 mod load_tuples_timing;
 mod oauth;
+mod postgres_upgrade;
 mod relationships;
 mod service_accounts;
 mod sqlite_lock;

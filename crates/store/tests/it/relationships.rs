@@ -11,8 +11,8 @@ use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 use trustgate_store_api::relationships::{MAX_FIELD_BYTES, MAX_PAGE_SIZE};
 use trustgate_store_api::{
-    OnDuplicate, OnMissing, Store, StoreError, StoredModel, StoredTuple, TupleChangeRecord,
-    TupleFilter, TupleKey, TupleOperation, TupleWriteError, WriteOptions,
+    OnDuplicate, OnMissing, SYSTEM_STORE_ID, Store, StoreError, StoredModel, StoredTuple,
+    TupleChangeRecord, TupleFilter, TupleKey, TupleOperation, TupleWriteError, WriteOptions,
 };
 
 test_on_both_backends!(
@@ -167,15 +167,21 @@ async fn stores_are_created_listed_and_soft_deleted(db: TestDatabase) {
         None
     );
 
+    // Every database has the system store (migration 0006); the store lists it like any other,
+    // first (its id is the smallest ULID), and the PDP service hides it.
+    let system = SYSTEM_STORE_ID.to_owned();
     let (first, token) = db.store.list_fga_stores(2, None).await.expect("list");
-    assert_eq!(first.iter().map(|s| &s.id).collect::<Vec<_>>(), [&a, &b]);
+    assert_eq!(
+        first.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        [&system, &a]
+    );
     let token = token.expect("more stores");
     let (second, end) = db
         .store
         .list_fga_stores(2, Some(&token))
         .await
         .expect("page 2");
-    assert_eq!(second.iter().map(|s| &s.id).collect::<Vec<_>>(), [&c]);
+    assert_eq!(second.iter().map(|s| &s.id).collect::<Vec<_>>(), [&b, &c]);
     assert_eq!(end, None);
 
     assert!(db.store.delete_fga_store(&b, at(9)).await.expect("delete"));
@@ -193,10 +199,16 @@ async fn stores_are_created_listed_and_soft_deleted(db: TestDatabase) {
     );
     assert_eq!(db.store.get_fga_store(&b).await.expect("get"), None);
     let (listed, end) = db.store.list_fga_stores(10, None).await.expect("list");
-    assert_eq!(listed.iter().map(|s| &s.id).collect::<Vec<_>>(), [&a, &c]);
+    assert_eq!(
+        listed.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        [&system, &a, &c]
+    );
     assert_eq!(end, None);
     let live = db.store.live_store_seqs().await.expect("live");
-    assert_eq!(live, vec![(a.clone(), 0), (c.clone(), 0)]);
+    assert_eq!(
+        live,
+        vec![(system.clone(), 0), (a.clone(), 0), (c.clone(), 0)]
+    );
     // A deleted store's id stays taken.
     let err = db
         .store
@@ -290,7 +302,7 @@ async fn deleted_store_data_is_invisible(db: TestDatabase) {
     );
     assert_eq!(
         db.store.live_store_seqs().await.expect("live"),
-        vec![(other.clone(), 1)]
+        vec![(SYSTEM_STORE_ID.to_owned(), 0), (other.clone(), 1)]
     );
     // The other store is untouched.
     assert_eq!(keys(&all_tuples(&db, &other).await).len(), 1);

@@ -1,5 +1,6 @@
 //! A SQLite database written by an earlier release opens with this code, migrates (0005 turns
-//! the TEXT times of 0001–0002 into INTEGER microseconds) and reads back exactly what that
+//! the TEXT times of 0001–0002 into INTEGER microseconds; 0006 turns service tokens into API
+//! keys and the admin role into a tuple of the system store) and reads back exactly what that
 //! release returned. See `fixtures/README.md` for how the fixture was made.
 
 use std::path::{Path, PathBuf};
@@ -14,8 +15,8 @@ use time::macros::datetime;
 use trustgate_core::TokenDigest;
 use trustgate_store::{ConnectOptions, connect};
 use trustgate_store_api::{
-    AccountRole, OnDuplicate, OnMissing, Store, StoredTuple, TupleFilter, TupleKey, TupleOperation,
-    WriteOptions,
+    KeyOwner, NewApiKey, NewServiceAccount, OnDuplicate, OnMissing, SYSTEM_STORE_ID, Store,
+    StoredTuple, TupleFilter, TupleKey, TupleOperation, WriteOptions,
 };
 
 const FIXTURE_DB: &[u8] = include_bytes!("../fixtures/release-e19de9d.db");
@@ -84,6 +85,12 @@ async fn a_database_of_release_e19de9d_reads_back_unchanged() {
     let pool = raw(&path).await;
     for entry in recorded["raw_times"].as_array().expect("raw times") {
         let (table, column) = (text(&entry["table"]), text(&entry["column"]));
+        // 0006 moved the service tokens into api_keys, digest and creation time unchanged.
+        let table = if table == "service_tokens" {
+            "api_keys"
+        } else {
+            table
+        };
         let key = entry["key"].as_object().expect("key");
         let mut sql =
             format!("SELECT typeof({column}) AS kind, {column} AS value FROM {table} WHERE 1 = 1");
@@ -120,7 +127,8 @@ async fn a_database_of_release_e19de9d_reads_back_unchanged() {
     assert!(dangling.is_empty());
     for table in [
         "service_accounts",
-        "service_tokens",
+        "api_keys",
+        "credential_epoch",
         "fga_stores",
         "authorization_models",
         "relation_tuples",
@@ -135,8 +143,15 @@ async fn a_database_of_release_e19de9d_reads_back_unchanged() {
         assert!(sql.contains("STRICT"), "{sql}");
         assert!(!sql.contains("_v5"), "{sql}");
     }
+    let gone: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name LIKE 'service_tokens%'")
+            .fetch_one(&pool)
+            .await
+            .expect("lookup");
+    assert_eq!(gone, 0, "service_tokens and its index are dropped");
     for index in [
-        "service_tokens_account",
+        "api_keys_service_account",
+        "api_keys_user",
         "relation_tuples_user",
         "tuple_changes_type",
     ] {
@@ -151,15 +166,42 @@ async fn a_database_of_release_e19de9d_reads_back_unchanged() {
     }
     pool.close().await;
 
-    // The bootstrap administrator, found by the digest of the token the release printed.
+    // The bootstrap administrator, found by the digest of the token the release printed: the
+    // token is now an API key with the scope "admin", its id derived from the digest.
     let token = text(&recorded["admin_token"]);
-    let account = store
-        .authenticate_service_token(&TokenDigest::of(token))
+    let digest = TokenDigest::of(token);
+    let verified = store
+        .authenticate_api_key(&digest)
         .await
         .expect("lookup")
         .expect("the bootstrap token still authenticates");
-    assert_eq!(account.role, AccountRole::Admin);
+    assert_eq!(verified.key.scopes, ["admin"]);
+    let key_id: String = digest.as_bytes()[..13]
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert_eq!(verified.key.id, key_id);
+    assert_eq!(verified.key.id.len(), 26);
+    assert_eq!(verified.key.revoked_at, None);
+    assert_eq!(verified.key.expires_at, None);
+    assert_eq!(verified.key.rotated_from, None);
+    let KeyOwner::Service(account_id) = &verified.key.owner else {
+        panic!("a service account's key: {:?}", verified.key.owner);
+    };
+    let account = store
+        .get_service_account(account_id)
+        .await
+        .expect("get")
+        .expect("the account");
+    assert_eq!(verified.owner_name, account.name);
     assert_eq!(account.disabled_at, None);
+    assert_eq!(account.owner, None);
+    assert_eq!(account.description, "");
+    assert_eq!(store.credential_epoch().await.expect("epoch"), 0);
+    assert_eq!(
+        store.list_api_keys(None).await.expect("keys"),
+        vec![verified.key.clone()]
+    );
     let created = recorded["raw_times"]
         .as_array()
         .expect("raw times")
@@ -178,9 +220,47 @@ async fn a_database_of_release_e19de9d_reads_back_unchanged() {
         Some(account.clone())
     );
 
-    // The relationship stores, as listed and read by the release.
+    // The system store holds the administrator's role, with a changelog the PDP's index loads.
+    let system = store
+        .get_fga_store(SYSTEM_STORE_ID)
+        .await
+        .expect("get")
+        .expect("the system store");
+    assert_eq!(system.name, "trustgate system");
+    let role = TupleKey::new("system:trustgate", "admin", format!("service:{account_id}"));
+    let loaded = store.load_tuples(SYSTEM_STORE_ID).await.expect("load");
+    assert_eq!(loaded.tuples, vec![role.clone()]);
+    assert_eq!(loaded.seq, 1);
+    let (system_changes, _) = store
+        .read_changes(SYSTEM_STORE_ID, None, None, 100, None)
+        .await
+        .expect("changes");
+    assert_eq!(system_changes.len(), 1);
+    assert_eq!(system_changes[0].seq, 1);
+    assert_eq!(system_changes[0].operation, TupleOperation::Write);
+    assert_eq!(system_changes[0].tuple, role);
+    assert_eq!(
+        store
+            .changes_since(SYSTEM_STORE_ID, 0, 100)
+            .await
+            .expect("since"),
+        system_changes
+    );
+    assert_eq!(store.store_seq(SYSTEM_STORE_ID).await.expect("seq"), 1);
+    assert!(
+        store
+            .latest_model(SYSTEM_STORE_ID)
+            .await
+            .expect("model")
+            .is_none()
+    );
+
+    // The relationship stores, as listed and read by the release, after the system store
+    // (which the store lists like any other; the PDP service hides it).
     let (stores, next) = store.list_fga_stores(100, None).await.expect("list");
     assert_eq!(next, None);
+    assert_eq!(stores[0].id, SYSTEM_STORE_ID);
+    let stores = &stores[1..];
     let listed = recorded["stores"]["stores"].as_array().expect("stores");
     assert_eq!(stores.len(), listed.len());
     for (got, want) in stores.iter().zip(listed) {
@@ -328,19 +408,48 @@ async fn a_database_of_release_e19de9d_reads_back_unchanged() {
             .await
             .expect("delete store")
     );
+    let second = TokenDigest::of("a second admin token");
+    let scopes = vec!["admin".to_owned()];
     let added = store
-        .ensure_account_token(
-            "sa-new",
-            &account.name,
-            AccountRole::Admin,
-            &TokenDigest::of("a second admin token"),
-            "after upgrade",
+        .ensure_bootstrap_key(
+            &NewServiceAccount {
+                id: "sa-new",
+                name: &account.name,
+                owner: None,
+                description: "",
+            },
+            &NewApiKey {
+                id: "01KZZZZZZZZZZZZZZZZZZZZZZZ",
+                digest: &second,
+                description: "after upgrade",
+                scopes: &scopes,
+                rate_limit_per_minute: None,
+                expires_at: None,
+            },
             now,
         )
         .await
-        .expect("add a token");
-    assert!(!added.account_created && added.token_created);
+        .expect("add a key");
+    assert!(!added.account_created && added.key_created);
     assert_eq!(added.account, account);
+    assert!(
+        store
+            .authenticate_api_key(&second)
+            .await
+            .expect("auth")
+            .is_some()
+    );
+    // The old token can be revoked like any key.
+    store
+        .revoke_api_key(&key_id, now)
+        .await
+        .expect("revoke")
+        .expect("the migrated key");
+    assert_eq!(
+        store.authenticate_api_key(&digest).await.expect("auth"),
+        None
+    );
+    assert_eq!(store.credential_epoch().await.expect("epoch"), 1);
     store.close().await;
 }
 

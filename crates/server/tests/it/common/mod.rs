@@ -12,10 +12,10 @@ use axum::body::Body;
 use http::{HeaderMap, Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
-use trustgate_core::{Clock, SystemClock, TokenDigest};
+use trustgate_core::{Clock, SealingKey, Secret, SystemClock};
 use trustgate_server::{AppState, Config, router};
 use trustgate_store::testing::TestDatabase;
-use trustgate_store_api::AccountRole;
+use trustgate_store_api::Store;
 
 /// A response: status, headers and the body as JSON (`Value::Null` when empty or not JSON).
 #[derive(Debug)]
@@ -72,6 +72,35 @@ impl Resp {
     }
 }
 
+/// The services over `store`, with `token` registered as the bootstrap administrator's key the
+/// way the product registers a configured `bootstrap_token`.
+pub async fn start_with_admin(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    mut config: Config,
+    secrets_key: SealingKey,
+    token: &str,
+) -> AppState {
+    config.bootstrap_token = Some(Secret::new(token));
+    let state = AppState::start(store, clock, config, secrets_key)
+        .await
+        .expect("app state");
+    trustgate_server::bootstrap::ensure_admin(&state)
+        .await
+        .expect("register the admin token");
+    state
+}
+
+/// The subject of the bootstrap administrator (`service:<its id>`).
+pub async fn admin_subject(store: &dyn Store) -> String {
+    let admin = store
+        .find_service_account(trustgate_server::bootstrap::ADMIN_ACCOUNT)
+        .await
+        .expect("find")
+        .expect("the admin account");
+    format!("service:{}", admin.id)
+}
+
 /// The application under test.
 pub struct Api {
     pub app: Router,
@@ -90,24 +119,15 @@ impl Api {
 
     /// The router with `config`.
     pub async fn with_config(db: TestDatabase, config: Config) -> Self {
-        let clock = Arc::new(SystemClock);
-        let now = clock.now();
+        Self::with_clock(db, config, Arc::new(SystemClock)).await
+    }
+
+    /// The router with `config` and `clock`.
+    pub async fn with_clock(db: TestDatabase, config: Config, clock: Arc<dyn Clock>) -> Self {
         let token = format!("tg_test_{}", uuid::Uuid::new_v4().simple());
-        db.store
-            .ensure_account_token(
-                &trustgate_core::id::new_ulid(now),
-                "admin",
-                AccountRole::Admin,
-                &TokenDigest::of(&token),
-                "test",
-                now,
-            )
-            .await
-            .expect("register the admin token");
-        let secrets_key = trustgate_core::SealingKey::generate();
-        let state = AppState::start(db.store.clone(), clock, config, secrets_key.clone())
-            .await
-            .expect("app state");
+        let secrets_key = SealingKey::generate();
+        let state =
+            start_with_admin(db.store.clone(), clock, config, secrets_key.clone(), &token).await;
         Self {
             app: router(state.clone()),
             token,
@@ -156,6 +176,18 @@ impl Api {
             body,
             raw,
         }
+    }
+
+    /// A request authenticated with `key` (a JSON body; `Value::Null`: none).
+    pub async fn call_as(&self, key: &str, method: &str, path: &str, body: &Value) -> Resp {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).expect("json")
+        };
+        let bearer = format!("Bearer {key}");
+        self.raw(method, path, bytes, &[("authorization", &bearer)], false)
+            .await
     }
 
     /// An authenticated request with a JSON body (`Value::Null`: none).
