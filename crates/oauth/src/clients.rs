@@ -22,6 +22,8 @@
 //! digest is stored.
 
 mod assertion;
+
+pub use assertion::DEFAULT_ASSERTION_LEEWAY;
 mod credentials;
 mod registration;
 mod registry;

@@ -71,7 +71,7 @@ pub use device::{DeviceAuthorizationResponse, DevicePrompt};
 pub use logout::{BackchannelNotice, LogoutRequest};
 pub use par::PushedAuthorizationResponse;
 pub use token::TokenResponse;
-pub use verify::LEEWAY;
+pub use verify::OWN_TOKEN_LEEWAY;
 
 /// Lifetimes and algorithms.
 #[derive(Debug, Clone)]

@@ -260,6 +260,10 @@ pub struct OAuthConfig {
     /// Algorithm of ID tokens and logout tokens: `RS256` (default, as OIDC expects), `ES256` or
     /// `EdDSA`.
     pub id_token_algorithm: String,
+    /// Clock skew forgiven on the `exp`, `nbf` and `iat` of clients' `private_key_jwt`
+    /// assertions (0 to 300 seconds). trustgate's own tokens get none: it checks them with the
+    /// clock that issued them.
+    pub assertion_leeway_secs: u64,
 }
 
 impl Default for OAuthConfig {
@@ -274,6 +278,7 @@ impl Default for OAuthConfig {
             id_token_ttl_secs: 3600,
             access_token_algorithm: "ES256".into(),
             id_token_algorithm: "RS256".into(),
+            assertion_leeway_secs: 30,
         }
     }
 }
@@ -284,6 +289,11 @@ impl OAuthConfig {
         if !(1..=3650).contains(&self.key_rotation_days) {
             return Err(ConfigError::Invalid(
                 "oauth.key_rotation_days: must be between 1 and 3650".into(),
+            ));
+        }
+        if self.assertion_leeway_secs > 300 {
+            return Err(ConfigError::Invalid(
+                "oauth.assertion_leeway_secs: must be between 0 and 300".into(),
             ));
         }
         if !(1..=86_400).contains(&self.key_publish_ahead_secs) {

@@ -162,12 +162,23 @@ fn new_secret() -> (Secret, TokenDigest) {
 pub struct ClientRegistry {
     store: Arc<dyn ClientStore>,
     clock: Arc<dyn Clock>,
+    assertion_leeway: time::Duration,
 }
 
 impl ClientRegistry {
     /// A registry over `store`, reading the time from `clock`.
     pub fn new(store: Arc<dyn ClientStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            assertion_leeway: super::assertion::DEFAULT_ASSERTION_LEEWAY,
+        }
+    }
+
+    /// The clock skew tolerated on `private_key_jwt` assertions (`exp`, `nbf`, `iat`).
+    pub fn with_assertion_leeway(mut self, leeway: time::Duration) -> Self {
+        self.assertion_leeway = leeway;
+        self
     }
 
     /// The current time at the precision both stores keep (microseconds), so what `create`
@@ -422,7 +433,8 @@ impl ClientRegistry {
             _ => return Err(OAuthError::invalid_client(AUTH_FAILED)),
         };
         let now = self.now();
-        let verified = assertion::verify(&client, assertion, audiences, now)?;
+        let verified =
+            assertion::verify(&client, assertion, audiences, now, self.assertion_leeway)?;
         let recorded = self
             .store
             .record_client_assertion(&client.id, &verified.jti, verified.expires_at)

@@ -804,6 +804,16 @@ async fn introspection_needs_a_confidential_caller_and_a_live_token() {
         .await
         .expect("tokens");
     assert!(active(&op, &app, &fresh.access_token).await);
-    op.clock.advance(Duration::minutes(12));
-    assert!(!active(&op, &app, &fresh.access_token).await);
+    // No leeway for our own tokens (same clock): active until the second before `exp`,
+    // inactive at `exp` (RFC 7519: valid only before it), not 60 s later.
+    op.clock.advance(
+        Duration::seconds(fresh.expires_in - 1)
+            - Duration::nanoseconds(i64::from(op.clock.now().nanosecond())),
+    );
+    assert!(
+        active(&op, &app, &fresh.access_token).await,
+        "a second before exp"
+    );
+    op.clock.advance(Duration::seconds(1));
+    assert!(!active(&op, &app, &fresh.access_token).await, "at exp");
 }
