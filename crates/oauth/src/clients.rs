@@ -292,6 +292,11 @@ pub struct ClientRegistration {
     /// Resource servers this client's access tokens are for (`aud`).
     #[serde(default)]
     pub audience: Vec<String>,
+    /// The audiences this client serves as a resource server (RFC 7662 §4): besides tokens
+    /// issued to it and tokens whose `aud` is its client id, it may introspect access tokens
+    /// whose `aud` contains one of these.
+    #[serde(default)]
+    pub resource_audiences: Vec<String>,
     /// OIDC Back-Channel Logout endpoint of the client.
     #[serde(default)]
     pub backchannel_logout_uri: Option<String>,
@@ -317,6 +322,7 @@ impl ClientRegistration {
             access_token_ttl_secs: None,
             refresh_token_ttl_secs: None,
             audience: Vec::new(),
+            resource_audiences: Vec::new(),
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
         }
@@ -355,6 +361,8 @@ pub struct Client {
     pub refresh_token_ttl: Duration,
     /// Audiences of its access tokens.
     pub audience: Vec<String>,
+    /// Audiences it serves as a resource server (what it may introspect tokens for).
+    pub resource_audiences: Vec<String>,
     /// Back-channel logout endpoint.
     pub backchannel_logout_uri: Option<String>,
     /// Back-channel logout tokens carry `sid`.
@@ -428,6 +436,7 @@ impl Client {
             access_token_ttl_secs: u32::try_from(self.access_token_ttl.whole_seconds()).ok(),
             refresh_token_ttl_secs: u32::try_from(self.refresh_token_ttl.whole_seconds()).ok(),
             audience: self.audience.clone(),
+            resource_audiences: self.resource_audiences.clone(),
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
             backchannel_logout_session_required: self.backchannel_logout_session_required,
         }
@@ -478,6 +487,7 @@ impl Serialize for Client {
             access_token_ttl_secs: i64,
             refresh_token_ttl_secs: i64,
             audience: &'a [String],
+            resource_audiences: &'a [String],
             backchannel_logout_uri: &'a Option<String>,
             backchannel_logout_session_required: bool,
             created_at: String,
@@ -499,6 +509,7 @@ impl Serialize for Client {
             access_token_ttl_secs: self.access_token_ttl.whole_seconds(),
             refresh_token_ttl_secs: self.refresh_token_ttl.whole_seconds(),
             audience: &self.audience,
+            resource_audiences: &self.resource_audiences,
             backchannel_logout_uri: &self.backchannel_logout_uri,
             backchannel_logout_session_required: self.backchannel_logout_session_required,
             created_at: rfc3339(self.created_at),
@@ -596,6 +607,7 @@ mod tests {
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
             audience: Vec::new(),
+            resource_audiences: Vec::new(),
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
             created_at: datetime!(2026-01-01 00:00 UTC),

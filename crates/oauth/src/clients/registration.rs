@@ -100,6 +100,7 @@ pub fn validate_registration(
     dedup(&mut reg.grant_types);
     dedup(&mut reg.scopes);
     dedup(&mut reg.audience);
+    dedup(&mut reg.resource_audiences);
 
     for (field, uris) in [
         (UriField::Redirect, &reg.redirect_uris),
@@ -133,7 +134,8 @@ pub fn validate_registration(
 
     check_grants(&reg)?;
     check_scopes(&reg.scopes)?;
-    check_audience(&reg.audience)?;
+    check_audience("audience", &reg.audience)?;
+    check_audience("resource_audiences", &reg.resource_audiences)?;
     check_ttls(&reg)?;
 
     match &reg.jwks {
@@ -269,11 +271,11 @@ fn check_scopes(scopes: &[String]) -> Result<(), ClientError> {
     Ok(())
 }
 
-fn check_audience(audience: &[String]) -> Result<(), ClientError> {
+fn check_audience(field: &str, audience: &[String]) -> Result<(), ClientError> {
     if audience.len() > MAX_AUDIENCES {
         return Err(ClientError::invalid(
             "invalid_audience",
-            format!("audience: at most {MAX_AUDIENCES} entries"),
+            format!("{field}: at most {MAX_AUDIENCES} entries"),
         ));
     }
     for (i, aud) in audience.iter().enumerate() {
@@ -283,9 +285,7 @@ fn check_audience(audience: &[String]) -> Result<(), ClientError> {
         if !ok {
             return Err(ClientError::invalid(
                 "invalid_audience",
-                format!(
-                    "audience[{i}]: must be 1 to {MAX_AUDIENCE_BYTES} visible ASCII characters"
-                ),
+                format!("{field}[{i}]: must be 1 to {MAX_AUDIENCE_BYTES} visible ASCII characters"),
             ));
         }
     }

@@ -66,6 +66,8 @@ struct StoredMetadata {
     #[serde(default)]
     audience: Vec<String>,
     #[serde(default)]
+    resource_audiences: Vec<String>,
+    #[serde(default)]
     backchannel_logout_uri: Option<String>,
     #[serde(default)]
     backchannel_logout_session_required: bool,
@@ -87,6 +89,7 @@ impl StoredMetadata {
             access_token_ttl_secs: reg.access_token_ttl_secs,
             refresh_token_ttl_secs: reg.refresh_token_ttl_secs,
             audience: reg.audience.clone(),
+            resource_audiences: reg.resource_audiences.clone(),
             backchannel_logout_uri: reg.backchannel_logout_uri.clone(),
             backchannel_logout_session_required: reg.backchannel_logout_session_required,
         }
@@ -137,6 +140,7 @@ fn decode(stored: OAuthClient) -> Result<Client, ClientError> {
         access_token_ttl: ttl(meta.access_token_ttl_secs, DEFAULT_ACCESS_TOKEN_TTL),
         refresh_token_ttl: ttl(meta.refresh_token_ttl_secs, DEFAULT_REFRESH_TOKEN_TTL),
         audience: meta.audience,
+        resource_audiences: meta.resource_audiences,
         backchannel_logout_uri: meta.backchannel_logout_uri,
         backchannel_logout_session_required: meta.backchannel_logout_session_required,
         created_at: stored.created_at,

@@ -817,3 +817,83 @@ async fn introspection_needs_a_confidential_caller_and_a_live_token() {
     op.clock.advance(Duration::seconds(1));
     assert!(!active(&op, &app, &fresh.access_token).await, "at exp");
 }
+
+/// RFC 7662 §4: only the client a token was issued to, or a resource server it is for, learns
+/// anything about it; every other confidential client gets `active: false`, as for garbage.
+#[tokio::test]
+async fn introspection_is_limited_to_the_token_s_client_and_its_resource_servers() {
+    let op = op().await;
+    let (app, _user, tokens) = tokens_for_alice(&op).await;
+    let machine = |name: &'static str, audience: Vec<String>, serves: Vec<String>| {
+        let op = &op;
+        async move {
+            register(op, |r| {
+                r.name = name.into();
+                r.redirect_uris = Vec::new();
+                r.grant_types = vec![GrantType::ClientCredentials];
+                r.audience = audience;
+                r.resource_audiences = serves;
+            })
+            .await
+        }
+    };
+    let stranger = machine("Stranger", vec![], vec![]).await;
+    assert!(
+        active(&op, &app, &tokens.access_token).await,
+        "its own client"
+    );
+    assert!(
+        !active(&op, &stranger, &tokens.access_token).await,
+        "another confidential client learns nothing from a token for the issuer only"
+    );
+
+    let orders = machine("Orders API", vec![], vec!["https://orders.example".into()]).await;
+    let billing = machine(
+        "Billing API",
+        vec![],
+        vec!["https://billing.example".into()],
+    )
+    .await;
+    let worker = machine(
+        "Worker",
+        vec!["https://orders.example".into(), orders.id.clone()],
+        vec![],
+    )
+    .await;
+    let cc = op
+        .provider
+        .token(
+            &params(&[("grant_type", "client_credentials")]),
+            &worker.credentials,
+            &ctx(),
+        )
+        .await
+        .expect("token");
+    assert!(
+        active(&op, &orders, &cc.access_token).await,
+        "a resource server it is for"
+    );
+    assert!(
+        active(&op, &worker, &cc.access_token).await,
+        "its own client"
+    );
+    assert!(
+        !active(&op, &billing, &cc.access_token).await,
+        "another resource server"
+    );
+    assert!(!active(&op, &stranger, &cc.access_token).await);
+    // The audience may also be the resource server's client id.
+    let by_id = machine("Ledger", vec![], vec![]).await;
+    let worker2 = machine("Worker 2", vec![by_id.id.clone()], vec![]).await;
+    let cc2 = op
+        .provider
+        .token(
+            &params(&[("grant_type", "client_credentials")]),
+            &worker2.credentials,
+            &ctx(),
+        )
+        .await
+        .expect("token");
+    assert!(active(&op, &by_id, &cc2.access_token).await);
+    assert!(!active(&op, &orders, &cc2.access_token).await);
+}
