@@ -289,6 +289,11 @@ pub struct ClientRegistration {
     /// Absolute refresh-token lifetime in seconds (60 to 365 days; default 30 days).
     #[serde(default)]
     pub refresh_token_ttl_secs: Option<u32>,
+    /// Seconds a rotated refresh token is honoured once more, for a client that refreshes
+    /// concurrently (0 to 60; default `oauth.refresh_grace_secs`, 0). Outside it, or a second
+    /// time, presenting a rotated token revokes the whole family.
+    #[serde(default)]
+    pub refresh_grace_secs: Option<u32>,
     /// Resource servers this client's access tokens are for (`aud`).
     #[serde(default)]
     pub audience: Vec<String>,
@@ -321,6 +326,7 @@ impl ClientRegistration {
             skip_consent: false,
             access_token_ttl_secs: None,
             refresh_token_ttl_secs: None,
+            refresh_grace_secs: None,
             audience: Vec::new(),
             resource_audiences: Vec::new(),
             backchannel_logout_uri: None,
@@ -359,6 +365,8 @@ pub struct Client {
     pub access_token_ttl: Duration,
     /// Absolute refresh-token (grant) lifetime.
     pub refresh_token_ttl: Duration,
+    /// Its own refresh grace, if it opted into one.
+    pub refresh_grace: Option<Duration>,
     /// Audiences of its access tokens.
     pub audience: Vec<String>,
     /// Audiences it serves as a resource server (what it may introspect tokens for).
@@ -435,6 +443,9 @@ impl Client {
             skip_consent: self.skip_consent,
             access_token_ttl_secs: u32::try_from(self.access_token_ttl.whole_seconds()).ok(),
             refresh_token_ttl_secs: u32::try_from(self.refresh_token_ttl.whole_seconds()).ok(),
+            refresh_grace_secs: self
+                .refresh_grace
+                .and_then(|g| u32::try_from(g.whole_seconds()).ok()),
             audience: self.audience.clone(),
             resource_audiences: self.resource_audiences.clone(),
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
@@ -486,6 +497,7 @@ impl Serialize for Client {
             skip_consent: bool,
             access_token_ttl_secs: i64,
             refresh_token_ttl_secs: i64,
+            refresh_grace_secs: Option<i64>,
             audience: &'a [String],
             resource_audiences: &'a [String],
             backchannel_logout_uri: &'a Option<String>,
@@ -508,6 +520,7 @@ impl Serialize for Client {
             skip_consent: self.skip_consent,
             access_token_ttl_secs: self.access_token_ttl.whole_seconds(),
             refresh_token_ttl_secs: self.refresh_token_ttl.whole_seconds(),
+            refresh_grace_secs: self.refresh_grace.map(|g| g.whole_seconds()),
             audience: &self.audience,
             resource_audiences: &self.resource_audiences,
             backchannel_logout_uri: &self.backchannel_logout_uri,
@@ -606,6 +619,7 @@ mod tests {
             skip_consent: false,
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
+            refresh_grace: None,
             audience: Vec::new(),
             resource_audiences: Vec::new(),
             backchannel_logout_uri: None,

@@ -99,7 +99,7 @@ impl Default for Settings {
         Self {
             code_ttl: Duration::seconds(60),
             id_token_ttl: Duration::hours(1),
-            refresh_grace: Duration::seconds(10),
+            refresh_grace: Duration::ZERO,
             device_code_ttl: Duration::minutes(10),
             device_interval_secs: 5,
             par_ttl: Duration::seconds(90),

@@ -248,8 +248,10 @@ pub struct OAuthConfig {
     /// else `http://` plus the bound listen address (`localhost` for a wildcard address).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
-    /// How long a rotated refresh token still works, for clients that refresh concurrently
-    /// (0 to 300 seconds; reuse after it revokes the whole token family).
+    /// How long a rotated refresh token is honoured once more, for clients that refresh
+    /// concurrently (0 to 60 seconds; default 0: none). A client may set its own
+    /// (`refresh_grace_secs` in its registration). A reuse outside it, or a second one within
+    /// it, revokes the whole token family.
     pub refresh_grace_secs: u64,
     /// Initial polling interval of the device flow (1 to 60 seconds).
     pub device_poll_interval_secs: u64,
@@ -273,7 +275,7 @@ impl Default for OAuthConfig {
             key_publish_ahead_secs: 600,
             max_token_lifetime_secs: 86_400,
             issuer: None,
-            refresh_grace_secs: 10,
+            refresh_grace_secs: 0,
             device_poll_interval_secs: 5,
             id_token_ttl_secs: 3600,
             access_token_algorithm: "ES256".into(),
@@ -319,9 +321,9 @@ impl OAuthConfig {
                  (http only for localhost or 127.0.0.1) without query or fragment"
             )));
         }
-        if self.refresh_grace_secs > 300 {
+        if self.refresh_grace_secs > 60 {
             return Err(ConfigError::Invalid(
-                "oauth.refresh_grace_secs: must be between 0 and 300".into(),
+                "oauth.refresh_grace_secs: must be between 0 and 60".into(),
             ));
         }
         if !(1..=60).contains(&self.device_poll_interval_secs) {

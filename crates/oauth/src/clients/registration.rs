@@ -24,6 +24,8 @@ pub const MAX_REDIRECT_URIS: usize = 100;
 pub const MAX_SCOPES: usize = 200;
 /// Longest scope token, in bytes.
 const MAX_SCOPE_BYTES: usize = 200;
+/// The longest refresh grace a client may opt into, in seconds.
+pub const MAX_REFRESH_GRACE_SECS: u32 = 60;
 /// Most audiences per client.
 pub const MAX_AUDIENCES: usize = 100;
 /// Longest audience value, in bytes.
@@ -293,6 +295,15 @@ fn check_audience(field: &str, audience: &[String]) -> Result<(), ClientError> {
 }
 
 fn check_ttls(reg: &ClientRegistration) -> Result<(), ClientError> {
+    if reg
+        .refresh_grace_secs
+        .is_some_and(|g| g > MAX_REFRESH_GRACE_SECS)
+    {
+        return Err(ClientError::invalid(
+            "invalid_refresh_grace",
+            format!("refresh_grace_secs: at most {MAX_REFRESH_GRACE_SECS}"),
+        ));
+    }
     if let Some(secs) = reg.access_token_ttl_secs {
         let secs = i64::from(secs);
         if secs < MIN_ACCESS_TOKEN_TTL.whole_seconds()

@@ -64,6 +64,8 @@ struct StoredMetadata {
     #[serde(default)]
     refresh_token_ttl_secs: Option<u32>,
     #[serde(default)]
+    refresh_grace_secs: Option<u32>,
+    #[serde(default)]
     audience: Vec<String>,
     #[serde(default)]
     resource_audiences: Vec<String>,
@@ -88,6 +90,7 @@ impl StoredMetadata {
             skip_consent: reg.skip_consent,
             access_token_ttl_secs: reg.access_token_ttl_secs,
             refresh_token_ttl_secs: reg.refresh_token_ttl_secs,
+            refresh_grace_secs: reg.refresh_grace_secs,
             audience: reg.audience.clone(),
             resource_audiences: reg.resource_audiences.clone(),
             backchannel_logout_uri: reg.backchannel_logout_uri.clone(),
@@ -139,6 +142,9 @@ fn decode(stored: OAuthClient) -> Result<Client, ClientError> {
         skip_consent: meta.skip_consent,
         access_token_ttl: ttl(meta.access_token_ttl_secs, DEFAULT_ACCESS_TOKEN_TTL),
         refresh_token_ttl: ttl(meta.refresh_token_ttl_secs, DEFAULT_REFRESH_TOKEN_TTL),
+        refresh_grace: meta
+            .refresh_grace_secs
+            .map(|s| Duration::seconds(i64::from(s))),
         audience: meta.audience,
         resource_audiences: meta.resource_audiences,
         backchannel_logout_uri: meta.backchannel_logout_uri,

@@ -11,10 +11,11 @@ use crate::request::Params;
 
 impl Provider {
     /// `/oauth2/introspect` (RFC 7662). Confidential clients only. RFC 7662 §4: a caller learns
-    /// about an access token only if the token was issued to it (`client_id`), or it is a
-    /// resource server the token is for (`aud` contains its client id or one of its registered
-    /// `resource_audiences`); the issuer's own audience, which every token carries for userinfo,
-    /// entitles nobody. Refresh tokens only for the client they were issued to. Anything else
+    /// about an access token only if it is a resource server the token is for (`aud` contains
+    /// its client id or one of its registered `resource_audiences`), or the token was issued to
+    /// it for this issuer (its `client_id`, and `aud` contains the issuer, as every token
+    /// trustgate issues does); the issuer's audience alone entitles no other client. Refresh
+    /// tokens only for the client they were issued to. Anything else
     /// is `{"active": false}`, exactly like an unknown token.
     pub async fn introspect(
         &self,
@@ -39,7 +40,8 @@ impl Provider {
             };
             let serves =
                 |aud: &str| aud == caller.id || caller.resource_audiences.iter().any(|r| r == aud);
-            if claims.client_id != caller.id && !claims.aud.iter().any(serves) {
+            let own = claims.client_id == caller.id && claims.aud.contains(self.issuer());
+            if !own && !claims.aud.iter().any(serves) {
                 return Ok(inactive);
             }
             let mut body = json!({

@@ -404,7 +404,14 @@ async fn codes_are_bound_to_client_redirect_uri_and_lifetime() {
 #[tokio::test]
 async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
     let op = op().await;
-    let (app, _user, first) = tokens_for_alice(&op).await;
+    // This client opted into a 10 s grace for concurrent refreshes (the default is none).
+    let app = register(&op, |r| r.refresh_grace_secs = Some(10)).await;
+    let user = alice(&op).await;
+    let (verifier, challenge) = pkce("g");
+    let code = code_for(&op, &app, &user, &challenge).await;
+    let first = exchange(&op, &app, &code, Some(&verifier))
+        .await
+        .expect("tokens");
     let r1 = first.refresh_token.expect("r1");
 
     // Another client cannot use it, and a wider scope is refused without rotating it.
@@ -430,13 +437,14 @@ async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
     );
     assert!(active(&op, &app, &r2).await);
 
-    // Within the grace period the old token still works (two tabs refreshing at once).
+    // Within the grace period the old token still works once (two tabs refreshing at once),
+    // and that is on the record.
     op.clock.advance(Duration::seconds(9));
     let concurrent = refresh(&op, &app, &r1).await.expect("within grace");
     let r3 = concurrent.refresh_token.expect("r3");
+    assert_eq!(audited(&op, "oauth_refresh_grace_used").await.len(), 1);
 
-    // After it, presenting the old token again is a replay: the whole family dies.
-    op.clock.advance(Duration::seconds(2));
+    // A second use, even within the grace, is a replay: the whole family dies.
     let err = refused(refresh(&op, &app, &r1).await, ErrorCode::InvalidGrant);
     assert!(err.description.contains("used already"), "{err}");
     for live_until_now in [&r2, &r3] {
@@ -447,6 +455,20 @@ async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
     }
     assert!(!active(&op, &app, &second.access_token).await);
     assert!(!active(&op, &app, &first.access_token).await);
+}
+
+/// Without an opted-in grace (the default), the first replay of a rotated refresh token revokes
+/// the family at once: no second valid token chain can be minted from a stolen token.
+#[tokio::test]
+async fn without_a_grace_the_first_replay_revokes_the_family() {
+    let op = op().await;
+    let (app, _user, first) = tokens_for_alice(&op).await;
+    let r1 = first.refresh_token.expect("r1");
+    let second = refresh(&op, &app, &r1).await.expect("rotation");
+    let r2 = second.refresh_token.expect("r2");
+    refused(refresh(&op, &app, &r1).await, ErrorCode::InvalidGrant);
+    refused(refresh(&op, &app, &r2).await, ErrorCode::InvalidGrant);
+    assert!(!active(&op, &app, &second.access_token).await);
 }
 
 #[tokio::test]
