@@ -128,6 +128,8 @@ audit_kinds! {
     OAuthGrantRevoked = "oauth_grant_revoked", Recorded;
     /// A rotated refresh token was presented again; its grant was revoked.
     OAuthRefreshReused = "oauth_refresh_reused", Recorded;
+    /// A rotated refresh token was honoured once more within its client's grace period.
+    OAuthRefreshGraceUsed = "oauth_refresh_grace_used", Recorded;
     /// A token was revoked at the revocation endpoint.
     OAuthTokenRevoked = "oauth_token_revoked", Recorded;
     /// An OpenID session ended (RP-initiated logout).

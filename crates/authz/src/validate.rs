@@ -806,157 +806,288 @@ impl<'a> Validator<'a> {
     }
 
     /// Phase 5: every relation has an entrypoint.
+    ///
+    /// Which relations have one is a least fixpoint over (type, relation) pairs, computed with a
+    /// worklist: a relation is re-evaluated only when one it depends on gained an entrypoint,
+    /// so the work is polynomial in the model's size whatever its shape (a search along paths,
+    /// as OpenFGA's reference does, is exponential on a "diamond" of unions and copies its
+    /// visited set at every step). For a relation without one, whether its search would run
+    /// into a loop (the message says "potential loop" rather than "no entrypoint") is whether
+    /// it reaches a cycle of computed relations, found by one iterative depth-first pass.
     fn check_entrypoints(&mut self) {
         let model = self.model;
-        for (ti, t) in model.type_definitions.iter().enumerate() {
-            let Some(relations) = &t.relations else {
+        let mut nodes: Vec<(&'a str, &'a str, &'a Userset)> = Vec::new();
+        let mut index: HashMap<(&'a str, &'a str), usize> = HashMap::new();
+        for t in &model.type_definitions {
+            // Later definitions shadow earlier ones, as `type_def` resolves them.
+            if self.type_def(&t.type_name).map(|d| std::ptr::eq(d, t)) != Some(true) {
                 continue;
-            };
-            for (rel, rewrite) in relations {
-                let mut visited = Visited::default();
-                let (entry, looped) = self.has_entrypoint(&t.type_name, rel, rewrite, &mut visited);
-                if !entry {
-                    let why = if looped {
-                        "potential loop"
-                    } else {
-                        "no entrypoint"
-                    };
-                    self.push(
-                        ErrorKind::RelationNoEntryPoint,
-                        format!(
-                            "`{rel}` is an impossible relation for `{}` ({why}).",
-                            t.type_name
-                        ),
-                        rel,
-                        Location::Relation {
-                            type_index: ti,
-                            relation: rel.clone(),
-                        },
-                    );
+            }
+            for (rel, rewrite) in t.relations.iter().flatten() {
+                index.insert((t.type_name.as_str(), rel.as_str()), nodes.len());
+                nodes.push((t.type_name.as_str(), rel.as_str(), rewrite));
+            }
+        }
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+        for (i, (type_name, relation, rewrite)) in nodes.iter().enumerate() {
+            let mut targets = Vec::new();
+            self.entry_dependencies(type_name, relation, rewrite, &mut targets);
+            for target in targets {
+                if let Some(&j) = index.get(&target) {
+                    dependents[j].push(i);
                 }
+            }
+        }
+        let mut entry = vec![false; nodes.len()];
+        let mut queue: std::collections::VecDeque<usize> = (0..nodes.len()).collect();
+        let mut queued = vec![true; nodes.len()];
+        while let Some(i) = queue.pop_front() {
+            queued[i] = false;
+            if entry[i] {
+                continue;
+            }
+            let (type_name, relation, rewrite) = nodes[i];
+            if self.entry_of(type_name, relation, rewrite, &index, &entry) {
+                entry[i] = true;
+                for &d in &dependents[i] {
+                    if !entry[d] && !queued[d] {
+                        queued[d] = true;
+                        queue.push_back(d);
+                    }
+                }
+            }
+        }
+        let looped = self.reaches_a_loop(&nodes, &index, &entry);
+        for (ti, t) in model.type_definitions.iter().enumerate() {
+            for (rel, _) in t.relations.iter().flatten() {
+                let Some(&i) = index.get(&(t.type_name.as_str(), rel.as_str())) else {
+                    continue;
+                };
+                if entry[i] {
+                    continue;
+                }
+                let why = if looped[i] {
+                    "potential loop"
+                } else {
+                    "no entrypoint"
+                };
+                self.push(
+                    ErrorKind::RelationNoEntryPoint,
+                    format!(
+                        "`{rel}` is an impossible relation for `{}` ({why}).",
+                        t.type_name
+                    ),
+                    rel,
+                    Location::Relation {
+                        type_index: ti,
+                        relation: rel.clone(),
+                    },
+                );
             }
         }
     }
 
-    /// Whether some tuple can satisfy `rewrite` (of `type_name#relation`), and whether the
-    /// search ran into a loop; `visited` holds the relations on the current search path, so
-    /// every branch works on its own copy.
-    fn has_entrypoint(
+    /// The (type, relation) pairs whose entrypoints `rewrite` of `type_name#relation` depends on.
+    fn entry_dependencies(
+        &self,
+        type_name: &'a str,
+        relation: &'a str,
+        rewrite: &'a Userset,
+        out: &mut Vec<(&'a str, &'a str)>,
+    ) {
+        let Some(t) = self.type_def(type_name) else {
+            return;
+        };
+        match rewrite {
+            Userset::This(_) => {
+                for r in t.directly_related_user_types(relation) {
+                    if let Some(target_rel) = r.relation.as_deref().filter(|_| r.wildcard.is_none())
+                    {
+                        out.push((r.type_name.as_str(), target_rel));
+                    }
+                }
+            }
+            Userset::ComputedUserset(c) => out.push((type_name, c.relation.as_str())),
+            Userset::TupleToUserset(ttu) => {
+                let target_rel = ttu.computed_userset.relation.as_str();
+                for r in t.directly_related_user_types(&ttu.tupleset.relation) {
+                    out.push((r.type_name.as_str(), target_rel));
+                }
+            }
+            Userset::Union(s) | Userset::Intersection(s) => {
+                for c in &s.child {
+                    self.entry_dependencies(type_name, relation, c, out);
+                }
+            }
+            Userset::Difference(d) => {
+                self.entry_dependencies(type_name, relation, &d.base, out);
+                self.entry_dependencies(type_name, relation, &d.subtract, out);
+            }
+        }
+    }
+
+    /// Whether `rewrite` of `type_name#relation` has an entrypoint, given which relations have
+    /// one so far (`entry`, indexed by `index`).
+    fn entry_of(
         &self,
         type_name: &str,
         relation: &str,
         rewrite: &Userset,
-        visited: &mut Visited,
-    ) -> (bool, bool) {
+        index: &HashMap<(&'a str, &'a str), usize>,
+        entry: &[bool],
+    ) -> bool {
         let Some(t) = self.type_def(type_name) else {
-            return (false, false);
+            return false;
         };
         if t.relation(relation).is_none() {
-            return (false, false);
+            return false;
         }
-        visited.insert((type_name.to_string(), relation.to_string()));
+        let has = |type_name: &str, relation: &str| {
+            index.get(&(type_name, relation)).is_some_and(|&i| entry[i])
+        };
         match rewrite {
             Userset::This(_) => {
                 for r in t.directly_related_user_types(relation) {
                     let Some(target_rel) = r.relation.as_deref().filter(|_| r.wildcard.is_none())
                     else {
-                        return (true, false);
+                        return true;
                     };
-                    let Some(target) = self
+                    if self
                         .type_def(&r.type_name)
                         .and_then(|d| d.relation(target_rel))
-                    else {
-                        return (false, false);
-                    };
-                    if visited.contains(&(r.type_name.clone(), target_rel.to_string())) {
-                        continue;
-                    }
-                    let mut v = visited.clone();
-                    if self
-                        .has_entrypoint(&r.type_name, target_rel, target, &mut v)
-                        .0
+                        .is_none()
                     {
-                        return (true, false);
+                        return false;
+                    }
+                    if has(&r.type_name, target_rel) {
+                        return true;
                     }
                 }
-                (false, false)
+                false
             }
             Userset::ComputedUserset(c) => {
-                let Some(target) = t.relation(&c.relation) else {
-                    return (false, false);
-                };
-                if visited.contains(&(type_name.to_string(), c.relation.clone())) {
-                    return (false, true);
-                }
-                let mut v = visited.clone();
-                self.has_entrypoint(type_name, &c.relation, target, &mut v)
+                t.relation(&c.relation).is_some() && has(type_name, &c.relation)
             }
             Userset::TupleToUserset(ttu) => {
-                let from = ttu.tupleset.relation.as_str();
                 let target_rel = ttu.computed_userset.relation.as_str();
-                if t.relation(from).is_none() {
-                    return (false, false);
+                t.relation(&ttu.tupleset.relation).is_some()
+                    && t.directly_related_user_types(&ttu.tupleset.relation)
+                        .iter()
+                        .any(|r| has(&r.type_name, target_rel))
+            }
+            Userset::Union(s) => s
+                .child
+                .iter()
+                .any(|c| self.entry_of(type_name, relation, c, index, entry)),
+            Userset::Intersection(s) => s
+                .child
+                .iter()
+                .all(|c| self.entry_of(type_name, relation, c, index, entry)),
+            Userset::Difference(d) => {
+                self.entry_of(type_name, relation, &d.base, index, entry)
+                    && self.entry_of(type_name, relation, &d.subtract, index, entry)
+            }
+        }
+    }
+
+    /// For each relation without an entrypoint: whether following its computed relations (every
+    /// branch of a union; the first branch without an entrypoint of an intersection or
+    /// difference) reaches a cycle. Iterative, so a long chain cannot exhaust the stack.
+    fn reaches_a_loop(
+        &self,
+        nodes: &[(&'a str, &'a str, &'a Userset)],
+        index: &HashMap<(&'a str, &'a str), usize>,
+        entry: &[bool],
+    ) -> Vec<bool> {
+        let edges: Vec<Vec<usize>> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, (type_name, relation, rewrite))| {
+                let mut out = Vec::new();
+                if !entry[i] {
+                    self.loop_edges(type_name, relation, rewrite, index, entry, &mut out);
                 }
-                for r in t.directly_related_user_types(from) {
-                    let Some(target) = self
-                        .type_def(&r.type_name)
-                        .and_then(|d| d.relation(target_rel))
-                    else {
-                        continue;
-                    };
-                    if visited.contains(&(r.type_name.clone(), target_rel.to_string())) {
-                        continue;
+                out
+            })
+            .collect();
+        // 0 unvisited, 1 on the stack, 2 done.
+        let mut state = vec![0u8; nodes.len()];
+        let mut looped = vec![false; nodes.len()];
+        for root in 0..nodes.len() {
+            if state[root] != 0 || entry[root] {
+                continue;
+            }
+            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+            state[root] = 1;
+            while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+                if let Some(&child) = edges[node].get(*next) {
+                    *next += 1;
+                    match state[child] {
+                        0 => {
+                            state[child] = 1;
+                            stack.push((child, 0));
+                        }
+                        1 => looped[node] = true,
+                        _ => looped[node] |= looped[child],
                     }
-                    let mut v = visited.clone();
-                    if self
-                        .has_entrypoint(&r.type_name, target_rel, target, &mut v)
-                        .0
-                    {
-                        return (true, false);
+                } else {
+                    state[node] = 2;
+                    stack.pop();
+                    if let Some(&(parent, _)) = stack.last() {
+                        looped[parent] |= looped[node];
                     }
                 }
-                (false, false)
+            }
+        }
+        looped
+    }
+
+    fn loop_edges(
+        &self,
+        type_name: &'a str,
+        relation: &'a str,
+        rewrite: &'a Userset,
+        index: &HashMap<(&'a str, &'a str), usize>,
+        entry: &[bool],
+        out: &mut Vec<usize>,
+    ) {
+        let Some(t) = self.type_def(type_name) else {
+            return;
+        };
+        match rewrite {
+            Userset::This(_) | Userset::TupleToUserset(_) => {}
+            Userset::ComputedUserset(c) => {
+                if t.relation(&c.relation).is_some()
+                    && let Some(&j) = index.get(&(type_name, c.relation.as_str()))
+                {
+                    out.push(j);
+                }
             }
             Userset::Union(s) => {
-                let mut looped = false;
                 for c in &s.child {
-                    let mut v = visited.clone();
-                    let (entry, l) = self.has_entrypoint(type_name, relation, c, &mut v);
-                    if entry {
-                        return (true, false);
-                    }
-                    looped |= l;
+                    self.loop_edges(type_name, relation, c, index, entry, out);
                 }
-                (false, looped)
             }
             Userset::Intersection(s) => {
-                for c in &s.child {
-                    let mut v = visited.clone();
-                    let (entry, l) = self.has_entrypoint(type_name, relation, c, &mut v);
-                    if !entry {
-                        return (false, l);
-                    }
+                if let Some(c) = s
+                    .child
+                    .iter()
+                    .find(|c| !self.entry_of(type_name, relation, c, index, entry))
+                {
+                    self.loop_edges(type_name, relation, c, index, entry, out);
                 }
-                (true, false)
             }
             Userset::Difference(d) => {
-                let mut v = visited.clone();
-                let (entry, l) = self.has_entrypoint(type_name, relation, &d.base, &mut v);
-                if !entry {
-                    return (false, l);
-                }
-                let mut v = visited.clone();
-                let (entry, l) = self.has_entrypoint(type_name, relation, &d.subtract, &mut v);
-                if !entry {
-                    return (false, l);
-                }
-                (true, false)
+                let failing = if self.entry_of(type_name, relation, &d.base, index, entry) {
+                    &d.subtract
+                } else {
+                    &d.base
+                };
+                self.loop_edges(type_name, relation, failing, index, entry, out);
             }
         }
     }
 }
-
-type Visited = HashSet<(String, String)>;
 
 /// Checks a parameter type: scalar types stand alone, `map` and `list` take exactly one scalar
 /// element type.

@@ -22,6 +22,8 @@
 //! digest is stored.
 
 mod assertion;
+
+pub use assertion::DEFAULT_ASSERTION_LEEWAY;
 mod credentials;
 mod registration;
 mod registry;
@@ -287,9 +289,19 @@ pub struct ClientRegistration {
     /// Absolute refresh-token lifetime in seconds (60 to 365 days; default 30 days).
     #[serde(default)]
     pub refresh_token_ttl_secs: Option<u32>,
+    /// Seconds a rotated refresh token is honoured once more, for a client that refreshes
+    /// concurrently (0 to 60; default `oauth.refresh_grace_secs`, 0). Outside it, or a second
+    /// time, presenting a rotated token revokes the whole family.
+    #[serde(default)]
+    pub refresh_grace_secs: Option<u32>,
     /// Resource servers this client's access tokens are for (`aud`).
     #[serde(default)]
     pub audience: Vec<String>,
+    /// The audiences this client serves as a resource server (RFC 7662 §4): besides tokens
+    /// issued to it and tokens whose `aud` is its client id, it may introspect access tokens
+    /// whose `aud` contains one of these.
+    #[serde(default)]
+    pub resource_audiences: Vec<String>,
     /// OIDC Back-Channel Logout endpoint of the client.
     #[serde(default)]
     pub backchannel_logout_uri: Option<String>,
@@ -314,7 +326,9 @@ impl ClientRegistration {
             skip_consent: false,
             access_token_ttl_secs: None,
             refresh_token_ttl_secs: None,
+            refresh_grace_secs: None,
             audience: Vec::new(),
+            resource_audiences: Vec::new(),
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
         }
@@ -351,8 +365,12 @@ pub struct Client {
     pub access_token_ttl: Duration,
     /// Absolute refresh-token (grant) lifetime.
     pub refresh_token_ttl: Duration,
+    /// Its own refresh grace, if it opted into one.
+    pub refresh_grace: Option<Duration>,
     /// Audiences of its access tokens.
     pub audience: Vec<String>,
+    /// Audiences it serves as a resource server (what it may introspect tokens for).
+    pub resource_audiences: Vec<String>,
     /// Back-channel logout endpoint.
     pub backchannel_logout_uri: Option<String>,
     /// Back-channel logout tokens carry `sid`.
@@ -425,7 +443,11 @@ impl Client {
             skip_consent: self.skip_consent,
             access_token_ttl_secs: u32::try_from(self.access_token_ttl.whole_seconds()).ok(),
             refresh_token_ttl_secs: u32::try_from(self.refresh_token_ttl.whole_seconds()).ok(),
+            refresh_grace_secs: self
+                .refresh_grace
+                .and_then(|g| u32::try_from(g.whole_seconds()).ok()),
             audience: self.audience.clone(),
+            resource_audiences: self.resource_audiences.clone(),
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
             backchannel_logout_session_required: self.backchannel_logout_session_required,
         }
@@ -475,7 +497,9 @@ impl Serialize for Client {
             skip_consent: bool,
             access_token_ttl_secs: i64,
             refresh_token_ttl_secs: i64,
+            refresh_grace_secs: Option<i64>,
             audience: &'a [String],
+            resource_audiences: &'a [String],
             backchannel_logout_uri: &'a Option<String>,
             backchannel_logout_session_required: bool,
             created_at: String,
@@ -496,7 +520,9 @@ impl Serialize for Client {
             skip_consent: self.skip_consent,
             access_token_ttl_secs: self.access_token_ttl.whole_seconds(),
             refresh_token_ttl_secs: self.refresh_token_ttl.whole_seconds(),
+            refresh_grace_secs: self.refresh_grace.map(|g| g.whole_seconds()),
             audience: &self.audience,
+            resource_audiences: &self.resource_audiences,
             backchannel_logout_uri: &self.backchannel_logout_uri,
             backchannel_logout_session_required: self.backchannel_logout_session_required,
             created_at: rfc3339(self.created_at),
@@ -593,7 +619,9 @@ mod tests {
             skip_consent: false,
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
+            refresh_grace: None,
             audience: Vec::new(),
+            resource_audiences: Vec::new(),
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
             created_at: datetime!(2026-01-01 00:00 UTC),

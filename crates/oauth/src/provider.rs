@@ -71,7 +71,7 @@ pub use device::{DeviceAuthorizationResponse, DevicePrompt};
 pub use logout::{BackchannelNotice, LogoutRequest};
 pub use par::PushedAuthorizationResponse;
 pub use token::TokenResponse;
-pub use verify::LEEWAY;
+pub use verify::OWN_TOKEN_LEEWAY;
 
 /// Lifetimes and algorithms.
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ impl Default for Settings {
         Self {
             code_ttl: Duration::seconds(60),
             id_token_ttl: Duration::hours(1),
-            refresh_grace: Duration::seconds(10),
+            refresh_grace: Duration::ZERO,
             device_code_ttl: Duration::minutes(10),
             device_interval_secs: 5,
             par_ttl: Duration::seconds(90),

@@ -1,9 +1,10 @@
 //! Refresh-token rotation (RFC 9700 §4.14.2): the rule the store applies inside its transaction.
 //!
 //! Every refresh exchanges the presented token for a new one. A token presented again after it
-//! was exchanged is a replay, unless the first exchange happened less than the grace period ago
-//! (two tabs refreshing at once): a replay revokes the whole grant, so a stolen token is useful
-//! to at most one party. A token is refused outright when it was issued to another client, has
+//! was exchanged is a replay, unless the client opted into a grace period, the first exchange
+//! happened less than that ago (two tabs refreshing at once) and the grace was not used yet: it
+//! is honoured once. A replay revokes the whole grant, so a stolen token is useful to at most
+//! one party. A token is refused outright when it was issued to another client, has
 //! expired, or its grant is revoked or expired, or the grant's user is disabled or gone.
 
 use time::{Duration, OffsetDateTime};
@@ -31,7 +32,7 @@ pub fn rotation_step(
     }
     match token.rotated_at {
         None => RotationStep::Rotate,
-        Some(rotated) if now - rotated < grace => RotationStep::Grace,
+        Some(rotated) if now - rotated < grace && !token.grace_used => RotationStep::Grace,
         Some(_) => RotationStep::Reuse,
     }
 }
@@ -64,7 +65,25 @@ mod tests {
             created_at: T0,
             expires_at: T0 + Duration::minutes(30),
             rotated_at,
+            grace_used: false,
         }
+    }
+
+    #[test]
+    fn without_a_grace_any_second_use_is_a_reuse() {
+        let now = T0 + Duration::minutes(1);
+        let just_rotated = token(Some(now));
+        assert_eq!(
+            rotation_step(
+                &just_rotated,
+                &grant(),
+                Some(UserStatus::Active),
+                "c",
+                now,
+                Duration::ZERO
+            ),
+            RotationStep::Reuse
+        );
     }
 
     #[test]
@@ -87,6 +106,17 @@ mod tests {
             ),
             (
                 token(Some(now - Duration::seconds(10))),
+                grant(),
+                active,
+                "c",
+                now,
+                RotationStep::Reuse,
+            ),
+            (
+                RefreshToken {
+                    grace_used: true,
+                    ..token(Some(now - Duration::seconds(1)))
+                },
                 grant(),
                 active,
                 "c",

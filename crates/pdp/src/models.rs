@@ -215,21 +215,29 @@ impl Pdp {
                 MAX_TYPES_PER_MODEL,
             ));
         }
-        if let Err(errors) = validate_json_model(&model) {
-            let first = errors
+        // Validation is polynomial but proportional to the model: it runs on the blocking pool,
+        // never on an async worker that serves other requests.
+        let mut model = tokio::task::spawn_blocking(move || match validate_json_model(&model) {
+            Ok(()) => Ok(model),
+            Err(errors) => Err(errors
                 .errors
                 .first()
                 .map(|e| e.message.clone())
-                .unwrap_or_else(|| errors.to_string());
-            return Err(PdpError::InvalidModel(first));
-        }
+                .unwrap_or_else(|| errors.to_string())),
+        })
+        .await
+        .map_err(PdpError::internal)?
+        .map_err(PdpError::InvalidModel)?;
         let model_json = serde_json::to_value(&model).map_err(PdpError::internal)?;
         let now = inner.clock.now();
         let floor = inner.store.latest_model(store_id).await?.map(|m| m.id);
         let id = inner.models.next_model_id(now, floor.as_deref());
         model.id = id.clone();
         let schema_version = model.schema_version.clone();
-        let ts = TypeSystem::new(model).map_err(|e| PdpError::InvalidModel(e.to_string()))?;
+        let ts = tokio::task::spawn_blocking(move || TypeSystem::new(model))
+            .await
+            .map_err(PdpError::internal)?
+            .map_err(|e| PdpError::InvalidModel(e.to_string()))?;
         inner
             .store
             .write_model(&StoredModel {

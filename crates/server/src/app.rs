@@ -113,7 +113,8 @@ impl AppState {
             secrets_key.clone(),
             AccountsConfig::default(),
         );
-        let clients = ClientRegistry::new(store.clone(), Arc::clone(&clock));
+        let clients = ClientRegistry::new(store.clone(), Arc::clone(&clock))
+            .with_assertion_leeway(seconds(config.oauth.assertion_leeway_secs));
         let oauth_config = &config.oauth;
         let policy = KeyPolicy {
             rotation_period: time::Duration::days(i64::from(oauth_config.key_rotation_days)),

@@ -248,8 +248,10 @@ pub struct OAuthConfig {
     /// else `http://` plus the bound listen address (`localhost` for a wildcard address).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
-    /// How long a rotated refresh token still works, for clients that refresh concurrently
-    /// (0 to 300 seconds; reuse after it revokes the whole token family).
+    /// How long a rotated refresh token is honoured once more, for clients that refresh
+    /// concurrently (0 to 60 seconds; default 0: none). A client may set its own
+    /// (`refresh_grace_secs` in its registration). A reuse outside it, or a second one within
+    /// it, revokes the whole token family.
     pub refresh_grace_secs: u64,
     /// Initial polling interval of the device flow (1 to 60 seconds).
     pub device_poll_interval_secs: u64,
@@ -260,6 +262,10 @@ pub struct OAuthConfig {
     /// Algorithm of ID tokens and logout tokens: `RS256` (default, as OIDC expects), `ES256` or
     /// `EdDSA`.
     pub id_token_algorithm: String,
+    /// Clock skew forgiven on the `exp`, `nbf` and `iat` of clients' `private_key_jwt`
+    /// assertions (0 to 300 seconds). trustgate's own tokens get none: it checks them with the
+    /// clock that issued them.
+    pub assertion_leeway_secs: u64,
 }
 
 impl Default for OAuthConfig {
@@ -269,11 +275,12 @@ impl Default for OAuthConfig {
             key_publish_ahead_secs: 600,
             max_token_lifetime_secs: 86_400,
             issuer: None,
-            refresh_grace_secs: 10,
+            refresh_grace_secs: 0,
             device_poll_interval_secs: 5,
             id_token_ttl_secs: 3600,
             access_token_algorithm: "ES256".into(),
             id_token_algorithm: "RS256".into(),
+            assertion_leeway_secs: 30,
         }
     }
 }
@@ -284,6 +291,11 @@ impl OAuthConfig {
         if !(1..=3650).contains(&self.key_rotation_days) {
             return Err(ConfigError::Invalid(
                 "oauth.key_rotation_days: must be between 1 and 3650".into(),
+            ));
+        }
+        if self.assertion_leeway_secs > 300 {
+            return Err(ConfigError::Invalid(
+                "oauth.assertion_leeway_secs: must be between 0 and 300".into(),
             ));
         }
         if !(1..=86_400).contains(&self.key_publish_ahead_secs) {
@@ -309,9 +321,9 @@ impl OAuthConfig {
                  (http only for localhost or 127.0.0.1) without query or fragment"
             )));
         }
-        if self.refresh_grace_secs > 300 {
+        if self.refresh_grace_secs > 60 {
             return Err(ConfigError::Invalid(
-                "oauth.refresh_grace_secs: must be between 0 and 300".into(),
+                "oauth.refresh_grace_secs: must be between 0 and 60".into(),
             ));
         }
         if !(1..=60).contains(&self.device_poll_interval_secs) {

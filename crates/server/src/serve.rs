@@ -102,6 +102,13 @@ impl Server {
         if report.after != report.before {
             tracing::info!(from = report.before, to = report.after, "migrated database");
         }
+        for (path, mode) in loosened_paths(&config.data_dir) {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "readable by others: it holds secrets or the database; chmod go-rwx it"
+            );
+        }
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -230,11 +237,59 @@ fn ensure_data_dir(path: &Path) -> Result<(), StartError> {
         path: path.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(path).map_err(fail)?;
+    if !path.exists() {
+        // Only its owner may list or read what the server keeps here.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            builder.mode(0o700);
+        }
+        builder.create(path).map_err(fail)?;
+    }
     let probe = path.join(".write-test");
     std::fs::write(&probe, b"ok").map_err(fail)?;
     std::fs::remove_file(&probe).map_err(fail)?;
     Ok(())
+}
+
+/// The data directory and the files in it that hold secrets or the database: each should be
+/// readable by its owner only.
+const PRIVATE_FILES: [&str; 6] = [
+    "trustgate.db",
+    "trustgate.db-wal",
+    "trustgate.db-shm",
+    "trustgate.db.lock",
+    SECRETS_KEY_FILE,
+    crate::bootstrap::TOKEN_FILE,
+];
+
+/// Those of the data directory and its private files that others may read or enter (the
+/// operator loosened them, or an older release created them): what start-up warns about.
+pub fn loosened_paths(data_dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut paths = vec![data_dir.to_path_buf()];
+    paths.extend(PRIVATE_FILES.iter().map(|f| data_dir.join(f)));
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let mode = file_mode(&p)?;
+            (mode & 0o077 != 0).then_some((p, mode))
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+fn file_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+#[cfg(not(unix))]
+fn file_mode(_: &Path) -> Option<u32> {
+    None
 }
 
 /// Where the generated secrets key lives on SQLite, relative to the data directory.
@@ -354,6 +409,26 @@ async fn maintain_oauth_periodically(oauth: trustgate_oauth::provider::Provider)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn loosened_private_files_are_reported() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        ensure_data_dir(&data).expect("data dir");
+        let key = data.join(SECRETS_KEY_FILE);
+        std::fs::write(&key, "k").expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(
+            loosened_paths(&data).is_empty(),
+            "0700 directory, 0600 file"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let reported: Vec<PathBuf> = loosened_paths(&data).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(reported, [data.clone(), key]);
+    }
 
     #[test]
     fn sqlite_key_file_is_created_private_and_reused() {

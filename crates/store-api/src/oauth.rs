@@ -225,6 +225,9 @@ pub struct RefreshToken {
     pub expires_at: OffsetDateTime,
     /// When it was exchanged for a new one; `None` while it is the current token.
     pub rotated_at: Option<OffsetDateTime>,
+    /// Whether, after its rotation, it was honoured once more within the grace period (a
+    /// concurrent refresh); the grace is honoured only once.
+    pub grace_used: bool,
 }
 
 /// The result of [`GrantStore::rotate_refresh_token`].
@@ -524,8 +527,8 @@ pub enum RotationStep {
     Invalid,
     /// Mark the token rotated and store the new one: [`RefreshRotation::Rotated`].
     Rotate,
-    /// Store the new token, leaving the old one rotated (a concurrent refresh):
-    /// [`RefreshRotation::WithinGrace`].
+    /// Store the new token, leaving the old one rotated and marking its grace used (a
+    /// concurrent refresh, honoured once): [`RefreshRotation::WithinGrace`].
     Grace,
     /// Revoke the grant: [`RefreshRotation::Reused`].
     Reuse,

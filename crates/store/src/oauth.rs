@@ -266,6 +266,7 @@ mod tests {
             created_at: T0,
             expires_at: T0 + Duration::minutes(30),
             rotated_at,
+            grace_used: false,
         }
     }
 

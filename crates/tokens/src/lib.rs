@@ -28,8 +28,10 @@
 //! Size cap before anything is parsed; only our three algorithms (never `none`, never HMAC, so
 //! an RSA public key can never be used as an HMAC secret); the key comes only from the `kid`
 //! through a [`KeyResolver`] — `jwk`, `jku`, `x5u` and `x5c` header members are ignored; the
-//! header `alg` must be the key's algorithm; `iss`, `aud`, `exp`, `nbf` and `typ` are checked with
-//! 60 s leeway against the caller's clock.
+//! header `alg` must be the key's algorithm; `iss`, `aud` and `typ` are checked, and `exp`
+//! (valid only before it, RFC 7519) and `nbf` against the caller's clock with the caller's
+//! leeway: none for trustgate's own tokens, a small configured one for other parties'
+//! assertions.
 
 mod claims;
 mod jwk;

@@ -89,7 +89,7 @@ pub enum VerifyError {
     /// The signature does not verify.
     #[error("token signature is invalid")]
     BadSignature,
-    /// Past `exp` (plus leeway), or `exp` missing when required.
+    /// At or past `exp` (plus leeway), or `exp` missing when required.
     #[error("token expired")]
     Expired,
     /// Before `nbf` (minus leeway).
@@ -205,7 +205,8 @@ pub fn verify<T: DeserializeOwned>(
         match object.get("exp") {
             Some(exp) => {
                 let exp = exp.as_i64().ok_or(VerifyError::Malformed)?;
-                if now > exp.saturating_add(leeway) {
+                // RFC 7519 §4.1.4: valid only *before* `exp`.
+                if now >= exp.saturating_add(leeway) {
                     return Err(VerifyError::Expired);
                 }
             }

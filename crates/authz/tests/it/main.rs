@@ -13,3 +13,4 @@ mod language_modules;
 mod language_props;
 mod language_transformer;
 mod language_validation;
+mod validation_bounds;

@@ -108,6 +108,10 @@ pub struct ClientSettings {
     /// Audience (resource server) of the client's access tokens (repeat for several).
     #[arg(long = "audience", value_name = "AUD")]
     audiences: Vec<String>,
+    /// An audience this client serves as a resource server: it may introspect access tokens
+    /// whose `aud` contains it (repeat for several; RFC 7662 §4).
+    #[arg(long = "resource-audience", value_name = "AUD")]
+    resource_audiences: Vec<String>,
     /// OIDC back-channel logout URI of the client ('' removes it).
     #[arg(long, value_name = "URI")]
     backchannel_logout_uri: Option<String>,
@@ -156,6 +160,12 @@ impl ClientSettings {
         }
         if !self.audiences.is_empty() {
             reg.insert("audience".into(), list(&self.audiences, same));
+        }
+        if !self.resource_audiences.is_empty() {
+            reg.insert(
+                "resource_audiences".into(),
+                list(&self.resource_audiences, same),
+            );
         }
         if self.public {
             reg.insert("auth_method".into(), json!("none"));

@@ -49,6 +49,24 @@ fn fresh_start_serves_ops_endpoints_and_writes_a_private_admin_token() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        // The data directory and everything with secrets or data in it: owner only.
+        let mode_of =
+            |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode_of(&data), 0o700, "data directory");
+        for file in [
+            "trustgate.db",
+            "trustgate.db-wal",
+            "trustgate.db-shm",
+            "secrets.key",
+        ] {
+            let path = data.join(file);
+            if path.exists() {
+                assert_eq!(mode_of(&path), 0o600, "{file}");
+            } else {
+                assert_eq!(file, "trustgate.db-shm", "{file} missing");
+            }
+        }
+        assert!(trustgate_server::serve::loosened_paths(&data).is_empty());
     }
 
     // The CLI finds the token in the data dir and talks to the server.

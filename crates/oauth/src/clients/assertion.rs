@@ -11,8 +11,9 @@ use super::Client;
 use super::registry::{AUTH_FAILED, MAX_ASSERTION_LIFETIME};
 use crate::error::OAuthError;
 
-/// Clock skew tolerated on `exp`, `nbf` and `iat`.
-pub(super) const LEEWAY: Duration = Duration::seconds(60);
+/// Clock skew tolerated on `exp`, `nbf` and `iat` of a client's assertion by default (the
+/// client's clock is not ours); `oauth.assertion_leeway_secs` changes it.
+pub const DEFAULT_ASSERTION_LEEWAY: Duration = Duration::seconds(30);
 
 /// Longest accepted `jti`, in bytes.
 const MAX_JTI_BYTES: usize = 256;
@@ -33,6 +34,7 @@ pub(super) fn verify(
     assertion: &str,
     audiences: &[&str],
     now: OffsetDateTime,
+    leeway: Duration,
 ) -> Result<VerifiedAssertion, OAuthError> {
     // Until the signature is verified, every failure gets the one description an unknown client
     // id gets: nothing tells a caller without the client's key that the id exists.
@@ -58,7 +60,7 @@ pub(super) fn verify(
             audiences,
             typ: None,
             now,
-            leeway: LEEWAY,
+            leeway,
             require_exp: true,
             check_expiry: true,
         },
@@ -80,7 +82,7 @@ pub(super) fn verify(
             OAuthError::invalid_client(format!("client assertion: {e}"))
         }
     })?;
-    check_claims(&verified.claims, &client.id, audiences, now)
+    check_claims(&verified.claims, &client.id, audiences, now, leeway)
 }
 
 /// The claim rules of RFC 7523 §3 and OIDC Core §9, on claims whose signature was verified:
@@ -92,6 +94,7 @@ pub(super) fn check_claims(
     client_id: &str,
     audiences: &[&str],
     now: OffsetDateTime,
+    leeway: Duration,
 ) -> Result<VerifiedAssertion, OAuthError> {
     let invalid = |why: &str| OAuthError::invalid_client(format!("client assertion: {why}"));
     let string = |name: &str| claims.get(name).and_then(Value::as_str);
@@ -123,19 +126,19 @@ pub(super) fn check_claims(
         }
     };
     let exp = time("exp")?.ok_or_else(|| invalid("exp is required"))?;
-    if exp + LEEWAY <= now {
+    if exp + leeway <= now {
         return Err(invalid("expired"));
     }
-    if exp > now + MAX_ASSERTION_LIFETIME + LEEWAY {
+    if exp > now + MAX_ASSERTION_LIFETIME + leeway {
         return Err(invalid("exp is more than 10 minutes ahead"));
     }
     if let Some(nbf) = time("nbf")?
-        && nbf > now + LEEWAY
+        && nbf > now + leeway
     {
         return Err(invalid("not valid yet (nbf)"));
     }
     if let Some(iat) = time("iat")?
-        && iat > now + LEEWAY
+        && iat > now + leeway
     {
         return Err(invalid("issued in the future (iat)"));
     }
@@ -147,7 +150,7 @@ pub(super) fn check_claims(
     }
     Ok(VerifiedAssertion {
         jti: jti.to_owned(),
-        expires_at: exp + LEEWAY,
+        expires_at: exp + leeway,
     })
 }
 
@@ -202,14 +205,25 @@ mod tests {
 
     #[test]
     fn valid_claims_pass() {
-        let got = check_claims(&claims(), "tgc_a", AUDS, NOW).expect("valid");
+        let got =
+            check_claims(&claims(), "tgc_a", AUDS, NOW, DEFAULT_ASSERTION_LEEWAY).expect("valid");
         assert_eq!(got.jti, "j-1");
-        assert_eq!(got.expires_at, NOW + Duration::seconds(360));
+        assert_eq!(got.expires_at, NOW + Duration::seconds(330));
         let mut c = claims();
         c["aud"] = json!(["https://other.example", "https://id.example.com"]);
         c["nbf"] = json!(NOW.unix_timestamp() - 10);
         c["exp"] = json!(NOW.unix_timestamp() + 600);
-        check_claims(&c, "tgc_a", AUDS, NOW).expect("issuer audience in an array, 10 min");
+        check_claims(&c, "tgc_a", AUDS, NOW, DEFAULT_ASSERTION_LEEWAY)
+            .expect("issuer audience in an array, 10 min");
+        // The configured skew, and nothing more.
+        let mut c = claims();
+        c["exp"] = json!(NOW.unix_timestamp() - 29);
+        check_claims(&c, "tgc_a", AUDS, NOW, DEFAULT_ASSERTION_LEEWAY)
+            .expect("within 30 s of skew");
+        c["exp"] = json!(NOW.unix_timestamp() - 30);
+        check_claims(&c, "tgc_a", AUDS, NOW, DEFAULT_ASSERTION_LEEWAY).expect_err("30 s late");
+        c["exp"] = json!(NOW.unix_timestamp());
+        check_claims(&c, "tgc_a", AUDS, NOW, Duration::ZERO).expect_err("no leeway: at exp");
     }
 
     #[test]
@@ -234,17 +248,20 @@ mod tests {
         for (name, value) in cases {
             let mut c = claims();
             c[name] = value.clone();
-            let err = check_claims(&c, "tgc_a", AUDS, NOW).expect_err(name);
+            let err =
+                check_claims(&c, "tgc_a", AUDS, NOW, DEFAULT_ASSERTION_LEEWAY).expect_err(name);
             assert_eq!(err.code, ErrorCode::InvalidClient, "{name} {value}");
         }
         for missing in ["iss", "sub", "aud", "exp", "jti"] {
             let mut c = claims();
             c.as_object_mut().expect("object").remove(missing);
-            let err = check_claims(&c, "tgc_a", AUDS, NOW).expect_err(missing);
+            let err =
+                check_claims(&c, "tgc_a", AUDS, NOW, DEFAULT_ASSERTION_LEEWAY).expect_err(missing);
             assert!(err.description.contains(missing), "{missing}: {err}");
         }
         // iss and sub right for another client id.
-        check_claims(&claims(), "tgc_b", AUDS, NOW).expect_err("other client");
+        check_claims(&claims(), "tgc_b", AUDS, NOW, DEFAULT_ASSERTION_LEEWAY)
+            .expect_err("other client");
     }
 
     fn jws(payload: &str) -> String {

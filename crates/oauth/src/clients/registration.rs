@@ -24,6 +24,8 @@ pub const MAX_REDIRECT_URIS: usize = 100;
 pub const MAX_SCOPES: usize = 200;
 /// Longest scope token, in bytes.
 const MAX_SCOPE_BYTES: usize = 200;
+/// The longest refresh grace a client may opt into, in seconds.
+pub const MAX_REFRESH_GRACE_SECS: u32 = 60;
 /// Most audiences per client.
 pub const MAX_AUDIENCES: usize = 100;
 /// Longest audience value, in bytes.
@@ -100,6 +102,7 @@ pub fn validate_registration(
     dedup(&mut reg.grant_types);
     dedup(&mut reg.scopes);
     dedup(&mut reg.audience);
+    dedup(&mut reg.resource_audiences);
 
     for (field, uris) in [
         (UriField::Redirect, &reg.redirect_uris),
@@ -133,7 +136,8 @@ pub fn validate_registration(
 
     check_grants(&reg)?;
     check_scopes(&reg.scopes)?;
-    check_audience(&reg.audience)?;
+    check_audience("audience", &reg.audience)?;
+    check_audience("resource_audiences", &reg.resource_audiences)?;
     check_ttls(&reg)?;
 
     match &reg.jwks {
@@ -269,11 +273,11 @@ fn check_scopes(scopes: &[String]) -> Result<(), ClientError> {
     Ok(())
 }
 
-fn check_audience(audience: &[String]) -> Result<(), ClientError> {
+fn check_audience(field: &str, audience: &[String]) -> Result<(), ClientError> {
     if audience.len() > MAX_AUDIENCES {
         return Err(ClientError::invalid(
             "invalid_audience",
-            format!("audience: at most {MAX_AUDIENCES} entries"),
+            format!("{field}: at most {MAX_AUDIENCES} entries"),
         ));
     }
     for (i, aud) in audience.iter().enumerate() {
@@ -283,9 +287,7 @@ fn check_audience(audience: &[String]) -> Result<(), ClientError> {
         if !ok {
             return Err(ClientError::invalid(
                 "invalid_audience",
-                format!(
-                    "audience[{i}]: must be 1 to {MAX_AUDIENCE_BYTES} visible ASCII characters"
-                ),
+                format!("{field}[{i}]: must be 1 to {MAX_AUDIENCE_BYTES} visible ASCII characters"),
             ));
         }
     }
@@ -293,6 +295,15 @@ fn check_audience(audience: &[String]) -> Result<(), ClientError> {
 }
 
 fn check_ttls(reg: &ClientRegistration) -> Result<(), ClientError> {
+    if reg
+        .refresh_grace_secs
+        .is_some_and(|g| g > MAX_REFRESH_GRACE_SECS)
+    {
+        return Err(ClientError::invalid(
+            "invalid_refresh_grace",
+            format!("refresh_grace_secs: at most {MAX_REFRESH_GRACE_SECS}"),
+        ));
+    }
     if let Some(secs) = reg.access_token_ttl_secs {
         let secs = i64::from(secs);
         if secs < MIN_ACCESS_TOKEN_TTL.whole_seconds()

@@ -64,7 +64,11 @@ struct StoredMetadata {
     #[serde(default)]
     refresh_token_ttl_secs: Option<u32>,
     #[serde(default)]
+    refresh_grace_secs: Option<u32>,
+    #[serde(default)]
     audience: Vec<String>,
+    #[serde(default)]
+    resource_audiences: Vec<String>,
     #[serde(default)]
     backchannel_logout_uri: Option<String>,
     #[serde(default)]
@@ -86,7 +90,9 @@ impl StoredMetadata {
             skip_consent: reg.skip_consent,
             access_token_ttl_secs: reg.access_token_ttl_secs,
             refresh_token_ttl_secs: reg.refresh_token_ttl_secs,
+            refresh_grace_secs: reg.refresh_grace_secs,
             audience: reg.audience.clone(),
+            resource_audiences: reg.resource_audiences.clone(),
             backchannel_logout_uri: reg.backchannel_logout_uri.clone(),
             backchannel_logout_session_required: reg.backchannel_logout_session_required,
         }
@@ -136,7 +142,11 @@ fn decode(stored: OAuthClient) -> Result<Client, ClientError> {
         skip_consent: meta.skip_consent,
         access_token_ttl: ttl(meta.access_token_ttl_secs, DEFAULT_ACCESS_TOKEN_TTL),
         refresh_token_ttl: ttl(meta.refresh_token_ttl_secs, DEFAULT_REFRESH_TOKEN_TTL),
+        refresh_grace: meta
+            .refresh_grace_secs
+            .map(|s| Duration::seconds(i64::from(s))),
         audience: meta.audience,
+        resource_audiences: meta.resource_audiences,
         backchannel_logout_uri: meta.backchannel_logout_uri,
         backchannel_logout_session_required: meta.backchannel_logout_session_required,
         created_at: stored.created_at,
@@ -162,12 +172,23 @@ fn new_secret() -> (Secret, TokenDigest) {
 pub struct ClientRegistry {
     store: Arc<dyn ClientStore>,
     clock: Arc<dyn Clock>,
+    assertion_leeway: time::Duration,
 }
 
 impl ClientRegistry {
     /// A registry over `store`, reading the time from `clock`.
     pub fn new(store: Arc<dyn ClientStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            assertion_leeway: super::assertion::DEFAULT_ASSERTION_LEEWAY,
+        }
+    }
+
+    /// The clock skew tolerated on `private_key_jwt` assertions (`exp`, `nbf`, `iat`).
+    pub fn with_assertion_leeway(mut self, leeway: time::Duration) -> Self {
+        self.assertion_leeway = leeway;
+        self
     }
 
     /// The current time at the precision both stores keep (microseconds), so what `create`
@@ -422,7 +443,8 @@ impl ClientRegistry {
             _ => return Err(OAuthError::invalid_client(AUTH_FAILED)),
         };
         let now = self.now();
-        let verified = assertion::verify(&client, assertion, audiences, now)?;
+        let verified =
+            assertion::verify(&client, assertion, audiences, now, self.assertion_leeway)?;
         let recorded = self
             .store
             .record_client_assertion(&client.id, &verified.jti, verified.expires_at)

@@ -10,9 +10,13 @@ use crate::clients::PresentedCredentials;
 use crate::request::Params;
 
 impl Provider {
-    /// `/oauth2/introspect` (RFC 7662). Confidential clients only. Access tokens are active for
-    /// any caller whose id or registered audience is in `aud` (or when `aud` names this issuer);
-    /// refresh tokens only for the client they were issued to.
+    /// `/oauth2/introspect` (RFC 7662). Confidential clients only. RFC 7662 §4: a caller learns
+    /// about an access token only if it is a resource server the token is for (`aud` contains
+    /// its client id or one of its registered `resource_audiences`), or the token was issued to
+    /// it for this issuer (its `client_id`, and `aud` contains the issuer, as every token
+    /// trustgate issues does); the issuer's audience alone entitles no other client. Refresh
+    /// tokens only for the client they were issued to. Anything else
+    /// is `{"active": false}`, exactly like an unknown token.
     pub async fn introspect(
         &self,
         params: &Params,
@@ -31,11 +35,15 @@ impl Provider {
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         let inactive = json!({ "active": false });
         if looks_like_jwt(token) {
-            let mut audiences: Vec<&str> = vec![self.issuer(), &caller.id];
-            audiences.extend(caller.audience.iter().map(String::as_str));
-            let Some(claims) = self.live_access_token(token, &audiences).await? else {
+            let Some(claims) = self.live_access_token(token, &[]).await? else {
                 return Ok(inactive);
             };
+            let serves =
+                |aud: &str| aud == caller.id || caller.resource_audiences.iter().any(|r| r == aud);
+            let own = claims.client_id == caller.id && claims.aud.contains(self.issuer());
+            if !own && !claims.aud.iter().any(serves) {
+                return Ok(inactive);
+            }
             let mut body = json!({
                 "active": true,
                 "token_type": "Bearer",

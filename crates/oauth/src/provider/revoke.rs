@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use trustgate_audit::{AuditKind, Outcome};
 use trustgate_core::TokenDigest;
 
-use super::verify::{LEEWAY, looks_like_jwt};
+use super::verify::looks_like_jwt;
 use super::{Provider, RequestContext, client_detail};
 use crate::clients::PresentedCredentials;
 use crate::request::Params;
@@ -44,9 +44,7 @@ impl Provider {
             }
             let expires_at = OffsetDateTime::from_unix_timestamp(claims.exp)
                 .map_err(|_| OAuthError::invalid_request("token expiry is out of range"))?;
-            store
-                .revoke_access_token(&claims.jti, expires_at + LEEWAY)
-                .await?;
+            store.revoke_access_token(&claims.jti, expires_at).await?;
             let mut detail = client_detail(&client.id);
             detail.insert("jti".into(), json!(claims.jti));
             self.audit(

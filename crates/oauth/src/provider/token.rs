@@ -132,6 +132,7 @@ impl Provider {
             created_at: now,
             expires_at: grant.expires_at,
             rotated_at: None,
+            grace_used: false,
         };
         let digest = refresh.as_ref().map(|r| TokenDigest::of(r.expose()));
         match self

@@ -9,8 +9,12 @@ use super::Provider;
 use crate::OAuthError;
 use crate::claims::IdTokenClaims;
 
-/// The leeway for `exp`/`nbf` when verifying our own tokens.
-pub const LEEWAY: Duration = Duration::seconds(60);
+/// The leeway for `exp`/`nbf` when verifying our own tokens: none. This server signed them
+/// with its own clock and checks them with the same clock, so there is no skew to forgive; an
+/// expired token is expired at its `exp` second, for introspection, userinfo and revocation
+/// alike. (Skew leeway is for assertions from other parties, see
+/// `ClientRegistry::with_assertion_leeway`.)
+pub const OWN_TOKEN_LEEWAY: Duration = Duration::ZERO;
 
 impl Provider {
     /// One of our access tokens (`at+jwt`, our issuer, unexpired, `aud` containing one of
@@ -50,7 +54,7 @@ impl Provider {
                 audiences,
                 typ,
                 now: self.now(),
-                leeway: LEEWAY,
+                leeway: OWN_TOKEN_LEEWAY,
                 require_exp: check_expiry,
                 check_expiry,
             },

@@ -169,6 +169,8 @@ fn client(first_party: bool) -> Client {
         access_token_ttl: Duration::minutes(10),
         refresh_token_ttl: Duration::days(30),
         audience: Vec::new(),
+        resource_audiences: Vec::new(),
+        refresh_grace: None,
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
         created_at: CONSENTED_AT,

@@ -404,7 +404,14 @@ async fn codes_are_bound_to_client_redirect_uri_and_lifetime() {
 #[tokio::test]
 async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
     let op = op().await;
-    let (app, _user, first) = tokens_for_alice(&op).await;
+    // This client opted into a 10 s grace for concurrent refreshes (the default is none).
+    let app = register(&op, |r| r.refresh_grace_secs = Some(10)).await;
+    let user = alice(&op).await;
+    let (verifier, challenge) = pkce("g");
+    let code = code_for(&op, &app, &user, &challenge).await;
+    let first = exchange(&op, &app, &code, Some(&verifier))
+        .await
+        .expect("tokens");
     let r1 = first.refresh_token.expect("r1");
 
     // Another client cannot use it, and a wider scope is refused without rotating it.
@@ -430,13 +437,14 @@ async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
     );
     assert!(active(&op, &app, &r2).await);
 
-    // Within the grace period the old token still works (two tabs refreshing at once).
+    // Within the grace period the old token still works once (two tabs refreshing at once),
+    // and that is on the record.
     op.clock.advance(Duration::seconds(9));
     let concurrent = refresh(&op, &app, &r1).await.expect("within grace");
     let r3 = concurrent.refresh_token.expect("r3");
+    assert_eq!(audited(&op, "oauth_refresh_grace_used").await.len(), 1);
 
-    // After it, presenting the old token again is a replay: the whole family dies.
-    op.clock.advance(Duration::seconds(2));
+    // A second use, even within the grace, is a replay: the whole family dies.
     let err = refused(refresh(&op, &app, &r1).await, ErrorCode::InvalidGrant);
     assert!(err.description.contains("used already"), "{err}");
     for live_until_now in [&r2, &r3] {
@@ -447,6 +455,20 @@ async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
     }
     assert!(!active(&op, &app, &second.access_token).await);
     assert!(!active(&op, &app, &first.access_token).await);
+}
+
+/// Without an opted-in grace (the default), the first replay of a rotated refresh token revokes
+/// the family at once: no second valid token chain can be minted from a stolen token.
+#[tokio::test]
+async fn without_a_grace_the_first_replay_revokes_the_family() {
+    let op = op().await;
+    let (app, _user, first) = tokens_for_alice(&op).await;
+    let r1 = first.refresh_token.expect("r1");
+    let second = refresh(&op, &app, &r1).await.expect("rotation");
+    let r2 = second.refresh_token.expect("r2");
+    refused(refresh(&op, &app, &r1).await, ErrorCode::InvalidGrant);
+    refused(refresh(&op, &app, &r2).await, ErrorCode::InvalidGrant);
+    assert!(!active(&op, &app, &second.access_token).await);
 }
 
 #[tokio::test]
@@ -804,6 +826,96 @@ async fn introspection_needs_a_confidential_caller_and_a_live_token() {
         .await
         .expect("tokens");
     assert!(active(&op, &app, &fresh.access_token).await);
-    op.clock.advance(Duration::minutes(12));
-    assert!(!active(&op, &app, &fresh.access_token).await);
+    // No leeway for our own tokens (same clock): active until the second before `exp`,
+    // inactive at `exp` (RFC 7519: valid only before it), not 60 s later.
+    op.clock.advance(
+        Duration::seconds(fresh.expires_in - 1)
+            - Duration::nanoseconds(i64::from(op.clock.now().nanosecond())),
+    );
+    assert!(
+        active(&op, &app, &fresh.access_token).await,
+        "a second before exp"
+    );
+    op.clock.advance(Duration::seconds(1));
+    assert!(!active(&op, &app, &fresh.access_token).await, "at exp");
+}
+
+/// RFC 7662 §4: only the client a token was issued to, or a resource server it is for, learns
+/// anything about it; every other confidential client gets `active: false`, as for garbage.
+#[tokio::test]
+async fn introspection_is_limited_to_the_token_s_client_and_its_resource_servers() {
+    let op = op().await;
+    let (app, _user, tokens) = tokens_for_alice(&op).await;
+    let machine = |name: &'static str, audience: Vec<String>, serves: Vec<String>| {
+        let op = &op;
+        async move {
+            register(op, |r| {
+                r.name = name.into();
+                r.redirect_uris = Vec::new();
+                r.grant_types = vec![GrantType::ClientCredentials];
+                r.audience = audience;
+                r.resource_audiences = serves;
+            })
+            .await
+        }
+    };
+    let stranger = machine("Stranger", vec![], vec![]).await;
+    assert!(
+        active(&op, &app, &tokens.access_token).await,
+        "its own client"
+    );
+    assert!(
+        !active(&op, &stranger, &tokens.access_token).await,
+        "another confidential client learns nothing from a token for the issuer only"
+    );
+
+    let orders = machine("Orders API", vec![], vec!["https://orders.example".into()]).await;
+    let billing = machine(
+        "Billing API",
+        vec![],
+        vec!["https://billing.example".into()],
+    )
+    .await;
+    let worker = machine(
+        "Worker",
+        vec!["https://orders.example".into(), orders.id.clone()],
+        vec![],
+    )
+    .await;
+    let cc = op
+        .provider
+        .token(
+            &params(&[("grant_type", "client_credentials")]),
+            &worker.credentials,
+            &ctx(),
+        )
+        .await
+        .expect("token");
+    assert!(
+        active(&op, &orders, &cc.access_token).await,
+        "a resource server it is for"
+    );
+    assert!(
+        active(&op, &worker, &cc.access_token).await,
+        "its own client"
+    );
+    assert!(
+        !active(&op, &billing, &cc.access_token).await,
+        "another resource server"
+    );
+    assert!(!active(&op, &stranger, &cc.access_token).await);
+    // The audience may also be the resource server's client id.
+    let by_id = machine("Ledger", vec![], vec![]).await;
+    let worker2 = machine("Worker 2", vec![by_id.id.clone()], vec![]).await;
+    let cc2 = op
+        .provider
+        .token(
+            &params(&[("grant_type", "client_credentials")]),
+            &worker2.credentials,
+            &ctx(),
+        )
+        .await
+        .expect("token");
+    assert!(active(&op, &by_id, &cc2.access_token).await);
+    assert!(!active(&op, &orders, &cc2.access_token).await);
 }

@@ -37,21 +37,47 @@ use crate::client_context::ClientContext;
 pub const PASSKEY_FAILED: &str =
     "That passkey could not be used to sign in. Try again, or use your password.";
 
-/// The relying party of this request, or `None` when passkeys cannot be used on its origin.
+/// The relying party of this request, or `None` when passkeys cannot be used on its origin:
+/// derived from configuration only, and only for a request whose `Host` is that origin's.
 pub fn relying_party(state: &AppState, headers: &HeaderMap) -> Option<RelyingParty> {
-    if let Some(origin) = state.config.pages.public_origin.as_deref() {
-        return RelyingParty::from_origin(origin);
-    }
+    let origin = configured_origin(state)?;
+    let rp = RelyingParty::from_origin(&origin)?;
+    // The RP id and origin come from configuration only; a request that arrived under another
+    // Host (a misrouted proxy, or someone steering the RP id) gets no passkey ceremony at all.
     let host = headers.get(HOST)?.to_str().ok()?;
-    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-    let scheme = if name.eq_ignore_ascii_case("localhost")
-        || name.to_ascii_lowercase().ends_with(".localhost")
-    {
-        "http"
-    } else {
-        "https"
+    let authority = rp.origin().split_once("://").map_or("", |(_, a)| a);
+    same_authority(host, authority, rp.origin().starts_with("https://")).then_some(rp)
+}
+
+/// `pages.public_origin`; without it, in development (a loopback listener) the origin
+/// `http://localhost:<port>` (WebAuthn needs a domain, and `localhost` is one); otherwise none.
+fn configured_origin(state: &AppState) -> Option<String> {
+    let config = &state.config;
+    if let Some(origin) = config.pages.public_origin.as_deref() {
+        return Some(origin.to_owned());
+    }
+    if !config.listen.ip().is_loopback() {
+        return None;
+    }
+    // With port 0 the bound port is in the issuer the server derived at start.
+    let port = config
+        .oauth
+        .issuer
+        .as_deref()
+        .and_then(|issuer| issuer.rsplit_once(':'))
+        .and_then(|(_, port)| port.trim_end_matches('/').parse::<u16>().ok())
+        .unwrap_or(config.listen.port());
+    Some(format!("http://localhost:{port}"))
+}
+
+/// Whether a `Host` header names `authority`, ignoring case and the scheme's default port.
+fn same_authority(host: &str, authority: &str, https: bool) -> bool {
+    let default = if https { ":443" } else { ":80" };
+    let trim = |s: &str| {
+        let s = s.to_ascii_lowercase();
+        s.strip_suffix(default).map(str::to_owned).unwrap_or(s)
     };
-    RelyingParty::from_origin(&format!("{scheme}://{host}"))
+    trim(host) == trim(authority)
 }
 
 /// A ceremony as form data.

@@ -571,7 +571,12 @@ async fn pkce_is_required_and_checked(db: TestDatabase) {
 
 async fn refresh_tokens_rotate_and_are_bound_to_their_client(db: TestDatabase) {
     let op = op(&db).await;
-    let rp = register(&op, "RP", secret_post).await;
+    // An RP that opted into a 10 s refresh grace for concurrent refreshes (the default is none).
+    let rp = register(&op, "RP", |r| {
+        secret_post(r);
+        r.refresh_grace_secs = Some(10);
+    })
+    .await;
     let other = register(&op, "Other", secret_post).await;
     let mut b = signed_in(&op, "alice").await;
     let (code, verifier) = code_for(&op, &mut b, &rp, &[]).await;
@@ -627,7 +632,8 @@ async fn refresh_tokens_rotate_and_are_bound_to_their_client(db: TestDatabase) {
         .to_owned();
     assert_ne!(r1, r2);
 
-    // Within the grace period a concurrent refresh still works; after it, reuse kills the family.
+    // Within the client's grace period a concurrent refresh still works (once); after it,
+    // reuse kills the family.
     let (status, _) = token(
         &op,
         &rp,

@@ -87,7 +87,71 @@ test_on_both_backends!(
     password_change_needs_step_up_after_the_window,
     revoking_a_session_signs_it_out,
     personal_access_tokens_need_step_up_never_exceed_the_user_and_die_with_them,
+    the_passkey_relying_party_comes_from_configuration_not_the_host_header,
 );
+
+/// `GET /login` with this `Host`: whether the passkey sign-in is offered, and its options.
+async fn passkey_offer(app: &axum::Router, host: &str) -> Option<String> {
+    use tower::ServiceExt as _;
+    let request = Request::get("/login")
+        .header("host", host)
+        .body(Body::empty())
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let page = String::from_utf8_lossy(&bytes).into_owned();
+    page.contains("id=\"passkey-login\"").then_some(page)
+}
+
+async fn the_passkey_relying_party_comes_from_configuration_not_the_host_header(db: TestDatabase) {
+    // Development (loopback listener, no public origin): the RP is localhost on the port.
+    let p = pages(&db).await;
+    let offer = passkey_offer(&p.app, "localhost:8080")
+        .await
+        .expect("offered");
+    assert!(offer.contains("localhost"), "rp id localhost");
+    for host in [
+        "evil.example",
+        "evil.example:8080",
+        "127.0.0.1:8080",
+        "localhost:9999",
+    ] {
+        assert!(
+            passkey_offer(&p.app, host).await.is_none(),
+            "a request for {host} must not get a passkey ceremony"
+        );
+    }
+    // Production: exactly the configured origin, whatever the Host says.
+    let mut config = Config {
+        listen: "0.0.0.0:8443".parse().expect("addr"),
+        ..Config::default()
+    };
+    config.pages.public_origin = Some("https://id.example.com".into());
+    let other = TestDatabase::sqlite_in_memory().await;
+    let state = AppState::start(
+        other.store.clone(),
+        Arc::new(ManualClock::new(time::OffsetDateTime::now_utc())),
+        config,
+        SealingKey::generate(),
+    )
+    .await
+    .expect("state");
+    let app = router(state);
+    let offer = passkey_offer(&app, "id.example.com")
+        .await
+        .expect("offered");
+    assert!(offer.contains("id.example.com"));
+    assert!(passkey_offer(&app, "id.example.com:443").await.is_some());
+    for host in [
+        "attacker.example",
+        "localhost:8443",
+        "id.example.com.attacker.example",
+    ] {
+        assert!(passkey_offer(&app, host).await.is_none(), "{host}");
+    }
+}
 
 /// A request to the API with a personal access token; the status.
 async fn api_status(p: &Pages, token: &str, path: &str) -> StatusCode {

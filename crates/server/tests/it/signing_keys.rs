@@ -543,8 +543,19 @@ async fn policy_refuses_what_it_must() {
         "within leeway"
     );
     assert_eq!(
-        check(&good, expect(now + Duration::seconds(661))).expect_err("refused"),
-        VerifyError::Expired
+        check(&good, expect(now + Duration::seconds(660))).expect_err("refused"),
+        VerifyError::Expired,
+        "at exp + leeway (RFC 7519: valid only before exp)"
+    );
+    let no_leeway = |at| Expectation {
+        leeway: Duration::ZERO,
+        ..expect(at)
+    };
+    assert!(check(&good, no_leeway(now + Duration::seconds(599))).is_ok());
+    assert_eq!(
+        check(&good, no_leeway(now + Duration::seconds(600))).expect_err("refused"),
+        VerifyError::Expired,
+        "no leeway: expired at exp"
     );
     let mut future = claims(now.unix_timestamp());
     future["nbf"] = json!(now.unix_timestamp() + 120);

@@ -43,7 +43,7 @@ const GRANT_COLUMNS: &str = "g.id, g.client_id, g.user_id, g.session_id, g.scope
                              g.expires_at, g.revoked_at, g.detail";
 /// A refresh token `t`, named apart from its grant's columns.
 const TOKEN_COLUMNS: &str = "t.grant_id, t.created_at AS token_created_at, \
-                             t.expires_at AS token_expires_at, t.rotated_at";
+                             t.expires_at AS token_expires_at, t.rotated_at, t.grace_used";
 const CONSENT_COLUMNS: &str = "user_id, client_id, scopes, created_at, updated_at";
 const DEVICE_COLUMNS: &str = "user_code, client_id, scope, created_at, expires_at, interval_secs, \
                               last_polled_at, status, user_id, session_id, detail";
@@ -118,6 +118,7 @@ fn token_from_row(row: &impl Row) -> Result<RefreshToken, StoreError> {
         created_at: row.time("token_created_at")?,
         expires_at: row.time("token_expires_at")?,
         rotated_at: row.opt_time("rotated_at")?,
+        grace_used: row.bool("grace_used")?,
     })
 }
 
@@ -649,6 +650,7 @@ impl<D: Database> GrantStore for SqlStore<D> {
             created_at: now,
             expires_at: refresh_expiry(new_expires_at, grant.expires_at),
             rotated_at: None,
+            grace_used: false,
         };
         let outcome = match step {
             RotationStep::Invalid => return Ok(RefreshRotation::Invalid),
@@ -663,6 +665,11 @@ impl<D: Database> GrantStore for SqlStore<D> {
                 RefreshRotation::Rotated(grant)
             }
             RotationStep::Grace => {
+                tx.execute(
+                    "UPDATE refresh_tokens SET grace_used = $1 WHERE digest = $2",
+                    args![true, old],
+                )
+                .await?;
                 insert_refresh_token(&mut tx, new, &successor, successor.expires_at).await?;
                 RefreshRotation::WithinGrace(grant)
             }

@@ -64,6 +64,7 @@ impl SqlStore<Sqlite> {
             })?;
         }
         let lock = acquire_lock(&path)?;
+        create_private(&path)?;
         let connect = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
             .filename(&path)
@@ -125,19 +126,42 @@ fn database_path(url: &str) -> Result<PathBuf, StoreError> {
     Ok(PathBuf::from(path))
 }
 
+/// Creates the database file, readable by its owner only, if it does not exist. It holds password
+/// hashes, token digests, sealed keys and the audit trail; SQLite gives its `-wal` and `-shm`
+/// files the database file's permissions, so they are private too.
+fn create_private(database: &Path) -> Result<(), StoreError> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(database) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Io {
+            path: database.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 fn acquire_lock(database: &Path) -> Result<File, StoreError> {
     let mut name = database.as_os_str().to_owned();
     name.push(".lock");
     let lock_file = PathBuf::from(name);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_file)
-        .map_err(|source| StoreError::Io {
-            path: lock_file.clone(),
-            source,
-        })?;
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let file = options.open(&lock_file).map_err(|source| StoreError::Io {
+        path: lock_file.clone(),
+        source,
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(StoreError::Locked {

@@ -63,13 +63,29 @@ impl Provider {
                         user_status,
                         &client.id,
                         now,
-                        self.inner.settings.refresh_grace,
+                        client
+                            .refresh_grace
+                            .unwrap_or(self.inner.settings.refresh_grace),
                     )
                 },
             )
             .await?;
         let grant = match rotation {
-            RefreshRotation::Rotated(grant) | RefreshRotation::WithinGrace(grant) => grant,
+            RefreshRotation::Rotated(grant) => grant,
+            RefreshRotation::WithinGrace(grant) => {
+                // A second token chain now exists for this grant: on the record.
+                let mut detail = client_detail(&client.id);
+                detail.insert("grant_id".into(), json!(grant.id));
+                self.audit(
+                    ctx,
+                    AuditKind::OAuthRefreshGraceUsed,
+                    Outcome::Success,
+                    grant.user_id.as_deref(),
+                    detail,
+                )
+                .await?;
+                grant
+            }
             RefreshRotation::Reused { grant_id } => {
                 let mut detail = client_detail(&client.id);
                 detail.insert("grant_id".into(), json!(grant_id));
