@@ -15,8 +15,8 @@ impl Provider {
     /// its client id or one of its registered `resource_audiences`), or the token was issued to
     /// it for this issuer (its `client_id`, and `aud` contains the issuer, as every token
     /// trustgate issues does); the issuer's audience alone entitles no other client. Refresh
-    /// tokens only for the client they were issued to. Anything else
-    /// is `{"active": false}`, exactly like an unknown token.
+    /// tokens only for the client they were issued to. Anything else is `{"active": false}`,
+    /// exactly like an unknown token.
     pub async fn introspect(
         &self,
         params: &Params,
