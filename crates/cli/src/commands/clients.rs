@@ -105,6 +105,10 @@ pub struct ClientSettings {
     /// Absolute refresh-token lifetime in seconds [default: 30 days].
     #[arg(long, value_name = "SECS")]
     refresh_token_ttl: Option<u32>,
+    /// Seconds a rotated refresh token is honoured once more, for a client that refreshes
+    /// concurrently (0 to 60) [default: oauth.refresh_grace_secs, 0].
+    #[arg(long, value_name = "SECS")]
+    refresh_grace: Option<u32>,
     /// Audience (resource server) of the client's access tokens (repeat for several).
     #[arg(long = "audience", value_name = "AUD")]
     audiences: Vec<String>,
@@ -202,6 +206,9 @@ impl ClientSettings {
         }
         if let Some(secs) = self.refresh_token_ttl {
             reg.insert("refresh_token_ttl_secs".into(), json!(secs));
+        }
+        if let Some(secs) = self.refresh_grace {
+            reg.insert("refresh_grace_secs".into(), json!(secs));
         }
         if let Some(uri) = &self.backchannel_logout_uri {
             let value = if uri.is_empty() {
