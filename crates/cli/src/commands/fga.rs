@@ -174,9 +174,9 @@ pub struct ListUsersArgs {
     object: String,
     /// The relation.
     relation: String,
-    /// User filter `TYPE` or `TYPE#RELATION` (repeatable).
-    #[arg(long = "user-filter", required = true)]
-    user_filters: Vec<String>,
+    /// The kind of users to list: `TYPE` or `TYPE#RELATION` (one, as OpenFGA's API takes).
+    #[arg(long = "user-filter")]
+    user_filter: String,
 }
 
 fn path(store_id: &str, rest: &str) -> String {
@@ -738,14 +738,10 @@ pub async fn list_users(a: ListUsersArgs, args: &ClientArgs) -> Result<(), Failu
             a.object
         )));
     };
-    let filters: Vec<Value> = a
-        .user_filters
-        .iter()
-        .map(|f| match f.split_once('#') {
-            Some((t, r)) => json!({ "type": t, "relation": r }),
-            None => json!({ "type": f }),
-        })
-        .collect();
+    let filters = [match a.user_filter.split_once('#') {
+        Some((t, r)) => json!({ "type": t, "relation": r }),
+        None => json!({ "type": a.user_filter }),
+    }];
     let body = eval_body(
         &a.eval,
         json!({ "object": { "type": object_type, "id": object_id }, "relation": a.relation, "user_filters": filters }),

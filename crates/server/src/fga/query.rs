@@ -257,6 +257,12 @@ pub async fn list_users(
         FgaError::validation("invalid ListUsersRequest.Object: value is required")
     })?;
     let object = format!("{}:{}", object.object_type, object.id);
+    // OpenFGA's API takes exactly one filter (its proto rule), though the engine could do more.
+    if req.user_filters.len() != 1 {
+        return Err(FgaError::validation(
+            "invalid ListUsersRequest.UserFilters: value must contain exactly 1 item(s)",
+        ));
+    }
     let filters: Vec<UserFilter<'_>> = req
         .user_filters
         .iter()

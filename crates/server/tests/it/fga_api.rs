@@ -1073,6 +1073,16 @@ async fn list_objects_and_users_never_truncate(db: TestDatabase) {
     )
     .await
     .expect_error(StatusCode::BAD_REQUEST, "validation_error");
+    // Exactly one filter, as OpenFGA's API requires.
+    let r = api
+        .post(
+            &lu,
+            json!({"object": {"type": "document", "id": "x"}, "relation": "viewer",
+                   "user_filters": [{"type": "user"}, {"type": "group", "relation": "member"}]}),
+        )
+        .await;
+    r.expect_error(StatusCode::BAD_REQUEST, "validation_error");
+    assert!(r.message().contains("exactly 1 item"), "{}", r.message());
     api.post(
         &lu,
         json!({"object": {"type": "document", "id": "x"}, "relation": "viewer",
