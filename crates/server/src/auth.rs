@@ -94,39 +94,12 @@ fn credential_in_query(parts: &Parts) -> bool {
     let Some(query) = parts.uri.query() else {
         return false;
     };
-    form_urlencoded_pairs(query).any(|(name, value)| {
+    url::form_urlencoded::parse(query.as_bytes()).any(|(name, value)| {
         CREDENTIAL_PARAMS
             .iter()
             .any(|p| name.eq_ignore_ascii_case(p))
             || value.starts_with("tg_")
     })
-}
-
-fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| percent_decode(&s.replace('+', " "));
-        (decode(name), decode(value))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -153,6 +153,29 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?}: too long"))
 }
 
+/// Every service account, following the pages.
+async fn all_accounts(api: &Client) -> Result<Vec<Value>, Failure> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/admin/v1/service-accounts?limit=100&after={}", segment(a)),
+            None => "/admin/v1/service-accounts?limit=100".to_owned(),
+        };
+        let page = api.call(Method::GET, &path, None).await?;
+        all.extend(
+            page["service_accounts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// The id of the service account `service` names (an id, else a name).
 async fn service_id(api: &Client, service: &str) -> Result<String, Failure> {
     let path = format!("/admin/v1/service-accounts/{}", segment(service));
@@ -161,30 +184,13 @@ async fn service_id(api: &Client, service: &str) -> Result<String, Failure> {
     {
         return Ok(id.to_owned());
     }
-    let mut after: Option<String> = None;
-    loop {
-        let path = match &after {
-            Some(a) => format!("/admin/v1/service-accounts?limit=100&after={}", segment(a)),
-            None => "/admin/v1/service-accounts?limit=100".to_owned(),
-        };
-        let page = api.call(Method::GET, &path, None).await?;
-        if let Some(found) = page["service_accounts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["name"] == service)
-        {
-            return Ok(found["id"].as_str().unwrap_or_default().to_owned());
-        }
-        match page["next"].as_str() {
-            Some(next) => after = Some(next.to_owned()),
-            None => {
-                return Err(Failure::Failed(format!(
-                    "no service account with id or name {service:?}"
-                )));
-            }
-        }
-    }
+    all_accounts(api)
+        .await?
+        .iter()
+        .find(|a| a["name"] == service)
+        .and_then(|a| a["id"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| Failure::Failed(format!("no service account with id or name {service:?}")))
 }
 
 /// `service:<name>` → `service:<id>`; other subjects as given.
@@ -208,30 +214,7 @@ pub async fn service(command: ServiceCommand, args: &ClientArgs) -> Result<(), F
             api.call(Method::POST, "/admin/v1/service-accounts", Some(&body))
                 .await?
         }
-        ServiceCommand::List => {
-            let mut all = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let path = match &after {
-                    Some(a) => {
-                        format!("/admin/v1/service-accounts?limit=100&after={}", segment(a))
-                    }
-                    None => "/admin/v1/service-accounts?limit=100".to_owned(),
-                };
-                let page = api.call(Method::GET, &path, None).await?;
-                all.extend(
-                    page["service_accounts"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default(),
-                );
-                match page["next"].as_str() {
-                    Some(next) => after = Some(next.to_owned()),
-                    None => break,
-                }
-            }
-            json!({ "service_accounts": all })
-        }
+        ServiceCommand::List => json!({ "service_accounts": all_accounts(&api).await? }),
         ServiceCommand::Get { service } => {
             let id = service_id(&api, &service).await?;
             api.call(
