@@ -8,7 +8,8 @@
 //!   closed; it never waits in a queue holding a descriptor. Refusals are counted in
 //!   `http_connections_refused_total{reason}` and logged at most once every 10 s. The permit is
 //!   released when the connection's task ends however it ends (close, timeout, error, panic,
-//!   shutdown), and an address's entry is removed when its count reaches zero.
+//!   shutdown), and an address's entry is removed when its count reaches zero. The gauge
+//!   `http_connections_open` follows the open connections.
 //! - **Timeouts.** Each connection has a watch that knows whether a request is in flight. With
 //!   none, the connection must make progress: a request header complete within
 //!   `http.header_read_timeout_secs` of the accept (or of the first byte of a later request), and
@@ -208,7 +209,8 @@ impl ConnectionLimits {
         }
         *from_ip += 1;
         counts.total += 1;
-        metrics::gauge!("http_connections_open").set(counts.total as f64);
+        // Moved, not set: another listener in the process (tests, an mTLS one) shares the gauge.
+        metrics::gauge!("http_connections_open").increment(1.0);
         Ok(ConnectionPermit {
             limits: Arc::clone(self),
             key,
@@ -243,7 +245,7 @@ impl Drop for ConnectionPermit {
                 counts.per_ip.remove(&self.key);
             }
         }
-        metrics::gauge!("http_connections_open").set(counts.total as f64);
+        metrics::gauge!("http_connections_open").decrement(1.0);
     }
 }
 
