@@ -187,6 +187,18 @@ fn bad_configuration_names_the_key_and_exits_2() {
     assert!(stderr.contains("request_timeout_secs"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
+    // A well-typed but nonsensical connection limit: refused with its bounds, before serving.
+    let mut cmd = trustgate();
+    cmd.args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("TRUSTGATE_HTTP__MAX_CONNECTIONS", "100")
+        .env("TRUSTGATE_HTTP__MAX_CONNECTIONS_PER_IP", "101");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("http.max_connections_per_ip"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "listen = 8080\n").expect("write");
     let mut cmd = trustgate();
