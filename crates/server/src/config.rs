@@ -149,6 +149,21 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub shutdown_grace_secs: u64,
+    /// A request header must be complete this many seconds after the connection was accepted,
+    /// or after the first byte of a later request on a kept-alive connection (1 to 300); else
+    /// the connection is closed. Bounds slow-header ("slowloris") clients.
+    pub header_read_timeout_secs: u64,
+    /// A kept-alive connection with no request in flight is closed after this many seconds
+    /// without a new request (1 to 3600).
+    pub idle_timeout_secs: u64,
+    /// Most open client connections (1 to 1000000). Clamped at start-up below the process's
+    /// file-descriptor limit, leaving room for the database pool and files. A connection beyond
+    /// it is answered 503 and closed at once.
+    pub max_connections: usize,
+    /// Most open connections from one client address, an IPv6 /64 counting as one address
+    /// (1 to `max_connections`). Behind a reverse proxy every connection comes from the proxy:
+    /// raise it to `max_connections` there.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -157,7 +172,49 @@ impl Default for HttpConfig {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 75,
+            max_connections: 4096,
+            max_connections_per_ip: 128,
         }
+    }
+}
+
+impl HttpConfig {
+    /// Refuses connection limits and timeouts outside the documented bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.body_limit_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "http.body_limit_bytes: must be greater than 0".into(),
+            ));
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "http.request_timeout_secs: must be greater than 0".into(),
+            ));
+        }
+        if !(1..=300).contains(&self.header_read_timeout_secs) {
+            return Err(ConfigError::Invalid(
+                "http.header_read_timeout_secs: must be between 1 and 300".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.idle_timeout_secs) {
+            return Err(ConfigError::Invalid(
+                "http.idle_timeout_secs: must be between 1 and 3600".into(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(ConfigError::Invalid(
+                "http.max_connections: must be between 1 and 1000000".into(),
+            ));
+        }
+        if !(1..=self.max_connections).contains(&self.max_connections_per_ip) {
+            return Err(ConfigError::Invalid(format!(
+                "http.max_connections_per_ip: must be between 1 and http.max_connections ({})",
+                self.max_connections
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -454,19 +511,12 @@ impl Config {
         trustgate_store::redact_url(&self.effective_database_url())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Refuses values outside the documented bounds ([`load`](Self::load) calls it; so does
+    /// [`Server::start`](crate::Server::start) for configurations built in code).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         trustgate_store::backend_of(&self.effective_database_url())
             .map_err(|e| ConfigError::Invalid(format!("database_url: {e}")))?;
-        if self.http.body_limit_bytes == 0 {
-            return Err(ConfigError::Invalid(
-                "http.body_limit_bytes: must be greater than 0".into(),
-            ));
-        }
-        if self.http.request_timeout_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "http.request_timeout_secs: must be greater than 0".into(),
-            ));
-        }
+        self.http.validate()?;
         if self.authz.max_tuples_per_write == 0 {
             return Err(ConfigError::Invalid(
                 "authz.max_tuples_per_write: must be greater than 0".into(),
@@ -707,6 +757,53 @@ mod tests {
         )
         .expect("file");
         assert_eq!(c.audit.streamed_retention_days, 7);
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_bounds() {
+        let c = load(None, &[], Overrides::default()).expect("defaults");
+        assert_eq!(
+            (
+                c.http.header_read_timeout_secs,
+                c.http.idle_timeout_secs,
+                c.http.max_connections,
+                c.http.max_connections_per_ip
+            ),
+            (10, 75, 4096, 128)
+        );
+        for (key, value) in [
+            ("TRUSTGATE_HTTP__HEADER_READ_TIMEOUT_SECS", "0"),
+            ("TRUSTGATE_HTTP__HEADER_READ_TIMEOUT_SECS", "301"),
+            ("TRUSTGATE_HTTP__IDLE_TIMEOUT_SECS", "0"),
+            ("TRUSTGATE_HTTP__IDLE_TIMEOUT_SECS", "3601"),
+            ("TRUSTGATE_HTTP__MAX_CONNECTIONS", "0"),
+            ("TRUSTGATE_HTTP__MAX_CONNECTIONS", "1000001"),
+            ("TRUSTGATE_HTTP__MAX_CONNECTIONS_PER_IP", "0"),
+            ("TRUSTGATE_HTTP__MAX_CONNECTIONS_PER_IP", "4097"),
+        ] {
+            let err = load(None, &[(key, value)], Overrides::default()).expect_err(value);
+            let name = key["TRUSTGATE_HTTP__".len()..].to_lowercase();
+            assert!(err.to_string().contains(&format!("http.{name}:")), "{err}");
+        }
+        let env = [
+            ("TRUSTGATE_HTTP__MAX_CONNECTIONS", "64"),
+            ("TRUSTGATE_HTTP__MAX_CONNECTIONS_PER_IP", "64"),
+            ("TRUSTGATE_HTTP__HEADER_READ_TIMEOUT_SECS", "1"),
+        ];
+        let c = load(None, &env, Overrides::default()).expect("per-IP cap may equal the global");
+        assert_eq!(c.http.max_connections_per_ip, 64);
+        let err = load(
+            None,
+            &[("TRUSTGATE_HTTP__MAX_CONNECTIONS", "-1")],
+            Overrides::default(),
+        )
+        .expect_err("negative");
+        assert!(
+            err.to_string()
+                .to_lowercase()
+                .contains("http.max_connections"),
+            "{err}"
+        );
     }
 
     #[test]

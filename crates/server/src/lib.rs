@@ -5,6 +5,8 @@
 //!
 //! - [`config`]: layered configuration (defaults, TOML file, `TRUSTGATE_*` env, flags).
 //! - [`serve`]: start (data dir, database, migrations, bootstrap admin, bind), run, drain.
+//! - [`listener`]: the HTTP/1.1 accept loop: global and per-address connection caps, header-read
+//!   and idle timeouts, `ConnectInfo`, graceful shutdown that always completes.
 //! - [`app`]: shared state and the router with its layers (request id, error shape, metrics,
 //!   timeout, body limit).
 //! - [`error`]: the JSON error shape of trustgate's own APIs.
@@ -39,6 +41,7 @@ pub mod client_context;
 pub mod config;
 pub mod error;
 pub mod fga;
+pub mod listener;
 pub mod oauth;
 pub mod ops;
 pub mod pages;

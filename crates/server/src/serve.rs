@@ -1,5 +1,7 @@
-//! The server's life: prepare (data directory, database, migrations, bootstrap admin), bind,
-//! serve until a shutdown signal, drain in-flight requests within a grace period, close.
+//! The server's life: validate the configuration, prepare (data directory, database,
+//! migrations, bootstrap admin), bind, serve through [`crate::listener`] (connection caps,
+//! header-read and idle timeouts) until a shutdown signal, drain in-flight requests within a
+//! grace period, close.
 //!
 //! Every failure before serving is a [`StartError`] whose message is one line naming what was
 //! wrong (the data directory, the database, the port), so the binary can print it and exit.
@@ -51,7 +53,10 @@ pub enum StartError {
     /// The services cannot start (signing keys, the system model).
     #[error("{0}")]
     Services(#[from] crate::app::ServicesError),
-    /// The listener failed while serving.
+    /// The configuration is invalid (an embedder built it without [`Config::load`]).
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The listening socket failed.
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -94,6 +99,7 @@ impl Server {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
+        config.validate()?;
         ensure_data_dir(&config.data_dir)?;
         let backend = trustgate_store::backend_of(&config.effective_database_url())?;
         let secrets_key = resolve_secrets_key(&config, backend)?;
@@ -162,30 +168,19 @@ impl Server {
             time::Duration::days(i64::from(self.state.config.audit.streamed_retention_days)),
         ));
         let maintenance = tokio::spawn(maintain_oauth_periodically(self.state.oauth.clone()));
+        let settings = crate::listener::ListenerSettings::new(
+            &self.state.config.http,
+            crate::listener::descriptor_limit(),
+            u64::from(self.state.config.database.max_connections)
+                + crate::listener::RESERVED_DESCRIPTORS,
+        );
+        log_listener_settings(&self.state.config.http, &settings);
         let app = router(self.state);
-        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
             tracing::info!("shutdown requested; draining in-flight requests");
-            let _ = signalled_tx.send(());
         };
-        let serve = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .into_future();
-        tokio::pin!(serve);
-        let result = tokio::select! {
-            result = &mut serve => result,
-            _ = signalled_rx => match tokio::time::timeout(grace, &mut serve).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
-                    Ok(())
-                }
-            },
-        };
+        crate::listener::serve(self.listener, app, settings, signal, grace).await;
         purge.abort();
         audit_retention.abort();
         maintenance.abort();
@@ -202,7 +197,31 @@ impl Server {
         }
         store.close().await;
         tracing::info!("stopped");
-        result.map_err(StartError::Serve)
+        Ok(())
+    }
+}
+
+/// One line with the connection limits in effect, and a warning when the descriptor limit cut
+/// the configured cap.
+fn log_listener_settings(
+    http: &crate::config::HttpConfig,
+    settings: &crate::listener::ListenerSettings,
+) {
+    tracing::info!(
+        max_connections = settings.max_connections,
+        max_connections_per_ip = settings.max_connections_per_ip,
+        header_read_timeout_secs = settings.header_read_timeout.as_secs(),
+        idle_timeout_secs = settings.idle_timeout.as_secs(),
+        "connection limits"
+    );
+    if settings.max_connections < http.max_connections {
+        tracing::warn!(
+            configured = http.max_connections,
+            effective = settings.max_connections,
+            "http.max_connections lowered to fit the file-descriptor limit (RLIMIT_NOFILE, less \
+             the database pool and reserved descriptors); raise the limit (ulimit -n, LimitNOFILE=) \
+             to allow more"
+        );
     }
 }
 

@@ -187,6 +187,18 @@ fn bad_configuration_names_the_key_and_exits_2() {
     assert!(stderr.contains("request_timeout_secs"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
+    // A well-typed but nonsensical connection limit: refused with its bounds, before serving.
+    let mut cmd = trustgate();
+    cmd.args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("TRUSTGATE_HTTP__MAX_CONNECTIONS", "100")
+        .env("TRUSTGATE_HTTP__MAX_CONNECTIONS_PER_IP", "101");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("http.max_connections_per_ip"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "listen = 8080\n").expect("write");
     let mut cmd = trustgate();
@@ -341,4 +353,66 @@ fn sigterm_drains_an_in_flight_request_then_exits_cleanly() {
 
     let out = server.terminate();
     assert!(out.status.success(), "clean exit after draining: {out:?}");
+}
+
+#[test]
+fn the_connection_cap_stays_below_the_descriptor_limit() {
+    use std::io::{Read as _, Write as _};
+
+    // 256 descriptors: less the pool (10) and the reserve (64), 182 connections fit, though
+    // 4096 are configured. Without the clamp, accept would fail with EMFILE.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Running::start_with_nofile(
+        256,
+        dir.path(),
+        &["--log-format", "json"],
+        &[
+            ("TRUSTGATE_HTTP__MAX_CONNECTIONS", "4096"),
+            ("TRUSTGATE_HTTP__MAX_CONNECTIONS_PER_IP", "4096"),
+            ("TRUSTGATE_HTTP__HEADER_READ_TIMEOUT_SECS", "60"),
+        ],
+    );
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let healthz = || -> Option<String> {
+        let mut stream = std::net::TcpStream::connect(&addr).ok()?;
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut answer = String::new();
+        match stream.read_to_string(&mut answer) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => panic!("no answer: stalled"),
+            _ => Some(answer),
+        }
+    };
+    let held: Vec<_> = (0..220)
+        .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    // Every slot is taken: refused at once (503 or closed), not left hanging.
+    let refused = healthz().unwrap_or_default();
+    assert!(
+        refused.is_empty() || refused.starts_with("HTTP/1.1 503"),
+        "{refused}"
+    );
+    drop(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let answer = healthz().unwrap_or_default();
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not served again: {answer}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = server.terminate();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"max_connections\":182"), "{stderr}");
+    assert!(stderr.contains("lowered to fit"), "{stderr}");
+    assert!(!stderr.contains("cannot accept"), "no EMFILE: {stderr}");
 }

@@ -6,6 +6,7 @@ mod common;
 mod admin_clients;
 mod admin_keys;
 mod admin_users;
+mod connections;
 mod fga_api;
 mod fga_audit;
 mod http;

@@ -30,7 +30,34 @@ pub struct Running {
 impl Running {
     /// Starts `trustgate serve` with `args` on an ephemeral port and waits for its banner.
     pub fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
+        Self::spawn(trustgate(), data_dir, args, envs)
+    }
+
+    /// As [`start`](Self::start), with the process's file-descriptor limit (soft and hard) set
+    /// to `nofile` by the shell before it becomes the server.
+    pub fn start_with_nofile(
+        nofile: u64,
+        data_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Running {
         let mut cmd = trustgate();
+        let binary = cmd.get_program().to_owned();
+        let mut shell = Command::new("bash");
+        shell
+            .args(["-c", &format!("ulimit -n {nofile} && exec \"$0\" \"$@\"")])
+            .arg(binary);
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(value) => shell.env(key, value),
+                None => shell.env_remove(key),
+            };
+        }
+        cmd = shell;
+        Self::spawn(cmd, data_dir, args, envs)
+    }
+
+    fn spawn(mut cmd: Command, data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
