@@ -28,13 +28,18 @@ impl Pdp {
             .ok_or(PdpError::StoreNotFound)
     }
 
-    /// Live stores ordered by id, a page at a time (the system store is not listed).
-    pub async fn list_stores(&self, page: Page<'_>) -> Result<Paged<FgaStore>, PdpError> {
+    /// Live stores ordered by id, a page at a time (the system store is not listed); with
+    /// `name`, only the stores of exactly that name.
+    pub async fn list_stores(
+        &self,
+        page: Page<'_>,
+        name: Option<&str>,
+    ) -> Result<Paged<FgaStore>, PdpError> {
         let size = page.size()?;
         let (mut items, next) = self
             .inner
             .store
-            .list_fga_stores(size, page.continuation())
+            .list_fga_stores(size, page.continuation(), name)
             .await?;
         items.retain(|s| s.id != SYSTEM_STORE_ID);
         Ok(Paged {

@@ -327,11 +327,13 @@ pub trait RelationshipStore: std::fmt::Debug + Send + Sync {
     /// The store `id` unless it does not exist or was deleted.
     async fn get_fga_store(&self, id: &str) -> Result<Option<FgaStore>, StoreError>;
 
-    /// Live stores ordered by id, a page at a time.
+    /// Live stores ordered by id, a page at a time; with `name`, only the stores of exactly
+    /// that name (OpenFGA's `ListStores` filter).
     async fn list_fga_stores(
         &self,
         page_size: u32,
         continuation: Option<&str>,
+        name: Option<&str>,
     ) -> Result<(Vec<FgaStore>, Option<String>), StoreError>;
 
     /// Marks the store deleted. Returns false if it did not exist or was deleted already.

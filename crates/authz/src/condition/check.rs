@@ -22,7 +22,6 @@ use super::params::ParamType;
 use cel::common::ast::{EntryExpr, Expr, LiteralValue, operators};
 use cel::parser::Expression;
 use indexmap::IndexMap;
-use std::collections::BTreeSet;
 use std::fmt;
 
 /// The deepest expression tree accepted, in nodes from the root.
@@ -118,22 +117,11 @@ impl Ty {
     }
 }
 
-/// What the checker found out about an expression.
-#[derive(Debug, Clone)]
-pub(crate) struct Analysis {
-    /// The declared parameters the expression references, by name.
-    pub(crate) referenced: BTreeSet<String>,
-}
-
 /// Checks `expr` against the declared parameters.
-pub(crate) fn check(
-    expr: &Expression,
-    params: &IndexMap<String, ParamType>,
-) -> Result<Analysis, String> {
+pub(crate) fn check(expr: &Expression, params: &IndexMap<String, ParamType>) -> Result<(), String> {
     let mut checker = Checker {
         params,
         scopes: Vec::new(),
-        referenced: BTreeSet::new(),
     };
     let output = checker.infer(expr, 0)?;
     if !(output == Ty::Bool || output.is_dyn()) {
@@ -141,16 +129,13 @@ pub(crate) fn check(
             "expected a bool condition expression output, but got '{output}'"
         ));
     }
-    Ok(Analysis {
-        referenced: checker.referenced,
-    })
+    Ok(())
 }
 
 struct Checker<'a> {
     params: &'a IndexMap<String, ParamType>,
     /// Comprehension variables in scope, innermost last.
     scopes: Vec<(String, Ty)>,
-    referenced: BTreeSet<String>,
 }
 
 fn no_overload(function: &str, args: &[&Ty]) -> String {
@@ -192,7 +177,6 @@ impl Checker<'_> {
             return Ok(ty.clone());
         }
         if let Some(param) = self.params.get(name) {
-            self.referenced.insert(name.to_owned());
             return Ok(Ty::of_param(param));
         }
         if is_type_name(name) {

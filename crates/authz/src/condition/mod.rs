@@ -15,11 +15,11 @@
 //!   parameter present is converted to its declared type by `params` (a wrong type is a
 //!   [`ConditionError::ParameterType`], never a silent `false`), undeclared keys are ignored, and
 //!   the AST is evaluated.
-//! - **Missing parameters**: parameters absent from both contexts stay unbound. CEL's logical
-//!   operators absorb what they do not need (`true || missing` is `true`, as with cel-go's
-//!   partial evaluation); when the result does depend on an absent parameter the outcome is
-//!   [`ConditionOutcome::MissingParameters`] with the absent referenced parameters, sorted, and
-//!   the caller decides (OpenFGA turns it into an error for that tuple).
+//! - **Missing parameters**: when a declared parameter is absent from both contexts the outcome
+//!   is [`ConditionOutcome::MissingParameters`] with every absent declared parameter, sorted,
+//!   and the expression is not evaluated, even where short-circuiting could decide
+//!   (`true || missing`), exactly as OpenFGA answers; the caller decides (OpenFGA turns it into
+//!   an error for that tuple).
 //! - **Fail closed**: any evaluation error (missing map key, runtime type error, a malformed
 //!   CIDR, the cost limit) is [`ConditionError::Evaluation`] and a non-`bool` result is an error;
 //!   nothing but a `true` result yields [`ConditionOutcome::Met`].
@@ -74,7 +74,6 @@ use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// OpenFGA's default `maxConditionEvaluationCost`.
 pub const DEFAULT_MAX_EVALUATION_COST: u64 = 100;
@@ -139,8 +138,6 @@ struct CompiledCondition {
     expr: Expression,
     /// Declared parameters in declaration order.
     params: IndexMap<String, ParamType>,
-    /// Indices into `params` of the parameters the expression references.
-    referenced: Vec<usize>,
 }
 
 /// The compiled conditions of one model; compile once per model, evaluate many times.
@@ -235,18 +232,12 @@ fn compile_condition(
         .parser()
         .parse(source)
         .map_err(|e| compile_error(name, e.to_string()))?;
-    let analysis = check::check(&expr, &params).map_err(|e| compile_error(name, e))?;
+    check::check(&expr, &params).map_err(|e| compile_error(name, e))?;
     functions::rewrite(&mut expr);
-    let referenced = analysis
-        .referenced
-        .iter()
-        .filter_map(|p| params.get_index_of(p))
-        .collect();
     Ok(CompiledCondition {
         name: name.to_owned(),
         expr,
         params,
-        referenced,
     })
 }
 
@@ -331,23 +322,17 @@ impl ConditionSet {
 }
 
 /// The converted parameter values of one evaluation, handed to cel as its variable resolver.
+/// Every declared parameter has a value by then (a missing one ends evaluation before).
 struct Bindings<'a> {
     params: &'a IndexMap<String, ParamType>,
     values: Vec<Option<Box<dyn Val>>>,
-    /// Set when the expression looked up a parameter that has no value.
-    missed: AtomicBool,
 }
 
 impl VariableResolver for Bindings<'_> {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
         let index = self.params.get_index_of(variable)?;
-        match self.values.get(index) {
-            Some(Some(value)) => Some(CowVal::Borrowed(value.as_ref())),
-            _ => {
-                self.missed.store(true, Ordering::Relaxed);
-                None
-            }
-        }
+        let value = self.values.get(index)?.as_ref()?;
+        Some(CowVal::Borrowed(value.as_ref()))
     }
 }
 
@@ -392,6 +377,17 @@ impl CompiledCondition {
             };
             values.push(value);
         }
+        let mut missing: Vec<String> = self
+            .params
+            .keys()
+            .zip(&values)
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            return Ok(ConditionOutcome::MissingParameters(missing));
+        }
 
         let cost = cost::estimate(&self.expr, &self.params, &values);
         if cost > max_cost {
@@ -403,7 +399,6 @@ impl CompiledCondition {
         let bindings = Bindings {
             params: &self.params,
             values,
-            missed: AtomicBool::new(false),
         };
         let mut context = Context::with_env(Arc::clone(env));
         context.set_variable_resolver(&bindings);
@@ -418,28 +413,10 @@ impl CompiledCondition {
                 ))),
             },
             Err(error) => {
-                if bindings.missed.load(Ordering::Relaxed) {
-                    let missing = self.missing_referenced(&bindings.values);
-                    if !missing.is_empty() {
-                        return Ok(ConditionOutcome::MissingParameters(missing));
-                    }
-                }
                 Err(self
                     .evaluation_error(format!("failed to evaluate condition expression: {error}")))
             }
         }
-    }
-
-    /// The referenced parameters without a value, sorted by name.
-    fn missing_referenced(&self, values: &[Option<Box<dyn Val>>]) -> Vec<String> {
-        let mut missing: Vec<String> = self
-            .referenced
-            .iter()
-            .filter(|&&i| values.get(i).is_some_and(Option::is_none))
-            .filter_map(|&i| self.params.get_index(i).map(|(name, _)| name.clone()))
-            .collect();
-        missing.sort_unstable();
-        missing
     }
 }
 

@@ -23,6 +23,11 @@
 //!
 //! Depth: a nested check at depth [`super::MAX_RESOLUTION_DEPTH`] is an error (2002).
 //!
+//! Model evolution: every tuple read is filtered by the evaluated model
+//! ([`TypeSystem::admits_stored`]): one written under an older model that this one no longer
+//! admits (restriction removed, condition added to or removed from its restriction, condition
+//! deleted) grants nothing and causes no error, as in OpenFGA.
+//!
 //! Pruning: a nested check of a relation that can never contain the user's kind (its type, its
 //! wildcard or its userset, per the type system's reachability) returns false without reading.
 //!
@@ -334,12 +339,19 @@ impl Checker<'_> {
             }),
             _ => None,
         };
+        let user_type = self.user.type_id;
         for candidate in std::iter::once(user).chain(wildcard) {
-            if !self.ts.admits(relation, &candidate) {
+            if !self.ts.admits_shape(relation, user_type, &candidate) {
                 continue;
             }
             self.reader
                 .read_tuple(object, name, candidate, &mut |t: TupleView<'_>| {
+                    if !self
+                        .ts
+                        .admits_stored(relation, user_type, &t.user, t.condition)
+                    {
+                        return std::ops::ControlFlow::Continue(());
+                    }
                     if acc.record(tuple_holds(self.ts, &t, self.context).map(|h| Outcome {
                         allowed: h,
                         cycle: false,
@@ -379,6 +391,12 @@ impl Checker<'_> {
                     let UserRef::Userset { object: uo, .. } = t.user else {
                         return std::ops::ControlFlow::Continue(());
                     };
+                    if !self
+                        .ts
+                        .admits_stored(relation, r.type_id, &t.user, t.condition)
+                    {
+                        return std::ops::ControlFlow::Continue(());
+                    }
                     let result = match tuple_holds(self.ts, &t, self.context) {
                         Ok(true) => self.check_relation(uo, k, Some(frame)),
                         Ok(false) => Ok(DENIED),
@@ -422,6 +440,12 @@ impl Checker<'_> {
                     let UserRef::Object(parent) = t.user else {
                         return std::ops::ControlFlow::Continue(());
                     };
+                    if !self
+                        .ts
+                        .admits_stored(tupleset, parent_type, &t.user, t.condition)
+                    {
+                        return std::ops::ControlFlow::Continue(());
+                    }
                     let result = match tuple_holds(self.ts, &t, self.context) {
                         Ok(true) => self.check_relation(parent, parent_relation, Some(frame)),
                         Ok(false) => Ok(DENIED),

@@ -171,7 +171,7 @@ fn node(
                     &ts.rel(relation).name,
                     UserSelector::All,
                     &mut |t: TupleView<'_>| {
-                        if ts.admits(relation, &t.user) {
+                        if ts.admits_stored_view(relation, &t) {
                             users.push(user_string(&t.user));
                         }
                         ControlFlow::Continue(())
@@ -197,7 +197,9 @@ fn node(
                 };
                 reader
                     .read_users(object, tupleset_name, selector, &mut |t: TupleView<'_>| {
-                        if let UserRef::Object(p) = t.user {
+                        if let UserRef::Object(p) = t.user
+                            && ts.admits_stored(*tupleset, parent_type, &t.user, t.condition)
+                        {
                             out.push(ExpandComputed {
                                 userset: format!("{}:{}#{computed}", p.object_type, p.object_id),
                             });

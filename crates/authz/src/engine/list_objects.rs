@@ -42,7 +42,7 @@ use super::check::Checker;
 use super::condition_eval::tuple_holds;
 use super::error::EngineError;
 use super::reader::{TupleReader, TupleView};
-use super::typesystem::{EdgeKind, RelId, TypeSystem};
+use super::typesystem::{EdgeKind, RelId, TypeId, TypeSystem};
 use super::validation::{resolve_user, validate_contextual_tuples};
 
 /// A list-objects request.
@@ -208,19 +208,28 @@ impl Walk<'_> {
     /// Reads the objects of `object_type#relation@user` and queues them as nodes of
     /// `node_relation`; a tuple whose condition is false is skipped, one whose condition cannot
     /// be evaluated yields a candidate (its final check reports the error if it matters).
+    ///
+    /// `read_relation` is the relation of the tuples read (the tupleset for a
+    /// tuple-to-userset edge, else `node_relation` itself) and `user_type` the user's type id:
+    /// tuples the model no longer admits are skipped.
     fn read_and_push(
         &mut self,
         node_relation: RelId,
-        relation_name: &str,
+        read_relation: RelId,
         user: UserRef<'_>,
+        user_type: TypeId,
         sure: bool,
         depth: u32,
     ) -> Result<(), EngineError> {
-        let object_type = self.ts.type_name(self.ts.rel(node_relation).type_id);
+        let read = self.ts.rel(read_relation);
+        let object_type = self.ts.type_name(read.type_id);
         let mut found: Vec<(Box<str>, bool)> = Vec::new();
         let (ts, context) = (self.ts, self.context);
         self.reader
-            .read_objects(object_type, relation_name, user, &mut |t: TupleView<'_>| {
+            .read_objects(object_type, &read.name, user, &mut |t: TupleView<'_>| {
+                if !ts.admits_stored(read_relation, user_type, &t.user, t.condition) {
+                    return ControlFlow::Continue(());
+                }
                 match tuple_holds(ts, &t, context) {
                     Ok(true) => found.push((t.object.object_id.into(), sure)),
                     Ok(false) => {}
@@ -253,11 +262,11 @@ impl Walk<'_> {
                     if !self.relevant(edge.relation) {
                         continue;
                     }
-                    let name = &*ts.rel(edge.relation).name;
+                    let (rel, ut) = (edge.relation, user.type_id);
                     if edge.wildcard {
-                        self.read_and_push(edge.relation, name, wildcard, edge.sure, 0)?;
+                        self.read_and_push(rel, rel, wildcard, ut, edge.sure, 0)?;
                     } else if is_object {
-                        self.read_and_push(edge.relation, name, user.user, edge.sure, 0)?;
+                        self.read_and_push(rel, rel, user.user, ut, edge.sure, 0)?;
                     }
                 }
             }
@@ -288,8 +297,8 @@ impl Walk<'_> {
                             object_type: source_type,
                             object_id: &node.id,
                         });
-                        let name = &*ts.rel(tupleset).name;
-                        self.read_and_push(edge.target, name, parent, sure, depth)?;
+                        let ut = source.type_id;
+                        self.read_and_push(edge.target, tupleset, parent, ut, sure, depth)?;
                     }
                     EdgeKind::Userset => {
                         let userset = UserRef::Userset {
@@ -299,8 +308,8 @@ impl Walk<'_> {
                             },
                             relation: &source.name,
                         };
-                        let name = &*ts.rel(edge.target).name;
-                        self.read_and_push(edge.target, name, userset, sure, depth)?;
+                        let (rel, ut) = (edge.target, source.type_id);
+                        self.read_and_push(rel, rel, userset, ut, sure, depth)?;
                     }
                 }
             }

@@ -271,7 +271,9 @@ impl Walk<'_> {
                     let context = self.context;
                     self.reader
                         .read_users(object, name, selector, &mut |t: TupleView<'_>| {
-                            if let UserRef::Object(p) = t.user {
+                            if let UserRef::Object(p) = t.user
+                                && ts.admits_stored(*tupleset, parent_type, &t.user, t.condition)
+                            {
                                 match tuple_holds(ts, &t, context) {
                                     Ok(true) => found.push((p.object_id.into(), sure)),
                                     Ok(false) => {}
@@ -319,7 +321,7 @@ impl Walk<'_> {
         let mut nodes: Vec<(RelId, Box<str>, bool)> = Vec::new();
         self.reader
             .read_users(object, name, UserSelector::All, &mut |t: TupleView<'_>| {
-                if !ts.admits(relation, &t.user) {
+                if !ts.admits_stored_view(relation, &t) {
                     return ControlFlow::Continue(());
                 }
                 let s = match tuple_holds(ts, &t, context) {

@@ -99,6 +99,21 @@ pub(crate) struct Restriction {
     pub(crate) condition: Option<Box<str>>,
 }
 
+/// Why a tuple does not fit a relation's type restrictions ([`TypeSystem::fit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Misfit {
+    /// No restriction admits the user's type and kind.
+    Shape,
+    /// Only conditioned restrictions admit the user, and the tuple has no condition.
+    ConditionMissing,
+    /// The tuple names a condition the model does not define.
+    UndefinedCondition,
+    /// No restriction of the user's type names the tuple's condition.
+    ConditionNotAllowed,
+    /// The tuple's context has a parameter its condition does not declare.
+    UnknownParameter(String),
+}
+
 /// A compiled rewrite rule.
 #[derive(Debug, Clone)]
 pub(crate) enum Rewrite {
@@ -461,25 +476,114 @@ impl TypeSystem {
     }
 
     /// Whether a tuple `object_type#relation@user` fits the relation's type restrictions
-    /// (ignoring conditions): the filter applied to every tuple read, so that tuples written
-    /// under an older model are ignored.
-    pub(crate) fn admits(&self, rel: RelId, user: &crate::tuple::UserRef<'_>) -> bool {
+    /// (ignoring conditions). Evaluation filters stored tuples with [`Self::admits_stored`].
+    pub(crate) fn admits_shape(
+        &self,
+        rel: RelId,
+        user_type: TypeId,
+        user: &crate::tuple::UserRef<'_>,
+    ) -> bool {
+        self.rel(rel)
+            .restrictions
+            .iter()
+            .any(|r| self.restriction_fits(r, user_type, user))
+    }
+
+    fn restriction_fits(
+        &self,
+        r: &Restriction,
+        user_type: TypeId,
+        user: &crate::tuple::UserRef<'_>,
+    ) -> bool {
         use crate::tuple::UserRef;
-        let info = self.rel(rel);
-        let Some(ut) = self.type_id(user.user_type()) else {
-            return false;
-        };
-        info.restrictions.iter().any(|r| {
-            r.type_id == ut
-                && match (&r.kind, user) {
-                    (RestrictionKind::Direct, UserRef::Object(_)) => true,
-                    (RestrictionKind::Wildcard, UserRef::Wildcard { .. }) => true,
-                    (RestrictionKind::Userset(k), UserRef::Userset { relation, .. }) => {
-                        &*self.rel(*k).name == *relation
-                    }
-                    _ => false,
+        r.type_id == user_type
+            && match (&r.kind, user) {
+                (RestrictionKind::Direct, UserRef::Object(_)) => true,
+                (RestrictionKind::Wildcard, UserRef::Wildcard { .. }) => true,
+                (RestrictionKind::Userset(k), UserRef::Userset { relation, .. }) => {
+                    &*self.rel(*k).name == *relation
                 }
-        })
+                _ => false,
+            }
+    }
+
+    /// How a tuple of `rel` with this user (of type `user_type`) and condition fits the
+    /// relation's type restrictions, in OpenFGA's order of checks: its shape, then its
+    /// condition (a tuple without one needs an unconditioned restriction of its shape; a tuple
+    /// with one names a condition the model defines and a restriction of the user's type names,
+    /// and its stored context only that condition's parameters).
+    ///
+    /// The one rule for both directions: a write that does not fit is refused
+    /// ([`super::validate_tuple_for_write`]), and a stored tuple that the evaluated model no
+    /// longer admits is ignored by every evaluation ([`Self::admits_stored`]).
+    pub(crate) fn fit(
+        &self,
+        rel: RelId,
+        user_type: TypeId,
+        user: &crate::tuple::UserRef<'_>,
+        condition: Option<&crate::tuple::RelationshipCondition>,
+    ) -> Result<(), Misfit> {
+        let restrictions = &self.rel(rel).restrictions;
+        match condition {
+            None => {
+                let mut shape = false;
+                for r in restrictions {
+                    if self.restriction_fits(r, user_type, user) {
+                        if r.condition.is_none() {
+                            return Ok(());
+                        }
+                        shape = true;
+                    }
+                }
+                Err(if shape {
+                    Misfit::ConditionMissing
+                } else {
+                    Misfit::Shape
+                })
+            }
+            Some(cond) => {
+                if !self.admits_shape(rel, user_type, user) {
+                    return Err(Misfit::Shape);
+                }
+                let Some(def) = self.model.conditions.get(&cond.name) else {
+                    return Err(Misfit::UndefinedCondition);
+                };
+                if !restrictions
+                    .iter()
+                    .any(|r| r.type_id == user_type && r.condition.as_deref() == Some(&cond.name))
+                {
+                    return Err(Misfit::ConditionNotAllowed);
+                }
+                if let Some(key) = cond
+                    .context
+                    .as_ref()
+                    .and_then(|ctx| ctx.keys().find(|k| !def.parameters.contains_key(*k)))
+                {
+                    return Err(Misfit::UnknownParameter(key.clone()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether a stored tuple of `rel` counts under this model (OpenFGA's read-time
+    /// validation): a tuple written under an older model whose restriction was removed, that
+    /// now needs a condition, or whose condition was deleted or is no longer allowed for its
+    /// type grants nothing and causes no error.
+    pub(crate) fn admits_stored(
+        &self,
+        rel: RelId,
+        user_type: TypeId,
+        user: &crate::tuple::UserRef<'_>,
+        condition: Option<&crate::tuple::RelationshipCondition>,
+    ) -> bool {
+        self.fit(rel, user_type, user, condition).is_ok()
+    }
+
+    /// [`Self::admits_stored`] for a tuple whose user type id is not known yet.
+    pub(crate) fn admits_stored_view(&self, rel: RelId, t: &super::TupleView<'_>) -> bool {
+        self.type_id(t.user.user_type())
+            .is_some_and(|ut| self.admits_stored(rel, ut, &t.user, t.condition))
     }
 
     fn compute_reach(&mut self) {

@@ -15,7 +15,7 @@ use crate::tuple::{ObjectRef, TupleKey, UserRef};
 
 use super::error::EngineError;
 use super::reader::{ContextualTuples, TupleView};
-use super::typesystem::{RelId, RestrictionKind, Rewrite, TypeId, TypeSystem};
+use super::typesystem::{Misfit, RelId, Rewrite, TypeId, TypeSystem};
 
 /// The most contextual tuples one request may carry (OpenFGA's API limit).
 pub const MAX_CONTEXTUAL_TUPLES: usize = 100;
@@ -234,59 +234,25 @@ fn validate_tuple_view<'a>(
         }
     }
 
-    if !ts.admits(rel, &user) {
-        let reason = match user {
-            UserRef::Object(_) => {
-                format!("type '{user_type}' is not an allowed type restriction for '{here}'")
-            }
-            UserRef::Wildcard { .. } => format!(
-                "the typed wildcard '{user_type}:*' is not an allowed type restriction for '{here}'"
-            ),
-            UserRef::Userset { relation, .. } => {
-                format!("'{user_type}#{relation}' is not an allowed type restriction for '{here}'")
-            }
+    if let Err(misfit) = ts.fit(rel, user_tid, &user, tk.condition.as_ref()) {
+        let reason = match misfit {
+            Misfit::Shape => match user {
+                UserRef::Object(_) => {
+                    format!("type '{user_type}' is not an allowed type restriction for '{here}'")
+                }
+                UserRef::Wildcard { .. } => format!(
+                    "the typed wildcard '{user_type}:*' is not an allowed type restriction for '{here}'"
+                ),
+                UserRef::Userset { relation, .. } => format!(
+                    "'{user_type}#{relation}' is not an allowed type restriction for '{here}'"
+                ),
+            },
+            Misfit::ConditionMissing => "condition is missing".to_owned(),
+            Misfit::UndefinedCondition => "undefined condition".to_owned(),
+            Misfit::ConditionNotAllowed => "invalid condition for type restriction".to_owned(),
+            Misfit::UnknownParameter(key) => format!("found invalid context parameter: {key}"),
         };
         return Err(invalid(tk, reason));
-    }
-
-    match &tk.condition {
-        None => {
-            let unconditioned_fits = info.restrictions.iter().any(|r| {
-                r.condition.is_none()
-                    && r.type_id == user_tid
-                    && match (&r.kind, &user) {
-                        (RestrictionKind::Direct, UserRef::Object(_)) => true,
-                        (RestrictionKind::Wildcard, UserRef::Wildcard { .. }) => true,
-                        (RestrictionKind::Userset(k), UserRef::Userset { relation, .. }) => {
-                            &*ts.rel(*k).name == *relation
-                        }
-                        _ => false,
-                    }
-            });
-            if !unconditioned_fits {
-                return Err(invalid(tk, "condition is missing"));
-            }
-        }
-        Some(cond) => {
-            let Some(def) = ts.model().conditions.get(&cond.name) else {
-                return Err(invalid(tk, "undefined condition"));
-            };
-            let named = info
-                .restrictions
-                .iter()
-                .any(|r| r.type_id == user_tid && r.condition.as_deref() == Some(&cond.name));
-            if !named {
-                return Err(invalid(tk, "invalid condition for type restriction"));
-            }
-            if let Some(ctx) = &cond.context
-                && let Some(key) = ctx.keys().find(|k| !def.parameters.contains_key(*k))
-            {
-                return Err(invalid(
-                    tk,
-                    format!("found invalid context parameter: {key}"),
-                ));
-            }
-        }
     }
 
     Ok(TupleView {

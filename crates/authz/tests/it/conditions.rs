@@ -492,35 +492,52 @@ fn absent_parameters_are_reported_sorted() {
         s.evaluate("c", None, None),
         Ok(ConditionOutcome::MissingParameters(vec![
             "a".into(),
-            "b".into()
+            "b".into(),
+            "z".into()
         ])),
-        "only referenced parameters, sorted"
+        "every declared parameter, referenced or not, sorted"
     );
     assert_eq!(
-        eval(&s, json!({"b": 1})),
+        eval(&s, json!({"b": 1, "z": 0})),
         Ok(ConditionOutcome::MissingParameters(vec!["a".into()]))
     );
-    assert_eq!(eval(&s, json!({"b": 1, "a": 2})), Ok(ConditionOutcome::Met));
+    assert_eq!(
+        eval(&s, json!({"b": 1, "a": 2, "z": 0})),
+        Ok(ConditionOutcome::Met)
+    );
 }
 
+/// OpenFGA reports a missing parameter even where CEL's logical operators could decide without
+/// it: the outcome never depends on which operand happens to be evaluated first.
 #[test]
-fn logical_operators_absorb_parameters_they_do_not_need() {
+fn missing_parameters_are_reported_even_where_short_circuit_could_decide() {
     let s = set("x || y", &[("x", "bool"), ("y", "bool")]);
-    assert_eq!(eval(&s, json!({"x": true})), Ok(ConditionOutcome::Met));
-    assert_eq!(eval(&s, json!({"y": true})), Ok(ConditionOutcome::Met));
     assert_eq!(
-        eval(&s, json!({"x": false})),
+        eval(&s, json!({"x": true})),
         Ok(ConditionOutcome::MissingParameters(vec!["y".into()]))
+    );
+    assert_eq!(
+        eval(&s, json!({"y": true})),
+        Ok(ConditionOutcome::MissingParameters(vec!["x".into()]))
+    );
+    assert_eq!(
+        eval(&s, json!({"x": false, "y": true})),
+        Ok(ConditionOutcome::Met)
     );
     let and = set("x && y", &[("x", "bool"), ("y", "bool")]);
     assert_eq!(
         eval(&and, json!({"x": false})),
-        Ok(ConditionOutcome::NotMet)
-    );
-    assert_eq!(
-        eval(&and, json!({"x": true})),
         Ok(ConditionOutcome::MissingParameters(vec!["y".into()]))
     );
+    assert_eq!(
+        eval(&and, json!({"x": true, "y": false})),
+        Ok(ConditionOutcome::NotMet)
+    );
+    // A parameter of the wrong type is reported before a missing one.
+    assert!(matches!(
+        eval(&and, json!({"x": "yes"})),
+        Err(ConditionError::ParameterType { .. })
+    ));
 }
 
 #[test]

@@ -148,15 +148,32 @@ proptest! {
                 for p in missing {
                     prop_assert!(!tuple.contains_key(p) && !request.contains_key(p));
                 }
+                // Every declared parameter without a value is reported, none is guessed.
+                let absent = params()
+                    .keys()
+                    .filter(|p| !tuple.contains_key(*p) && !request.contains_key(*p))
+                    .count();
+                prop_assert_eq!(missing.len(), absent);
             }
         }
     }
 
     #[test]
     fn a_bool_parameter_is_met_only_by_true(value in json_value()) {
-        let set = ConditionSet::compile(&model()).expect("model compiles");
+        // A condition declaring only `b`: every declared parameter must have a value.
+        let only_b = Condition {
+            name: "c".to_owned(),
+            expression: "b".to_owned(),
+            parameters: [("b".to_owned(), scalar(TypeName::Bool))].into_iter().collect(),
+            metadata: None,
+        };
+        let model = AuthorizationModel {
+            conditions: [("c".to_owned(), only_b)].into_iter().collect(),
+            ..model()
+        };
+        let set = ConditionSet::compile(&model).expect("model compiles");
         let request: Map<String, Value> = [("b".to_owned(), value.clone())].into_iter().collect();
-        let outcome = set.evaluate("c0", None, Some(&request));
+        let outcome = set.evaluate("c", None, Some(&request));
         match value {
             Value::Bool(true) => prop_assert_eq!(outcome, Ok(ConditionOutcome::Met)),
             Value::Bool(false) => prop_assert_eq!(outcome, Ok(ConditionOutcome::NotMet)),

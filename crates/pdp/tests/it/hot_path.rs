@@ -55,8 +55,11 @@ impl RelationshipStore for Counting {
         &self,
         page_size: u32,
         continuation: Option<&str>,
+        name: Option<&str>,
     ) -> Result<(Vec<FgaStore>, Option<String>), StoreError> {
-        self.inner.list_fga_stores(page_size, continuation).await
+        self.inner
+            .list_fga_stores(page_size, continuation, name)
+            .await
     }
     async fn delete_fga_store(&self, id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
         self.inner.delete_fga_store(id, now).await

@@ -2,5 +2,6 @@
 //! linked once.
 
 mod hot_path;
+mod model_evolution;
 mod service;
 mod system;

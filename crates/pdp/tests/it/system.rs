@@ -50,7 +50,7 @@ async fn the_system_store_is_not_reachable_through_the_store_api() {
         pdp.read(SYSTEM_STORE_ID, None, Page::default()).await,
         Err(PdpError::StoreNotFound)
     ));
-    let listed = pdp.list_stores(Page::default()).await.expect("list");
+    let listed = pdp.list_stores(Page::default(), None).await.expect("list");
     assert!(listed.items.iter().all(|s| s.id != SYSTEM_STORE_ID));
     // Installing again changes nothing (start-up on every replica).
     pdp.system_access().install().await.expect("install again");

@@ -34,7 +34,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(StoreJson::from(&store))).into_response())
 }
 
-/// `GET /stores`.
+/// `GET /stores` (`?name=` lists only the stores of exactly that name).
 pub async fn list(
     caller: Caller,
     State(state): State<AppState>,
@@ -46,10 +46,11 @@ pub async fn list(
         q.continuation_token.as_deref(),
         "ListStoresRequest",
     )?;
+    let name = q.name.as_deref().filter(|n| !n.is_empty());
     let subject = caller.subject();
     let readable = state.access.readable_stores(caller.asker(&subject)).await?;
     let ReadableStores::Only(ids) = readable else {
-        let stores = state.pdp.list_stores(page).await?;
+        let stores = state.pdp.list_stores(page, name).await?;
         return Ok(Json(ListStoresResponse {
             stores: stores.items.iter().map(StoreJson::from).collect(),
             continuation_token: stores.continuation_token.unwrap_or_default(),
@@ -69,7 +70,8 @@ pub async fn list(
             break;
         }
         match state.pdp.get_store(id).await {
-            Ok(store) => stores.push(store),
+            Ok(store) if name.is_none_or(|n| store.name == n) => stores.push(store),
+            Ok(_) => {}
             Err(trustgate_pdp::PdpError::StoreNotFound) => {}
             Err(e) => return Err(e.into()),
         }

@@ -171,6 +171,9 @@ pub struct PageQuery {
     /// Changes only: RFC 3339 time of the first change to return.
     #[serde(default)]
     pub start_time: Option<String>,
+    /// ListStores only: list only the stores of exactly this name.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -172,6 +172,31 @@ async fn stores_lifecycle_and_pagination(db: TestDatabase) {
     assert_eq!(seen.len(), created.len(), "each store once: {seen:?}");
     assert_eq!(seen.iter().cloned().collect::<BTreeSet<_>>(), created);
 
+    // `?name=` lists only the stores of exactly that name.
+    let twin = api.create_store("store 3").await;
+    let r = api.get("/stores?name=store%203").await;
+    let named: BTreeSet<String> = r.expect(StatusCode::OK)["stores"]
+        .as_array()
+        .expect("stores")
+        .iter()
+        .map(|s| {
+            assert_eq!(s["name"], "store 3");
+            s["id"].as_str().unwrap_or("").to_owned()
+        })
+        .collect();
+    assert_eq!(named.len(), 2, "{named:?}");
+    assert!(named.contains(&twin));
+    let r = api.get("/stores?name=store").await;
+    assert_eq!(
+        r.expect(StatusCode::OK)["stores"],
+        json!([]),
+        "exact names only"
+    );
+    let r = api
+        .call("DELETE", &format!("/stores/{twin}"), &Value::Null)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+
     api.get("/stores?continuation_token=bogus")
         .await
         .expect_error(StatusCode::BAD_REQUEST, "invalid_continuation_token");

@@ -181,6 +181,22 @@ async fn store_scoped_keys_are_confined_to_their_store(db: TestDatabase) {
         .filter_map(|s| s["id"].as_str())
         .collect();
     assert_eq!(ids, [mine.as_str()]);
+    // The name filter narrows what the principal may see; it never widens it.
+    for (name, want) in [("mine", 1), ("other", 0)] {
+        let r = api
+            .call_as(
+                &reader,
+                "GET",
+                &format!("/stores?name={name}"),
+                &Value::Null,
+            )
+            .await;
+        let listed = r.expect(StatusCode::OK)["stores"]
+            .as_array()
+            .expect("stores")
+            .len();
+        assert_eq!(listed, want, "{name}");
+    }
     let r = api.get("/stores").await;
     let count = r.expect(StatusCode::OK)["stores"]
         .as_array()

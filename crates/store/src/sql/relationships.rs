@@ -169,16 +169,21 @@ impl<D: Database> RelationshipStore for SqlStore<D> {
         &self,
         page_size: u32,
         continuation: Option<&str>,
+        name: Option<&str>,
     ) -> Result<(Vec<FgaStore>, Option<String>), StoreError> {
         let page = check_page_size(page_size)?;
         let after = continuation.map(decode_stores_token).transpose()?;
+        if let Some(name) = name {
+            check_input("store name", name)?;
+        }
         let rows = self
             .fetch_all(
                 &format!(
                     "SELECT {STORE_COLUMNS} FROM fga_stores \
-                     WHERE deleted_at IS NULL AND ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+                     WHERE deleted_at IS NULL AND ($1 IS NULL OR id > $1) \
+                     AND ($3 IS NULL OR name = $3) ORDER BY id LIMIT $2"
                 ),
-                args![after.as_deref(), page + 1],
+                args![after.as_deref(), page + 1, name],
             )
             .await?;
         let stores = rows

@@ -237,7 +237,7 @@ async fn a_version_5_database_upgrades_without_losing_access() {
     );
 
     // User stores are as they were.
-    let (stores, _) = store.list_fga_stores(10, None).await.expect("list");
+    let (stores, _) = store.list_fga_stores(10, None, None).await.expect("list");
     assert_eq!(
         stores.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
         [SYSTEM_STORE_ID, "01KUSERSTORE00000000000000"]

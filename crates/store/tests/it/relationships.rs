@@ -170,7 +170,7 @@ async fn stores_are_created_listed_and_soft_deleted(db: TestDatabase) {
     // Every database has the system store (migration 0006); the store lists it like any other,
     // first (its id is the smallest ULID), and the PDP service hides it.
     let system = SYSTEM_STORE_ID.to_owned();
-    let (first, token) = db.store.list_fga_stores(2, None).await.expect("list");
+    let (first, token) = db.store.list_fga_stores(2, None, None).await.expect("list");
     assert_eq!(
         first.iter().map(|s| &s.id).collect::<Vec<_>>(),
         [&system, &a]
@@ -178,7 +178,7 @@ async fn stores_are_created_listed_and_soft_deleted(db: TestDatabase) {
     let token = token.expect("more stores");
     let (second, end) = db
         .store
-        .list_fga_stores(2, Some(&token))
+        .list_fga_stores(2, Some(&token), None)
         .await
         .expect("page 2");
     assert_eq!(second.iter().map(|s| &s.id).collect::<Vec<_>>(), [&b, &c]);
@@ -198,12 +198,41 @@ async fn stores_are_created_listed_and_soft_deleted(db: TestDatabase) {
             .expect("delete unknown")
     );
     assert_eq!(db.store.get_fga_store(&b).await.expect("get"), None);
-    let (listed, end) = db.store.list_fga_stores(10, None).await.expect("list");
+    let (listed, end) = db
+        .store
+        .list_fga_stores(10, None, None)
+        .await
+        .expect("list");
     assert_eq!(
         listed.iter().map(|s| &s.id).collect::<Vec<_>>(),
         [&system, &a, &c]
     );
     assert_eq!(end, None);
+    // The name filter: exact names only, deleted stores never, paging as without it.
+    let d = new_ulid(at(4));
+    db.store
+        .create_fga_store(&d, "gamma", at(5))
+        .await
+        .expect("create a second gamma");
+    let named = |name, token| {
+        let store = db.store.clone();
+        async move {
+            store
+                .list_fga_stores(1, token, Some(name))
+                .await
+                .expect("list by name")
+        }
+    };
+    let (gamma, token) = named("gamma", None).await;
+    assert_eq!(gamma.iter().map(|s| &s.id).collect::<Vec<_>>(), [&c]);
+    let token = token.expect("a second gamma");
+    let (gamma, end) = named("gamma", Some(token.as_str())).await;
+    assert_eq!(gamma.iter().map(|s| &s.id).collect::<Vec<_>>(), [&d]);
+    assert_eq!(end, None);
+    assert!(named("beta", None).await.0.is_empty(), "deleted");
+    assert!(named("gam", None).await.0.is_empty(), "exact names only");
+    assert!(named("GAMMA", None).await.0.is_empty(), "case-sensitive");
+    assert!(db.store.delete_fga_store(&d, at(9)).await.expect("delete"));
     let live = db.store.live_store_seqs().await.expect("live");
     assert_eq!(
         live,
@@ -220,7 +249,7 @@ async fn stores_are_created_listed_and_soft_deleted(db: TestDatabase) {
     for bad in ["", "not-base64!", "eyJ4IjoxfQ"] {
         let err = db
             .store
-            .list_fga_stores(2, Some(bad))
+            .list_fga_stores(2, Some(bad), None)
             .await
             .expect_err("bad token");
         assert!(
@@ -418,7 +447,7 @@ async fn models_are_immutable_and_newest_first(db: TestDatabase) {
     );
     let err = db
         .store
-        .list_fga_stores(1, Some(&token))
+        .list_fga_stores(1, Some(&token), None)
         .await
         .expect_err("other operation");
     assert!(
@@ -921,7 +950,11 @@ async fn read_refuses_bad_tokens_and_input(db: TestDatabase) {
         .await
         .expect("read");
     let token = token.expect("more");
-    let (_, stores_token) = db.store.list_fga_stores(1, None).await.expect("stores");
+    let (_, stores_token) = db
+        .store
+        .list_fga_stores(1, None, None)
+        .await
+        .expect("stores");
     let stores_token = stores_token.expect("two stores");
     let (_, changes_token) = db
         .store

@@ -257,7 +257,7 @@ async fn a_database_of_release_e19de9d_reads_back_unchanged() {
 
     // The relationship stores, as listed and read by the release, after the system store
     // (which the store lists like any other; the PDP service hides it).
-    let (stores, next) = store.list_fga_stores(100, None).await.expect("list");
+    let (stores, next) = store.list_fga_stores(100, None, None).await.expect("list");
     assert_eq!(next, None);
     assert_eq!(stores[0].id, SYSTEM_STORE_ID);
     let stores = &stores[1..];
