@@ -89,7 +89,7 @@ pub use audit::{Caller, DecisionLog, DecisionRecord, Verdict};
 pub use consistency::{Consistency, ConsistencyToken, Freshness};
 pub use error::PdpError;
 pub use freshness::REFRESH_INTERVAL;
-pub use models::{LATEST_MODEL_TTL, MAX_TYPES_PER_MODEL};
+pub use models::{LATEST_MODEL_TTL, MAX_MODEL_SIZE_BYTES, MAX_TYPES_PER_MODEL};
 pub use query::{BatchCheckOutcome, ListPaging, Listed, QueryScope};
 pub use trustgate_authz::engine::{
     BatchCheckItem, CheckRequest, ExpandRequest, ExpandResponse, ListObjectsRequest,

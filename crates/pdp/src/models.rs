@@ -23,6 +23,11 @@ use crate::{Inner, Page, Paged, Pdp, PdpError};
 pub const LATEST_MODEL_TTL: Duration = Duration::from_secs(1);
 /// The most type definitions one model may have (OpenFGA's default).
 pub const MAX_TYPES_PER_MODEL: usize = 100;
+/// The largest model accepted, in bytes of its JSON form: OpenFGA's default
+/// (`OPENFGA_MAX_AUTHORIZATION_MODEL_SIZE_IN_BYTES`, measured there on the protobuf form). It is
+/// the size budget of every analysis of a model (validation, type system, reachability), which
+/// are all polynomial: at this size they take milliseconds.
+pub const MAX_MODEL_SIZE_BYTES: usize = 256 * 1024;
 /// Type systems kept in memory before the cache is cleared.
 const MAX_CACHED_MODELS: usize = 1024;
 
@@ -128,14 +133,19 @@ fn validate_model_id(model_id: &str) -> Result<(), PdpError> {
     }
 }
 
-/// The type system of a stored model.
-fn build(stored: StoredModel) -> Result<Arc<TypeSystem>, PdpError> {
-    let mut model: AuthorizationModel =
-        serde_json::from_value(stored.model_json).map_err(PdpError::internal)?;
-    model.id = stored.id;
-    Ok(Arc::new(
-        TypeSystem::new(model).map_err(PdpError::internal)?,
-    ))
+/// The type system of a stored model, built on the blocking pool: it is linear in the model
+/// (bounded by [`MAX_MODEL_SIZE_BYTES`]) but still CPU work an async worker must not do.
+async fn build(stored: StoredModel) -> Result<Arc<TypeSystem>, PdpError> {
+    tokio::task::spawn_blocking(move || {
+        let mut model: AuthorizationModel =
+            serde_json::from_value(stored.model_json).map_err(PdpError::internal)?;
+        model.id = stored.id;
+        Ok(Arc::new(
+            TypeSystem::new(model).map_err(PdpError::internal)?,
+        ))
+    })
+    .await
+    .map_err(PdpError::internal)?
 }
 
 impl Inner {
@@ -159,7 +169,7 @@ impl Inner {
             .get_model(store_id, model_id)
             .await?
             .ok_or_else(|| PdpError::ModelNotFound(model_id.to_owned()))?;
-        let ts = build(stored)?;
+        let ts = build(stored).await?;
         self.models.insert(store_id, ts.clone());
         Ok(ts)
     }
@@ -182,7 +192,7 @@ impl Inner {
         let ts = match self.models.get(store_id, &stored.id) {
             Some(ts) => ts,
             None => {
-                let ts = build(stored)?;
+                let ts = build(stored).await?;
                 self.models.insert(store_id, ts.clone());
                 ts
             }
@@ -196,7 +206,7 @@ impl Pdp {
     /// Validates `model` and stores it as the store's new latest model; returns its id.
     ///
     /// Fails with [`PdpError::StoreNotFound`], [`PdpError::ExceededEntityLimit`] (more than
-    /// [`MAX_TYPES_PER_MODEL`] types) or [`PdpError::InvalidModel`] (the first problem
+    /// [`MAX_TYPES_PER_MODEL`] types or [`MAX_MODEL_SIZE_BYTES`] bytes) or [`PdpError::InvalidModel`] (the first problem
     /// OpenFGA's validation reports), storing nothing. A model's `id` field is ignored.
     pub async fn write_model(
         &self,
@@ -213,6 +223,15 @@ impl Pdp {
             return Err(PdpError::exceeded(
                 "type definitions in an authorization model",
                 MAX_TYPES_PER_MODEL,
+            ));
+        }
+        let size = serde_json::to_vec(&model)
+            .map_err(PdpError::internal)?
+            .len();
+        if size > MAX_MODEL_SIZE_BYTES {
+            return Err(PdpError::exceeded(
+                "bytes in an authorization model",
+                MAX_MODEL_SIZE_BYTES,
             ));
         }
         // Validation is polynomial but proportional to the model: it runs on the blocking pool,

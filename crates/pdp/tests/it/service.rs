@@ -1099,6 +1099,27 @@ async fn models_and_stores_refuse_bad_input(db: TestDatabase) {
         .write_model(&store, trustgate_authz::dsl::parse(&huge).expect("huge"))
         .await;
     assert!(matches!(r, Err(PdpError::ExceededEntityLimit(_))), "{r:?}");
+    // The size budget of every model analysis: one relation too many over 256 KiB of JSON is
+    // refused before any analysis runs; the same model a little smaller is accepted.
+    let relations = |n: usize| {
+        let mut dsl = String::from("model\n  schema 1.1\ntype user\ntype doc\n  relations\n");
+        for i in 0..n {
+            dsl.push_str(&format!("    define r{i}: [user] or r{}\n", i + 1));
+        }
+        dsl.push_str(&format!("    define r{n}: [user]\n"));
+        trustgate_authz::dsl::parse(&dsl).expect("chain")
+    };
+    let json_len = |n| serde_json::to_vec(&relations(n)).map_or(0, |v| v.len());
+    let fits = (1..10_000)
+        .map(|k| k * 100)
+        .take_while(|&n| json_len(n) <= trustgate_pdp::MAX_MODEL_SIZE_BYTES)
+        .last()
+        .expect("some chain fits");
+    let r = pdp.write_model(&store, relations(fits + 100)).await;
+    assert!(
+        matches!(&r, Err(PdpError::ExceededEntityLimit(m)) if m.contains("bytes")),
+        "{r:?}"
+    );
     let listed = pdp
         .list_models(&store, Page::default())
         .await
@@ -1111,6 +1132,24 @@ async fn models_and_stores_refuse_bad_input(db: TestDatabase) {
         .write_model("01HZZZZZZZZZZZZZZZZZZZZZZZ", model.clone())
         .await;
     assert!(matches!(r, Err(PdpError::StoreNotFound)), "{r:?}");
+    let big = pdp
+        .write_model(&store, relations(fits))
+        .await
+        .expect("a model within the budget");
+    let scope = QueryScope {
+        model_id: Some(&big),
+        ..QueryScope::latest(&store)
+    };
+    let last = format!("r{fits}");
+    let r = pdp
+        .check(&scope, &req("doc:1", &last, "user:anne"), caller())
+        .await;
+    assert!(matches!(r, Ok(false)), "{r:?}");
+    // A check down the whole chain stops at the resolution depth: bounded work, never a guess.
+    let r = pdp
+        .check(&scope, &req("doc:1", "r0", "user:anne"), caller())
+        .await;
+    assert!(matches!(r, Err(PdpError::ResolutionTooComplex(_))), "{r:?}");
     // Ids grow: the latest is the last written.
     let first = pdp.write_model(&store, model.clone()).await.expect("first");
     let second = pdp.write_model(&store, model).await.expect("second");
