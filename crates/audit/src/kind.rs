@@ -124,6 +124,9 @@ audit_kinds! {
     OAuthDeviceApproved = "oauth_device_approved", Recorded;
     /// A user denied a device authorization.
     OAuthDeviceDenied = "oauth_device_denied", Recorded;
+    /// A device user code typed on `/device` matched nothing, or was refused unread because the
+    /// session or address is throttled (reason in the details; never the code).
+    DeviceCodeFailed = "device_code_failed", Recorded;
     /// A grant was revoked.
     OAuthGrantRevoked = "oauth_grant_revoked", Recorded;
     /// A rotated refresh token was presented again; its grant was revoked.

@@ -11,7 +11,11 @@
 //!   at the same cost. A hash with outdated parameters is replaced after a successful login.
 //! - **Guessing** is slowed by [`LoginThrottle`] (checked *before* any hashing, per account and
 //!   per client IP, growing delays rather than a lockout); a success clears the account's count.
-//!   Second-factor codes and re-authentication are throttled the same way, per user.
+//!   Second-factor codes and re-authentication are throttled the same way, per user. Device user
+//!   codes typed by a signed-in user are throttled per session and per client IP
+//!   ([`Accounts::check_device_code_entry`]). The counts live in the database
+//!   ([`AttemptStore`](trustgate_store_api::AttemptStore)), so every replica enforces the same
+//!   limit; a count that cannot be read refuses the attempt (503 `unavailable`), never allows it.
 //! - **Sessions** get a fresh 256-bit id at every login and every step-up (the store's
 //!   [`rotate_session`](trustgate_store_api::SessionStore::rotate_session): the old id stops working
 //!   at once); only the id's SHA-256 is stored. Each has an idle expiry (moved on use) and an
@@ -32,12 +36,15 @@
 //!
 //! - **Passkeys** (WebAuthn, [`crate::webauthn`]): registered from the account page after a
 //!   step-up, used for passwordless sign-in with discoverable credentials, removable; challenges
-//!   are sealed (purpose `"passkey-challenge"`), short-lived and single use.
+//!   are sealed (purpose `"passkey-challenge"`), short-lived and single use: spent in the
+//!   database's ledger of one-time values ([`NonceStore`](trustgate_store_api::NonceStore)), so
+//!   a challenge completed on one replica is refused on every other.
 //!
 //! Amr values (RFC 8176): `pwd` for the password, `otp` for a TOTP or recovery code, `hwk`/`swk`
 //! plus `user` for a passkey with user verification, `mfa` when two factors were used (a
 //! verified passkey counts as two); `acr` is `"1"` for one factor and `"2"` for two.
 
+mod device_codes;
 mod login;
 mod mfa;
 mod passkeys;
@@ -62,8 +69,8 @@ pub use trustgate_store_api::{
 use crate::password::{
     HashError, PasswordHasher, PasswordHasherConfig, PasswordPolicy, PasswordRejection,
 };
-use crate::throttle::{LoginThrottle, RetryAfter, ThrottleError};
-use crate::webauthn::ChallengeLedger;
+use crate::throttle::{DeviceCodeThrottle, LoginThrottle, RetryAfter, ThrottleError};
+use passkeys::ChallengeLedger;
 
 pub use passkeys::{
     MAX_PASSKEY_NAME_CHARS, PASSKEY_CHALLENGE_TTL, PURPOSE_PASSKEY_CHALLENGE, PasskeyAssertion,
@@ -330,12 +337,14 @@ impl From<HashError> for AccountError {
 }
 
 impl From<ThrottleError> for AccountError {
+    /// A counter that cannot be read or written refuses the attempt as unavailable (503): a
+    /// throttle that fails open would give a guesser unlimited tries while the database is down.
     fn from(err: ThrottleError) -> Self {
         match err {
             ThrottleError::RetryAfter(r) => AccountError::Throttled(r),
             ThrottleError::Counter(e) => {
-                tracing::error!(error = %e, "login throttle unavailable; refusing");
-                AccountError::Internal(e.to_string())
+                tracing::error!(error = %e, "throttle counts unavailable; refusing");
+                AccountError::Store(StoreError::Unavailable(Box::new(e)))
             }
         }
     }
@@ -361,6 +370,7 @@ struct Inner {
     config: AccountsConfig,
     hasher: PasswordHasher,
     throttle: LoginThrottle,
+    device_codes: DeviceCodeThrottle,
     challenges: ChallengeLedger,
 }
 
@@ -374,8 +384,9 @@ impl fmt::Debug for Accounts {
 }
 
 impl Accounts {
-    /// The service over `store`, auditing through `auditor`, sealing with `key`, with an
-    /// in-memory [`LoginThrottle`] at the default policies.
+    /// The service over `store`, auditing through `auditor`, sealing with `key`, with a
+    /// [`LoginThrottle`] at the default policies whose counts are kept in `store` (shared by
+    /// every replica on the same database).
     pub fn new(
         store: Arc<dyn AccountStore>,
         auditor: Auditor,
@@ -383,7 +394,7 @@ impl Accounts {
         key: SealingKey,
         config: AccountsConfig,
     ) -> Self {
-        let throttle = LoginThrottle::in_memory(Arc::clone(&clock));
+        let throttle = LoginThrottle::over_store(store.clone(), Arc::clone(&clock));
         Self::with_throttle(store, auditor, clock, key, config, throttle)
     }
 
@@ -398,6 +409,8 @@ impl Accounts {
         throttle: LoginThrottle,
     ) -> Self {
         let hasher = PasswordHasher::new(config.hasher);
+        let device_codes = DeviceCodeThrottle::over_store(store.clone(), Arc::clone(&clock));
+        let challenges = ChallengeLedger::new(store.clone());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -407,7 +420,8 @@ impl Accounts {
                 config,
                 hasher,
                 throttle,
-                challenges: ChallengeLedger::default(),
+                device_codes,
+                challenges,
             }),
         }
     }
@@ -442,15 +456,20 @@ impl Accounts {
             .await?)
     }
 
-    /// Deletes sessions that expired or were revoked; returns how many. The future owns what it
-    /// needs, so it can be spawned.
+    /// Deletes sessions that expired or were revoked, attempt counts past their window and
+    /// spent passkey challenges past their lifetime; returns how many rows went. The future owns
+    /// what it needs, so it can be spawned.
     pub fn purge_expired(
         &self,
     ) -> impl Future<Output = Result<u64, AccountError>> + Send + 'static {
         let this = self.clone();
         async move {
             let now = this.now();
-            Ok(this.store().purge_sessions(now).await?)
+            let store = this.store();
+            let sessions = store.purge_sessions(now).await?;
+            let attempts = store.purge_attempts(now).await?;
+            let nonces = store.purge_nonces(now).await?;
+            Ok(sessions + attempts + nonces)
         }
     }
 
@@ -550,6 +569,11 @@ mod tests {
             AccountError::from(HashError::Busy),
             AccountError::Busy
         ));
+        // A throttle that cannot count refuses as unavailable, never as a pass.
+        let down = AccountError::from(ThrottleError::Counter(crate::throttle::CounterError(
+            "connection refused".into(),
+        )));
+        assert_eq!((down.code(), down.http_status()), ("unavailable", 503));
         assert!(matches!(
             AccountError::from(HashError::InvalidHash),
             AccountError::Internal(_)

@@ -15,7 +15,7 @@
 //! |---|---|---|
 //! | [`password`] | choosing a password ([`PasswordPolicy`]), storing it (argon2id PHC strings), checking it on a bounded blocking pool ([`PasswordHasher`]) | OWASP ASVS V2.1, V2.4; NIST SP 800-63B 5.1.1 |
 //! | [`totp`] | second factor: TOTP codes with replay protection ([`TotpSecret`]) and single-use recovery codes | RFC 6238, RFC 4226; ASVS V2.8 |
-//! | [`throttle`] | growing delays after failures, per account and per client IP ([`LoginThrottle`]) | ASVS 2.2.1 |
+//! | [`throttle`] | growing delays after failures, per account and per client IP ([`LoginThrottle`]), per session and per client IP for device user codes ([`DeviceCodeThrottle`]); counts shared by every replica through the database ([`StoreFailureCounter`]) | ASVS 2.2.1, RFC 8628 §5.1 |
 //! | [`api_keys`] | API keys and personal access tokens → the owner's principal and the key's scopes: checksummed format, digest-only lookup, a cache that every replica drops within a poll of the credential epoch, per-key rate limits, batched last use ([`ApiKeys`](api_keys::ApiKeys)) | RFC 6750 (the transport's) |
 //! | [`session_token`] | a fresh opaque session id and the digest under which it is stored | ASVS V3.2 |
 //! | [`accounts`] | the service over storage: users, login with a second factor, sessions, step-up, self-service changes, audit ([`Accounts`](accounts::Accounts)) | ASVS V2, V3, V7 |
@@ -66,8 +66,8 @@ pub use password::{
 };
 pub use session_token::{NewSessionId, new_session_id, session_id_digest};
 pub use throttle::{
-    FailureCounter, LoginThrottle, RetryAfter, ThrottleError, ThrottleKey, ThrottlePolicy,
-    ThrottleTracker,
+    DeviceCodeThrottle, FailureCounter, LoginThrottle, RetryAfter, StoreFailureCounter,
+    ThrottleError, ThrottleKey, ThrottlePolicy, ThrottleTracker,
 };
 pub use totp::{
     RecoveryCodes, TotpError, TotpSecret, TotpSetupError, generate_recovery_codes,

@@ -6,17 +6,21 @@
 //!   last one was, may it try now, or how long must it wait ([`RetryAfter`])? The first few
 //!   failures are free, then the delay doubles (1 s, 2 s, 4 s, ...) up to a cap; failures older
 //!   than the policy's window (an hour by default, always at least twice the cap) are forgotten.
-//! - [`FailureCounter`] stores failure counts per [`ThrottleKey`] (an account or a client IP).
-//!   [`ThrottleTracker`] is the in-memory implementation for a single-process server: bounded in
-//!   size, forgets stale entries, evicts the least recently failing keys when full. A
-//!   database-backed implementation for several replicas implements the same trait.
+//! - [`FailureCounter`] stores failure counts per [`ThrottleKey`] (an account, a client IP, a
+//!   session entering device codes, ...). [`StoreFailureCounter`] keeps them in the database
+//!   ([`AttemptStore`]), so every replica sees the same counts: this is what the server uses.
+//!   [`ThrottleTracker`] is an in-memory implementation (bounded, forgets stale entries, evicts
+//!   the least recently failing keys when full) for tests and single-process embedding.
 //! - [`LoginThrottle`] puts them together with a [`Clock`]: it checks both the account and the
 //!   client IP before a credential is verified, records failures against both, and on success
 //!   clears the account's count (not the IP's, so one valid account cannot launder an IP that is
-//!   guessing at others).
+//!   guessing at others). [`DeviceCodeThrottle`] does the same for device user codes typed on
+//!   the `/device` page (RFC 8628 §5.1), per signed-in session and per client IP, with its own
+//!   policies and its own counts.
 //!
-//! The same throttle applies to every credential a person types: passwords, TOTP codes and
-//! recovery codes.
+//! The login throttle applies to every credential a person types: passwords, TOTP codes and
+//! recovery codes. A counter that cannot be read or written refuses the attempt
+//! ([`ThrottleError::Counter`]): never "allow unlimited".
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,7 +31,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use time::OffsetDateTime;
-use trustgate_core::Clock;
+use trustgate_core::{Clock, TokenDigest};
+use trustgate_store_api::AttemptStore;
 
 /// How long to wait before the next attempt is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +74,26 @@ impl ThrottlePolicy {
     /// Per client IP (many people can share one address): 20 free failures, then 1 s doubling to
     /// at most 15 min; forgotten an hour after the last one.
     pub const CLIENT_IP: ThrottlePolicy = ThrottlePolicy {
+        free_failures: 20,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(15 * 60),
+        window: Duration::from_secs(60 * 60),
+    };
+
+    /// Per signed-in session typing device user codes: 5 free failures (typos), then 1 s doubling
+    /// to at most 15 min, forgotten an hour after the last one. A user code has 20^8 ≈ 2^34.6
+    /// values and lives 10 minutes, so a session at the cap gets about four guesses an hour.
+    pub const DEVICE_SESSION: ThrottlePolicy = ThrottlePolicy {
+        free_failures: 5,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(15 * 60),
+        window: Duration::from_secs(60 * 60),
+    };
+
+    /// Per client IP typing device user codes, whatever the session (an attacker can open
+    /// many): 20 free failures, then 1 s doubling to at most 15 min; forgotten an hour after the
+    /// last one.
+    pub const DEVICE_CLIENT_IP: ThrottlePolicy = ThrottlePolicy {
         free_failures: 20,
         base_delay: Duration::from_secs(1),
         max_delay: Duration::from_secs(15 * 60),
@@ -162,32 +187,69 @@ fn elapsed(earlier: OffsetDateTime, later: OffsetDateTime) -> Duration {
     Duration::try_from(later - earlier).unwrap_or(Duration::ZERO)
 }
 
-/// What failures are counted against.
+/// What failures are counted against. Each variant is its own namespace: a client IP's login
+/// failures and its device-code failures are separate counts under separate policies.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ThrottleKey {
     /// An account, by a stable identifier (the normalised login name as typed, so unknown
     /// accounts are throttled exactly like known ones).
     Account(String),
-    /// A client network: build it with [`ThrottleKey::client_ip`].
+    /// A client network signing in: build it with [`ThrottleKey::client_ip`].
     ClientIp(IpAddr),
+    /// A signed-in session (its public id) typing device user codes.
+    DeviceSession(String),
+    /// A client network typing device user codes: build it with
+    /// [`ThrottleKey::device_client_ip`].
+    DeviceClientIp(IpAddr),
+}
+
+/// The network a client address counts as. An IPv6 address counts as its /64 (one subscriber
+/// usually holds a whole /64, so per-address counting would be no limit at all); an IPv4-mapped
+/// IPv6 address counts as the IPv4 address.
+fn client_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(bits))
+            }
+        },
+    }
 }
 
 impl ThrottleKey {
-    /// The key for a client address. An IPv6 address counts as its /64 (one subscriber usually
-    /// holds a whole /64, so per-address counting would be no limit at all); an IPv4-mapped IPv6
-    /// address counts as the IPv4 address.
+    /// The key for a client address signing in (see `client_network` for IPv6).
     pub fn client_ip(ip: IpAddr) -> Self {
-        let network = match ip {
-            IpAddr::V4(v4) => IpAddr::V4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                    IpAddr::V6(Ipv6Addr::from(bits))
-                }
-            },
-        };
-        ThrottleKey::ClientIp(network)
+        ThrottleKey::ClientIp(client_network(ip))
+    }
+
+    /// The key for a client address typing device user codes.
+    pub fn device_client_ip(ip: IpAddr) -> Self {
+        ThrottleKey::DeviceClientIp(client_network(ip))
+    }
+
+    /// The namespace of the key (`account`, `ip`, `device-session`, `device-ip`): the `kind`
+    /// under which an [`AttemptStore`] counts it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ThrottleKey::Account(_) => "account",
+            ThrottleKey::ClientIp(_) => "ip",
+            ThrottleKey::DeviceSession(_) => "device-session",
+            ThrottleKey::DeviceClientIp(_) => "device-ip",
+        }
+    }
+
+    /// The SHA-256 of what is counted (the name, address or session id without the kind):
+    /// what an [`AttemptStore`] keeps instead of the value.
+    pub fn digest(&self) -> TokenDigest {
+        match self {
+            ThrottleKey::Account(name) | ThrottleKey::DeviceSession(name) => TokenDigest::of(name),
+            ThrottleKey::ClientIp(ip) | ThrottleKey::DeviceClientIp(ip) => {
+                TokenDigest::of(&ip.to_string())
+            }
+        }
     }
 }
 
@@ -196,6 +258,8 @@ impl fmt::Display for ThrottleKey {
         match self {
             ThrottleKey::Account(name) => write!(f, "account:{name}"),
             ThrottleKey::ClientIp(ip) => write!(f, "ip:{ip}"),
+            ThrottleKey::DeviceSession(id) => write!(f, "device-session:{id}"),
+            ThrottleKey::DeviceClientIp(ip) => write!(f, "device-ip:{ip}"),
         }
     }
 }
@@ -214,8 +278,8 @@ pub struct FailureRecord {
 #[error("failure counter unavailable: {0}")]
 pub struct CounterError(pub String);
 
-/// Storage of failure counts. The in-memory [`ThrottleTracker`] serves one process; a
-/// database-backed implementation lets several replicas share counts.
+/// Storage of failure counts. [`StoreFailureCounter`] lets several replicas share counts
+/// through the database; the in-memory [`ThrottleTracker`] serves one process.
 ///
 /// Every method receives `window`: a count whose last failure is at least `window` before `now`
 /// is stale and must be treated as zero (and may be deleted).
@@ -239,6 +303,92 @@ pub trait FailureCounter: Send + Sync + fmt::Debug {
 
     /// Forgets the failures of `key`.
     async fn clear(&self, key: &ThrottleKey) -> Result<(), CounterError>;
+}
+
+/// [`FailureCounter`] over the database ([`AttemptStore`]): every replica reads and counts the
+/// same rows, so N replicas allow what one allows. Keys are stored as their kind and the
+/// SHA-256 of their value ([`ThrottleKey::digest`]); a count is kept until `window` after its
+/// last failure and then purged by the store's periodic maintenance.
+#[derive(Clone)]
+pub struct StoreFailureCounter {
+    store: Arc<dyn AttemptStore>,
+}
+
+impl fmt::Debug for StoreFailureCounter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreFailureCounter")
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreFailureCounter {
+    /// Counts kept in `store`.
+    pub fn new(store: Arc<dyn AttemptStore>) -> Self {
+        Self { store }
+    }
+}
+
+/// `at + d`, saturating far in the future.
+fn after(at: OffsetDateTime, d: Duration) -> OffsetDateTime {
+    time::Duration::try_from(d)
+        .ok()
+        .and_then(|d| at.checked_add(d))
+        .unwrap_or(OffsetDateTime::new_utc(
+            time::Date::MAX,
+            time::Time::MIDNIGHT,
+        ))
+}
+
+fn counter_error(err: trustgate_store_api::StoreError) -> CounterError {
+    CounterError(err.to_string())
+}
+
+#[async_trait]
+impl FailureCounter for StoreFailureCounter {
+    async fn load(
+        &self,
+        key: &ThrottleKey,
+        now: OffsetDateTime,
+        _window: Duration,
+    ) -> Result<FailureRecord, CounterError> {
+        // The store judges staleness by the expiry written with the last failure; the window
+        // given now is applied again by the policy (`effective_failures`), so a shorter window
+        // than the one recorded still forgets on time.
+        let count = self
+            .store
+            .attempt_count(key.kind(), &key.digest(), now)
+            .await
+            .map_err(counter_error)?;
+        Ok(FailureRecord {
+            failures: count.failures,
+            last_failure: count.last_failure_at,
+        })
+    }
+
+    async fn record_failure(
+        &self,
+        key: &ThrottleKey,
+        now: OffsetDateTime,
+        window: Duration,
+    ) -> Result<FailureRecord, CounterError> {
+        let count = self
+            .store
+            .add_attempt_failure(key.kind(), &key.digest(), now, after(now, window))
+            .await
+            .map_err(counter_error)?;
+        Ok(FailureRecord {
+            failures: count.failures,
+            last_failure: count.last_failure_at,
+        })
+    }
+
+    async fn clear(&self, key: &ThrottleKey) -> Result<(), CounterError> {
+        self.store
+            .clear_attempts(key.kind(), &key.digest())
+            .await
+            .map_err(counter_error)?;
+        Ok(())
+    }
 }
 
 /// In-memory [`FailureCounter`] for a single-process server: a bounded map; stale entries are
@@ -425,13 +575,13 @@ impl LoginThrottle {
         }
     }
 
-    /// [`ThrottlePolicy::ACCOUNT`] and [`ThrottlePolicy::CLIENT_IP`] over an in-memory
-    /// [`ThrottleTracker`].
-    pub fn in_memory(clock: Arc<dyn Clock>) -> Self {
+    /// [`ThrottlePolicy::ACCOUNT`] and [`ThrottlePolicy::CLIENT_IP`] over the database, shared
+    /// by every replica.
+    pub fn over_store(store: Arc<dyn AttemptStore>, clock: Arc<dyn Clock>) -> Self {
         Self::new(
             ThrottlePolicy::ACCOUNT,
             ThrottlePolicy::CLIENT_IP,
-            Arc::new(ThrottleTracker::default()),
+            Arc::new(StoreFailureCounter::new(store)),
             clock,
         )
     }
@@ -452,18 +602,12 @@ impl LoginThrottle {
         account: Option<&str>,
         client_ip: Option<IpAddr>,
     ) -> Result<(), ThrottleError> {
-        let now = self.clock.now();
-        let mut wait: Option<RetryAfter> = None;
-        for (key, policy) in self.keys(account, client_ip) {
-            let record = self.counter.load(&key, now, policy.window).await?;
-            if let Err(retry) = policy.check(now, record.failures, record.last_failure) {
-                wait = Some(wait.map_or(retry, |w| RetryAfter(w.0.max(retry.0))));
-            }
-        }
-        match wait {
-            Some(retry) => Err(ThrottleError::RetryAfter(retry)),
-            None => Ok(()),
-        }
+        check_keys(
+            &*self.counter,
+            self.clock.now(),
+            self.keys(account, client_ip),
+        )
+        .await
     }
 
     /// After a failed attempt: counts it against the account and the address.
@@ -472,13 +616,12 @@ impl LoginThrottle {
         account: Option<&str>,
         client_ip: Option<IpAddr>,
     ) -> Result<(), CounterError> {
-        let now = self.clock.now();
-        for (key, policy) in self.keys(account, client_ip) {
-            self.counter
-                .record_failure(&key, now, policy.window)
-                .await?;
-        }
-        Ok(())
+        record_keys(
+            &*self.counter,
+            self.clock.now(),
+            self.keys(account, client_ip),
+        )
+        .await
     }
 
     /// After a successful login: forgets the account's failures. The address keeps its count.
@@ -489,9 +632,143 @@ impl LoginThrottle {
     }
 }
 
+/// Whether every key may try at `now`: the longest wait among those that must wait.
+async fn check_keys<'a>(
+    counter: &dyn FailureCounter,
+    now: OffsetDateTime,
+    keys: impl Iterator<Item = (ThrottleKey, &'a ThrottlePolicy)>,
+) -> Result<(), ThrottleError> {
+    let mut wait: Option<RetryAfter> = None;
+    for (key, policy) in keys {
+        let record = counter.load(&key, now, policy.window).await?;
+        if let Err(retry) = policy.check(now, record.failures, record.last_failure) {
+            wait = Some(wait.map_or(retry, |w| RetryAfter(w.0.max(retry.0))));
+        }
+    }
+    match wait {
+        Some(retry) => Err(ThrottleError::RetryAfter(retry)),
+        None => Ok(()),
+    }
+}
+
+/// Counts one failure at `now` against every key.
+async fn record_keys<'a>(
+    counter: &dyn FailureCounter,
+    now: OffsetDateTime,
+    keys: impl Iterator<Item = (ThrottleKey, &'a ThrottlePolicy)>,
+) -> Result<(), CounterError> {
+    for (key, policy) in keys {
+        counter.record_failure(&key, now, policy.window).await?;
+    }
+    Ok(())
+}
+
+/// The throttle in front of device user codes typed on the `/device` page (RFC 8628 §5.1): per
+/// signed-in session and per client IP, each with its own policy, over any [`FailureCounter`].
+/// Checked before a code is looked up, so a correct code during a wait is refused like a wrong
+/// one (no oracle). A correct code clears nothing: a guesser holding one valid code of their own
+/// must not reset their count with it.
+#[derive(Debug, Clone)]
+pub struct DeviceCodeThrottle {
+    session: ThrottlePolicy,
+    client_ip: ThrottlePolicy,
+    counter: Arc<dyn FailureCounter>,
+    clock: Arc<dyn Clock>,
+}
+
+impl DeviceCodeThrottle {
+    /// A throttle with the given policies and store.
+    pub fn new(
+        session: ThrottlePolicy,
+        client_ip: ThrottlePolicy,
+        counter: Arc<dyn FailureCounter>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            session,
+            client_ip,
+            counter,
+            clock,
+        }
+    }
+
+    /// [`ThrottlePolicy::DEVICE_SESSION`] and [`ThrottlePolicy::DEVICE_CLIENT_IP`] over the
+    /// database, shared by every replica.
+    pub fn over_store(store: Arc<dyn AttemptStore>, clock: Arc<dyn Clock>) -> Self {
+        Self::new(
+            ThrottlePolicy::DEVICE_SESSION,
+            ThrottlePolicy::DEVICE_CLIENT_IP,
+            Arc::new(StoreFailureCounter::new(store)),
+            clock,
+        )
+    }
+
+    fn keys<'a>(
+        &'a self,
+        session_id: &str,
+        client_ip: Option<IpAddr>,
+    ) -> impl Iterator<Item = (ThrottleKey, &'a ThrottlePolicy)> + 'a {
+        let session = (
+            ThrottleKey::DeviceSession(session_id.to_owned()),
+            &self.session,
+        );
+        let ip = client_ip.map(|ip| (ThrottleKey::device_client_ip(ip), &self.client_ip));
+        std::iter::once(session).chain(ip)
+    }
+
+    /// Before a typed user code is looked up: may this session, from this address, try now?
+    pub async fn check(
+        &self,
+        session_id: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<(), ThrottleError> {
+        check_keys(
+            &*self.counter,
+            self.clock.now(),
+            self.keys(session_id, client_ip),
+        )
+        .await
+    }
+
+    /// After a typed user code matched nothing: counts it against the session and the address.
+    pub async fn record_failure(
+        &self,
+        session_id: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<(), CounterError> {
+        record_keys(
+            &*self.counter,
+            self.clock.now(),
+            self.keys(session_id, client_ip),
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_namespaced_and_digested() {
+        let ip: IpAddr = "2001:db8:1:2::7".parse().expect("ip");
+        let login = ThrottleKey::client_ip(ip);
+        let device = ThrottleKey::device_client_ip(ip);
+        assert_eq!(login.kind(), "ip");
+        assert_eq!(device.kind(), "device-ip");
+        // The same network under two kinds: same digest, counted apart by kind.
+        assert_eq!(login.digest(), device.digest());
+        assert_eq!(login.digest(), TokenDigest::of("2001:db8:1:2::"));
+        assert_eq!(
+            ThrottleKey::DeviceSession("s1".into()).digest(),
+            TokenDigest::of("s1")
+        );
+        assert_eq!(ThrottleKey::Account("a".into()).kind(), "account");
+        assert_eq!(
+            ThrottleKey::DeviceSession("s".into()).kind(),
+            "device-session"
+        );
+    }
 
     #[test]
     fn delay_sequence() {

@@ -2,8 +2,9 @@
 //! §7.1 (registering a new credential) and §7.2 (verifying an authentication assertion).
 //!
 //! Pure functions over bytes: no storage, no HTTP. The caller keeps the challenge (random 32
-//! bytes from [`Challenge::new`], single use through a [`ChallengeLedger`], short-lived, bound to
-//! a session or a sealed pending state) and the stored credential.
+//! bytes from [`Challenge::new`], single use (the account service spends it in the database's
+//! ledger of one-time values, so it works once across all replicas), short-lived, bound to a
+//! session or a sealed pending state) and the stored credential.
 //!
 //! What is checked, in order (the step numbers are those of the spec):
 //! - `clientDataJSON`: `type` is `webauthn.create` / `webauthn.get`, `challenge` is the expected
@@ -18,18 +19,15 @@
 //!   new one must be greater, else [`WebauthnError::CounterRegression`] (a cloned authenticator
 //!   is likely; the caller audits and refuses).
 
-use std::collections::HashMap;
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coset::iana::{self, EnumI64};
 use coset::{CborSerializable, CoseKey, KeyType, Label, RegisteredLabelWithPrivate};
-use parking_lot::Mutex;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use time::OffsetDateTime;
 
 /// Bytes of a challenge.
 pub const CHALLENGE_BYTES: usize = 32;
@@ -562,49 +560,10 @@ pub fn verify_assertion(
     })
 }
 
-/// Challenges already used, kept until they expire, so each is accepted once. In memory: with
-/// several replicas, a challenge could be replayed once per replica within its lifetime.
-#[derive(Debug, Default)]
-pub struct ChallengeLedger {
-    used: Mutex<HashMap<[u8; CHALLENGE_BYTES], OffsetDateTime>>,
-}
-
-/// Most challenges remembered at once; past that (after dropping expired ones) new ceremonies
-/// are refused rather than forgetting live challenges.
-const MAX_LEDGER: usize = 100_000;
-
-impl ChallengeLedger {
-    /// Marks `challenge` (valid until `expires_at`) used; `false` if it was already, or it has
-    /// expired at `now`, or the ledger is full.
-    pub fn consume(
-        &self,
-        challenge: &[u8; CHALLENGE_BYTES],
-        expires_at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> bool {
-        if now >= expires_at {
-            return false;
-        }
-        let mut used = self.used.lock();
-        if used.len() >= MAX_LEDGER {
-            used.retain(|_, exp| *exp > now);
-            if used.len() >= MAX_LEDGER {
-                return false;
-            }
-        }
-        match used.get(challenge) {
-            Some(exp) if *exp > now => false,
-            _ => {
-                used.insert(*challenge, expires_at);
-                true
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod testing {
-    //! A software authenticator: builds the bytes a browser and an authenticator would send.
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing {
+    //! A software authenticator (feature `test-support`): builds the bytes a browser and an
+    //! authenticator would send, for tests here and in the crates above.
 
     use super::*;
     use ciborium::Value;
@@ -617,11 +576,13 @@ pub(crate) mod testing {
     }
 
     /// Which key the authenticator holds.
+    #[derive(Debug)]
     pub enum Key {
         P256(p256::ecdsa::SigningKey),
         Ed(ed25519_dalek::SigningKey),
     }
 
+    #[derive(Debug)]
     pub struct Authenticator {
         pub key: Key,
         pub credential_id: Vec<u8>,
@@ -928,17 +889,6 @@ mod tests {
         a.counter = 10;
         assert_eq!(assert_with(&mut a, &key, 10).map(|v| v.sign_count), Ok(11));
         assert_eq!(assert_with(&mut a, &key, 0).map(|v| v.sign_count), Ok(12));
-    }
-
-    #[test]
-    fn replayed_challenge_is_refused_by_the_ledger() {
-        let ledger = ChallengeLedger::default();
-        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
-        let exp = now + time::Duration::minutes(5);
-        assert!(ledger.consume(&CHALLENGE, exp, now));
-        assert!(!ledger.consume(&CHALLENGE, exp, now), "replay");
-        assert!(!ledger.consume(&[1; 32], exp, exp), "expired");
-        assert!(ledger.consume(&[2; 32], exp, now));
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! A user code is 8 characters from a 20-letter alphabet without vowels (so no words form) and
 //! without look-alikes, shown as `BCDF-GHJK`: 20^8 ≈ 2^34.6 codes (RFC 8628 §6.1 asks for enough
-//! entropy that, with the per-IP throttle of the `/device` page and a 10-minute lifetime, guessing
-//! one is impractical). Typing is forgiving: case, spaces and dashes do not matter.
+//! entropy that, with throttling and a 10-minute lifetime, guessing one is impractical). The
+//! `/device` page throttles typed codes per signed-in session and per client IP before any lookup
+//! (`trustgate_authn::throttle::DeviceCodeThrottle`, counts in the database so every replica
+//! shares them). Typing is forgiving: case, spaces and dashes do not matter.
 
 use time::{Duration, OffsetDateTime};
 use trustgate_store_api::{DeviceAuthorization, DevicePollRefusal, DevicePollStep, DeviceStatus};

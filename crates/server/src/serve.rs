@@ -375,7 +375,9 @@ fn secrets_key_file(path: &Path) -> Result<SealingKey, StartError> {
     }
 }
 
-/// Deletes dead sessions every ten minutes.
+/// Every ten minutes deletes dead sessions, attempt counts past their window and spent passkey
+/// challenges past their lifetime (the throttles and the challenge ledger live in the database,
+/// shared by every replica).
 async fn purge_sessions_periodically(accounts: trustgate_authn::accounts::Accounts) {
     let mut every = tokio::time::interval(Duration::from_secs(600));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -383,8 +385,8 @@ async fn purge_sessions_periodically(accounts: trustgate_authn::accounts::Accoun
         every.tick().await;
         match accounts.purge_expired().await {
             Ok(0) => {}
-            Ok(n) => tracing::debug!(sessions = n, "purged dead sessions"),
-            Err(e) => tracing::warn!(error = %e, "cannot purge dead sessions"),
+            Ok(n) => tracing::debug!(rows = n, "purged dead sessions, attempt counts and nonces"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge dead sessions and attempt counts"),
         }
     }
 }

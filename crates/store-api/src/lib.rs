@@ -22,6 +22,9 @@
 //!   codes, grants and their refresh tokens, consents, device authorizations, pushed requests,
 //!   assertion ids, revoked access tokens, per-user token versions), with every consuming
 //!   operation atomic (see [`oauth`]).
+//! - [`AttemptStore`], [`NonceStore`]: what every replica must share to enforce one limit:
+//!   counters of failed attempts (login and device-code throttles) and the ledger of spent
+//!   one-time values (passkey challenges; later DPoP `jti`s), keyed by digests (see [`limits`]).
 //!
 //! # Who decides what
 //! The store validates what it is given (sizes, shapes, references) and keeps its integrity
@@ -36,6 +39,7 @@
 
 pub mod accounts;
 mod error;
+pub mod limits;
 pub mod oauth;
 pub mod relationships;
 pub mod service_accounts;
@@ -49,6 +53,7 @@ pub use accounts::{
     TotpCredential, User, UserPage, UserStatus, UserStore, UserUpdate,
 };
 pub use error::{BoxError, Conflict, StoreError};
+pub use limits::{AttemptCount, AttemptStore, NonceStore};
 pub use oauth::{
     AuthorizationCode, ClientPage, ClientStore, CodeRedemption, Consent, DeviceAuthorization,
     DevicePoll, DevicePollRefusal, DevicePollRule, DevicePollStep, DeviceStatus, Grant, GrantStore,
@@ -108,11 +113,25 @@ pub struct MigrationReport {
     pub after: i64,
 }
 
-/// What human authentication stores: users, sessions, second factors and the audit trail.
-pub trait AccountStore: UserStore + SessionStore + MfaStore + AuditStore + Send + Sync {}
+/// What human authentication stores: users, sessions, second factors and the audit trail, plus
+/// the attempt counters of its throttle and the ledger of spent passkey challenges (shared by
+/// every replica).
+pub trait AccountStore:
+    UserStore + SessionStore + MfaStore + AuditStore + AttemptStore + NonceStore + Send + Sync
+{
+}
 
-impl<T: UserStore + SessionStore + MfaStore + AuditStore + Send + Sync + ?Sized> AccountStore
-    for T
+impl<
+    T: UserStore
+        + SessionStore
+        + MfaStore
+        + AuditStore
+        + AttemptStore
+        + NonceStore
+        + Send
+        + Sync
+        + ?Sized,
+> AccountStore for T
 {
 }
 

@@ -29,7 +29,7 @@
 //!   [`StoreError`]s (unique and foreign-key violations become `Conflict::Duplicate` and
 //!   `Conflict::Reference` for the shared layer to map), plus the sqlx calls that are the same
 //!   on both backends.
-//! - **Validation** (`accounts`, `oauth`, `relationships`, `service_accounts`, private):
+//! - **Validation** (`accounts`, `limits`, `oauth`, `relationships`, `service_accounts`, private):
 //!   input checks, decoding of stored values and continuation tokens, shared by everything
 //!   above.
 //!
@@ -53,6 +53,7 @@
 
 mod accounts;
 mod driver;
+mod limits;
 mod oauth;
 pub mod postgres;
 mod relationships;

@@ -81,6 +81,24 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// The same database as another replica would open it: its own connection pool on
+    /// PostgreSQL (same schema); on SQLite, where one process owns the file, the same store.
+    pub async fn replica_store(&self) -> Arc<dyn Store> {
+        let Some(schema) = &self.schema else {
+            return self.store.clone();
+        };
+        let options = ConnectOptions {
+            postgres_schema: Some(schema.clone()),
+            max_connections: 5,
+            ..ConnectOptions::default()
+        };
+        crate::connect(&self.url, &options)
+            .await
+            .unwrap_or_else(|e| panic!("second connection to the test schema: {e}"))
+    }
+}
+
 /// The PostgreSQL URL for tests, or `None` after printing why `test_name` is skipped.
 pub fn postgres_url(test_name: &str) -> Option<String> {
     match std::env::var(POSTGRES_URL_VAR) {

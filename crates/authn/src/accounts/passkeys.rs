@@ -5,12 +5,15 @@
 //! [`PURPOSE_PASSKEY_CHALLENGE`]) together with its kind, its expiry
 //! ([`PASSKEY_CHALLENGE_TTL`]), the origin it was issued for and, for registration, the session
 //! and user it belongs to. The browser hands the sealed state back with the authenticator's
-//! response; the challenge is then spent in the [`ChallengeLedger`], so it works once.
+//! response; the challenge is then spent in the [`ChallengeLedger`] (the database's ledger of
+//! one-time values), so it works once on whichever replica completes it first and never again
+//! on any.
 //!
 //! Amr (RFC 8176): `hwk` for a device-bound credential, `swk` for one that may be synced (BE
 //! flag), plus `user` and `mfa` since sign-in requires user verification (possession plus PIN or
 //! biometrics); `acr` is therefore `"2"`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -18,8 +21,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
-use trustgate_core::Secret;
-use trustgate_store_api::Passkey;
+use trustgate_core::{Secret, TokenDigest};
+use trustgate_store_api::{NonceStore, Passkey, StoreError};
 
 use trustgate_audit::{AuditKind, Event, Outcome};
 
@@ -39,6 +42,40 @@ pub const MAX_PASSKEY_NAME_CHARS: usize = 64;
 pub const MAX_PASSKEYS: usize = 20;
 /// Longest sealed state accepted.
 const MAX_STATE_CHARS: usize = 2048;
+
+/// The [`NonceStore`] purpose under which passkey challenges are spent.
+const NONCE_PURPOSE: &str = "passkey-challenge";
+
+/// Spent passkey challenges, in the database so that every replica sees them: a challenge
+/// (by its SHA-256) is recorded until its ceremony expires, and of two replicas completing the
+/// same ceremony at once exactly one succeeds.
+#[derive(Clone)]
+pub(crate) struct ChallengeLedger {
+    store: Arc<dyn NonceStore>,
+}
+
+impl ChallengeLedger {
+    pub(crate) fn new(store: Arc<dyn NonceStore>) -> Self {
+        Self { store }
+    }
+
+    /// Marks `challenge` (valid until `expires_at`) used; `false` if it was already, or it has
+    /// expired at `now`.
+    async fn consume(
+        &self,
+        challenge: &[u8; CHALLENGE_BYTES],
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        if now >= expires_at {
+            return Ok(false);
+        }
+        let digest = TokenDigest::of(&b64(challenge));
+        self.store
+            .spend_nonce(NONCE_PURPOSE, &digest, expires_at, now)
+            .await
+    }
+}
 
 const KIND_REGISTER: &str = "register";
 const KIND_LOGIN: &str = "login";
@@ -119,13 +156,38 @@ impl Accounts {
     }
 
     /// Opens a sealed state of `kind` for `rp` (and `session_id`), and spends its challenge.
-    fn spend_ceremony(
+    /// The outer error is the ledger's (the database): the ceremony is refused, not accepted.
+    async fn spend_ceremony(
         &self,
         state: &str,
         kind: &str,
         rp: &RelyingParty,
         session_id: Option<&str>,
-    ) -> Result<[u8; CHALLENGE_BYTES], WebauthnError> {
+    ) -> Result<Result<[u8; CHALLENGE_BYTES], WebauthnError>, AccountError> {
+        let opened = match self.open_ceremony(state, kind, rp, session_id) {
+            Ok(opened) => opened,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (challenge, expires) = opened;
+        if !self
+            .inner
+            .challenges
+            .consume(&challenge, expires, self.now())
+            .await?
+        {
+            return Ok(Err(WebauthnError::ChallengeUsed));
+        }
+        Ok(Ok(challenge))
+    }
+
+    /// Opens and checks a sealed state: its challenge and expiry.
+    fn open_ceremony(
+        &self,
+        state: &str,
+        kind: &str,
+        rp: &RelyingParty,
+        session_id: Option<&str>,
+    ) -> Result<([u8; CHALLENGE_BYTES], OffsetDateTime), WebauthnError> {
         let state = state.trim();
         if state.is_empty() || state.len() > MAX_STATE_CHARS {
             return Err(WebauthnError::Malformed("ceremony state"));
@@ -153,14 +215,7 @@ impl Accounts {
             .ok_or(WebauthnError::Malformed("ceremony state"))?;
         let expires = OffsetDateTime::from_unix_timestamp(state.exp)
             .map_err(|_| WebauthnError::Malformed("ceremony state"))?;
-        if !self
-            .inner
-            .challenges
-            .consume(&challenge, expires, self.now())
-        {
-            return Err(WebauthnError::ChallengeUsed);
-        }
-        Ok(challenge)
+        Ok((challenge, expires))
     }
 
     /// Starts registering a passkey for the signed-in user (needs a recent authentication).
@@ -221,6 +276,7 @@ impl Accounts {
         }
         let verified = self
             .spend_ceremony(state, KIND_REGISTER, rp, Some(&current.session.id))
+            .await?
             .and_then(|challenge| {
                 webauthn::verify_registration(
                     rp,
@@ -384,7 +440,7 @@ impl Accounts {
         >,
         AccountError,
     > {
-        let challenge = match self.spend_ceremony(state, KIND_LOGIN, rp, None) {
+        let challenge = match self.spend_ceremony(state, KIND_LOGIN, rp, None).await? {
             Ok(c) => c,
             Err(e) => return Ok(Err((e.code(), None, None))),
         };
@@ -473,6 +529,7 @@ mod tests {
     trustgate_store::test_on_both_backends!(
         register_login_replay_regression_and_remove,
         registration_needs_step_up_and_a_fresh_challenge,
+        a_challenge_completed_on_one_replica_is_refused_on_another,
     );
 
     async fn setup(db: TestDatabase) -> (Accounts, ManualClock, CurrentSession, TestDatabase) {
@@ -652,6 +709,59 @@ mod tests {
                 .login_passkey(&rp(), login.state.expose(), &answer, &ctx)
                 .await
                 .is_err()
+        );
+    }
+
+    async fn a_challenge_completed_on_one_replica_is_refused_on_another(db: TestDatabase) {
+        let (a_replica, clock, current, db) = setup(db).await;
+        let ctx = RequestContext::default();
+        let mut a = Authenticator::p256(9);
+        register(&a_replica, &current, &a).await;
+        // A second replica: its own service over its own connections, sharing the database
+        // and the secrets key, as replicas do.
+        let b_replica = Accounts::new(
+            db.replica_store().await,
+            trustgate_audit::Auditor::new(
+                db.store.clone(),
+                Arc::new(clock.clone()),
+                trustgate_audit::AuditorConfig::default(),
+            ),
+            Arc::new(clock.clone()),
+            a_replica.inner.key.clone(),
+            AccountsConfig::default(),
+        );
+        let login = a_replica.begin_passkey_login(&rp()).expect("begin");
+        let answer = assertion(&mut a, &challenge_of(&login));
+        a_replica
+            .login_passkey(&rp(), login.state.expose(), &answer, &ctx)
+            .await
+            .expect("login on A");
+        let replay = b_replica
+            .login_passkey(&rp(), login.state.expose(), &answer, &ctx)
+            .await;
+        assert!(
+            matches!(replay, Err(AccountError::InvalidCredentials)),
+            "{replay:?}"
+        );
+        // B completes ceremonies of its own, and A's ceremonies too when they are fresh.
+        let login = a_replica.begin_passkey_login(&rp()).expect("begin");
+        let answer = assertion(&mut a, &challenge_of(&login));
+        b_replica
+            .login_passkey(&rp(), login.state.expose(), &answer, &ctx)
+            .await
+            .expect("a fresh ceremony works on B");
+        // Two replicas completing one ceremony at once: exactly one signs in.
+        let login = a_replica.begin_passkey_login(&rp()).expect("begin");
+        let answer = assertion(&mut a, &challenge_of(&login));
+        let party = rp();
+        let (first, second) = tokio::join!(
+            a_replica.login_passkey(&party, login.state.expose(), &answer, &ctx),
+            b_replica.login_passkey(&party, login.state.expose(), &answer, &ctx),
+        );
+        assert_eq!(
+            u8::from(first.is_ok()) + u8::from(second.is_ok()),
+            1,
+            "{first:?} / {second:?}"
         );
     }
 

@@ -1,5 +1,6 @@
-//! Growing delays after failures: grows, caps, decays, resets on success. Time moves only by
-//! a ManualClock.
+//! Growing delays after failures: grows, caps, decays, resets on success; the database-backed
+//! counts shared by replicas; device user codes per session and address; a counter that cannot
+//! count refuses. Time moves only by a ManualClock.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -7,10 +8,12 @@ use std::time::Duration;
 
 use time::macros::datetime;
 use trustgate_authn::throttle::{
-    FailureCounter, LoginThrottle, RetryAfter, ThrottleError, ThrottleKey, ThrottlePolicy,
-    ThrottleTracker,
+    DeviceCodeThrottle, FailureCounter, LoginThrottle, RetryAfter, StoreFailureCounter,
+    ThrottleError, ThrottleKey, ThrottlePolicy, ThrottleTracker,
 };
 use trustgate_core::{Clock, ManualClock};
+use trustgate_store::testing::TestDatabase;
+use trustgate_store_api::StoreError;
 
 const ALICE: &str = "alice";
 const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
@@ -327,4 +330,267 @@ fn stale_entries_are_dropped_first() {
     tracker.record_failure_now(&key(3), t0 + secs(120), window);
     assert_eq!(tracker.len(), 1);
     assert!(!tracker.is_empty());
+}
+
+// The database-backed counter: what the server uses, shared by every replica.
+
+trustgate_store::test_on_both_backends!(
+    store_counter_grows_decays_and_clears_like_the_policy_says,
+    two_replicas_share_one_count,
+    device_codes_count_per_session_and_per_address,
+    a_counter_that_cannot_count_refuses,
+);
+
+fn store_throttle(
+    store: Arc<dyn trustgate_store_api::AttemptStore>,
+    clock: &ManualClock,
+) -> LoginThrottle {
+    LoginThrottle::over_store(store, Arc::new(clock.clone()))
+}
+
+async fn store_counter_grows_decays_and_clears_like_the_policy_says(db: TestDatabase) {
+    let clock = ManualClock::new(datetime!(2026-03-01 12:00 UTC));
+    let throttle = store_throttle(db.store.clone(), &clock);
+    for n in 0..7 {
+        // Six failures are free of delay (the delay starts after the sixth).
+        let expected = (n == 6).then_some(Duration::from_secs(1));
+        assert_eq!(
+            wait_of(throttle.check(Some(ALICE), Some(IP)).await),
+            expected
+        );
+        throttle
+            .record_failure(Some(ALICE), Some(IP))
+            .await
+            .expect("record");
+    }
+    // Seven failures on the account: 2 s (the address has 20 free).
+    assert_eq!(
+        wait_of(throttle.check(Some(ALICE), Some(IP)).await),
+        Some(Duration::from_secs(2))
+    );
+    // Only digests are stored: the database holds neither the name nor the address.
+    let counter = StoreFailureCounter::new(db.store.clone());
+    let key = ThrottleKey::Account(ALICE.into());
+    let window = ThrottlePolicy::ACCOUNT.window();
+    assert_eq!(
+        counter
+            .load(&key, clock.now(), window)
+            .await
+            .expect("load")
+            .failures,
+        7
+    );
+    // Just under an hour later the count is still there; an hour after the last failure it is
+    // gone, and the purge removes the rows.
+    clock.advance(time::Duration::minutes(59));
+    assert_eq!(
+        counter
+            .load(&key, clock.now(), window)
+            .await
+            .expect("load")
+            .failures,
+        7
+    );
+    clock.advance(time::Duration::minutes(1));
+    assert_eq!(
+        counter
+            .load(&key, clock.now(), window)
+            .await
+            .expect("load")
+            .failures,
+        0
+    );
+    assert_eq!(
+        db.store.purge_attempts(clock.now()).await.expect("purge"),
+        2,
+        "the account's and the address's rows"
+    );
+    // A success clears the account and keeps the address.
+    for _ in 0..3 {
+        throttle
+            .record_failure(Some(ALICE), Some(IP))
+            .await
+            .expect("record");
+    }
+    throttle.record_success(ALICE).await.expect("success");
+    assert_eq!(
+        counter
+            .load(&key, clock.now(), window)
+            .await
+            .expect("load")
+            .failures,
+        0
+    );
+    assert_eq!(
+        counter
+            .load(&ThrottleKey::client_ip(IP), clock.now(), window)
+            .await
+            .expect("load")
+            .failures,
+        3
+    );
+}
+
+async fn two_replicas_share_one_count(db: TestDatabase) {
+    let clock = ManualClock::new(datetime!(2026-03-01 12:00 UTC));
+    let a = store_throttle(db.store.clone(), &clock);
+    let b = store_throttle(db.replica_store().await, &clock);
+    // Failures alternate between the replicas; the sixth failure starts the delay on both,
+    // exactly as on one replica.
+    for n in 0..6 {
+        let (this, other) = if n % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        assert_eq!(wait_of(this.check(Some(ALICE), None).await), None, "{n}");
+        this.record_failure(Some(ALICE), None)
+            .await
+            .expect("record");
+        if n < 5 {
+            assert_eq!(wait_of(other.check(Some(ALICE), None).await), None, "{n}");
+        }
+    }
+    assert_eq!(
+        wait_of(a.check(Some(ALICE), None).await),
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(
+        wait_of(b.check(Some(ALICE), None).await),
+        Some(Duration::from_secs(1))
+    );
+    // A success on one replica clears the account on both.
+    clock.advance(time::Duration::seconds(1));
+    b.record_success(ALICE).await.expect("success");
+    a.record_failure(Some(ALICE), None).await.expect("record");
+    assert_eq!(wait_of(b.check(Some(ALICE), None).await), None);
+}
+
+async fn device_codes_count_per_session_and_per_address(db: TestDatabase) {
+    let clock = ManualClock::new(datetime!(2026-03-01 12:00 UTC));
+    let throttle = DeviceCodeThrottle::over_store(db.store.clone(), Arc::new(clock.clone()));
+    let login = store_throttle(db.store.clone(), &clock);
+    // Five free failures per session, then 1 s.
+    for _ in 0..5 {
+        assert_eq!(wait_of(throttle.check("session-1", Some(IP)).await), None);
+        throttle
+            .record_failure("session-1", Some(IP))
+            .await
+            .expect("record");
+    }
+    assert_eq!(wait_of(throttle.check("session-1", None).await), None);
+    throttle
+        .record_failure("session-1", None)
+        .await
+        .expect("record");
+    assert_eq!(
+        wait_of(throttle.check("session-1", None).await),
+        Some(Duration::from_secs(1))
+    );
+    // Another session from elsewhere is not affected, and the address's device count is not
+    // its login count.
+    assert_eq!(wait_of(throttle.check("session-2", None).await), None);
+    assert_eq!(wait_of(login.check(None, Some(IP)).await), None);
+    // New sessions from one address share the address's 20 free failures (five used above).
+    for i in 0..16 {
+        let session = format!("fresh-{i}");
+        assert_eq!(
+            wait_of(throttle.check(&session, Some(IP)).await),
+            None,
+            "{i}"
+        );
+        throttle
+            .record_failure(&session, Some(IP))
+            .await
+            .expect("record");
+    }
+    assert_eq!(
+        wait_of(throttle.check("fresh-new", Some(IP)).await),
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(wait_of(login.check(None, Some(IP)).await), None);
+}
+
+/// An attempt store whose database is down.
+struct Down;
+
+#[async_trait::async_trait]
+impl trustgate_store_api::AttemptStore for Down {
+    async fn attempt_count(
+        &self,
+        _: &str,
+        _: &trustgate_core::TokenDigest,
+        _: time::OffsetDateTime,
+    ) -> Result<trustgate_store_api::AttemptCount, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+
+    async fn add_attempt_failure(
+        &self,
+        _: &str,
+        _: &trustgate_core::TokenDigest,
+        _: time::OffsetDateTime,
+        _: time::OffsetDateTime,
+    ) -> Result<trustgate_store_api::AttemptCount, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+
+    async fn clear_attempts(
+        &self,
+        _: &str,
+        _: &trustgate_core::TokenDigest,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+
+    async fn purge_attempts(&self, _: time::OffsetDateTime) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+}
+
+async fn a_counter_that_cannot_count_refuses(db: TestDatabase) {
+    let clock = ManualClock::new(datetime!(2026-03-01 12:00 UTC));
+    let down = store_throttle(Arc::new(Down), &clock);
+    assert!(matches!(
+        down.check(Some(ALICE), Some(IP)).await,
+        Err(ThrottleError::Counter(_))
+    ));
+    assert!(down.record_failure(Some(ALICE), Some(IP)).await.is_err());
+    let device = DeviceCodeThrottle::over_store(Arc::new(Down), Arc::new(clock.clone()));
+    assert!(matches!(
+        device.check("session-1", Some(IP)).await,
+        Err(ThrottleError::Counter(_))
+    ));
+    // A login through the accounts service is refused as unavailable (503) before the password
+    // is looked at, even the right one.
+    let accounts = trustgate_authn::accounts::Accounts::with_throttle(
+        db.store.clone(),
+        trustgate_audit::Auditor::new(
+            db.store.clone(),
+            Arc::new(clock.clone()),
+            trustgate_audit::AuditorConfig::default(),
+        ),
+        Arc::new(clock.clone()),
+        trustgate_core::SealingKey::generate(),
+        trustgate_authn::accounts::AccountsConfig::default(),
+        down,
+    );
+    accounts
+        .create_user(
+            trustgate_authn::accounts::CreateUser {
+                username: "alice".into(),
+                email: "alice@example.com".into(),
+                password: Some(trustgate_core::Secret::new("correct horse battery staple")),
+                ..Default::default()
+            },
+            "service:test",
+            &trustgate_authn::accounts::RequestContext::default(),
+        )
+        .await
+        .expect("user");
+    let err = accounts
+        .login_password(
+            "alice",
+            trustgate_core::Secret::new("correct horse battery staple"),
+            &trustgate_authn::accounts::RequestContext::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!((err.code(), err.http_status()), ("unavailable", 503));
 }

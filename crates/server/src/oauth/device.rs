@@ -3,12 +3,20 @@
 //! application asks for what, and approves or denies. The code is always shown for confirmation,
 //! even when it came in the link, so a link sent by an attacker cannot connect their device
 //! unnoticed (§5.4).
+//!
+//! Guessing is throttled (§5.1): every lookup of a typed code, on the form and at the decision,
+//! first asks `Accounts::check_device_code_entry` (per session and per client IP, counts shared
+//! by every replica) and is answered 429 with `Retry-After` while a wait runs, whether or not the
+//! code is right; a code that matches nothing is counted. Counts that cannot be read refuse with
+//! 503.
 
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::StatusCode;
 use serde::Deserialize;
+use trustgate_audit::RequestContext;
+use trustgate_authn::accounts::CurrentSession;
 use trustgate_oauth::device::display_user_code;
 use trustgate_oauth::provider::DevicePrompt;
 
@@ -17,7 +25,7 @@ use crate::AppState;
 use crate::client_context::ClientContext;
 use crate::pages::csrf;
 use crate::pages::render;
-use crate::pages::session::{PageForm, SameOrigin, SignedIn, forbidden};
+use crate::pages::session::{PageForm, SameOrigin, SignedIn, account_error, forbidden};
 
 /// `/device` in its two states: code entry, and confirmation.
 #[derive(Debug, Template)]
@@ -56,12 +64,13 @@ pub struct DeviceQuery {
 /// `GET /device`.
 pub async fn device_page(
     State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
     SignedIn(current): SignedIn,
     Query(query): Query<DeviceQuery>,
 ) -> Response {
     let csrf = csrf::session_token(current.token.expose());
     match query.user_code {
-        Some(typed) => confirm_or_retry(&state, csrf, &typed).await,
+        Some(typed) => confirm_or_retry(&state, &current, &ctx, csrf, &typed).await,
         None => page(csrf, String::new(), None, None, None),
     }
 }
@@ -77,16 +86,52 @@ pub struct LookupForm {
 pub async fn device_lookup(
     _: SameOrigin,
     State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
     SignedIn(current): SignedIn,
     PageForm(form): PageForm<LookupForm>,
 ) -> Response {
     if !csrf::session_token_matches(current.token.expose(), &form.csrf) {
         return forbidden();
     }
-    confirm_or_retry(&state, form.csrf, &form.user_code).await
+    confirm_or_retry(&state, &current, &ctx, form.csrf, &form.user_code).await
 }
 
-async fn confirm_or_retry(state: &AppState, csrf: String, typed: &str) -> Response {
+/// The throttle check before any lookup of a typed code: `Err` is the response (429 or 503).
+async fn may_look_up(
+    state: &AppState,
+    current: &CurrentSession,
+    ctx: &RequestContext,
+) -> Result<(), Response> {
+    state
+        .accounts
+        .check_device_code_entry(current, ctx)
+        .await
+        .map_err(account_error)
+}
+
+/// Counts a typed code that matched nothing; `Err` is the response (503).
+async fn count_miss(
+    state: &AppState,
+    current: &CurrentSession,
+    ctx: &RequestContext,
+) -> Result<(), Response> {
+    state
+        .accounts
+        .record_device_code_failure(current, ctx)
+        .await
+        .map_err(account_error)
+}
+
+async fn confirm_or_retry(
+    state: &AppState,
+    current: &CurrentSession,
+    ctx: &RequestContext,
+    csrf: String,
+    typed: &str,
+) -> Response {
+    if let Err(refused) = may_look_up(state, current, ctx).await {
+        return refused;
+    }
     let typed: String = typed.chars().take(64).collect();
     match state.oauth.device_prompt(&typed).await {
         Ok(Some(DevicePrompt {
@@ -103,7 +148,10 @@ async fn confirm_or_retry(state: &AppState, csrf: String, typed: &str) -> Respon
             }),
             None,
         ),
-        Ok(None) => page(csrf, typed, Some(UNKNOWN_CODE.into()), None, None),
+        Ok(None) => match count_miss(state, current, ctx).await {
+            Ok(()) => page(csrf, typed, Some(UNKNOWN_CODE.into()), None, None),
+            Err(refused) => refused,
+        },
         Err(e) => {
             tracing::error!(error = %e, "device code lookup failed");
             render::busy()
@@ -135,6 +183,9 @@ pub async fn device_decide(
         "deny" => false,
         _ => return render::bad_request(),
     };
+    if let Err(refused) = may_look_up(&state, &current, &ctx).await {
+        return refused;
+    }
     let user = match end_user(&state, &current).await {
         Ok(user) => user,
         Err(response) => return response,
@@ -158,13 +209,16 @@ pub async fn device_decide(
             None,
             Some("The request was denied. Nothing was connected.".into()),
         ),
-        Ok(false) => page(
-            form.csrf,
-            form.user_code,
-            Some(UNKNOWN_CODE.into()),
-            None,
-            None,
-        ),
+        Ok(false) => match count_miss(&state, &current, &ctx).await {
+            Ok(()) => page(
+                form.csrf,
+                form.user_code,
+                Some(UNKNOWN_CODE.into()),
+                None,
+                None,
+            ),
+            Err(refused) => refused,
+        },
         Err(e) => {
             tracing::error!(error = %e, "device decision failed");
             render::busy()

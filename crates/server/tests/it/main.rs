@@ -14,4 +14,5 @@ mod machine_access;
 mod oauth_flows;
 mod openfga_matrix;
 mod pages;
+mod replicas;
 mod signing_keys;

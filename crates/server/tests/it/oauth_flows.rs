@@ -25,14 +25,16 @@ use trustgate_tokens::{AccessTokenClaims, Algorithm, Audience};
 
 use crate::common::browser::{App, Browser, ORIGIN, Reply, enc};
 
-const PASSWORD: &str = "correct horse battery staple 42";
+pub(crate) const PASSWORD: &str = "correct horse battery staple 42";
 const REDIRECT: &str = "https://rp.example/cb";
 
-struct Op {
-    app: axum::Router,
-    state: AppState,
-    clock: ManualClock,
+pub(crate) struct Op {
+    pub(crate) app: axum::Router,
+    pub(crate) state: AppState,
+    pub(crate) clock: ManualClock,
     admin_token: String,
+    /// Shared by every replica of this deployment.
+    secrets_key: SealingKey,
 }
 
 impl App for Op {
@@ -41,22 +43,27 @@ impl App for Op {
     }
 }
 
-struct Registered {
+pub(crate) struct Registered {
     id: String,
     secret: String,
     /// `client_secret_basic` (else the secret goes in the form).
     basic: bool,
 }
 
-async fn op(db: &TestDatabase) -> Op {
-    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+fn op_config() -> Config {
     let mut config = Config::default();
     config.oauth.issuer = Some(ORIGIN.to_owned());
+    config
+}
+
+pub(crate) async fn op(db: &TestDatabase) -> Op {
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let secrets_key = SealingKey::generate();
     let state = AppState::start(
         db.store.clone(),
         Arc::new(clock.clone()),
-        config,
-        SealingKey::generate(),
+        op_config(),
+        secrets_key.clone(),
     )
     .await
     .expect("state");
@@ -85,10 +92,90 @@ async fn op(db: &TestDatabase) -> Op {
         state,
         clock,
         admin_token,
+        secrets_key,
     }
 }
 
-async fn register(op: &Op, name: &str, edit: impl FnOnce(&mut ClientRegistration)) -> Registered {
+/// Another replica of `op`'s deployment: its own services over `store` (the same database,
+/// opened as that replica would), the same secrets key and clock.
+pub(crate) async fn replica(op: &Op, store: Arc<dyn trustgate_store_api::Store>) -> Op {
+    let state = AppState::start(
+        store,
+        Arc::new(op.clock.clone()),
+        op_config(),
+        op.secrets_key.clone(),
+    )
+    .await
+    .expect("replica state");
+    Op {
+        app: router(state.clone()),
+        state,
+        clock: op.clock.clone(),
+        admin_token: op.admin_token.clone(),
+        secrets_key: op.secrets_key.clone(),
+    }
+}
+
+/// A registered device client (client_secret_post) and a started device authorization: the
+/// client, the device code and the user code as shown.
+pub(crate) async fn device_started(op: &Op) -> (Registered, String, String) {
+    let tv = register(op, "TV", |r| {
+        r.redirect_uris.clear();
+        r.grant_types = vec![GrantType::DeviceCode, GrantType::RefreshToken];
+        r.auth_method = AuthMethod::ClientSecretPost;
+    })
+    .await;
+    let started = post_form(
+        op,
+        "/oauth2/device_authorization",
+        &tv,
+        &[("scope", "openid profile")],
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.body);
+    let started: Value = serde_json::from_str(&started.body).expect("json");
+    let device_code = started["device_code"]
+        .as_str()
+        .expect("device_code")
+        .to_owned();
+    let user_code = started["user_code"].as_str().expect("user_code").to_owned();
+    (tv, device_code, user_code)
+}
+
+/// A well-formed user code that is not `code`.
+pub(crate) fn other_code(code: &str, n: usize) -> String {
+    let letters = trustgate_oauth::device::USER_CODE_ALPHABET;
+    let mut out: Vec<u8> = code.bytes().filter(|b| *b != b'-').collect();
+    let first = letters.iter().position(|l| *l == out[0]).unwrap_or(0);
+    out[0] = letters[(first + 1 + n % 19) % letters.len()];
+    out[1] = letters[(n / 19) % letters.len()];
+    String::from_utf8(out).expect("ascii")
+}
+
+/// `POST /device` with a typed code.
+pub(crate) async fn type_code(op: &Op, b: &mut Browser, code: &str) -> Reply {
+    let form = b.get(op, "/device").await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let csrf = form.csrf();
+    b.post(op, "/device", &[("csrf", &csrf), ("user_code", code)])
+        .await
+}
+
+/// The `Retry-After` seconds of a 429.
+pub(crate) fn retry_after(r: &Reply) -> i64 {
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    r.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds")
+}
+
+pub(crate) async fn register(
+    op: &Op,
+    name: &str,
+    edit: impl FnOnce(&mut ClientRegistration),
+) -> Registered {
     let mut reg = ClientRegistration::named(name);
     reg.redirect_uris = vec![REDIRECT.to_owned()];
     reg.post_logout_redirect_uris = vec!["https://rp.example/bye".to_owned()];
@@ -102,7 +189,7 @@ async fn register(op: &Op, name: &str, edit: impl FnOnce(&mut ClientRegistration
     }
 }
 
-async fn signed_in(op: &Op, username: &str) -> Browser {
+pub(crate) async fn signed_in(op: &Op, username: &str) -> Browser {
     let mut b = Browser::new();
     let r = b.login(op, username, PASSWORD).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
@@ -228,7 +315,12 @@ async fn exchange(op: &Op, client: &Registered, code: &str, verifier: &str) -> (
 }
 
 /// A form post to a machine endpoint, authenticated the way the client registered.
-async fn post_form(op: &Op, path: &str, client: &Registered, form: &[(&str, &str)]) -> Reply {
+pub(crate) async fn post_form(
+    op: &Op,
+    path: &str,
+    client: &Registered,
+    form: &[(&str, &str)],
+) -> Reply {
     let mut all: Vec<(&str, &str)> = Vec::new();
     let mut request =
         http::Request::post(path).header("content-type", "application/x-www-form-urlencoded");
@@ -1064,7 +1156,7 @@ async fn device_flow_polling(db: TestDatabase) {
     assert!(again.body.contains("invalid_grant"), "{}", again.body);
 }
 
-async fn poll_device(op: &Op, tv: &Registered, device_code: &str) -> Reply {
+pub(crate) async fn poll_device(op: &Op, tv: &Registered, device_code: &str) -> Reply {
     post_form(
         op,
         "/oauth2/token",
@@ -1075,6 +1167,77 @@ async fn poll_device(op: &Op, tv: &Registered, device_code: &str) -> Reply {
         ],
     )
     .await
+}
+
+async fn device_code_guesses_are_throttled_without_an_oracle(db: TestDatabase) {
+    let op = op(&db).await;
+    let (tv, device_code, user_code) = device_started(&op).await;
+    let mut b = signed_in(&op, "alice").await;
+    // Five free failures, and the sixth wrong code is still looked up (and counted).
+    for n in 0..6 {
+        let r = type_code(&op, &mut b, &other_code(&user_code, n)).await;
+        assert_eq!(r.status, StatusCode::OK, "{n}: {}", r.body);
+        assert!(r.body.contains("not valid or has expired"), "{}", r.body);
+    }
+    // Then a wait: 429 with Retry-After, and the right code is refused too (no oracle), on the
+    // form, in the link and at the decision.
+    let r = type_code(&op, &mut b, &other_code(&user_code, 6)).await;
+    let wait = retry_after(&r);
+    assert!(wait >= 1, "{wait}");
+    assert!(r.body.contains("Too many attempts"), "{}", r.body);
+    let right = type_code(&op, &mut b, &user_code).await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(!right.body.contains("TV"), "{}", right.body);
+    let link = b
+        .get(&op, &format!("/device?user_code={}", enc(&user_code)))
+        .await;
+    assert_eq!(link.status, StatusCode::TOO_MANY_REQUESTS);
+    let csrf = b.get(&op, "/device").await.csrf();
+    let decided = b
+        .post(
+            &op,
+            "/device/decide",
+            &[
+                ("csrf", &csrf),
+                ("user_code", &user_code),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(decided.status, StatusCode::TOO_MANY_REQUESTS);
+    let pending = poll_device(&op, &tv, &device_code).await;
+    assert!(
+        pending.body.contains("authorization_pending"),
+        "nothing was approved: {}",
+        pending.body
+    );
+    // Another session of another user is not held up by alice's session.
+    let mut other = signed_in(&op, "bob").await;
+    let r = type_code(&op, &mut other, &other_code(&user_code, 7)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // After the wait the right code works.
+    op.clock.advance(time::Duration::seconds(wait));
+    let right = type_code(&op, &mut b, &user_code).await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.body);
+    assert!(right.body.contains("TV"), "{}", right.body);
+    // Every miss and every refusal is in the audit trail, never the code.
+    let events = op
+        .state
+        .accounts
+        .audit(&trustgate_store_api::AuditFilter::default(), 100)
+        .await
+        .expect("audit");
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "device_code_failed")
+        .collect();
+    assert!(
+        failed.iter().filter(|e| e.outcome == "failure").count() >= 7,
+        "{failed:?}"
+    );
+    assert!(failed.iter().any(|e| e.outcome == "denied"), "{failed:?}");
+    let shown = format!("{failed:?}");
+    assert!(!shown.contains(&user_code.replace('-', "")), "{shown}");
 }
 
 async fn consent_is_remembered_and_can_be_withdrawn(db: TestDatabase) {
@@ -1427,6 +1590,7 @@ test_on_both_backends!(
     client_authentication_and_client_credentials,
     pushed_authorization_requests,
     device_flow_polling,
+    device_code_guesses_are_throttled_without_an_oracle,
     consent_is_remembered_and_can_be_withdrawn,
     private_key_jwt_clients,
     acr_values_2_steps_up_to_a_second_factor,

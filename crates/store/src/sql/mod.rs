@@ -23,6 +23,7 @@
 
 mod accounts;
 mod api_keys;
+mod limits;
 mod oauth;
 mod relationships;
 mod service_accounts;

@@ -109,6 +109,8 @@ pub struct Browser {
     pub jar: BTreeMap<String, String>,
     /// The `Origin` sent with posts.
     pub origin: Option<&'static str>,
+    /// The client address the server sees (as `ConnectInfo`); none by default.
+    pub ip: Option<std::net::SocketAddr>,
 }
 
 impl Browser {
@@ -116,6 +118,7 @@ impl Browser {
         Self {
             jar: BTreeMap::new(),
             origin: Some(ORIGIN),
+            ip: None,
         }
     }
 
@@ -136,6 +139,9 @@ impl Browser {
         let mut request = request.header("host", HOST).header("user-agent", "test");
         if !self.jar.is_empty() {
             request = request.header("cookie", self.cookie_header());
+        }
+        if let Some(ip) = self.ip {
+            request = request.extension(axum::extract::ConnectInfo(ip));
         }
         let response = pages
             .app()
