@@ -11,7 +11,7 @@
 #
 # Stable toolchain only: no sanitizer (the crates forbid unsafe code; instrumentation is
 # SanitizerCoverage through stable -C flags), so no RUSTC_BOOTSTRAP. The corpus is kept between
-# runs in crates/fuzz/tests/__fuzz__/<target>/corpus (ignored by git); a failing input lands in
+# runs in crates/fuzz/tests/it/__fuzz__/<module>__<test>/corpus (ignored by git); a failing input lands in
 # .../crashes (commit it: `cargo test` replays it). Build artifacts go to
 # $CARGO_TARGET_DIR/fuzz (default target/fuzz).
 set -euo pipefail
@@ -65,7 +65,7 @@ fi
 target_dir="${CARGO_TARGET_DIR:-target}/fuzz"
 log="$(mktemp -t "fuzz-${target//::/-}.XXXXXX.log")"
 echo "== fuzzing $target for ${seconds}s (inputs up to $max_len bytes, slow input: >${slow}s); log: $log"
-status=0
+set +e
 cargo bolero test "$target" \
     --package trustgate-fuzz \
     --sanitizer NONE \
@@ -74,12 +74,13 @@ cargo bolero test "$target" \
     --timeout "${slow}s" \
     -T "${seconds}s" \
     --engine-args="-report_slow_units=1 -print_final_stats=1 -rss_limit_mb=2048 -malloc_limit_mb=1024" \
-    2>&1 | tee "$log" | grep -E "^(#[0-9]+ +(INITED|DONE)|Done |==[0-9]+== ERROR|.*panicked at|SUMMARY|stat::|Slowest unit)" \
-    || true
-status="${PIPESTATUS[0]}"
+    >"$log" 2>&1
+status=$?
+set -e
+grep -E "^(#[0-9]+ +(INITED|DONE)|Done |==[0-9]+== ERROR|.*panicked at|SUMMARY|stat::|Slowest unit|error)" "$log" || true
 
-dir="crates/fuzz/tests/__fuzz__"
-corpus=$(find "$dir" -path "*${target//::/*}*/corpus" -type f 2>/dev/null | wc -l)
+dir="crates/fuzz/tests/it/__fuzz__/${target//::/__}"
+corpus=$(find "$dir/corpus" -type f 2>/dev/null | wc -l || true)
 execs=$(grep -oE "stat::number_of_executed_units: [0-9]+" "$log" | tail -1 | grep -oE "[0-9]+$" || echo "?")
 slowest=$(grep -oE "Slowest unit: [0-9]+ s" "$log" | grep -oE "[0-9]+" | sort -n | tail -1 || true)
 echo "== $target: status $status, execs ${execs}, corpus $corpus files, slowest unit ${slowest:-0} s (threshold ${slow} s)"
@@ -87,7 +88,7 @@ if [[ "$status" != 0 ]]; then
     if grep -q "libFuzzer: timeout" "$log"; then
         echo "error: an input ran longer than ${slow}s (super-linear?): see $log and the crashes directory" >&2
     else
-        echo "error: $target failed: see $log and the crashes directory under $dir" >&2
+        echo "error: $target failed: see $log and $dir/crashes" >&2
     fi
     exit 1
 fi

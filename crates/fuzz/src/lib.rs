@@ -20,3 +20,8 @@
 //! | `oauth::client_assertion` | `clients::verify_client_assertion` (`private_key_jwt`) | accepted only if signed by the client's key with RFC 7523 claims |
 //! | `webauthn::registration`, `webauthn::assertion` | `authn::webauthn` (CBOR, COSE keys, authenticator and client data) | accepted only with our challenge, origin, RP ID and a signature by the credential's key |
 //! | `tuples::strings`, `tuples::write` | object / user / relation parsing, `validate_tuple_for_write` | a parsed user or object prints back to its input |
+
+// cargo-bolero builds this library's (empty) unit-test binary too, with coverage instrumentation:
+// linking bolero brings in the libFuzzer runtime that the instrumentation calls.
+#[cfg(test)]
+use bolero as _;
