@@ -5,7 +5,7 @@ use bolero::check;
 use serde_json::{Value, json};
 use trustgate_authz::dsl;
 use trustgate_authz::engine::TypeSystem;
-use trustgate_authz::model::{AuthorizationModel, TypeDefinition};
+use trustgate_authz::model::{AuthorizationModel, Metadata, TypeDefinition};
 use trustgate_authz::validate::validate_json_model;
 
 use crate::support::{SMOKE_ITERATIONS, pick};
@@ -34,12 +34,20 @@ fn check_model(model: AuthorizationModel) {
     }
 }
 
-/// A type without relations is `"relations": {}` from the DSL and may omit the member in JSON;
-/// both mean the same.
+/// A type without relations is `"relations": {}` from the DSL and may omit the member in JSON,
+/// or carry `"metadata": {"relations": {}}`; all mean the same.
 fn without_empty_relations(mut types: Vec<TypeDefinition>) -> Vec<TypeDefinition> {
     for t in &mut types {
         if t.relations.as_ref().is_some_and(|r| r.is_empty()) {
             t.relations = None;
+        }
+        if let Some(metadata) = &mut t.metadata {
+            if metadata.relations.as_ref().is_some_and(|r| r.is_empty()) {
+                metadata.relations = None;
+            }
+            if *metadata == Metadata::default() {
+                t.metadata = None;
+            }
         }
     }
     types
