@@ -70,6 +70,9 @@ pub enum ErrorKind {
     InvalidConditionParameter,
     /// A relation with a direct assignment but no type restrictions.
     AssignableRelationMustHaveTypes,
+    /// Type restrictions on a relation without a direct assignment (JSON models only: the DSL
+    /// cannot write them, and nothing could ever be assigned through them).
+    NonAssignableRelationHasTypes,
     /// Modular metadata would put several modules in one file.
     MultipleModulesInFile,
     /// A condition's expression does not compile: it does not parse, references an undeclared
@@ -98,6 +101,7 @@ impl ErrorKind {
             ErrorKind::DifferentNestedConditionName => "different-nested-condition-name",
             ErrorKind::InvalidConditionParameter => "invalid-condition-parameter",
             ErrorKind::AssignableRelationMustHaveTypes => "assignable-relation-must-have-type",
+            ErrorKind::NonAssignableRelationHasTypes => "non-assignable-relation-has-type",
             ErrorKind::MultipleModulesInFile => "multiple-modules-in-file",
             ErrorKind::InvalidConditionExpression => "invalid-condition-expression",
         }
@@ -249,19 +253,60 @@ pub fn is_valid_object_id(id: &str) -> bool {
 }
 
 /// Validates a model received as JSON, as the OpenFGA server does on `WriteAuthorizationModel`:
-/// the same rules as [`validate_model`] (the server's checks are a subset of them) plus the
-/// modular-metadata consistency checks.
+/// the same rules as [`validate_model`] (the server's checks are a subset of them) plus what only
+/// JSON can express: type restrictions on a relation without a direct assignment (OpenFGA's
+/// "non-assignable relation should not contain a relation type"), and the modular-metadata
+/// consistency checks.
 pub fn validate_json_model(model: &AuthorizationModel) -> Result<(), ModelErrors> {
     let mut errors = match validate_model(model) {
         Ok(()) => Vec::new(),
         Err(e) => e.errors,
     };
+    errors.extend(non_assignable_restrictions(model));
     errors.extend(module_file_errors(model));
     if errors.is_empty() {
         Ok(())
     } else {
         Err(ModelErrors { errors })
     }
+}
+
+/// Type restrictions on a relation whose rewrite has no direct assignment (`this`). The DSL has
+/// no way to write them, so such a model would silently lose them (and with them the use of a
+/// condition) on its way to DSL and back; and no tuple could be written through them.
+fn non_assignable_restrictions(model: &AuthorizationModel) -> Vec<ModelError> {
+    let mut errors = Vec::new();
+    for (type_index, t) in model.type_definitions.iter().enumerate() {
+        let Some(relations) = t.metadata.as_ref().and_then(|m| m.relations.as_ref()) else {
+            continue;
+        };
+        for (rel, meta) in relations {
+            if meta.directly_related_user_types.is_empty() {
+                continue;
+            }
+            let assignable = t.relation(rel).is_some_and(|rewrite| {
+                leaves(rewrite)
+                    .iter()
+                    .any(|leaf| matches!(leaf.userset, Userset::This(_)))
+            });
+            // A restriction on an undefined relation is reported by `validate_model`'s checks.
+            if t.relation(rel).is_some() && !assignable {
+                errors.push(ModelError {
+                    kind: ErrorKind::NonAssignableRelationHasTypes,
+                    message: format!(
+                        "the non-assignable relation '{rel}' in object type '{}' should not contain a relation type",
+                        t.type_name
+                    ),
+                    symbol: rel.clone(),
+                    location: Location::Relation {
+                        type_index,
+                        relation: rel.clone(),
+                    },
+                });
+            }
+        }
+    }
+    errors
 }
 
 /// A modular model is written back as one DSL file per `source_info.file`, and a DSL file

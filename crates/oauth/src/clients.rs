@@ -23,7 +23,9 @@
 
 mod assertion;
 
-pub use assertion::DEFAULT_ASSERTION_LEEWAY;
+pub use assertion::{
+    DEFAULT_ASSERTION_LEEWAY, VerifiedAssertion, verify as verify_client_assertion,
+};
 mod credentials;
 mod registration;
 mod registry;

@@ -53,6 +53,14 @@ impl Params {
         Ok(Self(map))
     }
 
+    /// Parses a query string or an `application/x-www-form-urlencoded` body (the one parser of
+    /// both at every OAuth endpoint), with the rules of [`Params::from_pairs`].
+    pub fn from_form(raw: &[u8]) -> Result<Self, OAuthError> {
+        Self::from_pairs(
+            url::form_urlencoded::parse(raw).map(|(k, v)| (k.into_owned(), v.into_owned())),
+        )
+    }
+
     /// The value of a parameter.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)

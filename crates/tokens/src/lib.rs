@@ -22,7 +22,8 @@
 //!
 //! Signing uses the aws-lc-rs key pairs directly, parsed once (jsonwebtoken would re-parse the
 //! private key on every signature, which costs more than the signature for P-256); verification
-//! is jsonwebtoken's, behind [`verify`].
+//! is jsonwebtoken's (its aws-lc-rs provider), behind [`verify`] and [`verify_signature`], the
+//! one signature check (driven with Project Wycheproof's vectors in `tests/it/wycheproof.rs`).
 //!
 //! # Verification policy ([`verify`])
 //! Size cap before anything is parsed; only our three algorithms (never `none`, never HMAC, so
@@ -43,6 +44,7 @@ pub use jwk::JwkSetResolver;
 pub use keys::{KeyError, KeyInfo, KeyManager, KeyPolicy, KeyState, PublishedKeys};
 pub use verify::{
     Expectation, KeyResolver, MAX_TOKEN_BYTES, VerificationKey, Verified, VerifyError, verify,
+    verify_signature,
 };
 
 use std::fmt;

@@ -9,6 +9,7 @@ mod engine_check;
 mod engine_index;
 mod engine_matrix;
 mod engine_proptest;
+mod json_model_restrictions;
 mod language_modules;
 mod language_props;
 mod language_transformer;

@@ -20,7 +20,7 @@ const MAX_JTI_BYTES: usize = 256;
 
 /// What a verified assertion contributes: its id, remembered until it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct VerifiedAssertion {
+pub struct VerifiedAssertion {
     /// `jti`.
     pub jti: String,
     /// Until when the `jti` must be remembered (`exp` plus the leeway).
@@ -28,8 +28,10 @@ pub(super) struct VerifiedAssertion {
 }
 
 /// Verifies a client assertion of `client` (whose method is `private_key_jwt`): the signature
-/// with a key of its registered JWK Set, then the claims ([`check_claims`]).
-pub(super) fn verify(
+/// with a key of its registered JWK Set, then the claims ([`check_claims`]). Public (as
+/// `clients::verify_client_assertion`) so it can be fuzzed; the registry calls it after finding
+/// the client, and remembers the `jti`.
+pub fn verify(
     client: &Client,
     assertion: &str,
     audiences: &[&str],

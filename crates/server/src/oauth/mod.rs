@@ -87,9 +87,7 @@ pub fn router() -> Router<AppState> {
 
 /// Parameters from a query string or a urlencoded body.
 pub(crate) fn parse_params(raw: &[u8]) -> Result<Params, OAuthError> {
-    Params::from_pairs(
-        url::form_urlencoded::parse(raw).map(|(k, v)| (k.into_owned(), v.into_owned())),
-    )
+    Params::from_form(raw)
 }
 
 /// An `application/x-www-form-urlencoded` body as [`Params`]; anything else is
