@@ -152,6 +152,18 @@ impl From<trustgate_store_api::StoreError> for ApiError {
     }
 }
 
+/// trustgate's own permission checks and role changes: a database outage stays an outage (503 /
+/// 507 with its code; never a 500, never a permission decided without the database); anything
+/// else the PDP reports here is a defect.
+impl From<trustgate_pdp::PdpError> for ApiError {
+    fn from(err: trustgate_pdp::PdpError) -> Self {
+        match err {
+            trustgate_pdp::PdpError::Unavailable(cause) => ApiError::from(cause),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.status.into_response();
@@ -263,5 +275,17 @@ mod tests {
             assert_eq!(api.code(), code, "{api}");
             assert!(!api.to_string().contains("driver text"), "{api}");
         }
+    }
+
+    /// A permission check that cannot reach the database is an outage, not a defect.
+    #[test]
+    fn pdp_outages_stay_outages() {
+        let down = trustgate_pdp::PdpError::from(StoreError::Unavailable("down".into()));
+        let api = ApiError::from(down);
+        assert_eq!((api.status().as_u16(), api.code()), (503, "unavailable"));
+        let full = trustgate_pdp::PdpError::from(StoreError::StorageFull("disk".into()));
+        assert_eq!(ApiError::from(full).code(), "storage_full");
+        let bug = ApiError::from(trustgate_pdp::PdpError::Internal("x".into()));
+        assert_eq!(bug.status().as_u16(), 500);
     }
 }
