@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 use trustgate_store::{ConnectOptions, Synchronous, connect};
-use trustgate_store_api::{
-    NewUser, OnDuplicate, OnMissing, Session, Store, TupleKey, WriteOptions,
-};
+use trustgate_store_api::{NewUser, OnDuplicate, OnMissing, Session, TupleKey, WriteOptions};
 
 const ROUNDS: usize = 3;
 

@@ -16,7 +16,6 @@ use serde::de::DeserializeOwned;
 use sha2::Sha256;
 use trustgate_authn::accounts::{AccountError, CurrentSession};
 use trustgate_core::SealingKey;
-use trustgate_store_api::StoreError;
 
 use super::cookies::{CookieKind, CookiePolicy};
 use super::render;
@@ -206,6 +205,7 @@ pub fn forbidden() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trustgate_store_api::StoreError;
 
     #[test]
     fn account_errors_become_pages_with_the_right_status() {
