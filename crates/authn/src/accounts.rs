@@ -60,7 +60,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use trustgate_audit::{Auditor, Event};
 use trustgate_core::{Clock, SealingKey, Secret};
-use trustgate_store_api::{AccountStore, StoreError};
+use trustgate_store_api::{AccountStore, Outage, StoreError};
 
 pub use trustgate_store_api::{
     AuditEvent, AuditFilter, Session, User, UserPage, UserStatus, UserUpdate,
@@ -279,8 +279,8 @@ impl AccountError {
             AccountError::NotFound => "not_found",
             AccountError::Conflict(_) => "conflict",
             AccountError::InvalidInput(_) => "invalid_input",
-            AccountError::Store(StoreError::Unavailable(_)) => "unavailable",
-            AccountError::Store(_) | AccountError::Internal(_) => "internal",
+            AccountError::Store(e) => e.outage().map_or("internal", Outage::code),
+            AccountError::Internal(_) => "internal",
         }
     }
 
@@ -290,12 +290,13 @@ impl AccountError {
         match self {
             AccountError::InvalidCredentials | AccountError::InvalidSecondFactor => 401,
             AccountError::Throttled(_) => 429,
-            AccountError::Busy | AccountError::Store(StoreError::Unavailable(_)) => 503,
+            AccountError::Busy => 503,
+            AccountError::Store(e) => e.outage().map_or(500, Outage::http_status),
             AccountError::PasswordRejected(_) | AccountError::InvalidInput(_) => 400,
             AccountError::StepUpRequired => 403,
             AccountError::NotFound => 404,
             AccountError::Conflict(_) => 409,
-            AccountError::Store(_) | AccountError::Internal(_) => 500,
+            AccountError::Internal(_) => 500,
         }
     }
 
@@ -535,6 +536,16 @@ mod tests {
             (
                 AccountError::Store(StoreError::Unavailable("down".into())),
                 "unavailable",
+                503,
+            ),
+            (
+                AccountError::Store(StoreError::StorageFull("disk".into())),
+                "storage_full",
+                507,
+            ),
+            (
+                AccountError::Store(StoreError::ReadOnly("ro".into())),
+                "read_only",
                 503,
             ),
             (

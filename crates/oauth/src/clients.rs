@@ -37,6 +37,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
+use trustgate_store_api::Outage;
 
 pub use credentials::{
     JWT_BEARER_ASSERTION_TYPE, MAX_ASSERTION_BYTES, MAX_CREDENTIAL_BYTES, PresentedCredentials,
@@ -582,7 +583,7 @@ impl ClientError {
             ClientError::NotFound => "not_found",
             ClientError::NoSecret(_) => "client_has_no_secret",
             ClientError::Corrupt { .. } => "internal",
-            ClientError::Store(_) => "storage",
+            ClientError::Store(e) => e.outage().map_or("storage", Outage::code),
         }
     }
 
@@ -593,8 +594,7 @@ impl ClientError {
             ClientError::NotFound => 404,
             ClientError::NoSecret(_) => 409,
             ClientError::Corrupt { .. } => 500,
-            ClientError::Store(trustgate_store_api::StoreError::Unavailable(_)) => 503,
-            ClientError::Store(_) => 500,
+            ClientError::Store(e) => e.outage().map_or(500, Outage::http_status),
         }
     }
 }

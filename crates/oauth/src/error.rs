@@ -136,17 +136,40 @@ impl OAuthError {
     }
 }
 
-/// A storage failure: `temporarily_unavailable` when the database cannot be reached right now,
-/// `server_error` otherwise. The detail goes to the log, not to the client.
+/// A storage failure: `temporarily_unavailable` when the database cannot serve right now (down,
+/// storage full, read-only: [`StoreError::outage`]), `server_error` otherwise. The detail goes
+/// to the log, not to the client.
 impl From<StoreError> for OAuthError {
     fn from(err: StoreError) -> Self {
         tracing::error!(error = %err, "storage error in an OAuth flow");
         match err {
-            StoreError::Unavailable(_) => Self::new(
+            _ if err.outage().is_some() => Self::new(
                 ErrorCode::TemporarilyUnavailable,
                 "the authorization server is temporarily unavailable",
             ),
             _ => Self::new(ErrorCode::ServerError, "internal error"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 6749 has one code for "try later": every database outage gets it, a defect does not.
+    #[test]
+    fn store_outages_are_temporarily_unavailable() {
+        for err in [
+            StoreError::Unavailable("down".into()),
+            StoreError::StorageFull("disk".into()),
+            StoreError::ReadOnly("ro".into()),
+        ] {
+            assert_eq!(
+                OAuthError::from(err).code,
+                ErrorCode::TemporarilyUnavailable
+            );
+        }
+        let defect = OAuthError::from(StoreError::Database("boom".into()));
+        assert_eq!(defect.code, ErrorCode::ServerError);
     }
 }

@@ -7,7 +7,7 @@
 //! as the error source, for logs only.
 
 use trustgate_authz::engine::{EngineError, ErrorCode};
-use trustgate_store_api::{StoreError, TupleWriteError};
+use trustgate_store_api::{Outage, StoreError, TupleWriteError};
 
 /// A boxed cause of an internal error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -60,8 +60,9 @@ pub enum PdpError {
     /// `store_id_not_found`: the store does not exist or was deleted.
     #[error("Store ID not found")]
     StoreNotFound,
-    /// The database cannot be reached right now; retrying later may succeed.
-    #[error("the database is unavailable; retry later")]
+    /// The database cannot serve right now (down, restarting, storage full, read-only; see
+    /// [`StoreError::outage`]); retrying later may succeed. Nothing was decided or written.
+    #[error("{}", .0.outage().map_or("the database is unavailable; retry later", Outage::message))]
     Unavailable(#[source] StoreError),
     /// Anything else: a bug or corrupt data. The cause is for the log, not for the caller.
     #[error("internal error: {0}")]
@@ -103,7 +104,7 @@ impl From<StoreError> for PdpError {
             StoreError::NotFound(_) => PdpError::StoreNotFound,
             StoreError::InvalidContinuationToken => PdpError::InvalidContinuationToken,
             StoreError::InvalidInput(m) => PdpError::Validation(m),
-            e @ StoreError::Unavailable(_) => PdpError::Unavailable(e),
+            e if e.outage().is_some() => PdpError::Unavailable(e),
             other => PdpError::Internal(Box::new(other)),
         }
     }
@@ -139,5 +140,19 @@ mod tests {
         assert!(matches!(e, PdpError::Internal(_)));
         let e = PdpError::from(StoreError::NotFound("s".into()));
         assert!(matches!(e, PdpError::StoreNotFound));
+    }
+
+    /// A database that cannot serve is never a decision nor an internal error.
+    #[test]
+    fn outages_are_unavailable_with_their_own_message() {
+        let e = PdpError::from(StoreError::StorageFull("disk".into()));
+        assert!(matches!(e, PdpError::Unavailable(_)), "{e:?}");
+        assert!(e.to_string().contains("no storage left"), "{e}");
+        let e = PdpError::from(StoreError::ReadOnly("ro".into()));
+        assert!(e.to_string().contains("read-only"), "{e}");
+        let e = PdpError::from(StoreError::Unavailable("down".into()));
+        assert_eq!(e.to_string(), "the database is unavailable; retry later");
+        let e = PdpError::from(StoreError::Database("boom".into()));
+        assert!(matches!(e, PdpError::Internal(_)), "{e:?}");
     }
 }

@@ -135,7 +135,7 @@ fn detail(pairs: &[(&str, Value)]) -> Map<String, Value> {
 }
 
 fn pdp_error(e: trustgate_pdp::PdpError) -> ApiError {
-    ApiError::internal(e)
+    ApiError::from(e)
 }
 
 #[derive(Debug, Deserialize)]

@@ -263,7 +263,7 @@ async fn delete_user(
         .access
         .forget(&format!("user:{id}"))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

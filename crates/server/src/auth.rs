@@ -250,5 +250,5 @@ pub async fn allows(state: &AppState, caller: &Caller, role: &Role) -> Result<bo
         .access
         .allows(caller.asker(&subject), role)
         .await
-        .map_err(ApiError::internal)
+        .map_err(ApiError::from)
 }

@@ -218,7 +218,7 @@ impl HttpConfig {
     }
 }
 
-/// Database connection pool.
+/// Database connection pool and durability.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
@@ -226,6 +226,31 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long a request waits for a connection before the database counts as unavailable.
     pub acquire_timeout_secs: u64,
+    /// SQLite only: `full` (default) syncs every commit to the disk before the answer, so an
+    /// acknowledged write survives an OS crash or power loss; `normal` syncs at checkpoints
+    /// only (faster writes; the last acknowledged writes before an OS crash may be lost, a
+    /// process crash loses nothing). Logged at start-up when not `full`.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// `database.sqlite_synchronous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit synced before it is acknowledged.
+    #[default]
+    Full,
+    /// Synced at checkpoints; an OS crash may lose the last acknowledged writes.
+    Normal,
+}
+
+impl From<SqliteSynchronous> for trustgate_store::Synchronous {
+    fn from(value: SqliteSynchronous) -> Self {
+        match value {
+            SqliteSynchronous::Full => trustgate_store::Synchronous::Full,
+            SqliteSynchronous::Normal => trustgate_store::Synchronous::Normal,
+        }
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -233,6 +258,7 @@ impl Default for DatabaseConfig {
         Self {
             max_connections: 10,
             acquire_timeout_secs: 3,
+            sqlite_synchronous: SqliteSynchronous::Full,
         }
     }
 }
@@ -671,6 +697,14 @@ mod tests {
             c.effective_database_url(),
             "sqlite://./trustgate-data/trustgate.db"
         );
+        assert_eq!(c.database.sqlite_synchronous, SqliteSynchronous::Full);
+        let c = load(
+            Some("[database]\nsqlite_synchronous = \"normal\"\n"),
+            &[],
+            Overrides::default(),
+        )
+        .expect("normal is allowed");
+        assert_eq!(c.database.sqlite_synchronous, SqliteSynchronous::Normal);
     }
 
     #[test]
@@ -709,6 +743,19 @@ mod tests {
             err.to_string()
                 .to_lowercase()
                 .contains("http.body_limit_bytes"),
+            "{err}"
+        );
+
+        let err = load(
+            None,
+            &[("TRUSTGATE_DATABASE__SQLITE_SYNCHRONOUS", "off")],
+            Overrides::default(),
+        )
+        .expect_err("only full or normal");
+        assert!(
+            err.to_string()
+                .to_lowercase()
+                .contains("database.sqlite_synchronous"),
             "{err}"
         );
 

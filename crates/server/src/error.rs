@@ -133,14 +133,32 @@ impl std::fmt::Display for ApiError {
 
 impl From<trustgate_store_api::StoreError> for ApiError {
     fn from(err: trustgate_store_api::StoreError) -> Self {
-        match err {
-            trustgate_store_api::StoreError::Unavailable(m) => {
-                tracing::warn!(error = %m, "database unavailable");
-                ApiError::unavailable("the database is unavailable; retry later")
+        if let Some(outage) = err.outage() {
+            // A full store logs once per episode itself; an unreachable one is worth a line
+            // per request, as the cause may change.
+            if outage == trustgate_store_api::Outage::Unavailable {
+                tracing::warn!(error = %err, "database unavailable");
             }
+            let status = StatusCode::from_u16(outage.http_status())
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return ApiError::new(status, outage.code(), outage.message());
+        }
+        match err {
             trustgate_store_api::StoreError::Conflict(m) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", m.to_string())
             }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// trustgate's own permission checks and role changes: a database outage stays an outage (503 /
+/// 507 with its code; never a 500, never a permission decided without the database); anything
+/// else the PDP reports here is a defect.
+impl From<trustgate_pdp::PdpError> for ApiError {
+    fn from(err: trustgate_pdp::PdpError) -> Self {
+        match err {
+            trustgate_pdp::PdpError::Unavailable(cause) => ApiError::from(cause),
             other => ApiError::internal(other),
         }
     }
@@ -233,5 +251,41 @@ fn framework_error(status: StatusCode) -> ErrorBody {
     ErrorBody {
         code: code.into(),
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustgate_store_api::StoreError;
+
+    /// A database that cannot serve answers "retry later" with a stable code, never a 500; a
+    /// defect stays a 500 without the driver's text.
+    #[test]
+    fn store_outages_have_stable_codes() {
+        let cases = [
+            (StoreError::Unavailable("down".into()), 503, "unavailable"),
+            (StoreError::StorageFull("disk".into()), 507, "storage_full"),
+            (StoreError::ReadOnly("ro".into()), 503, "read_only"),
+            (StoreError::Database("driver text".into()), 500, "internal"),
+        ];
+        for (err, status, code) in cases {
+            let api = ApiError::from(err);
+            assert_eq!(api.status().as_u16(), status, "{api}");
+            assert_eq!(api.code(), code, "{api}");
+            assert!(!api.to_string().contains("driver text"), "{api}");
+        }
+    }
+
+    /// A permission check that cannot reach the database is an outage, not a defect.
+    #[test]
+    fn pdp_outages_stay_outages() {
+        let down = trustgate_pdp::PdpError::from(StoreError::Unavailable("down".into()));
+        let api = ApiError::from(down);
+        assert_eq!((api.status().as_u16(), api.code()), (503, "unavailable"));
+        let full = trustgate_pdp::PdpError::from(StoreError::StorageFull("disk".into()));
+        assert_eq!(ApiError::from(full).code(), "storage_full");
+        let bug = ApiError::from(trustgate_pdp::PdpError::Internal("x".into()));
+        assert_eq!(bug.status().as_u16(), 500);
     }
 }

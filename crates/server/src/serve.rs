@@ -74,7 +74,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     let options = ConnectOptions {
         max_connections: config.database.max_connections,
         acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
-        postgres_schema: None,
+        sqlite_synchronous: config.database.sqlite_synchronous.into(),
+        ..ConnectOptions::default()
     };
     trustgate_store::connect(&config.effective_database_url(), &options).await
 }
@@ -104,6 +105,14 @@ impl Server {
         let backend = trustgate_store::backend_of(&config.effective_database_url())?;
         let secrets_key = resolve_secrets_key(&config, backend)?;
         let store = open_store(&config).await?;
+        if backend == Backend::Sqlite
+            && config.database.sqlite_synchronous != crate::config::SqliteSynchronous::Full
+        {
+            tracing::warn!(
+                "database.sqlite_synchronous = normal: commits are synced at checkpoints only; \
+                 an OS crash or power loss may lose the last acknowledged writes"
+            );
+        }
         let report = store.migrate().await?;
         if report.after != report.before {
             tracing::info!(from = report.before, to = report.after, "migrated database");

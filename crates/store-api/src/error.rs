@@ -53,6 +53,73 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] BoxError),
+    /// The database has no room for the write (disk full, quota, SQLite's page limit); the
+    /// transaction was rolled back, so nothing of it was written. Reads keep working, and writes
+    /// work again once space is freed.
+    #[error("database storage is full: {0}")]
+    StorageFull(#[source] BoxError),
+    /// The database refuses writes (a read-only file, directory or mount, or a PostgreSQL hot
+    /// standby); nothing was written. Reads keep working.
+    #[error("database is read-only: {0}")]
+    ReadOnly(#[source] BoxError),
+}
+
+/// Why a database could not serve a request for a reason outside the request itself: the
+/// answer is "retry later" (503, or 507 for a full disk) with a stable code, never a 500 with a
+/// driver message and never an answer computed without the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// The database cannot be reached or is overloaded ([`StoreError::Unavailable`]).
+    Unavailable,
+    /// The database has no room for writes ([`StoreError::StorageFull`]).
+    StorageFull,
+    /// The database refuses writes ([`StoreError::ReadOnly`]).
+    ReadOnly,
+}
+
+impl Outage {
+    /// The stable machine code of the error answered for it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Outage::Unavailable => "unavailable",
+            Outage::StorageFull => "storage_full",
+            Outage::ReadOnly => "read_only",
+        }
+    }
+
+    /// The HTTP status answered for it (a number, so this crate stays transport-free):
+    /// 507 Insufficient Storage for a full disk, 503 otherwise.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Outage::StorageFull => 507,
+            Outage::Unavailable | Outage::ReadOnly => 503,
+        }
+    }
+
+    /// A message for clients: what happened, without the driver's detail.
+    pub fn message(self) -> &'static str {
+        match self {
+            Outage::Unavailable => "the database is unavailable; retry later",
+            Outage::StorageFull => {
+                "the database has no storage left for writes; nothing was written; reads still work"
+            }
+            Outage::ReadOnly => "the database is read-only; nothing was written; reads still work",
+        }
+    }
+}
+
+impl StoreError {
+    /// The outage this error reports, if it is one (see [`Outage`]); `None` for errors of the
+    /// request (invalid input, conflicts, not found) and for defects (corrupt data, other
+    /// database errors).
+    pub fn outage(&self) -> Option<Outage> {
+        match self {
+            StoreError::Unavailable(_) => Some(Outage::Unavailable),
+            StoreError::StorageFull(_) => Some(Outage::StorageFull),
+            StoreError::ReadOnly(_) => Some(Outage::ReadOnly),
+            _ => None,
+        }
+    }
 }
 
 /// Which uniqueness or reference rule a write broke. Callers match on the kind; the text is for

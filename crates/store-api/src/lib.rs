@@ -35,7 +35,8 @@
 //!
 //! # Errors
 //! [`StoreError`] keeps the driver's error as its `source()`; conflicts carry a [`Conflict`]
-//! kind that callers match on, never a message to search.
+//! kind that callers match on, never a message to search. An [`Outage`] (database down, storage
+//! full, read-only) is answered with its stable code and "retry later", never as a defect.
 
 pub mod accounts;
 mod error;
@@ -52,7 +53,7 @@ pub use accounts::{
     AuditEvent, AuditFilter, AuditStore, MfaStore, NewUser, Passkey, Session, SessionStore,
     TotpCredential, User, UserPage, UserStatus, UserStore, UserUpdate,
 };
-pub use error::{BoxError, Conflict, StoreError};
+pub use error::{BoxError, Conflict, Outage, StoreError};
 pub use limits::{AttemptCount, AttemptStore, NonceStore};
 pub use oauth::{
     AuthorizationCode, ClientPage, ClientStore, CodeRedemption, Consent, DeviceAuthorization,

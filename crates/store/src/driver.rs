@@ -3,11 +3,15 @@
 //! they differ only in the driver's types). Only the backends use this module; the shared SQL
 //! layer ([`crate::sql`]) sees [`StoreError`]s only.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use trustgate_store_api::{Conflict, StoreError};
 
 /// Classifies an error of the database driver. Unique and foreign-key violations become
 /// [`Conflict::Duplicate`] and [`Conflict::Reference`], which the shared layer maps to the
-/// conflict of the operation that hit them.
+/// conflict of the operation that hit them. A database that cannot serve right now (gone,
+/// restarting, busy, out of space, read-only) becomes an outage (`Unavailable`, `StorageFull`,
+/// `ReadOnly`) by the database's own error code, so no caller answers it as a defect.
 pub(crate) fn store_error(err: sqlx::Error) -> StoreError {
     match &err {
         sqlx::Error::Io(_)
@@ -22,10 +26,85 @@ pub(crate) fn store_error(err: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
             StoreError::Conflict(Conflict::Reference(db.message().to_owned()))
         }
+        sqlx::Error::Database(db) => match db.code().as_deref().map(condition) {
+            Some(Condition::Full) => {
+                storage_full_noticed(db.message());
+                StoreError::StorageFull(Box::new(err))
+            }
+            Some(Condition::ReadOnly) => StoreError::ReadOnly(Box::new(err)),
+            Some(Condition::Unavailable) => StoreError::Unavailable(Box::new(err)),
+            Some(Condition::Corrupt) => StoreError::Corrupt(err.to_string()),
+            Some(Condition::Other) | None => StoreError::Database(Box::new(err)),
+        },
         sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
             StoreError::Corrupt(err.to_string())
         }
         _ => StoreError::Database(Box::new(err)),
+    }
+}
+
+/// What a database error code says about the database (as opposed to the statement).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Condition {
+    Full,
+    ReadOnly,
+    Unavailable,
+    Corrupt,
+    Other,
+}
+
+/// Reads a database error code: a SQLite (extended) result code as a decimal number, or a
+/// PostgreSQL SQLSTATE of five characters.
+fn condition(code: &str) -> Condition {
+    if let Ok(extended) = code.parse::<i64>() {
+        // SQLite: the primary result code is the low byte of the extended one.
+        return match extended & 0xff {
+            13 => Condition::Full,           // SQLITE_FULL: the disk, or max_page_count
+            8 => Condition::ReadOnly,        // SQLITE_READONLY (file, directory, mount)
+            5 | 6 => Condition::Unavailable, // SQLITE_BUSY / LOCKED past the busy timeout
+            10 | 14 | 15 => Condition::Unavailable, // IOERR, CANTOPEN, PROTOCOL
+            11 | 26 => Condition::Corrupt,   // SQLITE_CORRUPT, SQLITE_NOTADB
+            _ => Condition::Other,
+        };
+    }
+    match code {
+        // disk_full
+        "53100" => Condition::Full,
+        // read_only_sql_transaction: a hot standby, or default_transaction_read_only
+        "25006" => Condition::ReadOnly,
+        // insufficient resources (too many connections, out of memory); admin_shutdown,
+        // crash_shutdown, cannot_connect_now (starting up or shutting down);
+        // database_dropped; idle or transaction timeouts ending the session
+        "53000" | "53200" | "53300" | "53400" | "57P01" | "57P02" | "57P03" | "57P04" | "57P05"
+        | "25P03" => Condition::Unavailable,
+        // data_corrupted, index_corrupted
+        "XX001" | "XX002" => Condition::Corrupt,
+        // connection_exception and its subclasses
+        _ if code.starts_with("08") => Condition::Unavailable,
+        _ => Condition::Other,
+    }
+}
+
+/// Whether the last write found the storage full; cleared by the next committed write.
+/// Process-wide, as a process serves one database (tests with several only share log lines).
+static STORAGE_FULL: AtomicBool = AtomicBool::new(false);
+
+/// Logs that the storage is full once per episode (a full disk fails every write, and one line
+/// per failed request would only fill the disk further); [`storage_freed`] ends the episode.
+fn storage_full_noticed(detail: &str) {
+    if !STORAGE_FULL.swap(true, Ordering::Relaxed) {
+        tracing::error!(
+            error = detail,
+            "database storage is full: writes fail with storage_full (nothing half-written) \
+             until space is freed; reads keep working"
+        );
+    }
+}
+
+/// A write committed: if the storage was full, it has room again.
+pub(crate) fn storage_freed() {
+    if STORAGE_FULL.load(Ordering::Relaxed) && STORAGE_FULL.swap(false, Ordering::Relaxed) {
+        tracing::info!("database storage has room again: writes succeed");
     }
 }
 
@@ -79,7 +158,9 @@ pub(crate) use migrations;
 macro_rules! sqlx_methods {
     ($row:ty) => {
         async fn commit(tx: Self::Tx) -> Result<(), StoreError> {
-            tx.commit().await.map_err($crate::driver::store_error)
+            tx.commit().await.map_err($crate::driver::store_error)?;
+            $crate::driver::storage_freed();
+            Ok(())
         }
 
         async fn execute(

@@ -2,7 +2,8 @@
 //!
 //! Invariant: this is the only crate that writes SQL. It implements the traits of
 //! [`trustgate_store_api`] for two databases, [`sqlite`] (the embedded default: one file in WAL
-//! mode, foreign keys on, a lock file that keeps a second process out) and [`postgres`] (several
+//! mode, `synchronous=FULL` unless [`Synchronous::Normal`] is chosen, foreign keys on, a lock file
+//! that keeps a second process out) and [`postgres`] (several
 //! stateless replicas sharing one database), and both run the same test suite.
 //!
 //! # Layout
@@ -79,6 +80,27 @@ pub struct ConnectOptions {
     pub acquire_timeout: Duration,
     /// PostgreSQL only: the schema to use (created if missing). `None` uses the server default.
     pub postgres_schema: Option<String>,
+    /// SQLite only: how a commit is made durable.
+    pub sqlite_synchronous: Synchronous,
+    /// SQLite only: the most pages the database file may have (`PRAGMA max_page_count`, on
+    /// every connection); a write that needs more fails with `StoreError::StorageFull`, as on a
+    /// full disk. `None` leaves SQLite's limit (the disk is the limit).
+    pub sqlite_max_pages: Option<u32>,
+}
+
+/// SQLite only: when a commit reaches the disk (`PRAGMA synchronous`, in WAL mode).
+///
+/// Either way a commit survives `kill -9` of the process (the OS holds the written WAL); they
+/// differ when the OS crashes or the power fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is synced to the disk before it is acknowledged: an acknowledged write
+    /// survives an OS crash or a power failure. The default.
+    #[default]
+    Full,
+    /// The WAL is synced only at checkpoints: faster commits, but the last acknowledged writes
+    /// before an OS crash or a power failure may be lost (the database stays consistent).
+    Normal,
 }
 
 impl Default for ConnectOptions {
@@ -87,6 +109,8 @@ impl Default for ConnectOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(3),
             postgres_schema: None,
+            sqlite_synchronous: Synchronous::Full,
+            sqlite_max_pages: None,
         }
     }
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod browser;
 mod clients;
+mod durability;
 mod machines;
 mod oidc;
 mod openfga_sdk;

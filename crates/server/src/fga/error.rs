@@ -14,6 +14,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 use trustgate_pdp::PdpError;
+use trustgate_store_api::Outage;
 
 /// An error answer of an OpenFGA-compatible route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +107,8 @@ impl IntoResponse for FgaError {
 }
 
 /// OpenFGA's status and code of a PDP error: 400 for every input error, 404 for a missing
-/// store, 503 when the database is unavailable, 500 otherwise.
+/// store, 503 when the database is unavailable or read-only (507 when its storage is full),
+/// 500 otherwise.
 pub fn status_and_code(err: &PdpError) -> (StatusCode, &'static str) {
     let bad = |code| (StatusCode::BAD_REQUEST, code);
     match err {
@@ -126,7 +128,13 @@ pub fn status_and_code(err: &PdpError) -> (StatusCode, &'static str) {
         PdpError::ExceededEntityLimit(_) => bad("exceeded_entity_limit"),
         PdpError::InvalidModel(_) => bad("invalid_authorization_model"),
         PdpError::StoreNotFound => (StatusCode::NOT_FOUND, "store_id_not_found"),
-        PdpError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+        PdpError::Unavailable(cause) => match cause.outage() {
+            Some(Outage::StorageFull) => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
+            Some(Outage::ReadOnly) => (StatusCode::SERVICE_UNAVAILABLE, "read_only"),
+            Some(Outage::Unavailable) | None => {
+                (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+            }
+        },
         PdpError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
     }
 }
@@ -141,6 +149,36 @@ impl From<PdpError> for FgaError {
                 FgaError::new(status, code, err.to_string())
             }
             _ => FgaError::new(status, code, err.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustgate_store_api::StoreError;
+
+    #[test]
+    fn database_outages_are_5xx_with_their_code() {
+        let cases = [
+            (
+                StoreError::Unavailable("down".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+            ),
+            (
+                StoreError::StorageFull("disk".into()),
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+            ),
+            (
+                StoreError::ReadOnly("ro".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "read_only",
+            ),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(status_and_code(&PdpError::from(err)), (status, code));
         }
     }
 }

@@ -16,7 +16,6 @@ use serde::de::DeserializeOwned;
 use sha2::Sha256;
 use trustgate_authn::accounts::{AccountError, CurrentSession};
 use trustgate_core::SealingKey;
-use trustgate_store_api::StoreError;
 
 use super::cookies::{CookieKind, CookiePolicy};
 use super::render;
@@ -110,7 +109,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
 pub fn account_error(error: AccountError) -> Response {
     match error {
         AccountError::Throttled(wait) => render::too_many_attempts(wait.retry_after_secs()),
-        AccountError::Busy | AccountError::Store(StoreError::Unavailable(_)) => render::busy(),
+        AccountError::Busy => render::busy(),
+        AccountError::Store(e) if e.outage().is_some() => render::busy(),
         AccountError::NotFound => render::not_found(),
         AccountError::InvalidInput(_) | AccountError::PasswordRejected(_) => render::bad_request(),
         AccountError::StepUpRequired => render::see_other("/account/reauth"),
@@ -205,6 +205,7 @@ pub fn forbidden() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trustgate_store_api::StoreError;
 
     #[test]
     fn account_errors_become_pages_with_the_right_status() {
@@ -215,6 +216,15 @@ mod tests {
         assert_eq!(busy.headers()["retry-after"], "1");
         let down = account_error(AccountError::Store(StoreError::Unavailable("x".into())));
         assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        for outage in [
+            StoreError::StorageFull("x".into()),
+            StoreError::ReadOnly("x".into()),
+        ] {
+            let page = account_error(AccountError::Store(outage));
+            assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let defect = account_error(AccountError::Store(StoreError::Database("x".into())));
+        assert_eq!(defect.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let throttled = account_error(AccountError::Throttled(RetryAfter(
             std::time::Duration::from_millis(2500),
         )));

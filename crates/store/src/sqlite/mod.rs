@@ -1,7 +1,11 @@
 //! The embedded SQLite backend.
 //!
 //! One database file in WAL mode, foreign keys enforced, a busy timeout so that concurrent
-//! writers from the pool wait instead of failing. SQLite allows only one trustgate process per
+//! writers from the pool wait instead of failing. Commits are synced to the disk before they
+//! return (`synchronous=FULL`) unless [`Synchronous::Normal`] trades the last commits before an
+//! OS crash for speed. A full disk (or `max_page_count`) fails the write with
+//! [`StoreError::StorageFull`] and a read-only file with [`StoreError::ReadOnly`]; the
+//! transaction is rolled back, so nothing is half-written. SQLite allows only one trustgate process per
 //! file: [`SqliteStore::connect`] takes an exclusive OS lock on `<database>.lock` and holds it for
 //! the lifetime of the store, so a second `serve` fails with [`StoreError::Locked`] instead of
 //! corrupting anything. The lock is released by the OS when the process dies, including on
@@ -30,10 +34,10 @@ use sqlx::{Arguments, Row as _};
 use time::OffsetDateTime;
 use trustgate_store_api::{Backend, Health, MigrationReport, StoreError};
 
-use crate::ConnectOptions;
 use crate::driver::{encode_error, migrations, plain_row_methods, sqlx_methods, store_error};
 use crate::relationships::{from_unix_micros, normalize_time, unix_micros};
 use crate::sql::{Arg, Database, On, Row, RowLock, Serial, SqlStore, TxMode};
+use crate::{ConnectOptions, Synchronous};
 
 migrations!(
     SqlitePool,
@@ -65,14 +69,20 @@ impl SqlStore<Sqlite> {
         }
         let lock = acquire_lock(&path)?;
         create_private(&path)?;
-        let connect = SqliteConnectOptions::from_str(url)
+        let mut connect = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match options.sqlite_synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        if let Some(pages) = options.sqlite_max_pages {
+            connect = connect.pragma("max_page_count", pages.to_string());
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)

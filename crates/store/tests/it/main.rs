@@ -9,5 +9,6 @@ mod oauth;
 mod postgres_upgrade;
 mod relationships;
 mod service_accounts;
+mod sqlite_faults;
 mod sqlite_lock;
 mod sqlite_upgrade;
