@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -203,31 +203,15 @@ pub enum ThrottleKey {
     DeviceClientIp(IpAddr),
 }
 
-/// The network a client address counts as. An IPv6 address counts as its /64 (one subscriber
-/// usually holds a whole /64, so per-address counting would be no limit at all); an IPv4-mapped
-/// IPv6 address counts as the IPv4 address.
-fn client_network(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(Ipv6Addr::from(bits))
-            }
-        },
-    }
-}
-
 impl ThrottleKey {
-    /// The key for a client address signing in (see `client_network` for IPv6).
+    /// The key for a client address signing in (an IPv6 address counts as its /64: `trustgate_core::net::client_network`).
     pub fn client_ip(ip: IpAddr) -> Self {
-        ThrottleKey::ClientIp(client_network(ip))
+        ThrottleKey::ClientIp(trustgate_core::net::client_network(ip))
     }
 
     /// The key for a client address typing device user codes.
     pub fn device_client_ip(ip: IpAddr) -> Self {
-        ThrottleKey::DeviceClientIp(client_network(ip))
+        ThrottleKey::DeviceClientIp(trustgate_core::net::client_network(ip))
     }
 
     /// The namespace of the key (`account`, `ip`, `device-session`, `device-ip`): the `kind`

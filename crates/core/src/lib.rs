@@ -9,6 +9,7 @@
 //!   consumed, as a plain string, by authorization.
 //! - [`secret`]: secret values that redact themselves in `Debug`/`Display`, opaque bearer token
 //!   generation and the SHA-256 digests under which high-entropy secrets are stored.
+//! - [`net`]: the network a client address counts as for limits ([`net::client_network`]).
 //! - [`id`]: sortable identifiers (ULIDs) for stores, models and other records.
 //! - [`tuple`](mod@tuple): the relationship tuple ([`TupleKey`]), one type on the wire, in the engine and
 //!   in storage.
@@ -17,6 +18,7 @@
 
 pub mod clock;
 pub mod id;
+pub mod net;
 pub mod principal;
 pub mod seal;
 pub mod secret;

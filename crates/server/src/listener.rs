@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
@@ -198,7 +198,7 @@ impl ConnectionLimits {
 
     /// Counts a connection from `ip`, or says which cap it would exceed.
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refusal> {
-        let key = address_key(ip);
+        let key = trustgate_core::net::client_network(ip);
         let mut counts = self.counts();
         if counts.total >= self.max_total {
             return Err(Refusal::MaxConnections);
@@ -246,19 +246,6 @@ impl Drop for ConnectionPermit {
             }
         }
         metrics::gauge!("http_connections_open").decrement(1.0);
-    }
-}
-
-/// The address a connection is counted under: IPv4 as is (also when mapped into IPv6), IPv6 by
-/// its /64, since one host commonly owns a whole /64 and could otherwise use a new address per
-/// connection.
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => {
-            let prefix = v6.to_bits() & !u128::from(u64::MAX);
-            IpAddr::V6(Ipv6Addr::from_bits(prefix))
-        }
     }
 }
 
