@@ -4,7 +4,8 @@
 //! them once. With [`ConnectOptions::postgres_schema`] every connection's `search_path` is set to
 //! that schema, which lets several deployments (or test runs) share one database in isolation.
 //! The pool reconnects on its own: when the server comes back, the next query succeeds without a
-//! restart.
+//! restart. Every connection runs with `synchronous_commit = on`, so a write is acknowledged only
+//! once its commit is durable, whatever the server's configuration says.
 //!
 //! What this backend supplies to the shared SQL layer (see the crate documentation):
 //! - codecs: times are TIMESTAMPTZ (microseconds, UTC), JSON is JSONB (sent and read as its
@@ -76,6 +77,10 @@ impl SqlStore<Postgres> {
             admin.close().await;
             connect = connect.options([("search_path", schema.as_str())]);
         }
+        // An answer follows a commit that is on disk (and on synchronous standbys), whatever
+        // the server's or the URL's default: with `off` an acknowledged write could be lost in a
+        // crash. Later options win, so this one is set last.
+        let connect = connect.options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
@@ -250,4 +255,27 @@ impl Database for Postgres {
     }
 
     sqlx_methods!(PgRow);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Durability does not depend on the server's or the URL's `synchronous_commit`.
+    #[tokio::test]
+    async fn commits_are_synchronous_even_when_the_url_says_otherwise() {
+        let Some(url) = crate::testing::postgres_url("commits_are_synchronous") else {
+            return;
+        };
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{separator}options=-c%20synchronous_commit%3Doff");
+        let store = PostgresStore::connect(&url, &ConnectOptions::default())
+            .await
+            .expect("connect");
+        let (setting,): (String,) = sqlx::query_as("SHOW synchronous_commit")
+            .fetch_one(&store.database().pool)
+            .await
+            .expect("show");
+        assert_eq!(setting, "on");
+    }
 }
