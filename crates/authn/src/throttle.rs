@@ -533,15 +533,67 @@ pub enum ThrottleError {
     Counter(#[from] CounterError),
 }
 
-/// The throttle in front of every typed credential: account and client IP, each with its own
-/// policy, over any [`FailureCounter`].
+/// What both throttles are: a key of their own (an account, a session) and the client's
+/// network, each with its own policy, over one [`FailureCounter`] and clock.
 #[derive(Debug, Clone)]
-pub struct LoginThrottle {
-    account: ThrottlePolicy,
+struct PairedThrottle {
+    own: ThrottlePolicy,
     client_ip: ThrottlePolicy,
     counter: Arc<dyn FailureCounter>,
     clock: Arc<dyn Clock>,
 }
+
+impl PairedThrottle {
+    fn keys(
+        &self,
+        own: Option<ThrottleKey>,
+        client_ip: Option<ThrottleKey>,
+    ) -> impl Iterator<Item = (ThrottleKey, &ThrottlePolicy)> {
+        let own = own.map(|k| (k, &self.own));
+        let ip = client_ip.map(|k| (k, &self.client_ip));
+        own.into_iter().chain(ip)
+    }
+
+    /// Whether every key may try now: the longest wait among those that must wait.
+    async fn check(
+        &self,
+        own: Option<ThrottleKey>,
+        client_ip: Option<ThrottleKey>,
+    ) -> Result<(), ThrottleError> {
+        let now = self.clock.now();
+        let mut wait: Option<RetryAfter> = None;
+        for (key, policy) in self.keys(own, client_ip) {
+            let record = self.counter.load(&key, now, policy.window).await?;
+            if let Err(retry) = policy.check(now, record.failures, record.last_failure) {
+                wait = Some(wait.map_or(retry, |w| RetryAfter(w.0.max(retry.0))));
+            }
+        }
+        match wait {
+            Some(retry) => Err(ThrottleError::RetryAfter(retry)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts one failure now against every key.
+    async fn record_failure(
+        &self,
+        own: Option<ThrottleKey>,
+        client_ip: Option<ThrottleKey>,
+    ) -> Result<(), CounterError> {
+        let now = self.clock.now();
+        for (key, policy) in self.keys(own, client_ip) {
+            self.counter
+                .record_failure(&key, now, policy.window)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The throttle in front of every typed credential: account and client IP, each with its own
+/// policy, over any [`FailureCounter`].
+#[derive(Debug, Clone)]
+pub struct LoginThrottle(PairedThrottle);
 
 impl LoginThrottle {
     /// A throttle with the given policies and store.
@@ -551,12 +603,12 @@ impl LoginThrottle {
         counter: Arc<dyn FailureCounter>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self {
-            account,
+        Self(PairedThrottle {
+            own: account,
             client_ip,
             counter,
             clock,
-        }
+        })
     }
 
     /// [`ThrottlePolicy::ACCOUNT`] and [`ThrottlePolicy::CLIENT_IP`] over the database, shared
@@ -570,28 +622,18 @@ impl LoginThrottle {
         )
     }
 
-    fn keys<'a>(
-        &'a self,
-        account: Option<&str>,
-        client_ip: Option<IpAddr>,
-    ) -> impl Iterator<Item = (ThrottleKey, &'a ThrottlePolicy)> + 'a {
-        let account = account.map(|a| (ThrottleKey::Account(a.to_owned()), &self.account));
-        let ip = client_ip.map(|ip| (ThrottleKey::client_ip(ip), &self.client_ip));
-        account.into_iter().chain(ip)
-    }
-
     /// Before verifying a credential: may this account, from this address, try now?
     pub async fn check(
         &self,
         account: Option<&str>,
         client_ip: Option<IpAddr>,
     ) -> Result<(), ThrottleError> {
-        check_keys(
-            &*self.counter,
-            self.clock.now(),
-            self.keys(account, client_ip),
-        )
-        .await
+        self.0
+            .check(
+                account.map(|a| ThrottleKey::Account(a.to_owned())),
+                client_ip.map(ThrottleKey::client_ip),
+            )
+            .await
     }
 
     /// After a failed attempt: counts it against the account and the address.
@@ -600,51 +642,21 @@ impl LoginThrottle {
         account: Option<&str>,
         client_ip: Option<IpAddr>,
     ) -> Result<(), CounterError> {
-        record_keys(
-            &*self.counter,
-            self.clock.now(),
-            self.keys(account, client_ip),
-        )
-        .await
+        self.0
+            .record_failure(
+                account.map(|a| ThrottleKey::Account(a.to_owned())),
+                client_ip.map(ThrottleKey::client_ip),
+            )
+            .await
     }
 
     /// After a successful login: forgets the account's failures. The address keeps its count.
     pub async fn record_success(&self, account: &str) -> Result<(), CounterError> {
-        self.counter
+        self.0
+            .counter
             .clear(&ThrottleKey::Account(account.to_owned()))
             .await
     }
-}
-
-/// Whether every key may try at `now`: the longest wait among those that must wait.
-async fn check_keys<'a>(
-    counter: &dyn FailureCounter,
-    now: OffsetDateTime,
-    keys: impl Iterator<Item = (ThrottleKey, &'a ThrottlePolicy)>,
-) -> Result<(), ThrottleError> {
-    let mut wait: Option<RetryAfter> = None;
-    for (key, policy) in keys {
-        let record = counter.load(&key, now, policy.window).await?;
-        if let Err(retry) = policy.check(now, record.failures, record.last_failure) {
-            wait = Some(wait.map_or(retry, |w| RetryAfter(w.0.max(retry.0))));
-        }
-    }
-    match wait {
-        Some(retry) => Err(ThrottleError::RetryAfter(retry)),
-        None => Ok(()),
-    }
-}
-
-/// Counts one failure at `now` against every key.
-async fn record_keys<'a>(
-    counter: &dyn FailureCounter,
-    now: OffsetDateTime,
-    keys: impl Iterator<Item = (ThrottleKey, &'a ThrottlePolicy)>,
-) -> Result<(), CounterError> {
-    for (key, policy) in keys {
-        counter.record_failure(&key, now, policy.window).await?;
-    }
-    Ok(())
 }
 
 /// The throttle in front of device user codes typed on the `/device` page (RFC 8628 §5.1): per
@@ -653,12 +665,7 @@ async fn record_keys<'a>(
 /// one (no oracle). A correct code clears nothing: a guesser holding one valid code of their own
 /// must not reset their count with it.
 #[derive(Debug, Clone)]
-pub struct DeviceCodeThrottle {
-    session: ThrottlePolicy,
-    client_ip: ThrottlePolicy,
-    counter: Arc<dyn FailureCounter>,
-    clock: Arc<dyn Clock>,
-}
+pub struct DeviceCodeThrottle(PairedThrottle);
 
 impl DeviceCodeThrottle {
     /// A throttle with the given policies and store.
@@ -668,12 +675,12 @@ impl DeviceCodeThrottle {
         counter: Arc<dyn FailureCounter>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self {
-            session,
+        Self(PairedThrottle {
+            own: session,
             client_ip,
             counter,
             clock,
-        }
+        })
     }
 
     /// [`ThrottlePolicy::DEVICE_SESSION`] and [`ThrottlePolicy::DEVICE_CLIENT_IP`] over the
@@ -687,31 +694,18 @@ impl DeviceCodeThrottle {
         )
     }
 
-    fn keys<'a>(
-        &'a self,
-        session_id: &str,
-        client_ip: Option<IpAddr>,
-    ) -> impl Iterator<Item = (ThrottleKey, &'a ThrottlePolicy)> + 'a {
-        let session = (
-            ThrottleKey::DeviceSession(session_id.to_owned()),
-            &self.session,
-        );
-        let ip = client_ip.map(|ip| (ThrottleKey::device_client_ip(ip), &self.client_ip));
-        std::iter::once(session).chain(ip)
-    }
-
     /// Before a typed user code is looked up: may this session, from this address, try now?
     pub async fn check(
         &self,
         session_id: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<(), ThrottleError> {
-        check_keys(
-            &*self.counter,
-            self.clock.now(),
-            self.keys(session_id, client_ip),
-        )
-        .await
+        self.0
+            .check(
+                Some(ThrottleKey::DeviceSession(session_id.to_owned())),
+                client_ip.map(ThrottleKey::device_client_ip),
+            )
+            .await
     }
 
     /// After a typed user code matched nothing: counts it against the session and the address.
@@ -720,12 +714,12 @@ impl DeviceCodeThrottle {
         session_id: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<(), CounterError> {
-        record_keys(
-            &*self.counter,
-            self.clock.now(),
-            self.keys(session_id, client_ip),
-        )
-        .await
+        self.0
+            .record_failure(
+                Some(ThrottleKey::DeviceSession(session_id.to_owned())),
+                client_ip.map(ThrottleKey::device_client_ip),
+            )
+            .await
     }
 }
 
