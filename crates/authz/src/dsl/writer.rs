@@ -239,7 +239,7 @@ fn restriction(r: &RelationReference) -> String {
 /// Writes one operand; `None` when a direct assignment sits where the DSL cannot express it.
 /// `first` says whether this operand is in a position where a type restriction list may appear.
 fn write_userset(u: &Userset, direct: &[RelationReference], first: bool) -> Option<String> {
-    match u {
+    match single_operand(u) {
         Userset::This(_) => {
             if !first {
                 return None;
@@ -278,9 +278,20 @@ fn write_list(
     Some(parts.join(sep))
 }
 
+/// A union or intersection of one operand is that operand: JSON can spell it so, the DSL
+/// cannot, and writing it as `(x)` would make the text differ from what parsing it gives back.
+fn single_operand(u: &Userset) -> &Userset {
+    match u {
+        Userset::Union(s) | Userset::Intersection(s) if s.child.len() == 1 => {
+            s.child.first().map_or(u, single_operand)
+        }
+        _ => u,
+    }
+}
+
 fn write_operand(u: &Userset, direct: &[RelationReference], first: bool) -> Option<String> {
     let text = write_userset(u, direct, first)?;
-    Some(match u {
+    Some(match single_operand(u) {
         Userset::Union(_) | Userset::Intersection(_) | Userset::Difference(_) => {
             format!("({text})")
         }

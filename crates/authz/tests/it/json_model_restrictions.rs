@@ -66,3 +66,29 @@ fn restrictions_on_an_assignable_relation_and_none_on_a_computed_one_are_accepte
         "{errors:?}"
     );
 }
+
+/// JSON can nest a one-operand union or intersection (`model_json::structured` found
+/// `intersection[union[owner]]`); the DSL writes it as that operand, so writing, parsing and
+/// writing again gives the same text.
+#[test]
+fn one_operand_unions_and_intersections_are_written_as_their_operand() {
+    let nested = json!({"intersection": {"child": [
+        {"union": {"child": [{"computedUserset": {"relation": "viewer"}}]}}
+    ]}});
+    let model: AuthorizationModel = serde_json::from_value(json!({
+        "schema_version": "1.1",
+        "type_definitions": [
+            {"type": "user"},
+            {"type": "doc",
+             "relations": {"owner": nested, "viewer": {"this": {}}},
+             "metadata": {"relations": {
+                 "viewer": {"directly_related_user_types": [{"type": "user"}]}}}}
+        ]
+    }))
+    .expect("the JSON model format");
+    validate_json_model(&model).expect("valid");
+    let text = dsl::write(&model).expect("writable");
+    assert!(text.contains("define owner: viewer\n"), "{text}");
+    let again = dsl::write(&dsl::parse(&text).expect("parses")).expect("writable");
+    assert_eq!(again, text);
+}
