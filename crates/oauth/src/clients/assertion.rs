@@ -28,7 +28,7 @@ pub struct VerifiedAssertion {
 }
 
 /// Verifies a client assertion of `client` (whose method is `private_key_jwt`): the signature
-/// with a key of its registered JWK Set, then the claims ([`check_claims`]). Public (as
+/// with a key of its registered JWK Set, then the claims (`check_claims`). Public (as
 /// `clients::verify_client_assertion`) so it can be fuzzed; the registry calls it after finding
 /// the client, and remembers the `jti`.
 pub fn verify(
