@@ -118,9 +118,24 @@ pub struct TupleToUserset {
 /// The operands of a union or intersection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Usersets {
-    /// The operands, in definition order.
-    #[serde(default)]
+    /// The operands, in definition order; at least one (OpenFGA's API requires it, and the DSL
+    /// has no spelling for an empty union).
+    #[serde(deserialize_with = "at_least_one_operand")]
     pub child: Vec<Userset>,
+}
+
+fn at_least_one_operand<'de, D>(deserializer: D) -> Result<Vec<Userset>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let child = Vec::<Userset>::deserialize(deserializer)?;
+    if child.is_empty() {
+        return Err(serde::de::Error::invalid_length(
+            0,
+            &"at least one operand in a union or intersection",
+        ));
+    }
+    Ok(child)
 }
 
 /// `base but not subtract`.

@@ -92,3 +92,26 @@ fn one_operand_unions_and_intersections_are_written_as_their_operand() {
     let again = dsl::write(&dsl::parse(&text).expect("parses")).expect("writable");
     assert_eq!(again, text);
 }
+
+/// An empty union or intersection is not a model (found by the 10-minute
+/// `model_json::structured` run: it validated and was written as `()`, which does not parse).
+#[test]
+fn empty_unions_and_intersections_are_refused_when_read() {
+    for op in ["union", "intersection"] {
+        let body = json!({
+            "schema_version": "1.1",
+            "type_definitions": [
+                {"type": "user"},
+                {"type": "doc",
+                 "relations": {"owner": {"union": {"child": [{"this": {}}, {op: {"child": []}}]}}},
+                 "metadata": {"relations": {
+                     "owner": {"directly_related_user_types": [{"type": "user"}]}}}}
+            ]
+        });
+        let err = serde_json::from_value::<AuthorizationModel>(body).expect_err(op);
+        assert!(
+            err.to_string().contains("at least one operand"),
+            "{op}: {err}"
+        );
+    }
+}

@@ -129,9 +129,12 @@ fn structured() {
         .with_iterations(SMOKE_ITERATIONS)
         .with_max_len(4096)
         .for_each(|ops| {
+            // The generator may write an empty union or intersection, which the JSON model
+            // format refuses (at least one operand); every other model it writes is readable.
             let value = model_from(ops);
-            let model: AuthorizationModel =
-                serde_json::from_value(value).expect("the generator writes the JSON model format");
-            check_model(model);
+            match serde_json::from_value::<AuthorizationModel>(value) {
+                Ok(model) => check_model(model),
+                Err(e) => assert!(e.to_string().contains("at least one operand"), "{e}"),
+            }
         });
 }
