@@ -78,6 +78,29 @@ fn positive(d: Duration, text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses `--mix`: four comma-separated weights (check, tuple write + delete, grant,
+/// introspection), each at most 1000, not all zero.
+pub fn parse_mix(text: &str) -> Result<[u32; 4], String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let [a, b, c, d] = parts.as_slice() else {
+        return Err(format!(
+            "{text:?}: four weights expected (check,write+delete,grant,introspection)"
+        ));
+    };
+    let mut out = [0u32; 4];
+    for (slot, part) in out.iter_mut().zip([a, b, c, d]) {
+        *slot = part
+            .parse()
+            .ok()
+            .filter(|w| *w <= 1000)
+            .ok_or_else(|| format!("{text:?}: {part:?} is not a weight between 0 and 1000"))?;
+    }
+    if out.iter().all(|w| *w == 0) {
+        return Err(format!("{text:?}: at least one weight must be positive"));
+    }
+    Ok(out)
+}
+
 /// One round of a weighted mix: operation `i` appears `weights[i]` times, spread as evenly as
 /// possible (smooth weighted round robin), so any stretch of the round has about the mix's
 /// proportions.
@@ -546,6 +569,23 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(120 * S));
         assert_eq!(parse_duration("1h"), Ok(3600 * S));
         assert_eq!(parse_duration("2m30s"), Ok(150 * S));
+    }
+
+    #[test]
+    fn mixes_reject_bad_input() {
+        for bad in [
+            "",
+            "1,2,3",
+            "1,2,3,4,5",
+            "0,0,0,0",
+            "1,x,1,1",
+            "1,-1,1,1",
+            "1,1,1,1001",
+        ] {
+            assert!(parse_mix(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(parse_mix("16,1,2,2"), Ok([16, 1, 2, 2]));
+        assert_eq!(parse_mix(" 1, 0 ,0,0"), Ok([1, 0, 0, 0]));
     }
 
     #[test]
