@@ -1591,12 +1591,13 @@ async fn soak_run(args: SoakArgs) -> Result<()> {
 
     // 2. The paced run.
     let windows = Windows::for_run(args.duration);
+    let share = match args.rate {
+        Some(_) => "given".to_owned(),
+        None => format!("{:.0}% of the maximum", 100.0 * args.load),
+    };
     println!(
-        "soak: {:.0} mix operations/s ({:.0}% of the maximum{}) + {}/s logins for {}, on {} \
-         paced connections; latency from each request's scheduled send time; load average {}",
-        rate,
-        100.0 * args.load,
-        if args.rate.is_some() { ", given" } else { "" },
+        "soak: {rate:.0} mix operations/s ({share}) + {}/s logins for {}, on {} paced \
+         connections; latency from each request's scheduled send time; load average {}",
         args.login_rate,
         fmt_ns(args.duration.as_nanos() as f64),
         args.paced_connections,
