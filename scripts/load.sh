@@ -5,11 +5,14 @@
 #   check  10k-tuple Drive-like dataset; check vs /healthz vs /admin/v1/whoami in the same run
 #   login  login flood; logins/s and /healthz p99 during the flood vs idle (scripts/login-load.sh)
 #   oauth  client_credentials grants/s and introspections/s vs /healthz (scripts/oauth-load.sh)
+#   soak   long mixed load at 80% of the measured maximum, RSS sampled (scripts/soak.sh); gets
+#          the server's pid as --server-pid
 #
-# Usage: scripts/load.sh [check|login|oauth] [trustgate-load flags...]
+# Usage: scripts/load.sh [check|login|oauth|soak] [trustgate-load flags...]
 #   e.g. scripts/load.sh --connections 32 --duration 20
 #        scripts/load.sh oauth --connections 32
 # Environment: CARGO_TARGET_DIR (default ./target); TRUSTGATE_LOAD_KEEP=1 keeps the data dir;
+# TRUSTGATE_LOAD_TIMEOUT=SECONDS stops the load generator (and so the run) after that long;
 # TRUSTGATE_LOAD_LOG_LEVEL sets the server's log filter (default: the server's own, `info`). Every
 # check decision and token issuance is written to the audit table by the batched audit writer,
 # as in production.
@@ -18,7 +21,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 scenario=check
 case "${1:-}" in
-  check|login|oauth) scenario="$1"; shift ;;
+  check|login|oauth|soak) scenario="$1"; shift ;;
 esac
 target="${CARGO_TARGET_DIR:-$root/target}"
 
@@ -69,8 +72,13 @@ if [[ -z "$base" ]]; then
 fi
 echo "== server $base (pid $server_pid, data $data)" >&2
 
-if [[ "$scenario" == check ]]; then
-  TRUSTGATE_LOAD_TOKEN="$token" "$target/release/trustgate-load" --url "$base" "$@"
-else
-  TRUSTGATE_LOAD_TOKEN="$token" "$target/release/trustgate-load" "$scenario" --url "$base" "$@"
+load=("$target/release/trustgate-load")
+if [[ -n "${TRUSTGATE_LOAD_TIMEOUT:-}" ]]; then
+  load=(timeout --signal=TERM --kill-after=10 "$TRUSTGATE_LOAD_TIMEOUT" "${load[@]}")
 fi
+case "$scenario" in
+  check) args=() ;;
+  soak) args=(soak --server-pid "$server_pid") ;;
+  *) args=("$scenario") ;;
+esac
+TRUSTGATE_LOAD_TOKEN="$token" "${load[@]}" "${args[@]}" --url "$base" "$@"

@@ -26,8 +26,15 @@
 //! - reverse key `[user_type, user_id, user_relation, relation, object_type, object_id]`.
 //!
 //! `user_relation` is the empty string's symbol (0) for plain objects and wildcards; the
-//! wildcard's id is the symbol of `*`. Symbols are never removed (ids stay stable for every
-//! snapshot); rebuilding the index from the store reclaims the strings of deleted tuples.
+//! wildcard's id is the symbol of `*`. A snapshot never removes a symbol (ids stay stable while
+//! a batch is applied), so the strings of deleted tuples stay interned: a store whose object ids
+//! churn (documents created and deleted) would grow the table without bound. The writer
+//! therefore compacts: when a batch leaves the table with more than twice the symbols of the
+//! last build plus [`COMPACT_SLACK`], the new snapshot is rebuilt from its own tuples with a
+//! fresh table (only the strings live tuples use). That costs one pass over the tuples after at
+//! least as many new symbols as the last build had, so O(1) amortized per interned string, and
+//! bounds the table to about twice what the live tuples need. Readers are not held up: they
+//! keep reading the previous snapshot until the compacted one is published.
 //!
 //! # Changelog
 //! The server applies the store's changelog in order: batch `seq` must be exactly
@@ -121,6 +128,10 @@ pub enum IndexError {
     },
 }
 
+/// Symbols a table may grow by beyond twice its size at the last build before the writer
+/// compacts it (so a small index is not rebuilt every few writes).
+pub const COMPACT_SLACK: usize = 4096;
+
 /// One immutable version of the index. Implements [`TupleReader`].
 #[derive(Clone)]
 pub struct IndexSnapshot {
@@ -128,6 +139,8 @@ pub struct IndexSnapshot {
     symbols: Symbols,
     forward: OrdMap<Key, Value>,
     reverse: OrdMap<Key, Value>,
+    /// Symbols right after the last build (load or compaction): the baseline of the next one.
+    built_symbols: usize,
 }
 
 impl std::fmt::Debug for IndexSnapshot {
@@ -182,7 +195,41 @@ impl IndexSnapshot {
             symbols: Symbols::new(),
             forward: OrdMap::new(),
             reverse: OrdMap::new(),
+            built_symbols: 1,
         }
+    }
+
+    /// Whether the symbol table has outgrown its last build enough to be compacted.
+    fn needs_compaction(&self) -> bool {
+        self.symbols.names.len() > 2 * self.built_symbols + COMPACT_SLACK
+    }
+
+    /// The same tuples with a fresh symbol table holding only the strings they use. Conditions
+    /// are shared with `self`, not copied.
+    fn compacted(&self) -> IndexSnapshot {
+        let mut next = IndexSnapshot::empty();
+        next.seq = self.seq;
+        // Old symbol → new symbol; `Sym::MAX` for "not interned yet".
+        let mut remap: Vec<Sym> = vec![Sym::MAX; self.symbols.names.len()];
+        let mut translate = |old: Sym, next: &mut IndexSnapshot| -> Sym {
+            // Every symbol of a key was interned in `self.symbols`, so it is in range.
+            let slot = &mut remap[old as usize];
+            if *slot == Sym::MAX {
+                *slot = next
+                    .symbols
+                    .intern(self.symbols.name(old).unwrap_or_default());
+            }
+            *slot
+        };
+        for (key, value) in self.forward.iter() {
+            let [ot, oid, rel, ut, urel, uid] = key.map(|old| translate(old, &mut next));
+            next.forward
+                .insert([ot, oid, rel, ut, urel, uid], value.clone());
+            next.reverse
+                .insert([ut, uid, urel, rel, ot, oid], value.clone());
+        }
+        next.built_symbols = next.symbols.names.len();
+        next
     }
 
     /// The changelog batch this snapshot includes.
@@ -476,6 +523,7 @@ impl TupleIndex {
             snap.write(tk)?;
         }
         snap.seq = seq;
+        snap.built_symbols = snap.symbols.names.len();
         Ok(TupleIndex {
             current: ArcSwap::from_pointee(snap),
             writer: Mutex::new(()),
@@ -532,6 +580,9 @@ impl TupleIndex {
             next.apply_change(change)?;
         }
         next.seq = seq;
+        if next.needs_compaction() {
+            next = next.compacted();
+        }
         self.current.store(Arc::new(next));
         Ok(true)
     }

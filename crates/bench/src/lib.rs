@@ -23,6 +23,7 @@
 //! known by construction (see [`QueryClass`]), and users for list-objects.
 
 pub mod login;
+pub mod soak;
 
 use serde_json::{Map, Value, json};
 use trustgate_authz::dsl::{self, DslErrors};

@@ -31,11 +31,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderValue, ORIGIN, SET_COOKIE};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use trustgate_bench::login::{CSRF_COOKIE, LoginOutcome, SESSION_COOKIE, find_cookie, hidden_csrf};
+use trustgate_bench::soak::{self, ErrorKind, Recorder, Windows};
 use trustgate_bench::{Dataset, Stats, fmt_ns};
 
 #[derive(Debug, Parser)]
@@ -111,6 +112,11 @@ async fn main() -> Result<()> {
         argv[0] = "trustgate-load oauth".into();
         return oauth_load(OAuthArgs::parse_from(argv)).await;
     }
+    if argv.get(1).is_some_and(|a| a == "soak") {
+        argv.remove(1);
+        argv[0] = "trustgate-load soak".into();
+        return soak_run(SoakArgs::parse_from(argv)).await;
+    }
     check_load(Args::parse()).await
 }
 
@@ -119,79 +125,16 @@ async fn check_load(args: Args) -> Result<()> {
     if args.connections == 0 || args.duration == 0 || args.rounds == 0 {
         bail!("--connections, --duration and --rounds must be positive");
     }
-    if args.write_batch == 0 {
-        bail!("--write-batch must be positive");
-    }
     let base = args.url.trim_end_matches('/').to_owned();
     let auth = format!("Bearer {}", args.token);
     let setup = client(&auth)?;
 
-    // Setup: store, model, tuples.
-    let ds = Dataset::generate(args.tuples);
-    let store: Value = send_json(
-        &setup,
-        reqwest::Method::POST,
-        &format!("{base}/stores"),
-        &json!({"name": "trustgate-load"}),
-    )
-    .await
-    .context("creating a store")?;
-    let store_id = store["id"]
-        .as_str()
-        .context("the store answer has no id")?
-        .to_owned();
-    let model = Dataset::model().map_err(|e| anyhow::anyhow!("bench model: {e}"))?;
-    let written: Value = send_json(
-        &setup,
-        reqwest::Method::POST,
-        &format!("{base}/stores/{store_id}/authorization-models"),
-        &serde_json::to_value(&model)?,
-    )
-    .await
-    .context("writing the model")?;
-    let model_id = written["authorization_model_id"]
-        .as_str()
-        .context("the model answer has no authorization_model_id")?
-        .to_owned();
-    let t = Instant::now();
-    let chunks: Vec<Value> = ds
-        .tuples
-        .chunks(args.write_batch)
-        .map(|c| json!({"writes": {"tuple_keys": c}, "authorization_model_id": model_id}))
-        .collect();
-    let write_url = format!("{base}/stores/{store_id}/write");
-    let requests = post_all(&setup, &write_url, chunks, 4).await?;
-    println!(
-        "setup: store {store_id}, model {model_id}, {} tuples written in {:.2} s ({} requests of ≤ {})",
-        ds.tuples.len(),
-        t.elapsed().as_secs_f64(),
-        requests,
-        args.write_batch
-    );
-
-    // Requests.
-    let check_url = format!("{base}/stores/{store_id}/check");
-    let checks: Vec<Prepared> = ds
-        .queries
-        .iter()
-        .map(|q| {
-            let mut body = json!({
-                "tuple_key": {"user": q.user, "relation": q.relation, "object": q.object},
-                "authorization_model_id": model_id,
-            });
-            if let Some(ctx) = &q.context {
-                body["context"] = Value::Object(ctx.clone());
-            }
-            Ok(Prepared {
-                method: reqwest::Method::POST,
-                url: check_url.clone(),
-                body: Some(serde_json::to_vec(&body)?),
-                expect_allowed: Some(q.expected),
-                expect_contains: None,
-                auth: None,
-            })
-        })
-        .collect::<Result<_>>()?;
+    let Provisioned {
+        store_id,
+        model_id,
+        ds,
+    } = provision_dataset(&setup, &base, args.tuples, args.write_batch).await?;
+    let checks = check_requests(&ds, &format!("{base}/stores/{store_id}/check"), &model_id)?;
     // A service account holding only `reader` on this store, and a key limited to it: what an
     // application behind trustgate uses. The same checks are sent with it and with the admin
     // token, both as a per-request header so the two differ only in the credential.
@@ -278,6 +221,183 @@ async fn check_load(args: Args) -> Result<()> {
     if errors > 0 {
         bail!("{errors} requests failed or answered unexpectedly");
     }
+    Ok(())
+}
+
+/// A store with the Drive-like model and a dataset written to it.
+struct Provisioned {
+    store_id: String,
+    model_id: String,
+    ds: Dataset,
+}
+
+/// Creates a store, writes the bench model and a dataset of about `tuples` tuples (`write_batch`
+/// per request) through the OpenFGA-compatible API.
+async fn provision_dataset(
+    setup: &Client,
+    base: &str,
+    tuples: usize,
+    write_batch: usize,
+) -> Result<Provisioned> {
+    if write_batch == 0 {
+        bail!("--write-batch must be positive");
+    }
+    let ds = Dataset::generate(tuples);
+    let store: Value = send_json(
+        setup,
+        reqwest::Method::POST,
+        &format!("{base}/stores"),
+        &json!({"name": "trustgate-load"}),
+    )
+    .await
+    .context("creating a store")?;
+    let store_id = store["id"]
+        .as_str()
+        .context("the store answer has no id")?
+        .to_owned();
+    let model = Dataset::model().map_err(|e| anyhow::anyhow!("bench model: {e}"))?;
+    let written: Value = send_json(
+        setup,
+        reqwest::Method::POST,
+        &format!("{base}/stores/{store_id}/authorization-models"),
+        &serde_json::to_value(&model)?,
+    )
+    .await
+    .context("writing the model")?;
+    let model_id = written["authorization_model_id"]
+        .as_str()
+        .context("the model answer has no authorization_model_id")?
+        .to_owned();
+    let t = Instant::now();
+    let chunks: Vec<Value> = ds
+        .tuples
+        .chunks(write_batch)
+        .map(|c| json!({"writes": {"tuple_keys": c}, "authorization_model_id": model_id}))
+        .collect();
+    let write_url = format!("{base}/stores/{store_id}/write");
+    let requests = post_all(setup, &write_url, chunks, 4).await?;
+    println!(
+        "setup: store {store_id}, model {model_id}, {} tuples written in {:.2} s ({} requests of ≤ {})",
+        ds.tuples.len(),
+        t.elapsed().as_secs_f64(),
+        requests,
+        write_batch
+    );
+    Ok(Provisioned {
+        store_id,
+        model_id,
+        ds,
+    })
+}
+
+/// The dataset's check queries as requests to `check_url`, each with its expected answer.
+fn check_requests(ds: &Dataset, check_url: &str, model_id: &str) -> Result<Vec<Prepared>> {
+    ds.queries
+        .iter()
+        .map(|q| {
+            let mut body = json!({
+                "tuple_key": {"user": q.user, "relation": q.relation, "object": q.object},
+                "authorization_model_id": model_id,
+            });
+            if let Some(ctx) = &q.context {
+                body["context"] = Value::Object(ctx.clone());
+            }
+            Ok(Prepared {
+                method: reqwest::Method::POST,
+                url: check_url.to_owned(),
+                body: Some(serde_json::to_vec(&body)?),
+                expect_allowed: Some(q.expected),
+                expect_contains: None,
+                auth: None,
+            })
+        })
+        .collect()
+}
+
+/// A registered confidential client for the client_credentials grant, and a first token.
+struct CcClient {
+    /// `Basic ...` for `client_secret_basic`.
+    basic: String,
+    /// The form body of a grant.
+    grant: Vec<u8>,
+    /// An access token from one grant.
+    token: String,
+}
+
+/// Registers a client_credentials client through the admin API and gets one token with it.
+async fn register_cc_client(admin: &Client, base: &str) -> Result<CcClient> {
+    let registered = send_json(
+        admin,
+        reqwest::Method::POST,
+        &format!("{base}/admin/v1/clients"),
+        &json!({
+            "name": "trustgate-load service",
+            "redirect_uris": [],
+            "grant_types": ["client_credentials"],
+            "scopes": ["bench:read"],
+            "audience": ["https://api.bench.example"],
+        }),
+    )
+    .await
+    .context("registering the benchmark client")?;
+    let id = registered["client_id"].as_str().context("no client_id")?;
+    let secret = registered["client_secret"]
+        .as_str()
+        .context("no client_secret")?;
+    let basic = {
+        use base64::Engine as _;
+        let encode =
+            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                encode(id),
+                encode(secret)
+            ))
+        )
+    };
+    let form = client_with(&basic, "application/x-www-form-urlencoded")?;
+    let grant = b"grant_type=client_credentials&scope=bench%3Aread".to_vec();
+    let issued: Value = form
+        .post(format!("{base}/oauth2/token"))
+        .body(grant.clone())
+        .send()
+        .await?
+        .error_for_status()
+        .context("the first client_credentials grant failed")?
+        .json()
+        .await?;
+    let token = issued["access_token"].as_str().context("no access_token")?;
+    Ok(CcClient {
+        basic,
+        grant,
+        token: token.to_owned(),
+    })
+}
+
+/// The form body introspecting `token`.
+fn introspect_body(token: &str) -> String {
+    format!(
+        "token={}",
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    )
+}
+
+/// Creates a user with a password through the admin API.
+async fn create_user(admin: &Client, base: &str, username: &str, password: &str) -> Result<()> {
+    send_json(
+        admin,
+        reqwest::Method::POST,
+        &format!("{base}/admin/v1/users"),
+        &json!({
+            "username": username,
+            "email": format!("{username}@example.com"),
+            "password": password,
+        }),
+    )
+    .await
+    .with_context(|| format!("creating user {username}"))?;
     Ok(())
 }
 
@@ -567,53 +687,12 @@ async fn oauth_load(args: OAuthArgs) -> Result<()> {
     }
     let base = args.url.trim_end_matches('/').to_owned();
     let admin = client(&format!("Bearer {}", args.token))?;
-    let registered = send_json(
-        &admin,
-        reqwest::Method::POST,
-        &format!("{base}/admin/v1/clients"),
-        &json!({
-            "name": "trustgate-load service",
-            "redirect_uris": [],
-            "grant_types": ["client_credentials"],
-            "scopes": ["bench:read"],
-            "audience": ["https://api.bench.example"],
-        }),
-    )
-    .await
-    .context("registering the benchmark client")?;
-    let id = registered["client_id"].as_str().context("no client_id")?;
-    let secret = registered["client_secret"]
-        .as_str()
-        .context("no client_secret")?;
-    let basic = {
-        use base64::Engine as _;
-        let encode =
-            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!(
-                "{}:{}",
-                encode(id),
-                encode(secret)
-            ))
-        )
-    };
-    let form = client_with(&basic, "application/x-www-form-urlencoded")?;
-    let grant = b"grant_type=client_credentials&scope=bench%3Aread".to_vec();
-    let issued: Value = form
-        .post(format!("{base}/oauth2/token"))
-        .body(grant.clone())
-        .send()
-        .await?
-        .error_for_status()
-        .context("the first client_credentials grant failed")?
-        .json()
-        .await?;
-    let token = issued["access_token"].as_str().context("no access_token")?;
-    let introspect_body = format!(
-        "token={}",
-        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
-    );
+    let CcClient {
+        basic,
+        grant,
+        token,
+    } = register_cc_client(&admin, &base).await?;
+    let introspect_body = introspect_body(&token);
     let endpoints = [
         Endpoint {
             label: "GET /healthz",
@@ -787,18 +866,7 @@ async fn login_flood(args: LoginArgs) -> Result<()> {
     let mut targets = Vec::new();
     for role in ["flood", "wrong"] {
         let username = format!("loadbench-{role}-{nonce}");
-        send_json(
-            &admin,
-            reqwest::Method::POST,
-            &format!("{base}/admin/v1/users"),
-            &json!({
-                "username": username,
-                "email": format!("{username}@example.com"),
-                "password": password,
-            }),
-        )
-        .await
-        .with_context(|| format!("creating user {username}"))?;
+        create_user(&admin, &base, &username, &password).await?;
         targets.push(LoginTarget {
             login_url: format!("{base}/login"),
             origin: origin.clone(),
@@ -1045,4 +1113,641 @@ async fn probe(url: &str, length: Duration, pause: Duration) -> Result<Tally> {
     }
     t.elapsed = start.elapsed();
     Ok(t)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The soak: a long run of mixed load at a fixed fraction of the measured maximum.
+
+/// `trustgate-load soak`: calibrates the mix's maximum rate, then runs it open-loop at a fraction
+/// of it for `--duration`, sampling the server's RSS, and judges the run.
+#[derive(Debug, Parser)]
+#[command(
+    name = "trustgate-load soak",
+    about = "Mixed load (checks, tuple writes + deletes, client_credentials grants, \
+             introspection, logins) at a fraction of the measured maximum for a long run, with \
+             a per-minute table and a verdict: 0 errors, RSS flat, p99 stable"
+)]
+struct SoakArgs {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The admin bearer token.
+    #[arg(long, env = "TRUSTGATE_LOAD_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Length of the paced run: `30m`, `2m`, `90s`, `1h`, or seconds. Under 11 minutes the
+    /// warm-up (1 min) and the compared windows (5 min) shrink proportionally.
+    #[arg(long, default_value = "30m", value_parser = soak::parse_duration)]
+    duration: Duration,
+    /// The server's process id: its RSS is read from `/proc/PID/status`.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Seconds between two RSS samples.
+    #[arg(long, default_value_t = 10)]
+    rss_interval: u64,
+    /// Tuples of the dataset the checks run against.
+    #[arg(long, default_value_t = 10_000)]
+    tuples: usize,
+    /// Tuples per write request while writing the dataset.
+    #[arg(long, default_value_t = 100)]
+    write_batch: usize,
+    /// Closed-loop connections measuring the maximum rate of the mix.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Length of the calibration.
+    #[arg(long, default_value = "20s", value_parser = soak::parse_duration)]
+    calibrate: Duration,
+    /// Fraction of the calibrated maximum to run at.
+    #[arg(long, default_value_t = 0.8)]
+    load: f64,
+    /// Mix operations per second to run at, skipping the calibration.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Connections of the paced run; each sends on its own schedule, so more connections than
+    /// the calibration keeps one slow answer from delaying many scheduled sends.
+    #[arg(long, default_value_t = 64)]
+    paced_connections: usize,
+    /// Logins per second (GET + POST /login), at a fixed rate beside the mix, in the calibration
+    /// too: an argon2id login costs about a thousand checks.
+    #[arg(long, default_value_t = 2.0)]
+    login_rate: f64,
+    /// Users the logins rotate over.
+    #[arg(long, default_value_t = 4)]
+    users: usize,
+    /// One round of the mix, as weights of: check, tuple write + delete (two requests, so the
+    /// store does not grow), client_credentials grant, introspection. Logins are not in the mix
+    /// (`--login-rate`). Zero weights leave an operation out, e.g. to find which one a memory
+    /// growth follows.
+    #[arg(long, default_value = "16,1,2,2", value_parser = soak::parse_mix)]
+    mix: [u32; 4],
+}
+
+/// Operations, as recorded (indices into [`SOAK_LABELS`]).
+const OP_CHECK: usize = 0;
+const OP_WRITE: usize = 1;
+const OP_DELETE: usize = 2;
+const OP_GRANT: usize = 3;
+const OP_INTROSPECT: usize = 4;
+const OP_LOGIN: usize = 5;
+const SOAK_LABELS: [&str; 6] = ["check", "write", "delete", "grant", "introspect", "login"];
+
+const MIX_CHECK: usize = 0;
+const MIX_WRITE_DELETE: usize = 1;
+const MIX_GRANT: usize = 2;
+const MIX_INTROSPECT: usize = 3;
+
+/// Everything a soak worker needs.
+struct SoakCtx {
+    admin_auth: HeaderValue,
+    basic_auth: HeaderValue,
+    checks: Vec<Prepared>,
+    write_url: String,
+    model_id: String,
+    token_url: String,
+    introspect_url: String,
+    grant: Vec<u8>,
+    /// The token introspections ask about: the latest one a grant returned.
+    latest_token: std::sync::RwLock<Arc<str>>,
+    /// Makes every written tuple unique.
+    next_tuple: std::sync::atomic::AtomicU64,
+    schedule: Vec<usize>,
+    logins: Vec<LoginTarget>,
+    rec: std::sync::Mutex<Recorder>,
+    /// Where the recorder's time starts.
+    start: Instant,
+}
+
+type Outcome = std::result::Result<(), ErrorKind>;
+
+impl SoakCtx {
+    fn record(&self, scheduled: Instant, op: usize, latency: Duration, outcome: Outcome) {
+        let at = scheduled.saturating_duration_since(self.start);
+        let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Ok(()) => rec.ok(at, op, latency),
+            Err(kind) => rec.error(at, op, kind),
+        }
+    }
+
+    /// Runs mix operation `op` (the `k`-th of its worker), scheduled at `scheduled`.
+    async fn run(&self, c: &Client, op: usize, k: usize, scheduled: Instant) {
+        match op {
+            MIX_CHECK => {
+                let p = &self.checks[k % self.checks.len()];
+                let req = c
+                    .post(&p.url)
+                    .header(AUTHORIZATION, self.admin_auth.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(p.body.clone().unwrap_or_default());
+                let outcome = exchange(req).await.and_then(|body| {
+                    let needle: &[u8] = if p.expect_allowed == Some(true) {
+                        b"\"allowed\":true"
+                    } else {
+                        b"\"allowed\":false"
+                    };
+                    expect(contains(&body, needle))
+                });
+                self.record(scheduled, OP_CHECK, scheduled.elapsed(), outcome);
+            }
+            MIX_WRITE_DELETE => {
+                let n = self
+                    .next_tuple
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let key = json!({"user": "user:soak", "relation": "viewer", "object": format!("document:soak{n}")});
+                let write = json!({"writes": {"tuple_keys": [key]}, "authorization_model_id": self.model_id});
+                let outcome = self.admin_post(c, &write).await;
+                let written = outcome.is_ok();
+                self.record(scheduled, OP_WRITE, scheduled.elapsed(), outcome);
+                if written {
+                    // Sent right after the write, so measured from its own send time.
+                    let sent = Instant::now();
+                    let delete = json!({"deletes": {"tuple_keys": [key]}, "authorization_model_id": self.model_id});
+                    let outcome = self.admin_post(c, &delete).await;
+                    self.record(sent, OP_DELETE, sent.elapsed(), outcome);
+                }
+            }
+            MIX_GRANT => {
+                let req = c
+                    .post(&self.token_url)
+                    .header(AUTHORIZATION, self.basic_auth.clone())
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(self.grant.clone());
+                let outcome = exchange(req).await.and_then(|body| {
+                    let token = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v["access_token"].as_str().map(Arc::<str>::from))
+                        .ok_or(ErrorKind::Unexpected)?;
+                    *self.latest_token.write().unwrap_or_else(|e| e.into_inner()) = token;
+                    Ok(())
+                });
+                self.record(scheduled, OP_GRANT, scheduled.elapsed(), outcome);
+            }
+            _ => {
+                let token = self
+                    .latest_token
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let req = c
+                    .post(&self.introspect_url)
+                    .header(AUTHORIZATION, self.basic_auth.clone())
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(introspect_body(&token));
+                let outcome = exchange(req)
+                    .await
+                    .and_then(|body| expect(contains(&body, b"\"active\":true")));
+                self.record(scheduled, OP_INTROSPECT, scheduled.elapsed(), outcome);
+            }
+        }
+    }
+
+    async fn admin_post(&self, c: &Client, body: &Value) -> Outcome {
+        let req = c
+            .post(&self.write_url)
+            .header(AUTHORIZATION, self.admin_auth.clone())
+            .json(body);
+        exchange(req).await.map(|_| ())
+    }
+
+    /// One login of user `k % users`, scheduled at `scheduled`.
+    async fn login(&self, c: &Client, k: usize, scheduled: Instant) {
+        let target = &self.logins[k % self.logins.len()];
+        let outcome = match one_login(c, target).await {
+            Ok(LoginOutcome::SignedIn) => Ok(()),
+            Ok(LoginOutcome::Busy) => Err(ErrorKind::Status(503)),
+            Ok(LoginOutcome::Throttled) => Err(ErrorKind::Status(429)),
+            Ok(LoginOutcome::Rejected | LoginOutcome::Other) => Err(ErrorKind::Unexpected),
+            Err(_) => Err(ErrorKind::Transport),
+        };
+        self.record(scheduled, OP_LOGIN, scheduled.elapsed(), outcome);
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn expect(ok: bool) -> Outcome {
+    if ok {
+        Ok(())
+    } else {
+        Err(ErrorKind::Unexpected)
+    }
+}
+
+/// Sends `req`; the body of a 200 answer, or what went wrong.
+async fn exchange(req: reqwest::RequestBuilder) -> std::result::Result<Vec<u8>, ErrorKind> {
+    let resp = req.send().await.map_err(|_| ErrorKind::Transport)?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|_| ErrorKind::Transport)?;
+    if status != StatusCode::OK {
+        return Err(ErrorKind::Status(status.as_u16()));
+    }
+    Ok(body.to_vec())
+}
+
+/// How a worker sends.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// The next request as soon as the previous answer is in (measuring the maximum).
+    Closed,
+    /// Request `j` at `first + j × interval`, late or not (latency counted from then).
+    Open { first: Instant, interval: Duration },
+}
+
+impl Pace {
+    /// When the `j`-th request is due; `None` when it would be at or after `end`.
+    fn due(&self, j: u64, end: Instant) -> Option<Instant> {
+        let at = match self {
+            Pace::Closed => Instant::now(),
+            Pace::Open { first, interval } => {
+                *first
+                    + Duration::from_nanos(
+                        u64::try_from(interval.as_nanos())
+                            .unwrap_or(u64::MAX)
+                            .saturating_mul(j),
+                    )
+            }
+        };
+        (at < end).then_some(at)
+    }
+}
+
+/// Worker `w` of `of`: runs the mix until `end`; returns the mix operations done.
+async fn mix_worker(ctx: Arc<SoakCtx>, w: usize, of: usize, pace: Pace, end: Instant) -> u64 {
+    let Ok(c) = page_client() else { return 0 };
+    let mut j: u64 = 0;
+    while let Some(at) = pace.due(j, end) {
+        tokio::time::sleep_until(at.into()).await;
+        let k = usize::try_from(j)
+            .unwrap_or(usize::MAX)
+            .wrapping_mul(of)
+            .wrapping_add(w);
+        let op = ctx.schedule[k % ctx.schedule.len()];
+        ctx.run(&c, op, k / ctx.schedule.len() + w * 7, at).await;
+        j += 1;
+    }
+    j
+}
+
+/// Logins at `rate` per second until `end`, spread over a few workers so one slow login (argon2id)
+/// does not delay the next scheduled one.
+fn spawn_logins(
+    ctx: &Arc<SoakCtx>,
+    tasks: &mut tokio::task::JoinSet<u64>,
+    rate: f64,
+    first: Instant,
+    end: Instant,
+) {
+    if rate <= 0.0 {
+        return;
+    }
+    const WORKERS: usize = 4;
+    let interval = Duration::from_secs_f64(WORKERS as f64 / rate);
+    for w in 0..WORKERS {
+        let ctx = ctx.clone();
+        let pace = Pace::Open {
+            first: first + interval.mul_f64(w as f64 / WORKERS as f64),
+            interval,
+        };
+        tasks.spawn(async move {
+            let Ok(c) = page_client() else { return 0 };
+            let mut j: u64 = 0;
+            while let Some(at) = pace.due(j, end) {
+                tokio::time::sleep_until(at.into()).await;
+                let k = usize::try_from(j).unwrap_or(usize::MAX) * WORKERS + w;
+                ctx.login(&c, k, at).await;
+                j += 1;
+            }
+            0
+        });
+    }
+}
+
+/// Resident set size of `pid`, KiB, from `/proc/PID/status`.
+fn read_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS line")?;
+    line.split_whitespace()
+        .nth(1)
+        .context("an empty VmRSS line")?
+        .parse()
+        .context("VmRSS is not a number")
+}
+
+/// The 1-minute load average.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+async fn soak_run(args: SoakArgs) -> Result<()> {
+    if args.connections == 0 || args.paced_connections == 0 || args.users == 0 {
+        bail!("--connections, --paced-connections and --users must be positive");
+    }
+    if !(args.load > 0.0 && args.load <= 1.0) {
+        bail!("--load must be in (0, 1]");
+    }
+    if !(args.login_rate >= 0.0 && args.login_rate <= 20.0) {
+        bail!("--login-rate must be between 0 and 20 per second (argon2id: ~60/s on 2 cores)");
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--rate must be positive");
+    }
+    if args.rss_interval == 0 {
+        bail!("--rss-interval must be positive");
+    }
+    let base = args.url.trim_end_matches('/').to_owned();
+    let origin = reqwest::Url::parse(&base)
+        .context("--url is not a URL")?
+        .origin()
+        .ascii_serialization();
+    let admin_auth = format!("Bearer {}", args.token);
+    let setup = client(&admin_auth)?;
+
+    // Provisioning, once: the same dataset and client as the check and oauth scenarios.
+    let Provisioned {
+        store_id,
+        model_id,
+        ds,
+    } = provision_dataset(&setup, &base, args.tuples, args.write_batch).await?;
+    let checks = check_requests(&ds, &format!("{base}/stores/{store_id}/check"), &model_id)?;
+    verify_checks(&setup, &checks).await?;
+    let cc = register_cc_client(&setup, &base).await?;
+    let nonce = OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000_000;
+    let password = format!("Soak {nonce} passphrase");
+    let mut logins = Vec::new();
+    let page = page_client()?;
+    for i in 0..args.users {
+        let username = format!("soak-{nonce}-{i}");
+        create_user(&setup, &base, &username, &password).await?;
+        let target = LoginTarget {
+            login_url: format!("{base}/login"),
+            origin: origin.clone(),
+            username,
+            password: password.clone(),
+        };
+        match one_login(&page, &target).await {
+            Ok(LoginOutcome::SignedIn) => {}
+            Ok(other) => bail!("the first login of {} gave {other:?}", target.username),
+            Err(e) => return Err(e.context("the first login failed")),
+        }
+        logins.push(target);
+    }
+    let sensitive = |v: &str| -> Result<HeaderValue> {
+        let mut h = HeaderValue::from_str(v).context("not a valid header value")?;
+        h.set_sensitive(true);
+        Ok(h)
+    };
+    let new_ctx = |start: Instant| -> Result<Arc<SoakCtx>> {
+        Ok(Arc::new(SoakCtx {
+            admin_auth: sensitive(&admin_auth)?,
+            basic_auth: sensitive(&cc.basic)?,
+            checks: checks.clone(),
+            write_url: format!("{base}/stores/{store_id}/write"),
+            model_id: model_id.clone(),
+            token_url: format!("{base}/oauth2/token"),
+            introspect_url: format!("{base}/oauth2/introspect"),
+            grant: cc.grant.clone(),
+            latest_token: std::sync::RwLock::new(Arc::from(cc.token.as_str())),
+            next_tuple: std::sync::atomic::AtomicU64::new(0),
+            schedule: soak::mix_schedule(&args.mix),
+            logins: logins.clone(),
+            rec: std::sync::Mutex::new(Recorder::new(SOAK_LABELS.to_vec())),
+            start,
+        }))
+    };
+    let mix = format!(
+        "mix per round: {} check, {} tuple write + delete, {} client_credentials grant, {} \
+         introspection; logins (GET + POST /login, {} users in turn) at {}/s beside it",
+        args.mix[MIX_CHECK],
+        args.mix[MIX_WRITE_DELETE],
+        args.mix[MIX_GRANT],
+        args.mix[MIX_INTROSPECT],
+        args.users,
+        args.login_rate
+    );
+    println!("{mix}; {} CPUs shared by server and load generator", cpus());
+
+    // 1. Calibration: closed loop.
+    let rate = match args.rate {
+        Some(r) => {
+            println!("rate given: {r:.0} mix operations/s (no calibration)");
+            r
+        }
+        None => {
+            let start = Instant::now();
+            let ctx = new_ctx(start)?;
+            let end = start + args.calibrate;
+            let mut tasks = tokio::task::JoinSet::new();
+            for w in 0..args.connections {
+                tasks.spawn(mix_worker(
+                    ctx.clone(),
+                    w,
+                    args.connections,
+                    Pace::Closed,
+                    end,
+                ));
+            }
+            let mut logins = tokio::task::JoinSet::new();
+            spawn_logins(&ctx, &mut logins, args.login_rate, start, end);
+            let mut done = 0;
+            while let Some(r) = tasks.join_next().await {
+                done += r.unwrap_or(0);
+            }
+            let elapsed = start.elapsed().as_secs_f64();
+            while logins.join_next().await.is_some() {}
+            let max = done as f64 / elapsed;
+            let rec = ctx.rec.lock().unwrap_or_else(|e| e.into_inner());
+            let summary = rec.summary(Duration::ZERO, Duration::MAX);
+            let line: Vec<String> = SOAK_LABELS
+                .iter()
+                .zip(&summary)
+                .map(|(l, s)| format!("{l} {:.0}/s", s.requests as f64 / elapsed))
+                .collect();
+            println!(
+                "calibration: {} closed-loop connections for {:.0} s (load average {}): maximum \
+                 {max:.0} mix operations/s ({})",
+                args.connections,
+                elapsed,
+                loadavg(),
+                line.join(", ")
+            );
+            let errors = rec.errors();
+            if !errors.is_empty() {
+                bail!("the calibration had failed requests: {errors:?}");
+            }
+            max * args.load
+        }
+    };
+    if rate < 1.0 {
+        bail!("a rate of {rate:.2} mix operations/s is too low to run");
+    }
+
+    // 2. The paced run.
+    let windows = Windows::for_run(args.duration);
+    let share = match args.rate {
+        Some(_) => "given".to_owned(),
+        None => format!("{:.0}% of the maximum", 100.0 * args.load),
+    };
+    println!(
+        "soak: {rate:.0} mix operations/s ({share}) + {}/s logins for {}, on {} paced \
+         connections; latency from each request's scheduled send time; load average {}",
+        args.login_rate,
+        fmt_ns(args.duration.as_nanos() as f64),
+        args.paced_connections,
+        loadavg()
+    );
+    let start = Instant::now() + Duration::from_millis(100);
+    let ctx = new_ctx(start)?;
+    let end = start + args.duration;
+    let interval = Duration::from_secs_f64(args.paced_connections as f64 / rate);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..args.paced_connections {
+        let pace = Pace::Open {
+            first: start + interval.mul_f64(w as f64 / args.paced_connections as f64),
+            interval,
+        };
+        tasks.spawn(mix_worker(
+            ctx.clone(),
+            w,
+            args.paced_connections,
+            pace,
+            end,
+        ));
+    }
+    spawn_logins(&ctx, &mut tasks, args.login_rate, start, end);
+
+    // 3. RSS every `--rss-interval` s.
+    let sampler = args.server_pid.map(|pid| {
+        let ctx = ctx.clone();
+        let every = Duration::from_secs(args.rss_interval);
+        tokio::spawn(async move {
+            let mut i: u32 = 0;
+            loop {
+                let at = start + every * i;
+                if at >= end {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                tokio::time::sleep_until(at.into()).await;
+                let kib = read_rss_kib(pid)?;
+                ctx.rec
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .rss(at - start, kib);
+                i += 1;
+            }
+        })
+    });
+    if args.server_pid.is_none() {
+        println!("no --server-pid: RSS is not sampled and the RSS criterion fails");
+    }
+
+    // 4. A row per minute, printed a few seconds after the minute so its requests are in.
+    let minutes = args.duration.as_secs().div_ceil(60);
+    {
+        let ctx = ctx.clone();
+        let header = ctx
+            .rec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .minute_header();
+        println!("\n{header}  load1");
+        tokio::spawn(async move {
+            for m in 0..minutes {
+                let due =
+                    (start + Duration::from_secs(60 * (m + 1))).min(end) + Duration::from_secs(2);
+                tokio::time::sleep_until(due.into()).await;
+                // Copy the minute out so sorting does not hold the lock the workers record with.
+                let minute = ctx.rec.lock().unwrap_or_else(|e| e.into_inner()).slice(
+                    Duration::from_secs(60 * m),
+                    Duration::from_secs(60 * (m + 1)),
+                );
+                println!("{}  {}", minute.minute_row(m), loadavg());
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let rss_failure = match sampler {
+        Some(handle) => match handle.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(e) => Some(e.to_string()),
+        },
+        None => None,
+    };
+    // Let the last minute's row print.
+    tokio::time::sleep_until((end + Duration::from_secs(3)).into()).await;
+
+    // 5. The verdict.
+    let rec = ctx.rec.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (f0, f1) = windows.first();
+    let (l0, l1) = windows.last();
+    let (first, last) = (rec.summary(f0, f1), rec.summary(l0, l1));
+    // The live rows miss the requests of a minute that were still in flight when it was printed
+    // (a backlog after a stall); these are complete.
+    println!(
+        "\nper minute of scheduled send time, complete:\n{}",
+        rec.minute_header()
+    );
+    for m in 0..minutes {
+        println!("{}", rec.minute_row(m));
+    }
+    println!(
+        "\n{}; load average at the end {}",
+        windows.describe(),
+        loadavg()
+    );
+    println!(
+        "{:<11} {:>9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>7}",
+        "operation", "first: n", "p50", "p99", "last: n", "p50", "p99", "errors"
+    );
+    let whole = rec.summary(Duration::ZERO, Duration::MAX);
+    for (i, label) in SOAK_LABELS.iter().enumerate() {
+        let (a, b) = (first[i], last[i]);
+        println!(
+            "{label:<11} {:>9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>7}",
+            a.requests,
+            fmt_ns(a.stats.p50_ns),
+            fmt_ns(a.stats.p99_ns),
+            b.requests,
+            fmt_ns(b.stats.p50_ns),
+            fmt_ns(b.stats.p99_ns),
+            whole[i].errors
+        );
+    }
+    let total: u64 = whole.iter().map(|s| s.requests + s.errors).sum();
+    println!(
+        "{total} requests in {:.0} s = {:.0} requests/s",
+        args.duration.as_secs_f64(),
+        total as f64 / args.duration.as_secs_f64()
+    );
+    let mut failed = Vec::new();
+    for c in soak::verdict(&rec, &windows) {
+        println!(
+            "{} {}: {}",
+            if c.passed { "PASS" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+        if !c.passed {
+            failed.push(c.name);
+        }
+    }
+    if let Some(e) = rss_failure {
+        println!("FAIL RSS sampling: {e}");
+        failed.push("RSS sampling");
+    }
+    if !failed.is_empty() {
+        // A verdict, not a malfunction of the tool: no error chain or backtrace, exit code 1.
+        println!("soak failed: {}", failed.join(", "));
+        std::process::exit(1);
+    }
+    println!("soak passed");
+    Ok(())
 }
