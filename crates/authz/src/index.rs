@@ -28,12 +28,12 @@
 //! `user_relation` is the empty string's symbol (0) for plain objects and wildcards; the
 //! wildcard's id is the symbol of `*`. A snapshot never removes a symbol (ids stay stable while
 //! a batch is applied), so the strings of deleted tuples stay interned: a store whose object ids
-//! churn (documents created and deleted) would grow the table without bound. The writer
-//! therefore compacts: when a batch leaves the table with more than twice the symbols of the
-//! last build plus [`COMPACT_SLACK`], the new snapshot is rebuilt from its own tuples with a
-//! fresh table (only the strings live tuples use). That costs one pass over the tuples after at
-//! least as many new symbols as the last build had, so O(1) amortized per interned string, and
-//! bounds the table to about twice what the live tuples need. Readers are not held up: they
+//! churn (documents created and deleted) would grow the table without bound. The owner of the
+//! index therefore compacts it ([`TupleIndex::compact`], off the async workers): when the table
+//! holds more than twice the symbols of the last build plus [`COMPACT_SLACK`], the snapshot is
+//! rebuilt from its own tuples with a fresh table (only the strings live tuples use). That costs
+//! one pass over the tuples after at least as many new symbols as the last build had, so O(1)
+//! amortized per interned string, and bounds the table to about twice what the live tuples need. Readers are not held up: they
 //! keep reading the previous snapshot until the compacted one is published.
 //!
 //! # Changelog
@@ -580,10 +580,31 @@ impl TupleIndex {
             next.apply_change(change)?;
         }
         next.seq = seq;
-        if next.needs_compaction() {
-            next = next.compacted();
-        }
         self.current.store(Arc::new(next));
         Ok(true)
+    }
+
+    /// Whether deletes have left the symbol table mostly dead: then [`Self::compact`] is due.
+    pub fn needs_compaction(&self) -> bool {
+        self.current.load().needs_compaction()
+    }
+
+    /// Rebuilds the current snapshot with a fresh symbol table if [`Self::needs_compaction`].
+    /// One pass over the tuples: call it off the async workers. The rebuild runs without the
+    /// writer's lock, so [`Self::apply`] is never held up; if a batch was applied meanwhile the
+    /// result is dropped (a later call compacts). Returns whether it published a compacted
+    /// snapshot.
+    pub fn compact(&self) -> bool {
+        let snapshot = self.current.load_full();
+        if !snapshot.needs_compaction() {
+            return false;
+        }
+        let compacted = snapshot.compacted();
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if self.current.load().seq != snapshot.seq {
+            return false;
+        }
+        self.current.store(Arc::new(compacted));
+        true
     }
 }

@@ -38,6 +38,8 @@ const CATCH_UP_BATCH: u32 = 1000;
 pub(crate) struct StoreIndex {
     pub(crate) index: TupleIndex,
     catch_up: tokio::sync::Mutex<()>,
+    /// A compaction of the index is running on the blocking pool.
+    compacting: std::sync::atomic::AtomicBool,
 }
 
 /// The loaded indexes, by store id.
@@ -71,6 +73,7 @@ impl Inner {
         let fresh = Arc::new(StoreIndex {
             index,
             catch_up: tokio::sync::Mutex::new(()),
+            compacting: std::sync::atomic::AtomicBool::new(false),
         });
         let mut map = self.indexes.write().unwrap_or_else(|e| e.into_inner());
         // A concurrent loader may have won; keep its index (it may be fresher).
@@ -115,7 +118,12 @@ impl Inner {
     }
 
     /// Applies changelog entries until the index of `store_id` is at `target` or later.
-    async fn catch_up(&self, store_id: &str, si: &StoreIndex, target: u64) -> Result<(), PdpError> {
+    async fn catch_up(
+        &self,
+        store_id: &str,
+        si: &Arc<StoreIndex>,
+        target: u64,
+    ) -> Result<(), PdpError> {
         if si.index.applied_seq() >= target {
             return Ok(());
         }
@@ -143,6 +151,7 @@ impl Inner {
                     .map_err(PdpError::internal)?;
             }
         }
+        compact_in_background(si);
         Ok(())
     }
 
@@ -220,4 +229,19 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// Compacts the index's symbol table on the blocking pool when deletes have left it mostly dead
+/// (one pass over the store's tuples: never on an async worker, never twice at once, and
+/// nobody waits for it: readers keep the current snapshot until the compacted one is published).
+fn compact_in_background(si: &Arc<StoreIndex>) {
+    use std::sync::atomic::Ordering;
+    if !si.index.needs_compaction() || si.compacting.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let si = Arc::clone(si);
+    tokio::task::spawn_blocking(move || {
+        si.index.compact();
+        si.compacting.store(false, Ordering::Release);
+    });
 }
