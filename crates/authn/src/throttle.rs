@@ -80,25 +80,15 @@ impl ThrottlePolicy {
         window: Duration::from_secs(60 * 60),
     };
 
-    /// Per signed-in session typing device user codes: 5 free failures (typos), then 1 s doubling
-    /// to at most 15 min, forgotten an hour after the last one. A user code has 20^8 ≈ 2^34.6
-    /// values and lives 10 minutes, so a session at the cap gets about four guesses an hour.
-    pub const DEVICE_SESSION: ThrottlePolicy = ThrottlePolicy {
-        free_failures: 5,
-        base_delay: Duration::from_secs(1),
-        max_delay: Duration::from_secs(15 * 60),
-        window: Duration::from_secs(60 * 60),
-    };
+    /// Per signed-in session typing device user codes: the account policy (5 free failures for
+    /// typos, then 1 s doubling to at most 15 min, forgotten an hour after the last one). A user
+    /// code has 20^8 ≈ 2^34.6 values and lives 10 minutes, so a session at the cap gets about
+    /// four guesses an hour.
+    pub const DEVICE_SESSION: ThrottlePolicy = ThrottlePolicy::ACCOUNT;
 
     /// Per client IP typing device user codes, whatever the session (an attacker can open
-    /// many): 20 free failures, then 1 s doubling to at most 15 min; forgotten an hour after the
-    /// last one.
-    pub const DEVICE_CLIENT_IP: ThrottlePolicy = ThrottlePolicy {
-        free_failures: 20,
-        base_delay: Duration::from_secs(1),
-        max_delay: Duration::from_secs(15 * 60),
-        window: Duration::from_secs(60 * 60),
-    };
+    /// many): the sign-in policy per IP, counted under its own key.
+    pub const DEVICE_CLIENT_IP: ThrottlePolicy = ThrottlePolicy::CLIENT_IP;
 
     /// A custom policy. `base_delay` is capped at `max_delay`, and `window` is raised to at
     /// least twice `max_delay`: a count forgotten when its wait runs out would hand a guesser at
