@@ -177,6 +177,8 @@ impl Server {
             time::Duration::days(i64::from(self.state.config.audit.streamed_retention_days)),
         ));
         let maintenance = tokio::spawn(maintain_oauth_periodically(self.state.oauth.clone()));
+        let metrics_upkeep =
+            tokio::spawn(crate::telemetry::metrics_upkeep(self.state.metrics.clone()));
         let settings = crate::listener::ListenerSettings::new(
             &self.state.config.http,
             crate::listener::descriptor_limit(),
@@ -193,6 +195,7 @@ impl Server {
         purge.abort();
         audit_retention.abort();
         maintenance.abort();
+        metrics_upkeep.abort();
         // Decisions and issuances still queued reach the trail before the database closes; a
         // database that does not answer cannot hold shutdown up beyond this bound.
         if !auditor.flush(AUDIT_FLUSH_TIMEOUT).await {
