@@ -48,6 +48,7 @@ fn client(jwks: Option<Value>) -> Client {
         resource_audiences: Vec::new(),
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        token_exchange: None,
         created_at: at,
         updated_at: at,
         has_secret: true,
