@@ -7,6 +7,7 @@
 //! back to the client ([`AuthorizeError::Redirect`]) with `state` and `iss`.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use url::Url;
 
@@ -58,14 +59,23 @@ impl Params {
                 continue;
             }
             count += 1;
-            if !params.first.contains_key(&name) {
-                params.first.insert(name, value);
-            } else if REPEATABLE_PARAMS.contains(&name.as_str()) {
-                params.more.entry(name).or_default().push(value);
-            } else {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {name} is repeated"
-                )));
+            match params.first.entry(name) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(taken) if REPEATABLE_PARAMS.contains(&taken.key().as_str()) => {
+                    params
+                        .more
+                        .entry(taken.key().clone())
+                        .or_default()
+                        .push(value);
+                }
+                Entry::Occupied(taken) => {
+                    return Err(OAuthError::invalid_request(format!(
+                        "parameter {} is repeated",
+                        taken.key()
+                    )));
+                }
             }
         }
         Ok(params)
