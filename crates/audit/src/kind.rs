@@ -139,6 +139,8 @@ audit_kinds! {
     OAuthSessionEnded = "oauth_session_ended", Recorded;
     /// A back-channel logout token was delivered to a client.
     OAuthBackchannelLogout = "oauth_backchannel_logout", Streamed;
+    /// A token exchange (RFC 8693) was refused (the error and its reason in the details).
+    OAuthTokenExchangeRefused = "oauth_token_exchange_refused", Recorded;
     /// Tokens were issued at the token endpoint.
     OAuthTokenIssued = "oauth_token_issued", Streamed;
     /// An authorization decision (check) was made.

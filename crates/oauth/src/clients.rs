@@ -139,15 +139,19 @@ pub enum GrantType {
     ClientCredentials,
     /// `urn:ietf:params:oauth:grant-type:device_code` (RFC 8628).
     DeviceCode,
+    /// `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693): a confidential client
+    /// exchanges an access token it received for a short-lived one for a downstream service.
+    TokenExchange,
 }
 
 impl GrantType {
     /// Every grant type, in declaration order.
-    pub const ALL: [GrantType; 4] = [
+    pub const ALL: [GrantType; 5] = [
         GrantType::AuthorizationCode,
         GrantType::RefreshToken,
         GrantType::ClientCredentials,
         GrantType::DeviceCode,
+        GrantType::TokenExchange,
     ];
 
     /// The registered spelling (the `grant_type` parameter value).
@@ -157,6 +161,7 @@ impl GrantType {
             GrantType::RefreshToken => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
             GrantType::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
+            GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
         }
     }
 }
@@ -191,6 +196,17 @@ impl<'de> Deserialize<'de> for GrantType {
         let s = String::deserialize(deserializer)?;
         s.parse().map_err(serde::de::Error::custom)
     }
+}
+
+/// What a client registered for the token exchange grant may ask for (RFC 8693 §2.1, §5: the
+/// authorization server decides, per client, which targets it may obtain tokens for).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchangePolicy {
+    /// The targets (`audience` or `resource` values) the client may exchange tokens for: the
+    /// same audience values as a client's `audience` and a resource server's client id or
+    /// `resource_audiences`, compared exactly. The issued token's `aud` is the one requested.
+    pub audiences: Vec<String>,
 }
 
 /// OIDC Dynamic Client Registration `application_type`: which redirect URIs make sense.
@@ -311,6 +327,10 @@ pub struct ClientRegistration {
     /// The back-channel logout token must carry `sid`.
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// For the token exchange grant: the targets the client may request (required with that
+    /// grant, refused without it).
+    #[serde(default)]
+    pub token_exchange: Option<TokenExchangePolicy>,
 }
 
 impl ClientRegistration {
@@ -334,6 +354,7 @@ impl ClientRegistration {
             resource_audiences: Vec::new(),
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            token_exchange: None,
         }
     }
 }
@@ -378,6 +399,8 @@ pub struct Client {
     pub backchannel_logout_uri: Option<String>,
     /// Back-channel logout tokens carry `sid`.
     pub backchannel_logout_session_required: bool,
+    /// What it may ask for with the token exchange grant.
+    pub token_exchange: Option<TokenExchangePolicy>,
     /// Registered.
     pub created_at: OffsetDateTime,
     /// Last changed.
@@ -400,6 +423,20 @@ impl Client {
     /// Whether the client may ask for this scope.
     pub fn allows_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Whether a token whose `aud` contains `audience` is for this client as a resource
+    /// server: the audience is its client id or one of its registered `resource_audiences`.
+    /// What entitles it to introspect such a token (RFC 7662 §4) and to exchange it (RFC 8693).
+    pub fn serves_audience(&self, audience: &str) -> bool {
+        audience == self.id || self.resource_audiences.iter().any(|r| r == audience)
+    }
+
+    /// Whether the token exchange grant may issue this client a token for `target`.
+    pub fn may_exchange_for(&self, target: &str) -> bool {
+        self.token_exchange
+            .as_ref()
+            .is_some_and(|p| p.audiences.iter().any(|a| a == target))
     }
 
     /// Whether `uri` is one of the registered redirect URIs.
@@ -453,6 +490,7 @@ impl Client {
             resource_audiences: self.resource_audiences.clone(),
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
             backchannel_logout_session_required: self.backchannel_logout_session_required,
+            token_exchange: self.token_exchange.clone(),
         }
     }
 }
@@ -505,6 +543,7 @@ impl Serialize for Client {
             resource_audiences: &'a [String],
             backchannel_logout_uri: &'a Option<String>,
             backchannel_logout_session_required: bool,
+            token_exchange: &'a Option<TokenExchangePolicy>,
             created_at: String,
             updated_at: String,
             has_secret: bool,
@@ -528,6 +567,7 @@ impl Serialize for Client {
             resource_audiences: &self.resource_audiences,
             backchannel_logout_uri: &self.backchannel_logout_uri,
             backchannel_logout_session_required: self.backchannel_logout_session_required,
+            token_exchange: &self.token_exchange,
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
             has_secret: self.has_secret,
@@ -626,6 +666,7 @@ mod tests {
             resource_audiences: Vec::new(),
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            token_exchange: None,
             created_at: datetime!(2026-01-01 00:00 UTC),
             updated_at: datetime!(2026-01-01 00:00 UTC),
             has_secret: false,
@@ -645,10 +686,16 @@ mod tests {
             GrantType::DeviceCode.as_str(),
             "urn:ietf:params:oauth:grant-type:device_code"
         );
+        assert_eq!(
+            GrantType::TokenExchange.as_str(),
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        );
         for bad in [
             "implicit",
             "password",
             "device_code",
+            "token-exchange",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
             "AUTHORIZATION_CODE",
             "",
         ] {
@@ -813,5 +860,17 @@ mod tests {
         assert!(c.allows_scope("openid"));
         assert!(!c.allows_scope("admin"));
         assert!(!c.allows_scope("OPENID"));
+        c.resource_audiences = vec!["https://orders.example".into()];
+        assert!(c.serves_audience("tgc_x"));
+        assert!(c.serves_audience("https://orders.example"));
+        assert!(!c.serves_audience("https://orders.example/"));
+        assert!(!c.serves_audience("tgc_y"));
+        assert!(!c.may_exchange_for("https://orders.example"));
+        c.token_exchange = Some(TokenExchangePolicy {
+            audiences: vec!["https://billing.example".into()],
+        });
+        assert!(c.may_exchange_for("https://billing.example"));
+        assert!(!c.may_exchange_for("https://BILLING.example"));
+        assert!(!c.may_exchange_for("https://orders.example"));
     }
 }

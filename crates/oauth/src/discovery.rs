@@ -26,7 +26,8 @@ pub fn metadata(endpoints: &Endpoints, signing_algorithms: &[&str]) -> Value {
             "authorization_code",
             "refresh_token",
             "client_credentials",
-            "urn:ietf:params:oauth:grant-type:device_code"
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
         ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": signing_algorithms,

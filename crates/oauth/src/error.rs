@@ -52,6 +52,9 @@ pub enum ErrorCode {
     InsufficientScope,
     /// RFC 6750: the access token is invalid (userinfo).
     InvalidToken,
+    /// RFC 8707 §2, RFC 8693 §2.2.2: the requested target (`resource`, `audience`) is
+    /// missing, malformed, unknown or not one the client may obtain a token for.
+    InvalidTarget,
 }
 
 impl ErrorCode {
@@ -80,6 +83,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidTarget => "invalid_target",
         }
     }
 

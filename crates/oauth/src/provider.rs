@@ -6,7 +6,8 @@
 //! authorize.rs   authorize(params, session, decision) ─► Login | Consent | Redirect | ErrorPage
 //!   decision.rs    the pure decision it asks: decide(facts) ─► AuthorizeStep
 //! token.rs       token(params, credentials) ─► grants/{code, refresh, client_credentials,
-//!                device}.rs ─► TokenResponse or OAuthError; the signing of a grant's tokens
+//!                device, token_exchange}.rs ─► TokenResponse or OAuthError; the signing of a
+//!                grant's tokens
 //! par.rs         push(params, credentials) ─► PAR request_uri                      (RFC 9126)
 //! device.rs      device_authorize / device_prompt / device_decide                   (RFC 8628)
 //! introspect.rs  introspect                                                         (RFC 7662)
@@ -27,13 +28,18 @@
 //!   userinfo refuse them once the grant is revoked or the user's version moved (disable, log out
 //!   everywhere), while self-contained verifiers accept them until `exp` (at most the client's
 //!   access token lifetime, 10 minutes by default);
-//! - implicit and hybrid response types and the password grant are refused.
+//! - implicit and hybrid response types and the password grant are refused;
+//! - token exchange (RFC 8693) only narrows: a confidential client registered for it exchanges
+//!   a live access token it received (issued to it, or for an audience it serves) for one of its
+//!   registered targets, with a scope within the subject token's, a lifetime within the subject
+//!   token's and `oauth.token_exchange_ttl_secs`, and the `act` chain naming it.
 //!
 //! Tests: [`decision::decide`] row by row in `tests/it/authorize_decision.rs`; the endpoints over a
 //! migrated in-memory SQLite store in `tests/it/provider.rs` (code + PKCE, a replayed code revoking
 //! its grant, wrong and missing verifiers, codes bound to client, redirect URI and lifetime,
 //! refresh rotation, grace and reuse, client credentials, device polling with `slow_down`,
-//! denial and expiry, revocation and introspection of revoked tokens); the stored `detail`
+//! denial and expiry, revocation and introspection of revoked tokens; token exchange in
+//! `tests/it/token_exchange.rs`); the stored `detail`
 //! formats in `detail.rs`. The HTTP surface (PAR, the consent page, `prompt`, `acr_values`,
 //! `private_key_jwt`) is tested on both backends in the server crate (`tests/it/oauth_flows.rs`);
 //! logout and back-channel logout only by a real relying party (`cli/tests/it/oidc.rs`).
@@ -92,6 +98,10 @@ pub struct Settings {
     pub access_token_algorithm: Algorithm,
     /// ID token signing algorithm (RS256 by default, as OIDC Core §3.1.3.7 expects).
     pub id_token_algorithm: Algorithm,
+    /// Longest lifetime of a token issued by the token exchange grant (RFC 8693); it is also
+    /// never longer than the subject token's remaining lifetime or the client's access-token
+    /// lifetime.
+    pub token_exchange_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -105,6 +115,7 @@ impl Default for Settings {
             par_ttl: Duration::seconds(90),
             access_token_algorithm: Algorithm::ES256,
             id_token_algorithm: Algorithm::RS256,
+            token_exchange_ttl: Duration::minutes(5),
         }
     }
 }
@@ -307,6 +318,11 @@ impl Provider {
         }
         if let Some(scope) = &claims.scope {
             event = event.detail("scope", scope.as_str());
+        }
+        if let Some(act) = &claims.act {
+            event = event
+                .detail("aud", json!(claims.aud))
+                .detail("act", json!(act));
         }
         Ok(self.inner.auditor.record(ctx, event).await?)
     }

@@ -7,6 +7,7 @@
 //! back to the client ([`AuthorizeError::Redirect`]) with `state` and `iss`.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use url::Url;
 
@@ -24,19 +25,32 @@ pub const MAX_PARAM_BYTES: usize = 4096;
 /// Most parameters accepted in one request.
 pub const MAX_PARAMS: usize = 64;
 
-/// Request parameters: each present at most once (RFC 6749 §3.1), empty values treated as absent.
+/// The parameters that may be repeated: `resource` (RFC 8707 §2) and `audience` (RFC 8693
+/// §2.1) name one target each. [`Params::get`] gives the first value, [`Params::all`] every one,
+/// so an endpoint that takes one target can tell one from several.
+pub const REPEATABLE_PARAMS: [&str; 2] = ["resource", "audience"];
+
+/// Request parameters: each present at most once (RFC 6749 §3.1) but those of
+/// [`REPEATABLE_PARAMS`], empty values treated as absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params(BTreeMap<String, String>);
+pub struct Params {
+    /// The (first) value of each parameter.
+    first: BTreeMap<String, String>,
+    /// The further values of repeatable parameters, in order.
+    more: BTreeMap<String, Vec<String>>,
+}
 
 impl Params {
-    /// Collects `(name, value)` pairs, refusing repeated parameters and oversized input.
+    /// Collects `(name, value)` pairs, refusing repeated parameters (but the repeatable ones)
+    /// and oversized input.
     pub fn from_pairs<I>(pairs: I) -> Result<Self, OAuthError>
     where
         I: IntoIterator<Item = (String, String)>,
     {
-        let mut map = BTreeMap::new();
+        let mut params = Self::default();
+        let mut count = 0;
         for (name, value) in pairs {
-            if map.len() >= MAX_PARAMS || value.len() > MAX_PARAM_BYTES || name.len() > 128 {
+            if count >= MAX_PARAMS || value.len() > MAX_PARAM_BYTES || name.len() > 128 {
                 return Err(OAuthError::invalid_request(
                     "too many or too large parameters",
                 ));
@@ -44,13 +58,27 @@ impl Params {
             if value.is_empty() {
                 continue;
             }
-            if map.insert(name.clone(), value).is_some() {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {name} is repeated"
-                )));
+            count += 1;
+            match params.first.entry(name) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(taken) if REPEATABLE_PARAMS.contains(&taken.key().as_str()) => {
+                    params
+                        .more
+                        .entry(taken.key().clone())
+                        .or_default()
+                        .push(value);
+                }
+                Entry::Occupied(taken) => {
+                    return Err(OAuthError::invalid_request(format!(
+                        "parameter {} is repeated",
+                        taken.key()
+                    )));
+                }
             }
         }
-        Ok(Self(map))
+        Ok(params)
     }
 
     /// Parses a query string or an `application/x-www-form-urlencoded` body (the one parser of
@@ -61,29 +89,41 @@ impl Params {
         )
     }
 
-    /// The value of a parameter.
+    /// The value of a parameter (the first, for a repeated one).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.first.get(name).map(String::as_str)
     }
 
-    /// Sets a parameter.
+    /// Every value of a parameter, in order (at most one but for [`REPEATABLE_PARAMS`]).
+    pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.first
+            .get(name)
+            .into_iter()
+            .chain(self.more.get(name).into_iter().flatten())
+            .map(String::as_str)
+    }
+
+    /// Sets a parameter (its only value).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        self.0.insert(name.to_owned(), value.into());
+        self.more.remove(name);
+        self.first.insert(name.to_owned(), value.into());
     }
 
-    /// Removes a parameter.
+    /// Removes a parameter (every value); returns the first.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name)
+        self.more.remove(name);
+        self.first.remove(name)
     }
 
-    /// Every parameter, by name.
+    /// Every parameter by name, with its first value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.first.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// As a JSON object (how pushed requests are stored).
+    /// As a JSON object (how pushed requests are stored): the first value of each parameter
+    /// (authorization requests take no repeated one).
     pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.0
+        self.first
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect()
@@ -91,17 +131,24 @@ impl Params {
 
     /// From a JSON object of strings (a stored pushed request).
     pub fn from_json(map: &serde_json::Map<String, serde_json::Value>) -> Self {
-        Self(
-            map.iter()
+        Self {
+            first: map
+                .iter()
                 .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
                 .collect(),
-        )
+            more: BTreeMap::new(),
+        }
     }
 
-    /// `application/x-www-form-urlencoded` form, for a URL query.
+    /// `application/x-www-form-urlencoded` form, for a URL query (every value).
     pub fn to_query(&self) -> String {
         url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(self.0.iter())
+            .extend_pairs(self.first.iter())
+            .extend_pairs(
+                self.more
+                    .iter()
+                    .flat_map(|(k, vs)| vs.iter().map(move |v| (k, v))),
+            )
             .finish()
     }
 }
@@ -390,6 +437,35 @@ mod tests {
         let params = Params::from_pairs(pairs(&[("state", ""), ("scope", "openid")])).expect("ok");
         assert_eq!(params.get("state"), None);
         assert_eq!(params.get("scope"), Some("openid"));
+    }
+
+    #[test]
+    fn targets_may_repeat_and_keep_every_value() {
+        let params = Params::from_pairs(pairs(&[
+            ("resource", "https://a.example"),
+            ("audience", "orders"),
+            ("resource", ""),
+            ("resource", "https://b.example"),
+        ]))
+        .expect("RFC 8707 and RFC 8693 targets repeat");
+        assert_eq!(params.get("resource"), Some("https://a.example"));
+        assert_eq!(
+            params.all("resource").collect::<Vec<_>>(),
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(params.all("audience").collect::<Vec<_>>(), ["orders"]);
+        assert_eq!(params.all("scope").count(), 0);
+        // Repeats count towards the parameter cap.
+        let many = (0..=MAX_PARAMS).map(|i| ("audience".to_owned(), format!("a{i}")));
+        assert!(Params::from_pairs(many).is_err());
+        let mut params = params;
+        params.set("resource", "https://c.example");
+        assert_eq!(
+            params.all("resource").collect::<Vec<_>>(),
+            ["https://c.example"]
+        );
+        assert_eq!(params.remove("audience").as_deref(), Some("orders"));
+        assert_eq!(params.all("audience").count(), 0);
     }
 
     #[test]

@@ -131,6 +131,7 @@ impl AppState {
             .unwrap_or_else(|| default_issuer(config.listen));
         let settings = Settings {
             id_token_ttl: seconds(oauth_config.id_token_ttl_secs),
+            token_exchange_ttl: seconds(oauth_config.token_exchange_ttl_secs),
             refresh_grace: seconds(oauth_config.refresh_grace_secs),
             device_interval_secs: i64::try_from(oauth_config.device_poll_interval_secs)
                 .unwrap_or(5),

@@ -340,6 +340,10 @@ pub struct OAuthConfig {
     pub device_poll_interval_secs: u64,
     /// ID token lifetime (60 to 86400 seconds).
     pub id_token_ttl_secs: u64,
+    /// Longest lifetime of a token issued by token exchange (RFC 8693), 30 to 3600 seconds and
+    /// at most `max_token_lifetime_secs` (default 300). An exchanged token also never outlives
+    /// the token it was exchanged for, nor the client's access-token lifetime.
+    pub token_exchange_ttl_secs: u64,
     /// Algorithm of access tokens: `ES256` (default), `EdDSA` or `RS256`.
     pub access_token_algorithm: String,
     /// Algorithm of ID tokens and logout tokens: `RS256` (default, as OIDC expects), `ES256` or
@@ -361,6 +365,7 @@ impl Default for OAuthConfig {
             refresh_grace_secs: 0,
             device_poll_interval_secs: 5,
             id_token_ttl_secs: 3600,
+            token_exchange_ttl_secs: 300,
             access_token_algorithm: "ES256".into(),
             id_token_algorithm: "RS256".into(),
             assertion_leeway_secs: 30,
@@ -419,6 +424,15 @@ impl OAuthConfig {
         {
             return Err(ConfigError::Invalid(
                 "oauth.id_token_ttl_secs: must be between 60 and 86400 and at most \
+                 oauth.max_token_lifetime_secs"
+                    .into(),
+            ));
+        }
+        if !(30..=3600).contains(&self.token_exchange_ttl_secs)
+            || self.token_exchange_ttl_secs > self.max_token_lifetime_secs
+        {
+            return Err(ConfigError::Invalid(
+                "oauth.token_exchange_ttl_secs: must be between 30 and 3600 and at most \
                  oauth.max_token_lifetime_secs"
                     .into(),
             ));
@@ -913,6 +927,7 @@ mod tests {
         assert_eq!(c.oauth.key_rotation_days, 30);
         assert_eq!(c.oauth.key_publish_ahead_secs, 600);
         assert_eq!(c.oauth.max_token_lifetime_secs, 86_400);
+        assert_eq!(c.oauth.token_exchange_ttl_secs, 300);
         let env = [("TRUSTGATE_OAUTH__KEY_ROTATION_DAYS", "7")];
         let c = load(None, &env, Overrides::default()).expect("env");
         assert_eq!(c.oauth.key_rotation_days, 7);
@@ -923,6 +938,8 @@ mod tests {
             ("TRUSTGATE_OAUTH__REFRESH_GRACE_SECS", "301"),
             ("TRUSTGATE_OAUTH__ACCESS_TOKEN_ALGORITHM", "HS256"),
             ("TRUSTGATE_OAUTH__MAX_TOKEN_LIFETIME_SECS", "10"),
+            ("TRUSTGATE_OAUTH__TOKEN_EXCHANGE_TTL_SECS", "29"),
+            ("TRUSTGATE_OAUTH__TOKEN_EXCHANGE_TTL_SECS", "3601"),
         ] {
             let err = load(None, &[(key, value)], Overrides::default()).expect_err(key);
             let name = key["TRUSTGATE_OAUTH__".len()..].to_lowercase();
@@ -933,6 +950,9 @@ mod tests {
             ("TRUSTGATE_OAUTH__KEY_PUBLISH_AHEAD_SECS", "86400"),
         ];
         load(None, &env, Overrides::default()).expect_err("publish ahead >= rotation");
+        let env = [("TRUSTGATE_OAUTH__TOKEN_EXCHANGE_TTL_SECS", "60")];
+        let c = load(None, &env, Overrides::default()).expect("env");
+        assert_eq!(c.oauth.token_exchange_ttl_secs, 60);
     }
 
     #[test]

@@ -70,4 +70,109 @@ pub struct AccessTokenClaims {
     /// The login session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The acting party of a delegated token (RFC 8693 §4.1): who holds and uses it on behalf
+    /// of `sub`, with the earlier actors of the chain nested inside. Only the outermost actor
+    /// is the current one; nested actors are informational (§4.1), never an access decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    /// Who may become the actor of a delegated token for `sub` (RFC 8693 §4.4); checked by the
+    /// token exchange against the party that presents the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_act: Option<Actor>,
+}
+
+/// An actor (RFC 8693 §4.1 `act`, §4.4 `may_act`): a party identified by `sub` (and the client
+/// it acts through), with the actor before it, if any, in `act`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The acting party.
+    pub sub: String,
+    /// The client it acts through (RFC 8693 §4.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The previous actor in the delegation chain (never for `may_act`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// How many actors the chain holds, this one included.
+    pub fn depth(&self) -> usize {
+        let mut depth = 1;
+        let mut next = self.act.as_deref();
+        while let Some(actor) = next {
+            depth += 1;
+            next = actor.act.as_deref();
+        }
+        depth
+    }
+
+    /// Whether `self` (a `may_act` statement) names `actor`: the same `sub`, and the same
+    /// `client_id` when the statement names one (RFC 8693 §4.4).
+    pub fn admits(&self, actor: &Actor) -> bool {
+        self.sub == actor.sub
+            && self
+                .client_id
+                .as_ref()
+                .is_none_or(|c| actor.client_id.as_ref() == Some(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn act_is_the_nested_chain_of_rfc_8693() {
+        // RFC 8693 §4.1's example, with our client_id member.
+        let chain: Actor = serde_json::from_value(json!({
+            "sub": "https://service16.example.com",
+            "act": { "sub": "https://service77.example.com", "client_id": "tgc_77" }
+        }))
+        .expect("reads");
+        assert_eq!(chain.depth(), 2);
+        assert_eq!(chain.client_id, None);
+        let inner = chain.act.as_deref().expect("nested");
+        assert_eq!(inner.sub, "https://service77.example.com");
+        assert_eq!(inner.client_id.as_deref(), Some("tgc_77"));
+        assert_eq!(
+            serde_json::to_value(&chain).expect("writes"),
+            json!({
+                "sub": "https://service16.example.com",
+                "act": { "sub": "https://service77.example.com", "client_id": "tgc_77" }
+            })
+        );
+        assert!(serde_json::from_value::<Actor>(json!({ "client_id": "x" })).is_err());
+        assert!(serde_json::from_value::<Actor>(json!({ "sub": 7 })).is_err());
+    }
+
+    #[test]
+    fn may_act_admits_only_the_party_it_names() {
+        let actor = |sub: &str, client: Option<&str>| Actor {
+            sub: sub.into(),
+            client_id: client.map(str::to_owned),
+            act: None,
+        };
+        let by_sub = actor("svc", None);
+        assert!(by_sub.admits(&actor("svc", Some("tgc_a"))));
+        assert!(!by_sub.admits(&actor("other", Some("tgc_a"))));
+        let by_client = actor("svc", Some("tgc_a"));
+        assert!(by_client.admits(&actor("svc", Some("tgc_a"))));
+        assert!(!by_client.admits(&actor("svc", Some("tgc_b"))));
+        assert!(!by_client.admits(&actor("svc", None)));
+    }
+
+    #[test]
+    fn tokens_without_act_read_and_write_as_before() {
+        let plain = json!({
+            "iss": "https://id.example", "sub": "u", "aud": "https://id.example",
+            "exp": 2, "iat": 1, "jti": "j", "client_id": "c"
+        });
+        let claims: AccessTokenClaims = serde_json::from_value(plain.clone()).expect("reads");
+        assert_eq!(claims.act, None);
+        assert_eq!(claims.may_act, None);
+        assert_eq!(serde_json::to_value(&claims).expect("writes"), plain);
+    }
 }

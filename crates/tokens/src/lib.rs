@@ -39,7 +39,7 @@ mod jwk;
 mod keys;
 mod verify;
 
-pub use claims::{AccessTokenClaims, Audience};
+pub use claims::{AccessTokenClaims, Actor, Audience};
 pub use jwk::JwkSetResolver;
 pub use keys::{KeyError, KeyInfo, KeyManager, KeyPolicy, KeyState, PublishedKeys};
 pub use verify::{

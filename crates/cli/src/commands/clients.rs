@@ -5,8 +5,11 @@
 //! now; `client rotate-secret` issues a new one). `client update ID` reads the client, changes
 //! only the fields given as flags and sends the whole registration back: a list flag
 //! (`--redirect-uri`, `--scope`, ...) replaces the whole list (an empty value, `--audience ''`,
-//! empties it), `--backchannel-logout-uri ''` removes the URI, and the switches take an
-//! optional value (`--skip-consent=false`).
+//! empties it), `--backchannel-logout-uri ''` removes the URI, `--exchange-audience ''` removes
+//! the token exchange policy, and the switches take an optional value (`--skip-consent=false`).
+//!
+//! Token exchange (RFC 8693): `--grant token_exchange --exchange-audience https://orders.example`
+//! lets a confidential client exchange access tokens it received for tokens for that target.
 
 use std::path::PathBuf;
 
@@ -74,8 +77,8 @@ pub struct ClientSettings {
     /// Post-logout redirect URI (repeat for several).
     #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
     post_logout_redirect_uris: Vec<String>,
-    /// Grant type: authorization_code, refresh_token, client_credentials, device_code
-    /// (repeat for several) [default: authorization_code and refresh_token].
+    /// Grant type: authorization_code, refresh_token, client_credentials, device_code,
+    /// token_exchange (repeat for several) [default: authorization_code and refresh_token].
     #[arg(long = "grant", value_name = "GRANT")]
     grants: Vec<String>,
     /// Allowed scope (repeat for several) [default: openid profile email offline_access].
@@ -116,6 +119,10 @@ pub struct ClientSettings {
     /// whose `aud` contains it (repeat for several; RFC 7662 §4).
     #[arg(long = "resource-audience", value_name = "AUD")]
     resource_audiences: Vec<String>,
+    /// With --grant token_exchange: a target (audience or resource) the client may exchange
+    /// tokens for (repeat for several; '' removes the token exchange policy).
+    #[arg(long = "exchange-audience", value_name = "AUD")]
+    exchange_audiences: Vec<String>,
     /// OIDC back-channel logout URI of the client ('' removes it).
     #[arg(long, value_name = "URI")]
     backchannel_logout_uri: Option<String>,
@@ -128,6 +135,9 @@ pub struct ClientSettings {
 fn grant_type(value: &str) -> String {
     match value {
         "device_code" | "device" => "urn:ietf:params:oauth:grant-type:device_code".to_owned(),
+        "token_exchange" | "token-exchange" => {
+            "urn:ietf:params:oauth:grant-type:token-exchange".to_owned()
+        }
         other => other.to_owned(),
     }
 }
@@ -170,6 +180,14 @@ impl ClientSettings {
                 "resource_audiences".into(),
                 list(&self.resource_audiences, same),
             );
+        }
+        if !self.exchange_audiences.is_empty() {
+            let audiences = list(&self.exchange_audiences, same);
+            let policy = match audiences.as_array() {
+                Some(list) if list.is_empty() => Value::Null,
+                _ => json!({ "audiences": audiences }),
+            };
+            reg.insert("token_exchange".into(), policy);
         }
         if self.public {
             reg.insert("auth_method".into(), json!("none"));
@@ -346,5 +364,37 @@ mod tests {
                 "backchannel_logout_uri": null,
             })
         );
+    }
+
+    #[test]
+    fn token_exchange_flags() {
+        let settings = ClientSettings {
+            grants: vec!["client_credentials".into(), "token_exchange".into()],
+            exchange_audiences: vec!["https://orders.example".into(), "tgc_ledger".into()],
+            ..ClientSettings::default()
+        };
+        let mut reg = Map::new();
+        settings.apply(&mut reg).expect("apply");
+        assert_eq!(
+            Value::Object(reg),
+            json!({
+                "grant_types": [
+                    "client_credentials",
+                    "urn:ietf:params:oauth:grant-type:token-exchange"
+                ],
+                "token_exchange": { "audiences": ["https://orders.example", "tgc_ledger"] },
+            })
+        );
+        let removed = ClientSettings {
+            exchange_audiences: vec![String::new()],
+            ..ClientSettings::default()
+        };
+        let mut reg = Map::new();
+        reg.insert(
+            "token_exchange".into(),
+            json!({ "audiences": ["https://orders.example"] }),
+        );
+        removed.apply(&mut reg).expect("apply");
+        assert_eq!(Value::Object(reg), json!({ "token_exchange": null }));
     }
 }

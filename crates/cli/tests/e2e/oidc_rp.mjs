@@ -64,6 +64,7 @@ const web = await admin('POST', '/admin/v1/clients', {
   scopes: ['openid', 'profile', 'email', 'offline_access'],
   auth_method: 'client_secret_basic',
   backchannel_logout_uri: `${rp}/backchannel`,
+  audience: ['https://gateway.example'],
 });
 const service = await admin('POST', '/admin/v1/clients', {
   name: 'Billing service',
@@ -78,6 +79,20 @@ const tv = await admin('POST', '/admin/v1/clients', {
   grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
   scopes: ['openid', 'profile', 'offline_access'],
   auth_method: 'none',
+});
+const gateway = await admin('POST', '/admin/v1/clients', {
+  name: 'Gateway',
+  redirect_uris: [],
+  grant_types: ['urn:ietf:params:oauth:grant-type:token-exchange'],
+  scopes: ['profile'],
+  resource_audiences: ['https://gateway.example'],
+  token_exchange: { audiences: ['https://orders.example'] },
+});
+const orders = await admin('POST', '/admin/v1/clients', {
+  name: 'Orders API',
+  redirect_uris: [],
+  grant_types: ['client_credentials'],
+  resource_audiences: ['https://orders.example'],
 });
 check(web.client_secret && service.client_secret && !tv.client_secret, 'secrets only for confidential clients');
 
@@ -202,6 +217,31 @@ for (const token of [tokens3.id_token, stillOld.id_token, tokens4.id_token]) {
   await jose.jwtVerify(token, remoteJwks, { issuer: base, audience: web.client_id });
 }
 check((await client.fetchUserInfo(config, tokens4.access_token, claims1.sub)).sub === claims1.sub, 'userinfo after rotation');
+
+// ---- token exchange (RFC 8693): the gateway exchanges the user's token for the orders API ----
+step('token exchange');
+const exchangeGrant = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
+check(meta.grant_types_supported.includes(exchangeGrant), 'discovery lists token exchange');
+const gatewayConfig = await client.discovery(issuer, gateway.client_id, gateway.client_secret, client.ClientSecretBasic(gateway.client_secret), insecure);
+const exchanged = await client.genericGrantRequest(gatewayConfig, exchangeGrant, {
+  subject_token: tokens4.access_token,
+  subject_token_type: accessTokenType,
+  audience: 'https://orders.example',
+});
+check(exchanged.issued_token_type === accessTokenType && exchanged.token_type.toLowerCase() === 'bearer', 'issued_token_type');
+check(!exchanged.refresh_token && exchanged.scope === 'profile' && exchanged.expires_in <= 300, 'narrowed, short-lived, no refresh token');
+const downstream = await jose.jwtVerify(exchanged.access_token, remoteJwks, { issuer: base, audience: 'https://orders.example', typ: 'at+jwt' });
+check(downstream.payload.sub === claims1.sub && downstream.payload.client_id === gateway.client_id, 'the user, through the gateway');
+check(downstream.payload.act?.sub === gateway.client_id && downstream.payload.act?.client_id === gateway.client_id, 'act names the gateway');
+const ordersConfig = await client.discovery(issuer, orders.client_id, orders.client_secret, client.ClientSecretBasic(orders.client_secret), insecure);
+const seen = await client.tokenIntrospection(ordersConfig, exchanged.access_token);
+check(seen.active === true && seen.act?.sub === gateway.client_id, 'the orders API introspects it with act');
+await expectOAuthError(client.genericGrantRequest(gatewayConfig, exchangeGrant, {
+  subject_token: tokens4.access_token,
+  subject_token_type: accessTokenType,
+  audience: 'https://ledger.example',
+}), 'invalid_target', 'a target the gateway may not request');
 
 // ---- revocation ----
 step('revocation');

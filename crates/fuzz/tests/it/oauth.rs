@@ -1,6 +1,6 @@
 //! The OAuth request parsers: form / query parsing into `Params`, the authorization request
-//! (redirect URI check, then every other parameter), client authentication as presented, and
-//! `private_key_jwt` client assertions.
+//! (redirect URI check, then every other parameter), client authentication as presented, token
+//! exchange parameters, and `private_key_jwt` client assertions.
 
 use bolero::{TypeGenerator, check};
 use serde_json::{Value, json};
@@ -12,6 +12,7 @@ use trustgate_oauth::clients::{
 use trustgate_oauth::request::{
     AuthorizeError, MAX_PARAM_BYTES, MAX_PARAMS, Params, check_redirect_uri, validate,
 };
+use trustgate_oauth::token_exchange::parse_request;
 use trustgate_tokens::Algorithm;
 
 use crate::support::{SMOKE_ITERATIONS, SMOKE_ITERATIONS_SLOW, b64, good, keys, pick};
@@ -48,6 +49,7 @@ fn client(jwks: Option<Value>) -> Client {
         resource_audiences: Vec::new(),
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        token_exchange: None,
         created_at: at,
         updated_at: at,
         has_secret: true,
@@ -112,7 +114,28 @@ fn form() {
             assert_eq!(again, params);
             authorize(&client, &params);
             credentials(&params, params.get("authorization"));
+            token_exchange(&params);
         });
+}
+
+/// A token exchange request's parameters: parsed or refused, never a panic; what parses names
+/// one target that the form holds, and typed tokens the form holds.
+fn token_exchange(params: &Params) {
+    let Ok(request) = parse_request(params) else {
+        return;
+    };
+    assert!(
+        params.all("resource").any(|t| t == request.target)
+            || params.all("audience").any(|t| t == request.target)
+    );
+    assert!(
+        params
+            .all("resource")
+            .chain(params.all("audience"))
+            .all(|t| t == request.target)
+    );
+    assert_eq!(params.get("subject_token"), Some(request.subject_token));
+    assert_eq!(params.get("actor_token"), request.actor_token);
 }
 
 /// An authorization request from known parameter names and telling values.
@@ -128,6 +151,10 @@ const NAMES: &[&str] = &[
     "client_id",
     "redirect_uri",
     "scope",
+    "resource",
+    "audience",
+    "subject_token",
+    "subject_token_type",
     "state",
     "code_challenge",
     "code_challenge_method",
@@ -178,6 +205,11 @@ const VALUES: &[&str] = &[
     "é",
     JWT_BEARER_ASSERTION_TYPE,
     "a.b.c",
+    "urn:ietf:params:oauth:token-type:access_token",
+    "urn:ietf:params:oauth:token-type:jwt",
+    "https://orders.example",
+    "https://orders.example#x",
+    "orders",
 ];
 
 #[test]
@@ -208,6 +240,7 @@ fn authorize_request() {
                 .as_ref()
                 .map(|raw| format!("Basic {}", String::from_utf8_lossy(raw)));
             credentials(&params, authorization.as_deref());
+            token_exchange(&params);
         });
 }
 

@@ -79,6 +79,9 @@ impl UriField {
 /// - `invalid_access_token_ttl` (60 s to 24 h), `invalid_refresh_token_ttl` (60 s to 365 days).
 /// - `invalid_audience`: non-empty visible ASCII, at most 2000 bytes each, at most 100.
 /// - `invalid_backchannel_logout`: `backchannel_logout_session_required` without a URI.
+/// - `invalid_token_exchange`: the token exchange grant needs `token_exchange` with at least
+///   one audience, and `token_exchange` needs the grant; its audiences follow the
+///   `invalid_audience` rules (field `token_exchange.audiences`).
 pub fn validate_registration(
     mut reg: ClientRegistration,
 ) -> Result<ClientRegistration, ClientError> {
@@ -103,6 +106,9 @@ pub fn validate_registration(
     dedup(&mut reg.scopes);
     dedup(&mut reg.audience);
     dedup(&mut reg.resource_audiences);
+    if let Some(policy) = &mut reg.token_exchange {
+        dedup(&mut policy.audiences);
+    }
 
     for (field, uris) in [
         (UriField::Redirect, &reg.redirect_uris),
@@ -138,6 +144,7 @@ pub fn validate_registration(
     check_scopes(&reg.scopes)?;
     check_audience("audience", &reg.audience)?;
     check_audience("resource_audiences", &reg.resource_audiences)?;
+    check_token_exchange(&reg)?;
     check_ttls(&reg)?;
 
     match &reg.jwks {
@@ -249,7 +256,33 @@ fn check_grants(reg: &ClientRegistration) -> Result<(), ClientError> {
             "grant_types: client_credentials is not allowed for public clients (auth_method none)",
         ));
     }
+    // RFC 8693 §5: the exchanging party must be authenticated.
+    if has(GrantType::TokenExchange) && reg.auth_method == AuthMethod::None {
+        return Err(invalid(
+            "grant_types: the token exchange grant is not allowed for public clients \
+             (auth_method none)",
+        ));
+    }
     Ok(())
+}
+
+fn check_token_exchange(reg: &ClientRegistration) -> Result<(), ClientError> {
+    let invalid = |message: &str| ClientError::invalid("invalid_token_exchange", message);
+    let granted = reg.grant_types.contains(&GrantType::TokenExchange);
+    match &reg.token_exchange {
+        None if granted => Err(invalid(
+            "token_exchange: required with the token exchange grant (the audiences the client \
+             may exchange tokens for)",
+        )),
+        None => Ok(()),
+        Some(_) if !granted => Err(invalid(
+            "token_exchange: needs the grant type urn:ietf:params:oauth:grant-type:token-exchange",
+        )),
+        Some(policy) if policy.audiences.is_empty() => Err(invalid(
+            "token_exchange.audiences: at least one audience is required",
+        )),
+        Some(policy) => check_audience("token_exchange.audiences", &policy.audiences),
+    }
 }
 
 fn check_scopes(scopes: &[String]) -> Result<(), ClientError> {
@@ -376,6 +409,7 @@ fn check_jwks(jwks: &Value) -> Result<(), String> {
 mod tests {
     use serde_json::json;
 
+    use super::super::TokenExchangePolicy;
     use super::*;
 
     fn web(uris: &[&str]) -> ClientRegistration {
@@ -575,6 +609,84 @@ mod tests {
                 "{grants:?} {method}"
             );
         }
+    }
+
+    #[test]
+    fn token_exchange_rules() {
+        let exchanger = |method: AuthMethod, policy: Option<Vec<&str>>| ClientRegistration {
+            grant_types: vec![GrantType::TokenExchange],
+            auth_method: method,
+            token_exchange: policy.map(|audiences| TokenExchangePolicy {
+                audiences: audiences.into_iter().map(str::to_owned).collect(),
+            }),
+            ..ClientRegistration::named("Gateway")
+        };
+        let ok = validate_registration(exchanger(
+            AuthMethod::PrivateKeyJwt,
+            Some(vec![
+                "https://orders.example",
+                "tgc_ledger",
+                "https://orders.example",
+            ]),
+        ));
+        // private_key_jwt needs its JWKS first: the exchange rules pass, the JWKS rule speaks.
+        assert_eq!(
+            ok.map(|_| ()).map_err(|e| e.code()).expect_err("jwks"),
+            "invalid_jwks"
+        );
+        let ok = validate_registration(exchanger(
+            AuthMethod::ClientSecretBasic,
+            Some(vec![
+                "https://orders.example",
+                "tgc_ledger",
+                "https://orders.example",
+            ]),
+        ))
+        .expect("ok");
+        assert_eq!(
+            ok.token_exchange.expect("policy").audiences,
+            ["https://orders.example", "tgc_ledger"],
+            "duplicates removed"
+        );
+        // RFC 8693 §5: only authenticated clients exchange tokens.
+        assert_eq!(
+            code_of(exchanger(
+                AuthMethod::None,
+                Some(vec!["https://orders.example"])
+            )),
+            "invalid_grant_types"
+        );
+        for (reg, what) in [
+            (exchanger(AuthMethod::ClientSecretBasic, None), "no policy"),
+            (
+                exchanger(AuthMethod::ClientSecretBasic, Some(vec![])),
+                "no audience",
+            ),
+            (
+                ClientRegistration {
+                    grant_types: vec![GrantType::ClientCredentials],
+                    ..exchanger(AuthMethod::ClientSecretBasic, Some(vec!["a"]))
+                },
+                "policy without the grant",
+            ),
+        ] {
+            assert_eq!(code_of(reg), "invalid_token_exchange", "{what}");
+        }
+        for aud in ["", "has space", "é"] {
+            assert_eq!(
+                code_of(exchanger(AuthMethod::ClientSecretBasic, Some(vec![aud]))),
+                "invalid_audience",
+                "{aud:?}"
+            );
+        }
+        let many: Vec<String> = (0..=MAX_AUDIENCES).map(|i| format!("a{i}")).collect();
+        assert_eq!(
+            code_of(exchanger(
+                AuthMethod::ClientSecretBasic,
+                Some(many.iter().map(String::as_str).collect())
+            )),
+            "invalid_audience"
+        );
     }
 
     #[test]

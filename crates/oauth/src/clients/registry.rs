@@ -20,7 +20,7 @@ use super::assertion;
 use super::credentials::{JWT_BEARER_ASSERTION_TYPE, PresentedCredentials};
 use super::{
     ApplicationType, AuthMethod, Client, ClientError, ClientRegistration, DEFAULT_ACCESS_TOKEN_TTL,
-    DEFAULT_REFRESH_TOKEN_TTL, GrantType, validate_registration,
+    DEFAULT_REFRESH_TOKEN_TTL, GrantType, TokenExchangePolicy, validate_registration,
 };
 use crate::error::OAuthError;
 
@@ -73,6 +73,8 @@ struct StoredMetadata {
     backchannel_logout_uri: Option<String>,
     #[serde(default)]
     backchannel_logout_session_required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_exchange: Option<TokenExchangePolicy>,
 }
 
 impl StoredMetadata {
@@ -95,6 +97,7 @@ impl StoredMetadata {
             resource_audiences: reg.resource_audiences.clone(),
             backchannel_logout_uri: reg.backchannel_logout_uri.clone(),
             backchannel_logout_session_required: reg.backchannel_logout_session_required,
+            token_exchange: reg.token_exchange.clone(),
         }
     }
 
@@ -149,6 +152,7 @@ fn decode(stored: OAuthClient) -> Result<Client, ClientError> {
         resource_audiences: meta.resource_audiences,
         backchannel_logout_uri: meta.backchannel_logout_uri,
         backchannel_logout_session_required: meta.backchannel_logout_session_required,
+        token_exchange: meta.token_exchange,
         created_at: stored.created_at,
         updated_at: stored.updated_at,
     })

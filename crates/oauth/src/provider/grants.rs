@@ -4,3 +4,4 @@ mod client_credentials;
 mod code;
 mod device;
 mod refresh;
+mod token_exchange;

@@ -14,7 +14,8 @@ impl Provider {
     /// about an access token only if it is a resource server the token is for (`aud` contains
     /// its client id or one of its registered `resource_audiences`), or the token was issued to
     /// it for this issuer (its `client_id`, and `aud` contains the issuer, as every token
-    /// trustgate issues does); the issuer's audience alone entitles no other client. Refresh
+    /// trustgate issues does); the issuer's audience alone entitles no other client. A delegated
+    /// token (token exchange, RFC 8693) is described with its `act` chain. Refresh
     /// tokens only for the client they were issued to. Anything else is `{"active": false}`,
     /// exactly like an unknown token.
     pub async fn introspect(
@@ -38,10 +39,8 @@ impl Provider {
             let Some(claims) = self.live_access_token(token, &[]).await? else {
                 return Ok(inactive);
             };
-            let serves =
-                |aud: &str| aud == caller.id || caller.resource_audiences.iter().any(|r| r == aud);
             let own = claims.client_id == caller.id && claims.aud.contains(self.issuer());
-            if !own && !claims.aud.iter().any(serves) {
+            if !own && !claims.aud.iter().any(|a| caller.serves_audience(a)) {
                 return Ok(inactive);
             }
             let mut body = json!({
@@ -60,6 +59,9 @@ impl Provider {
             }
             if let (Some(nbf), Some(obj)) = (claims.nbf, body.as_object_mut()) {
                 obj.insert("nbf".into(), json!(nbf));
+            }
+            if let (Some(act), Some(obj)) = (claims.act, body.as_object_mut()) {
+                obj.insert("act".into(), json!(act));
             }
             return Ok(body);
         }

@@ -34,6 +34,9 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
     /// The granted scope.
     pub scope: String,
+    /// What the access token is (RFC 8693 §2.2.1; only token exchange responses say it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 /// A token request by an authenticated client, for a grant type it is registered for.
@@ -85,10 +88,15 @@ impl Provider {
             )
         })?;
         if !client.allows_grant(grant_type) {
-            return Err(OAuthError::new(
+            let err = OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 "the client is not registered for this grant type",
-            ));
+            );
+            if grant_type == GrantType::TokenExchange {
+                self.audit_exchange_refused(ctx, &client.id, &err, None)
+                    .await;
+            }
+            return Err(err);
         }
         let req = TokenRequest {
             client,
@@ -101,6 +109,7 @@ impl Provider {
             GrantType::RefreshToken => self.refresh(&req).await,
             GrantType::ClientCredentials => self.client_credentials(&req).await,
             GrantType::DeviceCode => self.device_token(&req).await,
+            GrantType::TokenExchange => self.token_exchange(&req).await,
         }
     }
 
@@ -233,10 +242,13 @@ impl Provider {
             uv: None,
             gid: None,
             sid: None,
+            act: None,
+            may_act: None,
         }
     }
 
-    /// Signs the access token, records its issuance, and answers with it alone.
+    /// Signs the access token, records its issuance, and answers with it alone (`expires_in`
+    /// from its `iat` to its `exp`).
     pub(super) async fn sign_access_token(
         &self,
         req: &TokenRequest<'_>,
@@ -249,10 +261,11 @@ impl Provider {
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
-            expires_in: req.client.access_token_ttl.whole_seconds(),
+            expires_in: claims.exp - claims.iat,
             refresh_token: None,
             id_token: None,
             scope: scope.to_string(),
+            issued_token_type: None,
         })
     }
 

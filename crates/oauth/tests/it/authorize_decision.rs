@@ -173,6 +173,7 @@ fn client(first_party: bool) -> Client {
         refresh_grace: None,
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        token_exchange: None,
         created_at: CONSENTED_AT,
         updated_at: CONSENTED_AT,
         has_secret: true,

@@ -6,3 +6,4 @@ mod support;
 mod authorize_decision;
 mod clients;
 mod provider;
+mod token_exchange;

@@ -27,20 +27,20 @@ use trustgate_store::testing::TestDatabase;
 use trustgate_store_api::{AuditEvent, AuditFilter, NewUser, Store, UserStatus};
 use trustgate_tokens::{Expectation, KeyManager};
 
-const ISSUER: &str = "https://id.example.com";
+pub(crate) const ISSUER: &str = "https://id.example.com";
 const REDIRECT_URI: &str = "https://app.example.com/cb";
-const T0: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+pub(crate) const T0: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 
-struct Op {
+pub(crate) struct Op {
     _db: TestDatabase,
-    store: Arc<dyn Store>,
-    auditor: Auditor,
-    clock: ManualClock,
-    keys: KeyManager,
-    provider: Provider,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) auditor: Auditor,
+    pub(crate) clock: ManualClock,
+    pub(crate) keys: KeyManager,
+    pub(crate) provider: Provider,
 }
 
-async fn op() -> Op {
+pub(crate) async fn op() -> Op {
     let db = TestDatabase::sqlite_in_memory().await;
     let store = db.store.clone();
     let clock = ManualClock::new(T0);
@@ -71,12 +71,12 @@ async fn op() -> Op {
 }
 
 /// A confidential web app (client_secret_basic) with the code and refresh grants.
-struct App {
-    id: String,
-    credentials: PresentedCredentials,
+pub(crate) struct App {
+    pub(crate) id: String,
+    pub(crate) credentials: PresentedCredentials,
 }
 
-async fn register(op: &Op, edit: impl FnOnce(&mut ClientRegistration)) -> App {
+pub(crate) async fn register(op: &Op, edit: impl FnOnce(&mut ClientRegistration)) -> App {
     let mut reg = ClientRegistration {
         redirect_uris: vec![REDIRECT_URI.into()],
         ..ClientRegistration::named("Web App")
@@ -101,7 +101,7 @@ async fn register(op: &Op, edit: impl FnOnce(&mut ClientRegistration)) -> App {
 }
 
 /// `alice`, signed in with a password at the current time.
-async fn alice(op: &Op) -> EndUser {
+pub(crate) async fn alice(op: &Op) -> EndUser {
     let user = op
         .store
         .create_user(
@@ -128,7 +128,7 @@ async fn alice(op: &Op) -> EndUser {
     }
 }
 
-fn params(pairs: &[(&str, &str)]) -> Params {
+pub(crate) fn params(pairs: &[(&str, &str)]) -> Params {
     Params::from_pairs(
         pairs
             .iter()
@@ -137,12 +137,12 @@ fn params(pairs: &[(&str, &str)]) -> Params {
     .expect("params")
 }
 
-fn ctx() -> RequestContext {
+pub(crate) fn ctx() -> RequestContext {
     RequestContext::default()
 }
 
 /// A PKCE verifier and its S256 challenge, computed here independently of the crate.
-fn pkce(seed: &str) -> (String, String) {
+pub(crate) fn pkce(seed: &str) -> (String, String) {
     let verifier = format!("verifier-{seed}-{}", "x".repeat(43));
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
@@ -157,12 +157,23 @@ fn query(url: &str, name: &str) -> Option<String> {
 }
 
 /// Runs `/oauth2/authorize` for `user`, approving consent, and returns the code.
-async fn code_for(op: &Op, app: &App, user: &EndUser, challenge: &str) -> String {
+pub(crate) async fn code_for(op: &Op, app: &App, user: &EndUser, challenge: &str) -> String {
+    code_for_scope(op, app, user, challenge, "openid profile offline_access").await
+}
+
+/// [`code_for`] with this scope.
+pub(crate) async fn code_for_scope(
+    op: &Op,
+    app: &App,
+    user: &EndUser,
+    challenge: &str,
+    scope: &str,
+) -> String {
     let request = params(&[
         ("response_type", "code"),
         ("client_id", &app.id),
         ("redirect_uri", REDIRECT_URI),
-        ("scope", "openid profile offline_access"),
+        ("scope", scope),
         ("state", "st-1"),
         ("nonce", "n-1"),
         ("code_challenge", challenge),
@@ -182,7 +193,7 @@ async fn code_for(op: &Op, app: &App, user: &EndUser, challenge: &str) -> String
     query(&url, "code").expect("code")
 }
 
-async fn exchange(
+pub(crate) async fn exchange(
     op: &Op,
     app: &App,
     code: &str,
@@ -207,7 +218,7 @@ async fn refresh(op: &Op, app: &App, token: &str) -> Result<TokenResponse, OAuth
 }
 
 /// Whether introspection by `caller` says the token is active.
-async fn active(op: &Op, caller: &App, token: &str) -> bool {
+pub(crate) async fn active(op: &Op, caller: &App, token: &str) -> bool {
     let body = op
         .provider
         .introspect(&params(&[("token", token)]), &caller.credentials)
@@ -217,7 +228,7 @@ async fn active(op: &Op, caller: &App, token: &str) -> bool {
 }
 
 /// The audit events of this kind, newest first (streamed kinds once written).
-async fn audited(op: &Op, kind: &str) -> Vec<AuditEvent> {
+pub(crate) async fn audited(op: &Op, kind: &str) -> Vec<AuditEvent> {
     assert!(op.auditor.flush(std::time::Duration::from_secs(10)).await);
     let filter = AuditFilter {
         kind: Some(kind.to_owned()),
@@ -226,7 +237,10 @@ async fn audited(op: &Op, kind: &str) -> Vec<AuditEvent> {
     op.store.list_audit(&filter, 10).await.expect("audit")
 }
 
-fn refused<T: std::fmt::Debug>(result: Result<T, OAuthError>, code: ErrorCode) -> OAuthError {
+pub(crate) fn refused<T: std::fmt::Debug>(
+    result: Result<T, OAuthError>,
+    code: ErrorCode,
+) -> OAuthError {
     let err = result.expect_err("must be refused");
     assert_eq!(err.code, code, "{err}");
     err

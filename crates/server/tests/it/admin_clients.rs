@@ -107,6 +107,7 @@ test_on_both_backends!(
     bad_bodies_and_broken_rules_are_400_and_write_nothing,
     unknown_ids_are_404,
     a_client_from_creation_to_deletion,
+    a_client_is_enabled_for_token_exchange,
     list_pages_by_id,
 );
 
@@ -148,6 +149,8 @@ async fn bad_bodies_and_broken_rules_are_400_and_write_nothing(db: TestDatabase)
         json!({"name": "A", "application_type": "browser"}),
         json!({"name": 7}),
         json!({"name": "A", "access_token_ttl_secs": -5}),
+        json!({"name": "A", "token_exchange": {"audiences": ["a"], "subjects": ["b"]}}),
+        json!({"name": "A", "token_exchange": ["a"]}),
     ] {
         let (status, err) = send(&app, call("POST", "/admin/v1/clients", Some(body.clone()))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
@@ -203,6 +206,22 @@ async fn bad_bodies_and_broken_rules_are_400_and_write_nothing(db: TestDatabase)
         (
             json!({"name": "A", "redirect_uris": ["https://a.example/cb"], "backchannel_logout_uri": "http://a.example/bc"}),
             "invalid_backchannel_logout_uri",
+        ),
+        (
+            json!({"name": "A", "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"]}),
+            "invalid_token_exchange",
+        ),
+        (
+            json!({"name": "A", "grant_types": ["client_credentials"], "token_exchange": {"audiences": ["https://orders.example"]}}),
+            "invalid_token_exchange",
+        ),
+        (
+            json!({"name": "A", "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"], "auth_method": "none", "token_exchange": {"audiences": ["https://orders.example"]}}),
+            "invalid_grant_types",
+        ),
+        (
+            json!({"name": "A", "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"], "token_exchange": {"audiences": ["has space"]}}),
+            "invalid_audience",
         ),
     ] {
         let (status, err) = send(&app, call("POST", "/admin/v1/clients", Some(body.clone()))).await;
@@ -448,4 +467,48 @@ async fn list_pages_by_id(db: TestDatabase) {
     assert_eq!(second["clients"][0]["client_id"], ids[2].as_str());
     assert_eq!(second["clients"].as_array().map(Vec::len), Some(1));
     assert!(second["next"].is_null());
+}
+
+async fn a_client_is_enabled_for_token_exchange(db: TestDatabase) {
+    let app = app(&db).await;
+    let exchange = "urn:ietf:params:oauth:grant-type:token-exchange";
+    let created = create(
+        &app,
+        json!({
+            "name": "Gateway",
+            "grant_types": [exchange],
+            "resource_audiences": ["https://gateway.example"],
+            "token_exchange": {"audiences": ["https://orders.example", "https://orders.example"]},
+        }),
+    )
+    .await;
+    assert_eq!(created["grant_types"], json!([exchange]));
+    assert_eq!(
+        created["token_exchange"],
+        json!({"audiences": ["https://orders.example"]})
+    );
+    let id = created["client_id"].as_str().expect("client_id");
+    let path = format!("/admin/v1/clients/{id}");
+    let (status, got) = send(&app, call("GET", &path, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["token_exchange"], created["token_exchange"]);
+
+    // Switching the grant off needs the policy gone too; then the client shows none.
+    let mut registration = got.as_object().cloned().expect("object");
+    for read_only in ["client_id", "created_at", "updated_at", "has_secret"] {
+        registration.remove(read_only);
+    }
+    registration.insert("grant_types".into(), json!(["client_credentials"]));
+    let (status, err) = send(
+        &app,
+        call("PUT", &path, Some(Value::Object(registration.clone()))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["code"], "invalid_token_exchange");
+    registration.insert("token_exchange".into(), Value::Null);
+    let (status, updated) = send(&app, call("PUT", &path, Some(Value::Object(registration)))).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert!(updated["token_exchange"].is_null());
+    assert_eq!(updated["grant_types"], json!(["client_credentials"]));
 }

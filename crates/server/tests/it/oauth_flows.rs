@@ -6,7 +6,7 @@
 //! refused; forged tokens (alg none, HS256 with the public key, foreign kid, wrong aud, expired,
 //! an ID token presented as an access token) rejected by introspection and userinfo; disabling a
 //! user kills refresh tokens and access tokens at once for introspection; PAR; device flow
-//! polling rules; consent remembered and withdrawn.
+//! polling rules; consent remembered and withdrawn; token exchange (RFC 8693).
 
 use std::sync::Arc;
 
@@ -1551,6 +1551,137 @@ async fn private_key_jwt_clients(db: TestDatabase) {
     }
 }
 
+/// RFC 8693 over HTTP: a gateway exchanges the access token a user's app sent it for a token for
+/// the orders service; refusals are RFC 6749 error JSON with RFC 8693's codes.
+async fn token_exchange_at_the_token_endpoint(db: TestDatabase) {
+    const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+    const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+    const GATEWAY: &str = "https://gateway.example";
+    const ORDERS: &str = "https://orders.example";
+    let op = op(&db).await;
+    let rp = register(&op, "RP", |r| {
+        secret_post(r);
+        r.audience = vec![GATEWAY.into()];
+        r.scopes.push("orders:read".into());
+    })
+    .await;
+    let gateway = register(&op, "Gateway", |r| {
+        r.redirect_uris.clear();
+        r.grant_types = vec![GrantType::TokenExchange];
+        r.resource_audiences = vec![GATEWAY.into()];
+        r.scopes = vec!["orders:read".into()];
+        r.token_exchange = Some(trustgate_oauth::clients::TokenExchangePolicy {
+            audiences: vec![ORDERS.into()],
+        });
+    })
+    .await;
+    let orders = register(&op, "Orders", |r| {
+        r.redirect_uris.clear();
+        r.grant_types = vec![GrantType::ClientCredentials];
+        r.resource_audiences = vec![ORDERS.into()];
+    })
+    .await;
+    let mut b = signed_in(&op, "alice").await;
+    let (code, verifier) = code_for(&op, &mut b, &rp, &[("scope", "openid orders:read")]).await;
+    let (status, issued) = exchange(&op, &rp, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    let subject = issued["access_token"].as_str().expect("at").to_owned();
+    let form = |extra: &[(&'static str, &'static str)]| {
+        let mut form = vec![
+            ("grant_type", EXCHANGE),
+            ("subject_token", subject.as_str()),
+            ("subject_token_type", ACCESS_TOKEN),
+        ];
+        form.extend_from_slice(extra);
+        form
+    };
+    let refused =
+        |status: StatusCode, body: &Value| (status, body["error"].as_str().map(str::to_owned));
+
+    // Not registered for the grant.
+    let (status, body) = token(&op, &rp, &form(&[("audience", ORDERS)])).await;
+    assert_eq!(
+        refused(status, &body),
+        (StatusCode::BAD_REQUEST, Some("unauthorized_client".into()))
+    );
+    // Targets: none, two (the form may repeat `resource`, RFC 8707), or one not allowed.
+    for extra in [
+        &[][..],
+        &[("resource", ORDERS), ("resource", "https://ledger.example")][..],
+        &[("audience", "https://ledger.example")][..],
+    ] {
+        let (status, body) = token(&op, &gateway, &form(extra)).await;
+        assert_eq!(
+            refused(status, &body),
+            (StatusCode::BAD_REQUEST, Some("invalid_target".into())),
+            "{extra:?}: {body}"
+        );
+    }
+    // A tampered subject token.
+    let mut tampered = subject.clone();
+    let last = tampered.pop().expect("char");
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, body) = token(
+        &op,
+        &gateway,
+        &[
+            ("grant_type", EXCHANGE),
+            ("subject_token", &tampered),
+            ("subject_token_type", ACCESS_TOKEN),
+            ("audience", ORDERS),
+        ],
+    )
+    .await;
+    assert_eq!(
+        refused(status, &body),
+        (StatusCode::BAD_REQUEST, Some("invalid_request".into()))
+    );
+
+    let r = post_form(
+        &op,
+        "/oauth2/token",
+        &gateway,
+        &form(&[("resource", ORDERS), ("audience", ORDERS)]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.headers.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let body: Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(body["issued_token_type"], ACCESS_TOKEN);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "orders:read");
+    assert_eq!(body["expires_in"], 300);
+    assert!(body.get("refresh_token").is_none() && body.get("id_token").is_none());
+    let downstream = body["access_token"].as_str().expect("at");
+    let claims = payload(downstream);
+    assert_eq!(claims["aud"], ORDERS);
+    assert_eq!(claims["sub"], payload(&subject)["sub"]);
+    assert_eq!(claims["client_id"], gateway.id.as_str());
+    assert_eq!(
+        claims["act"],
+        json!({"sub": gateway.id, "client_id": gateway.id})
+    );
+    assert_eq!(claims["amr"], payload(&subject)["amr"]);
+
+    let seen = introspect(&op, &orders, downstream).await;
+    assert_eq!(seen["active"], true, "{seen}");
+    assert_eq!(seen["act"], claims["act"]);
+    assert_eq!(seen["scope"], "orders:read");
+    assert_eq!(
+        introspect(&op, &rp, downstream).await,
+        json!({"active": false}),
+        "not for the app"
+    );
+    assert_eq!(
+        userinfo(&op, downstream).await.status,
+        StatusCode::UNAUTHORIZED,
+        "not for userinfo"
+    );
+}
+
 async fn discovery_and_jwks(db: TestDatabase) {
     let op = op(&db).await;
     let mut b = Browser::default();
@@ -1566,6 +1697,14 @@ async fn discovery_and_jwks(db: TestDatabase) {
             .expect("grants")
             .iter()
             .any(|g| g == "password" || g == "implicit")
+    );
+    assert!(
+        meta["grant_types_supported"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .any(|g| g == "urn:ietf:params:oauth:grant-type:token-exchange"),
+        "token exchange (RFC 8693) is advertised"
     );
     let same = b.get(&op, "/.well-known/oauth-authorization-server").await;
     assert_eq!(same.body, r.body);
@@ -1594,5 +1733,6 @@ test_on_both_backends!(
     consent_is_remembered_and_can_be_withdrawn,
     private_key_jwt_clients,
     acr_values_2_steps_up_to_a_second_factor,
+    token_exchange_at_the_token_endpoint,
     discovery_and_jwks,
 );
