@@ -223,7 +223,13 @@ async fn audited(op: &Op, kind: &str) -> Vec<AuditEvent> {
         kind: Some(kind.to_owned()),
         ..AuditFilter::default()
     };
-    op.store.list_audit(&filter, 10).await.expect("audit")
+    op.store
+        .list_audit(&filter, 10)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|r| r.event)
+        .collect()
 }
 
 fn refused<T: std::fmt::Debug>(result: Result<T, OAuthError>, code: ErrorCode) -> OAuthError {

@@ -382,17 +382,17 @@ impl<D: Database> AuditStore for SqlStore<D> {
         chain: AuditChain,
         at: OffsetDateTime,
     ) -> Result<Option<i64>, StoreError> {
-        let row = self
-            .fetch_optional(
-                "SELECT MIN(seq) AS first FROM audit_events \
-                 WHERE chain = $1 AND seq IS NOT NULL AND at >= $2",
-                &[chain.as_str().into(), normalize_time(at).into()],
-            )
-            .await?;
-        match row {
-            Some(row) => row.opt_i64("first"),
-            None => Ok(None),
-        }
+        // Walks the (chain, seq) index from the oldest position and stops at the first young
+        // enough event: the work is the old prefix retention deletes anyway, not the whole
+        // retained chain an index on `at` would range over.
+        self.fetch_optional(
+            "SELECT seq FROM audit_events WHERE chain = $1 AND seq IS NOT NULL AND at >= $2 \
+             ORDER BY seq LIMIT 1",
+            &[chain.as_str().into(), normalize_time(at).into()],
+        )
+        .await?
+        .map(|row| row.i64("seq"))
+        .transpose()
     }
 
     async fn unchained_audit(
