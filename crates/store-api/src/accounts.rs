@@ -490,7 +490,7 @@ pub trait AuditStore: std::fmt::Debug + Send + Sync {
     ) -> Result<Vec<String>, StoreError>;
 
     /// Stores a checkpoint anchor. Its number must be the chain's next
-    /// ([`Conflict::Duplicate`](crate::Conflict::Duplicate) when another replica wrote that
+    /// ([`Conflict::Duplicate`] when another replica wrote that
     /// number first).
     async fn append_audit_anchor(&self, anchor: &AuditAnchor) -> Result<(), StoreError>;
 

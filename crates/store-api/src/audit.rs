@@ -318,7 +318,8 @@ mod tests {
             record_hash(AuditChain::Recorded, 2, &GENESIS_HASH, &e)
         );
         assert_ne!(base, record_hash(AuditChain::Recorded, 1, &[1; 32], &e));
-        let changes: Vec<Box<dyn Fn(&mut AuditEvent)>> = vec![
+        type Change = Box<dyn Fn(&mut AuditEvent)>;
+        let changes: Vec<Change> = vec![
             Box::new(|e| e.id.push('x')),
             Box::new(|e| e.at += time::Duration::microseconds(1)),
             Box::new(|e| e.kind = "logout".into()),
