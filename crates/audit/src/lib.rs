@@ -16,15 +16,24 @@
 //!   counted with `reason="store_error"`. [`Auditor::flush`] waits until everything queued
 //!   before it is written (shutdown, tests).
 //!
+//! Every stored event is a link of a hash chain (one for the recorded kinds, one for the
+//! streamed kinds; positions and hashes assigned by the store as it appends), and [`Chains`]
+//! signs anchors of the chains, deletes old streamed events by prefix under a signed truncation
+//! anchor and verifies the whole trail ([`chain`]). The loss policy stays explicit: a streamed
+//! event dropped because the queue is full never reaches a chain, so the chain stays whole and
+//! the loss is counted, not hidden.
+//!
 //! Every event carries the [`RequestContext`] (client IP, user agent, request id), the one
 //! definition of "where a request came from" that authentication, the OAuth provider, the PDP
 //! and the admin API share. Nothing secret is ever put into an event: callers pass ids,
 //! outcomes and non-secret detail only.
 
+pub mod chain;
 mod context;
 mod kind;
 mod writer;
 
+pub use chain::{ChainConfig, ChainError, Chains};
 pub use context::{MAX_REQUEST_ID_CHARS, MAX_USER_AGENT_CHARS, RequestContext};
 pub use kind::{AuditKind, Delivery, Outcome};
 pub use writer::{Auditor, AuditorConfig, Decision, Event, Verdict};

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use trustgate_core::Clock;
 use trustgate_core::id::UlidSequence;
-use trustgate_store_api::{AuditEvent, AuditStore, StoreError};
+use trustgate_store_api::{AuditChain, AuditEvent, AuditStore, StoreError};
 
 use crate::{AuditKind, Delivery, Outcome, RequestContext};
 
@@ -34,6 +34,7 @@ pub struct Event {
     outcome: Outcome,
     actor: Option<String>,
     user_id: Option<String>,
+    resource: Option<String>,
     detail: Map<String, Value>,
 }
 
@@ -45,6 +46,7 @@ impl Event {
             outcome,
             actor: None,
             user_id: None,
+            resource: None,
             detail: Map::new(),
         }
     }
@@ -63,6 +65,12 @@ impl Event {
     /// The user the event concerns.
     pub fn user(mut self, user_id: impl Into<String>) -> Self {
         self.user_id = Some(user_id.into());
+        self
+    }
+
+    /// What the event is about (e.g. `document:1`, a client id); filterable in the trail.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
         self
     }
 
@@ -112,19 +120,19 @@ pub struct Decision {
 
 impl Decision {
     fn into_event(self) -> Event {
-        let (outcome, verdict, reason) = match self.verdict {
+        let (outcome, verdict, error) = match self.verdict {
             Verdict::Allow => (Outcome::Success, "allow", None),
             Verdict::Deny => (Outcome::Denied, "deny", None),
             Verdict::Error(code) => (Outcome::Failure, "error", Some(code)),
         };
         let mut event = Event::new(AuditKind::AuthorizationDecision, outcome)
             .actor(self.principal)
+            .resource(self.resource)
             .detail("action", self.action)
-            .detail("resource", self.resource)
             .detail("decision", verdict)
             .details(self.detail);
-        if let Some(reason) = reason {
-            event = event.detail("reason", reason);
+        if let Some(code) = error {
+            event = event.detail("reason", code);
         }
         event
     }
@@ -209,23 +217,15 @@ impl Auditor {
         matches!(tokio::time::timeout(timeout, flushed).await, Ok(Some(())))
     }
 
-    /// Deletes streamed events (decisions, issuances, back-channel deliveries) older than
-    /// `retention`: they are the bulk of the trail. Recorded kinds are kept. Returns how many.
-    pub async fn purge_streamed(&self, retention: time::Duration) -> Result<u64, StoreError> {
-        let kinds: Vec<&str> = AuditKind::ALL
-            .iter()
-            .filter(|k| k.delivery() == Delivery::Streamed)
-            .map(|k| k.as_str())
-            .collect();
-        let before = self.clock.now() - retention;
-        self.store.purge_audit(&kinds, before).await
-    }
-
     fn stored(&self, ctx: &RequestContext, event: Event) -> AuditEvent {
         let at = self.clock.now();
         AuditEvent {
             id: self.ids.next(at, None),
             at,
+            chain: match event.kind.delivery() {
+                Delivery::Recorded => AuditChain::Recorded,
+                Delivery::Streamed => AuditChain::Streamed,
+            },
             kind: event.kind.as_str().to_owned(),
             outcome: event.outcome.as_str().to_owned(),
             actor: event.actor,
@@ -233,6 +233,7 @@ impl Auditor {
             ip: ctx.ip.map(|ip| ip.to_string()),
             user_agent: ctx.user_agent.clone(),
             request_id: ctx.request_id.clone(),
+            resource: event.resource,
             detail: event.detail,
         }
     }

@@ -63,7 +63,7 @@ use trustgate_core::{Clock, SealingKey, Secret};
 use trustgate_store_api::{AccountStore, Outage, StoreError};
 
 pub use trustgate_store_api::{
-    AuditEvent, AuditFilter, Session, User, UserPage, UserStatus, UserUpdate,
+    AuditEvent, AuditFilter, AuditRecord, Session, User, UserPage, UserStatus, UserUpdate,
 };
 
 use crate::password::{
@@ -445,12 +445,13 @@ impl Accounts {
         &*self.inner.store
     }
 
-    /// Audit events newest first, at most `limit` (capped at [`MAX_PAGE`]).
+    /// Audit events newest first (or in chain order after a position), at most `limit`
+    /// (capped at [`MAX_PAGE`]), with their chain positions and hashes.
     pub async fn audit(
         &self,
         filter: &AuditFilter,
         limit: u32,
-    ) -> Result<Vec<AuditEvent>, AccountError> {
+    ) -> Result<Vec<AuditRecord>, AccountError> {
         Ok(self
             .store()
             .list_audit(filter, limit.clamp(1, MAX_PAGE))

@@ -101,6 +101,14 @@ impl DecisionLog for Auditor {
         detail.insert("model".into(), Value::from(d.model_id));
         detail.insert("relation".into(), Value::from(d.relation));
         detail.insert("user".into(), Value::from(d.user));
+        if !matches!(d.verdict, Verdict::Error { .. }) {
+            // What decided: the relation evaluated under the model (the engine answers yes or
+            // no, not which path).
+            detail.insert(
+                "reason".into(),
+                Value::from(format!("relation:{}", d.relation)),
+            );
+        }
         let verdict = match d.verdict {
             Verdict::Allow => trustgate_audit::Verdict::Allow,
             Verdict::Deny => trustgate_audit::Verdict::Deny,

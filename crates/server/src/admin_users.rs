@@ -1,4 +1,4 @@
-//! The admin JSON API for human accounts: users, their sessions and the audit trail.
+//! The admin JSON API for human accounts: users and their sessions.
 //!
 //! | method and path | does |
 //! |---|---|
@@ -11,10 +11,9 @@
 //! | `POST /admin/v1/users/{id}/password` | set the password (`{"password": ...}`), revoking sessions → 204 |
 //! | `GET /admin/v1/users/{id}/sessions` | live sessions, newest first |
 //! | `POST /admin/v1/users/{id}/sessions/revoke` | revoke one (`{"session_id": ...}`) or all (`{}`) → `{"revoked": n}` |
-//! | `GET /admin/v1/audit?user_id=&kind=&before=&limit=` | credential events, newest first |
 //!
-//! Every route needs an API key with the `user_admin` permission (`/admin/v1/audit`: `auditor`;
-//! [`crate::auth::Authorized`]). Errors carry the
+//! Every route needs an API key with the `user_admin` permission
+//! ([`crate::auth::Authorized`]). The audit trail is [`crate::admin_audit`]. Errors carry the
 //! [`AccountError`] codes: `conflict` (409), `not_found` (404), `invalid_input` and the
 //! `password_*` policy codes (400), `busy` and `unavailable` (503). Responses never contain a
 //! password hash, a session id or any other secret.
@@ -28,21 +27,19 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use trustgate_audit::RequestContext;
-use trustgate_authn::accounts::{
-    AccountError, AuditEvent, AuditFilter, CreateUser, Session, User, UserStatus, UserUpdate,
-};
+use trustgate_authn::accounts::{AccountError, CreateUser, Session, User, UserStatus, UserUpdate};
 use trustgate_core::Secret;
 
 use crate::AppState;
 use crate::admin::{body, query, timestamp};
-use crate::auth::{Auditor, Authorized, UserAdmin};
+use crate::auth::{Authorized, UserAdmin};
 use crate::client_context::ClientContext;
 use crate::error::ApiError;
 
 /// Users per page when `limit` is not given.
 pub const DEFAULT_PAGE: u32 = 50;
 
-/// Routes under `/admin/v1/users` and `/admin/v1/audit`.
+/// Routes under `/admin/v1/users`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/v1/users", post(create_user).get(list_users))
@@ -58,7 +55,6 @@ pub fn router() -> Router<AppState> {
             "/admin/v1/users/{id}/sessions/revoke",
             post(revoke_sessions),
         )
-        .route("/admin/v1/audit", get(list_audit))
 }
 
 impl From<AccountError> for ApiError {
@@ -105,22 +101,6 @@ pub fn session_json(session: &Session) -> Value {
         "acr": session.acr,
         "ip": session.ip,
         "user_agent": session.user_agent,
-    })
-}
-
-/// An audit event as the API shows it.
-pub fn audit_json(event: &AuditEvent) -> Value {
-    json!({
-        "id": event.id,
-        "at": timestamp(event.at),
-        "kind": event.kind,
-        "outcome": event.outcome,
-        "actor": event.actor,
-        "user_id": event.user_id,
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-        "request_id": event.request_id,
-        "detail": event.detail,
     })
 }
 
@@ -392,42 +372,4 @@ async fn revoke_sessions(
         }
     };
     Ok(Json(json!({ "revoked": revoked })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    user_id: Option<String>,
-    kind: Option<String>,
-    before: Option<String>,
-    limit: Option<u32>,
-}
-
-async fn list_audit(
-    State(state): State<AppState>,
-    _caller: Authorized<Auditor>,
-    params: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let params = query(params)?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 {
-        return Err(ApiError::bad_request(
-            "invalid_input",
-            "limit: must be between 1 and 1000",
-        ));
-    }
-    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
-    let filter = AuditFilter {
-        user_id: non_empty(params.user_id),
-        kind: non_empty(params.kind),
-        before: non_empty(params.before),
-    };
-    let events = state.accounts.audit(&filter, limit).await?;
-    let next = (events.len() == limit.min(1000) as usize)
-        .then(|| events.last().map(|e| e.id.clone()))
-        .flatten();
-    Ok(Json(json!({
-        "events": events.iter().map(audit_json).collect::<Vec<_>>(),
-        "next": next,
-    })))
 }

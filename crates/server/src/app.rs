@@ -19,7 +19,7 @@ use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use trustgate_audit::{Auditor, AuditorConfig};
+use trustgate_audit::{Auditor, AuditorConfig, ChainConfig, Chains};
 use trustgate_authn::accounts::{Accounts, AccountsConfig};
 use trustgate_authn::api_keys::{ApiKeys, ApiKeysConfig};
 use trustgate_core::{Clock, SealingKey};
@@ -31,8 +31,8 @@ use trustgate_tokens::{Algorithm, KeyError, KeyManager, KeyPolicy};
 
 use crate::config::Config;
 use crate::{
-    admin, admin_clients, admin_keys, admin_services, admin_users, error, fga, oauth, ops, pages,
-    request_id, telemetry,
+    admin, admin_audit, admin_clients, admin_keys, admin_services, admin_users, error, fga, oauth,
+    ops, pages, request_id, telemetry,
 };
 
 /// What every handler can reach. Cloned for every request by axum's `State` extractor, so it is
@@ -61,6 +61,8 @@ pub struct Services {
     pub metrics: PrometheusHandle,
     /// The audit trail.
     pub auditor: Auditor,
+    /// The audit trail's chains: anchors, retention, verification.
+    pub chains: Chains,
     /// Human accounts: users, login, sessions, second factors, audit.
     pub accounts: Accounts,
     /// Registered OAuth clients: registration and client authentication.
@@ -122,8 +124,24 @@ impl AppState {
             max_token_lifetime: seconds(oauth_config.max_token_lifetime_secs),
             jwks_max_age: seconds(oauth_config.key_publish_ahead_secs.min(300)),
         };
-        let keys = KeyManager::load(store.clone(), secrets_key, policy, Arc::clone(&clock)).await?;
+        let keys = KeyManager::load(
+            store.clone(),
+            secrets_key.clone(),
+            policy,
+            Arc::clone(&clock),
+        )
+        .await?;
         keys.ensure_keys().await?;
+        let chains = Chains::new(
+            store.clone(),
+            keys.clone(),
+            secrets_key,
+            Arc::clone(&clock),
+            ChainConfig {
+                anchor_every_events: i64::from(config.audit.anchor_every_events),
+                anchor_every: seconds(u64::from(config.audit.anchor_every_secs)),
+            },
+        );
         let issuer = oauth_config
             .issuer
             .clone()
@@ -188,6 +206,7 @@ impl AppState {
             metrics: telemetry::metrics_handle(),
             api_keys,
             auditor,
+            chains,
             accounts,
         })))
     }
@@ -217,6 +236,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .merge(admin::router())
         .merge(admin_users::router())
+        .merge(admin_audit::router())
         .merge(admin_clients::router())
         .merge(admin_keys::router())
         .merge(admin_services::router())

@@ -101,9 +101,15 @@ impl ApiKeysConfig {
     }
 }
 
-/// The audit trail (`[audit]`). Credential and administrative events are kept; authorization
-/// decisions, token issuances and back-channel deliveries (the streamed kinds, one or more per
-/// request on hot paths) are kept `streamed_retention_days`.
+/// The audit trail (`[audit]`): two hash chains with signed anchors (see ARCHITECTURE.md,
+/// Audit).
+///
+/// Retention: the recorded chain (credential and administrative events) is kept for ever; the
+/// streamed chain (authorization decisions, token issuances, back-channel deliveries, access
+/// denials: one or more per request on hot paths) is deleted by prefix once older than
+/// `streamed_retention_days`, under a signed truncation anchor, so verification still passes.
+/// Anchors: a signed checkpoint of each chain's head every `anchor_every_events` events or
+/// `anchor_every_secs` seconds, whichever comes first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
@@ -112,6 +118,10 @@ pub struct AuditConfig {
     /// Streamed events waiting to be written (1000 to 1000000); beyond it they are dropped and
     /// counted in `audit_events_dropped_total`.
     pub queue_capacity: usize,
+    /// A signed anchor after this many events of a chain (100 to 10000000).
+    pub anchor_every_events: u32,
+    /// A signed anchor after this many seconds if a chain has grown (1 to 86400).
+    pub anchor_every_secs: u32,
 }
 
 impl Default for AuditConfig {
@@ -119,6 +129,8 @@ impl Default for AuditConfig {
         Self {
             streamed_retention_days: 30,
             queue_capacity: 10_000,
+            anchor_every_events: 10_000,
+            anchor_every_secs: 60,
         }
     }
 }
@@ -133,6 +145,16 @@ impl AuditConfig {
         if !(1000..=1_000_000).contains(&self.queue_capacity) {
             return Err(ConfigError::Invalid(
                 "audit.queue_capacity: must be between 1000 and 1000000".into(),
+            ));
+        }
+        if !(100..=10_000_000).contains(&self.anchor_every_events) {
+            return Err(ConfigError::Invalid(
+                "audit.anchor_every_events: must be between 100 and 10000000".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.anchor_every_secs) {
+            return Err(ConfigError::Invalid(
+                "audit.anchor_every_secs: must be between 1 and 86400".into(),
             ));
         }
         Ok(())
@@ -802,7 +824,12 @@ mod tests {
         let c = load(None, &[], Overrides::default()).expect("defaults");
         assert_eq!(c.audit.streamed_retention_days, 30);
         assert_eq!(c.audit.queue_capacity, 10_000);
+        assert_eq!(c.audit.anchor_every_events, 10_000);
+        assert_eq!(c.audit.anchor_every_secs, 60);
         for (key, value) in [
+            ("TRUSTGATE_AUDIT__ANCHOR_EVERY_EVENTS", "99"),
+            ("TRUSTGATE_AUDIT__ANCHOR_EVERY_SECS", "0"),
+            ("TRUSTGATE_AUDIT__ANCHOR_EVERY_SECS", "86401"),
             ("TRUSTGATE_AUDIT__STREAMED_RETENTION_DAYS", "0"),
             ("TRUSTGATE_AUDIT__STREAMED_RETENTION_DAYS", "3651"),
             ("TRUSTGATE_AUDIT__QUEUE_CAPACITY", "999"),

@@ -30,6 +30,7 @@
 //! OpenFGA error type on `/stores` routes) and the layers render them.
 
 pub mod admin;
+pub mod admin_audit;
 pub mod admin_clients;
 pub mod admin_keys;
 pub mod admin_services;

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use trustgate_audit::Auditor;
+use trustgate_audit::Chains;
 use trustgate_core::{Clock, SealingKey, SystemClock};
 use trustgate_store::ConnectOptions;
-use trustgate_store_api::{Backend, MigrationReport, Store, StoreError};
+use trustgate_store_api::{AuditChain, Backend, MigrationReport, Store, StoreError};
 
 use crate::app::{AppState, router};
 use crate::bootstrap::{Bootstrap, BootstrapError, ensure_admin};
@@ -173,8 +173,13 @@ impl Server {
         let api_keys = self.state.api_keys.clone();
         let purge = tokio::spawn(purge_sessions_periodically(self.state.accounts.clone()));
         let audit_retention = tokio::spawn(purge_streamed_audit_periodically(
-            self.state.auditor.clone(),
+            self.state.chains.clone(),
             time::Duration::days(i64::from(self.state.config.audit.streamed_retention_days)),
+        ));
+        let chains = self.state.chains.clone();
+        let audit_anchors = tokio::spawn(anchor_audit_periodically(
+            chains.clone(),
+            Duration::from_secs(u64::from(self.state.config.audit.anchor_every_secs).min(5)),
         ));
         let maintenance = tokio::spawn(maintain_oauth_periodically(self.state.oauth.clone()));
         let metrics_upkeep =
@@ -194,12 +199,19 @@ impl Server {
         crate::listener::serve(self.listener, app, settings, signal, grace).await;
         purge.abort();
         audit_retention.abort();
+        audit_anchors.abort();
         maintenance.abort();
         metrics_upkeep.abort();
         // Decisions and issuances still queued reach the trail before the database closes; a
         // database that does not answer cannot hold shutdown up beyond this bound.
         if !auditor.flush(AUDIT_FLUSH_TIMEOUT).await {
             tracing::warn!("audit events still queued at shutdown were dropped");
+        }
+        // The last events are anchored before the database closes (bounded like the flush).
+        match tokio::time::timeout(AUDIT_FLUSH_TIMEOUT, chains.anchor_due()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot anchor the audit chains at shutdown"),
+            Err(_) => tracing::warn!("anchoring the audit chains at shutdown timed out"),
         }
         // Last-use times noted since the last batch, bounded like the audit flush.
         match tokio::time::timeout(AUDIT_FLUSH_TIMEOUT, api_keys.flush()).await {
@@ -403,16 +415,32 @@ async fn purge_sessions_periodically(accounts: trustgate_authn::accounts::Accoun
     }
 }
 
-/// Every hour: streamed audit events (decisions, issuances) older than the retention go.
-async fn purge_streamed_audit_periodically(auditor: Auditor, retention: time::Duration) {
+/// Every hour: streamed audit events (decisions, issuances) older than the retention go, as a
+/// prefix of their chain under a signed truncation anchor.
+async fn purge_streamed_audit_periodically(chains: Chains, retention: time::Duration) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        match auditor.purge_streamed(retention).await {
+        match chains
+            .apply_retention(AuditChain::Streamed, retention)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::debug!(events = n, "purged streamed audit events past retention"),
             Err(e) => tracing::warn!(error = %e, "cannot purge streamed audit events"),
+        }
+    }
+}
+
+/// Every `period`: a signed anchor of each audit chain that is due one (by count or by time).
+async fn anchor_audit_periodically(chains: Chains, period: Duration) {
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = chains.anchor_due().await {
+            tracing::warn!(error = %e, "cannot anchor the audit chains");
         }
     }
 }

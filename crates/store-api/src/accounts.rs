@@ -25,6 +25,7 @@ use trustgate_core::TokenDigest;
 #[cfg(doc)]
 use crate::Conflict;
 use crate::StoreError;
+use crate::audit::{AuditAnchor, AuditChain, AuditRecord, ChainHead};
 
 /// Whether a user may authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,6 +386,8 @@ pub struct AuditEvent {
     pub id: String,
     /// When.
     pub at: OffsetDateTime,
+    /// The chain it is appended to (decided by how its kind is delivered).
+    pub chain: AuditChain,
     /// What, e.g. `login`, `login_failed`, `mfa_enrolled`, `session_revoked`, `password_changed`.
     pub kind: String,
     /// `success`, `failure`, `denied`.
@@ -399,41 +402,118 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     /// The request id.
     pub request_id: Option<String>,
-    /// Further non-secret detail.
+    /// What it was about, e.g. `document:1` for a decision, a client id for a token issuance.
+    pub resource: Option<String>,
+    /// Further non-secret detail (for a decision: its action, decision and reason).
     pub detail: Map<String, Value>,
 }
 
-/// Which audit events to list.
+/// Which audit events to list. Every given condition must hold.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     /// Only events concerning this user.
     pub user_id: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only events by this principal (the actor subject, e.g. `service:ID`).
+    pub actor: Option<String>,
+    /// Only events about this resource.
+    pub resource: Option<String>,
+    /// Only this outcome (`success`, `failure`, `denied`).
+    pub outcome: Option<String>,
+    /// Only events of this chain.
+    pub chain: Option<AuditChain>,
+    /// Only events at or after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// Only events before this instant.
+    pub until: Option<OffsetDateTime>,
     /// Only events with an id below this one (paging backwards in time).
     pub before: Option<String>,
+    /// Only events of [`chain`](Self::chain) (required) after this position, listed in chain
+    /// order instead of newest first: what follows the trail as it grows (`audit tail`,
+    /// export), which an id cursor cannot do (ids are taken when an event happens, positions
+    /// when it is written).
+    pub after_seq: Option<i64>,
 }
 
-/// The append-only audit trail.
+/// The append-only audit trail: two hash chains ([`crate::audit`]) and their anchors.
 #[async_trait]
 pub trait AuditStore: std::fmt::Debug + Send + Sync {
-    /// Appends one event. The outcome must be one of [`AUDIT_OUTCOMES`].
+    /// Appends one event at the end of its chain. The outcome must be one of
+    /// [`AUDIT_OUTCOMES`].
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
 
-    /// Appends several events at once, all or none (the batched writer of decision events).
+    /// Appends several events at once, all or none, chained in order within each chain in one
+    /// transaction (the batched writer of decision events).
     async fn append_audits(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
 
-    /// Deletes the events of the given kinds from before `before` (retention of high-volume
-    /// kinds); returns how many.
-    async fn purge_audit(&self, kinds: &[&str], before: OffsetDateTime) -> Result<u64, StoreError>;
-
-    /// Events matching `filter`, newest first (by id), at most `limit` (1 to
+    /// Events matching `filter`, newest first (by id), or in chain order when
+    /// [`AuditFilter::after_seq`] is given; at most `limit` (1 to
     /// [`MAX_PAGE_SIZE`](crate::relationships::MAX_PAGE_SIZE)).
     async fn list_audit(
         &self,
         filter: &AuditFilter,
         limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError>;
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The chain's head: its last position and hash, as the appenders see it.
+    async fn audit_head(&self, chain: AuditChain) -> Result<ChainHead, StoreError>;
+
+    /// The records of `chain` after position `after_seq`, in chain order, at most `limit`.
+    async fn audit_chain_page(
+        &self,
+        chain: AuditChain,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The record at `seq` of `chain`, if it is stored.
+    async fn audit_record_at(
+        &self,
+        chain: AuditChain,
+        seq: i64,
+    ) -> Result<Option<AuditRecord>, StoreError>;
+
+    /// The smallest position of `chain` whose event is at or after `at`, if any.
+    async fn audit_first_seq_since(
+        &self,
+        chain: AuditChain,
+        at: OffsetDateTime,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Ids of events outside every chain (written before chains existed, or inserted by hand)
+    /// with an id above `after_id`, ascending, at most `limit`.
+    async fn unchained_audit(
+        &self,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Stores a checkpoint anchor. Its number must be the chain's next
+    /// ([`Conflict::Duplicate`] when another replica wrote that
+    /// number first).
+    async fn append_audit_anchor(&self, anchor: &AuditAnchor) -> Result<(), StoreError>;
+
+    /// The chain's anchors numbered after `after_number`, in order, at most `limit`.
+    async fn audit_anchors(
+        &self,
+        chain: AuditChain,
+        after_number: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditAnchor>, StoreError>;
+
+    /// The chain's newest anchor, and its newest truncation anchor.
+    async fn last_audit_anchors(
+        &self,
+        chain: AuditChain,
+    ) -> Result<(Option<AuditAnchor>, Option<AuditAnchor>), StoreError>;
+
+    /// Retention: in one transaction, checks that the record at `anchor.seq` is still stored
+    /// with `anchor.hash`, deletes every record of the chain up to it and stores the
+    /// truncation anchor (numbered as in [`append_audit_anchor`](Self::append_audit_anchor)).
+    /// Returns how many records were deleted; a record that no longer matches is
+    /// [`StoreError::InvalidInput`] and nothing is deleted.
+    async fn truncate_audit(&self, anchor: &AuditAnchor) -> Result<u64, StoreError>;
 }
 
 /// Largest accepted custom attributes, audit detail or passkey metadata, as JSON.

@@ -16,7 +16,8 @@
 //! - [`UserStore`], [`SessionStore`], [`MfaStore`], [`AuditStore`]: human accounts (users with
 //!   case-insensitively unique usernames and emails, password hashes), server-side sessions
 //!   looked up by the digest of their secret, second factors (TOTP with atomic replay defence,
-//!   recovery codes, passkeys) and the audit trail (see [`accounts`]).
+//!   recovery codes, passkeys) and the audit trail, two hash chains with signed anchors (see
+//!   [`accounts`] and [`audit`]).
 //! - [`SigningKeyStore`], [`ClientStore`], [`GrantStore`]: the OAuth 2.0 / OpenID Connect
 //!   provider's signing keys, registered clients, and the artifacts of grants (authorization
 //!   codes, grants and their refresh tokens, consents, device authorizations, pushed requests,
@@ -39,6 +40,7 @@
 //! full, read-only) is answered with its stable code and "retry later", never as a defect.
 
 pub mod accounts;
+pub mod audit;
 mod error;
 pub mod limits;
 pub mod oauth;
@@ -52,6 +54,9 @@ use async_trait::async_trait;
 pub use accounts::{
     AuditEvent, AuditFilter, AuditStore, MfaStore, NewUser, Passkey, Session, SessionStore,
     TotpCredential, User, UserPage, UserStatus, UserStore, UserUpdate,
+};
+pub use audit::{
+    AnchorKind, AuditAnchor, AuditChain, AuditRecord, ChainHead, GENESIS_HASH, record_hash,
 };
 pub use error::{BoxError, Conflict, Outage, StoreError};
 pub use limits::{AttemptCount, AttemptStore, NonceStore};

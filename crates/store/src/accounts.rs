@@ -235,13 +235,35 @@ pub(crate) fn check_audit_event(event: &AuditEvent) -> Result<String, StoreError
     check_optional("ip", event.ip.as_deref())?;
     check_optional("user agent", event.user_agent.as_deref())?;
     check_optional("request id", event.request_id.as_deref())?;
+    check_optional("resource", event.resource.as_deref())?;
     json_object_text("audit detail", &event.detail)
 }
 
 pub(crate) fn check_audit_filter(filter: &AuditFilter) -> Result<(), StoreError> {
     check_optional("user id", filter.user_id.as_deref())?;
     check_optional("kind", filter.kind.as_deref())?;
-    check_optional("before", filter.before.as_deref())
+    check_optional("actor", filter.actor.as_deref())?;
+    check_optional("resource", filter.resource.as_deref())?;
+    check_optional("before", filter.before.as_deref())?;
+    if let Some(outcome) = &filter.outcome
+        && !AUDIT_OUTCOMES.contains(&outcome.as_str())
+    {
+        return Err(StoreError::InvalidInput(format!(
+            "audit outcome must be one of {AUDIT_OUTCOMES:?}"
+        )));
+    }
+    match (filter.after_seq, filter.chain) {
+        (Some(_), None) => Err(StoreError::InvalidInput(
+            "listing after a chain position needs the chain".into(),
+        )),
+        (Some(seq), Some(_)) if seq < 0 => Err(StoreError::InvalidInput(
+            "chain positions are not negative".into(),
+        )),
+        (Some(_), Some(_)) if filter.before.is_some() => Err(StoreError::InvalidInput(
+            "list either before an id or after a chain position, not both".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

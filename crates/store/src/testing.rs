@@ -99,6 +99,41 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Runs `statements` (`;`-separated SQL, no parameters) on the test database past the store,
+    /// as someone with write access to the database would: for tests that tamper with stored
+    /// rows and check that trustgate notices. Returns how many rows they changed. SQLite
+    /// databases in memory are not reachable from outside and panic.
+    pub async fn execute_raw(&self, statements: &str) -> u64 {
+        execute_raw_at(&self.url, self.schema.as_deref(), statements).await
+    }
+}
+
+/// [`TestDatabase::execute_raw`] on the database at `url` (`sqlite://PATH`, or a PostgreSQL URL
+/// with its `schema`), e.g. the database of a server a test started.
+pub async fn execute_raw_at(url: &str, schema: Option<&str>, statements: &str) -> u64 {
+    let sql = || sqlx::raw_sql(sqlx::AssertSqlSafe(statements.to_owned()));
+    if let Some(schema) = schema {
+        let options: sqlx::postgres::PgConnectOptions = url.parse().expect("postgres url");
+        let pool = sqlx::PgPool::connect_with(options.options([("search_path", schema)]))
+            .await
+            .expect("raw postgres connection");
+        let done = sql().execute(&pool).await.expect("raw postgres statement");
+        pool.close().await;
+        return done.rows_affected();
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .expect("an SQLite database in a file");
+    let pool =
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(path))
+            .await
+            .expect("raw sqlite connection");
+    let done = sql().execute(&pool).await.expect("raw sqlite statement");
+    pool.close().await;
+    done.rows_affected()
+}
+
 /// The PostgreSQL URL for tests, or `None` after printing why `test_name` is skipped.
 pub fn postgres_url(test_name: &str) -> Option<String> {
     match std::env::var(POSTGRES_URL_VAR) {

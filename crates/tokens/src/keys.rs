@@ -191,6 +191,17 @@ impl std::fmt::Debug for KeyManager {
     }
 }
 
+/// A JWS and the key that signed it ([`KeyManager::sign_with_key`]).
+#[derive(Debug, Clone)]
+pub struct SignedWithKey {
+    /// The JWS compact serialization.
+    pub token: String,
+    /// The signing key's `kid`.
+    pub kid: String,
+    /// The signing key's public JWK (as in the JWKS).
+    pub public_jwk: Map<String, Value>,
+}
+
 /// The keys published at one instant, as a [`KeyResolver`].
 pub struct PublishedKeys {
     set: Arc<KeySet>,
@@ -429,6 +440,36 @@ impl KeyManager {
         typ: &str,
         claims: &T,
     ) -> Result<String, KeyError> {
+        self.sign_with(algorithm, typ, claims, |_| ())
+            .map(|(token, ())| token)
+    }
+
+    /// Signs like [`sign`](Self::sign) and also returns the signing key's `kid` and public JWK,
+    /// for a statement that must stay verifiable after the key has left the JWKS (the audit
+    /// trail's anchors keep the key with the signature).
+    pub fn sign_with_key<T: Serialize>(
+        &self,
+        algorithm: Algorithm,
+        typ: &str,
+        claims: &T,
+    ) -> Result<SignedWithKey, KeyError> {
+        self.sign_with(algorithm, typ, claims, |key| {
+            (key.info.kid.clone(), key.public_jwk.clone())
+        })
+        .map(|(token, (kid, public_jwk))| SignedWithKey {
+            token,
+            kid,
+            public_jwk,
+        })
+    }
+
+    fn sign_with<T: Serialize, R>(
+        &self,
+        algorithm: Algorithm,
+        typ: &str,
+        claims: &T,
+        facts: impl FnOnce(&LoadedKey) -> R,
+    ) -> Result<(String, R), KeyError> {
         let now = self.inner.clock.now();
         let set = self.inner.set.load();
         let key = set
@@ -465,7 +506,7 @@ impl KeyManager {
         };
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
-        Ok(token)
+        Ok((token, facts(key)))
     }
 
     /// The kid and creation time of the newest key of `algorithm` (the store's order).

@@ -41,7 +41,7 @@ mod verify;
 
 pub use claims::{AccessTokenClaims, Actor, Audience};
 pub use jwk::JwkSetResolver;
-pub use keys::{KeyError, KeyInfo, KeyManager, KeyPolicy, KeyState, PublishedKeys};
+pub use keys::{KeyError, KeyInfo, KeyManager, KeyPolicy, KeyState, PublishedKeys, SignedWithKey};
 pub use verify::{
     Expectation, KeyResolver, MAX_TOKEN_BYTES, VerificationKey, Verified, VerifyError, verify,
     verify_signature,

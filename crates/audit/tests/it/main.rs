@@ -2,3 +2,4 @@
 //! linked once.
 
 mod auditor;
+mod chain;

@@ -663,7 +663,10 @@ mod tests {
         let events = accounts
             .audit(&AuditFilter::default(), 100)
             .await
-            .expect("audit");
+            .expect("audit")
+            .into_iter()
+            .map(|r| r.event)
+            .collect::<Vec<_>>();
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         assert!(kinds.contains(&"passkey_counter_regression"), "{kinds:?}");
         assert!(kinds.contains(&"passkey_added"), "{kinds:?}");
@@ -699,7 +702,10 @@ mod tests {
         let events = accounts
             .audit(&AuditFilter::default(), 100)
             .await
-            .expect("audit");
+            .expect("audit")
+            .into_iter()
+            .map(|r| r.event)
+            .collect::<Vec<_>>();
         assert!(events.iter().any(|e| e.kind == "passkey_removed"));
         // A removed passkey no longer signs in.
         let login = accounts.begin_passkey_login(&rp()).expect("begin");

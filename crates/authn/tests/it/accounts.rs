@@ -1073,7 +1073,10 @@ async fn audit_records_credential_events_without_secrets(db: TestDatabase) {
             1000,
         )
         .await
-        .expect("audit");
+        .expect("audit")
+        .into_iter()
+        .map(|r| r.event)
+        .collect::<Vec<_>>();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     for kind in [
         "user_created",
@@ -1110,7 +1113,10 @@ async fn audit_records_credential_events_without_secrets(db: TestDatabase) {
             1000,
         )
         .await
-        .expect("by kind");
+        .expect("by kind")
+        .into_iter()
+        .map(|r| r.event)
+        .collect::<Vec<_>>();
     assert!(!only_logins.is_empty());
     assert!(only_logins.iter().all(|e| e.kind == "login"));
 
@@ -1118,7 +1124,10 @@ async fn audit_records_credential_events_without_secrets(db: TestDatabase) {
     let everything = accounts
         .audit(&AuditFilter::default(), 1000)
         .await
-        .expect("all");
+        .expect("all")
+        .into_iter()
+        .map(|r| r.event)
+        .collect::<Vec<_>>();
     let dump = format!("{everything:?}");
     let mut secrets = vec![
         PASSWORD.to_owned(),

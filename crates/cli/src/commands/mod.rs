@@ -1,6 +1,7 @@
 //! Command-line surface: one subcommand per task, each a thin call into the server crate or
 //! the management API.
 
+mod audit;
 mod clients;
 mod fga;
 mod keys;
@@ -64,9 +65,9 @@ enum Command {
     /// Human accounts: create, list, get, disable, enable, delete, set-password, sessions.
     #[command(subcommand)]
     User(user::UserCommand),
-    /// The audit trail of credential events.
+    /// The audit trail: list, tail, export, verify (the hash chains and their signed anchors).
     #[command(subcommand)]
-    Audit(user::AuditCommand),
+    Audit(audit::AuditCommand),
     /// Registered OAuth clients: create, list, get, update, delete, rotate-secret.
     #[command(subcommand)]
     Client(clients::ClientCommand),
@@ -152,7 +153,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::ListObjects(a) => fga::list_objects(a, &cli.client).await,
         Command::ListUsers(a) => fga::list_users(a, &cli.client).await,
         Command::User(c) => user::user(c, &cli.client).await,
-        Command::Audit(c) => user::audit(c, &cli.client).await,
+        Command::Audit(c) => audit::run(c, &cli.client).await,
         Command::Client(c) => clients::client(c, &cli.client).await,
         Command::Keys(c) => keys::keys(c, &cli.client).await,
         Command::Service(c) => services::service(c, &cli.client).await,

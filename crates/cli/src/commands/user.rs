@@ -79,25 +79,6 @@ pub struct UserArg {
     user: String,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum AuditCommand {
-    /// List credential events, newest first.
-    List {
-        /// Only events concerning this user (id, username or email).
-        #[arg(long)]
-        user: Option<String>,
-        /// Only this kind (login, login_failed, user_created, ...).
-        #[arg(long)]
-        kind: Option<String>,
-        /// Only events older than this event id (paging).
-        #[arg(long)]
-        before: Option<String>,
-        /// Most events to print (1 to 1000).
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-    },
-}
-
 /// Percent-encodes one path segment.
 pub(super) fn segment(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -111,7 +92,7 @@ pub(super) fn segment(value: &str) -> String {
     out
 }
 
-fn user_path(user: &str, suffix: &str) -> String {
+pub(super) fn user_path(user: &str, suffix: &str) -> String {
     format!("/admin/v1/users/{}{suffix}", segment(user))
 }
 
@@ -236,40 +217,6 @@ pub async fn user(command: UserCommand, args: &ClientArgs) -> Result<(), Failure
             };
             let path = user_path(&user, "/sessions/revoke");
             print_json(&client.call(Method::POST, &path, Some(&body)).await?);
-        }
-    }
-    Ok(())
-}
-
-/// Runs an `audit` command.
-pub async fn audit(command: AuditCommand, args: &ClientArgs) -> Result<(), Failure> {
-    let client = Client::new(args)?;
-    match command {
-        AuditCommand::List {
-            user,
-            kind,
-            before,
-            limit,
-        } => {
-            let mut path = format!("/admin/v1/audit?limit={limit}");
-            if let Some(user) = user {
-                // Accept a username or email too: the filter needs the id.
-                let found = client
-                    .call(Method::GET, &user_path(&user, ""), None)
-                    .await?;
-                let id = found
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| Failure::Failed(format!("no id for user {user}")))?;
-                path.push_str(&format!("&user_id={}", segment(id)));
-            }
-            if let Some(kind) = kind {
-                path.push_str(&format!("&kind={}", segment(&kind)));
-            }
-            if let Some(before) = before {
-                path.push_str(&format!("&before={}", segment(&before)));
-            }
-            print_json(&client.call(Method::GET, &path, None).await?);
         }
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! `trustgate user ...` and `trustgate audit list` as processes against a running server, and
+//! `trustgate user ...` and `trustgate audit list/export/verify` as processes against a running server, and
 //! the secrets key at start (created on SQLite, required on PostgreSQL).
 
 use std::io::Write as _;
@@ -216,6 +216,46 @@ fn user_and_audit_commands_drive_the_admin_api() {
         None,
     ));
     assert_eq!(created_events["events"].as_array().map(Vec::len), Some(2));
+
+    // Export as JSON lines, oldest first per chain; filters apply.
+    let export = cli(
+        &server,
+        &data,
+        &[
+            "audit",
+            "export",
+            "--kind",
+            "user_created",
+            "--since",
+            "2000-01-01T00:00:00Z",
+        ],
+        None,
+    );
+    assert!(export.status.success(), "{export:?}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["seq"].as_i64() < lines[1]["seq"].as_i64());
+    assert!(lines.iter().all(|e| e["kind"] == "user_created"));
+
+    // Verification passes, then finds an edited event and exits 1 naming it.
+    let verified = cli(&server, &data, &["audit", "verify", "--budget", "3"], None);
+    assert_eq!(ok_json(&verified)["ok"], true);
+    let url = format!("sqlite://{}", data.join("trustgate.db").display());
+    tokio::runtime::Runtime::new().expect("runtime").block_on(
+        trustgate_store::testing::execute_raw_at(
+            &url,
+            None,
+            "UPDATE audit_events SET actor = 'user:mallory' WHERE chain = 'recorded' AND seq = 2",
+        ),
+    );
+    let tampered = cli(&server, &data, &["audit", "verify"], None);
+    failed_with(&tampered, 1, "recorded record_hash_mismatch seq 2");
+    let report: Value = serde_json::from_slice(&tampered.stdout).expect("report on stdout");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["problems"][0]["seq"], 2);
 
     // Deletion.
     let deleted = cli(&server, &data, &["user", "delete", "alice"], None);

@@ -234,7 +234,13 @@ pub(crate) async fn audited(op: &Op, kind: &str) -> Vec<AuditEvent> {
         kind: Some(kind.to_owned()),
         ..AuditFilter::default()
     };
-    op.store.list_audit(&filter, 10).await.expect("audit")
+    op.store
+        .list_audit(&filter, 10)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|r| r.event)
+        .collect()
 }
 
 pub(crate) fn refused<T: std::fmt::Debug>(

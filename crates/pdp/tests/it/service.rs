@@ -1231,7 +1231,10 @@ async fn decisions_reach_the_audit_trail(db: TestDatabase) {
             100,
         )
         .await
-        .expect("audit trail");
+        .expect("audit trail")
+        .into_iter()
+        .map(|r| r.event)
+        .collect::<Vec<_>>();
     events.reverse();
     let seen: Vec<(&str, &str, &str)> = events
         .iter()
@@ -1256,9 +1259,10 @@ async fn decisions_reach_the_audit_trail(db: TestDatabase) {
         assert_eq!(event.request_id.as_deref(), Some("req-1"));
         assert_eq!(event.ip.as_deref(), Some("198.51.100.4"));
         assert_eq!(event.detail["action"], "check");
-        assert_eq!(event.detail["resource"], "document:1");
+        assert_eq!(event.resource.as_deref(), Some("document:1"));
         assert_eq!(event.detail["store"], store.as_str());
         assert_eq!(event.detail["model"], model.as_str());
     }
     assert_eq!(events[2].detail["reason"], "validation_error");
+    assert_eq!(events[0].detail["reason"], "relation:viewer");
 }

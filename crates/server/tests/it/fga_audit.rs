@@ -72,7 +72,9 @@ async fn check_decisions_are_audited(db: TestDatabase) {
     let detail = &first["detail"];
     assert_eq!(detail["action"], "check");
     assert_eq!(detail["decision"], "allow");
-    assert_eq!(detail["resource"], "document:1");
+    assert_eq!(first["resource"], "document:1");
+    assert_eq!(first["chain"], "streamed");
+    assert_eq!(detail["reason"], "relation:viewer");
     assert_eq!(detail["store"], json!(store));
     assert_eq!(detail["model"], json!(model));
     assert_eq!(detail["relation"], "viewer");
@@ -84,7 +86,7 @@ async fn check_decisions_are_audited(db: TestDatabase) {
     assert_eq!(events[2]["outcome"], "failure");
     assert_eq!(events[2]["detail"]["decision"], "error");
     assert_eq!(events[2]["detail"]["reason"], "validation_error");
-    assert_eq!(events[2]["detail"]["resource"], "nodoc:1");
+    assert_eq!(events[2]["resource"], "nodoc:1");
 
     // The writer's progress is a metric.
     let metrics = api.raw("GET", "/metrics", Vec::new(), &[], false).await;

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod admin_audit;
 mod admin_clients;
 mod admin_keys;
 mod admin_users;

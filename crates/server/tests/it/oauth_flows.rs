@@ -1226,7 +1226,10 @@ async fn device_code_guesses_are_throttled_without_an_oracle(db: TestDatabase) {
         .accounts
         .audit(&trustgate_store_api::AuditFilter::default(), 100)
         .await
-        .expect("audit");
+        .expect("audit")
+        .into_iter()
+        .map(|r| r.event)
+        .collect::<Vec<_>>();
     let failed: Vec<_> = events
         .iter()
         .filter(|e| e.kind == "device_code_failed")

@@ -139,7 +139,10 @@ async fn a_passkey_challenge_completed_on_one_replica_is_refused_on_the_other(db
         .accounts
         .audit(&trustgate_store_api::AuditFilter::default(), 50)
         .await
-        .expect("audit");
+        .expect("audit")
+        .into_iter()
+        .map(|r| r.event)
+        .collect::<Vec<_>>();
     assert!(
         events.iter().any(|e| e.kind == "login_failed"
             && e.detail.get("reason").and_then(|r| r.as_str()) == Some("webauthn_challenge_used")),

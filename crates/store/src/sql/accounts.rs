@@ -1,4 +1,4 @@
-//! [`UserStore`], [`SessionStore`], [`MfaStore`] and [`AuditStore`].
+//! [`UserStore`], [`SessionStore`] and [`MfaStore`].
 //!
 //! Compare-and-set updates (TOTP step, recovery codes, session revocation) are single `UPDATE`
 //! statements: on PostgreSQL (READ COMMITTED) a concurrent updater of the same row waits and
@@ -17,17 +17,16 @@ use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
 use super::api_keys::advance_epoch;
-use super::{Arg, Database, Query, Row, RowLock, Serial, SqlStore, Tx, TxMode, args};
+use super::{Arg, Database, Row, RowLock, Serial, SqlStore, Tx, TxMode, args};
 use super::{reference_is, unique_is};
 use crate::accounts::{
-    AuditEvent, AuditFilter, AuditStore, MfaStore, NewUser, Passkey, Session, SessionStore,
-    TotpCredential, User, UserPage, UserStatus, UserStore, UserUpdate, amr_from_text, apply_update,
-    attributes_text, check_audit_event, check_audit_filter, check_credential_id, check_new_user,
-    check_passkey, check_recovery_codes, check_sealed_secret, check_session, check_sign_count,
-    check_update, created_user, login_key, object_from_text, require_active, status_from_db,
-    user_not_found,
+    MfaStore, NewUser, Passkey, Session, SessionStore, TotpCredential, User, UserPage, UserStatus,
+    UserStore, UserUpdate, amr_from_text, apply_update, attributes_text, check_credential_id,
+    check_new_user, check_passkey, check_recovery_codes, check_sealed_secret, check_session,
+    check_sign_count, check_update, created_user, login_key, object_from_text, require_active,
+    status_from_db, user_not_found,
 };
-use crate::relationships::{check_input, check_page_size, normalize_time};
+use crate::relationships::{check_input, normalize_time};
 use trustgate_store_api::{Conflict, StoreError};
 
 const USER_COLUMNS: &str =
@@ -37,44 +36,6 @@ const SESSION_COLUMNS: &str = "s.id, s.user_id, s.created_at, s.last_seen_at, s.
                                s.user_agent";
 const PASSKEY_COLUMNS: &str =
     "credential_id, user_id, name, public_key, sign_count, metadata, created_at, last_used_at";
-/// Parameters of one audit event in an INSERT.
-const AUDIT_INSERT_PARAMS: usize = 10;
-
-/// The multi-row INSERT for up to `remaining` audit events and how many rows it takes. Batches
-/// are cut into a few fixed sizes (64, 32, …, 1 rows), so a handful of statements are prepared
-/// once and reused, whatever the batch sizes; 64 rows are 640 parameters, far below SQLite's
-/// 32,766 and PostgreSQL's 65,535.
-fn audit_insert(remaining: usize) -> (&'static str, usize) {
-    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    const SIZES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
-    let statements = STATEMENTS.get_or_init(|| {
-        SIZES
-            .iter()
-            .map(|&rows| {
-                let values: Vec<String> = (0..rows)
-                    .map(|row| {
-                        let params: Vec<String> = (1..=AUDIT_INSERT_PARAMS)
-                            .map(|column| format!("${}", row * AUDIT_INSERT_PARAMS + column))
-                            .collect();
-                        format!("({})", params.join(", "))
-                    })
-                    .collect();
-                format!(
-                    "INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES {}",
-                    values.join(", ")
-                )
-            })
-            .collect()
-    });
-    let i = SIZES
-        .iter()
-        .position(|&rows| rows <= remaining)
-        .unwrap_or(SIZES.len() - 1);
-    (statements[i].as_str(), SIZES[i])
-}
-const AUDIT_COLUMNS: &str =
-    "id, at, kind, outcome, actor, user_id, ip, user_agent, request_id, detail";
-
 /// Whether a session `s` is live at the time given by the parameter `now` (e.g. `$1`).
 fn live(now: &str) -> String {
     format!(
@@ -124,21 +85,6 @@ fn passkey_from_row(row: &impl Row) -> Result<Passkey, StoreError> {
         metadata: object_from_text("passkey metadata", row.json("metadata")?)?,
         created_at: row.time("created_at")?,
         last_used_at: row.opt_time("last_used_at")?,
-    })
-}
-
-fn audit_from_row(row: &impl Row) -> Result<AuditEvent, StoreError> {
-    Ok(AuditEvent {
-        id: row.text("id")?,
-        at: row.time("at")?,
-        kind: row.text("kind")?,
-        outcome: row.text("outcome")?,
-        actor: row.opt_text("actor")?,
-        user_id: row.opt_text("user_id")?,
-        ip: row.opt_text("ip")?,
-        user_agent: row.opt_text("user_agent")?,
-        request_id: row.opt_text("request_id")?,
-        detail: object_from_text("audit detail", row.json("detail")?)?,
     })
 }
 
@@ -787,108 +733,5 @@ impl<D: Database> MfaStore for SqlStore<D> {
             )
             .await?
             == 1)
-    }
-}
-
-#[async_trait]
-impl<D: Database> AuditStore for SqlStore<D> {
-    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let detail = check_audit_event(event)?;
-        self.execute(
-            "INSERT INTO audit_events (id, at, kind, outcome, actor, user_id, ip, user_agent, \
-             request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
-                (&event.id).into(),
-                event.at.into(),
-                (&event.kind).into(),
-                (&event.outcome).into(),
-                event.actor.as_deref().into(),
-                event.user_id.as_deref().into(),
-                event.ip.as_deref().into(),
-                event.user_agent.as_deref().into(),
-                event.request_id.as_deref().into(),
-                Arg::json(&detail),
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn append_audits(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        let details = events
-            .iter()
-            .map(check_audit_event)
-            .collect::<Result<Vec<_>, _>>()?;
-        let rows: Vec<_> = events.iter().zip(&details).collect();
-        let mut tx = self.begin(TxMode::Write).await?;
-        let mut rest = rows.as_slice();
-        while !rest.is_empty() {
-            let (sql, n) = audit_insert(rest.len());
-            let (chunk, tail) = rest.split_at(n);
-            let mut args: Vec<Arg<'_>> = Vec::with_capacity(n * AUDIT_INSERT_PARAMS);
-            for (event, detail) in chunk {
-                args.extend([
-                    (&event.id).into(),
-                    event.at.into(),
-                    (&event.kind).into(),
-                    (&event.outcome).into(),
-                    event.actor.as_deref().into(),
-                    event.user_id.as_deref().into(),
-                    event.ip.as_deref().into(),
-                    event.user_agent.as_deref().into(),
-                    event.request_id.as_deref().into(),
-                    Arg::json(detail),
-                ]);
-            }
-            tx.execute(sql, &args).await?;
-            rest = tail;
-        }
-        tx.commit().await
-    }
-
-    async fn purge_audit(&self, kinds: &[&str], before: OffsetDateTime) -> Result<u64, StoreError> {
-        // Ids are ULIDs of the event's time: the id bound lets the (kind, id) index find the
-        // range, the time bound keeps the rule exact.
-        let floor = trustgate_core::id::ulid_floor(before);
-        let mut purged = 0;
-        for kind in kinds {
-            check_input("audit event kind", kind)?;
-            purged += self
-                .execute(
-                    "DELETE FROM audit_events WHERE kind = $1 AND id < $2 AND at < $3",
-                    &[
-                        (*kind).into(),
-                        floor.as_str().into(),
-                        normalize_time(before).into(),
-                    ],
-                )
-                .await?;
-        }
-        Ok(purged)
-    }
-
-    async fn list_audit(
-        &self,
-        filter: &AuditFilter,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        check_audit_filter(filter)?;
-        let limit = check_page_size(limit)?;
-        let mut query = Query::new(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE TRUE"
-        ));
-        let conditions = [
-            (&filter.user_id, " AND user_id = "),
-            (&filter.kind, " AND kind = "),
-            (&filter.before, " AND id < "),
-        ];
-        for (value, clause) in conditions {
-            if let Some(v) = value {
-                query.push(clause).bind(v);
-            }
-        }
-        query.push(" ORDER BY id DESC LIMIT ").bind(limit);
-        let rows = self.fetch_all(&query.sql, &query.args).await?;
-        rows.iter().map(audit_from_row).collect()
     }
 }

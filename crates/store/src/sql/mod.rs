@@ -23,6 +23,7 @@
 
 mod accounts;
 mod api_keys;
+mod audit;
 mod limits;
 mod oauth;
 mod relationships;

@@ -86,6 +86,14 @@ impl SqlStore<Sqlite> {
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
+            // A connection idle in the pool has had its pending rollback flushed. If it still
+            // counts an open transaction, the rollback failed (SQLite had already rolled back
+            // on a full disk and refuses a second ROLLBACK), and every `BEGIN IMMEDIATE` on it
+            // would fail: it is closed instead of handed out.
+            .before_acquire(|conn, _| {
+                let usable = !sqlx::Connection::is_in_transaction(conn);
+                Box::pin(async move { Ok(usable) })
+            })
             .connect_with(connect)
             .await
             .map_err(|e| match e {

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod api_keys;
+mod audit_chain;
 mod limits;
 mod load_tuples_timing;
 mod oauth;

@@ -54,6 +54,7 @@ fn audit(i: usize) -> AuditEvent {
     AuditEvent {
         id: trustgate_core::id::new_ulid(OffsetDateTime::now_utc()),
         at: OffsetDateTime::now_utc(),
+        chain: trustgate_store_api::AuditChain::Streamed,
         kind: "authorization_decision".into(),
         outcome: "success".into(),
         actor: Some(format!("user:{i}")),
@@ -61,6 +62,7 @@ fn audit(i: usize) -> AuditEvent {
         ip: None,
         user_agent: None,
         request_id: Some("r".repeat(60)),
+        resource: Some(format!("document:{i}")),
         detail: Map::new(),
     }
 }
@@ -149,8 +151,20 @@ async fn a_full_disk_fails_writes_whole_keeps_reads_and_recovers_when_space_is_f
     assert!(store.get_fga_store("s1").await.expect("read").is_some());
 
     // Space returns (retention purges the audit events): the same store writes again.
+    let chain = trustgate_store_api::AuditChain::Streamed;
+    let head = store.audit_head(chain).await.expect("head");
     let purged = store
-        .purge_audit(&["authorization_decision"], OffsetDateTime::now_utc())
+        .truncate_audit(&trustgate_store_api::AuditAnchor {
+            chain,
+            number: 1,
+            seq: head.seq,
+            hash: head.hash,
+            kind: trustgate_store_api::AnchorKind::Truncation,
+            at: OffsetDateTime::now_utc(),
+            kid: "kid".into(),
+            jws: "header.claims.signature".into(),
+            sealed_key: vec![1; 32],
+        })
         .await
         .expect("a delete needs no new pages");
     assert!(purged > 0);
