@@ -44,8 +44,8 @@ impl App for Op {
 }
 
 pub(crate) struct Registered {
-    id: String,
-    secret: String,
+    pub(crate) id: String,
+    pub(crate) secret: String,
     /// `client_secret_basic` (else the secret goes in the form).
     basic: bool,
 }
