@@ -210,7 +210,7 @@ mod tests {
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
+            h.append(*k, HeaderValue::from_static(*v));
         }
         h
     }
@@ -218,45 +218,48 @@ mod tests {
     #[test]
     fn the_first_credential_decides_and_malformed_ones_are_invalid() {
         let a = with_session();
-        let p = |pairs| a.presented(&headers(pairs));
-        assert_eq!(p(&[]), None);
-        assert_eq!(p(&[("cookie", "other=1")]), None);
-        assert_eq!(p(&[("cookie", "a=1; sid=s1")]), Some(Presented::Session("s1")));
-        assert_eq!(
-            p(&[("authorization", "Bearer a.b.c"), ("cookie", "sid=s1")]),
-            Some(Presented::Jwt("a.b.c"))
+        let check = |pairs: &[(&'static str, &'static str)], expected: Option<Presented<'_>>| {
+            let h = headers(pairs);
+            assert_eq!(a.presented(&h), expected, "{pairs:?}");
+        };
+        check(&[], None);
+        check(&[("cookie", "other=1")], None);
+        check(&[("cookie", "a=1; sid=s1")], Some(Presented::Session("s1")));
+        check(
+            &[("authorization", "Bearer a.b.c"), ("cookie", "sid=s1")],
+            Some(Presented::Jwt("a.b.c")),
         );
-        assert_eq!(
-            p(&[("authorization", "bearer tg_live_x")]),
-            Some(Presented::Opaque("tg_live_x"))
+        check(
+            &[("authorization", "bearer tg_live_x")],
+            Some(Presented::Opaque("tg_live_x")),
         );
-        assert_eq!(
-            p(&[("x-api-key", "tg_live_x"), ("cookie", "sid=s1")]),
-            Some(Presented::Opaque("tg_live_x"))
+        check(
+            &[("x-api-key", "tg_live_x"), ("cookie", "sid=s1")],
+            Some(Presented::Opaque("tg_live_x")),
         );
-        assert_eq!(
-            p(&[("authorization", "Basic dXNlcjpwdw==")]),
-            Some(Presented::Malformed("authorization_scheme_not_bearer"))
+        check(
+            &[("authorization", "Basic dXNlcjpwdw==")],
+            Some(Presented::Malformed("authorization_scheme_not_bearer")),
         );
-        assert_eq!(
-            p(&[("authorization", "Bearer")]),
-            Some(Presented::Malformed("authorization_scheme_not_bearer"))
+        check(
+            &[("authorization", "Bearer")],
+            Some(Presented::Malformed("authorization_scheme_not_bearer")),
         );
-        assert_eq!(
-            p(&[("authorization", "Bearer a b")]),
-            Some(Presented::Malformed("authorization_malformed"))
+        check(
+            &[("authorization", "Bearer a b")],
+            Some(Presented::Malformed("authorization_malformed")),
         );
-        assert_eq!(
-            p(&[("authorization", "Bearer x"), ("authorization", "Bearer y")]),
-            Some(Presented::Malformed("several_authorization_headers"))
+        check(
+            &[("authorization", "Bearer x"), ("authorization", "Bearer y")],
+            Some(Presented::Malformed("several_authorization_headers")),
         );
-        assert_eq!(
-            p(&[("cookie", "sid=a; sid=b")]),
-            Some(Presented::Malformed("several_session_cookies"))
+        check(
+            &[("cookie", "sid=a; sid=b")],
+            Some(Presented::Malformed("several_session_cookies")),
         );
-        assert_eq!(
-            p(&[("cookie", "sid=")]),
-            Some(Presented::Malformed("session_malformed"))
+        check(
+            &[("cookie", "sid=")],
+            Some(Presented::Malformed("session_malformed")),
         );
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::ConnectInfo;
+use http::request::Parts;
 use http::{Request, Response};
 use tower::{Layer, Service};
 use trustgate_core::{Clock, SystemClock};
@@ -66,16 +67,16 @@ impl Pep {
 
     /// Decides a request: `Ok(principal)` (none on a public route) or the refusal. Every
     /// outcome is recorded.
-    pub async fn decide<B>(&self, request: &Request<B>) -> Result<Option<Principal>, Reason> {
-        let method = request.method();
-        let path = request.uri().path();
+    pub async fn decide(&self, request: &Parts) -> Result<Option<Principal>, Reason> {
+        let method = &request.method;
+        let path = request.uri.path();
         let request_id = request
-            .headers()
+            .headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID);
         let ip = request
-            .extensions()
+            .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_string());
         let matched = self.routes.find(method, path);
@@ -106,9 +107,9 @@ impl Pep {
         outcome.map(|_| principal)
     }
 
-    async fn evaluate<B>(
+    async fn evaluate(
         &self,
-        request: &Request<B>,
+        request: &Parts,
         matched: Option<&crate::routes::Matched<'_>>,
         principal_out: &mut Option<Principal>,
         request_id: Option<&str>,
@@ -121,7 +122,7 @@ impl Pep {
         if matched.rule.is_public() {
             return Ok(Reason::PublicRoute);
         }
-        let principal = match self.authenticator.authenticate(request.headers()).await {
+        let principal = match self.authenticator.authenticate(&request.headers).await {
             Ok(Some(principal)) => principal,
             Ok(None) => return Err(Reason::MissingCredential),
             Err(AuthError::Invalid(why)) => return Err(Reason::InvalidToken { why }),
@@ -287,22 +288,25 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         // The clone that was polled ready serves this request (tower's usual swap).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let pep = self.pep.clone();
+        // Decided on the head only: the body is moved along, never borrowed across an await
+        // (axum's body is `Send` but not `Sync`).
+        let (mut parts, body) = request.into_parts();
         Box::pin(async move {
-            match pep.decide(&request).await {
+            match pep.decide(&parts).await {
                 Ok(principal) => {
                     if let Some(principal) = principal {
-                        request.extensions_mut().insert(principal);
+                        parts.extensions.insert(principal);
                     }
-                    inner.call(request).await
+                    inner.call(Request::from_parts(parts, body)).await
                 }
                 Err(reason) => {
-                    let request_id = request
-                        .headers()
+                    let request_id = parts
+                        .headers
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID);

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use http::{Method, Request, StatusCode};
-use parking_lot_free::Records;
+use recording::Records;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use trustgate_authn::api_keys::KeySpec;
@@ -26,7 +26,7 @@ use trustgate_pep::{
 use trustgate_server::pep::{AccountsSessionResolver, AuditSink, InProcessDecisionPoint};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store_api::KeyOwner;
+use trustgate_store_api::{KeyOwner, UserStore as _};
 use trustgate_tokens::{AccessTokenClaims, Algorithm, Audience};
 
 use crate::common::browser::Browser;
@@ -47,7 +47,7 @@ type platform
 ";
 
 /// A sink that keeps every record (a test's view of the audit).
-mod parking_lot_free {
+mod recording {
     use std::sync::Mutex;
 
     use trustgate_pep::{DecisionRecord, DecisionSink};
@@ -362,9 +362,21 @@ async fn the_layer_authenticates_authorizes_and_answers(db: TestDatabase) {
 
     // Invalid tokens: expired, tampered, another audience, another issuer, garbage, wrong scheme.
     let valid = tg.token("alice", |_| {});
-    let mut tampered = valid.clone();
-    let flipped = if tampered.ends_with('A') { "B" } else { "A" };
-    tampered.replace_range(tampered.len() - 1.., flipped);
+    // The payload edited under the original signature.
+    let tampered = {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let parts: Vec<&str> = valid.split('.').collect();
+        let mut claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
+        claims["sub"] = json!("mallory");
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            parts[2]
+        )
+    };
     let now = tg.now();
     let cases = [
         (
