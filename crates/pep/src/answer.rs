@@ -65,7 +65,10 @@ pub fn challenge(realm: &str, reason: &Reason) -> Option<String> {
                 out.push_str(&format!(", max_age=\"{max_age}\""));
             }
             if !acr_values.is_empty() {
-                out.push_str(&format!(", acr_values=\"{}\"", quoted(&acr_values.join(" "))));
+                out.push_str(&format!(
+                    ", acr_values=\"{}\"",
+                    quoted(&acr_values.join(" "))
+                ));
             }
         }
         _ => return None,

@@ -210,7 +210,7 @@ mod tests {
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(*v));
+            h.append(*k, HeaderValue::from_static(v));
         }
         h
     }
@@ -276,7 +276,10 @@ mod tests {
             Err(AuthError::invalid("opaque_token_not_accepted"))
         );
         // Without a session cookie configured, cookies are not credentials at all.
-        assert_eq!(a.authenticate(&headers(&[("cookie", "sid=s")])).await, Ok(None));
+        assert_eq!(
+            a.authenticate(&headers(&[("cookie", "sid=s")])).await,
+            Ok(None)
+        );
         let a = with_session();
         assert_eq!(
             a.authenticate(&headers(&[("cookie", "sid=s")])).await,

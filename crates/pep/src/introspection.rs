@@ -262,25 +262,34 @@ mod tests {
     fn api_keys_and_access_tokens_become_principals() {
         let now = OffsetDateTime::from_unix_timestamp(1000).expect("time");
         let (p, exp) = describe(
-            answer(json!({"active": true, "token_type": "api_key", "sub": "service:ci",
-                          "scope": "store:read store:write"})),
+            answer(
+                json!({"active": true, "token_type": "api_key", "sub": "service:ci",
+                          "scope": "store:read store:write"}),
+            ),
             now,
         )
         .expect("active");
-        assert_eq!((p.kind, p.subject().as_str()), (PrincipalKind::ApiKey, "service:ci"));
+        assert_eq!(
+            (p.kind, p.subject().as_str()),
+            (PrincipalKind::ApiKey, "service:ci")
+        );
         assert_eq!(p.scopes, ["store:read", "store:write"]);
         assert_eq!(exp, None);
         let (p, _) = describe(
-            answer(json!({"active": true, "token_type": "Bearer", "sub": "tgc_a",
-                          "client_id": "tgc_a", "exp": 2000})),
+            answer(
+                json!({"active": true, "token_type": "Bearer", "sub": "tgc_a",
+                          "client_id": "tgc_a", "exp": 2000}),
+            ),
             now,
         )
         .expect("active");
         assert_eq!(p.kind, PrincipalKind::Service);
         let (p, _) = describe(
-            answer(json!({"active": true, "token_type": "Bearer", "sub": "anne",
+            answer(
+                json!({"active": true, "token_type": "Bearer", "sub": "anne",
                           "client_id": "tgc_a", "auth_time": 900,
-                          "act": {"sub": "svc"}})),
+                          "act": {"sub": "svc"}}),
+            ),
             now,
         )
         .expect("active");

@@ -87,7 +87,13 @@ impl Pep {
             .unwrap_or_default();
         let mut principal = None;
         let outcome = self
-            .evaluate(request, matched.as_ref(), &mut principal, request_id, ip.as_deref())
+            .evaluate(
+                request,
+                matched.as_ref(),
+                &mut principal,
+                request_id,
+                ip.as_deref(),
+            )
             .await;
         let (decision, reason) = match &outcome {
             Ok(reason) => (Decision::Allow, reason.clone()),

@@ -334,7 +334,7 @@ impl RouteTable {
             rest.split('/').collect()
         };
         let mut best: Option<(usize, &Rule, HashMap<&str, &str>)> = None;
-        for rule in self.rules.iter().filter(|r| &r.method == method) {
+        for rule in self.rules.iter().filter(|r| r.method == method) {
             if let Some((literals, params)) = rule.matches(&segments)
                 && best.as_ref().is_none_or(|(b, _, _)| literals > *b)
             {
@@ -385,7 +385,10 @@ mod tests {
         assert!(t.find(&Method::GET, "/courses/a:b").is_none());
         assert!(t.find(&Method::GET, "/courses/a#b").is_none());
         assert!(t.find(&Method::GET, "/courses/*").is_none());
-        assert!(t.find(&Method::GET, &format!("/courses/{}", "a".repeat(257))).is_none());
+        assert!(
+            t.find(&Method::GET, &format!("/courses/{}", "a".repeat(257)))
+                .is_none()
+        );
     }
 
     #[test]
@@ -399,7 +402,9 @@ mod tests {
         assert_eq!(m.resource, "platform:main");
         let m = t.find(&Method::PUT, "/orgs/o1/courses/c2").expect("match");
         assert_eq!(m.resource, "course:o1-c2");
-        let m = t.find(&Method::HEAD, "/courses/9").expect("HEAD uses GET's rule");
+        let m = t
+            .find(&Method::HEAD, "/courses/9")
+            .expect("HEAD uses GET's rule");
         assert_eq!(m.resource, "course:9");
         assert!(t.find(&Method::GET, "/").expect("root").rule.is_public());
     }

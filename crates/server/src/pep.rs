@@ -131,7 +131,7 @@ impl DecisionSink for AuditSink {
         detail.insert("method".into(), Value::from(r.method.as_str()));
         detail.insert("path".into(), Value::from(r.path.as_str()));
         detail.insert("relation".into(), Value::from(r.action.as_str()));
-        detail.insert("decision".into(), Value::from(r.decision.as_str()));
+        detail.insert("pep_decision".into(), Value::from(r.decision.as_str()));
         detail.insert("reason".into(), Value::from(r.reason.code()));
         detail.insert("reason_detail".into(), Value::from(r.reason.to_string()));
         if let Some(p) = &r.principal {

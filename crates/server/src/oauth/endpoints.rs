@@ -134,7 +134,10 @@ async fn describe_api_key(
         })),
         Err(KeyRefusal::Invalid) => Ok(None),
         Err(KeyRefusal::RateLimited { retry_after_secs }) => {
-            tracing::info!(retry_after_secs, "introspected API key is rate limited; answered inactive");
+            tracing::info!(
+                retry_after_secs,
+                "introspected API key is rate limited; answered inactive"
+            );
             Ok(None)
         }
         Err(KeyRefusal::Store(e)) => Err(trustgate_oauth::OAuthError::from(e)),

@@ -20,8 +20,8 @@ use trustgate_core::{Clock, Secret};
 use trustgate_oauth::clients::GrantType;
 use trustgate_pep::{
     Authenticator, DecisionPoint, DecisionRecord, DecisionSink, HttpDecisionPoint,
-    IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep, Principal, Reason,
-    RouteTable, Rule, SessionCookie, StepUp,
+    IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep, Principal, Reason, RouteTable,
+    Rule, SessionCookie, StepUp,
 };
 use trustgate_server::pep::{AccountsSessionResolver, AuditSink, InProcessDecisionPoint};
 use trustgate_store::test_on_both_backends;
@@ -91,27 +91,27 @@ async fn admin(op: &Op, method: &str, path: &str, body: Value) -> (StatusCode, V
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn trustgate(db: &TestDatabase) -> Trustgate {
     let op = op(db).await;
     let hits = Arc::new(AtomicUsize::new(0));
     let counted = hits.clone();
-    let app = op
-        .app
-        .clone()
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                let counted = counted.clone();
-                async move {
-                    if req.uri().path() == "/.well-known/jwks.json" {
-                        counted.fetch_add(1, Ordering::SeqCst);
-                    }
-                    next.run(req).await
+    let app = op.app.clone().layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let counted = counted.clone();
+            async move {
+                if req.uri().path() == "/.well-known/jwks.json" {
+                    counted.fetch_add(1, Ordering::SeqCst);
                 }
-            },
-        ));
+                next.run(req).await
+            }
+        },
+    ));
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .expect("bind");
@@ -249,9 +249,7 @@ impl Trustgate {
             )),
             session: Some(SessionCookie {
                 name: "__Host-trustgate_session".into(),
-                resolver: Arc::new(AccountsSessionResolver::new(
-                    self.op.state.accounts.clone(),
-                )),
+                resolver: Arc::new(AccountsSessionResolver::new(self.op.state.accounts.clone())),
             }),
         }
     }
@@ -357,7 +355,10 @@ async fn the_layer_authenticates_authorizes_and_answers(db: TestDatabase) {
     assert_eq!(a.body["request_id"], "req-1");
     let r = last(&records, &mut n);
     assert_eq!(r.reason, Reason::MissingCredential);
-    assert_eq!((r.action.as_str(), r.resource.as_str()), ("viewer", "course:1"));
+    assert_eq!(
+        (r.action.as_str(), r.resource.as_str()),
+        ("viewer", "course:1")
+    );
     assert_eq!(r.request_id.as_deref(), Some("req-1"));
 
     // Invalid tokens: expired, tampered, another audience, another issuer, garbage, wrong scheme.
@@ -388,7 +389,9 @@ async fn the_layer_authenticates_authorizes_and_answers(db: TestDatabase) {
         ),
         (tampered, "token_signature_invalid"),
         (
-            tg.token("alice", |c| c.aud = Audience::One("https://other.example".into())),
+            tg.token("alice", |c| {
+                c.aud = Audience::One("https://other.example".into())
+            }),
             "token_audience_wrong",
         ),
         (
@@ -397,7 +400,12 @@ async fn the_layer_authenticates_authorizes_and_answers(db: TestDatabase) {
         ),
     ];
     for (token, why) in cases {
-        let a = call(&app, "/courses/1/progress", &[("authorization", &bearer(&token))]).await;
+        let a = call(
+            &app,
+            "/courses/1/progress",
+            &[("authorization", &bearer(&token))],
+        )
+        .await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{why}");
         let challenge = a.challenge.expect("challenge");
         assert!(
@@ -423,7 +431,12 @@ async fn the_layer_authenticates_authorizes_and_answers(db: TestDatabase) {
     );
 
     // A valid token and an allowed tuple: the handler sees the principal.
-    let a = call(&app, "/courses/1/progress", &[("authorization", &bearer(&valid))]).await;
+    let a = call(
+        &app,
+        "/courses/1/progress",
+        &[("authorization", &bearer(&valid))],
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.body["id"], "alice");
     assert_eq!(a.body["kind"], "user");
@@ -439,12 +452,22 @@ async fn the_layer_authenticates_authorizes_and_answers(db: TestDatabase) {
 
     // The PDP says no: 403, no challenge.
     let bob = tg.token("bob", |_| {});
-    let a = call(&app, "/courses/1/progress", &[("authorization", &bearer(&bob))]).await;
+    let a = call(
+        &app,
+        "/courses/1/progress",
+        &[("authorization", &bearer(&bob))],
+    )
+    .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.challenge, None);
     assert_eq!(a.body["code"], "permission_denied");
     assert_eq!(last(&records, &mut n).reason, Reason::PdpDeny);
-    let a = call(&app, "/courses/2/progress", &[("authorization", &bearer(&valid))]).await;
+    let a = call(
+        &app,
+        "/courses/2/progress",
+        &[("authorization", &bearer(&valid))],
+    )
+    .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(last(&records, &mut n).reason, Reason::PdpDeny);
 
@@ -457,11 +480,22 @@ async fn the_layer_authenticates_authorizes_and_answers(db: TestDatabase) {
 
     // A missing scope: 403 insufficient_scope with the scope.
     let unscoped = tg.token("alice", |c| c.scope = Some("profile".into()));
-    let a = call(&app, "/courses/1/progress", &[("authorization", &bearer(&unscoped))]).await;
+    let a = call(
+        &app,
+        "/courses/1/progress",
+        &[("authorization", &bearer(&unscoped))],
+    )
+    .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     let challenge = a.challenge.expect("challenge");
-    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
-    assert!(challenge.ends_with("scope=\"progress:read\""), "{challenge}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.ends_with("scope=\"progress:read\""),
+        "{challenge}"
+    );
     assert_eq!(a.body["code"], "insufficient_scope");
     assert_eq!(
         last(&records, &mut n).reason,
@@ -497,7 +531,12 @@ async fn the_layer_authenticates_authorizes_and_answers(db: TestDatabase) {
         }
     );
     let one_factor = tg.token("alice", |_| {});
-    let a = call(&app, "/settings", &[("authorization", &bearer(&one_factor))]).await;
+    let a = call(
+        &app,
+        "/settings",
+        &[("authorization", &bearer(&one_factor))],
+    )
+    .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     let challenge = a.challenge.expect("challenge");
     assert!(challenge.contains("acr_values=\"2\""), "{challenge}");
@@ -510,7 +549,12 @@ async fn the_layer_authenticates_authorizes_and_answers(db: TestDatabase) {
         }
     );
     let stepped_up = tg.token("alice", |c| c.amr = Some(vec!["pwd".into(), "otp".into()]));
-    let a = call(&app, "/settings", &[("authorization", &bearer(&stepped_up))]).await;
+    let a = call(
+        &app,
+        "/settings",
+        &[("authorization", &bearer(&stepped_up))],
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(last(&records, &mut n).reason, Reason::Allowed);
 
@@ -556,7 +600,12 @@ async fn an_unknown_kid_refetches_the_jwks_at_most_once_per_interval(db: TestDat
         )
     };
     // Within the interval of the first fetch: no refetch.
-    let a = call(&app, "/courses/1", &[("authorization", &bearer(&bogus("k1")))]).await;
+    let a = call(
+        &app,
+        "/courses/1",
+        &[("authorization", &bearer(&bogus("k1")))],
+    )
+    .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         last(&records, &mut n).reason,
@@ -567,12 +616,22 @@ async fn an_unknown_kid_refetches_the_jwks_at_most_once_per_interval(db: TestDat
     assert_eq!(tg.jwks_hits.load(Ordering::SeqCst), 1);
     // After the interval: one refetch, then none for the next bogus kid.
     tg.op.clock.advance(time::Duration::seconds(31));
-    let a = call(&app, "/courses/1", &[("authorization", &bearer(&bogus("k2")))]).await;
+    let a = call(
+        &app,
+        "/courses/1",
+        &[("authorization", &bearer(&bogus("k2")))],
+    )
+    .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     last(&records, &mut n);
     assert_eq!(tg.jwks_hits.load(Ordering::SeqCst), 2, "one refetch");
     for kid in ["k3", "k4", "k5"] {
-        let a = call(&app, "/courses/1", &[("authorization", &bearer(&bogus(kid)))]).await;
+        let a = call(
+            &app,
+            "/courses/1",
+            &[("authorization", &bearer(&bogus(kid)))],
+        )
+        .await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED);
         last(&records, &mut n);
     }
@@ -775,7 +834,11 @@ async fn api_keys_are_introspected_and_revocation_holds_within_the_ttl(db: TestD
     .await;
     assert!(status.is_success(), "{status} {body}");
     let a = call(&app, "/courses/1", &[("x-api-key", &ci_key)]).await;
-    assert_eq!(a.status, StatusCode::OK, "within the TTL the cached answer holds");
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "within the TTL the cached answer holds"
+    );
     last(&records, &mut n);
     tg.op.clock.advance(time::Duration::seconds(5));
     let a = call(&app, "/courses/1", &[("x-api-key", &ci_key)]).await;
@@ -797,7 +860,12 @@ async fn api_keys_are_introspected_and_revocation_holds_within_the_ttl(db: TestD
     )
     .await;
     assert!(status.is_success(), "{status} {body}");
-    let a = call(&app, "/courses/1", &[("authorization", &bearer(&nightly_key))]).await;
+    let a = call(
+        &app,
+        "/courses/1",
+        &[("authorization", &bearer(&nightly_key))],
+    )
+    .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         last(&records, &mut n).reason,
@@ -868,7 +936,10 @@ async fn the_in_process_adapters_decide_resolve_sessions_and_audit(db: TestDatab
         .map(|e| e["detail"]["reason"].as_str().unwrap_or("").to_owned())
         .collect();
     for reason in ["allowed", "pdp_deny", "invalid_token"] {
-        assert!(reasons.iter().any(|r| r == reason), "{reason} in {reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} in {reasons:?}"
+        );
     }
 }
 
