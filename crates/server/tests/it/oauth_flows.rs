@@ -32,7 +32,7 @@ pub(crate) struct Op {
     pub(crate) app: axum::Router,
     pub(crate) state: AppState,
     pub(crate) clock: ManualClock,
-    admin_token: String,
+    pub(crate) admin_token: String,
     /// Shared by every replica of this deployment.
     secrets_key: SealingKey,
 }

@@ -26,7 +26,7 @@ use trustgate_pep::{
 use trustgate_server::pep::{AccountsSessionResolver, AuditSink, InProcessDecisionPoint};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store_api::{KeyOwner, UserStore as _};
+use trustgate_store_api::KeyOwner;
 use trustgate_tokens::{AccessTokenClaims, Algorithm, Audience};
 
 use crate::common::browser::Browser;
