@@ -74,6 +74,7 @@ use crate::{Endpoints, ErrorCode, OAuthError};
 pub use authorize::{AuthorizeOutcome, ConsentDecision, ConsentPrompt};
 pub use consent::ConsentSummary;
 pub use device::{DeviceAuthorizationResponse, DevicePrompt};
+pub use introspect::ApiKeyIntrospection;
 pub use logout::{BackchannelNotice, LogoutRequest};
 pub use par::PushedAuthorizationResponse;
 pub use token::TokenResponse;

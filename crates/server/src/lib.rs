@@ -25,6 +25,8 @@
 //!   bodies: thin adapters over the PDP service (`trustgate-pdp`), which owns the in-memory
 //!   tuple indexes, their freshness and the consistency tokens for read-your-writes.
 //! - [`pages`]: server-rendered pages for people (login, second factor, account).
+//! - [`pep`]: the in-process adapters of the `trustgate-pep` layer (PDP, sessions, audit) for
+//!   a service embedded with trustgate.
 //!
 //! Invariant: handlers never build error bodies by hand; they return [`error::ApiError`] (or the
 //! OpenFGA error type on `/stores` routes) and the layers render them.
@@ -46,6 +48,7 @@ pub mod listener;
 pub mod oauth;
 pub mod ops;
 pub mod pages;
+pub mod pep;
 pub mod request_id;
 pub mod serve;
 pub mod telemetry;

@@ -1,5 +1,7 @@
 //! Token introspection (RFC 7662).
 
+use std::future::Future;
+
 use serde_json::{Value, json};
 use trustgate_core::TokenDigest;
 
@@ -8,6 +10,17 @@ use super::verify::looks_like_jwt;
 use crate::OAuthError;
 use crate::clients::PresentedCredentials;
 use crate::request::Params;
+
+/// A live API key, as the transport's key service describes it to introspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyIntrospection {
+    /// The owner's subject (`service:<id>` or `user:<id>`).
+    pub sub: String,
+    /// The key's scopes.
+    pub scopes: Vec<String>,
+    /// The key id (not secret).
+    pub key_id: String,
+}
 
 impl Provider {
     /// `/oauth2/introspect` (RFC 7662). Confidential clients only. RFC 7662 §4: a caller learns
@@ -23,6 +36,27 @@ impl Provider {
         params: &Params,
         credentials: &PresentedCredentials,
     ) -> Result<Value, OAuthError> {
+        self.introspect_with(params, credentials, |_| async { Ok(None) })
+            .await
+    }
+
+    /// [`introspect`](Self::introspect), with API keys: a token that is neither one of our
+    /// JWTs nor a refresh token is handed to `api_keys` (the transport's key service, which
+    /// this crate does not know), and a live key is described as `token_type` `api_key`,
+    /// `sub` the owner's subject (`service:<id>` or `user:<id>`), `scope` the key's scopes.
+    /// RFC 7662 §4: only a client registered as a resource server (with at least one
+    /// `resource_audiences` entry) learns about API keys; to any other caller they are
+    /// `{"active": false}` and `api_keys` is not called.
+    pub async fn introspect_with<F, Fut>(
+        &self,
+        params: &Params,
+        credentials: &PresentedCredentials,
+        api_keys: F,
+    ) -> Result<Value, OAuthError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<Option<ApiKeyIntrospection>, OAuthError>>,
+    {
         let caller = self
             .authenticate(credentials, &self.inner.endpoints.introspection)
             .await?;
@@ -72,7 +106,23 @@ impl Provider {
             .find_refresh_token(&TokenDigest::of(token))
             .await?
         else {
-            return Ok(inactive);
+            if caller.resource_audiences.is_empty() {
+                return Ok(inactive);
+            }
+            let Some(key) = api_keys(token.to_owned()).await? else {
+                return Ok(inactive);
+            };
+            let mut body = json!({
+                "active": true,
+                "token_type": "api_key",
+                "iss": self.issuer(),
+                "sub": key.sub,
+                "key_id": key.key_id,
+            });
+            if let (false, Some(obj)) = (key.scopes.is_empty(), body.as_object_mut()) {
+                obj.insert("scope".into(), json!(key.scopes.join(" ")));
+            }
+            return Ok(body);
         };
         let live = refresh.rotated_at.is_none()
             && refresh.expires_at > now

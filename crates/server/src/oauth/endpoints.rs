@@ -105,9 +105,42 @@ pub async fn introspect(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    match state.oauth.introspect(&params, &presented).await {
+    let api_keys = state.api_keys.clone();
+    let described = state
+        .oauth
+        .introspect_with(&params, &presented, |token| async move {
+            describe_api_key(&api_keys, &token).await
+        })
+        .await;
+    match described {
         Ok(body) => no_store_json(&body),
         Err(e) => oauth_error(&e, basic),
+    }
+}
+
+/// An API key for introspection: live (not revoked, expired or of a disabled owner) or
+/// `None`. The key's rate limit counts introspections as uses; an exhausted key is described
+/// as inactive (logged), never as active.
+async fn describe_api_key(
+    api_keys: &trustgate_authn::api_keys::ApiKeys,
+    token: &str,
+) -> Result<Option<trustgate_oauth::provider::ApiKeyIntrospection>, trustgate_oauth::OAuthError> {
+    use trustgate_authn::api_keys::KeyRefusal;
+    match api_keys.verify(token, None).await {
+        Ok(identity) => Ok(Some(trustgate_oauth::provider::ApiKeyIntrospection {
+            sub: identity.principal.subject(),
+            scopes: identity.scopes.clone(),
+            key_id: identity.key_id.clone(),
+        })),
+        Err(KeyRefusal::Invalid) => Ok(None),
+        Err(KeyRefusal::RateLimited { retry_after_secs }) => {
+            tracing::info!(
+                retry_after_secs,
+                "introspected API key is rate limited; answered inactive"
+            );
+            Ok(None)
+        }
+        Err(KeyRefusal::Store(e)) => Err(trustgate_oauth::OAuthError::from(e)),
     }
 }
 

@@ -15,5 +15,6 @@ mod machine_access;
 mod oauth_flows;
 mod openfga_matrix;
 mod pages;
+mod pep;
 mod replicas;
 mod signing_keys;

@@ -32,7 +32,7 @@ pub(crate) struct Op {
     pub(crate) app: axum::Router,
     pub(crate) state: AppState,
     pub(crate) clock: ManualClock,
-    admin_token: String,
+    pub(crate) admin_token: String,
     /// Shared by every replica of this deployment.
     secrets_key: SealingKey,
 }
@@ -44,8 +44,8 @@ impl App for Op {
 }
 
 pub(crate) struct Registered {
-    id: String,
-    secret: String,
+    pub(crate) id: String,
+    pub(crate) secret: String,
     /// `client_secret_basic` (else the secret goes in the form).
     basic: bool,
 }

@@ -1,0 +1,299 @@
+//! Credentials → [`Principal`], in a fixed order; the first credential found decides, and a
+//! present but invalid credential is refused (it never falls through to anonymous or to the
+//! next kind):
+//!
+//! 1. `Authorization: Bearer <token>`: a JWT (three dot-separated parts) is verified locally
+//!    ([`JwtVerifier`]); anything else (an opaque token, an API key) is introspected
+//!    ([`Introspector`]). Another scheme in `Authorization` is an invalid credential.
+//! 2. `X-API-Key: <key>`: introspected.
+//! 3. The session cookie: a [`SessionResolver`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, COOKIE};
+
+use crate::introspection::Introspector;
+use crate::jwks::JwtVerifier;
+use crate::principal::Principal;
+
+/// Why a credential did not yield a principal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The credential is invalid (401); a stable code says why.
+    #[error("invalid credential: {0}")]
+    Invalid(String),
+    /// Whoever must vouch for the credential could not answer (503).
+    #[error("authentication unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl AuthError {
+    /// An invalid credential, with a stable code.
+    pub fn invalid(why: &str) -> Self {
+        AuthError::Invalid(why.to_owned())
+    }
+}
+
+/// Resolves a session cookie to its user. The in-process implementation (over
+/// `authn::accounts::Accounts`) lives in `trustgate-server`.
+#[async_trait]
+pub trait SessionResolver: fmt::Debug + Send + Sync {
+    /// The principal of the session `cookie` names: `Ok(None)` when it is unknown, expired,
+    /// revoked or its user disabled; `Err` only when the store could not be asked.
+    async fn resolve(&self, cookie: &str) -> Result<Option<Principal>, String>;
+}
+
+/// The session cookie's name and its resolver.
+#[derive(Debug, Clone)]
+pub struct SessionCookie {
+    /// The cookie name (trustgate's is `__Host-trustgate_session`).
+    pub name: String,
+    /// The resolver.
+    pub resolver: Arc<dyn SessionResolver>,
+}
+
+/// What was presented, before it is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presented<'a> {
+    Jwt(&'a str),
+    Opaque(&'a str),
+    Session(&'a str),
+    Malformed(&'static str),
+}
+
+/// The credential kinds this service accepts. Kinds left unset are not accepted: a credential
+/// of such a kind is invalid, never ignored.
+#[derive(Debug, Clone, Default)]
+pub struct Authenticator {
+    /// Local JWT verification.
+    pub jwt: Option<JwtVerifier>,
+    /// Introspection of opaque tokens and API keys.
+    pub introspection: Option<Introspector>,
+    /// Session cookies.
+    pub session: Option<SessionCookie>,
+}
+
+impl Authenticator {
+    /// The principal behind the request's credential: `Ok(None)` when none was presented.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Principal>, AuthError> {
+        let Some(presented) = self.presented(headers) else {
+            return Ok(None);
+        };
+        let principal = match presented {
+            Presented::Malformed(why) => return Err(AuthError::invalid(why)),
+            Presented::Jwt(token) => match &self.jwt {
+                Some(jwt) => jwt.verify(token).await?,
+                None => return Err(AuthError::invalid("jwt_not_accepted")),
+            },
+            Presented::Opaque(token) => match &self.introspection {
+                Some(introspection) => introspection.introspect(token).await?,
+                None => return Err(AuthError::invalid("opaque_token_not_accepted")),
+            },
+            Presented::Session(cookie) => match &self.session {
+                Some(session) => session
+                    .resolver
+                    .resolve(cookie)
+                    .await
+                    .map_err(|why| AuthError::Unavailable(format!("session: {why}")))?
+                    .ok_or_else(|| AuthError::invalid("session_invalid"))?,
+                None => return Err(AuthError::invalid("session_not_accepted")),
+            },
+        };
+        Ok(Some(principal))
+    }
+
+    fn presented<'h>(&self, headers: &'h HeaderMap) -> Option<Presented<'h>> {
+        let mut authorization = headers.get_all(AUTHORIZATION).iter();
+        if let Some(value) = authorization.next() {
+            if authorization.next().is_some() {
+                return Some(Presented::Malformed("several_authorization_headers"));
+            }
+            let Ok(value) = value.to_str() else {
+                return Some(Presented::Malformed("authorization_malformed"));
+            };
+            // RFC 6750 §2.1: `Bearer` (case-insensitive scheme), one space, the token68.
+            let token = match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+                _ => return Some(Presented::Malformed("authorization_scheme_not_bearer")),
+            };
+            if token.is_empty() || token.contains(' ') {
+                return Some(Presented::Malformed("authorization_malformed"));
+            }
+            return Some(if looks_like_jwt(token) {
+                Presented::Jwt(token)
+            } else {
+                Presented::Opaque(token)
+            });
+        }
+        let mut keys = headers.get_all("x-api-key").iter();
+        if let Some(value) = keys.next() {
+            if keys.next().is_some() {
+                return Some(Presented::Malformed("several_api_key_headers"));
+            }
+            return Some(match value.to_str() {
+                Ok(key) if !key.trim().is_empty() => Presented::Opaque(key.trim()),
+                _ => Presented::Malformed("api_key_malformed"),
+            });
+        }
+        let name = self.session.as_ref()?.name.as_str();
+        let mut found = None;
+        for header in headers.get_all(COOKIE) {
+            let Ok(header) = header.to_str() else {
+                continue;
+            };
+            for pair in header.split(';') {
+                if let Some((n, v)) = pair.trim().split_once('=')
+                    && n == name
+                {
+                    if found.is_some() {
+                        return Some(Presented::Malformed("several_session_cookies"));
+                    }
+                    found = Some(v);
+                }
+            }
+        }
+        found.map(|v| {
+            if v.is_empty() {
+                Presented::Malformed("session_malformed")
+            } else {
+                Presented::Session(v)
+            }
+        })
+    }
+}
+
+/// Three base64url parts separated by dots: a JWS compact serialization.
+fn looks_like_jwt(token: &str) -> bool {
+    let mut parts = 0;
+    for part in token.split('.') {
+        parts += 1;
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return false;
+        }
+    }
+    parts == 3
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct NoSessions;
+
+    #[async_trait]
+    impl SessionResolver for NoSessions {
+        async fn resolve(&self, _: &str) -> Result<Option<Principal>, String> {
+            Ok(None)
+        }
+    }
+
+    fn with_session() -> Authenticator {
+        Authenticator {
+            session: Some(SessionCookie {
+                name: "sid".into(),
+                resolver: Arc::new(NoSessions),
+            }),
+            ..Authenticator::default()
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn the_first_credential_decides_and_malformed_ones_are_invalid() {
+        let a = with_session();
+        let check = |pairs: &[(&'static str, &'static str)], expected: Option<Presented<'_>>| {
+            let h = headers(pairs);
+            assert_eq!(a.presented(&h), expected, "{pairs:?}");
+        };
+        check(&[], None);
+        check(&[("cookie", "other=1")], None);
+        check(&[("cookie", "a=1; sid=s1")], Some(Presented::Session("s1")));
+        check(
+            &[("authorization", "Bearer a.b.c"), ("cookie", "sid=s1")],
+            Some(Presented::Jwt("a.b.c")),
+        );
+        check(
+            &[("authorization", "bearer tg_live_x")],
+            Some(Presented::Opaque("tg_live_x")),
+        );
+        check(
+            &[("x-api-key", "tg_live_x"), ("cookie", "sid=s1")],
+            Some(Presented::Opaque("tg_live_x")),
+        );
+        check(
+            &[("authorization", "Basic dXNlcjpwdw==")],
+            Some(Presented::Malformed("authorization_scheme_not_bearer")),
+        );
+        check(
+            &[("authorization", "Bearer")],
+            Some(Presented::Malformed("authorization_scheme_not_bearer")),
+        );
+        check(
+            &[("authorization", "Bearer a b")],
+            Some(Presented::Malformed("authorization_malformed")),
+        );
+        check(
+            &[("authorization", "Bearer x"), ("authorization", "Bearer y")],
+            Some(Presented::Malformed("several_authorization_headers")),
+        );
+        check(
+            &[("cookie", "sid=a; sid=b")],
+            Some(Presented::Malformed("several_session_cookies")),
+        );
+        check(
+            &[("cookie", "sid=")],
+            Some(Presented::Malformed("session_malformed")),
+        );
+    }
+
+    #[tokio::test]
+    async fn kinds_not_configured_are_refused_not_ignored() {
+        let a = Authenticator::default();
+        assert_eq!(
+            a.authenticate(&headers(&[("authorization", "Bearer a.b.c")]))
+                .await,
+            Err(AuthError::invalid("jwt_not_accepted"))
+        );
+        assert_eq!(
+            a.authenticate(&headers(&[("x-api-key", "k")])).await,
+            Err(AuthError::invalid("opaque_token_not_accepted"))
+        );
+        // Without a session cookie configured, cookies are not credentials at all.
+        assert_eq!(
+            a.authenticate(&headers(&[("cookie", "sid=s")])).await,
+            Ok(None)
+        );
+        let a = with_session();
+        assert_eq!(
+            a.authenticate(&headers(&[("cookie", "sid=s")])).await,
+            Err(AuthError::invalid("session_invalid"))
+        );
+    }
+
+    #[test]
+    fn jwt_shape() {
+        assert!(looks_like_jwt("eyJ.eyJ.sig"));
+        assert!(!looks_like_jwt("a.b"));
+        assert!(!looks_like_jwt("a..c"));
+        assert!(!looks_like_jwt("a.b.c.d"));
+        assert!(!looks_like_jwt("tg_live_01H_abc"));
+        assert!(!looks_like_jwt("a.b.c="));
+    }
+}

@@ -1,0 +1,285 @@
+//! The issuer's JWKS over HTTP and local JWT verification with `tokens::verify` (the one
+//! verification policy).
+//!
+//! The key set is fetched on first use and kept for [`JwtConfig::jwks_max_age`]. A token whose
+//! `kid` is not in the cached set triggers one refetch, but at most one per
+//! [`JwtConfig::refetch_interval`]: a flood of tokens with invented `kid`s costs the issuer one
+//! request per interval, not one per token. trustgate publishes a new key
+//! `oauth.key_publish_ahead_secs` before it signs with it, so in normal operation a refetch on an
+//! unknown `kid` is never needed; it is the recovery path after an unplanned rotation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use time::OffsetDateTime;
+use trustgate_core::Clock;
+use trustgate_tokens::{AccessTokenClaims, Expectation, JwkSetResolver, VerifyError};
+
+use crate::authenticate::AuthError;
+use crate::principal::{AuthMethod, Principal, PrincipalKind};
+
+/// The largest JWKS document read.
+const MAX_JWKS_BYTES: usize = 64 * 1024;
+
+/// The `typ` trustgate gives its access tokens (RFC 9068).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Settings of local JWT verification.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// The issuer, exactly as in `iss` (trustgate's `issuer`).
+    pub issuer: String,
+    /// The JWKS URL (trustgate: `{issuer}/.well-known/jwks.json`).
+    pub jwks_url: url::Url,
+    /// This resource server's audience: `aud` must contain it.
+    pub audience: String,
+    /// Tolerance for `exp`/`nbf`. Default zero: trustgate's tokens are checked with no leeway;
+    /// set a small skew only when this service's clock is not trustgate's.
+    pub leeway: Duration,
+    /// How long a fetched key set is used before it is fetched again.
+    pub jwks_max_age: Duration,
+    /// The least time between two fetches caused by an unknown `kid`.
+    pub refetch_interval: Duration,
+}
+
+impl JwtConfig {
+    /// Defaults for trustgate at `issuer`: its JWKS URL, no leeway, a 5-minute key-set age
+    /// (shorter than trustgate's publish-ahead) and one unknown-`kid` refetch per 30 seconds.
+    pub fn for_trustgate(issuer: &str, audience: &str) -> Result<Self, url::ParseError> {
+        let base = issuer.trim_end_matches('/');
+        Ok(JwtConfig {
+            issuer: issuer.to_owned(),
+            jwks_url: url::Url::parse(&format!("{base}/.well-known/jwks.json"))?,
+            audience: audience.to_owned(),
+            leeway: Duration::ZERO,
+            jwks_max_age: Duration::from_secs(300),
+            refetch_interval: Duration::from_secs(30),
+        })
+    }
+}
+
+/// After a failed fetch, the least time before the next attempt.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Cached {
+    keys: Option<Arc<JwkSetResolver>>,
+    /// The last successful fetch.
+    fetched_at: Option<OffsetDateTime>,
+    /// The last attempt, successful or not.
+    attempted_at: Option<OffsetDateTime>,
+    /// Whether the last attempt failed.
+    failed: bool,
+}
+
+/// A JWT verifier over a remote JWKS. Cheap to clone.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: JwtConfig,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    cached: Mutex<Cached>,
+    /// Serializes fetches: concurrent misses wait for one request instead of sending many.
+    fetch: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    /// A verifier; `http` should carry a timeout.
+    pub fn new(config: JwtConfig, http: reqwest::Client, clock: Arc<dyn Clock>) -> Self {
+        JwtVerifier {
+            inner: Arc::new(Inner {
+                config,
+                http,
+                clock,
+                cached: Mutex::new(Cached::default()),
+                fetch: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Verifies `token` and describes its caller.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let fresh = {
+            let cached = inner.cached.lock();
+            match (&cached.keys, cached.fetched_at) {
+                (Some(keys), Some(at)) if now - at < inner.config.jwks_max_age => {
+                    Some(keys.clone())
+                }
+                _ => None,
+            }
+        };
+        let keys = match fresh {
+            Some(keys) => keys,
+            None => self.refresh().await?,
+        };
+        match self.check(token, &keys) {
+            Err(VerifyError::UnknownKey) => {
+                let Some(keys) = self.refetch_for_unknown_kid(&keys).await? else {
+                    return Err(AuthError::invalid(VerifyError::UnknownKey.code()));
+                };
+                self.check(token, &keys)
+                    .map_err(|e| AuthError::invalid(e.code()))
+            }
+            other => other.map_err(|e| AuthError::invalid(e.code())),
+        }
+    }
+
+    fn check(&self, token: &str, keys: &JwkSetResolver) -> Result<Principal, VerifyError> {
+        let config = &self.inner.config;
+        let audiences = [config.audience.as_str()];
+        let expect = Expectation {
+            issuer: &config.issuer,
+            audiences: &audiences,
+            typ: Some(ACCESS_TOKEN_TYP),
+            now: self.inner.clock.now(),
+            leeway: time::Duration::try_from(config.leeway).unwrap_or(time::Duration::ZERO),
+            require_exp: true,
+            check_expiry: true,
+        };
+        let verified = trustgate_tokens::verify::<AccessTokenClaims>(token, keys, &expect)?;
+        Ok(principal_from_claims(verified.claims))
+    }
+
+    /// After an unknown `kid`: a new key set, unless one was fetched within the refetch
+    /// interval (then `None`: the `kid` stays unknown).
+    async fn refetch_for_unknown_kid(
+        &self,
+        seen: &Arc<JwkSetResolver>,
+    ) -> Result<Option<Arc<JwkSetResolver>>, AuthError> {
+        let _one = self.inner.fetch.lock().await;
+        let now = self.inner.clock.now();
+        {
+            let cached = self.inner.cached.lock();
+            if let Some(keys) = &cached.keys
+                && !Arc::ptr_eq(keys, seen)
+            {
+                // Another request refetched while this one waited.
+                return Ok(Some(keys.clone()));
+            }
+            if cached
+                .attempted_at
+                .is_some_and(|at| now - at < self.inner.config.refetch_interval)
+            {
+                return Ok(None);
+            }
+        }
+        self.fetch_locked().await.map(Some)
+    }
+
+    async fn refresh(&self) -> Result<Arc<JwkSetResolver>, AuthError> {
+        let _one = self.inner.fetch.lock().await;
+        let now = self.inner.clock.now();
+        {
+            let cached = self.inner.cached.lock();
+            if let (Some(keys), Some(at)) = (&cached.keys, cached.fetched_at)
+                && now - at < self.inner.config.jwks_max_age
+            {
+                return Ok(keys.clone());
+            }
+            if cached.failed
+                && cached
+                    .attempted_at
+                    .is_some_and(|at| now - at < FAILURE_BACKOFF)
+            {
+                return usable(&cached, now, &self.inner.config).ok_or_else(|| {
+                    AuthError::Unavailable("jwks: the issuer could not be reached".into())
+                });
+            }
+        }
+        self.fetch_locked().await
+    }
+
+    /// Fetches the key set (the caller holds the fetch lock). A failed fetch still counts for
+    /// the refetch interval, and the next attempt waits at least a second, so an unreachable
+    /// issuer is not hammered either; the previous set stays in use until it is older than
+    /// twice its max age.
+    async fn fetch_locked(&self) -> Result<Arc<JwkSetResolver>, AuthError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let result = self.download().await;
+        let mut cached = inner.cached.lock();
+        cached.attempted_at = Some(now);
+        cached.failed = result.is_err();
+        match result {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                cached.keys = Some(keys.clone());
+                cached.fetched_at = Some(now);
+                Ok(keys)
+            }
+            Err(why) => {
+                tracing::warn!(target: "trustgate_pep", url = %inner.config.jwks_url, %why, "JWKS fetch failed");
+                usable(&cached, now, &inner.config)
+                    .ok_or_else(|| AuthError::Unavailable(format!("jwks: {why}")))
+            }
+        }
+    }
+
+    async fn download(&self) -> Result<JwkSetResolver, String> {
+        let response = self
+            .inner
+            .http
+            .get(self.inner.config.jwks_url.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("answered {}", response.status()));
+        }
+        let body = crate::http_util::read_bounded(response, MAX_JWKS_BYTES).await?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|_| "not JSON".to_owned())?;
+        JwkSetResolver::from_json(&json).map_err(|e| e.to_string())
+    }
+}
+
+/// The cached set while it is younger than twice its max age (the grace after failed fetches).
+fn usable(cached: &Cached, now: OffsetDateTime, config: &JwtConfig) -> Option<Arc<JwkSetResolver>> {
+    cached.keys.clone().filter(|_| {
+        cached
+            .fetched_at
+            .is_some_and(|at| now - at < config.jwks_max_age * 2)
+    })
+}
+
+/// The principal a verified access token describes. A token whose `sub` is its own client and
+/// that carries no `auth_time` is a `client_credentials` token: a service acting for itself.
+pub fn principal_from_claims(claims: AccessTokenClaims) -> Principal {
+    let kind = if claims.auth_time.is_none() && claims.sub == claims.client_id {
+        PrincipalKind::Service
+    } else {
+        PrincipalKind::User
+    };
+    Principal {
+        id: claims.sub,
+        kind,
+        tenant: None,
+        scopes: claims
+            .scope
+            .as_deref()
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        amr: claims.amr.unwrap_or_default(),
+        auth_time: claims.auth_time,
+        acr: claims.acr,
+        client_id: Some(claims.client_id),
+        act: claims.act,
+        method: AuthMethod::Jwt,
+    }
+}

@@ -1,0 +1,324 @@
+//! The tower [`Layer`]: route → authenticate → scopes → step-up → PDP → the service, with
+//! every outcome sent to the [`DecisionSink`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::ConnectInfo;
+use http::request::Parts;
+use http::{Request, Response};
+use tower::{Layer, Service};
+use trustgate_core::{Clock, SystemClock};
+
+use crate::answer;
+use crate::authenticate::{AuthError, Authenticator};
+use crate::pdp::{CheckQuery, DecisionPoint};
+use crate::principal::{AuthMethod, Principal};
+use crate::routes::{RouteTable, StepUp};
+use crate::sink::{Decision, DecisionRecord, DecisionSink, Reason, TracingSink};
+
+/// The longest `X-Request-ID` taken into a record (the server's own limit).
+const MAX_REQUEST_ID: usize = 128;
+
+/// Everything the layer needs; build with [`Pep::builder`].
+#[derive(Debug)]
+pub struct Pep {
+    realm: String,
+    routes: RouteTable,
+    authenticator: Authenticator,
+    pdp: Arc<dyn DecisionPoint>,
+    sink: Arc<dyn DecisionSink>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Builds a [`Pep`].
+#[derive(Debug)]
+pub struct PepBuilder {
+    realm: String,
+    routes: RouteTable,
+    authenticator: Authenticator,
+    pdp: Arc<dyn DecisionPoint>,
+    sink: Arc<dyn DecisionSink>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Pep {
+    /// A builder: the realm of the challenges, the routes, the credential kinds accepted and
+    /// the PDP are required; the sink defaults to [`TracingSink`], the clock to the system's.
+    pub fn builder(
+        realm: &str,
+        routes: RouteTable,
+        authenticator: Authenticator,
+        pdp: Arc<dyn DecisionPoint>,
+    ) -> PepBuilder {
+        PepBuilder {
+            realm: realm.to_owned(),
+            routes,
+            authenticator,
+            pdp,
+            sink: Arc::new(TracingSink),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Decides a request: `Ok(principal)` (none on a public route) or the refusal. Every
+    /// outcome is recorded.
+    pub async fn decide(&self, request: &Parts) -> Result<Option<Principal>, Reason> {
+        let method = &request.method;
+        let path = request.uri.path();
+        let request_id = request
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID);
+        let ip = request
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let matched = self.routes.find(method, path);
+        let (action, resource) = matched
+            .as_ref()
+            .filter(|m| !m.rule.is_public())
+            .map(|m| (m.rule.action().to_owned(), m.resource.clone()))
+            .unwrap_or_default();
+        let mut principal = None;
+        let outcome = self
+            .evaluate(
+                request,
+                matched.as_ref(),
+                &mut principal,
+                request_id,
+                ip.as_deref(),
+            )
+            .await;
+        let (decision, reason) = match &outcome {
+            Ok(reason) => (Decision::Allow, reason.clone()),
+            Err(reason) => (decision_of(reason), reason.clone()),
+        };
+        self.sink.record(&DecisionRecord {
+            principal: principal.clone(),
+            method: method.to_string(),
+            path: path.to_owned(),
+            action,
+            resource,
+            decision,
+            reason,
+            request_id: request_id.map(str::to_owned),
+            ip,
+        });
+        outcome.map(|_| principal)
+    }
+
+    async fn evaluate(
+        &self,
+        request: &Parts,
+        matched: Option<&crate::routes::Matched<'_>>,
+        principal_out: &mut Option<Principal>,
+        request_id: Option<&str>,
+        ip: Option<&str>,
+    ) -> Result<Reason, Reason> {
+        // Deny by default, before any credential is looked at: an unknown path costs nothing.
+        let Some(matched) = matched else {
+            return Err(Reason::NoRule);
+        };
+        if matched.rule.is_public() {
+            return Ok(Reason::PublicRoute);
+        }
+        let principal = match self.authenticator.authenticate(&request.headers).await {
+            Ok(Some(principal)) => principal,
+            Ok(None) => return Err(Reason::MissingCredential),
+            Err(AuthError::Invalid(why)) => return Err(Reason::InvalidToken { why }),
+            Err(AuthError::Unavailable(why)) => {
+                return Err(Reason::AuthenticationUnavailable { why });
+            }
+        };
+        *principal_out = Some(principal.clone());
+        let rule = matched.rule;
+        // Scopes limit what a delegated credential may do; a session is the user in person.
+        if principal.method != AuthMethod::Session && !principal.has_scopes(rule.required_scopes())
+        {
+            return Err(Reason::MissingScope {
+                required: rule.required_scopes().to_vec(),
+            });
+        }
+        if let Some(step_up) = rule.required_step_up() {
+            self.check_step_up(&principal, step_up)?;
+        }
+        let subject = principal.subject();
+        let query = CheckQuery {
+            subject: &subject,
+            relation: rule.action(),
+            object: &matched.resource,
+            request_id,
+            ip,
+        };
+        match self.pdp.check(&query).await {
+            Ok(true) => Ok(Reason::Allowed),
+            Ok(false) => Err(Reason::PdpDeny),
+            Err(e) => Err(Reason::PdpUnavailable { why: e.0 }),
+        }
+    }
+
+    /// RFC 9470: the authentication must be recent enough (`auth_time` within `max_age`; a
+    /// credential without `auth_time` is not) and strong enough (every required `amr`, or an
+    /// `acr` among the rule's `acr_values`).
+    fn check_step_up(&self, principal: &Principal, step_up: &StepUp) -> Result<(), Reason> {
+        let now = self.clock.now().unix_timestamp();
+        let too_old = step_up.max_age.is_some_and(|max_age| {
+            principal.auth_time.is_none_or(|at| {
+                now.saturating_sub(at) > i64::try_from(max_age).unwrap_or(i64::MAX)
+            })
+        });
+        let strong = step_up.amr.iter().all(|m| principal.amr.contains(m))
+            || principal
+                .acr
+                .as_ref()
+                .is_some_and(|acr| step_up.acr_values.contains(acr));
+        let weak = !step_up.amr.is_empty() && !strong;
+        if too_old || weak {
+            return Err(Reason::StepUp {
+                max_age: step_up.max_age.filter(|_| too_old),
+                acr_values: if weak {
+                    step_up.acr_values.clone()
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// The routes.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// The realm of the challenges.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+}
+
+fn decision_of(reason: &Reason) -> Decision {
+    match reason {
+        Reason::Allowed | Reason::PublicRoute => Decision::Allow,
+        Reason::MissingCredential | Reason::InvalidToken { .. } | Reason::StepUp { .. } => {
+            Decision::Unauthenticated
+        }
+        Reason::NoRule | Reason::MissingScope { .. } | Reason::PdpDeny => Decision::Deny,
+        Reason::PdpUnavailable { .. } | Reason::AuthenticationUnavailable { .. } => {
+            Decision::Unavailable
+        }
+    }
+}
+
+impl PepBuilder {
+    /// Where outcomes go (default: [`TracingSink`]).
+    pub fn sink(mut self, sink: Arc<dyn DecisionSink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// Where time comes from for step-up (default: the system clock). Give the verifier and
+    /// the introspection client the same clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The layer.
+    pub fn build(self) -> PepLayer {
+        PepLayer {
+            pep: Arc::new(Pep {
+                realm: self.realm,
+                routes: self.routes,
+                authenticator: self.authenticator,
+                pdp: self.pdp,
+                sink: self.sink,
+                clock: self.clock,
+            }),
+        }
+    }
+}
+
+/// The tower layer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PepLayer {
+    pep: Arc<Pep>,
+}
+
+impl PepLayer {
+    /// The enforcement point behind the layer.
+    pub fn pep(&self) -> &Arc<Pep> {
+        &self.pep
+    }
+}
+
+impl<S> Layer<S> for PepLayer {
+    type Service = PepService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PepService {
+            inner,
+            pep: self.pep.clone(),
+        }
+    }
+}
+
+/// The service the layer wraps around another.
+#[derive(Debug, Clone)]
+pub struct PepService<S> {
+    inner: S,
+    pep: Arc<Pep>,
+}
+
+impl<S, B, ResBody> Service<Request<B>> for PepService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    ResBody: From<String> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone that was polled ready serves this request (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let pep = self.pep.clone();
+        // Decided on the head only: the body is moved along, never borrowed across an await
+        // (axum's body is `Send` but not `Sync`).
+        let (mut parts, body) = request.into_parts();
+        Box::pin(async move {
+            match pep.decide(&parts).await {
+                Ok(principal) => {
+                    if let Some(principal) = principal {
+                        parts.extensions.insert(principal);
+                    }
+                    inner.call(Request::from_parts(parts, body)).await
+                }
+                Err(reason) => {
+                    let request_id = parts
+                        .headers
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID);
+                    Ok(answer::render(&pep.realm, &reason, request_id))
+                }
+            }
+        })
+    }
+}

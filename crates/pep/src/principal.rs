@@ -1,0 +1,184 @@
+//! Who is calling: the [`Principal`] the layer puts into the request's extensions, and its
+//! extractor for handlers.
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+use serde::Serialize;
+use trustgate_tokens::Actor;
+
+/// The kind of party behind a principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    /// A human: an access token issued for a user, or a browser session.
+    User,
+    /// A machine acting for itself: a `client_credentials` access token (its `sub` is the
+    /// client).
+    Service,
+    /// An API key or personal access token; [`Principal::id`] is its owner's subject
+    /// (`service:<id>` or `user:<id>`), as introspection answers it.
+    ApiKey,
+}
+
+impl PrincipalKind {
+    /// The stable spelling (`user`, `service`, `api_key`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Service => "service",
+            PrincipalKind::ApiKey => "api_key",
+        }
+    }
+}
+
+/// How the principal was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// `Authorization: Bearer <JWT>`, verified locally against the issuer's JWKS.
+    Jwt,
+    /// A bearer token or API key that is not a JWT, answered by RFC 7662 introspection.
+    Introspection,
+    /// A session cookie, resolved by a [`SessionResolver`](crate::SessionResolver).
+    Session,
+}
+
+impl AuthMethod {
+    /// The stable spelling (`jwt`, `introspection`, `session`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::Introspection => "introspection",
+            AuthMethod::Session => "session",
+        }
+    }
+}
+
+/// An authenticated caller, as the layer hands it to the handler (in the request's extensions;
+/// take it with the extractor: `async fn handler(principal: Principal)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    /// The subject (`sub`): a user id, a client id, or an API key owner's `type:id`.
+    pub id: String,
+    /// What kind of party this is.
+    pub kind: PrincipalKind,
+    /// The tenant, when the credential names one (trustgate's tokens carry none today).
+    pub tenant: Option<String>,
+    /// The granted scopes (empty for a session, which is the user in person, not a delegation).
+    pub scopes: Vec<String>,
+    /// Authentication methods (RFC 8176).
+    pub amr: Vec<String>,
+    /// When the user last authenticated actively (Unix seconds).
+    pub auth_time: Option<i64>,
+    /// Authentication context class.
+    pub acr: Option<String>,
+    /// The OAuth client the credential was issued to.
+    pub client_id: Option<String>,
+    /// The delegation chain of a token-exchange token (RFC 8693 `act`); only the outermost
+    /// actor is current, the nested ones are informational.
+    pub act: Option<Actor>,
+    /// How it was authenticated.
+    pub method: AuthMethod,
+}
+
+impl Principal {
+    /// The subject the PDP is asked about: `user:<id>`, `service:<id>`, or an API key owner's
+    /// subject as it stands.
+    pub fn subject(&self) -> String {
+        match self.kind {
+            PrincipalKind::User => format!("user:{}", self.id),
+            PrincipalKind::Service => format!("service:{}", self.id),
+            PrincipalKind::ApiKey => self.id.clone(),
+        }
+    }
+
+    /// Whether every scope of `required` was granted.
+    pub fn has_scopes(&self, required: &[String]) -> bool {
+        required.iter().all(|s| self.scopes.contains(s))
+    }
+}
+
+/// The extractor's refusal: the handler asked for a principal on a route the layer does not
+/// authenticate (a public route, or a router without the layer). A wiring mistake, answered
+/// 500 so that it cannot pass for an anonymous success.
+#[derive(Debug, Clone, Copy)]
+pub struct MissingPrincipal;
+
+impl IntoResponse for MissingPrincipal {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "code": "principal_missing",
+            "message": "the handler needs an authenticated principal but the route is not protected by the pep layer",
+        });
+        (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = MissingPrincipal;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or(MissingPrincipal)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Principal>().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(kind: PrincipalKind, id: &str) -> Principal {
+        Principal {
+            id: id.into(),
+            kind,
+            tenant: None,
+            scopes: vec!["read".into(), "write".into()],
+            amr: vec![],
+            auth_time: None,
+            acr: None,
+            client_id: None,
+            act: None,
+            method: AuthMethod::Jwt,
+        }
+    }
+
+    #[test]
+    fn the_pdp_subject_is_typed_by_kind() {
+        assert_eq!(
+            principal(PrincipalKind::User, "anne").subject(),
+            "user:anne"
+        );
+        assert_eq!(
+            principal(PrincipalKind::Service, "tgc_1").subject(),
+            "service:tgc_1"
+        );
+        assert_eq!(
+            principal(PrincipalKind::ApiKey, "service:ci").subject(),
+            "service:ci"
+        );
+    }
+
+    #[test]
+    fn scopes_must_all_be_granted() {
+        let p = principal(PrincipalKind::User, "anne");
+        assert!(p.has_scopes(&[]));
+        assert!(p.has_scopes(&["read".into()]));
+        assert!(!p.has_scopes(&["read".into(), "admin".into()]));
+    }
+}
