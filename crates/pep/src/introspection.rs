@@ -20,7 +20,7 @@ use trustgate_core::{Clock, Secret, TokenDigest};
 use trustgate_tokens::Actor;
 
 use crate::authenticate::AuthError;
-use crate::principal::{AuthMethod, Principal, PrincipalKind};
+use crate::principal::{AuthMethod, Principal, PrincipalKind, split_scope};
 
 /// The longest time an active answer is reused.
 pub const MAX_TTL: Duration = Duration::from_secs(30);
@@ -192,11 +192,7 @@ fn describe(answer: Answer, now: OffsetDateTime) -> Result<(Principal, Option<i6
     let kind = match answer.token_type.as_deref() {
         Some("api_key") => PrincipalKind::ApiKey,
         Some(t) if t.eq_ignore_ascii_case("bearer") || t == "access_token" => {
-            if answer.auth_time.is_none() && answer.client_id.as_deref() == Some(sub.as_str()) {
-                PrincipalKind::Service
-            } else {
-                PrincipalKind::User
-            }
+            PrincipalKind::of_access_token(&sub, answer.client_id.as_deref(), answer.auth_time)
         }
         // A refresh token (or anything else) is not an access credential (RFC 6749 §1.5).
         _ => return Err(AuthError::invalid("not_an_access_token")),
@@ -206,11 +202,7 @@ fn describe(answer: Answer, now: OffsetDateTime) -> Result<(Principal, Option<i6
             id: sub,
             kind,
             tenant: answer.tenant,
-            scopes: answer
-                .scope
-                .as_deref()
-                .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
+            scopes: split_scope(answer.scope.as_deref()),
             amr: answer.amr.unwrap_or_default(),
             auth_time: answer.auth_time,
             acr: answer.acr,

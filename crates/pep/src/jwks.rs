@@ -17,7 +17,7 @@ use trustgate_core::Clock;
 use trustgate_tokens::{AccessTokenClaims, Expectation, JwkSetResolver, VerifyError};
 
 use crate::authenticate::AuthError;
-use crate::principal::{AuthMethod, Principal, PrincipalKind};
+use crate::principal::{AuthMethod, Principal, PrincipalKind, split_scope};
 
 /// The largest JWKS document read.
 const MAX_JWKS_BYTES: usize = 64 * 1024;
@@ -261,20 +261,13 @@ fn usable(cached: &Cached, now: OffsetDateTime, config: &JwtConfig) -> Option<Ar
 /// The principal a verified access token describes. A token whose `sub` is its own client and
 /// that carries no `auth_time` is a `client_credentials` token: a service acting for itself.
 pub fn principal_from_claims(claims: AccessTokenClaims) -> Principal {
-    let kind = if claims.auth_time.is_none() && claims.sub == claims.client_id {
-        PrincipalKind::Service
-    } else {
-        PrincipalKind::User
-    };
+    let kind =
+        PrincipalKind::of_access_token(&claims.sub, Some(&claims.client_id), claims.auth_time);
     Principal {
         id: claims.sub,
         kind,
         tenant: None,
-        scopes: claims
-            .scope
-            .as_deref()
-            .map(|s| s.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default(),
+        scopes: split_scope(claims.scope.as_deref()),
         amr: claims.amr.unwrap_or_default(),
         auth_time: claims.auth_time,
         acr: claims.acr,

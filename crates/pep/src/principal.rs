@@ -23,6 +23,17 @@ pub enum PrincipalKind {
 }
 
 impl PrincipalKind {
+    /// The kind an access token describes: a token whose `sub` is its own client and that
+    /// carries no `auth_time` is a `client_credentials` token, a service acting for itself;
+    /// any other is a user's.
+    pub fn of_access_token(sub: &str, client_id: Option<&str>, auth_time: Option<i64>) -> Self {
+        if auth_time.is_none() && client_id == Some(sub) {
+            PrincipalKind::Service
+        } else {
+            PrincipalKind::User
+        }
+    }
+
     /// The stable spelling (`user`, `service`, `api_key`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,8 +99,9 @@ impl Principal {
     /// subject as it stands.
     pub fn subject(&self) -> String {
         match self.kind {
-            PrincipalKind::User => format!("user:{}", self.id),
-            PrincipalKind::Service => format!("service:{}", self.id),
+            PrincipalKind::User | PrincipalKind::Service => {
+                format!("{}:{}", self.kind.as_str(), self.id)
+            }
             PrincipalKind::ApiKey => self.id.clone(),
         }
     }
@@ -98,6 +110,13 @@ impl Principal {
     pub fn has_scopes(&self, required: &[String]) -> bool {
         required.iter().all(|s| self.scopes.contains(s))
     }
+}
+
+/// The scopes of a space-separated `scope` value (RFC 6749 §3.3); none when absent.
+pub(crate) fn split_scope(scope: Option<&str>) -> Vec<String> {
+    scope
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 /// The extractor's refusal: the handler asked for a principal on a route the layer does not
