@@ -9,9 +9,10 @@
 //! | step-up | 401 | `Bearer realm="…", error="insufficient_user_authentication", error_description="…", max_age="…", acr_values="…"` (RFC 9470 §3 answers it with 401, as its examples do) |
 //! | missing scope | 403 | `Bearer realm="…", error="insufficient_scope", scope="…"` |
 //! | no rule, PDP deny | 403 | — |
+//! | rate limited | 429 with `Retry-After` (RFC 9110 §10.2.3) | — |
 //! | PDP / JWKS / introspection / sessions unavailable | 503 | — |
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 
@@ -25,6 +26,7 @@ pub fn status(reason: &Reason) -> StatusCode {
             StatusCode::UNAUTHORIZED
         }
         Reason::NoRule | Reason::MissingScope { .. } | Reason::PdpDeny => StatusCode::FORBIDDEN,
+        Reason::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Reason::PdpUnavailable { .. } | Reason::AuthenticationUnavailable { .. } => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -84,6 +86,7 @@ pub fn code(reason: &Reason) -> &'static str {
         Reason::StepUp { .. } => "insufficient_user_authentication",
         Reason::MissingScope { .. } => "insufficient_scope",
         Reason::NoRule | Reason::PdpDeny => "permission_denied",
+        Reason::RateLimited { .. } => "rate_limited",
         Reason::PdpUnavailable { .. } => "pdp_unavailable",
         Reason::AuthenticationUnavailable { .. } => "authentication_unavailable",
         Reason::Allowed | Reason::PublicRoute => "ok",
@@ -98,6 +101,7 @@ fn message(reason: &Reason) -> &'static str {
         Reason::MissingScope { .. } => "the credential lacks a required scope",
         Reason::NoRule => "no rule allows this request",
         Reason::PdpDeny => "the caller may not do this",
+        Reason::RateLimited { .. } => "too many requests; retry after the Retry-After seconds",
         Reason::PdpUnavailable { .. } => "the authorization service is unavailable",
         Reason::AuthenticationUnavailable { .. } => "the authentication service is unavailable",
         Reason::Allowed | Reason::PublicRoute => "ok",
@@ -124,6 +128,9 @@ pub fn render<B: From<String>>(
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(value) = challenge(realm, reason).and_then(|c| HeaderValue::try_from(c).ok()) {
         headers.insert(WWW_AUTHENTICATE, value);
+    }
+    if let Reason::RateLimited { retry_after_secs } = reason {
+        headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
     }
     response
 }
@@ -189,5 +196,18 @@ mod tests {
             status(&Reason::PdpUnavailable { why: "x".into() }),
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[test]
+    fn rate_limited_is_429_with_retry_after_and_no_challenge() {
+        let reason = Reason::RateLimited {
+            retry_after_secs: 3,
+        };
+        assert_eq!(challenge("r", &reason), None);
+        let response: Response<String> = render("r", &reason, Some("req-9"));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "3");
+        assert!(response.body().contains("\"code\":\"rate_limited\""));
+        assert!(response.body().contains("\"request_id\":\"req-9\""));
     }
 }

@@ -1,7 +1,8 @@
-//! Small HTTP helpers shared by the remote clients (JWKS, introspection, PDP).
+//! Small HTTP helpers shared by the remote clients (JWKS, introspection, PDP, the gateway's
+//! token exchange).
 
 /// Reads at most `limit` bytes of `response`'s body; a longer body is an error, not truncated.
-pub(crate) async fn read_bounded(
+pub async fn read_bounded(
     mut response: reqwest::Response,
     limit: usize,
 ) -> Result<Vec<u8>, String> {

@@ -33,6 +33,15 @@ pub struct Pep {
     pdp: Arc<dyn DecisionPoint>,
     sink: Arc<dyn DecisionSink>,
     clock: Arc<dyn Clock>,
+    admission: Option<Arc<dyn Admission>>,
+}
+
+/// Admits an authenticated principal before its request costs a decision: a rate limiter
+/// (the gateway's, keyed by principal). Runs after authentication, before scopes, step-up and
+/// the PDP; a refusal is recorded like every other outcome.
+pub trait Admission: std::fmt::Debug + Send + Sync {
+    /// `Ok` to go on, or the refusal (typically [`Reason::RateLimited`]).
+    fn admit(&self, principal: &Principal) -> Result<(), Reason>;
 }
 
 /// Builds a [`Pep`].
@@ -44,6 +53,7 @@ pub struct PepBuilder {
     pdp: Arc<dyn DecisionPoint>,
     sink: Arc<dyn DecisionSink>,
     clock: Arc<dyn Clock>,
+    admission: Option<Arc<dyn Admission>>,
 }
 
 impl Pep {
@@ -62,6 +72,7 @@ impl Pep {
             pdp,
             sink: Arc::new(TracingSink),
             clock: Arc::new(SystemClock),
+            admission: None,
         }
     }
 
@@ -137,6 +148,9 @@ impl Pep {
             }
         };
         *principal_out = Some(principal.clone());
+        if let Some(admission) = &self.admission {
+            admission.admit(&principal)?;
+        }
         let rule = matched.rule;
         // Scopes limit what a delegated credential may do; a session is the user in person.
         if principal.method != AuthMethod::Session && !principal.has_scopes(rule.required_scopes())
@@ -209,7 +223,10 @@ fn decision_of(reason: &Reason) -> Decision {
         Reason::MissingCredential | Reason::InvalidToken { .. } | Reason::StepUp { .. } => {
             Decision::Unauthenticated
         }
-        Reason::NoRule | Reason::MissingScope { .. } | Reason::PdpDeny => Decision::Deny,
+        Reason::NoRule
+        | Reason::MissingScope { .. }
+        | Reason::PdpDeny
+        | Reason::RateLimited { .. } => Decision::Deny,
         Reason::PdpUnavailable { .. } | Reason::AuthenticationUnavailable { .. } => {
             Decision::Unavailable
         }
@@ -230,17 +247,29 @@ impl PepBuilder {
         self
     }
 
+    /// Admits authenticated principals before they cost a decision (default: all).
+    pub fn admission(mut self, admission: Arc<dyn Admission>) -> Self {
+        self.admission = Some(admission);
+        self
+    }
+
+    /// The enforcement point alone, for a service that is not a tower stack (the gateway).
+    pub fn build_pep(self) -> Pep {
+        Pep {
+            realm: self.realm,
+            routes: self.routes,
+            authenticator: self.authenticator,
+            pdp: self.pdp,
+            sink: self.sink,
+            clock: self.clock,
+            admission: self.admission,
+        }
+    }
+
     /// The layer.
     pub fn build(self) -> PepLayer {
         PepLayer {
-            pep: Arc::new(Pep {
-                realm: self.realm,
-                routes: self.routes,
-                authenticator: self.authenticator,
-                pdp: self.pdp,
-                sink: self.sink,
-                clock: self.clock,
-            }),
+            pep: Arc::new(self.build_pep()),
         }
     }
 }

@@ -15,6 +15,7 @@
 //!            3. session cookie               ─► SessionResolver
 //!            none ─► 401 `Bearer realm=…` (no error code)   issuer down ─► 503
 //!            ▼
+//!          Admission, if any (the gateway's rate limiter)    ─► else 429 + Retry-After
 //!          required scopes ⊆ granted (not for sessions) ─► else 403 insufficient_scope
 //!          step-up (auth_time within max_age; amr or acr)  ─► else 401
 //!                                                 insufficient_user_authentication (RFC 9470)
@@ -44,7 +45,9 @@
 //!   JSON bodies with their stable `code`.
 //! - [`sink`]: the [`DecisionSink`] trait, its [`DecisionRecord`] and [`Reason`]s, and the
 //!   [`TracingSink`].
-//! - [`layer`]: [`Pep`], [`PepLayer`] and [`PepService`].
+//! - [`layer`]: [`Pep`], [`PepLayer`] and [`PepService`], and the [`Admission`] hook that
+//!   refuses an authenticated principal before it costs a decision (a rate limiter).
+//! - [`http_util`]: bounded reads of remote answers, shared with the gateway.
 //!
 //! The in-process adapters for a service embedded in trustgate itself — a `DecisionPoint`
 //! over `pdp::Pdp`, a `SessionResolver` over `authn::accounts::Accounts`, a `DecisionSink`
@@ -86,7 +89,7 @@
 
 pub mod answer;
 pub mod authenticate;
-mod http_util;
+pub mod http_util;
 pub mod introspection;
 pub mod jwks;
 pub mod layer;
@@ -98,7 +101,7 @@ pub mod sink;
 pub use authenticate::{AuthError, Authenticator, SessionCookie, SessionResolver};
 pub use introspection::{IntrospectionConfig, Introspector};
 pub use jwks::{JwtConfig, JwtVerifier};
-pub use layer::{Pep, PepBuilder, PepLayer, PepService};
+pub use layer::{Admission, Pep, PepBuilder, PepLayer, PepService};
 pub use pdp::{CheckQuery, DecisionPoint, HttpDecisionPoint, Unavailable};
 pub use principal::{AuthMethod, MissingPrincipal, Principal, PrincipalKind};
 pub use routes::{Matched, RouteError, RouteTable, Rule, StepUp};

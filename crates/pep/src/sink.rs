@@ -16,7 +16,8 @@ pub enum Decision {
     Allow,
     /// 401: no or an invalid credential.
     Unauthenticated,
-    /// 403: a known principal (or a route without a rule) was refused.
+    /// 403: a known principal (or a route without a rule) was refused; 429: it is over its
+    /// request rate.
     Deny,
     /// 503: the PDP, the JWKS, introspection or the session store could not answer.
     Unavailable,
@@ -65,6 +66,12 @@ pub enum Reason {
     },
     /// The PDP said no.
     PdpDeny,
+    /// The principal is over its request rate (an [`Admission`](crate::Admission) refused it,
+    /// before the PDP was asked).
+    RateLimited {
+        /// Seconds until a request would be admitted again (at least 1).
+        retry_after_secs: u64,
+    },
     /// The PDP could not answer.
     PdpUnavailable {
         /// Why.
@@ -89,6 +96,7 @@ impl Reason {
             Reason::MissingScope { .. } => "missing_scope",
             Reason::StepUp { .. } => "step_up_required",
             Reason::PdpDeny => "pdp_deny",
+            Reason::RateLimited { .. } => "rate_limited",
             Reason::PdpUnavailable { .. } => "pdp_unavailable",
             Reason::AuthenticationUnavailable { .. } => "authentication_unavailable",
         }
@@ -103,6 +111,9 @@ impl fmt::Display for Reason {
             | Reason::AuthenticationUnavailable { why } => write!(f, "{}: {why}", self.code()),
             Reason::MissingScope { required } => {
                 write!(f, "{}: {}", self.code(), required.join(" "))
+            }
+            Reason::RateLimited { retry_after_secs } => {
+                write!(f, "{}: retry_after={retry_after_secs}", self.code())
             }
             Reason::StepUp {
                 max_age,

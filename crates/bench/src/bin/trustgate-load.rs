@@ -18,6 +18,10 @@
 //! `POST /oauth2/introspect` against `GET /healthz` in the same run ([`OAuthArgs`]);
 //! `scripts/oauth-load.sh` starts a server and runs it.
 //!
+//! `trustgate-load gateway ...` measures an upstream called directly and through
+//! `trustgate-gateway` (run in this process against the server's JWKS, token exchange and PDP)
+//! in interleaved rounds ([`GatewayArgs`]); `scripts/gateway-load.sh` starts a server and runs it.
+//!
 //! `trustgate-load login ...` is the login flood instead ([`LoginArgs`]): it creates a user
 //! through the admin API, measures `GET /healthz` on a light probe connection while idle, then
 //! floods `/login` (N clients, each `GET /login` for the CSRF cookie and field, then
@@ -116,6 +120,11 @@ async fn main() -> Result<()> {
         argv.remove(1);
         argv[0] = "trustgate-load soak".into();
         return soak_run(SoakArgs::parse_from(argv)).await;
+    }
+    if argv.get(1).is_some_and(|a| a == "gateway") {
+        argv.remove(1);
+        argv[0] = "trustgate-load gateway".into();
+        return gateway_load(GatewayArgs::parse_from(argv)).await;
     }
     check_load(Args::parse()).await
 }
@@ -1749,5 +1758,247 @@ async fn soak_run(args: SoakArgs) -> Result<()> {
         std::process::exit(1);
     }
     println!("soak passed");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway.
+
+/// `trustgate-load gateway`: the same upstream called directly and through `trustgate-gateway`
+/// (in this process), in interleaved rounds of one run.
+#[derive(Debug, Parser)]
+#[command(
+    name = "trustgate-load gateway",
+    about = "gateway overhead: an upstream called directly vs through the gateway (JWT verified, PDP asked, exchanged token cached)"
+)]
+struct GatewayArgs {
+    /// Base URL of the trustgate server (issuer, PDP, token exchange).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The admin bearer token.
+    #[arg(long, env = "TRUSTGATE_LOAD_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Seconds of measurement per endpoint (split over the rounds).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Interleaved rounds (direct, gateway, direct, ...).
+    #[arg(long, default_value_t = 4)]
+    rounds: u32,
+    /// Seconds of unmeasured warm-up load per endpoint before the first round.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+}
+
+const GW_AUD: &str = "https://gateway.bench.example";
+const APP_AUD: &str = "https://app.bench.example";
+
+async fn gateway_load(args: GatewayArgs) -> Result<()> {
+    if args.connections == 0 || args.duration == 0 || args.rounds == 0 {
+        bail!("--connections, --duration and --rounds must be positive");
+    }
+    let base = args.url.trim_end_matches('/').to_owned();
+    let admin = client(&format!("Bearer {}", args.token))?;
+    // The policy: the benchmark service may view course 1.
+    let store: Value = send_json(
+        &admin,
+        reqwest::Method::POST,
+        &format!("{base}/stores"),
+        &json!({ "name": "trustgate-load gateway" }),
+    )
+    .await?;
+    let store_id = store["id"].as_str().context("no store id")?.to_owned();
+    let model = trustgate_authz::dsl::parse(
+        "model\n  schema 1.1\ntype service\ntype course\n  relations\n    define viewer: [service]\n",
+    )
+    .context("the model")?;
+    send_json(
+        &admin,
+        reqwest::Method::POST,
+        &format!("{base}/stores/{store_id}/authorization-models"),
+        &serde_json::to_value(&model)?,
+    )
+    .await?;
+    let caller = send_json(
+        &admin,
+        reqwest::Method::POST,
+        &format!("{base}/admin/v1/clients"),
+        &json!({
+            "name": "trustgate-load gateway caller",
+            "redirect_uris": [],
+            "grant_types": ["client_credentials"],
+            "scopes": ["bench:read"],
+            "audience": [GW_AUD],
+        }),
+    )
+    .await
+    .context("registering the caller")?;
+    let caller_id = caller["client_id"].as_str().context("no client_id")?;
+    let caller_secret = caller["client_secret"].as_str().context("no secret")?;
+    let issued: Value = Client::new()
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(caller_id, Some(caller_secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "bench:read"),
+        ])
+        .send()
+        .await?
+        .error_for_status()
+        .context("the caller's token")?
+        .json()
+        .await?;
+    let access_token = issued["access_token"]
+        .as_str()
+        .context("no access_token")?
+        .to_owned();
+    send_json(
+        &admin,
+        reqwest::Method::POST,
+        &format!("{base}/stores/{store_id}/write"),
+        &json!({ "writes": { "tuple_keys": [
+            { "user": format!("service:{caller_id}"), "relation": "viewer", "object": "course:1" }
+        ] } }),
+    )
+    .await?;
+    let gateway_client = send_json(
+        &admin,
+        reqwest::Method::POST,
+        &format!("{base}/admin/v1/clients"),
+        &json!({
+            "name": "trustgate-load gateway",
+            "redirect_uris": [],
+            "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+            "scopes": ["bench:read"],
+            "resource_audiences": [GW_AUD],
+            "token_exchange": { "audiences": [APP_AUD] },
+        }),
+    )
+    .await
+    .context("registering the gateway's client")?;
+    let reader_key = provision_reader_key(&admin, &base, &store_id).await?;
+
+    // The upstream: the smallest axum answer.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let upstream_addr = upstream.local_addr()?;
+    tokio::spawn(async move {
+        let app =
+            axum::Router::new().route("/courses/{id}", axum::routing::get(|| async { "course" }));
+        let _ = axum::serve(upstream, app).await;
+    });
+    let dir = std::env::temp_dir().join(format!("trustgate-load-gateway-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let secret_file = dir.join("client-secret");
+    std::fs::write(
+        &secret_file,
+        gateway_client["client_secret"]
+            .as_str()
+            .context("no secret")?,
+    )?;
+    let key_file = dir.join("pdp-key");
+    std::fs::write(&key_file, &reader_key)?;
+    let config = trustgate_gateway::GatewayConfig::from_toml(&format!(
+        r#"
+listen = "127.0.0.1:0"
+issuer = "{base}"
+audience = "{GW_AUD}"
+[client]
+id = "{client}"
+secret_file = "{secret}"
+[pdp]
+url = "{base}/"
+store_id = "{store_id}"
+api_key_file = "{key}"
+[[upstream]]
+name = "app"
+url = "http://{upstream_addr}"
+audience = "{APP_AUD}"
+[[upstream.route]]
+method = "GET"
+path = "/courses/{{id}}"
+action = "viewer"
+resource = "course:{{id}}"
+scopes = ["bench:read"]
+"#,
+        client = gateway_client["client_id"]
+            .as_str()
+            .context("no client_id")?,
+        secret = secret_file.display(),
+        key = key_file.display(),
+    ))?;
+    let gateway = Arc::new(trustgate_gateway::Gateway::new(
+        config,
+        Arc::new(trustgate_pep::TracingSink),
+    )?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let gateway_addr = listener.local_addr()?;
+    tokio::spawn(trustgate_gateway::serve(
+        listener,
+        gateway,
+        std::future::pending(),
+    ));
+    let bearer: Arc<str> = format!("Bearer {access_token}").into();
+    let prepared = |url: String| Prepared {
+        method: reqwest::Method::GET,
+        url,
+        body: None,
+        expect_allowed: None,
+        expect_contains: Some(b"course"),
+        auth: Some(bearer.clone()),
+    };
+    let endpoints = [
+        Endpoint {
+            label: "upstream direct",
+            requests: Arc::new(vec![prepared(format!("http://{upstream_addr}/courses/1"))]),
+        },
+        Endpoint {
+            label: "through the gateway",
+            requests: Arc::new(vec![prepared(format!("http://{gateway_addr}/courses/1"))]),
+        },
+    ];
+    // Every request the benchmark counts must be an allow that reached the upstream.
+    let probe = client(&bearer)?;
+    for e in &endpoints {
+        if !send(&probe, &e.requests[0]).await? {
+            bail!("{} did not answer 200 with the upstream's body", e.label);
+        }
+    }
+    let clients = (0..args.connections)
+        .map(|_| client(&bearer))
+        .collect::<Result<Vec<_>>>()?;
+    println!(
+        "gateway load: {} connections, {} s per endpoint in {} rounds, {} cpus (trustgate, the \
+         gateway, the upstream and this load generator share them)",
+        args.connections,
+        args.duration,
+        args.rounds,
+        cpus()
+    );
+    let mut totals = run_rounds(
+        &clients,
+        &endpoints,
+        args.warmup,
+        args.duration,
+        args.rounds,
+    )
+    .await;
+    let p50s: Vec<f64> = totals
+        .iter()
+        .map(|t| Stats::of(&mut t.samples.clone()).p50_ns)
+        .collect();
+    let rates = print_table(&endpoints, &mut totals);
+    let added = (p50s[1] - p50s[0]).max(0.0);
+    println!(
+        "added p50: {} (target <= 100 us); throughput through the gateway: {:.0}% of direct (target >= 70%)",
+        fmt_ns(added),
+        100.0 * rates[1] / rates[0].max(1e-9)
+    );
+    println!(
+        "each gateway request: local JWT verification, one PDP check over HTTP (pep has no \
+         decision cache), the exchanged token from the cache"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

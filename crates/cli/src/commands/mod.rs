@@ -42,6 +42,9 @@ enum Command {
     Serve(ServerArgs),
     /// Apply pending database migrations and exit.
     Migrate(ServerArgs),
+    /// Run the enforcing reverse proxy in front of upstream applications (SIGHUP reloads the
+    /// configuration; SIGTERM/ctrl-c drain in-flight requests).
+    Gateway(GatewayArgs),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -122,10 +125,48 @@ impl ServerArgs {
     }
 }
 
+/// The gateway's command line.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// The gateway's TOML configuration (see trustgate_gateway::config).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Log format: pretty or json.
+    #[arg(long, value_name = "FORMAT", default_value = "pretty")]
+    log_format: String,
+    /// Log filter (tracing env-filter syntax).
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    log_level: String,
+}
+
+async fn gateway(args: GatewayArgs) -> Result<(), Failure> {
+    let format = match args.log_format.as_str() {
+        "pretty" => trustgate_server::LogFormat::Pretty,
+        "json" => trustgate_server::LogFormat::Json,
+        other => {
+            return Err(Failure::Usage(format!(
+                "--log-format `{other}`: expected pretty or json"
+            )));
+        }
+    };
+    trustgate_server::telemetry::init_logging(format, &args.log_level);
+    trustgate_gateway::run(
+        args.config,
+        std::sync::Arc::new(trustgate_pep::TracingSink),
+        trustgate_server::shutdown_signal(),
+    )
+    .await
+    .map_err(|e| match e {
+        trustgate_gateway::GatewayError::Config(e) => Failure::Usage(e.to_string()),
+        e => Failure::Failed(e.to_string()),
+    })
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Serve(args) => serve(&args, cli.client.data_dir.clone()).await,
+        Command::Gateway(args) => gateway(args).await,
         Command::Migrate(args) => {
             let config = args.load(cli.client.data_dir.clone())?;
             let report = trustgate_server::migrate(&config)

@@ -1,0 +1,525 @@
+//! `gateway.toml`: what the gateway listens on, whom it trusts, and the upstreams with their
+//! routes. Loaded with figment (TOML, then `TRUSTGATE_GATEWAY_*` environment variables, `__`
+//! for nesting), so an error names the key and the source of the bad value. Secrets are never
+//! inline: each is read from a file or an environment variable named in the configuration.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8088"
+//! issuer = "https://id.example.com"          # trustgate: JWKS, token endpoint
+//! audience = "https://gateway.example.com"   # callers' access tokens must be for this
+//!
+//! [client]                                   # the gateway's own OAuth client
+//! id = "tgc_..."
+//! secret_file = "/run/secrets/gateway"       # or secret_env = "GATEWAY_CLIENT_SECRET"
+//!
+//! [pdp]
+//! url = "https://id.example.com/"
+//! store_id = "01J..."
+//! api_key_env = "GATEWAY_PDP_KEY"            # or api_key_file
+//!
+//! [rate_limit]                               # optional: per principal
+//! per_second = 50
+//! burst = 100
+//!
+//! [[upstream]]
+//! name = "learning"
+//! url = "http://127.0.0.1:3000"
+//! audience = "https://learning.internal"     # the internal token's `aud`
+//! connect_timeout_ms = 1000
+//! request_timeout_ms = 30000
+//! health = { path = "/healthz", interval_ms = 5000 }
+//!
+//! [[upstream.route]]
+//! method = "GET"
+//! path = "/courses/{id}"
+//! action = "viewer"
+//! resource = "course:{id}"
+//! scopes = ["courses:read"]
+//! step_up = { max_age = 600, amr = ["otp"], acr_values = ["2"] }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use http::Method;
+use serde::Deserialize;
+use trustgate_core::Secret;
+use trustgate_pep::{Rule, StepUp};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A value is missing, mistyped or invalid; the message names the key and its source.
+    #[error("invalid gateway configuration: {0}")]
+    Invalid(String),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Where the gateway listens (applied at start; a reload keeps the listener).
+    pub listen: SocketAddr,
+    /// trustgate's issuer, exactly as in `iss` (its JWKS and token endpoint are below it).
+    pub issuer: String,
+    /// The audience callers' access tokens must carry to be accepted here.
+    pub audience: String,
+    /// The realm of the `WWW-Authenticate` challenges (default `trustgate-gateway`).
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// The gateway's own OAuth client, for token exchange.
+    pub client: ClientConfig,
+    /// The PDP.
+    pub pdp: PdpConfig,
+    /// Per-principal rate limit; none when absent.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Incoming request headers removed before forwarding, so that a client cannot claim an
+    /// identity the upstream trusts. A trailing `*` matches a prefix. `Authorization` is always
+    /// replaced by the internal token, whatever this says.
+    #[serde(default = "default_identity_headers")]
+    pub strip_headers: Vec<String>,
+    /// The upstream applications.
+    #[serde(rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// The gateway's OAuth client (confidential; registered with the token exchange grant, the
+/// upstreams' audiences in its `token_exchange.audiences`, and the gateway's audience among its
+/// `resource_audiences` so that callers' tokens count as received by it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The client id.
+    pub id: String,
+    /// A file holding the secret (trailing whitespace ignored).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// An environment variable holding the secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+/// The PDP: trustgate's `POST /stores/{id}/check`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PdpConfig {
+    /// trustgate's base URL.
+    pub url: url::Url,
+    /// The store.
+    pub store_id: String,
+    /// Pin a model (default: the latest).
+    #[serde(default)]
+    pub model_id: Option<String>,
+    /// A file holding the API key (a reader on the store).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// An environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The timeout of one check (default 2000 ms); when it fires the request is answered 503.
+    #[serde(default = "default_pdp_timeout")]
+    pub timeout_ms: u64,
+}
+
+/// A token bucket per principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed in a burst (default: `per_second`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// One upstream application.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// A name for logs.
+    pub name: String,
+    /// Its base URL (`http://host:port`, optionally with a path prefix).
+    pub url: url::Url,
+    /// The `aud` of the internal tokens it receives.
+    pub audience: String,
+    /// The TCP connect timeout (default 1000 ms): a refused or timed-out connect is 502.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Until the response head arrives (default 30000 ms): a later one is 504.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// An active health check; without one the upstream counts as healthy.
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
+    /// The routes served by this upstream.
+    #[serde(rename = "route", default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `GET {url}{path}` every `interval_ms`; a non-2xx answer, an error or no answer within the
+/// interval marks the upstream unhealthy (503 at once) until a check succeeds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// The path, e.g. `/healthz`.
+    pub path: String,
+    /// The period (default 5000 ms).
+    #[serde(default = "default_health_interval")]
+    pub interval_ms: u64,
+}
+
+/// One route: pep's [`Rule`] in TOML.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The method (`GET`, ...).
+    pub method: String,
+    /// The path template (`/courses/{id}`).
+    pub path: String,
+    /// No authentication and no decision.
+    #[serde(default)]
+    pub public: bool,
+    /// The relation asked of the PDP.
+    #[serde(default)]
+    pub action: String,
+    /// The object template (`course:{id}`).
+    #[serde(default)]
+    pub resource: String,
+    /// Required scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Step-up (RFC 9470).
+    #[serde(default)]
+    pub step_up: Option<StepUpConfig>,
+}
+
+/// pep's [`StepUp`] in TOML.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpConfig {
+    /// Most seconds since the authentication.
+    #[serde(default)]
+    pub max_age: Option<u64>,
+    /// Every one of these `amr` values ...
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// ... or one of these `acr` values.
+    #[serde(default)]
+    pub acr_values: Vec<String>,
+}
+
+fn default_realm() -> String {
+    "trustgate-gateway".to_owned()
+}
+fn default_pdp_timeout() -> u64 {
+    2000
+}
+fn default_connect_timeout() -> u64 {
+    1000
+}
+fn default_request_timeout() -> u64 {
+    30_000
+}
+fn default_health_interval() -> u64 {
+    5000
+}
+
+/// The identity headers removed by default: what trustgate, oauth2-proxy and common
+/// authenticating proxies set, plus trustgate's own credential headers.
+pub fn default_identity_headers() -> Vec<String> {
+    [
+        "x-trustgate-*",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-preferred-username",
+        "x-forwarded-access-token",
+        "x-auth-request-*",
+        "x-remote-user",
+        "remote-user",
+        "x-api-key",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+impl GatewayConfig {
+    /// Reads `path`, then `TRUSTGATE_GATEWAY_*` variables over it, and validates the result.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        // Read it ourselves: figment treats a missing file as empty, which would hide a typo.
+        std::fs::File::open(path).map_err(|source| ConfigError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_figment(
+            Figment::new()
+                .merge(Toml::file_exact(path))
+                .merge(Env::prefixed("TRUSTGATE_GATEWAY_").split("__")),
+        )
+    }
+
+    /// Parses a TOML text (no environment), for tests and embedding.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: GatewayConfig = figment.extract().map_err(|e| {
+            invalid(
+                e.into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match url::Url::parse(&self.issuer) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => {
+                return Err(invalid(format!(
+                    "issuer `{}` is not an http(s) URL",
+                    self.issuer
+                )));
+            }
+        }
+        if self.upstreams.is_empty() {
+            return Err(invalid("at least one [[upstream]] is required"));
+        }
+        if let Some(limit) = self.rate_limit
+            && (limit.per_second == 0 || limit.burst == Some(0))
+        {
+            return Err(invalid(
+                "rate_limit: per_second and burst must be at least 1",
+            ));
+        }
+        for header in &self.strip_headers {
+            let name = header.strip_suffix('*').unwrap_or(header);
+            if name.is_empty() || http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(format!(
+                    "strip_headers: `{header}` is not a header name (or a prefix ending in `*`)"
+                )));
+            }
+        }
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let at = format!("upstream[{i}] `{}`", u.name);
+            if u.url.scheme() != "http" {
+                return Err(invalid(format!(
+                    "{at}: url `{}`: only http:// upstreams are supported (TLS to upstreams is \
+                     not implemented; keep them on a private network or loopback)",
+                    u.url
+                )));
+            }
+            if u.url.host().is_none() || u.url.query().is_some() || u.url.fragment().is_some() {
+                return Err(invalid(format!(
+                    "{at}: url `{}` needs a host and no query or fragment",
+                    u.url
+                )));
+            }
+            if u.audience.is_empty() {
+                return Err(invalid(format!("{at}: audience is empty")));
+            }
+            if u.connect_timeout_ms == 0 || u.request_timeout_ms == 0 {
+                return Err(invalid(format!("{at}: timeouts must be at least 1 ms")));
+            }
+            if let Some(h) = &u.health
+                && (!h.path.starts_with('/') || h.interval_ms == 0)
+            {
+                return Err(invalid(format!(
+                    "{at}: health: path must start with `/` and interval_ms be at least 1 (got `{}`, {})",
+                    h.path, h.interval_ms
+                )));
+            }
+            for r in &u.routes {
+                Method::from_bytes(r.method.as_bytes()).map_err(|_| {
+                    invalid(format!(
+                        "{at}: route {}: method `{}` is not a method",
+                        r.path, r.method
+                    ))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The pep rules of every upstream, each with the index of its upstream.
+    pub fn rules(&self) -> Result<Vec<(Rule, usize)>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, u) in self.upstreams.iter().enumerate() {
+            for r in &u.routes {
+                let method = Method::from_bytes(r.method.as_bytes()).map_err(|_| {
+                    invalid(format!(
+                        "route {}: method `{}` is not a method",
+                        r.path, r.method
+                    ))
+                })?;
+                let rule = if r.public {
+                    Rule::public(method, &r.path)
+                } else {
+                    let mut rule =
+                        Rule::new(method, &r.path, &r.action, &r.resource).scopes(r.scopes.clone());
+                    if let Some(s) = &r.step_up {
+                        rule = rule.step_up(StepUp {
+                            max_age: s.max_age,
+                            amr: s.amr.clone(),
+                            acr_values: s.acr_values.clone(),
+                        });
+                    }
+                    rule
+                };
+                out.push((rule, i));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl RateLimitConfig {
+    /// The burst in effect.
+    pub fn burst(&self) -> u32 {
+        self.burst.unwrap_or(self.per_second)
+    }
+}
+
+impl UpstreamConfig {
+    /// The connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The response-head timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// Reads a secret named by a file or an environment variable (exactly one of them).
+pub(crate) fn read_secret(
+    what: &str,
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Secret, ConfigError> {
+    let value = match (file, env) {
+        (Some(path), None) => std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("{what}: cannot read `{}`: {e}", path.display())))?,
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| invalid(format!("{what}: environment variable `{var}` is not set")))?,
+        _ => {
+            return Err(invalid(format!(
+                "{what}: give exactly one of a file (`*_file`) or an environment variable (`*_env`); \
+                 secrets are never written inline"
+            )));
+        }
+    };
+    let value = value.trim_end();
+    if value.is_empty() {
+        return Err(invalid(format!("{what}: the secret is empty")));
+    }
+    Ok(Secret::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+listen = "127.0.0.1:0"
+issuer = "http://127.0.0.1:1"
+audience = "https://gw"
+[client]
+id = "tgc_gw"
+secret_env = "GW_SECRET"
+[pdp]
+url = "http://127.0.0.1:1/"
+store_id = "s"
+api_key_env = "GW_PDP"
+[[upstream]]
+name = "app"
+url = "http://127.0.0.1:2"
+audience = "https://app"
+[[upstream.route]]
+method = "GET"
+path = "/things/{id}"
+action = "viewer"
+resource = "thing:{id}"
+"#;
+
+    #[test]
+    fn a_minimal_file_gets_the_documented_defaults() {
+        let c = GatewayConfig::from_toml(MINIMAL).expect("valid");
+        assert_eq!(c.realm, "trustgate-gateway");
+        assert_eq!(c.upstreams[0].connect_timeout(), Duration::from_secs(1));
+        assert_eq!(c.upstreams[0].request_timeout(), Duration::from_secs(30));
+        assert!(c.strip_headers.iter().any(|h| h == "x-trustgate-*"));
+        assert_eq!(c.rules().expect("rules").len(), 1);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = |from: &str, to: &str, expect: &str| {
+            let text = MINIMAL.replace(from, to);
+            let e = GatewayConfig::from_toml(&text).expect_err(to).to_string();
+            assert!(e.contains(expect), "{to}: {e}");
+        };
+        bad("127.0.0.1:0", "nowhere", "listen");
+        bad(
+            "http://127.0.0.1:2",
+            "https://127.0.0.1:2",
+            "only http:// upstreams",
+        );
+        bad("method = \"GET\"", "method = \"G T\"", "method `G T`");
+        bad(
+            "store_id = \"s\"",
+            "store_id = \"s\"\nsecret = \"inline\"",
+            "secret",
+        );
+        bad(
+            "listen = ",
+            "strip_headers = [\"bad header\"]\nlisten = ",
+            "bad header",
+        );
+        bad(
+            "[[upstream]]",
+            "[rate_limit]\nper_second = 0\n[[upstream]]",
+            "rate_limit",
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_exactly_one_place() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("s");
+        std::fs::write(&path, "s3cret\n").expect("write");
+        assert_eq!(
+            read_secret("client", Some(&path), None)
+                .expect("file")
+                .expose(),
+            "s3cret"
+        );
+        let e = read_secret("client", None, None).expect_err("none");
+        assert!(e.to_string().contains("never written inline"), "{e}");
+        let e = read_secret("client", Some(&path), Some("X")).expect_err("both");
+        assert!(e.to_string().contains("exactly one"), "{e}");
+        let e = read_secret("client", None, Some("TRUSTGATE_GATEWAY_TEST_UNSET_VAR"))
+            .expect_err("unset");
+        assert!(e.to_string().contains("is not set"), "{e}");
+    }
+}

@@ -1,0 +1,193 @@
+//! The internal token: the caller's access token exchanged (RFC 8693) at trustgate's token
+//! endpoint for one whose `aud` is the upstream and whose `act` names the gateway's client.
+//!
+//! Exchanged tokens are cached under (SHA-256 of the subject token, audience) — never the
+//! token itself as a key — until [`REFRESH_MARGIN`] before they expire, in a bounded cache
+//! ([`CACHE_CAPACITY`] entries). Concurrent requests with the same token share one exchange.
+//! The cache cannot outlive a revocation by more than the exchanged token's own lifetime,
+//! which trustgate bounds by the subject token's remaining lifetime and
+//! `oauth.token_exchange_ttl_secs` (5 minutes by default) — the same bound a JWT verified
+//! locally has.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use trustgate_core::{Secret, TokenDigest};
+
+/// `grant_type` of RFC 8693.
+const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The subject token's type: trustgate's access tokens.
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// How long before its expiry an exchanged token stops being reused: an upstream receiving it
+/// must still find it valid after the proxy hop and its own clock skew.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(10);
+/// Exchanged tokens remembered at most.
+pub const CACHE_CAPACITY: u64 = 50_000;
+/// The largest token endpoint answer read.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Why no internal token could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    /// trustgate refused the subject token (`invalid_request`: revoked, its user disabled,
+    /// expired meanwhile): the caller's credential is no good, 401.
+    #[error("the token exchange refused the caller's token: {0}")]
+    Refused(String),
+    /// trustgate could not be reached, or refused the gateway itself (its client is not
+    /// allowed this audience, a wrong secret): 502 — a configuration or an outage, never the
+    /// caller's fault.
+    #[error("token exchange failed: {0}")]
+    Failed(String),
+}
+
+/// A token and how long it is worth reusing.
+#[derive(Clone)]
+struct Exchanged {
+    token: Arc<str>,
+    reuse_for: Duration,
+}
+
+/// Expires each entry when its token stops being worth reusing.
+struct UntilExpiry;
+
+impl moka::Expiry<(TokenDigest, Arc<str>), Exchanged> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &(TokenDigest, Arc<str>),
+        value: &Exchanged,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.reuse_for)
+    }
+}
+
+/// RFC 8693 §2.2.1 (the members used).
+#[derive(Deserialize)]
+struct Answer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// The token exchange client with its cache. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenExchanger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    token_url: url::Url,
+    client_id: String,
+    client_secret: Secret,
+    http: reqwest::Client,
+    cache: moka::future::Cache<(TokenDigest, Arc<str>), Exchanged>,
+}
+
+impl std::fmt::Debug for TokenExchanger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchanger")
+            .field("token_url", &self.inner.token_url.as_str())
+            .field("client_id", &self.inner.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenExchanger {
+    /// A client of `token_url` authenticating as `client_id` (`client_secret_basic`); `http`
+    /// must carry a timeout.
+    pub fn new(
+        token_url: url::Url,
+        client_id: String,
+        client_secret: Secret,
+        http: reqwest::Client,
+    ) -> Self {
+        TokenExchanger {
+            inner: Arc::new(Inner {
+                token_url,
+                client_id,
+                client_secret,
+                http,
+                cache: moka::future::Cache::builder()
+                    .max_capacity(CACHE_CAPACITY)
+                    .expire_after(UntilExpiry)
+                    .build(),
+            }),
+        }
+    }
+
+    /// The internal token for `subject_token` at `audience`, from the cache or exchanged.
+    pub async fn token_for(
+        &self,
+        subject_token: &str,
+        audience: &Arc<str>,
+    ) -> Result<Arc<str>, ExchangeError> {
+        let key = (TokenDigest::of(subject_token), audience.clone());
+        let exchanged = self
+            .inner
+            .cache
+            .try_get_with(key, self.exchange(subject_token, audience))
+            .await
+            .map_err(|e: Arc<ExchangeError>| (*e).clone())?;
+        Ok(exchanged.token)
+    }
+
+    async fn exchange(
+        &self,
+        subject_token: &str,
+        audience: &str,
+    ) -> Result<Exchanged, ExchangeError> {
+        let inner = &self.inner;
+        let failed = ExchangeError::Failed;
+        // RFC 6749 §2.3.1: the id and secret are form-encoded before Basic.
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let response = inner
+            .http
+            .post(inner.token_url.clone())
+            .basic_auth(
+                enc(&inner.client_id),
+                Some(enc(inner.client_secret.expose())),
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .form(&[
+                ("grant_type", GRANT_TYPE),
+                ("subject_token", subject_token),
+                ("subject_token_type", ACCESS_TOKEN_TYPE),
+                ("audience", audience),
+            ])
+            .send()
+            .await
+            .map_err(|e| failed(format!("request failed: {e}")))?;
+        let status = response.status();
+        let body = trustgate_pep::http_util::read_bounded(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(failed)?;
+        if !status.is_success() {
+            let error = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            // RFC 8693 §2.2.2: an invalid subject token is `invalid_request`; everything else
+            // (invalid_client, unauthorized_client, invalid_target, invalid_scope) is about
+            // the gateway's registration.
+            return Err(if error == "invalid_request" && status.is_client_error() {
+                ExchangeError::Refused(error)
+            } else {
+                failed(format!("answered {status} {error}"))
+            });
+        }
+        let answer: Answer =
+            serde_json::from_slice(&body).map_err(|e| failed(format!("unreadable answer: {e}")))?;
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(0));
+        Ok(Exchanged {
+            token: answer.access_token.into(),
+            reuse_for: lifetime.saturating_sub(REFRESH_MARGIN),
+        })
+    }
+
+    /// How many exchanged tokens are cached (approximate; for tests and metrics).
+    pub async fn cached(&self) -> u64 {
+        self.inner.cache.run_pending_tasks().await;
+        self.inner.cache.entry_count()
+    }
+}

@@ -1,0 +1,196 @@
+//! `trustgate-gateway`: the enforcing reverse proxy behind `trustgate gateway --config
+//! gateway.toml`. It is pep's [`Pep::decide`](trustgate_pep::Pep::decide) in front of a proxy
+//! service — the same route rules, credentials, answers and decision sink as the in-process
+//! layer, not a second policy engine:
+//!
+//! ```text
+//! client ─► axum::serve (HTTP/1.1, upgrades, ConnectInfo)
+//!   ─► State (ArcSwap; a request keeps the state it started with across a reload)
+//!   ─► pep::Pep::decide: route (no rule ─► 403) ─► bearer JWT against trustgate's JWKS
+//!        (API keys, opaque tokens: 401 opaque_token_not_accepted; cookies are no credential)
+//!        ─► rate limit per principal (limit::PrincipalLimiter as pep's Admission ─► 429 +
+//!           Retry-After) ─► scopes ─► step-up ─► PDP over HTTP (down ─► 503)
+//!        every outcome ─► DecisionSink
+//!   ─► the rule's upstream: unhealthy by its health check ─► 503 at once
+//!   ─► internal token: RFC 8693 exchange of the caller's token for aud = the upstream
+//!        (exchange::TokenExchanger, cached by (SHA-256 of the token, audience) until shortly
+//!        before expiry; refused subject ─► 401, the gateway's client refused ─► 502)
+//!   ─► headers: hop-by-hop dropped (and those `Connection` names), identity headers dropped
+//!        (`strip_headers`), `Authorization: Bearer <internal token>`, X-Forwarded-For
+//!        appended, X-Forwarded-Proto/Host set
+//!   ─► hyper-util Client (http only, per-upstream connect timeout ─► 502), response head
+//!        within request_timeout ─► else 504; bodies stream both ways, never buffered
+//!   ─► 101 Switching Protocols: both sides upgraded, bytes copied both ways (WebSocket)
+//! ```
+//!
+//! # Modules
+//! - [`config`]: `gateway.toml` (figment; secrets only from files or environment variables).
+//! - [`exchange`]: the token exchange client and its cache.
+//! - [`headers`]: hop-by-hop, identity and forwarding headers.
+//! - [`limit`]: the per-principal rate limiter.
+//! - `proxy`: the state of one configuration and the request path.
+//!
+//! # What the gateway forwards, and what it does not
+//! Callers authenticate with a bearer access token issued by trustgate for the gateway's
+//! `audience`. API keys are refused (401 `opaque_token_not_accepted`): token exchange accepts
+//! only access tokens as subject tokens today. Session cookies are not credentials here: the
+//! gateway is for bearer callers; browser applications use the `pep` layer in process.
+//!
+//! # Reload and shutdown
+//! [`Gateway::reload`] builds the whole new state (routes, upstreams, health checks,
+//! limiter, secrets re-read) and swaps it in; a configuration that does not build is
+//! returned as an error and the old state stays. [`run`] does this on SIGHUP and drains
+//! in-flight requests on the shutdown signal (upgraded connections are detached and end
+//! with the process). The listen address is taken at start only. Rate-limit counts start
+//! afresh with each reload.
+
+pub mod config;
+pub mod exchange;
+pub mod headers;
+pub mod limit;
+mod proxy;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::Request;
+use trustgate_pep::{DecisionSink, RouteError};
+
+pub use config::{ConfigError, GatewayConfig};
+
+/// Why a gateway cannot be built from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The routes do not compile (pep's rules).
+    #[error("invalid route: {0}")]
+    Routes(#[from] RouteError),
+    /// A URL cannot be built.
+    #[error("invalid URL: {0}")]
+    Url(String),
+    /// An HTTP client cannot be built.
+    #[error("HTTP client: {0}")]
+    Http(String),
+    /// The listener.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The gateway: its current state and where decisions go. Share it in an `Arc`.
+pub struct Gateway {
+    state: ArcSwap<proxy::State>,
+    sink: Arc<dyn DecisionSink>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("sink", &self.sink)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway for `config`, recording every decision in `sink`. Must run inside a tokio
+    /// runtime (health checks are spawned).
+    pub fn new(config: GatewayConfig, sink: Arc<dyn DecisionSink>) -> Result<Self, GatewayError> {
+        let state = proxy::State::build(config, sink.clone())?;
+        Ok(Gateway {
+            state: ArcSwap::from_pointee(state),
+            sink,
+        })
+    }
+
+    /// Replaces the whole state with one built from `config`. On an error the current state
+    /// stays. Requests in flight finish with the state they started with.
+    pub fn reload(&self, config: GatewayConfig) -> Result<(), GatewayError> {
+        let state = proxy::State::build(config, self.sink.clone())?;
+        self.state.store(Arc::new(state));
+        Ok(())
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> GatewayConfig {
+        self.state.load().config.clone()
+    }
+
+    /// Serves one request (with `ConnectInfo<SocketAddr>` in its extensions when available).
+    pub async fn handle(&self, request: Request) -> axum::response::Response {
+        let state = self.state.load_full();
+        state.handle(request).await
+    }
+
+    /// The gateway as an axum router (every path and method goes to [`handle`](Self::handle)).
+    pub fn router(self: &Arc<Self>) -> Router {
+        let gateway = self.clone();
+        Router::new().fallback(move |request: Request| {
+            let gateway = gateway.clone();
+            async move { gateway.handle(request).await }
+        })
+    }
+}
+
+/// Serves `gateway` on `listener` until `shutdown` completes, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        gateway
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Reloads from `path` (the SIGHUP handler): a file that does not load or build is logged and
+/// the running configuration kept.
+pub fn reload_from(gateway: &Gateway, path: &Path) -> Result<(), GatewayError> {
+    let config = GatewayConfig::load(path)?;
+    let listen = gateway.config().listen;
+    if config.listen != listen {
+        tracing::warn!(target: "trustgate_gateway", old = %listen, new = %config.listen, "the listen address changes only on restart");
+    }
+    gateway.reload(config)
+}
+
+/// `trustgate gateway --config PATH`: loads, binds, serves; reloads on SIGHUP; stops on
+/// `shutdown`, draining in-flight requests.
+pub async fn run(
+    path: PathBuf,
+    sink: Arc<dyn DecisionSink>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let config = GatewayConfig::load(&path)?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let gateway = Arc::new(Gateway::new(config, sink)?);
+    tracing::info!(target: "trustgate_gateway", listen = %listener.local_addr()?, "gateway listening");
+    #[cfg(unix)]
+    {
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match reload_from(&gateway, &path) {
+                    Ok(()) => {
+                        tracing::info!(target: "trustgate_gateway", path = %path.display(), "configuration reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "trustgate_gateway", path = %path.display(), error = %e, "reload failed; the running configuration is kept");
+                    }
+                }
+            }
+        });
+    }
+    serve(listener, gateway, shutdown).await?;
+    Ok(())
+}

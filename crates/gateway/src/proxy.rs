@@ -1,0 +1,459 @@
+//! The gateway's state (built from one configuration, swapped whole on reload) and the request
+//! path: decide with pep, pick the upstream, exchange the caller's token, rewrite headers,
+//! forward with streaming bodies, pass upgrades through.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, UPGRADE};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::task::JoinHandle;
+use trustgate_core::SystemClock;
+use trustgate_pep::{
+    AuthMethod, Authenticator, DecisionSink, HttpDecisionPoint, JwtConfig, JwtVerifier, Pep,
+    RouteTable, answer,
+};
+
+use crate::GatewayError;
+use crate::config::{GatewayConfig, UpstreamConfig, read_secret};
+use crate::exchange::{ExchangeError, TokenExchanger};
+use crate::headers;
+use crate::limit::PrincipalLimiter;
+
+/// The longest `X-Request-ID` echoed in an error body (pep's limit).
+const MAX_REQUEST_ID: usize = 128;
+/// Timeout of trustgate calls other than the PDP (JWKS, token exchange).
+const ISSUER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often idle rate-limit buckets are forgotten.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
+/// A background task that ends with the state that owns it.
+struct Task(JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One upstream at run time.
+pub(crate) struct Upstream {
+    name: String,
+    base: url::Url,
+    audience: Arc<str>,
+    client: Client<HttpConnector, Body>,
+    request_timeout: Duration,
+    healthy: Arc<AtomicBool>,
+}
+
+/// Everything one configuration determines. In-flight requests hold the `Arc` of the state
+/// they started with, so a reload never changes a request half-way.
+pub(crate) struct State {
+    pub(crate) config: GatewayConfig,
+    pep: Pep,
+    /// (method, path template) → index into `upstreams`.
+    route_upstream: HashMap<(Method, String), usize>,
+    upstreams: Vec<Upstream>,
+    exchanger: TokenExchanger,
+    _tasks: Vec<Task>,
+}
+
+impl State {
+    /// Builds the state of `config`: reads the secrets, compiles the routes, starts the health
+    /// checks. Must run inside a tokio runtime.
+    pub(crate) fn build(
+        config: GatewayConfig,
+        sink: Arc<dyn DecisionSink>,
+    ) -> Result<Self, GatewayError> {
+        let client_secret = read_secret(
+            "client",
+            config.client.secret_file.as_deref(),
+            config.client.secret_env.as_deref(),
+        )?;
+        let pdp_key = read_secret(
+            "pdp",
+            config.pdp.api_key_file.as_deref(),
+            config.pdp.api_key_env.as_deref(),
+        )?;
+        let issuer_http = reqwest::Client::builder()
+            .timeout(ISSUER_TIMEOUT)
+            .build()
+            .map_err(|e| GatewayError::Http(e.to_string()))?;
+        let pdp_http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.pdp.timeout_ms))
+            .build()
+            .map_err(|e| GatewayError::Http(e.to_string()))?;
+        let pdp = HttpDecisionPoint::new(
+            &config.pdp.url,
+            &config.pdp.store_id,
+            pdp_key,
+            config.pdp.model_id.clone(),
+            pdp_http,
+        )
+        .map_err(|e| GatewayError::Url(format!("pdp: {e}")))?;
+        let jwt = JwtConfig::for_trustgate(&config.issuer, &config.audience)
+            .map_err(|e| GatewayError::Url(format!("issuer: {e}")))?;
+        let clock = Arc::new(SystemClock);
+        // Only JWT access tokens: token exchange takes trustgate's access tokens as subject
+        // tokens, so an API key or an opaque token could be authenticated but never forwarded.
+        // Without an introspector pep refuses them as `opaque_token_not_accepted` (401), and
+        // without a session resolver a cookie is no credential (the gateway is for bearer
+        // callers).
+        let authenticator = Authenticator {
+            jwt: Some(JwtVerifier::new(jwt, issuer_http.clone(), clock.clone())),
+            ..Authenticator::default()
+        };
+        let rules = config.rules()?;
+        let mut route_upstream = HashMap::new();
+        for (rule, upstream) in &rules {
+            route_upstream.insert((rule.method().clone(), rule.path().to_owned()), *upstream);
+        }
+        let routes = RouteTable::new(rules.into_iter().map(|(rule, _)| rule))?;
+        let mut tasks = Vec::new();
+        let mut builder = Pep::builder(&config.realm, routes, authenticator, Arc::new(pdp))
+            .sink(sink)
+            .clock(clock);
+        if let Some(limit) = config.rate_limit {
+            let limiter = PrincipalLimiter::new(limit);
+            builder = builder.admission(Arc::new(limiter.clone()));
+            tasks.push(Task(tokio::spawn(async move {
+                let mut every = tokio::time::interval(LIMITER_SWEEP);
+                loop {
+                    every.tick().await;
+                    limiter.retain_recent();
+                }
+            })));
+        }
+        let pep = builder.build_pep();
+        let token_url = url::Url::parse(&format!(
+            "{}/oauth2/token",
+            config.issuer.trim_end_matches('/')
+        ))
+        .map_err(|e| GatewayError::Url(format!("issuer: {e}")))?;
+        let exchanger = TokenExchanger::new(
+            token_url,
+            config.client.id.clone(),
+            client_secret,
+            issuer_http,
+        );
+        let mut upstreams = Vec::new();
+        for u in &config.upstreams {
+            let (upstream, task) = Upstream::start(u)?;
+            upstreams.push(upstream);
+            tasks.extend(task);
+        }
+        Ok(State {
+            config,
+            pep,
+            route_upstream,
+            upstreams,
+            exchanger,
+            _tasks: tasks,
+        })
+    }
+
+    /// Serves one request.
+    pub(crate) async fn handle(&self, request: Request<Body>) -> Response<Body> {
+        let (mut parts, body) = request.into_parts();
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID)
+            .map(str::to_owned);
+        let request_id = request_id.as_deref();
+        let principal = match self.pep.decide(&parts).await {
+            Ok(principal) => principal,
+            Err(reason) => return answer::render(self.pep.realm(), &reason, request_id),
+        };
+        // An allowed request matched a rule; the rule names its upstream.
+        let Some(upstream) = self
+            .pep
+            .routes()
+            .find(&parts.method, parts.uri.path())
+            .and_then(|m| {
+                self.route_upstream
+                    .get(&(m.rule.method().clone(), m.rule.path().to_owned()))
+            })
+            .and_then(|i| self.upstreams.get(*i))
+        else {
+            return failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "route_without_upstream",
+                "the route has no upstream",
+                request_id,
+            );
+        };
+        if !upstream.healthy.load(Ordering::Relaxed) {
+            return failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unhealthy",
+                "the upstream failed its health check",
+                request_id,
+            );
+        }
+        let internal = match &principal {
+            None => None,
+            Some(p) if p.method != AuthMethod::Jwt => {
+                // Unreachable with this authenticator; refused rather than forwarded without
+                // an identity the upstream could verify.
+                return failure(
+                    StatusCode::UNAUTHORIZED,
+                    "credential_not_forwardable",
+                    "only bearer access tokens can be forwarded by the gateway",
+                    request_id,
+                );
+            }
+            Some(_) => {
+                let Some(token) = bearer(&parts.headers) else {
+                    return failure(
+                        StatusCode::UNAUTHORIZED,
+                        "credential_not_forwardable",
+                        "only bearer access tokens can be forwarded by the gateway",
+                        request_id,
+                    );
+                };
+                match self.exchanger.token_for(token, &upstream.audience).await {
+                    Ok(token) => Some(token),
+                    Err(ExchangeError::Refused(why)) => {
+                        tracing::info!(target: "trustgate_gateway", upstream = %upstream.name, %why, "token exchange refused the caller's token");
+                        let reason = trustgate_pep::Reason::InvalidToken {
+                            why: "token_exchange_refused".into(),
+                        };
+                        return answer::render(self.pep.realm(), &reason, request_id);
+                    }
+                    Err(ExchangeError::Failed(why)) => {
+                        tracing::warn!(target: "trustgate_gateway", upstream = %upstream.name, %why, "token exchange failed");
+                        return failure(
+                            StatusCode::BAD_GATEWAY,
+                            "token_exchange_failed",
+                            "the gateway could not obtain a token for the upstream",
+                            request_id,
+                        );
+                    }
+                }
+            }
+        };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip());
+        let upgrade = headers::upgrade_protocol(&parts.headers);
+        let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        headers::strip_identity(&mut parts.headers, &self.config.strip_headers);
+        headers::set_forwarded(&mut parts.headers, peer);
+        if let Some(token) = internal
+            && let Ok(value) = HeaderValue::try_from(format!("Bearer {token}"))
+        {
+            parts.headers.insert(AUTHORIZATION, value);
+        }
+        if let Some(protocol) = &upgrade {
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(UPGRADE, protocol.clone());
+        }
+        let Some(uri) = upstream.uri(&parts.uri) else {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "bad_target",
+                "the request target cannot be forwarded",
+                request_id,
+            );
+        };
+        parts.uri = uri;
+        parts.extensions = http::Extensions::new();
+        let outgoing = Request::from_parts(parts, body);
+        let response = match tokio::time::timeout(
+            upstream.request_timeout,
+            upstream.client.request(outgoing),
+        )
+        .await
+        {
+            Err(_) => {
+                tracing::warn!(target: "trustgate_gateway", upstream = %upstream.name, "upstream timed out");
+                return failure(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the upstream did not answer in time",
+                    request_id,
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(target: "trustgate_gateway", upstream = %upstream.name, error = %e, connect = e.is_connect(), "upstream request failed");
+                return failure(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unreachable",
+                    "the upstream could not be reached",
+                    request_id,
+                );
+            }
+            Ok(Ok(response)) => response,
+        };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return switch_protocols(response, client_upgrade, &upstream.name);
+        }
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        Response::from_parts(parts, Body::new(body))
+    }
+}
+
+/// A 101 from the upstream: answer the client 101 with the upstream's upgrade headers, then
+/// copy bytes both ways between the two upgraded connections.
+fn switch_protocols(
+    mut response: Response<hyper::body::Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    upstream: &str,
+) -> Response<Body> {
+    let Some(client_upgrade) = client_upgrade else {
+        // The upstream switched protocols on a request that did not ask to: refuse it.
+        return failure(
+            StatusCode::BAD_GATEWAY,
+            "unexpected_upgrade",
+            "the upstream switched protocols unasked",
+            None,
+        );
+    };
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    let name = upstream.to_owned();
+    tokio::spawn(async move {
+        match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok((client, upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(target: "trustgate_gateway", upstream = %name, error = %e, "upgraded connection ended");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "trustgate_gateway", upstream = %name, error = %e, "upgrade failed");
+            }
+        }
+    });
+    let (mut parts, _) = response.into_parts();
+    let upgrade = parts.headers.get(UPGRADE).cloned();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    parts
+        .headers
+        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Some(upgrade) = upgrade {
+        parts.headers.insert(UPGRADE, upgrade);
+    }
+    Response::from_parts(parts, Body::empty())
+}
+
+impl Upstream {
+    fn start(config: &UpstreamConfig) -> Result<(Self, Option<Task>), GatewayError> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout()));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let task = match &config.health {
+            None => None,
+            Some(health) => {
+                let url = health_url(&config.url, &health.path);
+                let interval = Duration::from_millis(health.interval_ms);
+                let http = reqwest::Client::builder()
+                    .timeout(interval.min(config.request_timeout()))
+                    .connect_timeout(config.connect_timeout())
+                    .build()
+                    .map_err(|e| GatewayError::Http(e.to_string()))?;
+                let flag = healthy.clone();
+                let name = config.name.clone();
+                Some(Task(tokio::spawn(async move {
+                    let mut every = tokio::time::interval(interval);
+                    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        every.tick().await;
+                        let ok = matches!(
+                            http.get(url.clone()).send().await,
+                            Ok(r) if r.status().is_success()
+                        );
+                        if flag.swap(ok, Ordering::Relaxed) != ok {
+                            if ok {
+                                tracing::info!(target: "trustgate_gateway", upstream = %name, "upstream healthy");
+                            } else {
+                                tracing::warn!(target: "trustgate_gateway", upstream = %name, "upstream unhealthy");
+                            }
+                        }
+                    }
+                })))
+            }
+        };
+        Ok((
+            Upstream {
+                name: config.name.clone(),
+                base: config.url.clone(),
+                audience: config.audience.as_str().into(),
+                client,
+                request_timeout: config.request_timeout(),
+                healthy,
+            },
+            task,
+        ))
+    }
+
+    /// The upstream URI of a request target: the base's path prefix, then the request's path
+    /// and query as they came (never re-encoded).
+    fn uri(&self, target: &Uri) -> Option<Uri> {
+        let prefix = self.base.path().trim_end_matches('/');
+        let path_and_query = target.path_and_query().map_or("/", |p| p.as_str());
+        // `host_str` keeps the brackets of an IPv6 address.
+        let host = self.base.host_str()?;
+        let port = self
+            .base
+            .port_or_known_default()
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        format!("http://{host}{port}{prefix}{path_and_query}")
+            .parse()
+            .ok()
+    }
+}
+
+/// The health URL: the base's path prefix, then the health path.
+fn health_url(base: &url::Url, path: &str) -> url::Url {
+    let mut url = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    url.set_path(&format!("{prefix}{path}"));
+    url
+}
+
+/// The bearer token of `Authorization` (pep accepted exactly one, well-formed).
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// A gateway failure in trustgate's error shape (`{"code","message","request_id"}`).
+pub(crate) fn failure(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: Option<&str>,
+) -> Response<Body> {
+    let mut body = serde_json::json!({ "code": code, "message": message });
+    if let (Some(id), Some(obj)) = (request_id, body.as_object_mut()) {
+        obj.insert("request_id".into(), serde_json::json!(id));
+    }
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,558 @@
+//! The gateway against a real trustgate (JWKS, token exchange, PDP over HTTP on a loopback
+//! socket) and a real upstream: every status the gateway answers, what reaches the upstream,
+//! streaming, upgrades, rate limits and reload.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{APP_AUD, Trustgate, closed_port, raw_head, upstream};
+use http::StatusCode;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use trustgate_pep::{Decision, Reason};
+
+fn app_upstream(url: &str, extra: &str, routes: &str) -> String {
+    format!(
+        r#"
+[[upstream]]
+name = "app"
+url = "{url}"
+audience = "{APP_AUD}"
+{extra}
+{routes}
+"#
+    )
+}
+
+const ROUTES: &str = r#"
+[[upstream.route]]
+method = "GET"
+path = "/courses/{id}"
+action = "viewer"
+resource = "course:{id}"
+scopes = ["courses:read"]
+[[upstream.route]]
+method = "POST"
+path = "/upload/{id}"
+action = "editor"
+resource = "course:{id}"
+[[upstream.route]]
+method = "GET"
+path = "/ws/{id}"
+action = "viewer"
+resource = "course:{id}"
+[[upstream.route]]
+method = "GET"
+path = "/slow/{id}"
+public = true
+[[upstream.route]]
+method = "GET"
+path = "/public/info"
+public = true
+"#;
+
+async fn get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, Value) {
+    let mut request = reqwest::Client::new().get(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let r = request.send().await.expect("send");
+    let status = r.status();
+    let headers = r.headers().clone();
+    let body = r.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn allowed_requests_reach_the_upstream_with_an_exchanged_token_and_no_forged_identity() {
+    let tg = Trustgate::start().await;
+    let (up, _, _) = upstream().await;
+    let config = tg.config(
+        &tg.base,
+        "",
+        &app_upstream(&format!("http://{up}"), "", ROUTES),
+    );
+    let (_gw, records, addr) = tg.gateway(config).await;
+    let caller = tg.token(&tg.alice, |_| {});
+    let auth = bearer(&caller);
+    let (status, _, body) = get(
+        addr,
+        "/courses/1?x=1",
+        &[
+            ("authorization", &auth),
+            ("x-trustgate-user", "admin"),
+            ("X-Forwarded-User", "admin"),
+            ("x-auth-request-email", "admin@example.com"),
+            ("x-remote-user", "admin"),
+            ("x-forwarded-for", "10.9.9.9"),
+            ("x-request-id", "req-1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["uri"], "/courses/1?x=1");
+    let seen = body["headers"].as_object().expect("headers");
+    for forged in [
+        "x-trustgate-user",
+        "x-forwarded-user",
+        "x-auth-request-email",
+        "x-remote-user",
+    ] {
+        assert!(!seen.contains_key(forged), "{forged} reached the upstream");
+    }
+    assert_eq!(seen["x-forwarded-for"], "10.9.9.9, 127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-host"], addr.to_string());
+    assert_eq!(seen["x-request-id"], "req-1");
+    let internal = seen["authorization"]
+        .as_str()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .expect("an internal bearer token");
+    assert_ne!(
+        internal, caller,
+        "the caller's own token is never forwarded"
+    );
+    let principal = tg.verify_internal(internal).await;
+    assert_eq!(principal.id, tg.alice, "sub = the caller");
+    let act = principal.act.expect("act");
+    assert_eq!(act.sub, tg.gateway_client.0, "act = the gateway's client");
+    let record = records.last();
+    assert_eq!(record.reason, Reason::Allowed);
+    assert_eq!(record.resource, "course:1");
+    assert_eq!(record.request_id.as_deref(), Some("req-1"));
+
+    // The exchanged token is reused for the same caller token and audience.
+    let (status, _, again) = get(addr, "/courses/1", &[("authorization", &auth)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["headers"]["authorization"], seen["authorization"]);
+
+    // A public route reaches the upstream without any Authorization, even a forged one.
+    let (status, _, body) = get(
+        addr,
+        "/public/info",
+        &[
+            ("authorization", "Bearer forged"),
+            ("x-trustgate-user", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["headers"].get("authorization").is_none(), "{body}");
+    assert!(body["headers"].get("x-trustgate-user").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn refusals_carry_the_pep_answers_and_records() {
+    let tg = Trustgate::start().await;
+    let (up, _, _) = upstream().await;
+    let config = tg.config(
+        &tg.base,
+        "",
+        &app_upstream(&format!("http://{up}"), "", ROUTES),
+    );
+    let (_gw, records, addr) = tg.gateway(config).await;
+
+    // Anonymous: 401 with a challenge.
+    let (status, headers, _) = get(addr, "/courses/1", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer realm=\"trustgate-gateway\""
+    );
+    assert_eq!(records.last().reason, Reason::MissingCredential);
+
+    // An expired token and a token for another audience: 401 invalid_token.
+    for (name, token) in [
+        ("expired", tg.token(&tg.alice, |c| c.exp = c.iat - 10)),
+        (
+            "other audience",
+            tg.token(&tg.alice, |c| {
+                c.aud = trustgate_tokens::Audience::One(APP_AUD.into());
+            }),
+        ),
+    ] {
+        let (status, headers, _) =
+            get(addr, "/courses/1", &[("authorization", &bearer(&token))]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}");
+        let challenge = headers["www-authenticate"].to_str().expect("ascii");
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{name}: {challenge}"
+        );
+    }
+
+    // API keys are refused: the gateway forwards only bearer access tokens.
+    let (status, _, body) = get(addr, "/courses/1", &[("x-api-key", "tg_live_abc")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        records.last().reason,
+        Reason::InvalidToken {
+            why: "opaque_token_not_accepted".into()
+        }
+    );
+
+    // Denied by the PDP (bob has no tuple): 403.
+    let bob = bearer(&tg.token(&tg.bob, |_| {}));
+    let (status, _, body) = get(addr, "/courses/1", &[("authorization", &bob)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "permission_denied");
+    assert_eq!(records.last().reason, Reason::PdpDeny);
+
+    // Missing scope: 403 insufficient_scope.
+    let narrow = bearer(&tg.token(&tg.alice, |c| c.scope = Some("other".into())));
+    let (status, headers, _) = get(addr, "/courses/1", &[("authorization", &narrow)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .contains("insufficient_scope")
+    );
+
+    // No rule: 403 before any credential is looked at.
+    let alice = bearer(&tg.token(&tg.alice, |_| {}));
+    let (status, _, _) = get(addr, "/nowhere", &[("authorization", &alice)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(records.last().reason, Reason::NoRule);
+    assert_eq!(records.last().decision, Decision::Deny);
+}
+
+#[tokio::test]
+async fn outages_are_503_502_504_never_an_allow() {
+    let tg = Trustgate::start().await;
+    let (up, _, probe) = upstream().await;
+    let alice = bearer(&tg.token(&tg.alice, |_| {}));
+
+    // PDP down.
+    let pdp_down = format!("http://{}/", closed_port().await);
+    let config = tg.config(
+        &pdp_down,
+        "",
+        &app_upstream(&format!("http://{up}"), "", ROUTES),
+    );
+    let (_gw, records, addr) = tg.gateway(config).await;
+    let (status, _, _) = get(addr, "/courses/1", &[("authorization", &alice)]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(matches!(
+        records.last().reason,
+        Reason::PdpUnavailable { .. }
+    ));
+
+    // Upstream down: 502.
+    let down = format!("http://{}", closed_port().await);
+    let config = tg.config(&tg.base, "", &app_upstream(&down, "", ROUTES));
+    let (_gw, _, addr) = tg.gateway(config).await;
+    let (status, _, body) = get(addr, "/courses/1", &[("authorization", &alice)]).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["code"], "upstream_unreachable");
+
+    // Upstream slow: 504 after the request timeout; a fast answer passes.
+    let config = tg.config(
+        &tg.base,
+        "",
+        &app_upstream(&format!("http://{up}"), "request_timeout_ms = 300", ROUTES),
+    );
+    let (_gw, _, addr) = tg.gateway(config).await;
+    let started = std::time::Instant::now();
+    let (status, _, body) = get(addr, "/slow/3000", &[]).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["code"], "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let (status, _, _) = get(addr, "/slow/10", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Unhealthy by its health check: 503 at once, back when healthy again.
+    let config = tg.config(
+        &tg.base,
+        "",
+        &app_upstream(
+            &format!("http://{up}"),
+            "health = { path = \"/health\", interval_ms = 50 }",
+            ROUTES,
+        ),
+    );
+    let (_gw, _, addr) = tg.gateway(config).await;
+    let (status, _, _) = get(addr, "/public/info", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    probe
+        .healthy
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut status = StatusCode::OK;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (s, _, body) = get(addr, "/public/info", &[]).await;
+        status = s;
+        if s == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(body["code"], "upstream_unhealthy");
+            break;
+        }
+    }
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    probe
+        .healthy
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = get(addr, "/public/info", &[]).await.0;
+        if status == StatusCode::OK {
+            break;
+        }
+    }
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn request_bodies_stream_through_without_buffering() {
+    let tg = Trustgate::start().await;
+    let (up, mut first_frames, _) = upstream().await;
+    let config = tg.config(
+        &tg.base,
+        "",
+        &app_upstream(&format!("http://{up}"), "", ROUTES),
+    );
+    let (_gw, _, addr) = tg.gateway(config).await;
+    let alice = tg.token(&tg.alice, |_| {});
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /upload/2 HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {alice}\r\n\
+         transfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    // The upstream sees the first chunk while the rest is not even sent: nothing waits for
+    // the whole body.
+    let first = tokio::time::timeout(Duration::from_secs(5), first_frames.recv())
+        .await
+        .expect("the first chunk arrives before the body is complete")
+        .expect("frame");
+    assert_eq!(first, 5);
+    let big = vec![b'x'; 1 << 20];
+    let mut total = 5usize;
+    for _ in 0..8 {
+        stream
+            .write_all(format!("{:x}\r\n", big.len()).as_bytes())
+            .await
+            .expect("write");
+        stream.write_all(&big).await.expect("write");
+        stream.write_all(b"\r\n").await.expect("write");
+        total += big.len();
+    }
+    stream.write_all(b"0\r\n\r\n").await.expect("write");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("frames") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(&format!("{total} bytes in ")), "{answer}");
+}
+
+#[tokio::test]
+async fn websocket_style_upgrades_pass_through_after_authorization() {
+    let tg = Trustgate::start().await;
+    let (up, _, _) = upstream().await;
+    let config = tg.config(
+        &tg.base,
+        "",
+        &app_upstream(&format!("http://{up}"), "", ROUTES),
+    );
+    let (_gw, _, addr) = tg.gateway(config).await;
+    let upgrade = |token: Option<&str>| {
+        let auth = token
+            .map(|t| format!("authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "GET /ws/1 HTTP/1.1\r\nhost: gw\r\n{auth}connection: upgrade\r\nupgrade: echo\r\n\r\n"
+        )
+    };
+    // Unauthenticated: refused, no upgrade.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = raw_head(&mut stream, &upgrade(None)).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+
+    let alice = tg.token(&tg.alice, |_| {});
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = raw_head(&mut stream, &upgrade(Some(&alice))).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo"),
+        "{head}"
+    );
+    for message in ["hello", "through the gateway"] {
+        stream.write_all(message.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+            .await
+            .expect("echo in time")
+            .expect("read");
+        assert_eq!(buf, message.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_then_recover() {
+    let tg = Trustgate::start().await;
+    let (up, _, _) = upstream().await;
+    let config = tg.config(
+        &tg.base,
+        "[rate_limit]\nper_second = 1\nburst = 2",
+        &app_upstream(&format!("http://{up}"), "", ROUTES),
+    );
+    let (_gw, records, addr) = tg.gateway(config).await;
+    let alice = bearer(&tg.token(&tg.alice, |_| {}));
+    let bob = bearer(&tg.token(&tg.bob, |_| {}));
+    for _ in 0..2 {
+        assert_eq!(
+            get(addr, "/courses/1", &[("authorization", &alice)])
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+    let (status, headers, body) = get(addr, "/courses/1", &[("authorization", &alice)]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(body["code"], "rate_limited");
+    let record = records.last();
+    assert_eq!(
+        record.reason,
+        Reason::RateLimited {
+            retry_after_secs: 1
+        }
+    );
+    assert_eq!(record.principal.map(|p| p.id), Some(tg.alice.clone()));
+    // Another principal has its own bucket (bob is denied by the PDP, not limited).
+    assert_eq!(
+        get(addr, "/courses/1", &[("authorization", &bob)]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        get(addr, "/courses/1", &[("authorization", &alice)])
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_reload_changes_the_rules_while_in_flight_requests_complete() {
+    let tg = Trustgate::start().await;
+    let (up, _, _) = upstream().await;
+    let url = format!("http://{up}");
+    let config = tg.config(&tg.base, "", &app_upstream(&url, "", ROUTES));
+    let (gw, _, addr) = tg.gateway(config).await;
+    let alice = bearer(&tg.token(&tg.alice, |_| {}));
+    assert_eq!(
+        get(addr, "/courses/1", &[("authorization", &alice)])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let in_flight = tokio::spawn(async move { get(addr, "/slow/800", &[]).await.0 });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The new configuration asks for `editor` on GET /courses/{id}: alice is only a viewer
+    // of course 1. /slow is no longer routed at all.
+    let stricter = r#"
+[[upstream.route]]
+method = "GET"
+path = "/courses/{id}"
+action = "editor"
+resource = "course:{id}"
+"#;
+    gw.reload(tg.config(&tg.base, "", &app_upstream(&url, "", stricter)))
+        .expect("reload");
+    assert_eq!(
+        get(addr, "/courses/1", &[("authorization", &alice)])
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(addr, "/courses/2", &[("authorization", &alice)])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(get(addr, "/slow/1", &[]).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        in_flight.await.expect("join"),
+        StatusCode::OK,
+        "the request in flight finished with the old state"
+    );
+
+    // A bad configuration is refused and the running one kept.
+    let bad = tg.config(
+        &tg.base,
+        "",
+        &app_upstream(
+            &url,
+            "",
+            r#"
+[[upstream.route]]
+method = "GET"
+path = "/courses/{id}"
+action = "editor"
+resource = "course:{nope}"
+"#,
+        ),
+    );
+    assert!(gw.reload(bad).is_err());
+    assert_eq!(
+        get(addr, "/courses/2", &[("authorization", &alice)])
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_not_forwarded() {
+    let tg = Trustgate::start().await;
+    let (up, _, _) = upstream().await;
+    let config = tg.config(
+        &tg.base,
+        "",
+        &app_upstream(&format!("http://{up}"), "", ROUTES),
+    );
+    let (_gw, _, addr) = tg.gateway(config).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = raw_head(
+        &mut stream,
+        "GET /public/info HTTP/1.1\r\nhost: gw\r\nconnection: keep-alive, x-hop\r\n\
+         keep-alive: timeout=5\r\nx-hop: secret\r\nte: trailers\r\n\
+         proxy-authorization: Basic eDp5\r\nx-end-to-end: kept\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().expect("length"))
+        })
+        .expect("content-length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.expect("body");
+    let body: Value = serde_json::from_slice(&body).expect("json");
+    let seen = body["headers"].as_object().expect("headers");
+    for hop in ["x-hop", "keep-alive", "te", "proxy-authorization"] {
+        assert!(!seen.contains_key(hop), "{hop} was forwarded: {body}");
+    }
+    assert_eq!(seen["x-end-to-end"], "kept");
+}
