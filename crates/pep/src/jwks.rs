@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use trustgate_core::Clock;
-use serde::de::DeserializeOwned;
 use trustgate_tokens::{AccessTokenClaims, Expectation, JwkSetResolver, VerifyError};
 
 use crate::authenticate::AuthError;

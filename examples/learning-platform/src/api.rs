@@ -40,10 +40,20 @@ pub fn policy() -> Result<RouteTable, RouteError> {
             "progress:{student}",
         )
         .scopes([SCOPE]),
-        Rule::new(Method::GET, "/api/courses/{course}", "can_view", "course:{course}")
-            .scopes([SCOPE]),
-        Rule::new(Method::PUT, "/api/courses/{course}", "can_edit", "course:{course}")
-            .scopes([SCOPE]),
+        Rule::new(
+            Method::GET,
+            "/api/courses/{course}",
+            "can_view",
+            "course:{course}",
+        )
+        .scopes([SCOPE]),
+        Rule::new(
+            Method::PUT,
+            "/api/courses/{course}",
+            "can_edit",
+            "course:{course}",
+        )
+        .scopes([SCOPE]),
         Rule::new(Method::GET, "/api/settings", "can_view", PLATFORM).scopes([SCOPE]),
         Rule::new(Method::PUT, "/api/settings", "can_change", PLATFORM)
             .scopes([SCOPE])
@@ -167,7 +177,11 @@ async fn edit_course(
     caller: Principal,
     Json(edit): Json<CourseEdit>,
 ) -> Response {
-    if edit.title.len() > MAX_TEXT || edit.description.as_ref().is_some_and(|d| d.len() > MAX_TEXT)
+    if edit.title.len() > MAX_TEXT
+        || edit
+            .description
+            .as_ref()
+            .is_some_and(|d| d.len() > MAX_TEXT)
     {
         return too_long();
     }
@@ -227,6 +241,10 @@ mod tests {
         assert_eq!(step_up.acr_values, ["2"]);
         // Not routed: denied by default; a userset or another type cannot be named by a path.
         assert!(table.find(&Method::DELETE, "/api/courses/rust").is_none());
-        assert!(table.find(&Method::GET, "/api/progress/u1%23learner").is_none());
+        assert!(
+            table
+                .find(&Method::GET, "/api/progress/u1%23learner")
+                .is_none()
+        );
     }
 }

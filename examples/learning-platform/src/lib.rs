@@ -102,11 +102,17 @@ pub struct Endpoints {
     pub introspection: url::Url,
     /// `jwks_uri`.
     pub jwks_uri: url::Url,
+    /// `userinfo_endpoint`.
+    #[serde(rename = "userinfo_endpoint")]
+    pub userinfo: url::Url,
 }
 
 impl Endpoints {
     /// Fetches `{trustgate_url}/.well-known/openid-configuration`.
-    pub async fn discover(http: &reqwest::Client, trustgate_url: &url::Url) -> Result<Self, StartError> {
+    pub async fn discover(
+        http: &reqwest::Client,
+        trustgate_url: &url::Url,
+    ) -> Result<Self, StartError> {
         let url = trustgate_url.join(".well-known/openid-configuration")?;
         let response = http
             .get(url)
@@ -114,7 +120,10 @@ impl Endpoints {
             .await
             .map_err(|e| StartError::Discovery(e.to_string()))?;
         if !response.status().is_success() {
-            return Err(StartError::Discovery(format!("answered {}", response.status())));
+            return Err(StartError::Discovery(format!(
+                "answered {}",
+                response.status()
+            )));
         }
         response
             .json()

@@ -105,8 +105,16 @@ impl Web {
     }
 }
 
-/// The pages' routes.
+/// The pages' routes. Every answer carries a Content-Security-Policy without any script or
+/// style: forms post to this service, whose redirects may lead to trustgate (sign-in, step-up,
+/// sign-out), so trustgate's origin is allowed as a form target too.
 pub fn router(web: Arc<Web>) -> Router {
+    let csp = format!(
+        "default-src 'none'; img-src 'self'; form-action 'self' {}; frame-ancestors 'none'; \
+         base-uri 'none'",
+        web.endpoints.authorization.origin().ascii_serialization()
+    );
+    let csp = HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'none'"));
     Router::new()
         .route("/", get(home))
         .route("/login", get(login))
@@ -116,6 +124,21 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/courses/{course}", get(course_page).post(course_edit))
         .route("/settings", get(settings_page).post(settings_change))
         .with_state(web)
+        .layer(axum::middleware::map_response(
+            move |mut response: Response| {
+                let csp = csp.clone();
+                async move {
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_SECURITY_POLICY, csp);
+                    response.headers_mut().insert(
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        HeaderValue::from_static("nosniff"),
+                    );
+                    response
+                }
+            },
+        ))
 }
 
 #[derive(Debug, Clone)]
@@ -270,14 +293,17 @@ fn sign_in_first(path: &str) -> Response {
 }
 
 /// Calls the API in-process with the user's access token.
-async fn call_api(web: &Web, session: &Session, method: &str, path: &str, body: Option<Value>) -> Answer {
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(
-            header::AUTHORIZATION,
-            format!("Bearer {}", session.access_token.expose()),
-        );
+async fn call_api(
+    web: &Web,
+    session: &Session,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Answer {
+    let mut request = http::Request::builder().method(method).uri(path).header(
+        header::AUTHORIZATION,
+        format!("Bearer {}", session.access_token.expose()),
+    );
     let body = match body {
         Some(json) => {
             request = request.header(header::CONTENT_TYPE, "application/json");
@@ -358,7 +384,10 @@ async fn home(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
             page.banner = banner.to_owned();
         }
         page.links = vec![
-            (format!("/progress/{}", session.sub), "My progress".to_owned()),
+            (
+                format!("/progress/{}", session.sub),
+                "My progress".to_owned(),
+            ),
             ("/courses/rust".to_owned(), "Course: Rust".to_owned()),
             ("/courses/go".to_owned(), "Course: Go".to_owned()),
             ("/settings".to_owned(), "Platform settings".to_owned()),
@@ -386,7 +415,11 @@ async fn login(State(web): State<Arc<Web>>, Query(q): Query<LoginQuery>) -> Resp
         let now = OffsetDateTime::now_utc();
         pending.retain(|_, p| now - p.started < PENDING_TTL);
         if pending.len() >= MAX_ENTRIES {
-            return (StatusCode::SERVICE_UNAVAILABLE, "too many sign-ins in flight").into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sign-ins in flight",
+            )
+                .into_response();
         }
         pending.insert(
             state.clone(),
@@ -446,7 +479,11 @@ fn refused(why: &str) -> Response {
 
 /// The redirect back from trustgate (OpenID Connect Core §3.1.2.5, §3.1.3).
 async fn callback(State(web): State<Arc<Web>>, Query(q): Query<CallbackQuery>) -> Response {
-    let Some(pending) = q.state.as_deref().and_then(|s| web.pending.lock().remove(s)) else {
+    let Some(pending) = q
+        .state
+        .as_deref()
+        .and_then(|s| web.pending.lock().remove(s))
+    else {
         return refused("unknown or spent sign-in state");
     };
     if OffsetDateTime::now_utc() - pending.started >= PENDING_TTL {
@@ -464,10 +501,7 @@ async fn callback(State(web): State<Arc<Web>>, Query(q): Query<CallbackQuery>) -
     let response = web
         .http
         .post(web.endpoints.token.clone())
-        .basic_auth(
-            enc(&web.client_id),
-            Some(enc(web.client_secret.expose())),
-        )
+        .basic_auth(enc(&web.client_id), Some(enc(web.client_secret.expose())))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
@@ -492,12 +526,20 @@ async fn callback(State(web): State<Arc<Web>>, Query(q): Query<CallbackQuery>) -
         Ok(claims) => claims,
         Err(e) => return refused(&format!("the ID token is not valid: {e}")),
     };
+    // The name is a `profile` claim, which the code flow returns from userinfo (Core §5.3),
+    // whose `sub` must be the ID token's (§5.3.2).
+    let name = match userinfo(&web, &tokens.access_token).await {
+        Ok(info) if info["sub"].as_str() == Some(claims.sub.as_str()) => info["preferred_username"]
+            .as_str()
+            .or(claims.preferred_username.as_deref())
+            .unwrap_or(&claims.sub)
+            .to_owned(),
+        Ok(_) => return refused("userinfo describes another subject than the ID token"),
+        Err(why) => return refused(&format!("userinfo: {why}")),
+    };
     let id = random();
     let session = Session {
-        name: claims
-            .preferred_username
-            .clone()
-            .unwrap_or_else(|| claims.sub.clone()),
+        name,
         sub: claims.sub,
         access_token: Secret::new(tokens.access_token),
         id_token: Secret::new(tokens.id_token),
@@ -515,13 +557,36 @@ async fn callback(State(web): State<Arc<Web>>, Query(q): Query<CallbackQuery>) -
         sessions.insert(id.clone(), session);
     }
     let mut response = Redirect::to(&pending.return_to).into_response();
-    let secure = if web.public_url.scheme() == "https" { "; Secure" } else { "" };
+    let secure = if web.public_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
     if let Ok(value) = HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax{secure}"
     )) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
+}
+
+/// The userinfo answer (OpenID Connect Core §5.3.2).
+async fn userinfo(web: &Web, access_token: &str) -> Result<Value, String> {
+    let response = web
+        .http
+        .get(web.endpoints.userinfo.clone())
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+    if bytes.len() > MAX_API_ANSWER {
+        return Err("the answer is too large".into());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Deserialize)]
@@ -655,7 +720,10 @@ fn settings_form(answer: &Answer) -> Form {
             Field {
                 name: "banner",
                 label: "Banner",
-                value: answer.body["banner"].as_str().unwrap_or_default().to_owned(),
+                value: answer.body["banner"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             },
             Field {
                 name: "enrolment_open",
@@ -706,7 +774,11 @@ async fn settings_change(
         "enrolment_open": form.enrolment_open.trim().eq_ignore_ascii_case("yes"),
     });
     let answer = call_api(&web, &session, "PUT", "/api/settings", Some(body)).await;
-    answered(Page::new("Settings changed?", Some(&session)), &answer, "/settings")
+    answered(
+        Page::new("Settings changed?", Some(&session)),
+        &answer,
+        "/settings",
+    )
 }
 
 /// How long the example waits for trustgate.

@@ -176,7 +176,11 @@ async fn seed(client: &Client, app_url: &str) -> Result<Seeded, Failure> {
     let id = |name: &str| users.get(name).cloned().unwrap_or_default();
 
     let store = client
-        .call(Method::POST, "/stores", Some(&json!({ "name": "learning" })))
+        .call(
+            Method::POST,
+            "/stores",
+            Some(&json!({ "name": "learning" })),
+        )
         .await?;
     let store_id = field(&store, "/id")?;
     let model = trustgate_authz::dsl::parse(MODEL)
@@ -192,15 +196,31 @@ async fn seed(client: &Client, app_url: &str) -> Result<Seeded, Failure> {
     let user = |name: &str| format!("user:{}", id(name));
     let mut tuples = vec![
         (user("erin"), "admin".to_owned(), PLATFORM.to_owned()),
-        ("user:*".to_owned(), "member".to_owned(), PLATFORM.to_owned()),
-        (PLATFORM.to_owned(), "platform".to_owned(), "course:rust".to_owned()),
-        (PLATFORM.to_owned(), "platform".to_owned(), "course:go".to_owned()),
+        (
+            "user:*".to_owned(),
+            "member".to_owned(),
+            PLATFORM.to_owned(),
+        ),
+        (
+            PLATFORM.to_owned(),
+            "platform".to_owned(),
+            "course:rust".to_owned(),
+        ),
+        (
+            PLATFORM.to_owned(),
+            "platform".to_owned(),
+            "course:go".to_owned(),
+        ),
         (user("carol"), "owner".to_owned(), "course:rust".to_owned()),
         (user("dave"), "owner".to_owned(), "course:go".to_owned()),
     ];
     for student in ["alice", "bob"] {
         let progress = format!("progress:{}", id(student));
-        tuples.push((user(student), "student".to_owned(), "course:rust".to_owned()));
+        tuples.push((
+            user(student),
+            "student".to_owned(),
+            "course:rust".to_owned(),
+        ));
         tuples.push((user(student), "learner".to_owned(), progress.clone()));
         tuples.push(("course:rust".to_owned(), "course".to_owned(), progress));
     }
@@ -312,9 +332,15 @@ fn print_what_to_try(
     data_dir: &std::path::Path,
 ) {
     let id = |name: &str| seeded.users.get(name).cloned().unwrap_or_default();
-    println!("trustgate            {trustgate_url}   (admin token: {})", admin_token.expose());
+    println!(
+        "trustgate            {trustgate_url}   (admin token: {})",
+        admin_token.expose()
+    );
     println!("learning platform    {app_url}");
-    println!("data                 {} (SQLite; delete it when done)", data_dir.display());
+    println!(
+        "data                 {} (SQLite; delete it when done)",
+        data_dir.display()
+    );
     println!();
     println!("users (password \"{DEMO_PASSWORD}\"):");
     for (name, role) in USERS {
@@ -322,9 +348,14 @@ fn print_what_to_try(
     }
     println!();
     println!("try, in a browser at {app_url}:");
-    println!("  sign in as alice: \"My progress\" is allowed; {app_url}progress/{} (bob's) is denied (403)", id("bob"));
+    println!(
+        "  sign in as alice: \"My progress\" is allowed; {app_url}progress/{} (bob's) is denied (403)",
+        id("bob")
+    );
     println!("  sign in as carol: edit course Rust (allowed, she owns it), then Go (denied)");
-    println!("  sign in as erin without an authenticator app: changing the settings asks for a second");
+    println!(
+        "  sign in as erin without an authenticator app: changing the settings asks for a second"
+    );
     println!("    factor (401 insufficient_user_authentication, RFC 9470); set one up at");
     println!("    {trustgate_url}/account, sign in again and the change is allowed for 10 minutes");
     println!("every decision is logged by the example (target trustgate_pep); ctrl-c stops both");

@@ -24,7 +24,9 @@ async function signInAtApp(page, username) {
   await page.getByLabel('Username or email').fill(username);
   await page.getByLabel('Password', { exact: true }).fill(password);
   await Promise.all([page.waitForURL((url) => url.origin === appOrigin), page.getByRole('button', { name: 'Sign in', exact: true }).click()]);
-  check((await page.locator('#signed-in').textContent()).includes(username), `signed in as ${username}`);
+  await page.waitForLoadState('load');
+  const who = (await page.locator('#signed-in').count()) ? await page.locator('#signed-in').textContent() : await page.content();
+  check(who.includes(username), `signed in as ${username}, at ${page.url()}: ${who}`);
 }
 
 async function result(page) {
@@ -68,6 +70,7 @@ await run('learning platform', async (browser) => {
   await p.locator('#signed-in').waitFor();
   check((await p.locator('#signed-in').textContent()).includes('erin'), 'erin signed in at the example');
   await p.goto(`${app}settings`);
+  check((await p.getByLabel('Banner').count()) === 1, `the settings form, at ${p.url()}: ${await p.content()}`);
   await p.getByLabel('Banner').fill('Maintenance tonight');
   await Promise.all([
     p.waitForURL((url) => url.origin !== appOrigin),
@@ -78,15 +81,17 @@ await run('learning platform', async (browser) => {
   await p.waitForLoadState('load');
   check(new URL(p.url()).origin !== appOrigin, `sent to trustgate for a second factor, at ${p.url()}`);
   await screenshot(p, artifacts, 'learning-step-up');
+  check(pathOf(p) === '/account/reauth', `trustgate asks her to confirm it is her, at ${p.url()}`);
+  await p.getByLabel('Password', { exact: true }).fill(password);
   await p.getByLabel('Verification code').fill(totp(secret, Date.now() / 1000 + 30));
-  await Promise.all([p.waitForURL((url) => url.origin === appOrigin), p.getByRole('button', { name: 'Verify' }).click()]);
+  await Promise.all([p.waitForURL((url) => url.origin === appOrigin), p.getByRole('button', { name: 'Continue' }).click()]);
   check(pathOf(p) === '/settings', `back at the settings, at ${p.url()}`);
   await p.getByLabel('Banner').fill('Maintenance tonight');
   await Promise.all([p.waitForLoadState('load'), p.getByRole('button', { name: 'Change settings' }).click()]);
   r = await result(p);
   check(r.status === '200' && r.text === 'Allowed', `settings change allowed after the step-up: ${JSON.stringify(r)}`);
   await p.goto(app);
-  check((await p.locator('#banner').textContent()).includes('Maintenance tonight'), 'the new banner is shown');
+  check((await p.locator('#site-banner').textContent()).includes('Maintenance tonight'), 'the new banner is shown');
   await screenshot(p, artifacts, 'learning-settings-changed');
   await admin.close();
 });

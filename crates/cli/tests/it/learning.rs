@@ -69,7 +69,13 @@ impl Demo {
     pub fn start(dir: &Path) -> Demo {
         let summary_path = dir.join("summary.json");
         let mut child = trustgate()
-            .args(["demo", "--listen", "127.0.0.1:0", "--app-listen", "127.0.0.1:0"])
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--app-listen",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--summary")
@@ -134,7 +140,9 @@ impl Jar {
 
     fn take(&mut self, response: &reqwest::Response) {
         for cookie in response.headers().get_all("set-cookie") {
-            let Ok(cookie) = cookie.to_str() else { continue };
+            let Ok(cookie) = cookie.to_str() else {
+                continue;
+            };
             let pair = cookie.split(';').next().unwrap_or_default();
             if let Some((name, value)) = pair.split_once('=') {
                 if value.is_empty() || cookie.contains("Max-Age=0") {
@@ -255,7 +263,9 @@ impl Trustgate {
     /// Signs in through the pages and returns the code flow's access token.
     pub async fn sign_in(&self, login: &Login<'_>, jar: Option<Jar>) -> SignedIn {
         let mut jar = jar.unwrap_or_default();
-        let verifier = trustgate_core::secret::generate_token("").expose().to_owned();
+        let verifier = trustgate_core::secret::generate_token("")
+            .expose()
+            .to_owned();
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let mut url = url::Url::parse(&self.endpoint("authorization_endpoint")).expect("url");
         url.query_pairs_mut()
@@ -373,7 +383,10 @@ impl Trustgate {
             .post(jar, "/account/totp", &[("csrf", &hidden(start, "csrf"))])
             .await;
         if setup.status().is_redirection() {
-            let location = setup.headers()["location"].to_str().expect("location").to_owned();
+            let location = setup.headers()["location"]
+                .to_str()
+                .expect("location")
+                .to_owned();
             setup = self.get(jar, &self.absolute(&location)).await;
         }
         assert_eq!(setup.status(), StatusCode::OK);
@@ -420,7 +433,13 @@ pub struct Answer {
 /// A way into the example's API: the in-process `pep` layer, or the gateway over HTTP.
 #[async_trait::async_trait]
 pub trait Door: Send + Sync {
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Answer;
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer;
     /// The record of the last decision.
     fn last(&self) -> DecisionRecord;
 }
@@ -433,7 +452,13 @@ pub struct Layer {
 
 #[async_trait::async_trait]
 impl Door for Layer {
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
@@ -636,7 +661,10 @@ pub async fn tokens(demo: &Demo, tg: &Trustgate) -> Tokens {
     let disabled = tg.sign_in(&login("frank"), None).await.access_token;
     tg.admin(
         reqwest::Method::POST,
-        &format!("/admin/v1/users/{}/disable", frank["id"].as_str().expect("id")),
+        &format!(
+            "/admin/v1/users/{}/disable",
+            frank["id"].as_str().expect("id")
+        ),
         json!({}),
     )
     .await;
@@ -782,17 +810,34 @@ pub async fn run_matrix(door: &dyn Door, demo: &Demo, t: &Tokens) {
         assert_eq!(record.reason, case.reason, "{}: {record:?}", case.name);
         if case.status != StatusCode::OK {
             // Every refusal carries a stable code in its JSON body.
-            assert!(answer.body["code"].is_string(), "{}: {:?}", case.name, answer.body);
+            assert!(
+                answer.body["code"].is_string(),
+                "{}: {:?}",
+                case.name,
+                answer.body
+            );
         }
         assert_eq!(record.path, case.path, "{}", case.name);
         match case.status {
             StatusCode::UNAUTHORIZED => {
                 let challenge = answer.challenge.unwrap_or_default();
-                assert!(challenge.starts_with("Bearer realm="), "{}: {challenge}", case.name);
+                assert!(
+                    challenge.starts_with("Bearer realm="),
+                    "{}: {challenge}",
+                    case.name
+                );
                 match &case.reason {
                     Reason::InvalidToken { why } => {
-                        assert!(challenge.contains("error=\"invalid_token\""), "{}", case.name);
-                        assert!(challenge.contains(why.as_str()), "{}: {challenge}", case.name);
+                        assert!(
+                            challenge.contains("error=\"invalid_token\""),
+                            "{}",
+                            case.name
+                        );
+                        assert!(
+                            challenge.contains(why.as_str()),
+                            "{}: {challenge}",
+                            case.name
+                        );
                     }
                     Reason::StepUp { .. } => {
                         assert!(
@@ -806,8 +851,14 @@ pub async fn run_matrix(door: &dyn Door, demo: &Demo, t: &Tokens) {
                 }
             }
             StatusCode::OK => {
-                let principal = record.principal.expect("an allowed request has a principal");
-                assert!(principal.scopes.contains(&"learning".to_owned()), "{}", case.name);
+                let principal = record
+                    .principal
+                    .expect("an allowed request has a principal");
+                assert!(
+                    principal.scopes.contains(&"learning".to_owned()),
+                    "{}",
+                    case.name
+                );
             }
             _ => {}
         }
@@ -833,7 +884,10 @@ async fn the_learning_platform_enforces_the_whole_matrix_through_the_layer() {
     let answer = door.call("GET", &progress, Some(&tokens.alice), None).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
     assert!(
-        answer.challenge.as_deref().is_some_and(|c| c.contains("error=\"invalid_token\"")),
+        answer
+            .challenge
+            .as_deref()
+            .is_some_and(|c| c.contains("error=\"invalid_token\"")),
         "{answer:?}"
     );
     assert_eq!(
@@ -846,7 +900,12 @@ async fn the_learning_platform_enforces_the_whole_matrix_through_the_layer() {
     // The PDP down: 503, never an allow.
     let down = layer(&demo, true, None).await;
     let answer = down
-        .call("GET", &format!("/api/progress/{}", demo.user("alice")), Some(&tokens.alice), None)
+        .call(
+            "GET",
+            &format!("/api/progress/{}", demo.user("alice")),
+            Some(&tokens.alice),
+            None,
+        )
         .await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
     assert!(
@@ -875,9 +934,23 @@ fn the_learning_platform_in_headless_chromium() {
     let out = run(cmd);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "learning.mjs failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("OK: learning platform"), "{stdout}\n{stderr}");
-    for shot in ["learning-allowed", "learning-denied", "learning-step-up", "learning-settings-changed"] {
-        assert!(artifacts.join(format!("{shot}.png")).exists(), "screenshot {shot}");
+    assert!(
+        out.status.success(),
+        "learning.mjs failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("OK: learning platform"),
+        "{stdout}\n{stderr}"
+    );
+    for shot in [
+        "learning-allowed",
+        "learning-denied",
+        "learning-step-up",
+        "learning-settings-changed",
+    ] {
+        assert!(
+            artifacts.join(format!("{shot}.png")).exists(),
+            "screenshot {shot}"
+        );
     }
 }
