@@ -89,6 +89,13 @@ pub struct GatewayConfig {
     /// Per-principal rate limit; none when absent.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// How long (seconds, at most 30) a caller's JWT is taken as still active after trustgate's
+    /// introspection said so (the gateway's client introspects the tokens it receives): a
+    /// signed-out session, a disabled user or a revoked grant is refused within this time
+    /// rather than at the token's `exp`. `0` turns the check off (revoked tokens then pass until
+    /// `exp`, and are refused only by the token exchange).
+    #[serde(default = "default_liveness_secs")]
+    pub liveness_ttl_secs: u64,
     /// Incoming request headers removed before forwarding, so that a client cannot claim an
     /// identity the upstream trusts. A trailing `*` matches a prefix. `Authorization` is always
     /// replaced by the internal token, whatever this says.
@@ -242,6 +249,11 @@ fn default_health_interval() -> u64 {
 
 /// The identity headers removed by default: what trustgate, oauth2-proxy and common
 /// authenticating proxies set, plus trustgate's own credential headers.
+fn default_liveness_secs() -> u64 {
+    5
+}
+
+/// The identity headers stripped by default.
 pub fn default_identity_headers() -> Vec<String> {
     [
         "x-trustgate-*",

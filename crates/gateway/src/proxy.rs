@@ -18,8 +18,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::task::JoinHandle;
 use trustgate_core::SystemClock;
 use trustgate_pep::{
-    AuthMethod, Authenticator, DecisionSink, HttpDecisionPoint, JwtConfig, JwtVerifier, Pep,
-    RouteTable, answer,
+    AuthMethod, Authenticator, DecisionSink, HttpDecisionPoint, IntrospectionConfig, Introspector,
+    JwtConfig, JwtVerifier, Pep, RouteTable, answer,
 };
 
 use crate::GatewayError;
@@ -107,8 +107,27 @@ impl State {
         // Without an introspector pep refuses them as `opaque_token_not_accepted` (401), and
         // without a session resolver a cookie is no credential (the gateway is for bearer
         // callers).
+        let jwt_liveness = (config.liveness_ttl_secs > 0)
+            .then(|| -> Result<Introspector, GatewayError> {
+                Ok(Introspector::new(
+                    IntrospectionConfig {
+                        url: url::Url::parse(&format!(
+                            "{}/oauth2/introspect",
+                            config.issuer.trim_end_matches('/')
+                        ))
+                        .map_err(|e| GatewayError::Url(format!("issuer: {e}")))?,
+                        client_id: config.client.id.clone(),
+                        client_secret: client_secret.clone(),
+                        ttl: Duration::from_secs(config.liveness_ttl_secs),
+                    },
+                    issuer_http.clone(),
+                    clock.clone(),
+                ))
+            })
+            .transpose()?;
         let authenticator = Authenticator {
             jwt: Some(JwtVerifier::new(jwt, issuer_http.clone(), clock.clone())),
+            jwt_liveness,
             ..Authenticator::default()
         };
         let rules = config.rules()?;

@@ -3,8 +3,11 @@
 //! next kind):
 //!
 //! 1. `Authorization: Bearer <token>`: a JWT (three dot-separated parts) is verified locally
-//!    ([`JwtVerifier`]); anything else (an opaque token, an API key) is introspected
-//!    ([`Introspector`]). Another scheme in `Authorization` is an invalid credential.
+//!    ([`JwtVerifier`]) and, when [`Authenticator::jwt_liveness`] is set, also introspected so
+//!    that a revoked token, a signed-out session or a disabled user is refused within the
+//!    introspection TTL instead of at `exp`; anything else (an opaque token, an API key) is
+//!    introspected by [`Authenticator::introspection`] ([`Introspector`]). Another scheme in `Authorization` is an invalid
+//!    credential.
 //! 2. `X-API-Key: <key>`: introspected.
 //! 3. The session cookie: a [`SessionResolver`].
 
@@ -74,6 +77,12 @@ pub struct Authenticator {
     pub introspection: Option<Introspector>,
     /// Session cookies.
     pub session: Option<SessionCookie>,
+    /// When set, a locally verified JWT must also still be active at this introspection
+    /// client. The principal stays the one the JWT describes (introspection answers carry no
+    /// `amr`/`auth_time`); introspection only says whether the token still stands. Apart from
+    /// [`introspection`](Self::introspection) so that a service can check its JWTs' liveness
+    /// without accepting opaque tokens. Unset: a revoked JWT is honoured until its `exp`.
+    pub jwt_liveness: Option<Introspector>,
 }
 
 impl Authenticator {
@@ -85,7 +94,16 @@ impl Authenticator {
         let principal = match presented {
             Presented::Malformed(why) => return Err(AuthError::invalid(why)),
             Presented::Jwt(token) => match &self.jwt {
-                Some(jwt) => jwt.verify(token).await?,
+                Some(jwt) => {
+                    let principal = jwt.verify(token).await?;
+                    if let Some(liveness) = &self.jwt_liveness {
+                        liveness.introspect(token).await.map_err(|e| match e {
+                            AuthError::Invalid(_) => AuthError::invalid("token_revoked"),
+                            unavailable => unavailable,
+                        })?;
+                    }
+                    principal
+                }
                 None => return Err(AuthError::invalid("jwt_not_accepted")),
             },
             Presented::Opaque(token) => match &self.introspection {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use trustgate_core::Clock;
 use trustgate_tokens::{AccessTokenClaims, Expectation, JwkSetResolver, VerifyError};
@@ -112,6 +113,37 @@ impl JwtVerifier {
 
     /// Verifies `token` and describes its caller.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let audience = self.inner.config.audience.clone();
+        self.verify_as::<AccessTokenClaims>(token, &audience, Some(ACCESS_TOKEN_TYP))
+            .await
+            .map(principal_from_claims)
+    }
+
+    /// Verifies an OpenID Connect ID token (Core §3.1.3.7) a relying party received from the
+    /// same issuer: signature against the JWKS, `iss` exactly, `aud` containing `client_id`,
+    /// `exp` (with this verifier's leeway) and, when the request sent one, `nonce` exactly.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: Option<&str>,
+    ) -> Result<IdTokenClaims, AuthError> {
+        let claims = self
+            .verify_as::<IdTokenClaims>(token, client_id, None)
+            .await?;
+        if claims.nonce.as_deref() != nonce {
+            return Err(AuthError::invalid("id_token_nonce_wrong"));
+        }
+        Ok(claims)
+    }
+
+    /// Verifies `token` for `audience` (and header `typ`, when given) and returns its claims.
+    async fn verify_as<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+        typ: Option<&str>,
+    ) -> Result<T, AuthError> {
         let inner = &self.inner;
         let now = inner.clock.now();
         let fresh = {
@@ -127,32 +159,37 @@ impl JwtVerifier {
             Some(keys) => keys,
             None => self.refresh().await?,
         };
-        match self.check(token, &keys) {
+        match self.check(token, &keys, audience, typ) {
             Err(VerifyError::UnknownKey) => {
                 let Some(keys) = self.refetch_for_unknown_kid(&keys).await? else {
                     return Err(AuthError::invalid(VerifyError::UnknownKey.code()));
                 };
-                self.check(token, &keys)
+                self.check(token, &keys, audience, typ)
                     .map_err(|e| AuthError::invalid(e.code()))
             }
             other => other.map_err(|e| AuthError::invalid(e.code())),
         }
     }
 
-    fn check(&self, token: &str, keys: &JwkSetResolver) -> Result<Principal, VerifyError> {
+    fn check<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        keys: &JwkSetResolver,
+        audience: &str,
+        typ: Option<&str>,
+    ) -> Result<T, VerifyError> {
         let config = &self.inner.config;
-        let audiences = [config.audience.as_str()];
+        let audiences = [audience];
         let expect = Expectation {
             issuer: &config.issuer,
             audiences: &audiences,
-            typ: Some(ACCESS_TOKEN_TYP),
+            typ,
             now: self.inner.clock.now(),
             leeway: time::Duration::try_from(config.leeway).unwrap_or(time::Duration::ZERO),
             require_exp: true,
             check_expiry: true,
         };
-        let verified = trustgate_tokens::verify::<AccessTokenClaims>(token, keys, &expect)?;
-        Ok(principal_from_claims(verified.claims))
+        trustgate_tokens::verify::<T>(token, keys, &expect).map(|verified| verified.claims)
     }
 
     /// After an unknown `kid`: a new key set, unless one was fetched within the refetch
@@ -256,6 +293,34 @@ fn usable(cached: &Cached, now: OffsetDateTime, config: &JwtConfig) -> Option<Ar
             .fetched_at
             .is_some_and(|at| now - at < config.jwks_max_age * 2)
     })
+}
+
+/// The claims of a verified ID token that a relying party uses (OpenID Connect Core §2, §5.1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct IdTokenClaims {
+    /// The user's subject identifier at the issuer.
+    pub sub: String,
+    /// The nonce of the authentication request.
+    #[serde(default)]
+    pub nonce: Option<String>,
+    /// When the user authenticated.
+    #[serde(default)]
+    pub auth_time: Option<i64>,
+    /// The authentication context class.
+    #[serde(default)]
+    pub acr: Option<String>,
+    /// The authentication methods.
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// The session at the issuer (back-channel logout).
+    #[serde(default)]
+    pub sid: Option<String>,
+    /// The display name, when the `profile` scope was granted.
+    #[serde(default)]
+    pub preferred_username: Option<String>,
+    /// The e-mail address, when the `email` scope was granted.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// The principal a verified access token describes. A token whose `sub` is its own client and

@@ -178,8 +178,8 @@ impl Pep {
     }
 
     /// RFC 9470: the authentication must be recent enough (`auth_time` within `max_age`; a
-    /// credential without `auth_time` is not) and strong enough (every required `amr`, or an
-    /// `acr` among the rule's `acr_values`).
+    /// credential without `auth_time` is not) and, when the rule names `amr` or `acr_values`,
+    /// strong enough (every required `amr`, or an `acr` among the rule's `acr_values`).
     fn check_step_up(&self, principal: &Principal, step_up: &StepUp) -> Result<(), Reason> {
         let now = self.clock.now().unix_timestamp();
         let too_old = step_up.max_age.is_some_and(|max_age| {
@@ -187,12 +187,7 @@ impl Pep {
                 now.saturating_sub(at) > i64::try_from(max_age).unwrap_or(i64::MAX)
             })
         });
-        let strong = step_up.amr.iter().all(|m| principal.amr.contains(m))
-            || principal
-                .acr
-                .as_ref()
-                .is_some_and(|acr| step_up.acr_values.contains(acr));
-        let weak = !step_up.amr.is_empty() && !strong;
+        let weak = !is_strong_enough(principal, step_up);
         if too_old || weak {
             return Err(Reason::StepUp {
                 max_age: step_up.max_age.filter(|_| too_old),
@@ -215,6 +210,21 @@ impl Pep {
     pub fn realm(&self) -> &str {
         &self.realm
     }
+}
+
+/// Whether the authentication is as strong as the rule asks: no strength asked (neither `amr`
+/// nor `acr_values`), every required `amr` present, or an `acr` among the `acr_values`. An
+/// empty `amr` list satisfies nothing by itself: a rule with only `acr_values` needs the `acr`.
+fn is_strong_enough(principal: &Principal, step_up: &StepUp) -> bool {
+    if step_up.amr.is_empty() && step_up.acr_values.is_empty() {
+        return true;
+    }
+    let methods = !step_up.amr.is_empty() && step_up.amr.iter().all(|m| principal.amr.contains(m));
+    let class = principal
+        .acr
+        .as_ref()
+        .is_some_and(|acr| step_up.acr_values.contains(acr));
+    methods || class
 }
 
 fn decision_of(reason: &Reason) -> Decision {
@@ -349,5 +359,60 @@ where
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principal::PrincipalKind;
+
+    fn principal(amr: &[&str], acr: Option<&str>) -> Principal {
+        Principal {
+            id: "u1".into(),
+            kind: PrincipalKind::User,
+            tenant: None,
+            scopes: Vec::new(),
+            amr: amr.iter().map(|m| (*m).to_owned()).collect(),
+            auth_time: Some(0),
+            acr: acr.map(str::to_owned),
+            client_id: None,
+            act: None,
+            method: AuthMethod::Jwt,
+        }
+    }
+
+    fn step_up(amr: &[&str], acr_values: &[&str]) -> StepUp {
+        StepUp {
+            max_age: None,
+            amr: amr.iter().map(|m| (*m).to_owned()).collect(),
+            acr_values: acr_values.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn strength_is_required_whenever_the_rule_names_amr_or_acr_values() {
+        let one_factor = principal(&["pwd"], Some("1"));
+        let two_factors = principal(&["pwd", "otp", "mfa"], Some("2"));
+        let cases = [
+            // (rule amr, rule acr_values, principal, strong enough)
+            (&[][..], &[][..], &one_factor, true),
+            (&[], &["2"], &one_factor, false),
+            (&[], &["2"], &two_factors, true),
+            (&["mfa"], &["2"], &one_factor, false),
+            (&["mfa"], &["2"], &two_factors, true),
+            (&["mfa"], &["2"], &principal(&["pwd", "mfa"], None), true),
+            (&["mfa"], &["2"], &principal(&["pwd"], Some("2")), true),
+            (&[], &["2"], &principal(&["pwd", "mfa"], None), false),
+        ];
+        for (amr, acr_values, who, expected) in cases {
+            assert_eq!(
+                is_strong_enough(who, &step_up(amr, acr_values)),
+                expected,
+                "amr {amr:?} acr_values {acr_values:?} principal {:?} {:?}",
+                who.amr,
+                who.acr
+            );
+        }
     }
 }

@@ -100,7 +100,7 @@ pub mod sink;
 
 pub use authenticate::{AuthError, Authenticator, SessionCookie, SessionResolver};
 pub use introspection::{IntrospectionConfig, Introspector};
-pub use jwks::{JwtConfig, JwtVerifier};
+pub use jwks::{IdTokenClaims, JwtConfig, JwtVerifier};
 pub use layer::{Admission, Pep, PepBuilder, PepLayer, PepService};
 pub use pdp::{CheckQuery, DecisionPoint, HttpDecisionPoint, Unavailable};
 pub use principal::{AuthMethod, MissingPrincipal, Principal, PrincipalKind};

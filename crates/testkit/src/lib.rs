@@ -1,4 +1,5 @@
-//! Test support shared by trustgate crates: readers of the conformance suites' file formats.
-//! Used only as a dev-dependency.
+//! Test support shared by trustgate crates: readers of the conformance suites' file formats and
+//! of the server-rendered pages. Used only as a dev-dependency.
 
+pub mod html;
 pub mod openfga_matrix;

@@ -3,6 +3,7 @@
 
 mod audit;
 mod clients;
+mod demo;
 mod fga;
 mod keys;
 mod services;
@@ -40,6 +41,8 @@ pub struct Cli {
 enum Command {
     /// Start the server (embedded SQLite under ./trustgate-data unless --database-url is given).
     Serve(ServerArgs),
+    /// Start trustgate and the learning-platform example with demo users, and print what to try.
+    Demo(demo::DemoArgs),
     /// Apply pending database migrations and exit.
     Migrate(ServerArgs),
     /// Run the enforcing reverse proxy in front of upstream applications (SIGHUP reloads the
@@ -167,6 +170,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Serve(args) => serve(&args, cli.client.data_dir.clone()).await,
         Command::Gateway(args) => gateway(args).await,
+        Command::Demo(args) => demo::demo(&args, cli.client.data_dir.clone()).await,
         Command::Migrate(args) => {
             let config = args.load(cli.client.data_dir.clone())?;
             let report = trustgate_server::migrate(&config)

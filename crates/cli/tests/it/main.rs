@@ -6,6 +6,7 @@ mod support;
 mod browser;
 mod clients;
 mod durability;
+mod learning;
 mod machines;
 mod oidc;
 mod openfga_sdk;

@@ -251,6 +251,7 @@ impl Trustgate {
                 name: "__Host-trustgate_session".into(),
                 resolver: Arc::new(AccountsSessionResolver::new(self.op.state.accounts.clone())),
             }),
+            jwt_liveness: None,
         }
     }
 
