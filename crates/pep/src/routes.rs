@@ -316,6 +316,11 @@ impl RouteTable {
         Ok(RouteTable { rules: out })
     }
 
+    /// Every rule, in the order given.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter()
+    }
+
     /// The rule for `method` and `path` (the most literal segments win; `HEAD` falls back to
     /// `GET`'s rule), or `None`: denied.
     pub fn find(&self, method: &Method, path: &str) -> Option<Matched<'_>> {

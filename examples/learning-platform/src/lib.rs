@@ -23,9 +23,15 @@
 //! # Modules
 //! - [`api`]: the JSON API, its data and its route table.
 //! - [`web`]: the pages and the OpenID Connect relying party.
+//! - [`upstream`]: the API behind `trustgate gateway` instead of the layer (`gateway.toml`, the
+//!   second route set): only the gateway's exchanged internal tokens are accepted.
 
 pub mod api;
+pub mod upstream;
 pub mod web;
+
+/// The gateway route set of the example (`gateway.toml`).
+pub const GATEWAY_TOML: &str = include_str!("../gateway.toml");
 
 use std::sync::Arc;
 

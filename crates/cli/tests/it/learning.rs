@@ -494,6 +494,143 @@ impl Door for Layer {
     }
 }
 
+/// `trustgate gateway` in front of the example's API in upstream mode, over real sockets.
+pub struct GatewayDoor {
+    base: String,
+    http: reqwest::Client,
+    records: Arc<Records>,
+}
+
+#[async_trait::async_trait]
+impl Door for GatewayDoor {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    fn last(&self) -> DecisionRecord {
+        self.records.last()
+    }
+}
+
+impl GatewayDoor {
+    async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(json) = body {
+            request = request.json(&json);
+        }
+        let response = request.send().await.expect("the gateway answers");
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let body = response.json().await.unwrap_or(Value::Null);
+        Answer {
+            status,
+            challenge,
+            body,
+        }
+    }
+}
+
+/// Serves `app` on an ephemeral loopback port.
+async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    });
+    addr
+}
+
+/// The example's gateway route set (`gateway.toml`) pointed at this demo: the gateway's own
+/// client (registered here with the token exchange grant), the upstream in upstream mode.
+async fn gateway(demo: &Demo, tg: &Trustgate, dir: &Path, pdp_url: Option<&str>) -> GatewayDoor {
+    let client = tg
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/clients",
+            json!({
+                "name": "gateway",
+                "auth_method": "client_secret_basic",
+                "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+                "scopes": ["openid", "profile", "learning"],
+                "resource_audiences": [API_AUDIENCE],
+                "token_exchange": { "audiences": ["learning-internal"] },
+            }),
+        )
+        .await;
+    let client_id = client["client_id"].as_str().expect("id").to_owned();
+    let secret = dir.join(format!("gateway-secret-{client_id}"));
+    std::fs::write(&secret, client["client_secret"].as_str().expect("secret")).expect("write");
+    let key = dir.join("pdp-key");
+    std::fs::write(&key, demo.get("pdp_key")).expect("write");
+    let upstream = trustgate_learning_platform::upstream::router(
+        trustgate_learning_platform::upstream::UpstreamSettings {
+            trustgate_url: url::Url::parse(&format!("{}/", demo.get("trustgate"))).expect("url"),
+            audience: "learning-internal".into(),
+            gateway_client_id: client_id.clone(),
+        },
+        shared(demo_catalogue(demo)),
+        None,
+    )
+    .await
+    .expect("upstream");
+    let upstream = serve(upstream).await;
+    let mut config =
+        trustgate_gateway::GatewayConfig::from_toml(trustgate_learning_platform::GATEWAY_TOML)
+            .expect("gateway.toml");
+    config.issuer = demo.get("trustgate");
+    config.client.id = client_id;
+    config.client.secret_env = None;
+    config.client.secret_file = Some(secret);
+    config.pdp.url =
+        url::Url::parse(pdp_url.unwrap_or(&format!("{}/", demo.get("trustgate")))).expect("url");
+    config.pdp.store_id = demo.get("store_id");
+    config.pdp.api_key_env = None;
+    config.pdp.api_key_file = Some(key);
+    config.upstreams[0].url = url::Url::parse(&format!("http://{upstream}")).expect("url");
+    let records = Arc::new(Records::default());
+    let gateway = Arc::new(
+        trustgate_gateway::Gateway::new(config, records.clone()).expect("the gateway builds"),
+    );
+    let addr = serve(gateway.router()).await;
+    GatewayDoor {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client"),
+        records,
+    }
+}
+
 /// The example's settings from the demo's summary.
 fn settings(demo: &Demo) -> Settings {
     Settings {
@@ -913,6 +1050,216 @@ async fn the_learning_platform_enforces_the_whole_matrix_through_the_layer() {
         "{:?}",
         down.last()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_learning_platform_enforces_the_whole_matrix_through_the_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = Demo::start(dir.path());
+    let tg = Trustgate::new(&demo.get("trustgate"), &demo.get("admin_token")).await;
+    // First, a token that lives a minute (the shortest lifetime trustgate issues): it is
+    // presented again once it has expired, at the end.
+    let short = tg
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/clients",
+            json!({
+                "name": "short-lived",
+                "auth_method": "client_secret_basic",
+                "redirect_uris": [format!("{}callback", demo.get("app"))],
+                "grant_types": ["authorization_code"],
+                "scopes": ["openid", "profile", "learning"],
+                "skip_consent": true,
+                "audience": [API_AUDIENCE],
+                "access_token_ttl_secs": 60,
+            }),
+        )
+        .await;
+    let issued = std::time::Instant::now();
+    let password = demo.get("password");
+    let redirect_uri = format!("{}callback", demo.get("app"));
+    let short_lived = tg
+        .sign_in(
+            &Login {
+                client_id: short["client_id"].as_str().expect("id"),
+                client_secret: short["client_secret"].as_str().expect("secret"),
+                redirect_uri: &redirect_uri,
+                username: "alice",
+                password: &password,
+                totp: None,
+                extra: &[],
+            },
+            None,
+        )
+        .await
+        .access_token;
+    let tokens = tokens(&demo, &tg).await;
+    let door = gateway(&demo, &tg, dir.path(), None).await;
+    run_matrix(&door, &demo, &tokens).await;
+    let (alice, bob) = (demo.user("alice"), demo.user("bob"));
+
+    // Allowed requests reach the upstream, which accepted the gateway's internal token.
+    let answer = door
+        .call(
+            "GET",
+            &format!("/api/progress/{alice}"),
+            Some(&tokens.alice),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["student"], alice.as_str());
+
+    // Forged identity headers confer nothing: without a token they are anonymous, with
+    // alice's token she is still alice.
+    let forged = [
+        ("x-forwarded-user", bob.as_str()),
+        ("x-trustgate-subject", "user:erin"),
+        ("x-remote-user", "erin"),
+    ];
+    let answer = door
+        .call_with("GET", &format!("/api/progress/{bob}"), None, None, &forged)
+        .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    assert_eq!(door.last().reason, Reason::MissingCredential);
+    let answer = door
+        .call_with(
+            "GET",
+            &format!("/api/progress/{bob}"),
+            Some(&tokens.alice),
+            None,
+            &forged,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
+    assert_eq!(door.last().reason, Reason::PdpDeny);
+    assert_eq!(
+        door.last().principal.map(|p| p.id),
+        Some(alice.clone()),
+        "the decision is about the token's subject"
+    );
+
+    // The PDP down: 503, never an allow.
+    let down = gateway(&demo, &tg, dir.path(), Some("http://127.0.0.1:9/")).await;
+    let answer = down
+        .call(
+            "GET",
+            &format!("/api/progress/{alice}"),
+            Some(&tokens.alice),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert!(
+        matches!(down.last().reason, Reason::PdpUnavailable { .. }),
+        "{:?}",
+        down.last()
+    );
+
+    // The expired token.
+    let left = Duration::from_secs(61).saturating_sub(issued.elapsed());
+    tokio::time::sleep(left).await;
+    let answer = door
+        .call(
+            "GET",
+            &format!("/api/progress/{alice}"),
+            Some(&short_lived),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    assert_eq!(
+        door.last().reason,
+        Reason::InvalidToken {
+            why: "token_expired".into()
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_refuses_what_did_not_come_through_the_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = Demo::start(dir.path());
+    let tg = Trustgate::new(&demo.get("trustgate"), &demo.get("admin_token")).await;
+    let alice = tg
+        .sign_in(
+            &Login {
+                client_id: &demo.get("client_id"),
+                client_secret: &demo.get("client_secret"),
+                redirect_uri: &format!("{}callback", demo.get("app")),
+                username: "alice",
+                password: &demo.get("password"),
+                totp: None,
+                extra: &[],
+            },
+            None,
+        )
+        .await
+        .access_token;
+    let upstream = trustgate_learning_platform::upstream::router(
+        trustgate_learning_platform::upstream::UpstreamSettings {
+            trustgate_url: url::Url::parse(&format!("{}/", demo.get("trustgate"))).expect("url"),
+            audience: "learning-internal".into(),
+            gateway_client_id: "tgc_the_gateway".into(),
+        },
+        shared(demo_catalogue(&demo)),
+        None,
+    )
+    .await
+    .expect("upstream");
+    let path = format!("/api/progress/{}", demo.user("alice"));
+    for (headers, why) in [
+        (vec![], "internal_token_missing"),
+        (
+            vec![("authorization", format!("Bearer {alice}"))],
+            "token_audience_wrong",
+        ),
+        (
+            vec![("x-forwarded-user", demo.user("alice"))],
+            "internal_token_missing",
+        ),
+    ] {
+        let mut request = Request::builder().uri(&path);
+        for (name, value) in &headers {
+            request = request.header(*name, value);
+        }
+        let response = upstream
+            .clone()
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{why}");
+        let body = to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["code"], why);
+    }
+}
+
+/// The gateway route set and the layer's policy are the same rules.
+#[test]
+fn the_gateway_route_set_is_the_layers_policy() {
+    let config =
+        trustgate_gateway::GatewayConfig::from_toml(trustgate_learning_platform::GATEWAY_TOML)
+            .expect("gateway.toml");
+    let from_toml = trustgate_pep::RouteTable::new(
+        config
+            .rules()
+            .expect("rules")
+            .into_iter()
+            .map(|(rule, _)| rule),
+    )
+    .expect("gateway.toml's rules compile");
+    let policy = trustgate_learning_platform::api::policy().expect("policy");
+    let from_code: Vec<&trustgate_pep::Rule> = policy.rules().collect();
+    assert_eq!(from_toml.rules().count(), from_code.len());
+    for rule in from_toml.rules() {
+        assert!(
+            from_code.contains(&rule),
+            "{} {} in gateway.toml is not in api::policy",
+            rule.method(),
+            rule.path()
+        );
+    }
 }
 
 #[test]
