@@ -45,6 +45,8 @@
 //! - [`sink`]: the [`DecisionSink`] trait, its [`DecisionRecord`] and [`Reason`]s, and the
 //!   [`TracingSink`].
 //! - [`layer`]: [`Pep`], [`PepLayer`] and [`PepService`].
+//! - [`webhooks`]: the Standard Webhooks signature scheme and its [`webhooks::Verifier`], for
+//!   services that receive trustgate's audit events as signed webhooks.
 //!
 //! The in-process adapters for a service embedded in trustgate itself — a `DecisionPoint`
 //! over `pdp::Pdp`, a `SessionResolver` over `authn::accounts::Accounts`, a `DecisionSink`
@@ -94,6 +96,7 @@ pub mod pdp;
 pub mod principal;
 pub mod routes;
 pub mod sink;
+pub mod webhooks;
 
 pub use authenticate::{AuthError, Authenticator, SessionCookie, SessionResolver};
 pub use introspection::{IntrospectionConfig, Introspector};

@@ -62,6 +62,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// API keys and personal access tokens.
     pub api_keys: ApiKeysConfig,
+    /// Webhook delivery (and the back-channel logout queue): URL policy, retries, dead letters.
+    pub webhooks: trustgate_webhooks::WebhooksConfig,
 }
 
 /// API keys (`[api_keys]`).
@@ -588,6 +590,7 @@ impl Config {
         self.oauth.validate()?;
         self.audit.validate()?;
         self.api_keys.validate()?;
+        self.webhooks.validate().map_err(ConfigError::Invalid)?;
         if let Some(token) = &self.bootstrap_token
             && token.expose().len() < 32
         {
