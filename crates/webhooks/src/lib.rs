@@ -62,6 +62,8 @@ pub use target::{TargetError, check_url};
 pub const SECRET_PURPOSE: &str = "webhook-secret";
 /// Key bytes of a generated secret.
 pub const SECRET_BYTES: usize = 32;
+/// The longest rotation overlap: a year.
+pub const MAX_OVERLAP: Duration = Duration::from_secs(366 * 24 * 3600);
 /// How long the batcher keeps the subscription list before reading it again (changes made on
 /// this replica are seen at once; on others within this).
 const SUBSCRIPTIONS_TTL: Duration = Duration::from_secs(5);
@@ -276,7 +278,7 @@ impl Webhooks {
     }
 
     /// Rotates a subscription's secret: the new one (returned this once) signs from now on,
-    /// the current ones for `overlap` more. `None` if there is no such subscription.
+    /// the current ones for `overlap` more (at most [`MAX_OVERLAP`]). `None` if there is no such subscription.
     pub async fn rotate(
         &self,
         id: &str,
@@ -285,7 +287,9 @@ impl Webhooks {
         let now = self.shared.clock.now();
         let secret = generate_secret();
         let sealed = self.shared.sealing.seal(SECRET_PURPOSE, secret.as_bytes());
-        let until = now + time::Duration::try_from(overlap).unwrap_or(time::Duration::MAX);
+        // Bounded so the expiry is always a representable time.
+        let overlap = overlap.min(MAX_OVERLAP);
+        let until = now + time::Duration::try_from(overlap).unwrap_or(time::Duration::ZERO);
         let rotated = self
             .shared
             .store

@@ -196,9 +196,13 @@ impl<D: Database> WebhookStore for SqlStore<D> {
         )
         .await?;
         drop(tx);
+        let index: std::collections::HashMap<String, usize> = subscriptions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
         for (subscription_id, secret) in secrets {
-            if let Ok(i) = subscriptions.binary_search_by(|s| s.id.as_str().cmp(&subscription_id))
-            {
+            if let Some(&i) = index.get(&subscription_id) {
                 subscriptions[i].secrets.push(secret);
             }
         }
@@ -391,7 +395,7 @@ impl<D: Database> WebhookStore for SqlStore<D> {
                     lease,
                     state.as_str(),
                     next,
-                    status_arg(status),
+                    super::Arg::I64(status_arg(status)),
                     error.as_deref()
                 ],
             )
