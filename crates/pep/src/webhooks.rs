@@ -216,7 +216,10 @@ impl Verifier {
             return Err(WebhookError::MalformedHeader(ID_HEADER));
         }
         let timestamp = header(headers, TIMESTAMP_HEADER)?;
-        if timestamp.is_empty() || timestamp.len() > 19 || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
+        if timestamp.is_empty()
+            || timestamp.len() > 19
+            || !timestamp.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(WebhookError::MalformedHeader(TIMESTAMP_HEADER));
         }
         let timestamp: i64 = timestamp
@@ -360,7 +363,11 @@ mod tests {
         assert_eq!(header.split(' ').count(), 2);
         let ts = TS.to_string();
         for receiver in [Verifier::new([old.clone()]), Verifier::new([new.clone()])] {
-            assert!(receiver.verify_at(&headers(ID, &ts, &header), BODY, TS).is_ok());
+            assert!(
+                receiver
+                    .verify_at(&headers(ID, &ts, &header), BODY, TS)
+                    .is_ok()
+            );
         }
         // After the overlap the sender signs with the new secret only: the old one fails.
         let only_new = signature_header([&new], ID, TS, BODY);
@@ -403,7 +410,11 @@ mod tests {
         );
         // An unknown version next to a good v1 signature is skipped.
         let mixed = format!("v1a,xyz {EXPECTED}");
-        assert!(verifier.verify_at(&headers(ID, &ts, &mixed), BODY, TS).is_ok());
+        assert!(
+            verifier
+                .verify_at(&headers(ID, &ts, &mixed), BODY, TS)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -414,7 +425,11 @@ mod tests {
             "whsec_not base64!",
             "whsec_AAAA",
         ] {
-            assert_eq!(WebhookSecret::parse(bad), Err(WebhookError::InvalidSecret), "{bad}");
+            assert_eq!(
+                WebhookSecret::parse(bad),
+                Err(WebhookError::InvalidSecret),
+                "{bad}"
+            );
         }
         assert!(WebhookSecret::from_bytes(&[0; 23]).is_err());
         assert!(WebhookSecret::from_bytes(&[0; 65]).is_err());

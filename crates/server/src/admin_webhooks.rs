@@ -299,7 +299,10 @@ async fn redeliver(
         .redeliver(&id, state.clock.now())
         .await?
         .ok_or_else(|| {
-            ApiError::not_found("dead_letter_not_found", "no dead-lettered delivery with that id")
+            ApiError::not_found(
+                "dead_letter_not_found",
+                "no dead-lettered delivery with that id",
+            )
         })?;
     record_admin_event(
         &state,

@@ -308,8 +308,11 @@ pub trait WebhookStore: std::fmt::Debug + Send + Sync {
 
     /// Puts a dead delivery back in the queue, due at `now`, with its attempts reset. `None` if
     /// there is no dead delivery with that id.
-    async fn redeliver(&self, id: &str, now: OffsetDateTime)
-    -> Result<Option<Delivery>, StoreError>;
+    async fn redeliver(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Delivery>, StoreError>;
 
     /// Deletes delivered messages delivered before `before`; how many.
     async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64, StoreError>;

@@ -63,7 +63,9 @@ pub(crate) fn check_new_subscription(new: &NewSubscription<'_>) -> Result<String
 
 pub(crate) fn kinds_from_text(text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|e| {
-        StoreError::Corrupt(format!("stored webhook kinds are not a list of strings: {e}"))
+        StoreError::Corrupt(format!(
+            "stored webhook kinds are not a list of strings: {e}"
+        ))
     })
 }
 

@@ -52,8 +52,7 @@ use trustgate_core::id::new_ulid;
 use trustgate_core::{Clock, SealingKey};
 use trustgate_pep::webhooks::WebhookSecret;
 use trustgate_store_api::{
-    AuditEvent, DeliveryKind, NewDelivery, NewSubscription, StoreError, Subscription,
-    WebhookStore,
+    AuditEvent, DeliveryKind, NewDelivery, NewSubscription, StoreError, Subscription, WebhookStore,
 };
 
 pub use target::{TargetError, check_url};
@@ -333,7 +332,10 @@ impl Webhooks {
                 payload: token,
             })
             .collect();
-        self.shared.store.enqueue_deliveries(&deliveries, now).await?;
+        self.shared
+            .store
+            .enqueue_deliveries(&deliveries, now)
+            .await?;
         self.shared.wake.notify_one();
         Ok(())
     }
@@ -377,10 +379,7 @@ const MAX_BATCH: usize = 500;
 
 /// Takes tapped events in batches, matches them against the subscriptions and queues one
 /// delivery per (event, subscription) in one store call.
-async fn batch_events(
-    shared: std::sync::Weak<Shared>,
-    mut receiver: mpsc::Receiver<AuditEvent>,
-) {
+async fn batch_events(shared: std::sync::Weak<Shared>, mut receiver: mpsc::Receiver<AuditEvent>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.recv().await {
         batch.push(first);
@@ -422,8 +421,10 @@ async fn queue_batch(shared: &Shared, events: &[AuditEvent]) -> Result<(), Store
     let now = shared.clock.now();
     let mut rows: Vec<(String, &Subscription, String)> = Vec::new();
     for event in events {
-        let wanting: Vec<&Subscription> =
-            subscriptions.iter().filter(|s| s.wants(&event.kind)).collect();
+        let wanting: Vec<&Subscription> = subscriptions
+            .iter()
+            .filter(|s| s.wants(&event.kind))
+            .collect();
         if wanting.is_empty() {
             continue;
         }

@@ -149,9 +149,15 @@ mod tests {
             Err(TargetError::Scheme)
         );
         assert!(check_url("http://hooks.example.com/in", true).is_ok());
-        assert_eq!(check_url("ftp://x.example/", true), Err(TargetError::Scheme));
+        assert_eq!(
+            check_url("ftp://x.example/", true),
+            Err(TargetError::Scheme)
+        );
         assert_eq!(check_url("not a url", true), Err(TargetError::Invalid));
-        assert_eq!(check_url("mailto:a@example.com", true), Err(TargetError::Invalid));
+        assert_eq!(
+            check_url("mailto:a@example.com", true),
+            Err(TargetError::Invalid)
+        );
     }
 
     #[test]
@@ -192,7 +198,11 @@ mod tests {
     #[tokio::test]
     async fn the_resolver_drops_forbidden_answers() {
         let name: Name = "localhost".parse().expect("name");
-        let found: Vec<SocketAddr> = GuardedResolver.resolve(name).await.expect("resolves").collect();
+        let found: Vec<SocketAddr> = GuardedResolver
+            .resolve(name)
+            .await
+            .expect("resolves")
+            .collect();
         assert!(!found.is_empty());
         assert!(found.iter().all(|a| a.ip().is_loopback()));
         let metadata: Name = "169.254.169.254".parse().expect("name");

@@ -86,7 +86,11 @@ pub async fn run(webhooks: Webhooks, auditor: Auditor) {
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = tokio::time::Instant::now();
             let keep = time::Duration::hours(i64::from(config.delivered_retention_hours));
-            if let Err(e) = shared.store.purge_delivered(shared.clock.now() - keep).await {
+            if let Err(e) = shared
+                .store
+                .purge_delivered(shared.clock.now() - keep)
+                .await
+            {
                 tracing::warn!(error = %e, "cannot purge delivered webhooks");
             }
         }
@@ -173,7 +177,9 @@ async fn attempt(
             delivery = %delivery.id,
             "the lease ran out before the attempt was recorded; another attempt follows"
         ),
-        Err(e) => tracing::warn!(error = %e, delivery = %delivery.id, "cannot record a delivery attempt"),
+        Err(e) => {
+            tracing::warn!(error = %e, delivery = %delivery.id, "cannot record a delivery attempt")
+        }
     }
     if delivery.kind == DeliveryKind::BackchannelLogout {
         audit_backchannel(auditor, delivery, &outcome, failures).await;
@@ -191,8 +197,12 @@ async fn send(shared: &Shared, client: &reqwest::Client, delivery: &Delivery) ->
                 Err(attempt) => return attempt,
             };
             let timestamp = shared.clock.now().unix_timestamp();
-            let signature =
-                signature_header(&secrets, &delivery.id, timestamp, delivery.payload.as_bytes());
+            let signature = signature_header(
+                &secrets,
+                &delivery.id,
+                timestamp,
+                delivery.payload.as_bytes(),
+            );
             client
                 .post(&delivery.url)
                 .header(ID_HEADER, &delivery.id)
@@ -244,7 +254,12 @@ async fn signing_secrets(
     let subscription = match shared.store.get_subscription(id).await {
         Ok(Some(subscription)) => subscription,
         Ok(None) => return Err(Attempt::failed("the subscription was deleted", true)),
-        Err(e) => return Err(Attempt::failed(format!("cannot read the subscription: {e}"), false)),
+        Err(e) => {
+            return Err(Attempt::failed(
+                format!("cannot read the subscription: {e}"),
+                false,
+            ));
+        }
     };
     let now: OffsetDateTime = shared.clock.now();
     let secrets: Vec<WebhookSecret> = subscription

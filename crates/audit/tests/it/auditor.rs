@@ -226,7 +226,10 @@ async fn the_tap_is_offered_exactly_what_the_trail_holds() {
     let auditor = Auditor::new(db.store.clone(), clock(), AuditorConfig::default());
     let tap = Arc::new(Collect::default());
     assert!(auditor.set_tap(tap.clone()));
-    assert!(!auditor.set_tap(Arc::new(Collect::default())), "only the first tap");
+    assert!(
+        !auditor.set_tap(Arc::new(Collect::default())),
+        "only the first tap"
+    );
     auditor
         .record(&ctx(), Event::new(AuditKind::Login, Outcome::Success))
         .await

@@ -32,7 +32,10 @@ async fn admin_manages_webhooks_and_every_change_is_audited(db: TestDatabase) {
         )
         .await;
     let body = created.expect(StatusCode::CREATED).clone();
-    let secret = body["secret"].as_str().expect("secret shown once").to_owned();
+    let secret = body["secret"]
+        .as_str()
+        .expect("secret shown once")
+        .to_owned();
     assert!(secret.starts_with("whsec_"));
     assert!(Verifier::from_texts([secret.as_str()]).is_ok());
     let id = body["webhook"]["id"].as_str().expect("id").to_owned();
@@ -44,16 +47,27 @@ async fn admin_manages_webhooks_and_every_change_is_audited(db: TestDatabase) {
     assert!(!shown.contains(&secret[6..]), "{shown}");
     assert_eq!(got.body["secrets"].as_array().map(Vec::len), Some(1));
     let list = api.get("/admin/v1/webhooks").await;
-    assert_eq!(list.expect(StatusCode::OK)["webhooks"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        list.expect(StatusCode::OK)["webhooks"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     assert!(!list.body.to_string().contains(&secret[6..]));
 
     // Rotation: a new secret, the old one still signing during the overlap.
     let rotated = api
-        .post(&format!("/admin/v1/webhooks/{id}/rotate"), json!({"overlap_secs": 600}))
+        .post(
+            &format!("/admin/v1/webhooks/{id}/rotate"),
+            json!({"overlap_secs": 600}),
+        )
         .await;
     let rotated = rotated.expect(StatusCode::CREATED).clone();
     assert_ne!(rotated["secret"].as_str(), Some(secret.as_str()));
-    assert_eq!(rotated["webhook"]["secrets"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        rotated["webhook"]["secrets"].as_array().map(Vec::len),
+        Some(2)
+    );
     api.post(
         &format!("/admin/v1/webhooks/{id}/rotate"),
         json!({"overlap_secs": 31 * 24 * 3600}),
@@ -66,8 +80,14 @@ async fn admin_manages_webhooks_and_every_change_is_audited(db: TestDatabase) {
 
     // The URL policy and the kinds.
     for (url, code) in [
-        ("http://169.254.169.254/latest/meta-data/", "webhook_url_forbidden_address"),
-        ("https://metadata.google.internal/", "webhook_url_forbidden_address"),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "webhook_url_forbidden_address",
+        ),
+        (
+            "https://metadata.google.internal/",
+            "webhook_url_forbidden_address",
+        ),
         ("http://hooks.example.com/in", "webhook_url_insecure"),
         ("https://u:p@hooks.example.com/", "webhook_url_credentials"),
         ("nope", "webhook_url_invalid"),
@@ -82,9 +102,12 @@ async fn admin_manages_webhooks_and_every_change_is_audited(db: TestDatabase) {
     )
     .await
     .expect_error(StatusCode::BAD_REQUEST, "unknown_event_kind");
-    api.post("/admin/v1/webhooks", json!({"url": "https://x.example", "extra": 1}))
-        .await
-        .expect_error(StatusCode::BAD_REQUEST, "invalid_request");
+    api.post(
+        "/admin/v1/webhooks",
+        json!({"url": "https://x.example", "extra": 1}),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "invalid_request");
 
     // Admins only.
     let anonymous = api
@@ -95,9 +118,12 @@ async fn admin_manages_webhooks_and_every_change_is_audited(db: TestDatabase) {
     // Dead letters: none yet; an unknown one cannot be redelivered.
     let dead = api.get("/admin/v1/webhooks/dead-letters").await;
     assert_eq!(dead.expect(StatusCode::OK)["deliveries"], json!([]));
-    api.post("/admin/v1/webhooks/dead-letters/msg_nope/redeliver", Value::Null)
-        .await
-        .expect_error(StatusCode::NOT_FOUND, "dead_letter_not_found");
+    api.post(
+        "/admin/v1/webhooks/dead-letters/msg_nope/redeliver",
+        Value::Null,
+    )
+    .await
+    .expect_error(StatusCode::NOT_FOUND, "dead_letter_not_found");
     api.get("/admin/v1/webhooks/dead-letters?limit=0")
         .await
         .expect_error(StatusCode::BAD_REQUEST, "invalid_input");
@@ -110,7 +136,11 @@ async fn admin_manages_webhooks_and_every_change_is_audited(db: TestDatabase) {
         .await
         .expect_error(StatusCode::NOT_FOUND, "webhook_not_found");
 
-    for kind in ["webhook_created", "webhook_secret_rotated", "webhook_deleted"] {
+    for kind in [
+        "webhook_created",
+        "webhook_secret_rotated",
+        "webhook_deleted",
+    ] {
         let trail = api.get(&format!("/admin/v1/audit?kind={kind}")).await;
         let events = trail.expect(StatusCode::OK)["events"].clone();
         assert_eq!(events.as_array().map(Vec::len), Some(1), "{kind}: {events}");
@@ -131,7 +161,11 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
     if !r.up.load(std::sync::atomic::Ordering::SeqCst) {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
-    let verdict = r.verifier.lock().as_ref().map(|v| v.verify(&headers, &body));
+    let verdict = r
+        .verifier
+        .lock()
+        .as_ref()
+        .map(|v| v.verify(&headers, &body));
     match verdict {
         Some(Ok(_)) => {
             r.verified
@@ -208,10 +242,16 @@ async fn the_server_delivers_audit_events_and_redelivers_dead_letters() {
     eventually("the verified event", || receiver.verified.lock().len() == 1).await;
     let event = receiver.verified.lock()[0].clone();
     assert_eq!(event["type"], "role_granted");
-    assert!(event["data"]["actor"].as_str().is_some_and(|a| a.starts_with("service:")));
+    assert!(
+        event["data"]["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("service:"))
+    );
 
     // The receiver fails from now on: attempts run out into the dead-letter list.
-    receiver.up.store(false, std::sync::atomic::Ordering::SeqCst);
+    receiver
+        .up
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     api.post(
         "/admin/v1/roles",
         json!({"subject": format!("service:{account_id}"), "role": "user_admin"}),
@@ -243,8 +283,14 @@ async fn the_server_delivers_audit_events_and_redelivers_dead_letters() {
         )
         .await;
     assert_eq!(redelivered.expect(StatusCode::OK)["state"], "pending");
-    eventually("the redelivered event", || receiver.verified.lock().len() == 2).await;
-    assert_eq!(receiver.verified.lock()[1]["data"]["detail"]["role"], "user_admin");
+    eventually("the redelivered event", || {
+        receiver.verified.lock().len() == 2
+    })
+    .await;
+    assert_eq!(
+        receiver.verified.lock()[1]["data"]["detail"]["role"],
+        "user_admin"
+    );
     let trail = api.get("/admin/v1/audit?kind=webhook_redelivered").await;
     assert_eq!(
         trail.expect(StatusCode::OK)["events"][0]["detail"]["delivery"],

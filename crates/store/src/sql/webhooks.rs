@@ -43,7 +43,8 @@ fn delivery_from_row(row: &impl Row) -> Result<Delivery, StoreError> {
         last_status: row
             .opt_i64("last_status")?
             .map(|s| {
-                u16::try_from(s).map_err(|_| StoreError::Corrupt("stored status out of range".into()))
+                u16::try_from(s)
+                    .map_err(|_| StoreError::Corrupt("stored status out of range".into()))
             })
             .transpose()?,
         last_error: row.opt_text("last_error")?,
@@ -58,7 +59,8 @@ impl<D: Database> SqlStore<D> {
         tx: Option<&mut Tx<'_, D>>,
         id: &str,
     ) -> Result<Option<Subscription>, StoreError> {
-        let select = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = $1");
+        let select =
+            format!("SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = $1");
         let secrets_sql = "SELECT sealed, created_at, expires_at FROM webhook_secrets \
                            WHERE subscription_id = $1 ORDER BY id DESC";
         let (row, secret_rows) = match tx {

@@ -137,7 +137,11 @@ async fn claims_lease_and_complete(db: TestDatabase) {
     // Leased: nothing more to claim until the lease ends.
     assert!(
         db.store
-            .claim_deliveries(10, lease_end + Duration::seconds(1), T0 + Duration::seconds(1))
+            .claim_deliveries(
+                10,
+                lease_end + Duration::seconds(1),
+                T0 + Duration::seconds(1)
+            )
             .await
             .expect("claim")
             .is_empty()
@@ -153,7 +157,12 @@ async fn claims_lease_and_complete(db: TestDatabase) {
         .await
         .expect("complete");
     assert!(done);
-    let stored = db.store.get_delivery("msg_1").await.expect("get").expect("exists");
+    let stored = db
+        .store
+        .get_delivery("msg_1")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(stored.state, DeliveryState::Delivered);
     assert_eq!((stored.attempts, stored.last_status), (1, Some(204)));
     // A completed attempt cannot be completed twice.
@@ -227,8 +236,16 @@ async fn a_lease_that_ran_out_is_taken_over(db: TestDatabase) {
             .await
             .expect("complete")
     );
-    let stored = db.store.get_delivery("msg_1").await.expect("get").expect("exists");
-    assert_eq!((stored.state, stored.attempts), (DeliveryState::Delivered, 1));
+    let stored = db
+        .store
+        .get_delivery("msg_1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (stored.state, stored.attempts),
+        (DeliveryState::Delivered, 1)
+    );
 }
 
 async fn concurrent_claims_never_share_a_delivery(db: TestDatabase) {
@@ -291,7 +308,12 @@ async fn retries_wait_and_dead_letters_redeliver(db: TestDatabase) {
             .await
             .expect("complete")
     );
-    let pending = db.store.get_delivery("msg_1").await.expect("get").expect("exists");
+    let pending = db
+        .store
+        .get_delivery("msg_1")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(pending.state, DeliveryState::Pending);
     assert_eq!(pending.next_attempt_at, retry_at);
     assert_eq!(pending.last_error.as_deref(), Some("HTTP 503"));
@@ -412,7 +434,9 @@ async fn bad_input_is_refused(db: TestDatabase) {
         Err(StoreError::InvalidInput(_))
     ));
     assert!(matches!(
-        db.store.claim_deliveries(0, T0 + Duration::seconds(1), T0).await,
+        db.store
+            .claim_deliveries(0, T0 + Duration::seconds(1), T0)
+            .await,
         Err(StoreError::InvalidInput(_))
     ));
     assert!(matches!(
@@ -426,7 +450,9 @@ async fn bad_input_is_refused(db: TestDatabase) {
             .is_ok()
     );
     assert!(matches!(
-        db.store.create_subscription(&subscription("W1", &[]), T0).await,
+        db.store
+            .create_subscription(&subscription("W1", &[]), T0)
+            .await,
         Err(StoreError::Conflict(_))
     ));
 }

@@ -130,7 +130,11 @@ impl Drop for Harness {
 async fn harness(max_attempts: u32) -> Harness {
     let db = TestDatabase::sqlite().await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let auditor = Auditor::new(db.store.clone(), Arc::clone(&clock), AuditorConfig::default());
+    let auditor = Auditor::new(
+        db.store.clone(),
+        Arc::clone(&clock),
+        AuditorConfig::default(),
+    );
     let webhooks = Webhooks::new(
         db.store.clone(),
         clock,
@@ -213,13 +217,12 @@ async fn an_audit_event_reaches_a_verifying_receiver_after_it_comes_back() {
     assert_eq!(json["data"]["actor"], "user:admin");
     assert_eq!(json["data"]["detail"]["role"], "auditor");
     let id = headers["webhook-id"].to_str().expect("id").to_owned();
-    let stored = h
-        .db
-        .store
-        .get_delivery(&id)
-        .await
-        .expect("get")
-        .expect("in the outbox");
+    let stored =
+        h.db.store
+            .get_delivery(&id)
+            .await
+            .expect("get")
+            .expect("in the outbox");
     assert_eq!(stored.state, DeliveryState::Delivered);
     assert!(stored.attempts >= 3, "{stored:?}");
     assert_eq!(stored.last_status, Some(204));
@@ -273,12 +276,11 @@ async fn an_audit_event_reaches_a_verifying_receiver_after_it_comes_back() {
     }
     assert!(receiver.seen.lock().refused.is_empty());
     // Only the subscribed kind was queued.
-    let page = h
-        .db
-        .store
-        .list_deliveries(DeliveryState::Delivered, None, 100)
-        .await
-        .expect("list");
+    let page =
+        h.db.store
+            .list_deliveries(DeliveryState::Delivered, None, 100)
+            .await
+            .expect("list");
     assert_eq!(page.deliveries.len(), 2);
 }
 
@@ -341,7 +343,10 @@ async fn exhausted_attempts_dead_letter_and_redelivery_succeeds() {
     assert_eq!(back.state, DeliveryState::Pending);
     eventually("the redelivery", || receiver.accepted().len() == 1).await;
     let (headers, _) = receiver.accepted().remove(0);
-    assert_eq!(headers["webhook-id"].to_str().ok(), Some(letter.id.as_str()));
+    assert_eq!(
+        headers["webhook-id"].to_str().ok(),
+        Some(letter.id.as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,28 +374,37 @@ async fn backchannel_logout_goes_through_the_queue_and_is_retried() {
     assert!(headers.get("webhook-signature").is_none());
     // Every attempt is audited: at least one failure, then the success.
     assert!(h.auditor.flush(Duration::from_secs(5)).await);
-    let events = h
-        .db
-        .store
-        .list_audit(
-            &AuditFilter {
-                kind: Some("oauth_backchannel_logout".into()),
-                ..AuditFilter::default()
-            },
-            100,
-        )
-        .await
-        .expect("audit");
+    let events =
+        h.db.store
+            .list_audit(
+                &AuditFilter {
+                    kind: Some("oauth_backchannel_logout".into()),
+                    ..AuditFilter::default()
+                },
+                100,
+            )
+            .await
+            .expect("audit");
     let outcomes: Vec<&str> = events.iter().map(|r| r.event.outcome.as_str()).collect();
-    assert!(outcomes.contains(&"failure") && outcomes.contains(&"success"), "{outcomes:?}");
-    assert!(events.iter().all(|r| r.event.detail["client_id"] == "client-1"));
+    assert!(
+        outcomes.contains(&"failure") && outcomes.contains(&"success"),
+        "{outcomes:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|r| r.event.detail["client_id"] == "client-1")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_urls_and_unknown_kinds_are_refused() {
     let h = harness(3).await;
     for (url, expected) in [
-        ("http://169.254.169.254/latest/meta-data/", TargetError::ForbiddenAddress),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            TargetError::ForbiddenAddress,
+        ),
         ("https://[fe80::1]/hook", TargetError::ForbiddenAddress),
         ("http://hooks.example.com/in", TargetError::Scheme),
         ("hooks.example.com", TargetError::Invalid),
@@ -403,7 +417,10 @@ async fn unsafe_urls_and_unknown_kinds_are_refused() {
             })
             .await
             .expect_err(url);
-        assert!(matches!(err, WebhookError::Target(ref e) if *e == expected), "{url}: {err:?}");
+        assert!(
+            matches!(err, WebhookError::Target(ref e) if *e == expected),
+            "{url}: {err:?}"
+        );
     }
     let err = h
         .webhooks
@@ -415,5 +432,11 @@ async fn unsafe_urls_and_unknown_kinds_are_refused() {
         .await
         .expect_err("unknown kind");
     assert!(matches!(err, WebhookError::UnknownKind(_)), "{err:?}");
-    assert!(h.db.store.list_subscriptions().await.expect("list").is_empty());
+    assert!(
+        h.db.store
+            .list_subscriptions()
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
