@@ -110,6 +110,14 @@ audit_kinds! {
     RoleGranted = "role_granted", Recorded;
     /// A role was revoked.
     RoleRevoked = "role_revoked", Recorded;
+    /// A webhook subscription was created.
+    WebhookCreated = "webhook_created", Recorded;
+    /// A webhook subscription was deleted with its queued deliveries.
+    WebhookDeleted = "webhook_deleted", Recorded;
+    /// A webhook's signing secret was rotated (the old one signs until the overlap ends).
+    WebhookSecretRotated = "webhook_secret_rotated", Recorded;
+    /// A dead-lettered delivery was queued again.
+    WebhookRedelivered = "webhook_redelivered", Recorded;
     /// A known principal was refused for lack of a permission (which one is in the details).
     AccessDenied = "access_denied", Streamed;
     /// An authorization code was presented twice; its grant was revoked.

@@ -23,6 +23,9 @@
 //! event dropped because the queue is full never reaches a chain, so the chain stays whole and
 //! the loss is counted, not hidden.
 //!
+//! An [`AuditTap`] installed with [`Auditor::set_tap`] is offered every event once the trail
+//! holds it; webhook delivery (`trustgate-webhooks`) subscribes to the trail this way.
+//!
 //! Every event carries the [`RequestContext`] (client IP, user agent, request id), the one
 //! definition of "where a request came from" that authentication, the OAuth provider, the PDP
 //! and the admin API share. Nothing secret is ever put into an event: callers pass ids,
@@ -36,7 +39,7 @@ mod writer;
 pub use chain::{ChainConfig, ChainError, Chains};
 pub use context::{MAX_REQUEST_ID_CHARS, MAX_USER_AGENT_CHARS, RequestContext};
 pub use kind::{AuditKind, Delivery, Outcome};
-pub use writer::{Auditor, AuditorConfig, Decision, Event, Verdict};
+pub use writer::{AuditTap, Auditor, AuditorConfig, Decision, Event, Verdict};
 
 #[cfg(doc)]
 use trustgate_store_api::AuditStore;

@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -138,6 +138,19 @@ impl Decision {
     }
 }
 
+/// Receives every event once the trail holds it: recorded kinds after their append, streamed
+/// kinds after their batch is written (an event the trail dropped is never offered). Webhook
+/// delivery taps the trail this way, so subscribers see exactly what the trail shows.
+///
+/// `offer` runs on the request path (recorded kinds) and on the writer task: it must never
+/// wait, only queue.
+pub trait AuditTap: Send + Sync + std::fmt::Debug {
+    /// Takes a copy of a stored event.
+    fn offer(&self, event: &AuditEvent);
+}
+
+type Tap = Arc<OnceLock<Arc<dyn AuditTap>>>;
+
 enum Message {
     Event(Box<AuditEvent>),
     Flush(oneshot::Sender<()>),
@@ -151,6 +164,7 @@ pub struct Auditor {
     // Events are listed newest first by id: ids must increase within a millisecond too.
     ids: Arc<UlidSequence>,
     queue: mpsc::Sender<Message>,
+    tap: Tap,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -169,17 +183,26 @@ impl Auditor {
     /// writer ends when the last clone of the auditor is dropped, after writing what is queued.
     pub fn new(store: Arc<dyn AuditStore>, clock: Arc<dyn Clock>, config: AuditorConfig) -> Self {
         let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        let tap = Tap::default();
         tokio::spawn(write_batches(
             Arc::clone(&store),
             receiver,
             config.max_batch.max(1),
+            Arc::clone(&tap),
         ));
         Self {
             store,
             clock,
             ids: Arc::default(),
             queue,
+            tap,
         }
+    }
+
+    /// Installs the [`AuditTap`] that every event stored from now on is offered to (on every
+    /// clone). Only the first call takes effect; returns whether this one did.
+    pub fn set_tap(&self, tap: Arc<dyn AuditTap>) -> bool {
+        self.tap.set(tap).is_ok()
     }
 
     /// Audits `event` of a request from `ctx`. A recorded kind is appended before this returns,
@@ -189,10 +212,16 @@ impl Auditor {
         let delivery = event.kind.delivery();
         let stored = self.stored(ctx, event);
         match delivery {
-            Delivery::Recorded => self.store.append_audit(&stored).await.map_err(|e| {
-                tracing::error!(error = %e, kind = %stored.kind, "cannot append audit event");
-                e
-            }),
+            Delivery::Recorded => {
+                self.store.append_audit(&stored).await.map_err(|e| {
+                    tracing::error!(error = %e, kind = %stored.kind, "cannot append audit event");
+                    e
+                })?;
+                if let Some(tap) = self.tap.get() {
+                    tap.offer(&stored);
+                }
+                Ok(())
+            }
             Delivery::Streamed => {
                 self.enqueue(stored);
                 Ok(())
@@ -255,6 +284,7 @@ async fn write_batches(
     store: Arc<dyn AuditStore>,
     mut receiver: mpsc::Receiver<Message>,
     max_batch: usize,
+    tap: Tap,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut flushes = Vec::new();
@@ -272,7 +302,14 @@ async fn write_batches(
         if !batch.is_empty() {
             let written = u64::try_from(batch.len()).unwrap_or(u64::MAX);
             match store.append_audits(&batch).await {
-                Ok(()) => metrics::counter!("audit_events_written_total").increment(written),
+                Ok(()) => {
+                    metrics::counter!("audit_events_written_total").increment(written);
+                    if let Some(tap) = tap.get() {
+                        for event in &batch {
+                            tap.offer(event);
+                        }
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, events = batch.len(), "cannot append audit events");
                     metrics::counter!("audit_events_dropped_total", "reason" => "store_error")

@@ -48,6 +48,8 @@
 //! - [`layer`]: [`Pep`], [`PepLayer`] and [`PepService`], and the [`Admission`] hook that
 //!   refuses an authenticated principal before it costs a decision (a rate limiter).
 //! - [`http_util`]: bounded reads of remote answers, shared with the gateway.
+//! - [`webhooks`]: the Standard Webhooks signature scheme and its [`webhooks::Verifier`], for
+//!   services that receive trustgate's audit events as signed webhooks.
 //!
 //! The in-process adapters for a service embedded in trustgate itself — a `DecisionPoint`
 //! over `pdp::Pdp`, a `SessionResolver` over `authn::accounts::Accounts`, a `DecisionSink`
@@ -97,6 +99,7 @@ pub mod pdp;
 pub mod principal;
 pub mod routes;
 pub mod sink;
+pub mod webhooks;
 
 pub use authenticate::{AuthError, Authenticator, SessionCookie, SessionResolver};
 pub use introspection::{IntrospectionConfig, Introspector};

@@ -31,8 +31,8 @@ use trustgate_tokens::{Algorithm, KeyError, KeyManager, KeyPolicy};
 
 use crate::config::Config;
 use crate::{
-    admin, admin_audit, admin_clients, admin_keys, admin_services, admin_users, error, fga, oauth,
-    ops, pages, request_id, telemetry,
+    admin, admin_audit, admin_clients, admin_keys, admin_services, admin_users, admin_webhooks,
+    error, fga, oauth, ops, pages, request_id, telemetry,
 };
 
 /// What every handler can reach. Cloned for every request by axum's `State` extractor, so it is
@@ -76,6 +76,9 @@ pub struct Services {
     pub api_keys: ApiKeys,
     /// trustgate's own permissions, decided by the PDP over the system store.
     pub access: trustgate_pdp::system::SystemAccess,
+    /// Webhook subscriptions and the delivery outbox (webhooks, back-channel logout tokens);
+    /// taps the auditor.
+    pub webhooks: trustgate_webhooks::Webhooks,
 }
 
 /// Why the services could not start.
@@ -92,7 +95,7 @@ pub enum ServicesError {
 impl AppState {
     /// State over an opened, migrated store: loads (creating on first start) the signing keys
     /// and installs the system model (trustgate's own permissions).
-    /// `secrets_key` seals TOTP secrets, pending logins and signing keys (see
+    /// `secrets_key` seals TOTP secrets, pending logins, signing keys and webhook secrets (see
     /// [`crate::serve::resolve_secrets_key`]).
     pub async fn start(
         store: Arc<dyn Store>,
@@ -132,6 +135,13 @@ impl AppState {
         )
         .await?;
         keys.ensure_keys().await?;
+        let webhooks = trustgate_webhooks::Webhooks::new(
+            store.clone(),
+            Arc::clone(&clock),
+            secrets_key.clone(),
+            config.webhooks.clone(),
+        );
+        webhooks.tap(&auditor);
         let chains = Chains::new(
             store.clone(),
             keys.clone(),
@@ -208,6 +218,7 @@ impl AppState {
             auditor,
             chains,
             accounts,
+            webhooks,
         })))
     }
 }
@@ -240,6 +251,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin_clients::router())
         .merge(admin_keys::router())
         .merge(admin_services::router())
+        .merge(admin_webhooks::router())
         .merge(fga::router())
         .merge(pages::router())
         .merge(oauth::router())

@@ -43,9 +43,9 @@ pub struct Config {
     /// generating one; meant for automation and PostgreSQL deployments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap_token: Option<Secret>,
-    /// The key that seals secrets at rest (TOTP secrets) and pending-login tokens: base64 of 32
-    /// random bytes (`openssl rand -base64 32`). Unset on SQLite: read from or created in
-    /// `<data_dir>/secrets.key`. Required on PostgreSQL, the same on every replica.
+    /// The key that seals secrets at rest (TOTP secrets, webhook signing secrets) and
+    /// pending-login tokens: base64 of 32 random bytes (`openssl rand -base64 32`). Unset on
+    /// SQLite: read from or created in `<data_dir>/secrets.key`. Required on PostgreSQL, the same on every replica.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets_key: Option<Secret>,
     /// HTTP limits.
@@ -62,6 +62,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// API keys and personal access tokens.
     pub api_keys: ApiKeysConfig,
+    /// Webhook delivery (and the back-channel logout queue): URL policy, retries, dead letters.
+    pub webhooks: trustgate_webhooks::WebhooksConfig,
 }
 
 /// API keys (`[api_keys]`).
@@ -327,6 +329,7 @@ impl Default for Config {
             oauth: OAuthConfig::default(),
             audit: AuditConfig::default(),
             api_keys: ApiKeysConfig::default(),
+            webhooks: trustgate_webhooks::WebhooksConfig::default(),
         }
     }
 }
@@ -588,6 +591,7 @@ impl Config {
         self.oauth.validate()?;
         self.audit.validate()?;
         self.api_keys.validate()?;
+        self.webhooks.validate().map_err(ConfigError::Invalid)?;
         if let Some(token) = &self.bootstrap_token
             && token.expose().len() < 32
         {

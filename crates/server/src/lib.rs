@@ -20,6 +20,8 @@
 //! - [`admin_keys`]: its signing-key part (`/admin/v1/keys`).
 //! - [`admin_services`]: service accounts, API keys and roles (`/admin/v1/service-accounts`,
 //!   `/admin/v1/api-keys`, `/admin/v1/roles`).
+//! - [`admin_webhooks`]: webhook subscriptions and the dead-letter list (`/admin/v1/webhooks`),
+//!   over `trustgate-webhooks`.
 //! - [`fga`]: the OpenFGA-compatible relationship PDP API under `/stores` (stores, models,
 //!   tuples, check, batch-check, expand, list-objects, list-users) with OpenFGA's JSON and error
 //!   bodies: thin adapters over the PDP service (`trustgate-pdp`), which owns the in-memory
@@ -37,6 +39,7 @@ pub mod admin_clients;
 pub mod admin_keys;
 pub mod admin_services;
 pub mod admin_users;
+pub mod admin_webhooks;
 pub mod app;
 pub mod auth;
 pub mod bootstrap;

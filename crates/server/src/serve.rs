@@ -182,6 +182,12 @@ impl Server {
             Duration::from_secs(u64::from(self.state.config.audit.anchor_every_secs).min(5)),
         ));
         let maintenance = tokio::spawn(maintain_oauth_periodically(self.state.oauth.clone()));
+        // Deliveries cut off by shutdown mid-attempt are retried when their lease runs out (here
+        // after a restart, or on another replica): delivery is at least once.
+        let webhook_worker = tokio::spawn(trustgate_webhooks::worker::run(
+            self.state.webhooks.clone(),
+            self.state.auditor.clone(),
+        ));
         let metrics_upkeep =
             tokio::spawn(crate::telemetry::metrics_upkeep(self.state.metrics.clone()));
         let settings = crate::listener::ListenerSettings::new(
@@ -201,6 +207,7 @@ impl Server {
         audit_retention.abort();
         audit_anchors.abort();
         maintenance.abort();
+        webhook_worker.abort();
         metrics_upkeep.abort();
         // Decisions and issuances still queued reach the trail before the database closes; a
         // database that does not answer cannot hold shutdown up beyond this bound.

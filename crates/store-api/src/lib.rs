@@ -26,6 +26,9 @@
 //! - [`AttemptStore`], [`NonceStore`]: what every replica must share to enforce one limit:
 //!   counters of failed attempts (login and device-code throttles) and the ledger of spent
 //!   one-time values (passkey challenges; later DPoP `jti`s), keyed by digests (see [`limits`]).
+//! - [`WebhookStore`]: webhook subscriptions (sealed signing secrets) and the outbox of
+//!   deliveries (webhooks and back-channel logout tokens), claimed by workers under a lease
+//!   (see [`webhooks`]).
 //!
 //! # Who decides what
 //! The store validates what it is given (sizes, shapes, references) and keeps its integrity
@@ -46,6 +49,7 @@ pub mod limits;
 pub mod oauth;
 pub mod relationships;
 pub mod service_accounts;
+pub mod webhooks;
 
 use std::fmt;
 
@@ -74,6 +78,10 @@ pub use relationships::{
 pub use service_accounts::{
     ApiKey, ApiKeyStore, EnsuredKey, KeyOwner, KeyUse, NewApiKey, NewServiceAccount,
     SYSTEM_STORE_ID, ServiceAccount, ServiceAccountPage, ServiceAccountStore, VerifiedKey,
+};
+pub use webhooks::{
+    AttemptResult, ClaimedDelivery, Delivery, DeliveryKind, DeliveryPage, DeliveryState,
+    NewDelivery, NewSubscription, StoredSecret, Subscription, WebhookStore,
 };
 
 /// Which database a [`Store`] talks to.
@@ -159,6 +167,7 @@ pub trait Store:
     + AccountStore
     + OAuthStore
     + SigningKeyStore
+    + WebhookStore
     + fmt::Debug
     + Send
     + Sync

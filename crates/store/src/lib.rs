@@ -30,7 +30,8 @@
 //!   [`StoreError`]s (unique and foreign-key violations become `Conflict::Duplicate` and
 //!   `Conflict::Reference` for the shared layer to map), plus the sqlx calls that are the same
 //!   on both backends.
-//! - **Validation** (`accounts`, `limits`, `oauth`, `relationships`, `service_accounts`, private):
+//! - **Validation** (`accounts`, `limits`, `oauth`, `relationships`, `service_accounts`,
+//!   `webhooks`, private):
 //!   input checks, decoding of stored values and continuation tokens, shared by everything
 //!   above.
 //!
@@ -63,6 +64,7 @@ mod sql;
 pub mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod webhooks;
 
 pub use sql::SqlStore;
 

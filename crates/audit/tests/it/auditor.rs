@@ -209,3 +209,53 @@ async fn a_batch_the_store_refuses_is_dropped_and_the_writer_lives_on() {
     assert!(auditor.flush(Duration::from_secs(10)).await);
     assert!(auditor.flush(Duration::from_secs(10)).await);
 }
+
+/// Collects what the tap is offered.
+#[derive(Debug, Default)]
+struct Collect(parking_lot::Mutex<Vec<String>>);
+
+impl trustgate_audit::AuditTap for Collect {
+    fn offer(&self, event: &trustgate_store_api::AuditEvent) {
+        self.0.lock().push(event.kind.clone());
+    }
+}
+
+#[tokio::test]
+async fn the_tap_is_offered_exactly_what_the_trail_holds() {
+    let db = TestDatabase::sqlite().await;
+    let auditor = Auditor::new(db.store.clone(), clock(), AuditorConfig::default());
+    let tap = Arc::new(Collect::default());
+    assert!(auditor.set_tap(tap.clone()));
+    assert!(
+        !auditor.set_tap(Arc::new(Collect::default())),
+        "only the first tap"
+    );
+    auditor
+        .record(&ctx(), Event::new(AuditKind::Login, Outcome::Success))
+        .await
+        .expect("recorded");
+    // A recorded event is offered as soon as it is appended.
+    assert_eq!(*tap.0.lock(), ["login"]);
+    auditor.decision(
+        &ctx(),
+        Decision {
+            principal: "user:u1".into(),
+            action: "check",
+            resource: "document:1".into(),
+            verdict: Verdict::Allow,
+            detail: Map::new(),
+        },
+    );
+    // A streamed one once its batch is written.
+    assert!(auditor.flush(Duration::from_secs(5)).await);
+    assert_eq!(*tap.0.lock(), ["login", "authorization_decision"]);
+    // An event the trail refuses is not offered.
+    db.store.close().await;
+    assert!(
+        auditor
+            .record(&ctx(), Event::new(AuditKind::Logout, Outcome::Success))
+            .await
+            .is_err()
+    );
+    assert_eq!(tap.0.lock().len(), 2);
+}

@@ -9,6 +9,7 @@ mod keys;
 mod services;
 mod storefile;
 mod user;
+mod webhooks;
 
 use std::path::PathBuf;
 
@@ -89,6 +90,10 @@ enum Command {
     /// Roles on trustgate and on stores: grant, revoke, list.
     #[command(subcommand)]
     Role(services::RoleCommand),
+    /// Webhooks: subscribe URLs to audit events (create, list, get, rotate, delete) and the
+    /// dead-letter list of deliveries (dead, redeliver).
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Print the version.
     Version,
 }
@@ -204,6 +209,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Service(c) => services::service(c, &cli.client).await,
         Command::Apikey(c) => services::apikey(c, &cli.client).await,
         Command::Role(c) => services::role(c, &cli.client).await,
+        Command::Webhooks(c) => webhooks::webhooks(c, &cli.client).await,
         Command::Whoami => {
             let client = Client::new(&cli.client)?;
             print_json(&client.call(Method::GET, "/admin/v1/whoami", None).await?);

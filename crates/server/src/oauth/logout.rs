@@ -8,15 +8,13 @@
 //! Ending a session revokes the grants it produced (except `offline_access` ones) and posts a
 //! signed logout token to every client with a `backchannel_logout_uri` that had one.
 
-use std::time::Duration;
-
 use askama::Template;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::header::LOCATION;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
-use trustgate_audit::{AuditKind, Auditor, Event, Outcome, RequestContext};
+use trustgate_audit::RequestContext;
 use trustgate_oauth::provider::{BackchannelNotice, LogoutRequest};
 use trustgate_oauth::request::Params;
 
@@ -30,9 +28,6 @@ use crate::pages::render::{self, ErrorPage};
 use crate::pages::session::{
     PageForm, SameOrigin, SignedIn, account_error, cookie_policy, forbidden, with_cookies,
 };
-
-/// How long one back-channel notification may take.
-const BACKCHANNEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The "sign out?" confirmation.
 #[derive(Debug, Template)]
@@ -157,7 +152,7 @@ fn signed_out(request: &LogoutRequest, cookies: Vec<HeaderValue>) -> Response {
 }
 
 /// Ends the browser's login session: the session is revoked, the grants it produced are
-/// revoked and back-channel logout tokens are sent (in the background). Returns the cookies
+/// revoked and back-channel logout tokens are queued for delivery. Returns the cookies
 /// that clear the session. Shared by `/logout` and `/oidc/logout`.
 pub(crate) async fn end_browser_session(
     state: &AppState,
@@ -188,68 +183,27 @@ pub(crate) async fn end_browser_session(
             .end_session(&current.user.id, &current.session.id, ctx)
             .await
         {
-            Ok(notices) => deliver_backchannel(state.auditor.clone(), ctx.clone(), notices),
+            Ok(notices) => deliver_backchannel(state, notices).await,
             Err(e) => tracing::error!(error = %e, "ending the session's OAuth grants failed"),
         }
     }
     Ok(cleared)
 }
 
-/// Posts each logout token to its client (OIDC Back-Channel Logout §2.5), in the background:
-/// a slow or dead client never holds up the user's sign-out.
-/// Every attempt is audited (streamed: there is no request left to fail).
-fn deliver_backchannel(auditor: Auditor, ctx: RequestContext, notices: Vec<BackchannelNotice>) {
-    if notices.is_empty() {
-        return;
+/// Queues each logout token for its client (OIDC Back-Channel Logout §2.5) in the delivery
+/// outbox: a slow or dead client never holds up the user's sign-out, and a client that is down
+/// gets the token when it comes back (retries with backoff, then the dead-letter list; see
+/// `trustgate-webhooks`). Every attempt is audited by the worker.
+async fn deliver_backchannel(state: &AppState, notices: Vec<BackchannelNotice>) {
+    let queued: Vec<(String, String, String)> = notices
+        .into_iter()
+        .map(|n| (n.client_id, n.uri, n.logout_token))
+        .collect();
+    if let Err(e) = state.webhooks.enqueue_backchannel(&queued).await {
+        tracing::error!(
+            error = %e,
+            clients = queued.len(),
+            "cannot queue back-channel logout tokens; those clients are not notified"
+        );
     }
-    tokio::spawn(async move {
-        let client = match reqwest::Client::builder()
-            .timeout(BACKCHANNEL_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-        {
-            Ok(client) => client,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot build the back-channel HTTP client");
-                return;
-            }
-        };
-        for notice in notices {
-            let outcome = client
-                .post(&notice.uri)
-                .header(http::header::CACHE_CONTROL, "no-store")
-                .form(&[("logout_token", notice.logout_token.as_str())])
-                .send()
-                .await;
-            let (result, status) = match outcome {
-                Ok(response) if response.status().is_success() => {
-                    (Outcome::Success, Some(response.status().as_u16()))
-                }
-                Ok(response) => {
-                    tracing::warn!(
-                        client_id = %notice.client_id,
-                        status = response.status().as_u16(),
-                        "back-channel logout refused by the client"
-                    );
-                    (Outcome::Failure, Some(response.status().as_u16()))
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        client_id = %notice.client_id,
-                        error = %e,
-                        "back-channel logout could not be delivered"
-                    );
-                    (Outcome::Failure, None)
-                }
-            };
-            let event = Event::new(AuditKind::OAuthBackchannelLogout, result)
-                .detail("client_id", notice.client_id.as_str());
-            let event = match status {
-                Some(status) => event.detail("status", status),
-                None => event.detail("reason", "unreachable"),
-            };
-            // A streamed kind: queued, never waits, cannot fail.
-            let _ = auditor.record(&ctx, event).await;
-        }
-    });
 }

@@ -7,6 +7,7 @@ mod admin_audit;
 mod admin_clients;
 mod admin_keys;
 mod admin_users;
+mod admin_webhooks;
 mod connections;
 mod fga_api;
 mod fga_audit;

@@ -230,6 +230,7 @@ impl Database for Postgres {
             RowLock::NoKeyUpdate => " FOR NO KEY UPDATE".to_owned(),
             RowLock::Share => " FOR SHARE".to_owned(),
             RowLock::KeyShare => " FOR KEY SHARE".to_owned(),
+            RowLock::UpdateSkipLocked => " FOR UPDATE SKIP LOCKED".to_owned(),
         }
     }
 

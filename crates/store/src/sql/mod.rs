@@ -28,6 +28,7 @@ mod limits;
 mod oauth;
 mod relationships;
 mod service_accounts;
+mod webhooks;
 
 use std::fmt;
 use std::future::Future;
@@ -201,6 +202,8 @@ pub enum RowLock {
     Share,
     /// `FOR KEY SHARE`: the row must not be deleted until commit.
     KeyShare,
+    /// `FOR UPDATE SKIP LOCKED`: claim rows no other transaction is claiming (a work queue).
+    UpdateSkipLocked,
 }
 
 /// What a transaction serializes against all other transactions doing the same, where there is

@@ -13,3 +13,4 @@ mod service_accounts;
 mod sqlite_faults;
 mod sqlite_lock;
 mod sqlite_upgrade;
+mod webhooks;
