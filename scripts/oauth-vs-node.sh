@@ -10,7 +10,9 @@
 #
 # Usage: scripts/oauth-vs-node.sh [trustgate-load oauth-vs-node flags...]
 #   e.g. scripts/oauth-vs-node.sh --connections 16 --duration 12 --rounds 3
-# Environment: CARGO_TARGET_DIR (default ./target); TRUSTGATE_LOAD_KEEP=1 keeps the data dir;
+# Environment: CARGO_TARGET_DIR (default ./target); TRUSTGATE_BIN runs another trustgate binary
+# (e.g. an earlier release, to compare builds against the same node baseline);
+# TRUSTGATE_LOAD_KEEP=1 keeps the data dir;
 # TRUSTGATE_LOAD_TIMEOUT=SECONDS stops the load generator (and so the run) after that long.
 set -euo pipefail
 
@@ -77,7 +79,7 @@ wait_listening() {
 env -u TRUSTGATE_DATABASE_URL -u TRUSTGATE_CONFIG \
   TRUSTGATE_BOOTSTRAP_TOKEN="$token" \
   TRUSTGATE_OAUTH__ACCESS_TOKEN_ALGORITHM=ES256 \
-  "$target/release/trustgate" serve --listen 127.0.0.1:0 --data-dir "$data" \
+  "${TRUSTGATE_BIN:-$target/release/trustgate}" serve --listen 127.0.0.1:0 --data-dir "$data" \
   >"$data/server.log" 2>&1 &
 server_pid=$!
 base="$(wait_listening "$data/server.log" "$server_pid" "trustgate serve")"

@@ -940,13 +940,14 @@ async fn oauth_vs_node(args: VsNodeArgs) -> Result<()> {
     let grant = tg.grant.clone();
     let node_url = format!("{node_base}/token");
     // The same algorithm on both sides, checked rather than assumed.
-    let probe = Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let probe = Client::builder().timeout(Duration::from_secs(30)).build()?;
     let node_token = one_grant(&probe, &node_url, &node_basic, &grant)
         .await
         .context("node oidc-provider")?;
-    for (who, token) in [("trustgate", &tg.token), ("node oidc-provider", &node_token)] {
+    for (who, token) in [
+        ("trustgate", &tg.token),
+        ("node oidc-provider", &node_token),
+    ] {
         let alg = jws_alg(token).with_context(|| format!("{who}'s access token"))?;
         if alg != "ES256" {
             bail!("{who} signs access tokens with {alg}, not ES256");
@@ -976,8 +977,18 @@ async fn oauth_vs_node(args: VsNodeArgs) -> Result<()> {
         })
     };
     let mut targets = [
-        target("node oidc-provider POST /token", &node_base, "/token", &node_basic)?,
-        target("trustgate POST /oauth2/token", &base, "/oauth2/token", &tg.basic)?,
+        target(
+            "node oidc-provider POST /token",
+            &node_base,
+            "/token",
+            &node_basic,
+        )?,
+        target(
+            "trustgate POST /oauth2/token",
+            &base,
+            "/oauth2/token",
+            &tg.basic,
+        )?,
     ];
     // Grants trustgate answered, warm-up and the provisioning grant included: every one of them
     // must be in the audit trail.
@@ -987,7 +998,11 @@ async fn oauth_vs_node(args: VsNodeArgs) -> Result<()> {
             .phase(args.connections, Duration::from_secs(args.warmup))
             .await?;
         if warm.errors > 0 {
-            bail!("{}: {} failed requests in the warm-up", t.label, warm.errors);
+            bail!(
+                "{}: {} failed requests in the warm-up",
+                t.label,
+                warm.errors
+            );
         }
         if i == 1 {
             tg_issued += warm.samples.len() as u64;

@@ -12,8 +12,7 @@ use time::macros::datetime;
 use trustgate_core::{Clock, ManualClock, Secret, TokenDigest};
 use trustgate_oauth::clients::{
     AuthMethod, Client, ClientCacheConfig, ClientError, ClientRegistration, ClientRegistry,
-    GrantType,
-    JWT_BEARER_ASSERTION_TYPE, PresentedCredentials,
+    GrantType, JWT_BEARER_ASSERTION_TYPE, PresentedCredentials,
 };
 use trustgate_oauth::{ErrorCode, OAuthError};
 use trustgate_store::test_on_both_backends;
