@@ -148,8 +148,14 @@ mod tests {
     #[test]
     fn heads_are_parsed_or_refused() {
         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nx: y\r\n\r\nhello";
-        assert_eq!(parse_head(ok).unwrap(), Some((ok.len() - 5, 200, 5)));
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap(), None);
+        assert_eq!(
+            parse_head(ok).expect("a valid head"),
+            Some((ok.len() - 5, 200, 5))
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").expect("test setup"),
+            None
+        );
         for bad in [
             &b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
@@ -165,30 +171,32 @@ mod tests {
 
     #[tokio::test]
     async fn keep_alive_exchanges_over_a_real_socket() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("test setup");
+        let addr = listener.local_addr().expect("test setup");
         let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+            let (mut s, _) = listener.accept().await.expect("test setup");
             let mut seen = Vec::new();
             for i in 0..3u8 {
                 let mut buf = [0u8; 4096];
-                let n = s.read(&mut buf).await.unwrap();
+                let n = s.read(&mut buf).await.expect("test setup");
                 seen.extend_from_slice(&buf[..n]);
                 // The answer in two writes, to exercise reading a split response.
                 s.write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n")
                     .await
-                    .unwrap();
-                s.write_all(&[b'a', b'0' + i]).await.unwrap();
+                    .expect("test setup");
+                s.write_all(&[b'a', b'0' + i]).await.expect("test setup");
             }
             seen
         });
-        let mut conn = Connection::connect(addr).await.unwrap();
+        let mut conn = Connection::connect(addr).await.expect("test setup");
         let request = Request::post("h", "/p", &[("authorization", "Basic x")], b"k=v");
         for i in 0..3u8 {
-            let (status, body) = conn.send(&request).await.unwrap();
+            let (status, body) = conn.send(&request).await.expect("an answer");
             assert_eq!((status, body), (201, &[b'a', b'0' + i][..]));
         }
-        let seen = String::from_utf8(server.await.unwrap()).unwrap();
+        let seen = String::from_utf8(server.await.expect("test setup")).expect("test setup");
         assert_eq!(seen.matches("POST /p HTTP/1.1\r\nhost: h\r\n").count(), 3);
         assert!(seen.contains("authorization: Basic x\r\ncontent-length: 3\r\n\r\nk=v"));
         // A closed connection is an error, not an empty answer.
