@@ -1056,7 +1056,7 @@ async fn oauth_vs_node(args: VsNodeArgs) -> Result<()> {
     // The audit trail: everything queued is written, nothing was dropped.
     let metrics_url = format!("{base}/metrics");
     let mut written = 0.0;
-    let mut dropped = 0.0;
+    let mut dropped: f64;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = probe.get(&metrics_url).send().await?.text().await?;
