@@ -837,6 +837,7 @@ async fn one_grant(c: &Client, url: &str, basic: &str, body: &[u8]) -> Result<St
     let answer: Value = c
         .post(url)
         .header(AUTHORIZATION, basic)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(body.to_vec())
         .send()
         .await?
