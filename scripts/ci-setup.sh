@@ -12,3 +12,5 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get install -y -qq chromium chromium-driver
 fi
 npm ci --prefix crates/cli/tests/e2e --no-audit --no-fund --loglevel=error
+# The node oidc-provider baseline of scripts/oauth-vs-node.sh, from its committed package-lock.json.
+npm ci --prefix crates/bench/node-oidc-provider --no-audit --no-fund --loglevel=error

@@ -22,6 +22,7 @@
 //! [`Dataset::generate`] also yields representative check queries with their expected answers,
 //! known by construction (see [`QueryClass`]), and users for list-objects.
 
+pub mod http1;
 pub mod login;
 pub mod soak;
 

@@ -48,7 +48,8 @@ pub use registration::{
     validate_registration,
 };
 pub use registry::{
-    CLIENT_ID_PREFIX, CLIENT_SECRET_PREFIX, ClientRegistry, MAX_ASSERTION_LIFETIME, MAX_PAGE,
+    CLIENT_ID_PREFIX, CLIENT_SECRET_PREFIX, ClientCacheConfig, ClientRegistry,
+    MAX_ASSERTION_LIFETIME, MAX_PAGE,
 };
 
 /// Access-token lifetime when the registration names none.

@@ -24,7 +24,7 @@ use trustgate_authn::accounts::{Accounts, AccountsConfig};
 use trustgate_authn::api_keys::{ApiKeys, ApiKeysConfig};
 use trustgate_core::{Clock, SealingKey};
 use trustgate_oauth::Endpoints;
-use trustgate_oauth::clients::ClientRegistry;
+use trustgate_oauth::clients::{ClientCacheConfig, ClientRegistry};
 use trustgate_oauth::provider::{Provider, Settings};
 use trustgate_store_api::Store;
 use trustgate_tokens::{Algorithm, KeyError, KeyManager, KeyPolicy};
@@ -118,8 +118,17 @@ impl AppState {
             secrets_key.clone(),
             AccountsConfig::default(),
         );
+        // Authenticated clients are cached like verified API keys, with the same revocation
+        // poll: a client changed on another replica stops working here within it.
         let clients = ClientRegistry::new(store.clone(), Arc::clone(&clock))
-            .with_assertion_leeway(seconds(config.oauth.assertion_leeway_secs));
+            .with_assertion_leeway(seconds(config.oauth.assertion_leeway_secs))
+            .with_cache(
+                store.clone(),
+                ClientCacheConfig {
+                    epoch_poll: Duration::from_millis(config.api_keys.revocation_poll_ms),
+                    ..ClientCacheConfig::default()
+                },
+            );
         let oauth_config = &config.oauth;
         let policy = KeyPolicy {
             rotation_period: time::Duration::days(i64::from(oauth_config.key_rotation_days)),

@@ -127,7 +127,8 @@ pub trait ClientStore: std::fmt::Debug + Send + Sync {
     async fn list_clients(&self, after: Option<&str>, limit: u32)
     -> Result<ClientPage, StoreError>;
 
-    /// Replaces name and metadata; `None` if there is no such client.
+    /// Replaces name and metadata and advances the credential epoch (replicas caching clients
+    /// drop them); `None` if there is no such client.
     async fn update_client(
         &self,
         id: &str,
@@ -136,7 +137,8 @@ pub trait ClientStore: std::fmt::Debug + Send + Sync {
         now: OffsetDateTime,
     ) -> Result<Option<OAuthClient>, StoreError>;
 
-    /// Replaces (or removes) the secret digest; `false` if there is no such client.
+    /// Replaces (or removes) the secret digest and advances the credential epoch; `false` if
+    /// there is no such client.
     async fn set_client_secret(
         &self,
         id: &str,
@@ -145,7 +147,8 @@ pub trait ClientStore: std::fmt::Debug + Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Deletes the client and everything issued to it (codes, grants and their refresh tokens,
-    /// consents, device authorizations, pushed requests); `false` if there was no such client.
+    /// consents, device authorizations, pushed requests) and advances the credential epoch;
+    /// `false` if there was no such client.
     async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Records a client assertion's `jti` until `expires_at`; `false` if this client used that

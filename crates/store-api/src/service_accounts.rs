@@ -261,6 +261,7 @@ pub trait ApiKeyStore: std::fmt::Debug + Send + Sync {
     async fn record_api_key_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError>;
 
     /// The credential epoch: advances with every revocation, rotation and owner disable or
-    /// deletion (user disable and deletion included).
+    /// deletion (user disable and deletion included), and with every change of an OAuth client
+    /// ([`ClientStore`](crate::ClientStore): update, secret change, deletion).
     async fn credential_epoch(&self) -> Result<i64, StoreError>;
 }

@@ -22,6 +22,11 @@
 //! `trustgate-gateway` (run in this process against the server's JWKS, token exchange and PDP)
 //! in interleaved rounds ([`GatewayArgs`]); `scripts/gateway-load.sh` starts a server and runs it.
 //!
+//! `trustgate-load oauth-vs-node ...` measures `client_credentials` issuance (ES256 JWT access
+//! tokens) of trustgate and of node `oidc-provider` in interleaved rounds of the same run, with
+//! the same connections and durations, and prints the ratio ([`VsNodeArgs`]);
+//! `scripts/oauth-vs-node.sh` starts both servers and runs it.
+//!
 //! `trustgate-load login ...` is the login flood instead ([`LoginArgs`]): it creates a user
 //! through the admin API, measures `GET /healthz` on a light probe connection while idle, then
 //! floods `/login` (N clients, each `GET /login` for the CSRF cookie and field, then
@@ -41,7 +46,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use trustgate_bench::login::{CSRF_COOKIE, LoginOutcome, SESSION_COOKIE, find_cookie, hidden_csrf};
 use trustgate_bench::soak::{self, ErrorKind, Recorder, Windows};
-use trustgate_bench::{Dataset, Stats, fmt_ns};
+use trustgate_bench::{Dataset, Stats, fmt_ns, http1};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -115,6 +120,11 @@ async fn main() -> Result<()> {
         argv.remove(1);
         argv[0] = "trustgate-load oauth".into();
         return oauth_load(OAuthArgs::parse_from(argv)).await;
+    }
+    if argv.get(1).is_some_and(|a| a == "oauth-vs-node") {
+        argv.remove(1);
+        argv[0] = "trustgate-load oauth-vs-node".into();
+        return oauth_vs_node(VsNodeArgs::parse_from(argv)).await;
     }
     if argv.get(1).is_some_and(|a| a == "soak") {
         argv.remove(1);
@@ -771,6 +781,314 @@ async fn oauth_load(args: OAuthArgs) -> Result<()> {
     let errors: u64 = totals.iter().map(|t| t.errors).sum();
     if errors > 0 {
         bail!("{errors} requests failed or answered unexpectedly");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token issuance against node oidc-provider.
+
+/// `trustgate-load oauth-vs-node`: trustgate's client_credentials grants/s against node
+/// `oidc-provider`'s, both issuing ES256-signed JWT access tokens, measured in interleaved rounds
+/// with the same connections and durations.
+#[derive(Debug, Parser)]
+#[command(
+    name = "trustgate-load oauth-vs-node",
+    about = "client_credentials issuance of trustgate against node oidc-provider (ES256 JWTs), interleaved rounds"
+)]
+struct VsNodeArgs {
+    /// Base URL of trustgate.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// trustgate's admin bearer token (registers the benchmark client).
+    #[arg(long, env = "TRUSTGATE_LOAD_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Base URL of the node oidc-provider (its token endpoint is `/token`).
+    #[arg(long)]
+    node_url: String,
+    /// The node provider's client id.
+    #[arg(long, env = "NODE_OIDC_CLIENT_ID")]
+    node_client_id: String,
+    /// The node provider's client secret.
+    #[arg(long, env = "NODE_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    node_client_secret: String,
+    /// Concurrent keep-alive connections (to each server, one server at a time).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Seconds of measurement per server (split over the rounds).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Interleaved rounds (node, trustgate, node, trustgate, ...).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Seconds of unmeasured warm-up per server before the first round.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+}
+
+/// The `alg` of a JWS's protected header.
+fn jws_alg(token: &str) -> Result<String> {
+    use base64::Engine as _;
+    let header = token.split('.').next().context("not a JWS")?;
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .context("the JWS header is not base64url")?,
+    )?;
+    Ok(header["alg"]
+        .as_str()
+        .context("the JWS header has no alg")?
+        .to_owned())
+}
+
+/// One client_credentials grant at `url` with `basic`; the access token.
+async fn one_grant(c: &Client, url: &str, basic: &str, body: &[u8]) -> Result<String> {
+    let answer: Value = c
+        .post(url)
+        .header(AUTHORIZATION, basic)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body.to_vec())
+        .send()
+        .await?
+        .error_for_status()
+        .with_context(|| format!("the client_credentials grant at {url} failed"))?
+        .json()
+        .await?;
+    Ok(answer["access_token"]
+        .as_str()
+        .with_context(|| format!("{url} answered without an access_token"))?
+        .to_owned())
+}
+
+/// A server under load through [`http1`] connections, kept open across phases.
+struct Target {
+    label: &'static str,
+    addr: std::net::SocketAddr,
+    request: Arc<http1::Request>,
+    connections: Vec<http1::Connection>,
+}
+
+impl Target {
+    /// `n` connections send the grant request back to back for `length`; an answer counts when
+    /// it is 200 with an access token. A connection that fails is dropped (and reopened for the
+    /// next phase).
+    async fn phase(&mut self, n: usize, length: Duration) -> Result<Tally> {
+        while self.connections.len() < n {
+            self.connections.push(
+                http1::Connection::connect(self.addr)
+                    .await
+                    .with_context(|| format!("connecting to {}", self.addr))?,
+            );
+        }
+        let start = Instant::now();
+        let deadline = start + length;
+        let mut tasks = tokio::task::JoinSet::new();
+        for mut conn in self.connections.drain(..) {
+            let request = Arc::clone(&self.request);
+            tasks.spawn(async move {
+                let mut t = Tally::default();
+                while Instant::now() < deadline {
+                    let began = Instant::now();
+                    match conn.send(&request).await {
+                        Ok((200, body)) if contains(body, b"\"access_token\"") => {
+                            t.samples.push(began.elapsed().as_nanos() as u64);
+                        }
+                        Ok(_) => t.errors += 1,
+                        Err(_) => {
+                            t.errors += 1;
+                            return (None, t);
+                        }
+                    }
+                }
+                (Some(conn), t)
+            });
+        }
+        let mut total = Tally::default();
+        while let Some(joined) = tasks.join_next().await {
+            let (conn, t) = joined?;
+            self.connections.extend(conn);
+            total.samples.extend(t.samples);
+            total.errors += t.errors;
+        }
+        total.elapsed = start.elapsed();
+        Ok(total)
+    }
+}
+
+/// `name value` lines of a Prometheus text exposition whose metric name is `metric`, summed.
+fn metric_sum(text: &str, metric: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(metric)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn oauth_vs_node(args: VsNodeArgs) -> Result<()> {
+    if args.connections == 0 || args.duration == 0 || args.rounds == 0 {
+        bail!("--connections, --duration and --rounds must be positive");
+    }
+    let base = args.url.trim_end_matches('/').to_owned();
+    let node_base = args.node_url.trim_end_matches('/').to_owned();
+    let admin = client(&format!("Bearer {}", args.token))?;
+    let tg = register_cc_client(&admin, &base).await?;
+    let node_basic = {
+        use base64::Engine as _;
+        let encode =
+            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                encode(&args.node_client_id),
+                encode(&args.node_client_secret)
+            ))
+        )
+    };
+    let grant = tg.grant.clone();
+    let node_url = format!("{node_base}/token");
+    // The same algorithm on both sides, checked rather than assumed.
+    let probe = Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let node_token = one_grant(&probe, &node_url, &node_basic, &grant)
+        .await
+        .context("node oidc-provider")?;
+    for (who, token) in [
+        ("trustgate", &tg.token),
+        ("node oidc-provider", &node_token),
+    ] {
+        let alg = jws_alg(token).with_context(|| format!("{who}'s access token"))?;
+        if alg != "ES256" {
+            bail!("{who} signs access tokens with {alg}, not ES256");
+        }
+    }
+    // Both servers are driven by the same minimal HTTP/1.1 client (`trustgate_bench::http1`):
+    // the load generator shares the cores, so the lighter it is the more of them the servers get.
+    let form = "application/x-www-form-urlencoded";
+    let target = |label: &'static str, base: &str, path: &str, basic: &str| -> Result<Target> {
+        let parsed = url::Url::parse(base)?;
+        let host = parsed.host_str().context("no host in the URL")?;
+        let port = parsed
+            .port_or_known_default()
+            .context("no port in the URL")?;
+        Ok(Target {
+            label,
+            addr: format!("{host}:{port}")
+                .parse()
+                .context("use an IP address in the URL")?,
+            request: Arc::new(http1::Request::post(
+                &format!("{host}:{port}"),
+                path,
+                &[("authorization", basic), ("content-type", form)],
+                &grant,
+            )),
+            connections: Vec::new(),
+        })
+    };
+    let mut targets = [
+        target(
+            "node oidc-provider POST /token",
+            &node_base,
+            "/token",
+            &node_basic,
+        )?,
+        target(
+            "trustgate POST /oauth2/token",
+            &base,
+            "/oauth2/token",
+            &tg.basic,
+        )?,
+    ];
+    // Grants trustgate answered, warm-up and the provisioning grant included: every one of them
+    // must be in the audit trail.
+    let mut tg_issued: u64 = 1;
+    for (i, t) in targets.iter_mut().enumerate() {
+        let warm = t
+            .phase(args.connections, Duration::from_secs(args.warmup))
+            .await?;
+        if warm.errors > 0 {
+            bail!(
+                "{}: {} failed requests in the warm-up",
+                t.label,
+                warm.errors
+            );
+        }
+        if i == 1 {
+            tg_issued += warm.samples.len() as u64;
+        }
+    }
+    let slice = Duration::from_secs_f64(args.duration as f64 / f64::from(args.rounds));
+    let mut totals: Vec<Tally> = targets.iter().map(|_| Tally::default()).collect();
+    let mut per_round: Vec<(f64, f64)> = Vec::new();
+    for _ in 0..args.rounds {
+        let mut rates = [0.0; 2];
+        for ((t, total), rate) in targets.iter_mut().zip(&mut totals).zip(&mut rates) {
+            let tally = t.phase(args.connections, slice).await?;
+            *rate = tally.samples.len() as f64 / tally.elapsed.as_secs_f64().max(1e-9);
+            total.samples.extend(tally.samples);
+            total.errors += tally.errors;
+            total.elapsed += tally.elapsed;
+        }
+        per_round.push((rates[0], rates[1]));
+    }
+    let endpoints: Vec<Endpoint> = targets
+        .iter()
+        .map(|t| Endpoint {
+            label: t.label,
+            requests: Arc::new(Vec::new()),
+        })
+        .collect();
+    tg_issued += totals[1].samples.len() as u64;
+    println!(
+        "\nload: {} connections, {} s per server in {} interleaved rounds (+{} s warm-up each), \
+         {} CPUs shared by both servers and the load generator; ES256 JWT access tokens on both",
+        args.connections,
+        args.duration,
+        args.rounds,
+        args.warmup,
+        cpus(),
+    );
+    let rates = print_table(&endpoints, &mut totals);
+    for (i, (node, tg)) in per_round.iter().enumerate() {
+        println!(
+            "round {}: node {node:.0}/s, trustgate {tg:.0}/s, {:.2}x",
+            i + 1,
+            tg / node.max(1e-9)
+        );
+    }
+    println!(
+        "client_credentials: trustgate {:.0}/s vs node oidc-provider {:.0}/s = {:.2}x",
+        rates[1],
+        rates[0],
+        rates[1] / rates[0].max(1e-9)
+    );
+    // The audit trail: everything queued is written, nothing was dropped.
+    let metrics_url = format!("{base}/metrics");
+    let mut written = 0.0;
+    let mut dropped: f64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = probe.get(&metrics_url).send().await?.text().await?;
+        let now_written = metric_sum(&text, "audit_events_written_total");
+        dropped = metric_sum(&text, "audit_events_dropped_total");
+        if now_written == written || Instant::now() > deadline {
+            break;
+        }
+        written = now_written;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "trustgate grants answered: {tg_issued} (warm-up included); streamed audit events written: \
+         {written:.0}, dropped: {dropped:.0}"
+    );
+    println!("trustgate_grants_answered={tg_issued}");
+    let errors: u64 = totals.iter().map(|t| t.errors).sum();
+    if errors > 0 {
+        bail!("{errors} requests failed or answered unexpectedly");
+    }
+    if dropped > 0.0 {
+        bail!("{dropped} audit events were dropped");
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! format version `v`. Unknown members are ignored when reading, so a newer version's extra
 //! fields do not make a client unreadable after a rollback.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,7 +16,7 @@ use serde_json::{Map, Value};
 use time::Duration;
 use trustgate_core::secret::generate_token;
 use trustgate_core::{Clock, Secret, TokenDigest};
-use trustgate_store_api::{ClientStore, OAuthClient};
+use trustgate_store_api::{ApiKeyStore, ClientStore, OAuthClient, StoreError};
 
 use super::assertion;
 use super::credentials::{JWT_BEARER_ASSERTION_TYPE, PresentedCredentials};
@@ -171,12 +173,132 @@ fn new_secret() -> (Secret, TokenDigest) {
     (secret, digest)
 }
 
+/// Settings of the cache of authenticated clients ([`ClientRegistry::with_cache`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCacheConfig {
+    /// How often the credential epoch is polled (how late another replica's change of a client
+    /// takes effect here).
+    pub epoch_poll: std::time::Duration,
+    /// How old the last successful poll may be before the cache is bypassed.
+    pub stale_after: std::time::Duration,
+    /// The longest a client is cached even when nothing changes.
+    pub ttl: std::time::Duration,
+    /// Clients cached at most.
+    pub capacity: u64,
+}
+
+impl Default for ClientCacheConfig {
+    fn default() -> Self {
+        Self {
+            epoch_poll: std::time::Duration::from_millis(250),
+            stale_after: std::time::Duration::from_secs(2),
+            ttl: std::time::Duration::from_secs(60),
+            capacity: 10_000,
+        }
+    }
+}
+
 /// Registered clients: CRUD for the admin API and authentication for the protocol endpoints.
 #[derive(Debug, Clone)]
 pub struct ClientRegistry {
     store: Arc<dyn ClientStore>,
     clock: Arc<dyn Clock>,
     assertion_leeway: time::Duration,
+    cache: Option<Arc<ClientCache>>,
+}
+
+/// Registered clients as last read, so that authenticating a client on the token endpoint's hot
+/// path costs a digest and a map lookup instead of a database read and a metadata decode.
+///
+/// The rules are those of the API key cache (`trustgate_authn::api_keys`): an entry is used only
+/// while its generation is current (every change of a client through this registry bumps it at
+/// once; a background task polls the database's credential epoch, which every client update,
+/// secret change and deletion advances, and bumps it when another replica changed a client) and
+/// while the last poll succeeded recently (otherwise every authentication reads the database).
+/// Unknown client ids are never cached, so random ids cannot evict registered ones, and the
+/// presented secret is still compared, in constant time, with the stored digest on every request.
+struct ClientCache {
+    epochs: Arc<dyn ApiKeyStore>,
+    config: ClientCacheConfig,
+    entries: moka::sync::Cache<String, Arc<Cached>>,
+    generation: AtomicU64,
+    /// The credential epoch last seen, and when it was last read successfully.
+    epoch: parking_lot::Mutex<Option<(i64, Instant)>>,
+    poll_started: AtomicBool,
+}
+
+/// Invalidates the registry's cache when dropped: at the end of a change, after its
+/// transaction committed, so a concurrent authentication that read the old row cannot cache it
+/// under the new generation.
+struct InvalidateOnDrop<'a>(&'a ClientRegistry);
+
+impl Drop for InvalidateOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.invalidate();
+    }
+}
+
+/// A client and its secret digest, as read at `generation`.
+struct Cached {
+    client: Client,
+    secret_digest: Option<TokenDigest>,
+    generation: u64,
+}
+
+impl std::fmt::Debug for ClientCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCache")
+            .field("cached", &self.entries.entry_count())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCache {
+    fn fresh(&self) -> bool {
+        self.epoch
+            .lock()
+            .is_some_and(|(_, at)| at.elapsed() <= self.config.stale_after)
+    }
+
+    fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate_all();
+    }
+
+    async fn poll_epoch(&self) -> Result<(), StoreError> {
+        let epoch = self.epochs.credential_epoch().await?;
+        let mut seen = self.epoch.lock();
+        if seen.is_some_and(|(e, _)| e != epoch) {
+            self.invalidate();
+        }
+        *seen = Some((epoch, Instant::now()));
+        Ok(())
+    }
+
+    /// Starts the epoch poll on the current runtime, once; it ends with the last registry.
+    fn start_polling(self: &Arc<Self>) {
+        if self.poll_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.poll_started.store(false, Ordering::Release);
+            return;
+        };
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let every = self.config.epoch_poll;
+        runtime.spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(cache) = weak.upgrade() else { return };
+                if let Err(e) = cache.poll_epoch().await {
+                    tracing::warn!(error = %e, "cannot read the credential epoch; clients are authenticated against the database until it answers");
+                }
+            }
+        });
+    }
 }
 
 impl ClientRegistry {
@@ -186,6 +308,42 @@ impl ClientRegistry {
             store,
             clock,
             assertion_leeway: super::assertion::DEFAULT_ASSERTION_LEEWAY,
+            cache: None,
+        }
+    }
+
+    /// Caches authenticated clients (see [`ClientCacheConfig`]), dropping them when the
+    /// credential epoch read from `epochs` moves. Without this every authentication reads the
+    /// client from the store.
+    pub fn with_cache(mut self, epochs: Arc<dyn ApiKeyStore>, config: ClientCacheConfig) -> Self {
+        self.cache = Some(Arc::new(ClientCache {
+            epochs,
+            config,
+            entries: moka::sync::Cache::builder()
+                .max_capacity(config.capacity)
+                .time_to_live(config.ttl)
+                .build(),
+            generation: AtomicU64::new(0),
+            epoch: parking_lot::Mutex::new(None),
+            poll_started: AtomicBool::new(false),
+        }));
+        self
+    }
+
+    /// Forgets every cached client on this replica (every change through this registry does
+    /// it; other replicas follow the credential epoch).
+    pub fn invalidate(&self) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate();
+        }
+    }
+
+    /// Reads the credential epoch now (the background task does this periodically) and drops
+    /// the cached clients if it moved.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        match &self.cache {
+            Some(cache) => cache.poll_epoch().await,
+            None => Ok(()),
         }
     }
 
@@ -268,6 +426,8 @@ impl ClientRegistry {
         let reg = validate_registration(reg)?;
         let metadata = StoredMetadata::of(&reg).to_map()?;
         let now = self.now();
+        // Whatever happens below, what was cached before is stale after it.
+        let _stale = InvalidateOnDrop(self);
         let mut stored = self
             .store
             .update_client(id, &reg.name, &metadata, now)
@@ -304,6 +464,7 @@ impl ClientRegistry {
             return Err(ClientError::NoSecret(client.auth_method));
         }
         let (secret, digest) = new_secret();
+        let _stale = InvalidateOnDrop(self);
         if !self
             .store
             .set_client_secret(id, Some(&digest), self.now())
@@ -316,6 +477,7 @@ impl ClientRegistry {
 
     /// Deletes a client and everything issued to it; `false` if there was no such client.
     pub async fn delete(&self, id: &str) -> Result<bool, ClientError> {
+        let _stale = InvalidateOnDrop(self);
         Ok(self.store.delete_client(id).await?)
     }
 
@@ -369,17 +531,44 @@ impl ClientRegistry {
 
     /// The client with this id; a corrupt record counts as absent (and is logged).
     async fn lookup(&self, id: &str) -> Result<Option<Client>, OAuthError> {
-        let stored = self.store.get_client(id).await?;
-        Ok(match stored {
-            None => None,
-            Some(stored) => match decode(stored) {
-                Ok(client) => Some(client),
-                Err(e) => {
-                    tracing::error!(error = %e, "unreadable client record");
-                    None
-                }
-            },
-        })
+        Ok(self.lookup_cached(id).await?.map(|c| c.client.clone()))
+    }
+
+    /// The client with this id and its secret digest: from the cache when it may be used, else
+    /// from the store (and then cached). A corrupt record counts as absent (and is logged).
+    async fn lookup_cached(&self, id: &str) -> Result<Option<Arc<Cached>>, OAuthError> {
+        // Read before the store, so a change committed while we read makes what we cache stale.
+        let generation = self.cache.as_ref().map(|cache| {
+            cache.start_polling();
+            cache.generation.load(Ordering::Acquire)
+        });
+        if let (Some(cache), Some(generation)) = (&self.cache, generation)
+            && let Some(entry) = cache.entries.get(id)
+            && entry.generation == generation
+            && cache.fresh()
+        {
+            return Ok(Some(entry));
+        }
+        let Some(stored) = self.store.get_client(id).await? else {
+            return Ok(None);
+        };
+        let secret_digest = stored.secret_digest.clone();
+        let client = match decode(stored) {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable client record");
+                return Ok(None);
+            }
+        };
+        let entry = Arc::new(Cached {
+            client,
+            secret_digest,
+            generation: generation.unwrap_or_default(),
+        });
+        if let Some(cache) = &self.cache {
+            cache.entries.insert(id.to_owned(), Arc::clone(&entry));
+        }
+        Ok(Some(entry))
     }
 
     async fn authenticate_secret(
@@ -389,24 +578,21 @@ impl ClientRegistry {
         method: AuthMethod,
     ) -> Result<Client, OAuthError> {
         let presented = TokenDigest::of(secret.expose());
-        let stored = self.store.get_client(client_id).await?;
+        let found = self.lookup_cached(client_id).await?;
         // Compare against a fixed digest when there is nothing to compare with, so an unknown id
         // or a missing secret costs what a wrong secret costs.
         let unknown = TokenDigest::of("");
-        let expected = stored
+        let expected = found
             .as_ref()
-            .and_then(|s| s.secret_digest.as_ref())
+            .and_then(|c| c.secret_digest.as_ref())
             .unwrap_or(&unknown);
         let secret_ok =
-            presented.ct_eq(expected) && stored.as_ref().is_some_and(|s| s.secret_digest.is_some());
-        let Some(stored) = stored else {
-            tracing::debug!("client authentication: unknown client id");
+            presented.ct_eq(expected) && found.as_ref().is_some_and(|c| c.secret_digest.is_some());
+        let Some(found) = found else {
+            tracing::debug!("client authentication: unknown (or unreadable) client id");
             return Err(OAuthError::invalid_client(AUTH_FAILED));
         };
-        let client = decode(stored).map_err(|e| {
-            tracing::error!(error = %e, "unreadable client record");
-            OAuthError::invalid_client(AUTH_FAILED)
-        })?;
+        let client = &found.client;
         if client.auth_method != method {
             tracing::debug!(
                 client_id = %client.id,
@@ -420,7 +606,7 @@ impl ClientRegistry {
             tracing::debug!(client_id = %client.id, "client authentication: wrong secret");
             return Err(OAuthError::invalid_client(AUTH_FAILED));
         }
-        Ok(client)
+        Ok(client.clone())
     }
 
     async fn authenticate_assertion(

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use time::macros::datetime;
 use trustgate_core::{Clock, ManualClock, Secret, TokenDigest};
 use trustgate_oauth::clients::{
-    AuthMethod, Client, ClientError, ClientRegistration, ClientRegistry, GrantType,
-    JWT_BEARER_ASSERTION_TYPE, PresentedCredentials,
+    AuthMethod, Client, ClientCacheConfig, ClientError, ClientRegistration, ClientRegistry,
+    GrantType, JWT_BEARER_ASSERTION_TYPE, PresentedCredentials,
 };
 use trustgate_oauth::{ErrorCode, OAuthError};
 use trustgate_store::test_on_both_backends;
@@ -79,6 +79,8 @@ test_on_both_backends!(
     method_must_be_the_registered_one,
     public_clients_present_only_their_id,
     private_key_jwt_assertions,
+    cached_clients_follow_every_change,
+    cache_is_bypassed_when_the_epoch_is_stale,
 );
 
 async fn invalid_registrations_write_nothing(db: TestDatabase) {
@@ -647,4 +649,100 @@ async fn private_key_jwt_assertions(db: TestDatabase) {
         refused(&registry, &assertion(Some(&secret_client.id), jwt)).await,
         unknown
     );
+}
+
+/// A replica's registry with the client cache, whose epoch is read only when the test says so
+/// (`sync`), so what the cache serves between two polls is deterministic.
+fn cached_replica(db: &TestDatabase, clock: &ManualClock) -> ClientRegistry {
+    let hour = std::time::Duration::from_secs(3600);
+    registry(db, clock).with_cache(
+        db.store.clone(),
+        ClientCacheConfig {
+            epoch_poll: hour,
+            stale_after: hour,
+            ..ClientCacheConfig::default()
+        },
+    )
+}
+
+async fn cached_clients_follow_every_change(db: TestDatabase) {
+    let clock = clock();
+    let (here, there) = (cached_replica(&db, &clock), cached_replica(&db, &clock));
+    let (client, old) = here
+        .create(web_app(AuthMethod::ClientSecretBasic))
+        .await
+        .expect("create");
+    let old = old.expect("secret");
+    here.sync().await.expect("epoch");
+    there.sync().await.expect("epoch");
+    here.authenticate(&basic(&client.id, old.expose()), AUDIENCES)
+        .await
+        .expect("cached now");
+    // A wrong secret is refused from the cache too: the digest is compared on every request.
+    refused(&here, &basic(&client.id, "tgcs_wrong")).await;
+    refused(&here, &post(&client.id, old.expose())).await;
+
+    // Another replica rotates the secret: here the old one works until the next epoch poll
+    // (the documented revocation latency), and not after it.
+    let new = there.rotate_secret(&client.id).await.expect("rotate");
+    here.authenticate(&basic(&client.id, old.expose()), AUDIENCES)
+        .await
+        .expect("served from the cache until the poll");
+    here.sync().await.expect("epoch");
+    refused(&here, &basic(&client.id, old.expose())).await;
+    here.authenticate(&basic(&client.id, new.expose()), AUDIENCES)
+        .await
+        .expect("the new secret");
+
+    // A rotation on this replica ends the old secret here at once, no poll needed.
+    let newer = here.rotate_secret(&client.id).await.expect("rotate here");
+    refused(&here, &basic(&client.id, new.expose())).await;
+    here.authenticate(&basic(&client.id, newer.expose()), AUDIENCES)
+        .await
+        .expect("the newest secret");
+
+    // Another replica changes the method to client_secret_post: after the poll, Basic is the
+    // wrong method here.
+    there
+        .update(&client.id, web_app(AuthMethod::ClientSecretPost))
+        .await
+        .expect("update");
+    here.sync().await.expect("epoch");
+    refused(&here, &basic(&client.id, newer.expose())).await;
+    here.authenticate(&post(&client.id, newer.expose()), AUDIENCES)
+        .await
+        .expect("post now");
+
+    // Another replica deletes the client: gone here after the poll.
+    assert!(there.delete(&client.id).await.expect("delete"));
+    here.sync().await.expect("epoch");
+    refused(&here, &post(&client.id, newer.expose())).await;
+}
+
+async fn cache_is_bypassed_when_the_epoch_is_stale(db: TestDatabase) {
+    let clock = clock();
+    // Every poll is stale at once: the cache must never be used.
+    let here = registry(&db, &clock).with_cache(
+        db.store.clone(),
+        ClientCacheConfig {
+            epoch_poll: std::time::Duration::from_secs(3600),
+            stale_after: std::time::Duration::ZERO,
+            ..ClientCacheConfig::default()
+        },
+    );
+    let there = registry(&db, &clock);
+    let (client, old) = here
+        .create(web_app(AuthMethod::ClientSecretBasic))
+        .await
+        .expect("create");
+    let old = old.expect("secret");
+    here.sync().await.expect("epoch");
+    here.authenticate(&basic(&client.id, old.expose()), AUDIENCES)
+        .await
+        .expect("authenticated");
+    let new = there.rotate_secret(&client.id).await.expect("rotate");
+    refused(&here, &basic(&client.id, old.expose())).await;
+    here.authenticate(&basic(&client.id, new.expose()), AUDIENCES)
+        .await
+        .expect("the new secret, read from the store");
 }

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
+use super::api_keys::advance_epoch;
 use super::{Arg, Database, Row, RowLock, Serial, SqlStore, Tx, TxMode, args};
 use super::{is_reference, reference_is, unique_is};
 use crate::accounts::{object_from_text, require_active, status_from_db, user_not_found};
@@ -348,7 +349,8 @@ impl<D: Database> ClientStore for SqlStore<D> {
         now: OffsetDateTime,
     ) -> Result<Option<OAuthClient>, StoreError> {
         let metadata = check_client_update(id, name, metadata)?;
-        let row = self
+        let mut tx = self.begin(TxMode::Write).await?;
+        let row = tx
             .fetch_optional(
                 &format!(
                     "UPDATE oauth_clients SET name = $1, metadata = $2, updated_at = $3 \
@@ -357,7 +359,13 @@ impl<D: Database> ClientStore for SqlStore<D> {
                 &[name.into(), Arg::json(&metadata), now.into(), id.into()],
             )
             .await?;
-        row.as_ref().map(client_from_row).transpose()
+        let client = row.as_ref().map(client_from_row).transpose()?;
+        if client.is_some() {
+            // Replicas caching authenticated clients drop them (grant types, methods, keys).
+            advance_epoch(&mut tx).await?;
+            tx.commit().await?;
+        }
+        Ok(client)
     }
 
     async fn set_client_secret(
@@ -367,21 +375,34 @@ impl<D: Database> ClientStore for SqlStore<D> {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         check_input("client id", id)?;
-        Ok(self
+        let mut tx = self.begin(TxMode::Write).await?;
+        let found = tx
             .execute(
                 "UPDATE oauth_clients SET secret_digest = $1, updated_at = $2 WHERE id = $3",
                 args![digest, now, id],
             )
             .await?
-            == 1)
+            == 1;
+        if found {
+            // The old secret stops on every replica that caches authenticated clients.
+            advance_epoch(&mut tx).await?;
+            tx.commit().await?;
+        }
+        Ok(found)
     }
 
     async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
         check_input("client id", id)?;
-        Ok(self
+        let mut tx = self.begin(TxMode::Write).await?;
+        let deleted = tx
             .execute("DELETE FROM oauth_clients WHERE id = $1", args![id])
             .await?
-            == 1)
+            == 1;
+        if deleted {
+            advance_epoch(&mut tx).await?;
+            tx.commit().await?;
+        }
+        Ok(deleted)
     }
 
     async fn record_client_assertion(
