@@ -552,7 +552,7 @@ impl ClientRegistry {
         let Some(stored) = self.store.get_client(id).await? else {
             return Ok(None);
         };
-        let secret_digest = stored.secret_digest.clone();
+        let secret_digest = stored.secret_digest;
         let client = match decode(stored) {
             Ok(client) => client,
             Err(e) => {
