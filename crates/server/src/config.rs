@@ -527,6 +527,7 @@ const ENV_KEYS: &[&str] = &[
     "oauth",
     "audit",
     "api_keys",
+    "webhooks",
 ];
 
 impl Config {
