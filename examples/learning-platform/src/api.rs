@@ -107,6 +107,46 @@ pub struct Catalogue {
     pub settings: Settings,
 }
 
+impl Catalogue {
+    /// The demo's data (`trustgate demo`) for the seeded users (name → user id): courses Rust
+    /// and Go, alice's and bob's progress.
+    pub fn demo(users: &BTreeMap<String, String>) -> Catalogue {
+        let course = |id: &str, title: &str| {
+            (
+                id.to_owned(),
+                Course {
+                    id: id.to_owned(),
+                    title: title.to_owned(),
+                    description: format!("An introduction to {title}."),
+                },
+            )
+        };
+        let progress = ["alice", "bob"]
+            .iter()
+            .zip([7, 3])
+            .filter_map(|(name, lessons)| {
+                let id = users.get(*name)?;
+                Some((
+                    id.clone(),
+                    Progress {
+                        student: id.clone(),
+                        name: (*name).to_owned(),
+                        completed: BTreeMap::from([("rust".to_owned(), lessons)]),
+                    },
+                ))
+            })
+            .collect();
+        Catalogue {
+            courses: BTreeMap::from([course("rust", "Rust"), course("go", "Go")]),
+            progress,
+            settings: Settings {
+                enrolment_open: true,
+                banner: "Welcome to the learning platform".to_owned(),
+            },
+        }
+    }
+}
+
 /// The shared, mutable catalogue.
 pub type SharedCatalogue = Arc<RwLock<Catalogue>>;
 

@@ -11,7 +11,7 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::{Value, json};
 use trustgate_core::Secret;
-use trustgate_learning_platform::api::{Catalogue, Course, PLATFORM, Progress, Settings as Data};
+use trustgate_learning_platform::api::{Catalogue, PLATFORM};
 use trustgate_learning_platform::{API_AUDIENCE, LearningPlatform, MODEL, Parts, Settings};
 use trustgate_server::Server;
 
@@ -92,7 +92,7 @@ pub async fn demo(args: &DemoArgs, data_dir: Option<PathBuf>) -> Result<(), Fail
     };
     let platform = LearningPlatform::build(
         settings,
-        trustgate_learning_platform::shared(catalogue(&seeded.users)),
+        trustgate_learning_platform::shared(Catalogue::demo(&seeded.users)),
         Parts::default(),
     )
     .await
@@ -285,43 +285,6 @@ async fn seed(client: &Client, app_url: &str) -> Result<Seeded, Failure> {
         pdp_key: Secret::new(field(&key, "/key")?),
         users,
     })
-}
-
-/// The example's data for the seeded users.
-fn catalogue(users: &BTreeMap<String, String>) -> Catalogue {
-    let course = |id: &str, title: &str| {
-        (
-            id.to_owned(),
-            Course {
-                id: id.to_owned(),
-                title: title.to_owned(),
-                description: format!("An introduction to {title}."),
-            },
-        )
-    };
-    let progress = ["alice", "bob"]
-        .iter()
-        .zip([7, 3])
-        .filter_map(|(name, lessons)| {
-            let id = users.get(*name)?;
-            Some((
-                id.clone(),
-                Progress {
-                    student: id.clone(),
-                    name: (*name).to_owned(),
-                    completed: BTreeMap::from([("rust".to_owned(), lessons)]),
-                },
-            ))
-        })
-        .collect();
-    Catalogue {
-        courses: BTreeMap::from([course("rust", "Rust"), course("go", "Go")]),
-        progress,
-        settings: Data {
-            enrolment_open: true,
-            banner: "Welcome to the learning platform".to_owned(),
-        },
-    }
 }
 
 fn print_what_to_try(

@@ -109,6 +109,11 @@ impl Demo {
             .to_owned()
     }
 
+    /// The demo users: name → user id.
+    pub fn users(&self) -> BTreeMap<String, String> {
+        serde_json::from_value(self.summary["users"].clone()).expect("users")
+    }
+
     pub fn user(&self, name: &str) -> String {
         self.summary["users"][name]
             .as_str()
@@ -597,7 +602,7 @@ async fn gateway(demo: &Demo, tg: &Trustgate, dir: &Path, pdp_url: Option<&str>)
             audience: "learning-internal".into(),
             gateway_client_id: client_id.clone(),
         },
-        shared(demo_catalogue(demo)),
+        shared(Catalogue::demo(&demo.users())),
         None,
     )
     .await
@@ -671,7 +676,7 @@ async fn layer(demo: &Demo, pdp_down: bool, clock: Option<Arc<dyn Clock>>) -> La
             .expect("pdp"),
         ));
     }
-    let catalogue: Catalogue = demo_catalogue(demo);
+    let catalogue: Catalogue = Catalogue::demo(&demo.users());
     let platform = LearningPlatform::build(settings(demo), shared(catalogue), parts)
         .await
         .expect("the example builds");
@@ -679,23 +684,6 @@ async fn layer(demo: &Demo, pdp_down: bool, clock: Option<Arc<dyn Clock>>) -> La
         api: platform.api,
         records,
     }
-}
-
-/// The same data the demo serves (the layer's answers are about policy, the data only has to
-/// exist).
-fn demo_catalogue(demo: &Demo) -> Catalogue {
-    serde_json::from_value(json!({
-        "courses": {
-            "rust": { "id": "rust", "title": "Rust", "description": "" },
-            "go": { "id": "go", "title": "Go", "description": "" },
-        },
-        "progress": {
-            demo.user("alice"): { "student": demo.user("alice"), "name": "alice", "completed": { "rust": 7 } },
-            demo.user("bob"): { "student": demo.user("bob"), "name": "bob", "completed": { "rust": 3 } },
-        },
-        "settings": { "enrolment_open": true, "banner": "hello" },
-    }))
-    .expect("catalogue")
 }
 
 /// The tokens of the matrix, obtained through trustgate's real sign-in.
@@ -1202,7 +1190,7 @@ async fn the_upstream_refuses_what_did_not_come_through_the_gateway() {
             audience: "learning-internal".into(),
             gateway_client_id: "tgc_the_gateway".into(),
         },
-        shared(demo_catalogue(&demo)),
+        shared(Catalogue::demo(&demo.users())),
         None,
     )
     .await
