@@ -16,6 +16,7 @@
 //! url = "https://id.example.com/"
 //! store_id = "01J..."
 //! api_key_env = "GATEWAY_PDP_KEY"            # or api_key_file
+//! decision_cache_ttl_secs = 10               # 0: ask on every request
 //!
 //! [rate_limit]                               # optional: per principal
 //! per_second = 50
@@ -142,6 +143,16 @@ pub struct PdpConfig {
     /// The timeout of one check (default 2000 ms); when it fires the request is answered 503.
     #[serde(default = "default_pdp_timeout")]
     pub timeout_ms: u64,
+    /// How long (seconds, at most 300) a decision may be reused while the store does not change
+    /// (default 10; `0` asks the PDP on every request). The gateway follows the store's
+    /// revision (`GET /stores/{id}/watch`): a tuple change or a new model drops every cached
+    /// decision, and while that stream is down nothing is cached. A request with an
+    /// `X-Consistency-Token` is always asked.
+    #[serde(default = "default_decision_cache_secs")]
+    pub decision_cache_ttl_secs: u64,
+    /// The most decisions cached (default 100000).
+    #[serde(default = "default_decision_cache_entries")]
+    pub decision_cache_max_entries: u64,
 }
 
 /// A token bucket per principal.
@@ -237,6 +248,12 @@ fn default_realm() -> String {
 fn default_pdp_timeout() -> u64 {
     2000
 }
+fn default_decision_cache_secs() -> u64 {
+    10
+}
+fn default_decision_cache_entries() -> u64 {
+    100_000
+}
 fn default_connect_timeout() -> u64 {
     1000
 }
@@ -315,6 +332,18 @@ impl GatewayConfig {
         }
         if self.upstreams.is_empty() {
             return Err(invalid("at least one [[upstream]] is required"));
+        }
+        if self.pdp.decision_cache_ttl_secs > 300 {
+            return Err(invalid(
+                "pdp.decision_cache_ttl_secs: at most 300 (a cached decision is dropped at once \
+                 when the store changes; this bounds it otherwise)",
+            ));
+        }
+        if self.pdp.decision_cache_ttl_secs > 0 && self.pdp.decision_cache_max_entries == 0 {
+            return Err(invalid(
+                "pdp.decision_cache_max_entries: at least 1 (or turn the cache off with \
+                 decision_cache_ttl_secs = 0)",
+            ));
         }
         if let Some(limit) = self.rate_limit
             && (limit.per_second == 0 || limit.burst == Some(0))

@@ -9,7 +9,9 @@
 //!   ─► pep::Pep::decide: route (no rule ─► 403) ─► bearer JWT against trustgate's JWKS
 //!        (API keys, opaque tokens: 401 opaque_token_not_accepted; cookies are no credential)
 //!        ─► rate limit per principal (limit::PrincipalLimiter as pep's Admission ─► 429 +
-//!           Retry-After) ─► scopes ─► step-up ─► PDP over HTTP (down ─► 503)
+//!           Retry-After) ─► scopes ─► step-up ─► PDP over HTTP (down ─► 503), through
+//!           pep's DecisionCache: answers reused while the store's revision (followed over
+//!           `GET /stores/{id}/watch`) stays the same, nothing cached while that stream is down
 //!        every outcome ─► DecisionSink
 //!   ─► the rule's upstream: unhealthy by its health check ─► 503 at once
 //!   ─► internal token: RFC 8693 exchange of the caller's token for aud = the upstream

@@ -18,7 +18,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::task::JoinHandle;
 use trustgate_core::SystemClock;
 use trustgate_pep::{
-    AuthMethod, Authenticator, DecisionSink, HttpDecisionPoint, IntrospectionConfig, Introspector,
+    AuthMethod, Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionSink,
+    HttpDecisionPoint, IntrospectionConfig, Introspector,
     JwtConfig, JwtVerifier, Pep, RouteTable, answer,
 };
 
@@ -137,7 +138,22 @@ impl State {
         }
         let routes = RouteTable::new(rules.into_iter().map(|(rule, _)| rule))?;
         let mut tasks = Vec::new();
-        let mut builder = Pep::builder(&config.realm, routes, authenticator, Arc::new(pdp))
+        let pdp: Arc<dyn DecisionPoint> = if config.pdp.decision_cache_ttl_secs > 0 {
+            let feed = pdp
+                .follow_revisions(Duration::from_millis(config.pdp.timeout_ms))
+                .map_err(|e| GatewayError::Http(e.0))?;
+            Arc::new(DecisionCache::new(
+                Arc::new(pdp),
+                feed,
+                DecisionCacheConfig {
+                    ttl: Duration::from_secs(config.pdp.decision_cache_ttl_secs),
+                    max_entries: config.pdp.decision_cache_max_entries,
+                },
+            ))
+        } else {
+            Arc::new(pdp)
+        };
+        let mut builder = Pep::builder(&config.realm, routes, authenticator, pdp)
             .sink(sink)
             .clock(clock);
         if let Some(limit) = config.rate_limit {

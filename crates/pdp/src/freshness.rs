@@ -26,6 +26,7 @@ use trustgate_authz::index::{TupleChange, TupleIndex};
 use trustgate_store_api::TupleOperation;
 
 use crate::consistency::{self, Consistency, Freshness};
+use crate::watch::RawRevision;
 use crate::{Inner, PdpError, validate_store_id};
 
 /// How often the background refresher polls the database for changes of other replicas.
@@ -40,6 +41,8 @@ pub(crate) struct StoreIndex {
     catch_up: tokio::sync::Mutex<()>,
     /// A compaction of the index is running on the blocking pool.
     compacting: std::sync::atomic::AtomicBool,
+    /// What the index reflects, for watchers ([`crate::watch`]).
+    pub(crate) revision: tokio::sync::watch::Sender<RawRevision>,
 }
 
 /// The loaded indexes, by store id.
@@ -47,7 +50,7 @@ pub(crate) type Indexes = std::sync::RwLock<HashMap<String, Arc<StoreIndex>>>;
 
 impl Inner {
     /// The index of `store_id` if it is loaded.
-    fn loaded(&self, store_id: &str) -> Option<Arc<StoreIndex>> {
+    pub(crate) fn loaded(&self, store_id: &str) -> Option<Arc<StoreIndex>> {
         self.indexes
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -74,6 +77,10 @@ impl Inner {
             index,
             catch_up: tokio::sync::Mutex::new(()),
             compacting: std::sync::atomic::AtomicBool::new(false),
+            revision: tokio::sync::watch::Sender::new(RawRevision {
+                seq,
+                latest_model_id: None,
+            }),
         });
         let mut map = self.indexes.write().unwrap_or_else(|e| e.into_inner());
         // A concurrent loader may have won; keep its index (it may be fresher).
@@ -150,6 +157,7 @@ impl Inner {
                     .apply(seq, std::slice::from_ref(&change))
                     .map_err(PdpError::internal)?;
             }
+            si.publish_seq();
         }
         compact_in_background(si);
         Ok(())
@@ -223,6 +231,9 @@ impl Inner {
                         Ok(()) => {}
                         Err(PdpError::StoreNotFound) => self.forget_store(&store_id),
                         Err(e) => return Err(e),
+                    }
+                    if si.is_watched() {
+                        self.refresh_latest_model(&store_id, &si).await?;
                     }
                 }
             }

@@ -77,6 +77,7 @@ mod query;
 mod stores;
 pub mod system;
 mod tuples;
+pub mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -101,6 +102,7 @@ pub use trustgate_store_api::{
     TupleOperation,
 };
 pub use tuples::{Changes, ReadFilter, TupleWrite, Written};
+pub use watch::{Revision, RevisionWatch, StoreGone};
 
 /// The default page size of store, model, tuple and change listings (OpenFGA's).
 pub const DEFAULT_PAGE_SIZE: u32 = 50;

@@ -149,6 +149,14 @@ async fn build(stored: StoredModel) -> Result<Arc<TypeSystem>, PdpError> {
 }
 
 impl Inner {
+    /// Records `ts` as the latest model of `store_id` and tells the store's watchers.
+    fn set_latest(&self, store_id: &str, ts: Arc<TypeSystem>) {
+        if let Some(si) = self.loaded(store_id) {
+            si.publish_model(&ts.model().id);
+        }
+        self.models.set_latest(store_id, ts);
+    }
+
     /// The type system of `model_id` of `store_id`, or of the store's latest model when
     /// `model_id` is `None` or empty.
     pub(crate) async fn type_system(
@@ -174,7 +182,7 @@ impl Inner {
         Ok(ts)
     }
 
-    async fn latest_type_system(
+    pub(crate) async fn latest_type_system(
         &self,
         store_id: &str,
         consistency: Consistency,
@@ -197,7 +205,7 @@ impl Inner {
                 ts
             }
         };
-        self.models.set_latest(store_id, ts.clone());
+        self.set_latest(store_id, ts.clone());
         Ok(ts)
     }
 }
@@ -269,7 +277,7 @@ impl Pdp {
             .await?;
         let ts = Arc::new(ts);
         inner.models.insert(store_id, ts.clone());
-        inner.models.set_latest(store_id, ts);
+        inner.set_latest(store_id, ts);
         Ok(id)
     }
 

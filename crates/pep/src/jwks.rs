@@ -7,12 +7,17 @@
 //! request per interval, not one per token. trustgate publishes a new key
 //! `oauth.key_publish_ahead_secs` before it signs with it, so in normal operation a refetch on an
 //! unknown `kid` is never needed; it is the recovery path after an unplanned rotation.
+//!
+//! An access token verified once is remembered by its SHA-256 (`VerifiedToken`): a caller
+//! presenting the same token again costs a hash and a lookup, not a signature verification;
+//! its `exp`/`nbf` are still checked on every request.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use trustgate_core::Clock;
 use trustgate_tokens::{AccessTokenClaims, Expectation, JwkSetResolver, VerifyError};
@@ -80,10 +85,34 @@ pub struct JwtVerifier {
     inner: Arc<Inner>,
 }
 
+/// An access token whose signature, issuer, audience and type were verified: the same bytes
+/// verify the same way again, so only its validity period is checked on a later use. Entries
+/// are dropped when a key set is fetched (a key withdrawn from the JWKS is not trusted beyond
+/// that fetch) and after the key set's max age, and are bounded in number
+/// ([`MAX_VERIFIED_TOKENS`]). Keyed by the token's SHA-256, so no token is kept.
+#[derive(Debug)]
+struct VerifiedToken {
+    exp: i64,
+    nbf: Option<i64>,
+    principal: Principal,
+}
+
+impl VerifiedToken {
+    /// `exp` and `nbf` as `tokens::verify` checks them (RFC 7519 §4.1.4, §4.1.5).
+    fn is_current(&self, now: i64, leeway: i64) -> bool {
+        now < self.exp.saturating_add(leeway)
+            && self.nbf.is_none_or(|nbf| now >= nbf.saturating_sub(leeway))
+    }
+}
+
+/// The most verified tokens remembered.
+const MAX_VERIFIED_TOKENS: u64 = 50_000;
+
 struct Inner {
     config: JwtConfig,
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
+    verified: moka::sync::Cache<[u8; 32], Arc<VerifiedToken>>,
     cached: Mutex<Cached>,
     /// Serializes fetches: concurrent misses wait for one request instead of sending many.
     fetch: tokio::sync::Mutex<()>,
@@ -100,23 +129,48 @@ impl std::fmt::Debug for JwtVerifier {
 impl JwtVerifier {
     /// A verifier; `http` should carry a timeout.
     pub fn new(config: JwtConfig, http: reqwest::Client, clock: Arc<dyn Clock>) -> Self {
+        let verified = moka::sync::Cache::builder()
+            .max_capacity(MAX_VERIFIED_TOKENS)
+            .time_to_live(config.jwks_max_age)
+            .build();
         JwtVerifier {
             inner: Arc::new(Inner {
                 config,
                 http,
                 clock,
+                verified,
                 cached: Mutex::new(Cached::default()),
                 fetch: tokio::sync::Mutex::new(()),
             }),
         }
     }
 
-    /// Verifies `token` and describes its caller.
+    /// Verifies `token` and describes its caller. A token verified before is not verified
+    /// again (see [`VerifiedToken`]); its `exp` and `nbf` are checked on every use.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let audience = self.inner.config.audience.clone();
-        self.verify_as::<AccessTokenClaims>(token, &audience, Some(ACCESS_TOKEN_TYP))
-            .await
-            .map(principal_from_claims)
+        let inner = &self.inner;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = inner.clock.now().unix_timestamp();
+        let leeway = i64::try_from(inner.config.leeway.as_secs()).unwrap_or(i64::MAX);
+        if let Some(known) = inner.verified.get(&digest) {
+            if known.is_current(now, leeway) {
+                return Ok(known.principal.clone());
+            }
+            // Expired (or not yet valid): the full verification says which, precisely.
+            inner.verified.invalidate(&digest);
+        }
+        let audience = inner.config.audience.clone();
+        let claims = self
+            .verify_as::<AccessTokenClaims>(token, &audience, Some(ACCESS_TOKEN_TYP))
+            .await?;
+        let known = VerifiedToken {
+            exp: claims.exp,
+            nbf: claims.nbf,
+            principal: principal_from_claims(claims),
+        };
+        let principal = known.principal.clone();
+        inner.verified.insert(digest, Arc::new(known));
+        Ok(principal)
     }
 
     /// Verifies an OpenID Connect ID token (Core §3.1.3.7) a relying party received from the
@@ -255,6 +309,8 @@ impl JwtVerifier {
         match result {
             Ok(keys) => {
                 let keys = Arc::new(keys);
+                // Verified tokens were verified against the previous set.
+                inner.verified.invalidate_all();
                 cached.keys = Some(keys.clone());
                 cached.fetched_at = Some(now);
                 Ok(keys)

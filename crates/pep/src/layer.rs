@@ -169,6 +169,12 @@ impl Pep {
             object: &matched.resource,
             request_id,
             ip,
+            consistency_token: request
+                .headers
+                .get(crate::pdp::CONSISTENCY_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty()),
+            model_id: None,
         };
         match self.pdp.check(&query).await {
             Ok(true) => Ok(Reason::Allowed),

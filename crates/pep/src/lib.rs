@@ -91,6 +91,7 @@
 
 pub mod answer;
 pub mod authenticate;
+pub mod decision_cache;
 pub mod http_util;
 pub mod introspection;
 pub mod jwks;
@@ -102,6 +103,7 @@ pub mod sink;
 pub mod webhooks;
 
 pub use authenticate::{AuthError, Authenticator, SessionCookie, SessionResolver};
+pub use decision_cache::{DecisionCache, DecisionCacheConfig, LiveRevision, Revision, RevisionFeed};
 pub use introspection::{IntrospectionConfig, Introspector};
 pub use jwks::{IdTokenClaims, JwtConfig, JwtVerifier};
 pub use layer::{Admission, Pep, PepBuilder, PepLayer, PepService};

@@ -79,6 +79,9 @@ pub struct Services {
     /// Webhook subscriptions and the delivery outbox (webhooks, back-channel logout tokens);
     /// taps the auditor.
     pub webhooks: trustgate_webhooks::Webhooks,
+    /// Turns `true` when shutdown begins: long-lived responses (the store watch streams) end
+    /// then instead of holding the drain up for the whole grace period.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// Why the services could not start.
@@ -228,6 +231,7 @@ impl AppState {
             chains,
             accounts,
             webhooks,
+            stopping: tokio::sync::watch::Sender::new(false),
         })))
     }
 }

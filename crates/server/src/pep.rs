@@ -18,7 +18,8 @@ use trustgate_pep::{
 
 /// Checks against a store of the in-process PDP, at its latest model (or a pinned one) and
 /// minimal latency (the PDP's index follows every write on this replica at once, and other
-/// replicas' within its refresh interval). Each check is in the PDP's decision log under
+/// replicas' within its refresh interval), or at least as fresh as the request's consistency
+/// token. Each check is in the PDP's decision log under
 /// `asked_by`.
 #[derive(Debug, Clone)]
 pub struct InProcessDecisionPoint {
@@ -45,7 +46,8 @@ impl InProcessDecisionPoint {
 impl DecisionPoint for InProcessDecisionPoint {
     async fn check(&self, q: &CheckQuery<'_>) -> Result<bool, Unavailable> {
         let mut scope = QueryScope::latest(&self.store_id);
-        scope.model_id = self.model_id.as_deref();
+        scope.model_id = self.model_id.as_deref().or(q.model_id);
+        scope.freshness.token = q.consistency_token;
         let context = RequestContext::new(
             q.ip.and_then(|ip| ip.parse::<IpAddr>().ok()),
             None,

@@ -197,9 +197,11 @@ impl Server {
                 + crate::listener::RESERVED_DESCRIPTORS,
         );
         log_listener_settings(&self.state.config.http, &settings);
+        let stopping = self.state.stopping.clone();
         let app = router(self.state);
         let signal = async move {
             shutdown.await;
+            stopping.send_replace(true);
             tracing::info!("shutdown requested; draining in-flight requests");
         };
         crate::listener::serve(self.listener, app, settings, signal, grace).await;

@@ -30,6 +30,9 @@
 //! [`error::status_and_code`]).
 //!
 //! # trustgate additions (ignored by OpenFGA clients)
+//! - `GET /stores/{id}/watch`: the store's revision as server-sent events, so that an
+//!   enforcement point can cache decisions and drop them when a tuple or the model changes
+//!   ([`watch`]).
 //! - Consistency tokens: every write answer carries `X-Consistency-Token` (and the same value
 //!   in the body's `consistency_token`); queries that send it back in `X-Consistency-Token` are
 //!   answered at least as fresh as that write (see [`trustgate_pdp::consistency`]).
@@ -48,6 +51,7 @@ pub mod error;
 pub mod query;
 pub mod stores;
 pub mod tuples;
+pub mod watch;
 pub mod wire;
 
 use axum::Router;
@@ -89,6 +93,7 @@ pub fn router() -> Router<AppState> {
         .route("/stores/{store_id}/expand", post(query::expand))
         .route("/stores/{store_id}/list-objects", post(query::list_objects))
         .route("/stores/{store_id}/list-users", post(query::list_users))
+        .route("/stores/{store_id}/watch", get(watch::watch))
 }
 
 /// A JSON body read leniently as OpenFGA's gateway does (no content type required, an empty

@@ -19,7 +19,7 @@ use trustgate_authn::api_keys::KeySpec;
 use trustgate_core::{Clock, Secret};
 use trustgate_oauth::clients::GrantType;
 use trustgate_pep::{
-    Authenticator, DecisionPoint, DecisionRecord, DecisionSink, HttpDecisionPoint,
+    Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionRecord, DecisionSink, HttpDecisionPoint,
     IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep, Principal, Reason, RouteTable,
     Rule, SessionCookie, StepUp,
 };
@@ -71,6 +71,8 @@ struct Trustgate {
     issuer: String,
     store_id: String,
     jwks_hits: Arc<AtomicUsize>,
+    /// Checks asked over HTTP.
+    check_hits: Arc<AtomicUsize>,
     rs: Registered,
 }
 
@@ -100,13 +102,17 @@ async fn admin(op: &Op, method: &str, path: &str, body: Value) -> (StatusCode, V
 async fn trustgate(db: &TestDatabase) -> Trustgate {
     let op = op(db).await;
     let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
+    let check_hits = Arc::new(AtomicUsize::new(0));
+    let counted = (hits.clone(), check_hits.clone());
     let app = op.app.clone().layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let counted = counted.clone();
+            let (jwks, checks) = counted.clone();
             async move {
                 if req.uri().path() == "/.well-known/jwks.json" {
-                    counted.fetch_add(1, Ordering::SeqCst);
+                    jwks.fetch_add(1, Ordering::SeqCst);
+                }
+                if req.uri().path().ends_with("/check") {
+                    checks.fetch_add(1, Ordering::SeqCst);
                 }
                 next.run(req).await
             }
@@ -154,6 +160,7 @@ async fn trustgate(db: &TestDatabase) -> Trustgate {
         issuer,
         store_id,
         jwks_hits: hits,
+        check_hits,
         rs,
     }
 }
@@ -171,6 +178,23 @@ impl Trustgate {
             "POST",
             &format!("/stores/{}/write", self.store_id),
             json!({ "writes": { "tuple_keys": keys } }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    async fn delete(&self, tuples: &[(&str, &str, &str)]) {
+        let keys: Vec<Value> = tuples
+            .iter()
+            .map(|(user, relation, object)| {
+                json!({ "user": user, "relation": relation, "object": object })
+            })
+            .collect();
+        let (status, body) = admin(
+            &self.op,
+            "POST",
+            &format!("/stores/{}/write", self.store_id),
+            json!({ "deletes": { "tuple_keys": keys } }),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -219,16 +243,18 @@ impl Trustgate {
     }
 
     fn http_pdp(&self) -> Arc<dyn DecisionPoint> {
-        Arc::new(
-            HttpDecisionPoint::new(
-                &self.base,
-                &self.store_id,
-                Secret::new(self.op.admin_token.clone()),
-                None,
-                Self::http(),
-            )
-            .expect("pdp"),
+        Arc::new(self.http_decision_point())
+    }
+
+    fn http_decision_point(&self) -> HttpDecisionPoint {
+        HttpDecisionPoint::new(
+            &self.base,
+            &self.store_id,
+            Secret::new(self.op.admin_token.clone()),
+            None,
+            Self::http(),
         )
+        .expect("pdp")
     }
 
     fn authenticator(&self, ttl: Duration) -> Authenticator {
@@ -944,8 +970,216 @@ async fn the_in_process_adapters_decide_resolve_sessions_and_audit(db: TestDatab
     }
 }
 
+/// Calls `path` as `token` until the status is `want` (the revision feed delivers a change
+/// within milliseconds; the deadline only stops a broken build from hanging).
+async fn until_status(app: &Router, path: &str, token: &str, want: StatusCode) -> Answer {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = call(app, path, &[("authorization", &bearer(token))]).await;
+        if a.status == want || tokio::time::Instant::now() > deadline {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn decisions_are_cached_until_the_store_changes(db: TestDatabase) {
+    let tg = trustgate(&db).await;
+    tg.write(&[("user:bob", "viewer", "course:9")]).await;
+    let point = tg.http_decision_point();
+    let mut feed = point
+        .follow_revisions(Duration::from_secs(1))
+        .expect("feed");
+    assert!(feed.wait_live().await, "the feed connects");
+    let first = feed.current().expect("live");
+    assert!(first.revision.latest_model_id.is_some(), "{first:?}");
+    let cache = Arc::new(DecisionCache::new(
+        Arc::new(point),
+        feed.clone(),
+        DecisionCacheConfig {
+            // Only a change of the store may end an entry in this test.
+            ttl: Duration::from_secs(3600),
+            max_entries: 1000,
+        },
+    ));
+    let records = Arc::new(Records::default());
+    let app = tg.app(cache.clone(), records.clone());
+    let alice = tg.token("alice", |_| {});
+    let asked = || tg.check_hits.load(Ordering::SeqCst);
+
+    // A denial is cached like an allow: the second request costs no check.
+    let a = call(&app, "/courses/1", &[("authorization", &bearer(&alice))]).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let after_first = asked();
+    let a = call(&app, "/courses/1", &[("authorization", &bearer(&alice))]).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(asked(), after_first, "answered from the cache");
+    assert_eq!(cache.len(), 1);
+
+    // A tuple written: the cached denial dies with the revision.
+    tg.write(&[("user:alice", "viewer", "course:1")]).await;
+    let a = until_status(&app, "/courses/1", &alice, StatusCode::OK).await;
+    assert_eq!(a.status, StatusCode::OK, "the write reached the cache");
+    assert_ne!(feed.current(), Some(first.clone()), "a new revision");
+    let allowed_at = asked();
+    let a = call(&app, "/courses/1", &[("authorization", &bearer(&alice))]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(asked(), allowed_at, "the allow is cached");
+
+    // Deleted again: the cached allow dies too.
+    tg.delete(&[("user:alice", "viewer", "course:1")]).await;
+    let a = until_status(&app, "/courses/1", &alice, StatusCode::FORBIDDEN).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "the delete reached the cache");
+
+    // A request carrying a consistency token is asked with it, never served from the cache.
+    let (status, written) = admin(
+        &tg.op,
+        "POST",
+        &format!("/stores/{}/write", tg.store_id),
+        json!({ "writes": { "tuple_keys": [
+            { "user": "user:alice", "relation": "viewer", "object": "course:2" }
+        ] } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{written}");
+    let token = written["consistency_token"].as_str().expect("token");
+    let before = asked();
+    let a = call(
+        &app,
+        "/courses/2",
+        &[
+            ("authorization", &bearer(&alice)),
+            ("x-consistency-token", token),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(asked(), before + 1, "asked");
+    let a = call(
+        &app,
+        "/courses/2",
+        &[
+            ("authorization", &bearer(&alice)),
+            ("x-consistency-token", token),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(asked(), before + 2, "asked again: never from the cache");
+
+    // A new model is a new revision: decisions under the old model are dropped.
+    let a = until_status(&app, "/courses/9", &tg.token("bob", |_| {}), StatusCode::OK).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let narrower = trustgate_authz::dsl::parse(
+        "model\n  schema 1.1\ntype user\ntype service\ntype course\n  relations\n    define owner: [user]\n    define viewer: owner\ntype platform\n  relations\n    define admin: [user]\n",
+    )
+    .expect("model");
+    let (status, body) = admin(
+        &tg.op,
+        "POST",
+        &format!("/stores/{}/authorization-models", tg.store_id),
+        serde_json::to_value(&narrower).expect("json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let a = until_status(
+        &app,
+        "/courses/9",
+        &tg.token("bob", |_| {}),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::FORBIDDEN,
+        "the new model reached the cache"
+    );
+    assert_eq!(
+        feed.current().and_then(|l| l.revision.latest_model_id.clone()),
+        body["authorization_model_id"].as_str().map(str::to_owned)
+    );
+}
+
+async fn the_watch_stream_needs_a_reader_and_a_store(db: TestDatabase) {
+    let tg = trustgate(&db).await;
+    let http = Trustgate::http();
+    let url = tg
+        .base
+        .join(&format!("stores/{}/watch", tg.store_id))
+        .expect("url");
+    let anonymous = http.get(url.clone()).send().await.expect("send");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let unknown = http
+        .get(
+            tg.base
+                .join("stores/01J00000000000000000000000/watch")
+                .expect("url"),
+        )
+        .bearer_auth(&tg.op.admin_token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    // The stream opens with the current revision as one `revision` event.
+    let mut open = http
+        .get(url)
+        .bearer_auth(&tg.op.admin_token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(open.status(), StatusCode::OK);
+    assert_eq!(
+        open.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = open.chunk().await.expect("chunk").expect("more");
+        text.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    }
+    assert!(text.starts_with("event: revision\ndata: {"), "{text}");
+    assert!(text.contains("\"consistency_token\":\""), "{text}");
+}
+
+async fn a_verified_token_is_remembered_but_expires_on_time(db: TestDatabase) {
+    let tg = trustgate(&db).await;
+    tg.write(&[("user:alice", "viewer", "course:1")]).await;
+    let records = Arc::new(Records::default());
+    let app = tg.app(tg.http_pdp(), records.clone());
+    let mut n = 0;
+    let token = tg.token("alice", |c| c.exp = tg.now() + 60);
+    for _ in 0..3 {
+        let a = call(&app, "/courses/1", &[("authorization", &bearer(&token))]).await;
+        assert_eq!(a.status, StatusCode::OK);
+        last(&records, &mut n);
+    }
+    // A byte changed in the signature is another token: verified, and refused.
+    let mut tampered = token.clone().into_bytes();
+    let at = tampered.len() - 3;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    let a = call(&app, "/courses/1", &[("authorization", &bearer(&tampered))]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    last(&records, &mut n);
+    // The remembered token expires at its `exp`, not when the memory fades.
+    tg.op.clock.advance(time::Duration::seconds(61));
+    let a = call(&app, "/courses/1", &[("authorization", &bearer(&token))]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        last(&records, &mut n).reason,
+        Reason::InvalidToken {
+            why: "token_expired".into()
+        }
+    );
+}
+
 test_on_both_backends!(
     the_layer_authenticates_authorizes_and_answers,
+    decisions_are_cached_until_the_store_changes,
+    the_watch_stream_needs_a_reader_and_a_store,
+    a_verified_token_is_remembered_but_expires_on_time,
     an_unknown_kid_refetches_the_jwks_at_most_once_per_interval,
     a_pdp_that_cannot_answer_is_503_never_200,
     api_keys_are_introspected_and_revocation_holds_within_the_ttl,
