@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 use trustgate_core::SystemClock;
 use trustgate_pep::{
     AuthMethod, Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionSink,
-    HttpDecisionPoint, IntrospectionConfig, Introspector,
-    JwtConfig, JwtVerifier, Pep, RouteTable, answer,
+    HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep, RouteTable,
+    answer,
 };
 
 use crate::GatewayError;

@@ -125,7 +125,11 @@ pub struct DecisionCache {
 impl DecisionCache {
     /// Caches the answers of `inner` for the revision `feed` reports. Must run inside a tokio
     /// runtime (a task drops the entries of a revision when it is replaced).
-    pub fn new(inner: Arc<dyn DecisionPoint>, feed: RevisionFeed, config: DecisionCacheConfig) -> Self {
+    pub fn new(
+        inner: Arc<dyn DecisionPoint>,
+        feed: RevisionFeed,
+        config: DecisionCacheConfig,
+    ) -> Self {
         let entries: moka::sync::Cache<Key, bool> = moka::sync::Cache::builder()
             .max_capacity(config.max_entries)
             .time_to_live(config.ttl)
@@ -224,9 +228,11 @@ mod tests {
             if self.down.load(Ordering::SeqCst) {
                 return Err(Unavailable("down".into()));
             }
-            Ok(self.allowed.lock().iter().any(|(s, r, o)| {
-                s == q.subject && r == q.relation && o == q.object
-            }))
+            Ok(self
+                .allowed
+                .lock()
+                .iter()
+                .any(|(s, r, o)| s == q.subject && r == q.relation && o == q.object))
         }
     }
 
@@ -321,7 +327,11 @@ mod tests {
             assert_eq!(cache.check(&query("user:anne")).await, Ok(true));
         }
         assert_eq!(pdp.calls.load(Ordering::SeqCst), 3);
-        assert_eq!(pdp.asked.lock()[0], (None, None), "asked as the caller asked");
+        assert_eq!(
+            pdp.asked.lock()[0],
+            (None, None),
+            "asked as the caller asked"
+        );
         // Up, cached, then down again: the cached answer is not used.
         tx.send_replace(live(1, "t1"));
         assert_eq!(cache.check(&query("user:anne")).await, Ok(true));

@@ -103,7 +103,9 @@ pub mod sink;
 pub mod webhooks;
 
 pub use authenticate::{AuthError, Authenticator, SessionCookie, SessionResolver};
-pub use decision_cache::{DecisionCache, DecisionCacheConfig, LiveRevision, Revision, RevisionFeed};
+pub use decision_cache::{
+    DecisionCache, DecisionCacheConfig, LiveRevision, Revision, RevisionFeed,
+};
 pub use introspection::{IntrospectionConfig, Introspector};
 pub use jwks::{IdTokenClaims, JwtConfig, JwtVerifier};
 pub use layer::{Admission, Pep, PepBuilder, PepLayer, PepService};

@@ -1211,14 +1211,22 @@ async fn watchers_see_every_change_of_their_replica(db: TestDatabase) {
     let mut on_b = b.watch(&store).await.expect("watch b");
     let start = on_b.current();
     assert_eq!(start.latest_model_id.as_deref(), Some(model.as_str()));
-    assert_eq!(on_a.current(), start, "both replicas start at the same revision");
+    assert_eq!(
+        on_a.current(),
+        start,
+        "both replicas start at the same revision"
+    );
 
     // A write through A: A's watcher sees its token before the write returns to anyone else;
     // B's sees it through the refresher.
     let written = write(&a, &store, &[tk("document:1", "viewer", "user:anne")]).await;
-    let seen_a = next_revision(&mut on_a, Duration::from_secs(1)).await.expect("a");
+    let seen_a = next_revision(&mut on_a, Duration::from_secs(1))
+        .await
+        .expect("a");
     assert_eq!(seen_a.token, written.token);
-    let seen_b = next_revision(&mut on_b, Duration::from_secs(5)).await.expect("b");
+    let seen_b = next_revision(&mut on_b, Duration::from_secs(5))
+        .await
+        .expect("b");
     assert_eq!(seen_b.token, written.token);
     // The answer at that revision reflects the write on B too.
     assert!(
@@ -1237,16 +1245,28 @@ async fn watchers_see_every_change_of_their_replica(db: TestDatabase) {
     // A new model written through A reaches B's watcher without any query on B.
     let newer = trustgate_authz::dsl::parse(MODEL).expect("model");
     let newer = a.write_model(&store, newer).await.expect("model");
-    let seen_a = next_revision(&mut on_a, Duration::from_secs(1)).await.expect("a");
+    let seen_a = next_revision(&mut on_a, Duration::from_secs(1))
+        .await
+        .expect("a");
     assert_eq!(seen_a.latest_model_id.as_deref(), Some(newer.as_str()));
-    let seen_b = next_revision(&mut on_b, Duration::from_secs(5)).await.expect("b");
+    let seen_b = next_revision(&mut on_b, Duration::from_secs(5))
+        .await
+        .expect("b");
     assert_eq!(seen_b.latest_model_id.as_deref(), Some(newer.as_str()));
     assert_eq!(seen_b.token, written.token, "no tuple changed");
 
     // A deleted store ends the watch: nothing may be cached for it any more.
     a.delete_store(&store).await.expect("delete");
-    assert!(next_revision(&mut on_a, Duration::from_secs(1)).await.is_err());
-    assert!(next_revision(&mut on_b, Duration::from_secs(5)).await.is_err());
+    assert!(
+        next_revision(&mut on_a, Duration::from_secs(1))
+            .await
+            .is_err()
+    );
+    assert!(
+        next_revision(&mut on_b, Duration::from_secs(5))
+            .await
+            .is_err()
+    );
     assert!(matches!(
         a.watch(&store).await,
         Err(PdpError::StoreNotFound)

@@ -19,9 +19,9 @@ use trustgate_authn::api_keys::KeySpec;
 use trustgate_core::{Clock, Secret};
 use trustgate_oauth::clients::GrantType;
 use trustgate_pep::{
-    Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionRecord, DecisionSink, HttpDecisionPoint,
-    IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep, Principal, Reason, RouteTable,
-    Rule, SessionCookie, StepUp,
+    Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionRecord, DecisionSink,
+    HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep, Principal,
+    Reason, RouteTable, Rule, SessionCookie, StepUp,
 };
 use trustgate_server::pep::{AccountsSessionResolver, AuditSink, InProcessDecisionPoint};
 use trustgate_store::test_on_both_backends;
@@ -1029,7 +1029,11 @@ async fn decisions_are_cached_until_the_store_changes(db: TestDatabase) {
     // Deleted again: the cached allow dies too.
     tg.delete(&[("user:alice", "viewer", "course:1")]).await;
     let a = until_status(&app, "/courses/1", &alice, StatusCode::FORBIDDEN).await;
-    assert_eq!(a.status, StatusCode::FORBIDDEN, "the delete reached the cache");
+    assert_eq!(
+        a.status,
+        StatusCode::FORBIDDEN,
+        "the delete reached the cache"
+    );
 
     // A request carrying a consistency token is asked with it, never served from the cache.
     let (status, written) = admin(
@@ -1095,7 +1099,8 @@ async fn decisions_are_cached_until_the_store_changes(db: TestDatabase) {
         "the new model reached the cache"
     );
     assert_eq!(
-        feed.current().and_then(|l| l.revision.latest_model_id.clone()),
+        feed.current()
+            .and_then(|l| l.revision.latest_model_id.clone()),
         body["authorization_model_id"].as_str().map(str::to_owned)
     );
 }
