@@ -20,6 +20,7 @@
 //!          step-up (auth_time within max_age; amr or acr)  ─► else 401
 //!                                                 insufficient_user_authentication (RFC 9470)
 //!          DecisionPoint::check(subject, action, resource) ─► false 403, error 503, never allow
+//!            (a DecisionCache answers from the current store revision when it can)
 //!            ▼
 //!          the service, with the Principal in the request's extensions (the extractor)
 //! every outcome ─► DecisionSink (principal, action, resource, decision, reason, request id, IP)
@@ -40,7 +41,11 @@
 //!   [`IntrospectionConfig::ttl`] (≤ 30 s, default 5 s) after trustgate stops answering
 //!   `active`.
 //! - [`pdp`]: the [`DecisionPoint`] trait and [`HttpDecisionPoint`] over trustgate's
-//!   `POST /stores/{id}/check`. No decision cache: every protected request asks.
+//!   `POST /stores/{id}/check`, and the store's revision feed over `GET /stores/{id}/watch`
+//!   ([`HttpDecisionPoint::follow_revisions`]).
+//! - [`decision_cache`]: [`DecisionCache`], a [`DecisionPoint`] that reuses answers while the
+//!   store's revision stays the same: a tuple change or a new model drops them all, nothing is
+//!   cached while the feed is down, and a request with `X-Consistency-Token` always asks.
 //! - [`answer`]: statuses, `WWW-Authenticate` challenges (RFC 6750 §3, RFC 9470 §3) and the
 //!   JSON bodies with their stable `code`.
 //! - [`sink`]: the [`DecisionSink`] trait, its [`DecisionRecord`] and [`Reason`]s, and the
@@ -57,6 +62,8 @@
 //! depends only on `tokens` (the one verification policy, JWK parsing) and `core`.
 //!
 //! # Revocation bounds
+//! - Decisions (with a [`DecisionCache`]): never past a tuple change or a new model as the PDP
+//!   replica the feed watches has applied it; the feed delivers each change as one event.
 //! - JWT access tokens are verified locally: a revoked JWT is honoured until its `exp`
 //!   (trustgate's access tokens live minutes). Protect routes where that matters with
 //!   introspected credentials, or keep access tokens short.
