@@ -40,8 +40,9 @@ use parking_lot::RwLock;
 use serde::Deserialize;
 use trustgate_core::{Clock, Secret, SystemClock};
 use trustgate_pep::{
-    Authenticator, DecisionPoint, DecisionSink, HttpDecisionPoint, IntrospectionConfig,
-    Introspector, JwtConfig, JwtVerifier, Pep, RouteError, TracingSink,
+    Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionSink,
+    HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep, RouteError,
+    TracingSink,
 };
 
 pub use api::{Catalogue, SharedCatalogue};
@@ -87,6 +88,9 @@ pub enum StartError {
     /// The HTTP client could not be built.
     #[error("the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The PDP's revision feed cannot be set up.
+    #[error("the PDP's revision feed: {0}")]
+    Feed(#[from] trustgate_pep::Unavailable),
 }
 
 /// trustgate's endpoints, from its discovery document (OpenID Connect Discovery 1.0 §3).
@@ -141,7 +145,8 @@ impl Endpoints {
 /// What a test or an embedding may replace: the PDP and where decisions are recorded.
 #[derive(Debug, Default)]
 pub struct Parts {
-    /// The PDP; default: trustgate's `POST /stores/{id}/check` with [`Settings::pdp_key`].
+    /// The PDP; default: trustgate's `POST /stores/{id}/check` with [`Settings::pdp_key`],
+    /// behind pep's `DecisionCache` (following `GET /stores/{id}/watch`).
     pub pdp: Option<Arc<dyn DecisionPoint>>,
     /// The decision sink; default: log lines ([`TracingSink`]).
     pub sink: Option<Arc<dyn DecisionSink>>,
@@ -192,13 +197,23 @@ impl LearningPlatform {
         };
         let pdp = match parts.pdp {
             Some(pdp) => pdp,
-            None => Arc::new(HttpDecisionPoint::new(
-                &settings.trustgate_url,
-                &settings.store_id,
-                settings.pdp_key.clone(),
-                None,
-                http.clone(),
-            )?),
+            None => {
+                let pdp = HttpDecisionPoint::new(
+                    &settings.trustgate_url,
+                    &settings.store_id,
+                    settings.pdp_key.clone(),
+                    None,
+                    http.clone(),
+                )?;
+                // Decisions are reused until the store changes (a tuple or the model), as the
+                // store's revision feed reports; while the feed is down, every request asks.
+                let feed = pdp.follow_revisions(web::HTTP_TIMEOUT)?;
+                Arc::new(DecisionCache::new(
+                    Arc::new(pdp),
+                    feed,
+                    DecisionCacheConfig::default(),
+                ))
+            }
         };
         let layer = Pep::builder("learning", api::policy()?, authenticator, pdp)
             .sink(parts.sink.unwrap_or_else(|| Arc::new(TracingSink)))
