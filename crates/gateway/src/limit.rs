@@ -104,6 +104,7 @@ mod tests {
             acr: None,
             client_id: None,
             act: None,
+            key_id: None,
             method: AuthMethod::Jwt,
         }
     }
