@@ -22,7 +22,7 @@ use crate::{ErrorCode, OAuthError};
 /// A verified subject token.
 enum Subject {
     /// One of our live access tokens, received by the exchanging client.
-    Token(AccessTokenClaims),
+    Token(Box<AccessTokenClaims>),
     /// A live API key.
     Key(ApiKeyIntrospection),
 }
@@ -120,7 +120,7 @@ impl Provider {
                          issued to the client",
                     ));
                 }
-                Subject::Token(claims)
+                Subject::Token(Box::new(claims))
             }
             SubjectKind::ApiKey => {
                 // RFC 8693 §2.2.2: a subject token the server will not accept is
@@ -172,23 +172,26 @@ impl Provider {
         );
         let aud = Audience::One(request.target.to_owned());
         let claims = match verified {
-            Subject::Token(subject_claims) => AccessTokenClaims {
-                aud,
-                exp,
-                // Step-up decisions downstream depend on how the subject authenticated.
-                auth_time: subject_claims.auth_time,
-                acr: subject_claims.acr,
-                amr: subject_claims.amr,
-                // Revoking the subject's grant, or the user's tokens, revokes this one too.
-                uv: subject_claims.uv,
-                gid: subject_claims.gid,
-                sid: subject_claims.sid,
-                act: Some(act),
-                may_act: None,
-                // A token exchanged from a key-derived token still came from that key.
-                key_id: subject_claims.key_id,
-                ..base
-            },
+            Subject::Token(subject_claims) => {
+                let subject_claims = *subject_claims;
+                AccessTokenClaims {
+                    aud,
+                    exp,
+                    // Step-up decisions downstream depend on how the subject authenticated.
+                    auth_time: subject_claims.auth_time,
+                    acr: subject_claims.acr,
+                    amr: subject_claims.amr,
+                    // Revoking the subject's grant, or the user's tokens, revokes this one too.
+                    uv: subject_claims.uv,
+                    gid: subject_claims.gid,
+                    sid: subject_claims.sid,
+                    act: Some(act),
+                    may_act: None,
+                    // A token exchanged from a key-derived token still came from that key.
+                    key_id: subject_claims.key_id,
+                    ..base
+                }
+            }
             // A key is no sign-in: no auth_time, amr or acr, so no step-up rule is met by it;
             // its id tells a downstream (and its rate limits) which key this came from.
             Subject::Key(key) => AccessTokenClaims {
