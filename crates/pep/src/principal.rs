@@ -102,6 +102,7 @@ pub struct Principal {
     pub act: Option<Actor>,
     /// The API key behind the credential (not secret): the key itself, or the key an access
     /// token was exchanged from. Several keys of one owner share the subject, never the id.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// How it was authenticated.
     pub method: AuthMethod,
