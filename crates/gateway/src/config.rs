@@ -18,9 +18,12 @@
 //! api_key_env = "GATEWAY_PDP_KEY"            # or api_key_file
 //! decision_cache_ttl_secs = 10               # 0: ask on every request
 //!
-//! [rate_limit]                               # optional: per principal
+//! [rate_limit]                               # optional: per principal (per key for API keys)
 //! per_second = 50
 //! burst = 100
+//!
+//! [api_keys]                                 # optional: accept trustgate's API keys
+//! introspection_ttl_secs = 5                 # a revoked key is refused within this
 //!
 //! [[upstream]]
 //! name = "learning"
@@ -97,9 +100,15 @@ pub struct GatewayConfig {
     /// `exp`, and are refused only by the token exchange).
     #[serde(default = "default_liveness_secs")]
     pub liveness_ttl_secs: u64,
+    /// Whether callers may authenticate with trustgate's API keys (or personal access tokens),
+    /// as `X-API-Key: <key>` or `Authorization: Bearer <key>`; none when absent, and a key is
+    /// then refused (401 `opaque_token_not_accepted`).
+    #[serde(default)]
+    pub api_keys: Option<ApiKeysConfig>,
     /// Incoming request headers removed before forwarding, so that a client cannot claim an
-    /// identity the upstream trusts. A trailing `*` matches a prefix. `Authorization` is always
-    /// replaced by the internal token, whatever this says.
+    /// identity the upstream trusts. A trailing `*` matches a prefix. The caller's credentials,
+    /// `Authorization` and `X-API-Key`, are always removed (`Authorization` then carries the
+    /// internal token), whatever this says.
     #[serde(default = "default_identity_headers")]
     pub strip_headers: Vec<String>,
     /// The upstream applications.
@@ -202,6 +211,23 @@ pub struct HealthConfig {
     pub interval_ms: u64,
 }
 
+/// API keys from callers. A key is introspected at trustgate by the gateway's client (which
+/// must be a resource server there, `resource_audiences`, to learn about keys), and forwarded
+/// as an internal token exchanged (RFC 8693) with the key as the subject token
+/// (`urn:trustgate:params:oauth:token-type:api_key`): the client's registration needs
+/// `token_exchange.api_keys = true`, else every key is refused (401, logged with trustgate's
+/// reason). The internal token's `sub` is the key's owner (`service:<id>` or `user:<id>`) and
+/// its `key_id` the key; with `[rate_limit]`, each key has its own bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    /// How long (seconds, at most 30) trustgate's answer that a key is active is reused
+    /// (default 5): a revoked key, or one whose owner is disabled, is refused within this time.
+    /// `0` introspects the key on every request.
+    #[serde(default = "default_key_introspection_secs")]
+    pub introspection_ttl_secs: u64,
+}
+
 /// One route: pep's [`Rule`] in TOML.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -267,6 +293,9 @@ fn default_health_interval() -> u64 {
 /// The identity headers removed by default: what trustgate, oauth2-proxy and common
 /// authenticating proxies set, plus trustgate's own credential headers.
 fn default_liveness_secs() -> u64 {
+    5
+}
+fn default_key_introspection_secs() -> u64 {
     5
 }
 
@@ -351,6 +380,15 @@ impl GatewayConfig {
             return Err(invalid(
                 "rate_limit: per_second and burst must be at least 1",
             ));
+        }
+        if let Some(keys) = self.api_keys
+            && keys.introspection_ttl_secs > trustgate_pep::introspection::MAX_TTL.as_secs()
+        {
+            return Err(invalid(format!(
+                "api_keys.introspection_ttl_secs: at most {} (a revoked key must be refused \
+                 soon)",
+                trustgate_pep::introspection::MAX_TTL.as_secs()
+            )));
         }
         for header in &self.strip_headers {
             let name = header.strip_suffix('*').unwrap_or(header);
@@ -511,6 +549,15 @@ resource = "thing:{id}"
         assert_eq!(c.upstreams[0].request_timeout(), Duration::from_secs(30));
         assert!(c.strip_headers.iter().any(|h| h == "x-trustgate-*"));
         assert_eq!(c.rules().expect("rules").len(), 1);
+        assert_eq!(c.api_keys, None, "API keys only when configured");
+        let with_keys = MINIMAL.replace("[client]", "[api_keys]\n[client]");
+        let c = GatewayConfig::from_toml(&with_keys).expect("valid");
+        assert_eq!(
+            c.api_keys,
+            Some(ApiKeysConfig {
+                introspection_ttl_secs: 5
+            })
+        );
     }
 
     #[test]
@@ -542,6 +589,12 @@ resource = "thing:{id}"
             "[rate_limit]\nper_second = 0\n[[upstream]]",
             "rate_limit",
         );
+        bad(
+            "[client]",
+            "[api_keys]\nintrospection_ttl_secs = 31\n[client]",
+            "api_keys.introspection_ttl_secs",
+        );
+        bad("[client]", "[api_keys]\nttl = 5\n[client]", "ttl");
     }
 
     #[test]

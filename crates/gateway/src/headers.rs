@@ -60,9 +60,11 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Removes every header matching `patterns` (exact names, or prefixes ending in `*`),
-/// case-insensitively, and `Authorization` always.
+/// case-insensitively, and always the caller's credentials, `Authorization` and `X-API-Key`:
+/// the upstream gets the internal token instead, never the caller's token or key.
 pub fn strip_identity(headers: &mut HeaderMap, patterns: &[String]) {
     headers.remove(http::header::AUTHORIZATION);
+    headers.remove("x-api-key");
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
@@ -158,6 +160,14 @@ mod tests {
         strip_identity(&mut h, &crate::config::default_identity_headers());
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-request-id"));
+        // The caller's credentials go whatever the configuration says.
+        let mut h = map(&[
+            ("authorization", "Bearer tg_live_key"),
+            ("X-API-Key", "tg_live_key"),
+            ("x-request-id", "r1"),
+        ]);
+        strip_identity(&mut h, &[]);
+        assert_eq!(h.len(), 1, "{h:?}");
     }
 
     #[test]

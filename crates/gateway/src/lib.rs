@@ -6,15 +6,15 @@
 //! ```text
 //! client ─► axum::serve (HTTP/1.1, upgrades, ConnectInfo)
 //!   ─► State (ArcSwap; a request keeps the state it started with across a reload)
-//!   ─► pep::Pep::decide: route (no rule ─► 403) ─► bearer JWT against trustgate's JWKS
-//!        (API keys, opaque tokens: 401 opaque_token_not_accepted; cookies are no credential)
+//!   ─► pep::Pep::decide: route (no rule ─► 403) ─► bearer JWT against trustgate's JWKS, API
+//!        keys by introspection with `[api_keys]` (else 401; cookies are no credential)
 //!        ─► rate limit per principal (limit::PrincipalLimiter as pep's Admission ─► 429 +
 //!           Retry-After) ─► scopes ─► step-up ─► PDP over HTTP (down ─► 503), through
 //!           pep's DecisionCache: answers reused while the store's revision (followed over
 //!           `GET /stores/{id}/watch`) stays the same, nothing cached while that stream is down
 //!        every outcome ─► DecisionSink
 //!   ─► the rule's upstream: unhealthy by its health check ─► 503 at once
-//!   ─► internal token: RFC 8693 exchange of the caller's token for aud = the upstream
+//!   ─► internal token: RFC 8693 exchange of the caller's token or API key for aud = the upstream
 //!        (exchange::TokenExchanger, cached by (SHA-256 of the token, audience) until shortly
 //!        before expiry; refused subject ─► 401, the gateway's client refused ─► 502)
 //!   ─► headers: hop-by-hop dropped (and those `Connection` names), identity headers dropped
@@ -34,9 +34,19 @@
 //!
 //! # What the gateway forwards, and what it does not
 //! Callers authenticate with a bearer access token issued by trustgate for the gateway's
-//! `audience`. API keys are refused (401 `opaque_token_not_accepted`): token exchange accepts
-//! only access tokens as subject tokens today. Session cookies are not credentials here: the
-//! gateway is for bearer callers; browser applications use the `pep` layer in process.
+//! `audience`, or — with `[api_keys]` in the configuration — with one of trustgate's API keys
+//! or personal access tokens (`X-API-Key: <key>` or `Authorization: Bearer <key>`). A key is
+//! introspected by the gateway's client (a resource server at trustgate), answers reused at
+//! most `api_keys.introspection_ttl_secs`, so a revoked key or a disabled owner is refused
+//! within that time; it is then exchanged with the key as the subject token
+//! (`urn:trustgate:params:oauth:token-type:api_key`; the gateway's client needs
+//! `token_exchange.api_keys`), and the upstream receives a token whose `sub` is the key's owner
+//! (`service:<id>`, or `user:<id>` for a personal access token), `key_id` the key, `scope`
+//! within the key's, no `auth_time`, and `act` the gateway — never the key. With
+//! `[rate_limit]`, each key has its own bucket (`api_key:<id>`), apart from its owner's other
+//! keys. Without `[api_keys]` a key is refused (401 `opaque_token_not_accepted`). Session
+//! cookies are not credentials here: the gateway is for bearer callers; browser applications
+//! use the `pep` layer in process.
 //!
 //! # Reload and shutdown
 //! [`Gateway::reload`] builds the whole new state (routes, upstreams, health checks,

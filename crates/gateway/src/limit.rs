@@ -1,5 +1,8 @@
 //! Per-principal rate limits: a GCRA token bucket (governor) per authenticated principal,
-//! keyed by its PDP subject (`user:anne`, `service:tgc_…`). The key comes from the verified
+//! keyed by its PDP subject (`user:anne`, `service:tgc_…`), and per key for API keys
+//! (`api_key:<key id>`, also for a token exchanged from a key): several keys of one service
+//! account are limited each on its own, so one busy key does not starve the others. The key
+//! comes from the verified
 //! credential, never from a header a client can set (tower_governor's default keys by the
 //! leftmost `X-Forwarded-For`, which any client can forge). Runs as pep's [`Admission`]:
 //! after authentication, before the PDP is asked, so a principal over its rate costs no
@@ -70,9 +73,18 @@ impl PrincipalLimiter {
     }
 }
 
+/// The bucket a principal draws from: its API key's (the system model's spelling of a key,
+/// which no principal subject shares), else its PDP subject.
+fn bucket(principal: &Principal) -> String {
+    match &principal.key_id {
+        Some(id) => format!("api_key:{id}"),
+        None => principal.subject(),
+    }
+}
+
 impl Admission for PrincipalLimiter {
     fn admit(&self, principal: &Principal) -> Result<(), Reason> {
-        let key = principal.subject();
+        let key = bucket(principal);
         match self.limiter.check_key(&key) {
             Ok(()) => Ok(()),
             Err(not_until) => {
@@ -104,6 +116,7 @@ mod tests {
             acr: None,
             client_id: None,
             act: None,
+            key_id: None,
             method: AuthMethod::Jwt,
         }
     }
@@ -125,5 +138,36 @@ mod tests {
         );
         assert_eq!(l.admit(&principal("bob")), Ok(()));
         assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn each_api_key_has_its_own_bucket() {
+        let l = PrincipalLimiter::new(RateLimitConfig {
+            per_second: 1,
+            burst: Some(1),
+        });
+        let key = |id: &str| Principal {
+            kind: PrincipalKind::ApiKey,
+            key_id: Some(id.into()),
+            method: AuthMethod::Introspection,
+            ..principal("service:ci")
+        };
+        assert_eq!(bucket(&key("01A")), "api_key:01A");
+        assert_eq!(l.admit(&key("01A")), Ok(()));
+        assert!(l.admit(&key("01A")).is_err());
+        assert_eq!(
+            l.admit(&key("01B")),
+            Ok(()),
+            "another key of the same service account"
+        );
+        assert_eq!(
+            l.admit(&Principal {
+                kind: PrincipalKind::Service,
+                ..principal("ci")
+            }),
+            Ok(()),
+            "the account's own tokens are not its keys"
+        );
+        assert_eq!(l.len(), 3);
     }
 }

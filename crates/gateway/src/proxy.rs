@@ -25,7 +25,7 @@ use trustgate_pep::{
 
 use crate::GatewayError;
 use crate::config::{GatewayConfig, UpstreamConfig, read_secret};
-use crate::exchange::{ExchangeError, TokenExchanger};
+use crate::exchange::{ExchangeError, SubjectType, TokenExchanger, presented_credential};
 use crate::headers;
 use crate::limit::PrincipalLimiter;
 
@@ -103,31 +103,37 @@ impl State {
         let jwt = JwtConfig::for_trustgate(&config.issuer, &config.audience)
             .map_err(|e| GatewayError::Url(format!("issuer: {e}")))?;
         let clock = Arc::new(SystemClock);
-        // Only JWT access tokens: token exchange takes trustgate's access tokens as subject
-        // tokens, so an API key or an opaque token could be authenticated but never forwarded.
-        // Without an introspector pep refuses them as `opaque_token_not_accepted` (401), and
-        // without a session resolver a cookie is no credential (the gateway is for bearer
-        // callers).
+        // The gateway's client introspects at trustgate, each use with its own answer cache.
+        let introspector = |ttl_secs: u64| -> Result<Introspector, GatewayError> {
+            Ok(Introspector::new(
+                IntrospectionConfig {
+                    url: url::Url::parse(&format!(
+                        "{}/oauth2/introspect",
+                        config.issuer.trim_end_matches('/')
+                    ))
+                    .map_err(|e| GatewayError::Url(format!("issuer: {e}")))?,
+                    client_id: config.client.id.clone(),
+                    client_secret: client_secret.clone(),
+                    ttl: Duration::from_secs(ttl_secs),
+                },
+                issuer_http.clone(),
+                clock.clone(),
+            ))
+        };
         let jwt_liveness = (config.liveness_ttl_secs > 0)
-            .then(|| -> Result<Introspector, GatewayError> {
-                Ok(Introspector::new(
-                    IntrospectionConfig {
-                        url: url::Url::parse(&format!(
-                            "{}/oauth2/introspect",
-                            config.issuer.trim_end_matches('/')
-                        ))
-                        .map_err(|e| GatewayError::Url(format!("issuer: {e}")))?,
-                        client_id: config.client.id.clone(),
-                        client_secret: client_secret.clone(),
-                        ttl: Duration::from_secs(config.liveness_ttl_secs),
-                    },
-                    issuer_http.clone(),
-                    clock.clone(),
-                ))
-            })
+            .then(|| introspector(config.liveness_ttl_secs))
+            .transpose()?;
+        // JWT access tokens always; API keys only with `[api_keys]`: introspected, then
+        // exchanged with the key as the subject token. Without it pep refuses a key (or any
+        // opaque token) as `opaque_token_not_accepted` (401), and without a session resolver a
+        // cookie is no credential (the gateway is for bearer callers).
+        let keys = config
+            .api_keys
+            .map(|keys| introspector(keys.introspection_ttl_secs))
             .transpose()?;
         let authenticator = Authenticator {
             jwt: Some(JwtVerifier::new(jwt, issuer_http.clone(), clock.clone())),
+            introspection: keys,
             jwt_liveness,
             ..Authenticator::default()
         };
@@ -237,26 +243,33 @@ impl State {
         }
         let internal = match &principal {
             None => None,
-            Some(p) if p.method != AuthMethod::Jwt => {
-                // Unreachable with this authenticator; refused rather than forwarded without
+            Some(p) => {
+                // A JWT is one of trustgate's access tokens; an introspected credential is
+                // forwarded only when introspection said it is an API key. Anything else (an
+                // opaque access token of another kind) is refused rather than forwarded without
                 // an identity the upstream could verify.
-                return failure(
-                    StatusCode::UNAUTHORIZED,
-                    "credential_not_forwardable",
-                    "only bearer access tokens can be forwarded by the gateway",
-                    request_id,
-                );
-            }
-            Some(_) => {
-                let Some(token) = bearer(&parts.headers) else {
+                let subject_type = match (p.method, p.kind) {
+                    (AuthMethod::Jwt, _) => Some(SubjectType::AccessToken),
+                    (AuthMethod::Introspection, trustgate_pep::PrincipalKind::ApiKey) => {
+                        Some(SubjectType::ApiKey)
+                    }
+                    _ => None,
+                };
+                let (Some(subject_type), Some(token)) =
+                    (subject_type, presented_credential(&parts.headers))
+                else {
                     return failure(
                         StatusCode::UNAUTHORIZED,
                         "credential_not_forwardable",
-                        "only bearer access tokens can be forwarded by the gateway",
+                        "only bearer access tokens and API keys can be forwarded by the gateway",
                         request_id,
                     );
                 };
-                match self.exchanger.token_for(token, &upstream.audience).await {
+                match self
+                    .exchanger
+                    .token_for(token, subject_type, &upstream.audience)
+                    .await
+                {
                     Ok(token) => Some(token),
                     Err(ExchangeError::Refused(why)) => {
                         tracing::info!(target: "trustgate_gateway", upstream = %upstream.name, %why, "token exchange refused the caller's token");
@@ -463,15 +476,6 @@ fn health_url(base: &url::Url, path: &str) -> url::Url {
     let prefix = base.path().trim_end_matches('/');
     url.set_path(&format!("{prefix}{path}"));
     url
-}
-
-/// The bearer token of `Authorization` (pep accepted exactly one, well-formed).
-fn bearer(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
 }
 
 /// A gateway failure in trustgate's error shape (`{"code","message","request_id"}`).

@@ -208,6 +208,14 @@ pub struct TokenExchangePolicy {
     /// same audience values as a client's `audience` and a resource server's client id or
     /// `resource_audiences`, compared exactly. The issued token's `aud` is the one requested.
     pub audiences: Vec<String>,
+    /// Whether the client may present trustgate's API keys (and personal access tokens) as
+    /// subject tokens (`urn:trustgate:params:oauth:token-type:api_key`): a resource server, such
+    /// as the gateway, that receives keys from its callers and forwards their identity. Off by
+    /// default: without it a key as the subject token is `invalid_request`. Registration
+    /// requires the client to be a resource server (`resource_audiences`), like introspection
+    /// does before it describes a key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub api_keys: bool,
 }
 
 /// OIDC Dynamic Client Registration `application_type`: which redirect URIs make sense.
@@ -438,6 +446,12 @@ impl Client {
         self.token_exchange
             .as_ref()
             .is_some_and(|p| p.audiences.iter().any(|a| a == target))
+    }
+
+    /// Whether the client may present API keys as subject tokens (its registration opts in
+    /// with `token_exchange.api_keys`).
+    pub fn may_exchange_api_keys(&self) -> bool {
+        self.token_exchange.as_ref().is_some_and(|p| p.api_keys)
     }
 
     /// Whether `uri` is one of the registered redirect URIs.
@@ -867,11 +881,48 @@ mod tests {
         assert!(!c.serves_audience("https://orders.example/"));
         assert!(!c.serves_audience("tgc_y"));
         assert!(!c.may_exchange_for("https://orders.example"));
+        assert!(!c.may_exchange_api_keys());
         c.token_exchange = Some(TokenExchangePolicy {
             audiences: vec!["https://billing.example".into()],
+            api_keys: false,
         });
         assert!(c.may_exchange_for("https://billing.example"));
         assert!(!c.may_exchange_for("https://BILLING.example"));
         assert!(!c.may_exchange_for("https://orders.example"));
+        assert!(!c.may_exchange_api_keys(), "API keys only by opting in");
+        c.token_exchange = Some(TokenExchangePolicy {
+            audiences: vec!["https://billing.example".into()],
+            api_keys: true,
+        });
+        assert!(c.may_exchange_api_keys());
+    }
+
+    #[test]
+    fn the_api_key_opt_in_defaults_to_off_and_is_stored_only_when_on() {
+        let policy: TokenExchangePolicy =
+            serde_json::from_value(serde_json::json!({ "audiences": ["a"] })).expect("policy");
+        assert!(
+            !policy.api_keys,
+            "metadata stored before the opt-in existed"
+        );
+        assert_eq!(
+            serde_json::to_value(&policy).expect("json"),
+            serde_json::json!({ "audiences": ["a"] })
+        );
+        let on: TokenExchangePolicy =
+            serde_json::from_value(serde_json::json!({ "audiences": ["a"], "api_keys": true }))
+                .expect("policy");
+        assert!(on.api_keys);
+        assert_eq!(
+            serde_json::to_value(&on).expect("json"),
+            serde_json::json!({ "audiences": ["a"], "api_keys": true })
+        );
+        assert!(
+            serde_json::from_value::<TokenExchangePolicy>(
+                serde_json::json!({ "audiences": ["a"], "api_key": true })
+            )
+            .is_err(),
+            "a misspelt opt-in is an error, not ignored"
+        );
     }
 }

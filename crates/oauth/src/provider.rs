@@ -32,7 +32,10 @@
 //! - token exchange (RFC 8693) only narrows: a confidential client registered for it exchanges
 //!   a live access token it received (issued to it, or for an audience it serves) for one of its
 //!   registered targets, with a scope within the subject token's, a lifetime within the subject
-//!   token's and `oauth.token_exchange_ttl_secs`, and the `act` chain naming it.
+//!   token's and `oauth.token_exchange_ttl_secs`, and the `act` chain naming it; a resource
+//!   server that opted in (`token_exchange.api_keys`) exchanges its callers' live API keys the
+//!   same way (`token_with`: the key service introspection uses verifies them), for a token
+//!   whose `sub` is the key's owner and whose `key_id` names the key.
 //!
 //! Tests: [`decision::decide`] row by row in `tests/it/authorize_decision.rs`; the endpoints over a
 //! migrated in-memory SQLite store in `tests/it/provider.rs` (code + PKCE, a replayed code revoking
@@ -324,6 +327,12 @@ impl Provider {
             event = event
                 .detail("aud", json!(claims.aud))
                 .detail("act", json!(act));
+        }
+        // A token obtained with an API key: for whom (the key's owner), and by which key.
+        if let Some(key_id) = &claims.key_id {
+            event = event
+                .detail("subject", claims.sub.as_str())
+                .detail("key_id", key_id.as_str());
         }
         Ok(self.inner.auditor.record(ctx, event).await?)
     }

@@ -6,17 +6,22 @@
 //!
 //! - §2.1: `subject_token` and `subject_token_type` are required; `actor_token` and
 //!   `actor_token_type` come together or not at all. Both tokens must be trustgate's own access
-//!   tokens, typed `urn:ietf:params:oauth:token-type:access_token` or `...:jwt` (§3); any other
-//!   type is `invalid_request`. `requested_token_type`, when given, must be `...:access_token`
+//!   tokens, typed `urn:ietf:params:oauth:token-type:access_token` or `...:jwt` (§3), except
+//!   that the subject token may instead be one of trustgate's API keys (or personal access
+//!   tokens), typed [`API_KEY_TOKEN_TYPE`] (`urn:trustgate:params:oauth:token-type:api_key`, a
+//!   type of this server's own, as §3 allows); a key is never an actor token. Any other type is
+//!   `invalid_request`. `requested_token_type`, when given, must be `...:access_token`
 //!   (the only type issued). Exactly one target: `resource` (an absolute URI without fragment,
 //!   RFC 8707 §2) and/or `audience` (a logical name), repeatable, must name one value between
 //!   them; none, several or a malformed one is `invalid_target`.
 //! - §2.2.1: the response is an access token (`token_type` `Bearer`) with
 //!   `issued_token_type`, `expires_in` and `scope`; never a refresh token.
 //! - §2.2.2: a subject or actor token that is invalid (signature, issuer, type, expired with no
-//!   leeway, revoked, its grant revoked or its user disabled) or unacceptable by policy (not
-//!   received by the exchanging client, see [`received_by`]; `may_act` not naming the actor;
-//!   an actor token issued to another client or itself delegated) is `invalid_request`, as the
+//!   leeway, revoked, its grant revoked or its user disabled; an API key unknown, revoked,
+//!   expired or of a disabled owner) or unacceptable by policy (not received by the exchanging
+//!   client, see [`received_by`]; an API key presented by a client whose registration does not
+//!   opt in with `token_exchange.api_keys`; `may_act` not naming the actor; an actor token
+//!   issued to another client or itself delegated) is `invalid_request`, as the
 //!   RFC requires ("MUST"), where RFC 6749 would say `invalid_grant`. A target the client may not obtain a token for
 //!   is `invalid_target`; a scope beyond the subject token's or the client's is
 //!   `invalid_scope`; a client not registered for the grant, or a public one, is
@@ -29,6 +34,13 @@
 //!   scope within the subject token's and the client's, audience one of the client's registered
 //!   targets, lifetime within the subject token's remaining lifetime, the client's access-token
 //!   lifetime and `oauth.token_exchange_ttl_secs` (5 minutes by default).
+//! - API keys as subject tokens: the key is verified by the same key service introspection
+//!   uses (valid, unexpired, unrevoked, owner enabled). The issued token's `sub` is the key
+//!   owner's subject as introspection names it (`service:<id>`, or `user:<id>` for a personal
+//!   access token), its `scope` lies within the key's scopes and the client's, its `act` names
+//!   the exchanging client, its lifetime ends no later than the key does, and it carries the
+//!   key's id as `key_id` and no `auth_time`, `amr`, `acr`, grant or user version (a key
+//!   is no sign-in), so a downstream can tell it came from a key.
 
 use time::Duration;
 use trustgate_tokens::{AccessTokenClaims, Actor};
@@ -44,14 +56,29 @@ pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_tok
 /// `urn:ietf:params:oauth:token-type:jwt` (RFC 8693 §3): a JWT; accepted for trustgate's own
 /// access tokens, which are JWTs.
 pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// `urn:trustgate:params:oauth:token-type:api_key`: one of this server's API keys or personal
+/// access tokens. Accepted only as `subject_token_type`, and only from a client registered with
+/// `token_exchange.api_keys`.
+pub const API_KEY_TOKEN_TYPE: &str = "urn:trustgate:params:oauth:token-type:api_key";
 /// The most actors an `act` chain may hold: an exchange that would nest deeper is refused.
 pub const MAX_ACT_DEPTH: usize = 8;
+
+/// What the subject token is, by its `subject_token_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKind {
+    /// One of this server's access tokens ([`ACCESS_TOKEN_TYPE`] or [`JWT_TOKEN_TYPE`]).
+    AccessToken,
+    /// One of this server's API keys ([`API_KEY_TOKEN_TYPE`]).
+    ApiKey,
+}
 
 /// A token exchange request whose parameters are well-formed (RFC 8693 §2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExchangeRequest<'a> {
     /// The token that represents the party on whose behalf the request is made.
     pub subject_token: &'a str,
+    /// What the subject token is.
+    pub subject_kind: SubjectKind,
     /// The token that represents the acting party, if any.
     pub actor_token: Option<&'a str>,
     /// The one target (`resource` or `audience` value) the issued token is for.
@@ -76,10 +103,16 @@ pub fn parse_request(params: &Params) -> Result<ExchangeRequest<'_>, OAuthError>
     let subject_type = params
         .get("subject_token_type")
         .ok_or_else(|| OAuthError::invalid_request("subject_token_type is required"))?;
-    check_token_type("subject_token_type", subject_type)?;
+    let subject_kind = if subject_type == API_KEY_TOKEN_TYPE {
+        SubjectKind::ApiKey
+    } else {
+        check_token_type("subject_token_type", subject_type)?;
+        SubjectKind::AccessToken
+    };
     let actor_token = match (params.get("actor_token"), params.get("actor_token_type")) {
         (None, None) => None,
         (Some(token), Some(kind)) => {
+            // An API key proves who owns it, not who acts: never an actor token.
             check_token_type("actor_token_type", kind)?;
             Some(token)
         }
@@ -98,20 +131,27 @@ pub fn parse_request(params: &Params) -> Result<ExchangeRequest<'_>, OAuthError>
     let scope = params.get("scope").map(Scope::parse).transpose()?;
     Ok(ExchangeRequest {
         subject_token,
+        subject_kind,
         actor_token,
         target,
         scope,
     })
 }
 
-/// Only trustgate's own access tokens are exchanged.
+/// Only trustgate's own access tokens are exchanged (and, as subject tokens only, its API
+/// keys, which the caller recognises before asking this).
 fn check_token_type(name: &str, value: &str) -> Result<(), OAuthError> {
     if value == ACCESS_TOKEN_TYPE || value == JWT_TOKEN_TYPE {
         return Ok(());
     }
+    let keys = if name == "subject_token_type" {
+        format!(", or {API_KEY_TOKEN_TYPE} for this server's API keys")
+    } else {
+        String::new()
+    };
     Err(OAuthError::invalid_request(format!(
         "{name}: only this server's access tokens are exchanged ({ACCESS_TOKEN_TYPE} or \
-         {JWT_TOKEN_TYPE})"
+         {JWT_TOKEN_TYPE}){keys}"
     )))
 }
 
@@ -203,11 +243,13 @@ pub fn actor_chain(actor: Actor, subject: &AccessTokenClaims) -> Result<Actor, O
 }
 
 /// The `exp` of the exchanged token issued at `now` (Unix seconds): never after the subject
-/// token's, and at most `max` (the configured token exchange lifetime) and `client_ttl` (the
-/// client's access-token lifetime) from now.
-pub fn expiry(now: i64, subject_exp: i64, max: Duration, client_ttl: Duration) -> i64 {
+/// token's (`subject_exp`; `None` for an API key that does not expire), and at most `max` (the
+/// configured token exchange lifetime) and `client_ttl` (the client's access-token lifetime)
+/// from now.
+pub fn expiry(now: i64, subject_exp: Option<i64>, max: Duration, client_ttl: Duration) -> i64 {
     let ttl = max.min(client_ttl).whole_seconds();
-    subject_exp.min(now.saturating_add(ttl))
+    let limit = now.saturating_add(ttl);
+    subject_exp.map_or(limit, |exp| exp.min(limit))
 }
 
 #[cfg(test)]
@@ -395,6 +437,7 @@ mod tests {
             backchannel_logout_session_required: false,
             token_exchange: Some(TokenExchangePolicy {
                 audiences: vec!["https://orders.example".into()],
+                api_keys: false,
             }),
             created_at: datetime!(2026-01-01 00:00 UTC),
             updated_at: datetime!(2026-01-01 00:00 UTC),
@@ -421,6 +464,7 @@ mod tests {
             sid: None,
             act: None,
             may_act: None,
+            key_id: None,
         }
     }
 
@@ -551,15 +595,68 @@ mod tests {
         let five = Duration::minutes(5);
         let ten = Duration::minutes(10);
         assert_eq!(
-            expiry(1_000, 10_000, five, ten),
+            expiry(1_000, Some(10_000), five, ten),
             1_300,
             "the configured maximum"
         );
         assert_eq!(
-            expiry(1_000, 10_000, five, Duration::minutes(1)),
+            expiry(1_000, Some(10_000), five, Duration::minutes(1)),
             1_060,
             "the client's shorter lifetime"
         );
-        assert_eq!(expiry(1_000, 1_100, five, ten), 1_100, "the subject's exp");
+        assert_eq!(
+            expiry(1_000, Some(1_100), five, ten),
+            1_100,
+            "the subject's exp"
+        );
+        assert_eq!(
+            expiry(1_000, None, five, ten),
+            1_300,
+            "an API key without expiry: the limits alone"
+        );
+    }
+
+    #[test]
+    fn api_keys_are_subject_tokens_only() {
+        let key = ("subject_token", "tg_live_01abc");
+        let key_type = ("subject_token_type", API_KEY_TOKEN_TYPE);
+        let request = params(&[key, key_type, ("audience", "orders")]);
+        let parsed = parse_request(&request).expect("a key as the subject token");
+        assert_eq!(parsed.subject_kind, SubjectKind::ApiKey);
+        assert_eq!(parsed.subject_token, "tg_live_01abc");
+        let access = params(&[SUBJECT, SUBJECT_TYPE, ("audience", "orders")]);
+        assert_eq!(
+            parse_request(&access).expect("ok").subject_kind,
+            SubjectKind::AccessToken
+        );
+        // Never as the actor, whatever the subject is.
+        for subject_type in [API_KEY_TOKEN_TYPE, ACCESS_TOKEN_TYPE] {
+            let request = params(&[
+                key,
+                ("subject_token_type", subject_type),
+                ("actor_token", "tg_live_01def"),
+                ("actor_token_type", API_KEY_TOKEN_TYPE),
+                ("audience", "orders"),
+            ]);
+            let err = parse_request(&request).expect_err("a key as the actor");
+            assert_eq!(err.code, ErrorCode::InvalidRequest);
+            assert!(err.description.contains("actor_token_type"), "{err}");
+        }
+        // The type is compared exactly.
+        for spelling in [
+            "urn:trustgate:params:oauth:token-type:API_KEY",
+            "api_key",
+            "urn:ietf:params:oauth:token-type:api_key",
+        ] {
+            let request = params(&[key, ("subject_token_type", spelling), ("audience", "o")]);
+            assert_eq!(
+                code(parse_request(&request)),
+                ErrorCode::InvalidRequest,
+                "{spelling}"
+            );
+        }
+        // Only one target still.
+        let request = params(&[key, key_type]);
+        assert_eq!(code(parse_request(&request)), ErrorCode::InvalidTarget);
     }
 }

@@ -69,6 +69,8 @@ struct Answer {
     tenant: Option<String>,
     #[serde(default)]
     act: Option<Actor>,
+    #[serde(default)]
+    key_id: Option<String>,
 }
 
 /// The introspection client with its cache. Cheap to clone.
@@ -192,7 +194,12 @@ fn describe(answer: Answer, now: OffsetDateTime) -> Result<(Principal, Option<i6
     let kind = match answer.token_type.as_deref() {
         Some("api_key") => PrincipalKind::ApiKey,
         Some(t) if t.eq_ignore_ascii_case("bearer") || t == "access_token" => {
-            PrincipalKind::of_access_token(&sub, answer.client_id.as_deref(), answer.auth_time)
+            PrincipalKind::of_access_token(
+                &sub,
+                answer.client_id.as_deref(),
+                answer.auth_time,
+                answer.key_id.as_deref(),
+            )
         }
         // A refresh token (or anything else) is not an access credential (RFC 6749 §1.5).
         _ => return Err(AuthError::invalid("not_an_access_token")),
@@ -208,6 +215,7 @@ fn describe(answer: Answer, now: OffsetDateTime) -> Result<(Principal, Option<i6
             acr: answer.acr,
             client_id: answer.client_id,
             act: answer.act,
+            key_id: answer.key_id,
             method: AuthMethod::Introspection,
         },
         answer.exp,
@@ -256,7 +264,7 @@ mod tests {
         let (p, exp) = describe(
             answer(
                 json!({"active": true, "token_type": "api_key", "sub": "service:ci",
-                          "scope": "store:read store:write"}),
+                          "scope": "store:read store:write", "key_id": "01KEY"}),
             ),
             now,
         )
@@ -266,7 +274,32 @@ mod tests {
             (PrincipalKind::ApiKey, "service:ci")
         );
         assert_eq!(p.scopes, ["store:read", "store:write"]);
+        assert_eq!(p.key_id.as_deref(), Some("01KEY"));
         assert_eq!(exp, None);
+        // An expiring key's answer carries its exp, which bounds the cache.
+        let (_, exp) = describe(
+            answer(
+                json!({"active": true, "token_type": "api_key", "sub": "user:anne",
+                          "exp": 1500}),
+            ),
+            now,
+        )
+        .expect("active");
+        assert_eq!(exp, Some(1500));
+        // A token exchanged from a key is the key owner's, as a key.
+        let (p, _) = describe(
+            answer(
+                json!({"active": true, "token_type": "Bearer", "sub": "service:ci",
+                          "client_id": "tgc_gw", "key_id": "01KEY", "exp": 2000,
+                          "act": {"sub": "tgc_gw"}}),
+            ),
+            now,
+        )
+        .expect("active");
+        assert_eq!(
+            (p.kind, p.subject().as_str(), p.key_id.as_deref()),
+            (PrincipalKind::ApiKey, "service:ci", Some("01KEY"))
+        );
         let (p, _) = describe(
             answer(
                 json!({"active": true, "token_type": "Bearer", "sub": "tgc_a",

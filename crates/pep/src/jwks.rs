@@ -380,10 +380,15 @@ pub struct IdTokenClaims {
 }
 
 /// The principal a verified access token describes. A token whose `sub` is its own client and
-/// that carries no `auth_time` is a `client_credentials` token: a service acting for itself.
+/// that carries no `auth_time` is a `client_credentials` token: a service acting for itself; a
+/// token exchanged from an API key (`key_id`) is the key owner's, as an API key.
 pub fn principal_from_claims(claims: AccessTokenClaims) -> Principal {
-    let kind =
-        PrincipalKind::of_access_token(&claims.sub, Some(&claims.client_id), claims.auth_time);
+    let kind = PrincipalKind::of_access_token(
+        &claims.sub,
+        Some(&claims.client_id),
+        claims.auth_time,
+        claims.key_id.as_deref(),
+    );
     Principal {
         id: claims.sub,
         kind,
@@ -394,6 +399,7 @@ pub fn principal_from_claims(claims: AccessTokenClaims) -> Principal {
         acr: claims.acr,
         client_id: Some(claims.client_id),
         act: claims.act,
+        key_id: claims.key_id,
         method: AuthMethod::Jwt,
     }
 }

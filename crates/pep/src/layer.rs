@@ -384,6 +384,7 @@ mod tests {
             acr: acr.map(str::to_owned),
             client_id: None,
             act: None,
+            key_id: None,
             method: AuthMethod::Jwt,
         }
     }

@@ -18,16 +18,26 @@ pub enum PrincipalKind {
     /// client).
     Service,
     /// An API key or personal access token; [`Principal::id`] is its owner's subject
-    /// (`service:<id>` or `user:<id>`), as introspection answers it.
+    /// (`service:<id>` or `user:<id>`), as introspection answers it. Also an access token
+    /// obtained by exchanging a key (RFC 8693; it names the key in `key_id`): the machine
+    /// credential behind it is the key, and its `sub` is the owner's subject.
     ApiKey,
 }
 
 impl PrincipalKind {
-    /// The kind an access token describes: a token whose `sub` is its own client and that
-    /// carries no `auth_time` is a `client_credentials` token, a service acting for itself;
-    /// any other is a user's.
-    pub fn of_access_token(sub: &str, client_id: Option<&str>, auth_time: Option<i64>) -> Self {
-        if auth_time.is_none() && client_id == Some(sub) {
+    /// The kind an access token describes: a token naming the API key it was exchanged from
+    /// (`key_id`) is the key's (its `sub` is the key owner's subject, `service:<id>` or
+    /// `user:<id>`); a token whose `sub` is its own client and that carries no `auth_time` is
+    /// a `client_credentials` token, a service acting for itself; any other is a user's.
+    pub fn of_access_token(
+        sub: &str,
+        client_id: Option<&str>,
+        auth_time: Option<i64>,
+        key_id: Option<&str>,
+    ) -> Self {
+        if key_id.is_some() {
+            PrincipalKind::ApiKey
+        } else if auth_time.is_none() && client_id == Some(sub) {
             PrincipalKind::Service
         } else {
             PrincipalKind::User
@@ -90,6 +100,10 @@ pub struct Principal {
     /// The delegation chain of a token-exchange token (RFC 8693 `act`); only the outermost
     /// actor is current, the nested ones are informational.
     pub act: Option<Actor>,
+    /// The API key behind the credential (not secret): the key itself, or the key an access
+    /// token was exchanged from. Several keys of one owner share the subject, never the id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// How it was authenticated.
     pub method: AuthMethod,
 }
@@ -173,8 +187,35 @@ mod tests {
             acr: None,
             client_id: None,
             act: None,
+            key_id: None,
             method: AuthMethod::Jwt,
         }
+    }
+
+    #[test]
+    fn an_access_token_is_classified_by_who_holds_it() {
+        let kind = PrincipalKind::of_access_token;
+        assert_eq!(
+            kind("tgc_a", Some("tgc_a"), None, None),
+            PrincipalKind::Service
+        );
+        assert_eq!(
+            kind("anne", Some("tgc_a"), Some(1), None),
+            PrincipalKind::User
+        );
+        assert_eq!(
+            kind("tgc_a", Some("tgc_a"), Some(1), None),
+            PrincipalKind::User
+        );
+        // Exchanged from an API key: the key's, whoever the acting client is.
+        assert_eq!(
+            kind("service:ci", Some("tgc_gw"), None, Some("01KEY")),
+            PrincipalKind::ApiKey
+        );
+        assert_eq!(
+            kind("user:anne", Some("tgc_gw"), None, Some("01PAT")),
+            PrincipalKind::ApiKey
+        );
     }
 
     #[test]

@@ -106,6 +106,7 @@ impl SessionResolver for AccountsSessionResolver {
             acr: Some(current.session.acr).filter(|a| !a.is_empty()),
             client_id: None,
             act: None,
+            key_id: None,
             method: AuthMethod::Session,
         }))
     }

@@ -79,6 +79,12 @@ pub struct AccessTokenClaims {
     /// token exchange against the party that presents the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub may_act: Option<Actor>,
+    /// The API key the token was obtained with (by token exchange, the key as the subject
+    /// token): `sub` is then the key owner's subject (`service:<id>` or `user:<id>`), as
+    /// introspection names it, and the token carries no `auth_time`. The key id is not a
+    /// secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// An actor (RFC 8693 §4.1 `act`, §4.4 `may_act`): a party identified by `sub` (and the client

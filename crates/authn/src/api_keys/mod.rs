@@ -90,6 +90,9 @@ pub struct KeyIdentity {
     pub owner: KeyOwner,
     /// The scopes the key is limited to.
     pub scopes: Vec<String>,
+    /// When the key stops working, if it expires (a rotated key's overlap end, or the expiry
+    /// it was issued with).
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// Why a key was refused.
@@ -393,6 +396,7 @@ impl Cached {
                 key_id: key.id,
                 owner: key.owner,
                 scopes: key.scopes,
+                expires_at: key.expires_at,
             }),
             expires_at: key.expires_at,
             rate_limit_per_minute: key.rate_limit_per_minute,

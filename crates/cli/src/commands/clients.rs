@@ -9,7 +9,9 @@
 //! the token exchange policy, and the switches take an optional value (`--skip-consent=false`).
 //!
 //! Token exchange (RFC 8693): `--grant token_exchange --exchange-audience https://orders.example`
-//! lets a confidential client exchange access tokens it received for tokens for that target.
+//! lets a confidential client exchange access tokens it received for tokens for that target;
+//! `--exchange-api-keys` also lets it exchange the API keys its callers present (a resource
+//! server only: `--resource-audience`; `trustgate gateway` with `[api_keys]` needs it).
 
 use std::path::PathBuf;
 
@@ -123,6 +125,10 @@ pub struct ClientSettings {
     /// tokens for (repeat for several; '' removes the token exchange policy).
     #[arg(long = "exchange-audience", value_name = "AUD")]
     exchange_audiences: Vec<String>,
+    /// With --grant token_exchange: the client may also exchange trustgate's API keys (and
+    /// personal access tokens) its callers present, as subject tokens.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    exchange_api_keys: Option<bool>,
     /// OIDC back-channel logout URI of the client ('' removes it).
     #[arg(long, value_name = "URI")]
     backchannel_logout_uri: Option<String>,
@@ -183,11 +189,32 @@ impl ClientSettings {
         }
         if !self.exchange_audiences.is_empty() {
             let audiences = list(&self.exchange_audiences, same);
-            let policy = match audiences.as_array() {
-                Some(list) if list.is_empty() => Value::Null,
+            let policy = match (audiences.as_array(), reg.get_mut("token_exchange")) {
+                (Some(list), _) if list.is_empty() => Value::Null,
+                // Other settings of an existing policy (the API key opt-in) stay as they are.
+                (_, Some(Value::Object(existing))) => {
+                    existing.insert("audiences".into(), audiences);
+                    Value::Object(existing.clone())
+                }
                 _ => json!({ "audiences": audiences }),
             };
             reg.insert("token_exchange".into(), policy);
+        }
+        if let Some(api_keys) = self.exchange_api_keys {
+            match reg.get_mut("token_exchange") {
+                Some(Value::Object(policy)) => {
+                    policy.insert("api_keys".into(), Value::Bool(api_keys));
+                }
+                // Nothing to switch off where nothing is exchanged.
+                _ if !api_keys => {}
+                _ => {
+                    return Err(Failure::Usage(
+                        "--exchange-api-keys needs a token exchange policy: give \
+                         --exchange-audience too"
+                            .into(),
+                    ));
+                }
+            }
         }
         if self.public {
             reg.insert("auth_method".into(), json!("none"));
@@ -396,5 +423,53 @@ mod tests {
         );
         removed.apply(&mut reg).expect("apply");
         assert_eq!(Value::Object(reg), json!({ "token_exchange": null }));
+    }
+
+    #[test]
+    fn the_api_key_opt_in_is_a_switch_of_the_exchange_policy() {
+        let create = ClientSettings {
+            grants: vec!["token_exchange".into()],
+            resource_audiences: vec!["https://gateway.example".into()],
+            exchange_audiences: vec!["https://orders.example".into()],
+            exchange_api_keys: Some(true),
+            ..ClientSettings::default()
+        };
+        let mut reg = Map::new();
+        create.apply(&mut reg).expect("apply");
+        assert_eq!(
+            reg["token_exchange"],
+            json!({ "audiences": ["https://orders.example"], "api_keys": true })
+        );
+        // An update of the audiences keeps the opt-in; switching it off keeps the audiences.
+        let audiences = ClientSettings {
+            exchange_audiences: vec!["https://ledger.example".into()],
+            ..ClientSettings::default()
+        };
+        audiences.apply(&mut reg).expect("apply");
+        assert_eq!(
+            reg["token_exchange"],
+            json!({ "audiences": ["https://ledger.example"], "api_keys": true })
+        );
+        let off = ClientSettings {
+            exchange_api_keys: Some(false),
+            ..ClientSettings::default()
+        };
+        off.apply(&mut reg).expect("apply");
+        assert_eq!(
+            reg["token_exchange"],
+            json!({ "audiences": ["https://ledger.example"], "api_keys": false })
+        );
+        // Without a policy: on is a usage error, off changes nothing.
+        let mut none = Map::new();
+        let on = ClientSettings {
+            exchange_api_keys: Some(true),
+            ..ClientSettings::default()
+        };
+        assert!(matches!(on.apply(&mut none), Err(Failure::Usage(_))));
+        off.apply(&mut none).expect("apply");
+        assert!(none.is_empty());
+        let mut removed = Map::new();
+        removed.insert("token_exchange".into(), Value::Null);
+        assert!(matches!(on.apply(&mut removed), Err(Failure::Usage(_))));
     }
 }

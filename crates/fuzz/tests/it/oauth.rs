@@ -12,7 +12,7 @@ use trustgate_oauth::clients::{
 use trustgate_oauth::request::{
     AuthorizeError, MAX_PARAM_BYTES, MAX_PARAMS, Params, check_redirect_uri, validate,
 };
-use trustgate_oauth::token_exchange::parse_request;
+use trustgate_oauth::token_exchange::{API_KEY_TOKEN_TYPE, SubjectKind, parse_request};
 use trustgate_tokens::Algorithm;
 
 use crate::support::{SMOKE_ITERATIONS, SMOKE_ITERATIONS_SLOW, b64, good, keys, pick};
@@ -119,7 +119,8 @@ fn form() {
 }
 
 /// A token exchange request's parameters: parsed or refused, never a panic; what parses names
-/// one target that the form holds, and typed tokens the form holds.
+/// one target that the form holds, and typed tokens the form holds; an API key only as the
+/// subject.
 fn token_exchange(params: &Params) {
     let Ok(request) = parse_request(params) else {
         return;
@@ -136,6 +137,9 @@ fn token_exchange(params: &Params) {
     );
     assert_eq!(params.get("subject_token"), Some(request.subject_token));
     assert_eq!(params.get("actor_token"), request.actor_token);
+    let key = params.get("subject_token_type") == Some(API_KEY_TOKEN_TYPE);
+    assert_eq!(request.subject_kind == SubjectKind::ApiKey, key);
+    assert_ne!(params.get("actor_token_type"), Some(API_KEY_TOKEN_TYPE));
 }
 
 /// An authorization request from known parameter names and telling values.
@@ -155,6 +159,8 @@ const NAMES: &[&str] = &[
     "audience",
     "subject_token",
     "subject_token_type",
+    "actor_token",
+    "actor_token_type",
     "state",
     "code_challenge",
     "code_challenge_method",
@@ -207,6 +213,7 @@ const VALUES: &[&str] = &[
     "a.b.c",
     "urn:ietf:params:oauth:token-type:access_token",
     "urn:ietf:params:oauth:token-type:jwt",
+    API_KEY_TOKEN_TYPE,
     "https://orders.example",
     "https://orders.example#x",
     "orders",

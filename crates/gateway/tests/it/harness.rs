@@ -16,12 +16,14 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use trustgate_authn::accounts::{CreateUser, RequestContext};
+use trustgate_authn::api_keys::KeySpec;
 use trustgate_core::{SealingKey, Secret, SystemClock};
 use trustgate_gateway::{Gateway, GatewayConfig};
 use trustgate_oauth::clients::{ClientRegistration, GrantType, TokenExchangePolicy};
 use trustgate_pep::{DecisionRecord, DecisionSink, JwtConfig, JwtVerifier, Principal};
 use trustgate_server::{AppState, Config, router};
 use trustgate_store::testing::TestDatabase;
+use trustgate_store_api::KeyOwner;
 use trustgate_tokens::{AccessTokenClaims, Algorithm, Audience};
 
 /// The gateway's audience: callers' tokens are for it.
@@ -31,10 +33,11 @@ pub const APP_AUD: &str = "https://app.internal";
 pub const MODEL: &str = "model
   schema 1.1
 type user
+type service
 type course
   relations
-    define editor: [user]
-    define viewer: [user] or editor
+    define editor: [user, service]
+    define viewer: [user, service] or editor
 ";
 
 /// Keeps every decision record.
@@ -194,6 +197,8 @@ impl Trustgate {
         gw.scopes = vec!["courses:read".into(), "courses:write".into()];
         gw.token_exchange = Some(TokenExchangePolicy {
             audiences: vec![APP_AUD.into()],
+            // Callers' API keys are exchanged too (a gateway with `[api_keys]` needs it).
+            api_keys: true,
         });
         let (client, secret) = state.clients.create(gw).await.expect("gateway client");
         let secret = secret.expect("confidential").expose().to_owned();
@@ -218,6 +223,77 @@ impl Trustgate {
         }
     }
 
+    /// `/admin/v1/...` (and the OpenFGA API) as the bootstrap administrator; the answer's
+    /// body, after asserting success.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_token);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let r = request.send().await.expect("admin call");
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+
+    /// A new service account: its id.
+    pub async fn service_account(&self, name: &str) -> String {
+        let created = self
+            .admin(
+                reqwest::Method::POST,
+                "admin/v1/service-accounts",
+                json!({ "name": name }),
+            )
+            .await;
+        created["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Writes `(user, relation, object)` tuples to the store.
+    pub async fn write(&self, tuples: &[(&str, &str, &str)]) {
+        let keys: Vec<Value> = tuples
+            .iter()
+            .map(|(u, r, o)| json!({ "user": u, "relation": r, "object": o }))
+            .collect();
+        self.admin(
+            reqwest::Method::POST,
+            &format!("stores/{}/write", self.store_id),
+            json!({ "writes": { "tuple_keys": keys } }),
+        )
+        .await;
+    }
+
+    /// A key of service account `id` limited to `scopes` (application scopes, which the admin
+    /// API's system roles do not spell, so through trustgate's key service): (key, key id).
+    pub async fn api_key(&self, id: &str, scopes: &[&str]) -> (String, String) {
+        let issued = self
+            .state
+            .api_keys
+            .issue(
+                &KeyOwner::Service(id.to_owned()),
+                &KeySpec {
+                    description: "gateway test".into(),
+                    scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                    ..KeySpec::default()
+                },
+            )
+            .await
+            .expect("issue");
+        (issued.key.expose().to_owned(), issued.record.id)
+    }
+
+    /// Revokes a key through the admin API.
+    pub async fn revoke_key(&self, key_id: &str) {
+        self.admin(
+            reqwest::Method::DELETE,
+            &format!("admin/v1/api-keys/{key_id}"),
+            Value::Null,
+        )
+        .await;
+    }
+
     /// An access token for `sub` as trustgate issues them to the RP, for the gateway.
     pub fn token(&self, sub: &str, edit: impl FnOnce(&mut AccessTokenClaims)) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -239,6 +315,7 @@ impl Trustgate {
             sid: None,
             act: None,
             may_act: None,
+            key_id: None,
         };
         edit(&mut claims);
         self.state

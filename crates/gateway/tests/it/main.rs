@@ -1,6 +1,7 @@
 //! The gateway against a real trustgate (JWKS, token exchange, PDP over HTTP on a loopback
 //! socket) and a real upstream: every status the gateway answers, what reaches the upstream,
-//! streaming, upgrades, rate limits and reload.
+//! streaming, upgrades, rate limits and reload; API keys introspected and exchanged, limited
+//! per key.
 
 mod harness;
 
@@ -555,4 +556,245 @@ async fn hop_by_hop_headers_are_not_forwarded() {
         assert!(!seen.contains_key(hop), "{hop} was forwarded: {body}");
     }
     assert_eq!(seen["x-end-to-end"], "kept");
+}
+
+/// The gateway with `[api_keys]` (and `extra`) in front of the echo upstream.
+async fn key_gateway(
+    tg: &Trustgate,
+    extra: &str,
+) -> (
+    std::sync::Arc<trustgate_gateway::Gateway>,
+    std::sync::Arc<harness::Records>,
+    std::net::SocketAddr,
+) {
+    let (up, _, _) = upstream().await;
+    let config = tg.config(
+        &tg.base,
+        &format!("[api_keys]\nintrospection_ttl_secs = 1\n{extra}"),
+        &app_upstream(&format!("http://{up}"), "", ROUTES),
+    );
+    tg.gateway(config).await
+}
+
+#[tokio::test]
+async fn a_service_account_key_reaches_the_upstream_as_the_account() {
+    let tg = Trustgate::start().await;
+    let ci = tg.service_account("ci").await;
+    tg.write(&[(&format!("service:{ci}"), "viewer", "course:1")])
+        .await;
+    let (key, key_id) = tg.api_key(&ci, &["courses:read"]).await;
+    let (_gw, records, addr) = key_gateway(&tg, "").await;
+
+    let auth = bearer(&key);
+    let mut internals = Vec::new();
+    for presented in [
+        ("x-api-key", key.as_str()),
+        ("authorization", auth.as_str()),
+    ] {
+        let (status, _, body) = get(
+            addr,
+            "/courses/1",
+            &[
+                presented,
+                ("x-trustgate-user", "admin"),
+                ("x-trustgate-subject", "service:admin"),
+                ("x-forwarded-user", "admin"),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{presented:?}: {body}");
+        let seen = body["headers"].as_object().expect("headers");
+        for forged in [
+            "x-trustgate-user",
+            "x-trustgate-subject",
+            "x-forwarded-user",
+        ] {
+            assert!(!seen.contains_key(forged), "{forged} reached the upstream");
+        }
+        assert!(
+            !seen.contains_key("x-api-key"),
+            "the key reached the upstream"
+        );
+        let internal = seen["authorization"]
+            .as_str()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .expect("an internal bearer token")
+            .to_owned();
+        assert!(
+            !internal.contains(&key),
+            "the key itself is never forwarded"
+        );
+        // The upstream verifies it like any token for its audience, and sees the account,
+        // the key it came from, the key's scope and the gateway acting.
+        let principal = tg.verify_internal(&internal).await;
+        assert_eq!(
+            principal.id,
+            format!("service:{ci}"),
+            "sub = the key's owner"
+        );
+        assert_eq!(principal.kind, trustgate_pep::PrincipalKind::ApiKey);
+        assert_eq!(principal.subject(), format!("service:{ci}"));
+        assert_eq!(principal.key_id.as_deref(), Some(key_id.as_str()));
+        assert_eq!(principal.scopes, ["courses:read"]);
+        assert_eq!(principal.auth_time, None, "a key is no sign-in");
+        let act = principal.act.expect("act");
+        assert_eq!(act.sub, tg.gateway_client.0, "act = the gateway's client");
+        assert_eq!(
+            principal.client_id.as_deref(),
+            Some(tg.gateway_client.0.as_str())
+        );
+        let record = records.last();
+        assert_eq!(record.reason, Reason::Allowed);
+        let caller = record.principal.expect("principal");
+        assert_eq!(caller.subject(), format!("service:{ci}"));
+        assert_eq!(caller.key_id.as_deref(), Some(key_id.as_str()));
+        internals.push(internal);
+    }
+    assert_eq!(
+        internals[0], internals[1],
+        "one exchange for the key, however it is presented"
+    );
+
+    // A key without the route's scope: 403 insufficient_scope, before the PDP is asked.
+    let (writer_only, _) = tg.api_key(&ci, &["courses:write"]).await;
+    let (status, headers, body) = get(addr, "/courses/1", &[("x-api-key", &writer_only)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let challenge = headers["www-authenticate"].to_str().expect("ascii");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"") && challenge.contains("courses:read"),
+        "{challenge}"
+    );
+    assert!(matches!(records.last().reason, Reason::MissingScope { .. }));
+    // A key whose owner the PDP does not allow: 403 permission_denied.
+    let nightly = tg.service_account("nightly").await;
+    let (nightly_key, _) = tg.api_key(&nightly, &["courses:read"]).await;
+    let (status, _, body) = get(addr, "/courses/1", &[("x-api-key", &nightly_key)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "permission_denied");
+    assert_eq!(records.last().reason, Reason::PdpDeny);
+    // Not a key at all, and a look-alike of a real one: 401, the upstream never asked.
+    let forged = format!("{}x", &key[..key.len() - 1]);
+    for bad in ["tg_live_abc", forged.as_str()] {
+        let (status, headers, _) = get(addr, "/courses/1", &[("x-api-key", bad)]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad}");
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .expect("ascii")
+                .contains("invalid_token")
+        );
+        assert_eq!(
+            records.last().reason,
+            Reason::InvalidToken {
+                why: "inactive".into()
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_within_the_introspection_ttl() {
+    let tg = Trustgate::start().await;
+    let ci = tg.service_account("ci").await;
+    tg.write(&[(&format!("service:{ci}"), "viewer", "course:1")])
+        .await;
+    let (used, used_id) = tg.api_key(&ci, &["courses:read"]).await;
+    let (unused, unused_id) = tg.api_key(&ci, &["courses:read"]).await;
+    let (_gw, records, addr) = key_gateway(&tg, "").await;
+    assert_eq!(
+        get(addr, "/courses/1", &[("x-api-key", &used)]).await.0,
+        StatusCode::OK
+    );
+    tg.revoke_key(&unused_id).await;
+    tg.revoke_key(&used_id).await;
+    // Never seen by the gateway: refused at once.
+    let (status, headers, _) = get(addr, "/courses/1", &[("x-api-key", &unused)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .contains("invalid_token")
+    );
+    // Seen a moment ago: the active answer is reused at most introspection_ttl_secs (1 s), and
+    // the exchanged token the gateway still holds is not used for a refused caller.
+    let started = std::time::Instant::now();
+    let mut status = StatusCode::OK;
+    while started.elapsed() < Duration::from_secs(3) {
+        status = get(addr, "/courses/1", &[("x-api-key", &used)]).await.0;
+        if status != StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "within the TTL: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        records.last().reason,
+        Reason::InvalidToken {
+            why: "inactive".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_are_per_api_key() {
+    let tg = Trustgate::start().await;
+    let ci = tg.service_account("ci").await;
+    tg.write(&[(&format!("service:{ci}"), "viewer", "course:1")])
+        .await;
+    let (first, first_id) = tg.api_key(&ci, &["courses:read"]).await;
+    let (second, _) = tg.api_key(&ci, &["courses:read"]).await;
+    let (_gw, records, addr) = key_gateway(&tg, "[rate_limit]\nper_second = 1\nburst = 2").await;
+    for _ in 0..2 {
+        assert_eq!(
+            get(addr, "/courses/1", &[("x-api-key", &first)]).await.0,
+            StatusCode::OK
+        );
+    }
+    let (status, headers, body) = get(addr, "/courses/1", &[("x-api-key", &first)]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(body["code"], "rate_limited");
+    let record = records.last();
+    assert_eq!(
+        record.reason,
+        Reason::RateLimited {
+            retry_after_secs: 1
+        }
+    );
+    assert_eq!(
+        record.principal.and_then(|p| p.key_id),
+        Some(first_id.clone())
+    );
+    // Another key of the same service account has its own bucket, and so has a user.
+    for _ in 0..2 {
+        assert_eq!(
+            get(addr, "/courses/1", &[("x-api-key", &second)]).await.0,
+            StatusCode::OK
+        );
+    }
+    let alice = bearer(&tg.token(&tg.alice, |_| {}));
+    assert_eq!(
+        get(addr, "/courses/1", &[("authorization", &alice)])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // The limited key as a bearer token is the same key: still limited.
+    assert_eq!(
+        get(addr, "/courses/1", &[("authorization", &bearer(&first))])
+            .await
+            .0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        get(addr, "/courses/1", &[("x-api-key", &first)]).await.0,
+        StatusCode::OK
+    );
 }

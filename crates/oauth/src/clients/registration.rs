@@ -81,7 +81,9 @@ impl UriField {
 /// - `invalid_backchannel_logout`: `backchannel_logout_session_required` without a URI.
 /// - `invalid_token_exchange`: the token exchange grant needs `token_exchange` with at least
 ///   one audience, and `token_exchange` needs the grant; its audiences follow the
-///   `invalid_audience` rules (field `token_exchange.audiences`).
+///   `invalid_audience` rules (field `token_exchange.audiences`); `token_exchange.api_keys`
+///   needs the client to be a resource server (`resource_audiences` not empty): only a
+///   resource server learns about API keys at introspection, and only one receives them.
 pub fn validate_registration(
     mut reg: ClientRegistration,
 ) -> Result<ClientRegistration, ClientError> {
@@ -280,6 +282,10 @@ fn check_token_exchange(reg: &ClientRegistration) -> Result<(), ClientError> {
         )),
         Some(policy) if policy.audiences.is_empty() => Err(invalid(
             "token_exchange.audiences: at least one audience is required",
+        )),
+        Some(policy) if policy.api_keys && reg.resource_audiences.is_empty() => Err(invalid(
+            "token_exchange.api_keys: only a resource server (with resource_audiences) receives \
+             API keys to exchange",
         )),
         Some(policy) => check_audience("token_exchange.audiences", &policy.audiences),
     }
@@ -618,6 +624,7 @@ mod tests {
             auth_method: method,
             token_exchange: policy.map(|audiences| TokenExchangePolicy {
                 audiences: audiences.into_iter().map(str::to_owned).collect(),
+                api_keys: false,
             }),
             ..ClientRegistration::named("Gateway")
         };
@@ -679,6 +686,19 @@ mod tests {
                 "{aud:?}"
             );
         }
+        // API keys only for a resource server.
+        let with_keys = |resource_audiences: Vec<String>| {
+            let mut reg = exchanger(AuthMethod::ClientSecretBasic, Some(vec!["orders"]));
+            reg.resource_audiences = resource_audiences;
+            if let Some(policy) = &mut reg.token_exchange {
+                policy.api_keys = true;
+            }
+            reg
+        };
+        assert_eq!(code_of(with_keys(Vec::new())), "invalid_token_exchange");
+        let ok = validate_registration(with_keys(vec!["https://gateway.example".into()]))
+            .expect("a resource server may opt in");
+        assert!(ok.token_exchange.expect("policy").api_keys);
         let many: Vec<String> = (0..=MAX_AUDIENCES).map(|i| format!("a{i}")).collect();
         assert_eq!(
             code_of(exchanger(

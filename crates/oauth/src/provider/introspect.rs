@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use trustgate_core::TokenDigest;
 
 use super::Provider;
@@ -11,7 +12,8 @@ use crate::OAuthError;
 use crate::clients::PresentedCredentials;
 use crate::request::Params;
 
-/// A live API key, as the transport's key service describes it to introspection.
+/// A live API key, as the transport's key service describes it to introspection and to token
+/// exchange (a key as the subject token): the one verification of keys both rely on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyIntrospection {
     /// The owner's subject (`service:<id>` or `user:<id>`).
@@ -20,6 +22,8 @@ pub struct ApiKeyIntrospection {
     pub scopes: Vec<String>,
     /// The key id (not secret).
     pub key_id: String,
+    /// When the key expires, if it does.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 impl Provider {
@@ -43,7 +47,9 @@ impl Provider {
     /// [`introspect`](Self::introspect), with API keys: a token that is neither one of our
     /// JWTs nor a refresh token is handed to `api_keys` (the transport's key service, which
     /// this crate does not know), and a live key is described as `token_type` `api_key`,
-    /// `sub` the owner's subject (`service:<id>` or `user:<id>`), `scope` the key's scopes.
+    /// `sub` the owner's subject (`service:<id>` or `user:<id>`), `scope` the key's scopes,
+    /// `key_id`, and `exp` when the key expires. An access token obtained by exchanging a key
+    /// is described with its `key_id` too.
     /// RFC 7662 §4: only a client registered as a resource server (with at least one
     /// `resource_audiences` entry) learns about API keys; to any other caller they are
     /// `{"active": false}` and `api_keys` is not called.
@@ -97,6 +103,9 @@ impl Provider {
             if let (Some(act), Some(obj)) = (claims.act, body.as_object_mut()) {
                 obj.insert("act".into(), json!(act));
             }
+            if let (Some(key_id), Some(obj)) = (claims.key_id, body.as_object_mut()) {
+                obj.insert("key_id".into(), json!(key_id));
+            }
             return Ok(body);
         }
         let now = self.now();
@@ -121,6 +130,9 @@ impl Provider {
             });
             if let (false, Some(obj)) = (key.scopes.is_empty(), body.as_object_mut()) {
                 obj.insert("scope".into(), json!(key.scopes.join(" ")));
+            }
+            if let (Some(exp), Some(obj)) = (key.expires_at, body.as_object_mut()) {
+                obj.insert("exp".into(), json!(exp.unix_timestamp()));
             }
             return Ok(body);
         };

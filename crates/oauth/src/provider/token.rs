@@ -2,6 +2,8 @@
 //! type's rules (one file each in `grants/`), and what every grant ends with: the claims, the
 //! signatures and the response.
 
+use std::future::Future;
+
 use serde::Serialize;
 use trustgate_core::id::new_ulid;
 use trustgate_core::secret::generate_token;
@@ -10,7 +12,7 @@ use trustgate_store_api::{Grant, RefreshToken, StoreError};
 use trustgate_tokens::{AccessTokenClaims, Audience};
 
 use super::detail::{AuthFacts, StoredDetail};
-use super::{Provider, RequestContext};
+use super::{ApiKeyIntrospection, Provider, RequestContext};
 use crate::claims::IdTokenClaims;
 use crate::clients::{Client, GrantType, PresentedCredentials};
 use crate::request::Params;
@@ -68,13 +70,35 @@ pub(super) struct NewGrant<'a> {
 }
 
 impl Provider {
-    /// `/oauth2/token`.
+    /// `/oauth2/token`. API keys are not accepted as token exchange subject tokens (see
+    /// [`token_with`](Self::token_with)).
     pub async fn token(
         &self,
         params: &Params,
         credentials: &PresentedCredentials,
         ctx: &RequestContext,
     ) -> Result<TokenResponse, OAuthError> {
+        self.token_with(params, credentials, ctx, |_| async { Ok(None) })
+            .await
+    }
+
+    /// [`token`](Self::token), with API keys: a token exchange whose subject token is typed
+    /// `urn:trustgate:params:oauth:token-type:api_key`, by a client registered with
+    /// `token_exchange.api_keys`, hands the key to `api_keys` — the transport's key service,
+    /// the same one [`introspect_with`](Self::introspect_with) is given, which answers a live
+    /// key (valid, unexpired, unrevoked, its owner enabled) or `None`. No other grant, and no
+    /// other client, calls it.
+    pub async fn token_with<F, Fut>(
+        &self,
+        params: &Params,
+        credentials: &PresentedCredentials,
+        ctx: &RequestContext,
+        api_keys: F,
+    ) -> Result<TokenResponse, OAuthError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<Option<ApiKeyIntrospection>, OAuthError>>,
+    {
         let grant_type = params
             .get("grant_type")
             .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
@@ -109,7 +133,7 @@ impl Provider {
             GrantType::RefreshToken => self.refresh(&req).await,
             GrantType::ClientCredentials => self.client_credentials(&req).await,
             GrantType::DeviceCode => self.device_token(&req).await,
-            GrantType::TokenExchange => self.token_exchange(&req).await,
+            GrantType::TokenExchange => self.token_exchange(&req, api_keys).await,
         }
     }
 
@@ -244,6 +268,7 @@ impl Provider {
             sid: None,
             act: None,
             may_act: None,
+            key_id: None,
         }
     }
 

@@ -3,14 +3,17 @@
 //! service, which exchanges again for the ledger. Negative paths first: a client not registered
 //! for the grant, a public client, a target not allowed, a widened scope, a subject token that
 //! is expired, revoked, tampered or was never received by the exchanging client, an actor token
-//! of another client, a `may_act` naming someone else; each refusal audited.
+//! of another client, a `may_act` naming someone else; each refusal audited. API keys as
+//! subject tokens (`urn:trustgate:params:oauth:token-type:api_key`) with a key service that
+//! answers as the server's does: only for a client that opted in, only live keys, the issued
+//! token for the key's owner with the key's id.
 
 use serde_json::{Value, json};
 use time::Duration;
 use trustgate_core::Clock;
 use trustgate_oauth::clients::{AuthMethod, ClientRegistration, GrantType, TokenExchangePolicy};
-use trustgate_oauth::provider::{EndUser, TokenResponse};
-use trustgate_oauth::token_exchange::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE};
+use trustgate_oauth::provider::{ApiKeyIntrospection, EndUser, TokenResponse};
+use trustgate_oauth::token_exchange::{ACCESS_TOKEN_TYPE, API_KEY_TOKEN_TYPE, JWT_TOKEN_TYPE};
 use trustgate_oauth::{ErrorCode, OAuthError};
 use trustgate_tokens::{AccessTokenClaims, Actor, Algorithm, Audience, Expectation};
 
@@ -47,6 +50,7 @@ fn exchanger(reg: &mut ClientRegistration, targets: &[&str], scopes: &[&str]) {
     reg.grant_types = vec![GrantType::TokenExchange, GrantType::ClientCredentials];
     reg.token_exchange = Some(TokenExchangePolicy {
         audiences: targets.iter().map(|t| (*t).to_owned()).collect(),
+        api_keys: false,
     });
     reg.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
 }
@@ -180,6 +184,7 @@ async fn clients_that_may_not_exchange_are_refused() {
         grant_types: vec![GrantType::AuthorizationCode, GrantType::TokenExchange],
         token_exchange: Some(TokenExchangePolicy {
             audiences: vec![ORDERS_AUD.into()],
+            api_keys: false,
         }),
         ..ClientRegistration::named("SPA")
     };
@@ -685,4 +690,343 @@ async fn the_client_s_shorter_lifetime_bounds_the_exchange() {
     .await
     .expect("exchanged");
     assert_eq!(issued.expires_in, 60);
+}
+
+/// The key service as the server wires it (`describe_api_key` over `authn::api_keys`): the
+/// live keys it knows, and how often it was asked.
+#[derive(Default)]
+struct KeyService {
+    live: std::collections::HashMap<String, ApiKeyIntrospection>,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl KeyService {
+    fn with(mut self, key: &str, sub: &str, scopes: &[&str], expires_in: Option<i64>) -> Self {
+        let expires_at = expires_in.map(|secs| crate::provider::T0 + Duration::seconds(secs));
+        self.live.insert(
+            key.to_owned(),
+            ApiKeyIntrospection {
+                sub: sub.to_owned(),
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                key_id: format!("id-of-{key}"),
+                expires_at,
+            },
+        );
+        self
+    }
+
+    fn asked(&self) -> usize {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// `client` exchanges the key `subject` (typed as an API key) with these extra parameters,
+/// `keys` answering for keys.
+async fn swap_key(
+    op: &Op,
+    client: &App,
+    keys: &KeyService,
+    subject: &str,
+    extra: &[(&str, &str)],
+) -> Result<TokenResponse, OAuthError> {
+    let mut form = vec![
+        ("grant_type", EXCHANGE),
+        ("subject_token", subject),
+        ("subject_token_type", API_KEY_TOKEN_TYPE),
+    ];
+    form.extend_from_slice(extra);
+    op.provider
+        .token_with(
+            &params(&form),
+            &client.credentials,
+            &ctx(),
+            |key| async move {
+                keys.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(keys.live.get(&key).cloned())
+            },
+        )
+        .await
+}
+
+const SERVICE_KEY: &str = "tg_test_01SERVICEKEY";
+const PAT: &str = "tg_test_01ALICEPAT";
+const BRIEF_KEY: &str = "tg_test_01BRIEFKEY";
+const EXPIRED_KEY: &str = "tg_test_01EXPIREDKEY";
+
+fn key_service() -> KeyService {
+    KeyService::default()
+        .with(
+            SERVICE_KEY,
+            "service:01CI",
+            &["orders:read", "orders:write", "admin"],
+            None,
+        )
+        .with(PAT, "user:01ALICE", &["orders:read"], Some(3600))
+        .with(BRIEF_KEY, "service:01CI", &["orders:read"], Some(100))
+        // Listed by a key service that forgot its own expiry: the provider checks it too.
+        .with(EXPIRED_KEY, "service:01CI", &["orders:read"], Some(0))
+}
+
+/// The gateway as a resource server that opted in to API keys.
+async fn key_gateway(c: &Chain) -> App {
+    register(&c.op, |r| {
+        machine(r, "Key gateway", GATEWAY_AUD);
+        exchanger(
+            r,
+            &[ORDERS_AUD],
+            &["orders:read", "orders:write", "billing:read"],
+        );
+        if let Some(policy) = &mut r.token_exchange {
+            policy.api_keys = true;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn only_a_client_that_opted_in_exchanges_api_keys() {
+    let c = chain().await;
+    let keys = key_service();
+    // The gateway of the chain may exchange access tokens, not keys: invalid_request (RFC 8693
+    // §2.2.2), and the key service is not even asked.
+    let err = refused(
+        swap_key(
+            &c.op,
+            &c.gateway,
+            &keys,
+            SERVICE_KEY,
+            &[("audience", ORDERS_AUD)],
+        )
+        .await,
+        ErrorCode::InvalidRequest,
+    );
+    assert!(err.description.contains("token_exchange.api_keys"), "{err}");
+    assert_eq!(keys.asked(), 0);
+    // Only a resource server may opt in.
+    let mut not_a_resource_server = ClientRegistration::named("Not a resource server");
+    not_a_resource_server.redirect_uris = Vec::new();
+    exchanger(&mut not_a_resource_server, &[ORDERS_AUD], &["orders:read"]);
+    if let Some(policy) = &mut not_a_resource_server.token_exchange {
+        policy.api_keys = true;
+    }
+    let err =
+        c.op.provider
+            .clients()
+            .create(not_a_resource_server)
+            .await
+            .expect_err("no resource_audiences");
+    assert_eq!(err.code(), "invalid_token_exchange");
+    // A client that opted in, through the endpoint without a key service: no key is live.
+    let gw = key_gateway(&c).await;
+    let form = params(&[
+        ("grant_type", EXCHANGE),
+        ("subject_token", SERVICE_KEY),
+        ("subject_token_type", API_KEY_TOKEN_TYPE),
+        ("audience", ORDERS_AUD),
+    ]);
+    refused(
+        c.op.provider.token(&form, &gw.credentials, &ctx()).await,
+        ErrorCode::InvalidRequest,
+    );
+    swap_key(&c.op, &gw, &keys, SERVICE_KEY, &[("audience", ORDERS_AUD)])
+        .await
+        .expect("opted in, with the key service");
+    assert_eq!(keys.asked(), 1);
+    let refusals = refusals(&c.op).await;
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(refusals.iter().all(|(e, _)| e == "invalid_request"));
+}
+
+#[tokio::test]
+async fn an_exchanged_api_key_acts_for_its_owner_and_names_the_key() {
+    let c = chain().await;
+    let keys = key_service();
+    let gw = key_gateway(&c).await;
+    c.op.clock.advance(Duration::seconds(10));
+    let issued = swap_key(&c.op, &gw, &keys, SERVICE_KEY, &[("audience", ORDERS_AUD)])
+        .await
+        .expect("exchanged");
+    assert_eq!(issued.issued_token_type, Some(ACCESS_TOKEN_TYPE));
+    assert_eq!(issued.token_type, "Bearer");
+    assert_eq!(issued.refresh_token, None);
+    assert_eq!(issued.expires_in, 300, "oauth.token_exchange_ttl_secs");
+    assert_eq!(
+        issued.scope, "orders:read orders:write",
+        "what the key and the gateway share (admin is not the gateway's)"
+    );
+    let claims = claims_of(&c.op, &issued.access_token);
+    assert_eq!(
+        claims.sub, "service:01CI",
+        "the key's owner, as introspection names it"
+    );
+    assert_eq!(claims.key_id.as_deref(), Some("id-of-tg_test_01SERVICEKEY"));
+    assert_eq!(claims.aud, Audience::One(ORDERS_AUD.into()));
+    assert_eq!(claims.client_id, gw.id);
+    assert_eq!(
+        claims.act,
+        Some(Actor {
+            sub: gw.id.clone(),
+            client_id: Some(gw.id.clone()),
+            act: None,
+        })
+    );
+    // A key is no sign-in and belongs to no grant.
+    assert_eq!(claims.auth_time, None);
+    assert_eq!((claims.amr, claims.acr), (None, None));
+    assert_eq!((claims.uv, claims.gid, claims.sid), (None, None, None));
+    assert_eq!(claims.may_act, None);
+
+    // The orders service sees the key's id at introspection, and exchanging the token on keeps
+    // it and nests the chain.
+    let body =
+        c.op.provider
+            .introspect(
+                &params(&[("token", &issued.access_token)]),
+                &c.orders.credentials,
+            )
+            .await
+            .expect("introspect");
+    let body = introspection(&body);
+    assert_eq!(body["sub"], "service:01CI");
+    assert_eq!(body["key_id"], "id-of-tg_test_01SERVICEKEY");
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(
+        !active(&c.op, &gw, &issued.access_token).await,
+        "not for the gateway"
+    );
+    let onward = swap(
+        &c.op,
+        &c.orders,
+        &issued.access_token,
+        &[("audience", LEDGER_AUD), ("scope", "orders:read")],
+    )
+    .await
+    .expect("exchanged on");
+    let onward = claims_of(&c.op, &onward.access_token);
+    assert_eq!(onward.sub, "service:01CI");
+    assert_eq!(onward.key_id, claims.key_id);
+    assert_eq!(
+        onward.act.and_then(|a| a.act).map(|a| a.sub),
+        Some(gw.id.clone())
+    );
+
+    // The issuance is on the record: the client acted, for the key's owner, with which key.
+    let issued_events = audited(&c.op, "oauth_token_issued").await;
+    let event = issued_events
+        .iter()
+        .find(|e| e.detail["jti"] == claims.jti.as_str())
+        .expect("issuance recorded");
+    assert_eq!(event.detail["grant_type"], EXCHANGE);
+    assert_eq!(event.detail["subject"], "service:01CI");
+    assert_eq!(event.detail["key_id"], "id-of-tg_test_01SERVICEKEY");
+    assert_eq!(event.user_id, None, "a service's key, not a user's sign-in");
+
+    // A personal access token: the user, as `user:<id>`, within the token's scope.
+    let issued = swap_key(&c.op, &gw, &keys, PAT, &[("audience", ORDERS_AUD)])
+        .await
+        .expect("a personal access token");
+    assert_eq!(issued.scope, "orders:read");
+    let claims = claims_of(&c.op, &issued.access_token);
+    assert_eq!(claims.sub, "user:01ALICE");
+    assert_eq!(claims.key_id.as_deref(), Some("id-of-tg_test_01ALICEPAT"));
+    assert_eq!(claims.auth_time, None);
+}
+
+#[tokio::test]
+async fn api_key_exchanges_only_narrow_and_dead_keys_are_refused() {
+    let c = chain().await;
+    let keys = key_service();
+    let gw = key_gateway(&c).await;
+    let to_orders = [("audience", ORDERS_AUD)];
+    for (key, extra, code, why) in [
+        (
+            "tg_test_01UNKNOWN",
+            &to_orders[..],
+            ErrorCode::InvalidRequest,
+            "a key the key service does not know (revoked, expired, owner disabled, never issued)",
+        ),
+        (
+            EXPIRED_KEY,
+            &to_orders[..],
+            ErrorCode::InvalidRequest,
+            "an expired key",
+        ),
+        (
+            SERVICE_KEY,
+            &[
+                ("audience", ORDERS_AUD),
+                ("scope", "orders:read billing:read"),
+            ][..],
+            ErrorCode::InvalidScope,
+            "the gateway's scope, not the key's",
+        ),
+        (
+            SERVICE_KEY,
+            &[("audience", ORDERS_AUD), ("scope", "admin")][..],
+            ErrorCode::InvalidScope,
+            "the key's scope, not the gateway's",
+        ),
+        (
+            PAT,
+            &[("audience", ORDERS_AUD), ("scope", "orders:write")][..],
+            ErrorCode::InvalidScope,
+            "wider than the personal access token",
+        ),
+        (
+            SERVICE_KEY,
+            &[("audience", LEDGER_AUD)][..],
+            ErrorCode::InvalidTarget,
+            "a target the gateway may not request",
+        ),
+        (
+            SERVICE_KEY,
+            &[
+                ("audience", ORDERS_AUD),
+                ("actor_token", PAT),
+                ("actor_token_type", API_KEY_TOKEN_TYPE),
+            ][..],
+            ErrorCode::InvalidRequest,
+            "a key is never an actor token",
+        ),
+    ] {
+        let err = swap_key(&c.op, &gw, &keys, key, extra)
+            .await
+            .expect_err(why);
+        assert_eq!(err.code, code, "{why}: {err}");
+    }
+    // The types are not interchangeable: a key typed as an access token, or an access token
+    // typed as a key, is no valid subject token.
+    refused(
+        swap(&c.op, &gw, SERVICE_KEY, &to_orders).await,
+        ErrorCode::InvalidRequest,
+    );
+    let alices = alice_token(&c).await.access_token;
+    refused(
+        swap_key(&c.op, &gw, &keys, &alices, &to_orders).await,
+        ErrorCode::InvalidRequest,
+    );
+    let refusals = refusals(&c.op).await;
+    assert_eq!(
+        refusals.len(),
+        9,
+        "every refusal is on the record: {refusals:?}"
+    );
+    assert!(
+        refusals
+            .iter()
+            .any(|(e, why)| e == "invalid_request" && why.contains("API key")),
+        "{refusals:?}"
+    );
+
+    // A key that expires soon bounds the token's lifetime.
+    c.op.clock.advance(Duration::seconds(40));
+    let brief = swap_key(&c.op, &gw, &keys, BRIEF_KEY, &to_orders)
+        .await
+        .expect("a live key");
+    assert_eq!(brief.expires_in, 60, "never past the key's expiry");
+    c.op.clock.advance(Duration::seconds(60));
+    refused(
+        swap_key(&c.op, &gw, &keys, BRIEF_KEY, &to_orders).await,
+        ErrorCode::InvalidRequest,
+    );
 }

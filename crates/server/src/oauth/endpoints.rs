@@ -53,7 +53,16 @@ pub async fn token(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    match state.oauth.token(&params, &presented, &ctx).await {
+    // A token exchange may present an API key as its subject token: the provider asks the key
+    // service through the same lookup introspection uses.
+    let api_keys = state.api_keys.clone();
+    let issued = state
+        .oauth
+        .token_with(&params, &presented, &ctx, |token| async move {
+            describe_api_key(&api_keys, &token).await
+        })
+        .await;
+    match issued {
         Ok(response) => no_store_json(&response),
         Err(e) => oauth_error(&e, basic),
     }
@@ -118,9 +127,9 @@ pub async fn introspect(
     }
 }
 
-/// An API key for introspection: live (not revoked, expired or of a disabled owner) or
-/// `None`. The key's rate limit counts introspections as uses; an exhausted key is described
-/// as inactive (logged), never as active.
+/// An API key for introspection and for token exchange (a key as the subject token): live
+/// (not revoked, expired or of a disabled owner) or `None`. The key's rate limit counts these
+/// as uses; an exhausted key is described as inactive (logged), never as active.
 async fn describe_api_key(
     api_keys: &trustgate_authn::api_keys::ApiKeys,
     token: &str,
@@ -131,6 +140,7 @@ async fn describe_api_key(
             sub: identity.principal.subject(),
             scopes: identity.scopes.clone(),
             key_id: identity.key_id.clone(),
+            expires_at: identity.expires_at,
         })),
         Err(KeyRefusal::Invalid) => Ok(None),
         Err(KeyRefusal::RateLimited { retry_after_secs }) => {

@@ -492,12 +492,35 @@ async fn a_client_is_enabled_for_token_exchange(db: TestDatabase) {
     let (status, got) = send(&app, call("GET", &path, None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got["token_exchange"], created["token_exchange"]);
-
-    // Switching the grant off needs the policy gone too; then the client shows none.
     let mut registration = got.as_object().cloned().expect("object");
     for read_only in ["client_id", "created_at", "updated_at", "has_secret"] {
         registration.remove(read_only);
     }
+
+    // API keys as subject tokens: an explicit opt-in, for a resource server only.
+    let with_keys = json!({"audiences": ["https://orders.example"], "api_keys": true});
+    registration.insert("token_exchange".into(), with_keys.clone());
+    let (status, updated) = send(
+        &app,
+        call("PUT", &path, Some(Value::Object(registration.clone()))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["token_exchange"], with_keys);
+    let (_, got) = send(&app, call("GET", &path, None)).await;
+    assert_eq!(got["token_exchange"], with_keys);
+    let mut not_a_resource_server = registration.clone();
+    not_a_resource_server.insert("resource_audiences".into(), json!([]));
+    let (status, err) = send(
+        &app,
+        call("PUT", &path, Some(Value::Object(not_a_resource_server))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["code"], "invalid_token_exchange");
+    registration.insert("token_exchange".into(), created["token_exchange"].clone());
+
+    // Switching the grant off needs the policy gone too; then the client shows none.
     registration.insert("grant_types".into(), json!(["client_credentials"]));
     let (status, err) = send(
         &app,

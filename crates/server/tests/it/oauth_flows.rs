@@ -1575,6 +1575,7 @@ async fn token_exchange_at_the_token_endpoint(db: TestDatabase) {
         r.scopes = vec!["orders:read".into()];
         r.token_exchange = Some(trustgate_oauth::clients::TokenExchangePolicy {
             audiences: vec![ORDERS.into()],
+            api_keys: false,
         });
     })
     .await;
@@ -1685,6 +1686,300 @@ async fn token_exchange_at_the_token_endpoint(db: TestDatabase) {
     );
 }
 
+/// `/admin/v1/...` as the bootstrap administrator.
+async fn admin(op: &Op, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = Browser::default()
+        .send(
+            op,
+            http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", format!("Bearer {}", op.admin_token))
+                .header("content-type", "application/json"),
+            if body.is_null() {
+                axum::body::Body::empty()
+            } else {
+                axum::body::Body::from(body.to_string())
+            },
+        )
+        .await;
+    (
+        r.status,
+        serde_json::from_str(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+/// RFC 8693 over HTTP with API keys as subject tokens: a gateway registered with
+/// `token_exchange.api_keys` exchanges a service account's key (and a user's personal access
+/// token) for a token for the orders service; every way a key can be dead, and every rule that
+/// only narrows, is refused with RFC 8693's codes and recorded.
+async fn api_keys_as_subject_tokens_at_the_token_endpoint(db: TestDatabase) {
+    const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+    const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+    const API_KEY: &str = "urn:trustgate:params:oauth:token-type:api_key";
+    const GATEWAY: &str = "https://gateway.example";
+    const ORDERS: &str = "https://orders.example";
+    const LEDGER: &str = "https://ledger.example";
+    use trustgate_authn::api_keys::KeySpec;
+    use trustgate_store_api::KeyOwner;
+
+    let op = op(&db).await;
+    let gateway_registration = |api_keys: bool| {
+        move |r: &mut ClientRegistration| {
+            r.redirect_uris.clear();
+            r.grant_types = vec![GrantType::TokenExchange];
+            r.resource_audiences = vec![GATEWAY.into()];
+            r.scopes = vec!["orders:read".into(), "orders:write".into()];
+            r.token_exchange = Some(trustgate_oauth::clients::TokenExchangePolicy {
+                audiences: vec![ORDERS.into()],
+                api_keys,
+            });
+        }
+    };
+    let gateway = register(&op, "Gateway", gateway_registration(true)).await;
+    let no_keys = register(&op, "Gateway without keys", gateway_registration(false)).await;
+    let orders = register(&op, "Orders", |r| {
+        r.redirect_uris.clear();
+        r.grant_types = vec![GrantType::ClientCredentials];
+        r.resource_audiences = vec![ORDERS.into()];
+    })
+    .await;
+    let (status, account) = admin(
+        &op,
+        "POST",
+        "/admin/v1/service-accounts",
+        json!({ "name": "ci" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    let ci = account["id"].as_str().expect("id").to_owned();
+    let issue = |owner: KeyOwner, scopes: &[&str], expires_at: Option<time::OffsetDateTime>| {
+        let spec = KeySpec {
+            description: "exchange test".into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            expires_at,
+            rate_limit_per_minute: None,
+        };
+        let keys = op.state.api_keys.clone();
+        async move {
+            let issued = keys.issue(&owner, &spec).await.expect("issue");
+            (issued.key.expose().to_owned(), issued.record.id)
+        }
+    };
+    let (ci_key, ci_key_id) = issue(KeyOwner::Service(ci.clone()), &["orders:read"], None).await;
+    let form = |key: &str, target: &str, extra: &[(&str, &str)]| {
+        let mut form: Vec<(String, String)> = [
+            ("grant_type", EXCHANGE),
+            ("subject_token", key),
+            ("subject_token_type", API_KEY),
+            ("audience", target),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        form.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        form
+    };
+    let send = |client: &Registered, form: Vec<(String, String)>| {
+        let op = &op;
+        let client = Registered {
+            id: client.id.clone(),
+            secret: client.secret.clone(),
+            basic: client.basic,
+        };
+        async move {
+            let pairs: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            token(op, &client, &pairs).await
+        }
+    };
+    let refused_with = |(status, body): (StatusCode, Value), code: &str, why: &str| {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {body}");
+        assert_eq!(body["error"], code, "{why}: {body}");
+    };
+
+    // The exchange: the service account, acting through the gateway, for the orders service.
+    let (status, body) = send(&gateway, form(&ci_key, ORDERS, &[])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["issued_token_type"], ACCESS_TOKEN);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "orders:read");
+    assert_eq!(body["expires_in"], 300);
+    assert!(body.get("refresh_token").is_none());
+    let internal = body["access_token"].as_str().expect("at").to_owned();
+    let claims = payload(&internal);
+    assert_eq!(claims["sub"], format!("service:{ci}"));
+    assert_eq!(claims["key_id"], ci_key_id.as_str());
+    assert_eq!(claims["aud"], ORDERS);
+    assert_eq!(claims["client_id"], gateway.id.as_str());
+    assert_eq!(
+        claims["act"],
+        json!({"sub": gateway.id, "client_id": gateway.id})
+    );
+    for absent in ["auth_time", "amr", "acr", "uv", "gid", "sid"] {
+        assert!(claims.get(absent).is_none(), "{absent}: {claims}");
+    }
+    // The key and the token it became name the same owner and key at introspection.
+    let seen = introspect(&op, &orders, &internal).await;
+    assert_eq!(seen["active"], true, "{seen}");
+    assert_eq!(seen["sub"], format!("service:{ci}"));
+    assert_eq!(seen["key_id"], ci_key_id.as_str());
+    let key_seen = introspect(&op, &gateway, &ci_key).await;
+    assert_eq!(key_seen["token_type"], "api_key");
+    assert_eq!(key_seen["sub"], seen["sub"]);
+    assert_eq!(key_seen["key_id"], seen["key_id"]);
+
+    // A personal access token: the user, as `user:<id>`.
+    let alice = op
+        .state
+        .store
+        .find_user_by_login("alice")
+        .await
+        .expect("store")
+        .expect("alice")
+        .id;
+    let (pat, _) = issue(KeyOwner::User(alice.clone()), &["orders:read"], None).await;
+    let (status, body) = send(&gateway, form(&pat, ORDERS, &[])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let claims = payload(body["access_token"].as_str().expect("at"));
+    assert_eq!(claims["sub"], format!("user:{alice}"));
+    assert!(claims.get("auth_time").is_none());
+
+    // Refusals: the client did not opt in; a scope wider than the key's; a target the client
+    // may not use; a key as the actor; a key typed as an access token.
+    refused_with(
+        send(&no_keys, form(&ci_key, ORDERS, &[])).await,
+        "invalid_request",
+        "no token_exchange.api_keys",
+    );
+    refused_with(
+        send(
+            &gateway,
+            form(&ci_key, ORDERS, &[("scope", "orders:read orders:write")]),
+        )
+        .await,
+        "invalid_scope",
+        "wider than the key",
+    );
+    refused_with(
+        send(&gateway, form(&ci_key, LEDGER, &[])).await,
+        "invalid_target",
+        "not a target of the client",
+    );
+    refused_with(
+        send(
+            &gateway,
+            form(
+                &ci_key,
+                ORDERS,
+                &[("actor_token", &pat), ("actor_token_type", API_KEY)],
+            ),
+        )
+        .await,
+        "invalid_request",
+        "a key as the actor",
+    );
+    let mut as_access_token = form(&ci_key, ORDERS, &[]);
+    as_access_token[2].1 = ACCESS_TOKEN.to_owned();
+    refused_with(
+        send(&gateway, as_access_token).await,
+        "invalid_request",
+        "a key typed as an access token",
+    );
+
+    // Dead keys: expired, revoked, of a disabled owner.
+    let now = op.clock.now();
+    let (brief, _) = issue(
+        KeyOwner::Service(ci.clone()),
+        &["orders:read"],
+        Some(now + time::Duration::seconds(100)),
+    )
+    .await;
+    let (status, body) = send(&gateway, form(&brief, ORDERS, &[])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["expires_in"], 100, "never past the key's expiry");
+    op.clock.advance(time::Duration::seconds(100));
+    refused_with(
+        send(&gateway, form(&brief, ORDERS, &[])).await,
+        "invalid_request",
+        "an expired key",
+    );
+    let (revoked, revoked_id) = issue(KeyOwner::Service(ci.clone()), &["orders:read"], None).await;
+    assert_eq!(
+        send(&gateway, form(&revoked, ORDERS, &[])).await.0,
+        StatusCode::OK
+    );
+    let (status, _) = admin(
+        &op,
+        "DELETE",
+        &format!("/admin/v1/api-keys/{revoked_id}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    refused_with(
+        send(&gateway, form(&revoked, ORDERS, &[])).await,
+        "invalid_request",
+        "a revoked key",
+    );
+    let (status, _) = admin(
+        &op,
+        "POST",
+        &format!("/admin/v1/service-accounts/{ci}/disable"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    refused_with(
+        send(&gateway, form(&ci_key, ORDERS, &[])).await,
+        "invalid_request",
+        "the owner is disabled",
+    );
+    let (status, _) = admin(
+        &op,
+        "POST",
+        &format!("/admin/v1/service-accounts/{ci}/enable"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        send(&gateway, form(&ci_key, ORDERS, &[])).await.0,
+        StatusCode::OK,
+        "the same key again once its owner is enabled"
+    );
+
+    // Every refusal is on the record, with trustgate's reason (never the key).
+    let refusals = op
+        .state
+        .store
+        .list_audit(
+            &trustgate_store_api::AuditFilter {
+                kind: Some("oauth_token_exchange_refused".into()),
+                ..trustgate_store_api::AuditFilter::default()
+            },
+            50,
+        )
+        .await
+        .expect("audit");
+    assert_eq!(refusals.len(), 8, "{refusals:?}");
+    for r in &refusals {
+        let text = serde_json::to_string(&r.event.detail).expect("json");
+        for key in [&ci_key, &pat, &brief, &revoked] {
+            assert!(!text.contains(key.as_str()), "a key in the trail: {text}");
+        }
+    }
+    assert!(refusals.iter().any(|r| {
+        r.event.detail["reason"]
+            .as_str()
+            .is_some_and(|why| why.contains("token_exchange.api_keys"))
+    }));
+}
+
 async fn discovery_and_jwks(db: TestDatabase) {
     let op = op(&db).await;
     let mut b = Browser::default();
@@ -1737,5 +2032,6 @@ test_on_both_backends!(
     private_key_jwt_clients,
     acr_values_2_steps_up_to_a_second_factor,
     token_exchange_at_the_token_endpoint,
+    api_keys_as_subject_tokens_at_the_token_endpoint,
     discovery_and_jwks,
 );

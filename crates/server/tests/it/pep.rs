@@ -225,6 +225,7 @@ impl Trustgate {
             sid: None,
             act: None,
             may_act: None,
+            key_id: None,
         };
         edit(&mut claims);
         self.op
