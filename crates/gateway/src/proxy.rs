@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 use trustgate_core::SystemClock;
 use trustgate_pep::{
     AuthMethod, Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionSink,
-    HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep, RouteTable,
-    answer,
+    HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep,
+    RevisionFeed, RouteTable, answer,
 };
 
 use crate::GatewayError;
@@ -64,6 +64,8 @@ pub(crate) struct State {
     route_upstream: HashMap<(Method, String), usize>,
     upstreams: Vec<Upstream>,
     exchanger: TokenExchanger,
+    /// The revision and revocation stream (ends with the state).
+    _feed: RevisionFeed,
     _tasks: Vec<Task>,
 }
 
@@ -131,6 +133,14 @@ impl State {
             .api_keys
             .map(|keys| introspector(keys.introspection_ttl_secs))
             .transpose()?;
+        // One stream from trustgate carries the store's revision (for the decision cache) and
+        // its credential epoch: every introspection cache is emptied when anything is revoked.
+        let feed = pdp
+            .follow_revisions(Duration::from_millis(config.pdp.timeout_ms))
+            .map_err(|e| GatewayError::Http(e.0))?;
+        for introspector in jwt_liveness.iter().chain(keys.iter()) {
+            introspector.follow_revocations(&feed);
+        }
         let authenticator = Authenticator {
             jwt: Some(JwtVerifier::new(jwt, issuer_http.clone(), clock.clone())),
             introspection: keys,
@@ -145,12 +155,9 @@ impl State {
         let routes = RouteTable::new(rules.into_iter().map(|(rule, _)| rule))?;
         let mut tasks = Vec::new();
         let pdp: Arc<dyn DecisionPoint> = if config.pdp.decision_cache_ttl_secs > 0 {
-            let feed = pdp
-                .follow_revisions(Duration::from_millis(config.pdp.timeout_ms))
-                .map_err(|e| GatewayError::Http(e.0))?;
             Arc::new(DecisionCache::new(
                 Arc::new(pdp),
-                feed,
+                feed.clone(),
                 DecisionCacheConfig {
                     ttl: Duration::from_secs(config.pdp.decision_cache_ttl_secs),
                     max_entries: config.pdp.decision_cache_max_entries,
@@ -197,6 +204,7 @@ impl State {
             route_upstream,
             upstreams,
             exchanger,
+            _feed: feed,
             _tasks: tasks,
         })
     }

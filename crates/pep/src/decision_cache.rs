@@ -55,6 +55,7 @@ pub struct LiveRevision {
 #[derive(Debug, Clone)]
 pub struct RevisionFeed {
     rx: watch::Receiver<Option<Arc<LiveRevision>>>,
+    credentials: watch::Receiver<Option<i64>>,
     _task: Arc<AbortOnDrop>,
 }
 
@@ -70,15 +71,24 @@ impl Drop for AbortOnDrop {
 }
 
 impl RevisionFeed {
-    /// A feed written by `task` through the sender of `rx` (aborted with the last clone).
+    /// A feed written by `task` through the senders of `rx` (the revision) and `credentials`
+    /// (trustgate's credential epoch); the task is aborted with the last clone.
     pub fn new(
         rx: watch::Receiver<Option<Arc<LiveRevision>>>,
+        credentials: watch::Receiver<Option<i64>>,
         task: Option<tokio::task::JoinHandle<()>>,
     ) -> Self {
         RevisionFeed {
             rx,
+            credentials,
             _task: Arc::new(AbortOnDrop(task)),
         }
+    }
+
+    /// trustgate's credential epoch as the feed last reported it (`None` while the feed is
+    /// down or before the first report): it moves with every revocation of any credential.
+    pub fn credential_epochs(&self) -> watch::Receiver<Option<i64>> {
+        self.credentials.clone()
     }
 
     /// The revision now, if the feed is up.
@@ -267,7 +277,7 @@ mod tests {
         let (tx, rx) = watch::channel(None);
         let cache = DecisionCache::new(
             pdp.clone(),
-            RevisionFeed::new(rx, None),
+            RevisionFeed::new(rx, watch::channel(None).1, None),
             DecisionCacheConfig {
                 ttl: Duration::from_secs(3600),
                 max_entries: 1000,
@@ -374,7 +384,7 @@ mod tests {
         let (tx, rx) = watch::channel(live(1, "t1"));
         let cache = DecisionCache::new(
             pdp.clone(),
-            RevisionFeed::new(rx, None),
+            RevisionFeed::new(rx, watch::channel(None).1, None),
             DecisionCacheConfig {
                 ttl: Duration::from_millis(50),
                 max_entries: 1000,

@@ -8,6 +8,12 @@
 //! for it — the TTL is capped at [`MAX_TTL`] (default 5 s). Inactive answers are never cached:
 //! a token becomes usable the moment it is issued and a flood of random tokens cannot fill the
 //! cache (each costs one introspection, which trustgate answers from its own caches).
+//!
+//! With [`Introspector::follow_revocations`], the cache is also emptied whenever trustgate's
+//! credential epoch moves — it moves with every revocation of a session, grant, access token or
+//! API key and every disabled owner — and whenever the feed carrying it goes down: a revocation
+//! then takes effect here within trustgate's epoch poll (`api_keys.revocation_poll_ms`, 250 ms)
+//! plus one event, not the TTL. An answer that was in flight when the epoch moved is not cached.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +26,7 @@ use trustgate_core::{Clock, Secret, TokenDigest};
 use trustgate_tokens::Actor;
 
 use crate::authenticate::AuthError;
+use crate::decision_cache::RevisionFeed;
 use crate::principal::{AuthMethod, Principal, PrincipalKind, split_scope};
 
 /// The longest time an active answer is reused.
@@ -84,6 +91,9 @@ struct Inner {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<TokenDigest, (Principal, OffsetDateTime)>>,
+    /// Moves whenever the cache is emptied for a revocation; an answer is cached only if it
+    /// did not move while the answer was fetched.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Introspector {
@@ -110,8 +120,28 @@ impl Introspector {
                 http,
                 clock,
                 cache: Mutex::new(HashMap::new()),
+                generation: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Empties the cache whenever `feed`'s credential epoch moves or the feed goes down or
+    /// comes back (see the module documentation). The task ends with the introspector or the
+    /// feed. Must run inside a tokio runtime.
+    pub fn follow_revocations(&self, feed: &RevisionFeed) {
+        let mut epochs = feed.credential_epochs();
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            while epochs.changed().await.is_ok() {
+                let Some(inner) = weak.upgrade() else {
+                    break;
+                };
+                inner
+                    .generation
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                inner.cache.lock().clear();
+            }
+        });
     }
 
     /// The caller behind `token` (an opaque access token or an API key).
@@ -127,6 +157,7 @@ impl Introspector {
         {
             return Ok(principal.clone());
         }
+        let generation = inner.generation.load(std::sync::atomic::Ordering::Acquire);
         let answer = self.ask(token).await?;
         let now = inner.clock.now();
         let (principal, exp) = describe(answer, now)?;
@@ -137,6 +168,11 @@ impl Introspector {
         }
         if until > now {
             let mut cache = inner.cache.lock();
+            // Checked under the lock the revocation task clears with: a revocation seen while
+            // this answer was in flight keeps it out of the cache.
+            if inner.generation.load(std::sync::atomic::Ordering::Acquire) != generation {
+                return Ok(principal);
+            }
             if cache.len() >= CACHE_CAPACITY {
                 cache.retain(|_, (_, at)| *at > now);
                 if cache.len() >= CACHE_CAPACITY {

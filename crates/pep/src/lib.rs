@@ -67,7 +67,9 @@
 //! - JWT access tokens are verified locally: a revoked JWT is honoured until its `exp`
 //!   (trustgate's access tokens live minutes). Protect routes where that matters with
 //!   introspected credentials, or keep access tokens short.
-//! - Opaque tokens and API keys: at most the introspection TTL.
+//! - Opaque tokens and API keys: at most the introspection TTL; with
+//!   [`Introspector::follow_revocations`] on a live feed, within trustgate's credential-epoch
+//!   poll (250 ms by default) plus one event. The same holds for `jwt_liveness`.
 //! - Sessions: the resolver decides (the in-process one asks the store on every request).
 //!
 //! # Example

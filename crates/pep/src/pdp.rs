@@ -156,17 +156,31 @@ const MAX_FEED_LINE: usize = 16 * 1024;
 const FEED_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const FEED_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// One event of `GET /stores/{id}/watch`.
+/// One event of `GET /stores/{id}/watch`: the store's revision, or trustgate's credential
+/// epoch.
 #[derive(Debug, serde::Deserialize)]
-struct WatchEvent {
-    consistency_token: String,
-    #[serde(default)]
-    authorization_model_id: Option<String>,
+#[serde(untagged)]
+enum WatchEvent {
+    Revision {
+        consistency_token: String,
+        #[serde(default)]
+        authorization_model_id: Option<String>,
+    },
+    Credentials {
+        credential_epoch: i64,
+    },
+}
+
+/// The senders a feed connection writes.
+struct FeedSenders {
+    revision: watch::Sender<Option<Arc<LiveRevision>>>,
+    credentials: watch::Sender<Option<i64>>,
 }
 
 impl HttpDecisionPoint {
-    /// Follows the store's revision over `GET {base}/stores/{id}/watch` (server-sent events,
-    /// the same API key) in a background task, reconnecting with backoff; the feed is down
+    /// Follows the store's revision (and trustgate's credential epoch, for
+    /// [`Introspector::follow_revocations`](crate::Introspector::follow_revocations)) over
+    /// `GET {base}/stores/{id}/watch` (server-sent events, the same API key) in a background task, reconnecting with backoff; the feed is down
     /// (`None`) whenever the stream is not open or has been silent for
     /// [`FEED_DEAD_AFTER`](crate::decision_cache::FEED_DEAD_AFTER). `connect_timeout` bounds
     /// each connection attempt. Must run inside a tokio runtime.
@@ -178,7 +192,12 @@ impl HttpDecisionPoint {
             .tcp_keepalive(Duration::from_secs(15))
             .build()
             .map_err(|e| Unavailable(format!("watch client: {e}")))?;
-        let (tx, rx) = watch::channel(None);
+        let (revision, rx) = watch::channel(None);
+        let (credentials, credentials_rx) = watch::channel(None);
+        let tx = FeedSenders {
+            revision,
+            credentials,
+        };
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
             let mut generation = 0u64;
@@ -190,15 +209,16 @@ impl HttpDecisionPoint {
                         tracing::warn!(target: "trustgate_pep", url = %inner.watch_url, %why, "revision feed down; decisions are not cached until it is back");
                     }
                 }
-                tx.send_replace(None);
-                if tx.is_closed() {
+                tx.revision.send_replace(None);
+                tx.credentials.send_replace(None);
+                if tx.revision.is_closed() && tx.credentials.is_closed() {
                     break;
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(FEED_BACKOFF_MAX);
             }
         });
-        Ok(RevisionFeed::new(rx, Some(task)))
+        Ok(RevisionFeed::new(rx, credentials_rx, Some(task)))
     }
 }
 
@@ -207,7 +227,7 @@ impl HttpDecisionPoint {
 async fn follow_once(
     inner: &HttpInner,
     http: &reqwest::Client,
-    tx: &watch::Sender<Option<Arc<LiveRevision>>>,
+    tx: &FeedSenders,
     generation: &mut u64,
 ) -> Result<(), String> {
     let mut response = tokio::time::timeout(
@@ -251,15 +271,29 @@ async fn follow_once(
             if let Some(data) = text.strip_prefix(b"data:") {
                 let event: WatchEvent = serde_json::from_slice(data.trim_ascii())
                     .map_err(|e| format!("a malformed event: {e}"))?;
-                *generation += 1;
                 events += 1;
-                tx.send_replace(Some(Arc::new(LiveRevision {
-                    generation: *generation,
-                    revision: Revision {
-                        consistency_token: event.consistency_token,
-                        latest_model_id: event.authorization_model_id,
-                    },
-                })));
+                match event {
+                    WatchEvent::Revision {
+                        consistency_token,
+                        authorization_model_id,
+                    } => {
+                        *generation += 1;
+                        tx.revision.send_replace(Some(Arc::new(LiveRevision {
+                            generation: *generation,
+                            revision: Revision {
+                                consistency_token,
+                                latest_model_id: authorization_model_id,
+                            },
+                        })));
+                    }
+                    WatchEvent::Credentials { credential_epoch } => {
+                        tx.credentials.send_if_modified(|known| {
+                            let moved = *known != Some(credential_epoch);
+                            *known = Some(credential_epoch);
+                            moved
+                        });
+                    }
+                }
             }
             line.clear();
         }

@@ -251,7 +251,8 @@ pub trait SessionStore: std::fmt::Debug + Send + Sync {
         now: OffsetDateTime,
     ) -> Result<Vec<Session>, StoreError>;
 
-    /// Revokes one session of `user_id`; `false` if it is not theirs or not live.
+    /// Revokes one session of `user_id` and advances the credential epoch; `false` if it is not
+    /// theirs or not live.
     async fn revoke_session(
         &self,
         user_id: &str,
@@ -259,7 +260,8 @@ pub trait SessionStore: std::fmt::Debug + Send + Sync {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
 
-    /// Revokes all of a user's live sessions except `keep`; returns how many.
+    /// Revokes all of a user's live sessions except `keep` (advancing the credential epoch when
+    /// any was live); returns how many.
     async fn revoke_user_sessions(
         &self,
         user_id: &str,

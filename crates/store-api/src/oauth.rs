@@ -370,7 +370,8 @@ pub trait GrantStore: std::fmt::Debug + Send + Sync {
     /// The grant with this id (revoked or not).
     async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
 
-    /// Revokes a grant (its refresh tokens die with it); `false` if unknown or already revoked.
+    /// Revokes a grant (its refresh tokens die with it) and advances the credential epoch;
+    /// `false` if unknown or already revoked.
     async fn revoke_grant(&self, id: &str, now: OffsetDateTime) -> Result<bool, StoreError>;
 
     /// Unexpired grants that came from this login session, revoked ones included (their clients
@@ -381,8 +382,8 @@ pub trait GrantStore: std::fmt::Debug + Send + Sync {
         now: OffsetDateTime,
     ) -> Result<Vec<Grant>, StoreError>;
 
-    /// Revokes every live grant of the user and increments the user's token version, in one
-    /// transaction; returns how many grants (0 for an unknown user). Used when a user is disabled
+    /// Revokes every live grant of the user, increments the user's token version and advances
+    /// the credential epoch, in one transaction; returns how many grants (0 for an unknown user). Used when a user is disabled
     /// or logs out everywhere.
     async fn revoke_user_grants(
         &self,
@@ -496,7 +497,8 @@ pub trait GrantStore: std::fmt::Debug + Send + Sync {
     /// already or is unknown.
     async fn consume_pushed_request(&self, id: &str) -> Result<bool, StoreError>;
 
-    /// Records that the access token with this `jti` is revoked until it expires anyway.
+    /// Records that the access token with this `jti` is revoked until it expires anyway, and
+    /// advances the credential epoch.
     async fn revoke_access_token(
         &self,
         jti: &str,

@@ -261,7 +261,11 @@ pub trait ApiKeyStore: std::fmt::Debug + Send + Sync {
     async fn record_api_key_uses(&self, uses: &[KeyUse]) -> Result<(), StoreError>;
 
     /// The credential epoch: advances with every revocation, rotation and owner disable or
-    /// deletion (user disable and deletion included), and with every change of an OAuth client
-    /// ([`ClientStore`](crate::ClientStore): update, secret change, deletion).
+    /// deletion (user disable and deletion included), with every change of an OAuth client
+    /// ([`ClientStore`](crate::ClientStore): update, secret change, deletion), and with every
+    /// revocation of a session, a grant or an access token and every "revoke all tokens of a
+    /// user" ([`AccountStore`](crate::AccountStore), [`OAuthStore`](crate::OAuthStore)), so that
+    /// a cache of any credential's validity (an introspection cache at an enforcement point)
+    /// can follow it.
     async fn credential_epoch(&self) -> Result<i64, StoreError>;
 }

@@ -179,22 +179,19 @@ impl LearningPlatform {
         let mut jwt = JwtConfig::for_trustgate(&endpoints.issuer, &settings.api_audience)?;
         jwt.jwks_url = endpoints.jwks_uri.clone();
         let verifier = JwtVerifier::new(jwt, http.clone(), clock.clone());
-        // Bearer JWTs only, each still active at trustgate's introspection (cached 5 s): a
-        // signed-out session, a disabled user or a revoked grant is refused within 5 s.
-        let authenticator = Authenticator {
-            jwt: Some(verifier.clone()),
-            jwt_liveness: Some(Introspector::new(
-                IntrospectionConfig {
-                    url: endpoints.introspection.clone(),
-                    client_id: settings.client_id.clone(),
-                    client_secret: settings.client_secret.clone(),
-                    ttl: std::time::Duration::from_secs(5),
-                },
-                http.clone(),
-                clock.clone(),
-            )),
-            ..Authenticator::default()
-        };
+        // Bearer JWTs only, each still active at trustgate's introspection (cached 5 s, and
+        // emptied on every revocation the PDP feed reports): a signed-out session, a disabled
+        // user or a revoked grant is refused within a poll of trustgate's credential epoch.
+        let liveness = Introspector::new(
+            IntrospectionConfig {
+                url: endpoints.introspection.clone(),
+                client_id: settings.client_id.clone(),
+                client_secret: settings.client_secret.clone(),
+                ttl: std::time::Duration::from_secs(5),
+            },
+            http.clone(),
+            clock.clone(),
+        );
         let pdp = match parts.pdp {
             Some(pdp) => pdp,
             None => {
@@ -207,13 +204,20 @@ impl LearningPlatform {
                 )?;
                 // Decisions are reused until the store changes (a tuple or the model), as the
                 // store's revision feed reports; while the feed is down, every request asks.
+                // The same feed reports revocations: the liveness cache is emptied on each.
                 let feed = pdp.follow_revisions(web::HTTP_TIMEOUT)?;
+                liveness.follow_revocations(&feed);
                 Arc::new(DecisionCache::new(
                     Arc::new(pdp),
                     feed,
                     DecisionCacheConfig::default(),
                 ))
             }
+        };
+        let authenticator = Authenticator {
+            jwt: Some(verifier.clone()),
+            jwt_liveness: Some(liveness),
+            ..Authenticator::default()
         };
         let layer = Pep::builder("learning", api::policy()?, authenticator, pdp)
             .sink(parts.sink.unwrap_or_else(|| Arc::new(TracingSink)))

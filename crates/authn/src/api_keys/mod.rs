@@ -166,6 +166,8 @@ struct Inner {
     generation: AtomicU64,
     /// The credential epoch last seen, and when it was last read successfully.
     epoch: Mutex<Option<(i64, Instant)>>,
+    /// The credential epoch as last read, for followers outside this service.
+    epochs: tokio::sync::watch::Sender<Option<i64>>,
     uses: Mutex<HashMap<String, KeyUse>>,
     sync_started: AtomicBool,
 }
@@ -200,6 +202,7 @@ impl ApiKeys {
                 buckets,
                 generation: AtomicU64::new(0),
                 epoch: Mutex::new(None),
+                epochs: tokio::sync::watch::Sender::new(None),
                 uses: Mutex::new(HashMap::new()),
                 sync_started: AtomicBool::new(false),
             }),
@@ -345,6 +348,15 @@ impl ApiKeys {
         self.inner.poll_epoch().await
     }
 
+    /// Follows the credential epoch as this service reads it (every
+    /// [`ApiKeysConfig::epoch_poll`]; `None` until the first read): it moves with every
+    /// revocation of any credential (see `ApiKeyStore::credential_epoch`). Starts the
+    /// background poll if it is not running.
+    pub fn credential_epochs(&self) -> tokio::sync::watch::Receiver<Option<i64>> {
+        self.start_sync();
+        self.inner.epochs.subscribe()
+    }
+
     fn start_sync(&self) {
         if self.inner.sync_started.swap(true, Ordering::AcqRel) {
             return;
@@ -421,6 +433,12 @@ impl Inner {
             self.verified.invalidate_all();
         }
         *seen = Some((epoch, Instant::now()));
+        drop(seen);
+        self.epochs.send_if_modified(|known| {
+            let moved = *known != Some(epoch);
+            *known = Some(epoch);
+            moved
+        });
         Ok(())
     }
 

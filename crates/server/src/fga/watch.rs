@@ -10,7 +10,17 @@
 //! ```
 //! The first event is the revision when the stream opens; another follows whenever this
 //! replica's index applies a tuple change or learns of a new latest model
-//! ([`trustgate_pdp::watch`]); changes in between are coalesced into the newest. An empty
+//! ([`trustgate_pdp::watch`]); changes in between are coalesced into the newest.
+//!
+//! ```text
+//! event: credentials
+//! data: {"credential_epoch":42}
+//! ```
+//! follows with trustgate's credential epoch as this replica reads it (every
+//! `api_keys.revocation_poll_ms`), and again whenever it moves: it moves with every revocation
+//! of a session, grant, access token or API key and every disabled owner, so an enforcement
+//! point can empty its introspection cache ([`trustgate_pep::Introspector::follow_revocations`]).
+//! The value says only that something was revoked somewhere, never what. An empty
 //! comment is sent after every [`HEARTBEAT`] without an event, so a watcher can tell a silent
 //! store from a dead connection. The stream ends when the store is deleted and when the server
 //! shuts down. It needs the same permission as Check (`reader` on the store).
@@ -49,10 +59,25 @@ fn event(revision: &Revision) -> Event {
         .unwrap_or_else(|_| Event::default().event("revision"))
 }
 
-/// What the stream still has to say: the first revision, then the changes.
+#[derive(Serialize)]
+struct CredentialsEvent {
+    credential_epoch: i64,
+}
+
+fn credentials_event(epoch: i64) -> Event {
+    Event::default()
+        .event("credentials")
+        .json_data(CredentialsEvent {
+            credential_epoch: epoch,
+        })
+        .unwrap_or_else(|_| Event::default().event("credentials"))
+}
+
+/// What the stream still has to say: the first revision, then the changes of either.
 struct Watching {
     first: Option<Revision>,
     watch: RevisionWatch,
+    credentials: tokio::sync::watch::Receiver<Option<i64>>,
     stopping: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -65,21 +90,36 @@ pub async fn watch(
     check_store_id(&store_id)?;
     let mut watch = state.pdp.watch(&store_id).await?;
     let first = watch.current();
+    let mut credentials = state.api_keys.credential_epochs();
+    // The epoch known now is sent after the first revision; later ones as they are read.
+    credentials.mark_changed();
     let watching = Watching {
         first: Some(first),
         watch,
+        credentials,
         stopping: state.stopping.subscribe(),
     };
     let stream = futures::stream::unfold(watching, |mut w| async move {
         if let Some(first) = w.first.take() {
             return Some((Ok(event(&first)), w));
         }
-        let next = tokio::select! {
-            changed = w.watch.changed() => changed.ok(),
-            _ = w.stopping.wait_for(|stopping| *stopping) => None,
-        };
-        // `None`: the store is gone or the server stops; the stream ends.
-        next.map(|revision| (Ok(event(&revision)), w))
+        loop {
+            let next = tokio::select! {
+                changed = w.watch.changed() => changed.ok().map(|r| event(&r)),
+                changed = w.credentials.changed() => match changed {
+                    Ok(()) => match *w.credentials.borrow_and_update() {
+                        Some(epoch) => Some(credentials_event(epoch)),
+                        // Not read yet: nothing to say.
+                        None => continue,
+                    },
+                    // The key service is gone: the server is stopping.
+                    Err(_) => None,
+                },
+                _ = w.stopping.wait_for(|stopping| *stopping) => None,
+            };
+            // `None`: the store is gone or the server stops; the stream ends.
+            return next.map(|e| (Ok(e), w));
+        }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT)))
 }

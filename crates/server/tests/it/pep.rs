@@ -21,7 +21,7 @@ use trustgate_oauth::clients::GrantType;
 use trustgate_pep::{
     Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionRecord, DecisionSink,
     HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep, Principal,
-    Reason, RouteTable, Rule, SessionCookie, StepUp,
+    Reason, RevisionFeed, RouteTable, Rule, SessionCookie, StepUp,
 };
 use trustgate_server::pep::{AccountsSessionResolver, AuditSink, InProcessDecisionPoint};
 use trustgate_store::test_on_both_backends;
@@ -1181,11 +1181,159 @@ async fn a_verified_token_is_remembered_but_expires_on_time(db: TestDatabase) {
     );
 }
 
+/// An app whose API keys and JWTs are introspected with a 30 s cache that follows `feed`.
+fn app_following(tg: &Trustgate, feed: &RevisionFeed, records: Arc<Records>) -> Router {
+    let introspector = |ttl: Duration| {
+        let introspector = Introspector::new(
+            IntrospectionConfig {
+                url: tg.base.join("oauth2/introspect").expect("url"),
+                client_id: tg.rs.id.clone(),
+                client_secret: Secret::new(tg.rs.secret.clone()),
+                ttl,
+            },
+            Trustgate::http(),
+            Arc::new(tg.op.clock.clone()),
+        );
+        introspector.follow_revocations(feed);
+        introspector
+    };
+    let mut authenticator = tg.authenticator(Duration::from_secs(30));
+    authenticator.introspection = Some(introspector(Duration::from_secs(30)));
+    authenticator.jwt_liveness = Some(introspector(Duration::from_secs(30)));
+    let routes = RouteTable::new([Rule::new(
+        Method::GET,
+        "/courses/{id}",
+        "viewer",
+        "course:{id}",
+    )])
+    .expect("routes");
+    let layer = Pep::builder("learning", routes, authenticator, tg.http_pdp())
+        .sink(records)
+        .clock(Arc::new(tg.op.clock.clone()))
+        .build();
+    Router::new()
+        .route("/courses/{id}", get(|p: Principal| async move { p.id }))
+        .layer(layer)
+}
+
+/// Calls `path` with `headers` until the status is `want` or 10 s have passed.
+async fn until_status_with(
+    app: &Router,
+    path: &str,
+    headers: &[(&str, &str)],
+    want: StatusCode,
+) -> Answer {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = call(app, path, headers).await;
+        if a.status == want || tokio::time::Instant::now() > deadline {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn revocations_empty_introspection_caches_through_the_feed(db: TestDatabase) {
+    let tg = trustgate(&db).await;
+    let (status, body) = admin(
+        &tg.op,
+        "POST",
+        "/admin/v1/service-accounts",
+        json!({ "name": "ci" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let ci = body["id"].as_str().expect("id").to_owned();
+    let key = tg
+        .op
+        .state
+        .api_keys
+        .issue(&KeyOwner::Service(ci.clone()), &KeySpec::default())
+        .await
+        .expect("issue");
+    tg.write(&[
+        (&format!("service:{ci}"), "viewer", "course:1"),
+        ("user:alice", "viewer", "course:1"),
+    ])
+    .await;
+    let mut feed = tg
+        .http_decision_point()
+        .follow_revisions(Duration::from_secs(1))
+        .expect("feed");
+    assert!(feed.wait_live().await);
+    let mut epochs = feed.credential_epochs();
+    epochs
+        .wait_for(Option::is_some)
+        .await
+        .expect("the feed reports the credential epoch");
+    let records = Arc::new(Records::default());
+    let app = app_following(&tg, &feed, records.clone());
+
+    // The key is introspected once and cached for 30 s (the test clock does not move).
+    let key_text = key.key.expose().to_owned();
+    let with_key = [("x-api-key", key_text.as_str())];
+    assert_eq!(
+        call(&app, "/courses/1", &with_key).await.status,
+        StatusCode::OK
+    );
+    let (status, body) = admin(
+        &tg.op,
+        "DELETE",
+        &format!("/admin/v1/api-keys/{}", key.record.id),
+        Value::Null,
+    )
+    .await;
+    assert!(status.is_success(), "{status} {body}");
+    let a = until_status_with(&app, "/courses/1", &with_key, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(
+        a.status,
+        StatusCode::UNAUTHORIZED,
+        "the revocation emptied the cache long before its 30 s"
+    );
+
+    // A JWT checked for liveness: its revocation reaches the cache the same way.
+    let jti = uuid::Uuid::new_v4().to_string();
+    let exp = tg.now() + 300;
+    let token = tg.token("alice", |c| {
+        c.jti = jti.clone();
+        c.exp = exp;
+    });
+    let auth = bearer(&token);
+    let with_token = [("authorization", auth.as_str())];
+    assert_eq!(
+        call(&app, "/courses/1", &with_token).await.status,
+        StatusCode::OK
+    );
+    tg.op
+        .state
+        .store
+        .revoke_access_token(
+            &jti,
+            time::OffsetDateTime::from_unix_timestamp(exp).expect("exp"),
+        )
+        .await
+        .expect("revoke");
+    let a = until_status_with(&app, "/courses/1", &with_token, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert_eq!(
+        records
+            .0
+            .lock()
+            .expect("lock")
+            .last()
+            .map(|r| r.reason.clone()),
+        Some(Reason::InvalidToken {
+            why: "token_revoked".into()
+        })
+    );
+}
+
 test_on_both_backends!(
     the_layer_authenticates_authorizes_and_answers,
     decisions_are_cached_until_the_store_changes,
     the_watch_stream_needs_a_reader_and_a_store,
     a_verified_token_is_remembered_but_expires_on_time,
+    revocations_empty_introspection_caches_through_the_feed,
     an_unknown_kid_refetches_the_jwks_at_most_once_per_interval,
     a_pdp_that_cannot_answer_is_503_never_200,
     api_keys_are_introspected_and_revocation_holds_within_the_ttl,

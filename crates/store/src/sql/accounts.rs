@@ -465,14 +465,21 @@ impl<D: Database> SessionStore for SqlStore<D> {
     ) -> Result<bool, StoreError> {
         check_input("user id", user_id)?;
         check_input("session id", session_id)?;
-        Ok(self
+        let mut tx = self.begin(TxMode::Write).await?;
+        let revoked = tx
             .execute(
                 "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 \
                  AND revoked_at IS NULL AND idle_expires_at > $1 AND absolute_expires_at > $1",
                 args![now, session_id, user_id],
             )
             .await?
-            == 1)
+            == 1;
+        if revoked {
+            // Tokens bound to the session die with it; caches of them follow the epoch.
+            advance_epoch(&mut tx).await?;
+            tx.commit().await?;
+        }
+        Ok(revoked)
     }
 
     async fn revoke_user_sessions(
@@ -482,13 +489,20 @@ impl<D: Database> SessionStore for SqlStore<D> {
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         check_input("user id", user_id)?;
-        self.execute(
-            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
-             AND idle_expires_at > $1 AND absolute_expires_at > $1 \
-             AND ($3 IS NULL OR id <> $3)",
-            args![now, user_id, keep],
-        )
-        .await
+        let mut tx = self.begin(TxMode::Write).await?;
+        let revoked = tx
+            .execute(
+                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+                 AND idle_expires_at > $1 AND absolute_expires_at > $1 \
+                 AND ($3 IS NULL OR id <> $3)",
+                args![now, user_id, keep],
+            )
+            .await?;
+        if revoked > 0 {
+            advance_epoch(&mut tx).await?;
+            tx.commit().await?;
+        }
+        Ok(revoked)
     }
 
     async fn purge_sessions(&self, before: OffsetDateTime) -> Result<u64, StoreError> {

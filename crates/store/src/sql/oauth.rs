@@ -180,18 +180,25 @@ async fn insert_refresh_token<D: Database>(
 }
 
 /// Revokes the live grants of `user_id` (to `client_id` only, if given); returns how many.
+/// The credential epoch moves when any was revoked (the caller's last statement may move it
+/// again; it only has to move).
 async fn revoke_live_grants<D: Database>(
     tx: &mut Tx<'_, D>,
     user_id: &str,
     client_id: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<u64, StoreError> {
-    tx.execute(
-        "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 \
-         AND ($3 IS NULL OR client_id = $3) AND revoked_at IS NULL AND expires_at > $1",
-        args![now, user_id, client_id],
-    )
-    .await
+    let revoked = tx
+        .execute(
+            "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 \
+             AND ($3 IS NULL OR client_id = $3) AND revoked_at IS NULL AND expires_at > $1",
+            args![now, user_id, client_id],
+        )
+        .await?;
+    if revoked > 0 {
+        advance_epoch(tx).await?;
+    }
+    Ok(revoked)
 }
 
 impl<D: Database> SqlStore<D> {
@@ -560,13 +567,19 @@ impl<D: Database> GrantStore for SqlStore<D> {
 
     async fn revoke_grant(&self, id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
         check_input("grant id", id)?;
-        Ok(self
+        let mut tx = self.begin(TxMode::Write).await?;
+        let revoked = tx
             .execute(
                 "UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
                 args![now, id],
             )
             .await?
-            == 1)
+            == 1;
+        if revoked {
+            advance_epoch(&mut tx).await?;
+            tx.commit().await?;
+        }
+        Ok(revoked)
     }
 
     async fn session_grants(
@@ -602,6 +615,8 @@ impl<D: Database> GrantStore for SqlStore<D> {
         )
         .await?;
         let revoked = revoke_live_grants(&mut tx, user_id, None, now).await?;
+        // Every token of the user is dead (the token version moved), grants or not.
+        advance_epoch(&mut tx).await?;
         tx.commit().await?;
         Ok(revoked)
     }
@@ -695,11 +710,15 @@ impl<D: Database> GrantStore for SqlStore<D> {
                 RefreshRotation::WithinGrace(grant)
             }
             RotationStep::Reuse => {
-                tx.execute(
-                    "UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-                    args![now, &grant.id],
-                )
-                .await?;
+                let revoked = tx
+                    .execute(
+                        "UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                        args![now, &grant.id],
+                    )
+                    .await?;
+                if revoked > 0 {
+                    advance_epoch(&mut tx).await?;
+                }
                 RefreshRotation::Reused { grant_id: grant.id }
             }
         };
@@ -1009,7 +1028,8 @@ impl<D: Database> GrantStore for SqlStore<D> {
         expires_at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         check_input("jti", jti)?;
-        self.execute(
+        let mut tx = self.begin(TxMode::Write).await?;
+        tx.execute(
             &format!(
                 "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
                  ON CONFLICT (jti) DO UPDATE SET expires_at = \
@@ -1019,6 +1039,8 @@ impl<D: Database> GrantStore for SqlStore<D> {
             args![jti, expires_at],
         )
         .await?;
+        advance_epoch(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 

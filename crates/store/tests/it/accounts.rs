@@ -576,6 +576,7 @@ async fn sessions_of_another_user_cannot_be_revoked(db: TestDatabase) {
     let ann = create(&db, "ann", "ann@example.com").await;
     let bob = create(&db, "bob", "bob@example.com").await;
     let (s, digest) = login(&db, &ann, "ann").await;
+    let epoch = db.store.credential_epoch().await.expect("epoch");
     assert!(
         !db.store
             .revoke_session(&bob.id, &s.id, at(1))
@@ -596,6 +597,11 @@ async fn sessions_of_another_user_cannot_be_revoked(db: TestDatabase) {
         0
     );
     assert!(find(&db, &digest, at(2)).await.is_some());
+    assert_eq!(
+        db.store.credential_epoch().await.expect("epoch"),
+        epoch,
+        "nothing was revoked, so no cache has to forget anything"
+    );
 }
 
 async fn revoking_all_sessions_keeps_the_current_one(db: TestDatabase) {
@@ -605,6 +611,7 @@ async fn revoking_all_sessions_keeps_the_current_one(db: TestDatabase) {
     let (_, other1) = login(&db, &ann, "other1").await;
     let (_, other2) = login(&db, &ann, "other2").await;
     let (_, bobs) = login(&db, &bob, "bob").await;
+    let epoch = db.store.credential_epoch().await.expect("epoch");
     assert_eq!(
         db.store
             .revoke_user_sessions(&ann.id, Some(&current.id), at(1))
@@ -612,6 +619,8 @@ async fn revoking_all_sessions_keeps_the_current_one(db: TestDatabase) {
             .expect("revoke others"),
         2
     );
+    let moved = db.store.credential_epoch().await.expect("epoch");
+    assert!(moved > epoch, "a revocation advances the credential epoch");
     assert!(find(&db, &keep, at(2)).await.is_some());
     assert_eq!(find(&db, &other1, at(2)).await, None);
     assert_eq!(find(&db, &other2, at(2)).await, None);
@@ -625,6 +634,7 @@ async fn revoking_all_sessions_keeps_the_current_one(db: TestDatabase) {
         1
     );
     assert_eq!(find(&db, &keep, at(4)).await, None);
+    assert!(db.store.credential_epoch().await.expect("epoch") > moved);
 }
 
 async fn purge_removes_only_dead_sessions(db: TestDatabase) {

@@ -862,17 +862,28 @@ async fn grants_are_found_by_session_and_revoked_once(db: TestDatabase) {
     for g in [&live, &live_other_client, &revoked, &expired, &elsewhere] {
         db.store.create_grant(g, None).await.expect("grant");
     }
+    let epoch = db.store.credential_epoch().await.expect("epoch");
     assert!(
         db.store
             .revoke_grant(&revoked.id, at(10))
             .await
             .expect("revoke")
     );
+    let moved = db.store.credential_epoch().await.expect("epoch");
+    assert!(
+        moved > epoch,
+        "a revoked grant advances the credential epoch"
+    );
     assert!(
         !db.store
             .revoke_grant(&revoked.id, at(20))
             .await
             .expect("revoke again")
+    );
+    assert_eq!(
+        db.store.credential_epoch().await.expect("epoch"),
+        moved,
+        "revoking nothing moves nothing"
     );
     assert!(
         !db.store
@@ -1705,6 +1716,7 @@ async fn revoked_access_tokens_are_remembered_until_they_expire(db: TestDatabase
             .await
             .expect("revoked?")
     );
+    let epoch = db.store.credential_epoch().await.expect("epoch");
     db.store
         .revoke_access_token("at-1", at(100))
         .await
@@ -1714,6 +1726,10 @@ async fn revoked_access_tokens_are_remembered_until_they_expire(db: TestDatabase
             .access_token_revoked("at-1")
             .await
             .expect("revoked?")
+    );
+    assert!(
+        db.store.credential_epoch().await.expect("epoch") > epoch,
+        "a revoked access token advances the credential epoch"
     );
     assert!(
         !db.store
