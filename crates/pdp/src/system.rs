@@ -210,6 +210,57 @@ pub fn parse_scopes<S: AsRef<str>>(scopes: &[S]) -> Result<Vec<Role>, InvalidRol
     Ok(roles.into_iter().collect())
 }
 
+/// The longest application scope on a key.
+pub const MAX_APPLICATION_SCOPE_BYTES: usize = 128;
+
+/// An API key's scopes, split: trustgate's own roles (which the owner must hold, and which
+/// limit the key on trustgate's APIs) and application scopes (labels for the services the key
+/// is presented to — a route's required scopes at the pep or gateway; they grant nothing on
+/// trustgate's APIs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyScopes {
+    /// trustgate roles, sorted, without duplicates.
+    pub roles: Vec<Role>,
+    /// Application scopes, sorted, without duplicates.
+    pub application: Vec<String>,
+}
+
+/// Parses an API key's scopes (1 to [`MAX_SCOPES`]): each is a [`Role`], or else an application
+/// scope — an RFC 6749 §3.3 scope-token of at most [`MAX_APPLICATION_SCOPE_BYTES`] bytes that
+/// does not start with `store:` (reserved: a malformed store role is an error, never a label).
+/// A misspelt system role thus becomes a label that grants nothing, never more.
+pub fn parse_key_scopes<S: AsRef<str>>(scopes: &[S]) -> Result<KeyScopes, InvalidRole> {
+    if scopes.is_empty() || scopes.len() > MAX_SCOPES {
+        return Err(InvalidRole(format!("{} scopes", scopes.len())));
+    }
+    let mut roles = BTreeSet::new();
+    let mut application = BTreeSet::new();
+    for scope in scopes {
+        let scope = scope.as_ref();
+        match scope.parse::<Role>() {
+            Ok(role) => {
+                roles.insert(role);
+            }
+            Err(e) if scope.starts_with("store:") => return Err(e),
+            Err(e) => {
+                let token = !scope.is_empty()
+                    && scope.len() <= MAX_APPLICATION_SCOPE_BYTES
+                    && scope.bytes().all(|b| {
+                        b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
+                    });
+                if !token {
+                    return Err(e);
+                }
+                application.insert(scope.to_owned());
+            }
+        }
+    }
+    Ok(KeyScopes {
+        roles: roles.into_iter().collect(),
+        application: application.into_iter().collect(),
+    })
+}
+
 /// The subject an API key is asked as.
 pub fn key_subject(key_id: &str) -> String {
     format!("api_key:{key_id}")
@@ -489,6 +540,29 @@ mod tests {
         assert!(parse_scopes::<&str>(&[]).is_err());
         let many: Vec<String> = (0..=MAX_SCOPES).map(|_| "admin".to_owned()).collect();
         assert!(parse_scopes(&many).is_err());
+    }
+
+    #[test]
+    fn key_scopes_are_roles_or_application_labels() {
+        let parsed =
+            parse_key_scopes(&["courses:read", "auditor", "read", "courses:read"]).expect("scopes");
+        assert_eq!(parsed.roles, vec![Role::System(SystemRole::Auditor)]);
+        assert_eq!(parsed.application, vec!["courses:read", "read"]);
+        // A malformed store role is an error, never a label; so is what is no scope-token.
+        for bad in [
+            "store:01JF0000000000000000000000:owner",
+            "store:not-a-ulid:reader",
+            "two words",
+            "quote\"",
+            "back\\slash",
+            "",
+            "é",
+        ] {
+            assert!(parse_key_scopes(&[bad]).is_err(), "{bad:?} accepted");
+        }
+        let long = "a".repeat(MAX_APPLICATION_SCOPE_BYTES + 1);
+        assert!(parse_key_scopes(&[long]).is_err());
+        assert!(parse_key_scopes::<&str>(&[]).is_err());
     }
 
     #[test]

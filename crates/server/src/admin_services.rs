@@ -34,7 +34,7 @@ use serde_json::{Map, Value, json};
 use trustgate_audit::AuditKind;
 use trustgate_authn::api_keys::{IssuedKey, KeySpec};
 use trustgate_core::id::new_ulid;
-use trustgate_pdp::system::{Asker, MAX_SCOPES, Role, parse_scopes};
+use trustgate_pdp::system::{Asker, KeyScopes, MAX_SCOPES, Role, parse_key_scopes};
 use trustgate_store_api::{
     ApiKey, Conflict, KeyOwner, NewServiceAccount, ServiceAccount, StoreError,
 };
@@ -369,15 +369,17 @@ struct CreateKeyBody {
     rate_limit_per_minute: Option<u32>,
 }
 
-/// Validates a key's scopes: well-formed, and each held by the owner `subject` now.
+/// Validates a key's scopes: well-formed, and each role held by the owner `subject` now
+/// (application scopes are labels for the services the key is presented to: they grant nothing
+/// here, so an owner needs nothing to carry them).
 pub async fn owner_scopes(
     state: &AppState,
     subject: &str,
     scopes: &[String],
 ) -> Result<Vec<String>, ApiError> {
-    let roles = parse_scopes(scopes).map_err(|e| {
+    let KeyScopes { roles, application } = parse_key_scopes(scopes).map_err(|e| {
         invalid(format!(
-            "scopes: 1 to {MAX_SCOPES} of admin, user_admin, client_admin, auditor, store:<store id>:store_admin|writer|reader ({e})"
+            "scopes: 1 to {MAX_SCOPES} of admin, user_admin, client_admin, auditor, store:<store id>:store_admin|writer|reader, or application scopes (RFC 6749 scope-tokens not starting with store:) ({e})"
         ))
     })?;
     for role in &roles {
@@ -393,7 +395,11 @@ pub async fn owner_scopes(
             ));
         }
     }
-    Ok(roles.iter().map(ToString::to_string).collect())
+    Ok(roles
+        .iter()
+        .map(ToString::to_string)
+        .chain(application)
+        .collect())
 }
 
 /// `expires_in_secs` as an expiry time (1 second to 10 years).

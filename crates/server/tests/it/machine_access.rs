@@ -236,7 +236,12 @@ async fn keys_cannot_exceed_their_owner(db: TestDatabase) {
             "{scope}"
         );
     }
-    for scopes in [json!([]), json!(["root"]), json!(["store:nope:reader"])] {
+    for scopes in [
+        json!([]),
+        json!(["two words"]),
+        json!(["store:nope:reader"]),
+        json!([format!("store:{store}:owner")]),
+    ] {
         let r = api
             .post(
                 &format!("/admin/v1/service-accounts/{app}/api-keys"),
@@ -248,6 +253,30 @@ async fn keys_cannot_exceed_their_owner(db: TestDatabase) {
             (StatusCode::BAD_REQUEST, "invalid_input")
         );
     }
+    // Application scopes are labels for the services a key is shown to: any owner may put
+    // them on a key, and they grant nothing on trustgate's own APIs.
+    let r = api
+        .post(
+            &format!("/admin/v1/service-accounts/{app}/api-keys"),
+            json!({ "scopes": ["root", "courses:read"] }),
+        )
+        .await;
+    let body = r.expect(StatusCode::CREATED);
+    assert_eq!(
+        body["api_key"]["scopes"],
+        json!(["courses:read", "root"]),
+        "{body}"
+    );
+    let labelled = body["key"].as_str().expect("key").to_owned();
+    let r = api
+        .call_as(
+            &labelled,
+            "POST",
+            &format!("/stores/{store}/check"),
+            &check_body(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a label is no role");
     // A key loses what its owner loses.
     let (k, _) = key(
         &api,
