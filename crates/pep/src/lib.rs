@@ -48,8 +48,8 @@
 //!   cached while the feed is down, and a request with `X-Consistency-Token` always asks.
 //! - [`answer`]: statuses, `WWW-Authenticate` challenges (RFC 6750 §3, RFC 9470 §3) and the
 //!   JSON bodies with their stable `code`.
-//! - [`sink`]: the [`DecisionSink`] trait, its [`DecisionRecord`] and [`Reason`]s, and the
-//!   [`TracingSink`].
+//! - [`sink`]: the [`DecisionSink`] trait, its [`DecisionRecord`] and [`Reason`]s, the
+//!   [`TracingSink`] and the bounded in-memory [`MemorySink`].
 //! - [`layer`]: [`Pep`], [`PepLayer`] and [`PepService`], and the [`Admission`] hook that
 //!   refuses an authenticated principal before it costs a decision (a rate limiter).
 //! - [`http_util`]: bounded reads of remote answers, shared with the gateway.
@@ -121,4 +121,4 @@ pub use layer::{Admission, Pep, PepBuilder, PepLayer, PepService};
 pub use pdp::{CheckQuery, DecisionPoint, HttpDecisionPoint, Unavailable};
 pub use principal::{AuthMethod, MissingPrincipal, Principal, PrincipalKind};
 pub use routes::{Matched, RouteError, RouteTable, Rule, StepUp};
-pub use sink::{Decision, DecisionRecord, DecisionSink, Reason, TracingSink};
+pub use sink::{Decision, DecisionRecord, DecisionSink, MemorySink, Reason, TracingSink};

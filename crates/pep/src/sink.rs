@@ -195,3 +195,57 @@ impl DecisionSink for TracingSink {
         }
     }
 }
+
+/// Keeps the latest outcomes in memory, oldest first, for tests of a protected service and for
+/// diagnostics; bounded (the oldest are dropped beyond the capacity).
+#[derive(Debug)]
+pub struct MemorySink {
+    records: parking_lot::Mutex<std::collections::VecDeque<DecisionRecord>>,
+    capacity: usize,
+}
+
+impl Default for MemorySink {
+    fn default() -> Self {
+        MemorySink::with_capacity(10_000)
+    }
+}
+
+impl MemorySink {
+    /// A sink keeping at most `capacity` records (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        MemorySink {
+            records: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The records kept, oldest first.
+    pub fn records(&self) -> Vec<DecisionRecord> {
+        self.records.lock().iter().cloned().collect()
+    }
+
+    /// The newest record.
+    pub fn last(&self) -> Option<DecisionRecord> {
+        self.records.lock().back().cloned()
+    }
+
+    /// How many records are kept.
+    pub fn len(&self) -> usize {
+        self.records.lock().len()
+    }
+
+    /// Whether no record is kept.
+    pub fn is_empty(&self) -> bool {
+        self.records.lock().is_empty()
+    }
+}
+
+impl DecisionSink for MemorySink {
+    fn record(&self, record: &DecisionRecord) {
+        let mut records = self.records.lock();
+        if records.len() >= self.capacity {
+            records.pop_front();
+        }
+        records.push_back(record.clone());
+    }
+}

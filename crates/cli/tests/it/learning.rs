@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
@@ -22,34 +22,14 @@ use trustgate_core::{Clock, ManualClock, Secret};
 use trustgate_learning_platform::{
     API_AUDIENCE, LearningPlatform, Parts, Settings, api::Catalogue, shared,
 };
-use trustgate_pep::{DecisionRecord, DecisionSink, HttpDecisionPoint, Reason};
+use trustgate_pep::{DecisionRecord, HttpDecisionPoint, Reason};
 
 use trustgate_testkit::html::hidden;
 
 use crate::support::{E2E, browser_available, chromium, run, trustgate};
 
-/// A sink that keeps every record.
-#[derive(Debug, Default)]
-struct Records(Mutex<Vec<DecisionRecord>>);
-
-impl DecisionSink for Records {
-    fn record(&self, record: &DecisionRecord) {
-        if let Ok(mut all) = self.0.lock() {
-            all.push(record.clone());
-        }
-    }
-}
-
-impl Records {
-    fn last(&self) -> DecisionRecord {
-        self.0
-            .lock()
-            .expect("records")
-            .last()
-            .cloned()
-            .expect("a decision was recorded")
-    }
-}
+/// Every decision record, in order.
+type Records = trustgate_pep::MemorySink;
 
 /// `trustgate demo` as a child process, and what it printed into its summary.
 pub struct Demo {
@@ -495,7 +475,7 @@ impl Door for Layer {
     }
 
     fn last(&self) -> DecisionRecord {
-        self.records.last()
+        self.records.last().expect("a decision was recorded")
     }
 }
 
@@ -519,7 +499,7 @@ impl Door for GatewayDoor {
     }
 
     fn last(&self) -> DecisionRecord {
-        self.records.last()
+        self.records.last().expect("a decision was recorded")
     }
 }
 

@@ -2,7 +2,7 @@
 //! OAuth client), a small axum upstream, and gateways in front of it.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,7 +20,7 @@ use trustgate_authn::api_keys::KeySpec;
 use trustgate_core::{SealingKey, Secret, SystemClock};
 use trustgate_gateway::{Gateway, GatewayConfig};
 use trustgate_oauth::clients::{ClientRegistration, GrantType, TokenExchangePolicy};
-use trustgate_pep::{DecisionRecord, DecisionSink, JwtConfig, JwtVerifier, Principal};
+use trustgate_pep::{DecisionRecord, JwtConfig, JwtVerifier, Principal};
 use trustgate_server::{AppState, Config, router};
 use trustgate_store::testing::TestDatabase;
 use trustgate_store_api::KeyOwner;
@@ -41,26 +41,11 @@ type course
 ";
 
 /// Keeps every decision record.
-#[derive(Debug, Default)]
-pub struct Records(pub Mutex<Vec<DecisionRecord>>);
+pub type Records = trustgate_pep::MemorySink;
 
-impl DecisionSink for Records {
-    fn record(&self, record: &DecisionRecord) {
-        if let Ok(mut all) = self.0.lock() {
-            all.push(record.clone());
-        }
-    }
-}
-
-impl Records {
-    pub fn last(&self) -> DecisionRecord {
-        self.0
-            .lock()
-            .expect("lock")
-            .last()
-            .cloned()
-            .expect("a record")
-    }
+/// The newest record, which a test expects to exist.
+pub fn last(records: &Records) -> DecisionRecord {
+    records.last().expect("a record")
 }
 
 pub async fn serve(app: Router) -> SocketAddr {

@@ -7,7 +7,7 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{APP_AUD, Trustgate, closed_port, raw_head, upstream};
+use harness::{APP_AUD, Trustgate, closed_port, last, raw_head, upstream};
 use http::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -126,7 +126,7 @@ async fn allowed_requests_reach_the_upstream_with_an_exchanged_token_and_no_forg
     assert_eq!(principal.id, tg.alice, "sub = the caller");
     let act = principal.act.expect("act");
     assert_eq!(act.sub, tg.gateway_client.0, "act = the gateway's client");
-    let record = records.last();
+    let record = last(&records);
     assert_eq!(record.reason, Reason::Allowed);
     assert_eq!(record.resource, "course:1");
     assert_eq!(record.request_id.as_deref(), Some("req-1"));
@@ -169,7 +169,7 @@ async fn refusals_carry_the_pep_answers_and_records() {
         headers["www-authenticate"],
         "Bearer realm=\"trustgate-gateway\""
     );
-    assert_eq!(records.last().reason, Reason::MissingCredential);
+    assert_eq!(last(&records).reason, Reason::MissingCredential);
 
     // An expired token and a token for another audience: 401 invalid_token.
     for (name, token) in [
@@ -195,7 +195,7 @@ async fn refusals_carry_the_pep_answers_and_records() {
     let (status, _, body) = get(addr, "/courses/1", &[("x-api-key", "tg_live_abc")]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(
-        records.last().reason,
+        last(&records).reason,
         Reason::InvalidToken {
             why: "opaque_token_not_accepted".into()
         }
@@ -206,7 +206,7 @@ async fn refusals_carry_the_pep_answers_and_records() {
     let (status, _, body) = get(addr, "/courses/1", &[("authorization", &bob)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["code"], "permission_denied");
-    assert_eq!(records.last().reason, Reason::PdpDeny);
+    assert_eq!(last(&records).reason, Reason::PdpDeny);
 
     // Missing scope: 403 insufficient_scope.
     let narrow = bearer(&tg.token(&tg.alice, |c| c.scope = Some("other".into())));
@@ -223,8 +223,8 @@ async fn refusals_carry_the_pep_answers_and_records() {
     let alice = bearer(&tg.token(&tg.alice, |_| {}));
     let (status, _, _) = get(addr, "/nowhere", &[("authorization", &alice)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(records.last().reason, Reason::NoRule);
-    assert_eq!(records.last().decision, Decision::Deny);
+    assert_eq!(last(&records).reason, Reason::NoRule);
+    assert_eq!(last(&records).decision, Decision::Deny);
 }
 
 #[tokio::test]
@@ -244,7 +244,7 @@ async fn outages_are_503_502_504_never_an_allow() {
     let (status, _, _) = get(addr, "/courses/1", &[("authorization", &alice)]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(matches!(
-        records.last().reason,
+        last(&records).reason,
         Reason::PdpUnavailable { .. }
     ));
 
@@ -428,7 +428,7 @@ async fn rate_limits_answer_429_with_retry_after_then_recover() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(body["code"], "rate_limited");
-    let record = records.last();
+    let record = last(&records);
     assert_eq!(
         record.reason,
         Reason::RateLimited {
@@ -643,7 +643,7 @@ async fn a_service_account_key_reaches_the_upstream_as_the_account() {
             principal.client_id.as_deref(),
             Some(tg.gateway_client.0.as_str())
         );
-        let record = records.last();
+        let record = last(&records);
         assert_eq!(record.reason, Reason::Allowed);
         let caller = record.principal.expect("principal");
         assert_eq!(caller.subject(), format!("service:{ci}"));
@@ -664,14 +664,14 @@ async fn a_service_account_key_reaches_the_upstream_as_the_account() {
         challenge.contains("error=\"insufficient_scope\"") && challenge.contains("courses:read"),
         "{challenge}"
     );
-    assert!(matches!(records.last().reason, Reason::MissingScope { .. }));
+    assert!(matches!(last(&records).reason, Reason::MissingScope { .. }));
     // A key whose owner the PDP does not allow: 403 permission_denied.
     let nightly = tg.service_account("nightly").await;
     let (nightly_key, _) = tg.api_key(&nightly, &["courses:read"]).await;
     let (status, _, body) = get(addr, "/courses/1", &[("x-api-key", &nightly_key)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["code"], "permission_denied");
-    assert_eq!(records.last().reason, Reason::PdpDeny);
+    assert_eq!(last(&records).reason, Reason::PdpDeny);
     // Not a key at all, and a look-alike of a real one: 401, the upstream never asked.
     let forged = format!("{}x", &key[..key.len() - 1]);
     for bad in ["tg_live_abc", forged.as_str()] {
@@ -684,7 +684,7 @@ async fn a_service_account_key_reaches_the_upstream_as_the_account() {
                 .contains("invalid_token")
         );
         assert_eq!(
-            records.last().reason,
+            last(&records).reason,
             Reason::InvalidToken {
                 why: "inactive".into()
             }
@@ -734,7 +734,7 @@ async fn a_revoked_key_is_refused_within_the_introspection_ttl() {
         started.elapsed()
     );
     assert_eq!(
-        records.last().reason,
+        last(&records).reason,
         Reason::InvalidToken {
             why: "inactive".into()
         }
@@ -760,7 +760,7 @@ async fn rate_limits_are_per_api_key() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(body["code"], "rate_limited");
-    let record = records.last();
+    let record = last(&records);
     assert_eq!(
         record.reason,
         Reason::RateLimited {

@@ -12,7 +12,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use http::{Method, Request, StatusCode};
-use recording::Records;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use trustgate_authn::api_keys::KeySpec;
@@ -20,8 +19,8 @@ use trustgate_core::{Clock, Secret};
 use trustgate_oauth::clients::GrantType;
 use trustgate_pep::{
     Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionRecord, DecisionSink,
-    HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep, Principal,
-    Reason, RevisionFeed, RouteTable, Rule, SessionCookie, StepUp,
+    HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, MemorySink, Pep,
+    Principal, Reason, RevisionFeed, RouteTable, Rule, SessionCookie, StepUp,
 };
 use trustgate_server::pep::{AccountsSessionResolver, AuditSink, InProcessDecisionPoint};
 use trustgate_store::test_on_both_backends;
@@ -46,23 +45,8 @@ type platform
     define admin: [user]
 ";
 
-/// A sink that keeps every record (a test's view of the audit).
-mod recording {
-    use std::sync::Mutex;
-
-    use trustgate_pep::{DecisionRecord, DecisionSink};
-
-    #[derive(Debug, Default)]
-    pub struct Records(pub Mutex<Vec<DecisionRecord>>);
-
-    impl DecisionSink for Records {
-        fn record(&self, record: &DecisionRecord) {
-            if let Ok(mut all) = self.0.lock() {
-                all.push(record.clone());
-            }
-        }
-    }
-}
+/// Every record, in order (a test's view of the audit).
+type Records = MemorySink;
 
 /// trustgate on a socket, a PDP store with the model and tuples, a resource-server client.
 struct Trustgate {
@@ -358,7 +342,7 @@ fn bearer(token: &str) -> String {
 
 /// The last record, which must be the only new one since `before`.
 fn last(records: &Records, before: &mut usize) -> DecisionRecord {
-    let all = records.0.lock().expect("lock");
+    let all = records.records();
     assert_eq!(all.len(), *before + 1, "one record per request");
     *before = all.len();
     all.last().cloned().expect("a record")
@@ -1316,12 +1300,7 @@ async fn revocations_empty_introspection_caches_through_the_feed(db: TestDatabas
     let a = until_status_with(&app, "/courses/1", &with_token, StatusCode::UNAUTHORIZED).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
     assert_eq!(
-        records
-            .0
-            .lock()
-            .expect("lock")
-            .last()
-            .map(|r| r.reason.clone()),
+        records.last().map(|r| r.reason.clone()),
         Some(Reason::InvalidToken {
             why: "token_revoked".into()
         })
