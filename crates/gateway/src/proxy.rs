@@ -219,9 +219,15 @@ impl State {
             .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID)
             .map(str::to_owned);
         let request_id = request_id.as_deref();
-        let principal = match self.pep.decide(&parts).await {
+        // The record is written once the gateway knows what the client gets: an allowed
+        // request whose credential the token exchange then refuses is recorded as refused.
+        let (decided, record) = self.pep.decide_pending(&parts).await;
+        let principal = match decided {
             Ok(principal) => principal,
-            Err(reason) => return answer::render(self.pep.realm(), &reason, request_id),
+            Err(reason) => {
+                drop(record);
+                return answer::render(self.pep.realm(), &reason, request_id);
+            }
         };
         // An allowed request matched a rule; the rule names its upstream.
         let Some(upstream) = self
@@ -266,6 +272,9 @@ impl State {
                 let (Some(subject_type), Some(token)) =
                     (subject_type, presented_credential(&parts.headers))
                 else {
+                    record.overrule(trustgate_pep::Reason::InvalidToken {
+                        why: "credential_not_forwardable".into(),
+                    });
                     return failure(
                         StatusCode::UNAUTHORIZED,
                         "credential_not_forwardable",
@@ -284,7 +293,9 @@ impl State {
                         let reason = trustgate_pep::Reason::InvalidToken {
                             why: "token_exchange_refused".into(),
                         };
-                        return answer::render(self.pep.realm(), &reason, request_id);
+                        let answer = answer::render(self.pep.realm(), &reason, request_id);
+                        record.overrule(reason);
+                        return answer;
                     }
                     Err(ExchangeError::Failed(why)) => {
                         tracing::warn!(target: "trustgate_gateway", upstream = %upstream.name, %why, "token exchange failed");
@@ -298,6 +309,7 @@ impl State {
                 }
             }
         };
+        drop(record);
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

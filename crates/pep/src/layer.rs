@@ -36,6 +36,41 @@ pub struct Pep {
     admission: Option<Arc<dyn Admission>>,
 }
 
+/// The record of one decision, written to the sink when dropped (see
+/// [`Pep::decide_pending`]).
+#[must_use = "the record is written when this is dropped"]
+pub struct PendingRecord<'a> {
+    sink: &'a dyn DecisionSink,
+    record: Option<DecisionRecord>,
+}
+
+impl std::fmt::Debug for PendingRecord<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRecord")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingRecord<'_> {
+    /// Records `reason` instead of the decision's own (an allowed request that is refused
+    /// after all), with the decision it implies.
+    pub fn overrule(mut self, reason: Reason) {
+        if let Some(record) = &mut self.record {
+            record.decision = decision_of(&reason);
+            record.reason = reason;
+        }
+    }
+}
+
+impl Drop for PendingRecord<'_> {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            self.sink.record(&record);
+        }
+    }
+}
+
 /// Admits an authenticated principal before its request costs a decision: a rate limiter
 /// (the gateway's, keyed by principal). Runs after authentication, before scopes, step-up and
 /// the PDP; a refusal is recorded like every other outcome.
@@ -79,6 +114,18 @@ impl Pep {
     /// Decides a request: `Ok(principal)` (none on a public route) or the refusal. Every
     /// outcome is recorded.
     pub async fn decide(&self, request: &Parts) -> Result<Option<Principal>, Reason> {
+        let (outcome, _recorded_on_drop) = self.decide_pending(request).await;
+        outcome
+    }
+
+    /// Decides a request like [`decide`](Self::decide), but its record is written when the
+    /// returned [`PendingRecord`] is dropped, so that a caller which still can refuse an
+    /// allowed request (the gateway, when the token exchange refuses the caller's credential)
+    /// records the outcome the client actually gets ([`PendingRecord::overrule`]).
+    pub async fn decide_pending(
+        &self,
+        request: &Parts,
+    ) -> (Result<Option<Principal>, Reason>, PendingRecord<'_>) {
         let method = &request.method;
         let path = request.uri.path();
         let request_id = request
@@ -110,7 +157,7 @@ impl Pep {
             Ok(reason) => (Decision::Allow, reason.clone()),
             Err(reason) => (decision_of(reason), reason.clone()),
         };
-        self.sink.record(&DecisionRecord {
+        let record = DecisionRecord {
             principal: principal.clone(),
             method: method.to_string(),
             path: path.to_owned(),
@@ -120,8 +167,14 @@ impl Pep {
             reason,
             request_id: request_id.map(str::to_owned),
             ip,
-        });
-        outcome.map(|_| principal)
+        };
+        (
+            outcome.map(|_| principal),
+            PendingRecord {
+                sink: self.sink.as_ref(),
+                record: Some(record),
+            },
+        )
     }
 
     async fn evaluate(

@@ -117,7 +117,7 @@ pub use decision_cache::{
 };
 pub use introspection::{IntrospectionConfig, Introspector};
 pub use jwks::{IdTokenClaims, JwtConfig, JwtVerifier};
-pub use layer::{Admission, Pep, PepBuilder, PepLayer, PepService};
+pub use layer::{Admission, PendingRecord, Pep, PepBuilder, PepLayer, PepService};
 pub use pdp::{CheckQuery, DecisionPoint, HttpDecisionPoint, Unavailable};
 pub use principal::{AuthMethod, MissingPrincipal, Principal, PrincipalKind};
 pub use routes::{Matched, RouteError, RouteTable, Rule, StepUp};

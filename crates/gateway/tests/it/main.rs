@@ -558,6 +558,47 @@ async fn hop_by_hop_headers_are_not_forwarded() {
     assert_eq!(seen["x-end-to-end"], "kept");
 }
 
+#[tokio::test]
+async fn an_allowed_request_whose_exchange_is_refused_is_recorded_as_refused() {
+    // Without the liveness check, a revoked token still verifies locally and the PDP allows;
+    // only the token exchange refuses it. The client gets 401, and so says the record.
+    let tg = Trustgate::start().await;
+    let (up, _, _) = upstream().await;
+    let config = tg.config(
+        &tg.base,
+        "liveness_ttl_secs = 0",
+        &app_upstream(&format!("http://{up}"), "", ROUTES),
+    );
+    let (_gw, records, addr) = tg.gateway(config).await;
+    let jti = "revoked-before-use".to_owned();
+    let caller = tg.token(&tg.alice, |c| c.jti = jti.clone());
+    let exp = time::OffsetDateTime::now_utc() + time::Duration::minutes(5);
+    tg.state
+        .store
+        .revoke_access_token(&jti, exp)
+        .await
+        .expect("revoke");
+    let (status, headers, body) =
+        get(addr, "/courses/1", &[("authorization", &bearer(&caller))]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("invalid_token")),
+        "{headers:?}"
+    );
+    let record = last(&records);
+    assert_eq!(
+        record.reason,
+        Reason::InvalidToken {
+            why: "token_exchange_refused".into()
+        }
+    );
+    assert_eq!(record.decision, Decision::Unauthenticated);
+    assert_eq!(records.len(), 1, "one record per request");
+}
+
 /// The gateway with `[api_keys]` (and `extra`) in front of the echo upstream.
 async fn key_gateway(
     tg: &Trustgate,
