@@ -151,23 +151,15 @@ async fn trustgate(db: &TestDatabase) -> Trustgate {
 
 impl Trustgate {
     async fn write(&self, tuples: &[(&str, &str, &str)]) {
-        let keys: Vec<Value> = tuples
-            .iter()
-            .map(|(user, relation, object)| {
-                json!({ "user": user, "relation": relation, "object": object })
-            })
-            .collect();
-        let (status, body) = admin(
-            &self.op,
-            "POST",
-            &format!("/stores/{}/write", self.store_id),
-            json!({ "writes": { "tuple_keys": keys } }),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        self.change("writes", tuples).await;
     }
 
     async fn delete(&self, tuples: &[(&str, &str, &str)]) {
+        self.change("deletes", tuples).await;
+    }
+
+    /// Writes (`writes`) or deletes (`deletes`) `(user, relation, object)` tuples.
+    async fn change(&self, how: &str, tuples: &[(&str, &str, &str)]) {
         let keys: Vec<Value> = tuples
             .iter()
             .map(|(user, relation, object)| {
@@ -178,7 +170,7 @@ impl Trustgate {
             &self.op,
             "POST",
             &format!("/stores/{}/write", self.store_id),
-            json!({ "deletes": { "tuple_keys": keys } }),
+            json!({ how: { "tuple_keys": keys } }),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -958,14 +950,7 @@ async fn the_in_process_adapters_decide_resolve_sessions_and_audit(db: TestDatab
 /// Calls `path` as `token` until the status is `want` (the revision feed delivers a change
 /// within milliseconds; the deadline only stops a broken build from hanging).
 async fn until_status(app: &Router, path: &str, token: &str, want: StatusCode) -> Answer {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let a = call(app, path, &[("authorization", &bearer(token))]).await;
-        if a.status == want || tokio::time::Instant::now() > deadline {
-            return a;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_status_with(app, path, &[("authorization", &bearer(token))], want).await
 }
 
 async fn decisions_are_cached_until_the_store_changes(db: TestDatabase) {
