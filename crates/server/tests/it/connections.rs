@@ -524,3 +524,49 @@ async fn nonsensical_connection_settings_are_refused_at_start() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_stream_ends_at_shutdown_instead_of_holding_the_drain() {
+    // A grace period far longer than the bound: only the stream ending lets shutdown finish.
+    let server = start(|http| http.shutdown_grace_secs = 30).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let store: Value = http
+        .post(format!("{base}/stores"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "name": "watched" }))
+        .send()
+        .await
+        .expect("create store")
+        .json()
+        .await
+        .expect("json");
+    let id = store["id"].as_str().expect("id");
+    let mut stream = http
+        .get(format!("{base}/stores/{id}/watch"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(stream.status(), 200);
+    let first = tokio::time::timeout(BOUND, stream.chunk())
+        .await
+        .expect("the first event in time")
+        .expect("a chunk")
+        .expect("not the end");
+    assert!(
+        String::from_utf8_lossy(&first).contains("event: revision"),
+        "{first:?}"
+    );
+    let took = server.shut_down().await;
+    assert!(
+        took < BOUND,
+        "shutdown took {took:?}: the stream held the drain"
+    );
+    // Whatever was sent before shutdown is read, then the stream ends (cleanly or cut).
+    tokio::time::timeout(BOUND, async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await
+    .expect("the stream ends");
+}
