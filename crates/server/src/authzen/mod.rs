@@ -172,7 +172,7 @@ async fn path_store(parts: &mut Parts, state: &AppState) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-/// `reader` on the store the request names ([`requested_store`]).
+/// `reader` on the store the request names: its path's, else `X-Trustgate-Store`'s.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestedStoreReader;
 

@@ -886,6 +886,52 @@ async fn refusals_follow_the_spec(db: TestDatabase) {
         answer.error(StatusCode::BAD_REQUEST, "invalid_request");
     }
 
+    // A consistency token (from an OpenFGA write) is honoured; one that is not is a 400.
+    let written = tg
+        .post(
+            &format!("/stores/{store}/write"),
+            &tg.admin,
+            &[],
+            &json!({ "writes": { "tuple_keys": [
+                { "user": "user:carol", "relation": "reader", "object": "record:record-1" }
+            ] } }),
+        )
+        .await;
+    let token = written
+        .headers
+        .get("x-consistency-token")
+        .and_then(|v| v.to_str().ok())
+        .expect("a consistency token")
+        .to_owned();
+    let carol = ask(
+        json!({ "type": "user", "id": "carol" }),
+        named("read"),
+        record("record-1"),
+    );
+    let answer = tg
+        .post(
+            evaluation,
+            &key,
+            &[
+                ("x-trustgate-store", store.as_str()),
+                ("x-consistency-token", &token),
+            ],
+            &carol,
+        )
+        .await;
+    assert_eq!(answer.ok(), &json!({ "decision": true }));
+    tg.post(
+        evaluation,
+        &key,
+        &[
+            ("x-trustgate-store", store.as_str()),
+            ("x-consistency-token", "garbage"),
+        ],
+        &carol,
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "validation_error");
+
     // Unknown members anywhere are ignored; the request id comes back.
     let mut extended = good.clone();
     extended["subject"]["nickname"] = json!("al");
