@@ -5,7 +5,11 @@
 //! validation, [`Pdp::write_model`]), tuple writes (all or nothing, validated against the model
 //! including conditions, [`Pdp::write`]) and reads ([`Pdp::read`], [`Pdp::changes`]), and the
 //! queries ([`Pdp::check`], [`Pdp::batch_check`], [`Pdp::expand`], [`Pdp::list_objects`],
-//! [`Pdp::list_users`]) evaluated by `trustgate-authz` over an in-memory tuple index per store.
+//! [`Pdp::list_users`]) evaluated by `trustgate-authz` over an in-memory tuple index per store,
+//! and the searches a PEP asks ([`Pdp::search_objects`], [`Pdp::search_users`],
+//! [`Pdp::list_relations`]: unknown types have no answers rather than errors).
+//! [`attributes`] names the attributes of a request (AuthZEN's subject, action, resource and
+//! context properties) for condition evaluation.
 //!
 //! # Invariants
 //! - **Transport-free**: plain Rust in (store ids, [`TupleKey`]s, the engine's borrowed request
@@ -68,12 +72,14 @@
 //! Construct one [`Pdp`] per process over the shared database and clone the handle; its
 //! background refresher (started by the first query) stops when the last clone is dropped.
 
+pub mod attributes;
 pub mod audit;
 pub mod consistency;
 pub mod error;
 pub mod freshness;
 pub mod models;
 mod query;
+mod search;
 mod stores;
 pub mod system;
 mod tuples;
@@ -91,7 +97,8 @@ pub use consistency::{Consistency, ConsistencyToken, Freshness};
 pub use error::PdpError;
 pub use freshness::REFRESH_INTERVAL;
 pub use models::{LATEST_MODEL_TTL, MAX_MODEL_SIZE_BYTES, MAX_TYPES_PER_MODEL};
-pub use query::{BatchCheckOutcome, ListPaging, Listed, QueryScope};
+pub use query::{BatchCheckOutcome, BatchStop, ListPaging, Listed, QueryScope};
+pub use search::{RelationsRequest, page_sorted};
 pub use trustgate_authz::engine::{
     BatchCheckItem, CheckRequest, ExpandRequest, ExpandResponse, ListObjectsRequest,
     ListUsersRequest, UserFilter,

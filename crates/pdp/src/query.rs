@@ -60,6 +60,28 @@ pub struct BatchCheckOutcome {
     pub result: Result<bool, PdpError>,
 }
 
+/// Where a batch check ends ([`Pdp::batch_check_until`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BatchStop {
+    /// Every item is evaluated.
+    #[default]
+    Never,
+    /// After the first item that is not allowed: a denial or an error.
+    OnDeny,
+    /// After the first allowed item.
+    OnPermit,
+}
+
+impl BatchStop {
+    fn stops_at(self, result: &Result<bool, EngineError>) -> bool {
+        match self {
+            BatchStop::Never => false,
+            BatchStop::OnDeny => !matches!(result, Ok(true)),
+            BatchStop::OnPermit => matches!(result, Ok(true)),
+        }
+    }
+}
+
 /// Paging of list-objects and list-users: `page_size` and `continuation_token` both `None`
 /// asks for everything at once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,13 +102,13 @@ pub struct Listed {
 }
 
 /// What a query reads: the store's index and the model to evaluate with.
-struct View {
-    index: Arc<StoreIndex>,
-    ts: Arc<TypeSystem>,
+pub(crate) struct View {
+    pub(crate) index: Arc<StoreIndex>,
+    pub(crate) ts: Arc<TypeSystem>,
 }
 
 /// A validated [`ListPaging`].
-struct Paging {
+pub(crate) struct Paging {
     size: usize,
     after: Option<String>,
 }
@@ -107,7 +129,7 @@ fn decode_cursor(token: &str) -> Result<String, PdpError> {
         .ok_or(PdpError::InvalidContinuationToken)
 }
 
-fn validate_paging(p: ListPaging<'_>, max: usize) -> Result<Option<Paging>, PdpError> {
+pub(crate) fn validate_paging(p: ListPaging<'_>, max: usize) -> Result<Option<Paging>, PdpError> {
     let token = p.continuation_token.filter(|t| !t.is_empty());
     if p.page_size.is_none() && token.is_none() {
         return Ok(None);
@@ -149,7 +171,7 @@ fn too_many(what: &str, max: usize, key: &str) -> PdpError {
 }
 
 /// The answer of a list query: everything (or [`too_many`]), or one page.
-fn listed(
+pub(crate) fn listed(
     sorted: Vec<String>,
     exceeded: bool,
     paging: Option<Paging>,
@@ -180,7 +202,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Pdp {
-    async fn view(&self, scope: &QueryScope<'_>) -> Result<View, PdpError> {
+    pub(crate) async fn view(&self, scope: &QueryScope<'_>) -> Result<View, PdpError> {
         self.open(scope.store_id)?;
         let index = self
             .inner
@@ -193,7 +215,7 @@ impl Pdp {
         Ok(View { index, ts })
     }
 
-    fn audit(
+    pub(crate) fn audit(
         &self,
         caller: Caller<'_>,
         store_id: &str,
@@ -251,6 +273,20 @@ impl Pdp {
         items: &[BatchCheckItem<'_>],
         caller: Caller<'_>,
     ) -> Result<Vec<BatchCheckOutcome>, PdpError> {
+        self.batch_check_until(scope, items, BatchStop::Never, caller)
+            .await
+    }
+
+    /// [`Pdp::batch_check`] evaluated in input order that ends after the first item `stop`
+    /// names: the outcomes are those of the items evaluated, that item included. Items after it
+    /// are neither evaluated nor audited.
+    pub async fn batch_check_until(
+        &self,
+        scope: &QueryScope<'_>,
+        items: &[BatchCheckItem<'_>],
+        stop: BatchStop,
+        caller: Caller<'_>,
+    ) -> Result<Vec<BatchCheckOutcome>, PdpError> {
         let max = self.inner.limits.max_checks_per_batch;
         if items.is_empty() {
             return Err(PdpError::Validation(
@@ -265,18 +301,22 @@ impl Pdp {
             )));
         }
         let view = self.view(scope).await?;
-        let results = engine::batch_check(&view.ts, &*view.index.index.current(), items)?;
-        Ok(items
-            .iter()
-            .zip(results)
-            .map(|(item, r)| {
-                self.audit(caller, scope.store_id, &view.ts, &item.request, &r.result);
-                BatchCheckOutcome {
-                    correlation_id: r.correlation_id,
-                    result: r.result.map_err(PdpError::from),
-                }
-            })
-            .collect())
+        engine::validate_correlation_ids(items)?;
+        let snapshot = view.index.index.current();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let result = engine::check(&view.ts, &*snapshot, &item.request);
+            self.audit(caller, scope.store_id, &view.ts, &item.request, &result);
+            let last = stop.stops_at(&result);
+            outcomes.push(BatchCheckOutcome {
+                correlation_id: item.correlation_id.to_owned(),
+                result: result.map_err(PdpError::from),
+            });
+            if last {
+                break;
+            }
+        }
+        Ok(outcomes)
     }
 
     /// The userset tree of `request.relation` on `request.object`.
@@ -303,39 +343,7 @@ impl Pdp {
         let max = self.inner.limits.list_objects_max_results.max(1);
         let paging = validate_paging(paging, max)?;
         let view = self.view(scope).await?;
-        let stop_after = paging.is_none().then_some(max);
-        let owned = OwnedQuery::new(
-            [request.object_type, request.relation, request.user],
-            request.contextual_tuples,
-            request.context,
-        );
-        let (objects, exceeded) = blocking(move || {
-            let [object_type, relation, user] = &owned.strings;
-            let request = ListObjectsRequest {
-                object_type,
-                relation,
-                user,
-                contextual_tuples: &owned.contextual_tuples,
-                context: owned.context.as_ref(),
-            };
-            let snapshot = view.index.index.snapshot();
-            let mut found = Vec::new();
-            let mut exceeded = false;
-            engine::list_objects_visit(&view.ts, &*snapshot, &request, &mut |o| {
-                if stop_after.is_some_and(|m| found.len() >= m) {
-                    exceeded = true;
-                    return ControlFlow::Break(());
-                }
-                found.push(o.to_owned());
-                ControlFlow::Continue(())
-            })?;
-            found.sort_unstable();
-            Ok((found, exceeded))
-        })
-        .await?;
-        listed(objects, exceeded, paging, || {
-            too_many("objects", max, "authz.list_objects_max_results")
-        })
+        list_objects_in(view, request, paging, max).await
     }
 
     /// The users of the filters' kinds that have `request.relation` to `request.object`,
@@ -349,41 +357,93 @@ impl Pdp {
         let max = self.inner.limits.list_users_max_results.max(1);
         let paging = validate_paging(paging, max)?;
         let view = self.view(scope).await?;
-        let filters: Vec<(String, Option<String>)> = request
-            .user_filters
-            .iter()
-            .map(|f| (f.user_type.to_owned(), f.relation.map(str::to_owned)))
-            .collect();
-        let owned = OwnedQuery::new(
-            [request.object, request.relation],
-            request.contextual_tuples,
-            request.context,
-        );
-        let users = blocking(move || {
-            let [object, relation] = &owned.strings;
-            let filters: Vec<UserFilter<'_>> = filters
-                .iter()
-                .map(|(t, r)| UserFilter {
-                    user_type: t,
-                    relation: r.as_deref(),
-                })
-                .collect();
-            let request = ListUsersRequest {
-                object,
-                relation,
-                user_filters: &filters,
-                contextual_tuples: &owned.contextual_tuples,
-                context: owned.context.as_ref(),
-            };
-            let snapshot = view.index.index.snapshot();
-            Ok(engine::list_users(&view.ts, &*snapshot, &request)?.users)
-        })
-        .await?;
-        let exceeded = users.len() > max;
-        listed(users, exceeded, paging, || {
-            too_many("users", max, "authz.list_users_max_results")
-        })
+        list_users_in(view, request, paging, max).await
     }
+}
+
+/// List-objects over `view` (see [`Pdp::list_objects`]).
+pub(crate) async fn list_objects_in(
+    view: View,
+    request: &ListObjectsRequest<'_>,
+    paging: Option<Paging>,
+    max: usize,
+) -> Result<Listed, PdpError> {
+    let stop_after = paging.is_none().then_some(max);
+    let owned = OwnedQuery::new(
+        [request.object_type, request.relation, request.user],
+        request.contextual_tuples,
+        request.context,
+    );
+    let (objects, exceeded) = blocking(move || {
+        let [object_type, relation, user] = &owned.strings;
+        let request = ListObjectsRequest {
+            object_type,
+            relation,
+            user,
+            contextual_tuples: &owned.contextual_tuples,
+            context: owned.context.as_ref(),
+        };
+        let snapshot = view.index.index.snapshot();
+        let mut found = Vec::new();
+        let mut exceeded = false;
+        engine::list_objects_visit(&view.ts, &*snapshot, &request, &mut |o| {
+            if stop_after.is_some_and(|m| found.len() >= m) {
+                exceeded = true;
+                return ControlFlow::Break(());
+            }
+            found.push(o.to_owned());
+            ControlFlow::Continue(())
+        })?;
+        found.sort_unstable();
+        Ok((found, exceeded))
+    })
+    .await?;
+    listed(objects, exceeded, paging, || {
+        too_many("objects", max, "authz.list_objects_max_results")
+    })
+}
+
+/// List-users over `view` (see [`Pdp::list_users`]).
+pub(crate) async fn list_users_in(
+    view: View,
+    request: &ListUsersRequest<'_>,
+    paging: Option<Paging>,
+    max: usize,
+) -> Result<Listed, PdpError> {
+    let filters: Vec<(String, Option<String>)> = request
+        .user_filters
+        .iter()
+        .map(|f| (f.user_type.to_owned(), f.relation.map(str::to_owned)))
+        .collect();
+    let owned = OwnedQuery::new(
+        [request.object, request.relation],
+        request.contextual_tuples,
+        request.context,
+    );
+    let users = blocking(move || {
+        let [object, relation] = &owned.strings;
+        let filters: Vec<UserFilter<'_>> = filters
+            .iter()
+            .map(|(t, r)| UserFilter {
+                user_type: t,
+                relation: r.as_deref(),
+            })
+            .collect();
+        let request = ListUsersRequest {
+            object,
+            relation,
+            user_filters: &filters,
+            contextual_tuples: &owned.contextual_tuples,
+            context: owned.context.as_ref(),
+        };
+        let snapshot = view.index.index.snapshot();
+        Ok(engine::list_users(&view.ts, &*snapshot, &request)?.users)
+    })
+    .await?;
+    let exceeded = users.len() > max;
+    listed(users, exceeded, paging, || {
+        too_many("users", max, "authz.list_users_max_results")
+    })
 }
 
 /// A query's borrowed inputs, owned for the blocking pool.

@@ -7,7 +7,8 @@
 //! 4. timeout (503 `request_timeout`) and the request body limit (413 `payload_too_large`).
 //! 5. the routes; handlers authenticate and authorize with extractors ([`crate::auth::Caller`],
 //!    [`crate::auth::Authorized`]). The
-//!    OpenFGA-compatible routes ([`fga`]) render OpenFGA's error bodies themselves.
+//!    OpenFGA-compatible routes ([`fga`]) render OpenFGA's error bodies themselves; the AuthZEN
+//!    routes ([`authzen`]) use the JSON error shape.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,7 @@ use trustgate_tokens::{Algorithm, KeyError, KeyManager, KeyPolicy};
 use crate::config::Config;
 use crate::{
     admin, admin_audit, admin_clients, admin_keys, admin_services, admin_users, admin_webhooks,
-    error, fga, oauth, ops, pages, request_id, telemetry,
+    authzen, error, fga, oauth, ops, pages, request_id, telemetry,
 };
 
 /// What every handler can reach. Cloned for every request by axum's `State` extractor, so it is
@@ -266,6 +267,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin_services::router())
         .merge(admin_webhooks::router())
         .merge(fga::router())
+        .merge(authzen::router())
         .merge(pages::router())
         .merge(oauth::router())
         .layer(DefaultBodyLimit::max(body_limit))

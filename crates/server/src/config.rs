@@ -64,6 +64,106 @@ pub struct Config {
     pub api_keys: ApiKeysConfig,
     /// Webhook delivery (and the back-channel logout queue): URL policy, retries, dead letters.
     pub webhooks: trustgate_webhooks::WebhooksConfig,
+    /// The AuthZEN API: per-store action names.
+    pub authzen: AuthzenConfig,
+}
+
+/// The AuthZEN API (`[authzen]`).
+///
+/// An AuthZEN action is evaluated as the relation of the same name on the resource's type,
+/// unless the store maps it to another relation:
+///
+/// ```toml
+/// [authzen.stores.01JC0000000000000000000000.actions]
+/// GET = "can_read"
+/// POST = "can_create"
+/// ```
+///
+/// Action names are case-sensitive; set maps in the file (environment variable names arrive
+/// lowercased). An action search reports a relation by the action names mapped to it, or by its
+/// own name when none is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzenConfig {
+    /// Per store (by id): its settings.
+    pub stores: std::collections::BTreeMap<String, AuthzenStoreConfig>,
+}
+
+/// The AuthZEN settings of one store (`[authzen.stores.<store id>]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzenStoreConfig {
+    /// Action name → relation of the resource's type (at most 1000 entries).
+    pub actions: std::collections::BTreeMap<String, String>,
+}
+
+/// Most entries of one store's action map.
+const MAX_ACTIONS_PER_STORE: usize = 1000;
+
+impl AuthzenConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (store, settings) in &self.stores {
+            if !trustgate_core::id::is_ulid(store) {
+                return Err(ConfigError::Invalid(format!(
+                    "authzen.stores: `{store}` is not a store id"
+                )));
+            }
+            if settings.actions.len() > MAX_ACTIONS_PER_STORE {
+                return Err(ConfigError::Invalid(format!(
+                    "authzen.stores.{store}.actions: at most {MAX_ACTIONS_PER_STORE} entries"
+                )));
+            }
+            for (action, relation) in &settings.actions {
+                let valid_relation = (1..=50).contains(&relation.len())
+                    && !relation
+                        .chars()
+                        .any(|c| matches!(c, ':' | '#' | '@') || c.is_whitespace());
+                if action.is_empty() || action.len() > 256 || !valid_relation {
+                    return Err(ConfigError::Invalid(format!(
+                        "authzen.stores.{store}.actions: `{action}` = `{relation}` is not an action \
+                         name (1 to 256 bytes) mapped to a relation name (1 to 50 bytes without \
+                         `:`, `#`, `@` or whitespace)"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The action map of `store_id`, if one is configured (store ids compare without case).
+    pub fn actions(&self, store_id: &str) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.stores
+            .iter()
+            .find(|(id, _)| id.eq_ignore_ascii_case(store_id))
+            .map(|(_, settings)| &settings.actions)
+    }
+
+    /// The relation that evaluates `action` in `store_id`.
+    pub fn relation<'a>(&'a self, store_id: &str, action: &'a str) -> &'a str {
+        self.actions(store_id)
+            .and_then(|map| map.get(action))
+            .map_or(action, String::as_str)
+    }
+
+    /// The action names `relation` answers for in `store_id`: those mapped to it; else its own
+    /// name, unless that name is an action mapped to another relation.
+    pub fn action_names<'a>(&'a self, store_id: &str, relation: &'a str) -> Vec<&'a str> {
+        let Some(map) = self.actions(store_id) else {
+            return vec![relation];
+        };
+        let mapped: Vec<&str> = map
+            .iter()
+            .filter(|(_, r)| *r == relation)
+            .map(|(a, _)| a.as_str())
+            .collect();
+        if !mapped.is_empty() {
+            mapped
+        } else if map.contains_key(relation) {
+            Vec::new()
+        } else {
+            vec![relation]
+        }
+    }
 }
 
 /// API keys (`[api_keys]`).
@@ -330,6 +430,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             api_keys: ApiKeysConfig::default(),
             webhooks: trustgate_webhooks::WebhooksConfig::default(),
+            authzen: AuthzenConfig::default(),
         }
     }
 }
@@ -528,6 +629,7 @@ const ENV_KEYS: &[&str] = &[
     "audit",
     "api_keys",
     "webhooks",
+    "authzen",
 ];
 
 impl Config {
@@ -593,6 +695,7 @@ impl Config {
         self.audit.validate()?;
         self.api_keys.validate()?;
         self.webhooks.validate().map_err(ConfigError::Invalid)?;
+        self.authzen.validate()?;
         if let Some(token) = &self.bootstrap_token
             && token.expose().len() < 32
         {
@@ -814,6 +917,56 @@ mod tests {
         };
         let err = load(None, &[], flags).expect_err("unknown scheme");
         assert!(err.to_string().contains("database_url"), "{err}");
+    }
+
+    #[test]
+    fn authzen_action_maps_are_read_checked_and_looked_up() {
+        let store = "01JC0000000000000000000000";
+        let c = load(
+            Some(&format!(
+                "[authzen.stores.{store}.actions]\nGET = \"can_read\"\nread = \"can_read\"\nPOST = \"GET\"\n"
+            )),
+            &[],
+            Overrides::default(),
+        )
+        .expect("valid");
+        let z = &c.authzen;
+        assert_eq!(z.relation(store, "GET"), "can_read");
+        assert_eq!(z.relation(&store.to_ascii_lowercase(), "read"), "can_read");
+        assert_eq!(z.relation(store, "PUT"), "PUT");
+        assert_eq!(z.relation("01JC0000000000000000000001", "GET"), "GET");
+        assert_eq!(z.action_names(store, "can_read"), ["GET", "read"]);
+        assert_eq!(z.action_names(store, "owner"), ["owner"]);
+        // `GET` is an action of another relation, so the relation `GET` is reported as POST.
+        assert_eq!(z.action_names(store, "GET"), ["POST"]);
+        let c = load(
+            Some(&format!(
+                "[authzen.stores.{store}.actions]\nDELETE = \"can_delete\"\n"
+            )),
+            &[],
+            Overrides::default(),
+        )
+        .expect("valid");
+        assert!(c.authzen.action_names(store, "DELETE").is_empty());
+
+        for (toml, key) in [
+            (
+                "[authzen.stores.nope.actions]\nGET = \"r\"\n",
+                "authzen.stores",
+            ),
+            (
+                &format!("[authzen.stores.{store}.actions]\nGET = \"a b\"\n") as &str,
+                "authzen.stores.",
+            ),
+            (
+                &format!("[authzen.stores.{store}.actions]\nGET = \"\"\n"),
+                "authzen.stores.",
+            ),
+            (&format!("[authzen.stores.{store}]\nact = {{}}\n"), "act"),
+        ] {
+            let err = load(Some(toml), &[], Overrides::default()).expect_err(toml);
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -26,6 +26,9 @@
 //!   tuples, check, batch-check, expand, list-objects, list-users) with OpenFGA's JSON and error
 //!   bodies: thin adapters over the PDP service (`trustgate-pdp`), which owns the in-memory
 //!   tuple indexes, their freshness and the consistency tokens for read-your-writes.
+//! - [`authzen`]: the AuthZEN 1.0 Authorization API (`/access/v1/evaluation(s)`,
+//!   `/access/v1/search/*`, `/.well-known/authzen-configuration`), another thin adapter over the
+//!   PDP service; the store is named by `X-Trustgate-Store` or by a `/stores/{id}` prefix.
 //! - [`pages`]: server-rendered pages for people (login, second factor, account).
 //! - [`pep`]: the in-process adapters of the `trustgate-pep` layer (PDP, sessions, audit) for
 //!   a service embedded with trustgate.
@@ -42,6 +45,7 @@ pub mod admin_users;
 pub mod admin_webhooks;
 pub mod app;
 pub mod auth;
+pub mod authzen;
 pub mod bootstrap;
 pub mod client_context;
 pub mod config;

@@ -127,7 +127,12 @@ const KEYWORDS: &[(&str, Kind)] = &[
 /// nothing in a model.
 pub(crate) const RESERVED_WORDS: &[&str] = &["in", "true", "false", "null"];
 
+/// Parameter types. `any` is trustgate's one extension of upstream's grammar: OpenFGA's JSON
+/// models have `TYPE_NAME_ANY` (so `map<any>` holds a JSON object of any shape, such as an
+/// AuthZEN request's attributes), but its DSL has no keyword for it, so a model using it could
+/// not be written in the DSL or printed back into one.
 const PARAM_TYPES: &[&str] = &[
+    "any",
     "bool",
     "string",
     "int",

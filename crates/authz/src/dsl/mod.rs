@@ -18,7 +18,9 @@
 //! because recovery went on with a guess. We do not reproduce that machinery; editors and users
 //! rely on *where* an error is. So:
 //!
-//! - the language accepted is upstream's: a valid file parses, an invalid one is rejected;
+//! - the language accepted is upstream's: a valid file parses, an invalid one is rejected; with
+//!   one extension: `any` is a condition parameter type (`map<any>`, `list<any>`), as
+//!   `TYPE_NAME_ANY` is in upstream's JSON models, so every JSON model has a DSL form;
 //! - syntax: parsing stops at the first syntax error and reports exactly one error, at the line
 //!   and columns of upstream's first error (for the same text, the same token);
 //! - its message is upstream's own `mismatched input 'X' expecting E` where upstream reports a

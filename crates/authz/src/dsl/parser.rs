@@ -567,7 +567,7 @@ impl Parser<'_> {
                 })
             }
             _ => Err(self.unexpected(
-                "a parameter type (bool, string, int, uint, double, duration, timestamp, ipaddress, map<T> or list<T>)",
+                "a parameter type (bool, string, int, uint, double, duration, timestamp, ipaddress, any, map<T> or list<T>)",
             )),
         }
     }

@@ -117,6 +117,19 @@ pub fn batch_check(
     reader: &dyn TupleReader,
     items: &[BatchCheckItem<'_>],
 ) -> Result<Vec<BatchCheckResult>, EngineError> {
+    validate_correlation_ids(items)?;
+    Ok(items
+        .iter()
+        .map(|item| BatchCheckResult {
+            correlation_id: item.correlation_id.to_owned(),
+            result: check(ts, reader, &item.request),
+        })
+        .collect())
+}
+
+/// Refuses a batch whose correlation ids are not all non-empty and distinct
+/// (`validation_error`), as [`batch_check`] does before evaluating anything.
+pub fn validate_correlation_ids(items: &[BatchCheckItem<'_>]) -> Result<(), EngineError> {
     let mut seen = std::collections::HashSet::with_capacity(items.len());
     for item in items {
         if item.correlation_id.is_empty() {
@@ -131,13 +144,7 @@ pub fn batch_check(
             )));
         }
     }
-    Ok(items
-        .iter()
-        .map(|item| BatchCheckResult {
-            correlation_id: item.correlation_id.to_owned(),
-            result: check(ts, reader, &item.request),
-        })
-        .collect())
+    Ok(())
 }
 
 /// The result of evaluating one node: allowed, or not allowed possibly because of a cycle.

@@ -67,7 +67,9 @@ mod reader;
 mod typesystem;
 mod validation;
 
-pub use check::{BatchCheckItem, BatchCheckResult, CheckRequest, batch_check, check};
+pub use check::{
+    BatchCheckItem, BatchCheckResult, CheckRequest, batch_check, check, validate_correlation_ids,
+};
 pub use error::{EngineError, ErrorCode};
 pub use expand::{
     ExpandComputed, ExpandDifference, ExpandLeaf, ExpandNode, ExpandNodeValue, ExpandNodes,

@@ -1117,3 +1117,63 @@ fn data_type_conditions_from_openfga_evaluate() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// `any`: the DSL keyword for upstream's TYPE_NAME_ANY
+
+/// `map<any>` and `any` parse in the DSL, print back the same, and hold JSON of any shape;
+/// `has()` tells a present member from a missing one without an evaluation error.
+#[test]
+fn any_parameters_parse_print_and_evaluate() {
+    let dsl = "model\n  schema 1.1\n\ntype user\n\ntype record\n  relations\n    define \
+               writer: [user with admin]\n\ncondition admin(subject: map<any>, extra: any) {\n  \
+               has(subject.properties.role) && subject.properties.role == \"admin\"\n}\n";
+    let model = trustgate_authz::dsl::parse(dsl).expect("parses");
+    let param = &model.conditions["admin"].parameters["subject"];
+    assert_eq!(param.type_name, TypeName::Map);
+    assert_eq!(param.generic_types[0].type_name, TypeName::Any);
+    assert_eq!(
+        model.conditions["admin"].parameters["extra"].type_name,
+        TypeName::Any
+    );
+    let printed = trustgate_authz::dsl::write(&model).expect("prints");
+    assert!(
+        printed.contains("(extra: any, subject: map<any>)"),
+        "{printed}"
+    );
+    assert_eq!(
+        trustgate_authz::dsl::parse(&printed)
+            .expect("reparses")
+            .conditions,
+        model.conditions
+    );
+    let set = ConditionSet::compile(&model).expect("compiles");
+    let eval = |subject: Value| {
+        set.evaluate(
+            "admin",
+            None,
+            Some(&ctx(
+                json!({ "subject": subject, "extra": [1, {"a": null}] }),
+            )),
+        )
+    };
+    assert_eq!(
+        eval(json!({ "type": "user", "properties": { "role": "admin", "n": { "x": 1 } } })),
+        Ok(ConditionOutcome::Met)
+    );
+    assert_eq!(
+        eval(json!({ "type": "user", "properties": {} })),
+        Ok(ConditionOutcome::NotMet)
+    );
+    assert!(matches!(
+        eval(json!("not a map")),
+        Err(ConditionError::ParameterType { .. })
+    ));
+    // A parameter may no longer be named `any` (like every other type name).
+    assert!(
+        trustgate_authz::dsl::parse(
+            "model\n  schema 1.1\ntype user\ncondition c(any: string) {\n  any == \"\"\n}\n"
+        )
+        .is_err()
+    );
+}

@@ -3,5 +3,6 @@
 
 mod hot_path;
 mod model_evolution;
+mod searches;
 mod service;
 mod system;

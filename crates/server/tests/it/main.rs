@@ -8,6 +8,7 @@ mod admin_clients;
 mod admin_keys;
 mod admin_users;
 mod admin_webhooks;
+mod authzen;
 mod connections;
 mod fga_api;
 mod fga_audit;

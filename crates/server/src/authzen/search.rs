@@ -1,0 +1,214 @@
+//! `POST /access/v1/search/subject`, `/search/resource` and `/search/action`: ListUsers,
+//! ListObjects and the relations a check allows, through the PDP's searches (an unknown type,
+//! relation or id has no results, never an error).
+//!
+//! Results are sorted and paged: `page.limit` results at most (lowered to the configured
+//! maximum, which is also the page size when no limit is given), `page.token` the previous
+//! answer's `next_token`, which is empty on the last page.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Map, Value};
+use trustgate_pdp::attributes::{Act, Attributes, Party};
+use trustgate_pdp::{
+    Caller, ListObjectsRequest, ListPaging, ListUsersRequest, Listed, RelationsRequest, UserFilter,
+    page_sorted,
+};
+
+use super::wire::{self, Found, FoundAction, Id, Malformed, PageAnswer, PageRequest, Results};
+use super::{AuthzenJson, Call, pdp_error};
+use crate::AppState;
+use crate::error::ApiError;
+
+fn bad_request(m: Malformed) -> ApiError {
+    ApiError::bad_request("invalid_request", m.to_string())
+}
+
+/// A page of at most `page.limit` (and at most `max`) results.
+fn paging(page: PageRequest<'_>, max: usize) -> ListPaging<'_> {
+    let max = max.max(1);
+    ListPaging {
+        page_size: Some(
+            page.limit
+                .map_or(max, |n| usize::try_from(n).unwrap_or(usize::MAX).min(max)),
+        ),
+        continuation_token: page.token,
+    }
+}
+
+fn results<T>(listed: Listed, read: impl Fn(&str) -> Option<T>) -> Results<T> {
+    Results {
+        results: listed.items.iter().filter_map(|s| read(s)).collect(),
+        page: PageAnswer {
+            next_token: listed.continuation_token.unwrap_or_default(),
+        },
+    }
+}
+
+fn nothing<T>() -> Results<T> {
+    Results {
+        results: Vec::new(),
+        page: PageAnswer {
+            next_token: String::new(),
+        },
+    }
+}
+
+/// The members every search reads.
+struct Search<'a> {
+    subject: Party<'a>,
+    action: Act<'a>,
+    resource: Party<'a>,
+    context: Option<&'a Map<String, Value>>,
+    page: PageRequest<'a>,
+}
+
+impl Search<'_> {
+    fn condition_context(&self) -> Map<String, Value> {
+        Attributes {
+            subject: self.subject,
+            action: self.action,
+            resource: self.resource,
+            context: self.context,
+        }
+        .condition_context()
+    }
+}
+
+/// `POST /access/v1/search/subject`: who (of `subject.type`) may do `action` on `resource`.
+pub async fn subject(
+    call: Call,
+    State(state): State<AppState>,
+    AuthzenJson(body): AuthzenJson,
+) -> Result<Json<Results<Found>>, ApiError> {
+    let search = Search {
+        subject: wire::party(body.get("subject"), "subject", Id::Ignored).map_err(bad_request)?,
+        action: wire::action(body.get("action")).map_err(bad_request)?,
+        resource: wire::party(body.get("resource"), "resource", Id::Required)
+            .map_err(bad_request)?,
+        context: wire::context(body.get("context")).map_err(bad_request)?,
+        page: wire::page(body.get("page")).map_err(bad_request)?,
+    };
+    let context = search.condition_context();
+    let object = wire::object_string(&search.resource);
+    let filters = [UserFilter {
+        user_type: search.subject.party_type,
+        relation: None,
+    }];
+    let relation = state
+        .config
+        .authzen
+        .relation(&call.store_id, search.action.name.unwrap_or_default());
+    let listed = state
+        .pdp
+        .search_users(
+            &call.scope(),
+            &ListUsersRequest {
+                object: &object,
+                relation,
+                user_filters: &filters,
+                contextual_tuples: &[],
+                context: Some(&context),
+            },
+            paging(search.page, state.pdp.limits().list_users_max_results),
+        )
+        .await
+        .map_err(pdp_error)?;
+    Ok(Json(results(listed, Found::parse)))
+}
+
+/// `POST /access/v1/search/resource`: which resources of `resource.type` `subject` may do
+/// `action` on.
+pub async fn resource(
+    call: Call,
+    State(state): State<AppState>,
+    AuthzenJson(body): AuthzenJson,
+) -> Result<Json<Results<Found>>, ApiError> {
+    let search = Search {
+        subject: wire::party(body.get("subject"), "subject", Id::Required).map_err(bad_request)?,
+        action: wire::action(body.get("action")).map_err(bad_request)?,
+        resource: wire::party(body.get("resource"), "resource", Id::Ignored)
+            .map_err(bad_request)?,
+        context: wire::context(body.get("context")).map_err(bad_request)?,
+        page: wire::page(body.get("page")).map_err(bad_request)?,
+    };
+    let Ok(user) = wire::user(&search.subject) else {
+        return Ok(Json(nothing()));
+    };
+    let context = search.condition_context();
+    let relation = state
+        .config
+        .authzen
+        .relation(&call.store_id, search.action.name.unwrap_or_default());
+    let listed = state
+        .pdp
+        .search_objects(
+            &call.scope(),
+            &ListObjectsRequest {
+                object_type: search.resource.party_type,
+                relation,
+                user: &user,
+                contextual_tuples: &[],
+                context: Some(&context),
+            },
+            paging(search.page, state.pdp.limits().list_objects_max_results),
+        )
+        .await
+        .map_err(pdp_error)?;
+    Ok(Json(results(listed, Found::parse)))
+}
+
+/// `POST /access/v1/search/action`: which actions `subject` may do on `resource`.
+pub async fn action(
+    call: Call,
+    State(state): State<AppState>,
+    AuthzenJson(body): AuthzenJson,
+) -> Result<Json<Results<FoundAction>>, ApiError> {
+    let search = Search {
+        subject: wire::party(body.get("subject"), "subject", Id::Required).map_err(bad_request)?,
+        // An action search has no action: the parameter carries no name (see
+        // trustgate_pdp::attributes).
+        action: Act::default(),
+        resource: wire::party(body.get("resource"), "resource", Id::Required)
+            .map_err(bad_request)?,
+        context: wire::context(body.get("context")).map_err(bad_request)?,
+        page: wire::page(body.get("page")).map_err(bad_request)?,
+    };
+    let Ok(user) = wire::user(&search.subject) else {
+        return Ok(Json(nothing()));
+    };
+    let context = search.condition_context();
+    let object = wire::object_string(&search.resource);
+    let principal = call.caller.principal().subject();
+    let relations = state
+        .pdp
+        .list_relations(
+            &call.scope(),
+            &RelationsRequest {
+                object: &object,
+                user: &user,
+                contextual_tuples: &[],
+                context: Some(&context),
+            },
+            Caller {
+                principal: &principal,
+                context: &call.context,
+            },
+        )
+        .await
+        .map_err(pdp_error)?;
+    let mut names: Vec<String> = relations
+        .iter()
+        .flat_map(|r| state.config.authzen.action_names(&call.store_id, r))
+        .map(str::to_owned)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let max = state.pdp.limits().list_objects_max_results;
+    let listed = page_sorted(names, paging(search.page, max), max).map_err(pdp_error)?;
+    Ok(Json(results(listed, |name| {
+        Some(FoundAction {
+            name: name.to_owned(),
+        })
+    })))
+}

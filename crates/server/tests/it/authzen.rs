@@ -1,0 +1,1105 @@
+//! The AuthZEN 1.0 API against trustgate served on a loopback socket, called over real HTTP
+//! with a PEP's store-scoped reader key. Stores are loaded only through the public APIs (the
+//! OpenFGA model and write routes) from the store files in `examples/authzen/`: the API
+//! gateway interop file passes, the certification scenario's decisions (properties reaching
+//! conditions), the structural checks, batches, searches, metadata and every refusal.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use trustgate_core::{SealingKey, SystemClock};
+use trustgate_server::{AppState, Config};
+use trustgate_store::test_on_both_backends;
+use trustgate_store::testing::TestDatabase;
+use trustgate_testkit::{authzen_decisions, store_file};
+
+use crate::common::start_with_admin;
+
+/// An answer: status, headers, JSON body (`Null` when none).
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    #[track_caller]
+    fn ok(&self) -> &Value {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.body);
+        &self.body
+    }
+
+    /// Asserts an error in trustgate's shape with `status` and `code`.
+    #[track_caller]
+    fn error(&self, status: StatusCode, code: &str) {
+        assert_eq!(
+            (self.status, self.body["code"].as_str()),
+            (status, Some(code)),
+            "{}",
+            self.body
+        );
+        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            self.body["request_id"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+}
+
+/// trustgate on a socket, its issuer (and so its AuthZEN base URL) that socket's URL.
+struct Trustgate {
+    base: String,
+    admin: String,
+    state: AppState,
+    http: reqwest::Client,
+    /// A replica over the same database must share it.
+    secrets: SealingKey,
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/authzen")
+        .join(name)
+}
+
+async fn trustgate(db: &TestDatabase, config: Config) -> Trustgate {
+    replica(db, config, SealingKey::generate()).await
+}
+
+async fn replica(db: &TestDatabase, mut config: Config, secrets: SealingKey) -> Trustgate {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let base = format!("http://{addr}");
+    config.oauth.issuer = Some(base.clone());
+    let admin = format!("tg_test_{}", uuid::Uuid::new_v4().simple());
+    let state = start_with_admin(
+        db.store.clone(),
+        Arc::new(SystemClock),
+        config,
+        secrets.clone(),
+        &admin,
+    )
+    .await;
+    let app = trustgate_server::router(state.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    Trustgate {
+        base,
+        admin,
+        state,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client"),
+        secrets,
+    }
+}
+
+impl Trustgate {
+    /// `method path` with `key` (none: no credential), extra headers and a raw body.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Answer {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut request = self.http.request(method, url);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn post(&self, path: &str, key: &str, headers: &[(&str, &str)], body: &Value) -> Answer {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(key),
+            headers,
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    async fn admin_post(&self, path: &str, body: Value) -> Value {
+        let answer = self.post(path, &self.admin, &[], &body).await;
+        assert!(answer.status.is_success(), "{path}: {}", answer.body);
+        answer.body
+    }
+
+    /// A store loaded from an example store file through the OpenFGA API.
+    async fn load(&self, file: &str) -> String {
+        let file = store_file::load(&example(file));
+        let store = self
+            .admin_post("/stores", json!({ "name": "authzen" }))
+            .await["id"]
+            .as_str()
+            .expect("store id")
+            .to_owned();
+        let model = trustgate_authz::dsl::parse(&file.model).expect("model parses");
+        self.admin_post(
+            &format!("/stores/{store}/authorization-models"),
+            serde_json::to_value(&model).expect("json"),
+        )
+        .await;
+        for chunk in file.tuples.chunks(100) {
+            self.admin_post(
+                &format!("/stores/{store}/write"),
+                json!({ "writes": { "tuple_keys": chunk } }),
+            )
+            .await;
+        }
+        store
+    }
+
+    /// A PEP's key: a service account that is a reader of `store`, its key scoped to that.
+    async fn reader_key(&self, store: &str) -> String {
+        let account = self
+            .admin_post(
+                "/admin/v1/service-accounts",
+                json!({ "name": format!("pep-{}", uuid::Uuid::new_v4().simple()) }),
+            )
+            .await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let role = format!("store:{store}:reader");
+        self.admin_post(
+            "/admin/v1/roles",
+            json!({ "subject": format!("service:{account}"), "role": role }),
+        )
+        .await;
+        self.admin_post(
+            &format!("/admin/v1/service-accounts/{account}/api-keys"),
+            json!({ "scopes": [role] }),
+        )
+        .await["key"]
+            .as_str()
+            .expect("key")
+            .to_owned()
+    }
+
+    /// Decision events audited so far (oldest first).
+    async fn decisions(&self) -> Vec<Value> {
+        assert!(self.state.auditor.flush(Duration::from_secs(10)).await);
+        let answer = self
+            .send(
+                reqwest::Method::GET,
+                "/admin/v1/audit?kind=authorization_decision&limit=500",
+                Some(&self.admin),
+                &[],
+                None,
+            )
+            .await;
+        let mut events = answer.ok()["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        events.reverse();
+        events
+    }
+}
+
+/// The API gateway interop file: every case through `/access/v1/evaluation` (store in the
+/// header), then all of them as one batch through the store's own PDP path.
+async fn the_gateway_interop_file_passes(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let store = tg.load("gateway.fga.yaml").await;
+    let key = tg.reader_key(&store).await;
+    let file = authzen_decisions::load(authzen_decisions::GATEWAY);
+    assert_eq!(file.evaluation.len(), 25);
+    for case in &file.evaluation {
+        let answer = tg
+            .post(
+                "/access/v1/evaluation",
+                &key,
+                &[("x-trustgate-store", &store)],
+                &case.request,
+            )
+            .await;
+        assert_eq!(
+            answer.ok(),
+            &json!({ "decision": case.expected }),
+            "{}",
+            case.request
+        );
+    }
+    let requests: Vec<&Value> = file.evaluation.iter().map(|c| &c.request).collect();
+    let expected: Vec<Value> = file
+        .evaluation
+        .iter()
+        .map(|c| json!({ "decision": c.expected }))
+        .collect();
+    let answer = tg
+        .post(
+            &format!("/stores/{store}/access/v1/evaluations"),
+            &key,
+            &[],
+            &json!({ "evaluations": requests }),
+        )
+        .await;
+    assert_eq!(answer.ok(), &json!({ "evaluations": expected }));
+    // One audited decision per evaluation, the PEP's service account as the principal.
+    let events = tg.decisions().await;
+    assert_eq!(events.len(), 50);
+    assert!(events.iter().all(|e| {
+        e["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("service:"))
+            && e["detail"]["store"] == json!(store)
+    }));
+}
+
+fn record(id: &str) -> Value {
+    let status = if id == "record-2" {
+        "archived"
+    } else {
+        "active"
+    };
+    json!({ "type": "record", "id": id, "properties": { "status": status } })
+}
+
+fn alice() -> Value {
+    json!({ "type": "user", "id": "alice" })
+}
+
+fn bob() -> Value {
+    json!({ "type": "user", "id": "bob", "properties": { "role": "admin" } })
+}
+
+fn ask(subject: Value, action: Value, resource: Value) -> Value {
+    json!({ "subject": subject, "action": action, "resource": resource })
+}
+
+fn named(name: &str) -> Value {
+    json!({ "name": name })
+}
+
+/// The certification scenario's eight decisions (properties reaching conditions) and its
+/// structural checks.
+async fn the_certification_scenario_decides(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let store = tg.load("records.fga.yaml").await;
+    let key = tg.reader_key(&store).await;
+    let path = format!("/stores/{store}/access/v1");
+    let soft = |soft: bool| json!({ "name": "delete", "properties": { "soft": soft } });
+    let cases = [
+        (ask(alice(), named("read"), record("record-1")), true),
+        (ask(alice(), named("write"), record("record-1")), true),
+        (ask(bob(), named("read"), record("record-1")), true),
+        (ask(bob(), named("write"), record("record-1")), false),
+        // Writing an archived record: denied for alice, allowed for a subject whose role is
+        // admin (bob, a writer of record-2; alice too once she is sent as an admin).
+        (ask(alice(), named("write"), record("record-2")), false),
+        (ask(bob(), named("write"), record("record-2")), true),
+        (
+            ask(
+                json!({ "type": "user", "id": "alice", "properties": { "role": "admin" } }),
+                named("write"),
+                record("record-2"),
+            ),
+            true,
+        ),
+        (ask(alice(), soft(true), record("record-1")), true),
+        (ask(alice(), soft(false), record("record-1")), false),
+        (ask(alice(), named("delete"), record("record-1")), false),
+    ];
+    for (request, expected) in &cases {
+        let answer = tg
+            .post(&format!("{path}/evaluation"), &key, &[], request)
+            .await;
+        assert_eq!(answer.ok(), &json!({ "decision": expected }), "{request}");
+    }
+
+    // Structural: a batch whose second item is `{}` answers 200, that item false with why.
+    let answer = tg
+        .post(
+            &format!("{path}/evaluations"),
+            &key,
+            &[],
+            &json!({ "evaluations": [ask(alice(), named("read"), record("record-1")), {}] }),
+        )
+        .await;
+    let evaluations = answer.ok()["evaluations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(evaluations.len(), 2);
+    assert_eq!(evaluations[0], json!({ "decision": true }));
+    assert_eq!(evaluations[1]["decision"], json!(false));
+    assert_eq!(evaluations[1]["context"]["error"]["status"], json!(400));
+    assert_eq!(
+        evaluations[1]["context"]["error"]["message"],
+        json!("subject is required")
+    );
+
+    // Searches find what a check allows, with properties reaching the conditions.
+    let answer = tg
+        .post(
+            &format!("{path}/search/action"),
+            &key,
+            &[],
+            &json!({ "subject": alice(), "resource": record("record-1") }),
+        )
+        .await;
+    assert_eq!(
+        answer.ok(),
+        &json!({ "results": [{ "name": "owner" }, { "name": "read" }, { "name": "write" },
+                             { "name": "writer" }],
+                 "page": { "next_token": "" } })
+    );
+    let answer = tg
+        .post(
+            &format!("{path}/search/action"),
+            &key,
+            &[],
+            &json!({ "subject": bob(), "resource": record("record-2") }),
+        )
+        .await;
+    assert_eq!(
+        answer.ok()["results"],
+        json!([{ "name": "write" }, { "name": "writer" }])
+    );
+    let answer = tg
+        .post(
+            &format!("{path}/search/resource"),
+            &key,
+            &[],
+            &json!({ "subject": alice(), "action": named("write"),
+                     "resource": { "type": "record", "properties": { "status": "active" } } }),
+        )
+        .await;
+    assert_eq!(
+        answer.ok()["results"],
+        json!([{ "type": "record", "id": "record-1" }, { "type": "record", "id": "record-2" }])
+    );
+    let answer = tg
+        .post(
+            &format!("{path}/search/subject"),
+            &key,
+            &[],
+            &json!({ "subject": { "type": "user" }, "action": named("read"),
+                     "resource": record("record-1") }),
+        )
+        .await;
+    assert_eq!(
+        answer.ok(),
+        &json!({ "results": [{ "type": "user", "id": "alice" }, { "type": "user", "id": "bob" }],
+                 "page": { "next_token": "" } })
+    );
+
+    // Structural: unknown ids and types give empty results.
+    let empty = json!({ "results": [], "page": { "next_token": "" } });
+    let unknown_id = json!({ "type": "user", "id": "mallory" });
+    let unknown_type = json!({ "type": "robot", "id": "r2" });
+    for (search, body) in [
+        (
+            "subject",
+            json!({ "subject": { "type": "user" }, "action": named("read"),
+                            "resource": { "type": "record", "id": "record-9" } }),
+        ),
+        (
+            "subject",
+            json!({ "subject": { "type": "robot" }, "action": named("read"),
+                            "resource": record("record-1") }),
+        ),
+        (
+            "subject",
+            json!({ "subject": { "type": "user" }, "action": named("read"),
+                            "resource": { "type": "folder", "id": "f" } }),
+        ),
+        (
+            "subject",
+            json!({ "subject": { "type": "user" }, "action": named("fly"),
+                            "resource": record("record-1") }),
+        ),
+        (
+            "resource",
+            json!({ "subject": unknown_id, "action": named("read"),
+                             "resource": { "type": "record" } }),
+        ),
+        (
+            "resource",
+            json!({ "subject": unknown_type, "action": named("read"),
+                             "resource": { "type": "record" } }),
+        ),
+        (
+            "resource",
+            json!({ "subject": alice(), "action": named("read"),
+                             "resource": { "type": "folder" } }),
+        ),
+        (
+            "resource",
+            json!({ "subject": { "type": "user", "id": "a#b" }, "action": named("read"),
+                             "resource": { "type": "record" } }),
+        ),
+        (
+            "action",
+            json!({ "subject": unknown_id, "resource": record("record-1") }),
+        ),
+        (
+            "action",
+            json!({ "subject": unknown_type, "resource": record("record-1") }),
+        ),
+        (
+            "action",
+            json!({ "subject": alice(), "resource": { "type": "folder", "id": "f" } }),
+        ),
+        (
+            "action",
+            json!({ "subject": alice(), "resource": { "type": "record", "id": "a b" } }),
+        ),
+    ] {
+        let answer = tg
+            .post(&format!("{path}/search/{search}"), &key, &[], &body)
+            .await;
+        assert_eq!(answer.ok(), &empty, "{search}: {body}");
+    }
+    // And unknown ids or types are plain denials when evaluated.
+    for request in [
+        ask(unknown_id.clone(), named("read"), record("record-1")),
+        ask(
+            alice(),
+            named("read"),
+            json!({ "type": "record", "id": "record-9" }),
+        ),
+    ] {
+        let answer = tg
+            .post(&format!("{path}/evaluation"), &key, &[], &request)
+            .await;
+        assert_eq!(answer.ok(), &json!({ "decision": false }), "{request}");
+    }
+    for request in [
+        ask(unknown_type, named("read"), record("record-1")),
+        ask(alice(), named("fly"), record("record-1")),
+        ask(
+            json!({ "type": "user", "id": "*" }),
+            named("read"),
+            record("record-1"),
+        ),
+    ] {
+        let answer = tg
+            .post(&format!("{path}/evaluation"), &key, &[], &request)
+            .await;
+        let body = answer.ok();
+        assert_eq!(body["decision"], json!(false), "{request}");
+        assert_eq!(body["context"]["error"]["status"], json!(400), "{body}");
+    }
+}
+
+/// Defaults and overrides, the three semantics, invalid items, the empty batch, the size limit,
+/// and that exactly the evaluated items are audited.
+async fn batches_merge_defaults_and_stop_where_asked(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let store = tg.load("records.fga.yaml").await;
+    let key = tg.reader_key(&store).await;
+    let path = format!("/stores/{store}/access/v1/evaluations");
+    let items = json!([
+        { "resource": record("record-1") },
+        { "action": named("write"), "resource": record("record-2") },
+        { "subject": bob() },
+        42,
+        { "subject": bob(), "action": named("write") },
+    ]);
+    let batch = |semantic: Option<&str>| {
+        let mut body = json!({
+            "subject": alice(),
+            "action": named("read"),
+            "resource": record("record-1"),
+            "context": { "time": "1985-10-26T01:22-07:00" },
+            "evaluations": items,
+            "unknown_member": { "ignored": true },
+        });
+        if let Some(s) = semantic {
+            body["options"] = json!({ "evaluations_semantic": s });
+        }
+        body
+    };
+    let decisions = |answer: &Answer| -> Vec<Value> {
+        answer.ok()["evaluations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| d["decision"].clone())
+            .collect()
+    };
+    let before = tg.decisions().await.len();
+    let all = tg.post(&path, &key, &[], &batch(None)).await;
+    assert_eq!(
+        decisions(&all),
+        [
+            json!(true),
+            json!(false),
+            json!(true),
+            json!(false),
+            json!(false)
+        ]
+    );
+    assert_eq!(
+        all.body["evaluations"][3]["context"]["error"]["message"],
+        json!("an evaluation must be an object")
+    );
+    let same = tg.post(&path, &key, &[], &batch(Some("execute_all"))).await;
+    assert_eq!(same.body, all.body);
+    let until_deny = tg
+        .post(&path, &key, &[], &batch(Some("deny_on_first_deny")))
+        .await;
+    assert_eq!(decisions(&until_deny), [json!(true), json!(false)]);
+    let until_permit = tg
+        .post(&path, &key, &[], &batch(Some("permit_on_first_permit")))
+        .await;
+    assert_eq!(decisions(&until_permit), [json!(true)]);
+    // An invalid item is a denial: under deny_on_first_deny nothing after it is evaluated.
+    let invalid_first = json!({
+        "subject": alice(), "action": named("read"),
+        "evaluations": [{ "resource": record("record-1") }, { "resource": 7 },
+                        { "resource": record("record-2") }],
+        "options": { "evaluations_semantic": "deny_on_first_deny" },
+    });
+    let answer = tg.post(&path, &key, &[], &invalid_first).await;
+    assert_eq!(decisions(&answer), [json!(true), json!(false)]);
+    assert_eq!(
+        answer.body["evaluations"][1]["context"]["error"]["message"],
+        json!("resource must be an object")
+    );
+    // Evaluated: 4 + 4 + 2 + 1 + 1 (invalid items are no decisions).
+    assert_eq!(tg.decisions().await.len() - before, 12);
+
+    // No items: one evaluation, answered as one.
+    for evaluations in [json!([]), Value::Null] {
+        let mut body = ask(alice(), named("read"), record("record-1"));
+        body["evaluations"] = evaluations;
+        let answer = tg.post(&path, &key, &[], &body).await;
+        assert_eq!(answer.ok(), &json!({ "decision": true }));
+    }
+    let answer = tg
+        .post(&path, &key, &[], &json!({ "evaluations": [] }))
+        .await;
+    answer.error(StatusCode::BAD_REQUEST, "invalid_request");
+
+    let too_many: Vec<Value> = (0..51).map(|_| json!({})).collect();
+    let answer = tg
+        .post(&path, &key, &[], &json!({ "evaluations": too_many }))
+        .await;
+    answer.error(StatusCode::BAD_REQUEST, "too_many_evaluations");
+    let answer = tg
+        .post(
+            &path,
+            &key,
+            &[],
+            &json!({ "evaluations": [{}], "options": { "evaluations_semantic": "most" } }),
+        )
+        .await;
+    answer.error(StatusCode::BAD_REQUEST, "invalid_request");
+    let answer = tg
+        .post(&path, &key, &[], &json!({ "evaluations": {} }))
+        .await;
+    answer.error(StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+/// Searches page with opaque tokens; wildcard grants are `*`; bad pages are 400.
+async fn searches_page(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let store = tg.load("gateway.fga.yaml").await;
+    let key = tg.reader_key(&store).await;
+    let header = [("x-trustgate-store", store.as_str())];
+    let rick = json!({ "type": "identity",
+                       "id": "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs" });
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let answer = tg
+            .post(
+                "/access/v1/search/action",
+                &key,
+                &header,
+                &json!({ "subject": rick, "resource": { "type": "route", "id": "/todos/{todoId}" },
+                         "page": { "limit": 2, "token": token } }),
+            )
+            .await;
+        let body = answer.ok();
+        let results = body["results"].as_array().cloned().unwrap_or_default();
+        assert!(results.len() <= 2, "{body}");
+        seen.extend(results);
+        token = body["page"]["next_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            json!({ "name": "DELETE" }),
+            json!({ "name": "GET" }),
+            json!({ "name": "PUT" })
+        ]
+    );
+
+    let answer = tg
+        .post(
+            "/access/v1/search/subject",
+            &key,
+            &header,
+            &json!({ "subject": { "type": "identity" }, "action": named("GET"),
+                     "resource": { "type": "route", "id": "/todos" } }),
+        )
+        .await;
+    assert_eq!(
+        answer.ok()["results"],
+        json!([{ "type": "identity", "id": "*" }])
+    );
+    let answer = tg
+        .post(
+            "/access/v1/search/subject",
+            &key,
+            &header,
+            &json!({ "subject": { "type": "identity" }, "action": named("POST"),
+                     "resource": { "type": "route", "id": "/todos" }, "page": { "limit": 1 } }),
+        )
+        .await;
+    let first = answer.ok().clone();
+    assert_eq!(first["results"].as_array().map(Vec::len), Some(1));
+    let next = first["page"]["next_token"].as_str().unwrap_or_default();
+    assert!(!next.is_empty());
+    let answer = tg
+        .post(
+            "/access/v1/search/subject",
+            &key,
+            &header,
+            &json!({ "subject": { "type": "identity" }, "action": named("POST"),
+                     "resource": { "type": "route", "id": "/todos" },
+                     "page": { "limit": 10, "token": next } }),
+        )
+        .await;
+    assert_eq!(answer.ok()["results"].as_array().map(Vec::len), Some(2));
+    assert_eq!(answer.body["page"]["next_token"], json!(""));
+
+    let answer = tg
+        .post(
+            "/access/v1/search/resource",
+            &key,
+            &header,
+            &json!({ "subject": rick, "action": named("GET"), "resource": { "type": "route" } }),
+        )
+        .await;
+    assert_eq!(
+        answer.ok()["results"],
+        json!([{ "type": "route", "id": "/todos" }, { "type": "route", "id": "/todos/{todoId}" },
+               { "type": "route", "id": "/users/{userId}" }])
+    );
+    for page in [
+        json!({ "limit": 0 }),
+        json!({ "limit": -1 }),
+        json!({ "token": 5 }),
+    ] {
+        let answer = tg
+            .post(
+                "/access/v1/search/resource",
+                &key,
+                &header,
+                &json!({ "subject": rick, "action": named("GET"),
+                         "resource": { "type": "route" }, "page": page }),
+            )
+            .await;
+        answer.error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let answer = tg
+        .post(
+            "/access/v1/search/resource",
+            &key,
+            &header,
+            &json!({ "subject": rick, "action": named("GET"), "resource": { "type": "route" },
+                     "page": { "token": "not a token" } }),
+        )
+        .await;
+    answer.error(StatusCode::BAD_REQUEST, "invalid_page_token");
+}
+
+/// 401, 403, 400 for bad stores and bodies, 404 for an unknown store; unknown members
+/// ignored; `X-Request-ID` echoed.
+async fn refusals_follow_the_spec(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let store = tg.load("records.fga.yaml").await;
+    let other = tg.load("records.fga.yaml").await;
+    let key = tg.reader_key(&store).await;
+    let elsewhere = tg.reader_key(&other).await;
+    let header = [("x-trustgate-store", store.as_str())];
+    let good = ask(alice(), named("read"), record("record-1"));
+    let body = Some(good.to_string().into_bytes());
+
+    for path in [
+        "/access/v1/evaluation",
+        "/access/v1/evaluations",
+        "/access/v1/search/subject",
+        "/access/v1/search/resource",
+        "/access/v1/search/action",
+    ] {
+        let answer = tg
+            .send(reqwest::Method::POST, path, None, &header, body.clone())
+            .await;
+        answer.error(StatusCode::UNAUTHORIZED, "unauthenticated");
+        assert!(answer.headers.contains_key("www-authenticate"), "{path}");
+        let answer = tg
+            .send(
+                reqwest::Method::POST,
+                path,
+                Some("tg_live_not_a_key"),
+                &header,
+                body.clone(),
+            )
+            .await;
+        answer.error(StatusCode::UNAUTHORIZED, "unauthenticated");
+        // A key that reads another store only.
+        let answer = tg.post(path, &elsewhere, &header, &good).await;
+        answer.error(StatusCode::FORBIDDEN, "permission_denied");
+        let answer = tg
+            .post(&format!("/stores/{store}{path}"), &elsewhere, &[], &good)
+            .await;
+        answer.error(StatusCode::FORBIDDEN, "permission_denied");
+    }
+
+    let evaluation = "/access/v1/evaluation";
+    tg.post(evaluation, &key, &[], &good)
+        .await
+        .error(StatusCode::BAD_REQUEST, "store_required");
+    tg.post(evaluation, &key, &[("x-trustgate-store", "nope")], &good)
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_store_id");
+    tg.post(
+        &format!("/stores/{store}{evaluation}"),
+        &key,
+        &[("x-trustgate-store", other.as_str())],
+        &good,
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "store_mismatch");
+    let missing = "01JC0000000000000000000000";
+    tg.post(
+        evaluation,
+        &tg.admin,
+        &[("x-trustgate-store", missing)],
+        &good,
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "store_id_not_found");
+    tg.post(evaluation, &key, &[("x-trustgate-store", missing)], &good)
+        .await
+        .error(StatusCode::FORBIDDEN, "permission_denied");
+
+    for (raw, why) in [
+        (b"{not json".to_vec(), "not JSON"),
+        (b"[]".to_vec(), "not an object"),
+        (Vec::new(), "empty"),
+    ] {
+        let answer = tg
+            .send(
+                reqwest::Method::POST,
+                evaluation,
+                Some(&key),
+                &header,
+                Some(raw),
+            )
+            .await;
+        answer.error(StatusCode::BAD_REQUEST, "invalid_request");
+        assert!(!why.is_empty());
+    }
+    for (request, message) in [
+        (
+            json!({ "action": named("read"), "resource": record("record-1") }),
+            "subject is required",
+        ),
+        (
+            ask(alice(), json!({}), record("record-1")),
+            "action.name is required",
+        ),
+        (
+            ask(alice(), named("read"), json!({ "type": "record" })),
+            "resource.id is required",
+        ),
+        (
+            ask(
+                json!({ "type": 3, "id": "x" }),
+                named("read"),
+                record("record-1"),
+            ),
+            "subject.type must be a string",
+        ),
+        (
+            json!({ "subject": alice(), "action": named("read"), "resource": record("record-1"),
+                 "context": "x" }),
+            "context must be an object",
+        ),
+    ] {
+        let answer = tg.post(evaluation, &key, &header, &request).await;
+        answer.error(StatusCode::BAD_REQUEST, "invalid_request");
+        assert_eq!(answer.body["message"], json!(message));
+    }
+    for search in ["subject", "resource", "action"] {
+        let answer = tg
+            .post(
+                &format!("/access/v1/search/{search}"),
+                &key,
+                &header,
+                &json!({}),
+            )
+            .await;
+        answer.error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+
+    // A consistency token (from an OpenFGA write) is honoured; one that is not is a 400.
+    let written = tg
+        .post(
+            &format!("/stores/{store}/write"),
+            &tg.admin,
+            &[],
+            &json!({ "writes": { "tuple_keys": [
+                { "user": "user:carol", "relation": "reader", "object": "record:record-1" }
+            ] } }),
+        )
+        .await;
+    let token = written
+        .headers
+        .get("x-consistency-token")
+        .and_then(|v| v.to_str().ok())
+        .expect("a consistency token")
+        .to_owned();
+    let carol = ask(
+        json!({ "type": "user", "id": "carol" }),
+        named("read"),
+        record("record-1"),
+    );
+    let answer = tg
+        .post(
+            evaluation,
+            &key,
+            &[
+                ("x-trustgate-store", store.as_str()),
+                ("x-consistency-token", &token),
+            ],
+            &carol,
+        )
+        .await;
+    assert_eq!(answer.ok(), &json!({ "decision": true }));
+    tg.post(
+        evaluation,
+        &key,
+        &[
+            ("x-trustgate-store", store.as_str()),
+            ("x-consistency-token", "garbage"),
+        ],
+        &carol,
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "validation_error");
+
+    // Unknown members anywhere are ignored; the request id comes back.
+    let mut extended = good.clone();
+    extended["subject"]["nickname"] = json!("al");
+    extended["action"]["verb"] = json!(true);
+    extended["resource"]["owner"] = json!({ "deep": [1, 2] });
+    extended["trace"] = json!("abc");
+    let answer = tg
+        .post(
+            evaluation,
+            &key,
+            &[
+                ("x-trustgate-store", store.as_str()),
+                ("x-request-id", "authzen-req-1"),
+            ],
+            &extended,
+        )
+        .await;
+    assert_eq!(answer.ok(), &json!({ "decision": true }));
+    assert_eq!(
+        answer
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("authzen-req-1")
+    );
+    let answer = tg
+        .post(
+            evaluation,
+            &key,
+            &[("x-request-id", "authzen-req-2")],
+            &good,
+        )
+        .await;
+    answer.error(StatusCode::BAD_REQUEST, "store_required");
+    assert_eq!(answer.body["request_id"], json!("authzen-req-2"));
+    assert_eq!(
+        answer
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("authzen-req-2")
+    );
+}
+
+/// The metadata documents name the base URL they were fetched from; a PEP that knows only a
+/// store's PDP identifier finds its endpoints and is answered there.
+async fn metadata_names_the_endpoints(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let store = tg.load("records.fga.yaml").await;
+    let key = tg.reader_key(&store).await;
+    let answer = tg
+        .send(
+            reqwest::Method::GET,
+            "/.well-known/authzen-configuration",
+            None,
+            &[],
+            None,
+        )
+        .await;
+    let base = &tg.base;
+    assert_eq!(
+        answer.ok(),
+        &json!({
+            "policy_decision_point": base,
+            "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+            "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+            "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
+            "search_resource_endpoint": format!("{base}/access/v1/search/resource"),
+            "search_action_endpoint": format!("{base}/access/v1/search/action"),
+        })
+    );
+    let answer = tg
+        .send(
+            reqwest::Method::GET,
+            &format!("/.well-known/authzen-configuration/stores/{store}"),
+            None,
+            &[],
+            None,
+        )
+        .await;
+    let pdp = format!("{base}/stores/{store}");
+    assert_eq!(answer.ok()["policy_decision_point"], json!(pdp));
+    let endpoint = answer.body["access_evaluation_endpoint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(endpoint, format!("{pdp}/access/v1/evaluation"));
+    let answer = tg
+        .post(
+            &endpoint,
+            &key,
+            &[],
+            &ask(alice(), named("read"), record("record-1")),
+        )
+        .await;
+    assert_eq!(answer.ok(), &json!({ "decision": true }));
+    let answer = tg
+        .send(
+            reqwest::Method::GET,
+            "/.well-known/authzen-configuration/stores/nope",
+            None,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
+
+/// A store's action map: AuthZEN names evaluated as other relations, and reported by their
+/// AuthZEN names in action searches (configured for a store created before the restart).
+async fn an_action_map_renames_actions(db: TestDatabase) {
+    let first = trustgate(&db, Config::default()).await;
+    let store = first.load("gateway.fga.yaml").await;
+    let mut config = Config::default();
+    let actions = [
+        ("read", "GET"),
+        ("create", "POST"),
+        ("update", "PUT"),
+        ("GET", "DELETE"),
+    ];
+    config.authzen.stores.insert(
+        store.to_ascii_lowercase(),
+        trustgate_server::config::AuthzenStoreConfig {
+            actions: actions
+                .iter()
+                .map(|(a, r)| ((*a).to_owned(), (*r).to_owned()))
+                .collect(),
+        },
+    );
+    let tg = replica(&db, config, first.secrets.clone()).await;
+    let key = tg.reader_key(&store).await;
+    let path = format!("/stores/{store}/access/v1");
+    let beth = json!({ "type": "identity",
+                       "id": "CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs" });
+    let todos = json!({ "type": "route", "id": "/todos" });
+    for (action, expected) in [
+        ("read", true),
+        ("create", false),
+        ("POST", false),
+        ("GET", false),
+    ] {
+        let answer = tg
+            .post(
+                &format!("{path}/evaluation"),
+                &key,
+                &[],
+                &ask(beth.clone(), named(action), todos.clone()),
+            )
+            .await;
+        assert_eq!(answer.ok(), &json!({ "decision": expected }), "{action}");
+    }
+    let answer = tg
+        .post(
+            &format!("{path}/search/action"),
+            &key,
+            &[],
+            &json!({ "subject": beth, "resource": todos }),
+        )
+        .await;
+    assert_eq!(answer.ok()["results"], json!([{ "name": "read" }]));
+}
+
+test_on_both_backends!(
+    the_gateway_interop_file_passes,
+    the_certification_scenario_decides,
+    batches_merge_defaults_and_stop_where_asked,
+    searches_page,
+    refusals_follow_the_spec,
+    metadata_names_the_endpoints,
+    an_action_map_renames_actions,
+);
