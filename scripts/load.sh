@@ -2,7 +2,8 @@
 # HTTP load benchmarks: builds the release binaries, starts `trustgate serve` on a throwaway data
 # directory (SQLite) with a bootstrap admin token, runs a `trustgate-load` scenario against it,
 # stops the server and prints the figures. Scenarios (first argument, default `check`):
-#   check  10k-tuple Drive-like dataset; check vs /healthz vs /admin/v1/whoami in the same run
+#   check  10k-tuple Drive-like dataset; check vs /healthz vs /admin/v1/whoami vs the same
+#          questions over AuthZEN (POST /stores/{id}/access/v1/evaluation) in the same run
 #   login  login flood; logins/s and /healthz p99 during the flood vs idle (scripts/login-load.sh)
 #   oauth  client_credentials grants/s and introspections/s vs /healthz (scripts/oauth-load.sh)
 #   gateway  an upstream directly vs through trustgate-gateway (scripts/gateway-load.sh)

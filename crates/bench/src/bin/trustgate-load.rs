@@ -171,6 +171,19 @@ async fn check_load(args: Args) -> Result<()> {
     let admin_checks = with_auth(auth.clone());
     let key_checks = with_auth(format!("Bearer {reader_key}"));
     verify_checks(&setup, &key_checks).await?;
+    // The same questions over AuthZEN 1.0 (the store named by the path), with the same key.
+    let key_auth: Arc<str> = Arc::from(format!("Bearer {reader_key}"));
+    let evaluations: Vec<Prepared> = authzen_requests(
+        &ds,
+        &format!("{base}/stores/{store_id}/access/v1/evaluation"),
+    )?
+    .into_iter()
+    .map(|p| Prepared {
+        auth: Some(key_auth.clone()),
+        ..p
+    })
+    .collect();
+    verify_checks(&setup, &evaluations).await?;
     let endpoints = [
         Endpoint {
             label: "GET /healthz",
@@ -201,6 +214,10 @@ async fn check_load(args: Args) -> Result<()> {
         Endpoint {
             label: "POST check (store API key)",
             requests: Arc::new(key_checks),
+        },
+        Endpoint {
+            label: "POST AuthZEN evaluation (key)",
+            requests: Arc::new(evaluations),
         },
     ];
 
@@ -236,6 +253,10 @@ async fn check_load(args: Args) -> Result<()> {
     println!(
         "check with a store-scoped API key / check with the admin token = {:.0}% (target ≥ 95%)",
         100.0 * rates[3] / rates[2].max(1e-9),
+    );
+    println!(
+        "AuthZEN evaluation / OpenFGA check, same key and questions = {:.0}% (target ≥ 90%)",
+        100.0 * rates[4] / rates[3].max(1e-9),
     );
     if errors > 0 {
         bail!("{errors} requests failed or answered unexpectedly");
@@ -327,6 +348,44 @@ fn check_requests(ds: &Dataset, check_url: &str, model_id: &str) -> Result<Vec<P
                 body: Some(serde_json::to_vec(&body)?),
                 expect_allowed: Some(q.expected),
                 expect_contains: None,
+                auth: None,
+            })
+        })
+        .collect()
+}
+
+/// The dataset's check queries as AuthZEN 1.0 evaluations to `url` (`type:id` split into
+/// subject and resource, the relation as the action, the context as the request context),
+/// each with its expected decision.
+fn authzen_requests(ds: &Dataset, url: &str) -> Result<Vec<Prepared>> {
+    let party = |typed: &str| -> Result<Value> {
+        let (kind, id) = typed
+            .split_once(':')
+            .with_context(|| format!("`{typed}` is not type:id"))?;
+        Ok(json!({ "type": kind, "id": id }))
+    };
+    ds.queries
+        .iter()
+        .map(|q| {
+            let mut body = json!({
+                "subject": party(&q.user)?,
+                "action": { "name": q.relation },
+                "resource": party(&q.object)?,
+            });
+            if let Some(ctx) = &q.context {
+                body["context"] = Value::Object(ctx.clone());
+            }
+            let expected: &'static [u8] = if q.expected {
+                b"\"decision\":true"
+            } else {
+                b"\"decision\":false"
+            };
+            Ok(Prepared {
+                method: reqwest::Method::POST,
+                url: url.to_owned(),
+                body: Some(serde_json::to_vec(&body)?),
+                expect_allowed: None,
+                expect_contains: Some(expected),
                 auth: None,
             })
         })
