@@ -21,6 +21,7 @@ TARGETS=(
     dsl::bytes dsl::token_soup model_json::bytes model_json::structured condition::expression
     jwt::bytes jwt::structured oauth::form oauth::authorize_request oauth::client_assertion
     webauthn::registration webauthn::assertion tuples::strings tuples::write
+    authzen::bytes authzen::structured
 )
 
 if [[ "${1:-}" == "--list" ]]; then
@@ -52,6 +53,7 @@ case "$target" in
     oauth::*) max_len=9216 ;;
     webauthn::*) max_len=21504 ;;
     tuples::*) max_len=1200 ;;
+    authzen::*) max_len=4096 ;;
     *) max_len=8192 ;;
 esac
 

@@ -19,6 +19,7 @@
 //! | `oauth::form`, `oauth::authorize` | `Params::from_form`, `request::check_redirect_uri` / `validate`, `presented_credentials`, `token_exchange::parse_request` | form round trip; an error is redirected only to a registered URI; a token exchange names exactly one target |
 //! | `oauth::client_assertion` | `clients::verify_client_assertion` (`private_key_jwt`) | accepted only if signed by the client's key with RFC 7523 claims |
 //! | `webauthn::registration`, `webauthn::assertion` | `authn::webauthn` (CBOR, COSE keys, authenticator and client data) | accepted only with our challenge, origin, RP ID and a signature by the credential's key |
+//! | `authzen::bytes`, `authzen::structured` | `server::authzen::wire` (evaluation members, page, options) | a subject maps to one plain `type:id` user, never a userset or the wildcard |
 //! | `tuples::strings`, `tuples::write` | object / user / relation parsing, `validate_tuple_for_write` | a parsed user or object prints back to its input |
 
 // cargo-bolero builds this library's (empty) unit-test binary too, with coverage instrumentation:

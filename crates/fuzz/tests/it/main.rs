@@ -2,6 +2,7 @@
 //! `#[test]` here is one bolero target; `scripts/fuzz.sh` names them by their path
 //! (`dsl::bytes`, ...).
 
+mod authzen;
 mod condition;
 mod dsl;
 mod jwt;
