@@ -146,7 +146,7 @@ impl JwtVerifier {
     }
 
     /// Verifies `token` and describes its caller. A token verified before is not verified
-    /// again (see [`VerifiedToken`]); its `exp` and `nbf` are checked on every use.
+    /// again (it is remembered by its hash); its `exp` and `nbf` are checked on every use.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let inner = &self.inner;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();

@@ -182,7 +182,7 @@ impl HttpDecisionPoint {
     /// [`Introspector::follow_revocations`](crate::Introspector::follow_revocations)) over
     /// `GET {base}/stores/{id}/watch` (server-sent events, the same API key) in a background
     /// task, reconnecting with backoff. The feed is down (`None`) whenever the stream is not
-    /// open or has been silent for [`FEED_DEAD_AFTER`](crate::decision_cache::FEED_DEAD_AFTER).
+    /// open or has been silent for [`FEED_DEAD_AFTER`].
     /// `connect_timeout` bounds each connection attempt. Must run inside a tokio runtime.
     pub fn follow_revisions(&self, connect_timeout: Duration) -> Result<RevisionFeed, Unavailable> {
         // The stream is long-lived: no overall timeout, only the connect timeout and the
