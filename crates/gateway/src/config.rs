@@ -23,7 +23,7 @@
 //! burst = 100
 //!
 //! [api_keys]                                 # optional: accept trustgate's API keys
-//! introspection_ttl_secs = 5                 # a revoked key is refused within this
+//! introspection_ttl_secs = 5                 # a revoked key is refused within this (or sooner)
 //!
 //! [[upstream]]
 //! name = "learning"
@@ -96,8 +96,10 @@ pub struct GatewayConfig {
     /// How long (seconds, at most 30) a caller's JWT is taken as still active after trustgate's
     /// introspection said so (the gateway's client introspects the tokens it receives): a
     /// signed-out session, a disabled user or a revoked grant is refused within this time
-    /// rather than at the token's `exp`. `0` turns the check off (revoked tokens then pass until
-    /// `exp`, and are refused only by the token exchange).
+    /// rather than at the token's `exp` — within trustgate's revocation poll (250 ms) while
+    /// the gateway's feed from `GET /stores/{id}/watch` is up, since every revocation empties
+    /// the answers kept. `0` turns the check off (revoked tokens then pass until `exp`, and are
+    /// refused only by the token exchange).
     #[serde(default = "default_liveness_secs")]
     pub liveness_ttl_secs: u64,
     /// Whether callers may authenticate with trustgate's API keys (or personal access tokens),
@@ -222,8 +224,9 @@ pub struct HealthConfig {
 #[serde(deny_unknown_fields)]
 pub struct ApiKeysConfig {
     /// How long (seconds, at most 30) trustgate's answer that a key is active is reused
-    /// (default 5): a revoked key, or one whose owner is disabled, is refused within this time.
-    /// `0` introspects the key on every request.
+    /// (default 5): a revoked key, or one whose owner is disabled, is refused within this time
+    /// (within trustgate's revocation poll while the watch feed is up: every revocation empties
+    /// the answers kept). `0` introspects the key on every request.
     #[serde(default = "default_key_introspection_secs")]
     pub introspection_ttl_secs: u64,
 }

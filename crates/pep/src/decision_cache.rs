@@ -15,7 +15,8 @@
 //!   heartbeat within [`FEED_DEAD_AFTER`]), the cache is off: every request asks the PDP, which
 //!   answers 503 if it is down. Entries never outlive [`DecisionCacheConfig::ttl`] either.
 //! - A request carrying a consistency token (`X-Consistency-Token`) is never answered from the
-//!   cache: it is asked with its own token, and its answer is not stored.
+//!   cache: it is asked with its own token, and its answer is not stored. Nor is a query that
+//!   names a model of its own.
 //! - Errors are never cached. Revocation is not the cache's concern: a decision is looked up
 //!   only for a principal that has just been authenticated (see the authenticator's bounds).
 
@@ -181,7 +182,9 @@ impl DecisionCache {
 #[async_trait]
 impl DecisionPoint for DecisionCache {
     async fn check(&self, q: &CheckQuery<'_>) -> Result<bool, Unavailable> {
-        if q.consistency_token.is_some() {
+        // A query pinned to a write or to a model of its own is asked as it is: entries are
+        // answers at the revision's position under its latest model.
+        if q.consistency_token.is_some() || q.model_id.is_some() {
             return self.inner.check(q).await;
         }
         let Some(live) = self.feed.current() else {
@@ -199,7 +202,7 @@ impl DecisionPoint for DecisionCache {
         let revision = &live.revision;
         let at_revision = CheckQuery {
             consistency_token: Some(&revision.consistency_token),
-            model_id: q.model_id.or(revision.latest_model_id.as_deref()),
+            model_id: revision.latest_model_id.as_deref(),
             ..*q
         };
         let allowed = self.inner.check(&at_revision).await?;
@@ -376,6 +379,25 @@ mod tests {
         pdp.down.store(false, Ordering::SeqCst);
         allow(&pdp, "user:carl");
         assert_eq!(cache.check(&query("user:carl")).await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn a_query_naming_its_own_model_is_asked_as_it_is() {
+        let (pdp, tx, cache) = setup();
+        tx.send_replace(live(1, "t1"));
+        let pinned = CheckQuery {
+            model_id: Some("m-own"),
+            ..query("user:anne")
+        };
+        for _ in 0..2 {
+            assert_eq!(cache.check(&pinned).await, Ok(false));
+        }
+        assert_eq!(pdp.calls.load(Ordering::SeqCst), 2, "never from the cache");
+        assert_eq!(
+            pdp.asked.lock().last().cloned(),
+            Some((None, Some("m-own".into()))),
+            "with its own model, not the revision's"
+        );
     }
 
     #[tokio::test]

@@ -288,7 +288,13 @@ impl ClientCache {
         let weak: Weak<Self> = Arc::downgrade(self);
         let every = self.config.epoch_poll;
         runtime.spawn(async move {
-            let mut ticker = tokio::time::interval(every);
+            // The first poll one period from now, not at once: the task may start at any time
+            // after the registry was first used, and a read at an arbitrary moment would make
+            // what the cache serves before the first period depend on scheduling. (Until the
+            // epoch is read, by this task or `sync`, clients are authenticated against the
+            // database.)
+            let mut ticker =
+                tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
