@@ -714,7 +714,7 @@ async fn a_service_account_key_reaches_the_upstream_as_the_account() {
     assert_eq!(body["code"], "permission_denied");
     assert_eq!(last(&records).reason, Reason::PdpDeny);
     // Not a key at all, and a look-alike of a real one: 401, the upstream never asked.
-    let forged = format!("{}x", &key[..key.len() - 1]);
+    let forged = trustgate_testkit::forge::last_char_changed(&key);
     for bad in ["tg_live_abc", forged.as_str()] {
         let (status, headers, _) = get(addr, "/courses/1", &[("x-api-key", bad)]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad}");
