@@ -1,8 +1,10 @@
 //! The AuthZEN 1.0 API against trustgate served on a loopback socket, called over real HTTP
 //! with a PEP's store-scoped reader key. Stores are loaded only through the public APIs (the
 //! OpenFGA model and write routes) from the store files in `examples/authzen/`: the API
-//! gateway interop file passes, the certification scenario's decisions (properties reaching
-//! conditions), the structural checks, batches, searches, metadata and every refusal.
+//! gateway interop file passes, and so do the Todo files (users' emails loaded through the
+//! stored attributes API), the certification scenario's decisions (properties reaching
+//! conditions), stored attributes (precedence, freshness, absent ones never allowing), the
+//! structural checks, batches, searches, metadata and every refusal.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
