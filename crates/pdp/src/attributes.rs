@@ -290,4 +290,50 @@ mod tests {
         assert_eq!(empty["context"], json!({}));
         assert_eq!(empty["action"], json!({ "properties": {} }));
     }
+
+    #[test]
+    fn stored_attributes_win_and_the_request_fills_the_rest() {
+        let sent = map(json!({ "email": "forged@x", "role": "admin" }));
+        let stored_subject = map(json!({ "email": "alice@x" }));
+        let stored_resource = map(json!({ "department": "eng" }));
+        let attrs = Attributes {
+            subject: Party {
+                party_type: "user",
+                id: Some("alice"),
+                properties: Some(&sent),
+            },
+            resource: Party {
+                party_type: "record",
+                id: Some("101"),
+                properties: None,
+            },
+            ..Attributes::default()
+        };
+        let out = attrs.condition_context_with(Some(&stored_subject), Some(&stored_resource));
+        assert_eq!(
+            out["subject"]["properties"],
+            json!({ "email": "alice@x", "role": "admin" })
+        );
+        assert_eq!(
+            out["resource"]["properties"],
+            json!({ "department": "eng" })
+        );
+        assert_eq!(
+            attrs.condition_context_with(None, None),
+            attrs.condition_context()
+        );
+    }
+
+    #[test]
+    fn only_type_id_objects_are_storable() {
+        assert!(storable("user:alice"));
+        assert!(storable("todo:a:b"));
+        for bad in ["", "user", "user:", ":alice", "user:a\0b"] {
+            assert!(!storable(bad), "{bad:?}");
+        }
+        assert!(!storable(&format!(
+            "user:{}",
+            "x".repeat(MAX_FIELD_BYTES + 1)
+        )));
+    }
 }

@@ -60,4 +60,12 @@ mod tests {
         assert_eq!(file.evaluation.len(), 25);
         assert!(file.evaluations.is_empty());
     }
+
+    #[test]
+    fn the_todo_files_read() {
+        let first = load(TODO_01);
+        assert_eq!((first.evaluation.len(), first.evaluations.len()), (40, 0));
+        let second = load(TODO_02);
+        assert_eq!((second.evaluation.len(), second.evaluations.len()), (40, 3));
+    }
 }
