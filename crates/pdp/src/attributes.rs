@@ -31,14 +31,32 @@
 //! A stored tuple's condition context still wins over any of these on a conflicting name (the
 //! engine's merge rule).
 //!
-//! # Stored attributes (not yet)
+//! # Stored attributes
 //!
 //! An attribute is named after the party it describes, not after where its value comes from:
-//! when the PDP learns attributes of users (directory attributes) or of objects (stored
-//! attributes), they will appear as `subject.properties.<name>` and `resource.properties.<name>`,
-//! so conditions written against request-supplied properties keep working unchanged.
+//! the attributes a store keeps for an object (`type:id`, any object, subjects such as
+//! `user:alice` included; written with [`Pdp::put_attributes`], over HTTP at
+//! `/stores/{id}/attributes/{object}`) appear as `subject.properties.<name>` and
+//! `resource.properties.<name>` ([`Attributes::condition_context_with`]), so conditions
+//! written against request-supplied properties keep working unchanged.
+//!
+//! Precedence: a stored attribute wins over a property of the same name that the request
+//! sent, because the PDP is the authority on what it stores (a caller cannot claim another
+//! email or department); properties the store does not have still come from the request.
+//! They are read from the database on every evaluation (no cache, so a write is seen by the
+//! next evaluation), bounded by [`MAX_OBJECT_ATTRIBUTES_BYTES`] per object.
+//!
+//! An attribute that is absent is absent from `properties`: a condition that reads it without
+//! `has()` fails to evaluate (an error, so a denial), and `has(...) && ...` is false. Neither
+//! ever allows.
+
+use std::collections::HashMap;
 
 use serde_json::{Map, Value};
+use trustgate_store_api::relationships::MAX_FIELD_BYTES;
+use trustgate_store_api::{MAX_ATTRIBUTE_OBJECTS_PER_READ, MAX_OBJECT_ATTRIBUTES_BYTES};
+
+use crate::{Pdp, PdpError};
 
 /// The parameter carrying the subject.
 pub const SUBJECT: &str = "subject";
@@ -85,10 +103,21 @@ pub struct Attributes<'a> {
 impl Attributes<'_> {
     /// The condition context of the naming scheme (see the module documentation).
     pub fn condition_context(&self) -> Map<String, Value> {
+        self.condition_context_with(None, None)
+    }
+
+    /// The condition context with the stored attributes of the subject and of the resource
+    /// merged into their `properties` (a stored attribute wins over a request property of the
+    /// same name; see the module documentation).
+    pub fn condition_context_with(
+        &self,
+        stored_subject: Option<&Map<String, Value>>,
+        stored_resource: Option<&Map<String, Value>>,
+    ) -> Map<String, Value> {
         let context = self.context.cloned().unwrap_or_default();
         let mut out = context.clone();
-        out.insert(SUBJECT.to_owned(), party(&self.subject));
-        out.insert(RESOURCE.to_owned(), party(&self.resource));
+        out.insert(SUBJECT.to_owned(), party(&self.subject, stored_subject));
+        out.insert(RESOURCE.to_owned(), party(&self.resource, stored_resource));
         let mut action = Map::new();
         if let Some(name) = self.action.name {
             action.insert("name".to_owned(), Value::from(name));
@@ -104,14 +133,114 @@ fn properties(given: Option<&Map<String, Value>>) -> Value {
     Value::Object(given.cloned().unwrap_or_default())
 }
 
-fn party(p: &Party<'_>) -> Value {
+fn party(p: &Party<'_>, stored: Option<&Map<String, Value>>) -> Value {
     let mut out = Map::new();
     out.insert("type".to_owned(), Value::from(p.party_type));
     if let Some(id) = p.id {
         out.insert("id".to_owned(), Value::from(id));
     }
-    out.insert("properties".to_owned(), properties(p.properties));
+    let mut props = p.properties.cloned().unwrap_or_default();
+    for (name, value) in stored.into_iter().flatten() {
+        props.insert(name.clone(), value.clone());
+    }
+    out.insert("properties".to_owned(), Value::Object(props));
     Value::Object(out)
+}
+
+/// Whether `object` is a `type:id` whose attributes can be stored.
+fn storable(object: &str) -> bool {
+    object.split_once(':').is_some_and(|(t, id)| {
+        !t.is_empty()
+            && !id.is_empty()
+            && t.len() <= MAX_FIELD_BYTES
+            && id.len() <= MAX_FIELD_BYTES
+            && !object.contains('\0')
+    })
+}
+
+fn check_object(object: &str) -> Result<(), PdpError> {
+    if storable(object) {
+        Ok(())
+    } else {
+        Err(PdpError::Validation(format!(
+            "invalid object '{}': expected type:id",
+            crate::shorten(object)
+        )))
+    }
+}
+
+impl Pdp {
+    /// Replaces the stored attributes of `object` (`type:id`) in store `store_id`.
+    /// [`PdpError::StoreNotFound`] for an unknown store, [`PdpError::Validation`] for an
+    /// invalid object or attributes over [`MAX_OBJECT_ATTRIBUTES_BYTES`] of JSON.
+    pub async fn put_attributes(
+        &self,
+        store_id: &str,
+        object: &str,
+        attributes: &Map<String, Value>,
+    ) -> Result<(), PdpError> {
+        self.open(store_id)?;
+        check_object(object)?;
+        let size = serde_json::to_string(attributes).map_or(usize::MAX, |s| s.len());
+        if size > MAX_OBJECT_ATTRIBUTES_BYTES {
+            return Err(PdpError::Validation(format!(
+                "the attributes are {size} bytes of JSON, at most {MAX_OBJECT_ATTRIBUTES_BYTES} are accepted"
+            )));
+        }
+        let now = self.inner.clock.now();
+        Ok(self
+            .inner
+            .store
+            .put_object_attributes(store_id, object, attributes, now)
+            .await?)
+    }
+
+    /// The stored attributes of `object` (`{}` if it has none).
+    pub async fn get_attributes(
+        &self,
+        store_id: &str,
+        object: &str,
+    ) -> Result<Map<String, Value>, PdpError> {
+        self.open(store_id)?;
+        check_object(object)?;
+        let mut found = self.stored_attributes(store_id, &[object]).await?;
+        Ok(found.remove(object).unwrap_or_default())
+    }
+
+    /// Deletes the stored attributes of `object`; false if it had none.
+    pub async fn delete_attributes(&self, store_id: &str, object: &str) -> Result<bool, PdpError> {
+        self.open(store_id)?;
+        check_object(object)?;
+        Ok(self
+            .inner
+            .store
+            .delete_object_attributes(store_id, object)
+            .await?)
+    }
+
+    /// The stored attributes of those of `objects` that have some, read from the database
+    /// now (objects that cannot have attributes, such as `type:` or a userset, are skipped).
+    /// [`PdpError::StoreNotFound`] for an unknown store.
+    pub async fn stored_attributes(
+        &self,
+        store_id: &str,
+        objects: &[&str],
+    ) -> Result<HashMap<String, Map<String, Value>>, PdpError> {
+        self.open(store_id)?;
+        let mut wanted: Vec<&str> = objects.iter().copied().filter(|o| storable(o)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut out = HashMap::new();
+        for chunk in wanted.chunks(MAX_ATTRIBUTE_OBJECTS_PER_READ) {
+            out.extend(
+                self.inner
+                    .store
+                    .get_object_attributes(store_id, chunk)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -160,5 +289,51 @@ mod tests {
         let empty = Attributes::default().condition_context();
         assert_eq!(empty["context"], json!({}));
         assert_eq!(empty["action"], json!({ "properties": {} }));
+    }
+
+    #[test]
+    fn stored_attributes_win_and_the_request_fills_the_rest() {
+        let sent = map(json!({ "email": "forged@x", "role": "admin" }));
+        let stored_subject = map(json!({ "email": "alice@x" }));
+        let stored_resource = map(json!({ "department": "eng" }));
+        let attrs = Attributes {
+            subject: Party {
+                party_type: "user",
+                id: Some("alice"),
+                properties: Some(&sent),
+            },
+            resource: Party {
+                party_type: "record",
+                id: Some("101"),
+                properties: None,
+            },
+            ..Attributes::default()
+        };
+        let out = attrs.condition_context_with(Some(&stored_subject), Some(&stored_resource));
+        assert_eq!(
+            out["subject"]["properties"],
+            json!({ "email": "alice@x", "role": "admin" })
+        );
+        assert_eq!(
+            out["resource"]["properties"],
+            json!({ "department": "eng" })
+        );
+        assert_eq!(
+            attrs.condition_context_with(None, None),
+            attrs.condition_context()
+        );
+    }
+
+    #[test]
+    fn only_type_id_objects_are_storable() {
+        assert!(storable("user:alice"));
+        assert!(storable("todo:a:b"));
+        for bad in ["", "user", "user:", ":alice", "user:a\0b"] {
+            assert!(!storable(bad), "{bad:?}");
+        }
+        assert!(!storable(&format!(
+            "user:{}",
+            "x".repeat(MAX_FIELD_BYTES + 1)
+        )));
     }
 }

@@ -413,4 +413,40 @@ pub trait RelationshipStore: std::fmt::Debug + Send + Sync {
 
     /// The store's newest committed changelog sequence number (0 before the first change).
     async fn store_seq(&self, store_id: &str) -> Result<i64, StoreError>;
+
+    /// Replaces the stored attributes of `object` (`type:id`) in a live store with
+    /// `attributes` (a JSON object of at most [`MAX_OBJECT_ATTRIBUTES_BYTES`] serialized).
+    /// [`StoreError::NotFound`] if the store does not exist or was deleted;
+    /// [`StoreError::InvalidInput`] for an oversized value or an invalid object.
+    async fn put_object_attributes(
+        &self,
+        store_id: &str,
+        object: &str,
+        attributes: &serde_json::Map<String, serde_json::Value>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// The stored attributes of each of `objects` (`type:id`) that has some, in a live store
+    /// (an object without attributes is absent from the answer). [`StoreError::NotFound`] if
+    /// the store does not exist or was deleted. At most [`MAX_ATTRIBUTE_OBJECTS_PER_READ`]
+    /// objects.
+    async fn get_object_attributes(
+        &self,
+        store_id: &str,
+        objects: &[&str],
+    ) -> Result<Vec<(String, serde_json::Map<String, serde_json::Value>)>, StoreError>;
+
+    /// Deletes the stored attributes of `object`; false if it had none.
+    /// [`StoreError::NotFound`] if the store does not exist or was deleted.
+    async fn delete_object_attributes(
+        &self,
+        store_id: &str,
+        object: &str,
+    ) -> Result<bool, StoreError>;
 }
+
+/// The largest stored attribute object of one object, serialized as JSON.
+pub const MAX_OBJECT_ATTRIBUTES_BYTES: usize = 16 * 1024;
+
+/// The most objects one [`RelationshipStore::get_object_attributes`] reads.
+pub const MAX_ATTRIBUTE_OBJECTS_PER_READ: usize = 100;

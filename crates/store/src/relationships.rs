@@ -70,6 +70,39 @@ pub(crate) fn json_text(
     Ok(text)
 }
 
+/// Checks an object (`type:id`) whose attributes are stored.
+pub(crate) fn check_attribute_object(object: &str) -> Result<(), StoreError> {
+    let Some((object_type, object_id)) = object.split_once(':') else {
+        return Err(StoreError::InvalidInput(format!(
+            "object `{}` is not of the form type:id",
+            shorten(object)
+        )));
+    };
+    check_input("object type", object_type)?;
+    check_input("object id", object_id)
+}
+
+/// The JSON text of an object's attributes, refused if larger than
+/// [`trustgate_store_api::MAX_OBJECT_ATTRIBUTES_BYTES`].
+pub(crate) fn attributes_text(attributes: &Map<String, Value>) -> Result<String, StoreError> {
+    json_text(
+        "the attributes",
+        serde_json::to_string(attributes),
+        trustgate_store_api::MAX_OBJECT_ATTRIBUTES_BYTES,
+    )
+    .map_err(StoreError::InvalidInput)
+}
+
+/// Stored attribute JSON back to an object.
+pub(crate) fn attributes_from_text(text: &str) -> Result<Map<String, Value>, StoreError> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(StoreError::Corrupt(
+            "stored attributes are not a JSON object".to_owned(),
+        )),
+    }
+}
+
 pub(crate) fn check_page_size(page_size: u32) -> Result<i64, StoreError> {
     if page_size == 0 || page_size > MAX_PAGE_SIZE {
         return Err(StoreError::InvalidInput(format!(

@@ -11,6 +11,18 @@ pub const GATEWAY: &str = concat!(
     "/../../conformance/authzen/gateway/decisions.json"
 );
 
+/// The vendored Todo file with single decisions only (40).
+pub const TODO_01: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../conformance/authzen/todo/decisions-authorization-api-1_0-01.json"
+);
+
+/// The vendored Todo file with single decisions (40) and batches (3).
+pub const TODO_02: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../conformance/authzen/todo/decisions-authorization-api-1_0-02.json"
+);
+
 /// A decision file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DecisionFile {
@@ -47,5 +59,13 @@ mod tests {
         let file = load(GATEWAY);
         assert_eq!(file.evaluation.len(), 25);
         assert!(file.evaluations.is_empty());
+    }
+
+    #[test]
+    fn the_todo_files_read() {
+        let first = load(TODO_01);
+        assert_eq!((first.evaluation.len(), first.evaluations.len()), (40, 0));
+        let second = load(TODO_02);
+        assert_eq!((second.evaluation.len(), second.evaluations.len()), (40, 3));
     }
 }

@@ -1,5 +1,5 @@
 //! Relationship commands: clients of the OpenFGA-compatible `/stores` API (`store`, `model`,
-//! `tuple`, `check`, `list-objects`, `list-users`), plus `model transform`, which runs locally.
+//! `tuple`, `attributes`, `check`, `list-objects`, `list-users`), plus `model transform`, which runs locally.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -124,6 +124,101 @@ pub enum TupleCommand {
         #[arg(long)]
         object: Option<String>,
     },
+}
+
+/// Stored attributes of objects, which AuthZEN evaluations merge into the subject's and the
+/// resource's `properties` (`/stores/{id}/attributes/{object}`).
+#[derive(Debug, Subcommand)]
+pub enum AttributesCommand {
+    /// Replace the attributes of OBJECT with a JSON object.
+    Set {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The object, `type:id` (a subject too: `user:alice`).
+        object: String,
+        /// The attributes, a JSON object (at most 16 KiB).
+        attributes: String,
+    },
+    /// Show the attributes of OBJECT (`{}` when none are stored).
+    Get {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The object, `type:id`.
+        object: String,
+    },
+    /// Delete the attributes of OBJECT.
+    Delete {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The object, `type:id`.
+        object: String,
+    },
+}
+
+/// `object` as one path segment: everything but unreserved characters and `:` percent-encoded.
+fn segment(object: &str) -> String {
+    let mut out = String::with_capacity(object.len());
+    for b in object.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub async fn attributes(command: AttributesCommand, args: &ClientArgs) -> Result<(), Failure> {
+    let client = Client::new(args)?;
+    match command {
+        AttributesCommand::Set {
+            store,
+            object,
+            attributes,
+        } => {
+            let attributes = json_object(Some(&attributes), "the attributes")?.unwrap_or_default();
+            print_json(
+                &client
+                    .call(
+                        Method::PUT,
+                        &path(
+                            &store.store_id,
+                            &format!("/attributes/{}", segment(&object)),
+                        ),
+                        Some(&Value::Object(attributes)),
+                    )
+                    .await?,
+            );
+        }
+        AttributesCommand::Get { store, object } => {
+            print_json(
+                &client
+                    .call(
+                        Method::GET,
+                        &path(
+                            &store.store_id,
+                            &format!("/attributes/{}", segment(&object)),
+                        ),
+                        None,
+                    )
+                    .await?,
+            );
+        }
+        AttributesCommand::Delete { store, object } => {
+            client
+                .call(
+                    Method::DELETE,
+                    &path(
+                        &store.store_id,
+                        &format!("/attributes/{}", segment(&object)),
+                    ),
+                    None,
+                )
+                .await?;
+            println!("deleted the attributes of {object}");
+        }
+    }
+    Ok(())
 }
 
 /// Options shared by the evaluation commands.

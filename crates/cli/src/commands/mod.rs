@@ -63,6 +63,9 @@ enum Command {
     /// Relationship tuples: write, delete, read.
     #[command(subcommand)]
     Tuple(fga::TupleCommand),
+    /// Stored attributes of objects (read by AuthZEN conditions): set, get, delete.
+    #[command(subcommand)]
+    Attributes(fga::AttributesCommand),
     /// Check whether USER has RELATION to OBJECT.
     Check(fga::CheckArgs),
     /// List the objects of a type USER has RELATION to.
@@ -199,6 +202,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Store(c) => fga::store(c, &cli.client).await,
         Command::Model(c) => fga::model(c, &cli.client).await,
         Command::Tuple(c) => fga::tuple(c, &cli.client).await,
+        Command::Attributes(c) => fga::attributes(c, &cli.client).await,
         Command::Check(a) => fga::check(a, &cli.client).await,
         Command::ListObjects(a) => fga::list_objects(a, &cli.client).await,
         Command::ListUsers(a) => fga::list_users(a, &cli.client).await,

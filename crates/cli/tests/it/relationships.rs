@@ -199,6 +199,41 @@ fn store_files_models_tuples_and_queries() {
     ));
     assert_eq!(after["allowed"], false, "deletion is visible at once");
 
+    // Stored attributes: set, get, refuse what is not an object, delete.
+    let set = json(&cli(
+        &server,
+        &[
+            &["attributes", "set"][..],
+            &s,
+            &["document:memo", r#"{"classification": "internal"}"#],
+        ]
+        .concat(),
+    ));
+    assert_eq!(set["attributes"]["classification"], "internal");
+    let got = json(&cli(
+        &server,
+        &[&["attributes", "get"][..], &s, &["document:memo"]].concat(),
+    ));
+    assert_eq!(
+        got,
+        serde_json::json!({ "object": "document:memo", "attributes": { "classification": "internal" } })
+    );
+    let out = cli(
+        &server,
+        &[&["attributes", "set"][..], &s, &["document:memo", "[1]"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = cli(
+        &server,
+        &[&["attributes", "delete"][..], &s, &["document:memo"]].concat(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let got = json(&cli(
+        &server,
+        &[&["attributes", "get"][..], &s, &["document:memo"]].concat(),
+    ));
+    assert_eq!(got["attributes"], serde_json::json!({}));
+
     // Models: get as DSL round-trips through transform; a new version becomes the latest.
     let dsl = cli(&server, &[&["model", "get"][..], &s].concat());
     assert!(dsl.status.success(), "{dsl:?}");

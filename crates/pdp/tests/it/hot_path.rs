@@ -145,6 +145,32 @@ impl RelationshipStore for Counting {
         self.hit();
         self.inner.store_seq(store_id).await
     }
+    async fn put_object_attributes(
+        &self,
+        store_id: &str,
+        object: &str,
+        attributes: &serde_json::Map<String, serde_json::Value>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .put_object_attributes(store_id, object, attributes, now)
+            .await
+    }
+    async fn get_object_attributes(
+        &self,
+        store_id: &str,
+        objects: &[&str],
+    ) -> Result<Vec<(String, serde_json::Map<String, serde_json::Value>)>, StoreError> {
+        self.hit();
+        self.inner.get_object_attributes(store_id, objects).await
+    }
+    async fn delete_object_attributes(
+        &self,
+        store_id: &str,
+        object: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_object_attributes(store_id, object).await
+    }
 }
 
 #[derive(Debug)]

@@ -19,7 +19,7 @@ struct Prepared<'a> {
     user: String,
     object: String,
     relation: &'a str,
-    context: Map<String, Value>,
+    attrs: Attributes<'a>,
 }
 
 /// An item: a check, or the answer of one that cannot be evaluated.
@@ -44,7 +44,7 @@ fn prepare<'a>(state: &'a AppState, store_id: &str, attrs: &Attributes<'a>) -> I
             .config
             .authzen
             .relation(store_id, attrs.action.name.unwrap_or_default()),
-        context: attrs.condition_context(),
+        attrs: *attrs,
     })
 }
 
@@ -81,10 +81,37 @@ async fn decide(
         _ => items.len(),
     };
     let ids: Vec<String> = (0..end).map(|i| i.to_string()).collect();
+    // The stored attributes of every subject and resource, read once for the batch and
+    // merged into their properties (trustgate_pdp::attributes).
+    let objects: Vec<&str> = items[..end]
+        .iter()
+        .filter_map(|item| item.as_ref().ok())
+        .flat_map(|p| [p.user.as_str(), p.object.as_str()])
+        .collect();
+    let stored = if objects.is_empty() {
+        Default::default()
+    } else {
+        state
+            .pdp
+            .stored_attributes(&call.store_id, &objects)
+            .await
+            .map_err(pdp_error)?
+    };
+    let contexts: Vec<Option<Map<String, Value>>> = items[..end]
+        .iter()
+        .map(|item| {
+            let p = item.as_ref().ok()?;
+            Some(
+                p.attrs
+                    .condition_context_with(stored.get(&p.user), stored.get(&p.object)),
+            )
+        })
+        .collect();
     let checks: Vec<BatchCheckItem<'_>> = items[..end]
         .iter()
         .zip(&ids)
-        .filter_map(|(item, id)| {
+        .zip(&contexts)
+        .filter_map(|((item, id), context)| {
             let p = item.as_ref().ok()?;
             Some(BatchCheckItem {
                 correlation_id: id,
@@ -93,7 +120,7 @@ async fn decide(
                     relation: p.relation,
                     user: &p.user,
                     contextual_tuples: &[],
-                    context: Some(&p.context),
+                    context: context.as_ref(),
                 },
             })
         })

@@ -45,7 +45,12 @@
 //!   names.
 //! - properties and context reach conditions under the names of
 //!   [`trustgate_pdp::attributes`]: parameters `subject`, `resource`, `action` (each with its
-//!   `properties`) and `context`, plus each context member by its own name.
+//!   `properties`) and `context`, plus each context member by its own name. The stored
+//!   attributes of the subject's and the resource's objects (`PUT /stores/{id}/attributes/
+//!   {type:id}`, [`crate::fga::attributes`]) are merged into their `properties`, a stored
+//!   attribute winning over the request's property of the same name; they are read from the
+//!   database once per request (a batch: once for all its items), never cached. A search
+//!   merges those of the parties the request names, not those of the candidates it finds.
 //! - Ids the engine cannot represent (`:`, `#` or whitespace in a type or an id, a subject id
 //!   `*`) cannot be granted anything: a decision is `false` with the reason in its context, a
 //!   search has no results. So have unknown types, relations and ids: `false`, or no results.

@@ -64,14 +64,43 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
-    fn condition_context(&self) -> Map<String, Value> {
-        Attributes {
+    /// The condition context, with the stored attributes of the subject and the resource when
+    /// the request names them (the searched party has no id: the candidates' own stored
+    /// attributes are not merged).
+    async fn condition_context(
+        &self,
+        state: &AppState,
+        call: &Call,
+    ) -> Result<Map<String, Value>, ApiError> {
+        let subject = self.subject.id.and_then(|_| wire::user(&self.subject).ok());
+        let resource = self
+            .resource
+            .id
+            .map(|_| wire::object_string(&self.resource));
+        let objects: Vec<&str> = subject
+            .iter()
+            .chain(&resource)
+            .map(String::as_str)
+            .collect();
+        let stored = if objects.is_empty() {
+            Default::default()
+        } else {
+            state
+                .pdp
+                .stored_attributes(&call.store_id, &objects)
+                .await
+                .map_err(pdp_error)?
+        };
+        Ok(Attributes {
             subject: self.subject,
             action: self.action,
             resource: self.resource,
             context: self.context,
         }
-        .condition_context()
+        .condition_context_with(
+            subject.as_ref().and_then(|o| stored.get(o)),
+            resource.as_ref().and_then(|o| stored.get(o)),
+        ))
     }
 }
 
@@ -89,7 +118,7 @@ pub async fn subject(
         context: wire::context(body.get("context")).map_err(bad_request)?,
         page: wire::page(body.get("page")).map_err(bad_request)?,
     };
-    let context = search.condition_context();
+    let context = search.condition_context(&state, &call).await?;
     let object = wire::object_string(&search.resource);
     let filters = [UserFilter {
         user_type: search.subject.party_type,
@@ -135,7 +164,7 @@ pub async fn resource(
     let Ok(user) = wire::user(&search.subject) else {
         return Ok(Json(nothing()));
     };
-    let context = search.condition_context();
+    let context = search.condition_context(&state, &call).await?;
     let relation = state
         .config
         .authzen
@@ -177,7 +206,7 @@ pub async fn action(
     let Ok(user) = wire::user(&search.subject) else {
         return Ok(Json(nothing()));
     };
-    let context = search.condition_context();
+    let context = search.condition_context(&state, &call).await?;
     let object = wire::object_string(&search.resource);
     let principal = call.caller.principal().subject();
     let relations = state

@@ -30,6 +30,9 @@
 //! [`error::status_and_code`]).
 //!
 //! # trustgate additions (ignored by OpenFGA clients)
+//! - `PUT/GET/DELETE /stores/{id}/attributes/{object}`: stored attributes of an object, which
+//!   AuthZEN evaluations merge into the subject's and the resource's `properties`
+//!   ([`attributes`]; writer to write, reader to read).
 //! - `GET /stores/{id}/watch`: the store's revision as server-sent events, so that an
 //!   enforcement point can cache decisions and drop them when a tuple or the model changes
 //!   ([`watch`]).
@@ -47,6 +50,7 @@
 //! ([`trustgate_pdp::freshness`]); writes go to the database first and reach the index from its
 //! changelog.
 
+pub mod attributes;
 pub mod error;
 pub mod query;
 pub mod stores;
@@ -94,6 +98,12 @@ pub fn router() -> Router<AppState> {
         .route("/stores/{store_id}/list-objects", post(query::list_objects))
         .route("/stores/{store_id}/list-users", post(query::list_users))
         .route("/stores/{store_id}/watch", get(watch::watch))
+        .route(
+            "/stores/{store_id}/attributes/{object}",
+            get(attributes::get)
+                .put(attributes::put)
+                .delete(attributes::delete),
+        )
 }
 
 /// A JSON body read leniently as OpenFGA's gateway does (no content type required, an empty

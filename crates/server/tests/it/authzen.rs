@@ -1,8 +1,10 @@
 //! The AuthZEN 1.0 API against trustgate served on a loopback socket, called over real HTTP
 //! with a PEP's store-scoped reader key. Stores are loaded only through the public APIs (the
 //! OpenFGA model and write routes) from the store files in `examples/authzen/`: the API
-//! gateway interop file passes, the certification scenario's decisions (properties reaching
-//! conditions), the structural checks, batches, searches, metadata and every refusal.
+//! gateway interop file passes, and so do the Todo files (users' emails loaded through the
+//! stored attributes API), the certification scenario's decisions (properties reaching
+//! conditions), stored attributes (precedence, freshness, absent ones never allowing), the
+//! structural checks, batches, searches, metadata and every refusal.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -213,6 +215,58 @@ impl Trustgate {
             .as_str()
             .expect("key")
             .to_owned()
+    }
+
+    /// `method path` with `key` and a JSON body.
+    async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: &Value,
+    ) -> Answer {
+        self.send(method, path, key, &[], Some(body.to_string().into_bytes()))
+            .await
+    }
+
+    /// Stores `attributes` for `object` with the admin key, through the attributes API.
+    async fn put_attributes(&self, store: &str, object: &str, attributes: Value) {
+        let answer = self
+            .json(
+                reqwest::Method::PUT,
+                &format!("/stores/{store}/attributes/{object}"),
+                Some(&self.admin),
+                &attributes,
+            )
+            .await;
+        assert_eq!(
+            answer.ok(),
+            &json!({ "object": object, "attributes": attributes })
+        );
+    }
+
+    /// A store with the model `dsl` and `tuples`, through the OpenFGA API.
+    async fn store_with(&self, dsl: &str, tuples: Value) -> String {
+        let store = self
+            .admin_post("/stores", json!({ "name": "attributes" }))
+            .await["id"]
+            .as_str()
+            .expect("store id")
+            .to_owned();
+        let model = trustgate_authz::dsl::parse(dsl).expect("model parses");
+        self.admin_post(
+            &format!("/stores/{store}/authorization-models"),
+            serde_json::to_value(&model).expect("json"),
+        )
+        .await;
+        if tuples.as_array().is_some_and(|t| !t.is_empty()) {
+            self.admin_post(
+                &format!("/stores/{store}/write"),
+                json!({ "writes": { "tuple_keys": tuples } }),
+            )
+            .await;
+        }
+        store
     }
 
     /// Decision events audited so far (oldest first).
@@ -1094,8 +1148,330 @@ async fn an_action_map_renames_actions(db: TestDatabase) {
     assert_eq!(answer.ok()["results"], json!([{ "name": "read" }]));
 }
 
+/// The users of the Todo interop (conformance/authzen/README.md): subject id and email.
+const TODO_USERS: [(&str, &str); 5] = [
+    (
+        "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
+        "rick@the-citadel.com",
+    ),
+    (
+        "CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
+        "morty@the-citadel.com",
+    ),
+    (
+        "CiRmZDI2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
+        "summer@the-smiths.com",
+    ),
+    (
+        "CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
+        "beth@the-smiths.com",
+    ),
+    (
+        "CiRmZDQ2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
+        "jerry@the-smiths.com",
+    ),
+];
+
+/// The Todo store: examples/authzen/todo.fga.yaml through the OpenFGA API, the users' emails
+/// through the attributes API.
+async fn todo_store(tg: &Trustgate) -> String {
+    let store = tg.load("todo.fga.yaml").await;
+    for (id, email) in TODO_USERS {
+        tg.put_attributes(&store, &format!("user:{id}"), json!({ "email": email }))
+            .await;
+    }
+    store
+}
+
+/// The Todo interop files: every single case of both files through `/access/v1/evaluation`,
+/// and the batches of `-02.json` through `/access/v1/evaluations`, compared exactly.
+async fn the_todo_interop_files_pass(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let store = todo_store(&tg).await;
+    let key = tg.reader_key(&store).await;
+    let first = authzen_decisions::load(authzen_decisions::TODO_01);
+    let second = authzen_decisions::load(authzen_decisions::TODO_02);
+    assert_eq!((first.evaluation.len(), first.evaluations.len()), (40, 0));
+    assert_eq!((second.evaluation.len(), second.evaluations.len()), (40, 3));
+    for case in first.evaluation.iter().chain(&second.evaluation) {
+        let answer = tg
+            .post(
+                &format!("/stores/{store}/access/v1/evaluation"),
+                &key,
+                &[],
+                &case.request,
+            )
+            .await;
+        assert_eq!(
+            answer.ok(),
+            &json!({ "decision": case.expected }),
+            "{}",
+            case.request
+        );
+    }
+    for case in &second.evaluations {
+        let answer = tg
+            .post(
+                "/access/v1/evaluations",
+                &key,
+                &[("x-trustgate-store", &store)],
+                &case.request,
+            )
+            .await;
+        assert_eq!(
+            answer.ok(),
+            &json!({ "evaluations": case.expected }),
+            "{}",
+            case.request
+        );
+    }
+}
+
+const DEPARTMENTS: &str = "model
+  schema 1.1
+type user
+type record
+  relations
+    define viewer: [user with same_department]
+    define editor: [user with guarded]
+condition same_department(subject: map<any>, resource: map<any>) {
+  subject.properties.department == resource.properties.department
+}
+condition guarded(subject: map<any>, resource: map<any>) {
+  has(subject.properties.clearance) && subject.properties.clearance >= resource.properties.classification
+}
+";
+
+fn ask_record(user: &str, action: &str, subject_properties: Value) -> Value {
+    json!({
+        "subject": { "type": "user", "id": user, "properties": subject_properties },
+        "action": { "name": action },
+        "resource": { "type": "record", "id": "101" },
+    })
+}
+
+/// Stored attributes reach conditions as properties; a stored attribute wins over the
+/// request's; a write or a delete is seen by the next evaluation; an absent attribute never
+/// allows.
+async fn stored_attributes_reach_conditions(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let tuples = json!([
+        { "user": "user:alice", "relation": "viewer", "object": "record:101",
+          "condition": { "name": "same_department" } },
+        { "user": "user:bob", "relation": "viewer", "object": "record:101",
+          "condition": { "name": "same_department" } },
+        { "user": "user:alice", "relation": "editor", "object": "record:101",
+          "condition": { "name": "guarded" } },
+        { "user": "user:bob", "relation": "editor", "object": "record:101",
+          "condition": { "name": "guarded" } },
+    ]);
+    let store = tg.store_with(DEPARTMENTS, tuples).await;
+    let key = tg.reader_key(&store).await;
+    let path = format!("/stores/{store}/access/v1/evaluation");
+    let decide = |body: Value| {
+        let (tg, key, path) = (&tg, &key, &path);
+        async move { tg.post(path, key, &[], &body).await.ok().clone() }
+    };
+    tg.put_attributes(
+        &store,
+        "record:101",
+        json!({ "department": "eng", "classification": 2 }),
+    )
+    .await;
+    tg.put_attributes(
+        &store,
+        "user:alice",
+        json!({ "department": "eng", "clearance": 3 }),
+    )
+    .await;
+    // Stored on both sides: allowed, without the caller sending anything.
+    let alice = decide(ask_record("alice", "viewer", json!({}))).await;
+    assert_eq!(alice, json!({ "decision": true }));
+    assert_eq!(
+        decide(ask_record("alice", "editor", json!({}))).await,
+        json!({ "decision": true })
+    );
+    // The stored attribute wins over the request's property of the same name.
+    assert_eq!(
+        decide(ask_record(
+            "alice",
+            "viewer",
+            json!({ "department": "sales" })
+        ))
+        .await,
+        json!({ "decision": true })
+    );
+    assert_eq!(
+        decide(ask_record("alice", "editor", json!({ "clearance": 0 }))).await,
+        json!({ "decision": true })
+    );
+    // bob has no stored attributes: a condition reading one fails to evaluate (a denial with
+    // the error in its context), one testing it with has() is false. Never an allow.
+    let bob = decide(ask_record("bob", "viewer", json!({}))).await;
+    assert_eq!(bob["decision"], json!(false), "{bob}");
+    assert!(bob["context"]["error"].is_object(), "{bob}");
+    assert_eq!(
+        decide(ask_record("bob", "editor", json!({}))).await["decision"],
+        json!(false)
+    );
+    // A property the store does not have still comes from the request.
+    assert_eq!(
+        decide(ask_record("bob", "viewer", json!({ "department": "eng" }))).await,
+        json!({ "decision": true })
+    );
+    // A write is seen by the next evaluation; so is a delete.
+    tg.put_attributes(
+        &store,
+        "record:101",
+        json!({ "department": "sales", "classification": 2 }),
+    )
+    .await;
+    assert_eq!(
+        decide(ask_record("alice", "viewer", json!({}))).await,
+        json!({ "decision": false })
+    );
+    let deleted = tg
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/stores/{store}/attributes/user:alice"),
+            Some(&tg.admin),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        decide(ask_record("alice", "editor", json!({}))).await["decision"],
+        json!(false)
+    );
+    // Batches and searches see them too.
+    tg.put_attributes(&store, "user:alice", json!({ "department": "sales" }))
+        .await;
+    let batch = tg
+        .post(
+            &format!("/stores/{store}/access/v1/evaluations"),
+            &key,
+            &[],
+            &json!({
+                "subject": { "type": "user", "id": "alice" },
+                "resource": { "type": "record", "id": "101" },
+                "evaluations": [{ "action": { "name": "viewer" } }, { "action": { "name": "editor" } }],
+            }),
+        )
+        .await;
+    assert_eq!(batch.ok()["evaluations"][0], json!({ "decision": true }));
+    assert_eq!(batch.ok()["evaluations"][1]["decision"], json!(false));
+    let actions = tg
+        .post(
+            &format!("/stores/{store}/access/v1/search/action"),
+            &key,
+            &[],
+            &json!({
+                "subject": { "type": "user", "id": "alice" },
+                "resource": { "type": "record", "id": "101" },
+            }),
+        )
+        .await;
+    assert_eq!(actions.ok()["results"], json!([{ "name": "viewer" }]));
+}
+
+/// The attributes API: who may read and write, what it refuses, and a deleted store's
+/// attributes gone with it.
+async fn the_attributes_api_refuses_what_it_must(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let store = tg.store_with(DEPARTMENTS, json!([])).await;
+    let reader = tg.reader_key(&store).await;
+    let path = format!("/stores/{store}/attributes/record:101");
+    let put = |key: Option<String>, body: Value| {
+        let (tg, path) = (&tg, &path);
+        async move {
+            tg.json(reqwest::Method::PUT, path, key.as_deref(), &body)
+                .await
+        }
+    };
+    let admin = Some(tg.admin.clone());
+    // 401 without a key, 403 for a reader writing; a reader reads.
+    assert_eq!(
+        put(None, json!({ "a": 1 })).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        put(Some(reader.clone()), json!({ "a": 1 })).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let deleted = tg
+        .send(reqwest::Method::DELETE, &path, Some(&reader), &[], None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::FORBIDDEN);
+    let read = tg
+        .send(reqwest::Method::GET, &path, Some(&reader), &[], None)
+        .await;
+    assert_eq!(
+        read.ok(),
+        &json!({ "object": "record:101", "attributes": {} })
+    );
+    // 400: not an object, oversized, not type:id.
+    for body in [json!([1]), json!("eng"), json!(null)] {
+        let answer = put(admin.clone(), body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+        assert_eq!(answer.body["code"], json!("validation_error"));
+    }
+    let big = put(admin.clone(), json!({ "blob": "x".repeat(17 * 1024) })).await;
+    assert_eq!(big.status, StatusCode::BAD_REQUEST, "{}", big.body);
+    let bad_object = tg
+        .json(
+            reqwest::Method::PUT,
+            &format!("/stores/{store}/attributes/no-colon"),
+            Some(&tg.admin),
+            &json!({ "a": 1 }),
+        )
+        .await;
+    assert_eq!(bad_object.status, StatusCode::BAD_REQUEST);
+    // 404 for an unknown store (a valid id), 400 for an invalid one.
+    let unknown = tg
+        .json(
+            reqwest::Method::PUT,
+            "/stores/01HZZZZZZZZZZZZZZZZZZZZZZZ/attributes/record:1",
+            Some(&tg.admin),
+            &json!({ "a": 1 }),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+    assert_eq!(unknown.body["code"], json!("store_id_not_found"));
+    // Written, read back, replaced as a whole.
+    tg.put_attributes(&store, "record:101", json!({ "department": "eng", "n": 1 }))
+        .await;
+    tg.put_attributes(&store, "record:101", json!({ "department": "ops" }))
+        .await;
+    let read = tg
+        .send(reqwest::Method::GET, &path, Some(&reader), &[], None)
+        .await;
+    assert_eq!(
+        read.ok(),
+        &json!({ "object": "record:101", "attributes": { "department": "ops" } })
+    );
+    // Deleting the store deletes its attributes.
+    let gone = tg
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/stores/{store}"),
+            Some(&tg.admin),
+            &[],
+            None,
+        )
+        .await;
+    assert!(gone.status.is_success(), "{}", gone.body);
+    let read = tg
+        .send(reqwest::Method::GET, &path, Some(&tg.admin), &[], None)
+        .await;
+    assert_eq!(read.status, StatusCode::NOT_FOUND);
+}
+
 test_on_both_backends!(
     the_gateway_interop_file_passes,
+    the_todo_interop_files_pass,
+    stored_attributes_reach_conditions,
+    the_attributes_api_refuses_what_it_must,
     the_certification_scenario_decides,
     batches_merge_defaults_and_stop_where_asked,
     searches_page,

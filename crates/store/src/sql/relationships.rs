@@ -13,13 +13,15 @@ use super::{Arg, Database, Query, Row, RowLock, SqlStore, Tx, TxMode, args};
 use crate::relationships::{
     CheckedTuple, FgaStore, OnDuplicate, OnMissing, RelationshipStore, StoredModel, StoredTuple,
     TOKEN_MODELS, TOKEN_STORES, TupleChangeRecord, TupleFilter, TupleKey, TupleOperation,
-    TupleSnapshot, TupleWriteError, WriteOptions, WriteOutcome, check_filter, check_input,
-    check_model, check_page_size, check_write_request, context_from_text, decode_changes_token,
+    TupleSnapshot, TupleWriteError, WriteOptions, WriteOutcome, attributes_from_text,
+    attributes_text, check_attribute_object, check_filter, check_input, check_model,
+    check_page_size, check_write_request, context_from_text, decode_changes_token,
     decode_models_token, decode_stores_token, decode_tuples_token, encode_changes_token,
     encode_token, encode_tuples_token, finish_page, normalize_time, operation_from_db,
     store_not_found, tuple_from_parts,
 };
-use trustgate_store_api::StoreError;
+use serde_json::{Map, Value};
+use trustgate_store_api::{MAX_ATTRIBUTE_OBJECTS_PER_READ, StoreError};
 
 const STORE_COLUMNS: &str = "id, name, created_at, updated_at, deleted_at";
 const MODEL_COLUMNS: &str = "m.store_id, m.id, m.schema_version, m.model, m.created_at";
@@ -197,13 +199,20 @@ impl<D: Database> RelationshipStore for SqlStore<D> {
 
     async fn delete_fga_store(&self, id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
         check_input("store id", id)?;
-        let deleted = self
+        let mut tx = self.begin(TxMode::Write).await?;
+        let deleted = tx
             .execute(
                 "UPDATE fga_stores SET deleted_at = $1, updated_at = $1 \
                  WHERE id = $2 AND deleted_at IS NULL",
                 args![normalize_time(now), id],
             )
             .await?;
+        tx.execute(
+            "DELETE FROM object_attributes WHERE store_id = $1",
+            args![id],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(deleted == 1)
     }
 
@@ -583,5 +592,95 @@ impl<D: Database> RelationshipStore for SqlStore<D> {
 
     async fn store_seq(&self, store_id: &str) -> Result<i64, StoreError> {
         self.require_live_seq(store_id).await
+    }
+
+    async fn put_object_attributes(
+        &self,
+        store_id: &str,
+        object: &str,
+        attributes: &Map<String, Value>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        check_input("store id", store_id)?;
+        check_attribute_object(object)?;
+        let json = attributes_text(attributes)?;
+        let written = self
+            .execute(
+                "INSERT INTO object_attributes (store_id, object, attributes, updated_at) \
+                 SELECT $1, $2, $3, $4 \
+                 WHERE EXISTS (SELECT 1 FROM fga_stores WHERE id = $1 AND deleted_at IS NULL) \
+                 ON CONFLICT (store_id, object) \
+                 DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at",
+                &[
+                    store_id.into(),
+                    object.into(),
+                    Arg::json(&json),
+                    normalize_time(now).into(),
+                ],
+            )
+            .await?;
+        if written == 0 {
+            return Err(store_not_found(store_id));
+        }
+        Ok(())
+    }
+
+    async fn get_object_attributes(
+        &self,
+        store_id: &str,
+        objects: &[&str],
+    ) -> Result<Vec<(String, Map<String, Value>)>, StoreError> {
+        if objects.len() > MAX_ATTRIBUTE_OBJECTS_PER_READ {
+            return Err(StoreError::InvalidInput(format!(
+                "at most {MAX_ATTRIBUTE_OBJECTS_PER_READ} objects a read, not {}",
+                objects.len()
+            )));
+        }
+        for object in objects {
+            check_attribute_object(object)?;
+        }
+        let mut tx = self.begin(TxMode::Snapshot).await?;
+        tx.fetch_optional(LIVE_SEQ, args![store_id])
+            .await?
+            .ok_or_else(|| store_not_found(store_id))?;
+        let mut out = Vec::new();
+        if !objects.is_empty() {
+            let mut query =
+                Query::new("SELECT object, attributes FROM object_attributes WHERE store_id = ");
+            query.bind(store_id).push(" AND object IN (");
+            for (i, object) in objects.iter().enumerate() {
+                if i > 0 {
+                    query.push(", ");
+                }
+                query.bind(*object);
+            }
+            query.push(") ORDER BY object");
+            tx.for_each(&query.sql, &query.args, |row| {
+                out.push((
+                    row.text("object")?,
+                    attributes_from_text(row.json("attributes")?)?,
+                ));
+                Ok(())
+            })
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn delete_object_attributes(
+        &self,
+        store_id: &str,
+        object: &str,
+    ) -> Result<bool, StoreError> {
+        check_attribute_object(object)?;
+        self.require_live_seq(store_id).await?;
+        let deleted = self
+            .execute(
+                "DELETE FROM object_attributes WHERE store_id = $1 AND object = $2",
+                args![store_id, object],
+            )
+            .await?;
+        Ok(deleted > 0)
     }
 }

@@ -17,6 +17,7 @@ use trustgate_store_api::{
 
 test_on_both_backends!(
     stores_are_created_listed_and_soft_deleted,
+    object_attributes_are_replaced_read_bounded_and_deleted_with_the_store,
     deleted_store_data_is_invisible,
     models_are_immutable_and_newest_first,
     a_bad_tuple_in_a_batch_writes_nothing,
@@ -1539,4 +1540,71 @@ async fn empty_and_absurd_input_is_refused(db: TestDatabase) {
     assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
     assert_eq!(db.store.store_seq(&store).await.expect("seq"), 0);
     assert!(all_tuples(&db, &store).await.is_empty());
+}
+
+async fn object_attributes_are_replaced_read_bounded_and_deleted_with_the_store(db: TestDatabase) {
+    let store = new_store(&db, "attributes").await;
+    let attrs = |v: Value| match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let s = &*db.store;
+    s.put_object_attributes(&store, "record:101", &attrs(json!({ "dept": "eng" })), T0)
+        .await
+        .expect("put");
+    s.put_object_attributes(&store, "record:101", &attrs(json!({ "dept": "ops" })), T0)
+        .await
+        .expect("replace");
+    s.put_object_attributes(&store, "user:alice", &attrs(json!({ "email": "a@x" })), T0)
+        .await
+        .expect("put");
+    let read = s
+        .get_object_attributes(&store, &["record:101", "user:alice", "user:bob"])
+        .await
+        .expect("read");
+    assert_eq!(
+        read,
+        vec![
+            ("record:101".to_owned(), attrs(json!({ "dept": "ops" }))),
+            ("user:alice".to_owned(), attrs(json!({ "email": "a@x" }))),
+        ]
+    );
+    // Bounded: the size of one object's attributes, the objects of one read, the object.
+    let big = attrs(json!({ "blob": "x".repeat(16 * 1024) }));
+    assert!(matches!(
+        s.put_object_attributes(&store, "record:1", &big, T0).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    let many: Vec<String> = (0..101).map(|i| format!("record:{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert!(matches!(
+        s.get_object_attributes(&store, &many).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        s.put_object_attributes(&store, "nocolon", &attrs(json!({})), T0)
+            .await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    // Deleted one by one, and with the store.
+    assert!(
+        s.delete_object_attributes(&store, "user:alice")
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !s.delete_object_attributes(&store, "user:alice")
+            .await
+            .expect("again")
+    );
+    assert!(s.delete_fga_store(&store, T0).await.expect("delete store"));
+    assert!(matches!(
+        s.get_object_attributes(&store, &["record:101"]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.put_object_attributes(&store, "record:101", &attrs(json!({})), T0)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -364,7 +364,7 @@ async fn bad_input_is_refused(db: TestDatabase) {
 async fn health_reports_migrations_current(db: TestDatabase) {
     let health = db.store.health().await.expect("health");
     assert!(health.migrations_current(), "{health:?}");
-    assert_eq!(health.expected_version, 10);
+    assert_eq!(health.expected_version, 11);
 }
 
 async fn migrate_twice_is_a_no_op(db: TestDatabase) {
