@@ -43,20 +43,49 @@
 //! Precedence: a stored attribute wins over a property of the same name that the request
 //! sent, because the PDP is the authority on what it stores (a caller cannot claim another
 //! email or department); properties the store does not have still come from the request.
-//! They are read from the database on every evaluation (no cache, so a write is seen by the
-//! next evaluation), bounded by [`MAX_OBJECT_ATTRIBUTES_BYTES`] per object.
+//! Bounded by [`MAX_OBJECT_ATTRIBUTES_BYTES`] per object.
+//!
+//! Freshness, as for the latest model: an evaluation reads an object's attributes from a
+//! per-replica cache ([`ATTRIBUTES_TTL`], absent attributes cached too), so the evaluation hot
+//! path does not wait on the database. A write or delete through this replica replaces the
+//! entry at once (read-your-writes); one through another replica is seen here within
+//! [`ATTRIBUTES_TTL`]. A query with a consistency token or
+//! [`Consistency::HigherConsistency`](crate::Consistency::HigherConsistency), and
+//! [`Pdp::get_attributes`], read the database.
 //!
 //! An attribute that is absent is absent from `properties`: a condition that reads it without
 //! `has()` fails to evaluate (an error, so a denial), and `has(...) && ...` is false. Neither
 //! ever allows.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use trustgate_store_api::relationships::MAX_FIELD_BYTES;
 use trustgate_store_api::{MAX_ATTRIBUTE_OBJECTS_PER_READ, MAX_OBJECT_ATTRIBUTES_BYTES};
 
+use crate::consistency::{Consistency, Freshness};
 use crate::{Pdp, PdpError};
+
+/// How long this replica reuses an object's attributes as read (writes through it are seen at
+/// once): the bound, like [`crate::LATEST_MODEL_TTL`] for models, on a write through another
+/// replica.
+pub const ATTRIBUTES_TTL: Duration = Duration::from_secs(1);
+/// Objects whose attributes (or their absence) this replica keeps.
+const CACHED_OBJECTS: u64 = 100_000;
+
+/// (store id, object) → the object's attributes, `None` when it has none.
+pub(crate) type AttributeCache =
+    moka::sync::Cache<(String, String), Option<Arc<Map<String, Value>>>>;
+
+/// An empty [`AttributeCache`] with its bounds.
+pub(crate) fn attribute_cache() -> AttributeCache {
+    moka::sync::Cache::builder()
+        .max_capacity(CACHED_OBJECTS)
+        .time_to_live(ATTRIBUTES_TTL)
+        .build()
+}
 
 /// The parameter carrying the subject.
 pub const SUBJECT: &str = "subject";
@@ -188,11 +217,14 @@ impl Pdp {
             )));
         }
         let now = self.inner.clock.now();
-        Ok(self
-            .inner
+        self.inner
             .store
             .put_object_attributes(store_id, object, attributes, now)
-            .await?)
+            .await?;
+        self.inner
+            .attributes
+            .invalidate(&(store_id.to_owned(), object.to_owned()));
+        Ok(())
     }
 
     /// The stored attributes of `object` (`{}` if it has none).
@@ -203,7 +235,9 @@ impl Pdp {
     ) -> Result<Map<String, Value>, PdpError> {
         self.open(store_id)?;
         check_object(object)?;
-        let mut found = self.stored_attributes(store_id, &[object]).await?;
+        let mut found = self
+            .stored_attributes(store_id, &[object], Freshness::HIGHER_CONSISTENCY)
+            .await?;
         Ok(found.remove(object).unwrap_or_default())
     }
 
@@ -211,33 +245,66 @@ impl Pdp {
     pub async fn delete_attributes(&self, store_id: &str, object: &str) -> Result<bool, PdpError> {
         self.open(store_id)?;
         check_object(object)?;
-        Ok(self
+        let deleted = self
             .inner
             .store
             .delete_object_attributes(store_id, object)
-            .await?)
+            .await?;
+        self.inner
+            .attributes
+            .invalidate(&(store_id.to_owned(), object.to_owned()));
+        Ok(deleted)
     }
 
-    /// The stored attributes of those of `objects` that have some, read from the database
-    /// now (objects that cannot have attributes, such as `type:` or a userset, are skipped).
-    /// [`PdpError::StoreNotFound`] for an unknown store.
+    /// The stored attributes of those of `objects` that have some (objects that cannot have
+    /// attributes, such as `type:` or a userset, are skipped), as fresh as `freshness` asks:
+    /// from this replica's cache for [`Consistency::MinimizeLatency`] without a token (see the
+    /// module documentation), from the database otherwise.
     pub async fn stored_attributes(
         &self,
         store_id: &str,
         objects: &[&str],
+        freshness: Freshness<'_>,
     ) -> Result<HashMap<String, Map<String, Value>>, PdpError> {
         self.open(store_id)?;
         let mut wanted: Vec<&str> = objects.iter().copied().filter(|o| storable(o)).collect();
         wanted.sort_unstable();
         wanted.dedup();
+        let cache = &self.inner.attributes;
+        let cached =
+            freshness.consistency == Consistency::MinimizeLatency && freshness.token.is_none();
         let mut out = HashMap::new();
-        for chunk in wanted.chunks(MAX_ATTRIBUTE_OBJECTS_PER_READ) {
-            out.extend(
-                self.inner
-                    .store
-                    .get_object_attributes(store_id, chunk)
-                    .await?,
-            );
+        let mut missing = Vec::new();
+        for object in wanted {
+            match cached
+                .then(|| cache.get(&(store_id.to_owned(), object.to_owned())))
+                .flatten()
+            {
+                Some(Some(attributes)) => {
+                    out.insert(object.to_owned(), Map::clone(&attributes));
+                }
+                Some(None) => {}
+                None => missing.push(object),
+            }
+        }
+        for chunk in missing.chunks(MAX_ATTRIBUTE_OBJECTS_PER_READ) {
+            let mut read: HashMap<String, Map<String, Value>> = self
+                .inner
+                .store
+                .get_object_attributes(store_id, chunk)
+                .await?
+                .into_iter()
+                .collect();
+            for object in chunk {
+                let attributes = read.remove(*object);
+                cache.insert(
+                    (store_id.to_owned(), (*object).to_owned()),
+                    attributes.clone().map(Arc::new),
+                );
+                if let Some(attributes) = attributes {
+                    out.insert((*object).to_owned(), attributes);
+                }
+            }
         }
         Ok(out)
     }

@@ -183,6 +183,8 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .remove(store_id);
         self.models.forget_store(store_id);
+        // Store deletions are rare: the whole attribute cache goes rather than a scan.
+        self.attributes.invalidate_all();
     }
 
     /// Starts the background refresher unless it runs already.

@@ -209,6 +209,7 @@ struct Inner {
     decisions: Arc<dyn DecisionLog>,
     indexes: freshness::Indexes,
     models: models::ModelCache,
+    attributes: attributes::AttributeCache,
     refresher_started: AtomicBool,
 }
 
@@ -250,6 +251,7 @@ impl Pdp {
                 decisions,
                 indexes: freshness::Indexes::default(),
                 models: models::ModelCache::default(),
+                attributes: attributes::attribute_cache(),
                 refresher_started: AtomicBool::new(false),
             }),
             system: false,

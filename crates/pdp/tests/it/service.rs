@@ -1190,7 +1190,58 @@ test_on_both_backends!(
     lists_never_truncate_and_page,
     models_and_stores_refuse_bad_input,
     watchers_see_every_change_of_their_replica,
+    stored_attributes_are_cached_per_replica_within_their_ttl,
 );
+
+async fn stored_attributes_are_cached_per_replica_within_their_ttl(db: TestDatabase) {
+    let a = replica(&db);
+    let b = replica(&db);
+    let (store, _) = setup(&a).await;
+    let read = |pdp: &Pdp, freshness: Freshness<'static>| {
+        let (pdp, store) = (pdp.clone(), store.clone());
+        async move {
+            pdp.stored_attributes(&store, &["user:anne"], freshness)
+                .await
+                .expect("read")
+                .get("user:anne")
+                .cloned()
+        }
+    };
+    assert_eq!(
+        read(&a, Freshness::MINIMIZE_LATENCY).await,
+        None,
+        "absent, and cached so"
+    );
+    let email = serde_json::json!({ "email": "anne@example.com" });
+    let email = email.as_object().expect("object").clone();
+    b.put_attributes(&store, "user:anne", &email)
+        .await
+        .expect("put");
+    // The writing replica reads its own write; the other is bounded by the TTL, unless asked
+    // for higher consistency.
+    assert_eq!(
+        read(&b, Freshness::MINIMIZE_LATENCY).await,
+        Some(email.clone())
+    );
+    assert_eq!(
+        read(&a, Freshness::HIGHER_CONSISTENCY).await,
+        Some(email.clone())
+    );
+    tokio::time::sleep(trustgate_pdp::attributes::ATTRIBUTES_TTL + Duration::from_millis(100))
+        .await;
+    assert_eq!(
+        read(&a, Freshness::MINIMIZE_LATENCY).await,
+        Some(email.clone())
+    );
+    b.delete_attributes(&store, "user:anne")
+        .await
+        .expect("delete");
+    assert_eq!(
+        read(&b, Freshness::MINIMIZE_LATENCY).await,
+        None,
+        "the delete is seen at once"
+    );
+}
 
 /// The next revision within `limit` (the refresher polls every 200 ms, the latest model is
 /// re-read at most once a second).

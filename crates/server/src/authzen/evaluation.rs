@@ -93,7 +93,7 @@ async fn decide(
     } else {
         state
             .pdp
-            .stored_attributes(&call.store_id, &objects)
+            .stored_attributes(&call.store_id, &objects, call.scope().freshness)
             .await
             .map_err(pdp_error)?
     };

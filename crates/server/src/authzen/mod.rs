@@ -48,8 +48,9 @@
 //!   `properties`) and `context`, plus each context member by its own name. The stored
 //!   attributes of the subject's and the resource's objects (`PUT /stores/{id}/attributes/
 //!   {type:id}`, [`crate::fga::attributes`]) are merged into their `properties`, a stored
-//!   attribute winning over the request's property of the same name; they are read from the
-//!   database once per request (a batch: once for all its items), never cached. A search
+//!   attribute winning over the request's property of the same name; they come from the PDP's
+//!   per-replica cache (`trustgate_pdp::attributes::ATTRIBUTES_TTL`, writes through this
+//!   replica seen at once; a consistency token reads the database). A search
 //!   merges those of the parties the request names, not those of the candidates it finds.
 //! - Ids the engine cannot represent (`:`, `#` or whitespace in a type or an id, a subject id
 //!   `*`) cannot be granted anything: a decision is `false` with the reason in its context, a

@@ -87,7 +87,7 @@ impl Search<'_> {
         } else {
             state
                 .pdp
-                .stored_attributes(&call.store_id, &objects)
+                .stored_attributes(&call.store_id, &objects, call.scope().freshness)
                 .await
                 .map_err(pdp_error)?
         };
