@@ -50,7 +50,7 @@
 //! path does not wait on the database. A write or delete through this replica replaces the
 //! entry at once (read-your-writes); one through another replica is seen here within
 //! [`ATTRIBUTES_TTL`]. A query with a consistency token or
-//! [`Consistency::HigherConsistency`](crate::Consistency::HigherConsistency), and
+//! [`Consistency::HigherConsistency`], and
 //! [`Pdp::get_attributes`], read the database.
 //!
 //! An attribute that is absent is absent from `properties`: a condition that reads it without
