@@ -321,6 +321,42 @@ impl ConditionSet {
     }
 }
 
+impl ConditionSet {
+    /// The raw values condition `name` is evaluated with: each declared parameter's value from
+    /// the tuple's context, else from the request context (the merge rule of
+    /// [`ConditionSet::evaluate`]); parameters in neither are absent. Empty for an unknown
+    /// condition. For explanations: what a condition saw.
+    pub fn arguments(
+        &self,
+        name: &str,
+        tuple_context: Option<&Map<String, Json>>,
+        request_context: Option<&Map<String, Json>>,
+    ) -> Map<String, Json> {
+        let Some(condition) = self.conditions.get(name) else {
+            return Map::new();
+        };
+        condition
+            .params
+            .keys()
+            .filter_map(|param| {
+                let value = argument(param, tuple_context, request_context)?;
+                Some((param.clone(), value.clone()))
+            })
+            .collect()
+    }
+}
+
+/// The merge rule of tuple and request contexts: the tuple's value of a parameter wins.
+fn argument<'c>(
+    param: &str,
+    tuple_context: Option<&'c Map<String, Json>>,
+    request_context: Option<&'c Map<String, Json>>,
+) -> Option<&'c Json> {
+    tuple_context
+        .and_then(|m| m.get(param))
+        .or_else(|| request_context.and_then(|m| m.get(param)))
+}
+
 /// The converted parameter values of one evaluation, handed to cel as its variable resolver.
 /// Every declared parameter has a value by then (a missing one ends evaluation before).
 struct Bindings<'a> {
@@ -359,10 +395,7 @@ impl CompiledCondition {
         }
         let mut values: Vec<Option<Box<dyn Val>>> = Vec::with_capacity(self.params.len());
         for (param, ty) in &self.params {
-            let raw = tuple_context
-                .and_then(|m| m.get(param))
-                .or_else(|| request_context.and_then(|m| m.get(param)));
-            let value = match raw {
+            let value = match argument(param, tuple_context, request_context) {
                 None => None,
                 Some(raw) => {
                     Some(

@@ -44,6 +44,7 @@ use super::MAX_RESOLUTION_DEPTH;
 use super::condition_eval::tuple_holds;
 use super::error::EngineError;
 use super::reader::{TupleReader, TupleView, UserSelector};
+use super::trace::{NoTrace, Operator, Skip, Trace};
 use super::typesystem::{RelId, RestrictionKind, Rewrite, TypeSystem};
 use super::validation::{
     ResolvedUser, resolve_object_relation, resolve_user, validate_contextual_tuples,
@@ -71,6 +72,17 @@ pub fn check(
     reader: &dyn TupleReader,
     req: &CheckRequest<'_>,
 ) -> Result<bool, EngineError> {
+    evaluate(ts, reader, req, &NoTrace).and_then(std::convert::identity)
+}
+
+/// Validates `req` and walks it with `trace`: the outer error is an invalid request (nothing
+/// was evaluated), the inner result the evaluation's.
+pub(crate) fn evaluate<T: Trace>(
+    ts: &TypeSystem,
+    reader: &dyn TupleReader,
+    req: &CheckRequest<'_>,
+    trace: &T,
+) -> Result<Result<bool, EngineError>, EngineError> {
     let (object, relation) = resolve_object_relation(ts, req.object, req.relation)
         .map_err(EngineError::into_validation)?;
     let user = resolve_user(ts, req.user)
@@ -87,8 +99,11 @@ pub fn check(
         reader,
         user,
         context: req.context,
+        trace,
     };
-    Ok(checker.check_relation(object, relation, None)?.allowed)
+    Ok(checker
+        .check_relation(object, relation, None)
+        .map(|o| o.allowed))
 }
 
 /// One item of a batch check.
@@ -208,14 +223,16 @@ impl UnionAcc {
 }
 
 /// The evaluation state of one check (or of the final checks of a list request).
-pub(crate) struct Checker<'a> {
+pub(crate) struct Checker<'a, T: Trace = NoTrace> {
     pub(crate) ts: &'a TypeSystem,
     pub(crate) reader: &'a dyn TupleReader,
     pub(crate) user: ResolvedUser<'a>,
     pub(crate) context: Option<&'a Map<String, Value>>,
+    /// Observes the walk ([`NoTrace`] outside of explanations).
+    pub(crate) trace: &'a T,
 }
 
-impl Checker<'_> {
+impl<T: Trace> Checker<'_, T> {
     /// Whether `relation` can contain the user at all (type-system reachability).
     fn may_contain(&self, relation: RelId) -> bool {
         let info = self.ts.rel(relation);
@@ -242,18 +259,23 @@ impl Checker<'_> {
             && self.user.userset_relation == Some(relation)
             && uo == object
         {
+            self.trace.skip_relation(object, relation, Skip::IsTheUser);
             return Ok(ALLOWED);
         }
         if !self.may_contain(relation) {
+            self.trace
+                .skip_relation(object, relation, Skip::Unreachable);
             return Ok(DENIED);
         }
         let depth = parent.map_or(0, |p| p.depth + 1);
         if depth >= MAX_RESOLUTION_DEPTH {
+            self.trace.skip_relation(object, relation, Skip::TooDeep);
             return Err(EngineError::ResolutionTooComplex);
         }
         let mut ancestor = parent;
         while let Some(f) = ancestor {
             if f.relation == relation && f.object_id == object.object_id {
+                self.trace.skip_relation(object, relation, Skip::Cycle);
                 return Ok(CYCLE);
             }
             ancestor = f.parent;
@@ -264,7 +286,11 @@ impl Checker<'_> {
             depth,
             parent,
         };
-        self.eval(&self.ts.rel(relation).rewrite, object, relation, &frame)
+        let mark = self.trace.mark();
+        self.trace.enter_relation(object, relation);
+        let result = self.eval(&self.ts.rel(relation).rewrite, object, relation, &frame);
+        self.trace.exit_relation(mark, &result);
+        result
     }
 
     fn eval(
@@ -274,55 +300,97 @@ impl Checker<'_> {
         relation: RelId,
         frame: &Frame<'_>,
     ) -> Result<Outcome, EngineError> {
-        match rewrite {
-            Rewrite::This => self.direct(object, relation, frame),
+        let op = match rewrite {
+            Rewrite::Computed(other) => return self.check_relation(object, *other, Some(frame)),
+            Rewrite::This => Operator::Direct,
+            Rewrite::TupleToUserset { tupleset, .. } => Operator::TupleToUserset(*tupleset),
+            Rewrite::Union(_) => Operator::Union,
+            Rewrite::Intersection(_) => Operator::Intersection,
+            Rewrite::Difference(..) => Operator::Exclusion,
+        };
+        self.trace.enter_operator(op, object, relation);
+        let result = match rewrite {
             Rewrite::Computed(other) => self.check_relation(object, *other, Some(frame)),
+            Rewrite::This => self.direct(object, relation, frame),
             Rewrite::TupleToUserset {
                 tupleset, parents, ..
             } => self.tuple_to_userset(object, *tupleset, parents, frame),
-            Rewrite::Union(children) => {
-                let mut acc = UnionAcc::default();
-                for child in children {
-                    if acc.record(self.eval(child, object, relation, frame)) {
-                        return Ok(ALLOWED);
-                    }
-                }
-                acc.finish()
-            }
-            Rewrite::Intersection(children) => {
-                let mut error = None;
-                for child in children {
-                    match self.eval(child, object, relation, frame) {
-                        Ok(o) if !o.allowed => return Ok(o),
-                        Ok(_) => {}
-                        Err(e) => {
-                            error.get_or_insert(e);
-                        }
-                    }
-                }
-                match error {
-                    Some(e) => Err(e),
-                    None => Ok(ALLOWED),
-                }
-            }
+            Rewrite::Union(children) => self.union(children, object, relation, frame),
+            Rewrite::Intersection(children) => self.intersection(children, object, relation, frame),
             Rewrite::Difference(base, subtract) => {
-                let base = self.eval(base, object, relation, frame);
-                if let Ok(o) = base
-                    && !o.allowed
-                {
-                    return Ok(o);
-                }
-                let subtract = self.eval(subtract, object, relation, frame);
-                match subtract {
-                    Ok(o) if o.allowed => return Ok(DENIED),
-                    Ok(o) if o.cycle => return Ok(CYCLE),
-                    _ => {}
-                }
-                base?;
-                subtract?;
-                Ok(ALLOWED)
+                self.difference(base, subtract, object, relation, frame)
+            }
+        };
+        self.trace.exit_operator(&result);
+        result
+    }
+
+    fn union(
+        &self,
+        children: &[Rewrite],
+        object: ObjectRef<'_>,
+        relation: RelId,
+        frame: &Frame<'_>,
+    ) -> Result<Outcome, EngineError> {
+        let mut acc = UnionAcc::default();
+        for child in children {
+            if acc.record(self.eval(child, object, relation, frame)) {
+                return Ok(ALLOWED);
             }
         }
+        acc.finish()
+    }
+
+    fn intersection(
+        &self,
+        children: &[Rewrite],
+        object: ObjectRef<'_>,
+        relation: RelId,
+        frame: &Frame<'_>,
+    ) -> Result<Outcome, EngineError> {
+        let mut error = None;
+        for child in children {
+            match self.eval(child, object, relation, frame) {
+                Ok(o) if !o.allowed => return Ok(o),
+                Ok(_) => {}
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        match error {
+            Some(e) => Err(e),
+            None => Ok(ALLOWED),
+        }
+    }
+
+    fn difference(
+        &self,
+        base: &Rewrite,
+        subtract: &Rewrite,
+        object: ObjectRef<'_>,
+        relation: RelId,
+        frame: &Frame<'_>,
+    ) -> Result<Outcome, EngineError> {
+        let base = self.eval(base, object, relation, frame);
+        if let Ok(o) = base
+            && !o.allowed
+        {
+            return Ok(o);
+        }
+        let mark = self.trace.mark();
+        let subtract = self.eval(subtract, object, relation, frame);
+        match subtract {
+            Ok(o) if o.allowed => {
+                self.trace.excluded(mark);
+                return Ok(DENIED);
+            }
+            Ok(o) if o.cycle => return Ok(CYCLE),
+            _ => {}
+        }
+        base?;
+        subtract?;
+        Ok(ALLOWED)
     }
 
     /// Evaluates one tuple found for the user: its condition, then (for a userset) the nested
@@ -359,10 +427,14 @@ impl Checker<'_> {
                     {
                         return std::ops::ControlFlow::Continue(());
                     }
-                    if acc.record(tuple_holds(self.ts, &t, self.context).map(|h| Outcome {
+                    let holds = tuple_holds(self.ts, &t, self.context);
+                    self.trace.enter_tuple(&t, &holds, self.context);
+                    let result = holds.map(|h| Outcome {
                         allowed: h,
                         cycle: false,
-                    })) {
+                    });
+                    self.trace.exit_tuple(&t, &result);
+                    if acc.record(result) {
                         found = true;
                         return std::ops::ControlFlow::Break(());
                     }
@@ -404,11 +476,14 @@ impl Checker<'_> {
                     {
                         return std::ops::ControlFlow::Continue(());
                     }
-                    let result = match tuple_holds(self.ts, &t, self.context) {
+                    let holds = tuple_holds(self.ts, &t, self.context);
+                    self.trace.enter_tuple(&t, &holds, self.context);
+                    let result = match holds {
                         Ok(true) => self.check_relation(uo, k, Some(frame)),
                         Ok(false) => Ok(DENIED),
                         Err(e) => Err(e),
                     };
+                    self.trace.exit_tuple(&t, &result);
                     if acc.record(result) {
                         found = true;
                         return std::ops::ControlFlow::Break(());
@@ -453,11 +528,14 @@ impl Checker<'_> {
                     {
                         return std::ops::ControlFlow::Continue(());
                     }
-                    let result = match tuple_holds(self.ts, &t, self.context) {
+                    let holds = tuple_holds(self.ts, &t, self.context);
+                    self.trace.enter_tuple(&t, &holds, self.context);
+                    let result = match holds {
                         Ok(true) => self.check_relation(parent, parent_relation, Some(frame)),
                         Ok(false) => Ok(DENIED),
                         Err(e) => Err(e),
                     };
+                    self.trace.exit_tuple(&t, &result);
                     if acc.record(result) {
                         found = true;
                         return std::ops::ControlFlow::Break(());

@@ -42,6 +42,7 @@ use super::check::Checker;
 use super::condition_eval::tuple_holds;
 use super::error::EngineError;
 use super::reader::{TupleReader, TupleView};
+use super::trace::NoTrace;
 use super::typesystem::{EdgeKind, RelId, TypeId, TypeSystem};
 use super::validation::{resolve_user, validate_contextual_tuples};
 
@@ -104,6 +105,7 @@ pub fn list_objects_visit(
             reader,
             user,
             context: req.context,
+            trace: &NoTrace,
         },
         context: req.context,
         visited: HashMap::new(),

@@ -37,6 +37,7 @@ use super::check::Checker;
 use super::condition_eval::tuple_holds;
 use super::error::EngineError;
 use super::reader::{TupleReader, TupleView, UserSelector};
+use super::trace::NoTrace;
 use super::typesystem::{RelId, Rewrite, TypeId, TypeSystem};
 use super::validation::{
     resolve_filter, resolve_object_relation, resolve_user, validate_contextual_tuples,
@@ -141,6 +142,7 @@ pub fn list_users(
                     reader,
                     user: resolved,
                     context: req.context,
+                    trace: &NoTrace,
                 };
                 if !checker.check_relation(object, relation, None)?.allowed {
                     continue;

@@ -11,7 +11,8 @@
 //!   [`crate::index::TupleIndex`] implements it over immutable snapshots; a request's contextual
 //!   tuples overlay any reader for that one request ([`ContextualTuples`]).
 //! - The evaluation functions ([`check`], [`batch_check`], [`list_objects`], [`list_users`],
-//!   [`expand`]) are pure: the same model, tuples and request give the same answer or the same
+//!   [`expand`], and [`explain`] / [`check_with_reason`]: the check walk observed through its
+//!   trace hooks, so the code that decides is the code that explains) are pure: the same model, tuples and request give the same answer or the same
 //!   error, whatever the tuple order or thread.
 //!
 //! # Example
@@ -61,9 +62,11 @@ mod check;
 mod condition_eval;
 mod error;
 mod expand;
+mod explain;
 mod list_objects;
 mod list_users;
 mod reader;
+mod trace;
 mod typesystem;
 mod validation;
 
@@ -74,6 +77,10 @@ pub use error::{EngineError, ErrorCode};
 pub use expand::{
     ExpandComputed, ExpandDifference, ExpandLeaf, ExpandNode, ExpandNodeValue, ExpandNodes,
     ExpandRequest, ExpandResponse, ExpandTupleToUserset, ExpandUsers, UsersetTree, expand,
+};
+pub use explain::{
+    ConditionResult, ConditionStep, Explanation, MAX_EXPLAINED_VALUE_BYTES, MAX_EXPLANATION_STEPS,
+    MAX_REASON_CAUSES, Reason, Step, StepKind, StepResult, check_with_reason, explain,
 };
 pub use list_objects::{
     ListObjectsPage, ListObjectsRequest, list_objects, list_objects_page, list_objects_visit,

@@ -13,14 +13,16 @@
 //!   ignored by reads, so leaving it out of the contextual tuples is equivalent).
 //!
 //! Beyond the file's expectations, every returned object and user must also pass Check (the
-//! engine's own invariant). All failures are collected and reported in one message.
+//! engine's own invariant), and every Check assertion is explained: `explain` and
+//! `check_with_reason` give Check's decision, with a tree and a short reason that agree. All failures are collected and reported in one message.
 
 use std::collections::BTreeSet;
 
 use trustgate_authz::dsl;
 use trustgate_authz::engine::{
-    CheckRequest, ListObjectsRequest, ListUsersRequest, TupleReader, TypeSystem, UserFilter, check,
-    list_objects, list_users, validate_tuple_for_write,
+    CheckRequest, EngineError, ListObjectsRequest, ListUsersRequest, StepResult, TupleReader,
+    TypeSystem, UserFilter, check, check_with_reason, explain, list_objects, list_users,
+    validate_tuple_for_write,
 };
 use trustgate_authz::index::{TupleChange, TupleIndex};
 use trustgate_authz::tuple::{RelationshipCondition, TupleKey};
@@ -60,6 +62,49 @@ fn show<T: std::fmt::Debug, E: std::fmt::Display>(r: &Result<T, E>) -> String {
         Ok(v) => format!("{v:?}"),
         Err(e) => format!("error: {e}"),
     }
+}
+
+/// Why `explain` and `check_with_reason` do not agree with `check`'s `got`, if they do not.
+fn explanation_disagrees(
+    ts: &TypeSystem,
+    reader: &dyn TupleReader,
+    req: &CheckRequest<'_>,
+    got: &Result<bool, EngineError>,
+) -> Option<String> {
+    let (reasoned, reason) = check_with_reason(ts, reader, req);
+    if &reasoned != got {
+        return Some(format!("check_with_reason gave {}", show(&reasoned)));
+    }
+    let explained = match explain(ts, reader, req) {
+        Ok(e) => e,
+        Err(e) => {
+            return (Err(&e) != got.as_ref()).then(|| format!("explain refused the request: {e}"));
+        }
+    };
+    if &explained.result != got {
+        return Some(format!("explain gave {}", show(&explained.result)));
+    }
+    let expected_root = match got {
+        Ok(true) => StepResult::Allowed,
+        Ok(false) => StepResult::Denied,
+        Err(_) => StepResult::Error,
+    };
+    if explained.tree.result != expected_root {
+        return Some(format!("explanation root is {:?}", explained.tree.result));
+    }
+    if explained.reason != reason {
+        return Some(format!(
+            "explain's reason '{}' differs from check_with_reason's '{reason}'",
+            explained.reason
+        ));
+    }
+    let prefix = if got == &Ok(true) {
+        "allowed"
+    } else {
+        "denied"
+    };
+    (!reason.to_string().starts_with(prefix))
+        .then(|| format!("reason '{reason}' for {}", show(got)))
 }
 
 fn run(contextual: bool) -> Report {
@@ -141,6 +186,14 @@ fn run(contextual: bool) -> Report {
                     context: a.context.as_ref(),
                 };
                 let got = check(&ts, reader, &req);
+                // Explaining walks the same code: same decision, and a tree and a short
+                // reason that agree with it.
+                if let Some(disagreement) = explanation_disagrees(&ts, reader, &req, &got) {
+                    report.failures.push(format!(
+                        "{here} check #{ai} {}#{}@{}: {disagreement}",
+                        a.tuple.object, a.tuple.relation, a.tuple.user
+                    ));
+                }
                 let ok = match (&got, a.error_code) {
                     (Ok(allowed), 0) => *allowed == a.expectation,
                     (Err(e), code) if code != 0 => e.code().number() == code,

@@ -6,6 +6,7 @@ mod language_support;
 mod conditions;
 mod conditions_props;
 mod engine_check;
+mod engine_explain;
 mod engine_index;
 mod engine_matrix;
 mod engine_proptest;
