@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 use trustgate_audit::{Auditor, Decision, RequestContext};
-use trustgate_authz::engine::EngineError;
+use trustgate_authz::engine::{EngineError, Reason};
 
 /// Who asked, for the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,9 @@ pub struct DecisionRecord<'a> {
     pub user: &'a str,
     /// The decision.
     pub verdict: Verdict,
+    /// Why, in the short form of an explanation (the granting tuples of an allow, the causes of
+    /// a denial; see `trustgate_authz::engine::explain`).
+    pub reason: &'a Reason,
 }
 
 /// Where decisions are recorded. Called on the check path, once per decision, before the
@@ -91,6 +94,20 @@ pub struct DecisionRecord<'a> {
 pub trait DecisionLog: Send + Sync + fmt::Debug {
     /// Records one decision.
     fn record(&self, decision: &DecisionRecord<'_>);
+}
+
+/// The longest audit reason recorded, in bytes; longer ones are cut with `…`.
+pub const MAX_AUDIT_REASON_BYTES: usize = 1024;
+
+fn short(reason: &str) -> String {
+    if reason.len() <= MAX_AUDIT_REASON_BYTES {
+        return reason.to_owned();
+    }
+    let mut end = MAX_AUDIT_REASON_BYTES;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &reason[..end])
 }
 
 /// The product's [`DecisionLog`]: each decision queued for the audit trail's batched writer.
@@ -102,12 +119,8 @@ impl DecisionLog for Auditor {
         detail.insert("relation".into(), Value::from(d.relation));
         detail.insert("user".into(), Value::from(d.user));
         if !matches!(d.verdict, Verdict::Error { .. }) {
-            // What decided: the relation evaluated under the model (the engine answers yes or
-            // no, not which path).
-            detail.insert(
-                "reason".into(),
-                Value::from(format!("relation:{}", d.relation)),
-            );
+            // What decided, in short (an error's reason is its code).
+            detail.insert("reason".into(), Value::from(short(&d.reason.to_string())));
         }
         let verdict = match d.verdict {
             Verdict::Allow => trustgate_audit::Verdict::Allow,

@@ -100,8 +100,8 @@ pub use models::{LATEST_MODEL_TTL, MAX_MODEL_SIZE_BYTES, MAX_TYPES_PER_MODEL};
 pub use query::{BatchCheckOutcome, BatchStop, ListPaging, Listed, QueryScope};
 pub use search::{RelationsRequest, page_sorted};
 pub use trustgate_authz::engine::{
-    BatchCheckItem, CheckRequest, ExpandRequest, ExpandResponse, ListObjectsRequest,
-    ListUsersRequest, UserFilter,
+    BatchCheckItem, CheckRequest, ExpandRequest, ExpandResponse, Explanation, ListObjectsRequest,
+    ListUsersRequest, Reason, Step, StepKind, StepResult, UserFilter,
 };
 pub use trustgate_authz::model::AuthorizationModel;
 pub use trustgate_store_api::{

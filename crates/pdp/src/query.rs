@@ -19,8 +19,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 use trustgate_authz::engine::{
-    self, BatchCheckItem, CheckRequest, EngineError, ExpandRequest, ExpandResponse,
-    ListObjectsRequest, ListUsersRequest, TypeSystem, UserFilter,
+    self, BatchCheckItem, CheckRequest, EngineError, ExpandRequest, ExpandResponse, Explanation,
+    ListObjectsRequest, ListUsersRequest, Reason, TypeSystem, UserFilter,
 };
 use trustgate_store_api::TupleKey;
 
@@ -222,6 +222,7 @@ impl Pdp {
         ts: &TypeSystem,
         check: &CheckRequest<'_>,
         result: &Result<bool, EngineError>,
+        reason: &Reason,
     ) {
         self.inner.decisions.record(&DecisionRecord {
             caller,
@@ -231,6 +232,7 @@ impl Pdp {
             relation: check.relation,
             user: check.user,
             verdict: Verdict::of(result),
+            reason,
         });
     }
 
@@ -244,9 +246,43 @@ impl Pdp {
         caller: Caller<'_>,
     ) -> Result<bool, PdpError> {
         let view = self.view(scope).await?;
-        let result = engine::check(&view.ts, &*view.index.index.current(), check);
-        self.audit(caller, scope.store_id, &view.ts, check, &result);
+        let (result, reason) =
+            engine::check_with_reason(&view.ts, &*view.index.index.current(), check);
+        self.audit(caller, scope.store_id, &view.ts, check, &result, &reason);
         Ok(result?)
+    }
+
+    /// [`Pdp::check`] with its explanation: the decision (in [`Explanation::result`], an
+    /// evaluation error included), the steps that led to it and its short reason (see
+    /// `trustgate_authz::engine::explain`). An invalid request is an error, as for a check.
+    /// Audited as the check it is.
+    pub async fn explain(
+        &self,
+        scope: &QueryScope<'_>,
+        check: &CheckRequest<'_>,
+        caller: Caller<'_>,
+    ) -> Result<Explanation, PdpError> {
+        let view = self.view(scope).await?;
+        let explanation = engine::explain(&view.ts, &*view.index.index.current(), check);
+        match &explanation {
+            Ok(e) => self.audit(
+                caller,
+                scope.store_id,
+                &view.ts,
+                check,
+                &e.result,
+                &e.reason,
+            ),
+            Err(invalid) => self.audit(
+                caller,
+                scope.store_id,
+                &view.ts,
+                check,
+                &Err(invalid.clone()),
+                &Reason::default(),
+            ),
+        }
+        Ok(explanation?)
     }
 
     /// A check that is not written to the decision log: trustgate's own permission checks
@@ -305,8 +341,15 @@ impl Pdp {
         let snapshot = view.index.index.current();
         let mut outcomes = Vec::with_capacity(items.len());
         for item in items {
-            let result = engine::check(&view.ts, &*snapshot, &item.request);
-            self.audit(caller, scope.store_id, &view.ts, &item.request, &result);
+            let (result, reason) = engine::check_with_reason(&view.ts, &*snapshot, &item.request);
+            self.audit(
+                caller,
+                scope.store_id,
+                &view.ts,
+                &item.request,
+                &result,
+                &reason,
+            );
             let last = stop.stops_at(&result);
             outcomes.push(BatchCheckOutcome {
                 correlation_id: item.correlation_id.to_owned(),

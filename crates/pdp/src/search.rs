@@ -164,8 +164,8 @@ impl Pdp {
                 contextual_tuples: request.contextual_tuples,
                 context: request.context,
             };
-            let result = engine::check(&view.ts, &*snapshot, &check);
-            self.audit(caller, scope.store_id, &view.ts, &check, &result);
+            let (result, reason) = engine::check_with_reason(&view.ts, &*snapshot, &check);
+            self.audit(caller, scope.store_id, &view.ts, &check, &result, &reason);
             if matches!(result, Ok(true)) {
                 allowed.push(relation.to_owned());
             }

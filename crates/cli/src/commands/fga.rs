@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
+use trustgate_authz::engine::Step;
 
 use super::Failure;
 use super::storefile::{self, Loaded, Tuple};
@@ -247,6 +248,10 @@ pub struct CheckArgs {
     relation: String,
     /// The object.
     object: String,
+    /// Explain the decision: its reason and the steps that led to it (the path of tuples that
+    /// granted an allow, every branch of a deny and why it failed), as text.
+    #[arg(long)]
+    explain: bool,
 }
 
 #[derive(Debug, Args)]
@@ -795,16 +800,43 @@ pub async fn check(a: CheckArgs, args: &ClientArgs) -> Result<(), Failure> {
         &a.eval,
         json!({ "tuple_key": { "user": a.user, "relation": a.relation, "object": a.object } }),
     )?;
-    print_json(
-        &client
-            .call(
-                Method::POST,
-                &path(&a.eval.store.store_id, "/check"),
-                Some(&body),
-            )
-            .await?,
-    );
+    let route = if a.explain { "/explain" } else { "/check" };
+    let answer = client
+        .call(
+            Method::POST,
+            &path(&a.eval.store.store_id, route),
+            Some(&body),
+        )
+        .await?;
+    if a.explain {
+        print!("{}", explanation_text(&answer)?);
+    } else {
+        print_json(&answer);
+    }
     Ok(())
+}
+
+/// An `/explain` answer as text: the decision, its reason, then the steps, one per line.
+fn explanation_text(answer: &Value) -> Result<String, Failure> {
+    let tree: Step = serde_json::from_value(answer["explanation"].clone())
+        .map_err(|e| Failure::Failed(format!("unexpected explanation from the server: {e}")))?;
+    let decision = match (&answer["allowed"], answer.get("error")) {
+        (_, Some(error)) => format!(
+            "error ({})",
+            error["message"].as_str().unwrap_or("could not be decided")
+        ),
+        (Value::Bool(true), None) => "allowed".to_owned(),
+        _ => "denied".to_owned(),
+    };
+    let mut out = format!(
+        "decision: {decision}\nreason: {}\n",
+        answer["reason"].as_str().unwrap_or_default()
+    );
+    out.push_str(&tree.to_text());
+    if answer["truncated"] == Value::Bool(true) {
+        out.push_str("(more steps were taken than an explanation shows)\n");
+    }
+    Ok(out)
 }
 
 pub async fn list_objects(a: ListObjectsArgs, args: &ClientArgs) -> Result<(), Failure> {

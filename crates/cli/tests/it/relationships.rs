@@ -1,7 +1,7 @@
 //! The relationship commands against a running server: `store import` / `store test` on the
 //! Drive example, a failing store test exits non-zero, `model write|get|transform`,
-//! `tuple write|read|delete`, `check` (with context and contextual tuples), `list-objects`,
-//! `list-users`, and errors from the server surfacing with their OpenFGA code.
+//! `tuple write|read|delete`, `check` (with context and contextual tuples, and `--explain`),
+//! `list-objects`, `list-users`, and errors from the server surfacing with their OpenFGA code.
 
 use std::process::Output;
 
@@ -89,6 +89,46 @@ fn store_files_models_tuples_and_queries() {
         .concat(),
     ));
     assert_eq!(denied["allowed"], false, "blocked beats inherited access");
+
+    // --explain: why, as text. The deny names what excluded; the allow, the tuples that
+    // granted it (through two nested groups and a parent folder); a condition, its values.
+    let explain = |args: &[&str]| -> String {
+        let out = cli(&server, &[&["check", "--explain"][..], &s, args].concat());
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let why = explain(&["user:anne", "can_view", "document:roadmap"]);
+    assert!(why.starts_with("decision: denied\n"), "{why}");
+    assert!(
+        why.contains("reason: denied: excluded by document:roadmap#blocked@user:anne\n"),
+        "{why}"
+    );
+    assert!(
+        why.contains("denied  but not document:roadmap#can_view: excluded"),
+        "{why}"
+    );
+    let why = explain(&["user:anne", "viewer", "document:roadmap"]);
+    assert!(
+        why.contains(
+            "reason: allowed: document:roadmap#parent@folder:projects > \
+             folder:projects#viewer@group:staff#member > \
+             group:staff#member@group:eng#member > group:eng#member@user:anne\n"
+        ),
+        "{why}"
+    );
+    let why = explain(&[
+        "user:dana",
+        "viewer",
+        "document:draft",
+        "--context",
+        r#"{"current_time":"2026-12-30T00:00:00Z"}"#,
+    ]);
+    assert!(
+        why.contains(
+            r#"reason: denied: condition not_expired false on document:draft#viewer@user:dana with {"current_time":"2026-12-30T00:00:00Z","grant_time":"2026-11-01T00:00:00Z","grant_duration":"240h"}"#
+        ),
+        "{why}"
+    );
     let in_time = json(&cli(
         &server,
         &[

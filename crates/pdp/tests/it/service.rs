@@ -1397,5 +1397,13 @@ async fn decisions_reach_the_audit_trail(db: TestDatabase) {
         assert_eq!(event.detail["model"], model.as_str());
     }
     assert_eq!(events[2].detail["reason"], "validation_error");
-    assert_eq!(events[0].detail["reason"], "relation:viewer");
+    // The reason is the explanation's short form: the tuple that granted, the deny's cause.
+    assert_eq!(
+        events[0].detail["reason"],
+        "allowed: document:1#viewer@user:anne"
+    );
+    assert_eq!(
+        events[1].detail["reason"],
+        "denied: no tuple relates the user"
+    );
 }

@@ -7,6 +7,7 @@
 //! | `POST/GET /stores/{id}/authorization-models`, `GET .../{model_id}` | immutable models |
 //! | `POST /stores/{id}/write`, `POST .../read`, `GET .../changes` | tuples ([`tuples`]) |
 //! | `POST /stores/{id}/check`, `batch-check`, `expand`, `list-objects`, `list-users` | queries ([`query`]) |
+//! | `POST /stores/{id}/explain` | trustgate's own: a check with why ([`query::explain`]) |
 //!
 //! These modules are thin adapters: they read OpenFGA's wire types ([`wire`]), call the PDP
 //! service ([`trustgate_pdp::Pdp`], `AppState::pdp`) with plain Rust values, and write its
@@ -93,6 +94,7 @@ pub fn router() -> Router<AppState> {
         .route("/stores/{store_id}/read", post(tuples::read))
         .route("/stores/{store_id}/changes", get(tuples::changes))
         .route("/stores/{store_id}/check", post(query::check))
+        .route("/stores/{store_id}/explain", post(query::explain))
         .route("/stores/{store_id}/batch-check", post(query::batch_check))
         .route("/stores/{store_id}/expand", post(query::expand))
         .route("/stores/{store_id}/list-objects", post(query::list_objects))

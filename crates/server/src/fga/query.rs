@@ -16,9 +16,9 @@ use trustgate_pdp::{
 use super::error::status_and_code;
 use super::wire::{
     BatchCheckRequest, BatchCheckResponse, BatchCheckSingleResult, CheckError,
-    CheckRequest as CheckBody, CheckResponse, Consistency, ExpandRequest as ExpandBody, FgaUser,
-    ListObjectsRequest as ListObjectsBody, ListObjectsResponse, ListUsersRequest as ListUsersBody,
-    ListUsersResponse,
+    CheckRequest as CheckBody, CheckResponse, Consistency, ExpandRequest as ExpandBody,
+    ExplainResponse, FgaUser, ListObjectsRequest as ListObjectsBody, ListObjectsResponse,
+    ListUsersRequest as ListUsersBody, ListUsersResponse,
 };
 use super::{FgaError, FgaJson, check_store_id, consistency_token};
 use crate::AppState;
@@ -51,7 +51,9 @@ fn list_paging(page_size: Option<i64>, continuation_token: &str) -> ListPaging<'
     }
 }
 
-/// `POST /stores/{store_id}/check`.
+/// `POST /stores/{store_id}/check`. With `"trace": true` (OpenFGA's debugging flag) the
+/// response's `resolution` is the short reason of the decision (the explanation's, see
+/// [`explain`]).
 pub async fn check(
     Authorized(caller, _): Authorized<StoreReader>,
     State(state): State<AppState>,
@@ -64,11 +66,64 @@ pub async fn check(
     let token = consistency_token(&headers)?;
     let key = req
         .tuple_key
+        .as_ref()
         .ok_or_else(|| FgaError::validation("invalid CheckRequest.TupleKey: value is required"))?;
     let subject = caller.subject();
-    let allowed = state
+    let scope = scope(
+        &store_id,
+        &req.authorization_model_id,
+        req.consistency,
+        token,
+    );
+    let check = CheckRequest {
+        object: &key.object,
+        relation: &key.relation,
+        user: &key.user,
+        contextual_tuples: &req.contextual_tuples.0,
+        context: req.context.as_ref(),
+    };
+    let caller = Caller {
+        principal: &subject,
+        context: &ctx,
+    };
+    if req.trace == Some(true) {
+        let explained = state.pdp.explain(&scope, &check, caller).await?;
+        let allowed = explained.result.map_err(PdpError::from)?;
+        return Ok(Json(CheckResponse {
+            allowed,
+            resolution: explained.reason.to_string(),
+        }));
+    }
+    let allowed = state.pdp.check(&scope, &check, caller).await?;
+    Ok(Json(CheckResponse {
+        allowed,
+        resolution: String::new(),
+    }))
+}
+
+/// `POST /stores/{store_id}/explain` (trustgate's own): a Check's body, answered with the
+/// decision, its short reason and the steps that led to it
+/// ([`trustgate_pdp::Pdp::explain`]). Needs `reader`, as Check and Read do: an explanation
+/// shows tuples. An evaluation error (a condition that cannot be evaluated, the depth limit)
+/// is explained too: 200 with `allowed: false` and the `error`; an invalid request is the
+/// 400 Check would give.
+pub async fn explain(
+    Authorized(caller, _): Authorized<StoreReader>,
+    State(state): State<AppState>,
+    Path(store_id): Path<String>,
+    ClientContext(ctx): ClientContext,
+    headers: HeaderMap,
+    FgaJson(req): FgaJson<CheckBody>,
+) -> Result<Json<ExplainResponse>, FgaError> {
+    check_store_id(&store_id)?;
+    let token = consistency_token(&headers)?;
+    let key = req.tuple_key.as_ref().ok_or_else(|| {
+        FgaError::validation("invalid ExplainRequest.TupleKey: value is required")
+    })?;
+    let subject = caller.subject();
+    let explained = state
         .pdp
-        .check(
+        .explain(
             &scope(
                 &store_id,
                 &req.authorization_model_id,
@@ -88,9 +143,16 @@ pub async fn check(
             },
         )
         .await?;
-    Ok(Json(CheckResponse {
+    let (allowed, error) = match explained.result {
+        Ok(allowed) => (allowed, None),
+        Err(e) => (false, Some(check_error(&PdpError::from(e)))),
+    };
+    Ok(Json(ExplainResponse {
         allowed,
-        resolution: String::new(),
+        error,
+        reason: explained.reason.to_string(),
+        explanation: explained.tree,
+        truncated: explained.truncated,
     }))
 }
 

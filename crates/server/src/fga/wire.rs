@@ -353,7 +353,7 @@ pub struct CheckRequest {
     /// Consistency preference.
     #[serde(default)]
     pub consistency: Consistency,
-    /// Accepted and ignored.
+    /// `true`: answer the decision's short reason in `resolution`.
     #[serde(default)]
     pub trace: Option<bool>,
 }
@@ -363,8 +363,24 @@ pub struct CheckRequest {
 pub struct CheckResponse {
     /// The decision.
     pub allowed: bool,
-    /// Always empty (no tracing).
+    /// The decision's short reason when the request asked for a `trace`, else empty.
     pub resolution: String,
+}
+
+/// `POST /stores/{id}/explain` response.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainResponse {
+    /// The decision (false when it could not be decided).
+    pub allowed: bool,
+    /// Why it could not be decided, as a batch item's error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<CheckError>,
+    /// The short reason (also the audit trail's).
+    pub reason: String,
+    /// The steps of the evaluation.
+    pub explanation: trustgate_pdp::Step,
+    /// Whether steps were left out of `explanation` (it is bounded).
+    pub truncated: bool,
 }
 
 /// One item of a batch check.
