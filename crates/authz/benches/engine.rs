@@ -6,7 +6,9 @@
 //!
 //! Benchmarks: a `HashMap` lookup (baseline: the cost of one hash probe), checks that hit
 //! directly, through a group, through the folder tree, a miss, an exclusion, and list-objects
-//! for one user. `cargo bench -p trustgate-authz` prints them; ratios against the baseline are
+//! for one user; the same checks with their short reason (`check_with_reason`: what the PDP
+//! runs for every audited decision) and fully explained (`explain`), whose cost against plain
+//! `check` is the price of the audit reason. `cargo bench -p trustgate-authz` prints them; ratios against the baseline are
 //! what to compare across machines. The index's resident memory per tuple is printed once.
 
 use std::collections::HashMap;
@@ -14,7 +16,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use trustgate_authz::dsl;
-use trustgate_authz::engine::{CheckRequest, ListObjectsRequest, TypeSystem, check, list_objects};
+use trustgate_authz::engine::{
+    CheckRequest, ListObjectsRequest, TypeSystem, check, check_with_reason, explain, list_objects,
+};
 use trustgate_authz::index::{IndexSnapshot, TupleIndex};
 use trustgate_authz::tuple::TupleKey;
 
@@ -221,6 +225,23 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    let cases: [(&str, CheckRequest<'_>); 4] = [
+        ("direct viewer", req(direct_obj, "viewer", direct_user)),
+        ("miss", req(direct_obj, "viewer", "user:nobody")),
+        ("can_view", req(direct_obj, "can_view", direct_user)),
+        (
+            "folder tree and groups",
+            req("document:d12345", "viewer", "user:u4242"),
+        ),
+    ];
+    for (name, r) in &cases {
+        c.bench_function(&format!("check_with_reason: {name}"), |b| {
+            b.iter(|| check_with_reason(&ts, reader, black_box(r)))
+        });
+        c.bench_function(&format!("explain: {name}"), |b| {
+            b.iter(|| explain(&ts, reader, black_box(r)))
+        });
+    }
     c.bench_function("list-objects: document#viewer for one user", |b| {
         b.iter(|| {
             list_objects(
