@@ -58,6 +58,11 @@ pub struct BatchCheckOutcome {
     pub correlation_id: String,
     /// Its decision or its error; one item's error does not affect the others.
     pub result: Result<bool, PdpError>,
+    /// Why, in short (the audit reason; empty for an invalid item).
+    pub reason: Reason,
+    /// The steps of the evaluation, when the batch was explained
+    /// ([`Pdp::batch_explain_until`]) and the item valid.
+    pub explanation: Option<Explanation>,
 }
 
 /// Where a batch check ends ([`Pdp::batch_check_until`]).
@@ -323,6 +328,29 @@ impl Pdp {
         stop: BatchStop,
         caller: Caller<'_>,
     ) -> Result<Vec<BatchCheckOutcome>, PdpError> {
+        self.batch_until(scope, items, stop, caller, false).await
+    }
+
+    /// [`Pdp::batch_check_until`] with every valid item explained
+    /// ([`BatchCheckOutcome::explanation`], as [`Pdp::explain`]); the decisions are the same.
+    pub async fn batch_explain_until(
+        &self,
+        scope: &QueryScope<'_>,
+        items: &[BatchCheckItem<'_>],
+        stop: BatchStop,
+        caller: Caller<'_>,
+    ) -> Result<Vec<BatchCheckOutcome>, PdpError> {
+        self.batch_until(scope, items, stop, caller, true).await
+    }
+
+    async fn batch_until(
+        &self,
+        scope: &QueryScope<'_>,
+        items: &[BatchCheckItem<'_>],
+        stop: BatchStop,
+        caller: Caller<'_>,
+        explain: bool,
+    ) -> Result<Vec<BatchCheckOutcome>, PdpError> {
         let max = self.inner.limits.max_checks_per_batch;
         if items.is_empty() {
             return Err(PdpError::Validation(
@@ -341,7 +369,16 @@ impl Pdp {
         let snapshot = view.index.index.current();
         let mut outcomes = Vec::with_capacity(items.len());
         for item in items {
-            let (result, reason) = engine::check_with_reason(&view.ts, &*snapshot, &item.request);
+            let (result, reason, explanation) = if explain {
+                match engine::explain(&view.ts, &*snapshot, &item.request) {
+                    Ok(e) => (e.result.clone(), e.reason.clone(), Some(e)),
+                    Err(invalid) => (Err(invalid), Reason::default(), None),
+                }
+            } else {
+                let (result, reason) =
+                    engine::check_with_reason(&view.ts, &*snapshot, &item.request);
+                (result, reason, None)
+            };
             self.audit(
                 caller,
                 scope.store_id,
@@ -354,6 +391,8 @@ impl Pdp {
             outcomes.push(BatchCheckOutcome {
                 correlation_id: item.correlation_id.to_owned(),
                 result: result.map_err(PdpError::from),
+                reason,
+                explanation,
             });
             if last {
                 break;

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use trustgate_pdp::attributes::Attributes;
-use trustgate_pdp::{BatchCheckItem, BatchStop, Caller, CheckRequest, PdpError};
+use trustgate_pdp::{BatchCheckItem, BatchCheckOutcome, BatchStop, Caller, CheckRequest};
 
 use super::wire::{self, Decision, Decisions, Malformed, Semantic};
 use super::{AuthzenJson, Call, describe, pdp_error};
@@ -48,13 +48,17 @@ fn prepare<'a>(state: &'a AppState, store_id: &str, attrs: &Attributes<'a>) -> I
     })
 }
 
-fn decision_of(result: &Result<bool, PdpError>) -> Decision {
-    match result {
+fn decision_of(outcome: &BatchCheckOutcome) -> Decision {
+    let decision = match &outcome.result {
         Ok(allowed) => Decision::of(*allowed),
         Err(e) => {
             let (status, code, message) = describe(e);
             Decision::error(status.as_u16(), code, message)
         }
+    };
+    match &outcome.explanation {
+        Some(explanation) => decision.explained(explanation),
+        None => decision,
     }
 }
 
@@ -67,13 +71,14 @@ fn stops(stop: BatchStop, decision: &Decision) -> bool {
     }
 }
 
-/// Decides `items` in order under `stop`: the checkable ones in one PDP batch, an item that
-/// cannot be evaluated counting as a denial.
+/// Decides `items` in order under `stop`: the checkable ones in one PDP batch (explained if
+/// `explain`), an item that cannot be evaluated counting as a denial.
 async fn decide(
     state: &AppState,
     call: &Call,
     items: &[Item<'_>],
     stop: BatchStop,
+    explain: bool,
 ) -> Result<Vec<Decision>, ApiError> {
     // Under deny-on-first-deny an invalid item ends the batch: nothing after it is evaluated.
     let end = match stop {
@@ -129,19 +134,23 @@ async fn decide(
         Vec::new()
     } else {
         let principal = call.caller.principal().subject();
-        state
-            .pdp
-            .batch_check_until(
-                &call.scope(),
-                &checks,
-                stop,
-                Caller {
-                    principal: &principal,
-                    context: &call.context,
-                },
-            )
-            .await
-            .map_err(pdp_error)?
+        let caller = Caller {
+            principal: &principal,
+            context: &call.context,
+        };
+        let scope = call.scope();
+        let outcomes = if explain {
+            state
+                .pdp
+                .batch_explain_until(&scope, &checks, stop, caller)
+                .await
+        } else {
+            state
+                .pdp
+                .batch_check_until(&scope, &checks, stop, caller)
+                .await
+        };
+        outcomes.map_err(pdp_error)?
     };
     let mut outcomes = outcomes.iter();
     let mut decisions = Vec::with_capacity(items.len());
@@ -149,7 +158,7 @@ async fn decide(
         let decision = match item {
             Err(answer) => answer.clone(),
             Ok(_) => match outcomes.next() {
-                Some(outcome) => decision_of(&outcome.result),
+                Some(outcome) => decision_of(outcome),
                 None => break,
             },
         };
@@ -175,8 +184,16 @@ async fn single(
         body.get("context"),
     )
     .map_err(|m| bad_request(&m))?;
+    let explain = wire::explain(body.get("options")).map_err(|m| bad_request(&m))?;
     let item = prepare(state, &call.store_id, &attrs);
-    let mut decisions = decide(state, call, std::slice::from_ref(&item), BatchStop::Never).await?;
+    let mut decisions = decide(
+        state,
+        call,
+        std::slice::from_ref(&item),
+        BatchStop::Never,
+        explain,
+    )
+    .await?;
     Ok(decisions
         .pop()
         .unwrap_or_else(|| Decision::error(500, "internal_error", "no decision")))
@@ -259,6 +276,7 @@ pub async fn evaluations(
             prepare(&state, &call.store_id, &attrs)
         })
         .collect();
-    let evaluations = decide(&state, &call, &prepared, stop).await?;
+    let explain = wire::explain(body.get("options")).map_err(|m| bad_request(&m))?;
+    let evaluations = decide(&state, &call, &prepared, stop, explain).await?;
     Ok(Json(Decisions { evaluations }).into_response())
 }

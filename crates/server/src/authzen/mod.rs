@@ -61,7 +61,10 @@
 //! A decision is `200 {"decision": bool}`; one that could not be evaluated (unknown type or
 //! relation, a condition that cannot be evaluated) is `{"decision": false, "context":
 //! {"error": {"status", "code", "message"}}}`, and so is an invalid item of a batch (the batch
-//! still answers 200). Unknown request members are ignored; `X-Request-ID` is echoed (as on
+//! still answers 200). With `"options": {"explain": true}` (trustgate's extension, on an
+//! evaluation or a batch) every evaluated decision's `context` also carries AuthZEN's
+//! `reason_admin` (`{"en": <the short reason>}`) and `explanation` (`{"steps", "truncated"}`,
+//! the tree of [`trustgate_pdp::Pdp::explain`]). Unknown request members are ignored; `X-Request-ID` is echoed (as on
 //! every route). Errors use trustgate's JSON error shape `{"code", "message", "request_id"}`:
 //! 400 for a body that is not a JSON object, a missing or malformed member (`invalid_request`),
 //! a bad store or page token; 401; 403; 404 for an unknown store; 413 for a body over

@@ -184,12 +184,27 @@ pub fn semantic(options: Option<&Value>) -> Result<Semantic, Malformed> {
     }
 }
 
+/// `options.explain` (trustgate's extension, on an evaluation or a batch): whether decisions
+/// come with their reason (`context.reason_admin.en`) and their steps (`context.explanation`).
+pub fn explain(options: Option<&Value>) -> Result<bool, Malformed> {
+    let Some(obj) = object(options, "options")? else {
+        return Ok(false);
+    };
+    match obj.get("explain") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(Malformed("options.explain must be a boolean".to_owned())),
+    }
+}
+
 /// One decision.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     /// Allowed or not.
     pub decision: bool,
-    /// Why no decision could be made: `{"error": {"status", "code", "message"}}`.
+    /// Why no decision could be made: `{"error": {"status", "code", "message"}}`; when asked
+    /// (`options.explain`), why it was made: `{"reason_admin": {"en": …}, "explanation":
+    /// {"steps": …, "truncated": …}}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<Value>,
 }
@@ -201,6 +216,25 @@ impl Decision {
             decision: allowed,
             context: None,
         }
+    }
+
+    /// Adds the explanation of the decision to its context (AuthZEN's `reason_admin`, a
+    /// reason for the PEP's operators, and the steps).
+    pub fn explained(mut self, explanation: &trustgate_pdp::Explanation) -> Self {
+        let mut context = match self.context.take() {
+            Some(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        context.insert(
+            "reason_admin".to_owned(),
+            serde_json::json!({ "en": explanation.reason.to_string() }),
+        );
+        context.insert(
+            "explanation".to_owned(),
+            serde_json::json!({ "steps": explanation.tree, "truncated": explanation.truncated }),
+        );
+        self.context = Some(Value::Object(context));
+        self
     }
 
     /// `false`, because the request could not be evaluated.

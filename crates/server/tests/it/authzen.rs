@@ -1467,6 +1467,100 @@ async fn the_attributes_api_refuses_what_it_must(db: TestDatabase) {
     assert_eq!(read.status, StatusCode::NOT_FOUND);
 }
 
+/// `options.explain`: decisions with AuthZEN's `reason_admin` and the steps; without it the
+/// answers are exactly the plain ones (the interop files compare them).
+async fn decisions_are_explained_when_asked(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let store = tg.load("records.fga.yaml").await;
+    let key = tg.reader_key(&store).await;
+    let path = format!("/stores/{store}/access/v1");
+    let explained = |request: Value| {
+        let mut request = request;
+        request["options"] = json!({ "explain": true });
+        request
+    };
+
+    let answer = tg
+        .post(
+            &format!("{path}/evaluation"),
+            &key,
+            &[],
+            &explained(ask(alice(), named("read"), record("record-1"))),
+        )
+        .await;
+    let answer = answer.ok();
+    assert_eq!(answer["decision"], true);
+    assert_eq!(
+        answer["context"]["reason_admin"]["en"],
+        "allowed: record:record-1#owner@user:alice"
+    );
+    let steps = &answer["context"]["explanation"]["steps"];
+    assert_eq!(steps["target"], "record:record-1#read");
+    assert_eq!(steps["result"], "allowed");
+    assert_eq!(answer["context"]["explanation"]["truncated"], false);
+
+    // A deny by a condition: its name, the tuple and the properties it saw.
+    let answer = tg
+        .post(
+            &format!("{path}/evaluation"),
+            &key,
+            &[],
+            &explained(ask(alice(), named("write"), record("record-2"))),
+        )
+        .await;
+    let answer = answer.ok();
+    assert_eq!(answer["decision"], false);
+    let reason = answer["context"]["reason_admin"]["en"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.starts_with(
+            "denied: condition writable false on record:record-2#writer@user:alice with {"
+        ) && reason.contains(r#""status":"archived""#),
+        "{reason}"
+    );
+
+    // A batch: every valid item explained, an invalid one keeps its error.
+    let answer = tg
+        .post(
+            &format!("{path}/evaluations"),
+            &key,
+            &[],
+            &json!({
+                "options": { "explain": true },
+                "evaluations": [ask(bob(), named("write"), record("record-1")), {}],
+            }),
+        )
+        .await;
+    let evaluations = answer.ok()["evaluations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(evaluations.len(), 2);
+    assert_eq!(evaluations[0]["decision"], false);
+    assert_eq!(
+        evaluations[0]["context"]["reason_admin"]["en"],
+        "denied: no tuple relates the user"
+    );
+    assert_eq!(evaluations[1]["context"]["error"]["status"], 400);
+    assert!(evaluations[1]["context"]["reason_admin"].is_null());
+
+    // Not asked (or asked not to): no context at all.
+    for options in [json!(null), json!({ "explain": false })] {
+        let mut request = ask(alice(), named("read"), record("record-1"));
+        request["options"] = options;
+        let answer = tg
+            .post(&format!("{path}/evaluation"), &key, &[], &request)
+            .await;
+        assert_eq!(answer.ok(), &json!({ "decision": true }));
+    }
+    let mut request = ask(alice(), named("read"), record("record-1"));
+    request["options"] = json!({ "explain": "yes" });
+    tg.post(&format!("{path}/evaluation"), &key, &[], &request)
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_request");
+}
+
 test_on_both_backends!(
     the_gateway_interop_file_passes,
     the_todo_interop_files_pass,
@@ -1478,4 +1572,5 @@ test_on_both_backends!(
     refusals_follow_the_spec,
     metadata_names_the_endpoints,
     an_action_map_renames_actions,
+    decisions_are_explained_when_asked,
 );
