@@ -35,6 +35,10 @@
 //! without reading anything.
 //!
 //! Nothing is allocated per tuple or per nested check: frames live on the call stack.
+//!
+//! Explanations: the walk calls the hooks of a [`Trace`] at every step (see
+//! [`super::trace`] for the order). [`check`] walks with [`NoTrace`], whose empty hooks
+//! compile away; [`super::explain`] walks the very same code with recording tracers.
 
 use serde_json::{Map, Value};
 
