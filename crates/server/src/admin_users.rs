@@ -225,6 +225,8 @@ async fn update_user(
         .accounts
         .update_user(&id, update, &admin.subject(), &ctx)
         .await?;
+    // AuthZEN conditions on this replica see the new profile at once.
+    state.pdp.directory_changed(&user.id);
     Ok(Json(user_json(&user)))
 }
 
@@ -238,6 +240,7 @@ async fn delete_user(
         .accounts
         .delete_user(&id, &admin.subject(), &ctx)
         .await?;
+    state.pdp.directory_changed(&id);
     state.api_keys.invalidate();
     state
         .access
@@ -258,6 +261,8 @@ async fn set_status(
         .accounts
         .set_user_status(id, status, &admin.subject(), ctx)
         .await?;
+    // A disabled user's directory attributes are withheld from this replica's next evaluation.
+    state.pdp.directory_changed(&user.id);
     if status == UserStatus::Disabled {
         // Their personal access tokens stop here at once (elsewhere within an epoch poll).
         state.api_keys.invalidate();

@@ -1,6 +1,8 @@
 //! `POST /access/v1/evaluation` and `POST /access/v1/evaluations`: decisions, asked of the PDP
 //! in one batch ([`trustgate_pdp::Pdp::batch_check_until`]: one snapshot and model, every
 //! decision audited once, items after a stop rule's item neither evaluated nor audited).
+//! What trustgate knows about the parties ([`super::known`]: stored attributes, directory
+//! entries) is read once per request.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,6 +11,7 @@ use serde_json::{Map, Value};
 use trustgate_pdp::attributes::Attributes;
 use trustgate_pdp::{BatchCheckItem, BatchStop, Caller, CheckRequest, PdpError};
 
+use super::known::Knowledge;
 use super::wire::{self, Decision, Decisions, Malformed, Semantic};
 use super::{AuthzenJson, Call, describe, pdp_error};
 use crate::AppState;
@@ -81,32 +84,25 @@ async fn decide(
         _ => items.len(),
     };
     let ids: Vec<String> = (0..end).map(|i| i.to_string()).collect();
-    // The stored attributes of every subject and resource, read once for the batch and
-    // merged into their properties (trustgate_pdp::attributes).
-    let objects: Vec<&str> = items[..end]
+    // What is known about every subject and resource, read once for the batch and merged
+    // into their properties (trustgate_pdp::attributes).
+    let parties: Vec<_> = items[..end]
         .iter()
         .filter_map(|item| item.as_ref().ok())
-        .flat_map(|p| [p.user.as_str(), p.object.as_str()])
+        .flat_map(|p| [p.attrs.subject, p.attrs.resource])
         .collect();
-    let stored = if objects.is_empty() {
-        Default::default()
-    } else {
-        state
-            .pdp
-            .stored_attributes(&call.store_id, &objects, call.scope().freshness)
-            .await
-            .map_err(pdp_error)?
-    };
-    let contexts: Vec<Option<Map<String, Value>>> = items[..end]
-        .iter()
-        .map(|item| {
-            let p = item.as_ref().ok()?;
-            Some(
-                p.attrs
-                    .condition_context_with(stored.get(&p.user), stored.get(&p.object)),
-            )
-        })
-        .collect();
+    let known = Knowledge::read(state, call, &parties).await?;
+    let contexts: Vec<Option<Map<String, Value>>> =
+        items[..end]
+            .iter()
+            .map(|item| {
+                let p = item.as_ref().ok()?;
+                Some(p.attrs.condition_context_with(
+                    known.of(&p.attrs.subject),
+                    known.of(&p.attrs.resource),
+                ))
+            })
+            .collect();
     let checks: Vec<BatchCheckItem<'_>> = items[..end]
         .iter()
         .zip(&ids)

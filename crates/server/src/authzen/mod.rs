@@ -48,9 +48,11 @@
 //!   `properties`) and `context`, plus each context member by its own name. The stored
 //!   attributes of the subject's and the resource's objects (`PUT /stores/{id}/attributes/
 //!   {type:id}`, [`crate::fga::attributes`]) are merged into their `properties`, a stored
-//!   attribute winning over the request's property of the same name; they come from the PDP's
-//!   per-replica cache (`trustgate_pdp::attributes::ATTRIBUTES_TTL`, writes through this
-//!   replica seen at once; a consistency token reads the database). A search
+//!   attribute winning over the request's property of the same name; so are the directory
+//!   entries of parties that are trustgate users (the store's user type, `user` by default;
+//!   [`known`]). They come
+//!   from the PDP's per-replica cache (`trustgate_pdp::attributes::ATTRIBUTES_TTL`, writes
+//!   through this replica seen at once; a consistency token reads the database). A search
 //!   merges those of the parties the request names, not those of the candidates it finds.
 //! - Ids the engine cannot represent (`:`, `#` or whitespace in a type or an id, a subject id
 //!   `*`) cannot be granted anything: a decision is `false` with the reason in its context, a
@@ -72,6 +74,7 @@
 //! `authz.list_users_max_results` results (a larger `page.limit` is lowered to it).
 
 pub mod evaluation;
+pub mod known;
 pub mod metadata;
 pub mod search;
 pub mod wire;

@@ -15,6 +15,7 @@ use trustgate_pdp::{
     page_sorted,
 };
 
+use super::known::Knowledge;
 use super::wire::{self, Found, FoundAction, Id, Malformed, PageAnswer, PageRequest, Results};
 use super::{AuthzenJson, Call, pdp_error};
 use crate::AppState;
@@ -64,43 +65,22 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
-    /// The condition context, with the stored attributes of the subject and the resource when
-    /// the request names them (the searched party has no id: the candidates' own stored
-    /// attributes are not merged).
+    /// The condition context, with what is known about the subject and the resource when the
+    /// request names them ([`super::known`]; the searched party has no id: what is known
+    /// about the candidates is not merged).
     async fn condition_context(
         &self,
         state: &AppState,
         call: &Call,
     ) -> Result<Map<String, Value>, ApiError> {
-        let subject = self.subject.id.and_then(|_| wire::user(&self.subject).ok());
-        let resource = self
-            .resource
-            .id
-            .map(|_| wire::object_string(&self.resource));
-        let objects: Vec<&str> = subject
-            .iter()
-            .chain(&resource)
-            .map(String::as_str)
-            .collect();
-        let stored = if objects.is_empty() {
-            Default::default()
-        } else {
-            state
-                .pdp
-                .stored_attributes(&call.store_id, &objects, call.scope().freshness)
-                .await
-                .map_err(pdp_error)?
-        };
+        let known = Knowledge::read(state, call, &[self.subject, self.resource]).await?;
         Ok(Attributes {
             subject: self.subject,
             action: self.action,
             resource: self.resource,
             context: self.context,
         }
-        .condition_context_with(
-            subject.as_ref().and_then(|o| stored.get(o)),
-            resource.as_ref().and_then(|o| stored.get(o)),
-        ))
+        .condition_context_with(known.of(&self.subject), known.of(&self.resource)))
     }
 }
 

@@ -3,7 +3,8 @@
 //! OpenFGA model and write routes) from the store files in `examples/authzen/`: the API
 //! gateway interop file passes, and so do the Todo files (users' emails loaded through the
 //! stored attributes API), the certification scenario's decisions (properties reaching
-//! conditions), stored attributes (precedence, freshness, absent ones never allowing), the
+//! conditions), stored attributes (precedence, freshness, absent ones never allowing),
+//! directory attributes of trustgate users (authority over the request, disabled users), the
 //! structural checks, batches, searches, metadata and every refusal.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -1113,6 +1114,7 @@ async fn an_action_map_renames_actions(db: TestDatabase) {
                 .iter()
                 .map(|(a, r)| ((*a).to_owned(), (*r).to_owned()))
                 .collect(),
+            ..Default::default()
         },
     );
     let tg = replica(&db, config, first.secrets.clone()).await;
@@ -1467,7 +1469,242 @@ async fn the_attributes_api_refuses_what_it_must(db: TestDatabase) {
     assert_eq!(read.status, StatusCode::NOT_FOUND);
 }
 
+const DIRECTORY: &str = "model
+  schema 1.1
+type user
+type record
+  relations
+    define viewer: [user with verified]
+    define mailer: [user with company]
+    define member: [user with engineering]
+    define editor: [user with stepped_up]
+condition verified(subject: map<any>) {
+  subject.properties.email_verified == true
+}
+condition company(subject: map<any>) {
+  subject.properties.email.endsWith('@example.com')
+}
+condition engineering(subject: map<any>) {
+  subject.properties.department == 'eng'
+}
+condition stepped_up(subject: map<any>) {
+  'mfa' in subject.properties.amr && subject.properties.acr == '2'
+}
+";
+
+/// A ULID that is no trustgate user's id.
+const NOBODY: &str = "01JC0000000000000000000000";
+
+impl Trustgate {
+    /// A trustgate user created through the admin API, then patched with `patch`; its id.
+    async fn user(&self, username: &str, email: &str, patch: Value) -> String {
+        let created = self
+            .admin_post(
+                "/admin/v1/users",
+                json!({ "username": username, "email": email }),
+            )
+            .await;
+        let id = created["id"].as_str().expect("user id").to_owned();
+        self.patch_user(&id, patch).await;
+        id
+    }
+
+    async fn patch_user(&self, id: &str, patch: Value) {
+        let answer = self
+            .json(
+                reqwest::Method::PATCH,
+                &format!("/admin/v1/users/{id}"),
+                Some(&self.admin),
+                &patch,
+            )
+            .await;
+        answer.ok();
+    }
+
+    /// A directory store: the DIRECTORY model, every relation granted to each of `users`.
+    async fn directory_store(&self, users: &[&str]) -> String {
+        let tuples: Vec<Value> = users
+            .iter()
+            .flat_map(|user| {
+                [
+                    ("viewer", "verified"),
+                    ("mailer", "company"),
+                    ("member", "engineering"),
+                    ("editor", "stepped_up"),
+                ]
+                .map(|(relation, condition)| {
+                    json!({ "user": format!("user:{user}"), "relation": relation,
+                            "object": "record:101", "condition": { "name": condition } })
+                })
+            })
+            .collect();
+        self.store_with(DIRECTORY, Value::Array(tuples)).await
+    }
+}
+
+/// Asserts a denial that carries an error (the condition could not be evaluated, or the
+/// request could not), with `code` if given.
+#[track_caller]
+fn denied_with_error(answer: &Value, code: Option<&str>) {
+    assert_eq!(answer["decision"], json!(false), "{answer}");
+    assert!(answer["context"]["error"].is_object(), "{answer}");
+    if let Some(code) = code {
+        assert_eq!(answer["context"]["error"]["code"], json!(code), "{answer}");
+    }
+}
+
+/// A trustgate user's directory entry reaches conditions as subject properties: the directory
+/// is the authority on its fields (a request cannot override them, even where the directory has
+/// no value), stored attributes win over it, a disabled user's attributes are withheld, an id
+/// that is no trustgate user's gets nothing, and changes through the admin API are seen at once.
+async fn directory_attributes_reach_conditions(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let alice = tg
+        .user(
+            "alice",
+            "alice@example.com",
+            json!({ "email_verified": true,
+                    "attributes": { "department": "eng", "email": "custom@evil.test" } }),
+        )
+        .await;
+    let bob = tg.user("bob", "bob@example.com", json!({})).await;
+    let carol = tg
+        .user(
+            "carol",
+            "carol@example.com",
+            json!({ "email_verified": true }),
+        )
+        .await;
+    let store = tg
+        .directory_store(&[&alice, &bob, &carol, "mallory", NOBODY])
+        .await;
+    let key = tg.reader_key(&store).await;
+    let path = format!("/stores/{store}/access/v1/evaluation");
+    let decide = |user: &str, action: &str, properties: Value| {
+        let (tg, key, path) = (&tg, &key, &path);
+        let body = ask_record(user, action, properties);
+        async move { tg.post(path, key, &[], &body).await.ok().clone() }
+    };
+    let allowed = json!({ "decision": true });
+    let denied = json!({ "decision": false });
+
+    // email_verified: a verified user is allowed, an unverified one denied, whatever the
+    // request claims.
+    assert_eq!(decide(&alice, "viewer", json!({})).await, allowed);
+    assert_eq!(decide(&bob, "viewer", json!({})).await, denied);
+    assert_eq!(
+        decide(&bob, "viewer", json!({ "email_verified": true })).await,
+        denied
+    );
+    // email: the directory's, not the request's nor a custom attribute of that name.
+    assert_eq!(
+        decide(&alice, "mailer", json!({ "email": "alice@evil.test" })).await,
+        allowed
+    );
+    // A custom attribute reaches conditions; the request fills a custom one the user lacks.
+    assert_eq!(decide(&alice, "member", json!({})).await, allowed);
+    assert_eq!(
+        decide(&alice, "member", json!({ "department": "sales" })).await,
+        allowed
+    );
+    denied_with_error(&decide(&bob, "member", json!({})).await, None);
+    // An id that is no trustgate user's: nothing from the directory, so a condition needing
+    // the email fails (a denial with the error); a non-ULID id keeps its request properties.
+    denied_with_error(&decide(NOBODY, "mailer", json!({})).await, None);
+    denied_with_error(&decide("mallory", "mailer", json!({})).await, None);
+    assert_eq!(
+        decide("mallory", "mailer", json!({ "email": "m@example.com" })).await,
+        allowed
+    );
+    // A stored attribute wins over the directory (an administrator's statement about the
+    // object in this store).
+    tg.put_attributes(
+        &store,
+        &format!("user:{alice}"),
+        json!({ "email": "alice@elsewhere.test" }),
+    )
+    .await;
+    assert_eq!(decide(&alice, "mailer", json!({})).await, denied);
+    let deleted = tg
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/stores/{store}/attributes/user:{alice}"),
+            Some(&tg.admin),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(decide(&alice, "mailer", json!({})).await, allowed);
+    // A profile change through the admin API is seen by the next evaluation.
+    tg.patch_user(&bob, json!({ "email_verified": true })).await;
+    assert_eq!(decide(&bob, "viewer", json!({})).await, allowed);
+    // A disabled user's attributes are withheld: denied, and the request cannot fill them in.
+    assert_eq!(decide(&carol, "viewer", json!({})).await, allowed);
+    tg.admin_post(&format!("/admin/v1/users/{carol}/disable"), json!({}))
+        .await;
+    denied_with_error(&decide(&carol, "viewer", json!({})).await, None);
+    denied_with_error(
+        &decide(
+            &carol,
+            "mailer",
+            json!({ "email": "carol@example.com", "email_verified": true }),
+        )
+        .await,
+        None,
+    );
+    // A resource that is a trustgate user has its directory entry too; batches and searches
+    // see the directory.
+    let batch = tg
+        .post(
+            &format!("/stores/{store}/access/v1/evaluations"),
+            &key,
+            &[],
+            &json!({
+                "action": { "name": "viewer" },
+                "resource": { "type": "record", "id": "101" },
+                "evaluations": [
+                    { "subject": { "type": "user", "id": alice } },
+                    { "subject": { "type": "user", "id": carol } },
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(batch.ok()["evaluations"][0], allowed);
+    denied_with_error(&batch.ok()["evaluations"][1], None);
+    let actions = tg
+        .post(
+            &format!("/stores/{store}/access/v1/search/action"),
+            &key,
+            &[],
+            &json!({
+                "subject": { "type": "user", "id": alice },
+                "resource": { "type": "record", "id": "101" },
+            }),
+        )
+        .await;
+    assert_eq!(
+        actions.ok()["results"],
+        json!([{ "name": "mailer" }, { "name": "member" }, { "name": "viewer" }])
+    );
+    // Another user type for the store: `user` ids are then no longer looked up.
+    let mut config = Config::default();
+    config.authzen.stores.insert(
+        store.clone(),
+        trustgate_server::config::AuthzenStoreConfig {
+            user_type: Some("employee".into()),
+            ..Default::default()
+        },
+    );
+    let other = replica(&db, config, tg.secrets.clone()).await;
+    let answer = other
+        .post(&path, &key, &[], &ask_record(&alice, "viewer", json!({})))
+        .await;
+    denied_with_error(answer.ok(), None);
+}
+
 test_on_both_backends!(
+    directory_attributes_reach_conditions,
     the_gateway_interop_file_passes,
     the_todo_interop_files_pass,
     stored_attributes_reach_conditions,
