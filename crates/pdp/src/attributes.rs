@@ -40,6 +40,7 @@
 //!
 //! | source | properties | of |
 //! |---|---|---|
+//! | the subject token's [`Authentication`] | `subject.properties.`: `amr` (list), `acr`, `auth_time` (Unix seconds), `client_id`, `scope` (list) ([`AUTHENTICATION_FIELDS`]) | the subject, when the transport verified a token issued to it |
 //! | stored attributes ([`Pdp::stored_attributes`]) | any name | any object `type:id` of the store |
 //! | the user directory ([`directory_entry`], [`Pdp::directory_attributes`]) | `email`, `email_verified`, `username`, `name`, `locale`, `groups` ([`DIRECTORY_FIELDS`]), then the user's custom attributes | a party that is a trustgate user |
 //! | the request | any name | every party |
@@ -58,6 +59,11 @@
 //! that is a list of strings (trustgate has no directory groups of its own); a custom
 //! attribute never replaces a standard field. A disabled user's entry is empty: their
 //! attributes are withheld, so conditions that need them fail.
+//!
+//! The authentication names belong to the subject's token alone: without a verified token they
+//! are absent, whatever the request, the stored attributes or the directory say, so a caller
+//! cannot fake a second factor (`'mfa' in subject.properties.amr`). The resource's properties
+//! are not touched by them.
 //!
 //! Freshness, as for the latest model: stored attributes and directory entries are read from
 //! one per-replica cache ([`ATTRIBUTES_TTL`], absences cached too), so the evaluation hot path
@@ -134,6 +140,11 @@ pub const DIRECTORY_FIELDS: [&str; 6] = [
     "groups",
 ];
 
+/// The properties of a subject's authentication context ([`Authentication`]): only a verified
+/// subject token sets them; no other source (the request, stored attributes, the directory)
+/// can.
+pub const AUTHENTICATION_FIELDS: [&str; 5] = ["amr", "acr", "auth_time", "client_id", "scope"];
+
 /// A subject or a resource: a typed id with properties.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Party<'a> {
@@ -178,6 +189,46 @@ pub struct Known<'a> {
     pub directory: Option<&'a Map<String, Value>>,
 }
 
+/// A subject's authentication context, from an access token this trustgate issued to it and
+/// verified (the transport's job): its `amr`, `acr`, `auth_time`, `client_id` and `scope`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Authentication<'a> {
+    /// Authentication methods (RFC 8176), if the token names them.
+    pub amr: Option<&'a [String]>,
+    /// Authentication context class, if the token has one.
+    pub acr: Option<&'a str>,
+    /// When the user authenticated (Unix seconds), if the token says.
+    pub auth_time: Option<i64>,
+    /// The client the token was issued to.
+    pub client_id: &'a str,
+    /// The granted scope, space separated, if any.
+    pub scope: Option<&'a str>,
+}
+
+impl Authentication<'_> {
+    /// The properties of [`AUTHENTICATION_FIELDS`]: `amr` a list of strings, `acr` a string,
+    /// `auth_time` an integer, `client_id` a string, `scope` a list of strings (the scope
+    /// split at spaces); a member the token lacks is absent.
+    pub fn properties(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        if let Some(amr) = self.amr {
+            out.insert("amr".to_owned(), Value::from(amr.to_vec()));
+        }
+        if let Some(acr) = self.acr {
+            out.insert("acr".to_owned(), Value::from(acr));
+        }
+        if let Some(auth_time) = self.auth_time {
+            out.insert("auth_time".to_owned(), Value::from(auth_time));
+        }
+        out.insert("client_id".to_owned(), Value::from(self.client_id));
+        if let Some(scope) = self.scope {
+            let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+            out.insert("scope".to_owned(), Value::from(scopes));
+        }
+        out
+    }
+}
+
 /// A trustgate user's directory entry as properties: the user's custom attributes, then the
 /// standard fields over them (a custom attribute never replaces a standard field): `email`,
 /// `email_verified`, `username`, `name` and `locale` (absent when unset), and `groups` — the
@@ -220,20 +271,25 @@ impl Attributes<'_> {
     /// The condition context of the naming scheme (see the module documentation), from the
     /// request alone.
     pub fn condition_context(&self) -> Map<String, Value> {
-        self.condition_context_with(Known::default(), Known::default())
+        self.condition_context_with(Known::default(), Known::default(), None)
     }
 
     /// The condition context with what trustgate knows merged into the `properties` of the
-    /// subject and the resource (see the module documentation for the precedence).
+    /// subject and the resource, and the subject's verified authentication context (see the
+    /// module documentation for the precedence).
     pub fn condition_context_with(
         &self,
         subject: Known<'_>,
         resource: Known<'_>,
+        authentication: Option<&Map<String, Value>>,
     ) -> Map<String, Value> {
         let context = self.context.cloned().unwrap_or_default();
         let mut out = context.clone();
-        out.insert(SUBJECT.to_owned(), party(&self.subject, subject));
-        out.insert(RESOURCE.to_owned(), party(&self.resource, resource));
+        out.insert(
+            SUBJECT.to_owned(),
+            party(&self.subject, subject, Some(authentication)),
+        );
+        out.insert(RESOURCE.to_owned(), party(&self.resource, resource, None));
         let mut action = Map::new();
         if let Some(name) = self.action.name {
             action.insert("name".to_owned(), Value::from(name));
@@ -251,8 +307,13 @@ fn properties(given: Option<&Map<String, Value>>) -> Value {
 
 /// A party with its properties merged: the request's, then the directory's, then the
 /// stored ones, each replacing the names it has; for a trustgate user the request's
-/// [`DIRECTORY_FIELDS`] are dropped first.
-fn party(p: &Party<'_>, known: Known<'_>) -> Value {
+/// [`DIRECTORY_FIELDS`] are dropped first. For the subject (`authentication` is `Some`),
+/// [`AUTHENTICATION_FIELDS`] come from the verified token alone.
+fn party(
+    p: &Party<'_>,
+    known: Known<'_>,
+    authentication: Option<Option<&Map<String, Value>>>,
+) -> Value {
     let mut out = Map::new();
     out.insert("type".to_owned(), Value::from(p.party_type));
     if let Some(id) = p.id {
@@ -264,6 +325,14 @@ fn party(p: &Party<'_>, known: Known<'_>) -> Value {
     }
     for (name, value) in known.directory.into_iter().chain(known.stored).flatten() {
         props.insert(name.clone(), value.clone());
+    }
+    if let Some(token) = authentication {
+        props.retain(|name, _| !AUTHENTICATION_FIELDS.contains(&name.as_str()));
+        for (name, value) in token.into_iter().flatten() {
+            if AUTHENTICATION_FIELDS.contains(&name.as_str()) {
+                props.insert(name.clone(), value.clone());
+            }
+        }
     }
     out.insert("properties".to_owned(), Value::Object(props));
     Value::Object(out)
@@ -553,6 +622,7 @@ mod tests {
                 stored: Some(&stored_resource),
                 directory: None,
             },
+            None,
         );
         assert_eq!(
             out["subject"]["properties"],
@@ -563,7 +633,7 @@ mod tests {
             json!({ "department": "eng" })
         );
         assert_eq!(
-            attrs.condition_context_with(Known::default(), Known::default()),
+            attrs.condition_context_with(Known::default(), Known::default(), None),
             attrs.condition_context()
         );
     }
@@ -634,6 +704,7 @@ mod tests {
                 directory: Some(&directory),
             },
             Known::default(),
+            None,
         );
         // The request's directory fields are gone even where the directory has no value
         // (name, groups); its other properties stay unless trustgate knows better.
@@ -651,11 +722,64 @@ mod tests {
                 directory: Some(&empty),
             },
             Known::default(),
+            None,
         );
         assert_eq!(
             out["subject"]["properties"],
             json!({ "department": "sales", "role": "admin" })
         );
+    }
+
+    #[test]
+    fn the_authentication_context_comes_from_the_token_alone() {
+        let sent = map(json!({ "amr": ["mfa"], "acr": "2", "scope": ["admin"], "role": "x" }));
+        let stored = map(json!({ "auth_time": 1, "client_id": "forged" }));
+        let attrs = Attributes {
+            subject: Party {
+                party_type: "user",
+                id: Some("alice"),
+                properties: Some(&sent),
+            },
+            resource: Party {
+                party_type: "record",
+                id: Some("1"),
+                properties: Some(&sent),
+            },
+            ..Attributes::default()
+        };
+        let known = Known {
+            stored: Some(&stored),
+            directory: None,
+        };
+        // Without a token: none of the names, whoever sent them.
+        let out = attrs.condition_context_with(known, Known::default(), None);
+        assert_eq!(out["subject"]["properties"], json!({ "role": "x" }));
+        // The resource is not the authenticated party: its properties are its own.
+        assert_eq!(out["resource"]["properties"], Value::Object(sent.clone()));
+        let amr = vec!["pwd".to_owned(), "mfa".to_owned()];
+        let token = Authentication {
+            amr: Some(&amr),
+            acr: Some("2"),
+            auth_time: Some(1_700_000_000),
+            client_id: "tgc_app",
+            scope: Some("openid  orders:read"),
+        }
+        .properties();
+        let out = attrs.condition_context_with(known, Known::default(), Some(&token));
+        assert_eq!(
+            out["subject"]["properties"],
+            json!({
+                "role": "x", "amr": ["pwd", "mfa"], "acr": "2", "auth_time": 1_700_000_000,
+                "client_id": "tgc_app", "scope": ["openid", "orders:read"],
+            })
+        );
+        // A token without amr, acr or auth_time: those stay absent.
+        let bare = Authentication {
+            client_id: "tgc_app",
+            ..Authentication::default()
+        }
+        .properties();
+        assert_eq!(Value::Object(bare), json!({ "client_id": "tgc_app" }));
     }
 
     #[test]

@@ -84,7 +84,8 @@ pub struct Config {
 /// own name when none is.
 ///
 /// A subject or resource of the store's user type (`user_type`, default `user`) whose id is a
-/// trustgate user's id gets that user's directory attributes (see `trustgate_pdp::attributes`):
+/// trustgate user's id gets that user's directory attributes, and only a subject of that type
+/// can carry `X-Subject-Token` (see `trustgate_pdp::attributes`):
 ///
 /// ```toml
 /// [authzen.stores.01JC0000000000000000000000]

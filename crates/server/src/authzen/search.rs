@@ -15,7 +15,7 @@ use trustgate_pdp::{
     page_sorted,
 };
 
-use super::known::Knowledge;
+use super::known::{Knowledge, SubjectToken};
 use super::wire::{self, Found, FoundAction, Id, Malformed, PageAnswer, PageRequest, Results};
 use super::{AuthzenJson, Call, pdp_error};
 use crate::AppState;
@@ -67,12 +67,27 @@ struct Search<'a> {
 impl Search<'_> {
     /// The condition context, with what is known about the subject and the resource when the
     /// request names them ([`super::known`]; the searched party has no id: what is known
-    /// about the candidates is not merged).
+    /// about the candidates is not merged). A subject token that cannot be used for the
+    /// subject — or in a subject search, which names no subject — is a 400: a search has no
+    /// per-item answer to carry the error.
     async fn condition_context(
         &self,
         state: &AppState,
         call: &Call,
     ) -> Result<Map<String, Value>, ApiError> {
+        let token = SubjectToken::verify(state, call.subject_token.as_ref()).await?;
+        if self.subject.id.is_none() && !matches!(token, SubjectToken::Absent) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "X-Subject-Token names a subject; a subject search looks for subjects",
+            ));
+        }
+        let authentication = token
+            .context_for(
+                state.config.authzen.user_type(&call.store_id),
+                &self.subject,
+            )
+            .map_err(|(_, code, message)| ApiError::bad_request(code, message))?;
         let known = Knowledge::read(state, call, &[self.subject, self.resource]).await?;
         Ok(Attributes {
             subject: self.subject,
@@ -80,7 +95,11 @@ impl Search<'_> {
             resource: self.resource,
             context: self.context,
         }
-        .condition_context_with(known.of(&self.subject), known.of(&self.resource)))
+        .condition_context_with(
+            known.of(&self.subject),
+            known.of(&self.resource),
+            authentication,
+        ))
     }
 }
 

@@ -4,8 +4,9 @@
 //! gateway interop file passes, and so do the Todo files (users' emails loaded through the
 //! stored attributes API), the certification scenario's decisions (properties reaching
 //! conditions), stored attributes (precedence, freshness, absent ones never allowing),
-//! directory attributes of trustgate users (authority over the request, disabled users), the
-//! structural checks, batches, searches, metadata and every refusal.
+//! directory attributes of trustgate users and the subject token's authentication context
+//! (authority over the request, disabled users, every invalid token), the structural checks,
+//! batches, searches, metadata and every refusal.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,7 +19,9 @@ use trustgate_core::{SealingKey, SystemClock};
 use trustgate_server::{AppState, Config};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
+use trustgate_testkit::forge::last_char_changed;
 use trustgate_testkit::{authzen_decisions, store_file};
+use trustgate_tokens::{AccessTokenClaims, Algorithm, Audience};
 
 use crate::common::start_with_admin;
 
@@ -1540,6 +1543,44 @@ impl Trustgate {
             .collect();
         self.store_with(DIRECTORY, Value::Array(tuples)).await
     }
+
+    /// An access token as trustgate's token endpoint signs them for `user` (its current token
+    /// version, so it is live), edited by `edit`.
+    async fn user_token(&self, user: &str, edit: impl FnOnce(&mut AccessTokenClaims)) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let uv = self
+            .state
+            .store
+            .user_token_version(user)
+            .await
+            .expect("token version");
+        let mut claims = AccessTokenClaims {
+            iss: self.base.clone(),
+            sub: user.to_owned(),
+            aud: Audience::One("https://api.example".into()),
+            exp: now + 300,
+            iat: now,
+            nbf: None,
+            jti: uuid::Uuid::new_v4().to_string(),
+            client_id: "tgc_app".into(),
+            scope: Some("openid orders:write".into()),
+            auth_time: Some(now - 60),
+            acr: Some("2".into()),
+            amr: Some(vec!["pwd".into(), "mfa".into()]),
+            uv: Some(uv.unwrap_or_default()),
+            gid: None,
+            sid: None,
+            act: None,
+            may_act: None,
+            key_id: None,
+        };
+        edit(&mut claims);
+        self.state
+            .oauth
+            .keys()
+            .sign(Algorithm::ES256, "at+jwt", &claims)
+            .expect("sign")
+    }
 }
 
 /// Asserts a denial that carries an error (the condition could not be evaluated, or the
@@ -1703,8 +1744,167 @@ async fn directory_attributes_reach_conditions(db: TestDatabase) {
     denied_with_error(answer.ok(), None);
 }
 
+/// `X-Subject-Token`: a live token of the subject gives conditions its authentication context;
+/// an invalid, expired, tampered, revoked or foreign one is an error (never an allow); the
+/// context's names cannot be sent by the request.
+async fn a_subject_token_carries_the_authentication_context(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let alice = tg
+        .user(
+            "alice",
+            "alice@example.com",
+            json!({ "email_verified": true }),
+        )
+        .await;
+    let bob = tg.user("bob", "bob@example.com", json!({})).await;
+    let store = tg.directory_store(&[&alice, &bob]).await;
+    let key = tg.reader_key(&store).await;
+    let path = format!("/stores/{store}/access/v1");
+    let decide = |token: Option<String>, properties: Value| {
+        let (tg, key, path) = (&tg, &key, &path);
+        let body = ask_record(&alice, "editor", properties);
+        async move {
+            let headers: Vec<(&str, &str)> = token
+                .as_deref()
+                .map(|t| ("x-subject-token", t))
+                .into_iter()
+                .collect();
+            tg.post(&format!("{path}/evaluation"), key, &headers, &body)
+                .await
+                .ok()
+                .clone()
+        }
+    };
+    let allowed = json!({ "decision": true });
+    let stepped_up = tg.user_token(&alice, |_| {}).await;
+    assert_eq!(decide(Some(stepped_up.clone()), json!({})).await, allowed);
+    // A password-only token: denied.
+    let password = tg
+        .user_token(&alice, |c| c.amr = Some(vec!["pwd".into()]))
+        .await;
+    assert_eq!(
+        decide(Some(password.clone()), json!({})).await,
+        json!({ "decision": false })
+    );
+    // The request cannot claim the context: not without a token, not over a token's.
+    let claimed = json!({ "amr": ["mfa"], "acr": "2" });
+    denied_with_error(&decide(None, claimed.clone()).await, None);
+    assert_eq!(
+        decide(Some(password), claimed).await,
+        json!({ "decision": false })
+    );
+    // Expired, tampered, revoked, not a user's (no token version), someone else's, not a
+    // token at all: an error, never an allow.
+    let expired = tg
+        .user_token(&alice, |c| {
+            c.iat -= 600;
+            c.exp = c.iat + 300;
+        })
+        .await;
+    let revoked_jti = uuid::Uuid::new_v4().to_string();
+    let revoked = tg.user_token(&alice, |c| c.jti = revoked_jti.clone()).await;
+    tg.state
+        .store
+        .revoke_access_token(
+            &revoked_jti,
+            time::OffsetDateTime::now_utc() + time::Duration::minutes(5),
+        )
+        .await
+        .expect("revoke");
+    let client_token = tg.user_token(&alice, |c| c.uv = None).await;
+    let foreign = tg.user_token(&bob, |_| {}).await;
+    for (token, code) in [
+        (expired, "invalid_subject_token"),
+        (last_char_changed(&stepped_up), "invalid_subject_token"),
+        (revoked, "invalid_subject_token"),
+        (client_token, "invalid_subject_token"),
+        ("not-a-token".to_owned(), "invalid_subject_token"),
+        (foreign.clone(), "subject_token_mismatch"),
+    ] {
+        let answer = decide(Some(token.clone()), json!({})).await;
+        denied_with_error(&answer, Some(code));
+        assert!(!answer.to_string().contains(&token), "{answer}");
+    }
+    // A disabled user's tokens stop at once.
+    let carol = tg.user("carol", "carol@example.com", json!({})).await;
+    let carols = tg.user_token(&carol, |_| {}).await;
+    tg.admin_post(&format!("/admin/v1/users/{carol}/disable"), json!({}))
+        .await;
+    let answer = tg
+        .post(
+            &format!("{path}/evaluation"),
+            &key,
+            &[("x-subject-token", &carols)],
+            &ask_record(&carol, "editor", json!({})),
+        )
+        .await;
+    denied_with_error(answer.ok(), Some("invalid_subject_token"));
+    // In a batch the token applies to each item: its subject's allowed, another's an error.
+    let batch = tg
+        .post(
+            &format!("{path}/evaluations"),
+            &key,
+            &[("x-subject-token", &stepped_up)],
+            &json!({
+                "action": { "name": "editor" },
+                "resource": { "type": "record", "id": "101" },
+                "evaluations": [
+                    { "subject": { "type": "user", "id": alice } },
+                    { "subject": { "type": "user", "id": bob } },
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(batch.ok()["evaluations"][0], allowed);
+    denied_with_error(
+        &batch.ok()["evaluations"][1],
+        Some("subject_token_mismatch"),
+    );
+    // Searches: the context for the named subject; a foreign token or one in a subject
+    // search is a 400.
+    let search = |which: &'static str, token: String, body: Value| {
+        let (tg, key, path) = (&tg, &key, &path);
+        async move {
+            tg.post(
+                &format!("{path}/search/{which}"),
+                key,
+                &[("x-subject-token", &token)],
+                &body,
+            )
+            .await
+        }
+    };
+    let action_search = json!({
+        "subject": { "type": "user", "id": alice },
+        "resource": { "type": "record", "id": "101" },
+    });
+    let answer = search("action", stepped_up.clone(), action_search.clone()).await;
+    assert!(
+        answer.ok()["results"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!({ "name": "editor" }))),
+        "{}",
+        answer.body
+    );
+    search("action", foreign, action_search)
+        .await
+        .error(StatusCode::BAD_REQUEST, "subject_token_mismatch");
+    search(
+        "subject",
+        stepped_up,
+        json!({
+            "subject": { "type": "user" },
+            "action": { "name": "editor" },
+            "resource": { "type": "record", "id": "101" },
+        }),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "invalid_request");
+}
+
 test_on_both_backends!(
     directory_attributes_reach_conditions,
+    a_subject_token_carries_the_authentication_context,
     the_gateway_interop_file_passes,
     the_todo_interop_files_pass,
     stored_attributes_reach_conditions,
