@@ -1,12 +1,12 @@
 //! The AuthZEN 1.0 API against trustgate served on a loopback socket, called over real HTTP
 //! with a PEP's store-scoped reader key. Stores are loaded only through the public APIs (the
-//! OpenFGA model and write routes) from the store files in `examples/authzen/`: the API
-//! gateway interop file passes, and so do the Todo files (users' emails loaded through the
-//! stored attributes API), the certification scenario's decisions (properties reaching
-//! conditions), stored attributes (precedence, freshness, absent ones never allowing),
-//! directory attributes of trustgate users and the subject token's authentication context
-//! (authority over the request, disabled users, every invalid token), the structural checks,
-//! batches, searches, metadata and every refusal.
+//! OpenFGA model and write routes, the attributes API for a file's `attributes`) from the
+//! store files in `examples/authzen/`: the API gateway interop file passes, and so do the Todo
+//! files (users' emails among the file's stored attributes), the certification scenario's
+//! decisions (properties reaching conditions), stored attributes (precedence, freshness,
+//! absent ones never allowing), directory attributes of trustgate users and the subject
+//! token's authentication context (authority over the request, disabled users, every invalid
+//! token), the structural checks, batches, searches, metadata and every refusal.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -169,7 +169,8 @@ impl Trustgate {
         answer.body
     }
 
-    /// A store loaded from an example store file through the OpenFGA API.
+    /// A store loaded from an example store file through the OpenFGA API (its `attributes`
+    /// through the attributes API).
     async fn load(&self, file: &str) -> String {
         let file = store_file::load(&example(file));
         let store = self
@@ -190,6 +191,10 @@ impl Trustgate {
                 json!({ "writes": { "tuple_keys": chunk } }),
             )
             .await;
+        }
+        for (object, attributes) in file.attributes {
+            self.put_attributes(&store, &object, Value::Object(attributes))
+                .await;
         }
         store
     }
@@ -1153,39 +1158,10 @@ async fn an_action_map_renames_actions(db: TestDatabase) {
     assert_eq!(answer.ok()["results"], json!([{ "name": "read" }]));
 }
 
-/// The users of the Todo interop (conformance/authzen/README.md): subject id and email.
-const TODO_USERS: [(&str, &str); 5] = [
-    (
-        "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
-        "rick@the-citadel.com",
-    ),
-    (
-        "CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
-        "morty@the-citadel.com",
-    ),
-    (
-        "CiRmZDI2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
-        "summer@the-smiths.com",
-    ),
-    (
-        "CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
-        "beth@the-smiths.com",
-    ),
-    (
-        "CiRmZDQ2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
-        "jerry@the-smiths.com",
-    ),
-];
-
-/// The Todo store: examples/authzen/todo.fga.yaml through the OpenFGA API, the users' emails
-/// through the attributes API.
+/// The Todo store: examples/authzen/todo.fga.yaml (the users' emails among its stored
+/// attributes) through the OpenFGA and attributes APIs.
 async fn todo_store(tg: &Trustgate) -> String {
-    let store = tg.load("todo.fga.yaml").await;
-    for (id, email) in TODO_USERS {
-        tg.put_attributes(&store, &format!("user:{id}"), json!({ "email": email }))
-            .await;
-    }
-    store
+    tg.load("todo.fga.yaml").await
 }
 
 /// The Todo interop files: every single case of both files through `/access/v1/evaluation`,
