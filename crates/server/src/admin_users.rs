@@ -236,15 +236,17 @@ async fn delete_user(
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // The path names the user by id or username; the directory cache is keyed by id.
+    let user_id = state.accounts.get_user(&id).await?.id;
     state
         .accounts
-        .delete_user(&id, &admin.subject(), &ctx)
+        .delete_user(&user_id, &admin.subject(), &ctx)
         .await?;
-    state.pdp.directory_changed(&id);
+    state.pdp.directory_changed(&user_id);
     state.api_keys.invalidate();
     state
         .access
-        .forget(&format!("user:{id}"))
+        .forget(&format!("user:{user_id}"))
         .await
         .map_err(ApiError::from)?;
     Ok(StatusCode::NO_CONTENT)

@@ -1670,8 +1670,21 @@ async fn directory_attributes_reach_conditions(db: TestDatabase) {
         .await,
         None,
     );
-    // A resource that is a trustgate user has its directory entry too; batches and searches
-    // see the directory.
+    // A user deleted through the admin API (named by username) is no trustgate user from the
+    // next evaluation on.
+    assert_eq!(decide(&bob, "viewer", json!({})).await, allowed);
+    let deleted = tg
+        .send(
+            reqwest::Method::DELETE,
+            "/admin/v1/users/bob",
+            Some(&tg.admin),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    denied_with_error(&decide(&bob, "viewer", json!({})).await, None);
+    // Batches and searches see the directory.
     let batch = tg
         .post(
             &format!("/stores/{store}/access/v1/evaluations"),
