@@ -12,8 +12,9 @@
 //! verifies our tokens
 //! ([`trustgate_oauth::provider::Provider::verify_subject_token`]) and never reaches
 //! conditions, logs or answers: conditions see only its `amr`, `acr`, `auth_time`,
-//! `client_id` and `scope`. A token that is not live, or that was issued to someone other than the
-//! evaluated subject, makes that evaluation an error (`decision: false`), never an allow.
+//! `client_id` and `scope`. A token that is not live, or that was issued to someone other
+//! than the evaluated subject, makes that evaluation an error (`decision: false`), never an
+//! allow.
 
 use std::collections::HashMap;
 

@@ -64,11 +64,12 @@
 //! relation, a condition that cannot be evaluated, a subject token that is not live or not the
 //! subject's: `invalid_subject_token`, `subject_token_mismatch`) is `{"decision": false,
 //! "context": {"error": {"status", "code", "message"}}}`, and so is an invalid item of a batch
-//! (the batch still answers 200). Unknown request members are ignored; `X-Request-ID` is echoed (as on
-//! every route). Errors use trustgate's JSON error shape `{"code", "message", "request_id"}`:
-//! 400 for a body that is not a JSON object, a missing or malformed member (`invalid_request`),
-//! a bad store or page token; 401; 403; 404 for an unknown store; 413 for a body over
-//! `http.body_limit_bytes`; 503 / 507 when the database cannot serve; 500 otherwise.
+//! (the batch still answers 200). Unknown request members are ignored; `X-Request-ID` is
+//! echoed (as on every route). Errors use trustgate's JSON error shape `{"code", "message",
+//! "request_id"}`: 400 for a body that is not a JSON object, a missing or malformed member
+//! (`invalid_request`), a bad store or page token; 401; 403; 404 for an unknown store; 413 for
+//! a body over `http.body_limit_bytes`; 503 / 507 when the database cannot serve; 500
+//! otherwise.
 //!
 //! Bounded work: at most `authz.max_checks_per_batch` evaluations a batch (400
 //! `too_many_evaluations`), search pages of at most `authz.list_objects_max_results` /
