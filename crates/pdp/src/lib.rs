@@ -85,12 +85,12 @@ pub mod system;
 mod tuples;
 pub mod watch;
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 
 use trustgate_audit::Auditor;
 use trustgate_core::Clock;
-use trustgate_store_api::{RelationshipStore, SYSTEM_STORE_ID};
+use trustgate_store_api::{RelationshipStore, SYSTEM_STORE_ID, UserStore};
 
 pub use audit::{Caller, DecisionLog, DecisionRecord, Verdict};
 pub use consistency::{Consistency, ConsistencyToken, Freshness};
@@ -210,6 +210,8 @@ struct Inner {
     indexes: freshness::Indexes,
     models: models::ModelCache,
     attributes: attributes::AttributeCache,
+    /// trustgate's users, for their directory attributes ([`Pdp::with_directory`]).
+    directory: OnceLock<Arc<dyn UserStore>>,
     refresher_started: AtomicBool,
 }
 
@@ -252,6 +254,7 @@ impl Pdp {
                 indexes: freshness::Indexes::default(),
                 models: models::ModelCache::default(),
                 attributes: attributes::attribute_cache(),
+                directory: OnceLock::new(),
                 refresher_started: AtomicBool::new(false),
             }),
             system: false,

@@ -225,6 +225,8 @@ async fn update_user(
         .accounts
         .update_user(&id, update, &admin.subject(), &ctx)
         .await?;
+    // AuthZEN conditions on this replica see the new profile at once.
+    state.pdp.directory_changed(&user.id);
     Ok(Json(user_json(&user)))
 }
 
@@ -234,14 +236,17 @@ async fn delete_user(
     ClientContext(ctx): ClientContext,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // The path names the user by id or username; the directory cache is keyed by id.
+    let user_id = state.accounts.get_user(&id).await?.id;
     state
         .accounts
-        .delete_user(&id, &admin.subject(), &ctx)
+        .delete_user(&user_id, &admin.subject(), &ctx)
         .await?;
+    state.pdp.directory_changed(&user_id);
     state.api_keys.invalidate();
     state
         .access
-        .forget(&format!("user:{id}"))
+        .forget(&format!("user:{user_id}"))
         .await
         .map_err(ApiError::from)?;
     Ok(StatusCode::NO_CONTENT)
@@ -258,6 +263,8 @@ async fn set_status(
         .accounts
         .set_user_status(id, status, &admin.subject(), ctx)
         .await?;
+    // A disabled user's directory attributes are withheld from this replica's next evaluation.
+    state.pdp.directory_changed(&user.id);
     if status == UserStatus::Disabled {
         // Their personal access tokens stop here at once (elsewhere within an epoch poll).
         state.api_keys.invalidate();

@@ -215,7 +215,8 @@ impl AppState {
                 list_users_max_results: authz.list_users_max_results,
             },
             auditor.clone(),
-        );
+        )
+        .with_directory(store.clone());
         let access = pdp.system_access();
         access.install().await?;
         Ok(Self(Arc::new(Services {

@@ -82,6 +82,15 @@ pub struct Config {
 /// Action names are case-sensitive; set maps in the file (environment variable names arrive
 /// lowercased). An action search reports a relation by the action names mapped to it, or by its
 /// own name when none is.
+///
+/// A subject or resource of the store's user type (`user_type`, default `user`) whose id is a
+/// trustgate user's id gets that user's directory attributes, and only a subject of that type
+/// can carry `X-Subject-Token` (see `trustgate_pdp::attributes`):
+///
+/// ```toml
+/// [authzen.stores.01JC0000000000000000000000]
+/// user_type = "employee"
+/// ```
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthzenConfig {
@@ -95,7 +104,12 @@ pub struct AuthzenConfig {
 pub struct AuthzenStoreConfig {
     /// Action name → relation of the resource's type (at most 1000 entries).
     pub actions: std::collections::BTreeMap<String, String>,
+    /// The type whose ids are trustgate users' ids ([`DEFAULT_USER_TYPE`] when unset).
+    pub user_type: Option<String>,
 }
+
+/// The type of a store's subjects and resources that are trustgate users, unless configured.
+pub const DEFAULT_USER_TYPE: &str = "user";
 
 /// Most entries of one store's action map.
 const MAX_ACTIONS_PER_STORE: usize = 1000;
@@ -112,6 +126,18 @@ impl AuthzenConfig {
                 return Err(ConfigError::Invalid(format!(
                     "authzen.stores.{store}.actions: at most {MAX_ACTIONS_PER_STORE} entries"
                 )));
+            }
+            if let Some(user_type) = &settings.user_type {
+                let valid = (1..=254).contains(&user_type.len())
+                    && !user_type
+                        .chars()
+                        .any(|c| matches!(c, ':' | '#' | '@') || c.is_whitespace());
+                if !valid {
+                    return Err(ConfigError::Invalid(format!(
+                        "authzen.stores.{store}.user_type: `{user_type}` is not a type name (1 to \
+                         254 bytes without `:`, `#`, `@` or whitespace)"
+                    )));
+                }
             }
             for (action, relation) in &settings.actions {
                 let valid_relation = (1..=50).contains(&relation.len())
@@ -130,12 +156,24 @@ impl AuthzenConfig {
         Ok(())
     }
 
-    /// The action map of `store_id`, if one is configured (store ids compare without case).
-    pub fn actions(&self, store_id: &str) -> Option<&std::collections::BTreeMap<String, String>> {
+    /// The settings of `store_id`, if any are configured (store ids compare without case).
+    fn store(&self, store_id: &str) -> Option<&AuthzenStoreConfig> {
         self.stores
             .iter()
             .find(|(id, _)| id.eq_ignore_ascii_case(store_id))
-            .map(|(_, settings)| &settings.actions)
+            .map(|(_, settings)| settings)
+    }
+
+    /// The action map of `store_id`, if one is configured.
+    pub fn actions(&self, store_id: &str) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.store(store_id).map(|settings| &settings.actions)
+    }
+
+    /// The type whose ids are trustgate users' ids in `store_id`.
+    pub fn user_type(&self, store_id: &str) -> &str {
+        self.store(store_id)
+            .and_then(|settings| settings.user_type.as_deref())
+            .unwrap_or(DEFAULT_USER_TYPE)
     }
 
     /// The relation that evaluates `action` in `store_id`.
@@ -948,6 +986,20 @@ mod tests {
         )
         .expect("valid");
         assert!(c.authzen.action_names(store, "DELETE").is_empty());
+        assert_eq!(c.authzen.user_type(store), DEFAULT_USER_TYPE);
+        let c = load(
+            Some(&format!(
+                "[authzen.stores.{store}]\nuser_type = \"employee\"\n"
+            )),
+            &[],
+            Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(c.authzen.user_type(store), "employee");
+        assert_eq!(
+            c.authzen.user_type("01JC0000000000000000000001"),
+            DEFAULT_USER_TYPE
+        );
 
         for (toml, key) in [
             (
@@ -963,6 +1015,10 @@ mod tests {
                 "authzen.stores.",
             ),
             (&format!("[authzen.stores.{store}]\nact = {{}}\n"), "act"),
+            (
+                &format!("[authzen.stores.{store}]\nuser_type = \"a:b\"\n"),
+                "user_type",
+            ),
         ] {
             let err = load(Some(toml), &[], Overrides::default()).expect_err(toml);
             assert!(err.to_string().contains(key), "{err}");

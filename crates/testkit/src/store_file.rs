@@ -1,12 +1,14 @@
 //! The parts of an OpenFGA store file (`*.fga.yaml`, the `fga model test` format that
 //! `trustgate store import` reads) a test needs to load a store through the HTTP API: the model
-//! (inline `model` or `model_file`, relative to the store file) and the inline `tuples`, in
-//! the OpenFGA write API's tuple-key shape.
+//! (inline `model` or `model_file`, relative to the store file), the inline `tuples`, in
+//! the OpenFGA write API's tuple-key shape, and trustgate's `attributes` (object → its stored
+//! attributes, a JSON object each).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 #[derive(Debug, Deserialize)]
 struct Raw {
@@ -16,15 +18,19 @@ struct Raw {
     model_file: Option<String>,
     #[serde(default)]
     tuples: Vec<Value>,
+    #[serde(default)]
+    attributes: BTreeMap<String, Map<String, Value>>,
 }
 
-/// A store file's model and tuples.
+/// A store file's model, tuples and stored attributes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreFile {
     /// The model in the DSL.
     pub model: String,
     /// Tuple keys (`user`, `relation`, `object`, optional `condition`) as JSON.
     pub tuples: Vec<Value>,
+    /// Stored attributes by object (`type:id`).
+    pub attributes: BTreeMap<String, Map<String, Value>>,
 }
 
 /// Reads the store file at `path`. Panics with the reason if it or its model file is missing
@@ -46,5 +52,6 @@ pub fn load(path: &Path) -> StoreFile {
     StoreFile {
         model,
         tuples: raw.tuples,
+        attributes: raw.attributes,
     }
 }

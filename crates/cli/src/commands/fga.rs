@@ -37,7 +37,8 @@ pub enum StoreCommand {
     Get(StoreArg),
     /// Delete a store.
     Delete(StoreArg),
-    /// Create a store from an `fga` store file (model, tuples) and print its ids.
+    /// Create a store from an `fga` store file (model, tuples, stored attributes) and print its
+    /// ids.
     Import {
         /// The `*.fga.yaml` store file.
         file: PathBuf,
@@ -341,6 +342,7 @@ pub async fn store(command: StoreCommand, args: &ClientArgs) -> Result<(), Failu
                 "store_id": store_id,
                 "authorization_model_id": model_id,
                 "tuples_written": loaded.tuples.len(),
+                "attributes_written": loaded.file.attributes.len(),
             }));
         }
         StoreCommand::Test { file } => return test(&client, &file).await,
@@ -348,7 +350,8 @@ pub async fn store(command: StoreCommand, args: &ClientArgs) -> Result<(), Failu
     Ok(())
 }
 
-/// Creates (or reuses) a store, writes the model and the tuples; returns the ids.
+/// Creates (or reuses) a store, writes the model, the tuples and the stored attributes (each
+/// object's replacing what it had); returns the ids.
 async fn import(
     client: &Client,
     loaded: &Loaded,
@@ -389,6 +392,15 @@ async fn import(
                 Method::POST,
                 &path(&store_id, "/write"),
                 Some(&json!({ "authorization_model_id": model_id, "writes": { "tuple_keys": keys } })),
+            )
+            .await?;
+    }
+    for (object, attributes) in &loaded.file.attributes {
+        client
+            .call(
+                Method::PUT,
+                &path(&store_id, &format!("/attributes/{}", segment(object))),
+                Some(&Value::Object(attributes.clone())),
             )
             .await?;
     }

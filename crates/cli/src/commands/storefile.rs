@@ -1,6 +1,11 @@
 //! The `fga model test` store file (`*.fga.yaml`): a model (inline `model` or `model_file`),
 //! tuples (inline `tuples`, `tuple_file`, `tuple_files`; YAML, JSON or CSV) and tests with
 //! `check`, `list_objects` and `list_users` assertions. Paths are relative to the store file.
+//!
+//! trustgate adds `attributes`: object `type:id` → a JSON object, the object's stored
+//! attributes (what AuthZEN conditions read as `subject.properties` / `resource.properties`),
+//! written through the attributes API on import. OpenFGA's CLI does not know the key; a file
+//! that has it is still a valid store file for trustgate's own `store test`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +31,9 @@ pub struct StoreFile {
     tuple_file: Option<PathBuf>,
     #[serde(default)]
     tuple_files: Vec<PathBuf>,
+    /// Stored attributes: object → its attributes (a JSON object each).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Map<String, Value>>,
     #[serde(default)]
     pub tests: Vec<TestCase>,
 }
@@ -307,6 +315,40 @@ mod tests {
         assert_eq!(c.name, "in_hours");
         assert_eq!(c.context.as_ref().expect("ctx")["end"], "17");
         assert!(read_csv("a,b\n1,2\n").is_err());
+    }
+
+    #[test]
+    fn attributes_are_objects_by_object() {
+        let file: StoreFile = serde_norway::from_str(
+            "model: m\nattributes:\n  user:anne: {email: anne@example.com, level: 2}\n",
+        )
+        .expect("yaml");
+        assert_eq!(
+            Value::Object(file.attributes["user:anne"].clone()),
+            json!({ "email": "anne@example.com", "level": 2 })
+        );
+        let none: StoreFile = serde_norway::from_str("model: m\n").expect("yaml");
+        assert!(none.attributes.is_empty());
+        for bad in [
+            "model: m\nattributes: [a]\n",
+            "model: m\nattributes:\n  user:anne: eng\n",
+            "model: m\nattributes:\n  user:anne: [1]\n",
+        ] {
+            assert!(serde_norway::from_str::<StoreFile>(bad).is_err(), "{bad}");
+        }
+        // The example the AuthZEN Todo tests load carries its users' emails.
+        let todo = load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/authzen/todo.fga.yaml"
+        )))
+        .expect("the Todo store file");
+        assert_eq!(todo.file.attributes.len(), 5);
+        assert!(
+            todo.file
+                .attributes
+                .values()
+                .all(|a| a["email"].as_str().is_some_and(|e| e.contains('@')))
+        );
     }
 
     #[test]

@@ -273,6 +273,33 @@ fn store_files_models_tuples_and_queries() {
         &[&["attributes", "get"][..], &s, &["document:memo"]].concat(),
     ));
     assert_eq!(got["attributes"], serde_json::json!({}));
+    // A store file's `attributes` are written on import.
+    let todo = json(&cli(
+        &server,
+        &[
+            "store",
+            "import",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../examples/authzen/todo.fga.yaml"
+            ),
+        ],
+    ));
+    assert_eq!(todo["attributes_written"], 5);
+    let rick = json(&cli(
+        &server,
+        &[
+            "attributes",
+            "get",
+            "--store-id",
+            todo["store_id"].as_str().expect("store id"),
+            "user:CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
+        ],
+    ));
+    assert_eq!(
+        rick["attributes"],
+        serde_json::json!({ "email": "rick@the-citadel.com" })
+    );
 
     // Models: get as DSL round-trips through transform; a new version becomes the latest.
     let dsl = cli(&server, &[&["model", "get"][..], &s].concat());

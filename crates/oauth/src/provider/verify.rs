@@ -112,6 +112,28 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// A user's access token that a resource server presents on the user's behalf (AuthZEN's
+    /// `X-Subject-Token`): verified exactly as introspection verifies our access tokens (our
+    /// keys, `at+jwt`, our issuer, unexpired with no leeway, any audience — it was issued for
+    /// the resource server, not for us — and not revoked: its `jti`, its grant, the user's
+    /// token version and status). Only a user's token (one with a token version, as userinfo
+    /// requires) qualifies; a client's own token or a refresh token is `None`, like any
+    /// invalid one. `Err` only when the database cannot answer.
+    pub async fn verify_subject_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<AccessTokenClaims>, OAuthError> {
+        if !looks_like_jwt(token) {
+            return Ok(None);
+        }
+        Ok(self
+            .live_access_token(token, &[])
+            .await?
+            .filter(|claims| claims.uv.is_some()))
+    }
+}
+
 /// Our access tokens are JWS compact serializations; refresh tokens are opaque and dot-free.
 pub(super) fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2

@@ -1,6 +1,8 @@
 //! `POST /access/v1/evaluation` and `POST /access/v1/evaluations`: decisions, asked of the PDP
 //! in one batch ([`trustgate_pdp::Pdp::batch_check_until`]: one snapshot and model, every
 //! decision audited once, items after a stop rule's item neither evaluated nor audited).
+//! What trustgate knows about the parties ([`super::known`]: stored attributes, directory
+//! entries, the subject token's authentication context) is read once per request.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,6 +11,7 @@ use serde_json::{Map, Value};
 use trustgate_pdp::attributes::Attributes;
 use trustgate_pdp::{BatchCheckItem, BatchCheckOutcome, BatchStop, Caller, CheckRequest};
 
+use super::known::{Knowledge, SubjectToken};
 use super::wire::{self, Decision, Decisions, Malformed, Semantic};
 use super::{AuthzenJson, Call, describe, pdp_error};
 use crate::AppState;
@@ -20,6 +23,8 @@ struct Prepared<'a> {
     object: String,
     relation: &'a str,
     attrs: Attributes<'a>,
+    /// The subject's authentication context, from the call's subject token.
+    authentication: Option<&'a Map<String, Value>>,
 }
 
 /// An item: a check, or the answer of one that cannot be evaluated.
@@ -33,10 +38,19 @@ fn bad_request(m: &Malformed) -> ApiError {
     ApiError::bad_request("invalid_request", m.to_string())
 }
 
-/// Maps a request's attributes onto the engine's check.
-fn prepare<'a>(state: &'a AppState, store_id: &str, attrs: &Attributes<'a>) -> Item<'a> {
+/// Maps a request's attributes onto the engine's check; a subject token that cannot be used
+/// for its subject makes it an error.
+fn prepare<'a>(
+    state: &'a AppState,
+    store_id: &str,
+    attrs: &Attributes<'a>,
+    token: &'a SubjectToken,
+) -> Item<'a> {
     let user =
         wire::user(&attrs.subject).map_err(|m| Decision::error(400, "validation_error", m))?;
+    let authentication = token
+        .context_for(state.config.authzen.user_type(store_id), &attrs.subject)
+        .map_err(|(status, code, message)| Decision::error(status, code, message))?;
     Ok(Prepared {
         user,
         object: wire::object_string(&attrs.resource),
@@ -45,6 +59,7 @@ fn prepare<'a>(state: &'a AppState, store_id: &str, attrs: &Attributes<'a>) -> I
             .authzen
             .relation(store_id, attrs.action.name.unwrap_or_default()),
         attrs: *attrs,
+        authentication,
     })
 }
 
@@ -86,30 +101,23 @@ async fn decide(
         _ => items.len(),
     };
     let ids: Vec<String> = (0..end).map(|i| i.to_string()).collect();
-    // The stored attributes of every subject and resource, read once for the batch and
-    // merged into their properties (trustgate_pdp::attributes).
-    let objects: Vec<&str> = items[..end]
+    // What is known about every subject and resource, read once for the batch and merged
+    // into their properties (trustgate_pdp::attributes).
+    let parties: Vec<_> = items[..end]
         .iter()
         .filter_map(|item| item.as_ref().ok())
-        .flat_map(|p| [p.user.as_str(), p.object.as_str()])
+        .flat_map(|p| [p.attrs.subject, p.attrs.resource])
         .collect();
-    let stored = if objects.is_empty() {
-        Default::default()
-    } else {
-        state
-            .pdp
-            .stored_attributes(&call.store_id, &objects, call.scope().freshness)
-            .await
-            .map_err(pdp_error)?
-    };
+    let known = Knowledge::read(state, call, &parties).await?;
     let contexts: Vec<Option<Map<String, Value>>> = items[..end]
         .iter()
         .map(|item| {
             let p = item.as_ref().ok()?;
-            Some(
-                p.attrs
-                    .condition_context_with(stored.get(&p.user), stored.get(&p.object)),
-            )
+            Some(p.attrs.condition_context_with(
+                known.of(&p.attrs.subject),
+                known.of(&p.attrs.resource),
+                p.authentication,
+            ))
         })
         .collect();
     let checks: Vec<BatchCheckItem<'_>> = items[..end]
@@ -185,7 +193,8 @@ async fn single(
     )
     .map_err(|m| bad_request(&m))?;
     let explain = wire::explain(body.get("options")).map_err(|m| bad_request(&m))?;
-    let item = prepare(state, &call.store_id, &attrs);
+    let token = SubjectToken::verify(state, call.subject_token.as_ref()).await?;
+    let item = prepare(state, &call.store_id, &attrs, &token);
     let mut decisions = decide(
         state,
         call,
@@ -256,6 +265,7 @@ pub async fn evaluations(
             ),
         ));
     }
+    let token = SubjectToken::verify(&state, call.subject_token.as_ref()).await?;
     let prepared: Vec<Item<'_>> = items
         .iter()
         .map(|item| {
@@ -273,7 +283,7 @@ pub async fn evaluations(
                 member(item, &body, "context"),
             )
             .map_err(|m| invalid(&m))?;
-            prepare(&state, &call.store_id, &attrs)
+            prepare(&state, &call.store_id, &attrs, &token)
         })
         .collect();
     let explain = wire::explain(body.get("options")).map_err(|m| bad_request(&m))?;

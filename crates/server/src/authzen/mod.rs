@@ -48,9 +48,11 @@
 //!   `properties`) and `context`, plus each context member by its own name. The stored
 //!   attributes of the subject's and the resource's objects (`PUT /stores/{id}/attributes/
 //!   {type:id}`, [`crate::fga::attributes`]) are merged into their `properties`, a stored
-//!   attribute winning over the request's property of the same name; they come from the PDP's
-//!   per-replica cache (`trustgate_pdp::attributes::ATTRIBUTES_TTL`, writes through this
-//!   replica seen at once; a consistency token reads the database). A search
+//!   attribute winning over the request's property of the same name; so are the directory
+//!   entries of parties that are trustgate users (the store's user type, `user` by default),
+//!   and the subject's authentication context from `X-Subject-Token` ([`known`]). They come
+//!   from the PDP's per-replica cache (`trustgate_pdp::attributes::ATTRIBUTES_TTL`, writes
+//!   through this replica seen at once; a consistency token reads the database). A search
 //!   merges those of the parties the request names, not those of the candidates it finds.
 //! - Ids the engine cannot represent (`:`, `#` or whitespace in a type or an id, a subject id
 //!   `*`) cannot be granted anything: a decision is `false` with the reason in its context, a
@@ -59,22 +61,25 @@
 //! # Answers
 //!
 //! A decision is `200 {"decision": bool}`; one that could not be evaluated (unknown type or
-//! relation, a condition that cannot be evaluated) is `{"decision": false, "context":
-//! {"error": {"status", "code", "message"}}}`, and so is an invalid item of a batch (the batch
-//! still answers 200). With `"options": {"explain": true}` (trustgate's extension, on an
-//! evaluation or a batch) every evaluated decision's `context` also carries AuthZEN's
+//! relation, a condition that cannot be evaluated, a subject token that is not live or not the
+//! subject's: `invalid_subject_token`, `subject_token_mismatch`) is `{"decision": false,
+//! "context": {"error": {"status", "code", "message"}}}`, and so is an invalid item of a batch
+//! (the batch still answers 200). With `"options": {"explain": true}` (trustgate's extension,
+//! on an evaluation or a batch) every evaluated decision's `context` also carries AuthZEN's
 //! `reason_admin` (`{"en": <the short reason>}`) and `explanation` (`{"steps", "truncated"}`,
-//! the tree of [`trustgate_pdp::Pdp::explain`]). Unknown request members are ignored; `X-Request-ID` is echoed (as on
-//! every route). Errors use trustgate's JSON error shape `{"code", "message", "request_id"}`:
-//! 400 for a body that is not a JSON object, a missing or malformed member (`invalid_request`),
-//! a bad store or page token; 401; 403; 404 for an unknown store; 413 for a body over
-//! `http.body_limit_bytes`; 503 / 507 when the database cannot serve; 500 otherwise.
+//! the tree of [`trustgate_pdp::Pdp::explain`]). Unknown request members are ignored;
+//! `X-Request-ID` is echoed (as on every route). Errors use trustgate's JSON error shape
+//! `{"code", "message", "request_id"}`: 400 for a body that is not a JSON object, a missing or
+//! malformed member (`invalid_request`), a bad store or page token; 401; 403; 404 for an
+//! unknown store; 413 for a body over `http.body_limit_bytes`; 503 / 507 when the database
+//! cannot serve; 500 otherwise.
 //!
 //! Bounded work: at most `authz.max_checks_per_batch` evaluations a batch (400
 //! `too_many_evaluations`), search pages of at most `authz.list_objects_max_results` /
 //! `authz.list_users_max_results` results (a larger `page.limit` is lowered to it).
 
 pub mod evaluation;
+pub mod known;
 pub mod metadata;
 pub mod search;
 pub mod wire;
@@ -87,6 +92,7 @@ use http::StatusCode;
 use http::request::Parts;
 use serde_json::{Map, Value};
 use trustgate_audit::RequestContext;
+use trustgate_core::Secret;
 use trustgate_pdp::system::{Role, StoreRole};
 use trustgate_pdp::{Freshness, PdpError, QueryScope};
 
@@ -201,6 +207,8 @@ pub struct Call {
     pub store_id: String,
     /// A consistency token from `X-Consistency-Token`.
     pub token: Option<String>,
+    /// The subject's access token from `X-Subject-Token` ([`known`]), unverified.
+    pub subject_token: Option<Secret>,
     /// For the audit trail.
     pub context: RequestContext,
 }
@@ -235,10 +243,20 @@ impl FromRequestParts<AppState> for Call {
             })?)
             .filter(|t| !t.is_empty()),
         };
+        let subject_token = match parts.headers.get(known::SUBJECT_TOKEN_HEADER) {
+            None => None,
+            Some(v) => Some(Secret::new(v.to_str().map(str::trim).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_subject_token",
+                    "X-Subject-Token is not an access token",
+                )
+            })?)),
+        };
         Ok(Call {
             caller,
             store_id,
             token,
+            subject_token,
             context: request_context(parts),
         })
     }

@@ -15,6 +15,7 @@ use trustgate_pdp::{
     page_sorted,
 };
 
+use super::known::{Knowledge, SubjectToken};
 use super::wire::{self, Found, FoundAction, Id, Malformed, PageAnswer, PageRequest, Results};
 use super::{AuthzenJson, Call, pdp_error};
 use crate::AppState;
@@ -64,33 +65,30 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
-    /// The condition context, with the stored attributes of the subject and the resource when
-    /// the request names them (the searched party has no id: the candidates' own stored
-    /// attributes are not merged).
+    /// The condition context, with what is known about the subject and the resource when the
+    /// request names them ([`super::known`]; the searched party has no id: what is known
+    /// about the candidates is not merged). A subject token that cannot be used for the
+    /// subject — or in a subject search, which names no subject — is a 400: a search has no
+    /// per-item answer to carry the error.
     async fn condition_context(
         &self,
         state: &AppState,
         call: &Call,
     ) -> Result<Map<String, Value>, ApiError> {
-        let subject = self.subject.id.and_then(|_| wire::user(&self.subject).ok());
-        let resource = self
-            .resource
-            .id
-            .map(|_| wire::object_string(&self.resource));
-        let objects: Vec<&str> = subject
-            .iter()
-            .chain(&resource)
-            .map(String::as_str)
-            .collect();
-        let stored = if objects.is_empty() {
-            Default::default()
-        } else {
-            state
-                .pdp
-                .stored_attributes(&call.store_id, &objects, call.scope().freshness)
-                .await
-                .map_err(pdp_error)?
-        };
+        let token = SubjectToken::verify(state, call.subject_token.as_ref()).await?;
+        if self.subject.id.is_none() && !matches!(token, SubjectToken::Absent) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "X-Subject-Token names a subject; a subject search looks for subjects",
+            ));
+        }
+        let authentication = token
+            .context_for(
+                state.config.authzen.user_type(&call.store_id),
+                &self.subject,
+            )
+            .map_err(|(_, code, message)| ApiError::bad_request(code, message))?;
+        let known = Knowledge::read(state, call, &[self.subject, self.resource]).await?;
         Ok(Attributes {
             subject: self.subject,
             action: self.action,
@@ -98,8 +96,9 @@ impl Search<'_> {
             context: self.context,
         }
         .condition_context_with(
-            subject.as_ref().and_then(|o| stored.get(o)),
-            resource.as_ref().and_then(|o| stored.get(o)),
+            known.of(&self.subject),
+            known.of(&self.resource),
+            authentication,
         ))
     }
 }

@@ -1,10 +1,12 @@
 //! The AuthZEN 1.0 API against trustgate served on a loopback socket, called over real HTTP
 //! with a PEP's store-scoped reader key. Stores are loaded only through the public APIs (the
-//! OpenFGA model and write routes) from the store files in `examples/authzen/`: the API
-//! gateway interop file passes, and so do the Todo files (users' emails loaded through the
-//! stored attributes API), the certification scenario's decisions (properties reaching
-//! conditions), stored attributes (precedence, freshness, absent ones never allowing), the
-//! structural checks, batches, searches, metadata and every refusal.
+//! OpenFGA model and write routes, the attributes API for a file's `attributes`) from the
+//! store files in `examples/authzen/`: the API gateway interop file passes, and so do the Todo
+//! files (users' emails among the file's stored attributes), the certification scenario's
+//! decisions (properties reaching conditions), stored attributes (precedence, freshness,
+//! absent ones never allowing), directory attributes of trustgate users and the subject
+//! token's authentication context (authority over the request, disabled users, every invalid
+//! token), the structural checks, batches, searches, metadata and every refusal.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -17,7 +19,9 @@ use trustgate_core::{SealingKey, SystemClock};
 use trustgate_server::{AppState, Config};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
+use trustgate_testkit::forge::last_char_changed;
 use trustgate_testkit::{authzen_decisions, store_file};
+use trustgate_tokens::{AccessTokenClaims, Algorithm, Audience};
 
 use crate::common::start_with_admin;
 
@@ -165,7 +169,8 @@ impl Trustgate {
         answer.body
     }
 
-    /// A store loaded from an example store file through the OpenFGA API.
+    /// A store loaded from an example store file through the OpenFGA API (its `attributes`
+    /// through the attributes API).
     async fn load(&self, file: &str) -> String {
         let file = store_file::load(&example(file));
         let store = self
@@ -186,6 +191,10 @@ impl Trustgate {
                 json!({ "writes": { "tuple_keys": chunk } }),
             )
             .await;
+        }
+        for (object, attributes) in file.attributes {
+            self.put_attributes(&store, &object, Value::Object(attributes))
+                .await;
         }
         store
     }
@@ -1113,6 +1122,7 @@ async fn an_action_map_renames_actions(db: TestDatabase) {
                 .iter()
                 .map(|(a, r)| ((*a).to_owned(), (*r).to_owned()))
                 .collect(),
+            ..Default::default()
         },
     );
     let tg = replica(&db, config, first.secrets.clone()).await;
@@ -1148,39 +1158,10 @@ async fn an_action_map_renames_actions(db: TestDatabase) {
     assert_eq!(answer.ok()["results"], json!([{ "name": "read" }]));
 }
 
-/// The users of the Todo interop (conformance/authzen/README.md): subject id and email.
-const TODO_USERS: [(&str, &str); 5] = [
-    (
-        "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
-        "rick@the-citadel.com",
-    ),
-    (
-        "CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
-        "morty@the-citadel.com",
-    ),
-    (
-        "CiRmZDI2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
-        "summer@the-smiths.com",
-    ),
-    (
-        "CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
-        "beth@the-smiths.com",
-    ),
-    (
-        "CiRmZDQ2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
-        "jerry@the-smiths.com",
-    ),
-];
-
-/// The Todo store: examples/authzen/todo.fga.yaml through the OpenFGA API, the users' emails
-/// through the attributes API.
+/// The Todo store: examples/authzen/todo.fga.yaml (the users' emails among its stored
+/// attributes) through the OpenFGA and attributes APIs.
 async fn todo_store(tg: &Trustgate) -> String {
-    let store = tg.load("todo.fga.yaml").await;
-    for (id, email) in TODO_USERS {
-        tg.put_attributes(&store, &format!("user:{id}"), json!({ "email": email }))
-            .await;
-    }
-    store
+    tg.load("todo.fga.yaml").await
 }
 
 /// The Todo interop files: every single case of both files through `/access/v1/evaluation`,
@@ -1561,7 +1542,452 @@ async fn decisions_are_explained_when_asked(db: TestDatabase) {
         .error(StatusCode::BAD_REQUEST, "invalid_request");
 }
 
+const DIRECTORY: &str = "model
+  schema 1.1
+type user
+type record
+  relations
+    define viewer: [user with verified]
+    define mailer: [user with company]
+    define member: [user with engineering]
+    define editor: [user with stepped_up]
+condition verified(subject: map<any>) {
+  subject.properties.email_verified == true
+}
+condition company(subject: map<any>) {
+  subject.properties.email.endsWith('@example.com')
+}
+condition engineering(subject: map<any>) {
+  subject.properties.department == 'eng'
+}
+condition stepped_up(subject: map<any>) {
+  'mfa' in subject.properties.amr && subject.properties.acr == '2'
+}
+";
+
+/// A ULID that is no trustgate user's id.
+const NOBODY: &str = "01JC0000000000000000000000";
+
+impl Trustgate {
+    /// A trustgate user created through the admin API, then patched with `patch`; its id.
+    async fn user(&self, username: &str, email: &str, patch: Value) -> String {
+        let created = self
+            .admin_post(
+                "/admin/v1/users",
+                json!({ "username": username, "email": email }),
+            )
+            .await;
+        let id = created["id"].as_str().expect("user id").to_owned();
+        self.patch_user(&id, patch).await;
+        id
+    }
+
+    async fn patch_user(&self, id: &str, patch: Value) {
+        let answer = self
+            .json(
+                reqwest::Method::PATCH,
+                &format!("/admin/v1/users/{id}"),
+                Some(&self.admin),
+                &patch,
+            )
+            .await;
+        answer.ok();
+    }
+
+    /// A directory store: the DIRECTORY model, every relation granted to each of `users`.
+    async fn directory_store(&self, users: &[&str]) -> String {
+        let tuples: Vec<Value> = users
+            .iter()
+            .flat_map(|user| {
+                [
+                    ("viewer", "verified"),
+                    ("mailer", "company"),
+                    ("member", "engineering"),
+                    ("editor", "stepped_up"),
+                ]
+                .map(|(relation, condition)| {
+                    json!({ "user": format!("user:{user}"), "relation": relation,
+                            "object": "record:101", "condition": { "name": condition } })
+                })
+            })
+            .collect();
+        self.store_with(DIRECTORY, Value::Array(tuples)).await
+    }
+
+    /// An access token as trustgate's token endpoint signs them for `user` (its current token
+    /// version, so it is live), edited by `edit`.
+    async fn user_token(&self, user: &str, edit: impl FnOnce(&mut AccessTokenClaims)) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let uv = self
+            .state
+            .store
+            .user_token_version(user)
+            .await
+            .expect("token version");
+        let mut claims = AccessTokenClaims {
+            iss: self.base.clone(),
+            sub: user.to_owned(),
+            aud: Audience::One("https://api.example".into()),
+            exp: now + 300,
+            iat: now,
+            nbf: None,
+            jti: uuid::Uuid::new_v4().to_string(),
+            client_id: "tgc_app".into(),
+            scope: Some("openid orders:write".into()),
+            auth_time: Some(now - 60),
+            acr: Some("2".into()),
+            amr: Some(vec!["pwd".into(), "mfa".into()]),
+            uv: Some(uv.unwrap_or_default()),
+            gid: None,
+            sid: None,
+            act: None,
+            may_act: None,
+            key_id: None,
+        };
+        edit(&mut claims);
+        self.state
+            .oauth
+            .keys()
+            .sign(Algorithm::ES256, "at+jwt", &claims)
+            .expect("sign")
+    }
+}
+
+/// Asserts a denial that carries an error (the condition could not be evaluated, or the
+/// request could not), with `code` if given.
+#[track_caller]
+fn denied_with_error(answer: &Value, code: Option<&str>) {
+    assert_eq!(answer["decision"], json!(false), "{answer}");
+    assert!(answer["context"]["error"].is_object(), "{answer}");
+    if let Some(code) = code {
+        assert_eq!(answer["context"]["error"]["code"], json!(code), "{answer}");
+    }
+}
+
+/// A trustgate user's directory entry reaches conditions as subject properties: the directory
+/// is the authority on its fields (a request cannot override them, even where the directory has
+/// no value), stored attributes win over it, a disabled user's attributes are withheld, an id
+/// that is no trustgate user's gets nothing, and changes through the admin API are seen at once.
+async fn directory_attributes_reach_conditions(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let alice = tg
+        .user(
+            "alice",
+            "alice@example.com",
+            json!({ "email_verified": true,
+                    "attributes": { "department": "eng", "email": "custom@evil.test" } }),
+        )
+        .await;
+    let bob = tg.user("bob", "bob@example.com", json!({})).await;
+    let carol = tg
+        .user(
+            "carol",
+            "carol@example.com",
+            json!({ "email_verified": true }),
+        )
+        .await;
+    let store = tg
+        .directory_store(&[&alice, &bob, &carol, "mallory", NOBODY])
+        .await;
+    let key = tg.reader_key(&store).await;
+    let path = format!("/stores/{store}/access/v1/evaluation");
+    let decide = |user: &str, action: &str, properties: Value| {
+        let (tg, key, path) = (&tg, &key, &path);
+        let body = ask_record(user, action, properties);
+        async move { tg.post(path, key, &[], &body).await.ok().clone() }
+    };
+    let allowed = json!({ "decision": true });
+    let denied = json!({ "decision": false });
+
+    // email_verified: a verified user is allowed, an unverified one denied, whatever the
+    // request claims.
+    assert_eq!(decide(&alice, "viewer", json!({})).await, allowed);
+    assert_eq!(decide(&bob, "viewer", json!({})).await, denied);
+    assert_eq!(
+        decide(&bob, "viewer", json!({ "email_verified": true })).await,
+        denied
+    );
+    // email: the directory's, not the request's nor a custom attribute of that name.
+    assert_eq!(
+        decide(&alice, "mailer", json!({ "email": "alice@evil.test" })).await,
+        allowed
+    );
+    // A custom attribute reaches conditions; the request fills a custom one the user lacks.
+    assert_eq!(decide(&alice, "member", json!({})).await, allowed);
+    assert_eq!(
+        decide(&alice, "member", json!({ "department": "sales" })).await,
+        allowed
+    );
+    denied_with_error(&decide(&bob, "member", json!({})).await, None);
+    // An id that is no trustgate user's: nothing from the directory, so a condition needing
+    // the email fails (a denial with the error); a non-ULID id keeps its request properties.
+    denied_with_error(&decide(NOBODY, "mailer", json!({})).await, None);
+    denied_with_error(&decide("mallory", "mailer", json!({})).await, None);
+    assert_eq!(
+        decide("mallory", "mailer", json!({ "email": "m@example.com" })).await,
+        allowed
+    );
+    // A stored attribute wins over the directory (an administrator's statement about the
+    // object in this store).
+    tg.put_attributes(
+        &store,
+        &format!("user:{alice}"),
+        json!({ "email": "alice@elsewhere.test" }),
+    )
+    .await;
+    assert_eq!(decide(&alice, "mailer", json!({})).await, denied);
+    let deleted = tg
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/stores/{store}/attributes/user:{alice}"),
+            Some(&tg.admin),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(decide(&alice, "mailer", json!({})).await, allowed);
+    // A profile change through the admin API is seen by the next evaluation.
+    tg.patch_user(&bob, json!({ "email_verified": true })).await;
+    assert_eq!(decide(&bob, "viewer", json!({})).await, allowed);
+    // A disabled user's attributes are withheld: denied, and the request cannot fill them in.
+    assert_eq!(decide(&carol, "viewer", json!({})).await, allowed);
+    tg.admin_post(&format!("/admin/v1/users/{carol}/disable"), json!({}))
+        .await;
+    denied_with_error(&decide(&carol, "viewer", json!({})).await, None);
+    denied_with_error(
+        &decide(
+            &carol,
+            "mailer",
+            json!({ "email": "carol@example.com", "email_verified": true }),
+        )
+        .await,
+        None,
+    );
+    // A user deleted through the admin API (named by username) is no trustgate user from the
+    // next evaluation on.
+    assert_eq!(decide(&bob, "viewer", json!({})).await, allowed);
+    let deleted = tg
+        .send(
+            reqwest::Method::DELETE,
+            "/admin/v1/users/bob",
+            Some(&tg.admin),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    denied_with_error(&decide(&bob, "viewer", json!({})).await, None);
+    // Batches and searches see the directory.
+    let batch = tg
+        .post(
+            &format!("/stores/{store}/access/v1/evaluations"),
+            &key,
+            &[],
+            &json!({
+                "action": { "name": "viewer" },
+                "resource": { "type": "record", "id": "101" },
+                "evaluations": [
+                    { "subject": { "type": "user", "id": alice } },
+                    { "subject": { "type": "user", "id": carol } },
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(batch.ok()["evaluations"][0], allowed);
+    denied_with_error(&batch.ok()["evaluations"][1], None);
+    let actions = tg
+        .post(
+            &format!("/stores/{store}/access/v1/search/action"),
+            &key,
+            &[],
+            &json!({
+                "subject": { "type": "user", "id": alice },
+                "resource": { "type": "record", "id": "101" },
+            }),
+        )
+        .await;
+    assert_eq!(
+        actions.ok()["results"],
+        json!([{ "name": "mailer" }, { "name": "member" }, { "name": "viewer" }])
+    );
+    // Another user type for the store: `user` ids are then no longer looked up.
+    let mut config = Config::default();
+    config.authzen.stores.insert(
+        store.clone(),
+        trustgate_server::config::AuthzenStoreConfig {
+            user_type: Some("employee".into()),
+            ..Default::default()
+        },
+    );
+    let other = replica(&db, config, tg.secrets.clone()).await;
+    let answer = other
+        .post(&path, &key, &[], &ask_record(&alice, "viewer", json!({})))
+        .await;
+    denied_with_error(answer.ok(), None);
+}
+
+/// `X-Subject-Token`: a live token of the subject gives conditions its authentication context;
+/// an invalid, expired, tampered, revoked or foreign one is an error (never an allow); the
+/// context's names cannot be sent by the request.
+async fn a_subject_token_carries_the_authentication_context(db: TestDatabase) {
+    let tg = trustgate(&db, Config::default()).await;
+    let alice = tg
+        .user(
+            "alice",
+            "alice@example.com",
+            json!({ "email_verified": true }),
+        )
+        .await;
+    let bob = tg.user("bob", "bob@example.com", json!({})).await;
+    let store = tg.directory_store(&[&alice, &bob]).await;
+    let key = tg.reader_key(&store).await;
+    let path = format!("/stores/{store}/access/v1");
+    let decide = |token: Option<String>, properties: Value| {
+        let (tg, key, path) = (&tg, &key, &path);
+        let body = ask_record(&alice, "editor", properties);
+        async move {
+            let headers: Vec<(&str, &str)> = token
+                .as_deref()
+                .map(|t| ("x-subject-token", t))
+                .into_iter()
+                .collect();
+            tg.post(&format!("{path}/evaluation"), key, &headers, &body)
+                .await
+                .ok()
+                .clone()
+        }
+    };
+    let allowed = json!({ "decision": true });
+    let stepped_up = tg.user_token(&alice, |_| {}).await;
+    assert_eq!(decide(Some(stepped_up.clone()), json!({})).await, allowed);
+    // A password-only token: denied.
+    let password = tg
+        .user_token(&alice, |c| c.amr = Some(vec!["pwd".into()]))
+        .await;
+    assert_eq!(
+        decide(Some(password.clone()), json!({})).await,
+        json!({ "decision": false })
+    );
+    // The request cannot claim the context: not without a token, not over a token's.
+    let claimed = json!({ "amr": ["mfa"], "acr": "2" });
+    denied_with_error(&decide(None, claimed.clone()).await, None);
+    assert_eq!(
+        decide(Some(password), claimed).await,
+        json!({ "decision": false })
+    );
+    // Expired, tampered, revoked, not a user's (no token version), someone else's, not a
+    // token at all: an error, never an allow.
+    let expired = tg
+        .user_token(&alice, |c| {
+            c.iat -= 600;
+            c.exp = c.iat + 300;
+        })
+        .await;
+    let revoked_jti = uuid::Uuid::new_v4().to_string();
+    let revoked = tg.user_token(&alice, |c| c.jti = revoked_jti.clone()).await;
+    tg.state
+        .store
+        .revoke_access_token(
+            &revoked_jti,
+            time::OffsetDateTime::now_utc() + time::Duration::minutes(5),
+        )
+        .await
+        .expect("revoke");
+    let client_token = tg.user_token(&alice, |c| c.uv = None).await;
+    let foreign = tg.user_token(&bob, |_| {}).await;
+    for (token, code) in [
+        (expired, "invalid_subject_token"),
+        (last_char_changed(&stepped_up), "invalid_subject_token"),
+        (revoked, "invalid_subject_token"),
+        (client_token, "invalid_subject_token"),
+        ("not-a-token".to_owned(), "invalid_subject_token"),
+        (foreign.clone(), "subject_token_mismatch"),
+    ] {
+        let answer = decide(Some(token.clone()), json!({})).await;
+        denied_with_error(&answer, Some(code));
+        assert!(!answer.to_string().contains(&token), "{answer}");
+    }
+    // A disabled user's tokens stop at once.
+    let carol = tg.user("carol", "carol@example.com", json!({})).await;
+    let carols = tg.user_token(&carol, |_| {}).await;
+    tg.admin_post(&format!("/admin/v1/users/{carol}/disable"), json!({}))
+        .await;
+    let answer = tg
+        .post(
+            &format!("{path}/evaluation"),
+            &key,
+            &[("x-subject-token", &carols)],
+            &ask_record(&carol, "editor", json!({})),
+        )
+        .await;
+    denied_with_error(answer.ok(), Some("invalid_subject_token"));
+    // In a batch the token applies to each item: its subject's allowed, another's an error.
+    let batch = tg
+        .post(
+            &format!("{path}/evaluations"),
+            &key,
+            &[("x-subject-token", &stepped_up)],
+            &json!({
+                "action": { "name": "editor" },
+                "resource": { "type": "record", "id": "101" },
+                "evaluations": [
+                    { "subject": { "type": "user", "id": alice } },
+                    { "subject": { "type": "user", "id": bob } },
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(batch.ok()["evaluations"][0], allowed);
+    denied_with_error(
+        &batch.ok()["evaluations"][1],
+        Some("subject_token_mismatch"),
+    );
+    // Searches: the context for the named subject; a foreign token or one in a subject
+    // search is a 400.
+    let search = |which: &'static str, token: String, body: Value| {
+        let (tg, key, path) = (&tg, &key, &path);
+        async move {
+            tg.post(
+                &format!("{path}/search/{which}"),
+                key,
+                &[("x-subject-token", &token)],
+                &body,
+            )
+            .await
+        }
+    };
+    let action_search = json!({
+        "subject": { "type": "user", "id": alice },
+        "resource": { "type": "record", "id": "101" },
+    });
+    let answer = search("action", stepped_up.clone(), action_search.clone()).await;
+    assert!(
+        answer.ok()["results"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!({ "name": "editor" }))),
+        "{}",
+        answer.body
+    );
+    search("action", foreign, action_search)
+        .await
+        .error(StatusCode::BAD_REQUEST, "subject_token_mismatch");
+    search(
+        "subject",
+        stepped_up,
+        json!({
+            "subject": { "type": "user" },
+            "action": { "name": "editor" },
+            "resource": { "type": "record", "id": "101" },
+        }),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "invalid_request");
+}
+
 test_on_both_backends!(
+    directory_attributes_reach_conditions,
+    a_subject_token_carries_the_authentication_context,
     the_gateway_interop_file_passes,
     the_todo_interop_files_pass,
     stored_attributes_reach_conditions,
