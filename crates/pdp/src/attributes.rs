@@ -42,7 +42,7 @@
 //! |---|---|---|
 //! | the subject token's [`Authentication`] | `subject.properties.`: `amr` (list), `acr`, `auth_time` (Unix seconds), `client_id`, `scope` (list) ([`AUTHENTICATION_FIELDS`]) | the subject, when the transport verified a token issued to it |
 //! | stored attributes ([`Pdp::stored_attributes`]) | any name | any object `type:id` of the store |
-//! | the user directory ([`directory_entry`], [`Pdp::directory_attributes`]) | `email`, `email_verified`, `username`, `name`, `locale`, `groups` ([`DIRECTORY_FIELDS`]), then the user's custom attributes | a party that is a trustgate user |
+//! | the user directory ([`directory_entry`], [`Pdp::directory_attributes`]) | `email`, `email_verified`, `username`, `name`, `locale`, `groups` ([`DIRECTORY_FIELDS`]), then the user's custom attributes | a party that is a trustgate user, where the transport opens the directory to the store (the server: off unless configured) |
 //! | the request | any name | every party |
 //!
 //! Stored attributes are written with [`Pdp::put_attributes`] (over HTTP at

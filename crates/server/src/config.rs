@@ -83,17 +83,25 @@ pub struct Config {
 /// lowercased). An action search reports a relation by the action names mapped to it, or by its
 /// own name when none is.
 ///
-/// A subject or resource of the store's user type (`user_type`, default `user`) whose id is a
-/// trustgate user's id gets that user's directory attributes, and only a subject of that type
-/// can carry `X-Subject-Token` (see `trustgate_pdp::attributes`):
+/// Directory attributes are off unless enabled: the directory is trustgate's, not a store's,
+/// and whoever writes a store's model could otherwise write conditions that read any
+/// trustgate user's email or custom attributes. Where they are on (`directory = true` for
+/// every store, or per store), a subject or resource of the store's user type (`user_type`,
+/// default `user`) whose id is a trustgate user's id gets that user's directory attributes.
+/// Only a subject of that type can carry `X-Subject-Token` (see `trustgate_pdp::attributes`),
+/// whatever `directory` says: a token only tells what its holder already has.
 ///
 /// ```toml
 /// [authzen.stores.01JC0000000000000000000000]
+/// directory = true
 /// user_type = "employee"
 /// ```
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthzenConfig {
+    /// Whether trustgate users' directory attributes reach the conditions of every store
+    /// (default false; a store's own `directory` wins).
+    pub directory: bool,
     /// Per store (by id): its settings.
     pub stores: std::collections::BTreeMap<String, AuthzenStoreConfig>,
 }
@@ -106,6 +114,9 @@ pub struct AuthzenStoreConfig {
     pub actions: std::collections::BTreeMap<String, String>,
     /// The type whose ids are trustgate users' ids ([`DEFAULT_USER_TYPE`] when unset).
     pub user_type: Option<String>,
+    /// Whether trustgate users' directory attributes reach this store's conditions (unset:
+    /// `authzen.directory`).
+    pub directory: Option<bool>,
 }
 
 /// The type of a store's subjects and resources that are trustgate users, unless configured.
@@ -167,6 +178,13 @@ impl AuthzenConfig {
     /// The action map of `store_id`, if one is configured.
     pub fn actions(&self, store_id: &str) -> Option<&std::collections::BTreeMap<String, String>> {
         self.store(store_id).map(|settings| &settings.actions)
+    }
+
+    /// Whether trustgate users' directory attributes reach the conditions of `store_id`.
+    pub fn directory(&self, store_id: &str) -> bool {
+        self.store(store_id)
+            .and_then(|settings| settings.directory)
+            .unwrap_or(self.directory)
     }
 
     /// The type whose ids are trustgate users' ids in `store_id`.

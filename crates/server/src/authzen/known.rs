@@ -5,7 +5,9 @@
 //!
 //! A party is a trustgate user when its type is the store's user type
 //! ([`crate::config::AuthzenConfig::user_type`], `user` by default) and its id is a user's id
-//! (the `sub` of the user's tokens).
+//! (the `sub` of the user's tokens). Its directory entry is read only for a store the
+//! configuration opens the directory to ([`crate::config::AuthzenConfig::directory`], off by
+//! default): the directory is trustgate's, and a store's model is its tenant's.
 //!
 //! `X-Subject-Token` carries an access token this trustgate issued to the subject (the token
 //! the PEP received with the request it is deciding on). It is verified as introspection
@@ -136,11 +138,16 @@ impl<'a> Knowledge<'a> {
             .filter_map(|p| Some(format!("{}:{}", p.party_type, p.id?)))
             .collect();
         let objects: Vec<&str> = objects.iter().map(String::as_str).collect();
-        let users: Vec<&str> = parties
-            .iter()
-            .filter(|p| p.party_type == user_type)
-            .filter_map(|p| p.id)
-            .collect();
+        // The directory only where the configuration lets this store read it.
+        let users: Vec<&str> = if state.config.authzen.directory(&call.store_id) {
+            parties
+                .iter()
+                .filter(|p| p.party_type == user_type)
+                .filter_map(|p| p.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let freshness = call.scope().freshness;
         let stored = if objects.is_empty() {
             HashMap::new()

@@ -1669,7 +1669,7 @@ fn denied_with_error(answer: &Value, code: Option<&str>) {
 /// no value), stored attributes win over it, a disabled user's attributes are withheld, an id
 /// that is no trustgate user's gets nothing, and changes through the admin API are seen at once.
 async fn directory_attributes_reach_conditions(db: TestDatabase) {
-    let tg = trustgate(&db, Config::default()).await;
+    let tg = trustgate(&db, with_directory()).await;
     let alice = tg
         .user(
             "alice",
@@ -1825,13 +1825,39 @@ async fn directory_attributes_reach_conditions(db: TestDatabase) {
         .post(&path, &key, &[], &ask_record(&alice, "viewer", json!({})))
         .await;
     denied_with_error(answer.ok(), None);
+
+    // The directory is closed by default, and a store can be closed where it is open for all:
+    // the same question is then an error (the condition reads what is absent), never an allow.
+    // (Properties the PEP sends are then the PEP's, as for any AuthZEN subject.)
+    let mut closed = with_directory();
+    closed.authzen.stores.insert(
+        store.clone(),
+        trustgate_server::config::AuthzenStoreConfig {
+            directory: Some(false),
+            ..Default::default()
+        },
+    );
+    for config in [Config::default(), closed] {
+        let other = replica(&db, config, tg.secrets.clone()).await;
+        let answer = other
+            .post(&path, &key, &[], &ask_record(&alice, "viewer", json!({})))
+            .await;
+        denied_with_error(answer.ok(), None);
+    }
+}
+
+/// A configuration that opens the user directory to every store's conditions.
+fn with_directory() -> Config {
+    let mut config = Config::default();
+    config.authzen.directory = true;
+    config
 }
 
 /// `X-Subject-Token`: a live token of the subject gives conditions its authentication context;
 /// an invalid, expired, tampered, revoked or foreign one is an error (never an allow); the
 /// context's names cannot be sent by the request.
 async fn a_subject_token_carries_the_authentication_context(db: TestDatabase) {
-    let tg = trustgate(&db, Config::default()).await;
+    let tg = trustgate(&db, with_directory()).await;
     let alice = tg
         .user(
             "alice",
