@@ -18,7 +18,7 @@ fn ts(dsl_text: &str) -> TypeSystem {
     TypeSystem::new(dsl::parse(dsl_text).expect("model parses")).expect("type system")
 }
 
-fn t(object: &str, relation: &str, user: &str) -> TupleKey {
+pub(crate) fn t(object: &str, relation: &str, user: &str) -> TupleKey {
     TupleKey::new(object, relation, user)
 }
 
@@ -33,7 +33,7 @@ fn tc(object: &str, relation: &str, user: &str, cond: &str, ctx: Value) -> Tuple
 }
 
 /// Writes `tuples` (each validated like the Write API) and returns the snapshot.
-fn store(ts: &TypeSystem, tuples: &[TupleKey]) -> std::sync::Arc<IndexSnapshot> {
+pub(crate) fn store(ts: &TypeSystem, tuples: &[TupleKey]) -> std::sync::Arc<IndexSnapshot> {
     for k in tuples {
         validate_tuple_for_write(ts, k).expect("tuple fits the model");
     }

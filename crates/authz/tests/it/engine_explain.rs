@@ -8,10 +8,11 @@ use trustgate_authz::dsl;
 use trustgate_authz::engine::{
     CheckRequest, ConditionResult, EngineError, Explanation, MAX_EXPLANATION_STEPS,
     MAX_REASON_CAUSES, Step, StepKind, StepResult, TypeSystem, check, check_with_reason, explain,
-    validate_tuple_for_write,
 };
-use trustgate_authz::index::{IndexSnapshot, TupleChange, TupleIndex};
+use trustgate_authz::index::IndexSnapshot;
 use trustgate_authz::tuple::{RelationshipCondition, TupleKey};
+
+use crate::engine_check::{store, t};
 
 const DRIVE: &str = "model
   schema 1.1
@@ -36,20 +37,6 @@ condition in_region(region: string, allowed: list<string>) {
 
 fn ts() -> TypeSystem {
     TypeSystem::new(dsl::parse(DRIVE).expect("model parses")).expect("type system")
-}
-
-fn store(ts: &TypeSystem, tuples: &[TupleKey]) -> std::sync::Arc<IndexSnapshot> {
-    for k in tuples {
-        validate_tuple_for_write(ts, k).expect("tuple fits the model");
-    }
-    let index = TupleIndex::new();
-    let changes: Vec<TupleChange> = tuples.iter().cloned().map(TupleChange::Write).collect();
-    index.apply(1, &changes).expect("apply");
-    index.snapshot()
-}
-
-fn t(object: &str, relation: &str, user: &str) -> TupleKey {
-    TupleKey::new(object, relation, user)
 }
 
 fn in_region(object: &str, user: &str, allowed: Value) -> TupleKey {

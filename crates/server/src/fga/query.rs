@@ -51,6 +51,34 @@ fn list_paging(page_size: Option<i64>, continuation_token: &str) -> ListPaging<'
     }
 }
 
+/// The scope and the check of a Check (or Explain) body; `request` names the body in the
+/// error for a missing tuple key.
+fn asked<'a>(
+    store_id: &'a str,
+    token: Option<&'a str>,
+    req: &'a CheckBody,
+    request: &str,
+) -> Result<(QueryScope<'a>, CheckRequest<'a>), FgaError> {
+    let key = req.tuple_key.as_ref().ok_or_else(|| {
+        FgaError::validation(format!("invalid {request}.TupleKey: value is required"))
+    })?;
+    Ok((
+        scope(
+            store_id,
+            &req.authorization_model_id,
+            req.consistency,
+            token,
+        ),
+        CheckRequest {
+            object: &key.object,
+            relation: &key.relation,
+            user: &key.user,
+            contextual_tuples: &req.contextual_tuples.0,
+            context: req.context.as_ref(),
+        },
+    ))
+}
+
 /// `POST /stores/{store_id}/check`. With `"trace": true` (OpenFGA's debugging flag) the
 /// response's `resolution` is the short reason of the decision (the explanation's, see
 /// [`explain`]).
@@ -64,24 +92,8 @@ pub async fn check(
 ) -> Result<Json<CheckResponse>, FgaError> {
     check_store_id(&store_id)?;
     let token = consistency_token(&headers)?;
-    let key = req
-        .tuple_key
-        .as_ref()
-        .ok_or_else(|| FgaError::validation("invalid CheckRequest.TupleKey: value is required"))?;
+    let (scope, check) = asked(&store_id, token, &req, "CheckRequest")?;
     let subject = caller.subject();
-    let scope = scope(
-        &store_id,
-        &req.authorization_model_id,
-        req.consistency,
-        token,
-    );
-    let check = CheckRequest {
-        object: &key.object,
-        relation: &key.relation,
-        user: &key.user,
-        contextual_tuples: &req.contextual_tuples.0,
-        context: req.context.as_ref(),
-    };
     let caller = Caller {
         principal: &subject,
         context: &ctx,
@@ -117,26 +129,13 @@ pub async fn explain(
 ) -> Result<Json<ExplainResponse>, FgaError> {
     check_store_id(&store_id)?;
     let token = consistency_token(&headers)?;
-    let key = req.tuple_key.as_ref().ok_or_else(|| {
-        FgaError::validation("invalid ExplainRequest.TupleKey: value is required")
-    })?;
+    let (scope, check) = asked(&store_id, token, &req, "ExplainRequest")?;
     let subject = caller.subject();
     let explained = state
         .pdp
         .explain(
-            &scope(
-                &store_id,
-                &req.authorization_model_id,
-                req.consistency,
-                token,
-            ),
-            &CheckRequest {
-                object: &key.object,
-                relation: &key.relation,
-                user: &key.user,
-                contextual_tuples: &req.contextual_tuples.0,
-                context: req.context.as_ref(),
-            },
+            &scope,
+            &check,
             Caller {
                 principal: &subject,
                 context: &ctx,
