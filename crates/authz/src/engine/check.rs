@@ -36,9 +36,17 @@
 //!
 //! Nothing is allocated per tuple or per nested check: frames live on the call stack.
 //!
+//! Memo: after [`MEMO_AFTER`] relations, a walk remembers its definite denials (no cycle met)
+//! by `(relation, object id)`, so a relation reached again by another path is answered at once
+//! ([`Memo`]); a revisit that is deeper than the depth limit allows is still an error, as it
+//! was before the memo.
+//!
 //! Explanations: the walk calls the hooks of a [`Trace`] at every step (see
 //! [`super::trace`] for the order). [`check`] walks with [`NoTrace`], whose empty hooks
 //! compile away; [`super::explain`] walks the very same code with recording tracers.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -104,6 +112,7 @@ pub(crate) fn evaluate<T: Trace>(
         user,
         context: req.context,
         trace,
+        memo: Memo::default(),
     };
     Ok(checker
         .check_relation(object, relation, None)
@@ -234,6 +243,50 @@ pub(crate) struct Checker<'a, T: Trace = NoTrace> {
     pub(crate) context: Option<&'a Map<String, Value>>,
     /// Observes the walk ([`NoTrace`] outside of explanations).
     pub(crate) trace: &'a T,
+    /// Denials already established for this user in this walk.
+    pub(crate) memo: Memo,
+}
+
+/// How many relations a walk evaluates before it remembers denials: short walks never
+/// allocate for it.
+const MEMO_AFTER: u32 = 16;
+
+/// The denials a walk has established, so a relation reached again by another path (a folder
+/// under two parents, a group in several groups) is not walked again. Only definite denials
+/// are kept — an allow ends the walk up to the next `and` or `but not` anyway, and a denial
+/// that met a cycle depends on the path that reached it, so it is not kept. Valid for one user,
+/// one snapshot, one context: one walk.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    evaluated: Cell<u32>,
+    denied: RefCell<HashMap<RelId, HashSet<Box<str>>>>,
+}
+
+impl Memo {
+    fn knows_denied(&self, relation: RelId, object_id: &str) -> bool {
+        self.evaluated.get() > MEMO_AFTER
+            && self
+                .denied
+                .borrow()
+                .get(&relation)
+                .is_some_and(|ids| ids.contains(object_id))
+    }
+
+    fn note(&self, relation: RelId, object_id: &str, result: &Result<Outcome, EngineError>) {
+        let evaluated = self.evaluated.get().saturating_add(1);
+        self.evaluated.set(evaluated);
+        if evaluated > MEMO_AFTER
+            && let Ok(o) = result
+            && !o.allowed
+            && !o.cycle
+        {
+            self.denied
+                .borrow_mut()
+                .entry(relation)
+                .or_default()
+                .insert(object_id.into());
+        }
+    }
 }
 
 impl<T: Trace> Checker<'_, T> {
@@ -284,6 +337,11 @@ impl<T: Trace> Checker<'_, T> {
             }
             ancestor = f.parent;
         }
+        if self.memo.knows_denied(relation, object.object_id) {
+            self.trace
+                .skip_relation(object, relation, Skip::KnownDenied);
+            return Ok(DENIED);
+        }
         let frame = Frame {
             relation,
             object_id: object.object_id,
@@ -294,6 +352,7 @@ impl<T: Trace> Checker<'_, T> {
         self.trace.enter_relation(object, relation);
         let result = self.eval(&self.ts.rel(relation).rewrite, object, relation, &frame);
         self.trace.exit_relation(mark, &result);
+        self.memo.note(relation, object.object_id, &result);
         result
     }
 

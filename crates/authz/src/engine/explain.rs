@@ -457,7 +457,7 @@ impl Trace for ReasonTrace<'_> {
             Skip::TooDeep => {
                 self.cause(Cause::TooDeep(relation_target(self.ts, object, relation)));
             }
-            Skip::IsTheUser | Skip::Unreachable => {}
+            Skip::IsTheUser | Skip::Unreachable | Skip::KnownDenied => {}
         }
     }
 
@@ -606,6 +606,7 @@ impl Trace for TreeTrace<'_> {
             ),
             Skip::Cycle => (StepResult::Denied, "cycle: already being resolved"),
             Skip::TooDeep => (StepResult::Error, "resolution depth limit reached"),
+            Skip::KnownDenied => (StepResult::Denied, "already found denied above"),
         };
         self.exit(result, Some(note.to_owned()));
     }

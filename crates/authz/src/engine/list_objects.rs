@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 use crate::tuple::{ObjectRef, TupleKey, UserRef};
 
 use super::MAX_RESOLUTION_DEPTH;
-use super::check::Checker;
+use super::check::{Checker, Memo};
 use super::condition_eval::tuple_holds;
 use super::error::EngineError;
 use super::reader::{TupleReader, TupleView};
@@ -106,6 +106,7 @@ pub fn list_objects_visit(
             user,
             context: req.context,
             trace: &NoTrace,
+            memo: Memo::default(),
         },
         context: req.context,
         visited: HashMap::new(),

@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 use crate::tuple::{ObjectRef, TupleKey, UserRef};
 
 use super::MAX_RESOLUTION_DEPTH;
-use super::check::Checker;
+use super::check::{Checker, Memo};
 use super::condition_eval::tuple_holds;
 use super::error::EngineError;
 use super::reader::{TupleReader, TupleView, UserSelector};
@@ -143,6 +143,7 @@ pub fn list_users(
                     user: resolved,
                     context: req.context,
                     trace: &NoTrace,
+                    memo: Memo::default(),
                 };
                 if !checker.check_relation(object, relation, None)?.allowed {
                     continue;

@@ -9,7 +9,8 @@
 //! - a relation that is evaluated: `mark`, `enter_relation`, then its rewrite, then
 //!   `exit_relation` with the mark and the relation's result;
 //! - a relation that is answered without evaluating its rewrite (the user is that userset, the
-//!   relation can never contain the user's type, a cycle, the depth limit): `skip_relation`;
+//!   relation can never contain the user's type, a cycle, the depth limit, a denial this walk
+//!   already established): `skip_relation`;
 //! - an operator of a rewrite (`union`, `intersection`, `but not`, the direct tuples of
 //!   `[...]`, a tuple-to-userset): `enter_operator`, its operands, `exit_operator`;
 //! - a tuple read for the user: `enter_tuple` with whether the tuple holds (its condition),
@@ -53,6 +54,8 @@ pub(crate) enum Skip {
     Cycle,
     /// The resolution depth limit is reached (an error).
     TooDeep,
+    /// This walk already found that the relation does not hold (denied).
+    KnownDenied,
 }
 
 /// Hooks called by the check walk; see the module documentation for their order.

@@ -369,3 +369,34 @@ condition in_region(region: string, allowed: list<string>) {
     );
     assert!(reason.ends_with("; and 1 more"), "{reason}");
 }
+
+#[test]
+fn a_relation_reached_again_is_not_walked_again() {
+    let ts = ts();
+    // One group on twenty parent folders: after the first few, the group's denial is known.
+    let mut tuples = vec![t("group:g", "member", "user:other")];
+    for i in 0..20 {
+        tuples.push(t("document:1", "parent", &format!("folder:p{i}")));
+        tuples.push(t(&format!("folder:p{i}"), "viewer", "group:g#member"));
+    }
+    let snap = store(&ts, &tuples);
+    let e = explained(&ts, &snap, "document:1", "viewer", "user:hana", None);
+    assert_eq!(e.result, Ok(false));
+    fn known(s: &Step) -> usize {
+        usize::from(s.note.as_deref() == Some("already found denied above"))
+            + s.steps.iter().map(known).sum::<usize>()
+    }
+    let reused = known(&e.tree);
+    assert!(reused >= 10, "group:g#member walked again: {reused} reuses");
+    assert!(
+        find(&e.tree, StepKind::Relation, "group:g#member").is_some(),
+        "walked once"
+    );
+
+    // The user in the group: still allowed (a denial is only remembered for its own user).
+    let mut tuples = tuples;
+    tuples.push(t("group:g", "member", "user:hana"));
+    let snap = store(&ts, &tuples);
+    let e = explained(&ts, &snap, "document:1", "viewer", "user:hana", None);
+    assert_eq!(e.result, Ok(true));
+}
