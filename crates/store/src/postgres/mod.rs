@@ -219,6 +219,8 @@ impl Row for PgRow {
 impl Database for Postgres {
     const KIND: Backend = Backend::Postgres;
     const GREATEST: &'static str = "GREATEST";
+    /// The wire protocol counts a statement's parameters in 16 bits.
+    const MAX_BIND_PARAMS: usize = 65_535;
 
     type Row = PgRow;
     type Tx = sqlx::Transaction<'static, sqlx::Postgres>;

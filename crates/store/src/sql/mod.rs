@@ -232,6 +232,8 @@ pub trait Database: fmt::Debug + Send + Sync + 'static {
     const KIND: trustgate_store_api::Backend;
     /// The function returning the larger of two values (`max` / `GREATEST`).
     const GREATEST: &'static str;
+    /// The most parameters one statement may bind (multi-row statements are chunked below it).
+    const MAX_BIND_PARAMS: usize;
 
     /// A result row.
     type Row: Row;

@@ -239,6 +239,8 @@ impl Row for SqliteRow {
 impl Database for Sqlite {
     const KIND: Backend = Backend::Sqlite;
     const GREATEST: &'static str = "max";
+    /// `SQLITE_MAX_VARIABLE_NUMBER` of the bundled SQLite (3.32 and later).
+    const MAX_BIND_PARAMS: usize = 32_766;
 
     type Row = SqliteRow;
     type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
