@@ -518,16 +518,43 @@ impl TupleIndex {
         seq: u64,
         tuples: impl IntoIterator<Item = &'t TupleKey>,
     ) -> Result<Self, IndexError> {
+        Ok(TupleIndex {
+            current: ArcSwap::from_pointee(Self::build(seq, tuples)?),
+            writer: Mutex::new(()),
+        })
+    }
+
+    fn build<'t>(
+        seq: u64,
+        tuples: impl IntoIterator<Item = &'t TupleKey>,
+    ) -> Result<IndexSnapshot, IndexError> {
         let mut snap = IndexSnapshot::empty();
         for tk in tuples {
             snap.write(tk)?;
         }
         snap.seq = seq;
         snap.built_symbols = snap.symbols.names.len();
-        Ok(TupleIndex {
-            current: ArcSwap::from_pointee(snap),
-            writer: Mutex::new(()),
-        })
+        Ok(snap)
+    }
+
+    /// Replaces the contents with `tuples` (a store's contents as of changelog batch `seq`), as
+    /// a fresh load would, if `seq` is ahead of the applied batch: how an index far behind (after
+    /// a bulk import) catches up in one pass, where [`Self::apply`] copies the snapshot once per
+    /// batch. One pass over the tuples: call it off the async workers. Builds without the
+    /// writer's lock; returns whether it published (`false` if the index reached `seq`
+    /// meanwhile).
+    pub fn replace<'t>(
+        &self,
+        seq: u64,
+        tuples: impl IntoIterator<Item = &'t TupleKey>,
+    ) -> Result<bool, IndexError> {
+        let fresh = Self::build(seq, tuples)?;
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if self.current.load().seq >= seq {
+            return Ok(false);
+        }
+        self.current.store(Arc::new(fresh));
+        Ok(true)
     }
 
     /// The current snapshot: a lock-free load. Read it for as long as needed; writers are not

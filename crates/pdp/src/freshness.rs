@@ -14,6 +14,11 @@
 //!     a consistency token newer than the index (catch up to at least the token's `seq`).
 //! - Otherwise ([`Consistency::MinimizeLatency`]) a query reads the index as it is.
 //!
+//! - An index more than [`RELOAD_BEHIND`] changes behind (after a bulk import, here or through
+//!   another replica) is reloaded from `load_tuples` instead, on the blocking pool: applying
+//!   the changelog copies the snapshot once per change, which is fine for a few and quadratic
+//!   for a million.
+//!
 //! Queries read immutable snapshots: nothing holds a lock across an evaluation. Catching up is
 //! serialized per store by an async mutex; readers never wait for it.
 
@@ -33,6 +38,9 @@ use crate::{Inner, PdpError, validate_store_id};
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(200);
 /// Changelog entries fetched per round trip while catching up.
 const CATCH_UP_BATCH: u32 = 1000;
+/// How far behind an index may be for catching up through the changelog; further behind, it
+/// is reloaded.
+pub const RELOAD_BEHIND: u64 = 10_000;
 
 /// A store's tuple index and the lock that serializes catching it up.
 #[derive(Debug)]
@@ -135,6 +143,17 @@ impl Inner {
             return Ok(());
         }
         let _serial = si.catch_up.lock().await;
+        if target.saturating_sub(si.index.applied_seq()) > RELOAD_BEHIND {
+            // Committed up to `target`, so the load reflects at least that.
+            let snapshot = self.store.load_tuples(store_id).await?;
+            let seq = u64::try_from(snapshot.seq).unwrap_or(0);
+            let loaded = Arc::clone(si);
+            tokio::task::spawn_blocking(move || loaded.index.replace(seq, snapshot.tuples.iter()))
+                .await
+                .map_err(PdpError::internal)?
+                .map_err(PdpError::internal)?;
+            si.publish_seq();
+        }
         while si.index.applied_seq() < target {
             let after = i64::try_from(si.index.applied_seq()).unwrap_or(i64::MAX);
             let changes = self

@@ -106,6 +106,39 @@ fn changelog_is_applied_in_order_and_atomically() {
 }
 
 #[test]
+fn replace_publishes_only_a_newer_load() {
+    let index = TupleIndex::new();
+    index
+        .apply(
+            1,
+            &[TupleChange::Write(t("document:1", "viewer", "user:anne"))],
+        )
+        .expect("apply 1");
+    let loaded = [
+        t("document:1", "viewer", "user:anne"),
+        t("document:2", "viewer", "user:bob"),
+    ];
+    // A load as of seq 5 replaces what seq 1 held.
+    assert!(index.replace(5, loaded.iter()).expect("replace"));
+    assert_eq!((index.applied_seq(), index.len()), (5, 2));
+    let snap = index.snapshot();
+    assert_eq!(users_of(&*snap, "document:2", "viewer").len(), 1);
+    // A load that is not ahead is dropped; the changelog goes on from the replaced seq.
+    assert!(!index.replace(5, [].iter()).expect("same seq"));
+    assert!(!index.replace(3, [].iter()).expect("older"));
+    assert_eq!(index.len(), 2);
+    assert!(
+        index
+            .apply(
+                6,
+                &[TupleChange::Delete(t("document:1", "viewer", "user:anne"))]
+            )
+            .expect("apply 6")
+    );
+    assert_eq!((index.applied_seq(), index.len()), (6, 1));
+}
+
+#[test]
 fn reads_in_both_directions() {
     let index = TupleIndex::with_tuples(
         7,
