@@ -611,6 +611,37 @@ impl TupleIndex {
         Ok(true)
     }
 
+    /// Applies changelog batches of one change each, `(seq, change)` in seq order, publishing
+    /// one snapshot at the end: what catching up over many batches costs once instead of a
+    /// snapshot copy per batch. Batches already applied are skipped (replay); the others must
+    /// follow the applied one without a gap. On an error nothing changes. Returns the applied
+    /// seq afterwards.
+    pub fn apply_each(&self, changes: &[(u64, TupleChange)]) -> Result<u64, IndexError> {
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current.load_full();
+        let mut next: Option<IndexSnapshot> = None;
+        let mut seq = current.seq;
+        for (batch, change) in changes {
+            if *batch <= seq {
+                continue;
+            }
+            if *batch != seq + 1 {
+                return Err(IndexError::Gap {
+                    applied: seq,
+                    got: *batch,
+                });
+            }
+            next.get_or_insert_with(|| (*current).clone())
+                .apply_change(change)?;
+            seq = *batch;
+        }
+        if let Some(mut next) = next {
+            next.seq = seq;
+            self.current.store(Arc::new(next));
+        }
+        Ok(seq)
+    }
+
     /// Whether deletes have left the symbol table mostly dead: then [`Self::compact`] is due.
     pub fn needs_compaction(&self) -> bool {
         self.current.load().needs_compaction()

@@ -273,6 +273,9 @@ pub fn router(state: AppState) -> Router {
         .merge(oauth::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
+        .merge(fga::import_router(
+            state.config.authz.import_body_limit_bytes,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

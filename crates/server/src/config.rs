@@ -1012,7 +1012,10 @@ mod tests {
         )
         .expect("env");
         assert_eq!(
-            (c.authz.max_tuples_per_import, c.authz.import_body_limit_bytes),
+            (
+                c.authz.max_tuples_per_import,
+                c.authz.import_body_limit_bytes
+            ),
             (500, 65536)
         );
         for (key, value) in [
@@ -1021,7 +1024,11 @@ mod tests {
             ("TRUSTGATE_AUTHZ__IMPORT_BODY_LIMIT_BYTES", "1023"),
         ] {
             let err = load(None, &[(key, value)], Overrides::default()).expect_err(value);
-            assert!(err.to_string().contains("authz.import") || err.to_string().contains("authz.max_tuples_per_import"), "{err}");
+            assert!(
+                err.to_string().contains("authz.import")
+                    || err.to_string().contains("authz.max_tuples_per_import"),
+                "{err}"
+            );
         }
     }
 

@@ -139,6 +139,27 @@ fn replace_publishes_only_a_newer_load() {
 }
 
 #[test]
+fn apply_each_publishes_many_batches_at_once_or_nothing() {
+    let index = TupleIndex::new();
+    let w = |o: &str| TupleChange::Write(t(o, "viewer", "user:anne"));
+    assert_eq!(
+        index.apply_each(&[(1, w("document:1")), (2, w("document:2"))]),
+        Ok(2)
+    );
+    // Replayed batches are skipped, new ones applied.
+    assert_eq!(
+        index.apply_each(&[(2, w("document:2")), (3, w("document:3"))]),
+        Ok(3)
+    );
+    assert_eq!((index.applied_seq(), index.len()), (3, 3));
+    // A gap anywhere changes nothing.
+    let err = index.apply_each(&[(4, w("document:4")), (6, w("document:6"))]);
+    assert_eq!(err, Err(IndexError::Gap { applied: 4, got: 6 }));
+    assert_eq!((index.applied_seq(), index.len()), (3, 3));
+    assert_eq!(index.apply_each(&[]), Ok(3));
+}
+
+#[test]
 fn reads_in_both_directions() {
     let index = TupleIndex::with_tuples(
         7,

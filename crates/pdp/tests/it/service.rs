@@ -1418,7 +1418,8 @@ async fn imports_validate_everything_first_and_are_seen_at_once(db: TestDatabase
     // import is more than RELOAD_BEHIND changes).
     assert!(check(&a, &store, "document:0", "viewer", "user:0").await);
     assert!(check(&b, &store, "document:0", "viewer", "user:0").await);
-    let n = trustgate_pdp::IMPORT_BATCH + 2_000;
+    let n = 2 * trustgate_pdp::IMPORT_BATCH + 2_000;
+    assert!(n as u64 > trustgate_pdp::freshness::RELOAD_BEHIND);
     let mut tuples: Vec<TupleKey> = (0..n)
         .map(|i| {
             tk(
@@ -1488,9 +1489,9 @@ async fn imports_validate_everything_first_and_are_seen_at_once(db: TestDatabase
         check(
             &a,
             &store,
-            "document:11999",
+            "document:21999",
             "viewer",
-            &format!("user:{}", 11_999 % 101)
+            &format!("user:{}", 21_999 % 101)
         )
         .await
     );
@@ -1499,9 +1500,9 @@ async fn imports_validate_everything_first_and_are_seen_at_once(db: TestDatabase
             &b,
             &store,
             Freshness::after(&imported.token),
-            "document:11999",
+            "document:21999",
             "viewer",
-            &format!("user:{}", 11_999 % 101),
+            &format!("user:{}", 21_999 % 101),
         )
         .await
         .ok(),
