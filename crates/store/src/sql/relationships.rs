@@ -142,7 +142,7 @@ const IMPORT_ROW_PARAMS: usize = 7;
 
 /// The rows of one multi-row import statement on backend `D`.
 fn import_chunk_rows<D: Database>() -> usize {
-    (D::MAX_BIND_PARAMS - 2) / IMPORT_ROW_PARAMS
+    (D::MULTI_ROW_PARAMS.min(D::MAX_BIND_PARAMS) - 2) / IMPORT_ROW_PARAMS
 }
 
 /// The key fields of `t` (without the store id), for multi-row statements.
