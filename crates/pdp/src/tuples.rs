@@ -250,13 +250,25 @@ impl Pdp {
         checked?;
         let (mut written, mut existing, mut seq) = (0, 0, 0);
         for batch in tuples.chunks(IMPORT_BATCH) {
-            let outcome = inner
+            match inner
                 .store
                 .import_tuples(store_id, batch, inner.clock.now())
-                .await?;
-            written += outcome.written;
-            existing += outcome.existing;
-            seq = outcome.seq;
+                .await
+            {
+                Ok(outcome) => {
+                    written += outcome.written;
+                    existing += outcome.existing;
+                    seq = outcome.seq;
+                }
+                Err(e) => {
+                    // The batches before stay written: this replica shows them at once too
+                    // (best effort; the error that stopped the import is the one to report).
+                    if written > 0 {
+                        let _ = inner.after_write(store_id, seq).await;
+                    }
+                    return Err(e.into());
+                }
+            }
         }
         inner.after_write(store_id, seq).await?;
         Ok(Imported {
