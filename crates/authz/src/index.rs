@@ -518,16 +518,43 @@ impl TupleIndex {
         seq: u64,
         tuples: impl IntoIterator<Item = &'t TupleKey>,
     ) -> Result<Self, IndexError> {
+        Ok(TupleIndex {
+            current: ArcSwap::from_pointee(Self::build(seq, tuples)?),
+            writer: Mutex::new(()),
+        })
+    }
+
+    fn build<'t>(
+        seq: u64,
+        tuples: impl IntoIterator<Item = &'t TupleKey>,
+    ) -> Result<IndexSnapshot, IndexError> {
         let mut snap = IndexSnapshot::empty();
         for tk in tuples {
             snap.write(tk)?;
         }
         snap.seq = seq;
         snap.built_symbols = snap.symbols.names.len();
-        Ok(TupleIndex {
-            current: ArcSwap::from_pointee(snap),
-            writer: Mutex::new(()),
-        })
+        Ok(snap)
+    }
+
+    /// Replaces the contents with `tuples` (a store's contents as of changelog batch `seq`), as
+    /// a fresh load would, if `seq` is ahead of the applied batch: how an index far behind (after
+    /// a bulk import) catches up in one pass, where [`Self::apply`] copies the snapshot once per
+    /// batch. One pass over the tuples: call it off the async workers. Builds without the
+    /// writer's lock; returns whether it published (`false` if the index reached `seq`
+    /// meanwhile).
+    pub fn replace<'t>(
+        &self,
+        seq: u64,
+        tuples: impl IntoIterator<Item = &'t TupleKey>,
+    ) -> Result<bool, IndexError> {
+        let fresh = Self::build(seq, tuples)?;
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if self.current.load().seq >= seq {
+            return Ok(false);
+        }
+        self.current.store(Arc::new(fresh));
+        Ok(true)
     }
 
     /// The current snapshot: a lock-free load. Read it for as long as needed; writers are not
@@ -582,6 +609,37 @@ impl TupleIndex {
         next.seq = seq;
         self.current.store(Arc::new(next));
         Ok(true)
+    }
+
+    /// Applies changelog batches of one change each, `(seq, change)` in seq order, publishing
+    /// one snapshot at the end: what catching up over many batches costs once instead of a
+    /// snapshot copy per batch. Batches already applied are skipped (replay); the others must
+    /// follow the applied one without a gap. On an error nothing changes. Returns the applied
+    /// seq afterwards.
+    pub fn apply_each(&self, changes: &[(u64, TupleChange)]) -> Result<u64, IndexError> {
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current.load_full();
+        let mut next: Option<IndexSnapshot> = None;
+        let mut seq = current.seq;
+        for (batch, change) in changes {
+            if *batch <= seq {
+                continue;
+            }
+            if *batch != seq + 1 {
+                return Err(IndexError::Gap {
+                    applied: seq,
+                    got: *batch,
+                });
+            }
+            next.get_or_insert_with(|| (*current).clone())
+                .apply_change(change)?;
+            seq = *batch;
+        }
+        if let Some(mut next) = next {
+            next.seq = seq;
+            self.current.store(Arc::new(next));
+        }
+        Ok(seq)
     }
 
     /// Whether deletes have left the symbol table mostly dead: then [`Self::compact`] is due.

@@ -14,6 +14,11 @@
 //!     a consistency token newer than the index (catch up to at least the token's `seq`).
 //! - Otherwise ([`Consistency::MinimizeLatency`]) a query reads the index as it is.
 //!
+//! - Catching up applies a page of the changelog ([`CATCH_UP_BATCH`] changes) with one copy of
+//!   the snapshot. An index more than [`RELOAD_BEHIND`] changes behind (after a bulk import,
+//!   here or through another replica) is reloaded from `load_tuples` instead, the new snapshot
+//!   built on the blocking pool: a copy per page would be quadratic in a million changes.
+//!
 //! Queries read immutable snapshots: nothing holds a lock across an evaluation. Catching up is
 //! serialized per store by an async mutex; readers never wait for it.
 
@@ -31,8 +36,12 @@ use crate::{Inner, PdpError, validate_store_id};
 
 /// How often the background refresher polls the database for changes of other replicas.
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(200);
-/// Changelog entries fetched per round trip while catching up.
-const CATCH_UP_BATCH: u32 = 1000;
+/// Changelog entries fetched per round trip while catching up (and applied with one snapshot
+/// copy).
+const CATCH_UP_BATCH: u32 = 10_000;
+/// How far behind an index may be for catching up through the changelog; further behind, it
+/// is reloaded.
+pub const RELOAD_BEHIND: u64 = 20_000;
 
 /// A store's tuple index and the lock that serializes catching it up.
 #[derive(Debug)]
@@ -135,6 +144,17 @@ impl Inner {
             return Ok(());
         }
         let _serial = si.catch_up.lock().await;
+        if target.saturating_sub(si.index.applied_seq()) > RELOAD_BEHIND {
+            // Committed up to `target`, so the load reflects at least that.
+            let snapshot = self.store.load_tuples(store_id).await?;
+            let seq = u64::try_from(snapshot.seq).unwrap_or(0);
+            let loaded = Arc::clone(si);
+            tokio::task::spawn_blocking(move || loaded.index.replace(seq, snapshot.tuples.iter()))
+                .await
+                .map_err(PdpError::internal)?
+                .map_err(PdpError::internal)?;
+            si.publish_seq();
+        }
         while si.index.applied_seq() < target {
             let after = i64::try_from(si.index.applied_seq()).unwrap_or(i64::MAX);
             let changes = self
@@ -146,17 +166,20 @@ impl Inner {
                     "changelog of store {store_id} ends at {after}, expected {target}"
                 )));
             }
-            for change in changes {
-                let seq = u64::try_from(change.seq).unwrap_or(0);
-                let tuple = change.tuple;
-                let change = match change.operation {
-                    TupleOperation::Write => TupleChange::Write(tuple),
-                    TupleOperation::Delete => TupleChange::Delete(tuple),
-                };
-                si.index
-                    .apply(seq, std::slice::from_ref(&change))
-                    .map_err(PdpError::internal)?;
-            }
+            let changes: Vec<(u64, TupleChange)> = changes
+                .into_iter()
+                .map(|change| {
+                    let seq = u64::try_from(change.seq).unwrap_or(0);
+                    let tuple = change.tuple;
+                    let change = match change.operation {
+                        TupleOperation::Write => TupleChange::Write(tuple),
+                        TupleOperation::Delete => TupleChange::Delete(tuple),
+                    };
+                    (seq, change)
+                })
+                .collect();
+            // One snapshot copy per page of the changelog, not per change.
+            si.index.apply_each(&changes).map_err(PdpError::internal)?;
             si.publish_seq();
         }
         compact_in_background(si);

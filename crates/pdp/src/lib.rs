@@ -108,7 +108,7 @@ pub use trustgate_store_api::{
     FgaStore, OnDuplicate, OnMissing, StoredModel, StoredTuple, TupleChangeRecord, TupleKey,
     TupleOperation,
 };
-pub use tuples::{Changes, ReadFilter, TupleWrite, Written};
+pub use tuples::{Changes, IMPORT_BATCH, Imported, ReadFilter, TupleWrite, Written};
 pub use watch::{Revision, RevisionWatch, StoreGone};
 
 /// The default page size of store, model, tuple and change listings (OpenFGA's).
@@ -121,6 +121,8 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 pub struct Limits {
     /// Most tuples (writes plus deletes) in one write.
     pub max_tuples_per_write: usize,
+    /// Most tuples in one import ([`Pdp::import`]).
+    pub max_tuples_per_import: usize,
     /// Most checks in one batch check.
     pub max_checks_per_batch: usize,
     /// Most results one unpaged list-objects returns; more are an error, never truncated.
@@ -133,6 +135,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_tuples_per_write: 100,
+            max_tuples_per_import: 100_000,
             max_checks_per_batch: 50,
             list_objects_max_results: 1000,
             list_users_max_results: 1000,

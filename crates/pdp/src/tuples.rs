@@ -6,13 +6,29 @@
 //! (deletes need not fit the current model, as in OpenFGA: tuples written under an older model
 //! stay deletable). The database then applies deletes and writes all or nothing with OpenFGA's
 //! duplicate and missing rules, and this service's index catches up before the write returns.
+//!
+//! An import ([`Pdp::import`]) loads many tuples (up to [`crate::Limits::max_tuples_per_import`])
+//! fast. It validates all of them first, on the blocking pool (CPU work, linear in the
+//! tuples), so an invalid tuple anywhere writes nothing. It then writes them in batches of
+//! [`IMPORT_BATCH`], one transaction each
+//! ([`RelationshipStore::import_tuples`](trustgate_store_api::RelationshipStore::import_tuples)),
+//! so other writers of the store wait for one batch at most, never for the whole load; and the
+//! index catches up once at the end (a large import reloads it, see [`crate::freshness`]). An
+//! import is therefore atomic per batch, not as a whole: a failure after the first batch (the
+//! database gone, a tuple written meanwhile with another condition) leaves the earlier batches
+//! written. Tuples that exist identically are skipped and counted, so the same import can
+//! simply be run again.
+
+use std::collections::HashSet;
 
 use time::OffsetDateTime;
 use trustgate_authz::engine::{
-    validate_object, validate_relation_name, validate_tuple_for_write, validate_user,
+    TypeSystem, validate_object, validate_relation_name, validate_tuple_for_write, validate_user,
 };
+use trustgate_store_api::relationships::MAX_CONTEXT_BYTES;
 use trustgate_store_api::{
-    OnDuplicate, OnMissing, StoredTuple, TupleChangeRecord, TupleFilter, TupleKey, WriteOptions,
+    MAX_IMPORT_BATCH, OnDuplicate, OnMissing, StoredTuple, TupleChangeRecord, TupleFilter,
+    TupleKey, WriteOptions,
 };
 
 use crate::consistency::{Consistency, ConsistencyToken};
@@ -39,6 +55,23 @@ pub struct Written {
     /// The store's changelog position after the write.
     pub seq: i64,
     /// The token that makes a query (on any replica) see this write.
+    pub token: ConsistencyToken,
+}
+
+/// Tuples per transaction of an import: other writers of the store wait for one batch at most.
+pub const IMPORT_BATCH: usize = MAX_IMPORT_BATCH;
+
+/// A successful import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// Tuples written.
+    pub written: u64,
+    /// Tuples that existed identically and were skipped.
+    pub existing: u64,
+    /// The store's changelog position after the last batch.
+    pub seq: i64,
+    /// The token that makes a query (on any replica) see every imported tuple (and whatever
+    /// other writers committed between the batches).
     pub token: ConsistencyToken,
 }
 
@@ -75,6 +108,34 @@ fn check_delete(t: &TupleKey) -> Result<(), PdpError> {
     validate_object(&t.object).map_err(|e| invalid(e.to_string()))?;
     if !validate_relation_name(&t.relation) {
         return Err(invalid("the 'relation' field is malformed".to_owned()));
+    }
+    Ok(())
+}
+
+/// Validates every tuple of an import as a write would, plus what the database would refuse
+/// only later (a context too large, the same tuple twice), so that no batch fails on its input.
+fn check_import(ts: &TypeSystem, tuples: &[TupleKey]) -> Result<(), PdpError> {
+    let mut seen = HashSet::with_capacity(tuples.len());
+    for t in tuples {
+        validate_tuple_for_write(ts, t)?;
+        if let Some(context) = t.condition_context() {
+            let size = serde_json::to_string(context)
+                .map_err(PdpError::internal)?
+                .len();
+            if size > MAX_CONTEXT_BYTES {
+                return Err(PdpError::InvalidTuple(format!(
+                    "Invalid tuple '{}#{}@{}'. Reason: the condition context is {size} bytes, \
+                     at most {MAX_CONTEXT_BYTES} are accepted",
+                    t.object, t.relation, t.user
+                )));
+            }
+        }
+        if !seen.insert((t.object.as_str(), t.relation.as_str(), t.user.as_str())) {
+            return Err(PdpError::DuplicateTuplesInRequest(format!(
+                "duplicate tuple in import: user: '{}', relation: '{}', object: '{}'",
+                t.user, t.relation, t.object
+            )));
+        }
     }
     Ok(())
 }
@@ -151,6 +212,70 @@ impl Pdp {
         Ok(Written {
             seq: outcome.seq,
             token: ConsistencyToken::issue(store_id, outcome.seq),
+        })
+    }
+
+    /// Imports `tuples` (see the module docs): all are validated against the model (the store's
+    /// latest when `model_id` is `None`) before anything is written, with a write's errors plus
+    /// [`PdpError::ExceededEntityLimit`] over [`crate::Limits::max_tuples_per_import`]; then they
+    /// are written [`IMPORT_BATCH`] at a time, skipping identical existing tuples. When it
+    /// returns, queries through this service see the import; the token makes any replica see it.
+    pub async fn import(
+        &self,
+        store_id: &str,
+        model_id: Option<&str>,
+        tuples: Vec<TupleKey>,
+    ) -> Result<Imported, PdpError> {
+        self.open(store_id)?;
+        let inner = &self.inner;
+        let limit = inner.limits.max_tuples_per_import;
+        if tuples.len() > limit {
+            return Err(PdpError::exceeded("imported tuples", limit));
+        }
+        if tuples.is_empty() {
+            return Err(PdpError::InvalidWriteInput);
+        }
+        if inner.store.get_fga_store(store_id).await?.is_none() {
+            return Err(PdpError::StoreNotFound);
+        }
+        let ts = inner
+            .type_system(store_id, model_id, Consistency::HigherConsistency)
+            .await?;
+        let (tuples, checked) = tokio::task::spawn_blocking(move || {
+            let checked = check_import(&ts, &tuples);
+            (tuples, checked)
+        })
+        .await
+        .map_err(PdpError::internal)?;
+        checked?;
+        let (mut written, mut existing, mut seq) = (0, 0, 0);
+        for batch in tuples.chunks(IMPORT_BATCH) {
+            match inner
+                .store
+                .import_tuples(store_id, batch, inner.clock.now())
+                .await
+            {
+                Ok(outcome) => {
+                    written += outcome.written;
+                    existing += outcome.existing;
+                    seq = outcome.seq;
+                }
+                Err(e) => {
+                    // The batches before stay written: this replica shows them at once too
+                    // (best effort; the error that stopped the import is the one to report).
+                    if written > 0 {
+                        let _ = inner.after_write(store_id, seq).await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        inner.after_write(store_id, seq).await?;
+        Ok(Imported {
+            written,
+            existing,
+            seq,
+            token: ConsistencyToken::issue(store_id, seq),
         })
     }
 

@@ -210,6 +210,7 @@ impl AppState {
             Arc::clone(&clock),
             trustgate_pdp::Limits {
                 max_tuples_per_write: authz.max_tuples_per_write,
+                max_tuples_per_import: authz.max_tuples_per_import,
                 max_checks_per_batch: authz.max_checks_per_batch,
                 list_objects_max_results: authz.list_objects_max_results,
                 list_users_max_results: authz.list_users_max_results,
@@ -273,6 +274,9 @@ pub fn router(state: AppState) -> Router {
         .merge(oauth::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
+        .merge(fga::import_router(
+            state.config.authz.import_body_limit_bytes,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

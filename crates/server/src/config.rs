@@ -449,6 +449,12 @@ impl Default for DatabaseConfig {
 pub struct AuthzConfig {
     /// Most tuples (writes plus deletes) in one Write request.
     pub max_tuples_per_write: usize,
+    /// Most tuples in one `POST /stores/{id}/import` (written in transactions of 10,000, so
+    /// other writers never wait for the whole import).
+    pub max_tuples_per_import: usize,
+    /// The largest import request body, in bytes: imports are bigger than
+    /// `http.body_limit_bytes` allows every other request.
+    pub import_body_limit_bytes: usize,
     /// Most results one ListObjects call returns; more are reported, never silently dropped.
     pub list_objects_max_results: usize,
     /// Most results one ListUsers call returns.
@@ -461,6 +467,8 @@ impl Default for AuthzConfig {
     fn default() -> Self {
         Self {
             max_tuples_per_write: 100,
+            max_tuples_per_import: 100_000,
+            import_body_limit_bytes: 64 * 1024 * 1024,
             list_objects_max_results: 1000,
             list_users_max_results: 1000,
             max_checks_per_batch: 50,
@@ -744,6 +752,18 @@ impl Config {
         if self.authz.max_tuples_per_write == 0 {
             return Err(ConfigError::Invalid(
                 "authz.max_tuples_per_write: must be greater than 0".into(),
+            ));
+        }
+        if self.authz.max_tuples_per_import == 0 || self.authz.max_tuples_per_import > 10_000_000 {
+            return Err(ConfigError::Invalid(
+                "authz.max_tuples_per_import: must be between 1 and 10000000".into(),
+            ));
+        }
+        if self.authz.import_body_limit_bytes < 1024
+            || self.authz.import_body_limit_bytes > 1024 * 1024 * 1024
+        {
+            return Err(ConfigError::Invalid(
+                "authz.import_body_limit_bytes: must be between 1024 and 1073741824".into(),
             ));
         }
         self.pages.validate(self.listen)?;
@@ -1048,6 +1068,41 @@ mod tests {
         let serialized = serde_json::to_value(Config::default()).expect("serializes");
         for key in serialized.as_object().expect("an object").keys() {
             assert!(ENV_KEYS.contains(&key.as_str()), "{key} is not in ENV_KEYS");
+        }
+    }
+
+    #[test]
+    fn import_limits_have_defaults_bounds_and_env() {
+        let c = load(None, &[], Overrides::default()).expect("defaults");
+        assert_eq!(c.authz.max_tuples_per_import, 100_000);
+        assert_eq!(c.authz.import_body_limit_bytes, 64 * 1024 * 1024);
+        let c = load(
+            None,
+            &[
+                ("TRUSTGATE_AUTHZ__MAX_TUPLES_PER_IMPORT", "500"),
+                ("TRUSTGATE_AUTHZ__IMPORT_BODY_LIMIT_BYTES", "65536"),
+            ],
+            Overrides::default(),
+        )
+        .expect("env");
+        assert_eq!(
+            (
+                c.authz.max_tuples_per_import,
+                c.authz.import_body_limit_bytes
+            ),
+            (500, 65536)
+        );
+        for (key, value) in [
+            ("TRUSTGATE_AUTHZ__MAX_TUPLES_PER_IMPORT", "0"),
+            ("TRUSTGATE_AUTHZ__MAX_TUPLES_PER_IMPORT", "10000001"),
+            ("TRUSTGATE_AUTHZ__IMPORT_BODY_LIMIT_BYTES", "1023"),
+        ] {
+            let err = load(None, &[(key, value)], Overrides::default()).expect_err(value);
+            assert!(
+                err.to_string().contains("authz.import")
+                    || err.to_string().contains("authz.max_tuples_per_import"),
+                "{err}"
+            );
         }
     }
 

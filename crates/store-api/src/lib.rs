@@ -71,10 +71,10 @@ pub use oauth::{
     RotationStep, SigningKey, SigningKeyStore,
 };
 pub use relationships::{
-    FgaStore, MAX_ATTRIBUTE_OBJECTS_PER_READ, MAX_OBJECT_ATTRIBUTES_BYTES, OnDuplicate, OnMissing,
-    RelationshipCondition, RelationshipStore, StoredModel, StoredTuple, TupleChangeRecord,
-    TupleFilter, TupleKey, TupleOperation, TupleSnapshot, TupleWriteError, WriteOptions,
-    WriteOutcome,
+    FgaStore, ImportOutcome, MAX_ATTRIBUTE_OBJECTS_PER_READ, MAX_IMPORT_BATCH,
+    MAX_OBJECT_ATTRIBUTES_BYTES, OnDuplicate, OnMissing, RelationshipCondition, RelationshipStore,
+    StoredModel, StoredTuple, TupleChangeRecord, TupleFilter, TupleKey, TupleOperation,
+    TupleSnapshot, TupleWriteError, WriteOptions, WriteOutcome,
 };
 pub use service_accounts::{
     ApiKey, ApiKeyStore, EnsuredKey, KeyOwner, KeyUse, NewApiKey, NewServiceAccount,

@@ -40,6 +40,17 @@
 //! Deletes are applied before writes (as OpenFGA does), each in request order. A delete's
 //! changelog row carries the condition of the tuple it removed.
 //!
+//! # Bulk import
+//!
+//! [`RelationshipStore::import_tuples`] writes up to [`MAX_IMPORT_BATCH`] tuples in one
+//! transaction with multi-row statements, under the same per-store writer lock as a write, and
+//! appends one changelog row per tuple it inserted, so readers of the changelog and other
+//! replicas see an imported tuple exactly as if it had been written by
+//! [`RelationshipStore::write_tuples`]. Unlike a write it skips (and counts) a tuple that exists
+//! identically, so an interrupted import can be run again; the other rules are a write's
+//! (duplicates in the batch, a different condition, invalid fields, a missing store), and a
+//! failed batch writes nothing.
+//!
 //! # Paging
 //!
 //! Listing operations take a page size (1..=[`MAX_PAGE_SIZE`]) and an optional continuation
@@ -179,6 +190,21 @@ pub struct WriteOptions {
     pub on_duplicate: OnDuplicate,
     /// Deletes of missing tuples.
     pub on_missing: OnMissing,
+}
+
+/// The most tuples one [`RelationshipStore::import_tuples`] call takes: bounds the transaction
+/// (and so how long other writers of the store wait for it) and the memory of one batch.
+pub const MAX_IMPORT_BATCH: usize = 10_000;
+
+/// The result of a successful [`RelationshipStore::import_tuples`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// The store's changelog sequence number after the batch (unchanged if nothing was new).
+    pub seq: i64,
+    /// Tuples inserted (one changelog row each).
+    pub written: u64,
+    /// Tuples that existed identically and were skipped.
+    pub existing: u64,
 }
 
 /// The result of a successful [`RelationshipStore::write_tuples`].
@@ -375,6 +401,18 @@ pub trait RelationshipStore: std::fmt::Debug + Send + Sync {
         options: WriteOptions,
         now: OffsetDateTime,
     ) -> Result<WriteOutcome, TupleWriteError>;
+
+    /// Inserts `tuples` (at most [`MAX_IMPORT_BATCH`]) in one transaction, skipping those that
+    /// exist identically, and appends one changelog entry per inserted tuple in input order (see
+    /// the module docs). Fails, writing nothing, on an oversized batch
+    /// ([`TupleWriteError::InvalidInput`]) and on a write's errors except
+    /// [`TupleWriteError::AlreadyExists`].
+    async fn import_tuples(
+        &self,
+        store_id: &str,
+        tuples: &[TupleKey],
+        now: OffsetDateTime,
+    ) -> Result<ImportOutcome, TupleWriteError>;
 
     /// The tuples `filter` selects, ordered by object type, object id, relation and user, a
     /// page at a time.

@@ -106,6 +106,60 @@ fn changelog_is_applied_in_order_and_atomically() {
 }
 
 #[test]
+fn replace_publishes_only_a_newer_load() {
+    let index = TupleIndex::new();
+    index
+        .apply(
+            1,
+            &[TupleChange::Write(t("document:1", "viewer", "user:anne"))],
+        )
+        .expect("apply 1");
+    let loaded = [
+        t("document:1", "viewer", "user:anne"),
+        t("document:2", "viewer", "user:bob"),
+    ];
+    // A load as of seq 5 replaces what seq 1 held.
+    assert!(index.replace(5, loaded.iter()).expect("replace"));
+    assert_eq!((index.applied_seq(), index.len()), (5, 2));
+    let snap = index.snapshot();
+    assert_eq!(users_of(&*snap, "document:2", "viewer").len(), 1);
+    // A load that is not ahead is dropped; the changelog goes on from the replaced seq.
+    assert!(!index.replace(5, [].iter()).expect("same seq"));
+    assert!(!index.replace(3, [].iter()).expect("older"));
+    assert_eq!(index.len(), 2);
+    assert!(
+        index
+            .apply(
+                6,
+                &[TupleChange::Delete(t("document:1", "viewer", "user:anne"))]
+            )
+            .expect("apply 6")
+    );
+    assert_eq!((index.applied_seq(), index.len()), (6, 1));
+}
+
+#[test]
+fn apply_each_publishes_many_batches_at_once_or_nothing() {
+    let index = TupleIndex::new();
+    let w = |o: &str| TupleChange::Write(t(o, "viewer", "user:anne"));
+    assert_eq!(
+        index.apply_each(&[(1, w("document:1")), (2, w("document:2"))]),
+        Ok(2)
+    );
+    // Replayed batches are skipped, new ones applied.
+    assert_eq!(
+        index.apply_each(&[(2, w("document:2")), (3, w("document:3"))]),
+        Ok(3)
+    );
+    assert_eq!((index.applied_seq(), index.len()), (3, 3));
+    // A gap anywhere changes nothing.
+    let err = index.apply_each(&[(4, w("document:4")), (6, w("document:6"))]);
+    assert_eq!(err, Err(IndexError::Gap { applied: 4, got: 6 }));
+    assert_eq!((index.applied_seq(), index.len()), (3, 3));
+    assert_eq!(index.apply_each(&[]), Ok(3));
+}
+
+#[test]
 fn reads_in_both_directions() {
     let index = TupleIndex::with_tuples(
         7,

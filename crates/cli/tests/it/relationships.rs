@@ -68,6 +68,13 @@ fn store_files_models_tuples_and_queries() {
     let store = imported["store_id"].as_str().expect("store id").to_owned();
     assert_eq!(imported["tuples_written"], 10);
     let s = ["--store-id", store.as_str()];
+    // Run again into the same store (an interrupted import retried): nothing new is written.
+    let again = json(&cli(
+        &server,
+        &[&["store", "import", store_file.as_str()][..], &s].concat(),
+    ));
+    assert_eq!(again["tuples_written"], 0);
+    assert_eq!(again["tuples_existing"], 10);
 
     let allowed = json(&cli(
         &server,

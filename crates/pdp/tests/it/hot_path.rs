@@ -16,8 +16,8 @@ use trustgate_pdp::{
 };
 use trustgate_store::testing::TestDatabase;
 use trustgate_store_api::{
-    FgaStore, RelationshipStore, StoreError, StoredModel, StoredTuple, TupleChangeRecord,
-    TupleFilter, TupleSnapshot, TupleWriteError, WriteOptions, WriteOutcome,
+    FgaStore, ImportOutcome, RelationshipStore, StoreError, StoredModel, StoredTuple,
+    TupleChangeRecord, TupleFilter, TupleSnapshot, TupleWriteError, WriteOptions, WriteOutcome,
 };
 
 /// A relationship store that counts the calls a query could make.
@@ -104,6 +104,14 @@ impl RelationshipStore for Counting {
         self.inner
             .write_tuples(store_id, writes, deletes, options, now)
             .await
+    }
+    async fn import_tuples(
+        &self,
+        store_id: &str,
+        tuples: &[TupleKey],
+        now: OffsetDateTime,
+    ) -> Result<ImportOutcome, TupleWriteError> {
+        self.inner.import_tuples(store_id, tuples, now).await
     }
     async fn read_tuples(
         &self,

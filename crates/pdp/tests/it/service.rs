@@ -1180,6 +1180,7 @@ async fn models_and_stores_refuse_bad_input(db: TestDatabase) {
 }
 
 test_on_both_backends!(
+    imports_validate_everything_first_and_are_seen_at_once,
     decisions_reach_the_audit_trail,
     writes_are_read_back_at_once_on_the_same_replica,
     a_second_replica_sees_writes_by_token_higher_consistency_and_refresher,
@@ -1405,5 +1406,114 @@ async fn decisions_reach_the_audit_trail(db: TestDatabase) {
     assert_eq!(
         events[1].detail["reason"],
         "denied: no tuple relates the user"
+    );
+}
+
+async fn imports_validate_everything_first_and_are_seen_at_once(db: TestDatabase) {
+    let a = replica(&db);
+    let b = replica(&db);
+    let (store, model_id) = setup(&a).await;
+    write(&a, &store, &[tk("document:0", "viewer", "user:0")]).await;
+    // Both indexes are loaded before the import, so both must catch up (by reloading: the
+    // import is more than RELOAD_BEHIND changes).
+    assert!(check(&a, &store, "document:0", "viewer", "user:0").await);
+    assert!(check(&b, &store, "document:0", "viewer", "user:0").await);
+    let n = 2 * trustgate_pdp::IMPORT_BATCH + 2_000;
+    assert!(n as u64 > trustgate_pdp::freshness::RELOAD_BEHIND);
+    let mut tuples: Vec<TupleKey> = (0..n)
+        .map(|i| {
+            tk(
+                &format!("document:{i}"),
+                "viewer",
+                &format!("user:{}", i % 101),
+            )
+        })
+        .collect();
+    tuples.push(tk("document:c", "viewer", "user:anne").with_condition("in_hours", None));
+
+    // Anything invalid, anywhere, writes nothing.
+    let seq_before = relationships(&db).store_seq(&store).await.expect("seq");
+    let mut bad = tuples.clone();
+    bad.push(tk("document:x", "no_such_relation", "user:anne"));
+    let err = a
+        .import(&store, None, bad)
+        .await
+        .expect_err("invalid relation");
+    assert!(
+        matches!(
+            err,
+            PdpError::InvalidTuple(_) | PdpError::RelationNotFound(..)
+        ),
+        "{err:?}"
+    );
+    let mut twice = tuples.clone();
+    twice.push(tk("document:5", "viewer", "user:5"));
+    let err = a.import(&store, None, twice).await.expect_err("twice");
+    assert!(
+        matches!(err, PdpError::DuplicateTuplesInRequest(_)),
+        "{err:?}"
+    );
+    let err = a.import(&store, None, Vec::new()).await.expect_err("empty");
+    assert!(matches!(err, PdpError::InvalidWriteInput), "{err:?}");
+    let err = a
+        .import("01ARZ3NDEKTSV4RRFFQ69G5FAV", None, tuples.clone())
+        .await
+        .expect_err("unknown store");
+    assert!(matches!(err, PdpError::StoreNotFound), "{err:?}");
+    let (small, _) = audited_replica(
+        &db,
+        Limits {
+            max_tuples_per_import: 10,
+            ..Limits::default()
+        },
+    );
+    let err = small
+        .import(&store, None, tuples.clone())
+        .await
+        .expect_err("limit");
+    assert!(matches!(err, PdpError::ExceededEntityLimit(_)), "{err:?}");
+    assert_eq!(
+        relationships(&db).store_seq(&store).await.expect("seq"),
+        seq_before
+    );
+
+    let imported = a
+        .import(&store, Some(&model_id), tuples.clone())
+        .await
+        .expect("import");
+    // document:0 viewer user:0 was written before: skipped and counted.
+    assert_eq!((imported.written, imported.existing), (n as u64, 1));
+    assert_eq!(imported.seq, seq_before + n as i64);
+    // The importing replica sees it at once, the other with the token.
+    assert!(
+        check(
+            &a,
+            &store,
+            "document:21999",
+            "viewer",
+            &format!("user:{}", 21_999 % 101)
+        )
+        .await
+    );
+    assert_eq!(
+        check_at(
+            &b,
+            &store,
+            Freshness::after(&imported.token),
+            "document:21999",
+            "viewer",
+            &format!("user:{}", 21_999 % 101),
+        )
+        .await
+        .ok(),
+        Some(true)
+    );
+    assert_eq!(all_tuples(&a, &store).await.len(), n + 1);
+
+    // A re-run (an interrupted import retried) writes nothing and changes no seq.
+    let again = a.import(&store, None, tuples).await.expect("re-run");
+    assert_eq!(
+        (again.written, again.existing, again.seq),
+        (0, n as u64 + 1, imported.seq)
     );
 }

@@ -8,6 +8,7 @@
 //! | `POST /stores/{id}/write`, `POST .../read`, `GET .../changes` | tuples ([`tuples`]) |
 //! | `POST /stores/{id}/check`, `batch-check`, `expand`, `list-objects`, `list-users` | queries ([`query`]) |
 //! | `POST /stores/{id}/explain` | trustgate's own: a check with why ([`query::explain`]) |
+//! | `POST /stores/{id}/import` | trustgate's own: a bulk load ([`tuples::import`], [`import_router`]) |
 //!
 //! These modules are thin adapters: they read OpenFGA's wire types ([`wire`]), call the PDP
 //! service ([`trustgate_pdp::Pdp`], `AppState::pdp`) with plain Rust values, and write its
@@ -26,7 +27,8 @@
 //! `invalid_continuation_token`, `cannot_allow_duplicate_tuples_in_one_request`,
 //! `write_failed_due_to_invalid_input`, `invalid_write_input`, `exceeded_entity_limit`,
 //! `authorization_model_resolution_too_complex`, `invalid_authorization_model`), 404
-//! `store_id_not_found`, 413 for bodies over `http.body_limit_bytes`, 503
+//! `store_id_not_found`, 413 for bodies over `http.body_limit_bytes` (an import's:
+//! `authz.import_body_limit_bytes`), 503
 //! `service_unavailable`, 500 `internal_error` (one `PdpError` variant each, see
 //! [`error::status_and_code`]).
 //!
@@ -108,6 +110,46 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// `POST /stores/{store_id}/import` (role `writer`), with its own body limit of `limit` bytes:
+/// an import is far bigger than any other request. Merged outside the router-wide body limit.
+pub fn import_router(limit: usize) -> Router<AppState> {
+    Router::new()
+        .route("/stores/{store_id}/import", post(tuples::import))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+}
+
+/// The body of `req`, with OpenFGA's errors (413 over `limit`, 400 otherwise).
+async fn body_bytes(req: Request, state: &AppState, limit: usize) -> Result<Bytes, FgaError> {
+    Bytes::from_request(req, state).await.map_err(|r| {
+        if r.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+            FgaError::payload_too_large(limit)
+        } else {
+            FgaError::validation(format!("cannot read the request body: {r}"))
+        }
+    })
+}
+
+/// [`FgaJson`] for an import's body (up to `authz.import_body_limit_bytes`): parsed on the
+/// blocking pool, since tens of megabytes of JSON are CPU work an async worker must not do.
+#[derive(Debug, Clone)]
+pub struct ImportJson<T>(pub T);
+
+impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for ImportJson<T> {
+    type Rejection = FgaError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, FgaError> {
+        let bytes = body_bytes(req, state, state.config.authz.import_body_limit_bytes).await?;
+        tokio::task::spawn_blocking(move || {
+            serde_json::from_slice(&bytes)
+                .map(ImportJson)
+                .map_err(|e| FgaError::validation(format!("invalid request body: {e}")))
+        })
+        .await
+        .map_err(FgaError::internal)?
+    }
+}
+
 /// A JSON body read leniently as OpenFGA's gateway does (no content type required, an empty
 /// body is `{}`), with OpenFGA's errors: 400 `validation_error` for malformed JSON, 413 for a
 /// body over the limit.
@@ -118,13 +160,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FgaJson<T> {
     type Rejection = FgaError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, FgaError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-                FgaError::payload_too_large(state.config.http.body_limit_bytes)
-            } else {
-                FgaError::validation(format!("cannot read the request body: {r}"))
-            }
-        })?;
+        let bytes = body_bytes(req, state, state.config.http.body_limit_bytes).await?;
         let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {

@@ -1,6 +1,7 @@
 //! Write, Read and ReadChanges: OpenFGA's wire forms of [`trustgate_pdp::Pdp::write`],
 //! [`trustgate_pdp::Pdp::read`] and [`trustgate_pdp::Pdp::changes`] (which validate writes
-//! against the model, apply them all or nothing and bring the index up to date).
+//! against the model, apply them all or nothing and bring the index up to date), and
+//! trustgate's bulk import ([`trustgate_pdp::Pdp::import`]).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -13,10 +14,10 @@ use trustgate_pdp::{OnDuplicate, OnMissing, ReadFilter, TupleKey, TupleOperation
 
 use super::stores::page_query;
 use super::wire::{
-    PageQuery, ReadChangesResponse, ReadRequest, ReadResponse, TupleChangeJson, TupleJson,
-    WriteRequest, WriteResponse, timestamp,
+    ImportRequest, ImportResponse, PageQuery, ReadChangesResponse, ReadRequest, ReadResponse,
+    TupleChangeJson, TupleJson, WriteRequest, WriteResponse, timestamp,
 };
-use super::{CONSISTENCY_HEADER, FgaError, FgaJson, check_store_id, page};
+use super::{CONSISTENCY_HEADER, FgaError, FgaJson, ImportJson, check_store_id, page};
 use crate::AppState;
 use crate::auth::{Authorized, StoreReader, StoreWriter};
 
@@ -73,6 +74,36 @@ pub async fn write(
     let token = written.token.into_string();
     let header = HeaderValue::from_str(&token).ok();
     let mut response = Json(WriteResponse {
+        consistency_token: token,
+    })
+    .into_response();
+    if let Some(value) = header {
+        response.headers_mut().insert(CONSISTENCY_HEADER, value);
+    }
+    Ok(response)
+}
+
+/// `POST /stores/{store_id}/import`: `{"tuple_keys": [...], "authorization_model_id"?}`, every
+/// tuple validated before anything is written (a 400 writes nothing), then written in
+/// transactions of [`trustgate_pdp::IMPORT_BATCH`]; tuples that exist identically are skipped
+/// and counted, so a failed import can be sent again. Answers
+/// `{"written", "existing", "consistency_token"}`.
+pub async fn import(
+    _caller: Authorized<StoreWriter>,
+    State(state): State<AppState>,
+    Path(store_id): Path<String>,
+    ImportJson(req): ImportJson<ImportRequest>,
+) -> Result<Response, FgaError> {
+    check_store_id(&store_id)?;
+    let imported = state
+        .pdp
+        .import(&store_id, Some(&req.authorization_model_id), req.tuple_keys)
+        .await?;
+    let token = imported.token.into_string();
+    let header = HeaderValue::from_str(&token).ok();
+    let mut response = Json(ImportResponse {
+        written: imported.written,
+        existing: imported.existing,
         consistency_token: token,
     })
     .into_response();

@@ -263,6 +263,27 @@ pub struct WriteResponse {
     pub consistency_token: String,
 }
 
+/// `POST /stores/{id}/import` (trustgate's own).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ImportRequest {
+    /// The tuples to write (with their conditions), at most `authz.max_tuples_per_import`.
+    pub tuple_keys: Vec<TupleKey>,
+    /// The model the tuples are validated against; the latest when empty.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub authorization_model_id: String,
+}
+
+/// Import response; the token is also in the `X-Consistency-Token` header.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportResponse {
+    /// Tuples written.
+    pub written: u64,
+    /// Tuples that existed identically and were skipped.
+    pub existing: u64,
+    /// Opaque; pass it back in `X-Consistency-Token` to read at least this import.
+    pub consistency_token: String,
+}
+
 /// `POST /stores/{id}/read`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ReadRequest {

@@ -95,6 +95,7 @@ async fn every_route_needs_the_admin_token(db: TestDatabase) {
             format!("/stores/{store}/authorization-models/{model}"),
         ),
         ("POST", format!("/stores/{store}/write")),
+        ("POST", format!("/stores/{store}/import")),
         ("POST", format!("/stores/{store}/read")),
         ("GET", format!("/stores/{store}/changes")),
         ("POST", format!("/stores/{store}/check")),
@@ -1407,4 +1408,94 @@ trustgate_store::test_on_both_backends!(
     bodies_over_the_limit_are_413,
     consistency_tokens_give_read_your_writes_across_replicas,
     garbage_input_gets_a_4xx_openfga_error,
+    imports_validate_everything_first_and_skip_existing_tuples,
 );
+
+async fn imports_validate_everything_first_and_skip_existing_tuples(db: TestDatabase) {
+    let mut config = Config::default();
+    // An import may be far larger than any other request, and no more than its own limits.
+    config.http.body_limit_bytes = 4096;
+    config.authz.import_body_limit_bytes = 64 * 1024;
+    config.authz.max_tuples_per_import = 500;
+    let api = Api::with_config(db, config).await;
+    let (store, model) = setup(&api).await;
+    let import = |body: Value| {
+        let path = format!("/stores/{store}/import");
+        let api = &api;
+        async move { api.post(&path, body).await }
+    };
+    let tuples: Vec<Value> = (0..200)
+        .map(|i| {
+            tk(
+                &format!("document:{i}"),
+                "viewer",
+                &format!("user:u{}", i % 7),
+            )
+        })
+        .collect();
+    let body = json!({"tuple_keys": tuples, "authorization_model_id": model});
+    assert!(body.to_string().len() > 4096);
+
+    // Anything invalid anywhere: 400 and nothing written.
+    let mut bad = tuples.clone();
+    bad.push(tk("document:x", "no_such_relation", "user:anne"));
+    let r = import(json!({"tuple_keys": bad})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert_eq!(r.code(), "relation_not_found");
+    let mut twice = tuples.clone();
+    twice.push(tk("document:3", "viewer", "user:u3"));
+    import(json!({"tuple_keys": twice})).await.expect_error(
+        StatusCode::BAD_REQUEST,
+        "cannot_allow_duplicate_tuples_in_one_request",
+    );
+    import(json!({"tuple_keys": []}))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_write_input");
+    import(json!({"tuples": tuples}))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "validation_error");
+    let many: Vec<Value> = (0..501)
+        .map(|i| tk(&format!("document:{i}"), "viewer", "user:anne"))
+        .collect();
+    import(json!({"tuple_keys": many}))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "exceeded_entity_limit");
+    let r = import(json!({"tuple_keys": tuples, "padding": "x".repeat(70_000)})).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.code(), "payload_too_large");
+    api.post(
+        &format!("/stores/{UNKNOWN_STORE}/import"),
+        json!({"tuple_keys": tuples}),
+    )
+    .await
+    .expect_error(StatusCode::NOT_FOUND, "store_id_not_found");
+    assert!(read_all(&api, &store).await.is_empty());
+
+    // Written, visible at once, with a consistency token.
+    write(&api, &store, vec![tk("document:0", "viewer", "user:u0")])
+        .await
+        .expect(StatusCode::OK);
+    let r = import(body.clone()).await;
+    let answer = r.expect(StatusCode::OK).clone();
+    assert_eq!(
+        (answer["written"].clone(), answer["existing"].clone()),
+        (json!(199), json!(1))
+    );
+    assert_eq!(
+        r.headers
+            .get("x-consistency-token")
+            .and_then(|v| v.to_str().ok()),
+        answer["consistency_token"].as_str()
+    );
+    assert_eq!(
+        check(&api, &store, "document:199", "viewer", "user:u3").await["allowed"],
+        true
+    );
+    assert_eq!(read_all(&api, &store).await.len(), 200);
+    // A re-run writes nothing.
+    let again = import(body).await.expect(StatusCode::OK).clone();
+    assert_eq!(
+        (again["written"].clone(), again["existing"].clone()),
+        (json!(0), json!(200))
+    );
+}

@@ -138,6 +138,15 @@ async fn store_scoped_keys_are_confined_to_their_store(db: TestDatabase) {
         )
         .await;
     r.expect(StatusCode::FORBIDDEN);
+    // Nor import; the writer imports.
+    let import = json!({ "tuple_keys": write_body()["writes"]["tuple_keys"] });
+    api.call_as(&reader, "POST", &format!("/stores/{mine}/import"), &import)
+        .await
+        .expect(StatusCode::FORBIDDEN);
+    let imported = api
+        .call_as(&writer, "POST", &format!("/stores/{mine}/import"), &import)
+        .await;
+    assert_eq!(imported.expect(StatusCode::OK)["existing"], 1);
     assert_eq!(r.code(), "permission_denied");
     assert!(
         r.message().contains(&format!("store:{mine}:writer")),

@@ -15,7 +15,8 @@
 //!   `FOR KEY SHARE`), and what has no row to lock takes a transaction-scoped advisory lock
 //!   (for the username/email namespace and key rotation). A snapshot is
 //!   `REPEATABLE READ READ ONLY`, which reads one snapshot without blocking writers;
-//! - dialect: `GREATEST(a, b)` for the larger of two values.
+//! - dialect: `GREATEST(a, b)` for the larger of two values; at most 65,535 parameters a
+//!   statement (multi-row statements, such as an import's, are chunked below it).
 
 use std::str::FromStr;
 
@@ -219,6 +220,10 @@ impl Row for PgRow {
 impl Database for Postgres {
     const KIND: Backend = Backend::Postgres;
     const GREATEST: &'static str = "GREATEST";
+    /// The wire protocol counts a statement's parameters in 16 bits.
+    const MAX_BIND_PARAMS: usize = 65_535;
+    /// Each statement is a round trip: as large as allowed.
+    const MULTI_ROW_PARAMS: usize = 65_535;
 
     type Row = PgRow;
     type Tx = sqlx::Transaction<'static, sqlx::Postgres>;

@@ -232,6 +232,11 @@ pub trait Database: fmt::Debug + Send + Sync + 'static {
     const KIND: trustgate_store_api::Backend;
     /// The function returning the larger of two values (`max` / `GREATEST`).
     const GREATEST: &'static str;
+    /// The most parameters one statement may bind.
+    const MAX_BIND_PARAMS: usize;
+    /// The parameters a multi-row statement (an import's) is sized to, at most
+    /// [`Self::MAX_BIND_PARAMS`]: the fastest size, found by measuring.
+    const MULTI_ROW_PARAMS: usize;
 
     /// A result row.
     type Row: Row;

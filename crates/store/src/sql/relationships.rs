@@ -5,20 +5,28 @@
 //! replica, queue behind each other and assign seqs without gaps in commit order; writers of
 //! different stores do not contend on PostgreSQL. `load_tuples` reads the tuples and the seq
 //! from one snapshot without blocking writers.
+//!
+//! An import batch takes the same lock and then works in multi-row statements, each as large as
+//! the backend's parameter limit allows: `INSERT ... ON CONFLICT DO NOTHING RETURNING` the keys
+//! it inserted, a `(key) IN (VALUES ...)` read of the others (to tell an identical tuple, which
+//! is skipped, from a conflicting condition, which fails the batch), and the changelog rows of
+//! the inserted tuples in input order. The store id and the time are bound once per statement.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{Arg, Database, Query, Row, RowLock, SqlStore, Tx, TxMode, args};
 use crate::relationships::{
-    CheckedTuple, FgaStore, OnDuplicate, OnMissing, RelationshipStore, StoredModel, StoredTuple,
-    TOKEN_MODELS, TOKEN_STORES, TupleChangeRecord, TupleFilter, TupleKey, TupleOperation,
-    TupleSnapshot, TupleWriteError, WriteOptions, WriteOutcome, attributes_from_text,
-    attributes_text, check_attribute_object, check_filter, check_input, check_model,
-    check_page_size, check_write_request, context_from_text, decode_changes_token,
-    decode_models_token, decode_stores_token, decode_tuples_token, encode_changes_token,
-    encode_token, encode_tuples_token, finish_page, normalize_time, operation_from_db,
-    store_not_found, tuple_from_parts,
+    CheckedTuple, FgaStore, ImportOutcome, MAX_IMPORT_BATCH, OnDuplicate, OnMissing,
+    RelationshipStore, StoredModel, StoredTuple, TOKEN_MODELS, TOKEN_STORES, TupleChangeRecord,
+    TupleFilter, TupleKey, TupleOperation, TupleSnapshot, TupleWriteError, WriteOptions,
+    WriteOutcome, attributes_from_text, attributes_text, check_attribute_object, check_filter,
+    check_input, check_model, check_page_size, check_write_request, context_from_text,
+    decode_changes_token, decode_models_token, decode_stores_token, decode_tuples_token,
+    encode_changes_token, encode_token, encode_tuples_token, finish_page, normalize_time,
+    operation_from_db, store_not_found, tuple_from_parts,
 };
 use serde_json::{Map, Value};
 use trustgate_store_api::{MAX_ATTRIBUTE_OBJECTS_PER_READ, StoreError};
@@ -126,6 +134,165 @@ async fn append_change<D: Database>(
     )
     .await?;
     Ok(())
+}
+
+/// Parameters per row of the widest import statement (the changelog's: seq and the six tuple
+/// fields; the store id and the time are shared).
+const IMPORT_ROW_PARAMS: usize = 7;
+
+/// The rows of one multi-row import statement on backend `D`.
+fn import_chunk_rows<D: Database>() -> usize {
+    (D::MULTI_ROW_PARAMS.min(D::MAX_BIND_PARAMS) - 2) / IMPORT_ROW_PARAMS
+}
+
+/// The key fields of `t` (without the store id), for multi-row statements.
+fn fields<'a>(t: &'a CheckedTuple<'_>) -> [Arg<'a>; 4] {
+    let [_, object_type, object_id, relation, user] = key_args("", t);
+    [object_type, object_id, relation, user]
+}
+
+/// A statement whose `$1` is the store id and `$2` the time, for multi-row statements that
+/// share them.
+fn shared_query<'a>(sql: &str, store_id: &'a str, now: OffsetDateTime) -> Query<'a> {
+    let mut query = Query::new(sql);
+    query.args.push(store_id.into());
+    query.args.push(now.into());
+    query
+}
+
+/// Appends `(` `values` bound as new parameters `)`, after a comma unless it is the first row.
+fn push_row<'a>(query: &mut Query<'a>, first: bool, values: impl IntoIterator<Item = Arg<'a>>) {
+    query.push(if first { "(" } else { ", (" });
+    for (i, v) in values.into_iter().enumerate() {
+        if i > 0 {
+            query.push(", ");
+        }
+        query.bind(v);
+    }
+    query.push(")");
+}
+
+/// One chunk of an import inside the writer's transaction: inserts the new tuples, checks the
+/// others and appends the changelog rows from `seq + 1`. Returns the new seq and how many
+/// tuples existed.
+async fn import_chunk<D: Database>(
+    tx: &mut Tx<'_, D>,
+    store_id: &str,
+    chunk: &[CheckedTuple<'_>],
+    mut seq: i64,
+    now: OffsetDateTime,
+) -> Result<(i64, u64), TupleWriteError> {
+    let mut insert = shared_query(
+        "INSERT INTO relation_tuples (store_id, object_type, object_id, relation, tuple_user, \
+         condition_name, condition_context, written_at) VALUES ",
+        store_id,
+        now,
+    );
+    for (i, t) in chunk.iter().enumerate() {
+        insert.push(if i == 0 { "($1, " } else { ", ($1, " });
+        for v in fields(t) {
+            insert.bind(v).push(", ");
+        }
+        insert
+            .bind(t.tuple.condition_name())
+            .push(", ")
+            .bind(Arg::Json(t.context_json.as_deref()))
+            .push(", $2)");
+    }
+    insert.push(" ON CONFLICT DO NOTHING RETURNING object_type, object_id, relation, tuple_user");
+    // Where each key is in the chunk; RETURNING promises no order.
+    let index: HashMap<(&str, &str, &str, &str), usize> = chunk
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let key = (
+                t.object_type,
+                t.object_id,
+                t.tuple.relation.as_str(),
+                t.tuple.user.as_str(),
+            );
+            (key, i)
+        })
+        .collect();
+    let mut inserted = vec![false; chunk.len()];
+    tx.for_each(&insert.sql, &insert.args, |row| {
+        let key = (
+            row.str("object_type")?,
+            row.str("object_id")?,
+            row.str("relation")?,
+            row.str("tuple_user")?,
+        );
+        let i = index.get(&key).copied().ok_or_else(|| {
+            StoreError::Database("an import inserted a tuple it was not given".into())
+        })?;
+        inserted[i] = true;
+        Ok(())
+    })
+    .await?;
+
+    let existing: Vec<&CheckedTuple<'_>> = chunk
+        .iter()
+        .zip(&inserted)
+        .filter_map(|(t, new)| (!new).then_some(t))
+        .collect();
+    if !existing.is_empty() {
+        let mut read = Query::new(format!(
+            "SELECT {TUPLE_COLUMNS} FROM relation_tuples WHERE store_id = $1 \
+             AND (object_type, object_id, relation, tuple_user) IN (VALUES "
+        ));
+        read.args.push(store_id.into());
+        for (i, t) in existing.iter().enumerate() {
+            push_row(&mut read, i == 0, fields(t));
+        }
+        read.push(")");
+        let mut stored = HashMap::with_capacity(existing.len());
+        tx.for_each(&read.sql, &read.args, |row| {
+            let t = tuple_from_row(row)?;
+            stored.insert((t.object.clone(), t.relation.clone(), t.user.clone()), t);
+            Ok(())
+        })
+        .await?;
+        for t in &existing {
+            let key = (
+                t.tuple.object.clone(),
+                t.tuple.relation.clone(),
+                t.tuple.user.clone(),
+            );
+            match stored.get(&key) {
+                Some(s) if s.same_condition(t.tuple) => {}
+                _ => return Err(TupleWriteError::condition_conflict(t.tuple)),
+            }
+        }
+    }
+
+    let mut changes = shared_query(
+        "INSERT INTO tuple_changes (store_id, seq, operation, object_type, object_id, relation, \
+         tuple_user, condition_name, condition_context, changed_at) VALUES ",
+        store_id,
+        now,
+    );
+    let mut first = true;
+    for (t, _) in chunk.iter().zip(&inserted).filter(|(_, new)| **new) {
+        seq += 1;
+        changes.push(if first { "($1, " } else { ", ($1, " });
+        first = false;
+        changes
+            .bind(seq)
+            .push(&format!(", '{}'", TupleOperation::Write.as_str()));
+        for v in fields(t) {
+            changes.push(", ").bind(v);
+        }
+        changes
+            .push(", ")
+            .bind(t.tuple.condition_name())
+            .push(", ")
+            .bind(Arg::Json(t.context_json.as_deref()))
+            .push(", $2)");
+    }
+    if !first {
+        tx.execute(&changes.sql, &changes.args).await?;
+    }
+    Ok((seq, existing.len() as u64))
 }
 
 #[async_trait]
@@ -426,6 +593,53 @@ impl<D: Database> RelationshipStore for SqlStore<D> {
         }
         tx.commit().await?;
         Ok(WriteOutcome { seq })
+    }
+
+    async fn import_tuples(
+        &self,
+        store_id: &str,
+        tuples: &[TupleKey],
+        now: OffsetDateTime,
+    ) -> Result<ImportOutcome, TupleWriteError> {
+        check_input("store id", store_id)?;
+        if tuples.len() > MAX_IMPORT_BATCH {
+            return Err(TupleWriteError::InvalidInput(format!(
+                "an import batch holds at most {MAX_IMPORT_BATCH} tuples, not {}",
+                tuples.len()
+            )));
+        }
+        let (tuples, _) = check_write_request(tuples, &[])?;
+        let now = normalize_time(now);
+        let mut tx = self.begin(TxMode::Write).await?;
+        // The writers' lock, as in `write_tuples`: the changelog stays in commit order.
+        let start = tx
+            .fetch_optional(
+                &format!("{LIVE_SEQ}{}", D::row_lock(RowLock::Update)),
+                args![store_id],
+            )
+            .await?
+            .ok_or_else(|| TupleWriteError::StoreNotFound(store_id.to_owned()))?
+            .i64("last_seq")?;
+        let mut seq = start;
+        let mut existing = 0;
+        for chunk in tuples.chunks(import_chunk_rows::<D>()) {
+            let (next, skipped) = import_chunk(&mut tx, store_id, chunk, seq, now).await?;
+            seq = next;
+            existing += skipped;
+        }
+        if seq != start {
+            tx.execute(
+                "UPDATE fga_stores SET last_seq = $1 WHERE id = $2",
+                args![seq, store_id],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ImportOutcome {
+            seq,
+            written: u64::try_from(seq - start).unwrap_or(0),
+            existing,
+        })
     }
 
     async fn read_tuples(

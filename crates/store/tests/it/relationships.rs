@@ -11,8 +11,9 @@ use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 use trustgate_store_api::relationships::{MAX_FIELD_BYTES, MAX_PAGE_SIZE};
 use trustgate_store_api::{
-    OnDuplicate, OnMissing, SYSTEM_STORE_ID, Store, StoreError, StoredModel, StoredTuple,
-    TupleChangeRecord, TupleFilter, TupleKey, TupleOperation, TupleWriteError, WriteOptions,
+    MAX_IMPORT_BATCH, OnDuplicate, OnMissing, SYSTEM_STORE_ID, Store, StoreError, StoredModel,
+    StoredTuple, TupleChangeRecord, TupleFilter, TupleKey, TupleOperation, TupleWriteError,
+    WriteOptions,
 };
 
 test_on_both_backends!(
@@ -34,6 +35,8 @@ test_on_both_backends!(
     snapshots_are_consistent_under_concurrent_writes,
     concurrent_writers_get_gapless_seqs,
     empty_and_absurd_input_is_refused,
+    imports_skip_existing_tuples_and_log_each_new_one,
+    imports_span_several_statements_and_fail_whole,
 );
 
 const T0: OffsetDateTime = datetime!(2026-11-23 10:00 UTC);
@@ -1607,4 +1610,227 @@ async fn object_attributes_are_replaced_read_bounded_and_deleted_with_the_store(
             .await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+async fn imports_skip_existing_tuples_and_log_each_new_one(db: TestDatabase) {
+    let store = new_store(&db, "import").await;
+    write(&db, &store, &[tuple("doc:0", "viewer", "user:old")]).await;
+    let batch = vec![
+        tuple("doc:1", "viewer", "user:anne"),
+        tuple("doc:0", "viewer", "user:old"),
+        tuple("doc:2", "viewer", "user:bob").with_condition("c", Some(context(json!({"x": 1})))),
+        tuple("doc:3", "editor", "user:*"),
+    ];
+    let first = db
+        .store
+        .import_tuples(&store, &batch, at(5))
+        .await
+        .expect("import");
+    assert_eq!((first.seq, first.written, first.existing), (4, 3, 1));
+
+    // One changelog row per new tuple, in input order, as a write would have left.
+    let log = changes(&db, &store).await;
+    assert_eq!(log.len(), 4);
+    let imported: Vec<_> = log[1..].iter().map(|c| (c.seq, c.tuple.clone())).collect();
+    assert_eq!(
+        imported,
+        vec![
+            (2, batch[0].clone()),
+            (3, batch[2].clone()),
+            (4, batch[3].clone())
+        ]
+    );
+    assert!(
+        log[1..]
+            .iter()
+            .all(|c| c.operation == TupleOperation::Write && c.timestamp == at(5))
+    );
+    assert_eq!(db.store.store_seq(&store).await.expect("seq"), 4);
+    let mut expected = batch.clone();
+    expected
+        .sort_by(|a, b| (&a.object, &a.relation, &a.user).cmp(&(&b.object, &b.relation, &b.user)));
+    assert_eq!(all_tuples(&db, &store).await, expected);
+
+    // A re-run writes nothing and leaves the changelog alone.
+    let again = db
+        .store
+        .import_tuples(&store, &batch, at(6))
+        .await
+        .expect("re-run");
+    assert_eq!((again.seq, again.written, again.existing), (4, 0, 4));
+    assert_eq!(changes(&db, &store).await.len(), 4);
+
+    // The same identity with another condition fails the whole batch.
+    let conflicting = [
+        tuple("doc:4", "viewer", "user:new"),
+        tuple("doc:2", "viewer", "user:bob").with_condition("c", Some(context(json!({"x": 2})))),
+    ];
+    let err = db
+        .store
+        .import_tuples(&store, &conflicting, at(7))
+        .await
+        .expect_err("condition conflict");
+    assert!(
+        matches!(err, TupleWriteError::ConditionConflict { .. }),
+        "{err:?}"
+    );
+    let err = db
+        .store
+        .import_tuples(
+            &store,
+            &[
+                tuple("doc:4", "viewer", "user:new"),
+                tuple("doc:4", "viewer", "user:new"),
+            ],
+            at(7),
+        )
+        .await
+        .expect_err("twice in the batch");
+    assert!(
+        matches!(err, TupleWriteError::DuplicateInRequest { .. }),
+        "{err:?}"
+    );
+    let err = db
+        .store
+        .import_tuples(
+            &store,
+            &[
+                tuple("doc:4", "viewer", "user:new"),
+                tuple("doc", "viewer", "user:x"),
+            ],
+            at(7),
+        )
+        .await
+        .expect_err("invalid object");
+    assert!(matches!(err, TupleWriteError::InvalidInput(_)), "{err:?}");
+    assert_eq!(db.store.store_seq(&store).await.expect("seq"), 4);
+    assert_eq!(all_tuples(&db, &store).await.len(), 4);
+
+    // Too many tuples in one call: refused before the database is touched.
+    let oversized: Vec<_> = (0..=MAX_IMPORT_BATCH)
+        .map(|i| tuple(&format!("doc:{i}"), "viewer", "user:x"))
+        .collect();
+    let err = db
+        .store
+        .import_tuples(&store, &oversized, at(8))
+        .await
+        .expect_err("oversized");
+    match err {
+        TupleWriteError::InvalidInput(message) => {
+            assert!(
+                message.contains(&format!("at most {MAX_IMPORT_BATCH} tuples")),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A deleted store takes no import.
+    assert!(
+        db.store
+            .delete_fga_store(&store, at(9))
+            .await
+            .expect("delete")
+    );
+    let err = db
+        .store
+        .import_tuples(&store, &batch, at(10))
+        .await
+        .expect_err("deleted store");
+    assert!(matches!(err, TupleWriteError::StoreNotFound(_)), "{err:?}");
+    let err = db
+        .store
+        .import_tuples("01NOSUCHSTORE", &batch, at(10))
+        .await
+        .expect_err("unknown store");
+    assert!(matches!(err, TupleWriteError::StoreNotFound(_)), "{err:?}");
+}
+
+async fn imports_span_several_statements_and_fail_whole(db: TestDatabase) {
+    // A full batch needs several multi-row statements on both backends (their parameter limits).
+    let store = new_store(&db, "big import").await;
+    let batch: Vec<_> = (0..MAX_IMPORT_BATCH)
+        .map(|i| tuple(&format!("doc:{i}"), "viewer", &format!("user:{}", i % 97)))
+        .collect();
+    let half = &batch[..MAX_IMPORT_BATCH / 2];
+    let done = db
+        .store
+        .import_tuples(&store, half, at(1))
+        .await
+        .expect("half");
+    assert_eq!((done.written, done.existing), (half.len() as u64, 0));
+    let done = db
+        .store
+        .import_tuples(&store, &batch, at(2))
+        .await
+        .expect("all");
+    assert_eq!(
+        (done.seq, done.written, done.existing),
+        (
+            MAX_IMPORT_BATCH as i64,
+            (MAX_IMPORT_BATCH - half.len()) as u64,
+            half.len() as u64
+        )
+    );
+    let snapshot = db.store.load_tuples(&store).await.expect("load");
+    assert_eq!(snapshot.tuples.len(), MAX_IMPORT_BATCH);
+    let mut seqs = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = db
+            .store
+            .changes_since(&store, after, MAX_PAGE_SIZE)
+            .await
+            .expect("changes");
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        seqs.extend(page.iter().map(|c| c.seq));
+    }
+    assert_eq!(seqs, (1..=MAX_IMPORT_BATCH as i64).collect::<Vec<_>>());
+    assert_eq!(
+        sorted_keys(replay(Vec::new(), &changes(&db, &store).await)).len(),
+        MAX_PAGE_SIZE as usize
+    );
+
+    // A conflict in the last statement of a batch undoes the statements before it.
+    let other = new_store(&db, "undone").await;
+    let mut failing: Vec<_> = (0..MAX_IMPORT_BATCH - 1)
+        .map(|i| tuple(&format!("doc:{i}"), "viewer", "user:x"))
+        .collect();
+    failing.push(tuple("doc:0", "viewer", "user:x"));
+    let err = db
+        .store
+        .import_tuples(&other, &failing, at(3))
+        .await
+        .expect_err("duplicate at the end");
+    assert!(
+        matches!(err, TupleWriteError::DuplicateInRequest { .. }),
+        "{err:?}"
+    );
+    write(
+        &db,
+        &other,
+        &[tuple("doc:9998", "viewer", "user:x").with_condition("c", None)],
+    )
+    .await;
+    failing.pop();
+    let err = db
+        .store
+        .import_tuples(&other, &failing, at(4))
+        .await
+        .expect_err("conflict at the end");
+    assert!(
+        matches!(err, TupleWriteError::ConditionConflict { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        db.store
+            .load_tuples(&other)
+            .await
+            .expect("load")
+            .tuples
+            .len(),
+        1
+    );
+    assert_eq!(db.store.store_seq(&other).await.expect("seq"), 1);
 }
