@@ -16,8 +16,10 @@
 //!
 //! - Catching up applies a page of the changelog ([`CATCH_UP_BATCH`] changes) with one copy of
 //!   the snapshot. An index more than [`RELOAD_BEHIND`] changes behind (after a bulk import,
-//!   here or through another replica) is reloaded from `load_tuples` instead, the new snapshot
-//!   built on the blocking pool: a copy per page would be quadratic in a million changes.
+//!   here or through another replica), when the changes are more than half its size, is
+//!   reloaded from `load_tuples` instead, the new snapshot built on the blocking pool: a copy
+//!   per page would be quadratic in a million changes, and a reload per chunk of a long import
+//!   would read the whole store each time.
 //!
 //! Queries read immutable snapshots: nothing holds a lock across an evaluation. Catching up is
 //! serialized per store by an async mutex; readers never wait for it.
@@ -39,8 +41,8 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_millis(200);
 /// Changelog entries fetched per round trip while catching up (and applied with one snapshot
 /// copy).
 const CATCH_UP_BATCH: u32 = 10_000;
-/// How far behind an index may be for catching up through the changelog; further behind, it
-/// is reloaded.
+/// How far behind an index may be for catching up through the changelog; further behind, and
+/// by more than half its size, it is reloaded.
 pub const RELOAD_BEHIND: u64 = 20_000;
 
 /// A store's tuple index and the lock that serializes catching it up.
@@ -144,7 +146,11 @@ impl Inner {
             return Ok(());
         }
         let _serial = si.catch_up.lock().await;
-        if target.saturating_sub(si.index.applied_seq()) > RELOAD_BEHIND {
+        let behind = target.saturating_sub(si.index.applied_seq());
+        // Reloading reads the whole store: worth it only when the changes are a large part of
+        // it (an import into an empty or small store), not for each chunk of a long import.
+        let size = u64::try_from(si.index.len()).unwrap_or(u64::MAX);
+        if behind > RELOAD_BEHIND && behind.saturating_mul(2) > size {
             // Committed up to `target`, so the load reflects at least that.
             let snapshot = self.store.load_tuples(store_id).await?;
             let seq = u64::try_from(snapshot.seq).unwrap_or(0);
