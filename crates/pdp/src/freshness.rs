@@ -14,8 +14,8 @@
 //!     a consistency token newer than the index (catch up to at least the token's `seq`).
 //! - Otherwise ([`Consistency::MinimizeLatency`]) a query reads the index as it is.
 //!
-//! - Catching up applies a page of the changelog ([`CATCH_UP_BATCH`] changes) with one copy of
-//!   the snapshot. An index more than [`RELOAD_BEHIND`] changes behind (after a bulk import,
+//! - Catching up applies a page of the changelog (`CATCH_UP_BATCH`, 10,000 changes) with one
+//!   copy of the snapshot. An index more than [`RELOAD_BEHIND`] changes behind (after a bulk import,
 //!   here or through another replica), when the changes are more than half its size, is
 //!   reloaded from `load_tuples` instead, the new snapshot built on the blocking pool: a copy
 //!   per page would be quadratic in a million changes, and a reload per chunk of a long import
