@@ -69,9 +69,10 @@
 //! one per-replica cache ([`ATTRIBUTES_TTL`], absences cached too), so the evaluation hot path
 //! does not wait on the database. A write or delete through this replica replaces the entry at
 //! once (read-your-writes; [`Pdp::directory_changed`] for a user changed through this
-//! replica); one through another replica is seen here within [`ATTRIBUTES_TTL`]. A query with
-//! a consistency token or [`Consistency::HigherConsistency`], and [`Pdp::get_attributes`],
-//! read the database.
+//! replica); one through another replica is seen here within [`ATTRIBUTES_TTL`]. A store
+//! that keeps no stored attributes at all is known as such for as long (one probe of the
+//! store, not a read per object: most stores have none). A query with a consistency token or
+//! [`Consistency::HigherConsistency`], and [`Pdp::get_attributes`], read the database.
 //!
 //! An attribute that is absent is absent from `properties`: a condition that reads it without
 //! `has()` fails to evaluate (an error, so a denial), and `has(...) && ...` is false. Neither
@@ -113,6 +114,18 @@ pub(crate) type AttributeCache =
 
 /// An empty [`AttributeCache`] with its bounds.
 pub(crate) fn attribute_cache() -> AttributeCache {
+    moka::sync::Cache::builder()
+        .max_capacity(CACHED_OBJECTS)
+        .time_to_live(ATTRIBUTES_TTL)
+        .build()
+}
+
+/// Store id → whether the store keeps stored attributes of any object, as fresh as
+/// [`AttributeCache`]: a store without any is answered without a read per object.
+pub(crate) type StoresWithAttributes = moka::sync::Cache<String, bool>;
+
+/// An empty [`StoresWithAttributes`] with its bounds.
+pub(crate) fn stores_with_attributes() -> StoresWithAttributes {
     moka::sync::Cache::builder()
         .max_capacity(CACHED_OBJECTS)
         .time_to_live(ATTRIBUTES_TTL)
@@ -395,6 +408,9 @@ impl Pdp {
         self.inner
             .attributes
             .invalidate(&(Source::Stored(store_id.to_owned()), object.to_owned()));
+        self.inner
+            .stores_with_attributes
+            .insert(store_id.to_owned(), true);
         Ok(())
     }
 
@@ -424,6 +440,8 @@ impl Pdp {
         self.inner
             .attributes
             .invalidate(&(Source::Stored(store_id.to_owned()), object.to_owned()));
+        // It may have been the store's last: probe again.
+        self.inner.stores_with_attributes.invalidate(store_id);
         Ok(deleted)
     }
 
@@ -439,8 +457,31 @@ impl Pdp {
     ) -> Result<HashMap<String, Map<String, Value>>, PdpError> {
         self.open(store_id)?;
         let wanted: Vec<&str> = objects.iter().copied().filter(|o| storable(o)).collect();
+        if wanted.is_empty() || !self.may_have_attributes(store_id, freshness).await? {
+            return Ok(HashMap::new());
+        }
         self.read_through(&Source::Stored(store_id.to_owned()), wanted, freshness)
             .await
+    }
+
+    /// Whether `store_id` may keep stored attributes: from this replica's cache (one probe of
+    /// the store per [`ATTRIBUTES_TTL`]) where the cache may answer, else `true` (the objects'
+    /// own read decides).
+    async fn may_have_attributes(
+        &self,
+        store_id: &str,
+        freshness: Freshness<'_>,
+    ) -> Result<bool, PdpError> {
+        if freshness.consistency != Consistency::MinimizeLatency || freshness.token.is_some() {
+            return Ok(true);
+        }
+        let cache = &self.inner.stores_with_attributes;
+        if let Some(has) = cache.get(store_id) {
+            return Ok(has);
+        }
+        let has = self.inner.store.has_object_attributes(store_id).await?;
+        cache.insert(store_id.to_owned(), has);
+        Ok(has)
     }
 
     /// The directory entries ([`directory_entry`]) of those of `user_ids` that are trustgate

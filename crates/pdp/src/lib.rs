@@ -213,6 +213,7 @@ struct Inner {
     indexes: freshness::Indexes,
     models: models::ModelCache,
     attributes: attributes::AttributeCache,
+    stores_with_attributes: attributes::StoresWithAttributes,
     /// trustgate's users, for their directory attributes ([`Pdp::with_directory`]).
     directory: OnceLock<Arc<dyn UserStore>>,
     refresher_started: AtomicBool,
@@ -257,6 +258,7 @@ impl Pdp {
                 indexes: freshness::Indexes::default(),
                 models: models::ModelCache::default(),
                 attributes: attributes::attribute_cache(),
+                stores_with_attributes: attributes::stores_with_attributes(),
                 directory: OnceLock::new(),
                 refresher_started: AtomicBool::new(false),
             }),

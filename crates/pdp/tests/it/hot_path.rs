@@ -172,6 +172,10 @@ impl RelationshipStore for Counting {
         self.hit();
         self.inner.get_object_attributes(store_id, objects).await
     }
+    async fn has_object_attributes(&self, store_id: &str) -> Result<bool, StoreError> {
+        self.hit();
+        self.inner.has_object_attributes(store_id).await
+    }
     async fn delete_object_attributes(
         &self,
         store_id: &str,

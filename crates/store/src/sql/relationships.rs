@@ -882,6 +882,17 @@ impl<D: Database> RelationshipStore for SqlStore<D> {
         Ok(out)
     }
 
+    async fn has_object_attributes(&self, store_id: &str) -> Result<bool, StoreError> {
+        check_input("store id", store_id)?;
+        Ok(self
+            .fetch_optional(
+                "SELECT 1 AS one FROM object_attributes WHERE store_id = $1 LIMIT 1",
+                args![store_id],
+            )
+            .await?
+            .is_some())
+    }
+
     async fn delete_object_attributes(
         &self,
         store_id: &str,

@@ -1552,6 +1552,10 @@ async fn object_attributes_are_replaced_read_bounded_and_deleted_with_the_store(
         _ => Map::new(),
     };
     let s = &*db.store;
+    assert!(
+        !s.has_object_attributes(&store).await.expect("probe"),
+        "a new store keeps none"
+    );
     s.put_object_attributes(&store, "record:101", &attrs(json!({ "dept": "eng" })), T0)
         .await
         .expect("put");
@@ -1600,7 +1604,24 @@ async fn object_attributes_are_replaced_read_bounded_and_deleted_with_the_store(
             .await
             .expect("again")
     );
+    assert!(s.has_object_attributes(&store).await.expect("probe"));
+    assert!(
+        s.delete_object_attributes(&store, "record:101")
+            .await
+            .expect("delete the last")
+    );
+    assert!(
+        !s.has_object_attributes(&store).await.expect("probe"),
+        "none left"
+    );
+    s.put_object_attributes(&store, "record:101", &attrs(json!({ "dept": "eng" })), T0)
+        .await
+        .expect("put again");
     assert!(s.delete_fga_store(&store, T0).await.expect("delete store"));
+    assert!(
+        !s.has_object_attributes(&store).await.expect("probe"),
+        "deleted with the store"
+    );
     assert!(matches!(
         s.get_object_attributes(&store, &["record:101"]).await,
         Err(StoreError::NotFound(_))
