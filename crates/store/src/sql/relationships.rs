@@ -105,6 +105,23 @@ impl<D: Database> SqlStore<D> {
     }
 }
 
+/// Takes the writers' lock of a live store for the rest of `tx` and returns its last changelog
+/// seq: the writers of one store are serialized until commit, so the changelog is in commit
+/// order.
+async fn lock_for_writing<D: Database>(
+    tx: &mut Tx<'_, D>,
+    store_id: &str,
+) -> Result<i64, TupleWriteError> {
+    Ok(tx
+        .fetch_optional(
+            &format!("{LIVE_SEQ}{}", D::row_lock(RowLock::Update)),
+            args![store_id],
+        )
+        .await?
+        .ok_or_else(|| TupleWriteError::StoreNotFound(store_id.to_owned()))?
+        .i64("last_seq")?)
+}
+
 async fn append_change<D: Database>(
     tx: &mut Tx<'_, D>,
     store_id: &str,
@@ -494,15 +511,7 @@ impl<D: Database> RelationshipStore for SqlStore<D> {
         let (writes, deletes) = check_write_request(writes, deletes)?;
         let now = normalize_time(now);
         let mut tx = self.begin(TxMode::Write).await?;
-        // The lock serializes the writers of this store until commit.
-        let start = tx
-            .fetch_optional(
-                &format!("{LIVE_SEQ}{}", D::row_lock(RowLock::Update)),
-                args![store_id],
-            )
-            .await?
-            .ok_or_else(|| TupleWriteError::StoreNotFound(store_id.to_owned()))?
-            .i64("last_seq")?;
+        let start = lock_for_writing(&mut tx, store_id).await?;
         let mut seq = start;
         for d in &deletes {
             let removed = tx
@@ -611,15 +620,7 @@ impl<D: Database> RelationshipStore for SqlStore<D> {
         let (tuples, _) = check_write_request(tuples, &[])?;
         let now = normalize_time(now);
         let mut tx = self.begin(TxMode::Write).await?;
-        // The writers' lock, as in `write_tuples`: the changelog stays in commit order.
-        let start = tx
-            .fetch_optional(
-                &format!("{LIVE_SEQ}{}", D::row_lock(RowLock::Update)),
-                args![store_id],
-            )
-            .await?
-            .ok_or_else(|| TupleWriteError::StoreNotFound(store_id.to_owned()))?
-            .i64("last_seq")?;
+        let start = lock_for_writing(&mut tx, store_id).await?;
         let mut seq = start;
         let mut existing = 0;
         for chunk in tuples.chunks(import_chunk_rows::<D>()) {
