@@ -58,7 +58,8 @@ pub struct BatchCheckOutcome {
     pub correlation_id: String,
     /// Its decision or its error; one item's error does not affect the others.
     pub result: Result<bool, PdpError>,
-    /// Why, in short (the audit reason; empty for an invalid item).
+    /// Why, in short (the audit reason); meaningless for an item whose `result` is an error,
+    /// whose error is its reason.
     pub reason: Reason,
     /// The steps of the evaluation, when the batch was explained
     /// ([`Pdp::batch_explain_until`]) and the item valid.

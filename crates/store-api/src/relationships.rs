@@ -475,12 +475,9 @@ pub trait RelationshipStore: std::fmt::Debug + Send + Sync {
     ) -> Result<Vec<(String, serde_json::Map<String, serde_json::Value>)>, StoreError>;
 
     /// Whether the store keeps stored attributes of any object: a cheap probe, so that an
-    /// evaluation in a store without any needs no read per object. `true` means "maybe", and
-    /// is always a correct answer (the default).
-    async fn has_object_attributes(&self, store_id: &str) -> Result<bool, StoreError> {
-        let _ = store_id;
-        Ok(true)
-    }
+    /// evaluation in a store without any needs no read per object. `false` for a store that
+    /// does not exist or was deleted (its attributes went with it).
+    async fn has_object_attributes(&self, store_id: &str) -> Result<bool, StoreError>;
 
     /// Deletes the stored attributes of `object`; false if it had none.
     /// [`StoreError::NotFound`] if the store does not exist or was deleted.

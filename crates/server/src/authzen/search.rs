@@ -64,7 +64,42 @@ struct Search<'a> {
     page: PageRequest<'a>,
 }
 
-impl Search<'_> {
+impl<'a> Search<'a> {
+    /// Reads the members of a search body: the subject and the resource with or without an id
+    /// as the search asks, the action unless it is an action search (which has none: the
+    /// parameter then carries no name, see `trustgate_pdp::attributes`).
+    fn read(
+        body: &'a Map<String, Value>,
+        subject_id: Id,
+        with_action: bool,
+        resource_id: Id,
+    ) -> Result<Self, ApiError> {
+        Ok(Search {
+            subject: wire::party(body.get("subject"), "subject", subject_id)
+                .map_err(bad_request)?,
+            action: if with_action {
+                wire::action(body.get("action")).map_err(bad_request)?
+            } else {
+                Act::default()
+            },
+            resource: wire::party(body.get("resource"), "resource", resource_id)
+                .map_err(bad_request)?,
+            context: wire::context(body.get("context")).map_err(bad_request)?,
+            page: wire::page(body.get("page")).map_err(bad_request)?,
+        })
+    }
+
+    /// The relation the search's action is evaluated as.
+    fn relation<'s>(&self, state: &'s AppState, call: &Call) -> &'s str
+    where
+        'a: 's,
+    {
+        state
+            .config
+            .authzen
+            .relation(&call.store_id, self.action.name.unwrap_or_default())
+    }
+
     /// The condition context, with what is known about the subject and the resource when the
     /// request names them ([`super::known`]; the searched party has no id: what is known
     /// about the candidates is not merged). A subject token that cannot be used for the
@@ -109,24 +144,14 @@ pub async fn subject(
     State(state): State<AppState>,
     AuthzenJson(body): AuthzenJson,
 ) -> Result<Json<Results<Found>>, ApiError> {
-    let search = Search {
-        subject: wire::party(body.get("subject"), "subject", Id::Ignored).map_err(bad_request)?,
-        action: wire::action(body.get("action")).map_err(bad_request)?,
-        resource: wire::party(body.get("resource"), "resource", Id::Required)
-            .map_err(bad_request)?,
-        context: wire::context(body.get("context")).map_err(bad_request)?,
-        page: wire::page(body.get("page")).map_err(bad_request)?,
-    };
+    let search = Search::read(&body, Id::Ignored, true, Id::Required)?;
     let context = search.condition_context(&state, &call).await?;
     let object = wire::object_string(&search.resource);
     let filters = [UserFilter {
         user_type: search.subject.party_type,
         relation: None,
     }];
-    let relation = state
-        .config
-        .authzen
-        .relation(&call.store_id, search.action.name.unwrap_or_default());
+    let relation = search.relation(&state, &call);
     let listed = state
         .pdp
         .search_users(
@@ -152,22 +177,12 @@ pub async fn resource(
     State(state): State<AppState>,
     AuthzenJson(body): AuthzenJson,
 ) -> Result<Json<Results<Found>>, ApiError> {
-    let search = Search {
-        subject: wire::party(body.get("subject"), "subject", Id::Required).map_err(bad_request)?,
-        action: wire::action(body.get("action")).map_err(bad_request)?,
-        resource: wire::party(body.get("resource"), "resource", Id::Ignored)
-            .map_err(bad_request)?,
-        context: wire::context(body.get("context")).map_err(bad_request)?,
-        page: wire::page(body.get("page")).map_err(bad_request)?,
-    };
+    let search = Search::read(&body, Id::Required, true, Id::Ignored)?;
     let Ok(user) = wire::user(&search.subject) else {
         return Ok(Json(nothing()));
     };
     let context = search.condition_context(&state, &call).await?;
-    let relation = state
-        .config
-        .authzen
-        .relation(&call.store_id, search.action.name.unwrap_or_default());
+    let relation = search.relation(&state, &call);
     let listed = state
         .pdp
         .search_objects(
@@ -192,16 +207,7 @@ pub async fn action(
     State(state): State<AppState>,
     AuthzenJson(body): AuthzenJson,
 ) -> Result<Json<Results<FoundAction>>, ApiError> {
-    let search = Search {
-        subject: wire::party(body.get("subject"), "subject", Id::Required).map_err(bad_request)?,
-        // An action search has no action: the parameter carries no name (see
-        // trustgate_pdp::attributes).
-        action: Act::default(),
-        resource: wire::party(body.get("resource"), "resource", Id::Required)
-            .map_err(bad_request)?,
-        context: wire::context(body.get("context")).map_err(bad_request)?,
-        page: wire::page(body.get("page")).map_err(bad_request)?,
-    };
+    let search = Search::read(&body, Id::Required, false, Id::Required)?;
     let Ok(user) = wire::user(&search.subject) else {
         return Ok(Json(nothing()));
     };
