@@ -169,7 +169,7 @@ impl AppState {
             .issuer
             .clone()
             .or_else(|| config.pages.public_origin.clone())
-            .unwrap_or_else(|| default_issuer(config.listen));
+            .unwrap_or_else(|| default_issuer(config.listen, config.tls.enabled()));
         let settings = Settings {
             id_token_ttl: seconds(oauth_config.id_token_ttl_secs),
             token_exchange_ttl: seconds(oauth_config.token_exchange_ttl_secs),
@@ -243,12 +243,14 @@ fn seconds(secs: u64) -> time::Duration {
     time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
 }
 
-/// `http://` and the listen address; a wildcard address becomes `localhost`.
-pub fn default_issuer(listen: std::net::SocketAddr) -> String {
+/// `http://` (`https://` with TLS) and the listen address; a wildcard address becomes
+/// `localhost`.
+pub fn default_issuer(listen: std::net::SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     if listen.ip().is_unspecified() {
-        format!("http://localhost:{}", listen.port())
+        format!("{scheme}://localhost:{}", listen.port())
     } else {
-        format!("http://{listen}")
+        format!("{scheme}://{listen}")
     }
 }
 

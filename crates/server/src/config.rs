@@ -13,6 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use trustgate_core::Secret;
+use trustgate_core::net::{Cidr, TrustedProxies};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -50,6 +51,8 @@ pub struct Config {
     pub secrets_key: Option<Secret>,
     /// HTTP limits.
     pub http: HttpConfig,
+    /// TLS on the listener.
+    pub tls: TlsConfig,
     /// Database pool.
     pub database: DatabaseConfig,
     /// Relationship PDP limits.
@@ -344,6 +347,15 @@ pub struct HttpConfig {
     /// (1 to `max_connections`). Behind a reverse proxy every connection comes from the proxy:
     /// raise it to `max_connections` there.
     pub max_connections_per_ip: usize,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` headers are
+    /// believed for the client's address (audit, throttling) and scheme: addresses or prefixes
+    /// (`["10.0.0.0/8", "192.0.2.7"]`). Empty (default): the headers are ignored and the client
+    /// is the connection's peer. Declaring one also allows a plain-HTTP listener on a
+    /// non-loopback address (the proxy terminates TLS).
+    pub trusted_proxies: Vec<String>,
+    /// How many trusted proxies stand in a row in front of the server (1 to 10): the client
+    /// is found at most this many hops from the right of the forwarding headers.
+    pub proxy_hops: usize,
 }
 
 impl Default for HttpConfig {
@@ -356,6 +368,8 @@ impl Default for HttpConfig {
             idle_timeout_secs: 75,
             max_connections: 4096,
             max_connections_per_ip: 128,
+            trusted_proxies: Vec::new(),
+            proxy_hops: 1,
         }
     }
 }
@@ -394,7 +408,101 @@ impl HttpConfig {
                 self.max_connections
             )));
         }
+        self.trusted_proxies()?;
+        if !(1..=10).contains(&self.proxy_hops) {
+            return Err(ConfigError::Invalid(
+                "http.proxy_hops: must be between 1 and 10".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The trusted proxies, parsed.
+    pub fn trusted_proxies(&self) -> Result<TrustedProxies, ConfigError> {
+        let proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<Cidr>()
+                    .map_err(|e| ConfigError::Invalid(format!("http.trusted_proxies: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TrustedProxies::new(proxies, self.proxy_hops))
+    }
+}
+
+/// TLS on the listener (`[tls]`, or `--tls-cert` / `--tls-key`).
+///
+/// With a certificate and key the listener speaks HTTPS only (HTTP/2 and HTTP/1.1 by ALPN;
+/// TLS 1.2 and 1.3 with rustls' safe defaults on aws-lc-rs). Both files are read again on
+/// SIGHUP and when either changes (checked every `reload_check_secs`); new connections get the
+/// new certificate, open ones keep theirs, and a pair that does not load is logged and the
+/// current one kept. Without TLS the listener must be loopback or stand behind a declared
+/// proxy (`http.trusted_proxies`): start-up refuses plain HTTP on any other address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Seconds between checks of the two files for a change (1 to 3600).
+    pub reload_check_secs: u64,
+    /// `Strict-Transport-Security: max-age` on HTTPS responses (0: no header; at most two
+    /// years).
+    pub hsts_max_age_secs: u64,
+    /// Adds `includeSubDomains` to that header.
+    pub hsts_include_subdomains: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            reload_check_secs: 5,
+            hsts_max_age_secs: 31_536_000,
+            hsts_include_subdomains: false,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether the listener terminates TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls: cert_file and key_file go together".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.reload_check_secs) {
+            return Err(ConfigError::Invalid(
+                "tls.reload_check_secs: must be between 1 and 3600".into(),
+            ));
+        }
+        if self.hsts_max_age_secs > 63_072_000 {
+            return Err(ConfigError::Invalid(
+                "tls.hsts_max_age_secs: must be at most 63072000 (two years)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `Strict-Transport-Security` value, if any.
+    pub fn hsts(&self) -> Option<String> {
+        (self.hsts_max_age_secs > 0).then(|| {
+            let mut value = format!("max-age={}", self.hsts_max_age_secs);
+            if self.hsts_include_subdomains {
+                value.push_str("; includeSubDomains");
+            }
+            value
+        })
     }
 }
 
@@ -487,6 +595,7 @@ impl Default for Config {
             bootstrap_token: None,
             secrets_key: None,
             http: HttpConfig::default(),
+            tls: TlsConfig::default(),
             database: DatabaseConfig::default(),
             authz: AuthzConfig::default(),
             pages: PagesConfig::default(),
@@ -656,6 +765,26 @@ pub struct Overrides {
     /// `--log-format`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// `--tls-cert` and `--tls-key`.
+    #[serde(skip_serializing_if = "TlsOverrides::is_empty")]
+    pub tls: TlsOverrides,
+}
+
+/// `--tls-cert` and `--tls-key` (merged into `[tls]`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TlsOverrides {
+    /// `--tls-cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// `--tls-key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsOverrides {
+    fn is_empty(&self) -> bool {
+        self.cert_file.is_none() && self.key_file.is_none()
+    }
 }
 
 /// A configuration that cannot be used. The message names the key and where it came from.
@@ -686,6 +815,7 @@ const ENV_KEYS: &[&str] = &[
     "bootstrap_token",
     "secrets_key",
     "http",
+    "tls",
     "database",
     "authz",
     "pages",
@@ -749,6 +879,19 @@ impl Config {
         trustgate_store::backend_of(&self.effective_database_url())
             .map_err(|e| ConfigError::Invalid(format!("database_url: {e}")))?;
         self.http.validate()?;
+        self.tls.validate()?;
+        if !self.tls.enabled()
+            && !self.listen.ip().is_loopback()
+            && self.http.trusted_proxies.is_empty()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "listen: plain HTTP on {} would carry passwords and tokens in clear text; give \
+                 the listener a certificate (tls.cert_file and tls.key_file, or --tls-cert and \
+                 --tls-key), listen on a loopback address, or declare the reverse proxy that \
+                 terminates TLS in front of it (http.trusted_proxies)",
+                self.listen
+            )));
+        }
         if self.authz.max_tuples_per_write == 0 {
             return Err(ConfigError::Invalid(
                 "authz.max_tuples_per_write: must be greater than 0".into(),
@@ -1072,6 +1215,110 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_is_refused_off_loopback_unless_tls_or_a_proxy_is_declared() {
+        let public = Overrides {
+            listen: Some("0.0.0.0:8080".into()),
+            ..Overrides::default()
+        };
+        let err = load(None, &[], public.clone()).expect_err("plain on 0.0.0.0");
+        assert!(
+            err.to_string().contains("plain HTTP on 0.0.0.0:8080"),
+            "{err}"
+        );
+        let err = load(
+            None,
+            &[],
+            Overrides {
+                listen: Some("[::]:8080".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect_err("plain on ::");
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+        // Loopback (the default) is allowed, IPv6 loopback too.
+        load(None, &[], Overrides::default()).expect("127.0.0.1");
+        load(
+            None,
+            &[],
+            Overrides {
+                listen: Some("[::1]:8080".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect("::1");
+        // A declared proxy terminates TLS in front.
+        let c = load(
+            None,
+            &[(
+                "TRUSTGATE_HTTP__TRUSTED_PROXIES",
+                r#"["10.0.0.0/8","192.0.2.7"]"#,
+            )],
+            public.clone(),
+        )
+        .expect("behind a proxy");
+        assert!(
+            c.http
+                .trusted_proxies()
+                .expect("parses")
+                .trusts("192.0.2.7".parse().expect("ip"))
+        );
+        // A certificate, from the flags.
+        let tls = Overrides {
+            tls: TlsOverrides {
+                cert_file: Some("cert.pem".into()),
+                key_file: Some("key.pem".into()),
+            },
+            ..public.clone()
+        };
+        let c = load(None, &[], tls).expect("with TLS");
+        assert_eq!(c.tls.cert_file.as_deref(), Some(Path::new("cert.pem")));
+        assert_eq!(c.tls.hsts().as_deref(), Some("max-age=31536000"));
+    }
+
+    #[test]
+    fn tls_and_proxy_settings_are_checked() {
+        for (toml, key) in [
+            ("[tls]\ncert_file = \"c.pem\"\n", "cert_file and key_file"),
+            ("[tls]\nkey_file = \"k.pem\"\n", "cert_file and key_file"),
+            ("[tls]\nreload_check_secs = 0\n", "tls.reload_check_secs"),
+            (
+                "[tls]\nhsts_max_age_secs = 63072001\n",
+                "tls.hsts_max_age_secs",
+            ),
+            (
+                "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "http.trusted_proxies",
+            ),
+            (
+                "[http]\ntrusted_proxies = [\"proxy.internal\"]\n",
+                "http.trusted_proxies",
+            ),
+            ("[http]\nproxy_hops = 0\n", "http.proxy_hops"),
+            ("[http]\nproxy_hops = 11\n", "http.proxy_hops"),
+        ] {
+            let err = load(Some(toml), &[], Overrides::default()).expect_err(toml);
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+        let c = load(
+            Some("[tls]\nhsts_max_age_secs = 0\n"),
+            &[("TRUSTGATE_TLS__HSTS_INCLUDE_SUBDOMAINS", "true")],
+            Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(c.tls.hsts(), None, "0 turns the header off");
+        let c = load(
+            None,
+            &[("TRUSTGATE_TLS__HSTS_INCLUDE_SUBDOMAINS", "true")],
+            Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.tls.hsts().as_deref(),
+            Some("max-age=31536000; includeSubDomains")
+        );
+    }
+
+    #[test]
     fn import_limits_have_defaults_bounds_and_env() {
         let c = load(None, &[], Overrides::default()).expect("defaults");
         assert_eq!(c.authz.max_tuples_per_import, 100_000);
@@ -1195,12 +1442,17 @@ mod tests {
         let env = [("TRUSTGATE_PAGES__INSECURE_DEV_COOKIES", "true")];
         let c = load(None, &env, Overrides::default()).expect("loopback is fine");
         assert!(c.pages.insecure_dev_cookies);
+        // Behind a proxy, so that plain HTTP itself is allowed there.
+        let proxied = [
+            env[0],
+            ("TRUSTGATE_HTTP__TRUSTED_PROXIES", r#"["10.0.0.1"]"#),
+        ];
         for listen in ["0.0.0.0:8080", "192.0.2.10:8080", "[::]:8080"] {
             let flags = Overrides {
                 listen: Some(listen.into()),
                 ..Overrides::default()
             };
-            let err = load(None, &env, flags).expect_err("not loopback");
+            let err = load(None, &proxied, flags).expect_err("not loopback");
             let text = err.to_string();
             assert!(text.contains("pages.insecure_dev_cookies"), "{text}");
             assert!(text.contains("loopback"), "{text}");
@@ -1214,7 +1466,7 @@ mod tests {
             listen: Some("0.0.0.0:8080".into()),
             ..Overrides::default()
         };
-        load(None, &[], flags).expect("strict cookies anywhere");
+        load(None, &proxied[1..], flags).expect("strict cookies anywhere");
     }
 
     #[test]

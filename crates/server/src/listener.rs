@@ -26,7 +26,15 @@
 //!   within the grace period (idle and half-read connections are closed at once), then abort the
 //!   rest: [`serve`] always returns.
 //!
-//! Handlers still see `ConnectInfo<SocketAddr>`, inserted into every request.
+//! - **TLS.** With a [`Transport`] that carries a TLS acceptor, the handshake must finish
+//!   within the header-read budget of the accept; a failed one is counted in
+//!   `http_tls_handshake_failures_total` and logged at debug (a scanner's garbage is not an
+//!   incident). ALPN picks HTTP/2 (at most 100 concurrent streams per connection) or HTTP/1.1.
+//!   HTTPS responses carry `Strict-Transport-Security` (also those a trusted proxy reports as
+//!   HTTPS).
+//!
+//! Handlers see `ConnectInfo<SocketAddr>` (the peer) and [`ClientAddress`] (the client, as the
+//! trusted proxies tell it: `trustgate_core::net::TrustedProxies`), inserted into every request.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -41,15 +49,18 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
+use http::HeaderValue;
+use http::header::{FORWARDED, STRICT_TRANSPORT_SECURITY};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
+use trustgate_core::net::{ForwardedClient, TrustedProxies};
 
 use crate::config::HttpConfig;
 
@@ -75,9 +86,41 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+
 /// After the shutdown signal, a connection with no request in flight gets this long to flush
 /// a response it just finished before it is closed.
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(200);
+
+/// Most concurrent HTTP/2 streams on one connection.
+const MAX_H2_STREAMS: u32 = 100;
+
+/// What the listener speaks and whom it believes about the client.
+#[derive(Clone, Default)]
+pub struct Transport {
+    /// TLS, when the listener terminates it.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `Strict-Transport-Security` for HTTPS responses.
+    pub hsts: Option<HeaderValue>,
+    /// Whose forwarding headers are believed.
+    pub proxies: Arc<TrustedProxies>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("tls", &self.tls.is_some())
+            .field("hsts", &self.hsts)
+            .field("proxies", &self.proxies)
+            .finish()
+    }
+}
+
+/// The client of a request (request extension): its address and whether it used HTTPS, from
+/// the connection or, behind a trusted proxy, from the proxy's forwarding headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub ForwardedClient);
 
 /// The listener's effective settings (after clamping to the descriptor limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +298,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     settings: ListenerSettings,
+    transport: Transport,
     shutdown: impl Future<Output = ()> + Send,
     grace: Duration,
 ) {
@@ -298,6 +342,7 @@ pub async fn serve(
                     peer,
                     app.clone(),
                     settings,
+                    transport.clone(),
                     permit,
                     stop_rx.clone(),
                 ));
@@ -381,31 +426,77 @@ impl LogThrottle {
     }
 }
 
-/// One connection: hyper's HTTP/1.1 state machine, watched for header-read and idle timeouts,
-/// and for shutdown.
+/// One connection: the TLS handshake if any, then hyper's HTTP/1.1 or HTTP/2 state machine,
+/// watched for header-read and idle timeouts, and for shutdown.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     app: Router,
     settings: ListenerSettings,
+    transport: Transport,
     permit: ConnectionPermit,
     mut stop: watch::Receiver<bool>,
 ) {
     // Released when this task ends, aborted or not.
     let _permit = permit;
     let watch = Arc::new(ConnectionWatch::new(settings));
-    let io = TokioIo::new(WatchedIo {
-        inner: stream,
-        watch: Arc::clone(&watch),
-    });
-    let service = ConnectionService {
+    let service = |tls: bool| ConnectionService {
         app,
         peer,
+        tls,
+        hsts: transport.hsts.clone(),
+        proxies: Arc::clone(&transport.proxies),
         watch: Arc::clone(&watch),
     };
-    let connection = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(io, service);
+    let Some(acceptor) = &transport.tls else {
+        let io = WatchedIo {
+            inner: stream,
+            watch: Arc::clone(&watch),
+        };
+        return drive(io, false, service(false), &watch, stop, peer).await;
+    };
+    // The handshake spends the header-read budget of the accept.
+    let handshake = tokio::select! {
+        result = acceptor.accept(stream) => result,
+        () = sleep_until(watch.deadline()) => Err(io::Error::new(io::ErrorKind::TimedOut, "handshake timed out")),
+        _ = stop.changed() => return,
+    };
+    let stream = match handshake {
+        Ok(stream) => stream,
+        Err(e) => {
+            metrics::counter!("http_tls_handshake_failures_total").increment(1);
+            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+            return;
+        }
+    };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(trustgate_tls::ALPN_H2);
+    let io = WatchedIo {
+        inner: stream,
+        watch: Arc::clone(&watch),
+    };
+    drive(io, h2, service(true), &watch, stop, peer).await;
+}
+
+/// Serves requests on an established connection until it ends, times out or is drained.
+async fn drive<S>(
+    io: WatchedIo<S>,
+    h2: bool,
+    service: ConnectionService,
+    watch: &Arc<ConnectionWatch>,
+    mut stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if h2 {
+        builder = builder.http2_only();
+        builder.http2().max_concurrent_streams(MAX_H2_STREAMS);
+    } else {
+        builder = builder.http1_only();
+        builder.http1().keep_alive(true);
+    }
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut stopping = false;
     loop {
@@ -586,14 +677,14 @@ impl Drop for InFlight {
     }
 }
 
-/// The client's socket, telling the watch when bytes arrive.
+/// The client's socket (or TLS stream), telling the watch when bytes arrive.
 #[derive(Debug)]
-struct WatchedIo {
-    inner: TcpStream,
+struct WatchedIo<S> {
+    inner: S,
     watch: Arc<ConnectionWatch>,
 }
 
-impl AsyncRead for WatchedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -609,7 +700,7 @@ impl AsyncRead for WatchedIo {
     }
 }
 
-impl AsyncWrite for WatchedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -639,12 +730,15 @@ impl AsyncWrite for WatchedIo {
     }
 }
 
-/// The router for one connection: adds `ConnectInfo` and marks each request in flight until
-/// its response body is done.
+/// The router for one connection: adds `ConnectInfo` and [`ClientAddress`], marks each request
+/// in flight until its response body is done, and sets HSTS on HTTPS responses.
 #[derive(Debug, Clone)]
 struct ConnectionService {
     app: Router,
     peer: SocketAddr,
+    tls: bool,
+    hsts: Option<HeaderValue>,
+    proxies: Arc<TrustedProxies>,
     watch: Arc<ConnectionWatch>,
 }
 
@@ -657,14 +751,32 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
     type Future = ResponseFuture;
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
+        let headers = request.headers();
+        let values =
+            |name: &http::HeaderName| headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+        let client = self.proxies.client(
+            self.peer.ip(),
+            self.tls,
+            values(&FORWARDED),
+            values(&X_FORWARDED_FOR),
+            values(&X_FORWARDED_PROTO),
+        );
         request.extensions_mut().insert(ConnectInfo(self.peer));
+        request.extensions_mut().insert(ClientAddress(client));
         let in_flight = self.watch.request_started();
         let app = self.app.clone();
+        let hsts = self.hsts.clone().filter(|_| client.https);
         Box::pin(async move {
-            let response = match app.oneshot(request).await {
+            let mut response = match app.oneshot(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
+            if let Some(hsts) = hsts {
+                response
+                    .headers_mut()
+                    .entry(STRICT_TRANSPORT_SECURITY)
+                    .or_insert(hsts);
+            }
             Ok(response.map(|body| WatchedBody {
                 body,
                 _in_flight: in_flight,

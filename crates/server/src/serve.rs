@@ -53,6 +53,9 @@ pub enum StartError {
     /// The services cannot start (signing keys, the system model).
     #[error("{0}")]
     Services(#[from] crate::app::ServicesError),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] trustgate_tls::TlsError),
     /// The configuration is invalid (an embedder built it without [`Config::load`]).
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
@@ -66,6 +69,7 @@ pub enum StartError {
 pub struct Server {
     state: AppState,
     listener: TcpListener,
+    certificate: Option<Arc<trustgate_tls::ReloadingCertificate>>,
     bootstrap: Bootstrap,
 }
 
@@ -124,6 +128,11 @@ impl Server {
                 "readable by others: it holds secrets or the database; chmod go-rwx it"
             );
         }
+        // Before the socket is bound: a certificate that does not load fails the start.
+        let certificate = match (&config.tls.cert_file, &config.tls.key_file) {
+            (Some(cert), Some(key)) => Some(trustgate_tls::ReloadingCertificate::load(cert, key)?),
+            _ => None,
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -135,13 +144,14 @@ impl Server {
         if config.oauth.issuer.is_none() && config.pages.public_origin.is_none() {
             // Port 0 means "any": the issuer must name the port actually bound.
             let bound = listener.local_addr().map_err(StartError::Serve)?;
-            config.oauth.issuer = Some(crate::app::default_issuer(bound));
+            config.oauth.issuer = Some(crate::app::default_issuer(bound, config.tls.enabled()));
         }
         let state = AppState::start(store, clock, config, secrets_key).await?;
         let bootstrap = ensure_admin(&state).await?;
         Ok(Self {
             state,
             listener,
+            certificate,
             bootstrap,
         })
     }
@@ -197,6 +207,27 @@ impl Server {
                 + crate::listener::RESERVED_DESCRIPTORS,
         );
         log_listener_settings(&self.state.config.http, &settings);
+        let transport = crate::listener::Transport {
+            tls: match &self.certificate {
+                Some(certificate) => Some(tokio_rustls::TlsAcceptor::from(
+                    trustgate_tls::server_config(certificate.clone())?,
+                )),
+                None => None,
+            },
+            hsts: self
+                .state
+                .config
+                .tls
+                .hsts()
+                .and_then(|v| http::HeaderValue::try_from(v).ok()),
+            proxies: Arc::new(self.state.config.http.trusted_proxies()?),
+        };
+        let certificate_watch = self.certificate.clone().map(|certificate| {
+            trustgate_tls::watch(
+                certificate,
+                Duration::from_secs(self.state.config.tls.reload_check_secs),
+            )
+        });
         let stopping = self.state.stopping.clone();
         let app = router(self.state);
         let signal = async move {
@@ -204,7 +235,10 @@ impl Server {
             stopping.send_replace(true);
             tracing::info!("shutdown requested; draining in-flight requests");
         };
-        crate::listener::serve(self.listener, app, settings, signal, grace).await;
+        crate::listener::serve(self.listener, app, settings, transport, signal, grace).await;
+        if let Some(task) = certificate_watch {
+            task.abort();
+        }
         purge.abort();
         audit_retention.abort();
         audit_anchors.abort();

@@ -19,8 +19,9 @@
 //! `scripts/oauth-load.sh` starts a server and runs it.
 //!
 //! `trustgate-load gateway ...` measures an upstream called directly and through
-//! `trustgate-gateway` (run in this process against the server's JWKS, token exchange and PDP)
-//! in interleaved rounds ([`GatewayArgs`]); `scripts/gateway-load.sh` starts a server and runs it.
+//! `trustgate gateway` (a child process, against the server's JWKS, token exchange and PDP) in
+//! interleaved rounds, sharing the cores and then on a core of its own ([`GatewayArgs`]);
+//! `scripts/gateway-load.sh` starts a server and runs it.
 //!
 //! `trustgate-load oauth-vs-node ...` measures `client_credentials` issuance (ES256 JWT access
 //! tokens) of trustgate and of node `oidc-provider` in interleaved rounds of the same run, with
@@ -2142,7 +2143,7 @@ async fn soak_run(args: SoakArgs) -> Result<()> {
 // The gateway.
 
 /// `trustgate-load gateway`: the same upstream called directly and through `trustgate-gateway`
-/// (in this process), in interleaved rounds of one run.
+/// (`trustgate gateway`, a child process), in interleaved rounds of one run.
 #[derive(Debug, Parser)]
 #[command(
     name = "trustgate-load gateway",
@@ -2167,6 +2168,9 @@ struct GatewayArgs {
     /// Seconds of unmeasured warm-up load per endpoint before the first round.
     #[arg(long, default_value_t = 1)]
     warmup: u64,
+    /// The `trustgate` binary that runs the gateway (default: next to this one).
+    #[arg(long, value_name = "PATH")]
+    trustgate_bin: Option<std::path::PathBuf>,
 }
 
 const GW_AUD: &str = "https://gateway.bench.example";
@@ -2276,9 +2280,18 @@ async fn gateway_load(args: GatewayArgs) -> Result<()> {
     )?;
     let key_file = dir.join("pdp-key");
     std::fs::write(&key_file, &reader_key)?;
-    let config = trustgate_gateway::GatewayConfig::from_toml(&format!(
-        r#"
-listen = "127.0.0.1:0"
+    // The gateway runs as operators run it: `trustgate gateway --config`, its own process, so
+    // its CPU time can be read apart and it can be given a core of its own.
+    let gateway_addr = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")?;
+        free.local_addr()?
+    };
+    let config_file = dir.join("gateway.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            r#"
+listen = "{gateway_addr}"
 issuer = "{base}"
 audience = "{GW_AUD}"
 [client]
@@ -2299,23 +2312,29 @@ action = "viewer"
 resource = "course:{{id}}"
 scopes = ["bench:read"]
 "#,
-        client = gateway_client["client_id"]
-            .as_str()
-            .context("no client_id")?,
-        secret = secret_file.display(),
-        key = key_file.display(),
-    ))?;
-    let gateway = Arc::new(trustgate_gateway::Gateway::new(
-        config,
-        Arc::new(trustgate_pep::TracingSink),
-    )?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let gateway_addr = listener.local_addr()?;
-    tokio::spawn(trustgate_gateway::serve(
-        listener,
-        gateway,
-        std::future::pending(),
-    ));
+            client = gateway_client["client_id"]
+                .as_str()
+                .context("no client_id")?,
+            secret = secret_file.display(),
+            key = key_file.display(),
+        ),
+    )?;
+    trustgate_gateway::GatewayConfig::load(&config_file).context("the gateway's configuration")?;
+    let binary = match &args.trustgate_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("trustgate"),
+    };
+    let gateway_log = std::fs::File::create(dir.join("gateway.log"))?;
+    let gateway = ChildGuard(
+        std::process::Command::new(&binary)
+            .args(["gateway", "--log-level", "warn", "--config"])
+            .arg(&config_file)
+            .stdout(gateway_log.try_clone()?)
+            .stderr(gateway_log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?,
+    );
+    let gateway_pid = gateway.0.id();
     let bearer: Arc<str> = format!("Bearer {access_token}").into();
     let prepared = |url: String| Prepared {
         method: reqwest::Method::GET,
@@ -2337,6 +2356,19 @@ scopes = ["bench:read"]
     ];
     // Every request the benchmark counts must be an allow that reached the upstream.
     let probe = client(&bearer)?;
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    while !send(&probe, &endpoints[1].requests[0])
+        .await
+        .unwrap_or(false)
+    {
+        if Instant::now() > ready_by {
+            bail!(
+                "the gateway did not answer 200 with the upstream's body within 30 s; its log: {}",
+                std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for e in &endpoints {
         if !send(&probe, &e.requests[0]).await? {
             bail!("{} did not answer 200 with the upstream's body", e.label);
@@ -2369,6 +2401,7 @@ scopes = ["bench:read"]
     print_table(&endpoints, &mut one);
     // Throughput: every connection busy.
     println!("throughput: {} connections", args.connections);
+    let cpu_before = cpu_time(gateway_pid)?;
     let mut totals = run_rounds(
         &clients,
         &endpoints,
@@ -2377,15 +2410,47 @@ scopes = ["bench:read"]
         args.rounds,
     )
     .await;
+    let gateway_cpu = cpu_time(gateway_pid)?.saturating_sub(cpu_before);
     let rates = print_table(&endpoints, &mut totals);
+    // Warm-up requests count too: the CPU time covers them.
+    let proxied = totals[1].samples.len() as f64 + rates[1] * args.warmup as f64;
+    println!(
+        "the gateway's CPU time per request: {} (user + system, warm-up included)",
+        fmt_ns(gateway_cpu.as_nanos() as f64 / proxied.max(1.0))
+    );
     let added = (p50s[1] - p50s[0]).max(0.0);
     println!(
         "added p50 (1 connection): {} (target <= 100 us); throughput through the gateway \
-         ({} connections): {:.0}% of direct (target >= 70%)",
+         ({} connections, every process on every core): {:.0}% of direct (target >= 70%)",
         fmt_ns(added),
         args.connections,
         100.0 * rates[1] / rates[0].max(1e-9)
     );
+    // As deployed, a gateway has CPU of its own rather than taking it from the application and
+    // its clients: this load generator and the upstream on core 0, the gateway on core 1.
+    if cpus() >= 2 {
+        pin_process(std::process::id(), 0)?;
+        pin_process(gateway_pid, 1)?;
+        println!(
+            "throughput: {} connections, this load generator and the upstream on core 0, the \
+             gateway on core 1",
+            args.connections
+        );
+        let mut pinned = run_rounds(
+            &clients,
+            &endpoints,
+            args.warmup,
+            args.duration,
+            args.rounds,
+        )
+        .await;
+        let rates = print_table(&endpoints, &mut pinned);
+        println!(
+            "throughput through the gateway on a core of its own: {:.0}% of direct (target >= 70%)",
+            100.0 * rates[1] / rates[0].max(1e-9)
+        );
+    }
+    drop(gateway);
     println!(
         "each gateway request: the caller's JWT (verified once, then remembered by its hash; \
          exp checked on every request; liveness introspected at most every liveness_ttl_secs = \
@@ -2393,5 +2458,54 @@ scopes = ["bench:read"]
          GET /stores/{{id}}/watch), the exchanged token from the cache"
     );
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A child process killed when dropped (the benchmark never leaves a gateway behind).
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A process's CPU time so far (user + system), from `/proc/PID/stat` in clock ticks of
+/// 1/100 s (Linux reports `/proc` times in USER_HZ, 100 on every architecture it runs here).
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name may hold spaces; the fields after it are fixed.
+    let after_name = stat.rsplit_once(')').context("no command name")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; `fields` starts at field 3.
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i - 3)
+            .context("a short stat line")?
+            .parse()
+            .context("a CPU time is not a number")
+    };
+    Ok(Duration::from_millis((ticks(14)? + ticks(15)?) * 10))
+}
+
+/// Pins every thread of process `pid` to CPU `cpu`; threads created later inherit it from
+/// their creator.
+fn pin_process(pid: u32, cpu: usize) -> Result<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Some(tid) = task?
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            continue;
+        };
+        rustix::thread::sched_setaffinity(Some(tid), &set)
+            .with_context(|| format!("pinning thread {tid:?} of {pid} to CPU {cpu}"))?;
+    }
     Ok(())
 }

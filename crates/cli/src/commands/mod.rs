@@ -122,6 +122,13 @@ pub struct ServerArgs {
     /// Log format: pretty or json [env: TRUSTGATE_LOG_FORMAT].
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
+    /// PEM certificate chain: the listener speaks HTTPS (HTTP/2 and HTTP/1.1); reloaded on
+    /// SIGHUP and when the file changes [env: TRUSTGATE_TLS__CERT_FILE].
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [env: TRUSTGATE_TLS__KEY_FILE].
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -131,6 +138,10 @@ impl ServerArgs {
             data_dir,
             database_url: self.database_url.clone(),
             log_format: self.log_format.clone(),
+            tls: trustgate_server::config::TlsOverrides {
+                cert_file: self.tls_cert.clone(),
+                key_file: self.tls_key.clone(),
+            },
         };
         Config::load(self.config.as_deref(), &overrides).map_err(|e| Failure::Usage(e.to_string()))
     }
@@ -244,8 +255,13 @@ async fn serve(args: &ServerArgs, data_dir: Option<PathBuf>) -> Result<(), Failu
             token.expose()
         );
     }
+    let scheme = if server.state().config.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "trustgate listening on http://{addr} (database {database}, data dir {})",
+        "trustgate listening on {scheme}://{addr} (database {database}, data dir {})",
         data_dir.display()
     );
     server

@@ -67,7 +67,12 @@ fn configured_origin(state: &AppState) -> Option<String> {
         .and_then(|issuer| issuer.rsplit_once(':'))
         .and_then(|(_, port)| port.trim_end_matches('/').parse::<u16>().ok())
         .unwrap_or(config.listen.port());
-    Some(format!("http://localhost:{port}"))
+    let scheme = if config.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    Some(format!("{scheme}://localhost:{port}"))
 }
 
 /// Whether a `Host` header names `authority`, ignoring case and the scheme's default port.

@@ -20,3 +20,4 @@ mod pages;
 mod pep;
 mod replicas;
 mod signing_keys;
+mod tls;

@@ -1,0 +1,465 @@
+//! The channel, part 1 (issue #16): HTTPS on the listener with certificates generated here
+//! (rcgen), reload without dropped connections, HSTS, HTTP/2 by ALPN; plain HTTP refused off
+//! loopback; forwarding headers believed only from trusted proxies.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_rustls::client::TlsStream;
+use trustgate_core::Secret;
+use trustgate_server::{Config, Server, StartError};
+
+const TOKEN: &str = "tg_test_tls_0123456789abcdefghijklmnop";
+const BOUND: Duration = Duration::from_secs(10);
+
+/// A test CA that signs server certificates.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("self-signed");
+        Ca {
+            der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A server certificate for localhost and 127.0.0.1: (chain PEM, key PEM, leaf DER).
+    fn server(&self, cn: &str) -> (String, String, CertificateDer<'static>) {
+        let key = KeyPair::generate().expect("server key");
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        (cert.pem(), key.serialize_pem(), cert.der().clone())
+    }
+}
+
+fn write_pair(dir: &Path, cert: &str, key: &str) -> (PathBuf, PathBuf) {
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    // Written next to the target and renamed: a reader never sees half a file.
+    for (path, text) in [(&c, cert), (&k, key)] {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, path).expect("rename");
+    }
+    (c, k)
+}
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), StartError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+fn base_config(dir: &tempfile::TempDir) -> Config {
+    Config {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        data_dir: dir.path().join("data"),
+        bootstrap_token: Some(Secret::new(TOKEN)),
+        ..Config::default()
+    }
+}
+
+async fn start(dir: tempfile::TempDir, config: Config) -> Running {
+    let server = Server::start(config).await.expect("start");
+    let addr = server.local_addr().expect("bound");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        task,
+        _dir: dir,
+    }
+}
+
+async fn start_tls(ca: &Ca, configure: impl FnOnce(&mut Config)) -> (Running, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key, _) = ca.server("first");
+    let (cert_file, key_file) = write_pair(dir.path(), &cert, &key);
+    let mut config = base_config(&dir);
+    config.tls.cert_file = Some(cert_file);
+    config.tls.key_file = Some(key_file);
+    configure(&mut config);
+    let path = dir.path().to_path_buf();
+    (start(dir, config).await, path)
+}
+
+/// A TLS connection to `addr` trusting `ca` only, offering `alpn`.
+async fn connect(
+    addr: SocketAddr,
+    ca: &Ca,
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der.clone()).expect("root");
+    let mut config = rustls::ClientConfig::builder_with_provider(trustgate_tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+}
+
+fn served_certificate(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("certificates")[0]
+        .clone()
+}
+
+/// `GET path` on an HTTP/1.1 connection: (status, HSTS header, body).
+async fn get_h1(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    path: &str,
+) -> (StatusCode, Option<String>, Bytes) {
+    let request = Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::new())
+        .expect("request");
+    let response = tokio::time::timeout(BOUND, sender.send_request(request))
+        .await
+        .expect("bounded")
+        .expect("response");
+    let status = response.status();
+    let hsts = response
+        .headers()
+        .get("strict-transport-security")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, hsts, body)
+}
+
+async fn http1_over(
+    stream: TlsStream<TcpStream>,
+) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("http/1.1 handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+#[tokio::test]
+async fn https_speaks_http2_and_http1_by_alpn_with_hsts_and_nothing_in_clear() {
+    let ca = Ca::new("tls test CA");
+    let (server, _) = start_tls(&ca, |_| {}).await;
+    // HTTP/2 when the client offers it first.
+    let stream = connect(server.addr, &ca, &[b"h2", b"http/1.1"])
+        .await
+        .expect("tls");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut h2, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(connection);
+    let response = h2
+        .send_request(
+            Request::get("https://localhost/healthz")
+                .body(Empty::<Bytes>::new())
+                .expect("request"),
+        )
+        .await
+        .expect("h2 response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    // HTTP/1.1 when that is all the client speaks.
+    let stream = connect(server.addr, &ca, &[b"http/1.1"])
+        .await
+        .expect("tls");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let mut h1 = http1_over(stream).await;
+    let (status, hsts, _) = get_h1(&mut h1, "/healthz").await;
+    assert_eq!(
+        (status, hsts.as_deref()),
+        (StatusCode::OK, Some("max-age=31536000"))
+    );
+    // The discovery document names the https issuer.
+    let (status, _, body) = get_h1(&mut h1, "/.well-known/openid-configuration").await;
+    assert_eq!(status, StatusCode::OK);
+    let discovery: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        discovery["issuer"],
+        format!("https://{}", server.addr),
+        "the default issuer is https with TLS"
+    );
+    // Plain HTTP to the TLS port gets no HTTP answer: the handshake fails and the
+    // connection is closed.
+    let mut plain = TcpStream::connect(server.addr).await.expect("tcp");
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(BOUND, plain.read_to_end(&mut answer))
+        .await
+        .expect("closed in time");
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "no HTTP in clear: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // A client that does not trust the CA fails its handshake.
+    let stranger = Ca::new("another CA");
+    assert!(
+        connect(server.addr, &stranger, &[b"http/1.1"])
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_handshake_is_closed_within_the_header_budget() {
+    let ca = Ca::new("tls test CA");
+    let (server, _) = start_tls(&ca, |c| c.http.header_read_timeout_secs = 1).await;
+    let mut idle = TcpStream::connect(server.addr).await.expect("tcp");
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(BOUND, idle.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed, not answered: {read:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_dropping_open_connections() {
+    let ca = Ca::new("tls test CA");
+    let (server, dir) = start_tls(&ca, |c| c.tls.reload_check_secs = 1).await;
+    let first = connect(server.addr, &ca, &[b"http/1.1"])
+        .await
+        .expect("tls");
+    let old = served_certificate(&first);
+    let mut open = http1_over(first).await;
+    assert_eq!(get_h1(&mut open, "/healthz").await.0, StatusCode::OK);
+
+    // Renewed in place: picked up by the file check.
+    let (cert, key, renewed) = ca.server("renewed");
+    assert_ne!(renewed, old);
+    write_pair(&dir, &cert, &key);
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let stream = connect(server.addr, &ca, &[b"http/1.1"])
+            .await
+            .expect("tls");
+        if served_certificate(&stream) == renewed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The connection opened before the reload still works, on its old session.
+    assert_eq!(get_h1(&mut open, "/healthz").await.0, StatusCode::OK);
+
+    // A broken pair (a key that is not the certificate's) is refused; the renewed one stays.
+    let (_, other_key, _) = ca.server("mismatched");
+    write_pair(&dir, &cert, &other_key);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let stream = connect(server.addr, &ca, &[b"http/1.1"])
+        .await
+        .expect("still served");
+    assert_eq!(served_certificate(&stream), renewed);
+    let mut h1 = http1_over(stream).await;
+    assert_eq!(get_h1(&mut h1, "/healthz").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_certificate_that_does_not_load_fails_the_start() {
+    let ca = Ca::new("tls test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, _, _) = ca.server("a");
+    let (_, other_key, _) = ca.server("b");
+    let (cert_file, key_file) = write_pair(dir.path(), &cert, &other_key);
+    let mut config = base_config(&dir);
+    config.tls.cert_file = Some(cert_file.clone());
+    config.tls.key_file = Some(key_file.clone());
+    let err = Server::start(config).await.expect_err("mismatched key");
+    assert!(err.to_string().contains("not the certificate's"), "{err}");
+
+    let mut config = base_config(&dir);
+    config.tls.cert_file = Some(dir.path().join("missing.pem"));
+    config.tls.key_file = Some(key_file.clone());
+    let err = Server::start(config).await.expect_err("missing file");
+    assert!(err.to_string().contains("cannot read"), "{err}");
+
+    std::fs::write(&cert_file, "not a certificate").expect("write");
+    let mut config = base_config(&dir);
+    config.tls.cert_file = Some(cert_file);
+    config.tls.key_file = Some(key_file);
+    let err = Server::start(config).await.expect_err("no PEM");
+    assert!(err.to_string().contains("no PEM certificate"), "{err}");
+}
+
+/// An audited admin request from `from` (a 127/8 address) with `headers`; the IP its audit
+/// event records.
+async fn audited_ip(server: &Running, from: [u8; 4], headers: &[(&str, &str)], n: u32) -> String {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::from((from, 0))).expect("bind");
+    let stream = socket.connect(server.addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    let request_id = format!("tls-proxy-test-{n}");
+    let mut request = Request::post("/admin/v1/users")
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .header("x-request-id", &request_id);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = serde_json::json!({"username": format!("proxied{n}"), "email": format!("p{n}@example.com")});
+    let response = sender
+        .send_request(
+            request
+                .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert!(response.status().is_success(), "{}", response.status());
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let events: Value = client
+            .get(format!("http://{}/admin/v1/audit", server.addr))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("audit")
+            .json()
+            .await
+            .expect("json");
+        if let Some(event) = events["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .find(|e| e["request_id"] == request_id.as_str())
+        {
+            return event["ip"].as_str().expect("ip").to_owned();
+        }
+        assert!(Instant::now() < deadline, "no audit event for {request_id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_count_only_from_a_trusted_proxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = base_config(&dir);
+    config.http.trusted_proxies = vec!["127.0.0.2".into()];
+    let server = start(dir, config).await;
+    let spoof = [
+        ("x-forwarded-for", "198.51.100.7"),
+        ("x-forwarded-proto", "https"),
+    ];
+    // A client that is not the proxy writes the headers itself: ignored.
+    assert_eq!(
+        audited_ip(&server, [127, 0, 0, 3], &spoof, 1).await,
+        "127.0.0.3"
+    );
+    // The proxy's word is taken.
+    assert_eq!(
+        audited_ip(&server, [127, 0, 0, 2], &spoof, 2).await,
+        "198.51.100.7"
+    );
+    // What the client put in front of the proxy's entry is not.
+    let chained = [("x-forwarded-for", "203.0.113.1, 198.51.100.8")];
+    assert_eq!(
+        audited_ip(&server, [127, 0, 0, 2], &chained, 3).await,
+        "198.51.100.8"
+    );
+    // RFC 7239.
+    let forwarded = [("forwarded", "for=\"[2001:db8::5]:4711\";proto=https")];
+    assert_eq!(
+        audited_ip(&server, [127, 0, 0, 2], &forwarded, 4).await,
+        "2001:db8::5"
+    );
+}
+
+#[tokio::test]
+async fn hsts_follows_the_trusted_proxy_scheme_on_plain_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = base_config(&dir);
+    config.http.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let server = start(dir, config).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/healthz", server.addr);
+    let plain = client.get(&url).send().await.expect("plain");
+    assert!(plain.headers().get("strict-transport-security").is_none());
+    let proxied = client
+        .get(&url)
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("proxied https");
+    assert_eq!(
+        proxied.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+}

@@ -1,0 +1,304 @@
+//! `trustgate-tls`: TLS for trustgate's listeners — the server certificate, reloaded without a
+//! restart, and the one rustls configuration. The accept loops stay with their listeners
+//! (`trustgate_server::listener`); this crate owns what they share.
+//!
+//! [`ReloadingCertificate`] is rustls' certificate resolver: every handshake takes the pair
+//! loaded last, so swapping it changes what new connections get while open ones keep the
+//! session they negotiated. [`ReloadingCertificate::reload`] reads both files again and swaps
+//! only a pair that loads and matches (the key must be the certificate's); anything else is an
+//! error for the caller to log, with the running pair kept. [`watch`] calls it on SIGHUP and
+//! whenever either file's modification time or size changes — a renewed certificate written
+//! in place, or a Kubernetes secret's symlink swap.
+//!
+//! [`server_config`] is the one rustls configuration: aws-lc-rs (named explicitly rather than
+//! through the process default, so a second provider compiled in by a dependency cannot make
+//! rustls panic), TLS 1.2 and 1.3 with rustls' safe defaults, no client certificates on this
+//! listener, ALPN `h2` then `http/1.1`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// ALPN protocol names, in the server's order of preference.
+pub const ALPN_H2: &[u8] = b"h2";
+/// HTTP/1.1's ALPN name.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Why a certificate and key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The certificate file holds no PEM certificate.
+    #[error("{}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it", .0.display())]
+    NoCertificate(PathBuf),
+    /// The key file holds no PEM private key.
+    #[error("{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in it", .0.display())]
+    NoKey(PathBuf),
+    /// The key is not usable, or not the certificate's.
+    #[error("{}: {reason}", path.display())]
+    Invalid {
+        /// The key file.
+        path: PathBuf,
+        /// rustls' reason.
+        reason: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// The provider every TLS listener uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// What a file looked like when it was last loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    // `metadata` follows symlinks: a swapped link target is a change.
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+    })
+}
+
+/// The server's certificate and key, swapped whole on reload.
+#[derive(Debug)]
+pub struct ReloadingCertificate {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<CertifiedKey>,
+    loaded: Mutex<(Option<Stamp>, Option<Stamp>)>,
+}
+
+impl ReloadingCertificate {
+    /// Loads the pair; an error if it does not load or the key is not the certificate's.
+    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<Self>, TlsError> {
+        let provider = provider();
+        let stamps = (stamp(cert_file), stamp(key_file));
+        let key = load_pair(cert_file, key_file, &provider)?;
+        Ok(Arc::new(ReloadingCertificate {
+            cert_file: cert_file.to_path_buf(),
+            key_file: key_file.to_path_buf(),
+            provider,
+            current: ArcSwap::from_pointee(key),
+            loaded: Mutex::new(stamps),
+        }))
+    }
+
+    /// Reads both files again and swaps the pair in if it loads; the current pair stays
+    /// otherwise.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let stamps = (stamp(&self.cert_file), stamp(&self.key_file));
+        // Remembered even when the pair fails, so a broken file is reported once per change
+        // rather than at every check.
+        *self.loaded.lock().unwrap_or_else(PoisonError::into_inner) = stamps;
+        let key = load_pair(&self.cert_file, &self.key_file, &self.provider)?;
+        self.current.store(Arc::new(key));
+        Ok(())
+    }
+
+    /// Whether either file changed since it was last loaded.
+    pub fn changed(&self) -> bool {
+        let now = (stamp(&self.cert_file), stamp(&self.key_file));
+        *self.loaded.lock().unwrap_or_else(PoisonError::into_inner) != now
+    }
+
+    /// The end-entity certificate served now (DER).
+    pub fn current_certificate(&self) -> Option<CertificateDer<'static>> {
+        self.current.load().cert.first().cloned()
+    }
+}
+
+impl ResolvesServerCert for ReloadingCertificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn load_pair(
+    cert_file: &Path,
+    key_file: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(&read(cert_file)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Invalid {
+            path: cert_file.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate(cert_file.to_path_buf()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read(key_file)?).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey(key_file.to_path_buf()),
+        e => TlsError::Invalid {
+            path: key_file.to_path_buf(),
+            reason: e.to_string(),
+        },
+    })?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| TlsError::Invalid {
+        path: key_file.to_path_buf(),
+        reason: match e {
+            rustls::Error::InconsistentKeys(_) => {
+                "the private key is not the certificate's".to_owned()
+            }
+            e => e.to_string(),
+        },
+    })
+}
+
+/// The listener's rustls configuration, serving `certificate`.
+pub fn server_config(
+    certificate: Arc<ReloadingCertificate>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate);
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Reloads `certificate` on SIGHUP and when its files change (checked every `every`), until
+/// the returned task is aborted. Failures are logged; the running pair stays.
+pub fn watch(
+    certificate: Arc<ReloadingCertificate>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            #[cfg(unix)]
+            let signalled = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await.is_some(),
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let signalled = std::future::pending::<bool>();
+            let why = tokio::select! {
+                _ = tick.tick() => {
+                    if !certificate.changed() {
+                        continue;
+                    }
+                    "file change"
+                }
+                true = signalled => "SIGHUP",
+            };
+            match certificate.reload() {
+                Ok(()) => tracing::info!(
+                    cert = %certificate.cert_file.display(),
+                    trigger = why,
+                    "TLS certificate reloaded"
+                ),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    trigger = why,
+                    "TLS certificate not reloaded; the current one stays in use"
+                ),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(cn: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let cert = params.self_signed(&key).expect("cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_pair_loads_and_a_changed_file_is_noticed_and_swapped_only_when_valid() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let (cert, key) = pair("one");
+        std::fs::write(&cert_file, &cert).expect("write");
+        std::fs::write(&key_file, &key).expect("write");
+        let loaded = ReloadingCertificate::load(&cert_file, &key_file).expect("loads");
+        let first = loaded.current_certificate().expect("a certificate");
+        assert!(!loaded.changed());
+        server_config(loaded.clone()).expect("a server configuration");
+
+        // A key that is not the certificate's: refused, the first pair stays.
+        let (_, other_key) = pair("two");
+        std::fs::write(&key_file, format!("{other_key}\n")).expect("write");
+        assert!(loaded.changed(), "the size changed");
+        let err = loaded.reload().expect_err("mismatch");
+        assert!(err.to_string().contains("not the certificate's"), "{err}");
+        assert!(
+            !loaded.changed(),
+            "a failed pair is not retried until it changes again"
+        );
+        assert_eq!(loaded.current_certificate(), Some(first.clone()));
+
+        // A whole new pair: swapped in.
+        let (cert, key) = pair("three");
+        std::fs::write(&cert_file, &cert).expect("write");
+        std::fs::write(&key_file, &key).expect("write");
+        loaded.reload().expect("reloads");
+        assert_ne!(loaded.current_certificate(), Some(first));
+    }
+
+    #[test]
+    fn files_without_pem_items_are_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let (cert, key) = pair("one");
+        std::fs::write(&cert_file, "no pem here").expect("write");
+        std::fs::write(&key_file, &key).expect("write");
+        let err = ReloadingCertificate::load(&cert_file, &key_file).expect_err("no cert");
+        assert!(matches!(err, TlsError::NoCertificate(_)), "{err}");
+        std::fs::write(&cert_file, &cert).expect("write");
+        std::fs::write(&key_file, &cert).expect("write");
+        let err = ReloadingCertificate::load(&cert_file, &key_file).expect_err("no key");
+        assert!(matches!(err, TlsError::NoKey(_)), "{err}");
+        let err =
+            ReloadingCertificate::load(&dir.path().join("none"), &key_file).expect_err("missing");
+        assert!(matches!(err, TlsError::Read { .. }), "{err}");
+    }
+}
