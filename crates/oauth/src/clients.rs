@@ -424,6 +424,22 @@ impl Client {
         self.auth_method == AuthMethod::None
     }
 
+    /// The web origins its browser application runs on: for a public client, the origins
+    /// (`scheme://host[:port]`) of its `http` and `https` redirect URIs. A confidential client
+    /// keeps its secret on a server and calls the token endpoint from there, not from a page;
+    /// a native app's private-use scheme has no web origin.
+    pub fn browser_origins(&self) -> Vec<String> {
+        if !self.is_public() {
+            return Vec::new();
+        }
+        self.redirect_uris
+            .iter()
+            .filter_map(|uri| url::Url::parse(uri).ok())
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .map(|url| url.origin().ascii_serialization())
+            .collect()
+    }
+
     /// Whether the client may use this grant type.
     pub fn allows_grant(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)

@@ -273,7 +273,7 @@ pub fn router(state: AppState) -> Router {
         .merge(fga::router())
         .merge(authzen::router())
         .merge(pages::router())
-        .merge(oauth::router())
+        .merge(oauth::router(&state))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .merge(fga::import_router(

@@ -5,6 +5,7 @@
 //! format version `v`. Unknown members are ignored when reading, so a newer version's extra
 //! fields do not make a client unreadable after a rollback.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -173,6 +174,9 @@ fn new_secret() -> (Secret, TokenDigest) {
     (secret, digest)
 }
 
+/// The most clients [`ClientRegistry::browser_origins`] reads.
+pub const MAX_ORIGIN_SCAN: usize = 100_000;
+
 /// Settings of the cache of authenticated clients ([`ClientRegistry::with_cache`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientCacheConfig {
@@ -221,6 +225,9 @@ struct ClientCache {
     epochs: Arc<dyn ApiKeyStore>,
     config: ClientCacheConfig,
     entries: moka::sync::Cache<String, Arc<Cached>>,
+    /// The browser origins of every client ([`ClientRegistry::browser_origins`]), as read at a
+    /// generation and a time.
+    origins: parking_lot::Mutex<Option<CachedOrigins>>,
     generation: AtomicU64,
     /// The credential epoch last seen, and when it was last read successfully.
     epoch: parking_lot::Mutex<Option<(i64, Instant)>>,
@@ -237,6 +244,9 @@ impl Drop for InvalidateOnDrop<'_> {
         self.0.invalidate();
     }
 }
+
+/// The browser origins as read at a generation, and when.
+type CachedOrigins = (u64, Instant, Arc<BTreeSet<String>>);
 
 /// A client and its secret digest, as read at `generation`.
 struct Cached {
@@ -329,6 +339,7 @@ impl ClientRegistry {
                 .max_capacity(config.capacity)
                 .time_to_live(config.ttl)
                 .build(),
+            origins: parking_lot::Mutex::new(None),
             generation: AtomicU64::new(0),
             epoch: parking_lot::Mutex::new(None),
             poll_started: AtomicBool::new(false),
@@ -400,6 +411,56 @@ impl ClientRegistry {
             Some(stored) => decode(stored).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The web origins that browser applications of registered clients run on: the origins of
+    /// public clients' `http(s)` redirect URIs (see [`Client::browser_origins`]). The CORS
+    /// answers of the endpoints a single-page application calls are given to these origins
+    /// only.
+    ///
+    /// With the cache, the set is read once per generation (any client change here, or the
+    /// credential epoch moving on another replica) and at most [`ClientCacheConfig::ttl`] old,
+    /// and only while the epoch poll is fresh; otherwise, and without the cache, every call
+    /// reads the registry. At most [`MAX_ORIGIN_SCAN`] clients are read.
+    pub async fn browser_origins(&self) -> Result<Arc<BTreeSet<String>>, ClientError> {
+        let cache = self.cache.as_ref().filter(|cache| {
+            cache.start_polling();
+            cache.fresh()
+        });
+        let generation = cache.map(|c| c.generation.load(Ordering::Acquire));
+        if let (Some(cache), Some(generation)) = (cache, generation)
+            && let Some((g, at, origins)) = &*cache.origins.lock()
+            && *g == generation
+            && at.elapsed() <= cache.config.ttl
+        {
+            return Ok(origins.clone());
+        }
+        let mut origins = BTreeSet::new();
+        let mut after: Option<String> = None;
+        let mut read = 0;
+        loop {
+            let (clients, next) = self.list(after.as_deref(), MAX_PAGE).await?;
+            read += clients.len();
+            for client in &clients {
+                origins.extend(client.browser_origins());
+            }
+            match next {
+                Some(next) if read < MAX_ORIGIN_SCAN => after = Some(next),
+                Some(_) => {
+                    tracing::warn!(
+                        read,
+                        "more clients than the CORS origin scan reads; later clients' origins are not allowed"
+                    );
+                    break;
+                }
+                None => break,
+            }
+        }
+        let origins = Arc::new(origins);
+        if let (Some(cache), Some(generation)) = (cache, generation) {
+            *cache.origins.lock() = Some((generation, Instant::now(), origins.clone()));
+        }
+        Ok(origins)
     }
 
     /// Up to `limit` clients (clamped to 1..=[`MAX_PAGE`]) with an id after `after`, by id, and

@@ -17,6 +17,7 @@
 //! CSRF rules and cookies as `/login`, and never redirect an error to an unverified URI.
 
 mod authorize;
+mod cors;
 mod device;
 mod endpoints;
 mod logout;
@@ -38,8 +39,8 @@ use crate::AppState;
 use crate::pages::headers::security_headers;
 
 /// The routes.
-pub fn router() -> Router<AppState> {
-    let machine = Router::new()
+pub fn router(state: &AppState) -> Router<AppState> {
+    let public_documents = Router::new()
         .route(
             "/.well-known/openid-configuration",
             get(endpoints::discovery),
@@ -49,18 +50,27 @@ pub fn router() -> Router<AppState> {
             get(endpoints::discovery),
         )
         .route("/.well-known/jwks.json", get(endpoints::jwks))
+        .layer(axum::middleware::from_fn(cors::public_documents));
+    let browser_endpoints = Router::new()
         .route("/oauth2/token", post(endpoints::token))
+        .route("/oauth2/revoke", post(endpoints::revoke))
+        .route(
+            "/oidc/userinfo",
+            get(endpoints::userinfo_get).post(endpoints::userinfo_post),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::browser_endpoints,
+        ));
+    let machine = Router::new()
         .route("/oauth2/par", post(endpoints::par))
         .route("/oauth2/introspect", post(endpoints::introspect))
-        .route("/oauth2/revoke", post(endpoints::revoke))
         .route(
             "/oauth2/device_authorization",
             post(endpoints::device_authorization),
         )
-        .route(
-            "/oidc/userinfo",
-            get(endpoints::userinfo_get).post(endpoints::userinfo_post),
-        );
+        .merge(public_documents)
+        .merge(browser_endpoints);
     let pages = Router::new()
         .route(
             "/oauth2/authorize",

@@ -10,6 +10,7 @@ mod admin_users;
 mod admin_webhooks;
 mod authzen;
 mod connections;
+mod cors;
 mod fga_api;
 mod fga_audit;
 mod http;

@@ -150,7 +150,11 @@ impl Api {
         if authenticated {
             builder = builder.header("authorization", format!("Bearer {}", self.token));
         }
-        if !body.is_empty() {
+        if !body.is_empty()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             builder = builder.header("content-type", "application/json");
         }
         for (k, v) in headers {
