@@ -25,6 +25,14 @@
 //! [api_keys]                                 # optional: accept trustgate's API keys
 //! introspection_ttl_secs = 5                 # a revoked key is refused within this (or sooner)
 //!
+//! [tls]                                      # optional; else listen on loopback or declare
+//! cert_file = "/etc/gateway/tls/cert.pem"    #   trusted_proxies (the proxy terminates TLS)
+//! key_file = "/etc/gateway/tls/key.pem"      # reloaded on SIGHUP and when the files change
+//!
+//! [connections]                              # optional: the listener's limits
+//! max_connections = 4096
+//! header_read_timeout_secs = 10
+//!
 //! [[upstream]]
 //! name = "learning"
 //! url = "http://127.0.0.1:3000"
@@ -51,6 +59,7 @@ use figment::providers::{Env, Format, Toml};
 use http::Method;
 use serde::Deserialize;
 use trustgate_core::Secret;
+use trustgate_core::net::{Cidr, TrustedProxies};
 use trustgate_pep::{Rule, StepUp};
 
 /// Why a configuration cannot be used.
@@ -116,6 +125,67 @@ pub struct GatewayConfig {
     /// The upstream applications.
     #[serde(rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
+    /// TLS on the listener (as `[tls]` of `trustgate serve`: certificate and key files,
+    /// reloaded on SIGHUP and on change; HSTS). Without it the gateway must listen on a
+    /// loopback address or declare the proxy in front (`trusted_proxies`).
+    #[serde(default)]
+    pub tls: trustgate_listener::tls::TlsConfig,
+    /// Reverse proxies (addresses or prefixes) whose forwarding headers are believed for the
+    /// client's address and scheme (as `http.trusted_proxies` of `trustgate serve`); none by
+    /// default.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// How many trusted proxies stand in a row in front of the gateway (1 to 10).
+    #[serde(default = "default_proxy_hops")]
+    pub proxy_hops: usize,
+    /// The listener's connection limits and timeouts.
+    #[serde(default)]
+    pub connections: ConnectionsConfig,
+}
+
+/// The gateway listener's limits (`[connections]`), as `[http]` of `trustgate serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Most open client connections (1 to 1000000), clamped below the descriptor limit.
+    pub max_connections: usize,
+    /// Most open connections from one address (1 to `max_connections`); a gateway often has
+    /// a load balancer as its only peer, hence the same default as `max_connections`.
+    pub max_connections_per_ip: usize,
+    /// A request header must be complete within this many seconds (1 to 300).
+    pub header_read_timeout_secs: u64,
+    /// A kept-alive connection without a request is closed after this many seconds (1 to 3600).
+    pub idle_timeout_secs: u64,
+    /// On shutdown, in-flight requests get this long to finish (seconds).
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_connections_per_ip: 4096,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 75,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl ConnectionsConfig {
+    /// The listener's settings, before clamping to the descriptor limit.
+    pub fn listener_settings(&self) -> trustgate_listener::ListenerSettings {
+        trustgate_listener::ListenerSettings {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
+}
+
+fn default_proxy_hops() -> usize {
+    1
 }
 
 /// The gateway's OAuth client (confidential; registered with the token exchange grant, the
@@ -352,7 +422,42 @@ impl GatewayConfig {
         Ok(config)
     }
 
+    /// The trusted proxies, parsed.
+    pub fn trusted_proxies(&self) -> Result<TrustedProxies, ConfigError> {
+        let proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<Cidr>()
+                    .map_err(|e| invalid(format!("trusted_proxies: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TrustedProxies::new(proxies, self.proxy_hops))
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        self.tls.validate().map_err(ConfigError::Invalid)?;
+        self.trusted_proxies()?;
+        if !(1..=10).contains(&self.proxy_hops) {
+            return Err(invalid("proxy_hops: must be between 1 and 10"));
+        }
+        trustgate_listener::refuse_plain_http(
+            self.listen,
+            self.tls.enabled(),
+            !self.trusted_proxies.is_empty(),
+        )
+        .map_err(ConfigError::Invalid)?;
+        let c = &self.connections;
+        if !(1..=1_000_000).contains(&c.max_connections)
+            || !(1..=c.max_connections).contains(&c.max_connections_per_ip)
+            || !(1..=300).contains(&c.header_read_timeout_secs)
+            || !(1..=3600).contains(&c.idle_timeout_secs)
+        {
+            return Err(invalid(
+                "connections: max_connections 1 to 1000000, max_connections_per_ip 1 to \
+                 max_connections, header_read_timeout_secs 1 to 300, idle_timeout_secs 1 to 3600",
+            ));
+        }
         match url::Url::parse(&self.issuer) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             _ => {

@@ -83,7 +83,7 @@ pub fn strip_identity(headers: &mut HeaderMap, patterns: &[String]) {
 
 /// Sets the forwarding headers for a request from `peer` that arrived with `host`; the
 /// `Host` itself is removed so that the client sets the upstream's.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: Option<IpAddr>) {
+pub fn set_forwarded(headers: &mut HeaderMap, peer: Option<IpAddr>, https: bool) {
     let host = headers.remove(HOST);
     headers.remove("forwarded");
     let x_forwarded_for = HeaderName::from_static("x-forwarded-for");
@@ -106,7 +106,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: Option<IpAddr>) {
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
+        HeaderValue::from_static(if https { "https" } else { "http" }),
     );
     match host {
         Some(host) => {
@@ -178,7 +178,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("forwarded", "for=1.2.3.4"),
         ]);
-        set_forwarded(&mut h, Some("192.0.2.7".parse().expect("ip")));
+        set_forwarded(&mut h, Some("192.0.2.7".parse().expect("ip")), false);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "gw.example");

@@ -4,7 +4,8 @@
 //! layer, not a second policy engine:
 //!
 //! ```text
-//! client ─► axum::serve (HTTP/1.1, upgrades, ConnectInfo)
+//! client ─► trustgate_listener::serve (HTTP/1.1 and, over TLS, HTTP/2; upgrades; connection
+//!   caps and timeouts; ConnectInfo and the client address from trusted proxies)
 //!   ─► State (ArcSwap; a request keeps the state it started with across a reload)
 //!   ─► pep::Pep::decide: route (no rule ─► 403) ─► bearer JWT against trustgate's JWKS, API
 //!        keys by introspection with `[api_keys]` (else 401; cookies are no credential)
@@ -63,7 +64,6 @@ pub mod limit;
 mod proxy;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -92,6 +92,9 @@ pub enum GatewayError {
     /// The listener.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The gateway: its current state and where decisions go. Share it in an `Arc`.
@@ -148,20 +151,49 @@ impl Gateway {
     }
 }
 
-/// Serves `gateway` on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Serves `gateway` on `listener` until `shutdown` completes, then drains in-flight requests,
+/// through trustgate's listener (connection caps and timeouts, TLS when `[tls]` is set, the
+/// client address from trusted proxies). The certificate is reloaded on SIGHUP and when its
+/// files change; the listener settings are those at start.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        gateway
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>(),
+) -> Result<(), GatewayError> {
+    let config = gateway.config();
+    let certificate = config
+        .tls
+        .load()
+        .map_err(|e| GatewayError::Tls(e.to_string()))?;
+    let transport = trustgate_listener::Transport::new(
+        certificate.clone(),
+        &config.tls,
+        config.trusted_proxies()?,
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .map_err(|e| GatewayError::Tls(e.to_string()))?;
+    let watch = certificate.map(|certificate| {
+        trustgate_listener::tls::watch(
+            certificate,
+            std::time::Duration::from_secs(config.tls.reload_check_secs),
+        )
+    });
+    let settings = config.connections.listener_settings().clamped(
+        trustgate_listener::descriptor_limit(),
+        trustgate_listener::RESERVED_DESCRIPTORS,
+    );
+    trustgate_listener::serve(
+        listener,
+        gateway.router(),
+        settings,
+        transport,
+        shutdown,
+        std::time::Duration::from_secs(config.connections.shutdown_grace_secs),
+    )
+    .await;
+    if let Some(watch) = watch {
+        watch.abort();
+    }
+    Ok(())
 }
 
 /// Reloads from `path` (the SIGHUP handler): a file that does not load or build is logged and
@@ -185,7 +217,12 @@ pub async fn run(
     let config = GatewayConfig::load(&path)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let gateway = Arc::new(Gateway::new(config, sink)?);
-    tracing::info!(target: "trustgate_gateway", listen = %listener.local_addr()?, "gateway listening");
+    let scheme = if gateway.config().tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(target: "trustgate_gateway", listen = %listener.local_addr()?, scheme, "gateway listening");
     #[cfg(unix)]
     {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

@@ -318,7 +318,11 @@ impl State {
         let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::strip_identity(&mut parts.headers, &self.config.strip_headers);
-        headers::set_forwarded(&mut parts.headers, peer);
+        let https = parts
+            .extensions
+            .get::<trustgate_listener::ClientAddress>()
+            .is_some_and(|client| client.0.https);
+        headers::set_forwarded(&mut parts.headers, peer, https);
         if let Some(token) = internal
             && let Ok(value) = HeaderValue::try_from(format!("Bearer {token}"))
         {

@@ -14,6 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use trustgate_core::Secret;
 use trustgate_core::net::{Cidr, TrustedProxies};
+pub use trustgate_listener::tls::TlsConfig;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -417,6 +418,16 @@ impl HttpConfig {
         Ok(())
     }
 
+    /// The listener's settings, before clamping to the descriptor limit.
+    pub fn listener_settings(&self) -> trustgate_listener::ListenerSettings {
+        trustgate_listener::ListenerSettings {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
+
     /// The trusted proxies, parsed.
     pub fn trusted_proxies(&self) -> Result<TrustedProxies, ConfigError> {
         let proxies = self
@@ -428,81 +439,6 @@ impl HttpConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(TrustedProxies::new(proxies, self.proxy_hops))
-    }
-}
-
-/// TLS on the listener (`[tls]`, or `--tls-cert` / `--tls-key`).
-///
-/// With a certificate and key the listener speaks HTTPS only (HTTP/2 and HTTP/1.1 by ALPN;
-/// TLS 1.2 and 1.3 with rustls' safe defaults on aws-lc-rs). Both files are read again on
-/// SIGHUP and when either changes (checked every `reload_check_secs`); new connections get the
-/// new certificate, open ones keep theirs, and a pair that does not load is logged and the
-/// current one kept. Without TLS the listener must be loopback or stand behind a declared
-/// proxy (`http.trusted_proxies`): start-up refuses plain HTTP on any other address.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// PEM certificate chain, the server's certificate first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_file: Option<PathBuf>,
-    /// Seconds between checks of the two files for a change (1 to 3600).
-    pub reload_check_secs: u64,
-    /// `Strict-Transport-Security: max-age` on HTTPS responses (0: no header; at most two
-    /// years).
-    pub hsts_max_age_secs: u64,
-    /// Adds `includeSubDomains` to that header.
-    pub hsts_include_subdomains: bool,
-}
-
-impl Default for TlsConfig {
-    fn default() -> Self {
-        Self {
-            cert_file: None,
-            key_file: None,
-            reload_check_secs: 5,
-            hsts_max_age_secs: 31_536_000,
-            hsts_include_subdomains: false,
-        }
-    }
-}
-
-impl TlsConfig {
-    /// Whether the listener terminates TLS.
-    pub fn enabled(&self) -> bool {
-        self.cert_file.is_some()
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err(ConfigError::Invalid(
-                "tls: cert_file and key_file go together".into(),
-            ));
-        }
-        if !(1..=3600).contains(&self.reload_check_secs) {
-            return Err(ConfigError::Invalid(
-                "tls.reload_check_secs: must be between 1 and 3600".into(),
-            ));
-        }
-        if self.hsts_max_age_secs > 63_072_000 {
-            return Err(ConfigError::Invalid(
-                "tls.hsts_max_age_secs: must be at most 63072000 (two years)".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The `Strict-Transport-Security` value, if any.
-    pub fn hsts(&self) -> Option<String> {
-        (self.hsts_max_age_secs > 0).then(|| {
-            let mut value = format!("max-age={}", self.hsts_max_age_secs);
-            if self.hsts_include_subdomains {
-                value.push_str("; includeSubDomains");
-            }
-            value
-        })
     }
 }
 
@@ -879,19 +815,13 @@ impl Config {
         trustgate_store::backend_of(&self.effective_database_url())
             .map_err(|e| ConfigError::Invalid(format!("database_url: {e}")))?;
         self.http.validate()?;
-        self.tls.validate()?;
-        if !self.tls.enabled()
-            && !self.listen.ip().is_loopback()
-            && self.http.trusted_proxies.is_empty()
-        {
-            return Err(ConfigError::Invalid(format!(
-                "listen: plain HTTP on {} would carry passwords and tokens in clear text; give \
-                 the listener a certificate (tls.cert_file and tls.key_file, or --tls-cert and \
-                 --tls-key), listen on a loopback address, or declare the reverse proxy that \
-                 terminates TLS in front of it (http.trusted_proxies)",
-                self.listen
-            )));
-        }
+        self.tls.validate().map_err(ConfigError::Invalid)?;
+        trustgate_listener::refuse_plain_http(
+            self.listen,
+            self.tls.enabled(),
+            !self.http.trusted_proxies.is_empty(),
+        )
+        .map_err(ConfigError::Invalid)?;
         if self.authz.max_tuples_per_write == 0 {
             return Err(ConfigError::Invalid(
                 "authz.max_tuples_per_write: must be greater than 0".into(),

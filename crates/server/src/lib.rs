@@ -51,7 +51,7 @@ pub mod client_context;
 pub mod config;
 pub mod error;
 pub mod fga;
-pub mod listener;
+pub use trustgate_listener as listener;
 pub mod oauth;
 pub mod ops;
 pub mod pages;

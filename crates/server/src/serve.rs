@@ -55,7 +55,7 @@ pub enum StartError {
     Services(#[from] crate::app::ServicesError),
     /// The TLS certificate or key cannot be used.
     #[error("TLS: {0}")]
-    Tls(#[from] trustgate_tls::TlsError),
+    Tls(#[from] trustgate_listener::tls::TlsError),
     /// The configuration is invalid (an embedder built it without [`Config::load`]).
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
@@ -69,7 +69,7 @@ pub enum StartError {
 pub struct Server {
     state: AppState,
     listener: TcpListener,
-    certificate: Option<Arc<trustgate_tls::ReloadingCertificate>>,
+    certificate: Option<Arc<trustgate_listener::tls::ReloadingCertificate>>,
     bootstrap: Bootstrap,
 }
 
@@ -129,10 +129,7 @@ impl Server {
             );
         }
         // Before the socket is bound: a certificate that does not load fails the start.
-        let certificate = match (&config.tls.cert_file, &config.tls.key_file) {
-            (Some(cert), Some(key)) => Some(trustgate_tls::ReloadingCertificate::load(cert, key)?),
-            _ => None,
-        };
+        let certificate = config.tls.load()?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -200,30 +197,19 @@ impl Server {
         ));
         let metrics_upkeep =
             tokio::spawn(crate::telemetry::metrics_upkeep(self.state.metrics.clone()));
-        let settings = crate::listener::ListenerSettings::new(
-            &self.state.config.http,
+        let settings = self.state.config.http.listener_settings().clamped(
             crate::listener::descriptor_limit(),
             u64::from(self.state.config.database.max_connections)
                 + crate::listener::RESERVED_DESCRIPTORS,
         );
         log_listener_settings(&self.state.config.http, &settings);
-        let transport = crate::listener::Transport {
-            tls: match &self.certificate {
-                Some(certificate) => Some(tokio_rustls::TlsAcceptor::from(
-                    trustgate_tls::server_config(certificate.clone())?,
-                )),
-                None => None,
-            },
-            hsts: self
-                .state
-                .config
-                .tls
-                .hsts()
-                .and_then(|v| http::HeaderValue::try_from(v).ok()),
-            proxies: Arc::new(self.state.config.http.trusted_proxies()?),
-        };
+        let transport = crate::listener::Transport::new(
+            self.certificate.clone(),
+            &self.state.config.tls,
+            self.state.config.http.trusted_proxies()?,
+        )?;
         let certificate_watch = self.certificate.clone().map(|certificate| {
-            trustgate_tls::watch(
+            trustgate_listener::tls::watch(
                 certificate,
                 Duration::from_secs(self.state.config.tls.reload_check_secs),
             )

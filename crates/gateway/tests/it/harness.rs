@@ -353,7 +353,16 @@ timeout_ms = 1000
     pub async fn gateway(&self, config: GatewayConfig) -> (Arc<Gateway>, Arc<Records>, SocketAddr) {
         let records = Arc::new(Records::default());
         let gateway = Arc::new(Gateway::new(config, records.clone()).expect("gateway"));
-        let addr = serve(gateway.router()).await;
+        // Served as `trustgate gateway` serves it: through trustgate's listener.
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(trustgate_gateway::serve(
+            listener,
+            gateway.clone(),
+            std::future::pending(),
+        ));
         (gateway, records, addr)
     }
 }

@@ -839,3 +839,108 @@ async fn rate_limits_are_per_api_key() {
         StatusCode::OK
     );
 }
+
+/// A CA and a server certificate for localhost: (CA PEM, certificate PEM, key PEM).
+fn localhost_certificate() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("leaf");
+    (ca_pem, leaf.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn the_gateway_serves_https_and_tells_the_upstream_so() {
+    let tg = Trustgate::start().await;
+    let (up, _, _) = upstream().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (ca, cert, key) = localhost_certificate();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert).expect("write");
+    std::fs::write(&key_file, key).expect("write");
+    let tls = format!(
+        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert_file.display(),
+        key_file.display()
+    );
+    let config = tg.config(
+        &tg.base,
+        &tls,
+        &app_upstream(&format!("http://{up}"), "", ROUTES),
+    );
+    assert!(config.tls.enabled());
+    let (_gw, _, addr) = tg.gateway(config).await;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).expect("CA")])
+        .build()
+        .expect("client");
+    let caller = tg.token(&tg.alice, |_| {});
+    let https = client
+        .get(format!("https://localhost:{}/courses/1", addr.port()))
+        .bearer_auth(&caller)
+        .send()
+        .await
+        .expect("https");
+    assert_eq!(https.status(), StatusCode::OK);
+    assert_eq!(
+        https.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    let body: Value = https.json().await.expect("json");
+    assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{addr}/courses/1"))
+        .bearer_auth(&caller)
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+}
+
+#[test]
+fn plain_http_off_loopback_needs_tls_or_a_declared_proxy() {
+    let base = r#"
+issuer = "https://id.example"
+audience = "https://gw.example"
+[client]
+id = "tgc_x"
+secret_env = "X"
+[pdp]
+url = "https://id.example/"
+store_id = "01J00000000000000000000000"
+api_key_env = "Y"
+[[upstream]]
+name = "app"
+url = "http://127.0.0.1:9"
+audience = "https://app.internal"
+[[upstream.route]]
+method = "GET"
+path = "/x"
+public = true
+"#;
+    let err =
+        trustgate_gateway::GatewayConfig::from_toml(&format!("listen = \"0.0.0.0:8088\"\n{base}"))
+            .expect_err("plain on 0.0.0.0");
+    assert!(
+        err.to_string().contains("plain HTTP on 0.0.0.0:8088"),
+        "{err}"
+    );
+    trustgate_gateway::GatewayConfig::from_toml(&format!(
+        "listen = \"0.0.0.0:8088\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n{base}"
+    ))
+    .expect("behind a declared proxy");
+    trustgate_gateway::GatewayConfig::from_toml(&format!("listen = \"127.0.0.1:8088\"\n{base}"))
+        .expect("loopback");
+    let err = trustgate_gateway::GatewayConfig::from_toml(&format!(
+        "listen = \"127.0.0.1:8088\"\ntrusted_proxies = [\"nope\"]\n{base}"
+    ))
+    .expect_err("bad proxy");
+    assert!(err.to_string().contains("trusted_proxies"), "{err}");
+}

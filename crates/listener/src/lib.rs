@@ -1,10 +1,12 @@
-//! The HTTP/1.1 listener: trustgate's own accept loop on hyper, so that no client can hold the
-//! server's descriptors for long or take all of them.
+//! `trustgate-listener`: the HTTP listener of `trustgate serve` and `trustgate gateway` —
+//! trustgate's own accept loop on hyper, so that no client can hold a process's descriptors for
+//! long or take all of them, with TLS when configured and the client's address as trusted
+//! proxies tell it.
 //!
 //! - **Caps.** Every accepted connection takes a [`ConnectionPermit`] from [`ConnectionLimits`]:
-//!   at most `http.max_connections` in all and `http.max_connections_per_ip` from one address
-//!   (an IPv6 /64 counts as one address: one host owns a whole /64). A connection over either cap
-//!   is answered a fixed `503` with `Connection: close` if the socket takes it at once, and
+//!   at most `max_connections` in all and `max_connections_per_ip` from one address (an IPv6
+//!   /64 counts as one address: one host owns a whole /64). A connection over either cap is
+//!   answered a fixed `503` with `Connection: close` if the socket takes it at once, and
 //!   closed; it never waits in a queue holding a descriptor. Refusals are counted in
 //!   `http_connections_refused_total{reason}` and logged at most once every 10 s. The permit is
 //!   released when the connection's task ends however it ends (close, timeout, error, panic,
@@ -12,29 +14,32 @@
 //!   `http_connections_open` follows the open connections.
 //! - **Timeouts.** Each connection has a watch that knows whether a request is in flight. With
 //!   none, the connection must make progress: a request header complete within
-//!   `http.header_read_timeout_secs` of the accept (or of the first byte of a later request), and
-//!   on a kept-alive connection a new request within `http.idle_timeout_secs`. Otherwise it is
-//!   closed (`http_connections_timed_out_total{phase}`). While a request is in flight the
-//!   router's own request timeout applies instead. hyper's `header_read_timeout` is not used: its
-//!   timer also runs while a kept-alive connection waits, so it cannot tell idle from slow.
+//!   `header_read_timeout` of the accept (or of the first byte of a later request), and on a
+//!   kept-alive connection a new request within `idle_timeout`. Otherwise it is closed
+//!   (`http_connections_timed_out_total{phase}`). While a request is in flight the router's own
+//!   request timeout applies instead. hyper's `header_read_timeout` is not used: its timer also
+//!   runs while a kept-alive connection waits, so it cannot tell idle from slow.
 //! - **Descriptor limit.** [`descriptor_limit`] raises the soft `RLIMIT_NOFILE` to the hard limit
 //!   and [`effective_max_connections`] keeps the global cap below it, leaving room for the
 //!   database pool, files and outgoing connections.
 //! - **Accept errors** (`EMFILE`, `ENFILE`, `ENOBUFS`, ...) never end the loop: it backs off
 //!   (100 ms doubling to 1 s) and continues; per-connection errors (`ECONNABORTED`) are skipped.
-//! - **Shutdown.** Stop accepting (the listening socket is closed), let in-flight requests finish
-//!   within the grace period (idle and half-read connections are closed at once), then abort the
-//!   rest: [`serve`] always returns.
-//!
-//! - **TLS.** With a [`Transport`] that carries a TLS acceptor, the handshake must finish
-//!   within the header-read budget of the accept; a failed one is counted in
+//! - **TLS** ([`tls`]). With a [`Transport`] that carries a TLS acceptor, the handshake must
+//!   finish within the header-read budget of the accept; a failed one is counted in
 //!   `http_tls_handshake_failures_total` and logged at debug (a scanner's garbage is not an
 //!   incident). ALPN picks HTTP/2 (at most 100 concurrent streams per connection) or HTTP/1.1.
 //!   HTTPS responses carry `Strict-Transport-Security` (also those a trusted proxy reports as
 //!   HTTPS).
+//! - **Upgrades.** HTTP/1.1 connections may switch protocols (the gateway passes WebSocket
+//!   through); a connection that did is no longer watched for timeouts.
+//! - **Shutdown.** Stop accepting (the listening socket is closed), let in-flight requests finish
+//!   within the grace period (idle and half-read connections are closed at once), then abort the
+//!   rest: [`serve`] always returns.
 //!
 //! Handlers see `ConnectInfo<SocketAddr>` (the peer) and [`ClientAddress`] (the client, as the
 //! trusted proxies tell it: `trustgate_core::net::TrustedProxies`), inserted into every request.
+
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -62,11 +67,9 @@ use tokio::time::Instant;
 use tower::ServiceExt as _;
 use trustgate_core::net::{ForwardedClient, TrustedProxies};
 
-use crate::config::HttpConfig;
-
-/// Descriptors kept free besides the database pool: standard streams, the listener, the
+/// Descriptors kept free besides a database pool: standard streams, the listener, the
 /// runtime's epoll and wakers, SQLite's database, WAL, shared-memory and lock files, the data
-/// directory's files, and outgoing HTTP (back-channel logout, client JWKS).
+/// directory's files, and outgoing HTTP (back-channel logout, client JWKS, upstreams).
 pub const RESERVED_DESCRIPTORS: u64 = 64;
 
 /// The answer to a connection over a cap: short enough to fit a fresh socket's send buffer in
@@ -107,6 +110,43 @@ pub struct Transport {
     pub proxies: Arc<TrustedProxies>,
 }
 
+impl Transport {
+    /// What a listener with `config` speaks: TLS with `certificate` (loaded from `config`) and
+    /// its HSTS header, or plain HTTP; `proxies` believed about clients.
+    pub fn new(
+        certificate: Option<Arc<tls::ReloadingCertificate>>,
+        config: &tls::TlsConfig,
+        proxies: TrustedProxies,
+    ) -> Result<Self, tls::TlsError> {
+        Ok(Transport {
+            tls: certificate.map(tls::acceptor).transpose()?,
+            hsts: config
+                .hsts()
+                .and_then(|value| HeaderValue::try_from(value).ok()),
+            proxies: Arc::new(proxies),
+        })
+    }
+}
+
+/// Refuses plain HTTP on an address other than loopback unless a reverse proxy that terminates
+/// TLS is declared in front: passwords and tokens would cross the network in clear text. The
+/// message says what to do.
+pub fn refuse_plain_http(
+    listen: SocketAddr,
+    tls: bool,
+    proxy_declared: bool,
+) -> Result<(), String> {
+    if tls || proxy_declared || listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "listen: plain HTTP on {listen} would carry passwords and tokens in clear text; give the \
+         listener a certificate (tls.cert_file and tls.key_file, or --tls-cert and --tls-key), \
+         listen on a loopback address, or declare the reverse proxy that terminates TLS in front \
+         of it (trusted_proxies)"
+    ))
+}
+
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
@@ -136,16 +176,15 @@ pub struct ListenerSettings {
 }
 
 impl ListenerSettings {
-    /// The configured settings, the global cap clamped below `descriptor_limit` minus
-    /// `reserved` descriptors (and the per-address cap to the global one).
-    pub fn new(http: &HttpConfig, descriptor_limit: Option<u64>, reserved: u64) -> Self {
+    /// These settings with the global cap clamped below `descriptor_limit` minus `reserved`
+    /// descriptors (and the per-address cap to the global one).
+    pub fn clamped(self, descriptor_limit: Option<u64>, reserved: u64) -> Self {
         let max_connections =
-            effective_max_connections(http.max_connections, descriptor_limit, reserved);
+            effective_max_connections(self.max_connections, descriptor_limit, reserved);
         Self {
-            header_read_timeout: Duration::from_secs(http.header_read_timeout_secs),
-            idle_timeout: Duration::from_secs(http.idle_timeout_secs),
             max_connections,
-            max_connections_per_ip: http.max_connections_per_ip.min(max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.min(max_connections),
+            ..self
         }
     }
 }
@@ -469,7 +508,7 @@ async fn serve_connection(
             return;
         }
     };
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(trustgate_tls::ALPN_H2);
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
     let io = WatchedIo {
         inner: stream,
         watch: Arc::clone(&watch),
@@ -496,7 +535,9 @@ async fn drive<S>(
         builder = builder.http1_only();
         builder.http1().keep_alive(true);
     }
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    // An upgraded connection (101) leaves this loop: its bytes belong to whoever took the
+    // upgrade, and the connection's permit is returned.
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut stopping = false;
     loop {
@@ -887,12 +928,13 @@ mod tests {
         assert_eq!(effective_max_connections(4096, Some(1024), 74), 950);
         assert_eq!(effective_max_connections(100, Some(1024), 74), 100);
         assert_eq!(effective_max_connections(4096, Some(50), 74), 1);
-        let http = HttpConfig {
+        let settings = ListenerSettings {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
             max_connections: 4096,
             max_connections_per_ip: 2000,
-            ..HttpConfig::default()
-        };
-        let settings = ListenerSettings::new(&http, Some(1024), 74);
+        }
+        .clamped(Some(1024), 74);
         assert_eq!(
             (settings.max_connections, settings.max_connections_per_ip),
             (950, 950)

@@ -1,6 +1,5 @@
-//! `trustgate-tls`: TLS for trustgate's listeners — the server certificate, reloaded without a
-//! restart, and the one rustls configuration. The accept loops stay with their listeners
-//! (`trustgate_server::listener`); this crate owns what they share.
+//! TLS for the listener: the server certificate, reloaded without a restart, and the one
+//! rustls configuration.
 //!
 //! [`ReloadingCertificate`] is rustls' certificate resolver: every handshake takes the pair
 //! loaded last, so swapping it changes what new connections get while open ones keep the
@@ -60,6 +59,84 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(String),
+}
+
+/// TLS on a listener (`[tls]` of `trustgate serve` and of `gateway.toml`).
+///
+/// With a certificate and key the listener speaks HTTPS only (HTTP/2 and HTTP/1.1 by ALPN;
+/// TLS 1.2 and 1.3 with rustls' safe defaults on aws-lc-rs). Both files are read again on
+/// SIGHUP and when either changes (checked every `reload_check_secs`); new connections get the
+/// new certificate, open ones keep theirs, and a pair that does not load is logged and the
+/// current one kept. Without TLS the listener must be loopback or stand behind a declared
+/// proxy (`trusted_proxies`): start-up refuses plain HTTP on any other address.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Seconds between checks of the two files for a change (1 to 3600).
+    pub reload_check_secs: u64,
+    /// `Strict-Transport-Security: max-age` on HTTPS responses (0: no header; at most two
+    /// years).
+    pub hsts_max_age_secs: u64,
+    /// Adds `includeSubDomains` to that header.
+    pub hsts_include_subdomains: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            reload_check_secs: 5,
+            hsts_max_age_secs: 31_536_000,
+            hsts_include_subdomains: false,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether the listener terminates TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+
+    /// Refuses values outside the documented bounds (the message names the key).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err("tls: cert_file and key_file go together".into());
+        }
+        if !(1..=3600).contains(&self.reload_check_secs) {
+            return Err("tls.reload_check_secs: must be between 1 and 3600".into());
+        }
+        if self.hsts_max_age_secs > 63_072_000 {
+            return Err("tls.hsts_max_age_secs: must be at most 63072000 (two years)".into());
+        }
+        Ok(())
+    }
+
+    /// The certificate and key, loaded, when TLS is on.
+    pub fn load(&self) -> Result<Option<Arc<ReloadingCertificate>>, TlsError> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => ReloadingCertificate::load(cert, key).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The `Strict-Transport-Security` value, if any.
+    pub fn hsts(&self) -> Option<String> {
+        (self.hsts_max_age_secs > 0).then(|| {
+            let mut value = format!("max-age={}", self.hsts_max_age_secs);
+            if self.hsts_include_subdomains {
+                value.push_str("; includeSubDomains");
+            }
+            value
+        })
+    }
 }
 
 /// The provider every TLS listener uses.
@@ -188,6 +265,13 @@ pub fn server_config(
         .with_cert_resolver(certificate);
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A TLS acceptor serving `certificate` with [`server_config`].
+pub fn acceptor(
+    certificate: Arc<ReloadingCertificate>,
+) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    Ok(tokio_rustls::TlsAcceptor::from(server_config(certificate)?))
 }
 
 /// Reloads `certificate` on SIGHUP and when its files change (checked every `every`), until
