@@ -7,10 +7,12 @@
 #   login  login flood; logins/s and /healthz p99 during the flood vs idle (scripts/login-load.sh)
 #   oauth  client_credentials grants/s and introspections/s vs /healthz (scripts/oauth-load.sh)
 #   gateway  an upstream directly vs through trustgate-gateway (scripts/gateway-load.sh)
+#   tls    /healthz over plain HTTP vs over TLS (a second server with a generated certificate),
+#          kept-alive and with a handshake per request
 #   soak   long mixed load at 80% of the measured maximum, RSS sampled (scripts/soak.sh); gets
 #          the server's pid as --server-pid
 #
-# Usage: scripts/load.sh [check|login|oauth|gateway|soak] [trustgate-load flags...]
+# Usage: scripts/load.sh [check|login|oauth|gateway|tls|soak] [trustgate-load flags...]
 #   e.g. scripts/load.sh --connections 32 --duration 20
 #        scripts/load.sh oauth --connections 32
 # Environment: CARGO_TARGET_DIR (default ./target); TRUSTGATE_LOAD_KEEP=1 keeps the data dir;
@@ -23,7 +25,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 scenario=check
 case "${1:-}" in
-  check|login|oauth|gateway|soak) scenario="$1"; shift ;;
+  check|login|oauth|gateway|tls|soak) scenario="$1"; shift ;;
 esac
 target="${CARGO_TARGET_DIR:-$root/target}"
 

@@ -376,6 +376,9 @@ pub async fn serve(
         };
         match limits.try_acquire(peer.ip()) {
             Ok(permit) => {
+                // A response whose head and body are written apart must not wait for the
+                // client's delayed ACK (Nagle).
+                let _ = stream.set_nodelay(true);
                 connections.spawn(serve_connection(
                     stream,
                     peer,

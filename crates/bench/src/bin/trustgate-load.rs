@@ -137,6 +137,11 @@ async fn main() -> Result<()> {
         argv[0] = "trustgate-load gateway".into();
         return gateway_load(GatewayArgs::parse_from(argv)).await;
     }
+    if argv.get(1).is_some_and(|a| a == "tls") {
+        argv.remove(1);
+        argv[0] = "trustgate-load tls".into();
+        return tls_load(TlsArgs::parse_from(argv)).await;
+    }
     check_load(Args::parse()).await
 }
 
@@ -2507,5 +2512,164 @@ fn pin_process(pid: u32, cpu: usize) -> Result<()> {
         rustix::thread::sched_setaffinity(Some(tid), &set)
             .with_context(|| format!("pinning thread {tid:?} of {pid} to CPU {cpu}"))?;
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS.
+
+/// `trustgate-load tls`: `/healthz` over plain HTTP (the server under `--url`) and over HTTPS
+/// (a second `trustgate serve`, started here with a certificate generated here), on kept-alive
+/// connections and with a new connection (a full handshake) per request.
+#[derive(Debug, Parser)]
+#[command(
+    name = "trustgate-load tls",
+    about = "requests/s and new connections/s over TLS vs plain HTTP (/healthz of two servers of the same build)"
+)]
+struct TlsArgs {
+    /// Base URL of the plain-HTTP trustgate server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The admin bearer token (unused here; accepted so the script passes it like the others).
+    #[arg(long, env = "TRUSTGATE_LOAD_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Seconds of measurement per endpoint (split over the rounds).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Interleaved rounds.
+    #[arg(long, default_value_t = 4)]
+    rounds: u32,
+    /// Seconds of unmeasured warm-up per endpoint.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// The `trustgate` binary of the HTTPS server (default: next to this one).
+    #[arg(long, value_name = "PATH")]
+    trustgate_bin: Option<std::path::PathBuf>,
+}
+
+async fn tls_load(args: TlsArgs) -> Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    if args.connections == 0 || args.duration == 0 || args.rounds == 0 {
+        bail!("--connections, --duration and --rounds must be positive");
+    }
+    let _ = &args.token;
+    let dir = std::env::temp_dir().join(format!("trustgate-load-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    // A CA and a certificate for 127.0.0.1, ECDSA P-256 (rcgen's default).
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key)?.pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()])?;
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    let leaf = leaf.signed_by(&key, &issuer)?;
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, leaf.pem())?;
+    std::fs::write(&key_file, key.serialize_pem())?;
+    let binary = match &args.trustgate_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("trustgate"),
+    };
+    let log = dir.join("server.log");
+    let server_log = std::fs::File::create(&log)?;
+    let _server = ChildGuard(
+        std::process::Command::new(&binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .arg("--tls-cert")
+            .arg(&cert_file)
+            .arg("--tls-key")
+            .arg(&key_file)
+            .env_remove("TRUSTGATE_DATABASE_URL")
+            .env_remove("TRUSTGATE_CONFIG")
+            .stdout(server_log.try_clone()?)
+            .stderr(server_log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let https_base = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(rest) = text.split("listening on https://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap_or_default();
+            break format!("https://{addr}");
+        }
+        if Instant::now() > deadline {
+            bail!("the HTTPS server did not start within 30 s: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
+    let build = |reuse: bool| -> Result<Client> {
+        Ok(Client::builder()
+            .tls_certs_only([ca.clone()])
+            .pool_max_idle_per_host(usize::from(reuse))
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(30))
+            .build()?)
+    };
+    let healthz = |base: &str| Prepared {
+        method: reqwest::Method::GET,
+        url: format!("{}/healthz", base.trim_end_matches('/')),
+        body: None,
+        expect_allowed: None,
+        expect_contains: None,
+        auth: None,
+    };
+    let endpoints = [
+        Endpoint {
+            label: "plain HTTP",
+            requests: Arc::new(vec![healthz(&args.url)]),
+        },
+        Endpoint {
+            label: "TLS 1.3",
+            requests: Arc::new(vec![healthz(&https_base)]),
+        },
+    ];
+    let probe = build(true)?;
+    for e in &endpoints {
+        if !send(&probe, &e.requests[0]).await? {
+            bail!("{} did not answer 200", e.label);
+        }
+    }
+    println!(
+        "TLS load, {} cpus (both servers and this load generator share them); {} s per endpoint \
+         in {} interleaved rounds; ECDSA P-256 certificate, rustls on aws-lc-rs",
+        cpus(),
+        args.duration,
+        args.rounds
+    );
+    for (label, reuse) in [
+        ("requests on kept-alive connections", true),
+        (
+            "a new connection per request (TCP + TLS handshake, then one request)",
+            false,
+        ),
+    ] {
+        println!("{label}: {} connections", args.connections);
+        let clients = (0..args.connections)
+            .map(|_| build(reuse))
+            .collect::<Result<Vec<_>>>()?;
+        let mut totals = run_rounds(
+            &clients,
+            &endpoints,
+            args.warmup,
+            args.duration,
+            args.rounds,
+        )
+        .await;
+        let rates = print_table(&endpoints, &mut totals);
+        println!(
+            "  TLS: {:.0}% of plain HTTP",
+            100.0 * rates[1] / rates[0].max(1e-9)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
