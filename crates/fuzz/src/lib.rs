@@ -16,6 +16,7 @@
 //! | `model_json::bytes`, `model_json::structured` | JSON model + `validate_json_model` | a valid model builds a type system and round-trips through the DSL |
 //! | `condition::expression` | CEL condition compile and evaluate | evaluation is deterministic; compile errors are errors |
 //! | `jwt::bytes`, `jwt::structured` | `tokens::verify` | a token verifies only if the test key signed exactly it; a well-formed one verifies |
+//! | `dpop::bytes` | `tokens::dpop::verify_proof` | random text never verifies; over the cap it is `TooLarge` before parsing |
 //! | `oauth::form`, `oauth::authorize` | `Params::from_form`, `request::check_redirect_uri` / `validate`, `presented_credentials`, `token_exchange::parse_request` | form round trip; an error is redirected only to a registered URI; a token exchange names exactly one target |
 //! | `oauth::client_assertion` | `clients::verify_client_assertion` (`private_key_jwt`) | accepted only if signed by the client's key with RFC 7523 claims |
 //! | `webauthn::registration`, `webauthn::assertion` | `authn::webauthn` (CBOR, COSE keys, authenticator and client data) | accepted only with our challenge, origin, RP ID and a signature by the credential's key |

@@ -50,59 +50,12 @@ impl JwkSetResolver {
             let at = |why: &str| invalid(format!("key {index}: {why}"));
             let field = |name: &str| key.get(name).and_then(Value::as_str);
             let kid = field("kid").ok_or_else(|| at("kid is required"))?;
-            if key.get("d").is_some() {
-                return Err(at("is a private key; register only the public key"));
-            }
             if let Some(usage) = field("use")
                 && usage != "sig"
             {
                 return Err(at("use must be sig"));
             }
-            let (algorithm, decoding) = match field("kty") {
-                Some("EC") => {
-                    if field("crv") != Some("P-256") {
-                        return Err(at("only the P-256 curve is accepted for EC keys"));
-                    }
-                    let (x, y) = field("x")
-                        .zip(field("y"))
-                        .ok_or_else(|| at("x and y are required"))?;
-                    (
-                        Algorithm::ES256,
-                        DecodingKey::from_ec_components(x, y).map_err(|_| at("bad EC key"))?,
-                    )
-                }
-                Some("OKP") => {
-                    if field("crv") != Some("Ed25519") {
-                        return Err(at("only Ed25519 is accepted for OKP keys"));
-                    }
-                    let x = field("x").ok_or_else(|| at("x is required"))?;
-                    (
-                        Algorithm::EdDSA,
-                        DecodingKey::from_ed_components(x).map_err(|_| at("bad Ed25519 key"))?,
-                    )
-                }
-                Some("RSA") => {
-                    let (n, e) = field("n")
-                        .zip(field("e"))
-                        .ok_or_else(|| at("n and e are required"))?;
-                    let modulus = URL_SAFE_NO_PAD
-                        .decode(n)
-                        .map_err(|_| at("n is not base64url"))?;
-                    if modulus_bits(&modulus) < MIN_RSA_MODULUS_BITS {
-                        return Err(at("RSA keys must have at least 2048 bits"));
-                    }
-                    (
-                        Algorithm::RS256,
-                        DecodingKey::from_rsa_components(n, e).map_err(|_| at("bad RSA key"))?,
-                    )
-                }
-                _ => return Err(at("kty must be EC, OKP or RSA")),
-            };
-            if let Some(alg) = field("alg")
-                && alg != algorithm.as_str()
-            {
-                return Err(at("alg does not fit the key type (EdDSA, ES256 or RS256)"));
-            }
+            let (algorithm, decoding) = public_key(key).map_err(|why| at(&why))?;
             if out
                 .insert(
                     kid.to_owned(),
@@ -118,6 +71,62 @@ impl JwkSetResolver {
         }
         Ok(Self { keys: out })
     }
+}
+
+/// A public signature key from its JWK: EC P-256 (ES256), OKP Ed25519 (EdDSA) or RSA of at
+/// least 2048 bits (RS256). Its algorithm is its `alg` if given (which must then fit its type),
+/// else the one its type allows. A private key (a `d` member) and a symmetric key are refused.
+/// The reason names what is wrong.
+pub(crate) fn public_key(key: &Value) -> Result<(Algorithm, DecodingKey), String> {
+    let field = |name: &str| key.get(name).and_then(Value::as_str);
+    if !key.is_object() {
+        return Err("is not an object".into());
+    }
+    if key.get("d").is_some() {
+        return Err("is a private key; register only the public key".into());
+    }
+    let (algorithm, decoding) = match field("kty") {
+        Some("EC") => {
+            if field("crv") != Some("P-256") {
+                return Err("only the P-256 curve is accepted for EC keys".into());
+            }
+            let (x, y) = field("x").zip(field("y")).ok_or("x and y are required")?;
+            (
+                Algorithm::ES256,
+                DecodingKey::from_ec_components(x, y).map_err(|_| "bad EC key")?,
+            )
+        }
+        Some("OKP") => {
+            if field("crv") != Some("Ed25519") {
+                return Err("only Ed25519 is accepted for OKP keys".into());
+            }
+            let x = field("x").ok_or("x is required")?;
+            (
+                Algorithm::EdDSA,
+                DecodingKey::from_ed_components(x).map_err(|_| "bad Ed25519 key")?,
+            )
+        }
+        Some("RSA") => {
+            let (n, e) = field("n").zip(field("e")).ok_or("n and e are required")?;
+            let modulus = URL_SAFE_NO_PAD
+                .decode(n)
+                .map_err(|_| "n is not base64url")?;
+            if modulus_bits(&modulus) < MIN_RSA_MODULUS_BITS {
+                return Err("RSA keys must have at least 2048 bits".into());
+            }
+            (
+                Algorithm::RS256,
+                DecodingKey::from_rsa_components(n, e).map_err(|_| "bad RSA key")?,
+            )
+        }
+        _ => return Err("kty must be EC, OKP or RSA".into()),
+    };
+    if let Some(alg) = field("alg")
+        && alg != algorithm.as_str()
+    {
+        return Err("alg does not fit the key type (EdDSA, ES256 or RS256)".into());
+    }
+    Ok((algorithm, decoding))
 }
 
 /// The bit length of a big-endian unsigned integer (leading zero bytes and bits not counted),

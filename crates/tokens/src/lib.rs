@@ -33,8 +33,15 @@
 //! (valid only before it, RFC 7519) and `nbf` against the caller's clock with the caller's
 //! leeway: none for trustgate's own tokens, a small configured one for other parties'
 //! assertions.
+//!
+//! # DPoP proofs ([`dpop`])
+//! The one exception to "the key comes only from the `kid`": a DPoP proof (RFC 9449) is signed
+//! by the key in its own `jwk` header, and that is all it proves — possession of the key whose
+//! thumbprint a token is bound to (`cnf.jkt`). Same algorithms, same signature check; a private
+//! or symmetric `jwk` is refused.
 
 mod claims;
+pub mod dpop;
 mod jwk;
 mod keys;
 mod verify;

@@ -4,6 +4,7 @@
 
 mod authzen;
 mod condition;
+mod dpop;
 mod dsl;
 mod jwt;
 mod model_json;

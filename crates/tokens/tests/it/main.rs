@@ -1,4 +1,5 @@
 //! Integration tests of the JOSE crate (one test binary).
 
+mod dpop;
 mod jwk_sets;
 mod wycheproof;
