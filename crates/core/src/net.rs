@@ -135,6 +135,16 @@ impl TrustedProxies {
         }
     }
 
+    /// `entries` (addresses or prefixes, as configured) parsed, for at most `hops` proxies in a
+    /// row; the first entry that does not parse is the error.
+    pub fn parse(entries: &[String], hops: usize) -> Result<Self, CidrError> {
+        let proxies = entries
+            .iter()
+            .map(|entry| entry.parse::<Cidr>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(proxies, hops))
+    }
+
     /// Whether any proxy is trusted.
     pub fn is_empty(&self) -> bool {
         self.proxies.is_empty()

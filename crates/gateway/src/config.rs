@@ -59,7 +59,7 @@ use figment::providers::{Env, Format, Toml};
 use http::Method;
 use serde::Deserialize;
 use trustgate_core::Secret;
-use trustgate_core::net::{Cidr, TrustedProxies};
+use trustgate_core::net::TrustedProxies;
 use trustgate_pep::{Rule, StepUp};
 
 /// Why a configuration cannot be used.
@@ -424,15 +424,8 @@ impl GatewayConfig {
 
     /// The trusted proxies, parsed.
     pub fn trusted_proxies(&self) -> Result<TrustedProxies, ConfigError> {
-        let proxies = self
-            .trusted_proxies
-            .iter()
-            .map(|p| {
-                p.parse::<Cidr>()
-                    .map_err(|e| invalid(format!("trusted_proxies: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(TrustedProxies::new(proxies, self.proxy_hops))
+        TrustedProxies::parse(&self.trusted_proxies, self.proxy_hops)
+            .map_err(|e| invalid(format!("trusted_proxies: {e}")))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -13,7 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use trustgate_core::Secret;
-use trustgate_core::net::{Cidr, TrustedProxies};
+use trustgate_core::net::TrustedProxies;
 pub use trustgate_listener::tls::TlsConfig;
 
 /// How log lines are written.
@@ -430,15 +430,8 @@ impl HttpConfig {
 
     /// The trusted proxies, parsed.
     pub fn trusted_proxies(&self) -> Result<TrustedProxies, ConfigError> {
-        let proxies = self
-            .trusted_proxies
-            .iter()
-            .map(|p| {
-                p.parse::<Cidr>()
-                    .map_err(|e| ConfigError::Invalid(format!("http.trusted_proxies: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(TrustedProxies::new(proxies, self.proxy_hops))
+        TrustedProxies::parse(&self.trusted_proxies, self.proxy_hops)
+            .map_err(|e| ConfigError::Invalid(format!("http.trusted_proxies: {e}")))
     }
 }
 
