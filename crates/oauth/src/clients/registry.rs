@@ -421,7 +421,7 @@ impl ClientRegistry {
     /// With the cache, the set is read once per generation (any client change here, or the
     /// credential epoch moving on another replica) and at most [`ClientCacheConfig::ttl`] old,
     /// and only while the epoch poll is fresh; otherwise, and without the cache, every call
-    /// reads the registry. At most [`MAX_ORIGIN_SCAN`] clients are read.
+    /// reads the registry. At most 100,000 clients are read (`MAX_ORIGIN_SCAN`).
     pub async fn browser_origins(&self) -> Result<Arc<BTreeSet<String>>, ClientError> {
         let cache = self.cache.as_ref().filter(|cache| {
             cache.start_polling();
