@@ -31,7 +31,8 @@
 //!   HTTPS responses carry `Strict-Transport-Security` (also those a trusted proxy reports as
 //!   HTTPS).
 //! - **Upgrades.** HTTP/1.1 connections may switch protocols (the gateway passes WebSocket
-//!   through); a connection that did is no longer watched for timeouts.
+//!   through); a connection that did is no longer watched for timeouts nor counted against the
+//!   caps: its bytes belong to whoever took the upgrade.
 //! - **Shutdown.** Stop accepting (the listening socket is closed), let in-flight requests finish
 //!   within the grace period (idle and half-read connections are closed at once), then abort the
 //!   rest: [`serve`] always returns.
