@@ -2161,30 +2161,68 @@ struct GatewayArgs {
     /// The admin bearer token.
     #[arg(long, env = "TRUSTGATE_LOAD_TOKEN", hide_env_values = true)]
     token: String,
+    #[command(flatten)]
+    child: ChildRun,
+}
+
+/// How a scenario that starts a `trustgate` child process measures.
+#[derive(Debug, clap::Args)]
+struct ChildRun {
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 16)]
     connections: usize,
     /// Seconds of measurement per endpoint (split over the rounds).
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Interleaved rounds (direct, gateway, direct, ...).
+    /// Interleaved rounds (one endpoint, the other, ...).
     #[arg(long, default_value_t = 4)]
     rounds: u32,
     /// Seconds of unmeasured warm-up load per endpoint before the first round.
     #[arg(long, default_value_t = 1)]
     warmup: u64,
-    /// The `trustgate` binary that runs the gateway (default: next to this one).
+    /// The `trustgate` binary of the child process (default: next to this one).
     #[arg(long, value_name = "PATH")]
     trustgate_bin: Option<std::path::PathBuf>,
+}
+
+impl ChildRun {
+    fn check(&self) -> Result<()> {
+        if self.connections == 0 || self.duration == 0 || self.rounds == 0 {
+            bail!("--connections, --duration and --rounds must be positive");
+        }
+        Ok(())
+    }
+
+    /// Warm-up, then the interleaved rounds over `clients`.
+    async fn rounds(&self, clients: &[Client], endpoints: &[Endpoint]) -> Vec<Tally> {
+        run_rounds(clients, endpoints, self.warmup, self.duration, self.rounds).await
+    }
+
+    /// Starts `trustgate <args>`, its output in `log`; killed when the guard drops.
+    fn spawn(&self, args: &[&std::ffi::OsStr], log: &std::path::Path) -> Result<ChildGuard> {
+        let binary = match &self.trustgate_bin {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?.with_file_name("trustgate"),
+        };
+        let output = std::fs::File::create(log)?;
+        Ok(ChildGuard(
+            std::process::Command::new(&binary)
+                .args(args)
+                .env_remove("TRUSTGATE_DATABASE_URL")
+                .env_remove("TRUSTGATE_CONFIG")
+                .stdout(output.try_clone()?)
+                .stderr(output)
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))?,
+        ))
+    }
 }
 
 const GW_AUD: &str = "https://gateway.bench.example";
 const APP_AUD: &str = "https://app.bench.example";
 
 async fn gateway_load(args: GatewayArgs) -> Result<()> {
-    if args.connections == 0 || args.duration == 0 || args.rounds == 0 {
-        bail!("--connections, --duration and --rounds must be positive");
-    }
+    args.child.check()?;
     let base = args.url.trim_end_matches('/').to_owned();
     let admin = client(&format!("Bearer {}", args.token))?;
     // The policy: the benchmark service may view course 1.
@@ -2325,20 +2363,16 @@ scopes = ["bench:read"]
         ),
     )?;
     trustgate_gateway::GatewayConfig::load(&config_file).context("the gateway's configuration")?;
-    let binary = match &args.trustgate_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("trustgate"),
-    };
-    let gateway_log = std::fs::File::create(dir.join("gateway.log"))?;
-    let gateway = ChildGuard(
-        std::process::Command::new(&binary)
-            .args(["gateway", "--log-level", "warn", "--config"])
-            .arg(&config_file)
-            .stdout(gateway_log.try_clone()?)
-            .stderr(gateway_log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?,
-    );
+    let gateway = args.child.spawn(
+        &[
+            "gateway".as_ref(),
+            "--log-level".as_ref(),
+            "warn".as_ref(),
+            "--config".as_ref(),
+            config_file.as_os_str(),
+        ],
+        &dir.join("gateway.log"),
+    )?;
     let gateway_pid = gateway.0.id();
     let bearer: Arc<str> = format!("Bearer {access_token}").into();
     let prepared = |url: String| Prepared {
@@ -2379,46 +2413,32 @@ scopes = ["bench:read"]
             bail!("{} did not answer 200 with the upstream's body", e.label);
         }
     }
-    let clients = (0..args.connections)
+    let clients = (0..args.child.connections)
         .map(|_| client(&bearer))
         .collect::<Result<Vec<_>>>()?;
     println!(
         "gateway load, {} cpus (trustgate, the gateway, the upstream and this load generator \
          share them); {} s per endpoint in {} interleaved rounds",
         cpus(),
-        args.duration,
-        args.rounds,
+        args.child.duration,
+        args.child.rounds,
     );
     // Latency: one request at a time, so the added p50 is the gateway's own time, not a queue.
     println!("latency: 1 connection");
-    let mut one = run_rounds(
-        &clients[..1],
-        &endpoints,
-        args.warmup,
-        args.duration,
-        args.rounds,
-    )
-    .await;
+    let mut one = args.child.rounds(&clients[..1], &endpoints).await;
     let p50s: Vec<f64> = one
         .iter()
         .map(|t| Stats::of(&mut t.samples.clone()).p50_ns)
         .collect();
     print_table(&endpoints, &mut one);
     // Throughput: every connection busy.
-    println!("throughput: {} connections", args.connections);
+    println!("throughput: {} connections", args.child.connections);
     let cpu_before = cpu_time(gateway_pid)?;
-    let mut totals = run_rounds(
-        &clients,
-        &endpoints,
-        args.warmup,
-        args.duration,
-        args.rounds,
-    )
-    .await;
+    let mut totals = args.child.rounds(&clients, &endpoints).await;
     let gateway_cpu = cpu_time(gateway_pid)?.saturating_sub(cpu_before);
     let rates = print_table(&endpoints, &mut totals);
     // Warm-up requests count too: the CPU time covers them.
-    let proxied = totals[1].samples.len() as f64 + rates[1] * args.warmup as f64;
+    let proxied = totals[1].samples.len() as f64 + rates[1] * args.child.warmup as f64;
     println!(
         "the gateway's CPU time per request: {} (user + system, warm-up included)",
         fmt_ns(gateway_cpu.as_nanos() as f64 / proxied.max(1.0))
@@ -2428,7 +2448,7 @@ scopes = ["bench:read"]
         "added p50 (1 connection): {} (target <= 100 us); throughput through the gateway \
          ({} connections, every process on every core): {:.0}% of direct (target >= 70%)",
         fmt_ns(added),
-        args.connections,
+        args.child.connections,
         100.0 * rates[1] / rates[0].max(1e-9)
     );
     // As deployed, a gateway has CPU of its own rather than taking it from the application and
@@ -2439,16 +2459,9 @@ scopes = ["bench:read"]
         println!(
             "throughput: {} connections, this load generator and the upstream on core 0, the \
              gateway on core 1",
-            args.connections
+            args.child.connections
         );
-        let mut pinned = run_rounds(
-            &clients,
-            &endpoints,
-            args.warmup,
-            args.duration,
-            args.rounds,
-        )
-        .await;
+        let mut pinned = args.child.rounds(&clients, &endpoints).await;
         let rates = print_table(&endpoints, &mut pinned);
         println!(
             "throughput through the gateway on a core of its own: {:.0}% of direct (target >= 70%)",
@@ -2533,28 +2546,13 @@ struct TlsArgs {
     /// The admin bearer token (unused here; accepted so the script passes it like the others).
     #[arg(long, env = "TRUSTGATE_LOAD_TOKEN", hide_env_values = true)]
     token: String,
-    /// Concurrent connections.
-    #[arg(long, default_value_t = 16)]
-    connections: usize,
-    /// Seconds of measurement per endpoint (split over the rounds).
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Interleaved rounds.
-    #[arg(long, default_value_t = 4)]
-    rounds: u32,
-    /// Seconds of unmeasured warm-up per endpoint.
-    #[arg(long, default_value_t = 1)]
-    warmup: u64,
-    /// The `trustgate` binary of the HTTPS server (default: next to this one).
-    #[arg(long, value_name = "PATH")]
-    trustgate_bin: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    child: ChildRun,
 }
 
 async fn tls_load(args: TlsArgs) -> Result<()> {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
-    if args.connections == 0 || args.duration == 0 || args.rounds == 0 {
-        bail!("--connections, --duration and --rounds must be positive");
-    }
+    args.child.check()?;
     let _ = &args.token;
     let dir = std::env::temp_dir().join(format!("trustgate-load-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -2572,27 +2570,22 @@ async fn tls_load(args: TlsArgs) -> Result<()> {
     let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_file, leaf.pem())?;
     std::fs::write(&key_file, key.serialize_pem())?;
-    let binary = match &args.trustgate_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("trustgate"),
-    };
     let log = dir.join("server.log");
-    let server_log = std::fs::File::create(&log)?;
-    let _server = ChildGuard(
-        std::process::Command::new(&binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.join("data"))
-            .arg("--tls-cert")
-            .arg(&cert_file)
-            .arg("--tls-key")
-            .arg(&key_file)
-            .env_remove("TRUSTGATE_DATABASE_URL")
-            .env_remove("TRUSTGATE_CONFIG")
-            .stdout(server_log.try_clone()?)
-            .stderr(server_log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?,
-    );
+    let data = dir.join("data");
+    let _server = args.child.spawn(
+        &[
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+            "--tls-cert".as_ref(),
+            cert_file.as_os_str(),
+            "--tls-key".as_ref(),
+            key_file.as_os_str(),
+        ],
+        &log,
+    )?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let https_base = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -2642,8 +2635,8 @@ async fn tls_load(args: TlsArgs) -> Result<()> {
         "TLS load, {} cpus (both servers and this load generator share them); {} s per endpoint \
          in {} interleaved rounds; ECDSA P-256 certificate, rustls on aws-lc-rs",
         cpus(),
-        args.duration,
-        args.rounds
+        args.child.duration,
+        args.child.rounds
     );
     for (label, reuse) in [
         ("requests on kept-alive connections", true),
@@ -2652,18 +2645,11 @@ async fn tls_load(args: TlsArgs) -> Result<()> {
             false,
         ),
     ] {
-        println!("{label}: {} connections", args.connections);
-        let clients = (0..args.connections)
+        println!("{label}: {} connections", args.child.connections);
+        let clients = (0..args.child.connections)
             .map(|_| build(reuse))
             .collect::<Result<Vec<_>>>()?;
-        let mut totals = run_rounds(
-            &clients,
-            &endpoints,
-            args.warmup,
-            args.duration,
-            args.rounds,
-        )
-        .await;
+        let mut totals = args.child.rounds(&clients, &endpoints).await;
         let rates = print_table(&endpoints, &mut totals);
         println!(
             "  TLS: {:.0}% of plain HTTP",
