@@ -96,8 +96,8 @@ impl Cidr {
     }
 }
 
-/// The most forwarding entries read from a request (later ones, nearer the client, are
-/// never reached: the walk starts at the nearest proxy and takes at most `hops` steps).
+/// The most forwarding entries kept from a request, counted from the right (entries further
+/// left are never reached: the walk starts at the nearest proxy and takes at most `hops` steps).
 const MAX_FORWARDED_ENTRIES: usize = 64;
 
 /// Which reverse proxies are believed about the client, and how many of them stand in a row
@@ -175,38 +175,42 @@ impl TrustedProxies {
             return direct;
         }
         // (address as written, proto) per hop, left (client) to right (nearest proxy).
-        let mut hops: Vec<(Option<IpAddr>, Option<bool>)> = forwarded
-            .flat_map(|value| value.split(','))
-            .take(MAX_FORWARDED_ENTRIES)
-            .map(parse_forwarded_element)
-            .collect();
+        // Only the entries nearest the server can matter (the walk takes at most `hops` steps
+        // from the right), and those are the ones the trusted proxies wrote: everything to their
+        // left may be the client's own, so a long list is cut from the left, never the right.
+        let nearest = |values: &mut dyn Iterator<Item = &'a str>| -> (Vec<&'a str>, usize) {
+            let all: Vec<&str> = values.flat_map(|value| value.split(',')).collect();
+            let total = all.len();
+            let keep = all[total.saturating_sub(MAX_FORWARDED_ENTRIES)..].to_vec();
+            (keep, total)
+        };
+        let (elements, _) = nearest(&mut { forwarded });
+        let mut hops: Vec<(Option<IpAddr>, Option<bool>)> =
+            elements.into_iter().map(parse_forwarded_element).collect();
         if hops.is_empty() {
-            let protos: Vec<Option<bool>> = x_forwarded_proto
-                .flat_map(|value| value.split(','))
-                .take(MAX_FORWARDED_ENTRIES)
-                .map(|p| parse_proto(p.trim()))
-                .collect();
-            hops = x_forwarded_for
-                .flat_map(|value| value.split(','))
-                .take(MAX_FORWARDED_ENTRIES)
+            let (protos, proto_total) = nearest(&mut { x_forwarded_proto });
+            let protos: Vec<Option<bool>> = protos.iter().map(|p| parse_proto(p.trim())).collect();
+            let (entries, entry_total) = nearest(&mut { x_forwarded_for });
+            hops = entries
+                .iter()
                 .map(|entry| (parse_node(entry.trim()), None))
                 .collect();
-            // X-Forwarded-Proto is set by the proxy that met the client and passed on by the
-            // others; one value per hop when each proxy appends.
+            // The scheme the nearest proxy reported (a proxy that overwrites the header leaves
+            // one value), or per hop when every proxy appends to both headers alike.
+            let nearest_proto = protos.last().copied().flatten();
             if hops.is_empty() {
-                // The proxy said only how the client came.
                 return ForwardedClient {
                     ip: peer,
-                    https: protos.first().copied().flatten().unwrap_or(tls),
+                    https: nearest_proto.unwrap_or(tls),
                 };
             }
-            if protos.len() == hops.len() {
+            if proto_total == entry_total {
                 for (hop, proto) in hops.iter_mut().zip(protos) {
                     hop.1 = proto;
                 }
-            } else if let Some(first) = protos.first().copied().flatten() {
+            } else if let Some(proto) = nearest_proto {
                 for hop in &mut hops {
-                    hop.1 = Some(first);
+                    hop.1 = Some(proto);
                 }
             }
         }
@@ -349,6 +353,13 @@ mod tests {
         // hops = 1 with two proxies: the inner proxy's view (the outer proxy) is the client.
         let c = xff(&t, "10.0.0.1", &["198.51.100.1, 10.0.0.2"], &[]);
         assert_eq!(c.ip, ip("10.0.0.2"));
+        // A client that sends a long list cannot push the proxy's entry out of reach.
+        let padded = vec!["6.6.6.6"; 200].join(", ") + ", 198.51.100.9";
+        let c = xff(&t, "10.0.0.1", &[padded.as_str()], &[]);
+        assert_eq!(c.ip, ip("198.51.100.9"));
+        // Nor make its own scheme the one believed: the nearest proxy's value counts.
+        let c = xff(&t, "10.0.0.1", &["198.51.100.9"], &["https, http"]);
+        assert!(!c.https);
         // A garbage entry stops the walk at the proxy before it.
         let c = xff(&two, "10.0.0.1", &["198.51.100.1, garbage"], &[]);
         assert_eq!(c.ip, ip("10.0.0.1"));
