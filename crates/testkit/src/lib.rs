@@ -1,8 +1,9 @@
 //! Test support shared by trustgate crates: readers of the conformance suites' file formats and
-//! of the server-rendered pages, look-alike credentials. Used only as a dev-dependency.
+//! of the server-rendered pages, look-alike credentials, certificates made at run time. Used only as a dev-dependency.
 
 pub mod authzen_decisions;
 pub mod forge;
 pub mod html;
 pub mod openfga_matrix;
 pub mod store_file;
+pub mod tls;

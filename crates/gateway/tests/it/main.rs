@@ -840,31 +840,16 @@ async fn rate_limits_are_per_api_key() {
     );
 }
 
-/// A CA and a server certificate for localhost: (CA PEM, certificate PEM, key PEM).
-fn localhost_certificate() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("leaf");
-    (ca_pem, leaf.pem(), key.serialize_pem())
-}
-
 #[tokio::test]
 async fn the_gateway_serves_https_and_tells_the_upstream_so() {
     let tg = Trustgate::start().await;
     let (up, _, _) = upstream().await;
     let dir = tempfile::tempdir().expect("dir");
-    let (ca, cert, key) = localhost_certificate();
+    let ca = trustgate_testkit::tls::TestCa::new("gateway test CA");
+    let server = ca.server("localhost");
     let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_file, cert).expect("write");
-    std::fs::write(&key_file, key).expect("write");
+    std::fs::write(&cert_file, server.cert_pem).expect("write");
+    std::fs::write(&key_file, server.key_pem).expect("write");
     let tls = format!(
         "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
         cert_file.display(),
@@ -878,7 +863,7 @@ async fn the_gateway_serves_https_and_tells_the_upstream_so() {
     assert!(config.tls.enabled());
     let (_gw, _, addr) = tg.gateway(config).await;
     let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).expect("CA")])
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem.as_bytes()).expect("CA")])
         .build()
         .expect("client");
     let caller = tg.token(&tg.alice, |_| {});

@@ -2,7 +2,7 @@
 //! (rcgen), reload without dropped connections, HSTS, HTTP/2 by ALPN; plain HTTP refused off
 //! loopback; forwarding headers believed only from trusted proxies.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,9 +11,6 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -23,41 +20,15 @@ use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
 use trustgate_core::Secret;
 use trustgate_server::{Config, Server, StartError};
+use trustgate_testkit::tls::TestCa as Ca;
 
 const TOKEN: &str = "tg_test_tls_0123456789abcdefghijklmnop";
 const BOUND: Duration = Duration::from_secs(10);
 
-/// A test CA that signs server certificates.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    der: CertificateDer<'static>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).expect("self-signed");
-        Ca {
-            der: cert.der().clone(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A server certificate for localhost and 127.0.0.1: (chain PEM, key PEM, leaf DER).
-    fn server(&self, cn: &str) -> (String, String, CertificateDer<'static>) {
-        let key = KeyPair::generate().expect("server key");
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let cert = params.signed_by(&key, &self.issuer).expect("signed");
-        (cert.pem(), key.serialize_pem(), cert.der().clone())
-    }
+/// A server certificate from `ca`: (chain PEM, key PEM, leaf DER).
+fn issue(ca: &Ca, cn: &str) -> (String, String, CertificateDer<'static>) {
+    let c = ca.server(cn);
+    (c.cert_pem, c.key_pem, CertificateDer::from(c.der))
 }
 
 fn write_pair(dir: &Path, cert: &str, key: &str) -> (PathBuf, PathBuf) {
@@ -113,7 +84,7 @@ async fn start(dir: tempfile::TempDir, config: Config) -> Running {
 
 async fn start_tls(ca: &Ca, configure: impl FnOnce(&mut Config)) -> (Running, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key, _) = ca.server("first");
+    let (cert, key, _) = issue(ca, "first");
     let (cert_file, key_file) = write_pair(dir.path(), &cert, &key);
     let mut config = base_config(&dir);
     config.tls.cert_file = Some(cert_file);
@@ -130,7 +101,9 @@ async fn connect(
     alpn: &[&[u8]],
 ) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der.clone()).expect("root");
+    roots
+        .add(CertificateDer::from(ca.der.clone()))
+        .expect("root");
     let mut config =
         rustls::ClientConfig::builder_with_provider(trustgate_listener::tls::provider())
             .with_safe_default_protocol_versions()
@@ -296,7 +269,7 @@ async fn a_renewed_certificate_is_served_without_dropping_open_connections() {
     assert_eq!(get_h1(&mut open, "/healthz").await.0, StatusCode::OK);
 
     // Renewed in place: picked up by the file check.
-    let (cert, key, renewed) = ca.server("renewed");
+    let (cert, key, renewed) = issue(&ca, "renewed");
     assert_ne!(renewed, old);
     write_pair(&dir, &cert, &key);
     let deadline = Instant::now() + BOUND;
@@ -317,7 +290,7 @@ async fn a_renewed_certificate_is_served_without_dropping_open_connections() {
     assert_eq!(get_h1(&mut open, "/healthz").await.0, StatusCode::OK);
 
     // A broken pair (a key that is not the certificate's) is refused; the renewed one stays.
-    let (_, other_key, _) = ca.server("mismatched");
+    let (_, other_key, _) = issue(&ca, "mismatched");
     write_pair(&dir, &cert, &other_key);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let stream = connect(server.addr, &ca, &[b"http/1.1"])
@@ -332,8 +305,8 @@ async fn a_renewed_certificate_is_served_without_dropping_open_connections() {
 async fn a_certificate_that_does_not_load_fails_the_start() {
     let ca = Ca::new("tls test CA");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, _, _) = ca.server("a");
-    let (_, other_key, _) = ca.server("b");
+    let (cert, _, _) = issue(&ca, "a");
+    let (_, other_key, _) = issue(&ca, "b");
     let (cert_file, key_file) = write_pair(dir.path(), &cert, &other_key);
     let mut config = base_config(&dir);
     config.tls.cert_file = Some(cert_file.clone());
