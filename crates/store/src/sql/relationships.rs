@@ -122,6 +122,25 @@ async fn lock_for_writing<D: Database>(
         .i64("last_seq")?)
 }
 
+/// Ends a write begun with [`lock_for_writing`] at `start`: the store's sequence moves to `seq`
+/// (if anything was appended) and the transaction commits.
+async fn finish_writing<D: Database>(
+    mut tx: Tx<'_, D>,
+    store_id: &str,
+    start: i64,
+    seq: i64,
+) -> Result<(), TupleWriteError> {
+    if seq != start {
+        tx.execute(
+            "UPDATE fga_stores SET last_seq = $1 WHERE id = $2",
+            args![seq, store_id],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 async fn append_change<D: Database>(
     tx: &mut Tx<'_, D>,
     store_id: &str,
@@ -593,14 +612,7 @@ impl<D: Database> RelationshipStore for SqlStore<D> {
             )
             .await?;
         }
-        if seq != start {
-            tx.execute(
-                "UPDATE fga_stores SET last_seq = $1 WHERE id = $2",
-                args![seq, store_id],
-            )
-            .await?;
-        }
-        tx.commit().await?;
+        finish_writing(tx, store_id, start, seq).await?;
         Ok(WriteOutcome { seq })
     }
 
@@ -628,14 +640,7 @@ impl<D: Database> RelationshipStore for SqlStore<D> {
             seq = next;
             existing += skipped;
         }
-        if seq != start {
-            tx.execute(
-                "UPDATE fga_stores SET last_seq = $1 WHERE id = $2",
-                args![seq, store_id],
-            )
-            .await?;
-        }
-        tx.commit().await?;
+        finish_writing(tx, store_id, start, seq).await?;
         Ok(ImportOutcome {
             seq,
             written: u64::try_from(seq - start).unwrap_or(0),
