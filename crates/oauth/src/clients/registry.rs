@@ -228,6 +228,8 @@ struct ClientCache {
     /// The browser origins of every client ([`ClientRegistry::browser_origins`]), as read at a
     /// generation and a time.
     origins: parking_lot::Mutex<Option<CachedOrigins>>,
+    /// Held while the origins are read from the registry: one scan at a time.
+    origins_scan: tokio::sync::Mutex<()>,
     generation: AtomicU64,
     /// The credential epoch last seen, and when it was last read successfully.
     epoch: parking_lot::Mutex<Option<(i64, Instant)>>,
@@ -245,7 +247,7 @@ impl Drop for InvalidateOnDrop<'_> {
     }
 }
 
-/// The browser origins as read at a generation, and when.
+/// The browser origins as read at a generation, and when that read began.
 type CachedOrigins = (u64, Instant, Arc<BTreeSet<String>>);
 
 /// A client and its secret digest, as read at `generation`.
@@ -340,6 +342,7 @@ impl ClientRegistry {
                 .time_to_live(config.ttl)
                 .build(),
             origins: parking_lot::Mutex::new(None),
+            origins_scan: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
             epoch: parking_lot::Mutex::new(None),
             poll_started: AtomicBool::new(false),
@@ -420,21 +423,46 @@ impl ClientRegistry {
     ///
     /// With the cache, the set is read once per generation (any client change here, or the
     /// credential epoch moving on another replica) and at most [`ClientCacheConfig::ttl`] old,
-    /// and only while the epoch poll is fresh; otherwise, and without the cache, every call
-    /// reads the registry. At most 100,000 clients are read (`MAX_ORIGIN_SCAN`).
+    /// and only while the epoch poll is fresh; otherwise the registry is read again, one scan
+    /// at a time per replica: requests that arrive during a scan wait for it and take its
+    /// result, which was read after they arrived. Without the cache every call reads the
+    /// registry. At most 100,000 clients are read (`MAX_ORIGIN_SCAN`).
     pub async fn browser_origins(&self) -> Result<Arc<BTreeSet<String>>, ClientError> {
-        let cache = self.cache.as_ref().filter(|cache| {
-            cache.start_polling();
-            cache.fresh()
-        });
-        let generation = cache.map(|c| c.generation.load(Ordering::Acquire));
-        if let (Some(cache), Some(generation)) = (cache, generation)
-            && let Some((g, at, origins)) = &*cache.origins.lock()
-            && *g == generation
-            && at.elapsed() <= cache.config.ttl
+        let Some(cache) = &self.cache else {
+            return Ok(Arc::new(self.scan_browser_origins().await?));
+        };
+        let arrived = Instant::now();
+        cache.start_polling();
+        let current = |cache: &ClientCache| {
+            let generation = cache.generation.load(Ordering::Acquire);
+            match &*cache.origins.lock() {
+                Some((g, at, origins))
+                    if cache.fresh() && *g == generation && at.elapsed() <= cache.config.ttl =>
+                {
+                    Some(origins.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(origins) = current(cache) {
+            return Ok(origins);
+        }
+        let _scan = cache.origins_scan.lock().await;
+        if let Some((_, at, origins)) = &*cache.origins.lock()
+            && *at >= arrived
         {
             return Ok(origins.clone());
         }
+        // Stamped with when the read began, so a waiter takes only a read that began after it
+        // arrived.
+        let generation = cache.generation.load(Ordering::Acquire);
+        let began = Instant::now();
+        let origins = Arc::new(self.scan_browser_origins().await?);
+        *cache.origins.lock() = Some((generation, began, origins.clone()));
+        Ok(origins)
+    }
+
+    async fn scan_browser_origins(&self) -> Result<BTreeSet<String>, ClientError> {
         let mut origins = BTreeSet::new();
         let mut after: Option<String> = None;
         let mut read = 0;
@@ -455,10 +483,6 @@ impl ClientRegistry {
                 }
                 None => break,
             }
-        }
-        let origins = Arc::new(origins);
-        if let (Some(cache), Some(generation)) = (cache, generation) {
-            *cache.origins.lock() = Some((generation, Instant::now(), origins.clone()));
         }
         Ok(origins)
     }
