@@ -175,6 +175,13 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let grace = Duration::from_secs(self.state.config.http.shutdown_grace_secs);
+        // Before any background task starts: a transport that cannot be built ends `run` with
+        // nothing left running.
+        let transport = crate::listener::Transport::new(
+            self.certificate.clone(),
+            &self.state.config.tls,
+            self.state.config.http.trusted_proxies()?,
+        )?;
         let store = self.state.store.clone();
         let auditor = self.state.auditor.clone();
         let api_keys = self.state.api_keys.clone();
@@ -203,11 +210,6 @@ impl Server {
                 + crate::listener::RESERVED_DESCRIPTORS,
         );
         log_listener_settings(&self.state.config.http, &settings);
-        let transport = crate::listener::Transport::new(
-            self.certificate.clone(),
-            &self.state.config.tls,
-            self.state.config.http.trusted_proxies()?,
-        )?;
         let certificate_watch = self.certificate.clone().map(|certificate| {
             trustgate_listener::tls::watch(
                 certificate,
