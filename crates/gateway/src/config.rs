@@ -116,6 +116,12 @@ pub struct GatewayConfig {
     /// then refused (401 `opaque_token_not_accepted`).
     #[serde(default)]
     pub api_keys: Option<ApiKeysConfig>,
+    /// Whether callers may present DPoP-bound access tokens (`Authorization: DPoP` with a
+    /// `DPoP` proof, RFC 9449 §7); none when absent, and the `DPoP` scheme (hence every
+    /// DPoP-bound token) is then refused (401). A bound token presented as a bearer token is
+    /// refused either way.
+    #[serde(default)]
+    pub dpop: Option<DpopConfig>,
     /// Incoming request headers removed before forwarding, so that a client cannot claim an
     /// identity the upstream trusts. A trailing `*` matches a prefix. The caller's credentials,
     /// `Authorization` and `X-API-Key`, are always removed (`Authorization` then carries the
@@ -301,6 +307,23 @@ pub struct ApiKeysConfig {
     pub introspection_ttl_secs: u64,
 }
 
+/// DPoP at the gateway (`[dpop]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpopConfig {
+    /// The origin clients call the gateway by (`https://api.example.com`): a proof's `htu` is
+    /// it plus the request's path.
+    pub origin: url::Url,
+    /// How old a proof may be, in seconds (5 to 300, default 60). Proof ids are remembered
+    /// that long, per gateway process.
+    #[serde(default = "default_dpop_max_age_secs")]
+    pub max_age_secs: u64,
+}
+
+fn default_dpop_max_age_secs() -> u64 {
+    60
+}
+
 /// One route: pep's [`Rule`] in TOML.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -450,6 +473,21 @@ impl GatewayConfig {
                 "connections: max_connections 1 to 1000000, max_connections_per_ip 1 to \
                  max_connections, header_read_timeout_secs 1 to 300, idle_timeout_secs 1 to 3600",
             ));
+        }
+        if let Some(dpop) = &self.dpop {
+            if !matches!(dpop.origin.scheme(), "http" | "https")
+                || dpop.origin.host().is_none()
+                || dpop.origin.path() != "/"
+                || dpop.origin.query().is_some()
+            {
+                return Err(invalid(format!(
+                    "dpop.origin `{}` is not an http(s) origin (scheme, host and port only)",
+                    dpop.origin
+                )));
+            }
+            if !(5..=300).contains(&dpop.max_age_secs) {
+                return Err(invalid("dpop.max_age_secs: must be between 5 and 300"));
+            }
         }
         match url::Url::parse(&self.issuer) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}

@@ -54,14 +54,14 @@ impl SubjectType {
     }
 }
 
-/// The credential pep authenticated, as it was presented: the token of `Authorization: Bearer`,
-/// or else the `X-API-Key` value — pep's order, in which the first credential found decides.
-/// pep already refused several or malformed ones.
+/// The credential pep authenticated, as it was presented: the token of `Authorization: Bearer`
+/// or `Authorization: DPoP` (pep checked the proof and the binding), or else the `X-API-Key`
+/// value — pep's order, in which the first credential found decides. pep already refused
+/// several or malformed ones.
 pub fn presented_credential(headers: &http::HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
+        return (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop"))
             .then_some(token.trim());
     }
     headers
@@ -268,6 +268,10 @@ mod tests {
         assert_eq!(
             presented_credential(&headers(&[("authorization", "bearer tg_live_k")])),
             Some("tg_live_k")
+        );
+        assert_eq!(
+            presented_credential(&headers(&[("authorization", "DPoP a.b.c")])),
+            Some("a.b.c")
         );
         assert_eq!(
             presented_credential(&headers(&[("x-api-key", " tg_live_k ")])),

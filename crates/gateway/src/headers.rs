@@ -65,6 +65,8 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 pub fn strip_identity(headers: &mut HeaderMap, patterns: &[String]) {
     headers.remove(http::header::AUTHORIZATION);
     headers.remove("x-api-key");
+    // The caller's DPoP proof was for the gateway; the upstream gets an unbound internal token.
+    headers.remove("dpop");
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {

@@ -117,6 +117,7 @@ mod tests {
             client_id: None,
             act: None,
             key_id: None,
+            cnf: None,
             method: AuthMethod::Jwt,
         }
     }

@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 use trustgate_core::SystemClock;
 use trustgate_pep::{
     AuthMethod, Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionSink,
-    HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, Pep,
-    RevisionFeed, RouteTable, answer,
+    DpopConfig, DpopVerifier, HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig,
+    JwtVerifier, Pep, RevisionFeed, RouteTable, answer,
 };
 
 use crate::GatewayError;
@@ -141,10 +141,20 @@ impl State {
         for introspector in jwt_liveness.iter().chain(keys.iter()) {
             introspector.follow_revocations(&feed);
         }
+        let dpop = config.dpop.as_ref().map(|dpop| {
+            DpopVerifier::new(
+                DpopConfig {
+                    max_age: Duration::from_secs(dpop.max_age_secs),
+                    ..DpopConfig::for_origin(dpop.origin.clone())
+                },
+                clock.clone(),
+            )
+        });
         let authenticator = Authenticator {
             jwt: Some(JwtVerifier::new(jwt, issuer_http.clone(), clock.clone())),
             introspection: keys,
             jwt_liveness,
+            dpop,
             ..Authenticator::default()
         };
         let rules = config.rules()?;

@@ -308,6 +308,10 @@ pub struct ClientRegistration {
     /// Authorization requests must be pushed first (RFC 9126).
     #[serde(default)]
     pub require_par: bool,
+    /// Every token request must carry a DPoP proof, so every access token is DPoP-bound
+    /// (RFC 9449 §5.2).
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
     /// A first-party application: no consent page.
     #[serde(default)]
     pub skip_consent: bool,
@@ -355,6 +359,7 @@ impl ClientRegistration {
             application_type: ApplicationType::default(),
             jwks: None,
             require_par: false,
+            dpop_bound_access_tokens: false,
             skip_consent: false,
             access_token_ttl_secs: None,
             refresh_token_ttl_secs: None,
@@ -392,6 +397,8 @@ pub struct Client {
     pub jwks: Option<Value>,
     /// Authorization requests must be pushed (RFC 9126).
     pub require_par: bool,
+    /// Token requests must carry a DPoP proof (RFC 9449 §5.2).
+    pub dpop_bound_access_tokens: bool,
     /// First-party: no consent page.
     pub skip_consent: bool,
     /// Access-token lifetime.
@@ -511,6 +518,7 @@ impl Client {
             application_type: self.application_type,
             jwks: self.jwks.clone(),
             require_par: self.require_par,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             skip_consent: self.skip_consent,
             access_token_ttl_secs: u32::try_from(self.access_token_ttl.whole_seconds()).ok(),
             refresh_token_ttl_secs: u32::try_from(self.refresh_token_ttl.whole_seconds()).ok(),
@@ -566,6 +574,7 @@ impl Serialize for Client {
             scopes: &'a [String],
             jwks: &'a Option<Value>,
             require_par: bool,
+            dpop_bound_access_tokens: bool,
             skip_consent: bool,
             access_token_ttl_secs: i64,
             refresh_token_ttl_secs: i64,
@@ -590,6 +599,7 @@ impl Serialize for Client {
             scopes: &self.scopes,
             jwks: &self.jwks,
             require_par: self.require_par,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             skip_consent: self.skip_consent,
             access_token_ttl_secs: self.access_token_ttl.whole_seconds(),
             refresh_token_ttl_secs: self.refresh_token_ttl.whole_seconds(),
@@ -689,6 +699,7 @@ mod tests {
             scopes: default_scopes(),
             jwks: None,
             require_par: false,
+            dpop_bound_access_tokens: false,
             skip_consent: false,
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,

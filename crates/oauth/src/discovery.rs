@@ -52,6 +52,7 @@ pub fn metadata(endpoints: &Endpoints, signing_algorithms: &[&str]) -> Value {
             "none"
         ],
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid",
             "name", "preferred_username", "locale", "updated_at", "email", "email_verified"

@@ -55,6 +55,11 @@ pub enum ErrorCode {
     /// RFC 8707 §2, RFC 8693 §2.2.2: the requested target (`resource`, `audience`) is
     /// missing, malformed, unknown or not one the client may obtain a token for.
     InvalidTarget,
+    /// RFC 9449 §5, §7.1: the DPoP proof is missing where required, invalid, replayed, or by
+    /// another key than the one the grant or code is bound to.
+    InvalidDpopProof,
+    /// RFC 9449 §8, §9: the proof must carry the server's current nonce (sent in `DPoP-Nonce`).
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -84,6 +89,8 @@ impl ErrorCode {
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
         }
     }
 
@@ -137,6 +144,11 @@ impl OAuthError {
     /// `invalid_grant`.
     pub fn invalid_grant(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidGrant, description)
+    }
+
+    /// `invalid_dpop_proof`.
+    pub fn invalid_dpop_proof(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidDpopProof, description)
     }
 }
 

@@ -16,6 +16,7 @@
 //! logout.rs      logout_request / end_session / revoke_user  (RP-Initiated, Back-Channel Logout)
 //! consent.rs     consents / withdraw_consent                               (the account page)
 //! verify.rs      our own access tokens and ID-token hints presented back to us
+//! dpop.rs        DPoP proofs presented to us: verified, nonce checked, jti spent  (RFC 9449)
 //! detail.rs      what codes and grants keep in the store's `detail` JSON
 //! ```
 //!
@@ -28,6 +29,10 @@
 //!   userinfo refuse them once the grant is revoked or the user's version moved (disable, log out
 //!   everywhere), while self-contained verifiers accept them until `exp` (at most the client's
 //!   access token lifetime, 10 minutes by default);
+//! - DPoP (RFC 9449): a proof binds the access token to its key (`cnf.jkt`); a public client's
+//!   refresh tokens and a code requested with `dpop_jkt` (or pushed with a proof) are bound to
+//!   the key and refused without a proof by it; a proof is spent once across replicas; userinfo
+//!   honours a bound token only with a proof by its key;
 //! - implicit and hybrid response types and the password grant are refused;
 //! - token exchange (RFC 8693) only narrows: a confidential client registered for it exchanges
 //!   a live access token it received (issued to it, or for an audience it serves) for one of its
@@ -52,6 +57,7 @@ mod consent;
 pub mod decision;
 mod detail;
 mod device;
+mod dpop;
 mod grants;
 mod introspect;
 mod logout;
@@ -77,10 +83,12 @@ use crate::{Endpoints, ErrorCode, OAuthError};
 pub use authorize::{AuthorizeOutcome, ConsentDecision, ConsentPrompt};
 pub use consent::ConsentSummary;
 pub use device::{DeviceAuthorizationResponse, DevicePrompt};
+pub use dpop::DpopProof;
 pub use introspect::ApiKeyIntrospection;
 pub use logout::{BackchannelNotice, LogoutRequest};
 pub use par::PushedAuthorizationResponse;
 pub use token::TokenResponse;
+pub use userinfo::TokenPresentation;
 pub use verify::OWN_TOKEN_LEEWAY;
 
 /// Lifetimes and algorithms.
@@ -106,6 +114,8 @@ pub struct Settings {
     /// never longer than the subject token's remaining lifetime or the client's access-token
     /// lifetime.
     pub token_exchange_ttl: Duration,
+    /// DPoP proofs (RFC 9449).
+    pub dpop: crate::dpop::DpopSettings,
 }
 
 impl Default for Settings {
@@ -120,6 +130,7 @@ impl Default for Settings {
             access_token_algorithm: Algorithm::ES256,
             id_token_algorithm: Algorithm::RS256,
             token_exchange_ttl: Duration::minutes(5),
+            dpop: crate::dpop::DpopSettings::default(),
         }
     }
 }

@@ -202,6 +202,9 @@ pub struct AuthorizationRequest {
     pub nonce: Option<String>,
     /// PKCE S256 challenge.
     pub code_challenge: String,
+    /// The DPoP key the code is bound to (RFC 9449 §10): the `dpop_jkt` parameter, or for a
+    /// pushed request the key of the proof sent with it.
+    pub dpop_jkt: Option<String>,
     /// OIDC prompt.
     pub prompt: Prompt,
     /// OIDC max_age in seconds.
@@ -323,6 +326,15 @@ pub fn validate(
         params.get("code_challenge_method"),
     )
     .map_err(&fail)?;
+    let dpop_jkt = match params.get("dpop_jkt") {
+        None => None,
+        Some(jkt) if is_thumbprint(jkt) => Some(jkt.to_owned()),
+        Some(_) => {
+            return Err(fail(OAuthError::invalid_request(
+                "dpop_jkt must be a base64url SHA-256 JWK thumbprint (RFC 7638)",
+            )));
+        }
+    };
     let scope = Scope::parse(params.get("scope").unwrap_or("")).map_err(&fail)?;
     if let Some(token) = scope.iter().find(|t| !client.allows_scope(t)) {
         return Err(fail(OAuthError::new(
@@ -349,6 +361,7 @@ pub fn validate(
         scope,
         nonce: params.get("nonce").map(str::to_owned),
         code_challenge,
+        dpop_jkt,
         prompt,
         max_age,
         login_hint: params.get("login_hint").map(str::to_owned),
@@ -366,6 +379,14 @@ pub fn validate(
         pushed_id,
         resume,
     })
+}
+
+/// A JWK SHA-256 thumbprint (RFC 7638) in base64url without padding: 43 characters.
+fn is_thumbprint(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The PAR id in a `request_uri`, if it has our prefix.

@@ -427,6 +427,7 @@ mod tests {
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             jwks: None,
             require_par: false,
+            dpop_bound_access_tokens: false,
             skip_consent: false,
             access_token_ttl: Duration::minutes(10),
             refresh_token_ttl: Duration::days(1),
@@ -465,6 +466,7 @@ mod tests {
             act: None,
             may_act: None,
             key_id: None,
+            cnf: None,
         }
     }
 

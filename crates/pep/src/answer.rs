@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | missing credential | 401 | `Bearer realm="…"` (no error code, RFC 6750 §3.1) |
 //! | invalid credential | 401 | `Bearer realm="…", error="invalid_token", error_description="…"` |
+//! | invalid DPoP proof | 401 | `DPoP realm="…", algs="EdDSA ES256 RS256", error="invalid_dpop_proof", error_description="…"` (RFC 9449 §7.1) |
 //! | step-up | 401 | `Bearer realm="…", error="insufficient_user_authentication", error_description="…", max_age="…", acr_values="…"` (RFC 9470 §3 answers it with 401, as its examples do) |
 //! | missing scope | 403 | `Bearer realm="…", error="insufficient_scope", scope="…"` |
 //! | no rule, PDP deny | 403 | — |
@@ -18,13 +19,17 @@ use serde_json::json;
 
 use crate::sink::Reason;
 
+/// The DPoP proof algorithms accepted (RFC 9449 §7.1 `algs`).
+const DPOP_ALGS: &str = "EdDSA ES256 RS256";
+
 /// The HTTP status of a refusal.
 pub fn status(reason: &Reason) -> StatusCode {
     match reason {
         Reason::Allowed | Reason::PublicRoute => StatusCode::OK,
-        Reason::MissingCredential | Reason::InvalidToken { .. } | Reason::StepUp { .. } => {
-            StatusCode::UNAUTHORIZED
-        }
+        Reason::MissingCredential
+        | Reason::InvalidToken { .. }
+        | Reason::InvalidDpopProof { .. }
+        | Reason::StepUp { .. } => StatusCode::UNAUTHORIZED,
         Reason::NoRule | Reason::MissingScope { .. } | Reason::PdpDeny => StatusCode::FORBIDDEN,
         Reason::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Reason::PdpUnavailable { .. } | Reason::AuthenticationUnavailable { .. } => {
@@ -35,6 +40,13 @@ pub fn status(reason: &Reason) -> StatusCode {
 
 /// The `WWW-Authenticate` value of a refusal, if it has one.
 pub fn challenge(realm: &str, reason: &Reason) -> Option<String> {
+    if let Reason::InvalidDpopProof { why } = reason {
+        return Some(format!(
+            "DPoP realm=\"{}\", algs=\"{DPOP_ALGS}\", error=\"invalid_dpop_proof\", error_description=\"{}\"",
+            quoted(realm),
+            quoted(&format!("the DPoP proof is not valid ({why})"))
+        ));
+    }
     let mut out = format!("Bearer realm=\"{}\"", quoted(realm));
     match reason {
         Reason::MissingCredential => {}
@@ -83,6 +95,7 @@ pub fn code(reason: &Reason) -> &'static str {
     match reason {
         Reason::MissingCredential => "unauthenticated",
         Reason::InvalidToken { .. } => "invalid_token",
+        Reason::InvalidDpopProof { .. } => "invalid_dpop_proof",
         Reason::StepUp { .. } => "insufficient_user_authentication",
         Reason::MissingScope { .. } => "insufficient_scope",
         Reason::NoRule | Reason::PdpDeny => "permission_denied",
@@ -97,6 +110,7 @@ fn message(reason: &Reason) -> &'static str {
     match reason {
         Reason::MissingCredential => "authentication is required",
         Reason::InvalidToken { .. } => "the credential is not valid",
+        Reason::InvalidDpopProof { .. } => "the DPoP proof is not valid",
         Reason::StepUp { .. } => "a stronger or more recent authentication is required",
         Reason::MissingScope { .. } => "the credential lacks a required scope",
         Reason::NoRule => "no rule allows this request",

@@ -2,14 +2,20 @@
 //! present but invalid credential is refused (it never falls through to anonymous or to the
 //! next kind):
 //!
-//! 1. `Authorization: Bearer <token>`: a JWT (three dot-separated parts) is verified locally
+//! 1. `Authorization: Bearer <token>` or `Authorization: DPoP <token>`: a JWT (three dot-separated parts) is verified locally
 //!    ([`JwtVerifier`]) and, when [`Authenticator::jwt_liveness`] is set, also introspected so
 //!    that a revoked token, a signed-out session or a disabled user is refused within the
 //!    introspection TTL instead of at `exp`; anything else (an opaque token, an API key) is
 //!    introspected by [`Authenticator::introspection`] ([`Introspector`]). Another scheme in `Authorization` is an invalid
-//!    credential.
+//!    credential. With `DPoP` (RFC 9449 §7.1) the request's `DPoP` proof is verified by
+//!    [`Authenticator::dpop`] ([`DpopVerifier`]); without a verifier the scheme is refused.
 //! 2. `X-API-Key: <key>`: introspected.
 //! 3. The session cookie: a [`SessionResolver`].
+//!
+//! Every token's binding (`cnf`) is then checked against how it came
+//! ([`trustgate_tokens::dpop::check_binding`]): a DPoP-bound token only with a proof by its
+//! key, never as a bearer token or an API key header; an unbound token never with the `DPoP`
+//! scheme; a certificate-bound token never here (this layer sees no client certificate).
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,7 +23,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
+use http::request::Parts;
+use trustgate_tokens::dpop::{Presentation, check_binding};
 
+use crate::dpop::DpopVerifier;
 use crate::introspection::Introspector;
 use crate::jwks::JwtVerifier;
 use crate::principal::Principal;
@@ -28,6 +37,10 @@ pub enum AuthError {
     /// The credential is invalid (401); a stable code says why.
     #[error("invalid credential: {0}")]
     Invalid(String),
+    /// The DPoP proof is invalid or replayed (401 with a `DPoP` challenge); a stable code says
+    /// why.
+    #[error("invalid DPoP proof: {0}")]
+    InvalidProof(String),
     /// Whoever must vouch for the credential could not answer (503).
     #[error("authentication unavailable: {0}")]
     Unavailable(String),
@@ -58,11 +71,11 @@ pub struct SessionCookie {
     pub resolver: Arc<dyn SessionResolver>,
 }
 
-/// What was presented, before it is checked.
+/// What was presented, before it is checked. `dpop`: the token came with the `DPoP` scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Presented<'a> {
-    Jwt(&'a str),
-    Opaque(&'a str),
+    Jwt { token: &'a str, dpop: bool },
+    Opaque { token: &'a str, dpop: bool },
     Session(&'a str),
     Malformed(&'static str),
 }
@@ -83,17 +96,39 @@ pub struct Authenticator {
     /// [`introspection`](Self::introspection) so that a service can check its JWTs' liveness
     /// without accepting opaque tokens. Unset: a revoked JWT is honoured until its `exp`.
     pub jwt_liveness: Option<Introspector>,
+    /// DPoP proofs (`Authorization: DPoP`). Unset: the scheme is refused; DPoP-bound tokens
+    /// are then refused too, since they cannot be presented any other way.
+    pub dpop: Option<DpopVerifier>,
 }
 
 impl Authenticator {
     /// The principal behind the request's credential: `Ok(None)` when none was presented.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Principal>, AuthError> {
-        let Some(presented) = self.presented(headers) else {
+    pub async fn authenticate(&self, request: &Parts) -> Result<Option<Principal>, AuthError> {
+        let Some(presented) = self.presented(&request.headers) else {
             return Ok(None);
+        };
+        let (token, dpop) = match presented {
+            Presented::Jwt { token, dpop } | Presented::Opaque { token, dpop } => {
+                (Some(token), dpop)
+            }
+            _ => (None, false),
+        };
+        // The proof first: a request whose proof does not hold is refused before anything is
+        // asked of the issuer.
+        let proven_key = match (token, dpop) {
+            (Some(token), true) => {
+                let verifier = self
+                    .dpop
+                    .as_ref()
+                    .ok_or_else(|| AuthError::invalid("dpop_not_accepted"))?;
+                let proof = single_dpop_header(&request.headers)?;
+                Some(verifier.verify(proof, &request.method, &request.uri, token)?)
+            }
+            _ => None,
         };
         let principal = match presented {
             Presented::Malformed(why) => return Err(AuthError::invalid(why)),
-            Presented::Jwt(token) => match &self.jwt {
+            Presented::Jwt { token, .. } => match &self.jwt {
                 Some(jwt) => {
                     let principal = jwt.verify(token).await?;
                     if let Some(liveness) = &self.jwt_liveness {
@@ -106,7 +141,7 @@ impl Authenticator {
                 }
                 None => return Err(AuthError::invalid("jwt_not_accepted")),
             },
-            Presented::Opaque(token) => match &self.introspection {
+            Presented::Opaque { token, .. } => match &self.introspection {
                 Some(introspection) => introspection.introspect(token).await?,
                 None => return Err(AuthError::invalid("opaque_token_not_accepted")),
             },
@@ -120,6 +155,14 @@ impl Authenticator {
                 None => return Err(AuthError::invalid("session_not_accepted")),
             },
         };
+        if token.is_some() {
+            let presentation = match &proven_key {
+                Some(jkt) => Presentation::Dpop { jkt },
+                None => Presentation::Bearer,
+            };
+            check_binding(principal.cnf.as_ref(), presentation, None)
+                .map_err(|e| AuthError::invalid(e.reason()))?;
+        }
         Ok(Some(principal))
     }
 
@@ -132,18 +175,24 @@ impl Authenticator {
             let Ok(value) = value.to_str() else {
                 return Some(Presented::Malformed("authorization_malformed"));
             };
-            // RFC 6750 §2.1: `Bearer` (case-insensitive scheme), one space, the token68.
-            let token = match value.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            // RFC 6750 §2.1 and RFC 9449 §7.1: `Bearer` or `DPoP` (case-insensitive scheme),
+            // one space, the token68.
+            let (token, dpop) = match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    (token.trim(), false)
+                }
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => {
+                    (token.trim(), true)
+                }
                 _ => return Some(Presented::Malformed("authorization_scheme_not_bearer")),
             };
             if token.is_empty() || token.contains(' ') {
                 return Some(Presented::Malformed("authorization_malformed"));
             }
             return Some(if looks_like_jwt(token) {
-                Presented::Jwt(token)
+                Presented::Jwt { token, dpop }
             } else {
-                Presented::Opaque(token)
+                Presented::Opaque { token, dpop }
             });
         }
         let mut keys = headers.get_all("x-api-key").iter();
@@ -152,7 +201,10 @@ impl Authenticator {
                 return Some(Presented::Malformed("several_api_key_headers"));
             }
             return Some(match value.to_str() {
-                Ok(key) if !key.trim().is_empty() => Presented::Opaque(key.trim()),
+                Ok(key) if !key.trim().is_empty() => Presented::Opaque {
+                    token: key.trim(),
+                    dpop: false,
+                },
                 _ => Presented::Malformed("api_key_malformed"),
             });
         }
@@ -180,6 +232,21 @@ impl Authenticator {
                 Presented::Session(v)
             }
         })
+    }
+}
+
+/// The request's one `DPoP` header (RFC 9449 §4.3 check 1: exactly one).
+fn single_dpop_header(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let mut values = headers.get_all("dpop").iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|proof| !proof.is_empty())
+            .ok_or_else(|| AuthError::InvalidProof("dpop_proof_malformed".into())),
+        (None, _) => Err(AuthError::InvalidProof("dpop_proof_missing".into())),
+        (Some(_), Some(_)) => Err(AuthError::InvalidProof("several_dpop_headers".into())),
     }
 }
 
@@ -233,6 +300,12 @@ mod tests {
         h
     }
 
+    fn request(pairs: &[(&'static str, &'static str)]) -> Parts {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.headers = headers(pairs);
+        parts
+    }
+
     #[test]
     fn the_first_credential_decides_and_malformed_ones_are_invalid() {
         let a = with_session();
@@ -245,15 +318,31 @@ mod tests {
         check(&[("cookie", "a=1; sid=s1")], Some(Presented::Session("s1")));
         check(
             &[("authorization", "Bearer a.b.c"), ("cookie", "sid=s1")],
-            Some(Presented::Jwt("a.b.c")),
+            Some(Presented::Jwt {
+                token: "a.b.c",
+                dpop: false,
+            }),
+        );
+        check(
+            &[("authorization", "DPoP a.b.c")],
+            Some(Presented::Jwt {
+                token: "a.b.c",
+                dpop: true,
+            }),
         );
         check(
             &[("authorization", "bearer tg_live_x")],
-            Some(Presented::Opaque("tg_live_x")),
+            Some(Presented::Opaque {
+                token: "tg_live_x",
+                dpop: false,
+            }),
         );
         check(
             &[("x-api-key", "tg_live_x"), ("cookie", "sid=s1")],
-            Some(Presented::Opaque("tg_live_x")),
+            Some(Presented::Opaque {
+                token: "tg_live_x",
+                dpop: false,
+            }),
         );
         check(
             &[("authorization", "Basic dXNlcjpwdw==")],
@@ -285,22 +374,30 @@ mod tests {
     async fn kinds_not_configured_are_refused_not_ignored() {
         let a = Authenticator::default();
         assert_eq!(
-            a.authenticate(&headers(&[("authorization", "Bearer a.b.c")]))
+            a.authenticate(&request(&[("authorization", "Bearer a.b.c")]))
                 .await,
             Err(AuthError::invalid("jwt_not_accepted"))
         );
         assert_eq!(
-            a.authenticate(&headers(&[("x-api-key", "k")])).await,
+            a.authenticate(&request(&[
+                ("authorization", "DPoP a.b.c"),
+                ("dpop", "p.r.f")
+            ]))
+            .await,
+            Err(AuthError::invalid("dpop_not_accepted"))
+        );
+        assert_eq!(
+            a.authenticate(&request(&[("x-api-key", "k")])).await,
             Err(AuthError::invalid("opaque_token_not_accepted"))
         );
         // Without a session cookie configured, cookies are not credentials at all.
         assert_eq!(
-            a.authenticate(&headers(&[("cookie", "sid=s")])).await,
+            a.authenticate(&request(&[("cookie", "sid=s")])).await,
             Ok(None)
         );
         let a = with_session();
         assert_eq!(
-            a.authenticate(&headers(&[("cookie", "sid=s")])).await,
+            a.authenticate(&request(&[("cookie", "sid=s")])).await,
             Err(AuthError::invalid("session_invalid"))
         );
     }

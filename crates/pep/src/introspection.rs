@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use trustgate_core::{Clock, Secret, TokenDigest};
-use trustgate_tokens::Actor;
+use trustgate_tokens::{Actor, Confirmation};
 
 use crate::authenticate::AuthError;
 use crate::decision_cache::RevisionFeed;
@@ -78,6 +78,8 @@ struct Answer {
     act: Option<Actor>,
     #[serde(default)]
     key_id: Option<String>,
+    #[serde(default)]
+    cnf: Option<Confirmation>,
 }
 
 /// The introspection client with its cache. Cheap to clone.
@@ -229,7 +231,12 @@ fn describe(answer: Answer, now: OffsetDateTime) -> Result<(Principal, Option<i6
         .ok_or_else(|| AuthError::invalid("no_subject"))?;
     let kind = match answer.token_type.as_deref() {
         Some("api_key") => PrincipalKind::ApiKey,
-        Some(t) if t.eq_ignore_ascii_case("bearer") || t == "access_token" => {
+        // A DPoP-bound access token is described as `DPoP` (RFC 9449 §6.2), with its `cnf`.
+        Some(t)
+            if t.eq_ignore_ascii_case("bearer")
+                || t.eq_ignore_ascii_case("dpop")
+                || t == "access_token" =>
+        {
             PrincipalKind::of_access_token(
                 &sub,
                 answer.client_id.as_deref(),
@@ -252,6 +259,7 @@ fn describe(answer: Answer, now: OffsetDateTime) -> Result<(Principal, Option<i6
             client_id: answer.client_id,
             act: answer.act,
             key_id: answer.key_id,
+            cnf: answer.cnf,
             method: AuthMethod::Introspection,
         },
         answer.exp,
@@ -345,6 +353,14 @@ mod tests {
         )
         .expect("active");
         assert_eq!(p.kind, PrincipalKind::Service);
+        // A DPoP-bound token: an access token, with its binding for the layer to check.
+        let (p, _) = describe(
+            answer(json!({"active": true, "token_type": "DPoP", "sub": "tgc_a",
+                          "client_id": "tgc_a", "exp": 2000, "cnf": {"jkt": "k1"}})),
+            now,
+        )
+        .expect("active");
+        assert_eq!(p.cnf, Some(trustgate_tokens::Confirmation::dpop("k1")));
         let (p, _) = describe(
             answer(
                 json!({"active": true, "token_type": "Bearer", "sub": "anne",

@@ -400,6 +400,7 @@ pub fn principal_from_claims(claims: AccessTokenClaims) -> Principal {
         client_id: Some(claims.client_id),
         act: claims.act,
         key_id: claims.key_id,
+        cnf: claims.cnf,
         method: AuthMethod::Jwt,
     }
 }

@@ -192,10 +192,11 @@ impl Pep {
         if matched.rule.is_public() {
             return Ok(Reason::PublicRoute);
         }
-        let principal = match self.authenticator.authenticate(&request.headers).await {
+        let principal = match self.authenticator.authenticate(request).await {
             Ok(Some(principal)) => principal,
             Ok(None) => return Err(Reason::MissingCredential),
             Err(AuthError::Invalid(why)) => return Err(Reason::InvalidToken { why }),
+            Err(AuthError::InvalidProof(why)) => return Err(Reason::InvalidDpopProof { why }),
             Err(AuthError::Unavailable(why)) => {
                 return Err(Reason::AuthenticationUnavailable { why });
             }
@@ -289,9 +290,10 @@ fn is_strong_enough(principal: &Principal, step_up: &StepUp) -> bool {
 fn decision_of(reason: &Reason) -> Decision {
     match reason {
         Reason::Allowed | Reason::PublicRoute => Decision::Allow,
-        Reason::MissingCredential | Reason::InvalidToken { .. } | Reason::StepUp { .. } => {
-            Decision::Unauthenticated
-        }
+        Reason::MissingCredential
+        | Reason::InvalidToken { .. }
+        | Reason::InvalidDpopProof { .. }
+        | Reason::StepUp { .. } => Decision::Unauthenticated,
         Reason::NoRule
         | Reason::MissingScope { .. }
         | Reason::PdpDeny
@@ -438,6 +440,7 @@ mod tests {
             client_id: None,
             act: None,
             key_id: None,
+            cnf: None,
             method: AuthMethod::Jwt,
         }
     }

@@ -11,6 +11,9 @@
 //!               JWKS (cached; unknown kid ─► one refetch per interval), iss exact, aud = this
 //!               service, typ at+jwt, exp/nbf with the configured skew only (default none)
 //!               Authorization: Bearer <opaque> ─► Introspector (RFC 7662, short positive cache)
+//!               Authorization: DPoP <token> + DPoP proof ─► DpopVerifier (RFC 9449 §7: htm,
+//!               htu = origin + path, iat, ath, jti once) then the token as above
+//!               every token: its cnf binding must hold for how it came (check_binding)
 //!            2. X-API-Key: <key>             ─► Introspector
 //!            3. session cookie               ─► SessionResolver
 //!            none ─► 401 `Bearer realm=…` (no error code)   issuer down ─► 503
@@ -36,6 +39,8 @@
 //! - [`authenticate`]: the order of credentials ([`Authenticator`]) and the
 //!   [`SessionResolver`] trait.
 //! - [`jwks`]: the remote JWKS and local JWT verification ([`JwtVerifier`]).
+//! - [`dpop`]: DPoP proofs at a resource server ([`DpopVerifier`]) with a per-process `jti`
+//!   ledger.
 //! - [`introspection`]: RFC 7662 for opaque tokens and API keys ([`Introspector`]), with the
 //!   revocation bound documented there: a revoked token or key is refused at most
 //!   [`IntrospectionConfig::ttl`] (≤ 30 s, default 5 s) after trustgate stops answering
@@ -101,6 +106,7 @@
 pub mod answer;
 pub mod authenticate;
 pub mod decision_cache;
+pub mod dpop;
 pub mod http_util;
 pub mod introspection;
 pub mod jwks;
@@ -115,6 +121,7 @@ pub use authenticate::{AuthError, Authenticator, SessionCookie, SessionResolver}
 pub use decision_cache::{
     DecisionCache, DecisionCacheConfig, LiveRevision, Revision, RevisionFeed,
 };
+pub use dpop::{DpopConfig, DpopVerifier};
 pub use introspection::{IntrospectionConfig, Introspector};
 pub use jwks::{IdTokenClaims, JwtConfig, JwtVerifier};
 pub use layer::{Admission, PendingRecord, Pep, PepBuilder, PepLayer, PepService};

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 use serde::Serialize;
-use trustgate_tokens::Actor;
+use trustgate_tokens::{Actor, Confirmation};
 
 /// The kind of party behind a principal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -104,6 +104,10 @@ pub struct Principal {
     /// token was exchanged from. Several keys of one owner share the subject, never the id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// The key the credential is bound to (`cnf`: a DPoP key or a client certificate). The
+    /// layer has checked the request proved it; handlers may rely on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
     /// How it was authenticated.
     pub method: AuthMethod,
 }
@@ -188,6 +192,7 @@ mod tests {
             client_id: None,
             act: None,
             key_id: None,
+            cnf: None,
             method: AuthMethod::Jwt,
         }
     }

@@ -50,6 +50,11 @@ pub enum Reason {
         /// Why, a stable code (e.g. `token_expired`, `token_audience_wrong`, `inactive`).
         why: String,
     },
+    /// A DPoP proof was presented with the token and refused (RFC 9449 §7.1).
+    InvalidDpopProof {
+        /// Why, a stable code (e.g. `dpop_proof_stale`, `dpop_proof_replayed`).
+        why: String,
+    },
     /// No rule matches the method and path (deny by default).
     NoRule,
     /// The credential lacks scopes the route requires.
@@ -92,6 +97,7 @@ impl Reason {
             Reason::PublicRoute => "public_route",
             Reason::MissingCredential => "missing_credential",
             Reason::InvalidToken { .. } => "invalid_token",
+            Reason::InvalidDpopProof { .. } => "invalid_dpop_proof",
             Reason::NoRule => "no_rule",
             Reason::MissingScope { .. } => "missing_scope",
             Reason::StepUp { .. } => "step_up_required",
@@ -107,6 +113,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::InvalidToken { why }
+            | Reason::InvalidDpopProof { why }
             | Reason::PdpUnavailable { why }
             | Reason::AuthenticationUnavailable { why } => write!(f, "{}: {why}", self.code()),
             Reason::MissingScope { required } => {

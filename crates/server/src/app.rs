@@ -26,6 +26,7 @@ use trustgate_authn::api_keys::{ApiKeys, ApiKeysConfig};
 use trustgate_core::{Clock, SealingKey};
 use trustgate_oauth::Endpoints;
 use trustgate_oauth::clients::{ClientCacheConfig, ClientRegistry};
+use trustgate_oauth::dpop::DpopSettings;
 use trustgate_oauth::provider::{Provider, Settings};
 use trustgate_store_api::Store;
 use trustgate_tokens::{Algorithm, KeyError, KeyManager, KeyPolicy};
@@ -158,7 +159,7 @@ impl AppState {
         let chains = Chains::new(
             store.clone(),
             keys.clone(),
-            secrets_key,
+            secrets_key.clone(),
             Arc::clone(&clock),
             ChainConfig {
                 anchor_every_events: i64::from(config.audit.anchor_every_events),
@@ -184,6 +185,13 @@ impl AppState {
                 .id_token_algorithm
                 .parse()
                 .unwrap_or(Algorithm::RS256),
+            dpop: DpopSettings {
+                require_nonce: oauth_config.dpop.require_nonce,
+                nonce_lifetime: seconds(oauth_config.dpop.nonce_lifetime_secs),
+                proof_max_age: seconds(oauth_config.dpop.proof_max_age_secs),
+                proof_leeway: seconds(oauth_config.dpop.proof_leeway_secs),
+                nonce_key: secrets_key.clone(),
+            },
             ..Settings::default()
         };
         let oauth = Provider::new(

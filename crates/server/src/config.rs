@@ -581,6 +581,59 @@ pub struct OAuthConfig {
     /// assertions (0 to 300 seconds). trustgate's own tokens get none: it checks them with the
     /// clock that issued them.
     pub assertion_leeway_secs: u64,
+    /// DPoP proofs (RFC 9449) at the token, PAR and userinfo endpoints.
+    pub dpop: DpopConfig,
+}
+
+/// DPoP (`[oauth.dpop]`): sender-constrained tokens (RFC 9449). A token request with a `DPoP`
+/// proof gets an access token bound to the proof's key (`token_type` `DPoP`, `cnf.jkt`); a
+/// public client's refresh tokens are bound to it too. Each proof is spent once across every
+/// replica (the database remembers its `jti` for `proof_max_age_secs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpopConfig {
+    /// Proofs at the token and PAR endpoints must carry a nonce trustgate issued (RFC 9449 §8;
+    /// the first request is answered `use_dpop_nonce` with one in `DPoP-Nonce`). Default on:
+    /// a proof then cannot be prepared in advance by whoever briefly holds the client's key.
+    pub require_nonce: bool,
+    /// Seconds a nonce window lasts (60 to 3600); a nonce stands one to two windows. Nonces
+    /// are sealed with `secrets_key`, so every replica accepts every other's.
+    pub nonce_lifetime_secs: u64,
+    /// How old a proof may be, in seconds (5 to 300).
+    pub proof_max_age_secs: u64,
+    /// How far in the future a proof's `iat` may be (clock skew), in seconds (0 to 60).
+    pub proof_leeway_secs: u64,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self {
+            require_nonce: true,
+            nonce_lifetime_secs: 300,
+            proof_max_age_secs: 60,
+            proof_leeway_secs: 5,
+        }
+    }
+}
+
+impl DpopConfig {
+    /// Refuses values outside the documented bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value, bounds) in [
+            ("nonce_lifetime_secs", self.nonce_lifetime_secs, 60..=3600),
+            ("proof_max_age_secs", self.proof_max_age_secs, 5..=300),
+            ("proof_leeway_secs", self.proof_leeway_secs, 0..=60),
+        ] {
+            if !bounds.contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "oauth.dpop.{name}: must be between {} and {}",
+                    bounds.start(),
+                    bounds.end()
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for OAuthConfig {
@@ -597,6 +650,7 @@ impl Default for OAuthConfig {
             access_token_algorithm: "ES256".into(),
             id_token_algorithm: "RS256".into(),
             assertion_leeway_secs: 30,
+            dpop: DpopConfig::default(),
         }
     }
 }
@@ -675,7 +729,7 @@ impl OAuthConfig {
                 )));
             }
         }
-        Ok(())
+        self.dpop.validate()
     }
 }
 
@@ -1239,6 +1293,46 @@ mod tests {
             c.tls.hsts().as_deref(),
             Some("max-age=31536000; includeSubDomains")
         );
+    }
+
+    #[test]
+    fn dpop_requires_nonces_by_default_and_its_bounds_are_checked() {
+        let c = load(None, &[], Overrides::default()).expect("defaults");
+        assert!(c.oauth.dpop.require_nonce, "nonces are required by default");
+        assert_eq!(c.oauth.dpop.proof_max_age_secs, 60);
+        let c = load(
+            None,
+            &[
+                ("TRUSTGATE_OAUTH__DPOP__REQUIRE_NONCE", "false"),
+                ("TRUSTGATE_OAUTH__DPOP__PROOF_MAX_AGE_SECS", "30"),
+            ],
+            Overrides::default(),
+        )
+        .expect("from the environment");
+        assert!(!c.oauth.dpop.require_nonce);
+        assert_eq!(c.oauth.dpop.proof_max_age_secs, 30);
+        for (toml, key) in [
+            (
+                "[oauth.dpop]\nnonce_lifetime_secs = 59\n",
+                "oauth.dpop.nonce_lifetime_secs",
+            ),
+            (
+                "[oauth.dpop]\nnonce_lifetime_secs = 3601\n",
+                "oauth.dpop.nonce_lifetime_secs",
+            ),
+            (
+                "[oauth.dpop]\nproof_max_age_secs = 4\n",
+                "oauth.dpop.proof_max_age_secs",
+            ),
+            (
+                "[oauth.dpop]\nproof_leeway_secs = 61\n",
+                "oauth.dpop.proof_leeway_secs",
+            ),
+            ("[oauth.dpop]\nnonces = true\n", "nonces"),
+        ] {
+            let err = load(Some(toml), &[], Overrides::default()).expect_err(toml);
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

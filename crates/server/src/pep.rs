@@ -107,6 +107,7 @@ impl SessionResolver for AccountsSessionResolver {
             client_id: None,
             act: None,
             key_id: None,
+            cnf: None,
             method: AuthMethod::Session,
         }))
     }

@@ -151,10 +151,17 @@ impl<
 }
 
 /// What the OAuth provider stores besides signing keys: clients and the artifacts of grants,
-/// plus the users and audit trail it reads and appends to.
-pub trait OAuthStore: ClientStore + GrantStore + UserStore + AuditStore + Send + Sync {}
+/// plus the users and audit trail it reads and appends to, and the ledger of spent DPoP proof
+/// ids (shared by every replica).
+pub trait OAuthStore:
+    ClientStore + GrantStore + UserStore + AuditStore + NonceStore + Send + Sync
+{
+}
 
-impl<T: ClientStore + GrantStore + UserStore + AuditStore + Send + Sync + ?Sized> OAuthStore for T {}
+impl<T: ClientStore + GrantStore + UserStore + AuditStore + NonceStore + Send + Sync + ?Sized>
+    OAuthStore for T
+{
+}
 
 /// All storage aggregates of one database, and its administration. Only the binary's wiring
 /// (`trustgate-server`) holds one; services take the narrow traits above.

@@ -3,7 +3,7 @@
 //!
 //! Both live in the database so that N replicas enforce one limit, not N: a guesser who spreads
 //! password attempts over the replicas meets the same count on each, and a single-use value
-//! (a passkey challenge, later a DPoP proof's `jti`) spent on one replica is spent on all.
+//! (a passkey challenge, a DPoP proof's `jti`) spent on one replica is spent on all.
 //!
 //! Keys are digests, never the raw value: an [`AttemptStore`] row is named by a `kind` (what is
 //! counted: `account`, `ip`, `device-session`, ...) and the SHA-256 of the counted subject; a
@@ -66,7 +66,7 @@ pub trait AttemptStore: Send + Sync {
     async fn purge_attempts(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
-/// The ledger of spent one-time values (passkey challenges; later DPoP `jti`s), shared by every
+/// The ledger of spent one-time values (passkey challenges, DPoP proof `jti`s), shared by every
 /// replica.
 ///
 /// A `purpose` follows the rules of an [`AttemptStore`] kind.

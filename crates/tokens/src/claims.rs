@@ -85,6 +85,37 @@ pub struct AccessTokenClaims {
     /// secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// The key the token is bound to (RFC 7800 `cnf`): a DPoP key (RFC 9449 `jkt`) or a client
+    /// certificate (RFC 8705 `x5t#S256`). A bound token is refused when presented as a plain
+    /// bearer token or with another key ([`crate::dpop::check_binding`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// A token's confirmation claim (RFC 7800 §3.1): what the presenter must prove to hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The JWK SHA-256 thumbprint of the DPoP key (RFC 9449 §6.1), base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// The SHA-256 thumbprint of the client certificate's DER (RFC 8705 §3.1), base64url.
+    #[serde(rename = "x5t#S256", default, skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
+}
+
+impl Confirmation {
+    /// A binding to a DPoP key.
+    pub fn dpop(jkt: impl Into<String>) -> Self {
+        Self {
+            jkt: Some(jkt.into()),
+            x5t_s256: None,
+        }
+    }
+
+    /// Whether it binds to anything (an empty `cnf` binds to nothing).
+    pub fn is_empty(&self) -> bool {
+        self.jkt.is_none() && self.x5t_s256.is_none()
+    }
 }
 
 /// An actor (RFC 8693 §4.1 `act`, §4.4 `may_act`): a party identified by `sub` (and the client

@@ -24,9 +24,11 @@ use crate::{Algorithm, jwk};
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;
 /// The longest `jti` accepted (the caller stores it).
 pub const MAX_JTI_BYTES: usize = 256;
+/// The longest `nonce` handed to the server's check.
+pub const MAX_NONCE_BYTES: usize = 256;
 
 /// What a proof must match.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ProofExpectation<'a> {
     /// The request's method (`POST`, `GET`, ...).
     pub htm: &'a str,
@@ -38,10 +40,25 @@ pub struct ProofExpectation<'a> {
     pub max_age: Duration,
     /// How far ahead of `now` `iat` may be (clock skew).
     pub leeway: Duration,
-    /// The nonce the server requires, if it does.
-    pub nonce: Option<&'a str>,
+    /// When the server requires a nonce: whether it accepts the proof's (the server's nonces
+    /// rotate, so more than one value may stand at a time). A proof without one is refused.
+    pub nonce: Option<&'a (dyn Fn(&str) -> bool + Sync)>,
     /// The access token presented with the proof (resource requests), for `ath`.
     pub access_token: Option<&'a str>,
+}
+
+impl std::fmt::Debug for ProofExpectation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofExpectation")
+            .field("htm", &self.htm)
+            .field("htu", &self.htu)
+            .field("now", &self.now)
+            .field("max_age", &self.max_age)
+            .field("leeway", &self.leeway)
+            .field("nonce_required", &self.nonce.is_some())
+            .field("access_token", &self.access_token.map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 /// A verified proof.
@@ -205,8 +222,11 @@ pub fn verify_proof(proof: &str, expect: &ProofExpectation<'_>) -> Result<Proof,
     if iat < expect.now - expect.max_age {
         return Err(DpopError::Stale);
     }
-    if let Some(nonce) = expect.nonce
-        && claims.get("nonce").and_then(Value::as_str) != Some(nonce)
+    if let Some(accepts) = expect.nonce
+        && !claims
+            .get("nonce")
+            .and_then(Value::as_str)
+            .is_some_and(|nonce| nonce.len() <= MAX_NONCE_BYTES && accepts(nonce))
     {
         return Err(DpopError::NonceRequired);
     }
@@ -222,6 +242,74 @@ pub fn verify_proof(proof: &str, expect: &ProofExpectation<'_>) -> Result<Proof,
         iat,
         algorithm,
     })
+}
+
+/// How an access token reached a resource server (RFC 9449 §7.1, RFC 6750 §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presentation<'a> {
+    /// `Authorization: Bearer`, no proof.
+    Bearer,
+    /// `Authorization: DPoP` with a proof verified for this request and this token; the
+    /// thumbprint of the proof's key.
+    Dpop {
+        /// [`Proof::jkt`].
+        jkt: &'a str,
+    },
+}
+
+/// Why a token's binding does not hold for how it was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BindingError {
+    /// A DPoP-bound token presented as a bearer token (RFC 9449 §7.2).
+    #[error("the access token is bound to a DPoP key and must be presented with a proof")]
+    DpopRequired,
+    /// The proof was signed by another key than the one the token is bound to.
+    #[error("the DPoP proof was signed by another key than the token is bound to")]
+    WrongKey,
+    /// The `DPoP` scheme with a token that is not bound to a DPoP key.
+    #[error("the access token is not DPoP-bound")]
+    NotDpopBound,
+    /// A certificate-bound token presented without that certificate (RFC 8705 §3).
+    #[error("the access token is bound to a client certificate that was not presented")]
+    CertificateRequired,
+}
+
+impl BindingError {
+    /// A stable machine reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            BindingError::DpopRequired => "dpop_bound_token_as_bearer",
+            BindingError::WrongKey => "dpop_key_mismatch",
+            BindingError::NotDpopBound => "token_not_dpop_bound",
+            BindingError::CertificateRequired => "certificate_binding_mismatch",
+        }
+    }
+}
+
+/// The one check of a token's confirmation (`cnf`) against how it was presented: a token bound
+/// to a DPoP key only with a proof by that key, an unbound token only as a bearer token, and a
+/// token bound to a certificate only over a connection that presented that certificate
+/// (`certificate`: the SHA-256 thumbprint of the client certificate's DER, base64url).
+pub fn check_binding(
+    cnf: Option<&crate::Confirmation>,
+    presentation: Presentation<'_>,
+    certificate: Option<&str>,
+) -> Result<(), BindingError> {
+    let bound_jkt = cnf.and_then(|c| c.jkt.as_deref());
+    match (bound_jkt, presentation) {
+        (Some(_), Presentation::Bearer) => return Err(BindingError::DpopRequired),
+        (Some(bound), Presentation::Dpop { jkt }) if bound != jkt => {
+            return Err(BindingError::WrongKey);
+        }
+        (None, Presentation::Dpop { .. }) => return Err(BindingError::NotDpopBound),
+        _ => {}
+    }
+    if let Some(bound) = cnf.and_then(|c| c.x5t_s256.as_deref())
+        && certificate != Some(bound)
+    {
+        return Err(BindingError::CertificateRequired);
+    }
+    Ok(())
 }
 
 /// The JWK SHA-256 thumbprint (RFC 7638) of a public EC, OKP or RSA key, base64url: SHA-256 of
@@ -298,6 +386,60 @@ mod tests {
         assert_eq!(
             jwk_thumbprint(&serde_json::json!({"kty": "oct", "k": "x"})),
             None
+        );
+    }
+
+    #[test]
+    fn a_binding_holds_only_for_the_presentation_it_names() {
+        use crate::Confirmation;
+        let dpop = Confirmation::dpop("key-a");
+        let cert = Confirmation {
+            jkt: None,
+            x5t_s256: Some("cert-a".into()),
+        };
+        let by = |jkt| Presentation::Dpop { jkt };
+        type Case<'a> = (
+            Option<&'a Confirmation>,
+            Presentation<'a>,
+            Option<&'a str>,
+            Result<(), BindingError>,
+        );
+        let cases: [Case<'_>; 9] = [
+            (None, Presentation::Bearer, None, Ok(())),
+            (None, Presentation::Bearer, Some("cert-a"), Ok(())),
+            (None, by("key-a"), None, Err(BindingError::NotDpopBound)),
+            (Some(&dpop), by("key-a"), None, Ok(())),
+            (
+                Some(&dpop),
+                Presentation::Bearer,
+                None,
+                Err(BindingError::DpopRequired),
+            ),
+            (Some(&dpop), by("key-b"), None, Err(BindingError::WrongKey)),
+            (Some(&cert), Presentation::Bearer, Some("cert-a"), Ok(())),
+            (
+                Some(&cert),
+                Presentation::Bearer,
+                Some("cert-b"),
+                Err(BindingError::CertificateRequired),
+            ),
+            (
+                Some(&cert),
+                Presentation::Bearer,
+                None,
+                Err(BindingError::CertificateRequired),
+            ),
+        ];
+        for (i, (cnf, presentation, certificate, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                check_binding(cnf, presentation, certificate),
+                expected,
+                "case {i}"
+            );
+        }
+        assert_eq!(
+            check_binding(Some(&Confirmation::default()), Presentation::Bearer, None),
+            Ok(())
         );
     }
 

@@ -46,7 +46,7 @@ mod jwk;
 mod keys;
 mod verify;
 
-pub use claims::{AccessTokenClaims, Actor, Audience};
+pub use claims::{AccessTokenClaims, Actor, Audience, Confirmation};
 pub use jwk::JwkSetResolver;
 pub use keys::{KeyError, KeyInfo, KeyManager, KeyPolicy, KeyState, PublishedKeys, SignedWithKey};
 pub use verify::{

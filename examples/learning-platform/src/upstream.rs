@@ -104,7 +104,9 @@ async fn admit(
     };
     let principal = match keeper.verifier.verify(&token).await {
         Ok(principal) => principal,
-        Err(trustgate_pep::AuthError::Invalid(why)) => return refuse(&why),
+        Err(
+            trustgate_pep::AuthError::Invalid(why) | trustgate_pep::AuthError::InvalidProof(why),
+        ) => return refuse(&why),
         Err(trustgate_pep::AuthError::Unavailable(why)) => {
             tracing::warn!(%why, "cannot verify internal tokens");
             return (

@@ -101,6 +101,9 @@ pub struct ClientSettings {
     /// Authorization requests must be pushed first (PAR, RFC 9126).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     require_par: Option<bool>,
+    /// Every token request must carry a DPoP proof: every access token is DPoP-bound (RFC 9449).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    dpop_bound_access_tokens: Option<bool>,
     /// A first-party application: no consent page.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     skip_consent: Option<bool>,
@@ -236,6 +239,7 @@ impl ClientSettings {
         }
         for (key, value) in [
             ("require_par", self.require_par),
+            ("dpop_bound_access_tokens", self.dpop_bound_access_tokens),
             ("skip_consent", self.skip_consent),
             (
                 "backchannel_logout_session_required",

@@ -259,6 +259,59 @@ check(machineJwt.payload.sub === service.client_id, 'sub is the client');
 check((await client.tokenIntrospection(serviceConfig, machine.access_token)).active === true, 'service introspects its token');
 await expectOAuthError(client.clientCredentialsGrant(serviceConfig, { scope: 'openid' }), 'invalid_scope', 'user scope for a machine');
 
+// ---- DPoP (RFC 9449): sender-constrained tokens, the nonce dance done by openid-client ----
+step('DPoP client credentials');
+check(meta.dpop_signing_alg_values_supported.includes('ES256'), 'DPoP algorithms advertised');
+const dpopKeys = await client.randomDPoPKeyPair('ES256');
+const jkt = await jose.calculateJwkThumbprint(await jose.exportJWK(dpopKeys.publicKey));
+const serviceDpop = client.getDPoPHandle(serviceConfig, dpopKeys);
+const boundMachine = await client.clientCredentialsGrant(serviceConfig, { scope: 'invoices:read' }, { DPoP: serviceDpop });
+check(boundMachine.token_type.toLowerCase() === 'dpop', `token_type DPoP, got ${boundMachine.token_type}`);
+const boundJwt = await jose.jwtVerify(boundMachine.access_token, remoteJwks, { issuer: base, typ: 'at+jwt' });
+check(boundJwt.payload.cnf?.jkt === jkt, 'cnf.jkt is the thumbprint of the client key');
+const boundIntrospection = await client.tokenIntrospection(serviceConfig, boundMachine.access_token);
+check(boundIntrospection.token_type === 'DPoP' && boundIntrospection.cnf?.jkt === jkt, 'introspection tells the binding');
+
+step('DPoP code flow, userinfo and a bound refresh token (public client)');
+const spa = await admin('POST', '/admin/v1/clients', {
+  name: 'DPoP app',
+  redirect_uris: [`${rp}/cb`],
+  grant_types: ['authorization_code', 'refresh_token'],
+  scopes: ['openid', 'profile', 'offline_access'],
+  auth_method: 'none',
+  skip_consent: true,
+});
+const spaConfig = await client.discovery(issuer, spa.client_id, undefined, client.None(), insecure);
+const spaDpop = client.getDPoPHandle(spaConfig, dpopKeys);
+{
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const url = client.buildAuthorizationUrl(spaConfig, {
+    redirect_uri: `${rp}/cb`,
+    scope: 'openid profile offline_access',
+    code_challenge: await client.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    dpop_jkt: jkt,
+  });
+  await page.goto(url.href);
+  await page.waitForURL(`${rp}/cb?**`);
+  const spaTokens = await client.authorizationCodeGrant(spaConfig, new URL(page.url()), {
+    pkceCodeVerifier: verifier,
+    expectedState: state,
+  }, undefined, { DPoP: spaDpop });
+  check(spaTokens.token_type.toLowerCase() === 'dpop', 'code exchanged for a DPoP-bound token');
+  const sub = spaTokens.claims().sub;
+  check((await client.fetchUserInfo(spaConfig, spaTokens.access_token, sub, { DPoP: spaDpop })).sub === sub, 'userinfo with DPoP');
+  const asBearer = await fetch(meta.userinfo_endpoint, { headers: { authorization: `Bearer ${spaTokens.access_token}` } });
+  check(asBearer.status === 401 && asBearer.headers.get('www-authenticate').includes('invalid_token'), `a bound token as bearer: ${asBearer.status}`);
+  const otherDpop = client.getDPoPHandle(spaConfig, await client.randomDPoPKeyPair('ES256'));
+  await expectOAuthError(client.refreshTokenGrant(spaConfig, spaTokens.refresh_token), 'invalid_dpop_proof', 'bound refresh token without a proof');
+  await expectOAuthError(client.refreshTokenGrant(spaConfig, spaTokens.refresh_token, undefined, { DPoP: otherDpop }), 'invalid_dpop_proof', 'bound refresh token with another key');
+  const renewed = await client.refreshTokenGrant(spaConfig, spaTokens.refresh_token, undefined, { DPoP: spaDpop });
+  check(renewed.token_type.toLowerCase() === 'dpop' && renewed.refresh_token !== spaTokens.refresh_token, 'the key holder refreshes');
+}
+
 // ---- device authorization grant ----
 step('device flow');
 const tvConfig = await client.discovery(issuer, tv.client_id, undefined, client.None(), insecure);

@@ -4,7 +4,8 @@
 //! a TOTP code computed in the script (RFC 6238 over node:crypto) and with a recovery code;
 //! signing another browser's session out from the account page; passkeys with Chromium's
 //! virtual authenticator (register two on `/account`, sign out, sign in with a passkey, remove
-//! one). Screenshots of the login, MFA
+//! one); a single-page app on another origin signing in with code + PKCE + DPoP from the page
+//! (oauth4webapi in Chromium, through trustgate's CORS answers). Screenshots of the login, MFA
 //! and account pages go to `target/e2e-artifacts/`.
 //!
 //! Without Chromium, node or the npm packages the test skips with a message saying how to install
@@ -52,7 +53,8 @@ fn scenario(server: &Running, script: &str, username: &str) {
         .arg(username)
         .arg(PASSWORD)
         .arg(artifacts())
-        .env("TRUSTGATE_CHROMIUM", chromium());
+        .env("TRUSTGATE_CHROMIUM", chromium())
+        .env("TRUSTGATE_ADMIN_TOKEN", TOKEN);
     let out = run(cmd);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -71,12 +73,14 @@ fn pages_in_headless_chromium() {
     scenario(&server, "totp.mjs", "tom");
     scenario(&server, "sessions.mjs", "sam");
     scenario(&server, "passkey.mjs", "pia");
+    scenario(&server, "spa_dpop.mjs", "dora");
     for shot in [
         "login",
         "mfa",
         "account",
         "passkeys-account",
         "passkey-signed-in",
+        "spa-dpop",
     ] {
         let file = artifacts().join(format!("{shot}.png"));
         assert!(file.exists(), "screenshot {} missing", file.display());

@@ -2,7 +2,7 @@
 //! `openid-client` 6 (OpenID-certified) and `jose` from npm, with headless Chromium for the
 //! pages, in `tests/e2e/oidc_rp.mjs`. Discovery; authorization code + PKCE through the login and
 //! consent pages; ID token checked against the JWKS; userinfo; introspection; refresh rotation
-//! and reuse detection; `max_age` re-authentication; signing-key rotation in the middle of the
+//! and reuse detection; DPoP-bound tokens (client credentials, a public client's code flow with `dpop_jkt`, userinfo, bound refresh tokens, a bound token refused as bearer); `max_age` re-authentication; signing-key rotation in the middle of the
 //! session with every token still verifying; token exchange (RFC 8693) by a gateway, with
 //! `act`; revocation; client credentials; the device flow
 //! through `/device`; RP-initiated logout with a back-channel logout token; `prompt=none`

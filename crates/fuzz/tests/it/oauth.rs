@@ -41,6 +41,7 @@ fn client(jwks: Option<Value>) -> Client {
             .into(),
         jwks,
         require_par: false,
+        dpop_bound_access_tokens: false,
         skip_consent: false,
         access_token_ttl: Duration::minutes(10),
         refresh_token_ttl: Duration::days(30),

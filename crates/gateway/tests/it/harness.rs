@@ -301,6 +301,7 @@ impl Trustgate {
             act: None,
             may_act: None,
             key_id: None,
+            cnf: None,
         };
         edit(&mut claims);
         self.state

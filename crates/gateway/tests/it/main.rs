@@ -929,3 +929,88 @@ public = true
     .expect_err("bad proxy");
     assert!(err.to_string().contains("trusted_proxies"), "{err}");
 }
+
+/// RFC 9449 at the gateway (`[dpop]`): a DPoP-bound token passes only with a fresh proof by its
+/// key for the gateway's public URL; the proof and the caller's token stay at the gateway (the
+/// upstream gets an internal bearer token); a bound token as bearer, a replayed proof and a
+/// gateway without `[dpop]` are refused.
+#[tokio::test]
+async fn dpop_bound_tokens_pass_with_a_proof_that_stays_at_the_gateway() {
+    use trustgate_testkit::dpop::{DpopKey, ath};
+    let tg = Trustgate::start().await;
+    let (up, _, _) = upstream().await;
+    let upstreams = app_upstream(&format!("http://{up}"), "", ROUTES);
+    let config = tg.config(
+        &tg.base,
+        "[dpop]\norigin = \"https://api.example\"\n",
+        &upstreams,
+    );
+    let (_gw, records, addr) = tg.gateway(config).await;
+    let key = DpopKey::generate();
+    let bound = tg.token(&tg.alice, |c| {
+        c.cnf = Some(trustgate_tokens::Confirmation::dpop(key.thumbprint()));
+    });
+    let now = || time::OffsetDateTime::now_utc().unix_timestamp();
+    let htu = "https://api.example/courses/1";
+
+    let (status, _, _) = get(addr, "/courses/1", &[("authorization", &bearer(&bound))]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        last(&records).reason,
+        Reason::InvalidToken {
+            why: "dpop_bound_token_as_bearer".into()
+        }
+    );
+
+    let scheme = format!("DPoP {bound}");
+    let proof = key.proof("GET", htu, now(), serde_json::json!({ "ath": ath(&bound) }));
+    let (status, _, body) = get(
+        addr,
+        "/courses/1",
+        &[("authorization", &scheme), ("dpop", &proof)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let forwarded = body["headers"]["authorization"]
+        .as_str()
+        .expect("internal token");
+    assert!(forwarded.starts_with("Bearer "), "{forwarded}");
+    assert!(
+        !forwarded.contains(&bound),
+        "the caller's token stays at the gateway"
+    );
+    assert!(body["headers"].get("dpop").is_none(), "{body}");
+
+    let (status, headers, _) = get(
+        addr,
+        "/courses/1",
+        &[("authorization", &scheme), ("dpop", &proof)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let challenge = headers["www-authenticate"].to_str().expect("ascii");
+    assert!(challenge.starts_with("DPoP "), "{challenge}");
+    assert_eq!(
+        last(&records).reason,
+        Reason::InvalidDpopProof {
+            why: "dpop_proof_replayed".into()
+        }
+    );
+
+    // Without `[dpop]` the scheme is refused, so a bound token cannot pass at all.
+    let (_plain, records, addr) = tg.gateway(tg.config(&tg.base, "", &upstreams)).await;
+    let fresh = key.proof("GET", htu, now(), serde_json::json!({ "ath": ath(&bound) }));
+    let (status, _, _) = get(
+        addr,
+        "/courses/1",
+        &[("authorization", &scheme), ("dpop", &fresh)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        last(&records).reason,
+        Reason::InvalidToken {
+            why: "dpop_not_accepted".into()
+        }
+    );
+}

@@ -61,6 +61,8 @@ struct StoredMetadata {
     #[serde(default)]
     require_par: bool,
     #[serde(default)]
+    dpop_bound_access_tokens: bool,
+    #[serde(default)]
     skip_consent: bool,
     #[serde(default)]
     access_token_ttl_secs: Option<u32>,
@@ -92,6 +94,7 @@ impl StoredMetadata {
             scopes: reg.scopes.clone(),
             jwks: reg.jwks.clone(),
             require_par: reg.require_par,
+            dpop_bound_access_tokens: reg.dpop_bound_access_tokens,
             skip_consent: reg.skip_consent,
             access_token_ttl_secs: reg.access_token_ttl_secs,
             refresh_token_ttl_secs: reg.refresh_token_ttl_secs,
@@ -145,6 +148,7 @@ fn decode(stored: OAuthClient) -> Result<Client, ClientError> {
         scopes: meta.scopes,
         jwks: meta.jwks,
         require_par: meta.require_par,
+        dpop_bound_access_tokens: meta.dpop_bound_access_tokens,
         skip_consent: meta.skip_consent,
         access_token_ttl: ttl(meta.access_token_ttl_secs, DEFAULT_ACCESS_TOKEN_TTL),
         refresh_token_ttl: ttl(meta.refresh_token_ttl_secs, DEFAULT_REFRESH_TOKEN_TTL),

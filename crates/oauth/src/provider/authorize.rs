@@ -252,6 +252,7 @@ impl Provider {
                 nonce: req.nonce.clone(),
                 code_challenge: req.code_challenge.clone(),
                 auth: AuthFacts::of_user(user),
+                dpop_jkt: req.dpop_jkt.clone(),
             }
             .to_detail()?,
         };

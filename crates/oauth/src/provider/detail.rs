@@ -1,6 +1,6 @@
 //! What the provider keeps in the store's opaque `detail` objects, as typed records written and
-//! read only here: an authorization code's [`CodeDetail`], and the [`AuthFacts`] a grant (and a
-//! device approval, which becomes a grant) carries into its tokens.
+//! read only here: an authorization code's [`CodeDetail`], a grant's [`GrantDetail`], and the
+//! [`AuthFacts`] a grant (and a device approval, which becomes a grant) carries into its tokens.
 //!
 //! The JSON field names are the stored format: codes and grants in existing databases must still
 //! read, so a field is never renamed, and a new one must be optional.
@@ -53,6 +53,22 @@ pub(crate) struct CodeDetail {
     /// The user's authentication, for the grant.
     #[serde(flatten)]
     pub auth: AuthFacts,
+    /// The DPoP key the code is bound to (RFC 9449 §10 `dpop_jkt`): redeemed only with a proof
+    /// by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
+}
+
+/// What a user's grant keeps: the authentication its tokens carry and, for a public client that
+/// used DPoP, the key its refresh tokens are bound to (RFC 9449 §5).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct GrantDetail {
+    /// The user's authentication.
+    #[serde(flatten)]
+    pub auth: AuthFacts,
+    /// The thumbprint of the DPoP key every refresh must prove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A record stored as a `detail` JSON object.
@@ -75,6 +91,7 @@ pub(crate) trait StoredDetail: Serialize + DeserializeOwned {
 
 impl StoredDetail for AuthFacts {}
 impl StoredDetail for CodeDetail {}
+impl StoredDetail for GrantDetail {}
 
 fn corrupt(what: &str) -> OAuthError {
     StoreError::Corrupt(what.to_owned()).into()
@@ -129,6 +146,7 @@ mod tests {
             nonce: None,
             code_challenge: "c".into(),
             auth: AuthFacts::default(),
+            dpop_jkt: None,
         };
         assert_eq!(
             Value::Object(bare.to_detail().expect("writes")),

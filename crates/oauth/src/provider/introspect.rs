@@ -83,9 +83,11 @@ impl Provider {
             if !own && !claims.aud.iter().any(|a| caller.serves_audience(a)) {
                 return Ok(inactive);
             }
+            // RFC 9449 §6.2, RFC 8705 §3.2: the binding, for the resource server to check.
+            let bound_to_dpop = claims.cnf.as_ref().is_some_and(|c| c.jkt.is_some());
             let mut body = json!({
                 "active": true,
-                "token_type": "Bearer",
+                "token_type": if bound_to_dpop { "DPoP" } else { "Bearer" },
                 "iss": claims.iss,
                 "sub": claims.sub,
                 "aud": claims.aud,
@@ -105,6 +107,9 @@ impl Provider {
             }
             if let (Some(key_id), Some(obj)) = (claims.key_id, body.as_object_mut()) {
                 obj.insert("key_id".into(), json!(key_id));
+            }
+            if let (Some(cnf), Some(obj)) = (claims.cnf, body.as_object_mut()) {
+                obj.insert("cnf".into(), json!(cnf));
             }
             return Ok(body);
         }

@@ -4,7 +4,7 @@ use serde::Serialize;
 use trustgate_core::secret::generate_token;
 use trustgate_store_api::PushedRequest;
 
-use super::Provider;
+use super::{DpopProof, Provider};
 use crate::OAuthError;
 use crate::clients::PresentedCredentials;
 use crate::request::{self, AuthorizeError, LOGIN_AFTER_PARAM, Params};
@@ -19,15 +19,25 @@ pub struct PushedAuthorizationResponse {
 }
 
 impl Provider {
-    /// `/oauth2/par` (RFC 9126).
+    /// `/oauth2/par` (RFC 9126). A DPoP proof sent with the request (RFC 9449 §10.1) binds the
+    /// code to its key, as `dpop_jkt` does; both must then name the same key.
     pub async fn push(
         &self,
         params: &Params,
         credentials: &PresentedCredentials,
+        dpop: Option<DpopProof<'_>>,
     ) -> Result<PushedAuthorizationResponse, OAuthError> {
         let client = self
             .authenticate(credentials, &self.inner.endpoints.par)
             .await?;
+        let proven_jkt = match dpop {
+            Some(proof) => Some(
+                self.verify_dpop(proof, "POST", &self.inner.endpoints.par, None, true)
+                    .await?
+                    .jkt,
+            ),
+            None => None,
+        };
         if params.get("request_uri").is_some() {
             return Err(OAuthError::invalid_request(
                 "request_uri is not allowed in a pushed request",
@@ -44,6 +54,14 @@ impl Provider {
         }
         stored.remove(LOGIN_AFTER_PARAM);
         stored.set("client_id", client.id.clone());
+        if let Some(jkt) = proven_jkt {
+            if stored.get("dpop_jkt").is_some_and(|named| named != jkt) {
+                return Err(OAuthError::invalid_dpop_proof(
+                    "dpop_jkt names another key than the DPoP proof's",
+                ));
+            }
+            stored.set("dpop_jkt", jkt);
+        }
         let to_oauth_error = |e: AuthorizeError| match e {
             AuthorizeError::Page(error) | AuthorizeError::Redirect { error, .. } => error,
         };

@@ -9,10 +9,11 @@ use trustgate_core::id::new_ulid;
 use trustgate_core::secret::generate_token;
 use trustgate_core::{Secret, TokenDigest};
 use trustgate_store_api::{Grant, RefreshToken, StoreError};
-use trustgate_tokens::{AccessTokenClaims, Audience};
+use trustgate_tokens::dpop::Proof;
+use trustgate_tokens::{AccessTokenClaims, Audience, Confirmation};
 
-use super::detail::{AuthFacts, StoredDetail};
-use super::{ApiKeyIntrospection, Provider, RequestContext};
+use super::detail::{AuthFacts, GrantDetail, StoredDetail};
+use super::{ApiKeyIntrospection, DpopProof, Provider, RequestContext};
 use crate::claims::IdTokenClaims;
 use crate::clients::{Client, GrantType, PresentedCredentials};
 use crate::request::Params;
@@ -24,7 +25,8 @@ use crate::{ErrorCode, OAuthError};
 pub struct TokenResponse {
     /// The access token (a JWT, RFC 9068).
     pub access_token: String,
-    /// Always `Bearer`.
+    /// `DPoP` when the access token is bound to the request's DPoP key (RFC 9449 §5),
+    /// `Bearer` otherwise.
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: i64,
@@ -51,6 +53,24 @@ pub(super) struct TokenRequest<'a> {
     pub params: &'a Params,
     /// Who asked, for the audit trail.
     pub ctx: &'a RequestContext,
+    /// The request's verified DPoP proof: the access token is bound to its key.
+    pub dpop: Option<Proof>,
+}
+
+impl TokenRequest<'_> {
+    /// Refuses the request unless it carries a proof by the key `jkt` (a DPoP-bound code or
+    /// refresh token, RFC 9449 §5 and §10).
+    pub fn require_dpop_key(&self, jkt: &str, what: &str) -> Result<(), OAuthError> {
+        match &self.dpop {
+            Some(proof) if proof.jkt == jkt => Ok(()),
+            Some(_) => Err(OAuthError::invalid_dpop_proof(format!(
+                "the {what} is bound to another DPoP key"
+            ))),
+            None => Err(OAuthError::invalid_dpop_proof(format!(
+                "the {what} is bound to a DPoP key: present a DPoP proof signed by it"
+            ))),
+        }
+    }
 }
 
 /// A user's grant that a redeemed code or device approval creates.
@@ -70,15 +90,15 @@ pub(super) struct NewGrant<'a> {
 }
 
 impl Provider {
-    /// `/oauth2/token`. API keys are not accepted as token exchange subject tokens (see
-    /// [`token_with`](Self::token_with)).
+    /// `/oauth2/token` without a DPoP proof. API keys are not accepted as token exchange subject
+    /// tokens (see [`token_with`](Self::token_with)).
     pub async fn token(
         &self,
         params: &Params,
         credentials: &PresentedCredentials,
         ctx: &RequestContext,
     ) -> Result<TokenResponse, OAuthError> {
-        self.token_with(params, credentials, ctx, |_| async { Ok(None) })
+        self.token_with(params, credentials, ctx, None, |_| async { Ok(None) })
             .await
     }
 
@@ -88,11 +108,18 @@ impl Provider {
     /// the same one [`introspect_with`](Self::introspect_with) is given, which answers a live
     /// key (valid, unexpired, unrevoked, its owner enabled) or `None`. No other grant, and no
     /// other client, calls it.
+    ///
+    /// `dpop`: the request's `DPoP` header (RFC 9449 §5). Verified for `POST` to the token
+    /// endpoint (with the server's nonce when required) and spent; the access token is then
+    /// bound to its key (`cnf.jkt`, `token_type` `DPoP`), and a public client's new grant binds
+    /// its refresh tokens to it. A client registered with `dpop_bound_access_tokens` must send
+    /// one.
     pub async fn token_with<F, Fut>(
         &self,
         params: &Params,
         credentials: &PresentedCredentials,
         ctx: &RequestContext,
+        dpop: Option<DpopProof<'_>>,
         api_keys: F,
     ) -> Result<TokenResponse, OAuthError>
     where
@@ -122,11 +149,24 @@ impl Provider {
             }
             return Err(err);
         }
+        let dpop = match dpop {
+            Some(proof) => Some(
+                self.verify_dpop(proof, "POST", &self.inner.endpoints.token, None, true)
+                    .await?,
+            ),
+            None if client.dpop_bound_access_tokens => {
+                return Err(OAuthError::invalid_dpop_proof(
+                    "this client must send a DPoP proof with every token request",
+                ));
+            }
+            None => None,
+        };
         let req = TokenRequest {
             client,
             grant_type,
             params,
             ctx,
+            dpop,
         };
         match grant_type {
             GrantType::AuthorizationCode => self.exchange_code(&req).await,
@@ -155,7 +195,17 @@ impl Provider {
             created_at: now,
             expires_at: now + client.refresh_token_ttl,
             revoked_at: None,
-            detail: new.auth.to_detail()?,
+            detail: GrantDetail {
+                auth: new.auth,
+                // RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key (a
+                // confidential client's are bound to its authentication already).
+                dpop_jkt: req
+                    .dpop
+                    .as_ref()
+                    .filter(|_| client.is_public())
+                    .map(|proof| proof.jkt.clone()),
+            }
+            .to_detail()?,
         };
         let refresh = client
             .allows_grant(GrantType::RefreshToken)
@@ -269,23 +319,35 @@ impl Provider {
             act: None,
             may_act: None,
             key_id: None,
+            cnf: None,
         }
     }
 
-    /// Signs the access token, records its issuance, and answers with it alone (`expires_in`
-    /// from its `iat` to its `exp`).
+    /// Signs the access token (bound to the request's DPoP key, if it sent a proof), records
+    /// its issuance, and answers with it alone (`expires_in` from its `iat` to its `exp`).
     pub(super) async fn sign_access_token(
         &self,
         req: &TokenRequest<'_>,
         claims: &AccessTokenClaims,
         scope: &Scope,
     ) -> Result<TokenResponse, OAuthError> {
+        let bound;
+        let claims = match &req.dpop {
+            Some(proof) => {
+                bound = AccessTokenClaims {
+                    cnf: Some(Confirmation::dpop(proof.jkt.clone())),
+                    ..claims.clone()
+                };
+                &bound
+            }
+            None => claims,
+        };
         let access_token =
             self.sign(self.inner.settings.access_token_algorithm, "at+jwt", claims)?;
         self.audit_issuance(req.ctx, req.grant_type, claims).await?;
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: if req.dpop.is_some() { "DPoP" } else { "Bearer" },
             expires_in: claims.exp - claims.iat,
             refresh_token: None,
             id_token: None,

@@ -1,14 +1,35 @@
 //! The UserInfo endpoint (OIDC Core §5.3).
 
 use serde_json::{Map, Value, json};
+use trustgate_tokens::dpop::{Presentation, check_binding};
 
-use super::Provider;
+use super::{DpopProof, Provider};
 use crate::scope::Scope;
 use crate::{ErrorCode, OAuthError};
 
+/// How an access token was presented to a protected resource of this server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPresentation<'a> {
+    /// `Authorization: Bearer` (or the form field).
+    Bearer,
+    /// `Authorization: DPoP` with the request's proof (RFC 9449 §7.1).
+    Dpop {
+        /// The `DPoP` header.
+        proof: DpopProof<'a>,
+        /// The request's method.
+        method: &'a str,
+    },
+}
+
 impl Provider {
-    /// `/oidc/userinfo` (OIDC Core §5.3): the claims the token's scope allows.
-    pub async fn userinfo(&self, access_token: &str) -> Result<Value, OAuthError> {
+    /// `/oidc/userinfo` (OIDC Core §5.3): the claims the token's scope allows. A DPoP-bound
+    /// token is honoured only with a proof by its key for this request (its `jti` spent, `ath`
+    /// the token's hash); an unbound one only as a bearer token.
+    pub async fn userinfo(
+        &self,
+        access_token: &str,
+        presentation: TokenPresentation<'_>,
+    ) -> Result<Value, OAuthError> {
         let invalid = || OAuthError::new(ErrorCode::InvalidToken, "the access token is invalid");
         let claims = self
             .live_access_token(access_token, &[self.issuer()])
@@ -17,6 +38,25 @@ impl Provider {
         if claims.uv.is_none() {
             return Err(invalid());
         }
+        let proof = match presentation {
+            TokenPresentation::Bearer => None,
+            TokenPresentation::Dpop { proof, method } => Some(
+                self.verify_dpop(
+                    proof,
+                    method,
+                    &self.inner.endpoints.userinfo,
+                    Some(access_token),
+                    false,
+                )
+                .await?,
+            ),
+        };
+        let presented = match &proof {
+            Some(proof) => Presentation::Dpop { jkt: &proof.jkt },
+            None => Presentation::Bearer,
+        };
+        check_binding(claims.cnf.as_ref(), presented, None)
+            .map_err(|e| OAuthError::new(ErrorCode::InvalidToken, e.to_string()))?;
         let scope = Scope::parse(claims.scope.as_deref().unwrap_or(""))?;
         if !scope.is_openid() {
             return Err(OAuthError::new(

@@ -165,6 +165,7 @@ fn client(first_party: bool) -> Client {
             .into(),
         jwks: None,
         require_par: false,
+        dpop_bound_access_tokens: false,
         skip_consent: first_party,
         access_token_ttl: Duration::minutes(10),
         refresh_token_ttl: Duration::days(30),

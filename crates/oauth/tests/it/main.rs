@@ -5,5 +5,6 @@ mod support;
 
 mod authorize_decision;
 mod clients;
+mod dpop;
 mod provider;
 mod token_exchange;

@@ -5,6 +5,7 @@
 //! each refusal is checked for its error code and for what it leaves behind.
 
 use std::sync::Arc;
+use trustgate_oauth::provider::TokenPresentation;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -318,7 +319,7 @@ async fn code_with_pkce_issues_tokens_that_say_who_and_how() {
     assert!(active(&op, &app, refresh_token).await);
     let info = op
         .provider
-        .userinfo(&tokens.access_token)
+        .userinfo(&tokens.access_token, TokenPresentation::Bearer)
         .await
         .expect("userinfo");
     assert_eq!(info["sub"], user.user_id.as_str());
@@ -550,7 +551,10 @@ async fn client_credentials_tokens_name_the_client_and_no_user() {
     refused(token(Some("openid")).await, ErrorCode::InvalidScope);
     refused(token(Some("admin")).await, ErrorCode::InvalidScope);
     refused(
-        op.provider.userinfo(&all.access_token).await.map(|_| ()),
+        op.provider
+            .userinfo(&all.access_token, TokenPresentation::Bearer)
+            .await
+            .map(|_| ()),
         ErrorCode::InvalidToken,
     );
 
@@ -794,7 +798,10 @@ async fn revoking_an_access_token_leaves_the_grant() {
         .expect("revoked");
     assert!(!active(&op, &app, &tokens.access_token).await);
     refused(
-        op.provider.userinfo(&tokens.access_token).await.map(|_| ()),
+        op.provider
+            .userinfo(&tokens.access_token, TokenPresentation::Bearer)
+            .await
+            .map(|_| ()),
         ErrorCode::InvalidToken,
     );
     let refresh_token = tokens.refresh_token.expect("refresh token");

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use time::Duration;
 use trustgate_core::Clock;
 use trustgate_oauth::clients::{AuthMethod, ClientRegistration, GrantType, TokenExchangePolicy};
+use trustgate_oauth::provider::TokenPresentation;
 use trustgate_oauth::provider::{ApiKeyIntrospection, EndUser, TokenResponse};
 use trustgate_oauth::token_exchange::{ACCESS_TOKEN_TYPE, API_KEY_TOKEN_TYPE, JWT_TOKEN_TYPE};
 use trustgate_oauth::{ErrorCode, OAuthError};
@@ -380,7 +381,9 @@ async fn an_exchanged_token_acts_for_the_user_and_names_the_actor() {
     assert!(!active(&c.op, &c.ledger, &issued.access_token).await);
     assert!(!active(&c.op, &c.web, &issued.access_token).await);
     refused(
-        c.op.provider.userinfo(&issued.access_token).await,
+        c.op.provider
+            .userinfo(&issued.access_token, TokenPresentation::Bearer)
+            .await,
         ErrorCode::InvalidToken,
     );
     // The user's own token is not described with an actor.
@@ -740,6 +743,7 @@ async fn swap_key(
             &params(&form),
             &client.credentials,
             &ctx(),
+            None,
             |key| async move {
                 keys.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Ok(keys.live.get(&key).cloned())

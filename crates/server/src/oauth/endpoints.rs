@@ -5,9 +5,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use trustgate_oauth::provider::TokenPresentation;
 use trustgate_oauth::{ErrorCode, OAuthError};
 
-use super::{OAuthForm, credentials, no_store_json, oauth_error, used_basic};
+use super::{
+    DpopHeader, OAuthForm, credentials, no_store_json, oauth_error, used_basic, with_dpop_nonce,
+};
 use crate::AppState;
 use crate::client_context::ClientContext;
 
@@ -42,10 +45,11 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `POST /oauth2/token`.
+/// `POST /oauth2/token`, with a `DPoP` proof or without.
 pub async fn token(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
+    dpop: DpopHeader,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
@@ -58,19 +62,26 @@ pub async fn token(
     let api_keys = state.api_keys.clone();
     let issued = state
         .oauth
-        .token_with(&params, &presented, &ctx, |token| async move {
-            describe_api_key(&api_keys, &token).await
-        })
+        .token_with(
+            &params,
+            &presented,
+            &ctx,
+            dpop.proof(),
+            |token| async move { describe_api_key(&api_keys, &token).await },
+        )
         .await;
-    match issued {
+    let response = match issued {
         Ok(response) => no_store_json(&response),
         Err(e) => oauth_error(&e, basic),
-    }
+    };
+    with_dpop_nonce(response, &state, &dpop)
 }
 
-/// `POST /oauth2/par` (RFC 9126 §2): 201 with the `request_uri`.
+/// `POST /oauth2/par` (RFC 9126 §2): 201 with the `request_uri`. A `DPoP` proof binds the
+/// code to come (RFC 9449 §10.1).
 pub async fn par(
     State(state): State<AppState>,
+    dpop: DpopHeader,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
@@ -78,14 +89,15 @@ pub async fn par(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    match state.oauth.push(&params, &presented).await {
+    let response = match state.oauth.push(&params, &presented, dpop.proof()).await {
         Ok(pushed) => {
             let mut response = no_store_json(&pushed);
             *response.status_mut() = StatusCode::CREATED;
             response
         }
         Err(e) => oauth_error(&e, basic),
-    }
+    };
+    with_dpop_nonce(response, &state, &dpop)
 }
 
 /// `POST /oauth2/device_authorization` (RFC 8628 §3.1).
@@ -187,82 +199,135 @@ fn presented(
         .map_err(|e| Box::new(oauth_error(&e, basic)))
 }
 
-/// `GET /oidc/userinfo`: the bearer token from the `Authorization` header.
-pub async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match bearer(&headers) {
-        Ok(Some(token)) => userinfo(&state, &token).await,
-        Ok(None) => bearer_challenge(None),
-        Err(e) => bearer_challenge(Some(&e)),
+/// `GET /oidc/userinfo`: the access token from the `Authorization` header, `Bearer` or `DPoP`.
+pub async fn userinfo_get(
+    State(state): State<AppState>,
+    dpop: DpopHeader,
+    headers: HeaderMap,
+) -> Response {
+    match authorization(&headers) {
+        Ok(Some((scheme, token))) => userinfo(&state, &token, scheme, &dpop, "GET").await,
+        Ok(None) => challenge(Scheme::Bearer, None),
+        Err((scheme, e)) => challenge(scheme, Some(&e)),
     }
 }
 
-/// `POST /oidc/userinfo`: the bearer token from the header or, per RFC 6750 §2.2, the form
-/// field `access_token` (never both).
+/// `POST /oidc/userinfo`: the access token from the header or, per RFC 6750 §2.2, the form
+/// field `access_token` as a bearer token (never both).
 pub async fn userinfo_post(
     State(state): State<AppState>,
+    dpop: DpopHeader,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let from_header = match bearer(&headers) {
+    let from_header = match authorization(&headers) {
         Ok(t) => t,
-        Err(e) => return bearer_challenge(Some(&e)),
+        Err((scheme, e)) => return challenge(scheme, Some(&e)),
     };
     let from_body = match super::parse_params(&body) {
         Ok(params) => params.get("access_token").map(str::to_owned),
-        Err(e) => return bearer_challenge(Some(&e)),
+        Err(e) => return challenge(Scheme::Bearer, Some(&e)),
     };
     match (from_header, from_body) {
-        (Some(_), Some(_)) => bearer_challenge(Some(&OAuthError::invalid_request(
-            "present the access token once",
-        ))),
-        (Some(token), None) | (None, Some(token)) => userinfo(&state, &token).await,
-        (None, None) => bearer_challenge(None),
+        (Some((scheme, _)), Some(_)) => challenge(
+            scheme,
+            Some(&OAuthError::invalid_request(
+                "present the access token once",
+            )),
+        ),
+        (Some((scheme, token)), None) => userinfo(&state, &token, scheme, &dpop, "POST").await,
+        (None, Some(token)) => userinfo(&state, &token, Scheme::Bearer, &dpop, "POST").await,
+        (None, None) => challenge(Scheme::Bearer, None),
     }
 }
 
-async fn userinfo(state: &AppState, token: &str) -> Response {
-    match state.oauth.userinfo(token).await {
+async fn userinfo(
+    state: &AppState,
+    token: &str,
+    scheme: Scheme,
+    dpop: &DpopHeader,
+    method: &str,
+) -> Response {
+    let presentation = match (scheme, dpop.proof()) {
+        (Scheme::Dpop, Some(proof)) => TokenPresentation::Dpop { proof, method },
+        (Scheme::Dpop, None) => {
+            return challenge(
+                scheme,
+                Some(&OAuthError::invalid_dpop_proof(
+                    "the DPoP scheme needs a DPoP proof",
+                )),
+            );
+        }
+        // RFC 9449 §7.2: a proof next to a bearer token does not make it a DPoP request.
+        (Scheme::Bearer, _) => TokenPresentation::Bearer,
+    };
+    match state.oauth.userinfo(token, presentation).await {
         Ok(claims) => no_store_json(&claims),
         Err(e)
             if matches!(
                 e.code,
-                ErrorCode::InvalidToken | ErrorCode::InsufficientScope
+                ErrorCode::InvalidToken
+                    | ErrorCode::InsufficientScope
+                    | ErrorCode::InvalidDpopProof
+                    | ErrorCode::UseDpopNonce
             ) =>
         {
-            bearer_challenge(Some(&e))
+            challenge(scheme, Some(&e))
         }
         Err(e) => oauth_error(&e, false),
     }
 }
 
-/// The `Authorization: Bearer` token, if the header is present.
-fn bearer(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
+/// The authorization scheme an access token came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    /// RFC 6750.
+    Bearer,
+    /// RFC 9449 §7.1.
+    Dpop,
+}
+
+/// The access token of the `Authorization` header (`Bearer` or `DPoP`), if it is present; a
+/// malformed one is `invalid_request`, challenged in the scheme it named.
+fn authorization(headers: &HeaderMap) -> Result<Option<(Scheme, String)>, (Scheme, OAuthError)> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim().to_owned()))
-        }
-        _ => Err(OAuthError::invalid_request(
-            "the Authorization header must be a Bearer token",
-        )),
+    let malformed = |scheme| {
+        (
+            scheme,
+            OAuthError::invalid_request("the Authorization header must be a Bearer or DPoP token"),
+        )
+    };
+    let value = value.to_str().map_err(|_| malformed(Scheme::Bearer))?;
+    let (scheme, token) = value.split_once(' ').ok_or(malformed(Scheme::Bearer))?;
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
+        return Err(malformed(Scheme::Bearer));
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(malformed(scheme));
     }
+    Ok(Some((scheme, token.to_owned())))
 }
 
-/// RFC 6750 §3: 401 with `WWW-Authenticate: Bearer` (and the error when there is one; 403 for
-/// `insufficient_scope`, 400 for `invalid_request`).
-fn bearer_challenge(error: Option<&OAuthError>) -> Response {
+/// The `algs` of a DPoP challenge (RFC 9449 §7.1).
+const DPOP_CHALLENGE: &str = "DPoP realm=\"trustgate\", algs=\"EdDSA ES256 RS256\"";
+
+/// RFC 6750 §3 and RFC 9449 §7.1: 401 with `WWW-Authenticate` in the scheme the token came
+/// with (and the error when there is one; 403 for `insufficient_scope`, 400 for
+/// `invalid_request`). Without any token, both schemes are offered.
+fn challenge(scheme: Scheme, error: Option<&OAuthError>) -> Response {
+    let prefix = match scheme {
+        Scheme::Bearer => "Bearer realm=\"trustgate\"",
+        Scheme::Dpop => DPOP_CHALLENGE,
+    };
     let (status, challenge) = match error {
-        None => (
-            StatusCode::UNAUTHORIZED,
-            "Bearer realm=\"trustgate\"".to_owned(),
-        ),
+        None => (StatusCode::UNAUTHORIZED, prefix.to_owned()),
         Some(e) => {
             let status = match e.code {
                 ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
@@ -277,7 +342,7 @@ fn bearer_challenge(error: Option<&OAuthError>) -> Response {
             (
                 status,
                 format!(
-                    "Bearer realm=\"trustgate\", error=\"{}\", error_description=\"{description}\"",
+                    "{prefix}, error=\"{}\", error_description=\"{description}\"",
                     e.code.as_str()
                 ),
             )
@@ -294,6 +359,11 @@ fn bearer_challenge(error: Option<&OAuthError>) -> Response {
     *response.status_mut() = status;
     if let Ok(value) = HeaderValue::from_str(&challenge) {
         response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    if error.is_none() && scheme == Scheme::Bearer {
+        response
+            .headers_mut()
+            .append(WWW_AUTHENTICATE, HeaderValue::from_static(DPOP_CHALLENGE));
     }
     response
 }

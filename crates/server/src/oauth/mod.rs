@@ -133,6 +133,59 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     }
 }
 
+/// The request's `DPoP` header (RFC 9449 §4.1), if it sent one. Two of them, or one that is
+/// not visible ASCII, is `invalid_dpop_proof` (§4.3 check 1).
+#[derive(Debug)]
+pub(crate) struct DpopHeader(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for DpopHeader {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _: &S) -> Result<Self, Response> {
+        let mut values = parts.headers.get_all("dpop").iter();
+        let Some(value) = values.next() else {
+            return Ok(DpopHeader(None));
+        };
+        if values.next().is_some() {
+            return Err(oauth_error(
+                &OAuthError::invalid_dpop_proof("send one DPoP header"),
+                false,
+            ));
+        }
+        match value.to_str() {
+            Ok(proof) if !proof.trim().is_empty() => Ok(DpopHeader(Some(proof.trim().to_owned()))),
+            _ => Err(oauth_error(
+                &OAuthError::invalid_dpop_proof("the DPoP header is not a JWT"),
+                false,
+            )),
+        }
+    }
+}
+
+impl DpopHeader {
+    /// The proof, for the provider.
+    pub(crate) fn proof(&self) -> Option<trustgate_oauth::provider::DpopProof<'_>> {
+        self.0.as_deref().map(trustgate_oauth::provider::DpopProof)
+    }
+}
+
+/// Adds a fresh `DPoP-Nonce` (RFC 9449 §8) to the answer to a request that carried a proof,
+/// when the server requires nonces: on success so the client keeps a current one, and on
+/// `use_dpop_nonce` because that is how the client learns it.
+pub(crate) fn with_dpop_nonce(
+    mut response: Response,
+    state: &AppState,
+    dpop: &DpopHeader,
+) -> Response {
+    if dpop.0.is_some()
+        && let Some(nonce) = state.oauth.dpop_nonce()
+        && let Ok(value) = HeaderValue::from_str(&nonce)
+    {
+        response.headers_mut().insert("dpop-nonce", value);
+    }
+    response
+}
+
 /// The client credentials a request presents.
 pub(crate) fn credentials(
     headers: &HeaderMap,

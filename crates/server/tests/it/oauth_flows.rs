@@ -2016,7 +2016,113 @@ async fn discovery_and_jwks(db: TestDatabase) {
     }
 }
 
+/// DPoP over HTTP (RFC 9449 §5, §7.1, §8): the nonce comes in `DPoP-Nonce` with
+/// `use_dpop_nonce` and with every answer to a proof; one `DPoP` header only; userinfo offers
+/// both schemes and answers a bound token used as bearer with `invalid_token`.
+async fn dpop_nonces_and_challenges_over_http(db: TestDatabase) {
+    let op = op(&db).await;
+    let service = register(&op, "Service", |r| {
+        r.redirect_uris.clear();
+        r.grant_types = vec![GrantType::ClientCredentials];
+        r.scopes = vec!["reports:read".into()];
+    })
+    .await;
+    let key = trustgate_testkit::dpop::DpopKey::generate();
+    let htu = format!("{ORIGIN}/oauth2/token");
+    let now = || op.clock.now().unix_timestamp();
+    let basic = STANDARD.encode(format!("{}:{}", enc(&service.id), enc(&service.secret)));
+    let send = |proofs: Vec<String>| {
+        let mut request = http::Request::post("/oauth2/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", format!("Basic {basic}"));
+        for proof in proofs {
+            request = request.header("dpop", proof);
+        }
+        let op = &op;
+        async move {
+            Browser::default()
+                .send(
+                    op,
+                    request,
+                    axum::body::Body::from("grant_type=client_credentials"),
+                )
+                .await
+        }
+    };
+    let first = send(vec![key.proof("POST", &htu, now(), json!({}))]).await;
+    assert_eq!(first.status, StatusCode::BAD_REQUEST, "{}", first.body);
+    assert!(first.body.contains("use_dpop_nonce"), "{}", first.body);
+    let nonce = first.headers["dpop-nonce"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let second = send(vec![key.proof(
+        "POST",
+        &htu,
+        now(),
+        json!({ "nonce": nonce }),
+    )])
+    .await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    assert!(
+        second.headers.contains_key("dpop-nonce"),
+        "a fresh nonce with the answer"
+    );
+    let body: Value = serde_json::from_str(&second.body).expect("json");
+    assert_eq!(body["token_type"], "DPoP");
+    let twice = send(vec![
+        key.proof("POST", &htu, now(), json!({ "nonce": nonce })),
+        key.proof("POST", &htu, now(), json!({ "nonce": nonce })),
+    ])
+    .await;
+    assert_eq!(twice.status, StatusCode::BAD_REQUEST);
+    assert!(twice.body.contains("invalid_dpop_proof"), "{}", twice.body);
+
+    // Userinfo without a token: both schemes offered.
+    let anonymous = Browser::default()
+        .send(
+            &op,
+            http::Request::get("/oidc/userinfo"),
+            axum::body::Body::empty(),
+        )
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let offered: Vec<&str> = anonymous
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    assert!(
+        offered.iter().any(|c| c.starts_with("Bearer ")),
+        "{offered:?}"
+    );
+    assert!(
+        offered
+            .iter()
+            .any(|c| c.starts_with("DPoP ") && c.contains("algs=")),
+        "{offered:?}"
+    );
+    // The DPoP scheme without a proof is a DPoP error.
+    let no_proof = Browser::default()
+        .send(
+            &op,
+            http::Request::get("/oidc/userinfo").header("authorization", "DPoP a.b.c"),
+            axum::body::Body::empty(),
+        )
+        .await;
+    assert_eq!(no_proof.status, StatusCode::UNAUTHORIZED);
+    let challenge = no_proof.headers["www-authenticate"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        challenge.starts_with("DPoP ") && challenge.contains("invalid_dpop_proof"),
+        "{challenge}"
+    );
+}
+
 test_on_both_backends!(
+    dpop_nonces_and_challenges_over_http,
     code_reuse_is_invalid_grant_and_revokes_the_tokens,
     authorization_request_errors_go_where_they_may,
     prompt_none_and_max_age,

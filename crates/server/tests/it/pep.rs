@@ -19,14 +19,16 @@ use trustgate_core::{Clock, Secret};
 use trustgate_oauth::clients::GrantType;
 use trustgate_pep::{
     Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionRecord, DecisionSink,
-    HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier, MemorySink, Pep,
-    Principal, Reason, RevisionFeed, RouteTable, Rule, SessionCookie, StepUp,
+    DpopConfig, DpopVerifier, HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig,
+    JwtVerifier, MemorySink, Pep, Principal, Reason, RevisionFeed, RouteTable, Rule, SessionCookie,
+    StepUp,
 };
 use trustgate_server::pep::{AccountsSessionResolver, AuditSink, InProcessDecisionPoint};
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
 use trustgate_store_api::KeyOwner;
-use trustgate_tokens::{AccessTokenClaims, Algorithm, Audience};
+use trustgate_testkit::dpop::{DpopKey, ath as dpop_ath};
+use trustgate_tokens::{AccessTokenClaims, Algorithm, Audience, Confirmation};
 
 use crate::common::browser::Browser;
 use crate::oauth_flows::{Op, PASSWORD, Registered, op, register};
@@ -202,6 +204,7 @@ impl Trustgate {
             act: None,
             may_act: None,
             key_id: None,
+            cnf: None,
         };
         edit(&mut claims);
         self.op
@@ -255,6 +258,10 @@ impl Trustgate {
                 resolver: Arc::new(AccountsSessionResolver::new(self.op.state.accounts.clone())),
             }),
             jwt_liveness: None,
+            dpop: Some(DpopVerifier::new(
+                DpopConfig::for_origin(self.base.clone()),
+                Arc::new(self.op.clock.clone()),
+            )),
         }
     }
 
@@ -1292,7 +1299,139 @@ async fn revocations_empty_introspection_caches_through_the_feed(db: TestDatabas
     );
 }
 
+/// RFC 9449 §7 at the layer: a DPoP-bound token only with a proof by its key, for this request
+/// and this token, once; never as a bearer token. An unbound token never with the DPoP scheme.
+async fn dpop_bound_tokens_need_a_fresh_proof_by_their_key(db: TestDatabase) {
+    let tg = trustgate(&db).await;
+    tg.write(&[("user:alice", "viewer", "course:1")]).await;
+    let records = Arc::new(Records::default());
+    let app = tg.app(tg.http_pdp(), records.clone());
+    let mut n = 0;
+    let key = DpopKey::generate();
+    let bound = tg.token("alice", |c| {
+        c.cnf = Some(Confirmation::dpop(key.thumbprint()))
+    });
+    let url = tg.base.join("courses/1").expect("url");
+    let proof = |by: &DpopKey, htu: &str, token: &str| {
+        by.proof("GET", htu, tg.now(), json!({ "ath": dpop_ath(token) }))
+    };
+    let dpop = |token: &str| format!("DPoP {token}");
+    let refused = |a: &Answer, records: &Records, n: &mut usize, reason: Reason| {
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{:?}", a.body);
+        assert_eq!(last(records, n).reason, reason);
+    };
+
+    let a = call(&app, "/courses/1", &[("authorization", &bearer(&bound))]).await;
+    refused(
+        &a,
+        &records,
+        &mut n,
+        Reason::InvalidToken {
+            why: "dpop_bound_token_as_bearer".into(),
+        },
+    );
+
+    let good = proof(&key, url.as_str(), &bound);
+    let scheme = dpop(&bound);
+    let refs = [("authorization", scheme.as_str()), ("dpop", good.as_str())];
+    let a = call(&app, "/courses/1", &refs).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["cnf"]["jkt"], key.thumbprint().as_str());
+    last(&records, &mut n);
+
+    // The same proof again: replayed.
+    let a = call(&app, "/courses/1", &refs).await;
+    refused(
+        &a,
+        &records,
+        &mut n,
+        Reason::InvalidDpopProof {
+            why: "dpop_proof_replayed".into(),
+        },
+    );
+    let challenge = a.challenge.expect("challenge");
+    assert!(
+        challenge.starts_with("DPoP realm=\"learning\", algs=")
+            && challenge.contains("error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
+
+    let other = DpopKey::generate();
+    let cases = [
+        (
+            proof(&other, url.as_str(), &bound),
+            Reason::InvalidToken {
+                why: "dpop_key_mismatch".into(),
+            },
+        ),
+        (
+            proof(
+                &key,
+                tg.base.join("courses/2").expect("url").as_str(),
+                &bound,
+            ),
+            Reason::InvalidDpopProof {
+                why: "dpop_proof_htu_wrong".into(),
+            },
+        ),
+        (
+            proof(&key, url.as_str(), "another token"),
+            Reason::InvalidDpopProof {
+                why: "dpop_proof_ath_wrong".into(),
+            },
+        ),
+        (
+            key.proof(
+                "GET",
+                url.as_str(),
+                tg.now() - 120,
+                json!({ "ath": dpop_ath(&bound) }),
+            ),
+            Reason::InvalidDpopProof {
+                why: "dpop_proof_stale".into(),
+            },
+        ),
+    ];
+    for (bad, reason) in cases {
+        let a = call(
+            &app,
+            "/courses/1",
+            &[("authorization", &dpop(&bound)), ("dpop", &bad)],
+        )
+        .await;
+        refused(&a, &records, &mut n, reason);
+    }
+    let a = call(&app, "/courses/1", &[("authorization", &dpop(&bound))]).await;
+    refused(
+        &a,
+        &records,
+        &mut n,
+        Reason::InvalidDpopProof {
+            why: "dpop_proof_missing".into(),
+        },
+    );
+
+    // An unbound token with the DPoP scheme, even with a good proof: refused.
+    let plain = tg.token("alice", |_| {});
+    let fresh = proof(&key, url.as_str(), &plain);
+    let a = call(
+        &app,
+        "/courses/1",
+        &[("authorization", &dpop(&plain)), ("dpop", &fresh)],
+    )
+    .await;
+    refused(
+        &a,
+        &records,
+        &mut n,
+        Reason::InvalidToken {
+            why: "token_not_dpop_bound".into(),
+        },
+    );
+}
+
 test_on_both_backends!(
+    dpop_bound_tokens_need_a_fresh_proof_by_their_key,
     the_layer_authenticates_authorizes_and_answers,
     decisions_are_cached_until_the_store_changes,
     the_watch_stream_needs_a_reader_and_a_store,

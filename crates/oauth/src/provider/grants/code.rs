@@ -13,8 +13,8 @@ use crate::{OAuthError, pkce};
 
 impl Provider {
     /// `authorization_code`: redeems the code exactly once (a replay revokes the grant the first
-    /// redemption created), checks client, expiry, redirect URI and the PKCE verifier, and
-    /// creates the grant.
+    /// redemption created), checks client, expiry, redirect URI, the PKCE verifier and the
+    /// DPoP key the code is bound to (`dpop_jkt`), and creates the grant.
     pub(in crate::provider) async fn exchange_code(
         &self,
         req: &TokenRequest<'_>,
@@ -74,6 +74,9 @@ impl Provider {
             .ok_or_else(|| OAuthError::invalid_grant("code_verifier is required (PKCE)"))?;
         if !pkce::verify(verifier, &detail.code_challenge) {
             return Err(OAuthError::invalid_grant("code_verifier does not match"));
+        }
+        if let Some(jkt) = &detail.dpop_jkt {
+            req.require_dpop_key(jkt, "authorization code")?;
         }
         let scope = Scope::parse(&detail.scope)?;
         self.issue_new_grant(

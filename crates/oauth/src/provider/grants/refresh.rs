@@ -6,14 +6,16 @@ use trustgate_core::TokenDigest;
 use trustgate_core::secret::generate_token;
 use trustgate_store_api::RefreshRotation;
 
+use crate::provider::detail::{GrantDetail, StoredDetail};
 use crate::provider::token::TokenRequest;
 use crate::provider::{Provider, TokenResponse, client_detail};
 use crate::scope::Scope;
 use crate::{ErrorCode, OAuthError};
 
 impl Provider {
-    /// `refresh_token`: the scope may narrow, never widen; the token rotates under
-    /// [`crate::refresh::rotation_step`] (a reuse after the grace period revokes the grant).
+    /// `refresh_token`: the scope may narrow, never widen; a token bound to a DPoP key needs a
+    /// proof by that key; the token rotates under [`crate::refresh::rotation_step`] (a reuse
+    /// after the grace period revokes the grant).
     pub(in crate::provider) async fn refresh(
         &self,
         req: &TokenRequest<'_>,
@@ -34,6 +36,11 @@ impl Provider {
             return Err(OAuthError::invalid_grant(
                 "the refresh token was issued to another client",
             ));
+        }
+        // Before the rotation: whoever holds the token without its key neither refreshes nor
+        // rotates it (which would make the owner's next refresh look like a reuse).
+        if let Some(jkt) = GrantDetail::from_detail(&grant.detail)?.dpop_jkt {
+            req.require_dpop_key(&jkt, "refresh token")?;
         }
         let granted = Scope::parse(&grant.scope)?;
         let scope = match params.get("scope") {
