@@ -100,6 +100,10 @@ audit_kinds! {
     ServiceAccountEnabled = "service_account_enabled", Recorded;
     /// A service account was deleted with its keys and roles.
     ServiceAccountDeleted = "service_account_deleted", Recorded;
+    /// A client-certificate name (SPIFFE ID or subject DN) was bound to a service account.
+    CertificateBound = "certificate_bound", Recorded;
+    /// A client-certificate name was unbound from a service account.
+    CertificateUnbound = "certificate_unbound", Recorded;
     /// An API key or personal access token was issued.
     ApiKeyCreated = "api_key_created", Recorded;
     /// An API key was rotated (the old one lives until the overlap ends).

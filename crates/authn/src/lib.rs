@@ -17,6 +17,7 @@
 //! | [`totp`] | second factor: TOTP codes with replay protection ([`TotpSecret`]) and single-use recovery codes | RFC 6238, RFC 4226; ASVS V2.8 |
 //! | [`throttle`] | growing delays after failures, per account and per client IP ([`LoginThrottle`]), per session and per client IP for device user codes ([`DeviceCodeThrottle`]); counts shared by every replica through the database ([`StoreFailureCounter`]) | ASVS 2.2.1, RFC 8628 §5.1 |
 //! | [`api_keys`] | API keys and personal access tokens → the owner's principal and the key's scopes: checksummed format, digest-only lookup, a cache that every replica drops within a poll of the credential epoch, per-key rate limits, batched last use ([`ApiKeys`](api_keys::ApiKeys)) | RFC 6750 (the transport's) |
+//! | [`certificates`] | a client certificate the listener verified (mutual TLS) → its SPIFFE ID, its subject DN (RFC 4514) and its `x5t#S256` thumbprint ([`identify`](certificates::identify)) | SPIFFE X.509-SVID, RFC 4514, RFC 8705 |
 //! | [`session_token`] | a fresh opaque session id and the digest under which it is stored | ASVS V3.2 |
 //! | [`accounts`] | the service over storage: users, login with a second factor, sessions, step-up, self-service changes, audit ([`Accounts`](accounts::Accounts)) | ASVS V2, V3, V7 |
 //!
@@ -54,6 +55,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod certificates;
 pub mod password;
 pub mod session_token;
 pub mod throttle;

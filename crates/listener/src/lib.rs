@@ -30,6 +30,10 @@
 //!   incident). ALPN picks HTTP/2 (at most 100 concurrent streams per connection) or HTTP/1.1.
 //!   HTTPS responses carry `Strict-Transport-Security` (also those a trusted proxy reports as
 //!   HTTPS).
+//! - **Mutual TLS** ([`mtls`]). A [`Transport::mutual`] listener requires a client certificate
+//!   that chains to the configured CA bundles and is not revoked by the configured CRLs (both
+//!   reloaded on change); a refused handshake is logged at info with the reason, and every
+//!   request of an accepted connection carries the client's chain ([`mtls::PeerCertificates`]).
 //! - **Upgrades.** HTTP/1.1 connections may switch protocols (the gateway passes WebSocket
 //!   through); a connection that did is no longer watched for timeouts nor counted against the
 //!   caps: its bytes belong to whoever took the upgrade.
@@ -40,6 +44,7 @@
 //! Handlers see `ConnectInfo<SocketAddr>` (the peer) and [`ClientAddress`] (the client, as the
 //! trusted proxies tell it: `trustgate_core::net::TrustedProxies`), inserted into every request.
 
+pub mod mtls;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -109,6 +114,9 @@ pub struct Transport {
     pub hsts: Option<HeaderValue>,
     /// Whose forwarding headers are believed.
     pub proxies: Arc<TrustedProxies>,
+    /// The TLS acceptor requires client certificates (mutual TLS): each request carries the
+    /// client's chain as [`mtls::PeerCertificates`].
+    pub mutual: bool,
 }
 
 impl Transport {
@@ -125,6 +133,28 @@ impl Transport {
                 .hsts()
                 .and_then(|value| HeaderValue::try_from(value).ok()),
             proxies: Arc::new(proxies),
+            mutual: false,
+        })
+    }
+
+    /// A mutual-TLS listener: TLS with `certificate`, requiring client certificates that
+    /// `clients` accepts.
+    pub fn mutual(
+        certificate: Arc<tls::ReloadingCertificate>,
+        clients: Arc<mtls::ReloadingClientVerifier>,
+        config: &tls::TlsConfig,
+        proxies: TrustedProxies,
+    ) -> Result<Self, tls::TlsError> {
+        Ok(Transport {
+            tls: Some(tokio_rustls::TlsAcceptor::from(tls::mtls_server_config(
+                certificate,
+                clients,
+            )?)),
+            hsts: config
+                .hsts()
+                .and_then(|value| HeaderValue::try_from(value).ok()),
+            proxies: Arc::new(proxies),
+            mutual: true,
         })
     }
 }
@@ -154,6 +184,7 @@ impl std::fmt::Debug for Transport {
             .field("tls", &self.tls.is_some())
             .field("hsts", &self.hsts)
             .field("proxies", &self.proxies)
+            .field("mutual", &self.mutual)
             .finish()
     }
 }
@@ -483,20 +514,21 @@ async fn serve_connection(
     // Released when this task ends, aborted or not.
     let _permit = permit;
     let watch = Arc::new(ConnectionWatch::new(settings));
-    let service = |tls: bool| ConnectionService {
+    let service = |tls: bool, certificates: Option<mtls::PeerCertificates>| ConnectionService {
         app,
         peer,
         tls,
         hsts: transport.hsts.clone(),
         proxies: Arc::clone(&transport.proxies),
         watch: Arc::clone(&watch),
+        certificates,
     };
     let Some(acceptor) = &transport.tls else {
         let io = WatchedIo {
             inner: stream,
             watch: Arc::clone(&watch),
         };
-        return drive(io, false, service(false), &watch, stop, peer).await;
+        return drive(io, false, service(false, None), &watch, stop, peer).await;
     };
     // The handshake spends the header-read budget of the accept.
     let handshake = tokio::select! {
@@ -508,16 +540,30 @@ async fn serve_connection(
         Ok(stream) => stream,
         Err(e) => {
             metrics::counter!("http_tls_handshake_failures_total").increment(1);
-            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+            if transport.mutual {
+                // Who was refused, and why (no certificate, expired, unknown CA, revoked):
+                // operators of mutual TLS need to see it.
+                tracing::info!(error = %e, %peer, "mutual TLS handshake refused");
+            } else {
+                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+            }
             return;
         }
     };
     let h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+    let certificates = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .filter(|chain| transport.mutual && !chain.is_empty())
+        .map(|chain| {
+            mtls::PeerCertificates(chain.iter().map(|c| c.clone().into_owned()).collect())
+        });
     let io = WatchedIo {
         inner: stream,
         watch: Arc::clone(&watch),
     };
-    drive(io, h2, service(true), &watch, stop, peer).await;
+    drive(io, h2, service(true, certificates), &watch, stop, peer).await;
 }
 
 /// Serves requests on an established connection until it ends, times out or is drained.
@@ -785,6 +831,7 @@ struct ConnectionService {
     hsts: Option<HeaderValue>,
     proxies: Arc<TrustedProxies>,
     watch: Arc<ConnectionWatch>,
+    certificates: Option<mtls::PeerCertificates>,
 }
 
 type ResponseFuture =
@@ -808,6 +855,9 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
         );
         request.extensions_mut().insert(ConnectInfo(self.peer));
         request.extensions_mut().insert(ClientAddress(client));
+        if let Some(certificates) = &self.certificates {
+            request.extensions_mut().insert(certificates.clone());
+        }
         let in_flight = self.watch.request_started();
         let app = self.app.clone();
         let hsts = self.hsts.clone().filter(|_| client.https);

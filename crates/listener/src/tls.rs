@@ -146,12 +146,12 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// What a file looked like when it was last loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
     // `metadata` follows symlinks: a swapped link target is a change.
     let meta = std::fs::metadata(path).ok()?;
     Some(Stamp {
@@ -215,7 +215,7 @@ impl ResolvesServerCert for ReloadingCertificate {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.to_path_buf(),
         source,
@@ -274,12 +274,62 @@ pub fn acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(server_config(certificate)?))
 }
 
-/// Reloads `certificate` on SIGHUP and when its files change (checked every `every`), until
-/// the returned task is aborted. Failures are logged; the running pair stays.
-pub fn watch(
+/// [`server_config`] that requires a client certificate `clients` accepts (mutual TLS).
+pub fn mtls_server_config(
     certificate: Arc<ReloadingCertificate>,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
+    clients: Arc<crate::mtls::ReloadingClientVerifier>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(clients)
+        .with_cert_resolver(certificate);
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Files that can be read again without a restart: a certificate and its key, or the CA
+/// bundles and CRLs of client certificates.
+pub trait Reloadable: Send + Sync + 'static {
+    /// Whether a file changed since it was last loaded.
+    fn changed(&self) -> bool;
+    /// Reads the files again; the running state stays when they do not load.
+    fn reload(&self) -> Result<(), TlsError>;
+    /// The files, for log lines.
+    fn describe(&self) -> String;
+}
+
+impl Reloadable for ReloadingCertificate {
+    fn changed(&self) -> bool {
+        ReloadingCertificate::changed(self)
+    }
+
+    fn reload(&self) -> Result<(), TlsError> {
+        ReloadingCertificate::reload(self)
+    }
+
+    fn describe(&self) -> String {
+        self.cert_file.display().to_string()
+    }
+}
+
+impl Reloadable for crate::mtls::ReloadingClientVerifier {
+    fn changed(&self) -> bool {
+        crate::mtls::ReloadingClientVerifier::changed(self)
+    }
+
+    fn reload(&self) -> Result<(), TlsError> {
+        crate::mtls::ReloadingClientVerifier::reload(self)
+    }
+
+    fn describe(&self) -> String {
+        crate::mtls::ReloadingClientVerifier::describe(self)
+    }
+}
+
+/// Reloads `certificate` (or any [`Reloadable`]) on SIGHUP and when its files change (checked
+/// every `every`), until the returned task is aborted. Failures are logged; what runs stays.
+pub fn watch<R: Reloadable>(certificate: Arc<R>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         #[cfg(unix)]
         let mut hangup =
@@ -307,14 +357,14 @@ pub fn watch(
             };
             match certificate.reload() {
                 Ok(()) => tracing::info!(
-                    cert = %certificate.cert_file.display(),
+                    files = %certificate.describe(),
                     trigger = why,
-                    "TLS certificate reloaded"
+                    "TLS files reloaded"
                 ),
                 Err(e) => tracing::error!(
                     error = %e,
                     trigger = why,
-                    "TLS certificate not reloaded; the current one stays in use"
+                    "TLS files not reloaded; the current ones stay in use"
                 ),
             }
         }

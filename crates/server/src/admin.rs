@@ -33,8 +33,9 @@ async fn whoami(caller: Caller) -> Json<Value> {
         "subject": caller.subject(),
         "name": caller.display_name,
         "kind": caller.kind,
-        "key_id": caller.identity.key_id,
-        "scopes": caller.identity.scopes,
+        "key_id": caller.key_id(),
+        "scopes": caller.key.as_ref().map(|k| &k.identity.scopes),
+        "certificate": caller.certificate,
     }))
 }
 

@@ -7,7 +7,10 @@
 //! | `GET /admin/v1/service-accounts?after=&limit=` | `{"service_accounts": [...], "next"}` |
 //! | `GET /admin/v1/service-accounts/{id}` | the account with its `roles` |
 //! | `POST /admin/v1/service-accounts/{id}/disable`, `/enable` | its keys stop (start) at once |
-//! | `DELETE /admin/v1/service-accounts/{id}` | 204; its keys and roles go with it |
+//! | `DELETE /admin/v1/service-accounts/{id}` | 204; its keys, certificate names and roles go with it |
+//! | `GET /admin/v1/service-accounts/{id}/certificates` | `{"certificates": [{kind, name, created_at}]}` |
+//! | `POST /admin/v1/service-accounts/{id}/certificates` | `{spiffe_id}` or `{subject_dn}` (RFC 4514, as `openssl x509 -noout -subject -nameopt RFC2253` prints it) → 201 (200 if bound already); a client certificate naming it on the mutual-TLS listener is this account; 409 `certificate_name_taken` if another account has it |
+//! | `DELETE /admin/v1/service-accounts/{id}/certificates?spiffe_id=` or `?subject_dn=` | 204 |
 //! | `POST /admin/v1/service-accounts/{id}/api-keys` | `{scopes, description?, expires_in_secs?, rate_limit_per_minute?}` → 201 `{"key": "tg_…", "api_key": {...}}`, the key shown this once |
 //! | `GET /admin/v1/api-keys?service=&user=` | `{"api_keys": [...]}` (never a secret) |
 //! | `GET /admin/v1/api-keys/{id}` | one key |
@@ -36,7 +39,8 @@ use trustgate_authn::api_keys::{IssuedKey, KeySpec};
 use trustgate_core::id::new_ulid;
 use trustgate_pdp::system::{Asker, KeyScopes, MAX_SCOPES, Role, parse_key_scopes};
 use trustgate_store_api::{
-    ApiKey, Conflict, KeyOwner, NewServiceAccount, ServiceAccount, StoreError,
+    ApiKey, CertificateNameKind, Conflict, KeyOwner, MAX_CERTIFICATE_NAME_BYTES, NewServiceAccount,
+    ServiceAccount, StoreError,
 };
 
 use crate::AppState;
@@ -70,6 +74,12 @@ pub fn router() -> Router<AppState> {
             post(enable_account),
         )
         .route("/admin/v1/service-accounts/{id}/api-keys", post(create_key))
+        .route(
+            "/admin/v1/service-accounts/{id}/certificates",
+            get(list_certificates)
+                .post(bind_certificate)
+                .delete(unbind_certificate),
+        )
         .route("/admin/v1/api-keys", get(list_keys))
         .route("/admin/v1/api-keys/{id}", get(get_key).delete(revoke_key))
         .route("/admin/v1/api-keys/{id}/rotate", post(rotate_key))
@@ -352,6 +362,145 @@ async fn delete_account(
         &admin,
         &ctx,
         detail(&[("service_account", json!(id))]),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A certificate name in a body or a query: exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificateName {
+    #[serde(default)]
+    spiffe_id: Option<String>,
+    #[serde(default)]
+    subject_dn: Option<String>,
+}
+
+impl CertificateName {
+    fn checked(self) -> Result<(CertificateNameKind, String), ApiError> {
+        let invalid = |message: &str| ApiError::bad_request("invalid_certificate_name", message);
+        match (self.spiffe_id, self.subject_dn) {
+            (Some(id), None) if trustgate_authn::certificates::is_spiffe_id(&id) => {
+                Ok((CertificateNameKind::SpiffeId, id))
+            }
+            (Some(_), None) => Err(invalid(
+                "spiffe_id must be a SPIFFE ID: spiffe://<trust domain>/<path>, lower-case trust \
+                 domain, no port, query or fragment",
+            )),
+            (None, Some(dn))
+                if !dn.trim().is_empty()
+                    && dn.len() <= MAX_CERTIFICATE_NAME_BYTES
+                    && !dn.contains('\0') =>
+            {
+                Ok((CertificateNameKind::SubjectDn, dn))
+            }
+            (None, Some(_)) => Err(invalid(
+                "subject_dn must be an RFC 4514 distinguished name of at most 2048 bytes",
+            )),
+            _ => Err(invalid("give exactly one of spiffe_id and subject_dn")),
+        }
+    }
+}
+
+/// The audit detail of a certificate name's binding.
+fn certificate_detail(
+    account_id: &str,
+    kind: CertificateNameKind,
+    name: &str,
+) -> Map<String, Value> {
+    detail(&[
+        ("service_account", json!(account_id)),
+        ("kind", json!(kind.as_str())),
+        ("name", json!(name)),
+    ])
+}
+
+async fn list_certificates(
+    State(state): State<AppState>,
+    _admin: Authorized<SystemAdmin>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let account = account(&state, &id).await?;
+    let bound = state.store.certificate_bindings(&account.id).await?;
+    Ok(Json(json!({
+        "certificates": bound
+            .iter()
+            .map(|b| json!({
+                "kind": b.kind.as_str(),
+                "name": b.name,
+                "created_at": timestamp(b.created_at),
+            }))
+            .collect::<Vec<_>>(),
+    })))
+}
+
+async fn bind_certificate(
+    State(state): State<AppState>,
+    Authorized(admin, _): Authorized<SystemAdmin>,
+    ClientContext(ctx): ClientContext,
+    Path(id): Path<String>,
+    payload: Result<Json<CertificateName>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (kind, name) = body(payload)?.checked()?;
+    let bound = match state
+        .store
+        .bind_certificate(&id, kind, &name, state.clock.now())
+        .await
+    {
+        Ok(bound) => bound,
+        Err(StoreError::NotFound(_)) => return Err(account_not_found()),
+        Err(StoreError::Conflict(Conflict::CertificateNameTaken)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "certificate_name_taken",
+                "another service account has this certificate name",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if bound {
+        record_admin_event(
+            &state,
+            AuditKind::CertificateBound,
+            &admin,
+            &ctx,
+            certificate_detail(&id, kind, &name),
+        )
+        .await?;
+    }
+    let status = if bound {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({ "kind": kind.as_str(), "name": name, "service_account": id })),
+    ))
+}
+
+async fn unbind_certificate(
+    State(state): State<AppState>,
+    Authorized(admin, _): Authorized<SystemAdmin>,
+    ClientContext(ctx): ClientContext,
+    Path(id): Path<String>,
+    params: Result<Query<CertificateName>, QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let (kind, name) = query(params)?.checked()?;
+    if !state.store.unbind_certificate(&id, kind, &name).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the certificate name is not bound to this service account",
+        ));
+    }
+    record_admin_event(
+        &state,
+        AuditKind::CertificateUnbound,
+        &admin,
+        &ctx,
+        certificate_detail(&id, kind, &name),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -76,6 +76,8 @@ pub struct Services {
     pub pdp: trustgate_pdp::Pdp,
     /// API keys and personal access tokens (machine credentials).
     pub api_keys: ApiKeys,
+    /// Client certificates (mutual TLS) → the service accounts their names are bound to.
+    pub certificates: trustgate_authn::certificates::CertificateAccounts,
     /// trustgate's own permissions, decided by the PDP over the system store.
     pub access: trustgate_pdp::system::SystemAccess,
     /// Webhook subscriptions and the delivery outbox (webhooks, back-channel logout tokens);
@@ -228,6 +230,7 @@ impl AppState {
         .with_directory(store.clone());
         let access = pdp.system_access();
         access.install().await?;
+        let certificates = trustgate_authn::certificates::CertificateAccounts::new(store.clone());
         Ok(Self(Arc::new(Services {
             access,
             pdp,
@@ -238,6 +241,7 @@ impl AppState {
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
             api_keys,
+            certificates,
             auditor,
             chains,
             accounts,

@@ -3,7 +3,11 @@
 //! Two extractors, one per question:
 //! - [`Caller`] authenticates: an API key or personal access token from
 //!   `Authorization: Bearer <key>` or `X-API-Key: <key>`, verified by
-//!   [`trustgate_authn::api_keys::ApiKeys`] (this module only extracts). No credential, or an
+//!   [`trustgate_authn::api_keys::ApiKeys`] (this module only extracts); without one, on the
+//!   mutual-TLS listener, the client certificate the listener verified, resolved by
+//!   [`trustgate_authn::certificates::CertificateAccounts`] (the service account its SPIFFE ID or
+//!   subject DN is bound to; unbound: authenticated with no permissions; bound to a disabled
+//!   account: 401). No credential, or an
 //!   invalid one of any kind → 401 `unauthenticated` with `WWW-Authenticate: Bearer`; the key's
 //!   rate limit exhausted → 429 `rate_limited` with `Retry-After`; a credential in the query
 //!   string → 400 `credential_in_query` (query strings end up in proxy and browser logs; this
@@ -22,7 +26,9 @@ use axum::extract::{FromRequestParts, RawPathParams};
 use http::request::Parts;
 use trustgate_audit::{AuditKind, Event, Outcome};
 use trustgate_authn::api_keys::{KeyIdentity, KeyRefusal, MAX_KEY_BYTES};
+use trustgate_authn::certificates::{CertificateCaller, identify};
 use trustgate_core::Principal;
+use trustgate_listener::mtls::PeerCertificates;
 use trustgate_pdp::system::{Asker, Role, StoreRole, SystemRole};
 
 use crate::AppState;
@@ -37,7 +43,18 @@ const CREDENTIAL_PARAMS: [&str; 5] = ["api_key", "apikey", "api-key", "x-api-key
 /// An authenticated caller of a machine API.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// Who, and by which key.
+    /// Who.
+    principal: Principal,
+    /// The API key it called with, if it did (not with a client certificate).
+    pub key: Option<CallerKey>,
+    /// The `x5t#S256` of the client certificate it called with, if it did.
+    pub certificate: Option<String>,
+}
+
+/// The API key of a [`Caller`].
+#[derive(Debug, Clone)]
+pub struct CallerKey {
+    /// The owner and the key.
     pub identity: Arc<KeyIdentity>,
     /// The key's scopes, parsed (a stored scope this version does not know grants nothing).
     pub scopes: Arc<[Role]>,
@@ -47,22 +64,30 @@ impl std::ops::Deref for Caller {
     type Target = Principal;
 
     fn deref(&self) -> &Principal {
-        &self.identity.principal
+        &self.principal
     }
 }
 
 impl Caller {
-    /// The owner as a principal.
+    /// The owner (of the key, or of the certificate) as a principal.
     pub fn principal(&self) -> &Principal {
-        &self.identity.principal
+        &self.principal
+    }
+
+    /// The key id, if the caller used a key.
+    pub fn key_id(&self) -> Option<&str> {
+        self.key.as_ref().map(|k| k.identity.key_id.as_str())
     }
 
     /// The owner's subject `subject` (`service:<id>`, `user:<id>`) with the key, as the PDP
-    /// asks them.
+    /// asks them (a certificate has no scopes of its own: the owner's roles decide).
     pub fn asker<'a>(&'a self, subject: &'a str) -> Asker<'a> {
         Asker {
             subject,
-            key: Some((&self.identity.key_id, &self.scopes)),
+            key: self
+                .key
+                .as_ref()
+                .map(|k| (k.identity.key_id.as_str(), &*k.scopes)),
         }
     }
 }
@@ -115,8 +140,11 @@ impl FromRequestParts<AppState> for Caller {
                 "credentials are not accepted in the query string; send Authorization: Bearer <key> or X-API-Key: <key>",
             ));
         }
-        let key = presented_key(parts)
-            .ok_or_else(|| ApiError::unauthenticated("an API key is required"))?;
+        let Some(key) = presented_key(parts) else {
+            let caller = certificate_caller(parts, state).await?;
+            parts.extensions.insert(caller.clone());
+            return Ok(caller);
+        };
         let ip = request_context(parts).ip.map(|ip| ip.to_string());
         let identity = match state.api_keys.verify(key, ip.as_deref()).await {
             Ok(identity) => identity,
@@ -133,9 +161,38 @@ impl FromRequestParts<AppState> for Caller {
             .iter()
             .filter_map(|s| s.parse().ok())
             .collect();
-        let caller = Caller { identity, scopes };
+        let caller = Caller {
+            principal: identity.principal.clone(),
+            key: Some(CallerKey { identity, scopes }),
+            certificate: None,
+        };
         parts.extensions.insert(caller.clone());
         Ok(caller)
+    }
+}
+
+/// The caller a verified client certificate names (mutual-TLS listener only: elsewhere there
+/// is none, and the request needed an API key).
+async fn certificate_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let required = || ApiError::unauthenticated("an API key is required");
+    let der = parts
+        .extensions
+        .get::<PeerCertificates>()
+        .and_then(PeerCertificates::end_entity)
+        .ok_or_else(required)?;
+    let identity = identify(der)
+        .map_err(|_| ApiError::unauthenticated("the client certificate cannot be read"))?;
+    match state.certificates.resolve(&identity).await? {
+        CertificateCaller::Disabled => Err(ApiError::unauthenticated(
+            "the client certificate's service account is disabled",
+        )),
+        CertificateCaller::Account(principal) | CertificateCaller::Unbound(principal) => {
+            Ok(Caller {
+                principal,
+                key: None,
+                certificate: Some(identity.thumbprint),
+            })
+        }
     }
 }
 
@@ -235,7 +292,8 @@ impl<N: Needs> FromRequestParts<AppState> for Authorized<N> {
                 Event::new(AuditKind::AccessDenied, Outcome::Denied)
                     .actor(caller.principal().subject())
                     .detail("permission", role.to_string())
-                    .detail("key_id", caller.identity.key_id.clone())
+                    .detail("key_id", caller.key_id().map(str::to_owned))
+                    .detail("certificate", caller.certificate.clone())
                     .detail("path", parts.uri.path().to_owned()),
             )
             .await?;

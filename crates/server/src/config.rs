@@ -54,6 +54,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// TLS on the listener.
     pub tls: TlsConfig,
+    /// A second listener that requires client certificates (mutual TLS).
+    pub mtls: trustgate_listener::mtls::MtlsConfig,
     /// Database pool.
     pub database: DatabaseConfig,
     /// Relationship PDP limits.
@@ -525,6 +527,7 @@ impl Default for Config {
             secrets_key: None,
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
+            mtls: trustgate_listener::mtls::MtlsConfig::default(),
             database: DatabaseConfig::default(),
             authz: AuthzConfig::default(),
             pages: PagesConfig::default(),
@@ -751,6 +754,23 @@ pub struct Overrides {
     /// `--tls-cert` and `--tls-key`.
     #[serde(skip_serializing_if = "TlsOverrides::is_empty")]
     pub tls: TlsOverrides,
+    /// `--mtls-listen`.
+    #[serde(skip_serializing_if = "MtlsOverrides::is_empty")]
+    pub mtls: MtlsOverrides,
+}
+
+/// `--mtls-listen` (merged into `[mtls]`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MtlsOverrides {
+    /// `--mtls-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+impl MtlsOverrides {
+    fn is_empty(&self) -> bool {
+        self.listen.is_none()
+    }
 }
 
 /// `--tls-cert` and `--tls-key` (merged into `[tls]`).
@@ -799,6 +819,7 @@ const ENV_KEYS: &[&str] = &[
     "secrets_key",
     "http",
     "tls",
+    "mtls",
     "database",
     "authz",
     "pages",
@@ -863,6 +884,9 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(format!("database_url: {e}")))?;
         self.http.validate()?;
         self.tls.validate().map_err(ConfigError::Invalid)?;
+        self.mtls
+            .validate(self.tls.enabled())
+            .map_err(ConfigError::Invalid)?;
         trustgate_listener::refuse_plain_http(
             self.listen,
             self.tls.enabled(),

@@ -70,6 +70,11 @@ pub struct Server {
     state: AppState,
     listener: TcpListener,
     certificate: Option<Arc<trustgate_listener::tls::ReloadingCertificate>>,
+    /// The mutual-TLS listener and its client-certificate verifier, when configured.
+    mutual: Option<(
+        TcpListener,
+        Arc<trustgate_listener::mtls::ReloadingClientVerifier>,
+    )>,
     bootstrap: Bootstrap,
 }
 
@@ -128,8 +133,16 @@ impl Server {
                 "readable by others: it holds secrets or the database; chmod go-rwx it"
             );
         }
-        // Before the socket is bound: a certificate that does not load fails the start.
+        // Before the socket is bound: a certificate (or a CA bundle, a CRL) that does not load
+        // fails the start.
         let certificate = config.tls.load()?;
+        let clients = match config.mtls.listen {
+            Some(_) => Some(trustgate_listener::mtls::ReloadingClientVerifier::load(
+                &config.mtls.ca_files,
+                &config.mtls.crl_files,
+            )?),
+            None => None,
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -137,6 +150,15 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
+        let mutual = match (config.mtls.listen, clients) {
+            (Some(addr), Some(clients)) => Some((
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Listen { addr, source })?,
+                clients,
+            )),
+            _ => None,
+        };
         let mut config = config;
         if config.oauth.issuer.is_none() && config.pages.public_origin.is_none() {
             // Port 0 means "any": the issuer must name the port actually bound.
@@ -149,8 +171,17 @@ impl Server {
             state,
             listener,
             certificate,
+            mutual,
             bootstrap,
         })
+    }
+
+    /// The bound address of the mutual-TLS listener, if there is one.
+    pub fn mtls_local_addr(&self) -> Result<Option<SocketAddr>, StartError> {
+        self.mutual
+            .as_ref()
+            .map(|(listener, _)| listener.local_addr().map_err(StartError::Serve))
+            .transpose()
     }
 
     /// The bound address (useful with port 0).
@@ -182,6 +213,15 @@ impl Server {
             &self.state.config.tls,
             self.state.config.http.trusted_proxies()?,
         )?;
+        let mutual = match (&self.mutual, &self.certificate) {
+            (Some((_, clients)), Some(certificate)) => Some(crate::listener::Transport::mutual(
+                certificate.clone(),
+                clients.clone(),
+                &self.state.config.tls,
+                self.state.config.http.trusted_proxies()?,
+            )?),
+            _ => None,
+        };
         let store = self.state.store.clone();
         let auditor = self.state.auditor.clone();
         let api_keys = self.state.api_keys.clone();
@@ -216,14 +256,39 @@ impl Server {
                 Duration::from_secs(self.state.config.tls.reload_check_secs),
             )
         });
+        let reload_every = Duration::from_secs(self.state.config.tls.reload_check_secs);
         let stopping = self.state.stopping.clone();
+        let mut stopped = stopping.subscribe();
         let app = router(self.state);
+        // The mutual-TLS listener serves the same routes, with its own connection caps, and
+        // stops with the main one.
+        let mutual_listener = match (self.mutual, mutual) {
+            (Some((listener, clients)), Some(transport)) => {
+                let watch = trustgate_listener::tls::watch(clients, reload_every);
+                let served = tokio::spawn(crate::listener::serve(
+                    listener,
+                    app.clone(),
+                    settings,
+                    transport,
+                    async move {
+                        let _ = stopped.wait_for(|stopping| *stopping).await;
+                    },
+                    grace,
+                ));
+                Some((served, watch))
+            }
+            _ => None,
+        };
         let signal = async move {
             shutdown.await;
             stopping.send_replace(true);
             tracing::info!("shutdown requested; draining in-flight requests");
         };
         crate::listener::serve(self.listener, app, settings, transport, signal, grace).await;
+        if let Some((served, watch)) = mutual_listener {
+            let _ = served.await;
+            watch.abort();
+        }
         if let Some(task) = certificate_watch {
             task.abort();
         }

@@ -156,6 +156,9 @@ pub enum Conflict {
     /// The service token is registered to another service account.
     #[error("token is registered to another account")]
     TokenOwnedElsewhere,
+    /// The certificate name is bound to another service account.
+    #[error("certificate name is bound to another account")]
+    CertificateNameTaken,
     /// The service account name is taken.
     #[error("service account name is already taken")]
     ServiceNameTaken,

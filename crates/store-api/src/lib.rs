@@ -77,8 +77,9 @@ pub use relationships::{
     TupleSnapshot, TupleWriteError, WriteOptions, WriteOutcome,
 };
 pub use service_accounts::{
-    ApiKey, ApiKeyStore, EnsuredKey, KeyOwner, KeyUse, NewApiKey, NewServiceAccount,
-    SYSTEM_STORE_ID, ServiceAccount, ServiceAccountPage, ServiceAccountStore, VerifiedKey,
+    ApiKey, ApiKeyStore, CertificateBinding, CertificateNameKind, EnsuredKey, KeyOwner, KeyUse,
+    MAX_CERTIFICATE_NAME_BYTES, NewApiKey, NewServiceAccount, SYSTEM_STORE_ID, ServiceAccount,
+    ServiceAccountPage, ServiceAccountStore, VerifiedKey,
 };
 pub use webhooks::{
     AttemptResult, ClaimedDelivery, Delivery, DeliveryKind, DeliveryPage, DeliveryState,

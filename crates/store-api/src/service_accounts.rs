@@ -162,6 +162,54 @@ pub struct EnsuredKey {
     pub key_created: bool,
 }
 
+/// What a client certificate (mutual TLS) is matched by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertificateNameKind {
+    /// The certificate's SPIFFE ID (`spiffe://trust-domain/path`).
+    SpiffeId,
+    /// The certificate's subject, RFC 4514.
+    SubjectDn,
+}
+
+impl CertificateNameKind {
+    /// The stored spelling (`spiffe_id`, `subject_dn`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateNameKind::SpiffeId => "spiffe_id",
+            CertificateNameKind::SubjectDn => "subject_dn",
+        }
+    }
+}
+
+impl std::str::FromStr for CertificateNameKind {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "spiffe_id" => Ok(CertificateNameKind::SpiffeId),
+            "subject_dn" => Ok(CertificateNameKind::SubjectDn),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The longest certificate name stored (a SPIFFE ID is at most 2048 bytes).
+pub const MAX_CERTIFICATE_NAME_BYTES: usize = 2048;
+
+/// A certificate name bound to a service account: a client certificate naming it authenticates
+/// as the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateBinding {
+    /// How the certificate is matched.
+    pub kind: CertificateNameKind,
+    /// The SPIFFE ID or subject DN.
+    pub name: String,
+    /// The account.
+    pub account_id: String,
+    /// When it was bound.
+    pub created_at: OffsetDateTime,
+}
+
 /// Storage of service accounts.
 #[async_trait]
 pub trait ServiceAccountStore: std::fmt::Debug + Send + Sync {
@@ -208,6 +256,40 @@ pub trait ServiceAccountStore: std::fmt::Debug + Send + Sync {
         key: &NewApiKey<'_>,
         now: OffsetDateTime,
     ) -> Result<EnsuredKey, StoreError>;
+
+    /// Binds the certificate name (1 to [`MAX_CERTIFICATE_NAME_BYTES`] bytes) to the account
+    /// and advances the credential epoch: `true` if bound now, `false` if it was bound to this
+    /// account already. [`crate::Conflict::CertificateNameTaken`] if another account has it,
+    /// [`StoreError::NotFound`] if there is no such account.
+    async fn bind_certificate(
+        &self,
+        account_id: &str,
+        kind: CertificateNameKind,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Unbinds the name from the account and advances the credential epoch; `false` if it was
+    /// not bound to it.
+    async fn unbind_certificate(
+        &self,
+        account_id: &str,
+        kind: CertificateNameKind,
+        name: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// The names bound to the account, by kind then name.
+    async fn certificate_bindings(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<CertificateBinding>, StoreError>;
+
+    /// The account the name is bound to (enabled or not: the caller checks).
+    async fn certificate_account(
+        &self,
+        kind: CertificateNameKind,
+        name: &str,
+    ) -> Result<Option<ServiceAccount>, StoreError>;
 }
 
 /// Storage of API keys and personal access tokens.

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod api_keys;
+mod certificates;
 mod password;
 mod second_factor;
 mod throttle;

@@ -129,6 +129,11 @@ pub struct ServerArgs {
     /// PEM private key of --tls-cert [env: TRUSTGATE_TLS__KEY_FILE].
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// A second listener, on ADDR, that requires client certificates chaining to
+    /// `mtls.ca_files` (mutual TLS, with the --tls-cert certificate)
+    /// [env: TRUSTGATE_MTLS__LISTEN].
+    #[arg(long, value_name = "ADDR")]
+    mtls_listen: Option<String>,
 }
 
 impl ServerArgs {
@@ -141,6 +146,9 @@ impl ServerArgs {
             tls: trustgate_server::config::TlsOverrides {
                 cert_file: self.tls_cert.clone(),
                 key_file: self.tls_key.clone(),
+            },
+            mtls: trustgate_server::config::MtlsOverrides {
+                listen: self.mtls_listen.clone(),
             },
         };
         Config::load(self.config.as_deref(), &overrides).map_err(|e| Failure::Usage(e.to_string()))

@@ -46,7 +46,17 @@ async fn token(
     form: &[(&str, &str)],
     proof: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
-    op.provider
+    token_at(&op.provider, app, form, proof).await
+}
+
+/// A token request to `provider` (one replica of several).
+async fn token_at(
+    provider: &Provider,
+    app: &App,
+    form: &[(&str, &str)],
+    proof: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    provider
         .token_with(
             &params(form),
             &app.credentials,
@@ -534,55 +544,32 @@ async fn a_second_replica_refuses_a_spent_proof_and_accepts_the_first_s_nonce() 
     let key = DpopKey::generate();
     let nonce = first.dpop_nonce().expect("nonce");
     let proof = key.proof("POST", TOKEN_URL, now(&op), json!({ "nonce": nonce }));
-    let form = params(&[("grant_type", "client_credentials")]);
-    let on = |provider: &Provider| {
-        let provider = provider.clone();
-        let form = form.clone();
-        let credentials = app.credentials.clone();
-        let proof = proof.clone();
-        async move {
-            provider
-                .token_with(
-                    &form,
-                    &credentials,
-                    &ctx(),
-                    Some(DpopProof(&proof)),
-                    |_| async { Ok(None) },
-                )
-                .await
-        }
-    };
-    on(&second)
+    let form = [("grant_type", "client_credentials")];
+    token_at(&second, &app, &form, Some(&proof))
         .await
         .expect("the second replica takes the first's nonce");
-    refused(on(&first).await, ErrorCode::InvalidDpopProof);
-    refused(on(&second).await, ErrorCode::InvalidDpopProof);
+    refused(
+        token_at(&first, &app, &form, Some(&proof)).await,
+        ErrorCode::InvalidDpopProof,
+    );
+    refused(
+        token_at(&second, &app, &form, Some(&proof)).await,
+        ErrorCode::InvalidDpopProof,
+    );
 
     // A deployment with another key does not take the nonce.
     let stranger = replica(Settings::default());
     let fresh = key.proof("POST", TOKEN_URL, now(&op), json!({ "nonce": nonce }));
-    let result = stranger
-        .token_with(
-            &form,
-            &app.credentials,
-            &ctx(),
-            Some(DpopProof(&fresh)),
-            |_| async { Ok(None) },
-        )
-        .await;
-    refused(result, ErrorCode::UseDpopNonce);
+    refused(
+        token_at(&stranger, &app, &form, Some(&fresh)).await,
+        ErrorCode::UseDpopNonce,
+    );
 
     // Nonces rotate: one from two windows ago is refused everywhere.
     op.clock.advance(Duration::minutes(11));
     let late = key.proof("POST", TOKEN_URL, now(&op), json!({ "nonce": nonce }));
-    let result = first
-        .token_with(
-            &form,
-            &app.credentials,
-            &ctx(),
-            Some(DpopProof(&late)),
-            |_| async { Ok(None) },
-        )
-        .await;
-    refused(result, ErrorCode::UseDpopNonce);
+    refused(
+        token_at(&first, &app, &form, Some(&late)).await,
+        ErrorCode::UseDpopNonce,
+    );
 }

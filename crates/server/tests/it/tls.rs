@@ -1,6 +1,8 @@
 //! The channel, part 1 (issue #16): HTTPS on the listener with certificates generated here
 //! (rcgen), reload without dropped connections, HSTS, HTTP/2 by ALPN; plain HTTP refused off
-//! loopback; forwarding headers believed only from trusted proxies.
+//! loopback; forwarding headers believed only from trusted proxies; mutual TLS (client
+//! certificates of configured CAs only: no certificate, expired, another CA and revoked by a
+//! CRL reloaded in place are refused, open connections kept).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -435,5 +437,348 @@ async fn hsts_follows_the_trusted_proxy_scheme_on_plain_http() {
     assert_eq!(
         proxied.headers()["strict-transport-security"],
         "max-age=31536000"
+    );
+}
+
+/// A TLS connection to `addr` trusting `ca`, presenting `client` (certificate and key PEM).
+async fn connect_as(
+    addr: SocketAddr,
+    ca: &Ca,
+    client: Option<(&str, &str)>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca.der.clone()))
+        .expect("root");
+    let builder = rustls::ClientConfig::builder_with_provider(trustgate_listener::tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let mut config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).expect("cert")],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key"),
+            )
+            .expect("client auth"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+}
+
+/// `GET path` over mutual TLS as `client`: the status and JSON body, or the error that ended
+/// it (with TLS 1.3 the server refuses a client certificate after the client's handshake is
+/// done, so the refusal shows on the first read).
+async fn get_as(
+    addr: SocketAddr,
+    ca: &Ca,
+    client: Option<(&str, &str)>,
+    path: &str,
+) -> Result<(StatusCode, Value), String> {
+    let stream = connect_as(addr, ca, client)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = match tokio::time::timeout(BOUND, sender.send_request(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("timed out".into()),
+    };
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+async fn healthz_as(
+    addr: SocketAddr,
+    ca: &Ca,
+    client: Option<(&str, &str)>,
+) -> Result<StatusCode, String> {
+    get_as(addr, ca, client, "/healthz")
+        .await
+        .map(|(status, _)| status)
+}
+
+#[tokio::test]
+async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
+    let server_ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    let stranger_ca = Ca::new("another CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key, _) = issue(&server_ca, "server");
+    let (cert_file, key_file) = write_pair(dir.path(), &cert, &key);
+    let ca_file = dir.path().join("clients-ca.pem");
+    std::fs::write(&ca_file, &client_ca.pem).expect("write");
+    let crl_file = dir.path().join("clients.crl.pem");
+    std::fs::write(&crl_file, client_ca.crl(&[])).expect("write");
+    let mut config = base_config(&dir);
+    config.tls.cert_file = Some(cert_file);
+    config.tls.key_file = Some(key_file);
+    config.tls.reload_check_secs = 1;
+    config.mtls.listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    config.mtls.ca_files = vec![ca_file];
+    config.mtls.crl_files = vec![crl_file.clone()];
+    let server = Server::start(config).await.expect("start");
+    let mutual = server
+        .mtls_local_addr()
+        .expect("bound")
+        .expect("an mTLS listener");
+    let addr = server.local_addr().expect("bound");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let running = Running {
+        addr,
+        stop: Some(stop),
+        task,
+        _dir: dir,
+    };
+
+    let billing = client_ca.client("billing", Some("spiffe://example.org/ns/prod/sa/billing"));
+    let reports = client_ca.client("reports", None);
+    let pair =
+        |c: &trustgate_testkit::tls::ClientCertificate| (c.cert_pem.clone(), c.key_pem.clone());
+    let (billing_cert, billing_key) = pair(&billing);
+    let as_billing = Some((billing_cert.as_str(), billing_key.as_str()));
+    assert_eq!(
+        healthz_as(mutual, &server_ca, as_billing).await,
+        Ok(StatusCode::OK)
+    );
+    // Kept open across the CRL change below.
+    let open = connect_as(mutual, &server_ca, as_billing)
+        .await
+        .expect("tls");
+    let mut open = http1_over(open).await;
+    assert_eq!(get_h1(&mut open, "/healthz").await.0, StatusCode::OK);
+
+    // No certificate, an expired one, one of another CA: the handshake is refused.
+    let expired = pair(&client_ca.expired_client("old"));
+    let stranger = pair(&stranger_ca.client("stranger", None));
+    for (what, client) in [
+        ("no certificate", None),
+        ("expired", Some((expired.0.as_str(), expired.1.as_str()))),
+        (
+            "another CA",
+            Some((stranger.0.as_str(), stranger.1.as_str())),
+        ),
+    ] {
+        let answer = healthz_as(mutual, &server_ca, client).await;
+        assert!(answer.is_err(), "{what}: {answer:?}");
+    }
+    // The main listener does not ask for one.
+    let plain = connect(running.addr, &server_ca, &[b"http/1.1"])
+        .await
+        .expect("tls");
+    assert_eq!(
+        get_h1(&mut http1_over(plain).await, "/healthz").await.0,
+        StatusCode::OK
+    );
+
+    // Revoked by a CRL published again in place: refused once the file is read again; the
+    // open connection and the certificates not revoked carry on.
+    let (reports_cert, reports_key) = pair(&reports);
+    let as_reports = Some((reports_cert.as_str(), reports_key.as_str()));
+    assert_eq!(
+        healthz_as(mutual, &server_ca, as_reports).await,
+        Ok(StatusCode::OK)
+    );
+    let tmp = crl_file.with_extension("tmp");
+    std::fs::write(&tmp, client_ca.crl(&[reports.serial])).expect("write");
+    std::fs::rename(&tmp, &crl_file).expect("rename");
+    let deadline = Instant::now() + BOUND;
+    while healthz_as(mutual, &server_ca, as_reports).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the revocation was never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        healthz_as(mutual, &server_ca, as_billing).await,
+        Ok(StatusCode::OK)
+    );
+    assert_eq!(
+        get_h1(&mut open, "/healthz").await.0,
+        StatusCode::OK,
+        "not dropped"
+    );
+
+    // Who a certificate is: the service account its SPIFFE ID (else its subject DN) is bound
+    // to; unbound, authenticated with no permissions.
+    let admin = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(server_ca.pem.as_bytes()).expect("ca"))
+        .build()
+        .expect("client");
+    let api = |path: &str| format!("https://localhost:{}{path}", running.addr.port());
+    let created: Value = admin
+        .post(api("/admin/v1/service-accounts"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "name": "billing" }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let billing_id = created["id"].as_str().expect("id").to_owned();
+    let whoami = |client| get_as(mutual, &server_ca, client, "/admin/v1/whoami");
+    let (status, me) = whoami(as_billing).await.expect("whoami");
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        me["subject"]
+            .as_str()
+            .expect("subject")
+            .starts_with("service:x509-"),
+        "{me}"
+    );
+    assert_eq!(me["name"], "O=trustgate tests,CN=billing");
+    assert_eq!(me["key_id"], Value::Null);
+    let (status, _) = get_as(mutual, &server_ca, as_billing, "/admin/v1/service-accounts")
+        .await
+        .expect("answer");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "an unbound certificate may do nothing"
+    );
+    let bind = |body: Value| {
+        let admin = admin.clone();
+        let url = api(&format!(
+            "/admin/v1/service-accounts/{billing_id}/certificates"
+        ));
+        async move {
+            admin
+                .post(url)
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .expect("bind")
+                .status()
+        }
+    };
+    let spiffe = "spiffe://example.org/ns/prod/sa/billing";
+    assert_eq!(
+        bind(serde_json::json!({ "spiffe_id": spiffe })).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        bind(serde_json::json!({ "spiffe_id": spiffe })).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        bind(serde_json::json!({ "spiffe_id": "https://example.org/x" })).await,
+        StatusCode::BAD_REQUEST
+    );
+    let (_, me) = whoami(as_billing).await.expect("whoami");
+    assert_eq!(me["subject"], format!("service:{billing_id}"));
+    assert_eq!(
+        me["certificate"].as_str().map(str::len),
+        Some(43),
+        "x5t#S256"
+    );
+    // Its roles decide: admin granted, the admin API opens to the certificate.
+    let granted = admin
+        .post(api("/admin/v1/roles"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "subject": format!("service:{billing_id}"), "role": "admin" }))
+        .send()
+        .await
+        .expect("grant");
+    assert!(granted.status().is_success(), "{}", granted.status());
+    let (status, _) = get_as(mutual, &server_ca, as_billing, "/admin/v1/service-accounts")
+        .await
+        .expect("answer");
+    assert_eq!(status, StatusCode::OK);
+    // The certificate identifies only on the mutual-TLS listener: elsewhere a key is needed.
+    let plain = admin
+        .get(api("/admin/v1/whoami"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
+    // Disabled: the certificate authenticates nothing.
+    let disabled = admin
+        .post(api(&format!(
+            "/admin/v1/service-accounts/{billing_id}/disable"
+        )))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("disable");
+    assert!(disabled.status().is_success());
+    let (status, _) = whoami(as_billing).await.expect("answer");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A CRL that no longer loads: logged, the current one stays (the revoked stays revoked).
+    std::fs::write(&crl_file, "not a CRL").expect("write");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(healthz_as(mutual, &server_ca, as_reports).await.is_err());
+    assert_eq!(
+        healthz_as(mutual, &server_ca, as_billing).await,
+        Ok(StatusCode::OK)
+    );
+    drop(running);
+}
+
+#[tokio::test]
+async fn mutual_tls_needs_tls_and_a_ca_and_files_that_load() {
+    let server_ca = Ca::new("server CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = base_config(&dir);
+    config.mtls.listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    config.mtls.ca_files = vec![dir.path().join("ca.pem")];
+    let err = Server::start(config).await.expect_err("no TLS");
+    assert!(err.to_string().contains("mtls.listen"), "{err}");
+
+    let (cert, key, _) = issue(&server_ca, "server");
+    let (cert_file, key_file) = write_pair(dir.path(), &cert, &key);
+    let mut config = base_config(&dir);
+    config.tls.cert_file = Some(cert_file);
+    config.tls.key_file = Some(key_file);
+    config.mtls.listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let err = Server::start(config.clone()).await.expect_err("no CA");
+    assert!(err.to_string().contains("mtls.ca_files"), "{err}");
+    config.mtls.ca_files = vec![dir.path().join("missing.pem")];
+    let err = Server::start(config.clone())
+        .await
+        .expect_err("missing CA file");
+    assert!(err.to_string().contains("cannot read"), "{err}");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &server_ca.pem).expect("write");
+    let crl_file = dir.path().join("crl.pem");
+    std::fs::write(
+        &crl_file,
+        "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n",
+    )
+    .expect("write");
+    config.mtls.ca_files = vec![ca_file];
+    config.mtls.crl_files = vec![crl_file];
+    let err = Server::start(config)
+        .await
+        .expect_err("a CRL that does not parse");
+    let text = err.to_string();
+    assert!(
+        text.contains("revocation list") || text.contains("CRL"),
+        "{text}"
     );
 }

@@ -6,13 +6,23 @@
 //! runs one writer at a time, so N concurrent increments from any replicas count N. A spend is
 //! an upsert that replaces only an expired record: of concurrent spends exactly one inserts (or
 //! replaces) and the others change no row.
+//!
+//! Spends are committed in groups: they are the one write on hot paths (every DPoP proof), and
+//! a commit waits for the disk (SQLite's `synchronous = FULL`, PostgreSQL's
+//! `synchronous_commit = on`). One task per store takes every spend queued while the previous
+//! group committed — no added wait when the store is idle — and commits them in one
+//! transaction; each caller gets its own answer once that commit is durable. A spend of the
+//! same value twice in one group: the first spends it, the second finds it spent.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 use trustgate_core::TokenDigest;
 use trustgate_store_api::StoreError;
 
-use super::{Database, Row, SqlStore, args};
+use super::{Database, Row, SqlStore, Tx, TxMode, args};
 use crate::limits::{AttemptCount, AttemptStore, NonceStore, check_kind};
 
 fn count_from_row(row: &impl Row) -> Result<AttemptCount, StoreError> {
@@ -107,15 +117,20 @@ impl<D: Database> NonceStore for SqlStore<D> {
         if expires_at <= now {
             return Ok(false);
         }
-        let changed = self
-            .execute(
-                "INSERT INTO spent_nonces (purpose, digest, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (purpose, digest) DO UPDATE SET expires_at = $3 \
-                 WHERE spent_nonces.expires_at <= $4",
-                args![purpose, digest, expires_at, now],
-            )
-            .await?;
-        Ok(changed == 1)
+        let spender = self
+            .spends
+            .get_or_init(|| spawn_spender(Arc::clone(&self.db)));
+        let (answer, answered) = oneshot::channel();
+        let pending = PendingSpend {
+            purpose: purpose.to_owned(),
+            digest: *digest,
+            expires_at,
+            now,
+            answer,
+        };
+        let stopped = || StoreError::Unavailable("the spend writer has stopped".into());
+        spender.send(pending).await.map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
     }
 
     async fn purge_nonces(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -124,5 +139,89 @@ impl<D: Database> NonceStore for SqlStore<D> {
             args![now],
         )
         .await
+    }
+}
+
+/// Most spends committed in one transaction.
+const MAX_SPEND_GROUP: usize = 256;
+/// Spends waiting for a commit at most; more wait to be queued.
+pub(super) const SPEND_QUEUE: usize = 4096;
+
+/// A spend waiting for the next group commit.
+pub(super) struct PendingSpend {
+    purpose: String,
+    digest: TokenDigest,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+    answer: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// Starts the task that commits queued spends in groups; it ends with the last sender (the
+/// store).
+fn spawn_spender<D: Database>(db: Arc<D>) -> mpsc::Sender<PendingSpend> {
+    let (sender, mut queue) = mpsc::channel::<PendingSpend>(SPEND_QUEUE);
+    tokio::spawn(async move {
+        let mut group = Vec::with_capacity(MAX_SPEND_GROUP);
+        while let Some(first) = queue.recv().await {
+            group.push(first);
+            while group.len() < MAX_SPEND_GROUP {
+                match queue.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            match spend_group(&db, &group).await {
+                Ok(spent) => {
+                    for (pending, spent) in group.drain(..).zip(spent) {
+                        let _ = pending.answer.send(Ok(spent));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, spends = group.len(), "a group of spends failed");
+                    for pending in group.drain(..) {
+                        let _ = pending.answer.send(Err(same_failure(&e)));
+                    }
+                }
+            }
+        }
+    });
+    sender
+}
+
+/// Commits one group: whether each spend spent its value.
+async fn spend_group<D: Database>(
+    db: &Arc<D>,
+    group: &[PendingSpend],
+) -> Result<Vec<bool>, StoreError> {
+    let mut tx = Tx {
+        db: &**db,
+        tx: db.begin(TxMode::Write).await?,
+    };
+    let mut spent = Vec::with_capacity(group.len());
+    for p in group {
+        let changed = tx
+            .execute(
+                "INSERT INTO spent_nonces (purpose, digest, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (purpose, digest) DO UPDATE SET expires_at = $3 \
+                 WHERE spent_nonces.expires_at <= $4",
+                args![p.purpose.as_str(), &p.digest, p.expires_at, p.now],
+            )
+            .await?;
+        spent.push(changed == 1);
+    }
+    tx.commit().await?;
+    Ok(spent)
+}
+
+/// The failure of a group, for each of its callers: the same kind (so an outage stays an
+/// outage), the same message.
+fn same_failure(e: &StoreError) -> StoreError {
+    let message = e.to_string();
+    match e {
+        StoreError::Unavailable(_) => StoreError::Unavailable(message.into()),
+        StoreError::StorageFull(_) => StoreError::StorageFull(message.into()),
+        StoreError::ReadOnly(_) => StoreError::ReadOnly(message.into()),
+        StoreError::InvalidInput(m) => StoreError::InvalidInput(m.clone()),
+        _ => StoreError::Database(message.into()),
     }
 }

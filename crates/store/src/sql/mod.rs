@@ -32,6 +32,7 @@ mod webhooks;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -305,14 +306,26 @@ pub trait Database: fmt::Debug + Send + Sync + 'static {
 }
 
 /// The store on one database: every trait of [`trustgate_store_api`], implemented once.
-#[derive(Debug)]
 pub struct SqlStore<D> {
-    db: D,
+    db: Arc<D>,
+    /// The group-commit queue of nonce spends, started by the first spend.
+    spends: std::sync::OnceLock<tokio::sync::mpsc::Sender<limits::PendingSpend>>,
+}
+
+impl<D: fmt::Debug> fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<D: Database> SqlStore<D> {
     pub(crate) fn new(db: D) -> Self {
-        Self { db }
+        Self {
+            db: Arc::new(db),
+            spends: std::sync::OnceLock::new(),
+        }
     }
 
     /// The database, for tests of a backend.
@@ -367,7 +380,7 @@ impl<D: Database> SqlStore<D> {
 
     async fn begin(&self, mode: TxMode) -> Result<Tx<'_, D>, StoreError> {
         Ok(Tx {
-            db: &self.db,
+            db: &*self.db,
             tx: self.db.begin(mode).await?,
         })
     }

@@ -16,6 +16,7 @@ use crate::service_accounts::{
     EnsuredKey, KeyOwner, NewApiKey, NewServiceAccount, ServiceAccount, ServiceAccountPage,
     ServiceAccountStore, check_new_account, check_new_key,
 };
+use trustgate_store_api::{CertificateBinding, CertificateNameKind, MAX_CERTIFICATE_NAME_BYTES};
 
 pub(super) const ACCOUNT_COLUMNS: &str = "id, name, owner, description, created_at, disabled_at";
 
@@ -27,6 +28,28 @@ fn account_from_row(row: &impl Row) -> Result<ServiceAccount, StoreError> {
         description: row.text("description")?,
         created_at: row.time("created_at")?,
         disabled_at: row.opt_time("disabled_at")?,
+    })
+}
+
+/// A certificate name to store: 1 to [`MAX_CERTIFICATE_NAME_BYTES`] bytes, no NUL.
+fn check_certificate_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > MAX_CERTIFICATE_NAME_BYTES || name.contains('\0') {
+        return Err(StoreError::InvalidInput(format!(
+            "a certificate name is 1 to {MAX_CERTIFICATE_NAME_BYTES} bytes without NUL"
+        )));
+    }
+    Ok(())
+}
+
+fn binding_from_row(row: &impl Row) -> Result<CertificateBinding, StoreError> {
+    let kind = row.text("kind")?;
+    Ok(CertificateBinding {
+        kind: kind
+            .parse()
+            .map_err(|()| StoreError::Corrupt(format!("unknown certificate name kind `{kind}`")))?,
+        name: row.text("name")?,
+        account_id: row.text("account_id")?,
+        created_at: row.time("created_at")?,
     })
 }
 
@@ -197,5 +220,119 @@ impl<D: Database> ServiceAccountStore for SqlStore<D> {
             account_created,
             key_created,
         })
+    }
+
+    async fn bind_certificate(
+        &self,
+        account_id: &str,
+        kind: CertificateNameKind,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        check_input("service account id", account_id)?;
+        check_certificate_name(name)?;
+        let now = normalize_time(now);
+        let mut tx = self.begin(TxMode::Write).await?;
+        let exists = tx
+            .fetch_optional(
+                "SELECT id FROM service_accounts WHERE id = $1",
+                args![account_id],
+            )
+            .await?
+            .is_some();
+        if !exists {
+            return Err(StoreError::NotFound(format!(
+                "service account {account_id}"
+            )));
+        }
+        let inserted = tx
+            .execute(
+                "INSERT INTO service_account_certificates (kind, name, account_id, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (kind, name) DO NOTHING",
+                args![kind.as_str(), name, account_id, now],
+            )
+            .await?
+            == 1;
+        if !inserted {
+            let holder = tx
+                .fetch_one(
+                    "SELECT account_id FROM service_account_certificates \
+                     WHERE kind = $1 AND name = $2",
+                    args![kind.as_str(), name],
+                )
+                .await?
+                .text("account_id")?;
+            if holder != account_id {
+                return Err(StoreError::Conflict(Conflict::CertificateNameTaken));
+            }
+            return Ok(false);
+        }
+        advance_epoch(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn unbind_certificate(
+        &self,
+        account_id: &str,
+        kind: CertificateNameKind,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        check_input("service account id", account_id)?;
+        check_certificate_name(name)?;
+        let mut tx = self.begin(TxMode::Write).await?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM service_account_certificates \
+                 WHERE kind = $1 AND name = $2 AND account_id = $3",
+                args![kind.as_str(), name, account_id],
+            )
+            .await?
+            == 1;
+        if deleted {
+            advance_epoch(&mut tx).await?;
+            tx.commit().await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn certificate_bindings(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<CertificateBinding>, StoreError> {
+        check_input("service account id", account_id)?;
+        self.fetch_all(
+            "SELECT kind, name, account_id, created_at FROM service_account_certificates \
+             WHERE account_id = $1 ORDER BY kind, name",
+            args![account_id],
+        )
+        .await?
+        .iter()
+        .map(binding_from_row)
+        .collect()
+    }
+
+    async fn certificate_account(
+        &self,
+        kind: CertificateNameKind,
+        name: &str,
+    ) -> Result<Option<ServiceAccount>, StoreError> {
+        check_certificate_name(name)?;
+        let columns = ACCOUNT_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = self
+            .fetch_optional(
+                &format!(
+                    "SELECT {columns} FROM service_account_certificates c \
+                     JOIN service_accounts a ON a.id = c.account_id \
+                     WHERE c.kind = $1 AND c.name = $2"
+                ),
+                args![kind.as_str(), name],
+            )
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
     }
 }

@@ -5,9 +5,12 @@ use time::macros::datetime;
 use trustgate_core::TokenDigest;
 use trustgate_store::test_on_both_backends;
 use trustgate_store::testing::TestDatabase;
-use trustgate_store_api::{Conflict, KeyOwner, NewApiKey, NewServiceAccount, StoreError};
+use trustgate_store_api::{
+    CertificateNameKind, Conflict, KeyOwner, NewApiKey, NewServiceAccount, StoreError,
+};
 
 test_on_both_backends!(
+    certificate_names_bind_to_one_account_and_go_with_it,
     accounts_round_trip,
     names_are_unique_and_a_reused_id_is_a_duplicate,
     account_pages_walk_every_account_once,
@@ -364,10 +367,120 @@ async fn bad_input_is_refused(db: TestDatabase) {
 async fn health_reports_migrations_current(db: TestDatabase) {
     let health = db.store.health().await.expect("health");
     assert!(health.migrations_current(), "{health:?}");
-    assert_eq!(health.expected_version, 11);
+    assert_eq!(health.expected_version, 12);
 }
 
 async fn migrate_twice_is_a_no_op(db: TestDatabase) {
     let report = db.store.migrate().await.expect("migrate");
     assert_eq!(report.before, report.after);
+}
+
+async fn certificate_names_bind_to_one_account_and_go_with_it(db: TestDatabase) {
+    use CertificateNameKind::{SpiffeId, SubjectDn};
+    let store = &db.store;
+    store
+        .create_service_account(&account("sa1", "billing"), T0)
+        .await
+        .expect("create");
+    store
+        .create_service_account(&account("sa2", "reports"), T0)
+        .await
+        .expect("create");
+    let spiffe = "spiffe://example.org/ns/prod/sa/billing";
+    let epoch = store.credential_epoch().await.expect("epoch");
+    assert!(
+        store
+            .bind_certificate("sa1", SpiffeId, spiffe, T0)
+            .await
+            .expect("bind")
+    );
+    assert!(
+        store.credential_epoch().await.expect("epoch") > epoch,
+        "a binding moves the epoch"
+    );
+    assert!(
+        !store
+            .bind_certificate("sa1", SpiffeId, spiffe, T0)
+            .await
+            .expect("again")
+    );
+    // The same text as another kind is another name.
+    assert!(
+        store
+            .bind_certificate("sa2", SubjectDn, spiffe, T0)
+            .await
+            .expect("bind")
+    );
+    let err = store
+        .bind_certificate("sa2", SpiffeId, spiffe, T0)
+        .await
+        .expect_err("taken");
+    assert!(
+        matches!(err, StoreError::Conflict(Conflict::CertificateNameTaken)),
+        "{err}"
+    );
+    let err = store
+        .bind_certificate("nobody", SpiffeId, "spiffe://example.org/x", T0)
+        .await
+        .expect_err("no account");
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    for bad in ["", &"x".repeat(2049), "nul\0"] {
+        let err = store
+            .bind_certificate("sa1", SubjectDn, bad, T0)
+            .await
+            .expect_err("bad name");
+        assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+    }
+    let found = store
+        .certificate_account(SpiffeId, spiffe)
+        .await
+        .expect("find")
+        .expect("bound");
+    assert_eq!(found.id, "sa1");
+    assert_eq!(
+        store
+            .certificate_account(SubjectDn, "CN=nobody")
+            .await
+            .expect("find"),
+        None
+    );
+    let bound = store.certificate_bindings("sa1").await.expect("list");
+    assert_eq!(bound.len(), 1);
+    assert_eq!((bound[0].kind, bound[0].name.as_str()), (SpiffeId, spiffe));
+    assert_eq!(bound[0].created_at, T0);
+
+    // Unbinding is per account; deleting an account deletes its names.
+    assert!(
+        !store
+            .unbind_certificate("sa2", SpiffeId, spiffe)
+            .await
+            .expect("not its")
+    );
+    assert!(
+        store
+            .unbind_certificate("sa1", SpiffeId, spiffe)
+            .await
+            .expect("unbind")
+    );
+    assert_eq!(
+        store
+            .certificate_account(SpiffeId, spiffe)
+            .await
+            .expect("find"),
+        None
+    );
+    assert!(store.delete_service_account("sa2").await.expect("delete"));
+    assert_eq!(
+        store
+            .certificate_account(SubjectDn, spiffe)
+            .await
+            .expect("find"),
+        None
+    );
+    assert!(
+        store
+            .bind_certificate("sa1", SubjectDn, spiffe, T0)
+            .await
+            .expect("free again")
+    );
 }
