@@ -2,7 +2,9 @@
 //! `/admin/v1/roles`.
 //!
 //! `service create|list|get|disable|enable|delete` manage service accounts (a service is named by
-//! its id or its name). `apikey create --service S --scope ...` issues a key and prints it once
+//! its id or its name); `service bind-certificate|unbind-certificate|certificates` manage the
+//! client-certificate names (`--spiffe-id` or `--subject-dn`) that authenticate as the account
+//! on the mutual-TLS listener. `apikey create --service S --scope ...` issues a key and prints it once
 //! (`--json` prints the whole answer as JSON instead); `apikey list|get|revoke|rotate` manage
 //! keys by id (`rotate ID --overlap 1h` keeps the old key valid for the overlap). `role
 //! grant|revoke|list` manage the roles a service account (`service:NAME_OR_ID`) or a user
@@ -51,6 +53,56 @@ pub enum ServiceCommand {
         /// Id or name.
         service: String,
     },
+    /// Bind a client-certificate name: a certificate naming it on the mutual-TLS listener
+    /// authenticates as this account.
+    BindCertificate {
+        /// Id or name.
+        service: String,
+        #[command(flatten)]
+        name: CertificateNameArgs,
+    },
+    /// Unbind a client-certificate name.
+    UnbindCertificate {
+        /// Id or name.
+        service: String,
+        #[command(flatten)]
+        name: CertificateNameArgs,
+    },
+    /// List the client-certificate names bound to a service account.
+    Certificates {
+        /// Id or name.
+        service: String,
+    },
+}
+
+/// A client certificate's name: its SPIFFE ID or its subject DN.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct CertificateNameArgs {
+    /// The SPIFFE ID (URI SAN), e.g. spiffe://example.org/ns/prod/sa/billing.
+    #[arg(long, value_name = "URI")]
+    spiffe_id: Option<String>,
+    /// The subject DN, RFC 4514 (as `openssl x509 -noout -subject -nameopt RFC2253` prints it).
+    #[arg(long, value_name = "DN")]
+    subject_dn: Option<String>,
+}
+
+impl CertificateNameArgs {
+    fn json(&self) -> Value {
+        match (&self.spiffe_id, &self.subject_dn) {
+            (Some(id), _) => json!({ "spiffe_id": id }),
+            (None, dn) => json!({ "subject_dn": dn }),
+        }
+    }
+
+    fn query(&self) -> String {
+        let encode =
+            |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        match (&self.spiffe_id, &self.subject_dn) {
+            (Some(id), _) => format!("spiffe_id={}", encode(id)),
+            (None, dn) => format!("subject_dn={}", encode(dn.as_deref().unwrap_or_default())),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,6 +303,38 @@ pub async fn service(command: ServiceCommand, args: &ClientArgs) -> Result<(), F
             )
             .await?;
             json!({ "deleted": id })
+        }
+        ServiceCommand::BindCertificate { service, name } => {
+            let id = service_id(&api, &service).await?;
+            api.call(
+                Method::POST,
+                &format!("/admin/v1/service-accounts/{}/certificates", segment(&id)),
+                Some(&name.json()),
+            )
+            .await?
+        }
+        ServiceCommand::UnbindCertificate { service, name } => {
+            let id = service_id(&api, &service).await?;
+            api.call(
+                Method::DELETE,
+                &format!(
+                    "/admin/v1/service-accounts/{}/certificates?{}",
+                    segment(&id),
+                    name.query()
+                ),
+                None,
+            )
+            .await?;
+            json!({ "unbound": name.json(), "service_account": id })
+        }
+        ServiceCommand::Certificates { service } => {
+            let id = service_id(&api, &service).await?;
+            api.call(
+                Method::GET,
+                &format!("/admin/v1/service-accounts/{}/certificates", segment(&id)),
+                None,
+            )
+            .await?
         }
     };
     print_json(&answer);

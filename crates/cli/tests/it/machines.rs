@@ -1,6 +1,7 @@
 //! `trustgate service`, `apikey` and `role` against a running server: a service account gets a
 //! role and keys (printed once), a key does what its scope allows and nothing else, rotation
-//! keeps the old key for the overlap, revocation and disabling stop a key.
+//! keeps the old key for the overlap, revocation and disabling stop a key; client-certificate
+//! names are bound, listed and unbound.
 
 use std::process::Output;
 
@@ -57,6 +58,69 @@ fn service_accounts_roles_and_api_keys() {
         String::from_utf8_lossy(&out.stderr).contains("scope_exceeds_owner"),
         "{out:?}"
     );
+    // Client-certificate names (mutual TLS): bound, listed, unbound; one account each.
+    let spiffe = "spiffe://example.org/ns/ci/sa/bot";
+    let bound = json(&cli(
+        &server,
+        &[
+            "service",
+            "bind-certificate",
+            "ci-bot",
+            "--spiffe-id",
+            spiffe,
+        ],
+    ));
+    assert_eq!(bound["name"], spiffe);
+    json(&cli(
+        &server,
+        &[
+            "service",
+            "bind-certificate",
+            "ci-bot",
+            "--subject-dn",
+            "O=Example,CN=ci bot",
+        ],
+    ));
+    let listed = json(&cli(&server, &["service", "certificates", "ci-bot"]));
+    let names: Vec<&str> = listed["certificates"]
+        .as_array()
+        .expect("certificates")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, [spiffe, "O=Example,CN=ci bot"]);
+    json(&cli(&server, &["service", "create", "other-bot"]));
+    let out = cli(
+        &server,
+        &[
+            "service",
+            "bind-certificate",
+            "other-bot",
+            "--spiffe-id",
+            spiffe,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("certificate_name_taken"),
+        "{out:?}"
+    );
+    json(&cli(
+        &server,
+        &[
+            "service",
+            "unbind-certificate",
+            "ci-bot",
+            "--subject-dn",
+            "O=Example,CN=ci bot",
+        ],
+    ));
+    let listed = json(&cli(&server, &["service", "certificates", "ci-bot"]));
+    assert_eq!(listed["certificates"].as_array().map(Vec::len), Some(1));
+    let out = cli(&server, &["service", "bind-certificate", "ci-bot"]);
+    assert!(!out.status.success(), "a name is required");
+    json(&cli(&server, &["service", "delete", "other-bot"]));
+
     let roles = json(&cli(
         &server,
         &["role", "grant", "service:ci-bot", "auditor"],
