@@ -83,7 +83,7 @@ use crate::{Endpoints, ErrorCode, OAuthError};
 pub use authorize::{AuthorizeOutcome, ConsentDecision, ConsentPrompt};
 pub use consent::ConsentSummary;
 pub use device::{DeviceAuthorizationResponse, DevicePrompt};
-pub use dpop::DpopProof;
+pub use dpop::{DpopProof, Possession};
 pub use introspect::ApiKeyIntrospection;
 pub use logout::{BackchannelNotice, LogoutRequest};
 pub use par::PushedAuthorizationResponse;
@@ -116,6 +116,9 @@ pub struct Settings {
     pub token_exchange_ttl: Duration,
     /// DPoP proofs (RFC 9449).
     pub dpop: crate::dpop::DpopSettings,
+    /// A mutual-TLS listener serves the endpoints: token requests made over it get tokens bound
+    /// to the client certificate, and discovery says so (RFC 8705 §3.3).
+    pub certificate_bound_tokens: bool,
 }
 
 impl Default for Settings {
@@ -131,6 +134,7 @@ impl Default for Settings {
             id_token_algorithm: Algorithm::RS256,
             token_exchange_ttl: Duration::minutes(5),
             dpop: crate::dpop::DpopSettings::default(),
+            certificate_bound_tokens: false,
         }
     }
 }
@@ -239,7 +243,17 @@ impl Provider {
                 .filter(|a| *a != id_alg)
                 .map(Algorithm::as_str),
         );
-        crate::discovery::metadata(&self.inner.endpoints, &algorithms)
+        let mut metadata = crate::discovery::metadata(&self.inner.endpoints, &algorithms);
+        if let (true, Some(fields)) = (
+            self.inner.settings.certificate_bound_tokens,
+            metadata.as_object_mut(),
+        ) {
+            fields.insert(
+                "tls_client_certificate_bound_access_tokens".into(),
+                Value::Bool(true),
+            );
+        }
+        metadata
     }
 
     fn now(&self) -> OffsetDateTime {

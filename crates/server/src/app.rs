@@ -194,6 +194,7 @@ impl AppState {
                 proof_leeway: seconds(oauth_config.dpop.proof_leeway_secs),
                 nonce_key: secrets_key.clone(),
             },
+            certificate_bound_tokens: config.mtls.listen.is_some(),
             ..Settings::default()
         };
         let oauth = Provider::new(

@@ -13,6 +13,26 @@ use crate::dpop::{JTI_PURPOSE, proof_error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DpopProof<'a>(pub &'a str);
 
+/// What a token request proves it holds, for the tokens to be bound to: a DPoP proof
+/// (RFC 9449), the client certificate of a mutual-TLS connection (RFC 8705 §3: its `x5t#S256`,
+/// verified by the listener), both or neither.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Possession<'a> {
+    /// The `DPoP` header.
+    pub dpop: Option<DpopProof<'a>>,
+    /// The SHA-256 thumbprint of the client certificate, base64url.
+    pub certificate: Option<&'a str>,
+}
+
+impl<'a> From<Option<DpopProof<'a>>> for Possession<'a> {
+    fn from(dpop: Option<DpopProof<'a>>) -> Self {
+        Possession {
+            dpop,
+            certificate: None,
+        }
+    }
+}
+
 impl Provider {
     /// A fresh nonce for the `DPoP-Nonce` header of a response to a request that carried a
     /// proof (RFC 9449 §8.2); `None` when nonces are not required.

@@ -13,7 +13,7 @@ use trustgate_tokens::dpop::Proof;
 use trustgate_tokens::{AccessTokenClaims, Audience, Confirmation};
 
 use super::detail::{AuthFacts, GrantDetail, StoredDetail};
-use super::{ApiKeyIntrospection, DpopProof, Provider, RequestContext};
+use super::{ApiKeyIntrospection, Possession, Provider, RequestContext};
 use crate::claims::IdTokenClaims;
 use crate::clients::{Client, GrantType, PresentedCredentials};
 use crate::request::Params;
@@ -55,6 +55,8 @@ pub(super) struct TokenRequest<'a> {
     pub ctx: &'a RequestContext,
     /// The request's verified DPoP proof: the access token is bound to its key.
     pub dpop: Option<Proof>,
+    /// The client certificate of the connection (`x5t#S256`): the access token is bound to it.
+    pub certificate: Option<String>,
 }
 
 impl TokenRequest<'_> {
@@ -98,8 +100,10 @@ impl Provider {
         credentials: &PresentedCredentials,
         ctx: &RequestContext,
     ) -> Result<TokenResponse, OAuthError> {
-        self.token_with(params, credentials, ctx, None, |_| async { Ok(None) })
-            .await
+        self.token_with(params, credentials, ctx, Possession::default(), |_| async {
+            Ok(None)
+        })
+        .await
     }
 
     /// [`token`](Self::token), with API keys: a token exchange whose subject token is typed
@@ -109,17 +113,18 @@ impl Provider {
     /// key (valid, unexpired, unrevoked, its owner enabled) or `None`. No other grant, and no
     /// other client, calls it.
     ///
-    /// `dpop`: the request's `DPoP` header (RFC 9449 §5). Verified for `POST` to the token
-    /// endpoint (with the server's nonce when required) and spent; the access token is then
-    /// bound to its key (`cnf.jkt`, `token_type` `DPoP`), and a public client's new grant binds
-    /// its refresh tokens to it. A client registered with `dpop_bound_access_tokens` must send
-    /// one.
+    /// `possession.dpop`: the request's `DPoP` header (RFC 9449 §5). Verified for `POST` to the
+    /// token endpoint (with the server's nonce when required) and spent; the access token is
+    /// then bound to its key (`cnf.jkt`, `token_type` `DPoP`), and a public client's new grant
+    /// binds its refresh tokens to it. A client registered with `dpop_bound_access_tokens` must
+    /// send one. `possession.certificate`: the request came over mutual TLS with this client
+    /// certificate; the access token is bound to it (`cnf.x5t#S256`, RFC 8705 §3).
     pub async fn token_with<F, Fut>(
         &self,
         params: &Params,
         credentials: &PresentedCredentials,
         ctx: &RequestContext,
-        dpop: Option<DpopProof<'_>>,
+        possession: impl Into<Possession<'_>>,
         api_keys: F,
     ) -> Result<TokenResponse, OAuthError>
     where
@@ -149,7 +154,8 @@ impl Provider {
             }
             return Err(err);
         }
-        let dpop = match dpop {
+        let possession = possession.into();
+        let dpop = match possession.dpop {
             Some(proof) => Some(
                 self.verify_dpop(proof, "POST", &self.inner.endpoints.token, None, true)
                     .await?,
@@ -167,6 +173,7 @@ impl Provider {
             params,
             ctx,
             dpop,
+            certificate: possession.certificate.map(str::to_owned),
         };
         match grant_type {
             GrantType::AuthorizationCode => self.exchange_code(&req).await,
@@ -323,8 +330,9 @@ impl Provider {
         }
     }
 
-    /// Signs the access token (bound to the request's DPoP key, if it sent a proof), records
-    /// its issuance, and answers with it alone (`expires_in` from its `iat` to its `exp`).
+    /// Signs the access token (bound to the request's DPoP key and client certificate, when it
+    /// proved them), records its issuance, and answers with it alone (`expires_in` from its
+    /// `iat` to its `exp`).
     pub(super) async fn sign_access_token(
         &self,
         req: &TokenRequest<'_>,
@@ -332,15 +340,17 @@ impl Provider {
         scope: &Scope,
     ) -> Result<TokenResponse, OAuthError> {
         let bound;
-        let claims = match &req.dpop {
-            Some(proof) => {
-                bound = AccessTokenClaims {
-                    cnf: Some(Confirmation::dpop(proof.jkt.clone())),
-                    ..claims.clone()
-                };
-                &bound
-            }
-            None => claims,
+        let claims = if req.dpop.is_some() || req.certificate.is_some() {
+            bound = AccessTokenClaims {
+                cnf: Some(Confirmation {
+                    jkt: req.dpop.as_ref().map(|proof| proof.jkt.clone()),
+                    x5t_s256: req.certificate.clone(),
+                }),
+                ..claims.clone()
+            };
+            &bound
+        } else {
+            claims
         };
         let access_token =
             self.sign(self.inner.settings.access_token_algorithm, "at+jwt", claims)?;

@@ -30,6 +30,18 @@ impl Provider {
         access_token: &str,
         presentation: TokenPresentation<'_>,
     ) -> Result<Value, OAuthError> {
+        self.userinfo_over(access_token, presentation, None).await
+    }
+
+    /// [`userinfo`](Self::userinfo) for a request that came over mutual TLS with the client
+    /// certificate whose `x5t#S256` is `certificate`: a token bound to a certificate
+    /// (RFC 8705 §3) is honoured only over a connection with that certificate.
+    pub async fn userinfo_over(
+        &self,
+        access_token: &str,
+        presentation: TokenPresentation<'_>,
+        certificate: Option<&str>,
+    ) -> Result<Value, OAuthError> {
         let invalid = || OAuthError::new(ErrorCode::InvalidToken, "the access token is invalid");
         let claims = self
             .live_access_token(access_token, &[self.issuer()])
@@ -55,7 +67,7 @@ impl Provider {
             Some(proof) => Presentation::Dpop { jkt: &proof.jkt },
             None => Presentation::Bearer,
         };
-        check_binding(claims.cnf.as_ref(), presented, None)
+        check_binding(claims.cnf.as_ref(), presented, certificate)
             .map_err(|e| OAuthError::new(ErrorCode::InvalidToken, e.to_string()))?;
         let scope = Scope::parse(claims.scope.as_deref().unwrap_or(""))?;
         if !scope.is_openid() {

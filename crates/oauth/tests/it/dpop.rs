@@ -573,3 +573,65 @@ async fn a_second_replica_refuses_a_spent_proof_and_accepts_the_first_s_nonce() 
         ErrorCode::UseDpopNonce,
     );
 }
+
+#[tokio::test]
+async fn a_token_requested_over_mutual_tls_is_bound_to_the_client_certificate() {
+    use trustgate_oauth::provider::Possession;
+    let op = op().await;
+    let app = register(&op, |_| {}).await;
+    let user = alice(&op).await;
+    let (verifier, challenge) = pkce("m");
+    let code = code_for(&op, &app, &user, &challenge).await;
+    let certificate = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+    let tokens = op
+        .provider
+        .token_with(
+            &params(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT_URI),
+                ("code_verifier", &verifier),
+            ]),
+            &app.credentials,
+            &ctx(),
+            Possession {
+                dpop: None,
+                certificate: Some(certificate),
+            },
+            |_| async { Ok(None) },
+        )
+        .await
+        .expect("tokens");
+    // RFC 8705 §3: still a bearer token by type, bound by its cnf.
+    assert_eq!(tokens.token_type, "Bearer");
+    assert_eq!(
+        claims_of(&tokens.access_token)["cnf"]["x5t#S256"],
+        certificate
+    );
+    let body = op
+        .provider
+        .introspect(
+            &params(&[("token", &tokens.access_token)]),
+            &app.credentials,
+        )
+        .await
+        .expect("introspect");
+    assert_eq!(body["cnf"]["x5t#S256"], certificate);
+    let userinfo = |over: Option<&'static str>| {
+        let provider = op.provider.clone();
+        let token = tokens.access_token.clone();
+        async move {
+            provider
+                .userinfo_over(&token, TokenPresentation::Bearer, over)
+                .await
+        }
+    };
+    assert_eq!(
+        userinfo(Some(certificate)).await.expect("same certificate")["sub"],
+        user.user_id.as_str()
+    );
+    for other in [None, Some("another-certificate-thumbprint")] {
+        let err = refused(userinfo(other).await, ErrorCode::InvalidToken);
+        assert!(err.description.contains("certificate"), "{err}");
+    }
+}

@@ -743,7 +743,7 @@ async fn swap_key(
             &params(&form),
             &client.credentials,
             &ctx(),
-            None,
+            trustgate_oauth::provider::Possession::default(),
             |key| async move {
                 keys.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Ok(keys.live.get(&key).cloned())

@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use trustgate_oauth::provider::TokenPresentation;
+use trustgate_listener::mtls::PeerCertificates;
+use trustgate_oauth::provider::{Possession, TokenPresentation};
 use trustgate_oauth::{ErrorCode, OAuthError};
 
 use super::{
@@ -45,14 +46,23 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `POST /oauth2/token`, with a `DPoP` proof or without.
+/// The `x5t#S256` of the client certificate, when the request came over mutual TLS.
+fn certificate_thumbprint(peer: Option<&PeerCertificates>) -> Option<String> {
+    peer.and_then(PeerCertificates::end_entity)
+        .map(|der| trustgate_authn::certificates::thumbprint(der))
+}
+
+/// `POST /oauth2/token`, with a `DPoP` proof or without; over mutual TLS the access token is
+/// bound to the client certificate (RFC 8705 §3).
 pub async fn token(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
     dpop: DpopHeader,
+    peer: Option<axum::Extension<PeerCertificates>>,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
+    let certificate = certificate_thumbprint(peer.as_deref());
     let (presented, basic) = match presented(&headers, &params) {
         Ok(found) => found,
         Err(response) => return *response,
@@ -66,7 +76,10 @@ pub async fn token(
             &params,
             &presented,
             &ctx,
-            dpop.proof(),
+            Possession {
+                dpop: dpop.proof(),
+                certificate: certificate.as_deref(),
+            },
             |token| async move { describe_api_key(&api_keys, &token).await },
         )
         .await;
@@ -203,10 +216,17 @@ fn presented(
 pub async fn userinfo_get(
     State(state): State<AppState>,
     dpop: DpopHeader,
+    peer: Option<axum::Extension<PeerCertificates>>,
     headers: HeaderMap,
 ) -> Response {
+    let certificate = certificate_thumbprint(peer.as_deref());
+    let presented = Presented {
+        dpop: &dpop,
+        certificate: certificate.as_deref(),
+        method: "GET",
+    };
     match authorization(&headers) {
-        Ok(Some((scheme, token))) => userinfo(&state, &token, scheme, &dpop, "GET").await,
+        Ok(Some((scheme, token))) => userinfo(&state, &token, scheme, presented).await,
         Ok(None) => challenge(Scheme::Bearer, None),
         Err((scheme, e)) => challenge(scheme, Some(&e)),
     }
@@ -217,9 +237,16 @@ pub async fn userinfo_get(
 pub async fn userinfo_post(
     State(state): State<AppState>,
     dpop: DpopHeader,
+    peer: Option<axum::Extension<PeerCertificates>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let certificate = certificate_thumbprint(peer.as_deref());
+    let presented = Presented {
+        dpop: &dpop,
+        certificate: certificate.as_deref(),
+        method: "POST",
+    };
     let from_header = match authorization(&headers) {
         Ok(t) => t,
         Err((scheme, e)) => return challenge(scheme, Some(&e)),
@@ -235,20 +262,28 @@ pub async fn userinfo_post(
                 "present the access token once",
             )),
         ),
-        (Some((scheme, token)), None) => userinfo(&state, &token, scheme, &dpop, "POST").await,
-        (None, Some(token)) => userinfo(&state, &token, Scheme::Bearer, &dpop, "POST").await,
+        (Some((scheme, token)), None) => userinfo(&state, &token, scheme, presented).await,
+        (None, Some(token)) => userinfo(&state, &token, Scheme::Bearer, presented).await,
         (None, None) => challenge(Scheme::Bearer, None),
     }
+}
+
+/// What came with a userinfo request besides the token.
+#[derive(Clone, Copy)]
+struct Presented<'a> {
+    dpop: &'a DpopHeader,
+    certificate: Option<&'a str>,
+    method: &'a str,
 }
 
 async fn userinfo(
     state: &AppState,
     token: &str,
     scheme: Scheme,
-    dpop: &DpopHeader,
-    method: &str,
+    presented: Presented<'_>,
 ) -> Response {
-    let presentation = match (scheme, dpop.proof()) {
+    let method = presented.method;
+    let presentation = match (scheme, presented.dpop.proof()) {
         (Scheme::Dpop, Some(proof)) => TokenPresentation::Dpop { proof, method },
         (Scheme::Dpop, None) => {
             return challenge(
@@ -261,7 +296,11 @@ async fn userinfo(
         // RFC 9449 §7.2: a proof next to a bearer token does not make it a DPoP request.
         (Scheme::Bearer, _) => TokenPresentation::Bearer,
     };
-    match state.oauth.userinfo(token, presentation).await {
+    match state
+        .oauth
+        .userinfo_over(token, presentation, presented.certificate)
+        .await
+    {
         Ok(claims) => no_store_json(&claims),
         Err(e)
             if matches!(

@@ -507,6 +507,41 @@ async fn get_as(
     Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
+/// `POST path` with a form body and `authorization` over mutual TLS as `client`: status and
+/// JSON body.
+async fn post_form_as(
+    addr: SocketAddr,
+    ca: &Ca,
+    client: Option<(&str, &str)>,
+    path: &str,
+    authorization: &str,
+    form: &str,
+) -> (StatusCode, Value) {
+    let stream = connect_as(addr, ca, client).await.expect("tls");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("http/1.1");
+    tokio::spawn(connection);
+    let request = Request::post(path)
+        .header("host", "localhost")
+        .header("authorization", authorization)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(Bytes::from(form.to_owned())))
+        .expect("request");
+    let response = tokio::time::timeout(BOUND, sender.send_request(request))
+        .await
+        .expect("bounded")
+        .expect("response");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
 async fn healthz_as(
     addr: SocketAddr,
     ca: &Ca,
@@ -728,6 +763,70 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
     assert!(disabled.status().is_success());
     let (status, _) = whoami(as_billing).await.expect("answer");
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // RFC 8705 §3: a token requested over mutual TLS is bound to the client certificate.
+    let discovery: Value = admin
+        .get(api("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        discovery["tls_client_certificate_bound_access_tokens"],
+        true
+    );
+    let registered: Value = admin
+        .post(api("/admin/v1/clients"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({
+            "name": "billing worker",
+            "redirect_uris": [],
+            "grant_types": ["client_credentials"],
+            "scopes": ["invoices:read"],
+        }))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            registered["client_id"].as_str().expect("id"),
+            registered["client_secret"].as_str().expect("secret")
+        ))
+    };
+    let (status, issued) = post_form_as(
+        mutual,
+        &server_ca,
+        as_billing,
+        "/oauth2/token",
+        &format!("Basic {basic}"),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    let payload = issued["access_token"]
+        .as_str()
+        .and_then(|t| t.split('.').nth(1))
+        .expect("a JWT");
+    let claims: Value = {
+        use base64::Engine as _;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .expect("base64url"),
+        )
+        .expect("json")
+    };
+    assert_eq!(
+        claims["cnf"]["x5t#S256"],
+        trustgate_authn::certificates::thumbprint(&billing.der)
+    );
 
     // A CRL that no longer loads: logged, the current one stays (the revoked stays revoked).
     std::fs::write(&crl_file, "not a CRL").expect("write");
