@@ -53,6 +53,11 @@ pub struct MtlsConfig {
     /// checked for the client's own certificate; a CA that has a CRL here must have a current
     /// one for each of its certificates to be accepted.
     pub crl_files: Vec<PathBuf>,
+    /// The origin clients reach this listener at (`https://mtls.id.example.com`), for the
+    /// endpoint aliases an authorization server publishes (RFC 8705 §5). Unset: the issuer's
+    /// host with this listener's port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_origin: Option<String>,
 }
 
 impl MtlsConfig {
@@ -80,6 +85,16 @@ impl MtlsConfig {
         }
         if self.ca_files.len() > 64 || self.crl_files.len() > 64 {
             return Err("mtls: at most 64 ca_files and 64 crl_files".into());
+        }
+        if let Some(origin) = &self.public_origin {
+            let is_origin = origin
+                .strip_prefix("https://")
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ']));
+            if !is_origin {
+                return Err(format!(
+                    "mtls.public_origin: `{origin}` is not an https origin (https://host[:port])"
+                ));
+            }
         }
         Ok(())
     }

@@ -116,9 +116,10 @@ pub struct Settings {
     pub token_exchange_ttl: Duration,
     /// DPoP proofs (RFC 9449).
     pub dpop: crate::dpop::DpopSettings,
-    /// A mutual-TLS listener serves the endpoints: token requests made over it get tokens bound
-    /// to the client certificate, and discovery says so (RFC 8705 §3.3).
-    pub certificate_bound_tokens: bool,
+    /// The endpoints as a mutual-TLS listener serves them, when one does: token requests made
+    /// over it get tokens bound to the client certificate, and discovery publishes them as
+    /// `mtls_endpoint_aliases` (RFC 8705 §3.3, §5).
+    pub mtls_endpoints: Option<Endpoints>,
 }
 
 impl Default for Settings {
@@ -134,7 +135,7 @@ impl Default for Settings {
             id_token_algorithm: Algorithm::RS256,
             token_exchange_ttl: Duration::minutes(5),
             dpop: crate::dpop::DpopSettings::default(),
-            certificate_bound_tokens: false,
+            mtls_endpoints: None,
         }
     }
 }
@@ -244,16 +245,36 @@ impl Provider {
                 .map(Algorithm::as_str),
         );
         let mut metadata = crate::discovery::metadata(&self.inner.endpoints, &algorithms);
-        if let (true, Some(fields)) = (
-            self.inner.settings.certificate_bound_tokens,
+        if let (Some(mtls), Some(fields)) = (
+            &self.inner.settings.mtls_endpoints,
             metadata.as_object_mut(),
         ) {
             fields.insert(
                 "tls_client_certificate_bound_access_tokens".into(),
                 Value::Bool(true),
             );
+            fields.insert(
+                "mtls_endpoint_aliases".into(),
+                json!({
+                    "token_endpoint": mtls.token,
+                    "revocation_endpoint": mtls.revocation,
+                    "introspection_endpoint": mtls.introspection,
+                    "device_authorization_endpoint": mtls.device_authorization,
+                    "pushed_authorization_request_endpoint": mtls.par,
+                    "userinfo_endpoint": mtls.userinfo,
+                }),
+            );
         }
         metadata
+    }
+
+    /// The endpoints a request reached: the mutual-TLS aliases when it came with a client
+    /// certificate, else the issuer's (a DPoP proof's `htu` names the URL the client used).
+    fn endpoints_reached(&self, over_mtls: bool) -> &Endpoints {
+        match (&self.inner.settings.mtls_endpoints, over_mtls) {
+            (Some(mtls), true) => mtls,
+            _ => &self.inner.endpoints,
+        }
     }
 
     fn now(&self) -> OffsetDateTime {

@@ -194,7 +194,11 @@ impl AppState {
                 proof_leeway: seconds(oauth_config.dpop.proof_leeway_secs),
                 nonce_key: secrets_key.clone(),
             },
-            certificate_bound_tokens: config.mtls.listen.is_some(),
+            mtls_endpoints: config
+                .mtls
+                .listen
+                .and(config.mtls.public_origin.as_deref())
+                .map(Endpoints::new),
             ..Settings::default()
         };
         let oauth = Provider::new(
@@ -264,6 +268,18 @@ pub fn default_issuer(listen: std::net::SocketAddr, tls: bool) -> String {
         format!("{scheme}://localhost:{}", listen.port())
     } else {
         format!("{scheme}://{listen}")
+    }
+}
+
+/// The origin of the mutual-TLS listener by default: the issuer's scheme and host with the
+/// listener's port.
+pub fn mtls_origin(issuer: &str, port: u16) -> String {
+    let Ok(mut url) = url::Url::parse(issuer) else {
+        return format!("https://localhost:{port}");
+    };
+    match url.set_port(Some(port)) {
+        Ok(()) => url.origin().ascii_serialization(),
+        Err(()) => format!("https://localhost:{port}"),
     }
 }
 

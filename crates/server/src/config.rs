@@ -1295,6 +1295,22 @@ mod tests {
                 "http.trusted_proxies",
             ),
             ("[http]\nproxy_hops = 0\n", "http.proxy_hops"),
+            (
+                "[mtls]\nlisten = \"127.0.0.1:8443\"\nca_files = [\"ca.pem\"]\n",
+                "mtls.listen",
+            ),
+            (
+                "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n\
+                 [mtls]\nlisten = \"127.0.0.1:8443\"\n",
+                "mtls.ca_files",
+            ),
+            (
+                "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n\
+                 [mtls]\nlisten = \"127.0.0.1:8443\"\nca_files = [\"ca.pem\"]\n\
+                 public_origin = \"http://mtls.example\"\n",
+                "mtls.public_origin",
+            ),
+            ("[mtls]\nca_files = [\"ca.pem\"]\n", "need mtls.listen"),
             ("[http]\nproxy_hops = 11\n", "http.proxy_hops"),
         ] {
             let err = load(Some(toml), &[], Overrides::default()).expect_err(toml);

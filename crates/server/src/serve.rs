@@ -165,6 +165,18 @@ impl Server {
             let bound = listener.local_addr().map_err(StartError::Serve)?;
             config.oauth.issuer = Some(crate::app::default_issuer(bound, config.tls.enabled()));
         }
+        if let Some((mtls, _)) = &mutual
+            && config.mtls.public_origin.is_none()
+        {
+            let bound = mtls.local_addr().map_err(StartError::Serve)?;
+            let issuer = config
+                .oauth
+                .issuer
+                .clone()
+                .or_else(|| config.pages.public_origin.clone())
+                .unwrap_or_default();
+            config.mtls.public_origin = Some(crate::app::mtls_origin(&issuer, bound.port()));
+        }
         let state = AppState::start(store, clock, config, secrets_key).await?;
         let bootstrap = ensure_admin(&state).await?;
         Ok(Self {

@@ -155,9 +155,12 @@ impl Provider {
             return Err(err);
         }
         let possession = possession.into();
+        let token_url = &self
+            .endpoints_reached(possession.certificate.is_some())
+            .token;
         let dpop = match possession.dpop {
             Some(proof) => Some(
-                self.verify_dpop(proof, "POST", &self.inner.endpoints.token, None, true)
+                self.verify_dpop(proof, "POST", token_url, None, true)
                     .await?,
             ),
             None if client.dpop_bound_access_tokens => {

@@ -56,7 +56,7 @@ impl Provider {
                 self.verify_dpop(
                     proof,
                     method,
-                    &self.inner.endpoints.userinfo,
+                    &self.endpoints_reached(certificate.is_some()).userinfo,
                     Some(access_token),
                     false,
                 )

@@ -635,3 +635,84 @@ async fn a_token_requested_over_mutual_tls_is_bound_to_the_client_certificate() 
         assert!(err.description.contains("certificate"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn over_mutual_tls_the_aliases_are_published_and_proofs_name_them() {
+    use trustgate_oauth::provider::Possession;
+    let op = op().await;
+    let clock = Arc::new(op.clock.clone());
+    let mtls = Provider::new(
+        op.store.clone(),
+        op.auditor.clone(),
+        op.keys.clone(),
+        ClientRegistry::new(op.store.clone(), clock.clone()),
+        clock,
+        Endpoints::new(ISSUER),
+        Settings {
+            mtls_endpoints: Some(Endpoints::new("https://mtls.id.example.com")),
+            ..Settings::default()
+        },
+    );
+    let discovery = mtls.discovery();
+    assert_eq!(
+        discovery["tls_client_certificate_bound_access_tokens"],
+        true
+    );
+    assert_eq!(
+        discovery["mtls_endpoint_aliases"]["token_endpoint"],
+        "https://mtls.id.example.com/oauth2/token"
+    );
+    assert_eq!(
+        discovery["token_endpoint"], TOKEN_URL,
+        "the main endpoints stay"
+    );
+    assert!(
+        op.provider
+            .discovery()
+            .get("mtls_endpoint_aliases")
+            .is_none()
+    );
+
+    let app = register(&op, |r| {
+        r.name = "Service".into();
+        r.redirect_uris = Vec::new();
+        r.grant_types = vec![GrantType::ClientCredentials];
+        r.scopes = vec!["reports:read".into()];
+    })
+    .await;
+    let key = DpopKey::generate();
+    let nonce = mtls.dpop_nonce().expect("nonce");
+    let request = |htu: &'static str, certificate: Option<&'static str>| {
+        let proof = key.proof("POST", htu, now(&op), json!({ "nonce": nonce }));
+        let provider = mtls.clone();
+        let credentials = app.credentials.clone();
+        async move {
+            provider
+                .token_with(
+                    &params(&[("grant_type", "client_credentials")]),
+                    &credentials,
+                    &ctx(),
+                    Possession {
+                        dpop: Some(DpopProof(&proof)),
+                        certificate,
+                    },
+                    |_| async { Ok(None) },
+                )
+                .await
+        }
+    };
+    let alias = "https://mtls.id.example.com/oauth2/token";
+    let issued = request(alias, Some("thumb"))
+        .await
+        .expect("a proof for the alias, over mutual TLS");
+    let cnf = &claims_of(&issued.access_token)["cnf"];
+    assert_eq!(
+        (cnf["jkt"].as_str(), cnf["x5t#S256"].as_str()),
+        (Some(key.thumbprint().as_str()), Some("thumb"))
+    );
+    refused(
+        request(TOKEN_URL, Some("thumb")).await,
+        ErrorCode::InvalidDpopProof,
+    );
+    refused(request(alias, None).await, ErrorCode::InvalidDpopProof);
+}

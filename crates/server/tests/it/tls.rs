@@ -777,6 +777,10 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
         discovery["tls_client_certificate_bound_access_tokens"],
         true
     );
+    assert_eq!(
+        discovery["mtls_endpoint_aliases"]["token_endpoint"],
+        format!("https://127.0.0.1:{}/oauth2/token", mutual.port())
+    );
     let registered: Value = admin
         .post(api("/admin/v1/clients"))
         .bearer_auth(TOKEN)
