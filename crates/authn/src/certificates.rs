@@ -42,6 +42,8 @@ pub struct CertificateIdentity {
     pub spiffe_id: Option<String>,
     /// The subject, RFC 4514.
     pub subject_dn: String,
+    /// Every URI SAN (the SPIFFE ID among them), in the certificate's order.
+    pub uris: Vec<String>,
     /// `x5t#S256`: base64url of the SHA-256 of the DER.
     pub thumbprint: String,
 }
@@ -64,17 +66,19 @@ pub fn identify(der: &[u8]) -> Result<CertificateIdentity, CertificateError> {
     if !rest.is_empty() {
         return Err(CertificateError::Malformed);
     }
-    let mut spiffe = Vec::new();
+    let mut uris = Vec::new();
     if let Ok(Some(san)) = certificate.subject_alternative_name() {
         for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name
-                && uri.len() >= 9
-                && uri[..9].eq_ignore_ascii_case("spiffe://")
-            {
-                spiffe.push(*uri);
+            if let GeneralName::URI(uri) = name {
+                uris.push((*uri).to_owned());
             }
         }
     }
+    let spiffe: Vec<&str> = uris
+        .iter()
+        .map(String::as_str)
+        .filter(|uri| uri.len() >= 9 && uri[..9].eq_ignore_ascii_case("spiffe://"))
+        .collect();
     let spiffe_id = match spiffe.as_slice() {
         [one] if is_spiffe_id(one) => Some((*one).to_owned()),
         _ => None,
@@ -82,6 +86,7 @@ pub fn identify(der: &[u8]) -> Result<CertificateIdentity, CertificateError> {
     Ok(CertificateIdentity {
         spiffe_id,
         subject_dn: rfc4514(certificate.subject()),
+        uris,
         thumbprint: thumbprint(der),
     })
 }

@@ -40,8 +40,8 @@ use time::{Duration, OffsetDateTime};
 use trustgate_store_api::Outage;
 
 pub use credentials::{
-    JWT_BEARER_ASSERTION_TYPE, MAX_ASSERTION_BYTES, MAX_CREDENTIAL_BYTES, PresentedCredentials,
-    parse_basic_authorization, presented_credentials,
+    ClientCertificate, JWT_BEARER_ASSERTION_TYPE, MAX_ASSERTION_BYTES, MAX_CREDENTIAL_BYTES,
+    PresentedCredentials, parse_basic_authorization, presented_credentials,
 };
 pub use registration::{
     MAX_AUDIENCES, MAX_JWKS_BYTES, MAX_NAME_CHARS, MAX_REDIRECT_URIS, MAX_SCOPES, MAX_URI_BYTES,
@@ -81,15 +81,19 @@ pub enum AuthMethod {
     PrivateKeyJwt,
     /// No authentication: a public client (native and browser apps).
     None,
+    /// A client certificate over mutual TLS, issued by a CA the listener trusts, whose subject
+    /// DN or URI SAN is the registered one (RFC 8705 §2.1).
+    TlsClientAuth,
 }
 
 impl AuthMethod {
     /// Every method, in declaration order.
-    pub const ALL: [AuthMethod; 4] = [
+    pub const ALL: [AuthMethod; 5] = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
         AuthMethod::PrivateKeyJwt,
         AuthMethod::None,
+        AuthMethod::TlsClientAuth,
     ];
 
     /// The registered spelling.
@@ -99,6 +103,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
             AuthMethod::None => "none",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
         }
     }
 
@@ -312,6 +317,13 @@ pub struct ClientRegistration {
     /// (RFC 9449 §5.2).
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
+    /// `tls_client_auth` (RFC 8705 §2.1.2): the subject DN (RFC 4514) the client
+    /// certificate must have.
+    #[serde(default)]
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// `tls_client_auth`: a URI SAN (a SPIFFE ID, say) the client certificate must have.
+    #[serde(default)]
+    pub tls_client_auth_san_uri: Option<String>,
     /// A first-party application: no consent page.
     #[serde(default)]
     pub skip_consent: bool,
@@ -360,6 +372,8 @@ impl ClientRegistration {
             jwks: None,
             require_par: false,
             dpop_bound_access_tokens: false,
+            tls_client_auth_subject_dn: None,
+            tls_client_auth_san_uri: None,
             skip_consent: false,
             access_token_ttl_secs: None,
             refresh_token_ttl_secs: None,
@@ -399,6 +413,10 @@ pub struct Client {
     pub require_par: bool,
     /// Token requests must carry a DPoP proof (RFC 9449 §5.2).
     pub dpop_bound_access_tokens: bool,
+    /// `tls_client_auth`: the subject DN its certificate must have.
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// `tls_client_auth`: a URI SAN its certificate must have.
+    pub tls_client_auth_san_uri: Option<String>,
     /// First-party: no consent page.
     pub skip_consent: bool,
     /// Access-token lifetime.
@@ -519,6 +537,8 @@ impl Client {
             jwks: self.jwks.clone(),
             require_par: self.require_par,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
+            tls_client_auth_subject_dn: self.tls_client_auth_subject_dn.clone(),
+            tls_client_auth_san_uri: self.tls_client_auth_san_uri.clone(),
             skip_consent: self.skip_consent,
             access_token_ttl_secs: u32::try_from(self.access_token_ttl.whole_seconds()).ok(),
             refresh_token_ttl_secs: u32::try_from(self.refresh_token_ttl.whole_seconds()).ok(),
@@ -575,6 +595,8 @@ impl Serialize for Client {
             jwks: &'a Option<Value>,
             require_par: bool,
             dpop_bound_access_tokens: bool,
+            tls_client_auth_subject_dn: &'a Option<String>,
+            tls_client_auth_san_uri: &'a Option<String>,
             skip_consent: bool,
             access_token_ttl_secs: i64,
             refresh_token_ttl_secs: i64,
@@ -600,6 +622,8 @@ impl Serialize for Client {
             jwks: &self.jwks,
             require_par: self.require_par,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
+            tls_client_auth_subject_dn: &self.tls_client_auth_subject_dn,
+            tls_client_auth_san_uri: &self.tls_client_auth_san_uri,
             skip_consent: self.skip_consent,
             access_token_ttl_secs: self.access_token_ttl.whole_seconds(),
             refresh_token_ttl_secs: self.refresh_token_ttl.whole_seconds(),
@@ -700,6 +724,8 @@ mod tests {
             jwks: None,
             require_par: false,
             dpop_bound_access_tokens: false,
+            tls_client_auth_subject_dn: None,
+            tls_client_auth_san_uri: None,
             skip_consent: false,
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,

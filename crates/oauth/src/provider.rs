@@ -253,6 +253,15 @@ impl Provider {
                 "tls_client_certificate_bound_access_tokens".into(),
                 Value::Bool(true),
             );
+            for methods in [
+                "token_endpoint_auth_methods_supported",
+                "introspection_endpoint_auth_methods_supported",
+                "revocation_endpoint_auth_methods_supported",
+            ] {
+                if let Some(Value::Array(list)) = fields.get_mut(methods) {
+                    list.push(json!("tls_client_auth"));
+                }
+            }
             fields.insert(
                 "mtls_endpoint_aliases".into(),
                 json!({

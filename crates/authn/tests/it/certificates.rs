@@ -18,6 +18,7 @@ fn a_client_certificate_names_its_spiffe_id_subject_and_thumbprint() {
     );
     // RFC 4514 lists the RDNs last first: the certificate has CN, then O.
     assert_eq!(identity.subject_dn, "O=trustgate tests,CN=billing");
+    assert_eq!(identity.uris, ["spiffe://example.org/ns/prod/sa/billing"]);
     assert_eq!(
         identity.thumbprint,
         URL_SAFE_NO_PAD.encode(Sha256::digest(&svid.der))

@@ -89,9 +89,16 @@ pub struct ClientSettings {
     /// A public client (native or browser app): no secret, same as --auth-method none.
     #[arg(long, conflicts_with = "auth_method")]
     public: bool,
-    /// client_secret_basic (default), client_secret_post, private_key_jwt or none.
+    /// client_secret_basic (default), client_secret_post, private_key_jwt, none or
+    /// tls_client_auth (with --tls-client-auth-subject-dn or --tls-client-auth-san-uri).
     #[arg(long, value_name = "METHOD")]
     auth_method: Option<String>,
+    /// tls_client_auth: the subject DN (RFC 4514) the client certificate must have.
+    #[arg(long, value_name = "DN", conflicts_with = "tls_client_auth_san_uri")]
+    tls_client_auth_subject_dn: Option<String>,
+    /// tls_client_auth: a URI SAN (e.g. a SPIFFE ID) the client certificate must have.
+    #[arg(long, value_name = "URI")]
+    tls_client_auth_san_uri: Option<String>,
     /// The client's public keys, a JWK Set JSON file (for private_key_jwt).
     #[arg(long, value_name = "FILE")]
     jwks_file: Option<PathBuf>,
@@ -223,6 +230,17 @@ impl ClientSettings {
             reg.insert("auth_method".into(), json!("none"));
         } else if let Some(method) = &self.auth_method {
             reg.insert("auth_method".into(), json!(method));
+        }
+        for (key, value) in [
+            (
+                "tls_client_auth_subject_dn",
+                &self.tls_client_auth_subject_dn,
+            ),
+            ("tls_client_auth_san_uri", &self.tls_client_auth_san_uri),
+        ] {
+            if let Some(value) = value {
+                reg.insert(key.into(), json!(value));
+            }
         }
         if let Some(path) = &self.jwks_file {
             let text = std::fs::read_to_string(path).map_err(|e| {

@@ -49,6 +49,56 @@ fn client_commands_drive_the_admin_api() {
     let data = dir.path().join("data");
     let server = Running::start(&data, &[], &[]);
 
+    // tls_client_auth: the certificate's name is the credential; no secret is printed.
+    let worker = ok_json(&cli(
+        &server,
+        &data,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Certificate worker",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "reports:read",
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-client-auth-san-uri",
+            "spiffe://example.org/worker",
+        ],
+    ));
+    assert_eq!(worker["auth_method"], "tls_client_auth");
+    assert_eq!(
+        worker["tls_client_auth_san_uri"],
+        "spiffe://example.org/worker"
+    );
+    assert!(
+        worker.get("client_secret").is_none_or(Value::is_null),
+        "{worker}"
+    );
+    let bad = cli(
+        &server,
+        &data,
+        &[
+            "client",
+            "create",
+            "--name",
+            "No name",
+            "--grant",
+            "client_credentials",
+            "--auth-method",
+            "tls_client_auth",
+        ],
+    );
+    failed_with(&bad, 1, "invalid_tls_client_auth");
+    let worker_id = worker["client_id"].as_str().expect("id").to_owned();
+    assert!(
+        cli(&server, &data, &["client", "delete", &worker_id])
+            .status
+            .success()
+    );
+
     // Refusals first: nothing is registered by them.
     let bad = cli(
         &server,

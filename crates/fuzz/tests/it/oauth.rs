@@ -42,6 +42,8 @@ fn client(jwks: Option<Value>) -> Client {
         jwks,
         require_par: false,
         dpop_bound_access_tokens: false,
+        tls_client_auth_subject_dn: None,
+        tls_client_auth_san_uri: None,
         skip_consent: false,
         access_token_ttl: Duration::minutes(10),
         refresh_token_ttl: Duration::days(30),

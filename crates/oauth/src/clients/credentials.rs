@@ -49,6 +49,38 @@ pub enum PresentedCredentials {
         /// The client id.
         client_id: String,
     },
+    /// Only `client_id` in the form body, over mutual TLS with a client certificate the
+    /// listener verified (`tls_client_auth`, RFC 8705 §2; or a public client over mutual TLS).
+    Certificate {
+        /// The client id.
+        client_id: String,
+        /// What the certificate names.
+        certificate: ClientCertificate,
+    },
+}
+
+/// What a verified client certificate names, as the transport read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The subject DN, RFC 4514.
+    pub subject_dn: String,
+    /// Its URI SANs.
+    pub san_uris: Vec<String>,
+}
+
+impl PresentedCredentials {
+    /// These credentials, over mutual TLS with `certificate`: only the client id form
+    /// (`None`) becomes [`PresentedCredentials::Certificate`]; a secret or an assertion stays
+    /// what authenticates.
+    pub fn over_mutual_tls(self, certificate: ClientCertificate) -> Self {
+        match self {
+            PresentedCredentials::None { client_id } => PresentedCredentials::Certificate {
+                client_id,
+                certificate,
+            },
+            other => other,
+        }
+    }
 }
 
 impl PresentedCredentials {
@@ -57,7 +89,8 @@ impl PresentedCredentials {
         match self {
             PresentedCredentials::Basic { client_id, .. }
             | PresentedCredentials::Post { client_id, .. }
-            | PresentedCredentials::None { client_id } => Some(client_id),
+            | PresentedCredentials::None { client_id }
+            | PresentedCredentials::Certificate { client_id, .. } => Some(client_id),
             PresentedCredentials::Assertion { client_id, .. } => client_id.as_deref(),
         }
     }
@@ -69,6 +102,7 @@ impl PresentedCredentials {
             PresentedCredentials::Post { .. } => "client_secret_post",
             PresentedCredentials::Assertion { .. } => "private_key_jwt",
             PresentedCredentials::None { .. } => "none",
+            PresentedCredentials::Certificate { .. } => "tls_client_auth",
         }
     }
 }

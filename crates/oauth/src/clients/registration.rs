@@ -149,6 +149,7 @@ pub fn validate_registration(
     check_token_exchange(&reg)?;
     check_ttls(&reg)?;
 
+    check_tls_client_auth(&reg)?;
     match &reg.jwks {
         Some(jwks) => check_jwks(jwks)
             .map_err(|why| ClientError::invalid("invalid_jwks", format!("jwks: {why}")))?,
@@ -161,6 +162,38 @@ pub fn validate_registration(
         None => {}
     }
     Ok(reg)
+}
+
+/// RFC 8705 §2.1.2: a `tls_client_auth` client names exactly one certificate attribute (its
+/// subject DN or a URI SAN); any other client names none.
+fn check_tls_client_auth(reg: &ClientRegistration) -> Result<(), ClientError> {
+    let invalid = |why: &str| ClientError::invalid("invalid_tls_client_auth", why.to_owned());
+    let named: Vec<&String> = [
+        &reg.tls_client_auth_subject_dn,
+        &reg.tls_client_auth_san_uri,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if reg.auth_method != AuthMethod::TlsClientAuth {
+        return match named.is_empty() {
+            true => Ok(()),
+            false => Err(invalid(
+                "tls_client_auth_subject_dn and tls_client_auth_san_uri: only with auth_method \
+                 tls_client_auth",
+            )),
+        };
+    }
+    match named.as_slice() {
+        [one] if !one.trim().is_empty() && one.len() <= 2048 && !one.contains('\0') => Ok(()),
+        [_] => Err(invalid(
+            "tls_client_auth_subject_dn / tls_client_auth_san_uri: 1 to 2048 bytes",
+        )),
+        _ => Err(invalid(
+            "auth_method tls_client_auth: give exactly one of tls_client_auth_subject_dn and \
+             tls_client_auth_san_uri",
+        )),
+    }
 }
 
 /// Removes later duplicates, keeping the order of first occurrences.

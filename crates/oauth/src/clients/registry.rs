@@ -62,6 +62,10 @@ struct StoredMetadata {
     require_par: bool,
     #[serde(default)]
     dpop_bound_access_tokens: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_client_auth_subject_dn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_client_auth_san_uri: Option<String>,
     #[serde(default)]
     skip_consent: bool,
     #[serde(default)]
@@ -95,6 +99,8 @@ impl StoredMetadata {
             jwks: reg.jwks.clone(),
             require_par: reg.require_par,
             dpop_bound_access_tokens: reg.dpop_bound_access_tokens,
+            tls_client_auth_subject_dn: reg.tls_client_auth_subject_dn.clone(),
+            tls_client_auth_san_uri: reg.tls_client_auth_san_uri.clone(),
             skip_consent: reg.skip_consent,
             access_token_ttl_secs: reg.access_token_ttl_secs,
             refresh_token_ttl_secs: reg.refresh_token_ttl_secs,
@@ -119,6 +125,19 @@ impl StoredMetadata {
                 detail: e.to_string(),
             }),
         }
+    }
+}
+
+/// RFC 8705 §2.1.2: the registered subject DN equals the certificate's, or the registered URI
+/// is one of its URI SANs (exact strings).
+fn certificate_matches(client: &Client, certificate: &super::ClientCertificate) -> bool {
+    match (
+        &client.tls_client_auth_subject_dn,
+        &client.tls_client_auth_san_uri,
+    ) {
+        (Some(dn), _) => *dn == certificate.subject_dn,
+        (None, Some(uri)) => certificate.san_uris.iter().any(|u| u == uri),
+        (None, None) => false,
     }
 }
 
@@ -149,6 +168,8 @@ fn decode(stored: OAuthClient) -> Result<Client, ClientError> {
         jwks: meta.jwks,
         require_par: meta.require_par,
         dpop_bound_access_tokens: meta.dpop_bound_access_tokens,
+        tls_client_auth_subject_dn: meta.tls_client_auth_subject_dn,
+        tls_client_auth_san_uri: meta.tls_client_auth_san_uri,
         skip_consent: meta.skip_consent,
         access_token_ttl: ttl(meta.access_token_ttl_secs, DEFAULT_ACCESS_TOKEN_TTL),
         refresh_token_ttl: ttl(meta.refresh_token_ttl_secs, DEFAULT_REFRESH_TOKEN_TTL),
@@ -604,6 +625,21 @@ impl ClientRegistry {
                 self.authenticate_secret(client_id, secret, AuthMethod::ClientSecretPost)
                     .await
             }
+            PresentedCredentials::Certificate {
+                client_id,
+                certificate,
+            } => match self.lookup(client_id).await? {
+                // A public client over mutual TLS: the certificate binds its tokens, it does
+                // not authenticate it.
+                Some(client) if client.auth_method == AuthMethod::None => Ok(client),
+                Some(client)
+                    if client.auth_method == AuthMethod::TlsClientAuth
+                        && certificate_matches(&client, certificate) =>
+                {
+                    Ok(client)
+                }
+                _ => Err(OAuthError::invalid_client(AUTH_FAILED)),
+            },
             PresentedCredentials::None { client_id } => match self.lookup(client_id).await? {
                 Some(client) if client.auth_method == AuthMethod::None => Ok(client),
                 _ => Err(OAuthError::invalid_client(AUTH_FAILED)),

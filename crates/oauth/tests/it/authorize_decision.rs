@@ -166,6 +166,8 @@ fn client(first_party: bool) -> Client {
         jwks: None,
         require_par: false,
         dpop_bound_access_tokens: false,
+        tls_client_auth_subject_dn: None,
+        tls_client_auth_san_uri: None,
         skip_consent: first_party,
         access_token_ttl: Duration::minutes(10),
         refresh_token_ttl: Duration::days(30),

@@ -69,6 +69,7 @@ async fn refused(registry: &ClientRegistry, presented: &PresentedCredentials) ->
 }
 
 test_on_both_backends!(
+    tls_client_auth_matches_the_registered_certificate_name_only,
     invalid_registrations_write_nothing,
     create_stores_only_the_secret_digest,
     list_pages_by_id,
@@ -745,4 +746,94 @@ async fn cache_is_bypassed_when_the_epoch_is_stale(db: TestDatabase) {
     here.authenticate(&basic(&client.id, new.expose()), AUDIENCES)
         .await
         .expect("the new secret, read from the store");
+}
+
+async fn tls_client_auth_matches_the_registered_certificate_name_only(db: TestDatabase) {
+    use trustgate_oauth::clients::ClientCertificate;
+    let registry = registry(&db, &clock());
+    let register = |edit: fn(&mut ClientRegistration)| {
+        let registry = registry.clone();
+        async move {
+            let mut reg = ClientRegistration {
+                grant_types: vec![GrantType::ClientCredentials],
+                redirect_uris: Vec::new(),
+                scopes: vec!["reports:read".into()],
+                auth_method: AuthMethod::TlsClientAuth,
+                ..ClientRegistration::named("worker")
+            };
+            edit(&mut reg);
+            registry.create(reg).await
+        }
+    };
+    // Exactly one certificate name, and only with the method.
+    for bad in [
+        (|_: &mut ClientRegistration| {}) as fn(&mut ClientRegistration),
+        |r| {
+            r.tls_client_auth_subject_dn = Some("CN=a".into());
+            r.tls_client_auth_san_uri = Some("spiffe://example.org/a".into());
+        },
+        |r| r.tls_client_auth_subject_dn = Some("  ".into()),
+        |r| {
+            r.auth_method = AuthMethod::ClientSecretBasic;
+            r.tls_client_auth_subject_dn = Some("CN=a".into());
+        },
+    ] {
+        let err = register(bad).await.expect_err("refused");
+        assert!(err.to_string().contains("tls_client_auth"), "{err}");
+    }
+    let (by_dn, secret) = register(|r| {
+        r.tls_client_auth_subject_dn = Some("O=Example,CN=worker".into());
+    })
+    .await
+    .expect("registered");
+    assert!(secret.is_none(), "no secret for tls_client_auth");
+    let (by_uri, _) = register(|r| {
+        r.tls_client_auth_san_uri = Some("spiffe://example.org/worker".into());
+    })
+    .await
+    .expect("registered");
+    let certificate = |dn: &str, uris: &[&str]| ClientCertificate {
+        subject_dn: dn.into(),
+        san_uris: uris.iter().map(|u| (*u).to_owned()).collect(),
+    };
+    let over = |client_id: &str, cert: ClientCertificate| PresentedCredentials::Certificate {
+        client_id: client_id.into(),
+        certificate: cert,
+    };
+    let dn_cert = certificate("O=Example,CN=worker", &[]);
+    let uri_cert = certificate("CN=other", &["https://x", "spiffe://example.org/worker"]);
+    registry
+        .authenticate(&over(&by_dn.id, dn_cert.clone()), AUDIENCES)
+        .await
+        .expect("the registered DN");
+    registry
+        .authenticate(&over(&by_uri.id, uri_cert.clone()), AUDIENCES)
+        .await
+        .expect("the registered URI SAN");
+    for (client, cert) in [
+        (&by_dn.id, certificate("O=Example,CN=worker2", &[])),
+        (&by_dn.id, uri_cert),
+        (&by_uri.id, dn_cert),
+        (
+            &by_uri.id,
+            certificate("CN=x", &["spiffe://example.org/worker/x"]),
+        ),
+    ] {
+        let err = registry
+            .authenticate(&over(client, cert), AUDIENCES)
+            .await
+            .expect_err("another certificate");
+        assert_eq!(err.code, ErrorCode::InvalidClient);
+    }
+    // Without the certificate (the bare client id off the mutual-TLS listener): refused.
+    let err = registry
+        .authenticate(
+            &PresentedCredentials::None {
+                client_id: by_dn.id.clone(),
+            },
+            AUDIENCES,
+        )
+        .await
+        .expect_err("no certificate");
+    assert_eq!(err.code, ErrorCode::InvalidClient);
 }

@@ -672,6 +672,9 @@ async fn over_mutual_tls_the_aliases_are_published_and_proofs_name_them() {
             .get("mtls_endpoint_aliases")
             .is_none()
     );
+    let methods = |doc: &Value| doc["token_endpoint_auth_methods_supported"].to_string();
+    assert!(methods(&discovery).contains("tls_client_auth"));
+    assert!(!methods(&op.provider.discovery()).contains("tls_client_auth"));
 
     let app = register(&op, |r| {
         r.name = "Service".into();

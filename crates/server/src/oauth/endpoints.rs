@@ -63,7 +63,7 @@ pub async fn token(
     OAuthForm(params): OAuthForm,
 ) -> Response {
     let certificate = certificate_thumbprint(peer.as_deref());
-    let (presented, basic) = match presented(&headers, &params) {
+    let (presented, basic) = match presented(&headers, &params, peer.as_deref()) {
         Ok(found) => found,
         Err(response) => return *response,
     };
@@ -95,10 +95,11 @@ pub async fn token(
 pub async fn par(
     State(state): State<AppState>,
     dpop: DpopHeader,
+    peer: Option<axum::Extension<PeerCertificates>>,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
-    let (presented, basic) = match presented(&headers, &params) {
+    let (presented, basic) = match presented(&headers, &params, peer.as_deref()) {
         Ok(found) => found,
         Err(response) => return *response,
     };
@@ -116,10 +117,11 @@ pub async fn par(
 /// `POST /oauth2/device_authorization` (RFC 8628 §3.1).
 pub async fn device_authorization(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<PeerCertificates>>,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
-    let (presented, basic) = match presented(&headers, &params) {
+    let (presented, basic) = match presented(&headers, &params, peer.as_deref()) {
         Ok(found) => found,
         Err(response) => return *response,
     };
@@ -132,10 +134,11 @@ pub async fn device_authorization(
 /// `POST /oauth2/introspect` (RFC 7662).
 pub async fn introspect(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<PeerCertificates>>,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
-    let (presented, basic) = match presented(&headers, &params) {
+    let (presented, basic) = match presented(&headers, &params, peer.as_deref()) {
         Ok(found) => found,
         Err(response) => return *response,
     };
@@ -183,10 +186,11 @@ async fn describe_api_key(
 pub async fn revoke(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
+    peer: Option<axum::Extension<PeerCertificates>>,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
-    let (presented, basic) = match presented(&headers, &params) {
+    let (presented, basic) = match presented(&headers, &params, peer.as_deref()) {
         Ok(found) => found,
         Err(response) => return *response,
     };
@@ -201,14 +205,26 @@ pub async fn revoke(
 }
 
 /// The client credentials of a machine request and whether they came as HTTP Basic (so a 401
-/// challenges it), or the error response.
+/// challenges it), or the error response. Over mutual TLS a bare `client_id` comes with the
+/// client certificate (`tls_client_auth`, RFC 8705 §2).
 fn presented(
     headers: &HeaderMap,
     params: &trustgate_oauth::request::Params,
+    peer: Option<&PeerCertificates>,
 ) -> Result<(trustgate_oauth::clients::PresentedCredentials, bool), Box<Response>> {
     let basic = used_basic(headers);
+    let certificate = peer
+        .and_then(PeerCertificates::end_entity)
+        .and_then(|der| trustgate_authn::certificates::identify(der).ok())
+        .map(|identity| trustgate_oauth::clients::ClientCertificate {
+            subject_dn: identity.subject_dn,
+            san_uris: identity.uris,
+        });
     credentials(headers, params)
-        .map(|c| (c, basic))
+        .map(|c| match certificate {
+            Some(certificate) => (c.over_mutual_tls(certificate), basic),
+            None => (c, basic),
+        })
         .map_err(|e| Box::new(oauth_error(&e, basic)))
 }
 

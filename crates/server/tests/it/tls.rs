@@ -514,7 +514,7 @@ async fn post_form_as(
     ca: &Ca,
     client: Option<(&str, &str)>,
     path: &str,
-    authorization: &str,
+    authorization: Option<&str>,
     form: &str,
 ) -> (StatusCode, Value) {
     let stream = connect_as(addr, ca, client).await.expect("tls");
@@ -522,9 +522,11 @@ async fn post_form_as(
         .await
         .expect("http/1.1");
     tokio::spawn(connection);
-    let request = Request::post(path)
-        .header("host", "localhost")
-        .header("authorization", authorization)
+    let mut request = Request::post(path).header("host", "localhost");
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
+    }
+    let request = request
         .header("content-type", "application/x-www-form-urlencoded")
         .body(http_body_util::Full::new(Bytes::from(form.to_owned())))
         .expect("request");
@@ -809,7 +811,7 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
         &server_ca,
         as_billing,
         "/oauth2/token",
-        &format!("Basic {basic}"),
+        Some(&format!("Basic {basic}")),
         "grant_type=client_credentials",
     )
     .await;
@@ -830,6 +832,58 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
     assert_eq!(
         claims["cnf"]["x5t#S256"],
         trustgate_authn::certificates::thumbprint(&billing.der)
+    );
+
+    // tls_client_auth (RFC 8705 §2.1): the certificate is the client's credential.
+    let worker: Value = admin
+        .post(api("/admin/v1/clients"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({
+            "name": "certificate worker",
+            "redirect_uris": [],
+            "grant_types": ["client_credentials"],
+            "scopes": ["invoices:read"],
+            "auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "O=trustgate tests,CN=billing",
+        }))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        worker.get("client_secret").is_none_or(Value::is_null),
+        "{worker}"
+    );
+    let form = format!(
+        "grant_type=client_credentials&client_id={}",
+        worker["client_id"].as_str().expect("id")
+    );
+    let (status, issued) =
+        post_form_as(mutual, &server_ca, as_billing, "/oauth2/token", None, &form).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    let (other_cert, other_key) = pair(&client_ca.client("other", None));
+    let as_other = Some((other_cert.as_str(), other_key.as_str()));
+    let (status, refused) =
+        post_form_as(mutual, &server_ca, as_other, "/oauth2/token", None, &form).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "another certificate: {refused}"
+    );
+    assert_eq!(refused["error"], "invalid_client");
+    let off_mtls = admin
+        .post(api("/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.clone())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        off_mtls.status(),
+        StatusCode::UNAUTHORIZED,
+        "no certificate"
     );
 
     // A CRL that no longer loads: logged, the current one stays (the revoked stays revoked).
