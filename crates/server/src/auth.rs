@@ -141,6 +141,13 @@ impl FromRequestParts<AppState> for Caller {
             ));
         }
         let Some(key) = presented_key(parts) else {
+            // A credential that is there but malformed is refused; it never falls through to
+            // the connection's certificate.
+            if parts.headers.contains_key(http::header::AUTHORIZATION)
+                || parts.headers.contains_key(API_KEY_HEADER)
+            {
+                return Err(ApiError::unauthenticated("the API key is not valid"));
+            }
             let caller = certificate_caller(parts, state).await?;
             parts.extensions.insert(caller.clone());
             return Ok(caller);

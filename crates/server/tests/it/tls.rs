@@ -728,6 +728,18 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
     );
     let (_, me) = whoami(as_billing).await.expect("whoami");
     assert_eq!(me["subject"], format!("service:{billing_id}"));
+    // A malformed credential next to the certificate is refused, never the certificate's.
+    let stream = connect_as(mutual, &server_ca, as_billing)
+        .await
+        .expect("tls");
+    let mut h1 = http1_over(stream).await;
+    let request = Request::get("/admin/v1/whoami")
+        .header("host", "localhost")
+        .header("authorization", "Basic eDp5")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let answer = h1.send_request(request).await.expect("answer");
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         me["certificate"].as_str().map(str::len),
         Some(43),
