@@ -103,16 +103,6 @@ pub enum CertificateCaller {
     Disabled,
 }
 
-impl CertificateCaller {
-    /// The principal, unless the account is disabled.
-    pub fn principal(&self) -> Option<&Principal> {
-        match self {
-            CertificateCaller::Account(p) | CertificateCaller::Unbound(p) => Some(p),
-            CertificateCaller::Disabled => None,
-        }
-    }
-}
-
 /// Resolves certificate identities to service accounts. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CertificateAccounts {

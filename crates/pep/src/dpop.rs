@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use http::{Method, Uri};
 use parking_lot::Mutex;
-use sha2::{Digest, Sha256};
-use trustgate_core::Clock;
+use trustgate_core::{Clock, TokenDigest};
 use trustgate_tokens::dpop::{ProofExpectation, verify_proof};
 
 use crate::authenticate::AuthError;
@@ -66,8 +65,8 @@ struct Inner {
     /// `scheme://host[:port]`, no trailing slash.
     origin: String,
     clock: Arc<dyn Clock>,
-    /// SHA-256 of `jkt.jti` → until when (Unix seconds) it stays spent.
-    spent: Mutex<HashMap<[u8; 32], i64>>,
+    /// SHA-256 of the proof's replay id → until when (Unix seconds) it stays spent.
+    spent: Mutex<HashMap<TokenDigest, i64>>,
 }
 
 impl std::fmt::Debug for DpopVerifier {
@@ -121,15 +120,10 @@ impl DpopVerifier {
             },
         )
         .map_err(|e| AuthError::InvalidProof(e.reason().to_owned()))?;
-        let key: [u8; 32] =
-            Sha256::digest(format!("{}.{}", verified.jkt, verified.jti).as_bytes()).into();
-        let max_age = i64::try_from(inner.config.max_age.as_secs()).unwrap_or(i64::MAX);
+        let key = TokenDigest::of(&verified.replay_id());
         let until = verified
-            .iat
-            .unix_timestamp()
-            .max(now.unix_timestamp())
-            .saturating_add(max_age)
-            .saturating_add(1);
+            .remember_until(now, to_time(inner.config.max_age))
+            .unix_timestamp();
         let now = now.unix_timestamp();
         let mut spent = inner.spent.lock();
         if let Some(&standing) = spent.get(&key)

@@ -111,11 +111,6 @@ impl Confirmation {
             x5t_s256: None,
         }
     }
-
-    /// Whether it binds to anything (an empty `cnf` binds to nothing).
-    pub fn is_empty(&self) -> bool {
-        self.jkt.is_none() && self.x5t_s256.is_none()
-    }
 }
 
 /// An actor (RFC 8693 §4.1 `act`, §4.4 `may_act`): a party identified by `sub` (and the client

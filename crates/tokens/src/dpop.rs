@@ -244,6 +244,21 @@ pub fn verify_proof(proof: &str, expect: &ProofExpectation<'_>) -> Result<Proof,
     })
 }
 
+impl Proof {
+    /// What a verifier remembers the proof as spent under: its key's thumbprint and its `jti`.
+    /// A `jti` is unique per key (RFC 9449 §11.1), so nobody can spend another key's `jti` ahead
+    /// of it.
+    pub fn replay_id(&self) -> String {
+        format!("{}.{}", self.jkt, self.jti)
+    }
+
+    /// Until when a verifier that accepts proofs at most `max_age` old must remember this one
+    /// (from `iat`, or from `now` for a proof issued ahead of the verifier's clock).
+    pub fn remember_until(&self, now: OffsetDateTime, max_age: Duration) -> OffsetDateTime {
+        self.iat.max(now) + max_age + Duration::seconds(1)
+    }
+}
+
 /// How an access token reached a resource server (RFC 9449 §7.1, RFC 6750 §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presentation<'a> {

@@ -70,11 +70,8 @@ impl Provider {
             },
         )
         .map_err(proof_error)?;
-        // A jti is unique per key (RFC 9449 §11.1): the ledger is keyed by both, so nobody can
-        // spend another key's jti ahead of it.
-        let digest = TokenDigest::of(&format!("{}.{}", verified.jkt, verified.jti));
-        let remember_until =
-            verified.iat.max(now) + settings.proof_max_age + time::Duration::seconds(1);
+        let digest = TokenDigest::of(&verified.replay_id());
+        let remember_until = verified.remember_until(now, settings.proof_max_age);
         let fresh = self
             .inner
             .store
