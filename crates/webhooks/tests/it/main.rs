@@ -382,19 +382,27 @@ async fn backchannel_logout_goes_through_the_queue_and_is_retried() {
         Some("application/x-www-form-urlencoded")
     );
     assert!(headers.get("webhook-signature").is_none());
-    // Every attempt is audited: at least one failure, then the success.
-    assert!(h.auditor.flush(Duration::from_secs(5)).await);
-    let events =
-        h.db.store
-            .list_audit(
-                &AuditFilter {
-                    kind: Some("oauth_backchannel_logout".into()),
-                    ..AuditFilter::default()
-                },
-                100,
-            )
-            .await
-            .expect("audit");
+    // Every attempt is audited: at least one failure, then the success. The worker records
+    // the success after the receiver has answered, so the test waits for it.
+    let mut events = Vec::new();
+    for _ in 0..250 {
+        assert!(h.auditor.flush(Duration::from_secs(5)).await);
+        events =
+            h.db.store
+                .list_audit(
+                    &AuditFilter {
+                        kind: Some("oauth_backchannel_logout".into()),
+                        ..AuditFilter::default()
+                    },
+                    100,
+                )
+                .await
+                .expect("audit");
+        if events.iter().any(|r| r.event.outcome == "success") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let outcomes: Vec<&str> = events.iter().map(|r| r.event.outcome.as_str()).collect();
     assert!(
         outcomes.contains(&"failure") && outcomes.contains(&"success"),
