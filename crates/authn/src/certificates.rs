@@ -21,11 +21,9 @@
 //! authenticated — the listener verified it — as `service:x509-<thumbprint>`, a principal no
 //! role names, so it may do nothing; one bound to a disabled account authenticates nothing.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 use trustgate_core::Principal;
 use trustgate_store_api::{CertificateNameKind, ServiceAccountStore, StoreError};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
@@ -44,6 +42,12 @@ pub struct CertificateIdentity {
     pub subject_dn: String,
     /// Every URI SAN (the SPIFFE ID among them), in the certificate's order.
     pub uris: Vec<String>,
+    /// Every DNS name SAN (`dNSName`), in the certificate's order.
+    pub dns_names: Vec<String>,
+    /// Every IP address SAN (`iPAddress`; an entry that is not 4 or 16 bytes is skipped).
+    pub ip_addresses: Vec<IpAddr>,
+    /// Every email SAN (`rfc822Name`), in the certificate's order.
+    pub emails: Vec<String>,
     /// `x5t#S256`: base64url of the SHA-256 of the DER.
     pub thumbprint: String,
 }
@@ -66,11 +70,20 @@ pub fn identify(der: &[u8]) -> Result<CertificateIdentity, CertificateError> {
     if !rest.is_empty() {
         return Err(CertificateError::Malformed);
     }
-    let mut uris = Vec::new();
+    let (mut uris, mut dns_names, mut emails) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ip_addresses = Vec::new();
     if let Ok(Some(san)) = certificate.subject_alternative_name() {
         for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name {
-                uris.push((*uri).to_owned());
+            match name {
+                GeneralName::URI(uri) => uris.push((*uri).to_owned()),
+                GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
+                GeneralName::RFC822Name(email) => emails.push((*email).to_owned()),
+                GeneralName::IPAddress(bytes) => {
+                    if let Some(ip) = ip_address(bytes) {
+                        ip_addresses.push(ip);
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -87,8 +100,20 @@ pub fn identify(der: &[u8]) -> Result<CertificateIdentity, CertificateError> {
         spiffe_id,
         subject_dn: rfc4514(certificate.subject()),
         uris,
+        dns_names,
+        ip_addresses,
+        emails,
         thumbprint: thumbprint(der),
     })
+}
+
+/// An `iPAddress` SAN: 4 bytes for IPv4, 16 for IPv6 (RFC 5280 §4.2.1.6).
+fn ip_address(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
 }
 
 /// Who a verified client certificate is, for the machine APIs.
@@ -152,7 +177,7 @@ impl CertificateAccounts {
 
 /// `x5t#S256` of a DER certificate (RFC 8705 §3.1).
 pub fn thumbprint(der: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(der))
+    trustgate_tokens::Confirmation::certificate_thumbprint(der)
 }
 
 /// Whether `uri` is a SPIFFE ID (SPIFFE ID §2): `spiffe://`, a trust domain, and a path.

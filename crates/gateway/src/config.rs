@@ -29,13 +29,18 @@
 //! cert_file = "/etc/gateway/tls/cert.pem"    #   trusted_proxies (the proxy terminates TLS)
 //! key_file = "/etc/gateway/tls/key.pem"      # reloaded on SIGHUP and when the files change
 //!
+//! [mtls]                                     # optional: a mutual-TLS listener, where tokens
+//! listen = "0.0.0.0:8443"                    #   bound to a client certificate pass (RFC 8705)
+//! ca_files = ["/etc/gateway/clients-ca.pem"] #   also crl_files, accept_self_signed
+//!
 //! [connections]                              # optional: the listener's limits
 //! max_connections = 4096
 //! header_read_timeout_secs = 10
 //!
 //! [[upstream]]
 //! name = "learning"
-//! url = "http://127.0.0.1:3000"
+//! url = "http://127.0.0.1:3000"               # or https://, with an optional [upstream.tls]:
+//!                                             #   ca_files, cert_file + key_file (mutual TLS)
 //! audience = "https://learning.internal"     # the internal token's `aud`
 //! connect_timeout_ms = 1000
 //! request_timeout_ms = 30000
@@ -136,6 +141,12 @@ pub struct GatewayConfig {
     /// loopback address or declare the proxy in front (`trusted_proxies`).
     #[serde(default)]
     pub tls: trustgate_listener::tls::TlsConfig,
+    /// A second, mutual-TLS listener (as `[mtls]` of `trustgate serve`: `listen`, `ca_files`,
+    /// `crl_files`, `accept_self_signed`; it serves the `[tls]` certificate). Callers' access
+    /// tokens bound to a client certificate (RFC 8705 §3) pass there, with that certificate
+    /// only. Changes to it take effect on restart.
+    #[serde(default)]
+    pub mtls: trustgate_listener::mtls::MtlsConfig,
     /// Reverse proxies (addresses or prefixes) whose forwarding headers are believed for the
     /// client's address and scheme (as `http.trusted_proxies` of `trustgate serve`); none by
     /// default.
@@ -259,8 +270,13 @@ pub struct RateLimitConfig {
 pub struct UpstreamConfig {
     /// A name for logs.
     pub name: String,
-    /// Its base URL (`http://host:port`, optionally with a path prefix).
+    /// Its base URL (`http://host:port` or `https://host:port`, optionally with a path prefix).
     pub url: url::Url,
+    /// For an `https` URL: whom its certificate must chain to (default: the Mozilla root
+    /// program's CAs) and the gateway's client certificate when the upstream asks for one
+    /// (mutual TLS). Read again on reload.
+    #[serde(default)]
+    pub tls: Option<trustgate_listener::tls::ClientTlsConfig>,
     /// The `aud` of the internal tokens it receives.
     pub audience: String,
     /// The TCP connect timeout (default 1000 ms): a refused or timed-out connect is 502.
@@ -453,6 +469,14 @@ impl GatewayConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.tls.validate().map_err(ConfigError::Invalid)?;
+        self.mtls
+            .validate(self.tls.enabled())
+            .map_err(ConfigError::Invalid)?;
+        if self.mtls.public_origin.is_some() {
+            return Err(invalid(
+                "mtls.public_origin: the gateway publishes no endpoints; leave it out",
+            ));
+        }
         self.trusted_proxies()?;
         if !(1..=10).contains(&self.proxy_hops) {
             return Err(invalid("proxy_hops: must be between 1 and 10"));
@@ -539,12 +563,22 @@ impl GatewayConfig {
         }
         for (i, u) in self.upstreams.iter().enumerate() {
             let at = format!("upstream[{i}] `{}`", u.name);
-            if u.url.scheme() != "http" {
-                return Err(invalid(format!(
-                    "{at}: url `{}`: only http:// upstreams are supported (TLS to upstreams is \
-                     not implemented; keep them on a private network or loopback)",
-                    u.url
-                )));
+            match (u.url.scheme(), &u.tls) {
+                ("https", Some(tls)) => tls.validate(&format!("{at}: tls")).map_err(invalid)?,
+                ("https", None) => {}
+                ("http", None) => {}
+                ("http", Some(_)) => {
+                    return Err(invalid(format!(
+                        "{at}: tls: only with an https:// url (`{}`)",
+                        u.url
+                    )));
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "{at}: url `{}`: an http:// or https:// URL",
+                        u.url
+                    )));
+                }
             }
             if u.url.host().is_none() || u.url.query().is_some() || u.url.fragment().is_some() {
                 return Err(invalid(format!(
@@ -709,8 +743,24 @@ resource = "thing:{id}"
         bad("127.0.0.1:0", "nowhere", "listen");
         bad(
             "http://127.0.0.1:2",
-            "https://127.0.0.1:2",
-            "only http:// upstreams",
+            "ftp://127.0.0.1:2",
+            "an http:// or https:// URL",
+        );
+        bad(
+            "audience = \"https://app\"",
+            "audience = \"https://app\"\ntls = { ca_files = [\"ca.pem\"] }",
+            "only with an https:// url",
+        );
+        bad(
+            "http://127.0.0.1:2\"",
+            "https://127.0.0.1:2\"\ntls = { cert_file = \"c.pem\" }",
+            "cert_file and key_file go together",
+        );
+        // A mutual-TLS listener serves the [tls] certificate.
+        bad(
+            "resource = \"thing:{id}\"",
+            "resource = \"thing:{id}\"\n[mtls]\nlisten = \"127.0.0.1:0\"\nca_files = [\"ca.pem\"]",
+            "mtls.listen",
         );
         bad("method = \"GET\"", "method = \"G T\"", "method `G T`");
         bad(

@@ -151,46 +151,107 @@ impl Gateway {
     }
 }
 
-/// Serves `gateway` on `listener` until `shutdown` completes, then drains in-flight requests,
-/// through trustgate's listener (connection caps and timeouts, TLS when `[tls]` is set, the
-/// client address from trusted proxies). The certificate is reloaded on SIGHUP and when its
-/// files change; the listener settings are those at start.
+/// The gateway's sockets: the main listener and, with `[mtls] listen`, the mutual-TLS one.
+#[derive(Debug)]
+pub struct Listeners {
+    /// `listen`.
+    pub main: tokio::net::TcpListener,
+    /// `mtls.listen`.
+    pub mutual: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses `config` names.
+    pub async fn bind(config: &GatewayConfig) -> std::io::Result<Self> {
+        let main = tokio::net::TcpListener::bind(config.listen).await?;
+        let mutual = match config.mtls.listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Listeners { main, mutual })
+    }
+}
+
+/// Serves `gateway` on `listeners` until `shutdown` completes, then drains in-flight
+/// requests, through trustgate's listener (connection caps and timeouts, TLS when `[tls]` is
+/// set, the client address from trusted proxies). The mutual-TLS listener requires a client
+/// certificate of `[mtls]`'s CAs and hands it to pep ([`trustgate_pep::PresentedCertificate`]).
+/// The certificate, CA bundles and CRLs are reloaded on SIGHUP and when their files change;
+/// the listener settings are those at start.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listeners: Listeners,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let config = gateway.config();
-    let certificate = config
-        .tls
-        .load()
-        .map_err(|e| GatewayError::Tls(e.to_string()))?;
-    let transport = trustgate_listener::Transport::new(
-        certificate.clone(),
-        &config.tls,
-        config.trusted_proxies()?,
-    )
-    .map_err(|e| GatewayError::Tls(e.to_string()))?;
-    let watch = certificate.map(|certificate| {
-        trustgate_listener::tls::watch(
-            certificate,
-            std::time::Duration::from_secs(config.tls.reload_check_secs),
-        )
-    });
+    let tls_error = |e: trustgate_listener::tls::TlsError| GatewayError::Tls(e.to_string());
+    let certificate = config.tls.load().map_err(tls_error)?;
+    let proxies = config.trusted_proxies()?;
+    let transport =
+        trustgate_listener::Transport::new(certificate.clone(), &config.tls, proxies.clone())
+            .map_err(tls_error)?;
+    let every = std::time::Duration::from_secs(config.tls.reload_check_secs);
+    let mut watches = Vec::new();
+    let mutual = match (listeners.mutual, &certificate) {
+        (Some(listener), Some(certificate)) => {
+            let clients = trustgate_listener::mtls::ReloadingClientVerifier::load(&config.mtls)
+                .map_err(tls_error)?;
+            watches.push(trustgate_listener::tls::watch(clients.clone(), every));
+            let transport = trustgate_listener::Transport::mutual(
+                certificate.clone(),
+                clients,
+                &config.tls,
+                proxies,
+            )
+            .map_err(tls_error)?;
+            Some((listener, transport))
+        }
+        (Some(_), None) => {
+            return Err(GatewayError::Tls(
+                "the mutual-TLS listener serves the [tls] certificate".into(),
+            ));
+        }
+        (None, _) => None,
+    };
+    watches
+        .extend(certificate.map(|certificate| trustgate_listener::tls::watch(certificate, every)));
     let settings = config.connections.listener_settings().clamped(
         trustgate_listener::descriptor_limit(),
         trustgate_listener::RESERVED_DESCRIPTORS,
     );
-    trustgate_listener::serve(
-        listener,
+    let grace = std::time::Duration::from_secs(config.connections.shutdown_grace_secs);
+    // One shutdown for both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let main = trustgate_listener::serve(
+        listeners.main,
         gateway.router(),
         settings,
         transport,
-        shutdown,
-        std::time::Duration::from_secs(config.connections.shutdown_grace_secs),
-    )
-    .await;
-    if let Some(watch) = watch {
+        until_stopped(stopped.clone()),
+        grace,
+    );
+    match mutual {
+        Some((listener, transport)) => {
+            let mutual = trustgate_listener::serve(
+                listener,
+                gateway.router(),
+                settings,
+                transport,
+                until_stopped(stopped),
+                grace,
+            );
+            tokio::join!(main, mutual);
+        }
+        None => main.await,
+    }
+    for watch in watches {
         watch.abort();
     }
     Ok(())
@@ -204,6 +265,9 @@ pub fn reload_from(gateway: &Gateway, path: &Path) -> Result<(), GatewayError> {
     if config.listen != listen {
         tracing::warn!(target: "trustgate_gateway", old = %listen, new = %config.listen, "the listen address changes only on restart");
     }
+    if config.mtls != gateway.config().mtls {
+        tracing::warn!(target: "trustgate_gateway", "[mtls] changes only on restart");
+    }
     gateway.reload(config)
 }
 
@@ -215,14 +279,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let config = GatewayConfig::load(&path)?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listeners = Listeners::bind(&config).await?;
     let gateway = Arc::new(Gateway::new(config, sink)?);
     let scheme = if gateway.config().tls.enabled() {
         "https"
     } else {
         "http"
     };
-    tracing::info!(target: "trustgate_gateway", listen = %listener.local_addr()?, scheme, "gateway listening");
+    tracing::info!(target: "trustgate_gateway", listen = %listeners.main.local_addr()?, scheme, "gateway listening");
+    if let Some(mutual) = &listeners.mutual {
+        tracing::info!(target: "trustgate_gateway", listen = %mutual.local_addr()?, "gateway listening for mutual TLS");
+    }
     #[cfg(unix)]
     {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -240,6 +307,6 @@ pub async fn run(
             }
         });
     }
-    serve(listener, gateway, shutdown).await?;
+    serve(listeners, gateway, shutdown).await?;
     Ok(())
 }

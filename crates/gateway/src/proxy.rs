@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, UPGRADE};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -20,7 +21,7 @@ use trustgate_core::SystemClock;
 use trustgate_pep::{
     AuthMethod, Authenticator, DecisionCache, DecisionCacheConfig, DecisionPoint, DecisionSink,
     DpopConfig, DpopVerifier, HttpDecisionPoint, IntrospectionConfig, Introspector, JwtConfig,
-    JwtVerifier, Pep, RevisionFeed, RouteTable, answer,
+    JwtVerifier, Pep, PresentedCertificate, RevisionFeed, RouteTable, answer,
 };
 
 use crate::GatewayError;
@@ -50,7 +51,8 @@ pub(crate) struct Upstream {
     name: String,
     base: url::Url,
     audience: Arc<str>,
-    client: Client<HttpConnector, Body>,
+    /// HTTP/1.1, over TLS for an `https` upstream.
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     request_timeout: Duration,
     healthy: Arc<AtomicBool>,
 }
@@ -229,6 +231,15 @@ impl State {
             .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID)
             .map(str::to_owned);
         let request_id = request_id.as_deref();
+        // Over mutual TLS, the client certificate a bound token must come with.
+        if let Some(der) = parts
+            .extensions
+            .get::<trustgate_listener::mtls::PeerCertificates>()
+            .and_then(trustgate_listener::mtls::PeerCertificates::end_entity)
+        {
+            let presented = PresentedCertificate::from_der(der);
+            parts.extensions.insert(presented);
+        }
         // The record is written once the gateway knows what the client gets: an allowed
         // request whose credential the token exchange then refuses is recorded as refused.
         let (decided, record) = self.pep.decide_pending(&parts).await;
@@ -439,40 +450,37 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout()));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+            config
+                .tls
+                .clone()
+                .unwrap_or_default()
+                .client_config()
+                .map_err(|e| GatewayError::Tls(format!("upstream `{}`: {e}", config.name)))?
+                .as_ref()
+                .clone(),
+        );
+        // An http:// upstream is reached in clear, an https:// one only over TLS.
+        let connector = match config.url.scheme() {
+            "https" => builder.https_only(),
+            _ => builder.https_or_http(),
+        }
+        .enable_http1()
+        .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let healthy = Arc::new(AtomicBool::new(true));
-        let task = match &config.health {
-            None => None,
-            Some(health) => {
-                let url = health_url(&config.url, &health.path);
-                let interval = Duration::from_millis(health.interval_ms);
-                let http = reqwest::Client::builder()
-                    .timeout(interval.min(config.request_timeout()))
-                    .connect_timeout(config.connect_timeout())
-                    .build()
-                    .map_err(|e| GatewayError::Http(e.to_string()))?;
-                let flag = healthy.clone();
-                let name = config.name.clone();
-                Some(Task(tokio::spawn(async move {
-                    let mut every = tokio::time::interval(interval);
-                    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        every.tick().await;
-                        let ok = matches!(
-                            http.get(url.clone()).send().await,
-                            Ok(r) if r.status().is_success()
-                        );
-                        if flag.swap(ok, Ordering::Relaxed) != ok {
-                            if ok {
-                                tracing::info!(target: "trustgate_gateway", upstream = %name, "upstream healthy");
-                            } else {
-                                tracing::warn!(target: "trustgate_gateway", upstream = %name, "upstream unhealthy");
-                            }
-                        }
-                    }
-                })))
-            }
-        };
+        let task = config.health.as_ref().map(|health| {
+            let check = HealthCheck {
+                url: health_url(&config.url, &health.path),
+                interval: Duration::from_millis(health.interval_ms),
+                timeout: Duration::from_millis(health.interval_ms).min(config.request_timeout()),
+                client: client.clone(),
+                healthy: healthy.clone(),
+                name: config.name.clone(),
+            };
+            Task(tokio::spawn(check.run()))
+        });
         Ok((
             Upstream {
                 name: config.name.clone(),
@@ -498,9 +506,49 @@ impl Upstream {
             .port_or_known_default()
             .map(|p| format!(":{p}"))
             .unwrap_or_default();
-        format!("http://{host}{port}{prefix}{path_and_query}")
+        let scheme = self.base.scheme();
+        format!("{scheme}://{host}{port}{prefix}{path_and_query}")
             .parse()
             .ok()
+    }
+}
+
+/// `GET {url}` every `interval` through the upstream's own client (so over the same TLS): a
+/// non-2xx answer, an error or no answer within `timeout` marks it unhealthy.
+struct HealthCheck {
+    url: url::Url,
+    interval: Duration,
+    timeout: Duration,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    healthy: Arc<AtomicBool>,
+    name: String,
+}
+
+impl HealthCheck {
+    async fn run(self) {
+        let mut every = tokio::time::interval(self.interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let ok = self.probe().await;
+            if self.healthy.swap(ok, Ordering::Relaxed) != ok {
+                if ok {
+                    tracing::info!(target: "trustgate_gateway", upstream = %self.name, "upstream healthy");
+                } else {
+                    tracing::warn!(target: "trustgate_gateway", upstream = %self.name, "upstream unhealthy");
+                }
+            }
+        }
+    }
+
+    async fn probe(&self) -> bool {
+        let Ok(request) = Request::get(self.url.as_str()).body(Body::empty()) else {
+            return false;
+        };
+        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => response.status().is_success(),
+            _ => false,
+        }
     }
 }
 

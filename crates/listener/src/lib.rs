@@ -114,9 +114,9 @@ pub struct Transport {
     pub hsts: Option<HeaderValue>,
     /// Whose forwarding headers are believed.
     pub proxies: Arc<TrustedProxies>,
-    /// The TLS acceptor requires client certificates (mutual TLS): each request carries the
-    /// client's chain as [`mtls::PeerCertificates`].
-    pub mutual: bool,
+    /// The TLS acceptor requires client certificates this verifier accepts (mutual TLS): each
+    /// request carries the client's chain as [`mtls::PeerCertificates`].
+    pub clients: Option<Arc<mtls::ReloadingClientVerifier>>,
 }
 
 impl Transport {
@@ -133,7 +133,7 @@ impl Transport {
                 .hsts()
                 .and_then(|value| HeaderValue::try_from(value).ok()),
             proxies: Arc::new(proxies),
-            mutual: false,
+            clients: None,
         })
     }
 
@@ -148,13 +148,13 @@ impl Transport {
         Ok(Transport {
             tls: Some(tokio_rustls::TlsAcceptor::from(tls::mtls_server_config(
                 certificate,
-                clients,
+                Arc::clone(&clients),
             )?)),
             hsts: config
                 .hsts()
                 .and_then(|value| HeaderValue::try_from(value).ok()),
             proxies: Arc::new(proxies),
-            mutual: true,
+            clients: Some(clients),
         })
     }
 }
@@ -184,7 +184,7 @@ impl std::fmt::Debug for Transport {
             .field("tls", &self.tls.is_some())
             .field("hsts", &self.hsts)
             .field("proxies", &self.proxies)
-            .field("mutual", &self.mutual)
+            .field("mutual", &self.clients.is_some())
             .finish()
     }
 }
@@ -540,7 +540,7 @@ async fn serve_connection(
         Ok(stream) => stream,
         Err(e) => {
             metrics::counter!("http_tls_handshake_failures_total").increment(1);
-            if transport.mutual {
+            if transport.clients.is_some() {
                 // Who was refused, and why (no certificate, expired, unknown CA, revoked):
                 // operators of mutual TLS need to see it.
                 tracing::info!(error = %e, %peer, "mutual TLS handshake refused");
@@ -551,14 +551,13 @@ async fn serve_connection(
         }
     };
     let h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
-    let certificates = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .filter(|chain| transport.mutual && !chain.is_empty())
-        .map(|chain| {
-            mtls::PeerCertificates(chain.iter().map(|c| c.clone().into_owned()).collect())
-        });
+    let certificates = match (&transport.clients, stream.get_ref().1.peer_certificates()) {
+        (Some(clients), Some(chain)) if !chain.is_empty() => Some(mtls::PeerCertificates {
+            trusted: clients.trusts(chain),
+            chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
+        }),
+        _ => None,
+    };
     let io = WatchedIo {
         inner: stream,
         watch: Arc::clone(&watch),

@@ -139,6 +139,83 @@ impl TlsConfig {
     }
 }
 
+/// TLS from a client of trustgate's to a server (`[upstream.tls]` of `gateway.toml`): whom
+/// the server's certificate must chain to, and the client certificate to present when the
+/// server asks for one (mutual TLS between services). The server's name is always checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientTlsConfig {
+    /// PEM bundles of the CAs the server's certificate must chain to. None: the Mozilla root
+    /// program's CAs (webpki-roots, built in).
+    pub ca_files: Vec<PathBuf>,
+    /// The client certificate chain (PEM), presented when the server asks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl ClientTlsConfig {
+    /// Refuses an incomplete configuration (the message names the key, under `prefix`).
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(format!("{prefix}: cert_file and key_file go together"));
+        }
+        if self.ca_files.len() > 64 {
+            return Err(format!("{prefix}.ca_files: at most 64"));
+        }
+        Ok(())
+    }
+
+    /// The rustls client configuration (aws-lc-rs, TLS 1.2 and 1.3; no ALPN, which the HTTP
+    /// connector sets for the protocols it speaks); an error if a file does not load.
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let roots = if self.ca_files.is_empty() {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            roots
+        } else {
+            load_roots(&self.ca_files)?
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots);
+        let config = match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                let (chain, private) = read_pair(cert, key)?;
+                builder
+                    .with_client_auth_cert(chain, private)
+                    .map_err(|e| pair_error(key, e))?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        Ok(Arc::new(config))
+    }
+}
+
+/// The CA certificates of PEM bundles; an error if a file does not load or holds none.
+pub(crate) fn load_roots(ca_files: &[PathBuf]) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for path in ca_files {
+        let invalid = |e: &dyn std::fmt::Display| TlsError::Invalid {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let certificates = CertificateDer::pem_slice_iter(&read(path)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(&e))?;
+        if certificates.is_empty() {
+            return Err(TlsError::NoCertificate(path.clone()));
+        }
+        for certificate in certificates {
+            roots.add(certificate).map_err(|e| invalid(&e))?;
+        }
+    }
+    Ok(roots)
+}
+
 /// The provider every TLS listener uses.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -222,11 +299,11 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn load_pair(
+/// The certificate chain and private key in two PEM files.
+fn read_pair(
     cert_file: &Path,
     key_file: &Path,
-    provider: &CryptoProvider,
-) -> Result<CertifiedKey, TlsError> {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let chain = CertificateDer::pem_slice_iter(&read(cert_file)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Invalid {
@@ -243,7 +320,12 @@ fn load_pair(
             reason: e.to_string(),
         },
     })?;
-    CertifiedKey::from_der(chain, key, provider).map_err(|e| TlsError::Invalid {
+    Ok((chain, key))
+}
+
+/// rustls' refusal of a pair, said of the key file.
+fn pair_error(key_file: &Path, e: rustls::Error) -> TlsError {
+    TlsError::Invalid {
         path: key_file.to_path_buf(),
         reason: match e {
             rustls::Error::InconsistentKeys(_) => {
@@ -251,7 +333,16 @@ fn load_pair(
             }
             e => e.to_string(),
         },
-    })
+    }
+}
+
+fn load_pair(
+    cert_file: &Path,
+    key_file: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let (chain, key) = read_pair(cert_file, key_file)?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| pair_error(key_file, e))
 }
 
 /// The listener's rustls configuration, serving `certificate`.

@@ -41,7 +41,7 @@ use trustgate_store_api::Outage;
 
 pub use credentials::{
     ClientCertificate, JWT_BEARER_ASSERTION_TYPE, MAX_ASSERTION_BYTES, MAX_CREDENTIAL_BYTES,
-    PresentedCredentials, parse_basic_authorization, presented_credentials,
+    PresentedCredentials, TlsClientAuthNames, parse_basic_authorization, presented_credentials,
 };
 pub use registration::{
     MAX_AUDIENCES, MAX_JWKS_BYTES, MAX_NAME_CHARS, MAX_REDIRECT_URIS, MAX_SCOPES, MAX_URI_BYTES,
@@ -81,19 +81,23 @@ pub enum AuthMethod {
     PrivateKeyJwt,
     /// No authentication: a public client (native and browser apps).
     None,
-    /// A client certificate over mutual TLS, issued by a CA the listener trusts, whose subject
-    /// DN or URI SAN is the registered one (RFC 8705 §2.1).
+    /// A client certificate over mutual TLS, issued by a CA the listener trusts, with the
+    /// registered subject DN or SAN (RFC 8705 §2.1).
     TlsClientAuth,
+    /// A client certificate over mutual TLS that is one of the certificates (`x5c`) of the
+    /// client's registered JWK Set, whoever issued it (RFC 8705 §2.2).
+    SelfSignedTlsClientAuth,
 }
 
 impl AuthMethod {
     /// Every method, in declaration order.
-    pub const ALL: [AuthMethod; 5] = [
+    pub const ALL: [AuthMethod; 6] = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
         AuthMethod::PrivateKeyJwt,
         AuthMethod::None,
         AuthMethod::TlsClientAuth,
+        AuthMethod::SelfSignedTlsClientAuth,
     ];
 
     /// The registered spelling.
@@ -104,6 +108,7 @@ impl AuthMethod {
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
             AuthMethod::None => "none",
             AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
 
@@ -318,12 +323,22 @@ pub struct ClientRegistration {
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
     /// `tls_client_auth` (RFC 8705 §2.1.2): the subject DN (RFC 4514) the client
-    /// certificate must have.
+    /// certificate must have. A `tls_client_auth` client names exactly one of this and the
+    /// four SAN kinds below.
     #[serde(default)]
     pub tls_client_auth_subject_dn: Option<String>,
+    /// `tls_client_auth`: a DNS name SAN the client certificate must have.
+    #[serde(default)]
+    pub tls_client_auth_san_dns: Option<String>,
     /// `tls_client_auth`: a URI SAN (a SPIFFE ID, say) the client certificate must have.
     #[serde(default)]
     pub tls_client_auth_san_uri: Option<String>,
+    /// `tls_client_auth`: an IP address SAN the client certificate must have.
+    #[serde(default)]
+    pub tls_client_auth_san_ip: Option<String>,
+    /// `tls_client_auth`: an email SAN the client certificate must have.
+    #[serde(default)]
+    pub tls_client_auth_san_email: Option<String>,
     /// A first-party application: no consent page.
     #[serde(default)]
     pub skip_consent: bool,
@@ -359,6 +374,17 @@ pub struct ClientRegistration {
 }
 
 impl ClientRegistration {
+    /// The `tls_client_auth_*` names it registers.
+    pub fn tls_client_auth_names(&self) -> TlsClientAuthNames {
+        TlsClientAuthNames {
+            subject_dn: self.tls_client_auth_subject_dn.clone(),
+            san_dns: self.tls_client_auth_san_dns.clone(),
+            san_uri: self.tls_client_auth_san_uri.clone(),
+            san_ip: self.tls_client_auth_san_ip.clone(),
+            san_email: self.tls_client_auth_san_email.clone(),
+        }
+    }
+
     /// A registration with this name and every other field at its default.
     pub fn named(name: impl Into<String>) -> Self {
         Self {
@@ -373,7 +399,10 @@ impl ClientRegistration {
             require_par: false,
             dpop_bound_access_tokens: false,
             tls_client_auth_subject_dn: None,
+            tls_client_auth_san_dns: None,
             tls_client_auth_san_uri: None,
+            tls_client_auth_san_ip: None,
+            tls_client_auth_san_email: None,
             skip_consent: false,
             access_token_ttl_secs: None,
             refresh_token_ttl_secs: None,
@@ -413,10 +442,8 @@ pub struct Client {
     pub require_par: bool,
     /// Token requests must carry a DPoP proof (RFC 9449 §5.2).
     pub dpop_bound_access_tokens: bool,
-    /// `tls_client_auth`: the subject DN its certificate must have.
-    pub tls_client_auth_subject_dn: Option<String>,
-    /// `tls_client_auth`: a URI SAN its certificate must have.
-    pub tls_client_auth_san_uri: Option<String>,
+    /// `tls_client_auth`: the name its certificate must have.
+    pub tls_client_auth: TlsClientAuthNames,
     /// First-party: no consent page.
     pub skip_consent: bool,
     /// Access-token lifetime.
@@ -537,8 +564,11 @@ impl Client {
             jwks: self.jwks.clone(),
             require_par: self.require_par,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
-            tls_client_auth_subject_dn: self.tls_client_auth_subject_dn.clone(),
-            tls_client_auth_san_uri: self.tls_client_auth_san_uri.clone(),
+            tls_client_auth_subject_dn: self.tls_client_auth.subject_dn.clone(),
+            tls_client_auth_san_dns: self.tls_client_auth.san_dns.clone(),
+            tls_client_auth_san_uri: self.tls_client_auth.san_uri.clone(),
+            tls_client_auth_san_ip: self.tls_client_auth.san_ip.clone(),
+            tls_client_auth_san_email: self.tls_client_auth.san_email.clone(),
             skip_consent: self.skip_consent,
             access_token_ttl_secs: u32::try_from(self.access_token_ttl.whole_seconds()).ok(),
             refresh_token_ttl_secs: u32::try_from(self.refresh_token_ttl.whole_seconds()).ok(),
@@ -595,8 +625,8 @@ impl Serialize for Client {
             jwks: &'a Option<Value>,
             require_par: bool,
             dpop_bound_access_tokens: bool,
-            tls_client_auth_subject_dn: &'a Option<String>,
-            tls_client_auth_san_uri: &'a Option<String>,
+            #[serde(flatten)]
+            tls_client_auth: &'a TlsClientAuthNames,
             skip_consent: bool,
             access_token_ttl_secs: i64,
             refresh_token_ttl_secs: i64,
@@ -622,8 +652,7 @@ impl Serialize for Client {
             jwks: &self.jwks,
             require_par: self.require_par,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
-            tls_client_auth_subject_dn: &self.tls_client_auth_subject_dn,
-            tls_client_auth_san_uri: &self.tls_client_auth_san_uri,
+            tls_client_auth: &self.tls_client_auth,
             skip_consent: self.skip_consent,
             access_token_ttl_secs: self.access_token_ttl.whole_seconds(),
             refresh_token_ttl_secs: self.refresh_token_ttl.whole_seconds(),
@@ -724,8 +753,7 @@ mod tests {
             jwks: None,
             require_par: false,
             dpop_bound_access_tokens: false,
-            tls_client_auth_subject_dn: None,
-            tls_client_auth_san_uri: None,
+            tls_client_auth: TlsClientAuthNames::default(),
             skip_consent: false,
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,

@@ -120,6 +120,9 @@ pub struct Settings {
     /// over it get tokens bound to the client certificate, and discovery publishes them as
     /// `mtls_endpoint_aliases` (RFC 8705 §3.3, §5).
     pub mtls_endpoints: Option<Endpoints>,
+    /// The mutual-TLS listener also accepts certificates no trusted CA issued, so clients may
+    /// authenticate with `self_signed_tls_client_auth` (RFC 8705 §2.2).
+    pub mtls_self_signed: bool,
 }
 
 impl Default for Settings {
@@ -136,6 +139,7 @@ impl Default for Settings {
             token_exchange_ttl: Duration::minutes(5),
             dpop: crate::dpop::DpopSettings::default(),
             mtls_endpoints: None,
+            mtls_self_signed: false,
         }
     }
 }
@@ -260,6 +264,9 @@ impl Provider {
             ] {
                 if let Some(Value::Array(list)) = fields.get_mut(methods) {
                     list.push(json!("tls_client_auth"));
+                    if self.inner.settings.mtls_self_signed {
+                        list.push(json!("self_signed_tls_client_auth"));
+                    }
                 }
             }
             fields.insert(

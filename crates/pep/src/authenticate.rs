@@ -15,7 +15,9 @@
 //! Every token's binding (`cnf`) is then checked against how it came
 //! ([`trustgate_tokens::dpop::check_binding`]): a DPoP-bound token only with a proof by its
 //! key, never as a bearer token or an API key header; an unbound token never with the `DPoP`
-//! scheme; a certificate-bound token never here (this layer sees no client certificate).
+//! scheme; a certificate-bound token only when the request carries that certificate as a
+//! [`PresentedCertificate`] (which whatever terminates mutual TLS in front of the layer
+//! inserts), so never over a connection without it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -60,6 +62,19 @@ pub trait SessionResolver: fmt::Debug + Send + Sync {
     /// The principal of the session `cookie` names: `Ok(None)` when it is unknown, expired,
     /// revoked or its user disabled; `Err` only when the store could not be asked.
     async fn resolve(&self, cookie: &str) -> Result<Option<Principal>, String>;
+}
+
+/// The client certificate of the request's connection, as its `x5t#S256` (RFC 8705 §3.1): a
+/// request extension inserted by whatever terminated mutual TLS in front of the layer (the
+/// gateway's mutual-TLS listener does). A certificate-bound token passes only with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedCertificate(pub String);
+
+impl PresentedCertificate {
+    /// The certificate whose DER is `der`.
+    pub fn from_der(der: &[u8]) -> Self {
+        PresentedCertificate(trustgate_tokens::Confirmation::certificate_thumbprint(der))
+    }
 }
 
 /// The session cookie's name and its resolver.
@@ -160,7 +175,11 @@ impl Authenticator {
                 Some(jkt) => Presentation::Dpop { jkt },
                 None => Presentation::Bearer,
             };
-            check_binding(principal.cnf.as_ref(), presentation, None)
+            let certificate = request
+                .extensions
+                .get::<PresentedCertificate>()
+                .map(|c| c.0.as_str());
+            check_binding(principal.cnf.as_ref(), presentation, certificate)
                 .map_err(|e| AuthError::invalid(e.reason()))?;
         }
         Ok(Some(principal))

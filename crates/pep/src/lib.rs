@@ -117,7 +117,9 @@ pub mod routes;
 pub mod sink;
 pub mod webhooks;
 
-pub use authenticate::{AuthError, Authenticator, SessionCookie, SessionResolver};
+pub use authenticate::{
+    AuthError, Authenticator, PresentedCertificate, SessionCookie, SessionResolver,
+};
 pub use decision_cache::{
     DecisionCache, DecisionCacheConfig, LiveRevision, Revision, RevisionFeed,
 };

@@ -199,6 +199,7 @@ impl AppState {
                 .listen
                 .and(config.mtls.public_origin.as_deref())
                 .map(Endpoints::new),
+            mtls_self_signed: config.mtls.listen.is_some() && config.mtls.accept_self_signed,
             ..Settings::default()
         };
         let oauth = Provider::new(

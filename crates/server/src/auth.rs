@@ -182,11 +182,15 @@ impl FromRequestParts<AppState> for Caller {
 /// is none, and the request needed an API key).
 async fn certificate_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let required = || ApiError::unauthenticated("an API key is required");
-    let der = parts
+    let peer = parts
         .extensions
         .get::<PeerCertificates>()
-        .and_then(PeerCertificates::end_entity)
         .ok_or_else(required)?;
+    // A certificate no trusted CA issued (a listener that accepts self-signed ones) names
+    // nobody: anyone can write any name into one.
+    let der = peer.trusted_end_entity().ok_or_else(|| {
+        ApiError::unauthenticated("the client certificate is not issued by a trusted CA")
+    })?;
     let identity = identify(der)
         .map_err(|_| ApiError::unauthenticated("the client certificate cannot be read"))?;
     match state.certificates.resolve(&identity).await? {

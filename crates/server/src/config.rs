@@ -1311,6 +1311,13 @@ mod tests {
                 "mtls.public_origin",
             ),
             ("[mtls]\nca_files = [\"ca.pem\"]\n", "need mtls.listen"),
+            ("[mtls]\naccept_self_signed = true\n", "need mtls.listen"),
+            (
+                "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n\
+                 [mtls]\nlisten = \"127.0.0.1:8443\"\naccept_self_signed = true\n\
+                 crl_files = [\"crl.pem\"]\n",
+                "mtls.crl_files",
+            ),
             ("[http]\nproxy_hops = 11\n", "http.proxy_hops"),
         ] {
             let err = load(Some(toml), &[], Overrides::default()).expect_err(toml);

@@ -138,8 +138,7 @@ impl Server {
         let certificate = config.tls.load()?;
         let clients = match config.mtls.listen {
             Some(_) => Some(trustgate_listener::mtls::ReloadingClientVerifier::load(
-                &config.mtls.ca_files,
-                &config.mtls.crl_files,
+                &config.mtls,
             )?),
             None => None,
         };

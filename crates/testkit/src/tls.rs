@@ -74,40 +74,28 @@ impl TestCa {
     /// A client certificate (TLS client authentication) with common name `cn` and, when
     /// given, a URI SAN such as a SPIFFE ID (`spiffe://example.org/ns/prod/sa/billing`).
     pub fn client(&self, cn: &str, uri: Option<&str>) -> ClientCertificate {
-        self.client_with(cn, uri, false)
+        let sans: Vec<San<'_>> = uri.into_iter().map(San::Uri).collect();
+        self.client_with_names(cn, &sans)
+    }
+
+    /// A client certificate with common name `cn` and these subject alternative names.
+    pub fn client_with_names(&self, cn: &str, sans: &[San<'_>]) -> ClientCertificate {
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        let params = client_params(cn, sans, serial);
+        let key = KeyPair::generate().expect("client key");
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        ClientCertificate::new(&cert, &key, serial)
     }
 
     /// A client certificate that expired in 2001.
     pub fn expired_client(&self, cn: &str) -> ClientCertificate {
-        self.client_with(cn, None, true)
-    }
-
-    fn client_with(&self, cn: &str, uri: Option<&str>, expired: bool) -> ClientCertificate {
-        let key = KeyPair::generate().expect("client key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "trustgate tests");
-        if let Some(uri) = uri {
-            params
-                .subject_alt_names
-                .push(SanType::URI(uri.try_into().expect("an IA5 URI")));
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        params.serial_number = Some(SerialNumber::from(serial));
-        if expired {
-            params.not_before = date_time_ymd(2000, 1, 1);
-            params.not_after = date_time_ymd(2001, 1, 1);
-        }
+        let mut params = client_params(cn, &[], serial);
+        params.not_before = date_time_ymd(2000, 1, 1);
+        params.not_after = date_time_ymd(2001, 1, 1);
+        let key = KeyPair::generate().expect("client key");
         let cert = params.signed_by(&key, &self.issuer).expect("signed");
-        ClientCertificate {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().to_vec(),
-            serial,
-        }
+        ClientCertificate::new(&cert, &key, serial)
     }
 
     /// A CRL (PEM) revoking the certificates with these serial numbers.
@@ -136,6 +124,58 @@ impl TestCa {
     }
 }
 
+/// A subject alternative name of a test client certificate.
+#[derive(Debug, Clone, Copy)]
+pub enum San<'a> {
+    /// A URI (a SPIFFE ID, say).
+    Uri(&'a str),
+    /// A DNS name.
+    Dns(&'a str),
+    /// An IP address.
+    Ip(IpAddr),
+    /// An email address (`rfc822Name`).
+    Email(&'a str),
+}
+
+/// A self-signed client certificate (no CA: RFC 8705 §2.2's `self_signed_tls_client_auth`)
+/// with common name `cn`.
+pub fn self_signed_client(cn: &str) -> ClientCertificate {
+    self_signed(client_params(cn, &[], 1))
+}
+
+/// A self-signed client certificate that expired in 2001.
+pub fn expired_self_signed_client(cn: &str) -> ClientCertificate {
+    let mut params = client_params(cn, &[], 1);
+    params.not_before = date_time_ymd(2000, 1, 1);
+    params.not_after = date_time_ymd(2001, 1, 1);
+    self_signed(params)
+}
+
+fn self_signed(params: CertificateParams) -> ClientCertificate {
+    let key = KeyPair::generate().expect("client key");
+    let cert = params.self_signed(&key).expect("self-signed");
+    ClientCertificate::new(&cert, &key, 1)
+}
+
+fn client_params(cn: &str, sans: &[San<'_>], serial: u64) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "trustgate tests");
+    for san in sans {
+        params.subject_alt_names.push(match *san {
+            San::Uri(uri) => SanType::URI(uri.try_into().expect("an IA5 URI")),
+            San::Dns(name) => SanType::DnsName(name.try_into().expect("an IA5 name")),
+            San::Ip(ip) => SanType::IpAddress(ip),
+            San::Email(email) => SanType::Rfc822Name(email.try_into().expect("an IA5 email")),
+        });
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.serial_number = Some(SerialNumber::from(serial));
+    params
+}
+
 /// A client certificate and its key.
 #[derive(Debug)]
 pub struct ClientCertificate {
@@ -147,4 +187,34 @@ pub struct ClientCertificate {
     pub der: Vec<u8>,
     /// Its serial number (what a CRL names).
     pub serial: u64,
+    /// Its public key as a JWK (EC P-256, `kid` the certificate's `x5t#S256`) carrying the
+    /// certificate as `x5c`: what a client registers for `self_signed_tls_client_auth`
+    /// (RFC 8705 §2.2).
+    pub jwk: serde_json::Value,
+}
+
+impl ClientCertificate {
+    fn new(cert: &rcgen::Certificate, key: &KeyPair, serial: u64) -> ClientCertificate {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        use sha2::Digest as _;
+        // An uncompressed P-256 point: 0x04, then x and y of 32 bytes each.
+        let point = key.public_key_raw();
+        let thumbprint = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(cert.der()));
+        let jwk = serde_json::json!({
+            "kid": thumbprint,
+            "kty": "EC",
+            "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+            "x5c": [STANDARD.encode(cert.der())],
+        });
+        ClientCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+            serial,
+            jwk,
+        }
+    }
 }

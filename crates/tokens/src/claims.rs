@@ -111,6 +111,13 @@ impl Confirmation {
             x5t_s256: None,
         }
     }
+
+    /// The `x5t#S256` of a certificate (RFC 8705 §3.1): base64url of the SHA-256 of its DER.
+    pub fn certificate_thumbprint(der: &[u8]) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der))
+    }
 }
 
 /// An actor (RFC 8693 §4.1 `act`, §4.4 `may_act`): a party identified by `sub` (and the client

@@ -36,3 +36,39 @@ fn a_client_certificate_names_its_spiffe_id_subject_and_thumbprint() {
     let odd = identify(&ca.client("a,b+c", None).der).expect("reads");
     assert_eq!(odd.subject_dn, "O=trustgate tests,CN=a\\,b\\+c");
 }
+
+#[test]
+fn every_subject_alternative_name_kind_is_read() {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use trustgate_testkit::tls::San;
+
+    let ca = TestCa::new("clients");
+    let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+    let cert = ca.client_with_names(
+        "multi",
+        &[
+            San::Dns("api.example.com"),
+            San::Uri("spiffe://example.org/api"),
+            San::Ip(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
+            San::Email("ops@example.com"),
+            San::Dns("*.example.net"),
+            San::Ip(v6),
+        ],
+    );
+    let identity = identify(&cert.der).expect("reads");
+    assert_eq!(identity.dns_names, ["api.example.com", "*.example.net"]);
+    assert_eq!(identity.uris, ["spiffe://example.org/api"]);
+    assert_eq!(
+        identity.ip_addresses,
+        [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), v6]
+    );
+    assert_eq!(identity.emails, ["ops@example.com"]);
+    assert_eq!(
+        identity.spiffe_id.as_deref(),
+        Some("spiffe://example.org/api")
+    );
+
+    // None of them: empty lists, not errors.
+    let bare = identify(&ca.client("bare", None).der).expect("reads");
+    assert!(bare.dns_names.is_empty() && bare.ip_addresses.is_empty() && bare.emails.is_empty());
+}

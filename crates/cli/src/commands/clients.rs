@@ -89,17 +89,28 @@ pub struct ClientSettings {
     /// A public client (native or browser app): no secret, same as --auth-method none.
     #[arg(long, conflicts_with = "auth_method")]
     public: bool,
-    /// client_secret_basic (default), client_secret_post, private_key_jwt, none or
-    /// tls_client_auth (with --tls-client-auth-subject-dn or --tls-client-auth-san-uri).
+    /// client_secret_basic (default), client_secret_post, private_key_jwt, none,
+    /// tls_client_auth (with one --tls-client-auth-* name) or self_signed_tls_client_auth (with
+    /// a --jwks-file whose keys carry the certificates as x5c).
     #[arg(long, value_name = "METHOD")]
     auth_method: Option<String>,
     /// tls_client_auth: the subject DN (RFC 4514) the client certificate must have.
-    #[arg(long, value_name = "DN", conflicts_with = "tls_client_auth_san_uri")]
+    #[arg(long, value_name = "DN")]
     tls_client_auth_subject_dn: Option<String>,
+    /// tls_client_auth: a DNS name SAN the client certificate must have.
+    #[arg(long, value_name = "NAME")]
+    tls_client_auth_san_dns: Option<String>,
     /// tls_client_auth: a URI SAN (e.g. a SPIFFE ID) the client certificate must have.
     #[arg(long, value_name = "URI")]
     tls_client_auth_san_uri: Option<String>,
-    /// The client's public keys, a JWK Set JSON file (for private_key_jwt).
+    /// tls_client_auth: an IP address SAN the client certificate must have.
+    #[arg(long, value_name = "IP")]
+    tls_client_auth_san_ip: Option<String>,
+    /// tls_client_auth: an email SAN the client certificate must have.
+    #[arg(long, value_name = "EMAIL")]
+    tls_client_auth_san_email: Option<String>,
+    /// The client's public keys, a JWK Set JSON file (for private_key_jwt, and with x5c for
+    /// self_signed_tls_client_auth).
     #[arg(long, value_name = "FILE")]
     jwks_file: Option<PathBuf>,
     /// A native app (private-use scheme and loopback redirect URIs, RFC 8252).
@@ -236,7 +247,10 @@ impl ClientSettings {
                 "tls_client_auth_subject_dn",
                 &self.tls_client_auth_subject_dn,
             ),
+            ("tls_client_auth_san_dns", &self.tls_client_auth_san_dns),
             ("tls_client_auth_san_uri", &self.tls_client_auth_san_uri),
+            ("tls_client_auth_san_ip", &self.tls_client_auth_san_ip),
+            ("tls_client_auth_san_email", &self.tls_client_auth_san_email),
         ] {
             if let Some(value) = value {
                 reg.insert(key.into(), json!(value));

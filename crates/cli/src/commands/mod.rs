@@ -80,7 +80,7 @@ enum Command {
     Audit(audit::AuditCommand),
     /// Registered OAuth clients: create, list, get, update, delete, rotate-secret.
     #[command(subcommand)]
-    Client(clients::ClientCommand),
+    Client(Box<clients::ClientCommand>),
     /// Signing keys of tokens: list, rotate.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -227,7 +227,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::ListUsers(a) => fga::list_users(a, &cli.client).await,
         Command::User(c) => user::user(c, &cli.client).await,
         Command::Audit(c) => audit::run(c, &cli.client).await,
-        Command::Client(c) => clients::client(c, &cli.client).await,
+        Command::Client(c) => clients::client(*c, &cli.client).await,
         Command::Keys(c) => keys::keys(c, &cli.client).await,
         Command::Service(c) => services::service(c, &cli.client).await,
         Command::Apikey(c) => services::apikey(c, &cli.client).await,

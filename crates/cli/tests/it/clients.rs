@@ -92,6 +92,57 @@ fn client_commands_drive_the_admin_api() {
         ],
     );
     failed_with(&bad, 1, "invalid_tls_client_auth");
+    let by_ip = ok_json(&cli(
+        &server,
+        &data,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Worker by address",
+            "--grant",
+            "client_credentials",
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-client-auth-san-ip",
+            "2001:db8::7",
+        ],
+    ));
+    assert_eq!(by_ip["tls_client_auth_san_ip"], "2001:db8::7");
+    assert_eq!(by_ip.get("tls_client_auth_san_uri"), None, "{by_ip}");
+    // self_signed_tls_client_auth: the certificate comes in the JWKS file, as x5c.
+    let own = trustgate_testkit::tls::self_signed_client("worker");
+    let jwks_file = dir.path().join("worker-jwks.json");
+    std::fs::write(
+        &jwks_file,
+        serde_json::json!({ "keys": [own.jwk] }).to_string(),
+    )
+    .expect("write");
+    let self_signed = ok_json(&cli(
+        &server,
+        &data,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Self-signed worker",
+            "--grant",
+            "client_credentials",
+            "--auth-method",
+            "self_signed_tls_client_auth",
+            "--jwks-file",
+            jwks_file.to_str().expect("utf-8"),
+        ],
+    ));
+    assert_eq!(self_signed["auth_method"], "self_signed_tls_client_auth");
+    for created in [&by_ip, &self_signed] {
+        let id = created["client_id"].as_str().expect("id");
+        assert!(
+            cli(&server, &data, &["client", "delete", id])
+                .status
+                .success()
+        );
+    }
     let worker_id = worker["client_id"].as_str().expect("id").to_owned();
     assert!(
         cli(&server, &data, &["client", "delete", &worker_id])

@@ -352,19 +352,34 @@ timeout_ms = 1000
     }
 
     pub async fn gateway(&self, config: GatewayConfig) -> (Arc<Gateway>, Arc<Records>, SocketAddr) {
+        let (gateway, records, addr, _) = self.gateway_with_mtls(config).await;
+        (gateway, records, addr)
+    }
+
+    /// [`gateway`](Self::gateway), with the mutual-TLS listener's address when `[mtls]` sets
+    /// one (bound on loopback, any port).
+    pub async fn gateway_with_mtls(
+        &self,
+        config: GatewayConfig,
+    ) -> (Arc<Gateway>, Arc<Records>, SocketAddr, Option<SocketAddr>) {
         let records = Arc::new(Records::default());
+        let mtls = config.mtls.listen.is_some();
         let gateway = Arc::new(Gateway::new(config, records.clone()).expect("gateway"));
         // Served as `trustgate gateway` serves it: through trustgate's listener.
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let bind = || tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0));
+        let main = bind().await.expect("bind");
+        let mutual = match mtls {
+            true => Some(bind().await.expect("bind")),
+            false => None,
+        };
+        let addr = main.local_addr().expect("addr");
+        let mutual_addr = mutual.as_ref().map(|m| m.local_addr().expect("addr"));
         tokio::spawn(trustgate_gateway::serve(
-            listener,
+            trustgate_gateway::Listeners { main, mutual },
             gateway.clone(),
             std::future::pending(),
         ));
-        (gateway, records, addr)
+        (gateway, records, addr, mutual_addr)
     }
 }
 
@@ -381,6 +396,12 @@ pub struct UpstreamProbe {
 /// and reports its first frame at once; `/ws` upgrades to an echo protocol; `/health`
 /// answers per the probe's flag.
 pub async fn upstream() -> (SocketAddr, mpsc::UnboundedReceiver<usize>, UpstreamProbe) {
+    let (app, rx, probe) = upstream_app();
+    (serve(app).await, rx, probe)
+}
+
+/// The upstream's routes, to serve some other way.
+pub fn upstream_app() -> (Router, mpsc::UnboundedReceiver<usize>, UpstreamProbe) {
     let (tx, rx) = mpsc::unbounded_channel();
     let probe = UpstreamProbe {
         first_frame: tx,
@@ -394,7 +415,7 @@ pub async fn upstream() -> (SocketAddr, mpsc::UnboundedReceiver<usize>, Upstream
         .route("/ws/{id}", get(ws))
         .route("/health", get(health))
         .with_state(probe.clone());
-    (serve(app).await, rx, probe)
+    (app, rx, probe)
 }
 
 async fn echo(request: Request) -> Response {

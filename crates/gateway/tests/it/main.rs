@@ -889,6 +889,225 @@ async fn the_gateway_serves_https_and_tells_the_upstream_so() {
     assert!(plain.is_err(), "{plain:?}");
 }
 
+/// The upstream app over mutual TLS (trustgate's listener): a certificate of `server_ca` for
+/// 127.0.0.1, client certificates of the CA in `client_ca_file` required.
+async fn mutual_tls_upstream(
+    dir: &std::path::Path,
+    server_ca: &trustgate_testkit::tls::TestCa,
+    client_ca_file: &std::path::Path,
+) -> std::net::SocketAddr {
+    use trustgate_listener::{ListenerSettings, Transport, mtls, tls};
+    let server = server_ca.server("upstream");
+    let (cert, key) = (dir.join("upstream.pem"), dir.join("upstream-key.pem"));
+    std::fs::write(&cert, &server.cert_pem).expect("write");
+    std::fs::write(&key, &server.key_pem).expect("write");
+    let transport = Transport::mutual(
+        tls::ReloadingCertificate::load(&cert, &key).expect("certificate"),
+        mtls::ReloadingClientVerifier::load(&mtls::MtlsConfig {
+            ca_files: vec![client_ca_file.to_path_buf()],
+            ..mtls::MtlsConfig::default()
+        })
+        .expect("client CAs"),
+        &tls::TlsConfig::default(),
+        trustgate_core::net::TrustedProxies::default(),
+    )
+    .expect("transport");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (app, _, _) = harness::upstream_app();
+    tokio::spawn(trustgate_listener::serve(
+        listener,
+        app,
+        ListenerSettings {
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+            max_connections: 64,
+            max_connections_per_ip: 64,
+        },
+        transport,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    addr
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_and_get_the_gateway_s_client_certificate() {
+    use trustgate_testkit::tls::TestCa;
+    let tg = Trustgate::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let upstream_ca = TestCa::new("upstream CA");
+    let clients_ca = TestCa::new("service clients CA");
+    let clients_ca_file = dir.path().join("clients-ca.pem");
+    std::fs::write(&clients_ca_file, &clients_ca.pem).expect("write");
+    let upstream_ca_file = dir.path().join("upstream-ca.pem");
+    std::fs::write(&upstream_ca_file, &upstream_ca.pem).expect("write");
+    let gateway_cert = clients_ca.client("gateway", None);
+    let (cert_file, key_file) = (dir.path().join("gw.pem"), dir.path().join("gw-key.pem"));
+    std::fs::write(&cert_file, &gateway_cert.cert_pem).expect("write");
+    std::fs::write(&key_file, &gateway_cert.key_pem).expect("write");
+    let up = mutual_tls_upstream(dir.path(), &upstream_ca, &clients_ca_file).await;
+    let caller = bearer(&tg.token(&tg.alice, |_| {}));
+    let gateway_with = |tls: String, health: &str| {
+        let upstream = app_upstream(
+            &format!("https://{up}"),
+            &format!("{health}\n[upstream.tls]\n{tls}"),
+            ROUTES,
+        );
+        tg.config(&tg.base, "", &upstream)
+    };
+    let ca_line = format!("ca_files = [\"{}\"]\n", upstream_ca_file.display());
+    let identity = format!(
+        "cert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert_file.display(),
+        key_file.display()
+    );
+
+    // The upstream's CA named, the client certificate presented: through, health checks too.
+    let (_gw, _, addr) = tg
+        .gateway(gateway_with(
+            format!("{ca_line}{identity}"),
+            "health = { path = \"/health\", interval_ms = 200 }",
+        ))
+        .await;
+    for _ in 0..2 {
+        let (status, _, body) = get(addr, "/courses/1", &[("authorization", &caller)]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["uri"], "/courses/1");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // No client certificate: the upstream refuses the handshake. The Mozilla roots instead
+    // of the upstream's CA: the gateway refuses the upstream. Both are 502, never a request
+    // in clear.
+    for (what, tls) in [
+        ("no client certificate", ca_line.clone()),
+        ("an untrusted upstream", identity.clone()),
+    ] {
+        let (_gw, _, addr) = tg.gateway(gateway_with(tls, "")).await;
+        let (status, _, body) = get(addr, "/courses/1", &[("authorization", &caller)]).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{what}: {body}");
+        assert_eq!(body["code"], "upstream_unreachable", "{what}");
+    }
+
+    // TLS settings on an http:// upstream are a configuration error.
+    let text = format!(
+        "{}\n",
+        app_upstream(
+            &format!("http://{up}"),
+            &format!("[upstream.tls]\n{ca_line}"),
+            ROUTES
+        )
+    );
+    let err = trustgate_gateway::GatewayConfig::from_toml(&format!(
+        "listen = \"127.0.0.1:0\"\nissuer = \"https://id.example\"\naudience = \"https://gw\"\n[client]\nid = \"x\"\n\
+         secret_env = \"X\"\n[pdp]\nurl = \"https://id.example\"\nstore_id = \"s\"\n\
+         api_key_env = \"K\"\n{text}"
+    ))
+    .expect_err("tls on http");
+    assert!(
+        err.to_string().contains("only with an https:// url"),
+        "{err}"
+    );
+}
+
+/// RFC 8705 §3 at the gateway (`[mtls]`): a token bound to a client certificate passes on the
+/// mutual-TLS listener with that certificate only; never with another, never on the main
+/// listener.
+#[tokio::test]
+async fn certificate_bound_tokens_pass_on_the_mutual_tls_listener_with_their_certificate() {
+    use trustgate_testkit::tls::TestCa;
+    let tg = Trustgate::start().await;
+    let (up, _, _) = upstream().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let server_ca = TestCa::new("gateway CA");
+    let clients_ca = TestCa::new("clients CA");
+    let server = server_ca.server("localhost");
+    let path = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).expect("write");
+        file.display().to_string()
+    };
+    let settings = format!(
+        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+         [mtls]\nlisten = \"127.0.0.1:0\"\nca_files = [\"{}\"]\n",
+        path("cert.pem", &server.cert_pem),
+        path("key.pem", &server.key_pem),
+        path("clients.pem", &clients_ca.pem),
+    );
+    let config = tg.config(
+        &tg.base,
+        &settings,
+        &app_upstream(&format!("http://{up}"), "", ROUTES),
+    );
+    let (_gw, records, addr, mutual) = tg.gateway_with_mtls(config).await;
+    let mutual = mutual.expect("an mTLS listener");
+    let client = |identity: Option<&trustgate_testkit::tls::ClientCertificate>| {
+        let mut builder =
+            reqwest::Client::builder()
+                .tls_certs_only([
+                    reqwest::Certificate::from_pem(server_ca.pem.as_bytes()).expect("CA")
+                ]);
+        if let Some(identity) = identity {
+            let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
+            builder =
+                builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
+        }
+        builder.build().expect("client")
+    };
+    let worker = clients_ca.client("worker", None);
+    let other = clients_ca.client("other", None);
+    let bound = tg.token(&tg.alice, |c| {
+        c.cnf = Some(trustgate_tokens::Confirmation {
+            jkt: None,
+            x5t_s256: Some(trustgate_tokens::Confirmation::certificate_thumbprint(
+                &worker.der,
+            )),
+        });
+    });
+    let get_over = |client: reqwest::Client, port: u16, token: String| async move {
+        client
+            .get(format!("https://localhost:{port}/courses/1"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("answer")
+            .status()
+    };
+    assert_eq!(
+        get_over(client(Some(&worker)), mutual.port(), bound.clone()).await,
+        StatusCode::OK
+    );
+    let mismatch = Reason::InvalidToken {
+        why: "certificate_binding_mismatch".into(),
+    };
+    assert_eq!(
+        get_over(client(Some(&other)), mutual.port(), bound.clone()).await,
+        StatusCode::UNAUTHORIZED,
+        "another certificate"
+    );
+    assert_eq!(last(&records).reason, mismatch);
+    assert_eq!(
+        get_over(client(None), addr.port(), bound.clone()).await,
+        StatusCode::UNAUTHORIZED,
+        "the main listener has no certificate"
+    );
+    assert_eq!(last(&records).reason, mismatch);
+    // The mutual-TLS listener wants a certificate of its CAs; an unbound token passes there.
+    let refused = client(None)
+        .get(format!("https://localhost:{}/courses/1", mutual.port()))
+        .send()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    let unbound = tg.token(&tg.alice, |_| {});
+    assert_eq!(
+        get_over(client(Some(&other)), mutual.port(), unbound).await,
+        StatusCode::OK
+    );
+}
+
 #[test]
 fn plain_http_off_loopback_needs_tls_or_a_declared_proxy() {
     let base = r#"

@@ -2,8 +2,11 @@
 //! and device-authorization endpoints (RFC 6749 §2.3, RFC 7521 §4.2, RFC 7523 §2.2, OIDC Core
 //! §9), before anything is looked up.
 
+use std::net::IpAddr;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
 use trustgate_core::Secret;
 
 use crate::error::OAuthError;
@@ -49,8 +52,8 @@ pub enum PresentedCredentials {
         /// The client id.
         client_id: String,
     },
-    /// Only `client_id` in the form body, over mutual TLS with a client certificate the
-    /// listener verified (`tls_client_auth`, RFC 8705 §2; or a public client over mutual TLS).
+    /// Only `client_id` in the form body, over mutual TLS (`tls_client_auth` and
+    /// `self_signed_tls_client_auth`, RFC 8705 §2; or a public client over mutual TLS).
     Certificate {
         /// The client id.
         client_id: String,
@@ -59,13 +62,109 @@ pub enum PresentedCredentials {
     },
 }
 
-/// What a verified client certificate names, as the transport read it.
+/// What a client certificate names, as the transport read it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientCertificate {
     /// The subject DN, RFC 4514.
     pub subject_dn: String,
     /// Its URI SANs.
     pub san_uris: Vec<String>,
+    /// Its DNS name SANs.
+    pub san_dns: Vec<String>,
+    /// Its IP address SANs.
+    pub san_ips: Vec<IpAddr>,
+    /// Its email SANs (`rfc822Name`).
+    pub san_emails: Vec<String>,
+    /// `x5t#S256`: base64url of the SHA-256 of the DER.
+    pub thumbprint: String,
+    /// The listener verified the chain to a CA it trusts. Only such a certificate's names
+    /// authenticate (`tls_client_auth`); a self-signed one is matched whole
+    /// (`self_signed_tls_client_auth`).
+    pub chain_trusted: bool,
+}
+
+/// The certificate name a `tls_client_auth` client registered (RFC 8705 §2.1.2): exactly one
+/// of these is set for such a client, none for any other. Serialized as the RFC's flat client
+/// metadata names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsClientAuthNames {
+    /// The subject DN (RFC 4514), compared as a string.
+    #[serde(
+        rename = "tls_client_auth_subject_dn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub subject_dn: Option<String>,
+    /// A `dNSName` SAN, compared without regard to ASCII case.
+    #[serde(
+        rename = "tls_client_auth_san_dns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub san_dns: Option<String>,
+    /// A URI SAN (a SPIFFE ID, say), compared as a string.
+    #[serde(
+        rename = "tls_client_auth_san_uri",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub san_uri: Option<String>,
+    /// An `iPAddress` SAN, written in dotted decimal or RFC 5952 form and compared as an
+    /// address.
+    #[serde(
+        rename = "tls_client_auth_san_ip",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub san_ip: Option<String>,
+    /// An `rfc822Name` SAN, compared as a string.
+    #[serde(
+        rename = "tls_client_auth_san_email",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub san_email: Option<String>,
+}
+
+impl TlsClientAuthNames {
+    /// The names set, with their metadata names.
+    pub fn named(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("tls_client_auth_subject_dn", &self.subject_dn),
+            ("tls_client_auth_san_dns", &self.san_dns),
+            ("tls_client_auth_san_uri", &self.san_uri),
+            ("tls_client_auth_san_ip", &self.san_ip),
+            ("tls_client_auth_san_email", &self.san_email),
+        ]
+        .into_iter()
+        .filter_map(|(field, value)| value.as_deref().map(|v| (field, v)))
+        .collect()
+    }
+
+    /// RFC 8705 §2.1.2: the certificate chains to a trusted CA and has the registered name.
+    pub fn matches(&self, certificate: &ClientCertificate) -> bool {
+        let named = match self.named().as_slice() {
+            [(_, one)] => *one,
+            _ => return false,
+        };
+        certificate.chain_trusted
+            && if self.subject_dn.is_some() {
+                named == certificate.subject_dn
+            } else if self.san_dns.is_some() {
+                certificate
+                    .san_dns
+                    .iter()
+                    .any(|dns| dns.eq_ignore_ascii_case(named))
+            } else if self.san_uri.is_some() {
+                certificate.san_uris.iter().any(|uri| uri == named)
+            } else if self.san_ip.is_some() {
+                named
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| certificate.san_ips.contains(&ip))
+            } else {
+                certificate.san_emails.iter().any(|email| email == named)
+            }
+    }
 }
 
 impl PresentedCredentials {
@@ -102,7 +201,10 @@ impl PresentedCredentials {
             PresentedCredentials::Post { .. } => "client_secret_post",
             PresentedCredentials::Assertion { .. } => "private_key_jwt",
             PresentedCredentials::None { .. } => "none",
-            PresentedCredentials::Certificate { .. } => "tls_client_auth",
+            PresentedCredentials::Certificate { certificate, .. } if certificate.chain_trusted => {
+                "tls_client_auth"
+            }
+            PresentedCredentials::Certificate { .. } => "self_signed_tls_client_auth",
         }
     }
 }

@@ -4,6 +4,8 @@ use std::collections::HashSet;
 use std::hash::Hash;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use url::{Host, Url};
 
@@ -149,7 +151,6 @@ pub fn validate_registration(
     check_token_exchange(&reg)?;
     check_ttls(&reg)?;
 
-    check_tls_client_auth(&reg)?;
     match &reg.jwks {
         Some(jwks) => check_jwks(jwks)
             .map_err(|why| ClientError::invalid("invalid_jwks", format!("jwks: {why}")))?,
@@ -161,39 +162,65 @@ pub fn validate_registration(
         }
         None => {}
     }
+    check_tls_client_auth(&reg)?;
     Ok(reg)
 }
 
 /// RFC 8705 §2.1.2: a `tls_client_auth` client names exactly one certificate attribute (its
-/// subject DN or a URI SAN); any other client names none.
+/// subject DN or a DNS, URI, IP or email SAN); any other client names none. A
+/// `self_signed_tls_client_auth` client (§2.2.2) registers its certificates as the `x5c` of
+/// keys in its JWK Set.
 fn check_tls_client_auth(reg: &ClientRegistration) -> Result<(), ClientError> {
-    let invalid = |why: &str| ClientError::invalid("invalid_tls_client_auth", why.to_owned());
-    let named: Vec<&String> = [
-        &reg.tls_client_auth_subject_dn,
-        &reg.tls_client_auth_san_uri,
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let invalid = |why: String| ClientError::invalid("invalid_tls_client_auth", why);
+    let names = reg.tls_client_auth_names();
+    let named = names.named();
     if reg.auth_method != AuthMethod::TlsClientAuth {
-        return match named.is_empty() {
-            true => Ok(()),
-            false => Err(invalid(
-                "tls_client_auth_subject_dn and tls_client_auth_san_uri: only with auth_method \
-                 tls_client_auth",
-            )),
-        };
+        if let Some((field, _)) = named.first() {
+            return Err(invalid(format!(
+                "{field}: only with auth_method tls_client_auth"
+            )));
+        }
+        if reg.auth_method == AuthMethod::SelfSignedTlsClientAuth {
+            let registered = reg.jwks.as_ref().map_or(0, registered_certificates);
+            if registered == 0 {
+                return Err(ClientError::invalid(
+                    "invalid_jwks",
+                    "jwks: auth_method self_signed_tls_client_auth needs a key whose x5c holds \
+                     the client's certificate (base64 DER)",
+                ));
+            }
+        }
+        return Ok(());
     }
-    match named.as_slice() {
-        [one] if !one.trim().is_empty() && one.len() <= 2048 && !one.contains('\0') => Ok(()),
-        [_] => Err(invalid(
-            "tls_client_auth_subject_dn / tls_client_auth_san_uri: 1 to 2048 bytes",
-        )),
-        _ => Err(invalid(
-            "auth_method tls_client_auth: give exactly one of tls_client_auth_subject_dn and \
-             tls_client_auth_san_uri",
-        )),
+    let (field, value) = match named.as_slice() {
+        [one] => *one,
+        _ => {
+            return Err(invalid(
+                "auth_method tls_client_auth: give exactly one of tls_client_auth_subject_dn, \
+                 tls_client_auth_san_dns, tls_client_auth_san_uri, tls_client_auth_san_ip and \
+                 tls_client_auth_san_email"
+                    .into(),
+            ));
+        }
+    };
+    if value.trim().is_empty() || value.len() > 2048 || value.contains('\0') {
+        return Err(invalid(format!("{field}: 1 to 2048 bytes")));
     }
+    if names.san_ip.is_some() && value.parse::<std::net::IpAddr>().is_err() {
+        return Err(invalid(format!(
+            "{field}: `{value}` is not an IPv4 (dotted decimal) or IPv6 (RFC 5952) address"
+        )));
+    }
+    Ok(())
+}
+
+/// How many keys of `jwks` (already checked by [`check_jwks`]) carry a certificate (`x5c`).
+fn registered_certificates(jwks: &Value) -> usize {
+    let keys = jwks.get("keys").and_then(Value::as_array);
+    keys.into_iter()
+        .flatten()
+        .filter(|key| key.get("x5c").is_some())
+        .count()
 }
 
 /// Removes later duplicates, keeping the order of first occurrences.
@@ -409,6 +436,25 @@ fn check_ttls(reg: &ClientRegistration) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// Why `chain` is not an `x5c` member (RFC 7517 §4.7): 1 to 10 base64 (not base64url) DER
+/// certificates.
+fn check_x5c(chain: &Value) -> Result<(), String> {
+    let certificates = chain
+        .as_array()
+        .filter(|c| (1..=10).contains(&c.len()))
+        .ok_or("must be an array of 1 to 10 certificates")?;
+    for certificate in certificates {
+        let der = certificate
+            .as_str()
+            .and_then(|b64| STANDARD.decode(b64).ok())
+            .ok_or("each certificate is a base64 (not base64url) string")?;
+        if der.first() != Some(&0x30) {
+            return Err("a certificate is not DER (an ASN.1 SEQUENCE)".into());
+        }
+    }
+    Ok(())
+}
+
 /// Why `jwks` is not a usable JWK Set of public verification keys.
 fn check_jwks(jwks: &Value) -> Result<(), String> {
     let size = serde_json::to_vec(jwks)
@@ -439,6 +485,9 @@ fn check_jwks(jwks: &Value) -> Result<(), String> {
             return Err(format!(
                 "keys[{i}]: contains private or symmetric key material; register public keys only"
             ));
+        }
+        if let Some(chain) = key.get("x5c") {
+            check_x5c(chain).map_err(|why| format!("keys[{i}].x5c: {why}"))?;
         }
     }
     super::assertion::verification_keys(jwks)

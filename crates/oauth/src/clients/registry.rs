@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::Duration;
@@ -20,7 +20,7 @@ use trustgate_core::{Clock, Secret, TokenDigest};
 use trustgate_store_api::{ApiKeyStore, ClientStore, OAuthClient, StoreError};
 
 use super::assertion;
-use super::credentials::{JWT_BEARER_ASSERTION_TYPE, PresentedCredentials};
+use super::credentials::{JWT_BEARER_ASSERTION_TYPE, PresentedCredentials, TlsClientAuthNames};
 use super::{
     ApplicationType, AuthMethod, Client, ClientError, ClientRegistration, DEFAULT_ACCESS_TOKEN_TTL,
     DEFAULT_REFRESH_TOKEN_TTL, GrantType, TokenExchangePolicy, validate_registration,
@@ -62,10 +62,8 @@ struct StoredMetadata {
     require_par: bool,
     #[serde(default)]
     dpop_bound_access_tokens: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tls_client_auth_subject_dn: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tls_client_auth_san_uri: Option<String>,
+    #[serde(flatten)]
+    tls_client_auth: TlsClientAuthNames,
     #[serde(default)]
     skip_consent: bool,
     #[serde(default)]
@@ -99,8 +97,7 @@ impl StoredMetadata {
             jwks: reg.jwks.clone(),
             require_par: reg.require_par,
             dpop_bound_access_tokens: reg.dpop_bound_access_tokens,
-            tls_client_auth_subject_dn: reg.tls_client_auth_subject_dn.clone(),
-            tls_client_auth_san_uri: reg.tls_client_auth_san_uri.clone(),
+            tls_client_auth: reg.tls_client_auth_names(),
             skip_consent: reg.skip_consent,
             access_token_ttl_secs: reg.access_token_ttl_secs,
             refresh_token_ttl_secs: reg.refresh_token_ttl_secs,
@@ -128,17 +125,24 @@ impl StoredMetadata {
     }
 }
 
-/// RFC 8705 §2.1.2: the registered subject DN equals the certificate's, or the registered URI
-/// is one of its URI SANs (exact strings).
-fn certificate_matches(client: &Client, certificate: &super::ClientCertificate) -> bool {
-    match (
-        &client.tls_client_auth_subject_dn,
-        &client.tls_client_auth_san_uri,
-    ) {
-        (Some(dn), _) => *dn == certificate.subject_dn,
-        (None, Some(uri)) => certificate.san_uris.iter().any(|u| u == uri),
-        (None, None) => false,
-    }
+/// RFC 8705 §2.2.2: the certificate is one of the `x5c` leaf certificates of the client's
+/// registered JWK Set (compared by SHA-256 of the DER).
+fn registered_certificate(client: &Client, certificate: &super::ClientCertificate) -> bool {
+    let keys = client
+        .jwks
+        .as_ref()
+        .and_then(|jwks| jwks.get("keys"))
+        .and_then(Value::as_array);
+    keys.into_iter().flatten().any(|key| {
+        key.get("x5c")
+            .and_then(|chain| chain.get(0))
+            .and_then(Value::as_str)
+            .and_then(|leaf| STANDARD.decode(leaf).ok())
+            .is_some_and(|der| {
+                trustgate_tokens::Confirmation::certificate_thumbprint(&der)
+                    == certificate.thumbprint
+            })
+    })
 }
 
 /// A [`Client`] from what the store holds.
@@ -168,8 +172,7 @@ fn decode(stored: OAuthClient) -> Result<Client, ClientError> {
         jwks: meta.jwks,
         require_par: meta.require_par,
         dpop_bound_access_tokens: meta.dpop_bound_access_tokens,
-        tls_client_auth_subject_dn: meta.tls_client_auth_subject_dn,
-        tls_client_auth_san_uri: meta.tls_client_auth_san_uri,
+        tls_client_auth: meta.tls_client_auth,
         skip_consent: meta.skip_consent,
         access_token_ttl: ttl(meta.access_token_ttl_secs, DEFAULT_ACCESS_TOKEN_TTL),
         refresh_token_ttl: ttl(meta.refresh_token_ttl_secs, DEFAULT_REFRESH_TOKEN_TTL),
@@ -634,7 +637,13 @@ impl ClientRegistry {
                 Some(client) if client.auth_method == AuthMethod::None => Ok(client),
                 Some(client)
                     if client.auth_method == AuthMethod::TlsClientAuth
-                        && certificate_matches(&client, certificate) =>
+                        && client.tls_client_auth.matches(certificate) =>
+                {
+                    Ok(client)
+                }
+                Some(client)
+                    if client.auth_method == AuthMethod::SelfSignedTlsClientAuth
+                        && registered_certificate(&client, certificate) =>
                 {
                     Ok(client)
                 }

@@ -59,8 +59,9 @@ pub(crate) struct CodeDetail {
     pub dpop_jkt: Option<String>,
 }
 
-/// What a user's grant keeps: the authentication its tokens carry and, for a public client that
-/// used DPoP, the key its refresh tokens are bound to (RFC 9449 §5).
+/// What a user's grant keeps: the authentication its tokens carry and, for a public client, what
+/// its refresh tokens are bound to: the DPoP key it used (RFC 9449 §5) and the client
+/// certificate it came with over mutual TLS (RFC 8705 §4).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct GrantDetail {
     /// The user's authentication.
@@ -69,6 +70,9 @@ pub(crate) struct GrantDetail {
     /// The thumbprint of the DPoP key every refresh must prove.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// The `x5t#S256` of the client certificate every refresh must come with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
 }
 
 /// A record stored as a `detail` JSON object.

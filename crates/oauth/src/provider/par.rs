@@ -4,7 +4,7 @@ use serde::Serialize;
 use trustgate_core::secret::generate_token;
 use trustgate_store_api::PushedRequest;
 
-use super::{DpopProof, Provider};
+use super::{Possession, Provider};
 use crate::OAuthError;
 use crate::clients::PresentedCredentials;
 use crate::request::{self, AuthorizeError, LOGIN_AFTER_PARAM, Params};
@@ -20,19 +20,21 @@ pub struct PushedAuthorizationResponse {
 
 impl Provider {
     /// `/oauth2/par` (RFC 9126). A DPoP proof sent with the request (RFC 9449 §10.1) binds the
-    /// code to its key, as `dpop_jkt` does; both must then name the same key.
+    /// code to its key, as `dpop_jkt` does; both must then name the same key. A request over
+    /// mutual TLS (`possession.certificate`) reached the endpoint's mutual-TLS alias, which is
+    /// the URL its proof names.
     pub async fn push(
         &self,
         params: &Params,
         credentials: &PresentedCredentials,
-        dpop: Option<DpopProof<'_>>,
+        possession: impl Into<Possession<'_>>,
     ) -> Result<PushedAuthorizationResponse, OAuthError> {
-        let client = self
-            .authenticate(credentials, &self.inner.endpoints.par)
-            .await?;
-        let proven_jkt = match dpop {
+        let possession = possession.into();
+        let par_url = &self.endpoints_reached(possession.certificate.is_some()).par;
+        let client = self.authenticate(credentials, par_url).await?;
+        let proven_jkt = match possession.dpop {
             Some(proof) => Some(
-                self.verify_dpop(proof, "POST", &self.inner.endpoints.par, None, true)
+                self.verify_dpop(proof, "POST", par_url, None, true)
                     .await?
                     .jkt,
             ),

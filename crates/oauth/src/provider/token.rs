@@ -60,6 +60,20 @@ pub(super) struct TokenRequest<'a> {
 }
 
 impl TokenRequest<'_> {
+    /// Refuses the request unless it came over mutual TLS with the certificate whose
+    /// `x5t#S256` is `thumbprint` (a certificate-bound refresh token, RFC 8705 §4).
+    pub fn require_certificate(&self, thumbprint: &str, what: &str) -> Result<(), OAuthError> {
+        match &self.certificate {
+            Some(presented) if presented == thumbprint => Ok(()),
+            Some(_) => Err(OAuthError::invalid_grant(format!(
+                "the {what} is bound to another client certificate"
+            ))),
+            None => Err(OAuthError::invalid_grant(format!(
+                "the {what} is bound to a client certificate: present it over mutual TLS"
+            ))),
+        }
+    }
+
     /// Refuses the request unless it carries a proof by the key `jkt` (a DPoP-bound code or
     /// refresh token, RFC 9449 §5 and §10).
     pub fn require_dpop_key(&self, jkt: &str, what: &str) -> Result<(), OAuthError> {
@@ -134,9 +148,11 @@ impl Provider {
         let grant_type = params
             .get("grant_type")
             .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-        let client = self
-            .authenticate(credentials, &self.inner.endpoints.token)
-            .await?;
+        let possession = possession.into();
+        let token_url = &self
+            .endpoints_reached(possession.certificate.is_some())
+            .token;
+        let client = self.authenticate(credentials, token_url).await?;
         let grant_type: GrantType = grant_type.parse().map_err(|_| {
             OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
@@ -154,10 +170,6 @@ impl Provider {
             }
             return Err(err);
         }
-        let possession = possession.into();
-        let token_url = &self
-            .endpoints_reached(possession.certificate.is_some())
-            .token;
         let dpop = match possession.dpop {
             Some(proof) => Some(
                 self.verify_dpop(proof, "POST", token_url, None, true)
@@ -205,15 +217,17 @@ impl Provider {
             created_at: now,
             expires_at: now + client.refresh_token_ttl,
             revoked_at: None,
+            // RFC 9449 §5 and RFC 8705 §4: a public client's refresh tokens are bound to its
+            // DPoP key and its client certificate (a confidential client's are bound to its
+            // authentication already).
             detail: GrantDetail {
                 auth: new.auth,
-                // RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key (a
-                // confidential client's are bound to its authentication already).
                 dpop_jkt: req
                     .dpop
                     .as_ref()
                     .filter(|_| client.is_public())
                     .map(|proof| proof.jkt.clone()),
+                x5t_s256: req.certificate.clone().filter(|_| client.is_public()),
             }
             .to_detail()?,
         };

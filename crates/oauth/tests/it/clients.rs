@@ -70,6 +70,8 @@ async fn refused(registry: &ClientRegistry, presented: &PresentedCredentials) ->
 
 test_on_both_backends!(
     tls_client_auth_matches_the_registered_certificate_name_only,
+    tls_client_auth_matches_dns_ip_and_email_sans,
+    self_signed_tls_client_auth_matches_a_registered_certificate,
     invalid_registrations_write_nothing,
     create_stores_only_the_secret_digest,
     list_pages_by_id,
@@ -795,6 +797,8 @@ async fn tls_client_auth_matches_the_registered_certificate_name_only(db: TestDa
     let certificate = |dn: &str, uris: &[&str]| ClientCertificate {
         subject_dn: dn.into(),
         san_uris: uris.iter().map(|u| (*u).to_owned()).collect(),
+        chain_trusted: true,
+        ..ClientCertificate::default()
     };
     let over = |client_id: &str, cert: ClientCertificate| PresentedCredentials::Certificate {
         client_id: client_id.into(),
@@ -818,6 +822,15 @@ async fn tls_client_auth_matches_the_registered_certificate_name_only(db: TestDa
             &by_uri.id,
             certificate("CN=x", &["spiffe://example.org/worker/x"]),
         ),
+        // The right name in a certificate no trusted CA issued (a listener that accepts
+        // self-signed certificates): anyone could have written it.
+        (
+            &by_dn.id,
+            ClientCertificate {
+                chain_trusted: false,
+                ..certificate("O=Example,CN=worker", &[])
+            },
+        ),
     ] {
         let err = registry
             .authenticate(&over(client, cert), AUDIENCES)
@@ -836,4 +849,181 @@ async fn tls_client_auth_matches_the_registered_certificate_name_only(db: TestDa
         .await
         .expect_err("no certificate");
     assert_eq!(err.code, ErrorCode::InvalidClient);
+}
+
+fn over_mtls(
+    client_id: &str,
+    certificate: trustgate_oauth::clients::ClientCertificate,
+) -> PresentedCredentials {
+    PresentedCredentials::Certificate {
+        client_id: client_id.into(),
+        certificate,
+    }
+}
+
+async fn tls_client_auth_matches_dns_ip_and_email_sans(db: TestDatabase) {
+    use std::net::IpAddr;
+    use trustgate_oauth::clients::ClientCertificate;
+    let registry = registry(&db, &clock());
+    let worker = |edit: fn(&mut ClientRegistration)| {
+        let mut reg = ClientRegistration {
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: vec!["reports:read".into()],
+            auth_method: AuthMethod::TlsClientAuth,
+            ..ClientRegistration::named("worker")
+        };
+        edit(&mut reg);
+        reg
+    };
+    let bad_ip = registry
+        .create(worker(|r| {
+            r.tls_client_auth_san_ip = Some("10.0.0.256".into())
+        }))
+        .await
+        .expect_err("not an address");
+    assert!(
+        bad_ip.to_string().contains("tls_client_auth_san_ip"),
+        "{bad_ip}"
+    );
+    let two = registry
+        .create(worker(|r| {
+            r.tls_client_auth_san_dns = Some("a.example".into());
+            r.tls_client_auth_san_email = Some("a@example.com".into());
+        }))
+        .await
+        .expect_err("two names");
+    assert!(two.to_string().contains("exactly one"), "{two}");
+
+    let (by_dns, _) = registry
+        .create(worker(|r| {
+            r.tls_client_auth_san_dns = Some("Worker.Example.com".into())
+        }))
+        .await
+        .expect("dns");
+    let (by_ip, _) = registry
+        .create(worker(|r| {
+            r.tls_client_auth_san_ip = Some("2001:db8::7".into())
+        }))
+        .await
+        .expect("ip");
+    let (by_email, _) = registry
+        .create(worker(|r| {
+            r.tls_client_auth_san_email = Some("worker@example.com".into());
+        }))
+        .await
+        .expect("email");
+    assert_eq!(
+        registry
+            .get(&by_ip.id)
+            .await
+            .expect("read")
+            .map(|c| c.tls_client_auth.san_ip),
+        Some(Some("2001:db8::7".to_owned())),
+        "kept as registered"
+    );
+    let cert = |dns: &[&str], ips: &[&str], emails: &[&str]| ClientCertificate {
+        subject_dn: "CN=worker".into(),
+        san_dns: dns.iter().map(|d| (*d).to_owned()).collect(),
+        san_ips: ips
+            .iter()
+            .map(|i| i.parse::<IpAddr>().expect("ip"))
+            .collect(),
+        san_emails: emails.iter().map(|e| (*e).to_owned()).collect(),
+        chain_trusted: true,
+        ..ClientCertificate::default()
+    };
+    // DNS names compare without ASCII case; addresses as addresses (another spelling of the
+    // same IPv6 address matches).
+    for (client, presented) in [
+        (
+            &by_dns.id,
+            cert(&["other.example", "worker.example.COM"], &[], &[]),
+        ),
+        (&by_ip.id, cert(&[], &["10.0.0.1", "2001:0db8:0:0::7"], &[])),
+        (&by_email.id, cert(&[], &[], &["worker@example.com"])),
+    ] {
+        registry
+            .authenticate(&over_mtls(client, presented), AUDIENCES)
+            .await
+            .expect("the registered SAN");
+    }
+    for (client, presented) in [
+        (&by_dns.id, cert(&["worker.example.com.evil"], &[], &[])),
+        (&by_dns.id, cert(&[], &[], &["Worker.Example.com"])),
+        (&by_ip.id, cert(&[], &["2001:db8::8"], &[])),
+        (&by_ip.id, cert(&["2001:db8::7"], &[], &[])),
+        (&by_email.id, cert(&[], &[], &["Worker@example.com"])),
+        (&by_email.id, cert(&["worker@example.com"], &[], &[])),
+    ] {
+        refused(&registry, &over_mtls(client, presented)).await;
+    }
+}
+
+async fn self_signed_tls_client_auth_matches_a_registered_certificate(db: TestDatabase) {
+    use trustgate_oauth::clients::ClientCertificate;
+    use trustgate_testkit::tls::{TestCa, self_signed_client};
+    let registry = registry(&db, &clock());
+    let own = self_signed_client("worker");
+    let other = self_signed_client("worker");
+    let issued = TestCa::new("clients").client("worker", None);
+    let reg = |jwks: Option<Value>| ClientRegistration {
+        grant_types: vec![GrantType::ClientCredentials],
+        scopes: vec!["reports:read".into()],
+        auth_method: AuthMethod::SelfSignedTlsClientAuth,
+        jwks,
+        ..ClientRegistration::named("self-signed worker")
+    };
+    // The certificate must be registered: no JWKS, keys without x5c, an x5c that is not
+    // base64 DER are all refused.
+    let mut bare_key = own.jwk.clone();
+    bare_key.as_object_mut().expect("object").remove("x5c");
+    let mut url_safe = own.jwk.clone();
+    url_safe["x5c"] = json!([URL_SAFE_NO_PAD.encode(&own.der)]);
+    let mut empty_chain = own.jwk.clone();
+    empty_chain["x5c"] = json!([]);
+    for jwks in [
+        None,
+        Some(json!({ "keys": [bare_key] })),
+        Some(json!({ "keys": [url_safe] })),
+        Some(json!({ "keys": [empty_chain] })),
+    ] {
+        let err = registry.create(reg(jwks)).await.expect_err("refused");
+        assert_eq!(err.code(), "invalid_jwks", "{err}");
+        assert!(err.to_string().contains("x5c"), "{err}");
+    }
+    let (client, secret) = registry
+        .create(reg(Some(json!({ "keys": [own.jwk, issued.jwk] }))))
+        .await
+        .expect("registered");
+    assert!(
+        secret.is_none(),
+        "no secret for self_signed_tls_client_auth"
+    );
+    let presented = |der: &[u8], chain_trusted: bool| ClientCertificate {
+        subject_dn: "O=trustgate tests,CN=worker".into(),
+        thumbprint: URL_SAFE_NO_PAD.encode(<sha2::Sha256 as sha2::Digest>::digest(der)),
+        chain_trusted,
+        ..ClientCertificate::default()
+    };
+    // Either registered certificate, trusted chain or not (RFC 8705 §2.2: the chain is not
+    // what authenticates).
+    for (der, trusted) in [(&own.der, false), (&issued.der, true)] {
+        registry
+            .authenticate(&over_mtls(&client.id, presented(der, trusted)), AUDIENCES)
+            .await
+            .expect("a registered certificate");
+    }
+    // Another certificate with the same names, and no certificate at all: refused.
+    refused(
+        &registry,
+        &over_mtls(&client.id, presented(&other.der, false)),
+    )
+    .await;
+    refused(
+        &registry,
+        &PresentedCredentials::None {
+            client_id: client.id.clone(),
+        },
+    )
+    .await;
 }

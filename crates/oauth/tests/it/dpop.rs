@@ -718,4 +718,117 @@ async fn over_mutual_tls_the_aliases_are_published_and_proofs_name_them() {
         ErrorCode::InvalidDpopProof,
     );
     refused(request(alias, None).await, ErrorCode::InvalidDpopProof);
+
+    // PAR over mutual TLS: the proof names the alias it reached, not the issuer's PAR URL.
+    let spa = public_app(&op).await;
+    let (_, challenge) = pkce("p");
+    let push = |htu: &'static str, certificate: Option<&'static str>| {
+        let proof = key.proof("POST", htu, now(&op), json!({ "nonce": mtls.dpop_nonce() }));
+        let provider = mtls.clone();
+        let credentials = spa.credentials.clone();
+        let form = params(&[
+            ("response_type", "code"),
+            ("client_id", &spa.id),
+            ("redirect_uri", REDIRECT_URI),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]);
+        async move {
+            provider
+                .push(
+                    &form,
+                    &credentials,
+                    Possession {
+                        dpop: Some(DpopProof(&proof)),
+                        certificate,
+                    },
+                )
+                .await
+        }
+    };
+    let par_alias = "https://mtls.id.example.com/oauth2/par";
+    push(par_alias, Some("thumb"))
+        .await
+        .expect("a proof for the PAR alias, over mutual TLS");
+    refused(
+        push("https://id.example.com/oauth2/par", Some("thumb")).await,
+        ErrorCode::InvalidDpopProof,
+    );
+    refused(push(par_alias, None).await, ErrorCode::InvalidDpopProof);
+}
+
+#[tokio::test]
+async fn a_public_client_s_refresh_token_is_bound_to_its_certificate() {
+    use trustgate_oauth::provider::Possession;
+    let op = op().await;
+    let user = alice(&op).await;
+    // RFC 8705 §4: a public client's refresh tokens are bound to the certificate it used; a
+    // confidential client's are bound to its authentication.
+    for (app, bound) in [
+        (public_app(&op).await, true),
+        (register(&op, |_| {}).await, false),
+    ] {
+        let (verifier, challenge) = pkce("c");
+        let code = code_for(&op, &app, &user, &challenge).await;
+        let request = |form: Vec<(&'static str, String)>, certificate: Option<&'static str>| {
+            let provider = op.provider.clone();
+            let credentials = app.credentials.clone();
+            async move {
+                let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                provider
+                    .token_with(
+                        &params(&form),
+                        &credentials,
+                        &ctx(),
+                        Possession {
+                            dpop: None,
+                            certificate,
+                        },
+                        |_| async { Ok(None) },
+                    )
+                    .await
+            }
+        };
+        let tokens = request(
+            vec![
+                ("grant_type", "authorization_code".to_owned()),
+                ("code", code),
+                ("redirect_uri", REDIRECT_URI.to_owned()),
+                ("code_verifier", verifier),
+            ],
+            Some("cert-a"),
+        )
+        .await
+        .expect("tokens over mutual TLS");
+        let refresh = |token: &str| {
+            vec![
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", token.to_owned()),
+            ]
+        };
+        let first = tokens.refresh_token.expect("refresh token");
+        if !bound {
+            request(refresh(&first), None)
+                .await
+                .expect("a confidential client refreshes without the certificate");
+            continue;
+        }
+        // Without the certificate or with another: refused, and the token is not rotated.
+        for other in [None, Some("cert-b")] {
+            let err = refused(
+                request(refresh(&first), other).await,
+                ErrorCode::InvalidGrant,
+            );
+            assert!(err.description.contains("certificate"), "{err}");
+        }
+        let renewed = request(refresh(&first), Some("cert-a"))
+            .await
+            .expect("the certificate's holder refreshes");
+        assert_eq!(
+            claims_of(&renewed.access_token)["cnf"]["x5t#S256"],
+            "cert-a"
+        );
+        let next = renewed.refresh_token.expect("rotated");
+        refused(request(refresh(&next), None).await, ErrorCode::InvalidGrant);
+    }
 }

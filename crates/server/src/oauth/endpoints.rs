@@ -99,11 +99,16 @@ pub async fn par(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
+    let certificate = certificate_thumbprint(peer.as_deref());
     let (presented, basic) = match presented(&headers, &params, peer.as_deref()) {
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let response = match state.oauth.push(&params, &presented, dpop.proof()).await {
+    let possession = Possession {
+        dpop: dpop.proof(),
+        certificate: certificate.as_deref(),
+    };
+    let response = match state.oauth.push(&params, &presented, possession).await {
         Ok(pushed) => {
             let mut response = no_store_json(&pushed);
             *response.status_mut() = StatusCode::CREATED;
@@ -206,20 +211,25 @@ pub async fn revoke(
 
 /// The client credentials of a machine request and whether they came as HTTP Basic (so a 401
 /// challenges it), or the error response. Over mutual TLS a bare `client_id` comes with the
-/// client certificate (`tls_client_auth`, RFC 8705 §2).
+/// client certificate (`tls_client_auth` and `self_signed_tls_client_auth`, RFC 8705 §2).
 fn presented(
     headers: &HeaderMap,
     params: &trustgate_oauth::request::Params,
     peer: Option<&PeerCertificates>,
 ) -> Result<(trustgate_oauth::clients::PresentedCredentials, bool), Box<Response>> {
     let basic = used_basic(headers);
-    let certificate = peer
-        .and_then(PeerCertificates::end_entity)
-        .and_then(|der| trustgate_authn::certificates::identify(der).ok())
-        .map(|identity| trustgate_oauth::clients::ClientCertificate {
+    let certificate = peer.and_then(|peer| {
+        let identity = trustgate_authn::certificates::identify(peer.end_entity()?).ok()?;
+        Some(trustgate_oauth::clients::ClientCertificate {
             subject_dn: identity.subject_dn,
             san_uris: identity.uris,
-        });
+            san_dns: identity.dns_names,
+            san_ips: identity.ip_addresses,
+            san_emails: identity.emails,
+            thumbprint: identity.thumbprint,
+            chain_trusted: peer.trusted,
+        })
+    });
     credentials(headers, params)
         .map(|c| match certificate {
             Some(certificate) => (c.over_mutual_tls(certificate), basic),

@@ -311,9 +311,23 @@ struct Answer {
 }
 
 async fn call(app: &Router, path: &str, headers: &[(&str, &str)]) -> Answer {
+    call_over(app, path, headers, None).await
+}
+
+/// [`call`] as over a mutual-TLS connection with the certificate whose `x5t#S256` is
+/// `certificate` (what the gateway's mutual-TLS listener tells the layer).
+async fn call_over(
+    app: &Router,
+    path: &str,
+    headers: &[(&str, &str)],
+    certificate: Option<&str>,
+) -> Answer {
     let mut request = Request::builder().uri(path).header("x-request-id", "req-1");
     for (name, value) in headers {
         request = request.header(*name, *value);
+    }
+    if let Some(certificate) = certificate {
+        request = request.extension(trustgate_pep::PresentedCertificate(certificate.to_owned()));
     }
     let response = app
         .clone()
@@ -1430,7 +1444,51 @@ async fn dpop_bound_tokens_need_a_fresh_proof_by_their_key(db: TestDatabase) {
     );
 }
 
+/// RFC 8705 §3 at the layer: a certificate-bound token only over a connection with that
+/// certificate, never without one or with another.
+async fn certificate_bound_tokens_need_their_certificate(db: TestDatabase) {
+    let tg = trustgate(&db).await;
+    tg.write(&[("user:alice", "viewer", "course:1")]).await;
+    let records = Arc::new(Records::default());
+    let app = tg.app(tg.http_pdp(), records.clone());
+    let mut n = 0;
+    let thumbprint = Confirmation::certificate_thumbprint(b"the client certificate");
+    let bound = tg.token("alice", |c| {
+        c.cnf = Some(Confirmation {
+            jkt: None,
+            x5t_s256: Some(thumbprint.clone()),
+        })
+    });
+    let auth = bearer(&bound);
+    let headers = [("authorization", auth.as_str())];
+    let a = call_over(&app, "/courses/1", &headers, Some(&thumbprint)).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    last(&records, &mut n);
+    let other = Confirmation::certificate_thumbprint(b"another certificate");
+    for certificate in [None, Some(other.as_str())] {
+        let a = call_over(&app, "/courses/1", &headers, certificate).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{:?}", a.body);
+        assert_eq!(
+            last(&records, &mut n).reason,
+            Reason::InvalidToken {
+                why: "certificate_binding_mismatch".into(),
+            }
+        );
+    }
+    // An unbound token does not mind the certificate.
+    let plain = bearer(&tg.token("alice", |_| {}));
+    let a = call_over(
+        &app,
+        "/courses/1",
+        &[("authorization", &plain)],
+        Some(&other),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+}
+
 test_on_both_backends!(
+    certificate_bound_tokens_need_their_certificate,
     dpop_bound_tokens_need_a_fresh_proof_by_their_key,
     the_layer_authenticates_authorizes_and_answers,
     decisions_are_cached_until_the_store_changes,

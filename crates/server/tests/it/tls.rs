@@ -46,6 +46,8 @@ fn write_pair(dir: &Path, cert: &str, key: &str) -> (PathBuf, PathBuf) {
 
 struct Running {
     addr: SocketAddr,
+    /// The mutual-TLS listener's address, when there is one.
+    mtls: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), StartError>>,
     _dir: tempfile::TempDir,
@@ -72,12 +74,14 @@ fn base_config(dir: &tempfile::TempDir) -> Config {
 async fn start(dir: tempfile::TempDir, config: Config) -> Running {
     let server = Server::start(config).await.expect("start");
     let addr = server.local_addr().expect("bound");
+    let mtls = server.mtls_local_addr().expect("bound");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
     Running {
         addr,
+        mtls,
         stop: Some(stop),
         task,
         _dir: dir,
@@ -585,6 +589,7 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
     }));
     let running = Running {
         addr,
+        mtls: Some(mutual),
         stop: Some(stop),
         task,
         _dir: dir,
@@ -592,9 +597,7 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
 
     let billing = client_ca.client("billing", Some("spiffe://example.org/ns/prod/sa/billing"));
     let reports = client_ca.client("reports", None);
-    let pair =
-        |c: &trustgate_testkit::tls::ClientCertificate| (c.cert_pem.clone(), c.key_pem.clone());
-    let (billing_cert, billing_key) = pair(&billing);
+    let (billing_cert, billing_key) = pem_pair(&billing);
     let as_billing = Some((billing_cert.as_str(), billing_key.as_str()));
     assert_eq!(
         healthz_as(mutual, &server_ca, as_billing).await,
@@ -608,14 +611,19 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
     assert_eq!(get_h1(&mut open, "/healthz").await.0, StatusCode::OK);
 
     // No certificate, an expired one, one of another CA: the handshake is refused.
-    let expired = pair(&client_ca.expired_client("old"));
-    let stranger = pair(&stranger_ca.client("stranger", None));
+    let expired = pem_pair(&client_ca.expired_client("old"));
+    let stranger = pem_pair(&stranger_ca.client("stranger", None));
+    let own = pem_pair(&trustgate_testkit::tls::self_signed_client("billing"));
     for (what, client) in [
         ("no certificate", None),
         ("expired", Some((expired.0.as_str(), expired.1.as_str()))),
         (
             "another CA",
             Some((stranger.0.as_str(), stranger.1.as_str())),
+        ),
+        (
+            "self-signed, by default",
+            Some((own.0.as_str(), own.1.as_str())),
         ),
     ] {
         let answer = healthz_as(mutual, &server_ca, client).await;
@@ -632,7 +640,7 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
 
     // Revoked by a CRL published again in place: refused once the file is read again; the
     // open connection and the certificates not revoked carry on.
-    let (reports_cert, reports_key) = pair(&reports);
+    let (reports_cert, reports_key) = pem_pair(&reports);
     let as_reports = Some((reports_cert.as_str(), reports_key.as_str()));
     assert_eq!(
         healthz_as(mutual, &server_ca, as_reports).await,
@@ -828,19 +836,7 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{issued}");
-    let payload = issued["access_token"]
-        .as_str()
-        .and_then(|t| t.split('.').nth(1))
-        .expect("a JWT");
-    let claims: Value = {
-        use base64::Engine as _;
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .expect("base64url"),
-        )
-        .expect("json")
-    };
+    let claims = access_token_claims(&issued);
     assert_eq!(
         claims["cnf"]["x5t#S256"],
         trustgate_authn::certificates::thumbprint(&billing.der)
@@ -875,7 +871,7 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
     let (status, issued) =
         post_form_as(mutual, &server_ca, as_billing, "/oauth2/token", None, &form).await;
     assert_eq!(status, StatusCode::OK, "{issued}");
-    let (other_cert, other_key) = pair(&client_ca.client("other", None));
+    let (other_cert, other_key) = pem_pair(&client_ca.client("other", None));
     let as_other = Some((other_cert.as_str(), other_key.as_str()));
     let (status, refused) =
         post_form_as(mutual, &server_ca, as_other, "/oauth2/token", None, &form).await;
@@ -906,6 +902,155 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
         healthz_as(mutual, &server_ca, as_billing).await,
         Ok(StatusCode::OK)
     );
+    drop(running);
+}
+
+/// The claims of the `access_token` in a token response (not verified: the server just
+/// issued it).
+fn access_token_claims(response: &Value) -> Value {
+    use base64::Engine as _;
+    let payload = response["access_token"]
+        .as_str()
+        .and_then(|t| t.split('.').nth(1))
+        .expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("json")
+}
+
+/// `(certificate PEM, key PEM)` of a test client certificate.
+fn pem_pair(c: &trustgate_testkit::tls::ClientCertificate) -> (String, String) {
+    (c.cert_pem.clone(), c.key_pem.clone())
+}
+
+#[tokio::test]
+async fn self_signed_certificates_authenticate_only_the_client_that_registered_them() {
+    use trustgate_testkit::tls::{expired_self_signed_client, self_signed_client};
+    let server_ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    let files = tempfile::tempdir().expect("tempdir");
+    let ca_file = files.path().join("clients-ca.pem");
+    std::fs::write(&ca_file, &client_ca.pem).expect("write");
+    let (running, _) = start_tls(&server_ca, |config| {
+        config.mtls.listen = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        config.mtls.ca_files = vec![ca_file.clone()];
+        config.mtls.accept_self_signed = true;
+    })
+    .await;
+    let mutual = running.mtls.expect("an mTLS listener");
+    // Same names, three certificates: one the CA issued, two self-signed.
+    let issued = client_ca.client("billing", None);
+    let own = self_signed_client("billing");
+    let forged = self_signed_client("billing");
+    let (issued_pem, own_pem, forged_pem) = (pem_pair(&issued), pem_pair(&own), pem_pair(&forged));
+    let as_issued = Some((issued_pem.0.as_str(), issued_pem.1.as_str()));
+    let as_own = Some((own_pem.0.as_str(), own_pem.1.as_str()));
+    let as_forged = Some((forged_pem.0.as_str(), forged_pem.1.as_str()));
+
+    // The handshake takes a self-signed certificate, but not an expired one.
+    assert_eq!(
+        healthz_as(mutual, &server_ca, as_own).await,
+        Ok(StatusCode::OK)
+    );
+    let expired = pem_pair(&expired_self_signed_client("old"));
+    let answer = healthz_as(
+        mutual,
+        &server_ca,
+        Some((expired.0.as_str(), expired.1.as_str())),
+    )
+    .await;
+    assert!(answer.is_err(), "expired: {answer:?}");
+
+    // A self-signed certificate names nobody at the machine APIs; the CA's does.
+    let (status, _) = get_as(mutual, &server_ca, as_own, "/admin/v1/whoami")
+        .await
+        .expect("answer");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, me) = get_as(mutual, &server_ca, as_issued, "/admin/v1/whoami")
+        .await
+        .expect("answer");
+    assert_eq!(status, StatusCode::OK, "{me}");
+
+    let admin = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(server_ca.pem.as_bytes()).expect("ca"))
+        .build()
+        .expect("client");
+    let api = |path: &str| format!("https://localhost:{}{path}", running.addr.port());
+    let discovery: Value = admin
+        .get(api("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
+    let methods = discovery["token_endpoint_auth_methods_supported"].to_string();
+    assert!(
+        methods.contains("\"self_signed_tls_client_auth\""),
+        "{methods}"
+    );
+    let register = |body: Value| {
+        let admin = admin.clone();
+        let url = api("/admin/v1/clients");
+        async move {
+            let answer: Value = admin
+                .post(url)
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .expect("register")
+                .json()
+                .await
+                .expect("json");
+            let id = answer["client_id"].as_str().expect("registered").to_owned();
+            format!("grant_type=client_credentials&client_id={id}")
+        }
+    };
+    let server_ca = &server_ca;
+    let token = |client, form: String| async move {
+        post_form_as(mutual, server_ca, client, "/oauth2/token", None, &form).await
+    };
+
+    // tls_client_auth by subject DN: a self-signed certificate with that DN is not the client.
+    let by_dn = register(serde_json::json!({
+        "name": "by DN",
+        "grant_types": ["client_credentials"],
+        "scopes": ["invoices:read"],
+        "auth_method": "tls_client_auth",
+        "tls_client_auth_subject_dn": "O=trustgate tests,CN=billing",
+    }))
+    .await;
+    assert_eq!(token(as_issued, by_dn.clone()).await.0, StatusCode::OK);
+    let (status, refused) = token(as_own, by_dn).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    assert_eq!(refused["error"], "invalid_client");
+
+    // self_signed_tls_client_auth: the registered certificate, and only it.
+    let self_signed = register(serde_json::json!({
+        "name": "self-signed",
+        "grant_types": ["client_credentials"],
+        "scopes": ["invoices:read"],
+        "auth_method": "self_signed_tls_client_auth",
+        "jwks": { "keys": [own.jwk] },
+    }))
+    .await;
+    let (status, issued_token) = token(as_own, self_signed.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{issued_token}");
+    let claims = access_token_claims(&issued_token);
+    assert_eq!(
+        claims["cnf"]["x5t#S256"],
+        trustgate_authn::certificates::thumbprint(&own.der),
+        "bound to the certificate"
+    );
+    for (what, client) in [("same names", as_forged), ("the CA's", as_issued)] {
+        let (status, refused) = token(client, self_signed.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {refused}");
+        assert_eq!(refused["error"], "invalid_client");
+    }
     drop(running);
 }
 

@@ -14,7 +14,7 @@ use crate::{ErrorCode, OAuthError};
 
 impl Provider {
     /// `refresh_token`: the scope may narrow, never widen; a token bound to a DPoP key needs a
-    /// proof by that key; the token rotates under [`crate::refresh::rotation_step`] (a reuse
+    /// proof by that key, one bound to a client certificate needs that certificate; the token rotates under [`crate::refresh::rotation_step`] (a reuse
     /// after the grace period revokes the grant).
     pub(in crate::provider) async fn refresh(
         &self,
@@ -39,8 +39,12 @@ impl Provider {
         }
         // Before the rotation: whoever holds the token without its key neither refreshes nor
         // rotates it (which would make the owner's next refresh look like a reuse).
-        if let Some(jkt) = GrantDetail::from_detail(&grant.detail)?.dpop_jkt {
-            req.require_dpop_key(&jkt, "refresh token")?;
+        let bound = GrantDetail::from_detail(&grant.detail)?;
+        if let Some(jkt) = &bound.dpop_jkt {
+            req.require_dpop_key(jkt, "refresh token")?;
+        }
+        if let Some(thumbprint) = &bound.x5t_s256 {
+            req.require_certificate(thumbprint, "refresh token")?;
         }
         let granted = Scope::parse(&grant.scope)?;
         let scope = match params.get("scope") {
