@@ -11,6 +11,12 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get update -qq
     apt-get install -y -qq chromium chromium-driver
 fi
+# The systemd unit in packaging/ is checked with systemd-analyze (verify, offline security score).
+if ! command -v systemd-analyze >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq systemd
+fi
 npm ci --prefix crates/cli/tests/e2e --no-audit --no-fund --loglevel=error
 # The node oidc-provider baseline of scripts/oauth-vs-node.sh, from its committed package-lock.json.
 npm ci --prefix crates/bench/node-oidc-provider --no-audit --no-fund --loglevel=error

@@ -16,15 +16,33 @@ use trustgate_core::Secret;
 use trustgate_core::net::TrustedProxies;
 pub use trustgate_listener::tls::TlsConfig;
 
-/// How log lines are written.
+/// How log lines are written (to standard error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// Human-readable, coloured when writing to a terminal.
+    /// Human-readable, coloured only when standard error is a terminal and `NO_COLOR` is not
+    /// set: a redirected log file gets no escape codes.
     #[default]
+    Auto,
+    /// Human-readable and always coloured (for a pager that shows colours, say).
     Pretty,
     /// One JSON object per line, for log shippers.
     Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(LogFormat::Auto),
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "log format `{other}`: expected auto, pretty or json"
+            )),
+        }
+    }
 }
 
 /// The effective configuration of a server.
@@ -521,7 +539,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./trustgate-data"),
             database_url: None,
-            log_format: LogFormat::Pretty,
+            log_format: LogFormat::Auto,
             log_level: "info".into(),
             bootstrap_token: None,
             secrets_key: None,

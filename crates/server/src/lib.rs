@@ -46,6 +46,7 @@ pub mod admin_webhooks;
 pub mod app;
 pub mod auth;
 pub mod authzen;
+pub mod backup;
 pub mod bootstrap;
 pub mod client_context;
 pub mod config;

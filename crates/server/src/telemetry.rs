@@ -31,8 +31,16 @@ pub fn init_logging(format: LogFormat, filter: &str) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Pretty => builder.with_ansi(true).try_init(),
+        LogFormat::Auto => builder.with_ansi(colour_on_stderr()).try_init(),
     };
+}
+
+/// Whether `auto` colours: standard error is a terminal and `NO_COLOR` (no-color.org) is unset
+/// or empty.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The process-wide Prometheus recorder (installed on first use).

@@ -46,6 +46,24 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Apply pending database migrations and exit.
     Migrate(ServerArgs),
+    /// Back up the embedded database while the server runs: a checked snapshot (and the
+    /// secrets key file) into a new directory. PostgreSQL: use pg_dump.
+    Backup {
+        /// The directory to create (or an empty one).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Restore a backup made by `trustgate backup` (the server must be stopped); what it
+    /// replaces is moved to <data-dir>/before-restore-<time>/.
+    Restore {
+        /// The backup directory.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Run the enforcing reverse proxy in front of upstream applications (SIGHUP reloads the
     /// configuration; SIGTERM/ctrl-c drain in-flight requests).
     Gateway(GatewayArgs),
@@ -99,6 +117,19 @@ enum Command {
     Webhooks(webhooks::WebhooksCommand),
     /// Print the version.
     Version,
+    /// Print a shell completion script to standard output (e.g. `trustgate completions bash >
+    /// /etc/bash_completion.d/trustgate`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (trustgate.1 and one per command, trustgate-serve.1, ...) into DIR.
+    Manpages {
+        /// The directory to write them to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,7 +150,8 @@ pub struct ServerArgs {
     /// sqlite://PATH or postgres://... [env: TRUSTGATE_DATABASE_URL] [default: SQLite in the data dir].
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
-    /// Log format: pretty or json [env: TRUSTGATE_LOG_FORMAT].
+    /// Log format: auto (coloured only on a terminal), pretty (always coloured) or json
+    /// [env: TRUSTGATE_LOG_FORMAT] [default: auto].
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
     /// PEM certificate chain: the listener speaks HTTPS (HTTP/2 and HTTP/1.1); reloaded on
@@ -161,8 +193,8 @@ pub struct GatewayArgs {
     /// The gateway's TOML configuration (see trustgate_gateway::config).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// Log format: pretty or json.
-    #[arg(long, value_name = "FORMAT", default_value = "pretty")]
+    /// Log format: auto (coloured only on a terminal), pretty (always coloured) or json.
+    #[arg(long, value_name = "FORMAT", default_value = "auto")]
     log_format: String,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, value_name = "FILTER", default_value = "info")]
@@ -170,15 +202,10 @@ pub struct GatewayArgs {
 }
 
 async fn gateway(args: GatewayArgs) -> Result<(), Failure> {
-    let format = match args.log_format.as_str() {
-        "pretty" => trustgate_server::LogFormat::Pretty,
-        "json" => trustgate_server::LogFormat::Json,
-        other => {
-            return Err(Failure::Usage(format!(
-                "--log-format `{other}`: expected pretty or json"
-            )));
-        }
-    };
+    let format: trustgate_server::LogFormat = args
+        .log_format
+        .parse()
+        .map_err(|e| Failure::Usage(format!("--log-format: {e}")))?;
     trustgate_server::telemetry::init_logging(format, &args.log_level);
     trustgate_gateway::run(
         args.config,
@@ -190,6 +217,25 @@ async fn gateway(args: GatewayArgs) -> Result<(), Failure> {
         trustgate_gateway::GatewayError::Config(e) => Failure::Usage(e.to_string()),
         e => Failure::Failed(e.to_string()),
     })
+}
+
+/// PostgreSQL and unusable directories are usage errors (exit 2); the rest failed (exit 1).
+fn backup_failure(e: trustgate_server::backup::BackupError) -> Failure {
+    use trustgate_server::backup::BackupError;
+    match e {
+        BackupError::Postgres | BackupError::Directory(_) => Failure::Usage(e.to_string()),
+        BackupError::Store(_) => Failure::Failed(e.to_string()),
+    }
+}
+
+/// Writes the man pages of every command into `dir`.
+fn manpages(dir: &std::path::Path) -> Result<(), Failure> {
+    let failed = |e: std::io::Error| Failure::Failed(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    let command = <Cli as clap::CommandFactory>::command();
+    clap_mangen::generate_to(command, dir).map_err(failed)?;
+    println!("man pages written to {}", dir.display());
+    Ok(())
 }
 
 /// Runs one command.
@@ -209,6 +255,22 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 report.before,
                 report.after
             );
+            Ok(())
+        }
+        Command::Backup { to, server } => {
+            let config = server.load(cli.client.data_dir.clone())?;
+            let summary = trustgate_server::backup::backup(&config, &to)
+                .await
+                .map_err(backup_failure)?;
+            print_json(&serde_json::json!(summary));
+            Ok(())
+        }
+        Command::Restore { from, server } => {
+            let config = server.load(cli.client.data_dir.clone())?;
+            let summary = trustgate_server::backup::restore(&config, &from)
+                .await
+                .map_err(backup_failure)?;
+            print_json(&serde_json::json!(summary));
             Ok(())
         }
         Command::Config(ConfigCommand::Show(args)) => {
@@ -242,6 +304,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             println!("trustgate {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "trustgate", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpages { dir } => manpages(&dir),
     }
 }
 

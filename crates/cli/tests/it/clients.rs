@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Running, trustgate, wait_with_timeout};
+use crate::support::{Running, failed_with, ok_json, trustgate, wait_with_timeout};
 
 /// Runs `trustgate ARGS --server BASE --data-dir DATA`.
 fn cli(server: &Running, data: &Path, args: &[&str]) -> Output {
@@ -25,22 +25,6 @@ fn cli(server: &Running, data: &Path, args: &[&str]) -> Output {
         cmd.spawn().expect("spawn trustgate"),
         Duration::from_secs(60),
     )
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "status {:?}; stderr {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-fn failed_with(out: &Output, code: i32, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr {stderr}");
-    assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod backup;
 mod browser;
 mod clients;
 mod durability;
@@ -10,6 +11,7 @@ mod learning;
 mod machines;
 mod oidc;
 mod openfga_sdk;
+mod packaging;
 mod postgres;
 mod relationships;
 mod serve;

@@ -295,6 +295,75 @@ fn help_lists_every_command_and_version_prints() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("trustgate "));
 }
 
+/// The top-level commands `trustgate --help` lists (the lines of its Commands section).
+fn listed_commands() -> Vec<String> {
+    let mut cmd = trustgate();
+    cmd.arg("--help");
+    let help = String::from_utf8_lossy(&run(cmd).stdout).into_owned();
+    help.split("Commands:")
+        .nth(1)
+        .and_then(|rest| rest.split("Options:").next())
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn completions_and_man_pages_cover_every_command() {
+    let commands = listed_commands();
+    assert!(commands.len() > 20, "{commands:?}");
+    // bash: a script bash accepts, offering every command and the flags of serve.
+    // (Command::output reads while the script is written: it is larger than a pipe's buffer.)
+    let mut cmd = trustgate();
+    cmd.args(["completions", "bash"]);
+    let out = cmd.output().expect("completions");
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout).into_owned();
+    for command in &commands {
+        assert!(script.contains(command.as_str()), "{command} not completed");
+    }
+    assert!(script.contains("--mtls-listen"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("trustgate.bash");
+    std::fs::write(&file, &script).expect("write");
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .status()
+        .expect("bash");
+    assert!(syntax.success(), "bash -n refused the script");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let mut cmd = trustgate();
+        cmd.args(["completions", shell]);
+        let out = cmd.output().expect("completions");
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
+    }
+    let mut cmd = trustgate();
+    cmd.args(["completions", "tcsh"]);
+    assert_eq!(run(cmd).status.code(), Some(2), "no such shell");
+
+    // Man pages: trustgate.1 and one per command and subcommand, each a roff page.
+    let pages = dir.path().join("man");
+    let mut cmd = trustgate();
+    cmd.args(["manpages", "--dir"]).arg(&pages);
+    assert!(run(cmd).status.success());
+    let mut expected = vec![
+        "trustgate.1".to_owned(),
+        "trustgate-client-create.1".to_owned(),
+    ];
+    expected.extend(commands.iter().map(|c| format!("trustgate-{c}.1")));
+    for page in expected {
+        let text = std::fs::read_to_string(pages.join(&page)).unwrap_or_default();
+        assert!(text.contains("\n.TH trustgate"), "{page}: {text:.80}");
+    }
+    let serve = std::fs::read_to_string(pages.join("trustgate-serve.1")).expect("serve page");
+    assert!(serve.contains("mtls\\-listen"), "{serve:.400}");
+}
+
 #[test]
 fn migrate_runs_alone_and_is_idempotent() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -353,6 +422,32 @@ fn sigterm_drains_an_in_flight_request_then_exits_cleanly() {
 
     let out = server.terminate();
     assert!(out.status.success(), "clean exit after draining: {out:?}");
+}
+
+#[test]
+fn log_lines_are_coloured_only_on_a_terminal_or_when_asked() {
+    let escape = "\u{1b}[";
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The default (auto) writing to a pipe: plain text.
+    let out = Running::start(dir.path(), &[], &[]).terminate();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(
+        !stderr.contains(escape),
+        "escape codes in a redirected log: {stderr}"
+    );
+    // pretty: coloured all the same.
+    let out = Running::start(dir.path(), &["--log-format", "pretty"], &[]).terminate();
+    assert!(String::from_utf8_lossy(&out.stderr).contains(escape));
+    // json stays plain; a format that does not exist is refused, naming the key.
+    let out = Running::start(dir.path(), &["--log-format", "json"], &[]).terminate();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(escape));
+    let mut cmd = trustgate();
+    cmd.args(["serve", "--log-format", "colourful", "--data-dir"])
+        .arg(dir.path());
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log_format"));
 }
 
 #[test]

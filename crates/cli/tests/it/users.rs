@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Running, run, trustgate, wait_with_timeout};
+use crate::support::{Running, failed_with, ok_json, run, trustgate, wait_with_timeout};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -33,22 +33,6 @@ fn cli(server: &Running, data: &Path, args: &[&str], stdin: Option<&str>) -> Out
         pipe.write_all(input.as_bytes()).expect("write stdin");
     }
     wait_with_timeout(child, Duration::from_secs(60))
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "status {:?}; stderr {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-fn failed_with(out: &Output, code: i32, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr {stderr}");
-    assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
 }
 
 #[test]

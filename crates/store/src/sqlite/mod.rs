@@ -23,6 +23,8 @@
 //!   and multi-row statements (an import's) of about 700, since sqlx binds in time quadratic in
 //!   a statement's parameters.
 
+pub mod backup;
+
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -216,3 +216,21 @@ pub fn browser_available(what: &str, packages: &[&str]) -> bool {
     );
     false
 }
+
+/// The JSON a command printed, which must have succeeded.
+pub fn ok_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "status {:?}; stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// The command exited with `code` and said `needle` on standard error.
+pub fn failed_with(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr {stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+}
