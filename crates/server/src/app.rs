@@ -83,6 +83,8 @@ pub struct Services {
     /// Webhook subscriptions and the delivery outbox (webhooks, back-channel logout tokens);
     /// taps the auditor.
     pub webhooks: trustgate_webhooks::Webhooks,
+    /// The pages' product name, logo and colours (`[branding]`).
+    pub brand: Arc<crate::pages::brand::Brand>,
     /// Turns `true` when shutdown begins: long-lived responses (the store watch streams) end
     /// then instead of holding the drain up for the whole grace period.
     pub stopping: tokio::sync::watch::Sender<bool>,
@@ -97,6 +99,9 @@ pub enum ServicesError {
     /// The system model cannot be installed.
     #[error("cannot install the system model: {0}")]
     System(#[from] trustgate_pdp::PdpError),
+    /// The `[branding]` logo cannot be read.
+    #[error("{0}")]
+    Branding(String),
 }
 
 impl AppState {
@@ -110,6 +115,9 @@ impl AppState {
         config: Config,
         secrets_key: SealingKey,
     ) -> Result<Self, ServicesError> {
+        let brand = Arc::new(
+            crate::pages::brand::Brand::load(&config.branding).map_err(ServicesError::Branding)?,
+        );
         let auditor = Auditor::new(
             store.clone(),
             Arc::clone(&clock),
@@ -252,6 +260,7 @@ impl AppState {
             chains,
             accounts,
             webhooks,
+            brand,
             stopping: tokio::sync::watch::Sender::new(false),
         })))
     }
@@ -316,5 +325,9 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(telemetry::record_metrics))
         .layer(axum::middleware::from_fn(error::render_errors))
         .layer(axum::middleware::from_fn(request_id::assign_request_id))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pages::brand::scope,
+        ))
         .with_state(state)
 }

@@ -80,6 +80,8 @@ pub struct Config {
     pub authz: AuthzConfig,
     /// Server-rendered pages (login, account) and their cookies.
     pub pages: PagesConfig,
+    /// The pages' product name, logo and colours.
+    pub branding: crate::pages::brand::BrandingConfig,
     /// OAuth 2.0 / OpenID Connect: signing keys and token lifetimes.
     pub oauth: OAuthConfig,
     /// The audit trail: the streamed writer's queue and the retention of streamed events.
@@ -549,6 +551,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             authz: AuthzConfig::default(),
             pages: PagesConfig::default(),
+            branding: crate::pages::brand::BrandingConfig::default(),
             oauth: OAuthConfig::default(),
             audit: AuditConfig::default(),
             api_keys: ApiKeysConfig::default(),
@@ -841,6 +844,7 @@ const ENV_KEYS: &[&str] = &[
     "database",
     "authz",
     "pages",
+    "branding",
     "oauth",
     "audit",
     "api_keys",
@@ -929,6 +933,7 @@ impl Config {
             ));
         }
         self.pages.validate(self.listen)?;
+        self.branding.validate().map_err(ConfigError::Invalid)?;
         self.oauth.validate()?;
         self.audit.validate()?;
         self.api_keys.validate()?;

@@ -22,6 +22,7 @@
 //! | `POST /login/passkey`, `POST /account/passkeys`, `POST /account/passkeys/remove` | passkey sign-in, registration, removal ([`passkeys`]) |
 //! | `POST /account/tokens`, `GET /account/tokens/new`, `POST /account/tokens/{id}/revoke` | personal access tokens: create (step-up, shown once), revoke ([`tokens`]) |
 //! | `GET /static/pages.css`, `GET /static/passkey.js` | the one stylesheet, the one script |
+//! | `GET /static/brand.css`, `GET /static/logo` | the `[branding]` colours and logo ([`brand`]) |
 //!
 //! Rules every handler keeps:
 //! - **CSRF** ([`csrf`]): every POST checks the origin and a token before anything else; a
@@ -34,6 +35,7 @@
 //!   same page text for a wrong password and an unknown or disabled user.
 
 pub mod account;
+pub mod brand;
 pub mod cookies;
 pub mod csrf;
 pub mod headers;
@@ -60,6 +62,8 @@ const PASSKEY_JS: &str = include_str!("../../static/passkey.js");
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/static/pages.css", get(stylesheet))
+        .route("/static/brand.css", get(brand::stylesheet))
+        .route("/static/logo", get(brand::logo))
         .route("/static/passkey.js", get(passkey_script))
         .route("/login/passkey", post(passkeys::login_submit))
         .route("/account/passkeys", post(passkeys::register_submit))

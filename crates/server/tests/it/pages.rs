@@ -29,11 +29,15 @@ impl App for Pages {
 }
 
 async fn pages(db: &TestDatabase) -> Pages {
+    pages_with(db, Config::default()).await
+}
+
+async fn pages_with(db: &TestDatabase, config: Config) -> Pages {
     let clock = ManualClock::new(time::OffsetDateTime::now_utc());
     let state = AppState::start(
         db.store.clone(),
         Arc::new(clock.clone()),
-        Config::default(),
+        config,
         SealingKey::generate(),
     )
     .await
@@ -662,6 +666,88 @@ async fn security_headers_on_every_page_response(db: TestDatabase) {
     assert!(login.body.contains("<html lang=\"en\">"));
     assert!(login.body.contains("<label for=\"password\">"));
     assert!(!login.body.contains("<script"), "no JavaScript");
+}
+
+/// `[branding]`: the name (escaped like every interpolation), the logo and the colours reach
+/// every page, through files of this origin only, so the CSP is unchanged; without it, the
+/// defaults.
+#[tokio::test]
+async fn branded_pages_show_the_name_logo_and_colours_under_the_same_csp() {
+    let db = TestDatabase::sqlite().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let logo = dir.path().join("logo.svg");
+    let svg = "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>";
+    std::fs::write(&logo, svg).expect("write");
+    let mut config = Config::default();
+    config.branding.product_name = "Acme <Sign-in>".into();
+    config.branding.logo_file = Some(logo.clone());
+    config.branding.accent_colour = Some("#0a7d32".into());
+    let p = pages_with(&db, config.clone()).await;
+    let mut b = Browser::new();
+    let login = b.get(&p, "/login").await;
+    assert!(
+        login
+            .body
+            .contains("<title>Sign in · Acme &#60;Sign-in&#62;</title>")
+            || login
+                .body
+                .contains("<title>Sign in · Acme &lt;Sign-in&gt;</title>"),
+        "{}",
+        login.body
+    );
+    assert!(
+        login
+            .body
+            .contains("<img class=\"logo\" src=\"/static/logo\" alt=\"\">"),
+        "{}",
+        login.body
+    );
+    assert!(login.body.contains("href=\"/static/brand.css\""));
+    assert!(!login.body.contains("<Sign-in>"), "escaped");
+    let css = b.get(&p, "/static/brand.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.body.contains("--accent: #0a7d32;"), "{}", css.body);
+    let served = b.get(&p, "/static/logo").await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.headers["content-type"], "image/svg+xml");
+    assert_eq!(served.body, svg);
+    let csp = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+    for reply in [&login, &css, &served] {
+        assert_eq!(reply.headers["content-security-policy"], csp);
+    }
+    // Pages of the OAuth endpoints too: an authorization request without a client is an
+    // error page, branded.
+    let error = b.get(&p, "/oauth2/authorize").await;
+    assert!(error.body.contains("Acme &"), "{}", error.body);
+
+    // No branding: trustgate's name, no logo (404), the default accent.
+    let plain_db = TestDatabase::sqlite().await;
+    let plain = pages(&plain_db).await;
+    let login = b.get(&plain, "/login").await;
+    assert!(login.body.contains("<title>Sign in · trustgate</title>"));
+    assert!(!login.body.contains("class=\"logo\""));
+    assert_eq!(
+        b.get(&plain, "/static/logo").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        b.get(&plain, "/static/brand.css")
+            .await
+            .body
+            .contains("--accent: #2456c7;")
+    );
+
+    // A logo that cannot be read fails the start, naming the key.
+    config.branding.logo_file = Some(dir.path().join("missing.png"));
+    let err = AppState::start(
+        db.store.clone(),
+        Arc::new(ManualClock::new(time::OffsetDateTime::now_utc())),
+        config,
+        SealingKey::generate(),
+    )
+    .await
+    .expect_err("no logo");
+    assert!(err.to_string().contains("branding.logo_file"), "{err}");
 }
 
 async fn password_change_needs_step_up_after_the_window(db: TestDatabase) {
