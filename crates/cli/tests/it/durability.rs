@@ -424,43 +424,9 @@ impl Probe {
         (status, r.json().unwrap_or(Value::Null))
     }
 
-    /// A password login through the page, as a browser does it: the form (pre-login CSRF
-    /// cookie and field), then the post. Returns the post's status.
+    /// A password login through the page: the post's status.
     fn login(&self) -> u16 {
-        let client = reqwest::blocking::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client");
-        let page = client
-            .get(format!("{}/login", self.base))
-            .send()
-            .expect("login page");
-        let cookies: Vec<String> = page
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| v.split(';').next().map(str::to_owned))
-            .collect();
-        let body = page.text().unwrap_or_default();
-        let marker = "name=\"csrf\" value=\"";
-        let Some(start) = body.find(marker).map(|i| i + marker.len()) else {
-            return 0;
-        };
-        let csrf = body[start..].split('"').next().unwrap_or("").to_owned();
-        client
-            .post(format!("{}/login", self.base))
-            .header("origin", &self.base)
-            .header("sec-fetch-site", "same-origin")
-            .header("cookie", cookies.join("; "))
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("username", "anne"),
-                ("password", PASSWORD),
-            ])
-            .send()
-            .map_or(0, |r| r.status().as_u16())
+        crate::support::password_login(&self.base, "anne", PASSWORD)
     }
 }
 

@@ -15,4 +15,5 @@ mod packaging;
 mod postgres;
 mod relationships;
 mod serve;
+mod upgrade;
 mod users;

@@ -234,3 +234,42 @@ pub fn failed_with(out: &Output, code: i32, needle: &str) {
     assert_eq!(out.status.code(), Some(code), "stderr {stderr}");
     assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
 }
+
+/// A password login through the page, as a browser does it: the form (pre-login CSRF cookie
+/// and field), then the post. Returns the post's status (303 when signed in); 0 when the page
+/// could not be had.
+pub fn password_login(base: &str, username: &str, password: &str) -> u16 {
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let Ok(page) = client.get(format!("{base}/login")).send() else {
+        return 0;
+    };
+    let cookies: Vec<String> = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next().map(str::to_owned))
+        .collect();
+    let body = page.text().unwrap_or_default();
+    let marker = "name=\"csrf\" value=\"";
+    let Some(start) = body.find(marker).map(|i| i + marker.len()) else {
+        return 0;
+    };
+    let csrf = body[start..].split('"').next().unwrap_or("").to_owned();
+    client
+        .post(format!("{base}/login"))
+        .header("origin", base)
+        .header("sec-fetch-site", "same-origin")
+        .header("cookie", cookies.join("; "))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .map_or(0, |r| r.status().as_u16())
+}
