@@ -217,12 +217,23 @@ async fn an_audit_event_reaches_a_verifying_receiver_after_it_comes_back() {
     assert_eq!(json["data"]["actor"], "user:admin");
     assert_eq!(json["data"]["detail"]["role"], "auditor");
     let id = headers["webhook-id"].to_str().expect("id").to_owned();
-    let stored =
-        h.db.store
-            .get_delivery(&id)
-            .await
-            .expect("get")
-            .expect("in the outbox");
+    // The worker records the delivery after the receiver has answered: wait for the record.
+    let mut stored = None;
+    for _ in 0..250 {
+        let delivery =
+            h.db.store
+                .get_delivery(&id)
+                .await
+                .expect("get")
+                .expect("in the outbox");
+        let done = delivery.state == DeliveryState::Delivered;
+        stored = Some(delivery);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stored = stored.expect("read");
     assert_eq!(stored.state, DeliveryState::Delivered);
     assert!(stored.attempts >= 3, "{stored:?}");
     assert_eq!(stored.last_status, Some(204));
