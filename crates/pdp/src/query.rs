@@ -245,6 +245,7 @@ impl Pdp {
     /// Does `check.user` have `check.relation` to `check.object` (with the contextual tuples
     /// and the condition context)? `Ok(false)` is a definite no; every failure to decide is an
     /// error, never an allow. The decision is audited with `caller`.
+    #[tracing::instrument(name = "pdp.check", level = "debug", skip_all)]
     pub async fn check(
         &self,
         scope: &QueryScope<'_>,

@@ -45,6 +45,54 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// `[telemetry]`: OpenTelemetry traces of every request (off unless an endpoint is set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP collector's base URL (`http://127.0.0.1:4318`); traces are posted to
+    /// `{otlp_endpoint}/v1/traces` as JSON. Unset: no traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the traces.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "trustgate".into(),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// Refuses an endpoint that is not an http(s) URL without query or fragment, and an empty
+    /// service name.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let ok = url::Url::parse(endpoint).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "telemetry.otlp_endpoint: `{endpoint}` is not an http(s) URL such as \
+                     http://127.0.0.1:4318"
+                )));
+            }
+        }
+        if self.service_name.trim().is_empty() || self.service_name.len() > 128 {
+            return Err(ConfigError::Invalid(
+                "telemetry.service_name: 1 to 128 characters".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The effective configuration of a server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -82,6 +130,8 @@ pub struct Config {
     pub pages: PagesConfig,
     /// The pages' product name, logo and colours.
     pub branding: crate::pages::brand::BrandingConfig,
+    /// OpenTelemetry traces.
+    pub telemetry: TelemetryConfig,
     /// OAuth 2.0 / OpenID Connect: signing keys and token lifetimes.
     pub oauth: OAuthConfig,
     /// The audit trail: the streamed writer's queue and the retention of streamed events.
@@ -552,6 +602,7 @@ impl Default for Config {
             authz: AuthzConfig::default(),
             pages: PagesConfig::default(),
             branding: crate::pages::brand::BrandingConfig::default(),
+            telemetry: TelemetryConfig::default(),
             oauth: OAuthConfig::default(),
             audit: AuditConfig::default(),
             api_keys: ApiKeysConfig::default(),
@@ -845,6 +896,7 @@ const ENV_KEYS: &[&str] = &[
     "authz",
     "pages",
     "branding",
+    "telemetry",
     "oauth",
     "audit",
     "api_keys",
@@ -934,6 +986,7 @@ impl Config {
         }
         self.pages.validate(self.listen)?;
         self.branding.validate().map_err(ConfigError::Invalid)?;
+        self.telemetry.validate()?;
         self.oauth.validate()?;
         self.audit.validate()?;
         self.api_keys.validate()?;

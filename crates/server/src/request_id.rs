@@ -40,10 +40,21 @@ pub async fn assign_request_id(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(
         "request",
+        otel.kind = "server",
         request_id = %id,
         method = %request.method(),
         path = %request.uri().path(),
+        trace_id = tracing::field::Empty,
     );
+    // With traces exported, the log lines of the request name its trace.
+    let trace_id = {
+        use opentelemetry::trace::TraceContextExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        span.context().span().span_context().trace_id()
+    };
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
     let mut response = {
         use tracing::Instrument as _;
         next.run(request).instrument(span).await

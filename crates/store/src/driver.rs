@@ -151,6 +151,16 @@ macro_rules! migrations {
 }
 pub(crate) use migrations;
 
+/// The statement's first keyword (`SELECT`, `INSERT`, ...), for the `store.query` span: never
+/// the statement's values.
+pub(crate) fn operation(sql: &str) -> &str {
+    let sql = sql.trim_start();
+    let end = sql
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(sql.len());
+    &sql[..end]
+}
+
 /// The methods of [`crate::sql::Database`] that drive sqlx alike on every backend, written once
 /// for the two `impl Database` blocks. Expanded inside such a block, it expects there: a
 /// `fn arguments(&[Arg]) -> Result<<DB as sqlx::Database>::Arguments, StoreError>` (the
@@ -163,6 +173,12 @@ macro_rules! sqlx_methods {
             Ok(())
         }
 
+        #[::tracing::instrument(
+                            name = "store.query",
+                            level = "debug",
+                            skip_all,
+                            fields(db.operation = $crate::driver::operation(sql))
+                        )]
         async fn execute(
             &self,
             on: On<'_, Self::Tx>,
@@ -177,6 +193,12 @@ macro_rules! sqlx_methods {
             Ok(done.map_err($crate::driver::store_error)?.rows_affected())
         }
 
+        #[::tracing::instrument(
+                            name = "store.query",
+                            level = "debug",
+                            skip_all,
+                            fields(db.operation = $crate::driver::operation(sql))
+                        )]
         async fn fetch_optional(
             &self,
             on: On<'_, Self::Tx>,
@@ -191,6 +213,12 @@ macro_rules! sqlx_methods {
             .map_err($crate::driver::store_error)
         }
 
+        #[::tracing::instrument(
+                            name = "store.query",
+                            level = "debug",
+                            skip_all,
+                            fields(db.operation = $crate::driver::operation(sql))
+                        )]
         async fn fetch_all(
             &self,
             on: On<'_, Self::Tx>,
@@ -205,6 +233,12 @@ macro_rules! sqlx_methods {
             .map_err($crate::driver::store_error)
         }
 
+        #[::tracing::instrument(
+                            name = "store.query",
+                            level = "debug",
+                            skip_all,
+                            fields(db.operation = $crate::driver::operation(sql))
+                        )]
         async fn for_each<F>(
             &self,
             on: On<'_, Self::Tx>,

@@ -56,7 +56,7 @@ enum Command {
         server: ServerArgs,
     },
     /// Restore a backup made by `trustgate backup` (the server must be stopped); what it
-    /// replaces is moved to <data-dir>/before-restore-<time>/.
+    /// replaces is moved to DATA_DIR/before-restore-TIME/.
     Restore {
         /// The backup directory.
         #[arg(long, value_name = "DIR")]
@@ -315,7 +315,24 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 
 async fn serve(args: &ServerArgs, data_dir: Option<PathBuf>) -> Result<(), Failure> {
     let config = args.load(data_dir)?;
-    trustgate_server::telemetry::init_logging(config.log_format, &config.log_level);
+    // The trace exporter's HTTP client blocks: made, and later flushed, off the async workers.
+    let (format, level, traces) = (
+        config.log_format,
+        config.log_level.clone(),
+        config.telemetry.clone(),
+    );
+    let telemetry = tokio::task::spawn_blocking(move || {
+        trustgate_server::telemetry::init(format, &level, &traces)
+    })
+    .await
+    .map_err(|e| Failure::Failed(e.to_string()))?
+    .map_err(Failure::Usage)?;
+    let served = serve_until_signal(config).await;
+    let _ = tokio::task::spawn_blocking(move || drop(telemetry)).await;
+    served
+}
+
+async fn serve_until_signal(config: Config) -> Result<(), Failure> {
     let database = config.shown_database_url();
     let data_dir = config.data_dir.clone();
     let server = Server::start(config)

@@ -15,5 +15,6 @@ mod packaging;
 mod postgres;
 mod relationships;
 mod serve;
+mod traces;
 mod upgrade;
 mod users;

@@ -614,6 +614,11 @@ impl ClientRegistry {
     /// id, wrong secret, wrong method and an assertion whose signature does not verify against
     /// the client's keys all read the same. Only an assertion the client verifiably signed gets
     /// a specific description (expired, wrong `aud`, `jti` replayed, ...).
+    #[tracing::instrument(
+        name = "authn.client",
+        skip_all,
+        fields(method = presented.method_name())
+    )]
     pub async fn authenticate(
         &self,
         presented: &PresentedCredentials,

@@ -133,6 +133,11 @@ impl Provider {
     /// binds its refresh tokens to it. A client registered with `dpop_bound_access_tokens` must
     /// send one. `possession.certificate`: the request came over mutual TLS with this client
     /// certificate; the access token is bound to it (`cnf.x5t#S256`, RFC 8705 §3).
+    #[tracing::instrument(
+        name = "oauth.token",
+        skip_all,
+        fields(grant_type = params.get("grant_type").unwrap_or_default())
+    )]
     pub async fn token_with<F, Fut>(
         &self,
         params: &Params,
