@@ -174,11 +174,11 @@ macro_rules! sqlx_methods {
         }
 
         #[::tracing::instrument(
-                            name = "store.query",
-                            level = "debug",
-                            skip_all,
-                            fields(db.operation = $crate::driver::operation(sql))
-                        )]
+                                    name = "store.query",
+                                    level = "debug",
+                                    skip_all,
+                                    fields(db.operation = $crate::driver::operation(sql))
+                                )]
         async fn execute(
             &self,
             on: On<'_, Self::Tx>,
@@ -194,11 +194,11 @@ macro_rules! sqlx_methods {
         }
 
         #[::tracing::instrument(
-                            name = "store.query",
-                            level = "debug",
-                            skip_all,
-                            fields(db.operation = $crate::driver::operation(sql))
-                        )]
+                                    name = "store.query",
+                                    level = "debug",
+                                    skip_all,
+                                    fields(db.operation = $crate::driver::operation(sql))
+                                )]
         async fn fetch_optional(
             &self,
             on: On<'_, Self::Tx>,
@@ -214,11 +214,11 @@ macro_rules! sqlx_methods {
         }
 
         #[::tracing::instrument(
-                            name = "store.query",
-                            level = "debug",
-                            skip_all,
-                            fields(db.operation = $crate::driver::operation(sql))
-                        )]
+                                    name = "store.query",
+                                    level = "debug",
+                                    skip_all,
+                                    fields(db.operation = $crate::driver::operation(sql))
+                                )]
         async fn fetch_all(
             &self,
             on: On<'_, Self::Tx>,
@@ -234,11 +234,11 @@ macro_rules! sqlx_methods {
         }
 
         #[::tracing::instrument(
-                            name = "store.query",
-                            level = "debug",
-                            skip_all,
-                            fields(db.operation = $crate::driver::operation(sql))
-                        )]
+                                    name = "store.query",
+                                    level = "debug",
+                                    skip_all,
+                                    fields(db.operation = $crate::driver::operation(sql))
+                                )]
         async fn for_each<F>(
             &self,
             on: On<'_, Self::Tx>,

@@ -669,10 +669,7 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
 
     // Who a certificate is: the service account its SPIFFE ID (else its subject DN) is bound
     // to; unbound, authenticated with no permissions.
-    let admin = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(server_ca.pem.as_bytes()).expect("ca"))
-        .build()
-        .expect("client");
+    let admin = https_client(&server_ca);
     let api = |path: &str| format!("https://localhost:{}{path}", running.addr.port());
     let created: Value = admin
         .post(api("/admin/v1/service-accounts"))
@@ -787,14 +784,7 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // RFC 8705 §3: a token requested over mutual TLS is bound to the client certificate.
-    let discovery: Value = admin
-        .get(api("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let discovery = get_json(&admin, &api("/.well-known/openid-configuration")).await;
     assert_eq!(
         discovery["tls_client_certificate_bound_access_tokens"],
         true
@@ -905,6 +895,26 @@ async fn mutual_tls_admits_current_certificates_of_the_configured_cas_only() {
     drop(running);
 }
 
+/// An HTTPS client trusting `ca` only (the admin API and discovery on the main listener).
+fn https_client(ca: &Ca) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).expect("ca"))
+        .build()
+        .expect("client")
+}
+
+/// `GET url` as JSON.
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// The claims of the `access_token` in a token response (not verified: the server just
 /// issued it).
 fn access_token_claims(response: &Value) -> Value {
@@ -974,19 +984,9 @@ async fn self_signed_certificates_authenticate_only_the_client_that_registered_t
         .expect("answer");
     assert_eq!(status, StatusCode::OK, "{me}");
 
-    let admin = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(server_ca.pem.as_bytes()).expect("ca"))
-        .build()
-        .expect("client");
+    let admin = https_client(&server_ca);
     let api = |path: &str| format!("https://localhost:{}{path}", running.addr.port());
-    let discovery: Value = admin
-        .get(api("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let discovery = get_json(&admin, &api("/.well-known/openid-configuration")).await;
     let methods = discovery["token_endpoint_auth_methods_supported"].to_string();
     assert!(
         methods.contains("\"self_signed_tls_client_auth\""),
