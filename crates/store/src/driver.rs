@@ -151,9 +151,14 @@ macro_rules! migrations {
 }
 pub(crate) use migrations;
 
-/// The statement's first keyword (`SELECT`, `INSERT`, ...), for the `store.query` span: never
-/// the statement's values.
-pub(crate) fn operation(sql: &str) -> &str {
+/// The `store.query` span of one statement (debug level: exported inside a request when traces
+/// are on, a disabled callsite otherwise), naming only the statement's first keyword.
+pub(crate) fn query_span(sql: &str) -> tracing::Span {
+    tracing::debug_span!("store.query", db.operation = operation(sql))
+}
+
+/// The statement's first keyword (`SELECT`, `INSERT`, ...): never the statement's values.
+fn operation(sql: &str) -> &str {
     let sql = sql.trim_start();
     let end = sql
         .find(|c: char| !c.is_ascii_alphabetic())
@@ -173,12 +178,6 @@ macro_rules! sqlx_methods {
             Ok(())
         }
 
-        #[::tracing::instrument(
-                                    name = "store.query",
-                                    level = "debug",
-                                    skip_all,
-                                    fields(db.operation = $crate::driver::operation(sql))
-                                )]
         async fn execute(
             &self,
             on: On<'_, Self::Tx>,
@@ -186,19 +185,19 @@ macro_rules! sqlx_methods {
             args: &[Arg<'_>],
         ) -> Result<u64, StoreError> {
             let query = ::sqlx::query_with(::sqlx::AssertSqlSafe(sql), arguments(args)?);
-            let done = match on {
-                On::Pool => query.execute(&self.pool).await,
-                On::Tx(tx) => query.execute(&mut **tx).await,
-            };
+            let done = ::tracing::Instrument::instrument(
+                async {
+                    match on {
+                        On::Pool => query.execute(&self.pool).await,
+                        On::Tx(tx) => query.execute(&mut **tx).await,
+                    }
+                },
+                $crate::driver::query_span(sql),
+            )
+            .await;
             Ok(done.map_err($crate::driver::store_error)?.rows_affected())
         }
 
-        #[::tracing::instrument(
-                                    name = "store.query",
-                                    level = "debug",
-                                    skip_all,
-                                    fields(db.operation = $crate::driver::operation(sql))
-                                )]
         async fn fetch_optional(
             &self,
             on: On<'_, Self::Tx>,
@@ -206,19 +205,19 @@ macro_rules! sqlx_methods {
             args: &[Arg<'_>],
         ) -> Result<Option<$row>, StoreError> {
             let query = ::sqlx::query_with(::sqlx::AssertSqlSafe(sql), arguments(args)?);
-            match on {
-                On::Pool => query.fetch_optional(&self.pool).await,
-                On::Tx(tx) => query.fetch_optional(&mut **tx).await,
-            }
+            ::tracing::Instrument::instrument(
+                async {
+                    match on {
+                        On::Pool => query.fetch_optional(&self.pool).await,
+                        On::Tx(tx) => query.fetch_optional(&mut **tx).await,
+                    }
+                },
+                $crate::driver::query_span(sql),
+            )
+            .await
             .map_err($crate::driver::store_error)
         }
 
-        #[::tracing::instrument(
-                                    name = "store.query",
-                                    level = "debug",
-                                    skip_all,
-                                    fields(db.operation = $crate::driver::operation(sql))
-                                )]
         async fn fetch_all(
             &self,
             on: On<'_, Self::Tx>,
@@ -226,19 +225,19 @@ macro_rules! sqlx_methods {
             args: &[Arg<'_>],
         ) -> Result<Vec<$row>, StoreError> {
             let query = ::sqlx::query_with(::sqlx::AssertSqlSafe(sql), arguments(args)?);
-            match on {
-                On::Pool => query.fetch_all(&self.pool).await,
-                On::Tx(tx) => query.fetch_all(&mut **tx).await,
-            }
+            ::tracing::Instrument::instrument(
+                async {
+                    match on {
+                        On::Pool => query.fetch_all(&self.pool).await,
+                        On::Tx(tx) => query.fetch_all(&mut **tx).await,
+                    }
+                },
+                $crate::driver::query_span(sql),
+            )
+            .await
             .map_err($crate::driver::store_error)
         }
 
-        #[::tracing::instrument(
-                                    name = "store.query",
-                                    level = "debug",
-                                    skip_all,
-                                    fields(db.operation = $crate::driver::operation(sql))
-                                )]
         async fn for_each<F>(
             &self,
             on: On<'_, Self::Tx>,
@@ -254,13 +253,20 @@ macro_rules! sqlx_methods {
                 On::Pool => query.fetch(&self.pool),
                 On::Tx(tx) => query.fetch(&mut **tx),
             };
-            while let Some(row) = ::futures::TryStreamExt::try_next(&mut rows)
-                .await
-                .map_err($crate::driver::store_error)?
-            {
-                each(&row)?;
-            }
-            Ok(())
+            let span = $crate::driver::query_span(sql);
+            ::tracing::Instrument::instrument(
+                async {
+                    while let Some(row) = ::futures::TryStreamExt::try_next(&mut rows)
+                        .await
+                        .map_err($crate::driver::store_error)?
+                    {
+                        each(&row)?;
+                    }
+                    Ok(())
+                },
+                span,
+            )
+            .await
         }
 
         async fn migrate(&self) -> Result<MigrationReport, StoreError> {
