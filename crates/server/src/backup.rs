@@ -106,8 +106,7 @@ pub async fn restore(config: &Config, from: &Path) -> Result<BackupSummary, Back
         }
         companions.push((backed_up_key, config.data_dir.join(SECRETS_KEY_FILE)));
     }
-    let seconds = time::OffsetDateTime::now_utc().unix_timestamp();
-    let aside = config.data_dir.join(format!("before-restore-{seconds}"));
+    let aside = aside_directory(&config.data_dir);
     let checked = sqlite_backup::restore(&url, &database, &aside, &companions).await?;
     Ok(BackupSummary {
         backup: from.to_path_buf(),
@@ -117,6 +116,20 @@ pub async fn restore(config: &Config, from: &Path) -> Result<BackupSummary, Back
         secrets_key,
         replaced_into: Some(aside),
     })
+}
+
+/// A directory name for the replaced files that no earlier restore used:
+/// `before-restore-<unix time>`, with `-2`, `-3`, ... for restores within the same second.
+fn aside_directory(data_dir: &Path) -> PathBuf {
+    let seconds = time::OffsetDateTime::now_utc().unix_timestamp();
+    let base = format!("before-restore-{seconds}");
+    let mut candidate = data_dir.join(&base);
+    let mut n = 1;
+    while candidate.exists() {
+        n += 1;
+        candidate = data_dir.join(format!("{base}-{n}"));
+    }
+    candidate
 }
 
 fn sqlite_url(config: &Config) -> Result<String, BackupError> {

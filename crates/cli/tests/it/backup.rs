@@ -148,6 +148,13 @@ fn a_backup_taken_while_serving_restores_what_it_saw_and_keeps_what_it_replaced(
         std::fs::read(data.join("secrets.key")).expect("key"),
         std::fs::read(backup.join("secrets.key")).expect("key")
     );
+    // Restored again at once: the first restore's kept files are not overwritten.
+    let again = ok_json(&command(
+        &["restore", "--from", backup.to_str().expect("utf-8")],
+        &data,
+    ));
+    assert_ne!(again["replaced_into"], restored["replaced_into"]);
+    assert!(aside.join("trustgate.db").is_file());
     let server = Running::start(&data, &[], &[]);
     assert_eq!(store_names(&server, &data), ["before"]);
     let out = server.terminate();
