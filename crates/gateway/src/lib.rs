@@ -261,11 +261,11 @@ pub async fn serve(
 /// the running configuration kept.
 pub fn reload_from(gateway: &Gateway, path: &Path) -> Result<(), GatewayError> {
     let config = GatewayConfig::load(path)?;
-    let listen = gateway.config().listen;
-    if config.listen != listen {
-        tracing::warn!(target: "trustgate_gateway", old = %listen, new = %config.listen, "the listen address changes only on restart");
+    let running = gateway.config();
+    if config.listen != running.listen {
+        tracing::warn!(target: "trustgate_gateway", old = %running.listen, new = %config.listen, "the listen address changes only on restart");
     }
-    if config.mtls != gateway.config().mtls {
+    if config.mtls != running.mtls {
         tracing::warn!(target: "trustgate_gateway", "[mtls] changes only on restart");
     }
     gateway.reload(config)

@@ -18,7 +18,7 @@ use trustgate_store::sqlite::backup as sqlite_backup;
 use trustgate_store_api::{Backend, StoreError};
 
 use crate::Config;
-use crate::serve::SECRETS_KEY_FILE;
+use crate::serve::{SECRETS_KEY_FILE, create_private_dir, write_private_file};
 
 /// The database file's name inside a backup directory.
 pub const DATABASE_FILE: &str = "trustgate.db";
@@ -157,14 +157,7 @@ fn prepare_directory(dir: &Path) -> Result<(), BackupError> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::DirBuilderExt as _;
-                builder.mode(0o700);
-            }
-            builder.create(dir).map_err(|e| refuse(e.to_string()))
+            create_private_dir(dir).map_err(|e| refuse(e.to_string()))
         }
         Err(e) => Err(refuse(e.to_string())),
     }
@@ -174,14 +167,5 @@ fn prepare_directory(dir: &Path) -> Result<(), BackupError> {
 fn copy_private(from: &Path, to: &Path) -> Result<(), BackupError> {
     let fail = |e: std::io::Error| BackupError::Directory(format!("{}: {e}", to.display()));
     let bytes = std::fs::read(from).map_err(fail)?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(to).map_err(fail)?;
-    std::io::Write::write_all(&mut file, &bytes).map_err(fail)?;
-    file.sync_all().map_err(fail)
+    write_private_file(to, &bytes).map_err(fail)
 }

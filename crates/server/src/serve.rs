@@ -381,6 +381,34 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Creates `path` (and its parents), enterable by its owner only.
+pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Writes `bytes` to the new file `path` (never replacing one), readable by its owner only,
+/// and syncs it.
+pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// Creates the data directory and proves it is writable.
 fn ensure_data_dir(path: &Path) -> Result<(), StartError> {
     let fail = |source| StartError::DataDir {
@@ -389,14 +417,7 @@ fn ensure_data_dir(path: &Path) -> Result<(), StartError> {
     };
     if !path.exists() {
         // Only its owner may list or read what the server keeps here.
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt as _;
-            builder.mode(0o700);
-        }
-        builder.create(path).map_err(fail)?;
+        create_private_dir(path).map_err(fail)?;
     }
     let probe = path.join(".write-test");
     std::fs::write(&probe, b"ok").map_err(fail)?;
@@ -482,19 +503,7 @@ fn secrets_key_file(path: &Path) -> Result<SealingKey, StartError> {
         Err(e) => return Err(unreadable(e.to_string())),
     }
     let key = SealingKey::generate();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let written = options.open(path).and_then(|mut file| {
-        use std::io::Write as _;
-        file.write_all(key.to_base64().expose().as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()
-    });
+    let written = write_private_file(path, format!("{}\n", key.to_base64().expose()).as_bytes());
     match written {
         Ok(()) => {
             tracing::info!(path = %path.display(), "generated a new secrets key");
